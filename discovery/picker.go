@@ -1,0 +1,58 @@
+package discovery
+
+import "sync/atomic"
+
+// Picker balances calls over one immutable list of instances with smooth
+// weighted round-robin. Pick is lock-free and allocation-free; a Picker is
+// safe for concurrent use and is replaced, not changed, when the list
+// changes.
+type Picker struct {
+	instances []Instance
+	schedule  Schedule
+	next      atomic.Uint64
+}
+
+// probesBeforeScan is how many schedule positions Pick tries before it
+// scans the whole list for an acceptable instance.
+const probesBeforeScan = 4
+
+// NewPicker returns a Picker over instances. It keeps the slice: the caller
+// must not change it afterwards.
+func NewPicker(instances []Instance) *Picker {
+	weights := make([]int, len(instances))
+	for i := range instances {
+		weights[i] = instances[i].weight()
+	}
+	return &Picker{instances: instances, schedule: NewSchedule(weights)}
+}
+
+// Len is the number of instances.
+func (p *Picker) Len() int { return len(p.instances) }
+
+// Instances returns the picker's list. Callers must not modify it.
+func (p *Picker) Instances() []Instance { return p.instances }
+
+// Pick returns the next instance in weighted round-robin order for which
+// accept returns true (a nil accept takes any), or nil when none does.
+// Rejected instances are skipped without disturbing the order for others.
+func (p *Picker) Pick(accept func(*Instance) bool) *Instance {
+	n := len(p.instances)
+	if n == 0 {
+		return nil
+	}
+	k := p.next.Add(1) - 1
+	for i := range uint64(min(n, probesBeforeScan)) {
+		in := &p.instances[p.schedule.At(k+i)]
+		if accept == nil || accept(in) {
+			return in
+		}
+	}
+	start := p.schedule.At(k)
+	for i := range n {
+		in := &p.instances[(start+i)%n]
+		if accept(in) {
+			return in
+		}
+	}
+	return nil
+}

@@ -1,0 +1,96 @@
+package router
+
+import (
+	"net/http"
+	"regexp"
+	"strings"
+)
+
+// Request is what the router reads of one call. Header holds HTTP headers
+// with canonical keys; Metadata holds gRPC metadata with lower-case keys.
+// Either may be nil.
+type Request struct {
+	Method   string
+	Path     string
+	Header   http.Header
+	Metadata map[string][]string
+}
+
+type condKind uint8
+
+const (
+	condExact condKind = iota
+	condPrefix
+	condRegex
+	condPresent
+	condAbsent
+)
+
+type stringCond struct {
+	kind  condKind
+	value string
+	re    *regexp.Regexp
+}
+
+func (c *stringCond) match(v string, present bool) bool {
+	switch c.kind {
+	case condPresent:
+		return present
+	case condAbsent:
+		return !present
+	}
+	if !present {
+		return false
+	}
+	switch c.kind {
+	case condExact:
+		return v == c.value
+	case condPrefix:
+		return strings.HasPrefix(v, c.value)
+	default:
+		return c.re.MatchString(v)
+	}
+}
+
+type headerCond struct {
+	canonical string // http.Header key
+	lower     string // gRPC metadata key
+	cond      stringCond
+}
+
+// header returns the first value of the header h names.
+func (r *Request) header(h *headerCond) (string, bool) {
+	if vs, ok := r.Header[h.canonical]; ok && len(vs) > 0 {
+		return vs[0], true
+	}
+	if vs, ok := r.Metadata[h.lower]; ok && len(vs) > 0 {
+		return vs[0], true
+	}
+	return "", false
+}
+
+func (rt *route) matches(r *Request) bool {
+	if len(rt.methods) > 0 {
+		ok := false
+		for _, m := range rt.methods {
+			if m == r.Method {
+				ok = true
+				break
+			}
+		}
+		if !ok {
+			return false
+		}
+	}
+	if rt.path != nil && !rt.path.match(r.Path, true) {
+		return false
+	}
+	for i := range rt.headers {
+		h := &rt.headers[i]
+		v, ok := r.header(h)
+		if !h.cond.match(v, ok) {
+			return false
+		}
+	}
+	return true
+}
