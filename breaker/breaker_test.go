@@ -1,0 +1,750 @@
+package breaker
+
+import (
+	"errors"
+	"math"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// recorder collects state-change events.
+type recorder struct {
+	mu     sync.Mutex
+	events []event
+}
+
+func (r *recorder) hook(_ string, from, to State) {
+	r.mu.Lock()
+	r.events = append(r.events, event{from, to})
+	r.mu.Unlock()
+}
+
+func (r *recorder) got() []event {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]event(nil), r.events...)
+}
+
+func ev(from, to State) event { return event{from, to} }
+
+func checkEvents(t *testing.T, r *recorder, want ...event) {
+	t.Helper()
+	got := r.got()
+	if len(got) != len(want) {
+		t.Fatalf("events = %v, want %v", got, want)
+	}
+	for i := range got {
+		if got[i] != want[i] {
+			t.Fatalf("events = %v, want %v", got, want)
+		}
+	}
+}
+
+func do(t *testing.T, b *Breaker, o Outcome) {
+	t.Helper()
+	ran := false
+	if err := b.Do(func() Outcome { ran = true; return o }); err != nil {
+		t.Fatalf("Do(%v) = %v, want admitted (state %v)", o, err, b.State())
+	}
+	if !ran {
+		t.Fatal("Do returned nil without running the call")
+	}
+}
+
+func refused(t *testing.T, b *Breaker) {
+	t.Helper()
+	ran := false
+	err := b.Do(func() Outcome { ran = true; return Success })
+	if !errors.Is(err, ErrOpen) {
+		t.Fatalf("Do = %v, want ErrOpen", err)
+	}
+	if ran {
+		t.Fatal("refused call ran")
+	}
+}
+
+// waitReady polls until the open period is over; it fails after a generous
+// deadline instead of sleeping a fixed time.
+func waitReady(t *testing.T, b *Breaker) time.Time {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !b.Ready() {
+		if time.Now().After(deadline) {
+			t.Fatalf("breaker not ready after 5s (open until %v)", b.OpenUntil())
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return time.Now()
+}
+
+// trip runs failing calls until the breaker opens and returns the instants
+// just before and just after the tripping call, bracketing the trip.
+func trip(t *testing.T, b *Breaker, failing func()) (before, after time.Time) {
+	t.Helper()
+	before = time.Now()
+	failing()
+	after = time.Now()
+	if s := b.State(); s != StateOpen {
+		t.Fatalf("state after tripping calls = %v, want open", s)
+	}
+	return before, after
+}
+
+// checkPeriod asserts the open period of the current trip is want, using
+// OpenUntil against the bracket of the trip, so it does not depend on
+// scheduling.
+func checkPeriod(t *testing.T, b *Breaker, before, after time.Time, want time.Duration) {
+	t.Helper()
+	until := b.OpenUntil()
+	if until.IsZero() {
+		t.Fatal("OpenUntil is zero right after a trip")
+	}
+	lo, hi := before.Add(want), after.Add(want)
+	if until.Before(lo) || until.After(hi) {
+		t.Fatalf("open period: until-before = %v, until-after = %v; want %v in between",
+			until.Sub(before), until.Sub(after), want)
+	}
+}
+
+func TestStateWalk(t *testing.T) {
+	const base = 40 * time.Millisecond
+	rec := &recorder{}
+	b := New("svc", Settings{
+		MinRequests:    4,
+		FailureRatio:   0.5,
+		OpenBase:       base,
+		Multiplier:     2,
+		OpenMax:        4 * base,
+		HalfOpenProbes: 2,
+	}, WithOnStateChange(rec.hook))
+
+	if b.State() != StateClosed || !b.Ready() || b.Trips() != 0 || !b.OpenUntil().IsZero() {
+		t.Fatalf("new breaker: state %v ready %v trips %d until %v", b.State(), b.Ready(), b.Trips(), b.OpenUntil())
+	}
+
+	// Below MinRequests nothing trips, even at 100% failures.
+	do(t, b, Success)
+	do(t, b, Failure)
+	do(t, b, Failure)
+	if b.State() != StateClosed {
+		t.Fatalf("tripped below MinRequests")
+	}
+	// The 4th completed call reaches MinRequests with 3/4 failures.
+	before, after := trip(t, b, func() { do(t, b, Failure) })
+	checkPeriod(t, b, before, after, base)
+	if b.Trips() != 1 || b.Ready() {
+		t.Fatalf("after trip: trips %d ready %v", b.Trips(), b.Ready())
+	}
+	refused(t, b)
+	checkEvents(t, rec, ev(StateClosed, StateOpen))
+
+	// Open → half-open after the period; not earlier.
+	ready := waitReady(t, b)
+	if ready.Sub(before) < base {
+		t.Fatalf("ready after %v, want >= %v", ready.Sub(before), base)
+	}
+	if s := b.State(); s != StateHalfOpen {
+		t.Fatalf("state after open period = %v, want half-open", s)
+	}
+	checkEvents(t, rec, ev(StateClosed, StateOpen), ev(StateOpen, StateHalfOpen))
+
+	// A failed probe trips again, with longer and longer periods up to the cap.
+	want := []time.Duration{2 * base, 4 * base, 4 * base}
+	for i, p := range want {
+		before, after = trip(t, b, func() { do(t, b, Failure) })
+		checkPeriod(t, b, before, after, p)
+		if b.Trips() != i+2 {
+			t.Fatalf("trips = %d, want %d", b.Trips(), i+2)
+		}
+		refused(t, b)
+		waitReady(t, b)
+	}
+
+	// HalfOpenProbes good probes close it and reset the trip count.
+	do(t, b, Success)
+	if s := b.State(); s != StateHalfOpen {
+		t.Fatalf("state after 1 of 2 probes = %v, want half-open", s)
+	}
+	do(t, b, Success)
+	if s := b.State(); s != StateClosed {
+		t.Fatalf("state after 2 good probes = %v, want closed", s)
+	}
+	if b.Trips() != 0 || !b.OpenUntil().IsZero() || !b.Ready() {
+		t.Fatalf("after recovery: trips %d until %v ready %v", b.Trips(), b.OpenUntil(), b.Ready())
+	}
+
+	// The next trip starts again from OpenBase. The window was cleared on
+	// the state change, so MinRequests applies afresh.
+	do(t, b, Failure)
+	do(t, b, Failure)
+	do(t, b, Failure)
+	if b.State() != StateClosed {
+		t.Fatal("window not cleared on recovery")
+	}
+	before, after = trip(t, b, func() { do(t, b, Failure) })
+	checkPeriod(t, b, before, after, base)
+	if b.Trips() != 1 {
+		t.Fatalf("trips after recovery and new trip = %d, want 1", b.Trips())
+	}
+
+	o, h := StateOpen, StateHalfOpen
+	checkEvents(t, rec,
+		ev(StateClosed, o), ev(o, h),
+		ev(h, o), ev(o, h),
+		ev(h, o), ev(o, h),
+		ev(h, o), ev(o, h),
+		ev(h, StateClosed), ev(StateClosed, o))
+}
+
+func TestGrowthCapWithLargeMultiplier(t *testing.T) {
+	b := New("svc", Settings{MinRequests: 1, OpenBase: 10 * time.Millisecond, OpenMax: 30 * time.Millisecond, Multiplier: 1e300, HalfOpenProbes: 1})
+	before, after := trip(t, b, func() { do(t, b, Failure) })
+	checkPeriod(t, b, before, after, 10*time.Millisecond)
+	for range 3 {
+		waitReady(t, b)
+		before, after = trip(t, b, func() { do(t, b, Failure) })
+		checkPeriod(t, b, before, after, 30*time.Millisecond)
+	}
+}
+
+func TestMultiplierOneKeepsPeriod(t *testing.T) {
+	b := New("svc", Settings{MinRequests: 1, OpenBase: 20 * time.Millisecond, Multiplier: 1, HalfOpenProbes: 1})
+	for range 3 {
+		before, after := trip(t, b, func() { do(t, b, Failure) })
+		checkPeriod(t, b, before, after, 20*time.Millisecond)
+		waitReady(t, b)
+	}
+}
+
+func TestJitter(t *testing.T) {
+	const base = 100 * time.Millisecond
+	for _, tc := range []struct {
+		u    float64
+		want time.Duration
+	}{
+		{0, 80 * time.Millisecond},     // 1 - 0.2
+		{0.5, base},                    // no change
+		{0.75, 110 * time.Millisecond}, // 1 + 0.2*0.5
+		{2, 120 * time.Millisecond},    // clamped to just below 1: ~1+0.2
+		{math.NaN(), 80 * time.Millisecond},
+	} {
+		b := New("svc", Settings{MinRequests: 1, OpenBase: base, OpenMax: time.Second, Jitter: 0.2},
+			WithJitterSource(func() float64 { return tc.u }))
+		before, after := trip(t, b, func() { do(t, b, Failure) })
+		// Allow 1µs for float rounding of the clamped source.
+		lo, hi := before.Add(tc.want-time.Microsecond), after.Add(tc.want)
+		if u := b.OpenUntil(); u.Before(lo) || u.After(hi) {
+			t.Errorf("u=%v: open period ≈ %v, want %v", tc.u, u.Sub(before), tc.want)
+		}
+	}
+
+	// Jitter never pushes the period above OpenMax.
+	b := New("svc", Settings{MinRequests: 1, OpenBase: base, OpenMax: base, Jitter: 0.5},
+		WithJitterSource(func() float64 { return 0.99 }))
+	before, after := trip(t, b, func() { do(t, b, Failure) })
+	checkPeriod(t, b, before, after, base)
+}
+
+func TestSlowCalls(t *testing.T) {
+	const threshold = 50 * time.Millisecond
+	slowCall := func() Outcome { time.Sleep(threshold + 10*time.Millisecond); return Success }
+
+	t.Run("trips on slow ratio", func(t *testing.T) {
+		b := New("svc", Settings{
+			MinRequests:       4,
+			SlowCallThreshold: threshold,
+			SlowCallRatio:     0.5,
+			OpenBase:          20 * time.Millisecond,
+			HalfOpenProbes:    1,
+		})
+		do(t, b, Success)
+		do(t, b, Success)
+		if err := b.Do(slowCall); err != nil {
+			t.Fatal(err)
+		}
+		if b.State() != StateClosed {
+			t.Fatal("tripped below MinRequests")
+		}
+		if err := b.Do(slowCall); err != nil {
+			t.Fatal(err)
+		}
+		if s := b.State(); s != StateOpen {
+			t.Fatalf("state after 2 slow of 4 = %v, want open", s)
+		}
+		// A slow probe is a failed probe.
+		waitReady(t, b)
+		if err := b.Do(slowCall); err != nil {
+			t.Fatal(err)
+		}
+		if s := b.State(); s != StateOpen || b.Trips() != 2 {
+			t.Fatalf("after slow probe: state %v trips %d, want open, 2", s, b.Trips())
+		}
+		// A fast probe closes it.
+		waitReady(t, b)
+		do(t, b, Success)
+		if s := b.State(); s != StateClosed {
+			t.Fatalf("after fast probe: %v, want closed", s)
+		}
+	})
+
+	t.Run("default ratio needs all slow", func(t *testing.T) {
+		b := New("svc", Settings{MinRequests: 2, SlowCallThreshold: threshold})
+		do(t, b, Success)
+		if err := b.Do(slowCall); err != nil {
+			t.Fatal(err)
+		}
+		if err := b.Do(slowCall); err != nil {
+			t.Fatal(err)
+		}
+		if s := b.State(); s != StateClosed {
+			t.Fatalf("1 fast + 2 slow tripped with ratio 1: %v", s)
+		}
+		b2 := New("svc", Settings{MinRequests: 2, SlowCallThreshold: threshold})
+		b2.Do(slowCall)
+		b2.Do(slowCall)
+		if s := b2.State(); s != StateOpen {
+			t.Fatalf("all slow: %v, want open", s)
+		}
+	})
+
+	t.Run("slow failures do not double count", func(t *testing.T) {
+		// Failure ratio 1 and slow ratio 1: two slow failures and two fast
+		// successes trip neither way.
+		b := New("svc", Settings{MinRequests: 4, FailureRatio: 1, SlowCallThreshold: threshold})
+		do(t, b, Success)
+		do(t, b, Success)
+		b.Do(func() Outcome { time.Sleep(threshold + 10*time.Millisecond); return Failure })
+		b.Do(func() Outcome { time.Sleep(threshold + 10*time.Millisecond); return Failure })
+		if s := b.State(); s != StateClosed {
+			t.Fatalf("state = %v, want closed", s)
+		}
+	})
+
+	t.Run("off by default", func(t *testing.T) {
+		b := New("svc", Settings{MinRequests: 2})
+		b.Do(func() Outcome { time.Sleep(5 * time.Millisecond); return Success })
+		b.Do(func() Outcome { time.Sleep(5 * time.Millisecond); return Success })
+		if s := b.State(); s != StateClosed {
+			t.Fatalf("state = %v, want closed", s)
+		}
+	})
+
+	t.Run("ignored slow calls do not count", func(t *testing.T) {
+		b := New("svc", Settings{MinRequests: 2, SlowCallThreshold: threshold})
+		b.Do(func() Outcome { time.Sleep(threshold + 10*time.Millisecond); return Ignored })
+		b.Do(func() Outcome { time.Sleep(threshold + 10*time.Millisecond); return Ignored })
+		if s := b.State(); s != StateClosed {
+			t.Fatalf("state = %v, want closed", s)
+		}
+	})
+}
+
+func TestSlowWindowRolls(t *testing.T) {
+	w := newSlowWindow(10, 3) // buckets of 10ns, window of 30ns
+	w.reset(0)
+	w.record(0, true)
+	w.record(12, false)
+	w.record(25, true)
+	if w.total != 3 || w.slow != 2 {
+		t.Fatalf("total %d slow %d, want 3 2", w.total, w.slow)
+	}
+	w.record(31, false) // bucket 0 (one slow) expires
+	if w.total != 3 || w.slow != 1 {
+		t.Fatalf("after roll: total %d slow %d, want 3 1", w.total, w.slow)
+	}
+	if !w.exceeded(3, 1.0/3) || w.exceeded(3, 0.5) || w.exceeded(4, 0.1) {
+		t.Fatal("exceeded misjudged the window")
+	}
+	w.record(1000, false) // everything expired
+	if w.total != 1 || w.slow != 0 {
+		t.Fatalf("after long gap: total %d slow %d, want 1 0", w.total, w.slow)
+	}
+}
+
+func TestIgnoredOutcomes(t *testing.T) {
+	b := New("svc", Settings{MinRequests: 4, OpenBase: 20 * time.Millisecond, HalfOpenProbes: 1})
+	for range 10 {
+		do(t, b, Ignored)
+	}
+	do(t, b, Failure)
+	do(t, b, Failure)
+	do(t, b, Failure)
+	if s := b.State(); s != StateClosed {
+		t.Fatalf("ignored calls counted towards MinRequests: %v", s)
+	}
+	do(t, b, Failure)
+	if s := b.State(); s != StateOpen {
+		t.Fatalf("state = %v, want open", s)
+	}
+
+	// In half-open an ignored probe neither closes nor reopens, and frees
+	// its slot for the next probe.
+	waitReady(t, b)
+	do(t, b, Ignored)
+	if s := b.State(); s != StateHalfOpen {
+		t.Fatalf("after ignored probe: %v, want half-open", s)
+	}
+	do(t, b, Success)
+	if s := b.State(); s != StateClosed {
+		t.Fatalf("after good probe: %v, want closed", s)
+	}
+}
+
+func TestUnknownOutcomeIsFailure(t *testing.T) {
+	b := New("svc", Settings{MinRequests: 1})
+	do(t, b, Outcome(42))
+	if s := b.State(); s != StateOpen {
+		t.Fatalf("state = %v, want open", s)
+	}
+}
+
+func TestHalfOpenProbeBound(t *testing.T) {
+	const probes = 3
+	b := New("svc", Settings{MinRequests: 1, OpenBase: 20 * time.Millisecond, HalfOpenProbes: probes})
+	do(t, b, Failure)
+	waitReady(t, b)
+
+	release := make(chan struct{})
+	started := make(chan struct{}, probes)
+	var wg sync.WaitGroup
+	errs := make(chan error, probes)
+	for range probes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs <- b.Do(func() Outcome {
+				started <- struct{}{}
+				<-release
+				return Success
+			})
+		}()
+	}
+	for range probes {
+		<-started
+	}
+	// Every slot is busy: more callers are refused without running.
+	for range 5 {
+		refused(t, b)
+	}
+	if s := b.State(); s != StateHalfOpen {
+		t.Fatalf("state with probes in flight = %v, want half-open", s)
+	}
+	if !b.Ready() {
+		t.Fatal("Ready is false in half-open")
+	}
+	close(release)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatalf("probe: %v", err)
+		}
+	}
+	if s := b.State(); s != StateClosed {
+		t.Fatalf("state after %d good probes = %v, want closed", probes, s)
+	}
+}
+
+func TestRollingWindowExpires(t *testing.T) {
+	// Failures older than the window no longer count.
+	b := New("svc", Settings{Window: 60 * time.Millisecond, Buckets: 3, MinRequests: 2, FailureRatio: 1})
+	do(t, b, Failure)
+	time.Sleep(150 * time.Millisecond) // well past the 60ms window
+	do(t, b, Success)
+	do(t, b, Failure)
+	if s := b.State(); s != StateClosed {
+		t.Fatalf("state = %v, want closed (old failure should have expired)", s)
+	}
+}
+
+func TestPanicCountsAsFailure(t *testing.T) {
+	rec := &recorder{}
+	b := New("svc", Settings{MinRequests: 1}, WithOnStateChange(rec.hook))
+	func() {
+		defer func() {
+			if r := recover(); r != "boom" {
+				t.Fatalf("recovered %v, want boom", r)
+			}
+		}()
+		b.Do(func() Outcome { panic("boom") })
+	}()
+	if s := b.State(); s != StateOpen {
+		t.Fatalf("state = %v, want open", s)
+	}
+	checkEvents(t, rec, ev(StateClosed, StateOpen))
+}
+
+func TestNestedBreakers(t *testing.T) {
+	svc := New("svc", Settings{MinRequests: 2})
+	inst := New("svc/10.0.0.1", Settings{MinRequests: 2})
+	call := func(o Outcome) error {
+		return svc.Do(func() Outcome {
+			var got Outcome
+			if err := inst.Do(func() Outcome { got = o; return o }); err != nil {
+				return Ignored // refused locally: says nothing about the service
+			}
+			return got
+		})
+	}
+	for range 2 {
+		if err := call(Failure); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if svc.State() != StateOpen || inst.State() != StateOpen {
+		t.Fatalf("svc %v inst %v, want both open", svc.State(), inst.State())
+	}
+	if err := call(Success); !errors.Is(err, ErrOpen) {
+		t.Fatalf("err = %v, want ErrOpen", err)
+	}
+}
+
+// TestReportedStateFollowsGate drives gobreaker into half-open while the
+// breaker's own, longer open period still holds, and checks that the
+// breaker keeps reporting open until its deadline.
+func TestReportedStateFollowsGate(t *testing.T) {
+	rec := &recorder{}
+	// gobreaker's Timeout is OpenBase×(1−Jitter) = 20ms; with the source at
+	// the top, our period is ≈ OpenBase×(1+Jitter) = 180ms.
+	b := New("svc", Settings{MinRequests: 1, OpenBase: 100 * time.Millisecond, Jitter: 0.8, HalfOpenProbes: 1},
+		WithOnStateChange(rec.hook), WithJitterSource(func() float64 { return 0.999999 }))
+	do(t, b, Failure)
+	until := b.OpenUntil()
+
+	// Wait until gobreaker's own timeout has passed and make it go half-open.
+	deadline := time.Now().Add(5 * time.Second)
+	for b.cb.State() != 1 { // gobreaker.StateHalfOpen
+		if time.Now().After(deadline) {
+			t.Fatal("gobreaker did not go half-open")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if time.Now().After(until) {
+		t.Skip("too slow to observe the window between gobreaker's timeout and ours")
+	}
+	if s := b.State(); s != StateOpen {
+		t.Fatalf("State = %v while our open period holds, want open", s)
+	}
+	// A call that slipped past the gate check reaches gobreaker (which
+	// admits it as a probe) but is refused and gives the slot back.
+	ran := false
+	if err := b.run(func() Outcome { ran = true; return Failure }); !errors.Is(err, ErrOpen) || ran {
+		if time.Now().Before(until) {
+			t.Fatalf("run inside the open period = %v (ran %v), want ErrOpen", err, ran)
+		}
+	}
+	checkEvents(t, rec, ev(StateClosed, StateOpen))
+
+	waitReady(t, b)
+	if s := b.State(); s != StateHalfOpen {
+		t.Fatalf("State after our period = %v, want half-open", s)
+	}
+	checkEvents(t, rec, ev(StateClosed, StateOpen), ev(StateOpen, StateHalfOpen))
+	// The slot the refused call held was given back: one probe closes it.
+	do(t, b, Success)
+	if s := b.State(); s != StateClosed {
+		t.Fatalf("after probe: %v, want closed", s)
+	}
+	checkEvents(t, rec, ev(StateClosed, StateOpen), ev(StateOpen, StateHalfOpen), ev(StateHalfOpen, StateClosed))
+}
+
+// TestPendingHalfOpenReportedBeforeNextTransition covers the deferred
+// open → half-open report when nobody asks for the state in between.
+func TestPendingHalfOpenReportedBeforeNextTransition(t *testing.T) {
+	rec := &recorder{}
+	b := New("svc", Settings{MinRequests: 1, OpenBase: 100 * time.Millisecond, Jitter: 0.8, HalfOpenProbes: 1},
+		WithOnStateChange(rec.hook), WithJitterSource(func() float64 { return 0.999999 }))
+	do(t, b, Failure)
+	deadline := time.Now().Add(5 * time.Second)
+	for b.cb.State() != 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("gobreaker did not go half-open")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	waitReady(t, b)
+	// Skip Do's check (which would report half-open first) and fail a probe
+	// through run: the hook must still see a coherent chain.
+	if err := b.run(func() Outcome { return Failure }); err != nil {
+		t.Fatal(err)
+	}
+	o, h := StateOpen, StateHalfOpen
+	checkEvents(t, rec, ev(StateClosed, o), ev(o, h), ev(h, o))
+}
+
+// TestHookMayCallBreaker checks that a hook calling back into the breaker
+// neither deadlocks nor reorders events, under concurrent load.
+func TestHookMayCallBreaker(t *testing.T) {
+	var (
+		mu     sync.Mutex
+		events []event
+		b      *Breaker
+	)
+	b = New("svc", Settings{MinRequests: 5, OpenBase: time.Millisecond, OpenMax: 4 * time.Millisecond, HalfOpenProbes: 2},
+		WithOnStateChange(func(_ string, from, to State) {
+			_ = b.State()
+			_ = b.Ready()
+			_ = b.Trips()
+			_ = b.Do(func() Outcome { return Ignored })
+			mu.Lock()
+			events = append(events, event{from, to})
+			mu.Unlock()
+		}))
+	var wg sync.WaitGroup
+	var calls atomic.Int64
+	stop := time.Now().Add(300 * time.Millisecond)
+	for g := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			i := g
+			for time.Now().Before(stop) {
+				i++
+				o := Success
+				if i%3 != 0 {
+					o = Failure
+				}
+				b.Do(func() Outcome { calls.Add(1); return o })
+				if i%7 == 0 {
+					b.State()
+					b.OpenUntil()
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	b.State() // deliver anything left
+	mu.Lock()
+	defer mu.Unlock()
+	if len(events) < 2 {
+		t.Fatalf("only %d events in %d calls; the load should trip the breaker", len(events), calls.Load())
+	}
+	prev := StateClosed
+	for i, e := range events {
+		if e.from != prev || e.from == e.to {
+			t.Fatalf("event %d = %v after state %v: chain broken: %v", i, e, prev, events)
+		}
+		if e.from == StateClosed && e.to != StateOpen || e.from == StateOpen && e.to != StateHalfOpen {
+			t.Fatalf("impossible transition %v → %v", e.from, e.to)
+		}
+		prev = e.to
+	}
+}
+
+func TestInvalidSettingsAreSanitized(t *testing.T) {
+	b := New("svc", Settings{Window: -1, Buckets: 5000, FailureRatio: 7, OpenBase: 2 * time.Minute, Multiplier: 0.5, Jitter: 3})
+	s := b.Settings()
+	if err := s.Validate(); err != nil {
+		t.Fatalf("effective settings invalid: %v", err)
+	}
+	if s.Window != DefaultWindow || s.Buckets != DefaultBuckets || s.FailureRatio != DefaultFailureRatio ||
+		s.OpenMax != 2*time.Minute || s.Multiplier != DefaultMultiplier || s.Jitter != 0 {
+		t.Fatalf("sanitized settings = %+v", s)
+	}
+	if got := New("x", Settings{}).Settings(); got != (Settings{}).WithDefaults() {
+		t.Fatalf("Settings() = %+v, want defaults", got)
+	}
+}
+
+func TestSettingsValidate(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		s     Settings
+		field string // "" = valid
+	}{
+		{"zero", Settings{}, ""},
+		{"full", Settings{Window: time.Minute, Buckets: 60, MinRequests: 1, FailureRatio: 1, SlowCallThreshold: time.Second,
+			SlowCallRatio: 0.1, OpenBase: time.Second, OpenMax: time.Second, Multiplier: 1, Jitter: 0.99, HalfOpenProbes: 1}, ""},
+		{"negative window", Settings{Window: -time.Second}, "window"},
+		{"negative buckets", Settings{Buckets: -1}, "buckets"},
+		{"too many buckets", Settings{Buckets: MaxBuckets + 1}, "buckets"},
+		{"buckets exceed window ns", Settings{Window: 5, Buckets: 6}, "buckets"},
+		{"buckets exactly window ns", Settings{Window: 5, Buckets: 5}, ""},
+		{"failure ratio > 1", Settings{FailureRatio: 1.5}, "failureRatio"},
+		{"failure ratio < 0", Settings{FailureRatio: -0.1}, "failureRatio"},
+		{"failure ratio NaN", Settings{FailureRatio: math.NaN()}, "failureRatio"},
+		{"negative slow threshold", Settings{SlowCallThreshold: -1}, "slowCallThreshold"},
+		{"slow ratio > 1", Settings{SlowCallRatio: 2}, "slowCallRatio"},
+		{"negative open base", Settings{OpenBase: -1}, "openBase"},
+		{"negative open max", Settings{OpenMax: -1}, "openMax"},
+		{"open max < base", Settings{OpenBase: 2 * time.Second, OpenMax: time.Second}, "openMax"},
+		{"default open max < base", Settings{OpenBase: 2 * time.Minute}, "openMax"},
+		{"multiplier < 1", Settings{Multiplier: 0.5}, "multiplier"},
+		{"multiplier inf", Settings{Multiplier: math.Inf(1)}, "multiplier"},
+		{"jitter 1", Settings{Jitter: 1}, "jitter"},
+		{"negative jitter", Settings{Jitter: -0.1}, "jitter"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := tc.s.Validate()
+			if tc.field == "" {
+				if err != nil {
+					t.Fatalf("Validate = %v, want nil", err)
+				}
+				return
+			}
+			var se *SettingsError
+			if !errors.As(err, &se) {
+				t.Fatalf("Validate = %v, want a *SettingsError", err)
+			}
+			if se.Field != tc.field {
+				t.Fatalf("field = %q, want %q (%v)", se.Field, tc.field, err)
+			}
+			if !strings.HasPrefix(err.Error(), "breaker: "+tc.field+": ") {
+				t.Fatalf("message %q", err)
+			}
+		})
+	}
+
+	// Several problems are all reported.
+	err := Settings{FailureRatio: 2, Jitter: -1}.Validate()
+	if n := strings.Count(err.Error(), "breaker: "); n != 2 {
+		t.Fatalf("want 2 problems, got %q", err)
+	}
+}
+
+func TestWithDefaultsComparable(t *testing.T) {
+	a := Settings{Window: DefaultWindow, OpenBase: time.Second}.WithDefaults()
+	b := Settings{}.WithDefaults()
+	if a != b {
+		t.Fatalf("explicit defaults differ from zero values: %+v vs %+v", a, b)
+	}
+	if (Settings{MinRequests: 5}).WithDefaults() == b {
+		t.Fatal("changed settings compare equal")
+	}
+}
+
+func TestStrings(t *testing.T) {
+	for s, want := range map[State]string{StateClosed: "closed", StateHalfOpen: "half-open", StateOpen: "open", State(9): "State(9)"} {
+		if s.String() != want {
+			t.Errorf("%d: %q, want %q", int(s), s.String(), want)
+		}
+	}
+	for o, want := range map[Outcome]string{Success: "success", Failure: "failure", Ignored: "ignored", Outcome(9): "Outcome(9)"} {
+		if o.String() != want {
+			t.Errorf("%d: %q, want %q", int(o), o.String(), want)
+		}
+	}
+}
+
+func TestDoDoesNotAllocate(t *testing.T) {
+	b := New("svc", Settings{SlowCallThreshold: time.Second})
+	n := 0
+	allocs := testing.AllocsPerRun(1000, func() {
+		_ = b.Do(func() Outcome { n++; return Success })
+	})
+	if allocs != 0 {
+		t.Fatalf("Do allocates %v times per call", allocs)
+	}
+	// Refusals do not allocate either.
+	b2 := New("svc", Settings{MinRequests: 1, OpenBase: time.Hour, OpenMax: time.Hour})
+	_ = b2.Do(func() Outcome { return Failure })
+	allocs = testing.AllocsPerRun(1000, func() {
+		_ = b2.Do(func() Outcome { n++; return Success })
+	})
+	if allocs != 0 {
+		t.Fatalf("refused Do allocates %v times per call", allocs)
+	}
+}

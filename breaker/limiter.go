@@ -1,0 +1,94 @@
+package breaker
+
+import (
+	"errors"
+	"math"
+	"time"
+
+	"golang.org/x/time/rate"
+)
+
+// ErrRateLimited is returned (possibly wrapped) when a [Limiter] refuses a
+// request. Servers answer it with HTTP 429 or gRPC ResourceExhausted.
+var ErrRateLimited = errors.New("breaker: rate limited")
+
+// Limiter is a token bucket (golang.org/x/time/rate) whose rate and burst
+// can change in place, so a rule update keeps the tokens already in the
+// bucket instead of handing every caller a fresh burst. All methods are
+// safe for concurrent use. Create it with [NewLimiter].
+type Limiter struct {
+	lim *rate.Limiter
+}
+
+// NewLimiter returns a full bucket of burst tokens refilled at rps tokens per
+// second. rps = math.Inf(1) (or rate.Inf) means no limit; rps = 0 (or a
+// negative or NaN rps) allows the initial burst and nothing after; burst 0
+// refuses everything unless rps is infinite.
+func NewLimiter(rps float64, burst int) *Limiter {
+	return &Limiter{lim: rate.NewLimiter(limitOf(rps), max(burst, 0))}
+}
+
+func limitOf(rps float64) rate.Limit {
+	switch {
+	case !(rps > 0): // also NaN
+		return 0
+	case rps >= float64(rate.Inf): // rate.Inf or +Inf
+		return rate.Inf
+	}
+	return rate.Limit(rps)
+}
+
+// Allow takes a token if one is available now and reports whether it did.
+func (l *Limiter) Allow() bool { return l.lim.Allow() }
+
+// AllowAt is Allow at time now; tests use it to step through time.
+func (l *Limiter) AllowAt(now time.Time) bool { return l.lim.AllowN(now, 1) }
+
+// RetryAfter returns how long until a token is available, without taking
+// one: 0 if Allow would succeed now. If no token will ever come (rps 0 with
+// an empty bucket, or burst 0) it returns rate.InfDuration; cap it before
+// putting it in a Retry-After header.
+func (l *Limiter) RetryAfter() time.Duration { return l.RetryAfterAt(time.Now()) }
+
+// RetryAfterAt is RetryAfter at time now.
+func (l *Limiter) RetryAfterAt(now time.Time) time.Duration {
+	limit := l.lim.Limit()
+	if limit == rate.Inf {
+		return 0
+	}
+	if l.lim.Burst() < 1 {
+		return rate.InfDuration
+	}
+	missing := 1 - l.lim.TokensAt(now)
+	if missing <= 0 {
+		return 0
+	}
+	if limit <= 0 {
+		return rate.InfDuration
+	}
+	d := math.Ceil(missing / float64(limit) * float64(time.Second))
+	if d >= math.MaxInt64 {
+		return rate.InfDuration
+	}
+	return time.Duration(d)
+}
+
+// Resize changes the rate and burst in place; see [NewLimiter] for their
+// meaning. Tokens already in the bucket stay (down to the new burst), so
+// resizing neither refills nor drains the bucket.
+func (l *Limiter) Resize(rps float64, burst int) {
+	now := time.Now()
+	if limit := limitOf(rps); l.lim.Limit() != limit {
+		l.lim.SetLimitAt(now, limit)
+	}
+	if burst = max(burst, 0); l.lim.Burst() != burst {
+		l.lim.SetBurstAt(now, burst)
+	}
+}
+
+// Limit returns the current rate in tokens per second (float64(rate.Inf)
+// when unlimited).
+func (l *Limiter) Limit() float64 { return float64(l.lim.Limit()) }
+
+// Burst returns the current bucket size.
+func (l *Limiter) Burst() int { return l.lim.Burst() }

@@ -1,0 +1,155 @@
+package breaker
+
+import (
+	"math"
+	"testing"
+	"time"
+
+	"golang.org/x/time/rate"
+)
+
+func TestLimiterBurstThenRefuse(t *testing.T) {
+	l := NewLimiter(2, 5) // a token every 500ms
+	t0 := time.Now()
+	for i := range 5 {
+		if !l.AllowAt(t0) {
+			t.Fatalf("call %d of burst 5 refused", i+1)
+		}
+	}
+	if l.AllowAt(t0) {
+		t.Fatal("6th call allowed with burst 5")
+	}
+	// RetryAfter does not take a token, however often it is asked.
+	for range 10 {
+		if got := l.RetryAfterAt(t0); got != 500*time.Millisecond {
+			t.Fatalf("RetryAfter = %v, want 500ms", got)
+		}
+	}
+	if got := l.RetryAfterAt(t0.Add(200 * time.Millisecond)); got != 300*time.Millisecond {
+		t.Fatalf("RetryAfter 200ms later = %v, want 300ms", got)
+	}
+	if l.AllowAt(t0.Add(499 * time.Millisecond)) {
+		t.Fatal("allowed before a token was due")
+	}
+	at := t0.Add(500 * time.Millisecond)
+	if got := l.RetryAfterAt(at); got != 0 {
+		t.Fatalf("RetryAfter when a token is there = %v, want 0", got)
+	}
+	if !l.AllowAt(at) {
+		t.Fatal("refused when a token was due")
+	}
+	if l.AllowAt(at) {
+		t.Fatal("allowed twice on one refilled token")
+	}
+}
+
+func TestLimiterResize(t *testing.T) {
+	t.Run("rate", func(t *testing.T) {
+		l := NewLimiter(1, 1)
+		if !l.Allow() || l.Allow() {
+			t.Fatal("want one call then a refusal")
+		}
+		l.Resize(1e6, 1)
+		if l.Limit() != 1e6 || l.Burst() != 1 {
+			t.Fatalf("Limit %v Burst %d after Resize", l.Limit(), l.Burst())
+		}
+		// At the old rate the next token is a second away.
+		deadline := time.Now().Add(200 * time.Millisecond)
+		for !l.Allow() {
+			if time.Now().After(deadline) {
+				t.Fatal("new rate not in effect")
+			}
+			time.Sleep(50 * time.Microsecond)
+		}
+	})
+
+	t.Run("burst grows, bucket kept", func(t *testing.T) {
+		l := NewLimiter(1, 2)
+		if !l.Allow() || !l.Allow() || l.Allow() {
+			t.Fatal("want two calls then a refusal")
+		}
+		l.Resize(1, 5)
+		if l.Allow() {
+			t.Fatal("Resize refilled the bucket")
+		}
+		// Much later the bucket holds the new burst, and no more.
+		later := time.Now().Add(time.Hour)
+		for i := range 5 {
+			if !l.AllowAt(later) {
+				t.Fatalf("call %d of new burst 5 refused", i+1)
+			}
+		}
+		if l.AllowAt(later) {
+			t.Fatal("6th call allowed with burst 5")
+		}
+	})
+
+	t.Run("burst shrinks", func(t *testing.T) {
+		l := NewLimiter(1, 10)
+		l.Resize(1, 3)
+		n := 0
+		for l.Allow() && n < 100 {
+			n++
+		}
+		if n != 3 {
+			t.Fatalf("%d calls allowed after shrinking burst to 3", n)
+		}
+	})
+
+	t.Run("unchanged is a no-op", func(t *testing.T) {
+		l := NewLimiter(1, 1)
+		l.Allow()
+		l.Resize(1, 1)
+		if l.Allow() {
+			t.Fatal("no-op Resize refilled the bucket")
+		}
+	})
+}
+
+func TestLimiterEdges(t *testing.T) {
+	now := time.Now()
+
+	inf := NewLimiter(math.Inf(1), 0)
+	for range 100 {
+		if !inf.AllowAt(now) {
+			t.Fatal("infinite rate refused")
+		}
+	}
+	if got := inf.RetryAfterAt(now); got != 0 {
+		t.Fatalf("infinite RetryAfter = %v", got)
+	}
+
+	for _, rps := range []float64{0, -5, math.NaN()} {
+		l := NewLimiter(rps, 2)
+		if l.Limit() != 0 {
+			t.Fatalf("rps %v: Limit = %v, want 0", rps, l.Limit())
+		}
+		if !l.AllowAt(now) || !l.AllowAt(now) || l.AllowAt(now.Add(time.Hour)) {
+			t.Fatalf("rps %v: want the burst and nothing after", rps)
+		}
+		if got := l.RetryAfterAt(now); got != rate.InfDuration {
+			t.Fatalf("rps %v: RetryAfter = %v, want InfDuration", rps, got)
+		}
+	}
+
+	zero := NewLimiter(100, 0)
+	if zero.AllowAt(now) || zero.AllowAt(now.Add(time.Hour)) {
+		t.Fatal("burst 0 allowed a call")
+	}
+	if got := zero.RetryAfterAt(now); got != rate.InfDuration {
+		t.Fatalf("burst 0: RetryAfter = %v, want InfDuration", got)
+	}
+	if NewLimiter(1, -3).Burst() != 0 {
+		t.Fatal("negative burst not clamped to 0")
+	}
+}
+
+func TestLimiterAllowDoesNotAllocate(t *testing.T) {
+	l := NewLimiter(1e9, 1<<20)
+	if n := testing.AllocsPerRun(1000, func() { l.Allow() }); n != 0 {
+		t.Fatalf("Allow allocates %v times", n)
+	}
+	if n := testing.AllocsPerRun(1000, func() { l.RetryAfter() }); n != 0 {
+		t.Fatalf("RetryAfter allocates %v times", n)
+	}
+}

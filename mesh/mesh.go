@@ -1,0 +1,393 @@
+package mesh
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/lightmesh/lightmesh/discovery"
+	"github.com/lightmesh/lightmesh/internal/backoff"
+	"github.com/lightmesh/lightmesh/router"
+	"github.com/lightmesh/lightmesh/rules"
+	"github.com/lightmesh/lightmesh/trace"
+)
+
+// MaxInstancesPerService caps one service's instance list; a longer list
+// from discovery is cut and the cut logged.
+const MaxInstancesPerService = 100_000
+
+// Mesh routes calls by rules that a background watcher keeps current. Use
+// New; call Close to stop its goroutines.
+type Mesh struct {
+	cfg   config
+	prop  *trace.Propagator
+	table atomic.Pointer[router.Table]
+
+	docs      chan rules.Document
+	instances chan instanceUpdate
+	cancel    context.CancelFunc
+	done      sync.WaitGroup
+	ready     chan struct{} // closed when the first rules are applied
+	found     chan struct{} // closed when every service first watched has reported once
+	closeOnce sync.Once
+
+	mu     sync.Mutex // guards status
+	status Status
+
+	// Owned by the manager goroutine.
+	appliedHash  string
+	rejectedHash string
+	watches      map[string]*serviceWatch
+	watchGen     uint64 // numbers service watches so a stopped one's updates are dropped
+	awaited      map[string]bool // services whose first list New still waits for; nil once found is closed
+}
+
+type instanceUpdate struct {
+	service string
+	gen     uint64
+	list    []discovery.Instance
+}
+
+type serviceWatch struct {
+	gen    uint64
+	cancel context.CancelFunc
+}
+
+// RulesEvent reports one rule document the manager applied or rejected.
+type RulesEvent struct {
+	Version string
+	// Err is nil when the document was applied.
+	Err error
+	At  time.Time
+}
+
+// New starts a mesh. With a rule source it waits, up to the start timeout,
+// for the first valid document and fails if none arrives (or the first one
+// is invalid) unless WithStartEmpty was given. ctx bounds that wait only;
+// the mesh runs until Close.
+func New(ctx context.Context, opts ...Option) (*Mesh, error) {
+	cfg := defaultConfig()
+	for _, o := range opts {
+		if o != nil {
+			o.apply(&cfg)
+		}
+	}
+	m := &Mesh{
+		cfg:       cfg,
+		prop:      trace.New(cfg.traceOptions...),
+		docs:      make(chan rules.Document),
+		instances: make(chan instanceUpdate),
+		ready:     make(chan struct{}),
+		found:     make(chan struct{}),
+		watches:   make(map[string]*serviceWatch),
+	}
+	m.table.Store(router.NewTable(nil, nil))
+	if cfg.rules != nil {
+		m.status.Rules.Source = cfg.rules.String()
+	} else {
+		close(m.ready)
+	}
+	runCtx, cancel := context.WithCancel(context.Background())
+	m.cancel = cancel
+	m.done.Add(1)
+	go m.manage(runCtx)
+	if cfg.rules != nil {
+		m.done.Add(1)
+		go m.watchRules(runCtx)
+	}
+	if err := m.waitReady(ctx); err != nil {
+		m.Close()
+		return nil, err
+	}
+	return m, nil
+}
+
+// waitReady waits for the first valid rules and then for the first
+// instance list of each service they name, all within the start timeout.
+// Missing rules fail New (unless WithStartEmpty); missing instances only
+// log: those services fail calls with ErrNoInstance until they arrive.
+func (m *Mesh) waitReady(ctx context.Context) error {
+	timer := time.NewTimer(m.cfg.startTimeout)
+	defer timer.Stop()
+	select {
+	case <-m.ready:
+		select {
+		case <-m.found:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-timer.C:
+			m.cfg.logger.Warn("lightmesh: some services have no instances yet", "wait", m.cfg.startTimeout)
+		}
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-timer.C:
+	}
+	if m.cfg.startEmpty {
+		m.cfg.logger.Warn("lightmesh: starting without rules", "source", m.status.Rules.Source, "wait", m.cfg.startTimeout)
+		return nil
+	}
+	st := m.Status()
+	reason := "no document received"
+	if st.LastRejection != nil {
+		reason = "document rejected: " + st.LastRejection.Error
+	} else if st.Watcher.LastError != "" {
+		reason = st.Watcher.LastError
+	}
+	return fmt.Errorf("mesh: no valid rules from %s within %v: %s", st.Rules.Source, m.cfg.startTimeout, reason)
+}
+
+// Close stops the watchers and the manager and waits for them. The mesh
+// keeps routing with the last rules it had.
+func (m *Mesh) Close() error {
+	m.closeOnce.Do(func() {
+		m.cancel()
+		m.done.Wait()
+	})
+	return nil
+}
+
+// Table returns the routing snapshot in use now.
+func (m *Mesh) Table() *router.Table { return m.table.Load() }
+
+// watchRules runs the rule source's Watch in a backoff loop, handing every
+// document to the manager.
+func (m *Mesh) watchRules(ctx context.Context) {
+	defer m.done.Done()
+	src := m.cfg.rules
+	backoff.Loop(ctx, m.cfg.backoff, func(ctx context.Context) error {
+		return src.Watch(ctx, func(doc rules.Document) {
+			m.setWatcher(func(w *WatcherStatus) { w.Connected, w.LastError = true, "" })
+			select {
+			case m.docs <- doc:
+			case <-ctx.Done():
+			}
+		})
+	}, func(err error, wait time.Duration) {
+		m.cfg.logger.Warn("lightmesh: rule source failed; retrying", "source", src.String(), "err", err, "retry_in", wait)
+		m.setWatcher(func(w *WatcherStatus) { w.Connected, w.LastError = false, err.Error() })
+	})
+}
+
+// manage is the only goroutine that changes the table.
+func (m *Mesh) manage(ctx context.Context) {
+	defer m.done.Done()
+	defer func() {
+		for _, w := range m.watches {
+			w.cancel()
+		}
+	}()
+	if m.cfg.rules == nil {
+		m.syncWatches(ctx)
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case doc := <-m.docs:
+			m.applyDocument(ctx, doc)
+		case up := <-m.instances:
+			m.applyInstances(up)
+		}
+	}
+}
+
+func (m *Mesh) applyDocument(ctx context.Context, doc rules.Document) {
+	sum := sha256.Sum256(doc.Data)
+	hash := hex.EncodeToString(sum[:])
+	now := time.Now()
+	if hash == m.appliedHash || hash == m.rejectedHash {
+		m.setWatcher(func(w *WatcherStatus) { w.LastUpdate = now })
+		return
+	}
+	version := doc.Version
+	if version == "" {
+		version = "sha256:" + hash[:12]
+	}
+	compiled, err := router.Load(doc.Data)
+	if err != nil {
+		m.rejectedHash = hash
+		m.cfg.logger.Error("lightmesh: rule document rejected; last good rules keep serving",
+			"source", m.cfg.rules.String(), "version", version, "err", err)
+		m.mu.Lock()
+		m.status.LastRejection = &Rejection{Version: version, Error: err.Error(), At: now}
+		m.status.Watcher.LastUpdate = now
+		m.mu.Unlock()
+		m.notify(RulesEvent{Version: version, Err: err, At: now})
+		return
+	}
+	m.appliedHash, m.rejectedHash = hash, ""
+	m.table.Store(m.table.Load().WithRules(compiled))
+	m.mu.Lock()
+	m.status.Rules.Version, m.status.Rules.AppliedAt = version, now
+	m.status.Watcher.LastUpdate = now
+	m.mu.Unlock()
+	m.cfg.logger.Info("lightmesh: rules applied", "source", m.cfg.rules.String(), "version", version, "services", len(compiled.Services()))
+	m.syncWatches(ctx)
+	select {
+	case <-m.ready:
+	default:
+		close(m.ready)
+	}
+	m.notify(RulesEvent{Version: version, At: now})
+}
+
+func (m *Mesh) notify(ev RulesEvent) {
+	if m.cfg.onRules != nil {
+		m.cfg.onRules(ev)
+	}
+}
+
+// syncWatches starts a discovery watch for each service the rules or
+// WithServices name and stops those no longer named.
+func (m *Mesh) syncWatches(ctx context.Context) {
+	first := m.awaited == nil && !isClosed(m.found)
+	if first {
+		m.awaited = make(map[string]bool)
+	}
+	defer m.checkFound()
+	if m.cfg.discovery == nil {
+		return
+	}
+	want := slices.Concat(m.table.Load().Rules().Services(), m.cfg.services)
+	keep := make(map[string]bool, len(want))
+	for _, name := range want {
+		keep[name] = true
+		if m.watches[name] != nil {
+			continue
+		}
+		if first {
+			m.awaited[name] = true
+		}
+		wctx, cancel := context.WithCancel(ctx)
+		m.watchGen++
+		w := &serviceWatch{gen: m.watchGen, cancel: cancel}
+		m.watches[name] = w
+		m.done.Add(1)
+		go m.watchService(wctx, name, w.gen)
+	}
+	for name, w := range m.watches {
+		if !keep[name] {
+			w.cancel()
+			delete(m.watches, name)
+			m.table.Store(m.table.Load().WithInstances(name, nil))
+		}
+	}
+}
+
+func (m *Mesh) watchService(ctx context.Context, service string, gen uint64) {
+	defer m.done.Done()
+	src := m.cfg.discovery
+	backoff.Loop(ctx, m.cfg.backoff, func(ctx context.Context) error {
+		return src.Watch(ctx, service, func(list []discovery.Instance) {
+			select {
+			case m.instances <- instanceUpdate{service: service, gen: gen, list: slices.Clone(list)}:
+			case <-ctx.Done():
+			}
+		})
+	}, func(err error, wait time.Duration) {
+		m.cfg.logger.Warn("lightmesh: discovery watch failed; retrying", "service", service, "err", err, "retry_in", wait)
+	})
+}
+
+func (m *Mesh) applyInstances(up instanceUpdate) {
+	if w := m.watches[up.service]; w == nil || w.gen != up.gen {
+		return
+	}
+	list := up.list[:0]
+	for _, in := range up.list {
+		if err := in.Validate(); err != nil {
+			m.cfg.logger.Warn("lightmesh: instance ignored", "service", up.service, "err", err)
+			continue
+		}
+		list = append(list, in)
+	}
+	if len(list) > MaxInstancesPerService {
+		m.cfg.logger.Warn("lightmesh: instance list cut", "service", up.service, "count", len(list), "limit", MaxInstancesPerService)
+		list = list[:MaxInstancesPerService]
+	}
+	m.table.Store(m.table.Load().WithInstances(up.service, list))
+	if m.awaited != nil {
+		delete(m.awaited, up.service)
+		m.checkFound()
+	}
+}
+
+// checkFound closes found once no awaited service is left.
+func (m *Mesh) checkFound() {
+	if m.awaited != nil && len(m.awaited) == 0 {
+		m.awaited = nil
+		close(m.found)
+	}
+}
+
+func isClosed(ch chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
+}
+
+func (m *Mesh) setWatcher(f func(*WatcherStatus)) {
+	m.mu.Lock()
+	f(&m.status.Watcher)
+	m.mu.Unlock()
+}
+
+// Status is what the mesh is running, for ops: see Mesh.Status.
+type Status struct {
+	Rules         RulesStatus   `json:"rules"`
+	LastRejection *Rejection    `json:"lastRejection,omitempty"`
+	Watcher       WatcherStatus `json:"watcher"`
+}
+
+// RulesStatus describes the rules in force.
+type RulesStatus struct {
+	Source    string    `json:"source,omitempty"`
+	Version   string    `json:"version,omitempty"`
+	AppliedAt time.Time `json:"appliedAt,omitzero"`
+}
+
+// Rejection describes the last rule document that failed validation.
+type Rejection struct {
+	Version string    `json:"version"`
+	Error   string    `json:"error"`
+	At      time.Time `json:"at"`
+}
+
+// WatcherStatus describes the rule source's watcher.
+type WatcherStatus struct {
+	Connected  bool      `json:"connected"`
+	LastUpdate time.Time `json:"lastUpdate,omitzero"`
+	LastError  string    `json:"lastError,omitempty"`
+}
+
+// Status returns a copy of the mesh's current status.
+func (m *Mesh) Status() Status {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	st := m.status
+	if st.LastRejection != nil {
+		r := *st.LastRejection
+		st.LastRejection = &r
+	}
+	return st
+}
+
+// LastRejection returns the error of the last rule document rejected, or
+// nil when none was. A later valid document does not clear it.
+func (m *Mesh) LastRejection() error {
+	st := m.Status()
+	if st.LastRejection == nil {
+		return nil
+	}
+	return errors.New(st.LastRejection.Error)
+}

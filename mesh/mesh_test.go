@@ -1,0 +1,376 @@
+package mesh_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/lightmesh/lightmesh/discovery"
+	"github.com/lightmesh/lightmesh/mesh"
+	"github.com/lightmesh/lightmesh/router"
+	"github.com/lightmesh/lightmesh/rules"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+const laneRules = `apiVersion: lightmesh/v1
+services:
+  user-api:
+    subsets:
+      base:    {labels: {env: base}}
+      staging: {labels: {env: staging}}
+    routes:
+      - name: staging
+        match: {headers: {x-env: {exact: staging}}}
+        destinations: [{subset: staging}]
+        fallback: base
+      - destinations: [{subset: base}]
+`
+
+// backend is a real HTTP server that answers with its name and records
+// the Host header it saw.
+type backend struct {
+	name     string
+	srv      *httptest.Server
+	lastHost atomic.Value
+	hits     atomic.Int64
+}
+
+func newBackend(t *testing.T, name string) *backend {
+	t.Helper()
+	b := &backend{name: name}
+	b.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b.hits.Add(1)
+		b.lastHost.Store(r.Host)
+		io.WriteString(w, name)
+	}))
+	t.Cleanup(b.srv.Close)
+	return b
+}
+
+func (b *backend) addr() string { u, _ := url.Parse(b.srv.URL); return u.Host }
+
+func (b *backend) instance(env string) discovery.Instance {
+	return discovery.Instance{Address: b.addr(), Labels: map[string]string{"env": env}}
+}
+
+// fleet starts two base and two staging backends of user-api.
+func fleet(t *testing.T) (map[string]*backend, []discovery.Instance) {
+	backends := map[string]*backend{}
+	var list []discovery.Instance
+	for _, n := range []string{"base-1", "base-2", "staging-1", "staging-2"} {
+		b := newBackend(t, n)
+		backends[n] = b
+		list = append(list, b.instance(strings.Split(n, "-")[0]))
+	}
+	return backends, list
+}
+
+func newMesh(t *testing.T, src rules.Source, disc discovery.Source, opts ...mesh.Option) *mesh.Mesh {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	m, err := mesh.New(ctx, append([]mesh.Option{mesh.WithRules(src), mesh.WithDiscovery(disc)}, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	return m
+}
+
+func get(t *testing.T, ctx context.Context, c *http.Client, target string, header map[string]string) (string, error) {
+	t.Helper()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, target, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range header {
+		req.Header.Set(k, v)
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("status %d: %s", resp.StatusCode, body)
+	}
+	return string(body), err
+}
+
+// waitFor polls cond until it holds or the deadline passes.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestTransportAndHandlerEndToEnd(t *testing.T) {
+	backends, list := fleet(t)
+	m := newMesh(t, rules.NewMemory([]byte(laneRules)), discovery.NewStatic(map[string][]discovery.Instance{"user-api": list}))
+	client := &http.Client{Transport: m.Transport(nil)}
+	ctx := context.Background()
+
+	seen := map[string]int{}
+	for range 8 {
+		body, err := get(t, ctx, client, "http://user-api/v1/users", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		seen[body]++
+	}
+	if seen["base-1"] != 4 || seen["base-2"] != 4 {
+		t.Fatalf("no header: got %v, want 4 each on base-1 and base-2", seen)
+	}
+	if h := backends["base-1"].lastHost.Load(); h != "user-api" {
+		t.Fatalf("backend saw Host %q, want the logical name user-api", h)
+	}
+
+	for range 4 {
+		body, err := get(t, ctx, client, "http://user-api/v1/users", map[string]string{"X-Env": "staging"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.HasPrefix(body, "staging-") {
+			t.Fatalf("X-Env: staging went to %s", body)
+		}
+	}
+
+	// A request to a host the mesh does not know passes through untouched.
+	plain := newBackend(t, "plain")
+	if body, err := get(t, ctx, client, plain.srv.URL+"/x", nil); err != nil || body != "plain" {
+		t.Fatalf("pass-through: %q, %v", body, err)
+	}
+
+	// The Handler puts the inbound lane in the context; the front service's
+	// own call through the Transport stays in the lane without copying
+	// headers.
+	front := httptest.NewServer(m.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, err := get(t, r.Context(), client, "http://user-api/v1/users", nil)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		io.WriteString(w, body)
+	})))
+	defer front.Close()
+	for _, tc := range []struct{ env, prefix string }{{"staging", "staging-"}, {"", "base-"}} {
+		h := map[string]string{}
+		if tc.env != "" {
+			h["X-Env"] = tc.env
+		}
+		body, err := get(t, ctx, http.DefaultClient, front.URL, h)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.HasPrefix(body, tc.prefix) {
+			t.Fatalf("via front with X-Env %q: reached %s, want %s*", tc.env, body, tc.prefix)
+		}
+	}
+}
+
+func TestFallbackAndNoInstance(t *testing.T) {
+	backends, list := fleet(t)
+	_ = backends
+	static := discovery.NewStatic(map[string][]discovery.Instance{"user-api": list[:2]}) // base only
+	m := newMesh(t, rules.NewMemory([]byte(laneRules)), static)
+	client := &http.Client{Transport: m.Transport(nil)}
+
+	body, err := get(t, context.Background(), client, "http://user-api/", map[string]string{"X-Env": "staging"})
+	if err != nil || !strings.HasPrefix(body, "base-") {
+		t.Fatalf("staging is empty, fallback base expected: %q, %v", body, err)
+	}
+
+	static.Set("user-api", nil)
+	waitFor(t, "instances removed", func() bool { return len(m.Table().Instances("user-api", "")) == 0 })
+	_, err = get(t, context.Background(), client, "http://user-api/", map[string]string{"X-Env": "staging"})
+	var noInst *router.NoInstanceError
+	if !errors.Is(err, router.ErrNoInstance) || !errors.As(err, &noInst) {
+		t.Fatalf("err = %v, want ErrNoInstance", err)
+	}
+	if noInst.Service != "user-api" || noInst.Subset != "staging" || noInst.Fallback != "base" {
+		t.Fatalf("NoInstanceError = %+v", noInst)
+	}
+}
+
+func TestBadDocumentKeepsLastGoodRules(t *testing.T) {
+	_, list := fleet(t)
+	src := rules.NewMemory([]byte(laneRules))
+	events := make(chan mesh.RulesEvent, 16)
+	m := newMesh(t, src, discovery.NewStatic(map[string][]discovery.Instance{"user-api": list}),
+		mesh.WithOnRulesChange(func(ev mesh.RulesEvent) { events <- ev }))
+	<-events
+	client := &http.Client{Transport: m.Transport(nil)}
+	good := m.Status().Rules.Version
+
+	bad := strings.Replace(laneRules, "{subset: base}]", "{subset: base, weight: -1}]", 1)
+	src.Set([]byte(bad))
+	ev := <-events
+	if ev.Err == nil || !strings.Contains(ev.Err.Error(), "services.user-api.routes[1].destinations[0].weight: must be >= 0") {
+		t.Fatalf("rejection = %v", ev.Err)
+	}
+	st := m.Status()
+	if st.Rules.Version != good || st.LastRejection == nil || !strings.Contains(st.LastRejection.Error, "weight") {
+		t.Fatalf("status after rejection = %+v", st)
+	}
+	if m.LastRejection() == nil {
+		t.Fatal("LastRejection() = nil after a rejection")
+	}
+	for range 4 {
+		body, err := get(t, context.Background(), client, "http://user-api/", map[string]string{"X-Env": "staging"})
+		if err != nil || !strings.HasPrefix(body, "staging-") {
+			t.Fatalf("after rejection: %q, %v (old rules must keep serving)", body, err)
+		}
+	}
+
+	// Content equal to the rules in force, or to the document just
+	// rejected, is neither re-applied nor re-rejected: the next event is
+	// the new document's.
+	src.Set([]byte(laneRules))
+	src.Set([]byte(bad))
+	src.Set([]byte(strings.Replace(laneRules, "exact: staging", "exact: stg", 1)))
+	ev = <-events
+	if ev.Err != nil {
+		t.Fatal(ev.Err)
+	}
+	body, _ := get(t, context.Background(), client, "http://user-api/", map[string]string{"X-Env": "stg"})
+	if !strings.HasPrefix(body, "staging-") {
+		t.Fatalf("new rules not applied: X-Env: stg went to %q", body)
+	}
+	select {
+	case ev := <-events:
+		t.Fatalf("unexpected extra event %+v: an unchanged document was re-applied", ev)
+	default:
+	}
+}
+
+func TestStartFailsWithoutValidRules(t *testing.T) {
+	ctx := context.Background()
+	_, err := mesh.New(ctx, mesh.WithRules(rules.NewMemory([]byte("apiVersion: lightmesh/v2\n"))), mesh.WithStartTimeout(300*time.Millisecond))
+	if err == nil || !strings.Contains(err.Error(), "unsupported") {
+		t.Fatalf("invalid first document: err = %v", err)
+	}
+	missing := filepath.Join(t.TempDir(), "nope.yaml")
+	_, err = mesh.New(ctx, mesh.WithRules(rules.NewFile(missing, 0)), mesh.WithStartTimeout(300*time.Millisecond))
+	if err == nil || !strings.Contains(err.Error(), "no such file") {
+		t.Fatalf("missing file: err = %v", err)
+	}
+	m, err := mesh.New(ctx, mesh.WithRules(rules.NewFile(missing, 0)), mesh.WithStartTimeout(100*time.Millisecond), mesh.WithStartEmpty())
+	if err != nil {
+		t.Fatalf("WithStartEmpty: %v", err)
+	}
+	// The file appears later and is applied.
+	if err := os.WriteFile(missing, []byte(laneRules), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "rules from the late file", func() bool { return m.Status().Rules.Version != "" })
+	m.Close()
+}
+
+func TestFileSourceHotSwap(t *testing.T) {
+	_, list := fleet(t)
+	path := filepath.Join(t.TempDir(), "rules.yaml")
+	if err := os.WriteFile(path, []byte(laneRules), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	m := newMesh(t, rules.NewFile(path, 10*time.Millisecond), discovery.NewStatic(map[string][]discovery.Instance{"user-api": list}))
+	client := &http.Client{Transport: m.Transport(nil)}
+	moved := strings.Replace(laneRules, "- destinations: [{subset: base}]", "- destinations: [{subset: staging}]", 1)
+	if err := os.WriteFile(path, []byte(moved), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "default route moved to staging", func() bool {
+		body, _ := get(t, context.Background(), client, "http://user-api/", nil)
+		return strings.HasPrefix(body, "staging-")
+	})
+}
+
+// TestHotSwapUnderLoad swaps between two rule sets hundreds of times while
+// goroutines send requests; every response must come from an instance one
+// of the two rule sets allows for that request — never a mix.
+func TestHotSwapUnderLoad(t *testing.T) {
+	names := []string{"a1", "a2", "b1", "b2", "c1", "c2", "d1", "d2"}
+	var list []discovery.Instance
+	for _, n := range names {
+		b := newBackend(t, n)
+		list = append(list, discovery.Instance{Address: b.addr(), Labels: map[string]string{"grp": n[:1]}})
+	}
+	doc := func(lane, rest string) string {
+		return fmt.Sprintf(`apiVersion: lightmesh/v1
+services:
+  svc:
+    subsets: {a: {labels: {grp: a}}, b: {labels: {grp: b}}, c: {labels: {grp: c}}, d: {labels: {grp: d}}}
+    routes:
+      - match: {headers: {x-lane: {exact: blue}}}
+        destinations: [{subset: %s}]
+      - destinations: [{subset: %s}]
+`, lane, rest)
+	}
+	// Old rules send blue to a and the rest to b; new rules send blue to c
+	// and the rest to d. A mix would send blue to b or d, or the rest to a
+	// or c.
+	docs := []string{doc("a", "b"), doc("c", "d")}
+	allowed := map[bool]string{true: "ac", false: "bd"}
+
+	src := rules.NewMemory([]byte(docs[0]))
+	m := newMesh(t, src, discovery.NewStatic(map[string][]discovery.Instance{"svc": list}))
+	client := &http.Client{Transport: m.Transport(nil)}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	var sent, bad atomic.Int64
+	var firstBad atomic.Value
+	for g := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ctx.Err() == nil; i++ {
+				blue := (g+i)%2 == 0
+				h := map[string]string{}
+				if blue {
+					h["X-Lane"] = "blue"
+				}
+				body, err := get(t, ctx, client, "http://svc/", h)
+				if ctx.Err() != nil {
+					return
+				}
+				sent.Add(1)
+				if err != nil || !strings.Contains(allowed[blue], body[:1]) {
+					bad.Add(1)
+					firstBad.CompareAndSwap(nil, fmt.Sprintf("blue=%v got %q err=%v", blue, body, err))
+				}
+			}
+		}()
+	}
+	for i := range 400 {
+		src.Set([]byte(docs[(i+1)%2]))
+		time.Sleep(500 * time.Microsecond)
+	}
+	cancel()
+	wg.Wait()
+	if bad.Load() != 0 {
+		t.Fatalf("%d of %d responses broke both rule sets; first: %v", bad.Load(), sent.Load(), firstBad.Load())
+	}
+	if sent.Load() < 100 {
+		t.Fatalf("only %d requests completed during the swaps", sent.Load())
+	}
+}

@@ -1,0 +1,112 @@
+package mesh
+
+import (
+	"io"
+	"log/slog"
+	"time"
+
+	"github.com/lightmesh/lightmesh/discovery"
+	"github.com/lightmesh/lightmesh/internal/backoff"
+	"github.com/lightmesh/lightmesh/rules"
+	"github.com/lightmesh/lightmesh/trace"
+)
+
+// Option configures a Mesh. Options are applied in order over the
+// defaults; nil arguments are ignored.
+type Option interface{ apply(*config) }
+
+type optionFunc func(*config)
+
+func (f optionFunc) apply(c *config) { f(c) }
+
+type config struct {
+	rules        rules.Source
+	discovery    discovery.Source
+	services     []string
+	logger       *slog.Logger
+	startTimeout time.Duration
+	startEmpty   bool
+	backoff      backoff.Policy
+	traceOptions []trace.Option
+	onRules      func(RulesEvent)
+}
+
+func defaultConfig() config {
+	return config{
+		logger:       slog.New(slog.NewTextHandler(io.Discard, nil)),
+		startTimeout: 10 * time.Second,
+		backoff:      backoff.Policy{Base: 100 * time.Millisecond, Max: 10 * time.Second},
+	}
+}
+
+// WithRules sets where rule documents come from. Without it the mesh runs
+// with no rules: every discovered service is balanced over all its
+// instances.
+func WithRules(src rules.Source) Option {
+	return optionFunc(func(c *config) {
+		if src != nil {
+			c.rules = src
+		}
+	})
+}
+
+// WithDiscovery sets where instances come from. The mesh watches every
+// service the rules name plus those given to WithServices.
+func WithDiscovery(src discovery.Source) Option {
+	return optionFunc(func(c *config) {
+		if src != nil {
+			c.discovery = src
+		}
+	})
+}
+
+// WithServices names services to discover even when no rule mentions them.
+func WithServices(names ...string) Option {
+	return optionFunc(func(c *config) { c.services = append(c.services, names...) })
+}
+
+// WithLogger sets the logger for rule updates, rejections and watcher
+// trouble. The default discards everything.
+func WithLogger(l *slog.Logger) Option {
+	return optionFunc(func(c *config) {
+		if l != nil {
+			c.logger = l
+		}
+	})
+}
+
+// WithStartTimeout bounds how long New waits for the first valid rule
+// document (default 10s).
+func WithStartTimeout(d time.Duration) Option {
+	return optionFunc(func(c *config) {
+		if d > 0 {
+			c.startTimeout = d
+		}
+	})
+}
+
+// WithStartEmpty lets New return without rules when the rule source has
+// not delivered a valid document in time; the mesh applies the rules when
+// they arrive. Without it New fails.
+func WithStartEmpty() Option {
+	return optionFunc(func(c *config) { c.startEmpty = true })
+}
+
+// WithReconnectBackoff sets the backoff between a failed watch and the
+// next attempt (defaults: 100ms doubling to 10s, ±20% jitter).
+func WithReconnectBackoff(base, max time.Duration) Option {
+	return optionFunc(func(c *config) { c.backoff.Base, c.backoff.Max = base, max })
+}
+
+// WithTrace passes options to the mesh's trace.Propagator: lane keys,
+// span mode, tracer provider and propagator.
+func WithTrace(opts ...trace.Option) Option {
+	return optionFunc(func(c *config) { c.traceOptions = append(c.traceOptions, opts...) })
+}
+
+// WithOnRulesChange registers fn to be called, from the mesh's manager
+// goroutine and never on the request path, after each rule document is
+// applied or rejected. fn must not block for long.
+func WithOnRulesChange(fn func(RulesEvent)) Option {
+	return optionFunc(func(c *config) { c.onRules = fn })
+}

@@ -1,0 +1,105 @@
+package trace
+
+import (
+	"strconv"
+
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+)
+
+// Mode selects whether a Propagator creates spans.
+type Mode int
+
+const (
+	// ModePropagate, the default, only injects and extracts trace context,
+	// baggage, lane and request id; StartClient and StartServer return a
+	// non-recording span and create nothing.
+	ModePropagate Mode = iota
+	// ModeSpans also creates a client span per outgoing call (StartClient)
+	// and a server span per incoming request (StartServer).
+	ModeSpans
+)
+
+// String returns "propagate", "spans" or "Mode(n)".
+func (m Mode) String() string {
+	switch m {
+	case ModePropagate:
+		return "propagate"
+	case ModeSpans:
+		return "spans"
+	default:
+		return "Mode(" + strconv.Itoa(int(m)) + ")"
+	}
+}
+
+// DefaultLaneKey is the lane key a Propagator reads when WithLaneKeys is not
+// given.
+const DefaultLaneKey = "x-env"
+
+// Option configures a Propagator. Options are applied by New in order; a
+// later option overrides an earlier one.
+type Option interface {
+	apply(*config)
+}
+
+type config struct {
+	tp       trace.TracerProvider
+	prop     propagation.TextMapPropagator
+	mode     Mode
+	laneKeys []string
+}
+
+type optionFunc func(*config)
+
+func (f optionFunc) apply(c *config) { f(c) }
+
+// WithTracerProvider sets the TracerProvider used for spans in ModeSpans. The
+// default is otel.GetTracerProvider() resolved once by New; the global
+// provider delegates to whatever is installed later, so that is safe. A nil tp
+// is ignored.
+func WithTracerProvider(tp trace.TracerProvider) Option {
+	return optionFunc(func(c *config) {
+		if tp != nil {
+			c.tp = tp
+		}
+	})
+}
+
+// WithPropagator sets the propagator for trace context and baggage. The
+// default is otel.GetTextMapPropagator() resolved once by New, or W3C
+// TraceContext+Baggage when no global propagator is installed at that time.
+// If p does not propagate the "baggage" field, W3C Baggage is added to it,
+// because the lane travels in baggage. A nil p is ignored.
+func WithPropagator(p propagation.TextMapPropagator) Option {
+	return optionFunc(func(c *config) {
+		if p != nil {
+			c.prop = p
+		}
+	})
+}
+
+// WithMode sets the mode; the default is ModePropagate. An unknown mode is
+// ignored.
+func WithMode(m Mode) Option {
+	return optionFunc(func(c *config) {
+		if m == ModePropagate || m == ModeSpans {
+			c.mode = m
+		}
+	})
+}
+
+// WithLaneKeys sets the lane keys: the header names (and baggage member
+// suffixes) Extract reads lane labels from. The default is
+// [DefaultLaneKey] ("x-env"). Keys are lowercased; keys that are not valid
+// label keys (see NewLane) and duplicates are dropped, and at most
+// MaxLaneLabels are kept; Propagator.LaneKeys reports the result (empty if
+// no key was valid: then no lane is extracted). Calling WithLaneKeys with no
+// keys is ignored.
+func WithLaneKeys(keys ...string) Option {
+	keys = append([]string(nil), keys...)
+	return optionFunc(func(c *config) {
+		if len(keys) > 0 {
+			c.laneKeys = keys
+		}
+	})
+}

@@ -1,0 +1,509 @@
+package trace
+
+import (
+	"context"
+	"net/http"
+	"net/textproto"
+	"slices"
+	"strings"
+
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/baggage"
+	"go.opentelemetry.io/otel/propagation"
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
+	"go.opentelemetry.io/otel/trace"
+)
+
+// Wire names.
+const (
+	// RequestIDHeader is the header carrying the request id.
+	RequestIDHeader = "X-Request-Id"
+
+	requestIDKey   = "x-request-id" // RequestIDHeader as a carrier key
+	requestIDCanon = "X-Request-Id"
+
+	// maxBaggageBytes and maxBaggageMembers are the W3C baggage limits
+	// (https://www.w3.org/TR/baggage/#limits). Inject keeps the merged
+	// baggage within them.
+	maxBaggageBytes   = 8192
+	maxBaggageMembers = 64
+	// maxBaggageListMembers caps the comma-separated list-members (valid,
+	// invalid, duplicate or empty) across all incoming baggage headers,
+	// twice the 64 that the W3C spec requires propagating. otel parses each
+	// list-member with a few allocations and only stops at 64 distinct valid
+	// keys, so without this cap 8 KiB of "k=v,k=v,..." costs thousands of
+	// allocations per request.
+	maxBaggageListMembers = 128
+)
+
+// ScopeName is the instrumentation scope name of the spans a Propagator
+// creates.
+const ScopeName = "github.com/lightmesh/lightmesh/trace"
+
+// laneKey is a configured lane key with its precomputed wire forms.
+type laneKey struct {
+	key   string // carrier key, lowercase: "x-env"
+	canon string // canonical HTTP header name: "X-Env"
+	bag   string // baggage member key: "lightmesh.lane.x-env"
+}
+
+// Propagator injects and extracts trace context, baggage, the lane and the
+// request id, and optionally creates HTTP client and server spans. It is
+// immutable after New and safe for concurrent use.
+type Propagator struct {
+	prop   propagation.TextMapPropagator
+	tracer trace.Tracer
+	mode   Mode
+	keys   []laneKey // sorted by key
+}
+
+// New returns a Propagator configured by opts. Configuration is resolved
+// once, here: see WithTracerProvider, WithPropagator, WithMode and
+// WithLaneKeys for the defaults.
+func New(opts ...Option) *Propagator {
+	c := config{mode: ModePropagate}
+	for _, o := range opts {
+		if o != nil {
+			o.apply(&c)
+		}
+	}
+	if c.tp == nil {
+		c.tp = otel.GetTracerProvider()
+	}
+	prop := c.prop
+	if prop == nil {
+		prop = otel.GetTextMapPropagator()
+	}
+	keys := c.laneKeys
+	if keys == nil {
+		keys = []string{DefaultLaneKey}
+	}
+	return &Propagator{
+		prop:   resolvePropagator(prop, c.prop == nil),
+		tracer: c.tp.Tracer(ScopeName, trace.WithSchemaURL(semconv.SchemaURL)),
+		mode:   c.mode,
+		keys:   compileLaneKeys(keys),
+	}
+}
+
+// resolvePropagator returns the propagator a Propagator uses given p, the
+// configured one or (global) the global one: W3C TraceContext+Baggage for a
+// global propagator that propagates nothing (otel's default before
+// otel.SetTextMapPropagator), and p with W3C Baggage added when p does not
+// propagate the baggage field.
+func resolvePropagator(p propagation.TextMapPropagator, global bool) propagation.TextMapPropagator {
+	fields := p.Fields()
+	if global && len(fields) == 0 {
+		return propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{})
+	}
+	if !slices.Contains(fields, "baggage") {
+		return propagation.NewCompositeTextMapPropagator(p, propagation.Baggage{})
+	}
+	return p
+}
+
+// compileLaneKeys lowercases, validates, dedupes, sorts and caps keys.
+func compileLaneKeys(keys []string) []laneKey {
+	var out []laneKey
+	for _, k := range keys {
+		k = strings.ToLower(strings.TrimSpace(k))
+		if checkKey(k) != "" || slices.ContainsFunc(out, func(lk laneKey) bool { return lk.key == k }) {
+			continue
+		}
+		if len(out) == MaxLaneLabels {
+			break
+		}
+		out = append(out, laneKey{key: k, canon: textproto.CanonicalMIMEHeaderKey(k), bag: BaggagePrefix + k})
+	}
+	slices.SortFunc(out, func(a, b laneKey) int { return strings.Compare(a.key, b.key) })
+	return out
+}
+
+// Mode returns the Propagator's mode.
+func (p *Propagator) Mode() Mode { return p.mode }
+
+// LaneKeys returns a copy of the lane keys Extract reads, sorted.
+func (p *Propagator) LaneKeys() []string {
+	out := make([]string, len(p.keys))
+	for i, lk := range p.keys {
+		out[i] = lk.key
+	}
+	return out
+}
+
+// Fields returns the carrier keys Inject may write: those of the underlying
+// propagator, the lane keys and x-request-id. Lane labels set in code under
+// other keys are written too.
+func (p *Propagator) Fields() []string {
+	f := slices.Clone(p.prop.Fields())
+	for _, lk := range p.keys {
+		f = append(f, lk.key)
+	}
+	return append(f, requestIDKey)
+}
+
+// Extract returns a copy of ctx carrying what carrier holds: the trace
+// context (traceparent, tracestate) and baggage via the underlying propagator,
+// the lane and the request id. For each lane key the header wins over the
+// "lightmesh.lane.<key>" baggage member; a header or member whose value is
+// not a valid label value is ignored. If the carrier holds a lane it replaces
+// the lane in ctx; otherwise ctx's lane is kept. Invalid or oversized input is
+// ignored and never fails the request. A nil carrier returns ctx.
+func (p *Propagator) Extract(ctx context.Context, carrier propagation.TextMapCarrier) context.Context {
+	if carrier == nil {
+		return ctx
+	}
+	c := wrapCarrier(carrier)
+	if hostileBaggage(c) {
+		c = noBaggageCarrier{c}
+	}
+	ctx = p.prop.Extract(ctx, c)
+
+	var buf [MaxLaneLabels]Label
+	n := 0
+	var bag baggage.Baggage
+	bagLoaded := false
+	for i := range p.keys {
+		lk := &p.keys[i]
+		v := strings.TrimSpace(getKey(c, lk.key, lk.canon))
+		if !validValue(v) {
+			if !bagLoaded {
+				bag, bagLoaded = baggage.FromContext(ctx), true
+			}
+			if bag.Len() == 0 {
+				continue
+			}
+			if v = bag.Member(lk.bag).Value(); !validValue(v) {
+				continue
+			}
+		}
+		buf[n] = Label{Key: lk.key, Value: v}
+		n++
+	}
+	if n > 0 {
+		ctx = context.WithValue(ctx, laneCtxKey, newLane(buf[:n]))
+	}
+	if id := strings.TrimSpace(getKey(c, requestIDKey, requestIDCanon)); validRequestID(id) {
+		ctx = context.WithValue(ctx, requestIDCtxKey, id)
+	}
+	return ctx
+}
+
+// Inject writes what ctx carries into carrier: trace context and baggage via
+// the underlying propagator, the lane as headers and as "lightmesh.lane.<key>"
+// baggage members, and the request id as X-Request-Id.
+//
+// The outgoing lane is ctx's lane, except that a valid lane header the caller
+// already set on the carrier wins for its key (and configured lane keys set
+// only as headers join the lane). Lane headers and X-Request-Id are written
+// only when the carrier does not already carry them. In the baggage, the
+// lightmesh.lane.* member of every label of the outgoing lane is set and that
+// of every configured lane key outside it is removed; other members are kept.
+// If adding the lane members would break the W3C baggage limits (64 members,
+// 8192 bytes), the baggage is sent without them and the lane travels in
+// headers only. A nil carrier is ignored.
+func (p *Propagator) Inject(ctx context.Context, carrier propagation.TextMapCarrier) {
+	if carrier == nil {
+		return
+	}
+	if h, ok := carrier.(propagation.HeaderCarrier); ok && h == nil {
+		return // nothing can be written to a nil header map
+	}
+	c := wrapCarrier(carrier)
+
+	// Outgoing lane: ctx lane overridden by explicit headers, then configured
+	// keys present only as headers.
+	var buf [2 * MaxLaneLabels]Label
+	out := buf[:0]
+	lane := LaneFromContext(ctx)
+	for _, lb := range lane.labels() {
+		lk := p.laneKey(lb.Key)
+		canon := ""
+		if lk != nil {
+			canon = lk.canon
+		}
+		if v := strings.TrimSpace(getKey(c, lb.Key, canon)); v != "" {
+			if validValue(v) {
+				lb.Value = v
+			}
+		} else {
+			setKey(c, lb.Key, canon, lb.Value)
+		}
+		out = append(out, lb)
+	}
+	for i := range p.keys {
+		lk := &p.keys[i]
+		if _, ok := lane.Get(lk.key); ok {
+			continue
+		}
+		if v := strings.TrimSpace(getKey(c, lk.key, lk.canon)); validValue(v) {
+			out = append(out, Label{Key: lk.key, Value: v})
+		}
+	}
+
+	ctx = p.mergeBaggage(ctx, out)
+	p.prop.Inject(ctx, c)
+
+	if id := RequestIDFromContext(ctx); id != "" && getKey(c, requestIDKey, requestIDCanon) == "" {
+		setKey(c, requestIDKey, requestIDCanon, id)
+	}
+}
+
+// mergeBaggage returns ctx with its baggage updated to carry out as
+// lightmesh.lane.* members and no member for configured keys outside out. It
+// returns ctx itself when the baggage already matches.
+func (p *Propagator) mergeBaggage(ctx context.Context, out []Label) context.Context {
+	bag := baggage.FromContext(ctx)
+	if len(out) == 0 && bag.Len() == 0 {
+		return ctx
+	}
+	changed := false
+	for _, lb := range out {
+		if m := bag.Member(p.bagKey(lb.Key)); m.Key() == "" || m.Value() != lb.Value {
+			changed = true
+			break
+		}
+	}
+	if !changed && bag.Len() > 0 {
+		for i := range p.keys {
+			if !containsKey(out, p.keys[i].key) && bag.Member(p.keys[i].bag).Key() != "" {
+				changed = true
+				break
+			}
+		}
+	}
+	if !changed {
+		return ctx
+	}
+
+	had := bag.Len()
+	nb := bag
+	for i := range p.keys {
+		if !containsKey(out, p.keys[i].key) && nb.Member(p.keys[i].bag).Key() != "" {
+			nb = nb.DeleteMember(p.keys[i].bag)
+		}
+	}
+	base := nb
+	added := false
+	for _, lb := range out {
+		bk := p.bagKey(lb.Key)
+		if m := nb.Member(bk); m.Key() != "" && m.Value() == lb.Value {
+			continue
+		}
+		m, err := baggage.NewMemberRaw(bk, lb.Value)
+		if err != nil {
+			continue
+		}
+		if next, err := nb.SetMember(m); err == nil {
+			nb, added = next, true
+		}
+	}
+	// The lane members alone (at most 2*MaxLaneLabels of at most ~210 bytes)
+	// are far below the limits; only user baggage can push the total over.
+	if added && had > 0 && (nb.Len() > maxBaggageMembers || len(nb.String()) > maxBaggageBytes) {
+		// Send the user's baggage without any lane member rather than a
+		// baggage the next hop would drop whole, or a stale lane value.
+		nb = base
+		for _, lb := range out {
+			if bk := p.bagKey(lb.Key); nb.Member(bk).Key() != "" {
+				nb = nb.DeleteMember(bk)
+			}
+		}
+	}
+	return baggage.ContextWithBaggage(ctx, nb)
+}
+
+// laneKey returns the configured lane key k, or nil.
+func (p *Propagator) laneKey(k string) *laneKey {
+	for i := range p.keys {
+		if p.keys[i].key == k {
+			return &p.keys[i]
+		}
+	}
+	return nil
+}
+
+// bagKey returns the baggage member key of the label key k.
+func (p *Propagator) bagKey(k string) string {
+	if lk := p.laneKey(k); lk != nil {
+		return lk.bag
+	}
+	return BaggagePrefix + k
+}
+
+func containsKey(labels []Label, k string) bool {
+	for _, lb := range labels {
+		if lb.Key == k {
+			return true
+		}
+	}
+	return false
+}
+
+// hostileBaggage reports whether the baggage in c exceeds maxBaggageBytes in
+// total or maxBaggageListMembers list-members, and must be ignored whole.
+func hostileBaggage(c propagation.TextMapCarrier) bool {
+	if vg, ok := c.(propagation.ValuesGetter); ok {
+		vals := vg.Values("baggage")
+		if len(vals) > maxBaggageListMembers {
+			return true
+		}
+		size, n := 0, 0
+		for _, v := range vals {
+			size += len(v) + 1
+			if size > maxBaggageBytes+1 {
+				return true
+			}
+			n += strings.Count(v, ",") + 1
+		}
+		return n > maxBaggageListMembers
+	}
+	v := c.Get("baggage")
+	return len(v) > maxBaggageBytes || strings.Count(v, ",") >= maxBaggageListMembers
+}
+
+// noBaggageCarrier hides the baggage of a carrier whose baggage is hostile.
+type noBaggageCarrier struct {
+	propagation.TextMapCarrier
+}
+
+func isBaggageKey(k string) bool { return strings.EqualFold(k, "baggage") }
+
+// Get returns "" for baggage and the carrier's value otherwise.
+func (c noBaggageCarrier) Get(key string) string {
+	if isBaggageKey(key) {
+		return ""
+	}
+	return c.TextMapCarrier.Get(key)
+}
+
+// Values returns nil for baggage and the carrier's values otherwise.
+func (c noBaggageCarrier) Values(key string) []string {
+	if isBaggageKey(key) {
+		return nil
+	}
+	if vg, ok := c.TextMapCarrier.(propagation.ValuesGetter); ok {
+		return vg.Values(key)
+	}
+	if v := c.TextMapCarrier.Get(key); v != "" {
+		return []string{v}
+	}
+	return nil
+}
+
+// headerCarrier is propagation.HeaderCarrier with allocation-free key
+// canonicalization for the keys this package and the W3C propagators use.
+// It is used when the header holds at most one baggage header: it does not
+// implement propagation.ValuesGetter, so otel's Baggage propagator parses
+// that header once instead of parsing and then rebuilding it.
+type headerCarrier http.Header
+
+// multiHeaderCarrier is headerCarrier for a header holding several baggage
+// headers: like HeaderCarrier it implements propagation.ValuesGetter, so all
+// of them are read.
+type multiHeaderCarrier http.Header
+
+var (
+	_ propagation.TextMapCarrier = headerCarrier(nil)
+	_ propagation.ValuesGetter   = multiHeaderCarrier(nil)
+)
+
+// wrapCarrier returns carrier, or headerCarrier or multiHeaderCarrier when
+// carrier is a propagation.HeaderCarrier.
+func wrapCarrier(carrier propagation.TextMapCarrier) propagation.TextMapCarrier {
+	if h, ok := carrier.(propagation.HeaderCarrier); ok {
+		if len(h["Baggage"]) > 1 {
+			return multiHeaderCarrier(h)
+		}
+		return headerCarrier(h)
+	}
+	return carrier
+}
+
+// asHeader returns the http.Header behind a carrier made by wrapCarrier.
+func asHeader(c propagation.TextMapCarrier) (http.Header, bool) {
+	switch h := c.(type) {
+	case headerCarrier:
+		return http.Header(h), true
+	case multiHeaderCarrier:
+		return http.Header(h), true
+	}
+	return nil, false
+}
+
+func canonicalKey(k string) string {
+	switch k {
+	case "traceparent":
+		return "Traceparent"
+	case "tracestate":
+		return "Tracestate"
+	case "baggage":
+		return "Baggage"
+	case requestIDKey:
+		return requestIDCanon
+	}
+	return textproto.CanonicalMIMEHeaderKey(k)
+}
+
+func headerGet(h http.Header, key string) string {
+	if v := h[canonicalKey(key)]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
+}
+
+func headerKeys(h http.Header) []string {
+	keys := make([]string, 0, len(h))
+	for k := range h {
+		keys = append(keys, k)
+	}
+	return keys
+}
+
+// Get returns the first value of key.
+func (h headerCarrier) Get(key string) string { return headerGet(http.Header(h), key) }
+
+// Set sets key to value, replacing existing values.
+func (h headerCarrier) Set(key, value string) { h[canonicalKey(key)] = []string{value} }
+
+// Keys returns the header names.
+func (h headerCarrier) Keys() []string { return headerKeys(http.Header(h)) }
+
+// Get returns the first value of key.
+func (h multiHeaderCarrier) Get(key string) string { return headerGet(http.Header(h), key) }
+
+// Set sets key to value, replacing existing values.
+func (h multiHeaderCarrier) Set(key, value string) { h[canonicalKey(key)] = []string{value} }
+
+// Keys returns the header names.
+func (h multiHeaderCarrier) Keys() []string { return headerKeys(http.Header(h)) }
+
+// Values returns all values of key.
+func (h multiHeaderCarrier) Values(key string) []string { return h[canonicalKey(key)] }
+
+// getKey returns the first value of key in c; canon, if not "", is key's
+// canonical header name, used without re-canonicalizing for header carriers.
+func getKey(c propagation.TextMapCarrier, key, canon string) string {
+	if h, ok := asHeader(c); ok {
+		if canon == "" {
+			canon = textproto.CanonicalMIMEHeaderKey(key)
+		}
+		if v := h[canon]; len(v) > 0 {
+			return v[0]
+		}
+		return ""
+	}
+	return c.Get(key)
+}
+
+// setKey sets key to value in c; canon as for getKey.
+func setKey(c propagation.TextMapCarrier, key, canon, value string) {
+	if h, ok := asHeader(c); ok {
+		if canon == "" {
+			canon = textproto.CanonicalMIMEHeaderKey(key)
+		}
+		h[canon] = []string{value}
+		return
+	}
+	c.Set(key, value)
+}
