@@ -34,18 +34,25 @@ func (p *Picker) Instances() []Instance { return p.instances }
 
 // Pick returns the next instance in weighted round-robin order for which
 // accept returns true (a nil accept takes any), or nil when none does.
-// Rejected instances are skipped without disturbing the order for others.
+// A rejected instance's turn is given away, not handed to its successor,
+// so the accepted instances keep their shares relative to each other.
 func (p *Picker) Pick(accept func(*Instance) bool) *Instance {
 	n := len(p.instances)
 	if n == 0 {
 		return nil
 	}
 	k := p.next.Add(1) - 1
-	for i := range uint64(min(n, probesBeforeScan)) {
-		in := &p.instances[p.schedule.At(k+i)]
-		if accept == nil || accept(in) {
+	if accept == nil {
+		return &p.instances[p.schedule.At(k)]
+	}
+	for range min(n, probesBeforeScan) {
+		in := &p.instances[p.schedule.At(k)]
+		if accept(in) {
 			return in
 		}
+		// Take a fresh position: probing k+1 instead would give the
+		// next instance this turn on top of its own.
+		k = p.next.Add(1) - 1
 	}
 	start := p.schedule.At(k)
 	for i := range n {

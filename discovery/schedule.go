@@ -1,6 +1,11 @@
 package discovery
 
-import "container/heap"
+import (
+	"container/heap"
+	"math"
+	"math/bits"
+	"slices"
+)
 
 // maxScheduleLen bounds a weighted schedule; larger weight sums are scaled
 // down, keeping every weight at least 1.
@@ -36,19 +41,30 @@ func NewSchedule(weights []int) Schedule {
 		return s
 	}
 	g := w[0]
-	total := 0
 	for _, x := range w {
 		g = gcd(g, x)
 	}
+	// Reduce by the common divisor, then, if the sum would overflow, shift
+	// every weight right until n of them fit in an int (a weight may be as
+	// large as math.MaxInt; each stays at least 1).
+	shift := 0
+	if slices.Max(w)/g > math.MaxInt/len(w) {
+		shift = bits.Len(uint(len(w)))
+	}
+	total := 0
 	for i := range w {
-		w[i] /= g
+		w[i] = max(1, (w[i]/g)>>shift)
 		total += w[i]
 	}
 	if limit := max(maxScheduleLen, len(w)); total > limit {
-		old := total
+		// Scale down to limit picks: w*limit/total, computed in 128 bits
+		// (w*limit overflows an int for weights above 2^47).
+		old := uint64(total)
 		total = 0
 		for i := range w {
-			w[i] = max(1, w[i]*limit/old)
+			hi, lo := bits.Mul64(uint64(w[i]), uint64(limit))
+			q, _ := bits.Div64(hi, lo, old) // w <= old, so q <= limit: no overflow
+			w[i] = max(1, int(q))
 			total += w[i]
 		}
 	}

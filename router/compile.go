@@ -1,6 +1,7 @@
 package router
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"maps"
@@ -45,6 +46,8 @@ type serviceRules struct {
 	name    string
 	subsets []subsetRule // sorted by name
 	routes  []route
+	inbound []route    // conditions only: inbound routes have no destinations
+	index   []indexKey // nil: Route scans every route
 }
 
 type subsetRule struct {
@@ -129,9 +132,14 @@ func (c *compiler) service(path, name string, svc Service) *serviceRules {
 		if len(labels) > discovery.MaxLabels {
 			c.fail(sp+".labels", "%d labels, over the limit of %d", len(labels), discovery.MaxLabels)
 		}
-		for k := range labels {
-			if k == "" {
+		for _, k := range slices.Sorted(maps.Keys(labels)) {
+			switch {
+			case k == "":
 				c.fail(sp+".labels", "empty label key")
+			case len(k) > discovery.MaxLabelKeyLen:
+				c.fail(sp+".labels", "label key %.40q...: over %d bytes", k, discovery.MaxLabelKeyLen)
+			case len(labels[k]) > discovery.MaxLabelValueLen:
+				c.fail(sp+".labels."+k, "value over %d bytes", discovery.MaxLabelValueLen)
 			}
 		}
 		index[sn] = len(sr.subsets)
@@ -156,7 +164,38 @@ func (c *compiler) service(path, name string, svc Service) *serviceRules {
 		}
 		sr.routes = append(sr.routes, cr)
 	}
+	assignHeaderSlots(sr.routes)
+	sr.inbound = c.inbound(path, svc.Inbound)
+	sr.index = buildIndex(sr.routes)
 	return sr
+}
+
+// assignHeaderSlots numbers the distinct header names the routes test, the
+// most used first, so that Route looks each of the first headerCacheSize up
+// at most once per call.
+func assignHeaderSlots(routes []route) {
+	uses := make(map[string]int)
+	for i := range routes {
+		for _, h := range routes[i].headers {
+			uses[h.canonical]++
+		}
+	}
+	names := slices.SortedFunc(maps.Keys(uses), func(a, b string) int {
+		if c := cmp.Compare(uses[b], uses[a]); c != 0 {
+			return c
+		}
+		return strings.Compare(a, b)
+	})
+	slot := make(map[string]int, len(names))
+	for i, name := range names {
+		slot[name] = i
+	}
+	for i := range routes {
+		for j := range routes[i].headers {
+			h := &routes[i].headers[j]
+			h.slot = slot[h.canonical]
+		}
+	}
 }
 
 func (c *compiler) route(path string, r Route, subsets map[string]int) route {
@@ -288,6 +327,12 @@ func (c *compiler) stringCond(path string, m StringMatch, header bool) (stringCo
 		expr := *m.Regex
 		if len(expr) > MaxRegexLen {
 			c.fail(path+".regex", "%d bytes, over the limit of %d", len(expr), MaxRegexLen)
+			return sc, false
+		}
+		// Check expr on its own first: wrapped, an unbalanced expr such as
+		// "a)|(b" would compile and escape the anchors.
+		if _, err := regexp.Compile(expr); err != nil {
+			c.fail(path+".regex", "invalid RE2 expression: %v", err)
 			return sc, false
 		}
 		re, err := regexp.Compile(`^(?:` + expr + `)$`)

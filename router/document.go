@@ -25,6 +25,80 @@ type Service struct {
 	Subsets map[string]Subset `yaml:"subsets,omitempty" json:"subsets,omitempty"`
 	// Routes are tried in order; the first whose match accepts the request wins.
 	Routes []Route `yaml:"routes,omitempty" json:"routes,omitempty"`
+	// Timeout bounds a whole call, retries included; zero means none.
+	// A route's own timeout replaces it.
+	Timeout Duration `yaml:"timeout,omitempty" json:"timeout,omitempty"`
+	// Retry retries failed calls; nil means no retries. A route's own
+	// retry replaces it.
+	Retry *Retry `yaml:"retry,omitempty" json:"retry,omitempty"`
+	// Breaker is the circuit breaker over all calls to the service; nil
+	// means none.
+	Breaker *Breaker `yaml:"breaker,omitempty" json:"breaker,omitempty"`
+	// OutlierDetection gives every instance a breaker of its own with
+	// these settings; an instance whose breaker is open is skipped by the
+	// balancer (ejected) until it half-opens. Nil means no ejection.
+	OutlierDetection *Breaker `yaml:"outlierDetection,omitempty" json:"outlierDetection,omitempty"`
+	// RateLimit caps the calls this process sends to the service; nil
+	// means no limit. A route's own limit applies instead of it.
+	RateLimit *RateLimit `yaml:"rateLimit,omitempty" json:"rateLimit,omitempty"`
+	// Inbound holds server-side rules for requests this service receives:
+	// the first inbound route matching a request applies its rate limit.
+	Inbound []InboundRoute `yaml:"inbound,omitempty" json:"inbound,omitempty"`
+}
+
+// Retry says when and how often a failed call is tried again. Every retry
+// goes to another instance when one is available.
+type Retry struct {
+	// Attempts is the number of retries after the first try (0..10).
+	Attempts int `yaml:"attempts" json:"attempts"`
+	// PerTryTimeout bounds each try; zero means only the call's timeout.
+	PerTryTimeout Duration `yaml:"perTryTimeout,omitempty" json:"perTryTimeout,omitempty"`
+	// Budget caps retries at this fraction of the calls sent to the
+	// service (0.2: retries add at most 20% load, plus a reserve of 10);
+	// zero means 0.2.
+	Budget float64 `yaml:"budget,omitempty" json:"budget,omitempty"`
+	// On lists the conditions that trigger a retry: connect-failure,
+	// reset, per-try-timeout, 5xx, or a status code such as "503".
+	// Empty means connect-failure, reset, 502, 503 and 504.
+	On []string `yaml:"on,omitempty" json:"on,omitempty"`
+	// Backoff is the first wait between tries (doubled each time, with
+	// jitter, at most 10 times Backoff); zero means 25ms.
+	Backoff Duration `yaml:"backoff,omitempty" json:"backoff,omitempty"`
+	// NonIdempotent allows retrying methods other than GET, HEAD,
+	// OPTIONS, TRACE, PUT and DELETE. Off by default.
+	NonIdempotent bool `yaml:"nonIdempotent,omitempty" json:"nonIdempotent,omitempty"`
+}
+
+// Breaker is a circuit breaker policy; zero fields take the defaults of
+// package breaker.
+type Breaker struct {
+	Window            Duration `yaml:"window,omitempty" json:"window,omitempty"`
+	Buckets           int      `yaml:"buckets,omitempty" json:"buckets,omitempty"`
+	MinRequests       int      `yaml:"minRequests,omitempty" json:"minRequests,omitempty"`
+	FailureRatio      float64  `yaml:"failureRatio,omitempty" json:"failureRatio,omitempty"`
+	SlowCallThreshold Duration `yaml:"slowCallThreshold,omitempty" json:"slowCallThreshold,omitempty"`
+	SlowCallRatio     float64  `yaml:"slowCallRatio,omitempty" json:"slowCallRatio,omitempty"`
+	OpenBase          Duration `yaml:"openBase,omitempty" json:"openBase,omitempty"`
+	OpenMax           Duration `yaml:"openMax,omitempty" json:"openMax,omitempty"`
+	Multiplier        float64  `yaml:"multiplier,omitempty" json:"multiplier,omitempty"`
+	Jitter            float64  `yaml:"jitter,omitempty" json:"jitter,omitempty"`
+	HalfOpenProbes    int      `yaml:"halfOpenProbes,omitempty" json:"halfOpenProbes,omitempty"`
+	// FailureStatus lists the HTTP status codes that count as failures;
+	// empty means every 5xx. Transport errors and timeouts always count.
+	FailureStatus []int `yaml:"failureStatus,omitempty" json:"failureStatus,omitempty"`
+}
+
+// RateLimit is a token bucket: RPS tokens a second, up to Burst at once.
+type RateLimit struct {
+	RPS   float64 `yaml:"rps" json:"rps"`
+	Burst int     `yaml:"burst,omitempty" json:"burst,omitempty"`
+}
+
+// InboundRoute limits the requests a service receives that Match accepts.
+type InboundRoute struct {
+	Name      string     `yaml:"name,omitempty" json:"name,omitempty"`
+	Match     *Match     `yaml:"match,omitempty" json:"match,omitempty"`
+	RateLimit *RateLimit `yaml:"rateLimit" json:"rateLimit"`
 }
 
 // Subset selects the instances whose metadata labels include all of Labels.
@@ -46,6 +120,10 @@ type Route struct {
 	// available instance. Empty means no fallback: the call fails with
 	// ErrNoInstance.
 	Fallback string `yaml:"fallback,omitempty" json:"fallback,omitempty"`
+	// Timeout, Retry and RateLimit replace the service's for this route.
+	Timeout   Duration   `yaml:"timeout,omitempty" json:"timeout,omitempty"`
+	Retry     *Retry     `yaml:"retry,omitempty" json:"retry,omitempty"`
+	RateLimit *RateLimit `yaml:"rateLimit,omitempty" json:"rateLimit,omitempty"`
 }
 
 // Match holds the conditions a request must all meet. Empty conditions are

@@ -55,6 +55,7 @@ func (c *stringCond) match(v string, present bool) bool {
 type headerCond struct {
 	canonical string // http.Header key
 	lower     string // gRPC metadata key
+	slot      int    // the header's number within its service, most used first
 	cond      stringCond
 }
 
@@ -69,7 +70,40 @@ func (r *Request) header(h *headerCond) (string, bool) {
 	return "", false
 }
 
-func (rt *route) matches(r *Request) bool {
+// headerCacheSize is how many of a service's header names (the most used
+// ones) Route looks up at most once per call; conditions on further names
+// look their header up each time.
+const headerCacheSize = 16
+
+// headerCache remembers, for one call, the headers already looked up, so
+// that many routes testing the same header cost one map lookup rather than
+// one per route. It lives on Route's stack.
+type headerCache struct {
+	known, present uint16 // bit i: slot i was looked up / was present
+	values         [headerCacheSize]string
+}
+
+func (c *headerCache) header(r *Request, h *headerCond) (string, bool) {
+	if h.slot >= headerCacheSize {
+		return r.header(h)
+	}
+	bit := uint16(1) << h.slot
+	if c.known&bit != 0 {
+		return c.values[h.slot], c.present&bit != 0
+	}
+	v, ok := r.header(h)
+	c.known |= bit
+	if ok {
+		c.present |= bit
+		c.values[h.slot] = v
+	}
+	return v, ok
+}
+
+// emptyRequest stands in for a nil *Request; it is never written.
+var emptyRequest Request
+
+func (rt *route) matches(r *Request, hc *headerCache) bool {
 	if len(rt.methods) > 0 {
 		ok := false
 		for _, m := range rt.methods {
@@ -87,7 +121,7 @@ func (rt *route) matches(r *Request) bool {
 	}
 	for i := range rt.headers {
 		h := &rt.headers[i]
-		v, ok := r.header(h)
+		v, ok := hc.header(r, h)
 		if !h.cond.match(v, ok) {
 			return false
 		}

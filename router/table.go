@@ -26,9 +26,11 @@ type serviceTable struct {
 type Result struct {
 	Service string
 	// Route is the name of the matched route ("" when the service has no
-	// routes); Subset the subset that serves the call ("" when none).
-	Route  string
-	Subset string
+	// routes) and RouteIndex its position in the service's routes (-1 when
+	// none); Subset is the subset that serves the call ("" when none).
+	Route      string
+	RouteIndex int
+	Subset     string
 	// Fallback is true when the route's fallback subset was used.
 	Fallback bool
 	// Instance is the picked instance; it points into the Table and must
@@ -158,36 +160,46 @@ func (t *Table) Route(service string, req *Request, accept func(*discovery.Insta
 	if st == nil {
 		return Result{}, ErrUnknownService
 	}
-	res := Result{Service: service}
+	if req == nil {
+		req = &emptyRequest
+	}
+	res := Result{Service: service, RouteIndex: -1}
 	if st.rules == nil || len(st.rules.routes) == 0 {
 		if res.Instance = st.all.Pick(accept); res.Instance == nil {
 			return res, &NoInstanceError{Service: service}
 		}
 		return res, nil
 	}
-	for i := range st.rules.routes {
+	var hc headerCache
+	if i := st.rules.match(req, &hc); i >= 0 {
 		rt := &st.rules.routes[i]
-		if !rt.matches(req) {
-			continue
-		}
-		res.Route = rt.name
+		res.Route, res.RouteIndex = rt.name, i
 		chosen := -1
-		if len(rt.dests) > 0 {
+		switch len(rt.dests) {
+		case 0:
+		case 1:
+			// No split: skip the shared counter, a contended atomic.
+			chosen = rt.dests[0]
+		default:
 			chosen = rt.dests[rt.schedule.At(rt.next.Add(1)-1)]
+		}
+		if chosen >= 0 {
 			res.Subset = st.rules.subsets[chosen].name
 			if res.Instance = st.subsets[chosen].Pick(accept); res.Instance != nil {
 				return res, nil
 			}
 		}
-		err := &NoInstanceError{Service: service, Subset: res.Subset}
+		// The error is built only here, so that a call served by the
+		// fallback does not allocate it.
+		fallback := ""
 		if fb := rt.fallback; fb >= 0 && fb != chosen {
-			err.Fallback = st.rules.subsets[fb].name
+			fallback = st.rules.subsets[fb].name
 			if res.Instance = st.subsets[fb].Pick(accept); res.Instance != nil {
-				res.Subset, res.Fallback = err.Fallback, true
+				res.Subset, res.Fallback = fallback, true
 				return res, nil
 			}
 		}
-		return res, err
+		return res, &NoInstanceError{Service: service, Subset: res.Subset, Fallback: fallback}
 	}
 	return res, &NoRouteError{Service: service}
 }
