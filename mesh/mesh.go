@@ -6,11 +6,13 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/lightmesh/lightmesh/breaker"
 	"github.com/lightmesh/lightmesh/discovery"
 	"github.com/lightmesh/lightmesh/internal/backoff"
 	"github.com/lightmesh/lightmesh/router"
@@ -25,9 +27,10 @@ const MaxInstancesPerService = 100_000
 // Mesh routes calls by rules that a background watcher keeps current. Use
 // New; call Close to stop its goroutines.
 type Mesh struct {
-	cfg   config
-	prop  *trace.Propagator
-	table atomic.Pointer[router.Table]
+	cfg     config
+	prop    *trace.Propagator
+	metrics *metrics // nil when metrics are off
+	snap    atomic.Pointer[snapshot]
 
 	docs      chan rules.Document
 	instances chan instanceUpdate
@@ -44,7 +47,7 @@ type Mesh struct {
 	appliedHash  string
 	rejectedHash string
 	watches      map[string]*serviceWatch
-	watchGen     uint64 // numbers service watches so a stopped one's updates are dropped
+	watchGen     uint64          // numbers service watches so a stopped one's updates are dropped
 	awaited      map[string]bool // services whose first list New still waits for; nil once found is closed
 }
 
@@ -87,7 +90,14 @@ func New(ctx context.Context, opts ...Option) (*Mesh, error) {
 		found:     make(chan struct{}),
 		watches:   make(map[string]*serviceWatch),
 	}
-	m.table.Store(router.NewTable(nil, nil))
+	m.snap.Store(&snapshot{table: router.NewTable(nil, nil)})
+	if cfg.registerer != nil {
+		mt, err := newMetrics(cfg.registerer)
+		if err != nil {
+			return nil, fmt.Errorf("mesh: register metrics: %w", err)
+		}
+		m.metrics = mt
+	}
 	if cfg.rules != nil {
 		m.status.Rules.Source = cfg.rules.String()
 	} else {
@@ -154,7 +164,7 @@ func (m *Mesh) Close() error {
 }
 
 // Table returns the routing snapshot in use now.
-func (m *Mesh) Table() *router.Table { return m.table.Load() }
+func (m *Mesh) Table() *router.Table { return m.snap.Load().table }
 
 // watchRules runs the rule source's Watch in a backoff loop, handing every
 // document to the manager.
@@ -204,6 +214,7 @@ func (m *Mesh) applyDocument(ctx context.Context, doc rules.Document) {
 	now := time.Now()
 	if hash == m.appliedHash || hash == m.rejectedHash {
 		m.setWatcher(func(w *WatcherStatus) { w.LastUpdate = now })
+		m.metrics.ruleUpdate("unchanged")
 		return
 	}
 	version := doc.Version
@@ -211,6 +222,10 @@ func (m *Mesh) applyDocument(ctx context.Context, doc rules.Document) {
 		version = "sha256:" + hash[:12]
 	}
 	compiled, err := router.Load(doc.Data)
+	var policies map[string]*servicePolicy
+	if err == nil {
+		policies, err = buildPolicies(compiled, m.snap.Load().policies, m.onBreakerChange)
+	}
 	if err != nil {
 		m.rejectedHash = hash
 		m.cfg.logger.Error("lightmesh: rule document rejected; last good rules keep serving",
@@ -219,15 +234,23 @@ func (m *Mesh) applyDocument(ctx context.Context, doc rules.Document) {
 		m.status.LastRejection = &Rejection{Version: version, Error: err.Error(), At: now}
 		m.status.Watcher.LastUpdate = now
 		m.mu.Unlock()
+		m.metrics.ruleUpdate("rejected")
 		m.notify(RulesEvent{Version: version, Err: err, At: now})
 		return
 	}
 	m.appliedHash, m.rejectedHash = hash, ""
-	m.table.Store(m.table.Load().WithRules(compiled))
+	old := m.snap.Load()
+	next := &snapshot{table: old.table.WithRules(compiled), policies: policies}
+	b := &policyBuilder{onChange: m.onBreakerChange}
+	for name, p := range policies {
+		policies[name] = p.withInstances(next.table.Instances(name, ""), b)
+	}
+	m.snap.Store(next)
 	m.mu.Lock()
 	m.status.Rules.Version, m.status.Rules.AppliedAt = version, now
 	m.status.Watcher.LastUpdate = now
 	m.mu.Unlock()
+	m.metrics.rulesApplied(m.cfg.rules.String(), version)
 	m.cfg.logger.Info("lightmesh: rules applied", "source", m.cfg.rules.String(), "version", version, "services", len(compiled.Services()))
 	m.syncWatches(ctx)
 	select {
@@ -255,7 +278,7 @@ func (m *Mesh) syncWatches(ctx context.Context) {
 	if m.cfg.discovery == nil {
 		return
 	}
-	want := slices.Concat(m.table.Load().Rules().Services(), m.cfg.services)
+	want := slices.Concat(m.snap.Load().table.Rules().Services(), m.cfg.services)
 	keep := make(map[string]bool, len(want))
 	for _, name := range want {
 		keep[name] = true
@@ -276,7 +299,7 @@ func (m *Mesh) syncWatches(ctx context.Context) {
 		if !keep[name] {
 			w.cancel()
 			delete(m.watches, name)
-			m.table.Store(m.table.Load().WithInstances(name, nil))
+			m.setInstances(name, nil)
 		}
 	}
 }
@@ -312,11 +335,30 @@ func (m *Mesh) applyInstances(up instanceUpdate) {
 		m.cfg.logger.Warn("lightmesh: instance list cut", "service", up.service, "count", len(list), "limit", MaxInstancesPerService)
 		list = list[:MaxInstancesPerService]
 	}
-	m.table.Store(m.table.Load().WithInstances(up.service, list))
+	m.setInstances(up.service, list)
 	if m.awaited != nil {
 		delete(m.awaited, up.service)
 		m.checkFound()
 	}
+}
+
+// setInstances publishes a snapshot in which service has list, with
+// per-instance breakers to match.
+func (m *Mesh) setInstances(service string, list []discovery.Instance) {
+	old := m.snap.Load()
+	next := &snapshot{table: old.table.WithInstances(service, list), policies: old.policies}
+	if p := old.policies[service]; p != nil && p.outlier != nil {
+		next.policies = maps.Clone(old.policies)
+		next.policies[service] = p.withInstances(next.table.Instances(service, ""), &policyBuilder{onChange: m.onBreakerChange})
+	}
+	m.snap.Store(next)
+}
+
+// onBreakerChange is called by every breaker the mesh creates when its
+// state changes.
+func (m *Mesh) onBreakerChange(service, instance string, from, to breaker.State) {
+	m.cfg.logger.Info("lightmesh: breaker state change", "service", service, "instance", instance, "from", from.String(), "to", to.String())
+	m.metrics.breakerChanged(service, instance, to)
 }
 
 // checkFound closes found once no awaited service is left.
@@ -339,7 +381,9 @@ func isClosed(ch chan struct{}) bool {
 func (m *Mesh) setWatcher(f func(*WatcherStatus)) {
 	m.mu.Lock()
 	f(&m.status.Watcher)
+	connected := m.status.Watcher.Connected
 	m.mu.Unlock()
+	m.metrics.watcher(connected)
 }
 
 // Status is what the mesh is running, for ops: see Mesh.Status.
@@ -347,6 +391,38 @@ type Status struct {
 	Rules         RulesStatus   `json:"rules"`
 	LastRejection *Rejection    `json:"lastRejection,omitempty"`
 	Watcher       WatcherStatus `json:"watcher"`
+	// Services lists every known service with its subsets and instances.
+	Services []ServiceStatus `json:"services,omitempty"`
+	// Breakers lists every circuit breaker: per service, then per
+	// instance, sorted.
+	Breakers []BreakerStatus `json:"breakers,omitempty"`
+}
+
+// ServiceStatus describes one service's routable instances.
+type ServiceStatus struct {
+	Name string `json:"name"`
+	// Instances are the addresses of the service's healthy instances.
+	Instances []string `json:"instances"`
+	// Subsets maps each subset named by the rules to its instances.
+	Subsets []SubsetStatus `json:"subsets,omitempty"`
+}
+
+// SubsetStatus lists the instances one subset selects.
+type SubsetStatus struct {
+	Name      string   `json:"name"`
+	Instances []string `json:"instances"`
+}
+
+// BreakerStatus describes one circuit breaker.
+type BreakerStatus struct {
+	Service string `json:"service"`
+	// Instance is the instance address for an outlier-detection breaker,
+	// empty for the service's breaker.
+	Instance  string    `json:"instance,omitempty"`
+	State     string    `json:"state"`
+	OpenUntil time.Time `json:"openUntil,omitzero"`
+	// Trips counts consecutive trips; each makes the open period longer.
+	Trips int `json:"trips,omitempty"`
 }
 
 // RulesStatus describes the rules in force.
@@ -373,13 +449,52 @@ type WatcherStatus struct {
 // Status returns a copy of the mesh's current status.
 func (m *Mesh) Status() Status {
 	m.mu.Lock()
-	defer m.mu.Unlock()
 	st := m.status
 	if st.LastRejection != nil {
 		r := *st.LastRejection
 		st.LastRejection = &r
 	}
+	m.mu.Unlock()
+	snap := m.snap.Load()
+	st.Services = serviceStatuses(snap.table)
+	st.Breakers = breakerStatuses(snap.policies)
 	return st
+}
+
+func serviceStatuses(t *router.Table) []ServiceStatus {
+	addrs := func(list []discovery.Instance) []string {
+		out := make([]string, len(list))
+		for i := range list {
+			out[i] = list[i].Address
+		}
+		return out
+	}
+	var out []ServiceStatus
+	for _, name := range t.Services() {
+		ss := ServiceStatus{Name: name, Instances: addrs(t.Instances(name, ""))}
+		for _, sub := range t.Subsets(name) {
+			ss.Subsets = append(ss.Subsets, SubsetStatus{Name: sub, Instances: addrs(t.Instances(name, sub))})
+		}
+		out = append(out, ss)
+	}
+	return out
+}
+
+func breakerStatuses(policies map[string]*servicePolicy) []BreakerStatus {
+	var out []BreakerStatus
+	add := func(service, instance string, b *breaker.Breaker) {
+		out = append(out, BreakerStatus{Service: service, Instance: instance, State: b.State().String(), OpenUntil: b.OpenUntil(), Trips: b.Trips()})
+	}
+	for _, name := range slices.Sorted(maps.Keys(policies)) {
+		p := policies[name]
+		if p.breaker != nil {
+			add(name, "", p.breaker)
+		}
+		for _, addr := range slices.Sorted(maps.Keys(p.instances)) {
+			add(name, addr, p.instances[addr])
+		}
+	}
+	return out
 }
 
 // LastRejection returns the error of the last rule document rejected, or

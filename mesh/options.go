@@ -1,6 +1,7 @@
 package mesh
 
 import (
+	"github.com/prometheus/client_golang/prometheus"
 	"io"
 	"log/slog"
 	"time"
@@ -23,12 +24,14 @@ type config struct {
 	rules        rules.Source
 	discovery    discovery.Source
 	services     []string
+	local        string
 	logger       *slog.Logger
 	startTimeout time.Duration
 	startEmpty   bool
 	backoff      backoff.Policy
 	traceOptions []trace.Option
 	onRules      func(RulesEvent)
+	registerer   prometheus.Registerer
 }
 
 func defaultConfig() config {
@@ -63,6 +66,12 @@ func WithDiscovery(src discovery.Source) Option {
 // WithServices names services to discover even when no rule mentions them.
 func WithServices(names ...string) Option {
 	return optionFunc(func(c *config) { c.services = append(c.services, names...) })
+}
+
+// WithLocalService names the service this process is. The Handler applies
+// the inbound rules of that service in the rule document.
+func WithLocalService(name string) Option {
+	return optionFunc(func(c *config) { c.local = name })
 }
 
 // WithLogger sets the logger for rule updates, rejections and watcher
@@ -109,4 +118,11 @@ func WithTrace(opts ...trace.Option) Option {
 // applied or rejected. fn must not block for long.
 func WithOnRulesChange(fn func(RulesEvent)) Option {
 	return optionFunc(func(c *config) { c.onRules = fn })
+}
+
+// WithRegisterer turns on Prometheus metrics, registered on reg (pass
+// prometheus.DefaultRegisterer to use the global registry). Without it
+// the mesh records no metrics. The metrics are listed in the README.
+func WithRegisterer(reg prometheus.Registerer) Option {
+	return optionFunc(func(c *config) { c.registerer = reg })
 }

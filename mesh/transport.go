@@ -2,10 +2,6 @@ package mesh
 
 import (
 	"net/http"
-
-	"go.opentelemetry.io/otel/propagation"
-
-	"github.com/lightmesh/lightmesh/router"
 )
 
 // Transport returns an http.RoundTripper that sends requests for mesh
@@ -18,6 +14,13 @@ import (
 // unless the caller set req.Host. Requests for any other host pass
 // through to base untouched. Routing failures are returned as errors
 // (router.ErrNoInstance, router.ErrNoRoute) without sending anything.
+//
+// The service's rules add protection: a client-side rate limit
+// (ErrRateLimited), the service breaker and per-instance breakers that
+// eject failing instances (ErrCircuitOpen), a timeout over the whole call
+// and retries with a per-try timeout and a retry budget. Only idempotent
+// requests with a replayable body (GetBody) are retried unless the rule
+// says otherwise; each retry goes to another instance when there is one.
 func (m *Mesh) Transport(base http.RoundTripper) http.RoundTripper {
 	if base == nil {
 		base = http.DefaultTransport
@@ -33,24 +36,12 @@ type transport struct {
 var _ http.RoundTripper = (*transport)(nil)
 
 func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
-	table := t.m.table.Load()
+	snap := t.m.snap.Load()
 	service := req.URL.Hostname()
-	if !table.Has(service) {
+	if !snap.table.Has(service) {
 		return t.base.RoundTrip(req)
 	}
-	ctx := req.Context()
-	out := req.Clone(ctx)
-	if out.Host == "" {
-		out.Host = req.URL.Host
-	}
-	t.m.prop.Inject(ctx, propagation.HeaderCarrier(out.Header))
-	res, err := table.Route(service, &router.Request{Method: out.Method, Path: out.URL.Path, Header: out.Header}, nil)
-	if err != nil {
-		closeBody(req)
-		return nil, err
-	}
-	out.URL.Host = res.Instance.Address
-	return t.base.RoundTrip(out)
+	return t.m.send(snap, service, req, t.base)
 }
 
 // closeBody honours the RoundTripper contract: the request body is closed

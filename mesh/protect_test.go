@@ -1,0 +1,449 @@
+package mesh_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/lightmesh/lightmesh/breaker"
+	"github.com/lightmesh/lightmesh/discovery"
+	"github.com/lightmesh/lightmesh/mesh"
+	"github.com/lightmesh/lightmesh/rules"
+)
+
+// flaky is a real HTTP backend whose status code and delay tests set.
+type flaky struct {
+	name   string
+	srv    *httptest.Server
+	status atomic.Int64
+	delay  atomic.Int64 // nanoseconds
+	hits   atomic.Int64
+	posts  atomic.Int64
+}
+
+func newFlaky(t *testing.T, name string) *flaky {
+	t.Helper()
+	f := &flaky{name: name}
+	f.status.Store(http.StatusOK)
+	f.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		f.hits.Add(1)
+		if r.Method == http.MethodPost {
+			f.posts.Add(1)
+		}
+		io.Copy(io.Discard, r.Body)
+		if d := time.Duration(f.delay.Load()); d > 0 {
+			select {
+			case <-time.After(d):
+			case <-r.Context().Done():
+				return
+			}
+		}
+		w.WriteHeader(int(f.status.Load()))
+		io.WriteString(w, name)
+	}))
+	t.Cleanup(f.srv.Close)
+	return f
+}
+
+func (f *flaky) instance() discovery.Instance {
+	return discovery.Instance{Address: strings.TrimPrefix(f.srv.URL, "http://")}
+}
+
+func send(c *http.Client, method, target string) (int, string, error) {
+	req, _ := http.NewRequest(method, target, strings.NewReader("payload"))
+	resp, err := c.Do(req)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(body), nil
+}
+
+func svcDoc(extra string) string {
+	return "apiVersion: lightmesh/v1\nservices:\n  svc:\n" + extra
+}
+
+func meshFor(t *testing.T, doc string, backends ...*flaky) (*mesh.Mesh, *rules.Memory, *http.Client) {
+	t.Helper()
+	var list []discovery.Instance
+	for _, b := range backends {
+		list = append(list, b.instance())
+	}
+	src := rules.NewMemory([]byte(doc))
+	m := newMesh(t, src, discovery.NewStatic(map[string][]discovery.Instance{"svc": list}))
+	return m, src, &http.Client{Transport: m.Transport(nil)}
+}
+
+func serviceBreaker(m *mesh.Mesh, service string) mesh.BreakerStatus {
+	for _, b := range m.Status().Breakers {
+		if b.Service == service && b.Instance == "" {
+			return b
+		}
+	}
+	return mesh.BreakerStatus{}
+}
+
+// TestBreakerLifecycle walks the service breaker through open, half-open,
+// a failed probe with a longer open period up to the cap, and recovery.
+func TestBreakerLifecycle(t *testing.T) {
+	be := newFlaky(t, "b")
+	m, _, client := meshFor(t, svcDoc(`    breaker: {window: 10s, buckets: 10, minRequests: 4, failureRatio: 0.5,
+              openBase: 100ms, openMax: 400ms, multiplier: 2, halfOpenProbes: 1}
+`), be)
+
+	be.status.Store(http.StatusInternalServerError)
+	for range 4 {
+		if code, _, err := send(client, "GET", "http://svc/"); err != nil || code != 500 {
+			t.Fatalf("before tripping: %d, %v", code, err)
+		}
+	}
+	// Open: fails fast without reaching the backend.
+	hits := be.hits.Load()
+	_, _, err := send(client, "GET", "http://svc/")
+	var open *mesh.CircuitOpenError
+	if !errors.Is(err, mesh.ErrCircuitOpen) || !errors.Is(err, breaker.ErrOpen) || !errors.As(err, &open) || open.Service != "svc" {
+		t.Fatalf("while open: err = %v, want *CircuitOpenError for svc", err)
+	}
+	if be.hits.Load() != hits {
+		t.Fatal("an open breaker let a request through")
+	}
+
+	// Each failed probe reopens for longer: 100ms, 200ms, 400ms, 400ms (cap).
+	for i, want := range []time.Duration{100, 200, 400, 400} {
+		want *= time.Millisecond
+		st := serviceBreaker(m, "svc")
+		if st.State != "open" || st.Trips != i+1 {
+			t.Fatalf("trip %d: status %+v", i+1, st)
+		}
+		period := time.Until(st.OpenUntil)
+		if period > want || period < want-60*time.Millisecond {
+			t.Fatalf("trip %d: open for %v more, want about %v", i+1, period, want)
+		}
+		if i == 3 {
+			break
+		}
+		time.Sleep(time.Until(st.OpenUntil) + 5*time.Millisecond)
+		if code, _, err := send(client, "GET", "http://svc/"); err != nil || code != 500 {
+			t.Fatalf("probe %d: %d, %v (the half-open probe should reach the backend)", i+1, code, err)
+		}
+	}
+
+	// Recovery: a good probe closes the breaker and resets the period.
+	be.status.Store(http.StatusOK)
+	time.Sleep(time.Until(serviceBreaker(m, "svc").OpenUntil) + 5*time.Millisecond)
+	if code, _, err := send(client, "GET", "http://svc/"); err != nil || code != 200 {
+		t.Fatalf("good probe: %d, %v", code, err)
+	}
+	if st := serviceBreaker(m, "svc"); st.State != "closed" || st.Trips != 0 {
+		t.Fatalf("after recovery: %+v", st)
+	}
+	be.status.Store(http.StatusInternalServerError)
+	for range 4 {
+		send(client, "GET", "http://svc/")
+	}
+	st := serviceBreaker(m, "svc")
+	if period := time.Until(st.OpenUntil); st.Trips != 1 || period > 100*time.Millisecond || period < 40*time.Millisecond {
+		t.Fatalf("after recovery the open period must restart at the base: %+v (%v)", st, period)
+	}
+}
+
+func TestOutlierEjection(t *testing.T) {
+	good1, good2, bad := newFlaky(t, "good1"), newFlaky(t, "good2"), newFlaky(t, "bad")
+	m, _, client := meshFor(t, svcDoc(`    outlierDetection: {minRequests: 3, failureRatio: 0.5, openBase: 300ms, openMax: 300ms, halfOpenProbes: 1}
+`), good1, good2, bad)
+	bad.status.Store(http.StatusServiceUnavailable)
+
+	for range 30 {
+		send(client, "GET", "http://svc/")
+	}
+	if n := bad.hits.Load(); n != 3 {
+		t.Fatalf("bad instance got %d requests; it should be ejected after 3 failures", n)
+	}
+	// Ejected: the healthy two take everything.
+	for range 20 {
+		code, body, err := send(client, "GET", "http://svc/")
+		if err != nil || code != 200 || body == "bad" {
+			t.Fatalf("after ejection: %d %q %v", code, body, err)
+		}
+	}
+	var ejected bool
+	for _, b := range m.Status().Breakers {
+		if b.Instance == bad.instance().Address && b.State == "open" {
+			ejected = true
+		}
+	}
+	if !ejected {
+		t.Fatalf("status does not show the bad instance ejected: %+v", m.Status().Breakers)
+	}
+
+	// It recovers and comes back once its open period ends.
+	bad.status.Store(http.StatusOK)
+	waitFor(t, "the recovered instance to get traffic again", func() bool {
+		send(client, "GET", "http://svc/")
+		return bad.hits.Load() > 4
+	})
+}
+
+func TestClientRateLimitAndResize(t *testing.T) {
+	be := newFlaky(t, "b")
+	doc := func(rps string, burst int) string {
+		return svcDoc(fmt.Sprintf("    rateLimit: {rps: %s, burst: %d}\n", rps, burst))
+	}
+	events := make(chan mesh.RulesEvent, 8)
+	src := rules.NewMemory([]byte(doc("0.01", 5)))
+	m := newMesh(t, src, discovery.NewStatic(map[string][]discovery.Instance{"svc": {be.instance()}}),
+		mesh.WithOnRulesChange(func(ev mesh.RulesEvent) { events <- ev }))
+	<-events
+	client := &http.Client{Transport: m.Transport(nil)}
+
+	burst := func(n int) (ok, limited int) {
+		for range n {
+			_, _, err := send(client, "GET", "http://svc/")
+			var rl *mesh.RateLimitError
+			switch {
+			case err == nil:
+				ok++
+			case errors.Is(err, mesh.ErrRateLimited) && errors.As(err, &rl) && rl.Service == "svc":
+				limited++
+			default:
+				t.Fatalf("unexpected error %v", err)
+			}
+		}
+		return ok, limited
+	}
+	if ok, limited := burst(8); ok != 5 || limited != 3 {
+		t.Fatalf("burst of 8 over a limit of 5: ok=%d limited=%d", ok, limited)
+	}
+	if be.hits.Load() != 5 {
+		t.Fatalf("limited requests reached the backend: %d hits", be.hits.Load())
+	}
+	// A larger burst resizes the same bucket in place: the spent tokens
+	// stay spent (a fresh limiter would allow 8 at once).
+	src.Set([]byte(doc("0.01", 8)))
+	<-events
+	if ok, _ := burst(3); ok != 0 {
+		t.Fatalf("after resizing, %d requests passed; the bucket must carry over", ok)
+	}
+	src.Set([]byte(doc("1000", 8)))
+	<-events
+	time.Sleep(20 * time.Millisecond)
+	if ok, limited := burst(8); ok != 8 || limited != 0 {
+		t.Fatalf("after raising the rate: ok=%d limited=%d", ok, limited)
+	}
+}
+
+func TestServerRateLimit(t *testing.T) {
+	doc := `apiVersion: lightmesh/v1
+services:
+  me:
+    inbound:
+      - name: api
+        match: {path: {prefix: /api/}}
+        rateLimit: {rps: 0.01, burst: 3}
+`
+	m, err := mesh.New(context.Background(), mesh.WithRules(rules.NewMemory([]byte(doc))), mesh.WithLocalService("me"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	var reached atomic.Int64
+	srv := httptest.NewServer(m.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { reached.Add(1) })))
+	defer srv.Close()
+	var codes []int
+	for range 5 {
+		resp, err := http.Get(srv.URL + "/api/x")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		codes = append(codes, resp.StatusCode)
+		if resp.StatusCode == http.StatusTooManyRequests {
+			if s, err := strconv.Atoi(resp.Header.Get("Retry-After")); err != nil || s < 1 {
+				t.Fatalf("429 without a valid Retry-After: %q", resp.Header.Get("Retry-After"))
+			}
+		}
+	}
+	if fmt.Sprint(codes) != "[200 200 200 429 429]" || reached.Load() != 3 {
+		t.Fatalf("codes %v, handler reached %d times", codes, reached.Load())
+	}
+	// Other paths are not limited.
+	for range 5 {
+		resp, err := http.Get(srv.URL + "/health")
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("unlimited path: %v %v", resp, err)
+		}
+		resp.Body.Close()
+	}
+}
+
+func TestRetriesGoElsewhereAndSkipPost(t *testing.T) {
+	good, bad := newFlaky(t, "good"), newFlaky(t, "bad")
+	bad.status.Store(http.StatusServiceUnavailable)
+	_, _, client := meshFor(t, svcDoc("    retry: {attempts: 2, backoff: 1ms}\n"), good, bad)
+
+	for range 10 {
+		code, body, err := send(client, "GET", "http://svc/")
+		if err != nil || code != 200 || body != "good" {
+			t.Fatalf("GET: %d %q %v (a 503 must be retried on the other instance)", code, body, err)
+		}
+	}
+	// Every call ends on good exactly once; each try on bad was retried.
+	if good.hits.Load() != 10 || bad.hits.Load() < 1 {
+		t.Fatalf("good got %d GETs (want 10), bad got %d (want >= 1)", good.hits.Load(), bad.hits.Load())
+	}
+	var failed int
+	for range 10 {
+		code, _, err := send(client, "POST", "http://svc/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if code == 503 {
+			failed++
+		}
+	}
+	if failed != 5 || bad.posts.Load() != 5 || good.posts.Load() != 5 {
+		t.Fatalf("POST: %d failed, bad got %d, good got %d: POST must not be retried", failed, bad.posts.Load(), good.posts.Load())
+	}
+}
+
+func TestRetryBodyIsReplayed(t *testing.T) {
+	var bodies sync.Map
+	mk := func(name string, status int) *httptest.Server {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			b, _ := io.ReadAll(r.Body)
+			bodies.Store(name, string(b))
+			w.WriteHeader(status)
+		}))
+		t.Cleanup(srv.Close)
+		return srv
+	}
+	bad, good := mk("bad", 503), mk("good", 200)
+	list := []discovery.Instance{{Address: strings.TrimPrefix(bad.URL, "http://")}, {Address: strings.TrimPrefix(good.URL, "http://")}}
+	m := newMesh(t, rules.NewMemory([]byte(svcDoc("    retry: {attempts: 1, backoff: 1ms}\n"))), discovery.NewStatic(map[string][]discovery.Instance{"svc": list}))
+	client := &http.Client{Transport: m.Transport(nil)}
+	req, _ := http.NewRequest(http.MethodPut, "http://svc/", strings.NewReader("the-body"))
+	resp, err := client.Do(req)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("PUT: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	for _, n := range []string{"bad", "good"} {
+		if b, _ := bodies.Load(n); b != "the-body" {
+			t.Fatalf("%s received body %q", n, b)
+		}
+	}
+}
+
+func TestRetryBudgetCapsOutage(t *testing.T) {
+	a, b := newFlaky(t, "a"), newFlaky(t, "b")
+	a.status.Store(http.StatusServiceUnavailable)
+	b.status.Store(http.StatusServiceUnavailable)
+	_, _, client := meshFor(t, svcDoc("    retry: {attempts: 3, budget: 0.2, backoff: 1ms}\n"), a, b)
+	const calls = 100
+	for range calls {
+		if code, _, err := send(client, "GET", "http://svc/"); err != nil || code != 503 {
+			t.Fatalf("%d %v", code, err)
+		}
+	}
+	// Without a budget the backends would see 400 requests. With it:
+	// 100 calls + a reserve of 10 + 20% of 100.
+	if got := a.hits.Load() + b.hits.Load(); got > calls+10+20 || got <= calls {
+		t.Fatalf("backends received %d requests for %d calls; the budget allows at most %d", got, calls, calls+30)
+	}
+}
+
+func TestTimeouts(t *testing.T) {
+	slow, fast := newFlaky(t, "slow"), newFlaky(t, "fast")
+	slow.delay.Store(int64(2 * time.Second))
+	_, _, client := meshFor(t, svcDoc("    retry: {attempts: 1, perTryTimeout: 50ms, backoff: 1ms}\n"), slow, fast)
+	for range 4 {
+		start := time.Now()
+		code, body, err := send(client, "GET", "http://svc/")
+		if err != nil || code != 200 || body != "fast" {
+			t.Fatalf("per-try timeout: %d %q %v", code, body, err)
+		}
+		if d := time.Since(start); d > time.Second {
+			t.Fatalf("call took %v: the per-try timeout did not cut the slow try", d)
+		}
+	}
+
+	fast.delay.Store(int64(2 * time.Second))
+	_, _, client = meshFor(t, svcDoc("    timeout: 100ms\n"), fast)
+	start := time.Now()
+	_, _, err := send(client, "GET", "http://svc/")
+	if !errors.Is(err, context.DeadlineExceeded) || time.Since(start) > time.Second {
+		t.Fatalf("route timeout: err = %v after %v", err, time.Since(start))
+	}
+}
+
+// TestBreakerSwapKeepsState checks that a rule change keeps breakers whose
+// settings did not change and replaces the others, under traffic.
+func TestBreakerSwapKeepsState(t *testing.T) {
+	be := newFlaky(t, "b")
+	br := func(min int, route string) string {
+		return svcDoc(fmt.Sprintf(`    breaker: {minRequests: %d, failureRatio: 0.5, openBase: 10s}
+    routes:
+      - name: %s
+        destinations: [{subset: all}]
+    subsets: {all: {labels: {}}}
+`, min, route))
+	}
+	events := make(chan mesh.RulesEvent, 512)
+	src := rules.NewMemory([]byte(br(3, "r1")))
+	m := newMesh(t, src, discovery.NewStatic(map[string][]discovery.Instance{"svc": {be.instance()}}),
+		mesh.WithOnRulesChange(func(ev mesh.RulesEvent) { events <- ev }))
+	<-events
+	client := &http.Client{Transport: m.Transport(nil)}
+	be.status.Store(500)
+	for range 3 {
+		send(client, "GET", "http://svc/")
+	}
+	if st := serviceBreaker(m, "svc"); st.State != "open" {
+		t.Fatalf("breaker not open: %+v", st)
+	}
+	src.Set([]byte(br(3, "renamed")))
+	if ev := <-events; ev.Err != nil {
+		t.Fatal(ev.Err)
+	}
+	if st := serviceBreaker(m, "svc"); st.State != "open" {
+		t.Fatalf("a change that left the breaker settings alone reset it: %+v", st)
+	}
+	src.Set([]byte(br(4, "renamed")))
+	<-events
+	if st := serviceBreaker(m, "svc"); st.State != "closed" {
+		t.Fatalf("changed settings must replace the breaker: %+v", st)
+	}
+
+	// Under -race: swap settings back and forth while traffic flows.
+	be.status.Store(200)
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ctx.Err() == nil {
+				code, _, err := send(client, "GET", "http://svc/")
+				if err != nil && !errors.Is(err, mesh.ErrCircuitOpen) || err == nil && code != 200 {
+					t.Errorf("during swaps: %d %v", code, err)
+					return
+				}
+			}
+		}()
+	}
+	for i := range 200 {
+		src.Set([]byte(br(5+i%3, "renamed")))
+	}
+	cancel()
+	wg.Wait()
+}
