@@ -25,7 +25,7 @@ const maxTries = MaxRetryAttempts + 1
 // retries. It lives on the stack of RoundTrip.
 type call struct {
 	m       *Mesh
-	snap    *snapshot
+	snap    *state
 	pol     *servicePolicy
 	cp      *callPolicy
 	base    http.RoundTripper
@@ -74,7 +74,7 @@ func (c *call) route() (router.Result, error) {
 
 // send runs one call to a mesh service and records it: a client span (in
 // span mode), the request and latency metrics and any rejection.
-func (m *Mesh) send(snap *snapshot, service string, req *http.Request, base http.RoundTripper) (*http.Response, error) {
+func (m *Mesh) send(snap *state, service string, req *http.Request, base http.RoundTripper) (*http.Response, error) {
 	start := time.Now()
 	ctx, span := m.prop.StartClient(req.Context(), req)
 	c := call{m: m, snap: snap, pol: snap.policies[service], base: base, service: service}

@@ -15,6 +15,7 @@ import (
 	"github.com/lightmesh/lightmesh/breaker"
 	"github.com/lightmesh/lightmesh/discovery"
 	"github.com/lightmesh/lightmesh/internal/backoff"
+	"github.com/lightmesh/lightmesh/internal/snapshot"
 	"github.com/lightmesh/lightmesh/router"
 	"github.com/lightmesh/lightmesh/rules"
 	"github.com/lightmesh/lightmesh/trace"
@@ -30,9 +31,12 @@ type Mesh struct {
 	cfg     config
 	prop    *trace.Propagator
 	metrics *metrics // nil when metrics are off
-	snap    atomic.Pointer[snapshot]
+	snap    atomic.Pointer[state]
 
 	docs      chan rules.Document
+	restores  chan restore
+	seeds     chan chan struct{}
+	store     *snapshot.Store // nil without WithSnapshotDir
 	instances chan instanceUpdate
 	cancel    context.CancelFunc
 	done      sync.WaitGroup
@@ -49,6 +53,13 @@ type Mesh struct {
 	watches      map[string]*serviceWatch
 	watchGen     uint64          // numbers service watches so a stopped one's updates are dropped
 	awaited      map[string]bool // services whose first list New still waits for; nil once found is closed
+	live         map[string]bool // services discovery has reported since their watch started
+}
+
+// restore asks the manager to apply a snapshot's rule document.
+type restore struct {
+	saved snapshot.Rules
+	done  chan error
 }
 
 type instanceUpdate struct {
@@ -89,8 +100,18 @@ func New(ctx context.Context, opts ...Option) (*Mesh, error) {
 		ready:     make(chan struct{}),
 		found:     make(chan struct{}),
 		watches:   make(map[string]*serviceWatch),
+		live:      make(map[string]bool),
+		restores:  make(chan restore),
+		seeds:     make(chan chan struct{}),
 	}
-	m.snap.Store(&snapshot{table: router.NewTable(nil, nil)})
+	m.snap.Store(&state{table: router.NewTable(nil, nil)})
+	if cfg.snapshotDir != "" {
+		store, err := snapshot.New(cfg.snapshotDir)
+		if err != nil {
+			return nil, fmt.Errorf("mesh: %w", err)
+		}
+		m.store = store
+	}
 	if cfg.registerer != nil {
 		mt, err := newMetrics(cfg.registerer)
 		if err != nil {
@@ -120,29 +141,40 @@ func New(ctx context.Context, opts ...Option) (*Mesh, error) {
 
 // waitReady waits for the first valid rules and then for the first
 // instance list of each service they name, all within the start timeout.
-// Missing rules fail New (unless WithStartEmpty); missing instances only
-// log: those services fail calls with ErrNoInstance until they arrive.
+// Without rules in time it starts from the snapshot when there is one and
+// fails otherwise (unless WithStartEmpty). Services still without
+// instances at the deadline get their snapshot lists, if any, and fail
+// calls with ErrNoInstance until discovery reports them.
 func (m *Mesh) waitReady(ctx context.Context) error {
-	timer := time.NewTimer(m.cfg.startTimeout)
-	defer timer.Stop()
+	deadline := time.NewTimer(m.cfg.startTimeout)
+	defer deadline.Stop()
 	select {
 	case <-m.ready:
-		select {
-		case <-m.found:
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-timer.C:
-			m.cfg.logger.Warn("lightmesh: some services have no instances yet", "wait", m.cfg.startTimeout)
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-deadline.C:
+		if err := m.startFromSnapshot(ctx); err != nil {
+			if !m.cfg.startEmpty {
+				return err
+			}
+			m.cfg.logger.Warn("lightmesh: starting without rules", "err", err)
 		}
+		return m.seedFromSnapshot(ctx)
+	}
+	select {
+	case <-m.found:
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
-	case <-timer.C:
+	case <-deadline.C:
+		m.cfg.logger.Warn("lightmesh: some services have no instances yet", "wait", m.cfg.startTimeout)
+		return m.seedFromSnapshot(ctx)
 	}
-	if m.cfg.startEmpty {
-		m.cfg.logger.Warn("lightmesh: starting without rules", "source", m.status.Rules.Source, "wait", m.cfg.startTimeout)
-		return nil
-	}
+}
+
+// startFromSnapshot applies the saved rule document when the rule source
+// gave no valid one in time.
+func (m *Mesh) startFromSnapshot(ctx context.Context) error {
 	st := m.Status()
 	reason := "no document received"
 	if st.LastRejection != nil {
@@ -150,7 +182,42 @@ func (m *Mesh) waitReady(ctx context.Context) error {
 	} else if st.Watcher.LastError != "" {
 		reason = st.Watcher.LastError
 	}
-	return fmt.Errorf("mesh: no valid rules from %s within %v: %s", st.Rules.Source, m.cfg.startTimeout, reason)
+	failed := fmt.Sprintf("mesh: no valid rules from %s within %v: %s", st.Rules.Source, m.cfg.startTimeout, reason)
+	if m.store == nil {
+		return errors.New(failed)
+	}
+	saved, err := m.store.LoadRules()
+	if err != nil {
+		return fmt.Errorf("%s; no usable snapshot: %w", failed, err)
+	}
+	done := make(chan error, 1)
+	select {
+	case m.restores <- restore{saved: saved, done: done}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	if err := <-done; err != nil {
+		return fmt.Errorf("%s; snapshot rejected: %w", failed, err)
+	}
+	m.cfg.logger.Warn("lightmesh: rule source unreachable; started from the local snapshot",
+		"source", st.Rules.Source, "version", saved.Version, "saved_at", saved.SavedAt, "reason", reason)
+	return nil
+}
+
+// seedFromSnapshot gives services that discovery has not reported yet
+// their saved instance lists.
+func (m *Mesh) seedFromSnapshot(ctx context.Context) error {
+	if m.store == nil {
+		return nil
+	}
+	done := make(chan struct{})
+	select {
+	case m.seeds <- done:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	<-done
+	return nil
 }
 
 // Close stops the watchers and the manager and waits for them. The mesh
@@ -201,25 +268,66 @@ func (m *Mesh) manage(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case doc := <-m.docs:
-			m.applyDocument(ctx, doc)
+			m.applyDocument(ctx, doc, false)
+		case r := <-m.restores:
+			r.done <- m.restoreRules(ctx, r.saved)
+		case done := <-m.seeds:
+			m.seedInstances()
+			close(done)
 		case up := <-m.instances:
 			m.applyInstances(up)
 		}
 	}
 }
 
-func (m *Mesh) applyDocument(ctx context.Context, doc rules.Document) {
+// restoreRules applies a snapshot's document unless live rules arrived in
+// the meantime.
+func (m *Mesh) restoreRules(ctx context.Context, saved snapshot.Rules) error {
+	if isClosed(m.ready) {
+		return nil
+	}
+	return m.applyDocument(ctx, rules.Document{Data: []byte(saved.Data), Version: saved.Version}, true)
+}
+
+// seedInstances loads the saved list of every watched service that
+// discovery has not reported yet.
+func (m *Mesh) seedInstances() {
+	for name := range m.watches {
+		if m.live[name] {
+			continue
+		}
+		saved, err := m.store.LoadInstances(name)
+		if err != nil {
+			if !snapshot.IsNotExist(err) {
+				m.cfg.logger.Warn("lightmesh: instance snapshot unusable", "service", name, "err", err)
+			}
+			continue
+		}
+		m.cfg.logger.Warn("lightmesh: discovery has not reported; using the instance snapshot", "service", name, "instances", len(saved.Instances), "saved_at", saved.SavedAt)
+		m.setInstances(name, m.validInstances(name, saved.Instances))
+	}
+}
+
+// applyDocument validates, compiles and applies doc, reporting a rejection
+// as its error. fromSnapshot marks a document restored from disk.
+func (m *Mesh) applyDocument(ctx context.Context, doc rules.Document, fromSnapshot bool) error {
 	sum := sha256.Sum256(doc.Data)
 	hash := hex.EncodeToString(sum[:])
 	now := time.Now()
-	if hash == m.appliedHash || hash == m.rejectedHash {
-		m.setWatcher(func(w *WatcherStatus) { w.LastUpdate = now })
-		m.metrics.ruleUpdate("unchanged")
-		return
-	}
 	version := doc.Version
 	if version == "" {
 		version = "sha256:" + hash[:12]
+	}
+	if hash == m.appliedHash || hash == m.rejectedHash {
+		m.mu.Lock()
+		m.status.Watcher.LastUpdate = now
+		if hash == m.appliedHash && m.status.Rules.FromSnapshot {
+			// The source is back with the document the snapshot held.
+			m.status.Rules.FromSnapshot, m.status.Rules.Version = false, version
+		}
+		m.mu.Unlock()
+		m.metrics.ruleUpdate("unchanged")
+		return nil
 	}
 	compiled, err := router.Load(doc.Data)
 	var policies map[string]*servicePolicy
@@ -236,20 +344,25 @@ func (m *Mesh) applyDocument(ctx context.Context, doc rules.Document) {
 		m.mu.Unlock()
 		m.metrics.ruleUpdate("rejected")
 		m.notify(RulesEvent{Version: version, Err: err, At: now})
-		return
+		return err
 	}
 	m.appliedHash, m.rejectedHash = hash, ""
 	old := m.snap.Load()
-	next := &snapshot{table: old.table.WithRules(compiled), policies: policies}
+	next := &state{table: old.table.WithRules(compiled), policies: policies}
 	b := &policyBuilder{onChange: m.onBreakerChange}
 	for name, p := range policies {
 		policies[name] = p.withInstances(next.table.Instances(name, ""), b)
 	}
 	m.snap.Store(next)
 	m.mu.Lock()
-	m.status.Rules.Version, m.status.Rules.AppliedAt = version, now
+	m.status.Rules.Version, m.status.Rules.AppliedAt, m.status.Rules.FromSnapshot = version, now, fromSnapshot
 	m.status.Watcher.LastUpdate = now
 	m.mu.Unlock()
+	if m.store != nil && !fromSnapshot {
+		if err := m.store.SaveRules(snapshot.Rules{Source: m.cfg.rules.String(), Version: version, SavedAt: now, Data: string(doc.Data)}); err != nil {
+			m.cfg.logger.Warn("lightmesh: saving the rules snapshot failed", "err", err)
+		}
+	}
 	m.metrics.rulesApplied(m.cfg.rules.String(), version)
 	m.cfg.logger.Info("lightmesh: rules applied", "source", m.cfg.rules.String(), "version", version, "services", len(compiled.Services()))
 	m.syncWatches(ctx)
@@ -259,6 +372,7 @@ func (m *Mesh) applyDocument(ctx context.Context, doc rules.Document) {
 		close(m.ready)
 	}
 	m.notify(RulesEvent{Version: version, At: now})
+	return nil
 }
 
 func (m *Mesh) notify(ev RulesEvent) {
@@ -299,6 +413,7 @@ func (m *Mesh) syncWatches(ctx context.Context) {
 		if !keep[name] {
 			w.cancel()
 			delete(m.watches, name)
+			delete(m.live, name)
 			m.setInstances(name, nil)
 		}
 	}
@@ -323,30 +438,43 @@ func (m *Mesh) applyInstances(up instanceUpdate) {
 	if w := m.watches[up.service]; w == nil || w.gen != up.gen {
 		return
 	}
-	list := up.list[:0]
-	for _, in := range up.list {
-		if err := in.Validate(); err != nil {
-			m.cfg.logger.Warn("lightmesh: instance ignored", "service", up.service, "err", err)
-			continue
-		}
-		list = append(list, in)
-	}
-	if len(list) > MaxInstancesPerService {
-		m.cfg.logger.Warn("lightmesh: instance list cut", "service", up.service, "count", len(list), "limit", MaxInstancesPerService)
-		list = list[:MaxInstancesPerService]
-	}
+	list := m.validInstances(up.service, up.list)
+	m.live[up.service] = true
 	m.setInstances(up.service, list)
+	if m.store != nil {
+		if err := m.store.SaveInstances(snapshot.Instances{Service: up.service, SavedAt: time.Now(), Instances: list}); err != nil {
+			m.cfg.logger.Warn("lightmesh: saving the instance snapshot failed", "service", up.service, "err", err)
+		}
+	}
 	if m.awaited != nil {
 		delete(m.awaited, up.service)
 		m.checkFound()
 	}
 }
 
+// validInstances drops invalid instances (logging why) and cuts the list
+// at MaxInstancesPerService.
+func (m *Mesh) validInstances(service string, in []discovery.Instance) []discovery.Instance {
+	list := make([]discovery.Instance, 0, len(in))
+	for _, inst := range in {
+		if err := inst.Validate(); err != nil {
+			m.cfg.logger.Warn("lightmesh: instance ignored", "service", service, "err", err)
+			continue
+		}
+		list = append(list, inst)
+	}
+	if len(list) > MaxInstancesPerService {
+		m.cfg.logger.Warn("lightmesh: instance list cut", "service", service, "count", len(list), "limit", MaxInstancesPerService)
+		list = list[:MaxInstancesPerService]
+	}
+	return list
+}
+
 // setInstances publishes a snapshot in which service has list, with
 // per-instance breakers to match.
 func (m *Mesh) setInstances(service string, list []discovery.Instance) {
 	old := m.snap.Load()
-	next := &snapshot{table: old.table.WithInstances(service, list), policies: old.policies}
+	next := &state{table: old.table.WithInstances(service, list), policies: old.policies}
 	if p := old.policies[service]; p != nil && p.outlier != nil {
 		next.policies = maps.Clone(old.policies)
 		next.policies[service] = p.withInstances(next.table.Instances(service, ""), &policyBuilder{onChange: m.onBreakerChange})
@@ -430,6 +558,9 @@ type RulesStatus struct {
 	Source    string    `json:"source,omitempty"`
 	Version   string    `json:"version,omitempty"`
 	AppliedAt time.Time `json:"appliedAt,omitzero"`
+	// FromSnapshot is true while the rules in force came from the local
+	// snapshot because the source was unreachable at startup.
+	FromSnapshot bool `json:"fromSnapshot,omitempty"`
 }
 
 // Rejection describes the last rule document that failed validation.

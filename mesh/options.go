@@ -32,6 +32,7 @@ type config struct {
 	traceOptions []trace.Option
 	onRules      func(RulesEvent)
 	registerer   prometheus.Registerer
+	snapshotDir  string
 }
 
 func defaultConfig() config {
@@ -125,4 +126,14 @@ func WithOnRulesChange(fn func(RulesEvent)) Option {
 // the mesh records no metrics. The metrics are listed in the README.
 func WithRegisterer(reg prometheus.Registerer) Option {
 	return optionFunc(func(c *config) { c.registerer = reg })
+}
+
+// WithSnapshotDir keeps the last good rule document and each service's
+// last instance list in dir (written atomically after every change). When
+// the rule source gives no valid document within the start timeout, New
+// starts from the saved one instead of failing, and services discovery has
+// not reported by then get their saved instances; the live sources take
+// over as soon as they answer.
+func WithSnapshotDir(dir string) Option {
+	return optionFunc(func(c *config) { c.snapshotDir = dir })
 }

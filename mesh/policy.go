@@ -13,8 +13,8 @@ import (
 	"github.com/lightmesh/lightmesh/router"
 )
 
-// snapshot is everything the request path reads, published as one value.
-type snapshot struct {
+// state is everything the request path reads, published as one value.
+type state struct {
 	table    *router.Table
 	policies map[string]*servicePolicy // services with rules only
 }

@@ -1,0 +1,55 @@
+package snapshot
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/lightmesh/lightmesh/discovery"
+)
+
+func TestRoundTrip(t *testing.T) {
+	s, err := New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.LoadRules(); !IsNotExist(err) {
+		t.Fatalf("empty store: err = %v, want not-exist", err)
+	}
+	want := Rules{Source: "etcd:/rules", Version: "42", SavedAt: time.Unix(1700000000, 0).UTC(), Data: "apiVersion: lightmesh/v1\n"}
+	if err := s.SaveRules(want); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.LoadRules()
+	if err != nil || got != want {
+		t.Fatalf("LoadRules = %+v, %v", got, err)
+	}
+	for _, svc := range []string{"user-api", "..", "a/b"} {
+		in := Instances{Service: svc, Instances: []discovery.Instance{{Address: "127.0.0.1:80", Labels: map[string]string{"env": "base"}}}}
+		if err := s.SaveInstances(in); err != nil {
+			t.Fatal(err)
+		}
+		back, err := s.LoadInstances(svc)
+		if err != nil || back.Service != svc || len(back.Instances) != 1 || back.Instances[0].Labels["env"] != "base" {
+			t.Fatalf("%q: %+v, %v", svc, back, err)
+		}
+	}
+	// Only the store's own files are in its directory: no temp files left
+	// behind and nothing escaped it.
+	entries, _ := os.ReadDir(filepath.Join(s.dir, "instances"))
+	if len(entries) != 3 {
+		t.Fatalf("instances dir holds %d files, want 3", len(entries))
+	}
+}
+
+func TestCorruptSnapshotIsAnError(t *testing.T) {
+	dir := t.TempDir()
+	s, _ := New(dir)
+	if err := os.WriteFile(filepath.Join(dir, "rules.json"), []byte("{not json"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.LoadRules(); err == nil || IsNotExist(err) {
+		t.Fatalf("corrupt snapshot: err = %v", err)
+	}
+}
