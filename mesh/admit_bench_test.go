@@ -63,7 +63,7 @@ func admitMesh(b *testing.B, protection string) *Mesh {
 
 // admit is one request's decision on the transport's own code path: route
 // and pick, rate-limit check, breaker admission and outcome.
-func admit(snap *snapshot, req *router.Request, send func() breaker.Outcome) error {
+func admit(snap *state, req *router.Request, send func() breaker.Outcome) error {
 	c := call{snap: snap, pol: snap.policies["svc"], service: "svc", rreq: *req}
 	res, err := c.route()
 	if err != nil {

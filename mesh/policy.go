@@ -3,6 +3,7 @@ package mesh
 import (
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -277,7 +278,7 @@ func (b *policyBuilder) retry(path string, r *router.Retry, prev *servicePolicy,
 	}
 	ratio := r.Budget
 	switch {
-	case ratio < 0 || ratio > 1:
+	case !(ratio >= 0 && ratio <= 1): // also catches NaN
 		b.fail(path+".budget", "must be within 0..1")
 	case ratio == 0:
 		ratio = 0.2
@@ -338,8 +339,8 @@ func (b *policyBuilder) limiter(path string, rl *router.RateLimit, prev *service
 	if rl == nil {
 		return nil
 	}
-	if rl.RPS <= 0 {
-		b.fail(path+".rps", "must be > 0")
+	if !(rl.RPS > 0) || math.IsInf(rl.RPS, 1) { // also catches NaN
+		b.fail(path+".rps", "must be a finite number > 0")
 		return nil
 	}
 	if rl.Burst < 0 {

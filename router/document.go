@@ -134,7 +134,9 @@ type Match struct {
 	Headers map[string]StringMatch `yaml:"headers,omitempty" json:"headers,omitempty"`
 	// Path is a condition on the URL path (or the gRPC full method name).
 	Path *StringMatch `yaml:"path,omitempty" json:"path,omitempty"`
-	// Methods lists the accepted HTTP methods (case-insensitive).
+	// Methods lists the accepted HTTP methods. They are upper-cased when
+	// compiled and compared exactly with the request's method, which HTTP
+	// defines as case-sensitive (GET, not get).
 	Methods []string `yaml:"methods,omitempty" json:"methods,omitempty"`
 }
 

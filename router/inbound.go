@@ -32,6 +32,9 @@ func (r *Rules) MatchInbound(service string, req *Request) (int, string) {
 	if sr == nil {
 		return -1, ""
 	}
+	if req == nil {
+		req = &emptyRequest
+	}
 	var hc headerCache
 	for i := range sr.inbound {
 		if sr.inbound[i].matches(req, &hc) {

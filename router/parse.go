@@ -19,7 +19,10 @@ const MaxDocumentSize = 1 << 20
 // Parse decodes a rule document written in YAML or JSON (JSON is read as
 // YAML). Decoding is strict: unknown fields, duplicate keys, several
 // documents in one input and documents over MaxDocumentSize are errors.
-// Parse checks syntax and field types only; Compile validates the content.
+// Integer fields written with a fraction or exponent (10.5, 1e3) and null
+// list items are errors too, and JSON's \/ and surrogate-pair escapes,
+// which YAML lacks, are read as JSON means them. Parse checks syntax and
+// field types only; Compile validates the content.
 func Parse(data []byte) (*Document, error) {
 	if len(data) > MaxDocumentSize {
 		return nil, fmt.Errorf("router: document is %d bytes, over the %d byte limit", len(data), MaxDocumentSize)

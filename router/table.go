@@ -154,7 +154,8 @@ func buildService(sr *serviceRules, list []discovery.Instance) *serviceTable {
 // chosen subset has none the route's fallback subset is tried. It returns
 // ErrUnknownService (unwrapped) for a service the table does not know, a
 // *NoRouteError when no route matches and a *NoInstanceError when no
-// instance is available. Route does not allocate on success.
+// instance is available. A nil req is an empty request. Route does not
+// allocate on success.
 func (t *Table) Route(service string, req *Request, accept func(*discovery.Instance) bool) (Result, error) {
 	st := t.services[service]
 	if st == nil {
