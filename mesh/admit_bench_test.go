@@ -134,3 +134,49 @@ func BenchmarkAdmit(b *testing.B) {
 		})
 	})
 }
+
+// BenchmarkLimit measures the client-side limit check as the transport
+// makes it (route, then the route's limiter) beside a raw rate.Limiter.
+func BenchmarkLimit(b *testing.B) {
+	snap := admitMesh(b, "    rateLimit: {rps: 1e12, burst: 1000000000}\n").snap.Load()
+	req := &router.Request{Method: http.MethodGet, Path: "/", Header: http.Header{"X-Env": {"staging"}}}
+	limitOnce := func() bool {
+		c := call{snap: snap, pol: snap.policies["svc"], service: "svc", rreq: *req}
+		res, err := c.route()
+		if err != nil {
+			return false
+		}
+		return c.pol.routes[res.RouteIndex].limiter.Allow()
+	}
+	b.Run("mesh", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if !limitOnce() {
+				b.Fatal("limited")
+			}
+		}
+	})
+	b.Run("mesh/parallel", func(b *testing.B) {
+		b.ReportAllocs()
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				limitOnce()
+			}
+		})
+	})
+	lim := rate.NewLimiter(1e12, 1000000000)
+	b.Run("raw=rate", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			lim.Allow()
+		}
+	})
+	b.Run("raw=rate/parallel", func(b *testing.B) {
+		b.ReportAllocs()
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				lim.Allow()
+			}
+		})
+	})
+}

@@ -1,0 +1,298 @@
+package mesh
+
+import (
+	"bytes"
+	_ "embed"
+	"encoding/json"
+	"html/template"
+	"mime"
+	"net/http"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// StatusHandler returns an http.Handler that serves the mesh's Status for
+// ops: the rules in force and their source, the last rejected document
+// and why, the rule watcher's state, each service's subsets and
+// instances, and every circuit breaker with its state and open-until
+// time.
+//
+// The mesh serves nothing by itself: mount the handler on an admin port,
+// not on the public one, e.g.
+//
+//	mux.Handle("/lightmesh/status", m.StatusHandler())
+//
+// The handler answers GET and HEAD (anything else gets 405 Method Not
+// Allowed). It serves indented JSON (the Status type's encoding) by
+// default, and one small HTML page, without scripts, when the query has
+// format=html or the Accept header ranks text/html above
+// application/json, as browsers do; format=json forces JSON and any
+// other format is a 400. Responses are never cached.
+//
+// Credentials never appear in the output: URL userinfo and the values of
+// password, secret, token, access-key and API-key parameters in the
+// rule source's name, the watcher's last error and the last rejection's
+// error are replaced by REDACTED, even though rule sources are expected
+// not to name them in the first place.
+//
+// The handler may be called concurrently; each request reads a fresh
+// Status.
+func (m *Mesh) StatusHandler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Set("Cache-Control", "no-store")
+		h.Set("X-Content-Type-Options", "nosniff")
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			h.Set("Allow", "GET, HEAD")
+			http.Error(w, "lightmesh: status: method not allowed", http.StatusMethodNotAllowed)
+			return
+		}
+		asHTML, ok := wantsHTML(r)
+		if !ok {
+			http.Error(w, "lightmesh: status: format must be json or html", http.StatusBadRequest)
+			return
+		}
+		h.Add("Vary", "Accept")
+		st := redactStatus(m.Status())
+		var body bytes.Buffer
+		if asHTML {
+			err := statusPage.Execute(&body, statusView{Status: st, Now: time.Now()})
+			if err != nil {
+				m.cfg.logger.Error("lightmesh: status page failed", "err", err)
+				http.Error(w, "lightmesh: status: rendering failed", http.StatusInternalServerError)
+				return
+			}
+			h.Set("Content-Type", "text/html; charset=utf-8")
+			h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'")
+		} else {
+			enc := json.NewEncoder(&body)
+			enc.SetIndent("", "  ")
+			if err := enc.Encode(st); err != nil {
+				m.cfg.logger.Error("lightmesh: status encoding failed", "err", err)
+				http.Error(w, "lightmesh: status: encoding failed", http.StatusInternalServerError)
+				return
+			}
+			h.Set("Content-Type", "application/json")
+		}
+		h.Set("Content-Length", strconv.Itoa(body.Len()))
+		w.WriteHeader(http.StatusOK)
+		if r.Method != http.MethodHead {
+			w.Write(body.Bytes())
+		}
+	})
+}
+
+// wantsHTML reports whether r asks for the HTML page; ok is false for an
+// unknown format parameter.
+func wantsHTML(r *http.Request) (html, ok bool) {
+	switch r.URL.Query().Get("format") {
+	case "html":
+		return true, true
+	case "json":
+		return false, true
+	case "":
+	default:
+		return false, false
+	}
+	accept := r.Header.Values("Accept")
+	if len(accept) == 0 {
+		return false, true
+	}
+	return acceptQuality(accept, "text", "html") > acceptQuality(accept, "application", "json"), true
+}
+
+// acceptQuality returns the q-value the Accept header values give
+// typ/sub, taken from the most specific range that matches it (RFC 9110
+// section 12.5.1); 0 when none does.
+func acceptQuality(header []string, typ, sub string) float64 {
+	best, q := -1, 0.0
+	for _, v := range header {
+		for part := range strings.SplitSeq(v, ",") {
+			mt, params, err := mime.ParseMediaType(strings.TrimSpace(part))
+			if err != nil {
+				continue
+			}
+			t, s, _ := strings.Cut(mt, "/")
+			spec := 0
+			switch {
+			case t == typ && s == sub:
+				spec = 2
+			case t == typ && s == "*":
+				spec = 1
+			case t == "*" && s == "*":
+			default:
+				continue
+			}
+			if spec <= best {
+				continue
+			}
+			pq := 1.0
+			if qs, ok := params["q"]; ok {
+				if f, err := strconv.ParseFloat(qs, 64); err == nil && f >= 0 && f <= 1 {
+					pq = f
+				}
+			}
+			best, q = spec, pq
+		}
+	}
+	return q
+}
+
+//go:embed status.html
+var statusHTML string
+
+var statusPage = template.Must(template.New("status").Funcs(template.FuncMap{
+	"ts": func(t time.Time) string {
+		if t.IsZero() {
+			return "—"
+		}
+		return t.UTC().Format("2006-01-02 15:04:05.000 UTC")
+	},
+	"ago": func(now, t time.Time) string {
+		if t.IsZero() {
+			return ""
+		}
+		d := now.Sub(t)
+		if d >= 0 {
+			return roundAge(d).String() + " ago"
+		}
+		return "in " + roundAge(-d).String()
+	},
+	"badge": func(state string) string {
+		switch state {
+		case "closed":
+			return "b-ok"
+		case "open":
+			return "b-open"
+		case "half-open":
+			return "b-half"
+		}
+		return "b-other"
+	},
+}).Parse(statusHTML))
+
+// roundAge rounds d for display: to the millisecond under a second, then
+// to the second.
+func roundAge(d time.Duration) time.Duration {
+	if d < time.Second {
+		return d.Round(time.Millisecond)
+	}
+	return d.Round(time.Second)
+}
+
+type statusView struct {
+	Status Status
+	Now    time.Time
+}
+
+// redactStatus returns st with credentials removed from its free-text
+// fields. st is a copy from Mesh.Status, so its LastRejection may be
+// changed in place.
+func redactStatus(st Status) Status {
+	st.Rules.Source = redact(st.Rules.Source)
+	st.Watcher.LastError = redact(st.Watcher.LastError)
+	if st.LastRejection != nil {
+		st.LastRejection.Error = redact(st.LastRejection.Error)
+	}
+	return st
+}
+
+const redacted = "REDACTED"
+
+var (
+	// urlUserinfo matches the userinfo of a URL with a scheme, up to the
+	// last @ before the path.
+	urlUserinfo = regexp.MustCompile(`([A-Za-z][A-Za-z0-9+.\-]*://)[^/?#\s]+@`)
+	// dsnUserinfo matches user:password@ without a scheme, as in Go SQL
+	// DSNs (user:pass@tcp(host)/db).
+	dsnUserinfo = regexp.MustCompile(`(^|[\s"'(=,;])[^\s:/@"'()]+:[^\s/"']+@`)
+	// keyValue matches key=value and key="value", as in query strings and
+	// logfmt; group 1 is the key, group 2 or 3 the value.
+	keyValue = regexp.MustCompile(`([A-Za-z0-9_.\-]+)[ \t]*=[ \t]*(?:"((?:[^"\\]|\\.)+)"|([^\s&;,"']+))`)
+	// jsonMember matches "key": "value"; group 1 is the key, group 2 the
+	// value.
+	jsonMember = regexp.MustCompile(`"([A-Za-z0-9_.\-]+)"\s*:\s*"((?:[^"\\]|\\.)+)"`)
+	// authScheme matches bearer tokens and the credentials of a Basic
+	// Authorization header; group 1 is what precedes them.
+	authScheme = regexp.MustCompile(`(?i)\b(bearer|authorization:\s*basic)\s+[A-Za-z0-9._~+/\-]+=*`)
+)
+
+// secretSuffixes are the endings, after lower-casing and dropping '-',
+// '_' and '.', of the keys whose values redact hides.
+var secretSuffixes = []string{
+	"password", "passwd", "pwd", "secret", "secretkey", "accesskey", "token",
+	"apikey", "credential", "credentials", "privatekey", "signature", "sig",
+	"authorization",
+}
+
+// redact replaces credentials in s with REDACTED: URL userinfo
+// (scheme://user:password@host), user:password@ in DSNs, the values of
+// key=value and "key": "value" pairs whose key looks like a password,
+// secret, token, access key or API key, bearer tokens and Basic
+// Authorization credentials. Everything else is kept, line breaks
+// included. It errs on the side of hiding too much, with one exception:
+// unquoted "key: value" is left alone, because rule errors name fields
+// that way (headers.authorization: must set ...).
+func redact(s string) string {
+	if s == "" {
+		return s
+	}
+	s = urlUserinfo.ReplaceAllString(s, "${1}"+redacted+"@")
+	s = dsnUserinfo.ReplaceAllString(s, "${1}"+redacted+"@")
+	s = replaceSecretValues(s, keyValue)
+	s = replaceSecretValues(s, jsonMember)
+	return authScheme.ReplaceAllString(s, "${1} "+redacted)
+}
+
+// replaceSecretValues replaces the value of each match of re with
+// REDACTED when its key is a secret-looking one. Group 1 of re is the key;
+// the first later group that matched is the value.
+func replaceSecretValues(s string, re *regexp.Regexp) string {
+	matches := re.FindAllStringSubmatchIndex(s, -1)
+	if matches == nil {
+		return s
+	}
+	var b strings.Builder
+	last, changed := 0, false
+	for _, m := range matches {
+		if !secretKey(s[m[2]:m[3]]) {
+			continue
+		}
+		start, end := -1, -1
+		for g := 4; g+1 < len(m); g += 2 {
+			if m[g] >= 0 {
+				start, end = m[g], m[g+1]
+				break
+			}
+		}
+		if start < 0 || s[start:end] == redacted {
+			continue
+		}
+		b.WriteString(s[last:start])
+		b.WriteString(redacted)
+		last, changed = end, true
+	}
+	if !changed {
+		return s
+	}
+	b.WriteString(s[last:])
+	return b.String()
+}
+
+func secretKey(key string) bool {
+	k := strings.Map(func(r rune) rune {
+		switch r {
+		case '-', '_', '.':
+			return -1
+		}
+		return r
+	}, strings.ToLower(key))
+	for _, suf := range secretSuffixes {
+		if strings.HasSuffix(k, suf) {
+			return true
+		}
+	}
+	return false
+}
