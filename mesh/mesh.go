@@ -37,6 +37,7 @@ type Mesh struct {
 	restores  chan restore
 	seeds     chan chan struct{}
 	store     *snapshot.Store // nil without WithSnapshotDir
+	source    string          // the rule source's name, credentials redacted
 	instances chan instanceUpdate
 	cancel    context.CancelFunc
 	done      sync.WaitGroup
@@ -120,7 +121,8 @@ func New(ctx context.Context, opts ...Option) (*Mesh, error) {
 		m.metrics = mt
 	}
 	if cfg.rules != nil {
-		m.status.Rules.Source = cfg.rules.String()
+		m.source = redact(cfg.rules.String())
+		m.status.Rules.Source = m.source
 	} else {
 		close(m.ready)
 	}
@@ -247,8 +249,9 @@ func (m *Mesh) watchRules(ctx context.Context) {
 			}
 		})
 	}, func(err error, wait time.Duration) {
-		m.cfg.logger.Warn("lightmesh: rule source failed; retrying", "source", src.String(), "err", err, "retry_in", wait)
-		m.setWatcher(func(w *WatcherStatus) { w.Connected, w.LastError = false, err.Error() })
+		msg := redact(err.Error())
+		m.cfg.logger.Warn("lightmesh: rule source failed; retrying", "source", m.source, "err", msg, "retry_in", wait)
+		m.setWatcher(func(w *WatcherStatus) { w.Connected, w.LastError = false, msg })
 	})
 }
 
@@ -337,9 +340,9 @@ func (m *Mesh) applyDocument(ctx context.Context, doc rules.Document, fromSnapsh
 	if err != nil {
 		m.rejectedHash = hash
 		m.cfg.logger.Error("lightmesh: rule document rejected; last good rules keep serving",
-			"source", m.cfg.rules.String(), "version", version, "err", err)
+			"source", m.source, "version", version, "err", redact(err.Error()))
 		m.mu.Lock()
-		m.status.LastRejection = &Rejection{Version: version, Error: err.Error(), At: now}
+		m.status.LastRejection = &Rejection{Version: version, Error: redact(err.Error()), At: now}
 		m.status.Watcher.LastUpdate = now
 		m.mu.Unlock()
 		m.metrics.ruleUpdate("rejected")
@@ -359,12 +362,12 @@ func (m *Mesh) applyDocument(ctx context.Context, doc rules.Document, fromSnapsh
 	m.status.Watcher.LastUpdate = now
 	m.mu.Unlock()
 	if m.store != nil && !fromSnapshot {
-		if err := m.store.SaveRules(snapshot.Rules{Source: m.cfg.rules.String(), Version: version, SavedAt: now, Data: string(doc.Data)}); err != nil {
+		if err := m.store.SaveRules(snapshot.Rules{Source: m.source, Version: version, SavedAt: now, Data: string(doc.Data)}); err != nil {
 			m.cfg.logger.Warn("lightmesh: saving the rules snapshot failed", "err", err)
 		}
 	}
-	m.metrics.rulesApplied(m.cfg.rules.String(), version)
-	m.cfg.logger.Info("lightmesh: rules applied", "source", m.cfg.rules.String(), "version", version, "services", len(compiled.Services()))
+	m.metrics.rulesApplied(m.source, version)
+	m.cfg.logger.Info("lightmesh: rules applied", "source", m.source, "version", version, "services", len(compiled.Services()))
 	m.syncWatches(ctx)
 	select {
 	case <-m.ready:
@@ -430,7 +433,7 @@ func (m *Mesh) watchService(ctx context.Context, service string, gen uint64) {
 			}
 		})
 	}, func(err error, wait time.Duration) {
-		m.cfg.logger.Warn("lightmesh: discovery watch failed; retrying", "service", service, "err", err, "retry_in", wait)
+		m.cfg.logger.Warn("lightmesh: discovery watch failed; retrying", "service", service, "err", redact(err.Error()), "retry_in", wait)
 	})
 }
 

@@ -357,10 +357,13 @@ func TestStatusRedactsSecrets(t *testing.T) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	// Status itself reports what the source said; only the handler's
-	// output is redacted, so this test proves the handler does it.
-	if raw := fmt.Sprint(m.Status()); !strings.Contains(raw, "hunter2") {
+	// The source really does carry the secrets; Status, logs and the
+	// handler must all leave them out.
+	if raw := (&secretSource{}).String(); !strings.Contains(raw, "hunter2") {
 		t.Fatalf("the scenario carries no secret: %s", raw)
+	}
+	if raw := fmt.Sprint(m.Status()); strings.Contains(raw, "hunter2") || strings.Contains(raw, "SK-wJalrXUtnFEMI") {
+		t.Fatalf("Status() shows a secret: %s", raw)
 	}
 
 	h := m.StatusHandler()
