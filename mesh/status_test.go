@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -14,6 +15,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -345,7 +347,9 @@ func (s *secretSource) Watch(ctx context.Context, update func(rules.Document)) e
 }
 
 func TestStatusRedactsSecrets(t *testing.T) {
-	m, err := mesh.New(context.Background(), mesh.WithRules(&secretSource{}))
+	var logs syncBuffer
+	m, err := mesh.New(context.Background(), mesh.WithRules(&secretSource{}),
+		mesh.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -364,6 +368,9 @@ func TestStatusRedactsSecrets(t *testing.T) {
 	}
 	if raw := fmt.Sprint(m.Status()); strings.Contains(raw, "hunter2") || strings.Contains(raw, "SK-wJalrXUtnFEMI") {
 		t.Fatalf("Status() shows a secret: %s", raw)
+	}
+	if out := logs.String(); !strings.Contains(out, "rejected") || strings.Contains(out, "hunter2") || strings.Contains(out, "SK-wJalrXUtnFEMI") {
+		t.Fatalf("logs show a secret or miss the rejection:\n%s", out)
 	}
 
 	h := m.StatusHandler()
@@ -482,4 +489,22 @@ func TestStatusHTMLInChromium(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// syncBuffer is a bytes.Buffer safe for the mesh's goroutines to log into.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
