@@ -4,13 +4,20 @@ import (
 	"bytes"
 	_ "embed"
 	"encoding/json"
+	"errors"
 	"html/template"
+	"maps"
 	"mime"
 	"net/http"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/lightmesh/lightmesh/breaker"
+	"github.com/lightmesh/lightmesh/discovery"
+	"github.com/lightmesh/lightmesh/router"
 )
 
 // StatusHandler returns an http.Handler that serves the mesh's Status for
@@ -295,4 +302,128 @@ func secretKey(key string) bool {
 		}
 	}
 	return false
+}
+
+// Status is what the mesh is running, for ops: see Mesh.Status.
+type Status struct {
+	Rules         RulesStatus   `json:"rules"`
+	LastRejection *Rejection    `json:"lastRejection,omitempty"`
+	Watcher       WatcherStatus `json:"watcher"`
+	// Services lists every known service with its subsets and instances.
+	Services []ServiceStatus `json:"services,omitempty"`
+	// Breakers lists every circuit breaker: per service, then per
+	// instance, sorted.
+	Breakers []BreakerStatus `json:"breakers,omitempty"`
+}
+
+// ServiceStatus describes one service's routable instances.
+type ServiceStatus struct {
+	Name string `json:"name"`
+	// Instances are the addresses of the service's healthy instances.
+	Instances []string `json:"instances"`
+	// Subsets maps each subset named by the rules to its instances.
+	Subsets []SubsetStatus `json:"subsets,omitempty"`
+}
+
+// SubsetStatus lists the instances one subset selects.
+type SubsetStatus struct {
+	Name      string   `json:"name"`
+	Instances []string `json:"instances"`
+}
+
+// BreakerStatus describes one circuit breaker.
+type BreakerStatus struct {
+	Service string `json:"service"`
+	// Instance is the instance address for an outlier-detection breaker,
+	// empty for the service's breaker.
+	Instance  string    `json:"instance,omitempty"`
+	State     string    `json:"state"`
+	OpenUntil time.Time `json:"openUntil,omitzero"`
+	// Trips counts consecutive trips; each makes the open period longer.
+	Trips int `json:"trips,omitempty"`
+}
+
+// RulesStatus describes the rules in force.
+type RulesStatus struct {
+	Source    string    `json:"source,omitempty"`
+	Version   string    `json:"version,omitempty"`
+	AppliedAt time.Time `json:"appliedAt,omitzero"`
+	// FromSnapshot is true while the rules in force came from the local
+	// snapshot because the source was unreachable at startup.
+	FromSnapshot bool `json:"fromSnapshot,omitempty"`
+}
+
+// Rejection describes the last rule document that failed validation.
+type Rejection struct {
+	Version string    `json:"version"`
+	Error   string    `json:"error"`
+	At      time.Time `json:"at"`
+}
+
+// WatcherStatus describes the rule source's watcher.
+type WatcherStatus struct {
+	Connected  bool      `json:"connected"`
+	LastUpdate time.Time `json:"lastUpdate,omitzero"`
+	LastError  string    `json:"lastError,omitempty"`
+}
+
+// Status returns a copy of the mesh's current status.
+func (m *Mesh) Status() Status {
+	m.mu.Lock()
+	st := m.status
+	if st.LastRejection != nil {
+		r := *st.LastRejection
+		st.LastRejection = &r
+	}
+	m.mu.Unlock()
+	snap := m.snap.Load()
+	st.Services = serviceStatuses(snap.table)
+	st.Breakers = breakerStatuses(snap.policies)
+	return st
+}
+
+func serviceStatuses(t *router.Table) []ServiceStatus {
+	addrs := func(list []discovery.Instance) []string {
+		out := make([]string, len(list))
+		for i := range list {
+			out[i] = list[i].Address
+		}
+		return out
+	}
+	var out []ServiceStatus
+	for _, name := range t.Services() {
+		ss := ServiceStatus{Name: name, Instances: addrs(t.Instances(name, ""))}
+		for _, sub := range t.Subsets(name) {
+			ss.Subsets = append(ss.Subsets, SubsetStatus{Name: sub, Instances: addrs(t.Instances(name, sub))})
+		}
+		out = append(out, ss)
+	}
+	return out
+}
+
+func breakerStatuses(policies map[string]*servicePolicy) []BreakerStatus {
+	var out []BreakerStatus
+	add := func(service, instance string, b *breaker.Breaker) {
+		out = append(out, BreakerStatus{Service: service, Instance: instance, State: b.State().String(), OpenUntil: b.OpenUntil(), Trips: b.Trips()})
+	}
+	for _, name := range slices.Sorted(maps.Keys(policies)) {
+		p := policies[name]
+		if p.breaker != nil {
+			add(name, "", p.breaker)
+		}
+		for _, addr := range slices.Sorted(maps.Keys(p.instances)) {
+			add(name, addr, p.instances[addr])
+		}
+	}
+	return out
+}
+
+// LastRejection returns the error of the last rule document rejected, or
+// nil when none was. A later valid document does not clear it.
+func (m *Mesh) LastRejection() error {
+	st := m.Status()
+	if st.LastRejection == nil {
+		return nil
+	}
+	return errors.New(st.LastRejection.Error)
 }
