@@ -1,0 +1,360 @@
+package etcd
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/lightmesh/lightmesh/discovery"
+	"github.com/lightmesh/lightmesh/mesh"
+)
+
+// TestDiscoveryFollowsRegistrations registers and deregisters real
+// backends and checks the mesh's routing follows, fallback included.
+func TestDiscoveryFollowsRegistrations(t *testing.T) {
+	srv := startEtcd(t)
+	cli := srv.client(t)
+	ctx := context.Background()
+	const key = "/lightmesh-test/rules/disc"
+	put(t, cli, key, laneRules)
+	base1, staging1, staging2 := newBackend(t, "base-1"), newBackend(t, "staging-1"), newBackend(t, "staging-2")
+	regBase, err := Register(ctx, cli, testPrefix, "user-api", "base-1", base1.instance("base"), 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer regBase.Close(ctx)
+	if got, want := regBase.Key(), testPrefix+"/user-api/base-1"; got != want {
+		t.Fatalf("Key() = %q, want %q", got, want)
+	}
+	m := newMesh(t, mesh.WithRules(NewRuleSource(cli, key)), mesh.WithDiscovery(NewDiscovery(cli, testPrefix+"/")))
+	client := &http.Client{Transport: m.Transport(nil)}
+	waitInstances(t, m, 1)
+	expectOnly(t, client, "staging", 5, "base-1") // no staging instance yet: the fallback
+
+	reg1, err := Register(ctx, cli, testPrefix, "user-api", "staging-1", staging1.instance("staging"), 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg2, err := Register(ctx, cli, testPrefix, "user-api", "staging-2", staging2.instance("staging"), 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitInstances(t, m, 3)
+	got := routes(t, client, "staging", 20)
+	if got["staging-1"] == 0 || got["staging-2"] == 0 || got["base-1"] != 0 {
+		t.Fatalf("staging calls went to %v, want both staging instances", got)
+	}
+	expectOnly(t, client, "", 10, "base-1")
+
+	if err := reg1.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := reg1.Close(ctx); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+	waitInstances(t, m, 2)
+	expectOnly(t, client, "staging", 10, "staging-2")
+
+	if err := reg2.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitInstances(t, m, 1)
+	expectOnly(t, client, "staging", 5, "base-1")
+}
+
+// watchList runs d.Watch for service in the background and returns a
+// channel of the lists it delivers and a stop function that checks it
+// returned ctx.Err().
+func watchList(t *testing.T, d *Discovery, service string) (<-chan []discovery.Instance, func() error) {
+	t.Helper()
+	lists := make(chan []discovery.Instance, 64)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- d.Watch(ctx, service, func(l []discovery.Instance) { lists <- slices.Clone(l) })
+	}()
+	var stopped bool
+	var err error
+	stop := func() error {
+		if !stopped {
+			cancel()
+			select {
+			case err = <-done:
+			case <-time.After(5 * time.Second):
+				t.Fatal("Watch did not return after cancel")
+			}
+			stopped = true
+		}
+		return err
+	}
+	t.Cleanup(func() { stop() })
+	return lists, stop
+}
+
+// nextList waits for a list satisfying ok.
+func nextList(t *testing.T, lists <-chan []discovery.Instance, what string, ok func([]discovery.Instance) bool) []discovery.Instance {
+	t.Helper()
+	timeout := time.After(10 * time.Second)
+	var last []discovery.Instance
+	for {
+		select {
+		case l := <-lists:
+			if ok(l) {
+				return l
+			}
+			last = l
+		case <-timeout:
+			t.Fatalf("no instance list with %s within 10s; last: %+v", what, last)
+		}
+	}
+}
+
+func addrs(l []discovery.Instance) []string {
+	out := make([]string, len(l))
+	for i, in := range l {
+		out[i] = in.Address
+	}
+	return out
+}
+
+func hasAddrs(want ...string) func([]discovery.Instance) bool {
+	return func(l []discovery.Instance) bool { return slices.Equal(addrs(l), want) }
+}
+
+func instanceJSON(t *testing.T, in discovery.Instance) string {
+	b, err := json.Marshal(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// TestDiscoveryBadValues puts hostile and malformed values next to good
+// ones: each bad one is skipped and logged, the watch keeps going, and a
+// bad value that is fixed is picked up.
+func TestDiscoveryBadValues(t *testing.T) {
+	srv := startEtcd(t)
+	cli := srv.client(t)
+	dir := testPrefix + "/bad/"
+	put(t, cli, dir+"a-good", `{"address":"10.0.0.1:80","weight":3,"labels":{"env":"staging"}}`)
+	manyLabels := map[string]string{}
+	for i := range discovery.MaxLabels + 1 {
+		manyLabels[fmt.Sprint("k", i)] = "v"
+	}
+	bad := map[string]string{
+		"b-truncated":   `{"address":"10.0.0.2:80"`,
+		"c-wrong-type":  `{"address":5}`,
+		"d-null":        `null`,
+		"e-array":       `[1,2,3]`,
+		"f-no-port":     `{"address":"10.0.0.3"}`,
+		"g-bad-port":    `{"address":"10.0.0.3:99999"}`,
+		"h-negative":    `{"address":"10.0.0.3:80","weight":-1}`,
+		"i-oversized":   `{"address":"10.0.0.4:80","labels":{"x":"` + strings.Repeat("y", 600) + `"}}`,
+		"j-many-labels": instanceJSON(t, discovery.Instance{Address: "10.0.0.5:80", Labels: manyLabels}),
+		"k-trailing":    `{"address":"10.0.0.6:80"} {}`,
+		"l-binary":      "\x00\xff\xfe",
+		"m/nested":      `{"address":"10.0.0.7:80"}`,
+	}
+	for k, v := range bad {
+		put(t, cli, dir+k, v)
+	}
+	logs := &logBuffer{}
+	d := NewDiscovery(cli, testPrefix, WithLogger(logs.logger()), WithMaxValueSize(512))
+	lists, stop := watchList(t, d, "bad")
+	l := nextList(t, lists, "the good instance only", hasAddrs("10.0.0.1:80"))
+	if l[0].Weight != 3 || l[0].Labels["env"] != "staging" {
+		t.Fatalf("good instance decoded as %+v", l[0])
+	}
+	if n := logs.count("instance value skipped"); n != len(bad) {
+		t.Errorf("%d skipped values logged, want %d; logs:\n%s", n, len(bad), logs)
+	}
+	// Fixing a bad value brings it in; breaking a good one takes it out.
+	put(t, cli, dir+"b-truncated", `{"address":"10.0.0.2:80"}`)
+	nextList(t, lists, "the fixed instance", hasAddrs("10.0.0.1:80", "10.0.0.2:80"))
+	put(t, cli, dir+"a-good", `{"address":`)
+	nextList(t, lists, "the broken instance gone", hasAddrs("10.0.0.2:80"))
+	if err := stop(); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Watch returned %v, want context.Canceled", err)
+	}
+}
+
+// TestDiscoveryNames rejects service names that cannot be one key
+// segment.
+func TestDiscoveryNames(t *testing.T) {
+	srv := startEtcd(t)
+	cli := srv.client(t)
+	d := NewDiscovery(cli, testPrefix)
+	for _, name := range []string{"", "a/b", "x\n", strings.Repeat("s", 300)} {
+		if err := d.Watch(context.Background(), name, func([]discovery.Instance) {}); err == nil {
+			t.Errorf("Watch(%q) succeeded", name)
+		}
+	}
+	ctx := context.Background()
+	good := discovery.Instance{Address: "127.0.0.1:1"}
+	for _, tc := range []struct{ service, id string }{{"", "a"}, {"s", ""}, {"s/x", "a"}, {"s", "a/b"}} {
+		if _, err := Register(ctx, cli, testPrefix, tc.service, tc.id, good, time.Second); err == nil {
+			t.Errorf("Register(%q, %q) succeeded", tc.service, tc.id)
+		}
+	}
+	if _, err := Register(ctx, cli, testPrefix, "s", "a", discovery.Instance{Address: "nope"}, time.Second); err == nil {
+		t.Error("Register of an invalid instance succeeded")
+	}
+	if _, err := Register(ctx, nil, testPrefix, "s", "a", good, time.Second); err == nil {
+		t.Error("Register without a client succeeded")
+	}
+}
+
+// TestDiscoveryInstanceLimit keeps at most the configured number of
+// instances, and lets an ignored one in when a kept one leaves.
+func TestDiscoveryInstanceLimit(t *testing.T) {
+	srv := startEtcd(t)
+	cli := srv.client(t)
+	dir := testPrefix + "/limited/"
+	for i := 1; i <= 4; i++ {
+		put(t, cli, fmt.Sprint(dir, "i", i), fmt.Sprintf(`{"address":"10.0.0.%d:80"}`, i))
+	}
+	logs := &logBuffer{}
+	lists, _ := watchList(t, NewDiscovery(cli, testPrefix, WithMaxInstances(3), WithLogger(logs.logger())), "limited")
+	nextList(t, lists, "the first three", hasAddrs("10.0.0.1:80", "10.0.0.2:80", "10.0.0.3:80"))
+	if logs.count("list cut") == 0 {
+		t.Errorf("cut not logged; logs:\n%s", logs)
+	}
+	put(t, cli, dir+"i5", `{"address":"10.0.0.5:80"}`)
+	del(t, cli, dir+"i1")
+	nextList(t, lists, "a free slot filled", hasAddrs("10.0.0.2:80", "10.0.0.3:80", "10.0.0.4:80"))
+}
+
+// TestDiscoveryCompacted cuts the watcher off, changes the instances and
+// compacts past the watch's revision: the watch fails with ErrCompacted
+// and the next Watch delivers the current list.
+func TestDiscoveryCompacted(t *testing.T) {
+	srv := startEtcd(t)
+	admin := srv.client(t)
+	proxy := startProxy(t, srv.endpoint())
+	watcher := srv.client(t, proxy.addr())
+	dir := testPrefix + "/compacted/"
+	put(t, admin, dir+"one", `{"address":"10.0.0.1:80"}`)
+	d := NewDiscovery(watcher, testPrefix)
+	lists := make(chan []discovery.Instance, 16)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	update := func(l []discovery.Instance) { lists <- slices.Clone(l) }
+	go func() { done <- d.Watch(ctx, "compacted", update) }()
+	nextList(t, lists, "one", hasAddrs("10.0.0.1:80"))
+
+	proxy.cut()
+	put(t, admin, dir+"two", `{"address":"10.0.0.2:80"}`)
+	del(t, admin, dir+"one")
+	r := put(t, admin, "/lightmesh-test/other", "x")
+	if _, err := admin.Compact(ctx, r); err != nil {
+		t.Fatal(err)
+	}
+	proxy.heal()
+	select {
+	case err := <-done:
+		if !errors.Is(err, rpctypes.ErrCompacted) {
+			t.Fatalf("Watch returned %v, want ErrCompacted", err)
+		}
+	case l := <-lists:
+		t.Fatalf("compacted watch delivered %v instead of failing", addrs(l))
+	case <-time.After(15 * time.Second):
+		t.Fatal("Watch did not fail after compaction")
+	}
+	go func() { done <- d.Watch(ctx, "compacted", update) }()
+	nextList(t, lists, "two only", hasAddrs("10.0.0.2:80"))
+	cancel()
+	<-done
+}
+
+// TestKilledLeaseHolderDisappears registers an instance from a process
+// that then dies without deregistering (its client is closed, so the
+// lease is no longer kept alive): the instance leaves the mesh once its
+// TTL has run out, not before.
+func TestKilledLeaseHolderDisappears(t *testing.T) {
+	srv := startEtcd(t)
+	cli := srv.client(t)
+	const key = "/lightmesh-test/rules/lease"
+	put(t, cli, key, laneRules)
+	base, doomed := newBackend(t, "base-1"), newBackend(t, "base-2")
+	ctx := context.Background()
+	reg, err := Register(ctx, cli, testPrefix, "user-api", "base-1", base.instance("base"), 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reg.Close(ctx)
+
+	holder, err := newClient(srv.endpoint())
+	if err != nil {
+		t.Fatal(err)
+	}
+	const ttl = 2 * time.Second
+	dying, err := Register(ctx, holder, testPrefix, "user-api", "base-2", doomed.instance("base"), ttl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := newMesh(t, mesh.WithRules(NewRuleSource(cli, key)), mesh.WithDiscovery(NewDiscovery(cli, testPrefix)))
+	waitInstances(t, m, 2)
+	// Outlive a few keep-alive rounds first: the lease must be renewed.
+	time.Sleep(ttl + time.Second)
+	if !hasInstance(m, "user-api", doomed.addr()) {
+		t.Fatal("a kept-alive instance disappeared")
+	}
+
+	killed := time.Now()
+	holder.Close() // the process dies: no revoke, no more keep-alives
+	waitFor(t, ttl+5*time.Second, "the dead instance to leave", func() bool { return !hasInstance(m, "user-api", doomed.addr()) })
+	gone := time.Since(killed)
+	if gone < ttl/2 {
+		t.Fatalf("instance left %v after the kill, before its TTL of %v", gone, ttl)
+	}
+	t.Logf("instance left %v after its holder died (TTL %v)", gone.Round(time.Millisecond), ttl)
+	expectOnly(t, &http.Client{Transport: m.Transport(nil)}, "", 10, "base-1")
+	if err := dying.Close(ctx); err == nil || !strings.Contains(err.Error(), "client closed") {
+		t.Fatalf("Close after the client closed: %v, want a client-closed error", err)
+	}
+}
+
+// TestRegistrationSurvivesLostLease revokes a registration's lease behind
+// its back: it registers again by itself.
+func TestRegistrationSurvivesLostLease(t *testing.T) {
+	srv := startEtcd(t)
+	cli := srv.client(t)
+	ctx := context.Background()
+	logs := &logBuffer{}
+	reg, err := Register(ctx, cli, testPrefix, "svc", "one", discovery.Instance{Address: "10.0.0.1:80"}, time.Second, WithLogger(logs.logger()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reg.Close(ctx)
+	resp, err := cli.Get(ctx, reg.Key())
+	if err != nil || len(resp.Kvs) != 1 {
+		t.Fatalf("registered key: %v, %v", resp, err)
+	}
+	if _, err := cli.Revoke(ctx, clientv3.LeaseID(resp.Kvs[0].Lease)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "registered again", func() bool {
+		r, err := cli.Get(ctx, reg.Key())
+		return err == nil && len(r.Kvs) == 1 && r.Kvs[0].Lease != resp.Kvs[0].Lease
+	})
+	if logs.count("registered again") == 0 {
+		t.Errorf("re-registration not logged; logs:\n%s", logs)
+	}
+	if err := reg.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	r, err := cli.Get(ctx, reg.Key())
+	if err != nil || len(r.Kvs) != 0 {
+		t.Fatalf("key after Close: %v, %v", r, err)
+	}
+}

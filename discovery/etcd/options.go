@@ -1,0 +1,92 @@
+package etcd
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+)
+
+// Defaults for the limits on what Discovery accepts from etcd.
+const (
+	// DefaultMaxValueSize caps one instance value; a larger value is
+	// skipped and reported.
+	DefaultMaxValueSize = 16 << 10
+	// DefaultMaxInstances caps the instances of one service; keys beyond
+	// it are ignored and reported.
+	DefaultMaxInstances = 100_000
+)
+
+// Option configures a RuleSource, a Discovery or a Registration. Options
+// that do not concern the value being built are ignored; nil options are
+// ignored.
+type Option interface{ apply(*config) }
+
+type optionFunc func(*config)
+
+func (f optionFunc) apply(c *config) { f(c) }
+
+type config struct {
+	logger       *slog.Logger
+	maxValueSize int
+	maxInstances int
+}
+
+func newConfig(opts []Option) config {
+	c := config{
+		logger:       slog.New(slog.NewTextHandler(io.Discard, nil)),
+		maxValueSize: DefaultMaxValueSize,
+		maxInstances: DefaultMaxInstances,
+	}
+	for _, o := range opts {
+		if o != nil {
+			o.apply(&c)
+		}
+	}
+	return c
+}
+
+// WithLogger sets the logger for skipped instance values, ignored
+// deletions and lost leases. The default discards everything.
+func WithLogger(l *slog.Logger) Option {
+	return optionFunc(func(c *config) {
+		if l != nil {
+			c.logger = l
+		}
+	})
+}
+
+// WithMaxValueSize sets the largest instance value Discovery decodes, in
+// bytes (DefaultMaxValueSize when n <= 0).
+func WithMaxValueSize(n int) Option {
+	return optionFunc(func(c *config) {
+		if n > 0 {
+			c.maxValueSize = n
+		}
+	})
+}
+
+// WithMaxInstances sets how many instances of one service Discovery keeps
+// (DefaultMaxInstances when n <= 0).
+func WithMaxInstances(n int) Option {
+	return optionFunc(func(c *config) {
+		if n > 0 {
+			c.maxInstances = n
+		}
+	})
+}
+
+// checkName reports whether name can be one segment of a key: not empty,
+// no '/', no control characters, at most 253 bytes.
+func checkName(what, name string) error {
+	if name == "" || len(name) > 253 {
+		return fmt.Errorf("etcd: %s name %.40q: want 1..253 bytes", what, name)
+	}
+	if strings.ContainsFunc(name, func(r rune) bool { return r == '/' || r < 0x20 || r == 0x7f }) {
+		return fmt.Errorf("etcd: %s name %.40q: must not contain '/' or control characters", what, name)
+	}
+	return nil
+}
+
+// cleanPrefix drops trailing slashes from a key prefix.
+func cleanPrefix(prefix string) string { return strings.TrimRight(prefix, "/") }

@@ -1,0 +1,99 @@
+package etcd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/lightmesh/lightmesh/rules"
+)
+
+// errWatchClosed ends a watch whose channel closed without an error: the
+// client was closed or the watch was dropped.
+var errWatchClosed = errors.New("watch channel closed")
+
+// RuleSource is a rules.Source reading a rule document from one etcd key.
+// Use NewRuleSource. Its Watch may be called again after it returns, and
+// by several callers at once (each gets its own etcd watch).
+//
+// A key that does not exist delivers nothing: Watch logs it, keeps
+// watching and delivers the document as soon as it is put, with no retry
+// delay (a mesh started without WithStartEmpty still fails New when no
+// document arrives within its start timeout). A key that is deleted while
+// watched is logged and otherwise ignored, so the last rules keep
+// serving; put it again to change them.
+type RuleSource struct {
+	cli *clientv3.Client
+	key string
+	cfg config
+}
+
+var _ rules.Source = (*RuleSource)(nil)
+
+// NewRuleSource returns a source for the document stored at key. cli is
+// used, never closed; WithLogger is the only option it reads.
+func NewRuleSource(cli *clientv3.Client, key string, opts ...Option) *RuleSource {
+	return &RuleSource{cli: cli, key: key, cfg: newConfig(opts)}
+}
+
+// String implements rules.Source: "etcd:<key>".
+func (s *RuleSource) String() string { return "etcd:" + s.key }
+
+// Watch implements rules.Source. Each document is delivered with its mod
+// revision as the version. It returns the error that ended the watch
+// (wrapping rpctypes.ErrCompacted when the revision it resumed from was
+// compacted, rpctypes.ErrNoLeader when the member lost its leader) or
+// ctx.Err() when ctx ends; calling it again re-reads the key first.
+func (s *RuleSource) Watch(ctx context.Context, update func(rules.Document)) error {
+	if s.cli == nil {
+		return errors.New("etcd: rule source has no client")
+	}
+	if s.key == "" {
+		return errors.New("etcd: rule source has an empty key")
+	}
+	ctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
+	defer cancel()
+	resp, err := s.cli.Get(ctx, s.key)
+	if err != nil {
+		return s.fail(ctx, fmt.Errorf("etcd: get %s: %w", s.key, err))
+	}
+	if len(resp.Kvs) == 0 {
+		s.cfg.logger.Warn("lightmesh: etcd rule key does not exist; waiting for it", "key", s.key)
+	} else {
+		kv := resp.Kvs[0]
+		update(rules.Document{Data: kv.Value, Version: strconv.FormatInt(kv.ModRevision, 10)})
+	}
+	wch := s.cli.Watch(ctx, s.key, clientv3.WithRev(resp.Header.Revision+1))
+	for wr := range wch {
+		if err := wr.Err(); err != nil {
+			return s.fail(ctx, fmt.Errorf("etcd: watch %s: %w", s.key, err))
+		}
+		// Only the last put of a batch matters: the document is state,
+		// not a stream of changes.
+		var last *clientv3.Event
+		for _, ev := range wr.Events {
+			switch {
+			case ev.Type == clientv3.EventTypePut:
+				last = ev
+			case ev.Type == clientv3.EventTypeDelete:
+				last = nil
+				s.cfg.logger.Warn("lightmesh: etcd rule key deleted; last rules keep serving", "key", s.key, "revision", ev.Kv.ModRevision)
+			}
+		}
+		if last != nil {
+			update(rules.Document{Data: last.Kv.Value, Version: strconv.FormatInt(last.Kv.ModRevision, 10)})
+		}
+	}
+	return s.fail(ctx, fmt.Errorf("etcd: watch %s: %w", s.key, errWatchClosed))
+}
+
+// fail returns ctx's error once ctx has ended, else err.
+func (s *RuleSource) fail(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return err
+}

@@ -1,0 +1,279 @@
+package nacos
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"math"
+	"net"
+	"slices"
+	"strconv"
+	"sync"
+
+	"github.com/nacos-group/nacos-sdk-go/v2/clients"
+	"github.com/nacos-group/nacos-sdk-go/v2/clients/naming_client"
+	"github.com/nacos-group/nacos-sdk-go/v2/model"
+	"github.com/nacos-group/nacos-sdk-go/v2/vo"
+
+	"github.com/lightmesh/lightmesh/discovery"
+)
+
+// maxWeight caps a converted weight (Nacos allows up to 10000.0, which is
+// 1,000,000 here).
+const maxWeight = 1_000_000
+
+// Discovery is a discovery.Source subscribing to services in Nacos
+// naming. Use NewDiscovery; call Close when done, after the mesh using
+// it is closed. Watch may be called concurrently, for the same or
+// different services: watchers of one service share one subscription.
+//
+// Each Nacos instance becomes a discovery.Instance: ip:port as Address,
+// round(weight*100) as Weight, metadata as Labels; an instance that is
+// unhealthy, disabled or of weight 0 is delivered with Unhealthy set.
+// An instance with a bad address or weight is skipped and logged;
+// metadata entries beyond discovery's label limits are dropped and
+// logged, keeping the instance.
+type Discovery struct {
+	client naming_client.INamingClient
+	group  string
+	logger *slog.Logger
+	dir    string
+
+	mu     sync.Mutex
+	subs   map[string]*subscription
+	closed bool
+}
+
+var _ discovery.Source = (*Discovery)(nil)
+
+// subscription is the SDK subscription to one service, shared by every
+// Watch of it.
+type subscription struct {
+	param *vo.SubscribeParam
+	refs  int // guarded by Discovery.mu
+
+	mu         sync.Mutex // serialises Subscribe and Unsubscribe
+	subscribed bool
+
+	// chMu is apart from mu: the SDK calls notify from inside Subscribe.
+	chMu    sync.Mutex
+	changed chan struct{} // closed and replaced on each SDK callback
+}
+
+// NewDiscovery connects a naming client to the servers in cfg for
+// services in group (DefaultGroup when empty).
+func NewDiscovery(cfg Config, group string) (*Discovery, error) {
+	if group == "" {
+		group = DefaultGroup
+	}
+	client, dir, err := newNamingClient(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &Discovery{client: client, group: group, logger: cfg.logger(), dir: dir, subs: map[string]*subscription{}}, nil
+}
+
+func newNamingClient(cfg Config) (naming_client.INamingClient, string, error) {
+	param, dir, err := cfg.clientParam()
+	if err != nil {
+		return nil, "", err
+	}
+	client, err := clients.NewNamingClient(param)
+	installLogger(cfg)
+	if err != nil {
+		if client != nil {
+			client.CloseClient()
+		}
+		removeDir(dir)
+		return nil, "", fmt.Errorf("nacos: naming client for %s: %w", cfg, err)
+	}
+	return client, dir, nil
+}
+
+// Watch implements discovery.Source. It subscribes to service, delivers
+// its instances (sorted by address) and delivers them again every time
+// the server pushes a change, until ctx ends. It returns an error when
+// the subscription fails and ctx.Err() when ctx ends; the SDK reconnects
+// and subscribes again by itself in between.
+func (d *Discovery) Watch(ctx context.Context, service string, update func([]discovery.Instance)) error {
+	if service == "" {
+		return errors.New("nacos: empty service name")
+	}
+	sub, err := d.acquire(service)
+	if err != nil {
+		return err
+	}
+	defer d.release(service, sub)
+	if err := sub.subscribe(d.client); err != nil {
+		return fmt.Errorf("nacos: subscribe to %s@%s: %w", service, d.group, err)
+	}
+	var last []discovery.Instance
+	first := true
+	for {
+		changed := sub.changes()
+		svc, err := d.client.GetService(vo.GetServiceParam{ServiceName: service, GroupName: d.group})
+		if err != nil {
+			return fmt.Errorf("nacos: read %s@%s: %w", service, d.group, err)
+		}
+		list := d.convert(service, svc.Hosts)
+		if first || !slices.EqualFunc(last, list, sameInstance) {
+			update(list)
+			last, first = list, false
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-changed:
+		}
+	}
+}
+
+func (d *Discovery) acquire(service string) (*subscription, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed {
+		return nil, errClosed
+	}
+	sub := d.subs[service]
+	if sub == nil {
+		sub = &subscription{changed: make(chan struct{})}
+		sub.param = &vo.SubscribeParam{ServiceName: service, GroupName: d.group, SubscribeCallback: sub.notify}
+		d.subs[service] = sub
+	}
+	sub.refs++
+	return sub, nil
+}
+
+// release drops one reference and unsubscribes after the last.
+func (d *Discovery) release(service string, sub *subscription) {
+	d.mu.Lock()
+	sub.refs--
+	last := sub.refs == 0
+	if last {
+		delete(d.subs, service)
+	}
+	closed := d.closed
+	d.mu.Unlock()
+	if !last || closed {
+		return
+	}
+	sub.mu.Lock()
+	defer sub.mu.Unlock()
+	// Unsubscribe also removes the callback when the subscribe failed.
+	if err := d.client.Unsubscribe(sub.param); err != nil {
+		d.logger.Warn("lightmesh: nacos unsubscribe failed", "service", service, "group", d.group, "err", err)
+	}
+}
+
+func (s *subscription) subscribe(client naming_client.INamingClient) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.subscribed {
+		return nil
+	}
+	if err := client.Subscribe(s.param); err != nil {
+		return err
+	}
+	s.subscribed = true
+	return nil
+}
+
+// notify is the SDK's callback; it runs on an SDK goroutine and must not
+// block.
+func (s *subscription) notify([]model.Instance, error) {
+	s.chMu.Lock()
+	close(s.changed)
+	s.changed = make(chan struct{})
+	s.chMu.Unlock()
+}
+
+func (s *subscription) changes() <-chan struct{} {
+	s.chMu.Lock()
+	defer s.chMu.Unlock()
+	return s.changed
+}
+
+// Close closes the SDK client and removes its private directory. Watch
+// fails after Close. Close is safe to call more than once.
+func (d *Discovery) Close() error {
+	d.mu.Lock()
+	if d.closed {
+		d.mu.Unlock()
+		return nil
+	}
+	d.closed = true
+	d.mu.Unlock()
+	d.client.CloseClient()
+	removeDir(d.dir)
+	return nil
+}
+
+// convert turns the SDK's instances into valid discovery instances,
+// sorted by address.
+func (d *Discovery) convert(service string, hosts []model.Instance) []discovery.Instance {
+	out := make([]discovery.Instance, 0, len(hosts))
+	for _, h := range hosts {
+		in, dropped, err := toInstance(h)
+		if err != nil {
+			d.logger.Warn("lightmesh: nacos instance skipped", "service", service, "group", d.group, "ip", h.Ip, "port", h.Port, "err", err)
+			continue
+		}
+		if dropped > 0 {
+			d.logger.Warn("lightmesh: nacos instance metadata entries dropped", "service", service, "instance", in.Address, "dropped", dropped)
+		}
+		out = append(out, in)
+	}
+	slices.SortFunc(out, func(a, b discovery.Instance) int { return cmp.Compare(a.Address, b.Address) })
+	return out
+}
+
+// toInstance converts one Nacos instance. It drops metadata entries that
+// break discovery's label limits and reports how many.
+func toInstance(h model.Instance) (discovery.Instance, int, error) {
+	if h.Port == 0 || h.Port > 65535 {
+		return discovery.Instance{}, 0, fmt.Errorf("invalid port %d", h.Port)
+	}
+	if math.IsNaN(h.Weight) || math.IsInf(h.Weight, 0) || h.Weight < 0 {
+		return discovery.Instance{}, 0, fmt.Errorf("invalid weight %v", h.Weight)
+	}
+	in := discovery.Instance{
+		Address:   net.JoinHostPort(h.Ip, strconv.FormatUint(h.Port, 10)),
+		Unhealthy: !h.Healthy || !h.Enable || h.Weight == 0,
+	}
+	if h.Weight > 0 {
+		in.Weight = int(min(max(math.Round(h.Weight*100), 1), maxWeight))
+	}
+	var dropped int
+	in.Labels, dropped = labels(h.Metadata)
+	if err := in.Validate(); err != nil {
+		return discovery.Instance{}, dropped, err
+	}
+	return in, dropped, nil
+}
+
+// labels copies metadata into labels within discovery's limits: entries
+// with an empty or too long key or a too long value are dropped, and of
+// the rest the first MaxLabels in key order are kept.
+func labels(md map[string]string) (map[string]string, int) {
+	if len(md) == 0 {
+		return nil, 0
+	}
+	out := make(map[string]string, min(len(md), discovery.MaxLabels))
+	dropped := 0
+	for _, k := range slices.Sorted(maps.Keys(md)) {
+		v := md[k]
+		if k == "" || len(k) > discovery.MaxLabelKeyLen || len(v) > discovery.MaxLabelValueLen || len(out) == discovery.MaxLabels {
+			dropped++
+			continue
+		}
+		out[k] = v
+	}
+	return out, dropped
+}
+
+func sameInstance(a, b discovery.Instance) bool {
+	return a.Address == b.Address && a.Weight == b.Weight && a.Unhealthy == b.Unhealthy && maps.Equal(a.Labels, b.Labels)
+}

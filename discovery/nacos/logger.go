@@ -1,0 +1,55 @@
+package nacos
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+
+	"github.com/nacos-group/nacos-sdk-go/v2/common/logger"
+)
+
+// sdkLogger routes the SDK's log output to a slog.Logger, with secrets
+// masked.
+type sdkLogger struct {
+	l       *slog.Logger
+	secrets []string
+}
+
+var _ logger.Logger = (*sdkLogger)(nil)
+
+// installLogger points the SDK's process-wide logger at cfg.Logger (or
+// nowhere). It must run after each SDK client is created, since creating
+// one resets the SDK's logger to a file logger.
+func installLogger(cfg Config) {
+	logger.SetLogger(&sdkLogger{l: cfg.logger().With("component", "nacos-sdk"), secrets: cfg.secrets()})
+}
+
+// out formats and logs one line when level is enabled: with Sprintf
+// when f is true, Sprint otherwise.
+func (s *sdkLogger) out(level slog.Level, f bool, format string, args []any) {
+	ctx := context.Background()
+	if !s.l.Enabled(ctx, level) {
+		return
+	}
+	var msg string
+	if f {
+		msg = fmt.Sprintf(format, args...)
+	} else {
+		msg = fmt.Sprint(args...)
+	}
+	for _, secret := range s.secrets {
+		msg = strings.ReplaceAll(msg, secret, "***")
+	}
+	s.l.Log(ctx, level, strings.TrimSpace(msg))
+}
+
+func (s *sdkLogger) Info(args ...any)  { s.out(slog.LevelDebug, false, "", args) }
+func (s *sdkLogger) Warn(args ...any)  { s.out(slog.LevelWarn, false, "", args) }
+func (s *sdkLogger) Error(args ...any) { s.out(slog.LevelError, false, "", args) }
+func (s *sdkLogger) Debug(args ...any) { s.out(slog.LevelDebug, false, "", args) }
+
+func (s *sdkLogger) Infof(format string, args ...any)  { s.out(slog.LevelDebug, true, format, args) }
+func (s *sdkLogger) Warnf(format string, args ...any)  { s.out(slog.LevelWarn, true, format, args) }
+func (s *sdkLogger) Errorf(format string, args ...any) { s.out(slog.LevelError, true, format, args) }
+func (s *sdkLogger) Debugf(format string, args ...any) { s.out(slog.LevelDebug, true, format, args) }

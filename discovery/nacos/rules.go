@@ -1,0 +1,256 @@
+package nacos
+
+import (
+	"context"
+	"crypto/md5"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/nacos-group/nacos-sdk-go/v2/clients"
+	"github.com/nacos-group/nacos-sdk-go/v2/clients/config_client"
+	"github.com/nacos-group/nacos-sdk-go/v2/vo"
+
+	"github.com/lightmesh/lightmesh/rules"
+)
+
+// DefaultGroup is the Nacos group used when none is given.
+const DefaultGroup = "DEFAULT_GROUP"
+
+// confirmDelay is how long after the last change notification Watch
+// reads the config once more. The SDK calls listeners on goroutines of
+// their own, so two quick changes can reach Watch out of order; the
+// confirming read makes the latest content win.
+const confirmDelay = 500 * time.Millisecond
+
+// errClosed is returned by Watch after Close.
+var errClosed = errors.New("nacos: closed")
+
+// RuleSource is a rules.Source reading a rule document from one Nacos
+// config item. Use NewRuleSource; call Close when done, after the mesh
+// using it is closed.
+//
+// Watch may be called again after it returns, but not by two callers at
+// once: the SDK keeps one listener per config item and client. An empty
+// or missing config item delivers nothing, and a deleted one is logged
+// and otherwise ignored: the last rules keep serving.
+type RuleSource struct {
+	client config_client.IConfigClient
+	dataID string
+	group  string
+	name   string
+	logger *slog.Logger
+	dir    string // private log and cache directory, removed by Close
+
+	mu       sync.Mutex
+	watching bool
+	closed   bool
+}
+
+var _ rules.Source = (*RuleSource)(nil)
+
+// NewRuleSource connects a config client to the servers in cfg for the
+// item dataID in group (DefaultGroup when empty). It fails when cfg is
+// invalid; an unreachable server only makes Watch fail, so the mesh
+// retries.
+func NewRuleSource(cfg Config, dataID, group string) (*RuleSource, error) {
+	if dataID == "" {
+		return nil, errors.New("nacos: rule source needs a dataId")
+	}
+	if group == "" {
+		group = DefaultGroup
+	}
+	param, dir, err := cfg.clientParam()
+	if err != nil {
+		return nil, err
+	}
+	client, err := clients.NewConfigClient(param)
+	installLogger(cfg)
+	if err != nil {
+		removeDir(dir)
+		return nil, fmt.Errorf("nacos: config client for %s: %w", cfg, err)
+	}
+	ns := param.ClientConfig.NamespaceId
+	if ns == "" {
+		ns = "public"
+	}
+	return &RuleSource{
+		client: client,
+		dataID: dataID,
+		group:  group,
+		name:   "nacos:" + ns + "/" + group + "/" + dataID,
+		logger: cfg.logger(),
+		dir:    dir,
+	}, nil
+}
+
+// String implements rules.Source: "nacos:<namespace>/<group>/<dataId>".
+func (s *RuleSource) String() string { return s.name }
+
+// Watch implements rules.Source. It reads the config item, delivers it
+// with the MD5 of its content as the version, and then delivers every
+// change the server pushes until ctx ends. It returns an error when the
+// first read fails and ctx.Err() when ctx ends; the SDK reconnects by
+// itself in between.
+func (s *RuleSource) Watch(ctx context.Context, update func(rules.Document)) error {
+	if err := s.begin(); err != nil {
+		return err
+	}
+	defer s.end()
+	content, err := s.client.GetConfig(vo.ConfigParam{DataId: s.dataID, Group: s.group})
+	if err != nil {
+		return fmt.Errorf("nacos: read %s: %w", s.name, err)
+	}
+	w := &ruleWatch{src: s, update: update, changed: make(chan struct{}, 1)}
+	w.deliver(content)
+	param := vo.ConfigParam{DataId: s.dataID, Group: s.group, OnChange: w.onChange}
+	if err := s.client.ListenConfig(param); err != nil {
+		return fmt.Errorf("nacos: listen to %s: %w", s.name, err)
+	}
+	defer s.client.CancelListenConfig(param)
+
+	confirm := time.NewTimer(time.Hour)
+	confirm.Stop()
+	defer confirm.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-w.changed:
+			w.deliver(w.take())
+			confirm.Reset(confirmDelay)
+		case <-confirm.C:
+			content, err := s.client.GetConfig(vo.ConfigParam{DataId: s.dataID, Group: s.group})
+			if err != nil {
+				s.logger.Warn("lightmesh: nacos confirming read failed", "source", s.name, "err", err)
+				continue
+			}
+			w.deliver(content)
+		}
+	}
+}
+
+func (s *RuleSource) begin() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return errClosed
+	}
+	if s.watching {
+		return fmt.Errorf("nacos: %s is already being watched", s.name)
+	}
+	s.watching = true
+	return nil
+}
+
+func (s *RuleSource) end() {
+	s.mu.Lock()
+	s.watching = false
+	s.mu.Unlock()
+}
+
+// Close closes the SDK client and removes its private directory. Watch
+// fails after Close. Close is safe to call more than once.
+func (s *RuleSource) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	s.mu.Unlock()
+	s.client.CloseClient()
+	removeDir(s.dir)
+	return nil
+}
+
+// ruleWatch is the state of one Watch call.
+type ruleWatch struct {
+	src     *RuleSource
+	update  func(rules.Document)
+	changed chan struct{} // signalled by onChange
+	last    string        // MD5 of the last content delivered
+
+	mu      sync.Mutex
+	pending string
+}
+
+// onChange is the SDK's listener; it runs on an SDK goroutine and may
+// outlive the Watch call, so it only records and signals.
+func (w *ruleWatch) onChange(namespace, group, dataID, data string) {
+	w.mu.Lock()
+	w.pending = data
+	w.mu.Unlock()
+	select {
+	case w.changed <- struct{}{}:
+	default:
+	}
+}
+
+func (w *ruleWatch) take() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.pending
+}
+
+// deliver hands content to update unless it is empty or unchanged.
+func (w *ruleWatch) deliver(content string) {
+	if content == "" {
+		if w.last == "" {
+			w.src.logger.Warn("lightmesh: nacos rule config does not exist or is empty; waiting for it", "source", w.src.name)
+		} else {
+			w.src.logger.Warn("lightmesh: nacos rule config deleted or emptied; last rules keep serving", "source", w.src.name)
+		}
+		return
+	}
+	sum := md5.Sum([]byte(content))
+	version := hex.EncodeToString(sum[:])
+	if version == w.last {
+		return
+	}
+	w.last = version
+	w.update(rules.Document{Data: []byte(content), Version: version})
+}
+
+// removeDir removes a private directory made by clientParam.
+func removeDir(dir string) {
+	if dir != "" {
+		os.RemoveAll(dir)
+	}
+}
+
+// Publish writes content to the config item dataID in group
+// (DefaultGroup when empty), as an ops engineer would in the Nacos
+// console. It connects a client for this one call and closes it, so it
+// suits tools and examples, not loops.
+func Publish(cfg Config, dataID, group, content string) error {
+	if dataID == "" || content == "" {
+		return errors.New("nacos: publish needs a dataId and content")
+	}
+	if group == "" {
+		group = DefaultGroup
+	}
+	param, dir, err := cfg.clientParam()
+	if err != nil {
+		return err
+	}
+	defer removeDir(dir)
+	client, err := clients.NewConfigClient(param)
+	installLogger(cfg)
+	if err != nil {
+		return fmt.Errorf("nacos: config client for %s: %w", cfg, err)
+	}
+	defer client.CloseClient()
+	ok, err := client.PublishConfig(vo.ConfigParam{DataId: dataID, Group: group, Content: content})
+	if err == nil && !ok {
+		err = errors.New("server refused")
+	}
+	if err != nil {
+		return fmt.Errorf("nacos: publish %s/%s: %w", group, dataID, err)
+	}
+	return nil
+}

@@ -1,0 +1,172 @@
+package nacos
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/lightmesh/lightmesh/mesh"
+	"github.com/lightmesh/lightmesh/rules"
+)
+
+// TestRulesThroughMesh publishes rules in Nacos config and checks the
+// mesh routes by them: a valid document is applied, a broken one is
+// rejected with the rejection visible in Status while the previous rules
+// keep serving, and a fixed one is applied again. Instances come from
+// Nacos naming.
+func TestRulesThroughMesh(t *testing.T) {
+	cfg := testConfig(t)
+	service, dataID, group := unique("lm-user-api"), unique("lightmesh-rules")+".yaml", "LIGHTMESH_TEST"
+	pub := newPublisher(t, cfg, group)
+	defer pub.remove(t, dataID)
+	register(t, cfg, service, group, newBackend(t, "base-1"), "base")
+	register(t, cfg, service, group, newBackend(t, "staging-1"), "staging")
+	v := pub.publish(t, dataID, laneRules(service))
+
+	src, err := NewRuleSource(cfg, dataID, group)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	disc, err := NewDiscovery(cfg, group)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer disc.Close()
+	evs := make(events, 64)
+	m := newMesh(t, mesh.WithRules(src), mesh.WithDiscovery(disc), evs.hook())
+	defer m.Close() // before the sources close
+	evs.wait(t, v, 10*time.Second)
+	if got, want := m.Status().Rules.Source, "nacos:public/"+group+"/"+dataID; got != want {
+		t.Fatalf("status source = %q, want %q", got, want)
+	}
+	waitInstances(t, m, service, 2)
+	client := &http.Client{Transport: m.Transport(nil)}
+	expectOnly(t, client, service, "", 10, "base-1")
+	expectOnly(t, client, service, "staging", 10, "staging-1")
+
+	// The listener reaches the server on the SDK's 5 s timer, so the
+	// first change may take that long; later ones arrive at once.
+	v = pub.publish(t, dataID, movedRules(service))
+	if ev := evs.wait(t, v, 15*time.Second); ev.Err != nil {
+		t.Fatalf("moved rules rejected: %v", ev.Err)
+	}
+	expectOnly(t, client, service, "", 10, "staging-1")
+
+	time.Sleep(250 * time.Millisecond) // the SDK reads one item at most ~5 times a second
+	v = pub.publish(t, dataID, brokenRules(service))
+	ev := evs.wait(t, v, 5*time.Second)
+	if ev.Err == nil {
+		t.Fatal("broken rules applied")
+	}
+	st := m.Status()
+	if st.LastRejection == nil || st.LastRejection.Version != v || !strings.Contains(st.LastRejection.Error, "canary") {
+		t.Fatalf("status last rejection = %+v, want version %s naming the missing subset", st.LastRejection, v)
+	}
+	expectOnly(t, client, service, "", 10, "staging-1") // the moved rules still serve
+
+	time.Sleep(250 * time.Millisecond)
+	v = pub.publish(t, dataID, laneRules(service))
+	if ev := evs.wait(t, v, 5*time.Second); ev.Err != nil {
+		t.Fatalf("fixed rules rejected: %v", ev.Err)
+	}
+	expectOnly(t, client, service, "", 10, "base-1")
+	expectOnly(t, client, service, "staging", 10, "staging-1")
+}
+
+// TestRuleSourceDirect checks the Watch contract without a mesh: a
+// missing item delivers nothing, a published one is delivered with its
+// MD5 as the version, a deleted one is ignored, a second concurrent Watch
+// is refused, cancellation returns ctx.Err(), and Close removes the
+// private directory and makes Watch fail.
+func TestRuleSourceDirect(t *testing.T) {
+	cfg := testConfig(t)
+	logs := &logBuffer{}
+	cfg.Logger = logs.logger()
+	dataID, group := unique("lightmesh-direct"), "LIGHTMESH_TEST"
+	pub := newPublisher(t, cfg, group)
+	src, err := NewRuleSource(cfg, dataID, group)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	docs := make(chan rules.Document, 16)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- src.Watch(ctx, func(d rules.Document) {
+			docs <- rules.Document{Data: append([]byte(nil), d.Data...), Version: d.Version}
+		})
+	}()
+	waitFor(t, 5*time.Second, "missing item logged", func() bool { return strings.Contains(logs.String(), "does not exist") })
+	if err := src.Watch(ctx, func(rules.Document) {}); err == nil || !strings.Contains(err.Error(), "already being watched") {
+		t.Fatalf("second Watch: %v, want already being watched", err)
+	}
+	v := pub.publish(t, dataID, "first")
+	expectDoc(t, docs, "first", v, 15*time.Second)
+	time.Sleep(250 * time.Millisecond)
+	pub.remove(t, dataID)
+	waitFor(t, 5*time.Second, "deletion logged", func() bool { return strings.Contains(logs.String(), "deleted or emptied") })
+	time.Sleep(250 * time.Millisecond)
+	if err := Publish(cfg, dataID, group, "second"); err != nil { // the one-shot helper
+		t.Fatal(err)
+	}
+	expectDoc(t, docs, "second", md5hex("second"), 5*time.Second)
+
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("Watch returned %v, want context.Canceled", err)
+	}
+	dir := src.dir
+	if dir == "" {
+		t.Fatal("no private directory")
+	}
+	if _, err := os.Stat(dir); err != nil {
+		t.Fatalf("private directory: %v", err)
+	}
+	src.Close()
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Fatalf("private directory %s still there after Close: %v", dir, err)
+	}
+	if err := src.Watch(context.Background(), func(rules.Document) {}); !errors.Is(err, errClosed) {
+		t.Fatalf("Watch after Close: %v", err)
+	}
+	if strings.Contains(logs.String(), "panic") {
+		t.Fatalf("logs mention a panic:\n%s", logs)
+	}
+}
+
+func expectDoc(t *testing.T, docs <-chan rules.Document, data, version string, d time.Duration) {
+	t.Helper()
+	select {
+	case doc := <-docs:
+		if string(doc.Data) != data || doc.Version != version {
+			t.Fatalf("got %q version %s, want %q version %s", doc.Data, doc.Version, data, version)
+		}
+	case <-time.After(d):
+		t.Fatalf("no document %q within %v", data, d)
+	}
+}
+
+// TestRuleSourceUnreachable: a server that does not answer makes Watch
+// fail with an error (so the mesh backs off and retries), not hang.
+func TestRuleSourceUnreachable(t *testing.T) {
+	cfg := Config{Addresses: []string{"127.0.0.1:1"}, TimeoutMs: 500}
+	src, err := NewRuleSource(cfg, "x", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	start := time.Now()
+	err = src.Watch(ctx, func(rules.Document) { t.Error("delivered a document from nowhere") })
+	if err == nil || ctx.Err() != nil {
+		t.Fatalf("Watch = %v after %v, want an error before the deadline", err, time.Since(start))
+	}
+	t.Logf("Watch failed after %v: %v", time.Since(start).Round(time.Millisecond), err)
+}
