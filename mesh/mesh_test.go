@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -19,6 +18,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/lightmesh/lightmesh/discovery"
+	"github.com/lightmesh/lightmesh/internal/meshtest"
 	"github.com/lightmesh/lightmesh/mesh"
 	"github.com/lightmesh/lightmesh/router"
 	"github.com/lightmesh/lightmesh/rules"
@@ -40,88 +40,17 @@ services:
       - destinations: [{subset: base}]
 `
 
-// backend is a real HTTP server that answers with its name and records
-// the Host header it saw.
-type backend struct {
-	name     string
-	srv      *httptest.Server
-	lastHost atomic.Value
-	hits     atomic.Int64
-}
-
-func newBackend(t *testing.T, name string) *backend {
-	t.Helper()
-	b := &backend{name: name}
-	b.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		b.hits.Add(1)
-		b.lastHost.Store(r.Host)
-		io.WriteString(w, name)
-	}))
-	t.Cleanup(b.srv.Close)
-	return b
-}
-
-func (b *backend) addr() string { u, _ := url.Parse(b.srv.URL); return u.Host }
-
-func (b *backend) instance(env string) discovery.Instance {
-	return discovery.Instance{Address: b.addr(), Labels: map[string]string{"env": env}}
-}
-
 // fleet starts two base and two staging backends of user-api.
-func fleet(t *testing.T) (map[string]*backend, []discovery.Instance) {
-	backends := map[string]*backend{}
-	var list []discovery.Instance
-	for _, n := range []string{"base-1", "base-2", "staging-1", "staging-2"} {
-		b := newBackend(t, n)
-		backends[n] = b
-		list = append(list, b.instance(strings.Split(n, "-")[0]))
-	}
-	return backends, list
+func fleet(t *testing.T) (map[string]*meshtest.Backend, []discovery.Instance) {
+	t.Helper()
+	return meshtest.Fleet(t, "base-1", "base-2", "staging-1", "staging-2")
 }
 
 func newMesh(t *testing.T, src rules.Source, disc discovery.Source, opts ...mesh.Option) *mesh.Mesh {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	m, err := mesh.New(ctx, append([]mesh.Option{mesh.WithRules(src), mesh.WithDiscovery(disc)}, opts...)...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { m.Close() })
-	return m
-}
-
-func get(t *testing.T, ctx context.Context, c *http.Client, target string, header map[string]string) (string, error) {
-	t.Helper()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, target, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for k, v := range header {
-		req.Header.Set(k, v)
-	}
-	resp, err := c.Do(req)
-	if err != nil {
-		return "", err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusOK {
-		return "", fmt.Errorf("status %d: %s", resp.StatusCode, body)
-	}
-	return string(body), err
-}
-
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	return meshtest.Start(t, 10*time.Second, func(ctx context.Context) (*mesh.Mesh, error) {
+		return mesh.New(ctx, append([]mesh.Option{mesh.WithRules(src), mesh.WithDiscovery(disc)}, opts...)...)
+	})
 }
 
 func TestTransportAndHandlerEndToEnd(t *testing.T) {
@@ -132,7 +61,7 @@ func TestTransportAndHandlerEndToEnd(t *testing.T) {
 
 	seen := map[string]int{}
 	for range 8 {
-		body, err := get(t, ctx, client, "http://user-api/v1/users", nil)
+		body, err := meshtest.Get(ctx, client, "http://user-api/v1/users", nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -141,12 +70,12 @@ func TestTransportAndHandlerEndToEnd(t *testing.T) {
 	if seen["base-1"] != 4 || seen["base-2"] != 4 {
 		t.Fatalf("no header: got %v, want 4 each on base-1 and base-2", seen)
 	}
-	if h := backends["base-1"].lastHost.Load(); h != "user-api" {
+	if h := backends["base-1"].LastHost(); h != "user-api" {
 		t.Fatalf("backend saw Host %q, want the logical name user-api", h)
 	}
 
 	for range 4 {
-		body, err := get(t, ctx, client, "http://user-api/v1/users", map[string]string{"X-Env": "staging"})
+		body, err := meshtest.Get(ctx, client, "http://user-api/v1/users", map[string]string{"X-Env": "staging"})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -156,8 +85,8 @@ func TestTransportAndHandlerEndToEnd(t *testing.T) {
 	}
 
 	// A request to a host the mesh does not know passes through untouched.
-	plain := newBackend(t, "plain")
-	if body, err := get(t, ctx, client, plain.srv.URL+"/x", nil); err != nil || body != "plain" {
+	plain := meshtest.NewBackend(t, "plain")
+	if body, err := meshtest.Get(ctx, client, plain.Server.URL+"/x", nil); err != nil || body != "plain" {
 		t.Fatalf("pass-through: %q, %v", body, err)
 	}
 
@@ -165,7 +94,7 @@ func TestTransportAndHandlerEndToEnd(t *testing.T) {
 	// own call through the Transport stays in the lane without copying
 	// headers.
 	front := httptest.NewServer(m.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, err := get(t, r.Context(), client, "http://user-api/v1/users", nil)
+		body, err := meshtest.Get(r.Context(), client, "http://user-api/v1/users", nil)
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusBadGateway)
 			return
@@ -178,7 +107,7 @@ func TestTransportAndHandlerEndToEnd(t *testing.T) {
 		if tc.env != "" {
 			h["X-Env"] = tc.env
 		}
-		body, err := get(t, ctx, http.DefaultClient, front.URL, h)
+		body, err := meshtest.Get(ctx, http.DefaultClient, front.URL, h)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -195,14 +124,14 @@ func TestFallbackAndNoInstance(t *testing.T) {
 	m := newMesh(t, rules.NewMemory([]byte(laneRules)), static)
 	client := &http.Client{Transport: m.Transport(nil)}
 
-	body, err := get(t, context.Background(), client, "http://user-api/", map[string]string{"X-Env": "staging"})
+	body, err := meshtest.Get(context.Background(), client, "http://user-api/", map[string]string{"X-Env": "staging"})
 	if err != nil || !strings.HasPrefix(body, "base-") {
 		t.Fatalf("staging is empty, fallback base expected: %q, %v", body, err)
 	}
 
 	static.Set("user-api", nil)
-	waitFor(t, "instances removed", func() bool { return len(m.Table().Instances("user-api", "")) == 0 })
-	_, err = get(t, context.Background(), client, "http://user-api/", map[string]string{"X-Env": "staging"})
+	meshtest.WaitFor(t, 5*time.Second, "instances removed", func() bool { return len(m.Table().Instances("user-api", "")) == 0 })
+	_, err = meshtest.Get(context.Background(), client, "http://user-api/", map[string]string{"X-Env": "staging"})
 	var noInst *router.NoInstanceError
 	if !errors.Is(err, router.ErrNoInstance) || !errors.As(err, &noInst) {
 		t.Fatalf("err = %v, want ErrNoInstance", err)
@@ -236,7 +165,7 @@ func TestBadDocumentKeepsLastGoodRules(t *testing.T) {
 		t.Fatal("LastRejection() = nil after a rejection")
 	}
 	for range 4 {
-		body, err := get(t, context.Background(), client, "http://user-api/", map[string]string{"X-Env": "staging"})
+		body, err := meshtest.Get(context.Background(), client, "http://user-api/", map[string]string{"X-Env": "staging"})
 		if err != nil || !strings.HasPrefix(body, "staging-") {
 			t.Fatalf("after rejection: %q, %v (old rules must keep serving)", body, err)
 		}
@@ -252,7 +181,7 @@ func TestBadDocumentKeepsLastGoodRules(t *testing.T) {
 	if ev.Err != nil {
 		t.Fatal(ev.Err)
 	}
-	body, _ := get(t, context.Background(), client, "http://user-api/", map[string]string{"X-Env": "stg"})
+	body, _ := meshtest.Get(context.Background(), client, "http://user-api/", map[string]string{"X-Env": "stg"})
 	if !strings.HasPrefix(body, "staging-") {
 		t.Fatalf("new rules not applied: X-Env: stg went to %q", body)
 	}
@@ -282,7 +211,7 @@ func TestStartFailsWithoutValidRules(t *testing.T) {
 	if err := os.WriteFile(missing, []byte(laneRules), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "rules from the late file", func() bool { return m.Status().Rules.Version != "" })
+	meshtest.WaitFor(t, 5*time.Second, "rules from the late file", func() bool { return m.Status().Rules.Version != "" })
 	m.Close()
 }
 
@@ -298,8 +227,8 @@ func TestFileSourceHotSwap(t *testing.T) {
 	if err := os.WriteFile(path, []byte(moved), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "default route moved to staging", func() bool {
-		body, _ := get(t, context.Background(), client, "http://user-api/", nil)
+	meshtest.WaitFor(t, 5*time.Second, "default route moved to staging", func() bool {
+		body, _ := meshtest.Get(context.Background(), client, "http://user-api/", nil)
 		return strings.HasPrefix(body, "staging-")
 	})
 }
@@ -311,8 +240,8 @@ func TestHotSwapUnderLoad(t *testing.T) {
 	names := []string{"a1", "a2", "b1", "b2", "c1", "c2", "d1", "d2"}
 	var list []discovery.Instance
 	for _, n := range names {
-		b := newBackend(t, n)
-		list = append(list, discovery.Instance{Address: b.addr(), Labels: map[string]string{"grp": n[:1]}})
+		b := meshtest.NewBackend(t, n)
+		list = append(list, discovery.Instance{Address: b.Addr(), Labels: map[string]string{"grp": n[:1]}})
 	}
 	doc := func(lane, rest string) string {
 		return fmt.Sprintf(`apiVersion: lightmesh/v1
@@ -349,7 +278,7 @@ services:
 				if blue {
 					h["X-Lane"] = "blue"
 				}
-				body, err := get(t, ctx, client, "http://svc/", h)
+				body, err := meshtest.Get(ctx, client, "http://svc/", h)
 				if ctx.Err() != nil {
 					return
 				}

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
@@ -16,6 +17,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
 	"github.com/lightmesh/lightmesh/discovery"
+	"github.com/lightmesh/lightmesh/internal/meshtest"
 	"github.com/lightmesh/lightmesh/mesh"
 	"github.com/lightmesh/lightmesh/rules"
 	"github.com/lightmesh/lightmesh/trace"
@@ -302,7 +304,7 @@ services:
 		do("") // over the burst of 5: rate limited
 	}
 	src.Set([]byte("apiVersion: lightmesh/v1\nservices: {svc: {routes: [{destinations: [{subset: nope}]}]}}\n"))
-	waitFor(t, "the rejection", func() bool { return m.LastRejection() != nil })
+	meshtest.WaitFor(t, 5*time.Second, "the rejection", func() bool { return m.LastRejection() != nil })
 
 	checks := []struct {
 		name   string

@@ -16,6 +16,7 @@ import (
 
 	"github.com/lightmesh/lightmesh/breaker"
 	"github.com/lightmesh/lightmesh/discovery"
+	"github.com/lightmesh/lightmesh/internal/meshtest"
 	"github.com/lightmesh/lightmesh/mesh"
 	"github.com/lightmesh/lightmesh/rules"
 )
@@ -188,7 +189,7 @@ func TestOutlierEjection(t *testing.T) {
 
 	// It recovers and comes back once its open period ends.
 	bad.status.Store(http.StatusOK)
-	waitFor(t, "the recovered instance to get traffic again", func() bool {
+	meshtest.WaitFor(t, 5*time.Second, "the recovered instance to get traffic again", func() bool {
 		send(client, "GET", "http://svc/")
 		return bad.hits.Load() > 4
 	})

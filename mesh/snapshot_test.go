@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/lightmesh/lightmesh/discovery"
+	"github.com/lightmesh/lightmesh/internal/meshtest"
 	"github.com/lightmesh/lightmesh/mesh"
 	"github.com/lightmesh/lightmesh/rules"
 )
@@ -57,7 +58,7 @@ func TestStartFromSnapshotWhenControlPlaneIsDown(t *testing.T) {
 		t.Fatalf("status %+v, want rules version %s from the snapshot", st.Rules, version)
 	}
 	client := &http.Client{Transport: m.Transport(nil)}
-	body, err := get(t, context.Background(), client, "http://user-api/", map[string]string{"X-Env": "staging"})
+	body, err := meshtest.Get(context.Background(), client, "http://user-api/", map[string]string{"X-Env": "staging"})
 	if err != nil || !strings.HasPrefix(body, "staging-") {
 		t.Fatalf("routing from the snapshot: %q, %v", body, err)
 	}
@@ -67,7 +68,7 @@ func TestStartFromSnapshotWhenControlPlaneIsDown(t *testing.T) {
 	if err := os.WriteFile(ruleFile, []byte(laneRules), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the live source to take over", func() bool { return !m.Status().Rules.FromSnapshot })
+	meshtest.WaitFor(t, 5*time.Second, "the live source to take over", func() bool { return !m.Status().Rules.FromSnapshot })
 }
 
 func TestStartWithoutSnapshotFailsClearly(t *testing.T) {

@@ -5,13 +5,13 @@ import (
 	"fmt"
 	"os"
 	"runtime"
-	"slices"
 	"strconv"
 	"testing"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/lightmesh/lightmesh/internal/meshtest"
 	"github.com/lightmesh/lightmesh/mesh"
 )
 
@@ -63,38 +63,15 @@ func BenchmarkRulePropagation(b *testing.B) {
 		withPut = append(withPut, at.Sub(start))
 	}
 	b.StopTimer()
-	reportLatency(b, lat, "")
-	reportLatency(b, withPut, "-with-put")
+	meshtest.ReportLatency(b, lat, "")
+	meshtest.ReportLatency(b, withPut, "-with-put")
 	b.ReportMetric(float64(n), "updates")
 }
 
 func waitApplied(b *testing.B, seen <-chan applied, version string) time.Time {
 	b.Helper()
-	timeout := time.After(10 * time.Second)
-	for {
-		select {
-		case a := <-seen:
-			if a.version == version {
-				return a.at
-			}
-		case <-timeout:
-			b.Fatalf("version %s not applied within 10s", version)
-		}
-	}
-}
-
-// reportLatency reports the median, the 99th percentile (nearest rank)
-// and the maximum in milliseconds, as p50-ms<suffix> and so on.
-func reportLatency(b *testing.B, lat []time.Duration, suffix string) {
-	slices.Sort(lat)
-	rank := func(p float64) time.Duration {
-		i := int(p*float64(len(lat))+0.999999) - 1
-		return lat[min(max(i, 0), len(lat)-1)]
-	}
-	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
-	b.ReportMetric(ms(rank(0.50)), "p50-ms"+suffix)
-	b.ReportMetric(ms(rank(0.99)), "p99-ms"+suffix)
-	b.ReportMetric(ms(lat[len(lat)-1]), "max-ms"+suffix)
+	return meshtest.Next(b, seen, 10*time.Second, "application of version "+version,
+		func(a applied) bool { return a.version == version }).at
 }
 
 // BenchmarkDiscoveryMemory measures the heap a mesh holds for 10,000

@@ -15,6 +15,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/lightmesh/lightmesh/discovery"
+	"github.com/lightmesh/lightmesh/internal/meshtest"
 	"github.com/lightmesh/lightmesh/mesh"
 )
 
@@ -26,8 +27,8 @@ func TestDiscoveryFollowsRegistrations(t *testing.T) {
 	ctx := context.Background()
 	const key = "/lightmesh-test/rules/disc"
 	put(t, cli, key, laneRules)
-	base1, staging1, staging2 := newBackend(t, "base-1"), newBackend(t, "staging-1"), newBackend(t, "staging-2")
-	regBase, err := Register(ctx, cli, testPrefix, "user-api", "base-1", base1.instance("base"), 10*time.Second)
+	base1, staging1, staging2 := meshtest.NewBackend(t, "base-1"), meshtest.NewBackend(t, "staging-1"), meshtest.NewBackend(t, "staging-2")
+	regBase, err := Register(ctx, cli, testPrefix, "user-api", "base-1", base1.Instance("base"), 10*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -38,22 +39,22 @@ func TestDiscoveryFollowsRegistrations(t *testing.T) {
 	m := newMesh(t, mesh.WithRules(NewRuleSource(cli, key)), mesh.WithDiscovery(NewDiscovery(cli, testPrefix+"/")))
 	client := &http.Client{Transport: m.Transport(nil)}
 	waitInstances(t, m, 1)
-	expectOnly(t, client, "staging", 5, "base-1") // no staging instance yet: the fallback
+	meshtest.ExpectOnly(t, client, "user-api", "staging", 5, "base-1") // no staging instance yet: the fallback
 
-	reg1, err := Register(ctx, cli, testPrefix, "user-api", "staging-1", staging1.instance("staging"), 10*time.Second)
+	reg1, err := Register(ctx, cli, testPrefix, "user-api", "staging-1", staging1.Instance("staging"), 10*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
-	reg2, err := Register(ctx, cli, testPrefix, "user-api", "staging-2", staging2.instance("staging"), 10*time.Second)
+	reg2, err := Register(ctx, cli, testPrefix, "user-api", "staging-2", staging2.Instance("staging"), 10*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
 	waitInstances(t, m, 3)
-	got := routes(t, client, "staging", 20)
+	got := meshtest.Routes(t, client, "user-api", "staging", 20)
 	if got["staging-1"] == 0 || got["staging-2"] == 0 || got["base-1"] != 0 {
 		t.Fatalf("staging calls went to %v, want both staging instances", got)
 	}
-	expectOnly(t, client, "", 10, "base-1")
+	meshtest.ExpectOnly(t, client, "user-api", "", 10, "base-1")
 
 	if err := reg1.Close(ctx); err != nil {
 		t.Fatal(err)
@@ -62,60 +63,19 @@ func TestDiscoveryFollowsRegistrations(t *testing.T) {
 		t.Fatalf("second Close: %v", err)
 	}
 	waitInstances(t, m, 2)
-	expectOnly(t, client, "staging", 10, "staging-2")
+	meshtest.ExpectOnly(t, client, "user-api", "staging", 10, "staging-2")
 
 	if err := reg2.Close(ctx); err != nil {
 		t.Fatal(err)
 	}
 	waitInstances(t, m, 1)
-	expectOnly(t, client, "staging", 5, "base-1")
-}
-
-// watchList runs d.Watch for service in the background and returns a
-// channel of the lists it delivers and a stop function that checks it
-// returned ctx.Err().
-func watchList(t *testing.T, d *Discovery, service string) (<-chan []discovery.Instance, func() error) {
-	t.Helper()
-	lists := make(chan []discovery.Instance, 64)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		done <- d.Watch(ctx, service, func(l []discovery.Instance) { lists <- slices.Clone(l) })
-	}()
-	var stopped bool
-	var err error
-	stop := func() error {
-		if !stopped {
-			cancel()
-			select {
-			case err = <-done:
-			case <-time.After(5 * time.Second):
-				t.Fatal("Watch did not return after cancel")
-			}
-			stopped = true
-		}
-		return err
-	}
-	t.Cleanup(func() { stop() })
-	return lists, stop
+	meshtest.ExpectOnly(t, client, "user-api", "staging", 5, "base-1")
 }
 
 // nextList waits for a list satisfying ok.
 func nextList(t *testing.T, lists <-chan []discovery.Instance, what string, ok func([]discovery.Instance) bool) []discovery.Instance {
 	t.Helper()
-	timeout := time.After(10 * time.Second)
-	var last []discovery.Instance
-	for {
-		select {
-		case l := <-lists:
-			if ok(l) {
-				return l
-			}
-			last = l
-		case <-timeout:
-			t.Fatalf("no instance list with %s within 10s; last: %+v", what, last)
-		}
-	}
+	return meshtest.Next(t, lists, 10*time.Second, "instance list with "+what, ok)
 }
 
 func addrs(l []discovery.Instance) []string {
@@ -167,14 +127,14 @@ func TestDiscoveryBadValues(t *testing.T) {
 	for k, v := range bad {
 		put(t, cli, dir+k, v)
 	}
-	logs := &logBuffer{}
-	d := NewDiscovery(cli, testPrefix, WithLogger(logs.logger()), WithMaxValueSize(512))
-	lists, stop := watchList(t, d, "bad")
+	logs := &meshtest.LogBuffer{}
+	d := NewDiscovery(cli, testPrefix, WithLogger(logs.Logger()), WithMaxValueSize(512))
+	lists, stop := meshtest.WatchList(t, d, "bad")
 	l := nextList(t, lists, "the good instance only", hasAddrs("10.0.0.1:80"))
 	if l[0].Weight != 3 || l[0].Labels["env"] != "staging" {
 		t.Fatalf("good instance decoded as %+v", l[0])
 	}
-	if n := logs.count("instance value skipped"); n != len(bad) {
+	if n := logs.Count("instance value skipped"); n != len(bad) {
 		t.Errorf("%d skipped values logged, want %d; logs:\n%s", n, len(bad), logs)
 	}
 	// Fixing a bad value brings it in; breaking a good one takes it out.
@@ -222,10 +182,10 @@ func TestDiscoveryInstanceLimit(t *testing.T) {
 	for i := 1; i <= 4; i++ {
 		put(t, cli, fmt.Sprint(dir, "i", i), fmt.Sprintf(`{"address":"10.0.0.%d:80"}`, i))
 	}
-	logs := &logBuffer{}
-	lists, _ := watchList(t, NewDiscovery(cli, testPrefix, WithMaxInstances(3), WithLogger(logs.logger())), "limited")
+	logs := &meshtest.LogBuffer{}
+	lists, _ := meshtest.WatchList(t, NewDiscovery(cli, testPrefix, WithMaxInstances(3), WithLogger(logs.Logger())), "limited")
 	nextList(t, lists, "the first three", hasAddrs("10.0.0.1:80", "10.0.0.2:80", "10.0.0.3:80"))
-	if logs.count("list cut") == 0 {
+	if logs.Count("list cut") == 0 {
 		t.Errorf("cut not logged; logs:\n%s", logs)
 	}
 	put(t, cli, dir+"i5", `{"address":"10.0.0.5:80"}`)
@@ -285,9 +245,9 @@ func TestKilledLeaseHolderDisappears(t *testing.T) {
 	cli := srv.client(t)
 	const key = "/lightmesh-test/rules/lease"
 	put(t, cli, key, laneRules)
-	base, doomed := newBackend(t, "base-1"), newBackend(t, "base-2")
+	base, doomed := meshtest.NewBackend(t, "base-1"), meshtest.NewBackend(t, "base-2")
 	ctx := context.Background()
-	reg, err := Register(ctx, cli, testPrefix, "user-api", "base-1", base.instance("base"), 10*time.Second)
+	reg, err := Register(ctx, cli, testPrefix, "user-api", "base-1", base.Instance("base"), 10*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -298,7 +258,7 @@ func TestKilledLeaseHolderDisappears(t *testing.T) {
 		t.Fatal(err)
 	}
 	const ttl = 2 * time.Second
-	dying, err := Register(ctx, holder, testPrefix, "user-api", "base-2", doomed.instance("base"), ttl)
+	dying, err := Register(ctx, holder, testPrefix, "user-api", "base-2", doomed.Instance("base"), ttl)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -306,19 +266,19 @@ func TestKilledLeaseHolderDisappears(t *testing.T) {
 	waitInstances(t, m, 2)
 	// Outlive a few keep-alive rounds first: the lease must be renewed.
 	time.Sleep(ttl + time.Second)
-	if !hasInstance(m, "user-api", doomed.addr()) {
+	if !hasInstance(m, "user-api", doomed.Addr()) {
 		t.Fatal("a kept-alive instance disappeared")
 	}
 
 	killed := time.Now()
 	holder.Close() // the process dies: no revoke, no more keep-alives
-	waitFor(t, ttl+5*time.Second, "the dead instance to leave", func() bool { return !hasInstance(m, "user-api", doomed.addr()) })
+	meshtest.WaitFor(t, ttl+5*time.Second, "the dead instance to leave", func() bool { return !hasInstance(m, "user-api", doomed.Addr()) })
 	gone := time.Since(killed)
 	if gone < ttl/2 {
 		t.Fatalf("instance left %v after the kill, before its TTL of %v", gone, ttl)
 	}
 	t.Logf("instance left %v after its holder died (TTL %v)", gone.Round(time.Millisecond), ttl)
-	expectOnly(t, &http.Client{Transport: m.Transport(nil)}, "", 10, "base-1")
+	meshtest.ExpectOnly(t, &http.Client{Transport: m.Transport(nil)}, "user-api", "", 10, "base-1")
 	if err := dying.Close(ctx); err == nil || !strings.Contains(err.Error(), "client closed") {
 		t.Fatalf("Close after the client closed: %v, want a client-closed error", err)
 	}
@@ -330,8 +290,8 @@ func TestRegistrationSurvivesLostLease(t *testing.T) {
 	srv := startEtcd(t)
 	cli := srv.client(t)
 	ctx := context.Background()
-	logs := &logBuffer{}
-	reg, err := Register(ctx, cli, testPrefix, "svc", "one", discovery.Instance{Address: "10.0.0.1:80"}, time.Second, WithLogger(logs.logger()))
+	logs := &meshtest.LogBuffer{}
+	reg, err := Register(ctx, cli, testPrefix, "svc", "one", discovery.Instance{Address: "10.0.0.1:80"}, time.Second, WithLogger(logs.Logger()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -343,11 +303,11 @@ func TestRegistrationSurvivesLostLease(t *testing.T) {
 	if _, err := cli.Revoke(ctx, clientv3.LeaseID(resp.Kvs[0].Lease)); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "registered again", func() bool {
+	meshtest.WaitFor(t, 10*time.Second, "registered again", func() bool {
 		r, err := cli.Get(ctx, reg.Key())
 		return err == nil && len(r.Kvs) == 1 && r.Kvs[0].Lease != resp.Kvs[0].Lease
 	})
-	if logs.count("registered again") == 0 {
+	if logs.Count("registered again") == 0 {
 		t.Errorf("re-registration not logged; logs:\n%s", logs)
 	}
 	if err := reg.Close(ctx); err != nil {

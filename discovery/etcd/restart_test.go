@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lightmesh/lightmesh/internal/meshtest"
 	"github.com/lightmesh/lightmesh/mesh"
 )
 
@@ -38,7 +39,7 @@ func startLoad(client *http.Client) *load {
 			if i%2 == 1 {
 				env = "staging"
 			}
-			_, err := call(client, env)
+			_, err := meshtest.Call(client, "user-api", env)
 			l.calls.Add(1)
 			if l.outage.Load() {
 				l.duringOutage.Add(1)
@@ -109,8 +110,8 @@ func TestControlPlaneRestart(t *testing.T) {
 	if ev := evs.wait(t, strconv.FormatInt(rev, 10)); ev.Err != nil {
 		t.Fatalf("rules published after the restart rejected: %v", ev.Err)
 	}
-	base2 := newBackend(t, "base-2")
-	reg, err := Register(context.Background(), cli, testPrefix, "user-api", "base-2", base2.instance("base"), 10*time.Second)
+	base2 := meshtest.NewBackend(t, "base-2")
+	reg, err := Register(context.Background(), cli, testPrefix, "user-api", "base-2", base2.Instance("base"), 10*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,5 +127,5 @@ func TestControlPlaneRestart(t *testing.T) {
 	if l.duringOutage.Load() < 50 {
 		t.Fatalf("only %d calls while etcd was down", l.duringOutage.Load())
 	}
-	expectOnly(t, client, "", 10, "staging-1")
+	meshtest.ExpectOnly(t, client, "user-api", "", 10, "staging-1")
 }

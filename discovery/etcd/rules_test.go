@@ -12,20 +12,21 @@ import (
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/lightmesh/lightmesh/internal/meshtest"
 	"github.com/lightmesh/lightmesh/mesh"
 	"github.com/lightmesh/lightmesh/rules"
 )
 
 // registerFleet registers base-1 (env=base) and staging-1 (env=staging)
 // for user-api and returns their backends.
-func registerFleet(t *testing.T, c *clientv3.Client) (base, staging *backend) {
+func registerFleet(t *testing.T, c *clientv3.Client) (base, staging *meshtest.Backend) {
 	t.Helper()
-	base, staging = newBackend(t, "base-1"), newBackend(t, "staging-1")
+	base, staging = meshtest.NewBackend(t, "base-1"), meshtest.NewBackend(t, "staging-1")
 	for _, b := range []struct {
-		be  *backend
+		be  *meshtest.Backend
 		env string
 	}{{base, "base"}, {staging, "staging"}} {
-		reg, err := Register(context.Background(), c, testPrefix, "user-api", b.be.name, b.be.instance(b.env), 10*time.Second)
+		reg, err := Register(context.Background(), c, testPrefix, "user-api", b.be.Name, b.be.Instance(b.env), 10*time.Second)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -53,14 +54,14 @@ func TestRulesThroughMesh(t *testing.T) {
 		t.Fatalf("status rules = %+v, want source etcd:%s version %d", got, key, rev)
 	}
 	client := &http.Client{Transport: m.Transport(nil)}
-	expectOnly(t, client, "", 10, "base-1")
-	expectOnly(t, client, "staging", 10, "staging-1")
+	meshtest.ExpectOnly(t, client, "user-api", "", 10, "base-1")
+	meshtest.ExpectOnly(t, client, "user-api", "staging", 10, "staging-1")
 
 	rev = put(t, cli, key, movedRules)
 	if ev := evs.wait(t, strconv.FormatInt(rev, 10)); ev.Err != nil {
 		t.Fatalf("moved rules rejected: %v", ev.Err)
 	}
-	expectOnly(t, client, "", 10, "staging-1")
+	meshtest.ExpectOnly(t, client, "user-api", "", 10, "staging-1")
 
 	rev = put(t, cli, key, brokenRules)
 	ev := evs.wait(t, strconv.FormatInt(rev, 10))
@@ -74,14 +75,14 @@ func TestRulesThroughMesh(t *testing.T) {
 	if st.Rules.Version == strconv.FormatInt(rev, 10) {
 		t.Fatalf("status rules version = broken version %d", rev)
 	}
-	expectOnly(t, client, "", 10, "staging-1") // the moved rules still serve
+	meshtest.ExpectOnly(t, client, "user-api", "", 10, "staging-1") // the moved rules still serve
 
 	rev = put(t, cli, key, laneRules)
 	if ev := evs.wait(t, strconv.FormatInt(rev, 10)); ev.Err != nil {
 		t.Fatalf("fixed rules rejected: %v", ev.Err)
 	}
-	expectOnly(t, client, "", 10, "base-1")
-	expectOnly(t, client, "staging", 10, "staging-1")
+	meshtest.ExpectOnly(t, client, "user-api", "", 10, "base-1")
+	meshtest.ExpectOnly(t, client, "user-api", "staging", 10, "staging-1")
 }
 
 // TestRuleKeyAppearsLater starts with no rule key: the source waits
@@ -93,11 +94,11 @@ func TestRuleKeyAppearsLater(t *testing.T) {
 	registerFleet(t, cli)
 	const key = "/lightmesh-test/rules/later"
 	evs := make(events, 64)
-	logs := &logBuffer{}
-	m := newMesh(t, mesh.WithRules(NewRuleSource(cli, key, WithLogger(logs.logger()))),
+	logs := &meshtest.LogBuffer{}
+	m := newMesh(t, mesh.WithRules(NewRuleSource(cli, key, WithLogger(logs.Logger()))),
 		mesh.WithDiscovery(NewDiscovery(cli, testPrefix)), mesh.WithStartEmpty(),
 		mesh.WithStartTimeout(100*time.Millisecond), evs.hook())
-	if logs.count("does not exist") == 0 {
+	if logs.Count("does not exist") == 0 {
 		t.Errorf("missing key not logged; logs:\n%s", logs)
 	}
 	start := time.Now()
@@ -108,11 +109,11 @@ func TestRuleKeyAppearsLater(t *testing.T) {
 	}
 	waitInstances(t, m, 2)
 	client := &http.Client{Transport: m.Transport(nil)}
-	expectOnly(t, client, "", 5, "staging-1")
+	meshtest.ExpectOnly(t, client, "user-api", "", 5, "staging-1")
 
 	del(t, cli, key)
-	waitFor(t, 5*time.Second, "deletion logged", func() bool { return logs.count("rule key deleted") > 0 })
-	expectOnly(t, client, "", 5, "staging-1")
+	meshtest.WaitFor(t, 5*time.Second, "deletion logged", func() bool { return logs.Count("rule key deleted") > 0 })
+	meshtest.ExpectOnly(t, client, "user-api", "", 5, "staging-1")
 	if v := m.Status().Rules.Version; v != strconv.FormatInt(rev, 10) {
 		t.Fatalf("rules version after delete = %s, want %d", v, rev)
 	}
@@ -226,9 +227,9 @@ func TestRulesCompactedThroughMesh(t *testing.T) {
 	const key = "/lightmesh-test/rules/mesh-compacted"
 	rev := put(t, admin, key, laneRules)
 	evs := make(events, 64)
-	logs := &logBuffer{}
+	logs := &meshtest.LogBuffer{}
 	m := newMesh(t, mesh.WithRules(NewRuleSource(watcher, key)), mesh.WithDiscovery(NewDiscovery(admin, testPrefix)),
-		mesh.WithLogger(logs.logger()), evs.hook())
+		mesh.WithLogger(logs.Logger()), evs.hook())
 	evs.wait(t, strconv.FormatInt(rev, 10))
 
 	proxy.cut()
@@ -244,5 +245,5 @@ func TestRulesCompactedThroughMesh(t *testing.T) {
 	if !strings.Contains(logs.String(), "compacted") {
 		t.Errorf("the watch did not go through the compaction path; logs:\n%s", logs)
 	}
-	expectOnly(t, &http.Client{Transport: m.Transport(nil)}, "", 5, "staging-1")
+	meshtest.ExpectOnly(t, &http.Client{Transport: m.Transport(nil)}, "user-api", "", 5, "staging-1")
 }

@@ -3,10 +3,10 @@ package nacos
 import (
 	"context"
 	"fmt"
-	"slices"
 	"testing"
 	"time"
 
+	"github.com/lightmesh/lightmesh/internal/meshtest"
 	"github.com/lightmesh/lightmesh/mesh"
 )
 
@@ -34,7 +34,7 @@ func BenchmarkRulePropagation(b *testing.B) {
 	dataID, group := unique("lightmesh-bench")+".yaml", "LIGHTMESH_BENCH"
 	pub := newPublisher(b, cfg, group)
 	defer pub.remove(b, dataID)
-	rules := laneRules("user-api")
+	rules := meshtest.LaneRules("user-api")
 	v := pub.publish(b, dataID, rules)
 	src, err := NewRuleSource(cfg, dataID, group)
 	if err != nil {
@@ -70,29 +70,12 @@ func BenchmarkRulePropagation(b *testing.B) {
 		lat = append(lat, waitApplied(b, seen, v, 15*time.Second).Sub(published))
 	}
 	b.StopTimer()
-	slices.Sort(lat)
-	rank := func(p float64) time.Duration {
-		i := int(p*float64(len(lat))+0.999999) - 1
-		return lat[min(max(i, 0), len(lat)-1)]
-	}
-	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
-	b.ReportMetric(ms(rank(0.50)), "p50-ms")
-	b.ReportMetric(ms(rank(0.99)), "p99-ms")
-	b.ReportMetric(ms(lat[len(lat)-1]), "max-ms")
+	meshtest.ReportLatency(b, lat, "")
 	b.ReportMetric(float64(n), "updates")
 }
 
 func waitApplied(b *testing.B, seen <-chan applied, version string, d time.Duration) time.Time {
 	b.Helper()
-	timeout := time.After(d)
-	for {
-		select {
-		case a := <-seen:
-			if a.version == version {
-				return a.at
-			}
-		case <-timeout:
-			b.Fatalf("version %s not applied within %v", version, d)
-		}
-	}
+	return meshtest.Next(b, seen, d, "application of version "+version,
+		func(a applied) bool { return a.version == version }).at
 }

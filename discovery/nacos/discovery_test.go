@@ -13,6 +13,7 @@ import (
 	"github.com/nacos-group/nacos-sdk-go/v2/model"
 
 	"github.com/lightmesh/lightmesh/discovery"
+	"github.com/lightmesh/lightmesh/internal/meshtest"
 	"github.com/lightmesh/lightmesh/mesh"
 	"github.com/lightmesh/lightmesh/rules"
 )
@@ -23,37 +24,37 @@ import (
 func TestDiscoveryFollowsRegistrations(t *testing.T) {
 	cfg := testConfig(t)
 	service, group := unique("lm-disc"), "LIGHTMESH_TEST"
-	register(t, cfg, service, group, newBackend(t, "base-1"), "base")
+	register(t, cfg, service, group, meshtest.NewBackend(t, "base-1"), "base")
 	disc, err := NewDiscovery(cfg, group)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer disc.Close()
-	m := newMesh(t, mesh.WithRules(rules.NewMemory([]byte(laneRules(service)))), mesh.WithDiscovery(disc))
+	m := newMesh(t, mesh.WithRules(rules.NewMemory([]byte(meshtest.LaneRules(service)))), mesh.WithDiscovery(disc))
 	defer m.Close()
 	waitInstances(t, m, service, 1)
 	client := &http.Client{Transport: m.Transport(nil)}
-	expectOnly(t, client, service, "staging", 5, "base-1") // no staging instance: the fallback
+	meshtest.ExpectOnly(t, client, service, "staging", 5, "base-1") // no staging instance: the fallback
 
-	s1 := register(t, cfg, service, group, newBackend(t, "staging-1"), "staging")
-	s2 := register(t, cfg, service, group, newBackend(t, "staging-2"), "staging")
+	s1 := register(t, cfg, service, group, meshtest.NewBackend(t, "staging-1"), "staging")
+	s2 := register(t, cfg, service, group, meshtest.NewBackend(t, "staging-2"), "staging")
 	waitInstances(t, m, service, 3)
-	got := routes(t, client, service, "staging", 20)
+	got := meshtest.Routes(t, client, service, "staging", 20)
 	if got["staging-1"] == 0 || got["staging-2"] == 0 || got["base-1"] != 0 {
 		t.Fatalf("staging calls went to %v, want both staging instances", got)
 	}
-	expectOnly(t, client, service, "", 10, "base-1")
+	meshtest.ExpectOnly(t, client, service, "", 10, "base-1")
 
 	if err := s1.Close(); err != nil {
 		t.Fatal(err)
 	}
 	waitInstances(t, m, service, 2)
-	expectOnly(t, client, service, "staging", 10, "staging-2")
+	meshtest.ExpectOnly(t, client, service, "staging", 10, "staging-2")
 	if err := s2.Close(); err != nil {
 		t.Fatal(err)
 	}
 	waitInstances(t, m, service, 1)
-	expectOnly(t, client, service, "staging", 5, "base-1")
+	meshtest.ExpectOnly(t, client, service, "staging", 5, "base-1")
 }
 
 // TestDiscoveryDirect checks the Watch contract without a mesh: weights,
@@ -68,8 +69,8 @@ func TestDiscoveryDirect(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer disc.Close()
-	a, stopA := watchList(t, disc, service)
-	b, stopB := watchList(t, disc, service)
+	a, stopA := meshtest.WatchList(t, disc, service)
+	b, stopB := meshtest.WatchList(t, disc, service)
 	nextList(t, a, "empty", func(l []discovery.Instance) bool { return len(l) == 0 })
 	nextList(t, b, "empty", func(l []discovery.Instance) bool { return len(l) == 0 })
 
@@ -114,45 +115,10 @@ func TestDiscoveryDirect(t *testing.T) {
 	}
 }
 
-func watchList(t *testing.T, d *Discovery, service string) (<-chan []discovery.Instance, func() error) {
-	t.Helper()
-	lists := make(chan []discovery.Instance, 64)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- d.Watch(ctx, service, func(l []discovery.Instance) { lists <- slices.Clone(l) }) }()
-	var err error
-	stopped := false
-	stop := func() error {
-		if !stopped {
-			stopped = true
-			cancel()
-			select {
-			case err = <-done:
-			case <-time.After(10 * time.Second):
-				t.Fatal("Watch did not return after cancel")
-			}
-		}
-		return err
-	}
-	t.Cleanup(func() { stop() })
-	return lists, stop
-}
-
+// nextList waits for a list satisfying ok.
 func nextList(t *testing.T, lists <-chan []discovery.Instance, what string, ok func([]discovery.Instance) bool) []discovery.Instance {
 	t.Helper()
-	timeout := time.After(15 * time.Second)
-	var last []discovery.Instance
-	for {
-		select {
-		case l := <-lists:
-			if ok(l) {
-				return l
-			}
-			last = l
-		case <-timeout:
-			t.Fatalf("no instance list with %s within 15s; last: %+v", what, last)
-		}
-	}
+	return meshtest.Next(t, lists, 15*time.Second, "instance list with "+what, ok)
 }
 
 // TestToInstance covers the conversion from the SDK's instances,

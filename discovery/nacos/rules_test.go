@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lightmesh/lightmesh/internal/meshtest"
 	"github.com/lightmesh/lightmesh/mesh"
 	"github.com/lightmesh/lightmesh/rules"
 )
@@ -23,9 +24,9 @@ func TestRulesThroughMesh(t *testing.T) {
 	service, dataID, group := unique("lm-user-api"), unique("lightmesh-rules")+".yaml", "LIGHTMESH_TEST"
 	pub := newPublisher(t, cfg, group)
 	defer pub.remove(t, dataID)
-	register(t, cfg, service, group, newBackend(t, "base-1"), "base")
-	register(t, cfg, service, group, newBackend(t, "staging-1"), "staging")
-	v := pub.publish(t, dataID, laneRules(service))
+	register(t, cfg, service, group, meshtest.NewBackend(t, "base-1"), "base")
+	register(t, cfg, service, group, meshtest.NewBackend(t, "staging-1"), "staging")
+	v := pub.publish(t, dataID, meshtest.LaneRules(service))
 
 	src, err := NewRuleSource(cfg, dataID, group)
 	if err != nil {
@@ -46,19 +47,19 @@ func TestRulesThroughMesh(t *testing.T) {
 	}
 	waitInstances(t, m, service, 2)
 	client := &http.Client{Transport: m.Transport(nil)}
-	expectOnly(t, client, service, "", 10, "base-1")
-	expectOnly(t, client, service, "staging", 10, "staging-1")
+	meshtest.ExpectOnly(t, client, service, "", 10, "base-1")
+	meshtest.ExpectOnly(t, client, service, "staging", 10, "staging-1")
 
 	// The listener reaches the server on the SDK's 5 s timer, so the
 	// first change may take that long; later ones arrive at once.
-	v = pub.publish(t, dataID, movedRules(service))
+	v = pub.publish(t, dataID, meshtest.MovedRules(service))
 	if ev := evs.wait(t, v, 15*time.Second); ev.Err != nil {
 		t.Fatalf("moved rules rejected: %v", ev.Err)
 	}
-	expectOnly(t, client, service, "", 10, "staging-1")
+	meshtest.ExpectOnly(t, client, service, "", 10, "staging-1")
 
 	time.Sleep(250 * time.Millisecond) // the SDK reads one item at most ~5 times a second
-	v = pub.publish(t, dataID, brokenRules(service))
+	v = pub.publish(t, dataID, meshtest.BrokenRules(service))
 	ev := evs.wait(t, v, 5*time.Second)
 	if ev.Err == nil {
 		t.Fatal("broken rules applied")
@@ -67,15 +68,15 @@ func TestRulesThroughMesh(t *testing.T) {
 	if st.LastRejection == nil || st.LastRejection.Version != v || !strings.Contains(st.LastRejection.Error, "canary") {
 		t.Fatalf("status last rejection = %+v, want version %s naming the missing subset", st.LastRejection, v)
 	}
-	expectOnly(t, client, service, "", 10, "staging-1") // the moved rules still serve
+	meshtest.ExpectOnly(t, client, service, "", 10, "staging-1") // the moved rules still serve
 
 	time.Sleep(250 * time.Millisecond)
-	v = pub.publish(t, dataID, laneRules(service))
+	v = pub.publish(t, dataID, meshtest.LaneRules(service))
 	if ev := evs.wait(t, v, 5*time.Second); ev.Err != nil {
 		t.Fatalf("fixed rules rejected: %v", ev.Err)
 	}
-	expectOnly(t, client, service, "", 10, "base-1")
-	expectOnly(t, client, service, "staging", 10, "staging-1")
+	meshtest.ExpectOnly(t, client, service, "", 10, "base-1")
+	meshtest.ExpectOnly(t, client, service, "staging", 10, "staging-1")
 }
 
 // TestRuleSourceDirect checks the Watch contract without a mesh: a
@@ -85,8 +86,8 @@ func TestRulesThroughMesh(t *testing.T) {
 // private directory and makes Watch fail.
 func TestRuleSourceDirect(t *testing.T) {
 	cfg := testConfig(t)
-	logs := &logBuffer{}
-	cfg.Logger = logs.logger()
+	logs := &meshtest.LogBuffer{}
+	cfg.Logger = logs.Logger()
 	dataID, group := unique("lightmesh-direct"), "LIGHTMESH_TEST"
 	pub := newPublisher(t, cfg, group)
 	src, err := NewRuleSource(cfg, dataID, group)
@@ -102,7 +103,7 @@ func TestRuleSourceDirect(t *testing.T) {
 			docs <- rules.Document{Data: append([]byte(nil), d.Data...), Version: d.Version}
 		})
 	}()
-	waitFor(t, 5*time.Second, "missing item logged", func() bool { return strings.Contains(logs.String(), "does not exist") })
+	meshtest.WaitFor(t, 5*time.Second, "missing item logged", func() bool { return strings.Contains(logs.String(), "does not exist") })
 	if err := src.Watch(ctx, func(rules.Document) {}); err == nil || !strings.Contains(err.Error(), "already being watched") {
 		t.Fatalf("second Watch: %v, want already being watched", err)
 	}
@@ -110,7 +111,7 @@ func TestRuleSourceDirect(t *testing.T) {
 	expectDoc(t, docs, "first", v, 15*time.Second)
 	time.Sleep(250 * time.Millisecond)
 	pub.remove(t, dataID)
-	waitFor(t, 5*time.Second, "deletion logged", func() bool { return strings.Contains(logs.String(), "deleted or emptied") })
+	meshtest.WaitFor(t, 5*time.Second, "deletion logged", func() bool { return strings.Contains(logs.String(), "deleted or emptied") })
 	time.Sleep(250 * time.Millisecond)
 	if err := Publish(cfg, dataID, group, "second"); err != nil { // the one-shot helper
 		t.Fatal(err)
