@@ -360,3 +360,52 @@ func TestMetricsInbound(t *testing.T) {
 		t.Error("registering the metrics twice on one registry must fail")
 	}
 }
+
+// TestExemplarCarriesTraceID checks that a sampled call's trace id is
+// attached to the latency histogram as an exemplar.
+func TestExemplarCarriesTraceID(t *testing.T) {
+	be := newFlaky(t, "b")
+	reg := prometheus.NewRegistry()
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+	defer tp.Shutdown(context.Background())
+	m := newMesh(t, rules.NewMemory([]byte(svcDoc(""))), discovery.NewStatic(map[string][]discovery.Instance{"svc": {be.instance()}}),
+		mesh.WithRegisterer(reg), mesh.WithTrace(trace.WithMode(trace.ModeSpans), trace.WithTracerProvider(tp)))
+	client := &http.Client{Transport: m.Transport(nil)}
+	if code, _, err := send(client, "GET", "http://svc/"); err != nil || code != 200 {
+		t.Fatalf("%d %v", code, err)
+	}
+	spans := rec.Ended()
+	if len(spans) != 1 {
+		t.Fatalf("%d spans, want the client span", len(spans))
+	}
+	want := spans[0].SpanContext().TraceID().String()
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var found []string
+	for _, f := range families {
+		if f.GetName() != "lightmesh_request_duration_seconds" {
+			continue
+		}
+		for _, mt := range f.GetMetric() {
+			exemplars := mt.GetHistogram().GetExemplars()
+			for _, b := range mt.GetHistogram().GetBucket() {
+				if b.GetExemplar() != nil {
+					exemplars = append(exemplars, b.GetExemplar())
+				}
+			}
+			for _, ex := range exemplars {
+				for _, lp := range ex.GetLabel() {
+					if lp.GetName() == "trace_id" {
+						found = append(found, lp.GetValue())
+					}
+				}
+			}
+		}
+	}
+	if len(found) == 0 || found[0] != want {
+		t.Fatalf("exemplar trace ids %v, want %s", found, want)
+	}
+}

@@ -448,3 +448,70 @@ func TestBreakerSwapKeepsState(t *testing.T) {
 	cancel()
 	wg.Wait()
 }
+
+// TestEjectedSubsetFallsBack ejects every instance of the chosen subset:
+// the route's fallback serves, and without a fallback the call fails fast
+// with a CircuitOpenError naming service and subset.
+func TestEjectedSubsetFallsBack(t *testing.T) {
+	canary, stable := newFlaky(t, "canary"), newFlaky(t, "stable")
+	canary.status.Store(http.StatusInternalServerError)
+	ci, si := canary.instance(), stable.instance()
+	ci.Labels, si.Labels = map[string]string{"v": "canary"}, map[string]string{"v": "stable"}
+	doc := func(fallback string) string {
+		return svcDoc(`    subsets: {canary: {labels: {v: canary}}, stable: {labels: {v: stable}}}
+    outlierDetection: {minRequests: 2, failureRatio: 0.5, openBase: 10s}
+    routes:
+      - destinations: [{subset: canary}]
+` + fallback)
+	}
+	for _, tc := range []struct{ fallback string }{{"        fallback: stable\n"}, {""}} {
+		m := newMesh(t, rules.NewMemory([]byte(doc(tc.fallback))), discovery.NewStatic(map[string][]discovery.Instance{"svc": {ci, si}}))
+		client := &http.Client{Transport: m.Transport(nil)}
+		for range 2 {
+			send(client, "GET", "http://svc/")
+		}
+		hits := canary.hits.Load()
+		code, body, err := send(client, "GET", "http://svc/")
+		if tc.fallback != "" {
+			if err != nil || code != 200 || body != "stable" {
+				t.Fatalf("with fallback: %d %q %v", code, body, err)
+			}
+		} else {
+			var open *mesh.CircuitOpenError
+			if !errors.As(err, &open) || open.Service != "svc" || open.Subset != "canary" {
+				t.Fatalf("without fallback: err = %v, want CircuitOpenError{svc, canary}", err)
+			}
+		}
+		if canary.hits.Load() != hits {
+			t.Fatal("an ejected instance received a request")
+		}
+		m.Close()
+	}
+}
+
+// TestCallerCancellationIsNotAFailure cancels calls from the caller's side
+// while the backend is slow: the breaker must not count them.
+func TestCallerCancellationIsNotAFailure(t *testing.T) {
+	be := newFlaky(t, "b")
+	be.delay.Store(int64(time.Second))
+	m, _, client := meshFor(t, svcDoc("    breaker: {minRequests: 2, failureRatio: 0.5}\n"), be)
+	for range 4 {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://svc/", nil)
+		if _, err := client.Do(req); !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("err = %v, want the caller's deadline", err)
+		}
+		cancel()
+	}
+	if st := serviceBreaker(m, "svc"); st.State != "closed" {
+		t.Fatalf("caller cancellations tripped the breaker: %+v", st)
+	}
+	// The same slowness cut by the mesh's own timeout does count.
+	_, _, client = meshFor(t, svcDoc("    timeout: 20ms\n    breaker: {minRequests: 2, failureRatio: 0.5}\n"), be)
+	for range 2 {
+		send(client, "GET", "http://svc/")
+	}
+	if _, _, err := send(client, "GET", "http://svc/"); !errors.Is(err, mesh.ErrCircuitOpen) {
+		t.Fatalf("after two mesh timeouts: err = %v, want ErrCircuitOpen", err)
+	}
+}
