@@ -99,8 +99,15 @@ func newRetryBudget(ratio float64) *retryBudget {
 }
 
 func (b *retryBudget) onCall() {
-	if b.milli.Add(b.deposit) > retryReserve*1000 {
-		b.milli.Store(retryReserve * 1000)
+	const full = retryReserve * 1000
+	for {
+		v := b.milli.Load()
+		if v >= full {
+			return // full: no write, so a full budget costs one shared read
+		}
+		if b.milli.CompareAndSwap(v, min(v+b.deposit, full)) {
+			return
+		}
 	}
 }
 
