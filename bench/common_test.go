@@ -1,0 +1,170 @@
+package bench
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/propagation"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	oteltrace "go.opentelemetry.io/otel/trace"
+
+	"github.com/lightmesh/lightmesh/discovery"
+	"github.com/lightmesh/lightmesh/mesh"
+	"github.com/lightmesh/lightmesh/rules"
+	"github.com/lightmesh/lightmesh/trace"
+)
+
+// routeDoc routes X-Env: staging to the staging subset (the benchmark
+// request carries that header) and everything else to base. No
+// protection: it measures routing and propagation alone.
+const routeDoc = `apiVersion: lightmesh/v1
+services:
+  svc:
+    subsets:
+      base:    {labels: {env: base}}
+      staging: {labels: {env: staging}}
+    routes:
+      - match: {headers: {x-env: {exact: staging}}}
+        destinations: [{subset: staging}]
+        fallback: base
+      - destinations: [{subset: base}]
+`
+
+// protection is the full client-side policy: call timeout, retries with
+// a per-try timeout and a budget, a service breaker, per-instance
+// breakers (outlier detection) and a rate limit high enough never to
+// refuse.
+const protection = `    timeout: 2s
+    retry: {attempts: 2, perTryTimeout: 1s, budget: 0.2}
+    breaker: {minRequests: 20, failureRatio: 0.5}
+    outlierDetection: {minRequests: 20, failureRatio: 0.5}
+    rateLimit: {rps: 1e12, burst: 1000000000}
+`
+
+// fullDoc is routeDoc with protection.
+var fullDoc = strings.Replace(routeDoc, "  svc:\n", "  svc:\n"+protection, 1)
+
+// upstream starts the loopback server every request goes to. It answers
+// "ok" and reads nothing, so the benchmarks measure the client side.
+func upstream(b *testing.B) *httptest.Server {
+	b.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		io.WriteString(w, "ok")
+	}))
+	b.Cleanup(srv.Close)
+	return srv
+}
+
+// newBase returns the transport every variant sends through: the default
+// transport with enough idle connections per host that parallel
+// benchmarks reuse connections instead of dialing.
+func newBase(b *testing.B) *http.Transport {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConns = 256
+	t.MaxIdleConnsPerHost = 256
+	b.Cleanup(t.CloseIdleConnections)
+	return t
+}
+
+// newTracerProvider returns the provider both lightmesh and otelhttp use
+// for spans: AlwaysSample and no span processor, so every span is created
+// and fully recorded (attributes included) and dropped at End. That is
+// the instrumentation's own cost without an export pipeline's.
+func newTracerProvider(b *testing.B) *sdktrace.TracerProvider {
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.AlwaysSample()))
+	b.Cleanup(func() { tp.Shutdown(context.Background()) })
+	return tp
+}
+
+// w3c is the propagator both lightmesh and otelhttp use.
+var w3c = propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{})
+
+// newMesh starts a mesh with doc, the upstream as the one instance of
+// service "svc" (labelled env=staging), and opts.
+func newMesh(b *testing.B, addr, doc string, opts ...mesh.Option) *mesh.Mesh {
+	b.Helper()
+	instances := []discovery.Instance{{Address: addr, Labels: map[string]string{"env": "staging"}}}
+	m, err := mesh.New(context.Background(), append([]mesh.Option{
+		mesh.WithRules(rules.NewMemory([]byte(doc))),
+		mesh.WithDiscovery(discovery.NewStatic(map[string][]discovery.Instance{"svc": instances})),
+	}, opts...)...)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { m.Close() })
+	return m
+}
+
+// fullStack is the mesh transport with everything on: routing, the full
+// protection policy, propagation (ModePropagate) and Prometheus metrics
+// on a registry of its own.
+func fullStack(b *testing.B, addr string) http.RoundTripper {
+	m := newMesh(b, addr, fullDoc,
+		mesh.WithRegisterer(prometheus.NewRegistry()),
+		mesh.WithTrace(trace.WithPropagator(w3c), trace.WithMode(trace.ModePropagate)))
+	return m.Transport(newBase(b))
+}
+
+// parentContext is the context of a request made inside a sampled server
+// span, as a service's outgoing calls are: it carries a remote sampled
+// span context, so propagate-only mode has a traceparent to inject and
+// span mode creates child spans.
+func parentContext() context.Context {
+	sc := oteltrace.NewSpanContext(oteltrace.SpanContextConfig{
+		TraceID:    oteltrace.TraceID{0x4b, 0xf9, 0x2f, 0x35, 0x77, 0xb3, 0x4d, 0xa6, 0xa3, 0xce, 0x92, 0x9d, 0x0e, 0x0e, 0x47, 0x36},
+		SpanID:     oteltrace.SpanID{0x00, 0xf0, 0x67, 0xaa, 0x0b, 0xa9, 0x02, 0xb7},
+		TraceFlags: oteltrace.FlagsSampled,
+		Remote:     true,
+	})
+	return oteltrace.ContextWithRemoteSpanContext(context.Background(), sc)
+}
+
+// newRequest returns the benchmark request: a GET to url with the lane
+// header X-Env: staging, in parentContext. http.Client does not modify
+// it, so one request serves every iteration.
+func newRequest(b *testing.B, url string) *http.Request {
+	b.Helper()
+	req, err := http.NewRequestWithContext(parentContext(), http.MethodGet, url, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	req.Header.Set("X-Env", "staging")
+	return req
+}
+
+// do sends req through client, drains and closes the body.
+func do(client *http.Client, req *http.Request) error {
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	_, err = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if err == nil && resp.StatusCode != http.StatusOK {
+		err = &statusError{resp.StatusCode}
+	}
+	return err
+}
+
+type statusError struct{ code int }
+
+func (e *statusError) Error() string { return "unexpected status " + http.StatusText(e.code) }
+
+// serial runs req through rt once per iteration.
+func serial(b *testing.B, rt http.RoundTripper, req *http.Request) {
+	client := &http.Client{Transport: rt}
+	if err := do(client, req); err != nil { // warm the connection up
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := do(client, req); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

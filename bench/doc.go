@@ -1,0 +1,9 @@
+// Package bench compares lightmesh with its peers: a bare http.Transport,
+// otelhttp, raw gobreaker, go-zero's breaker, failsafe-go, hystrix-go,
+// sentinel-golang and a hop through a local nginx or HAProxy standing in
+// for a sidecar.
+//
+// It is a Go module of its own so that the library's go.mod names only
+// the library's dependencies. Everything lives in the _test.go files; run
+// ./run.sh, or go test -run x -bench . from this directory. See README.md.
+package bench
