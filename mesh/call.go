@@ -203,9 +203,14 @@ func (c *call) try(callCtx, parent context.Context, in *discovery.Instance, agai
 		tryCtx, tryCancel = context.WithTimeout(callCtx, c.cp.retry.perTry)
 	}
 	r := c.req
-	if again || tryCtx != parent {
+	switch {
+	case !again && tryCtx != parent:
+		// c.req is already this call's private clone: the first try only
+		// needs its own context, not another copy of the headers.
+		r = c.req.WithContext(tryCtx)
+	case again:
 		r = c.req.Clone(tryCtx)
-		if again && c.req.GetBody != nil {
+		if c.req.GetBody != nil {
 			body, err := c.req.GetBody()
 			if err != nil {
 				return nil, err, tryCancel
