@@ -174,7 +174,13 @@ func (c *call) run(ctx context.Context, res router.Result) (*http.Response, rout
 				cancel()
 				return nil, res, err
 			}
-			resp.Body = &cancelBody{ReadCloser: resp.Body, cancel: func() { tryCancel(); cancel() }}
+			if cp.timeout > 0 || (cp.retry != nil && cp.retry.perTry > 0) {
+				// Timeout contexts live until the caller closes the body.
+				resp.Body = &cancelBody{ReadCloser: resp.Body, cancel: func() { tryCancel(); cancel() }}
+			} else {
+				tryCancel() // no-ops: there is no timeout context
+				cancel()
+			}
 			return resp, res, nil
 		}
 		if resp != nil {
