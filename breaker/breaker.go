@@ -40,11 +40,10 @@ func (s State) String() string {
 }
 
 // Outcome classifies a finished call for the breaker. How long the call took
-// is measured by [Breaker.Do] itself.
+// is measured by the breaker itself, from [Breaker.Allow] to [Breaker.Done].
 type Outcome int
 
-// The outcomes a call reports to [Breaker.Do]. Any other value counts as
-// Failure.
+// The outcomes a call reports. Any other value counts as Failure.
 const (
 	// Success counts as a good call.
 	Success Outcome = iota
@@ -71,19 +70,19 @@ func (o Outcome) String() string {
 	}
 }
 
-// ErrOpen is returned by [Breaker.Do] when it refuses a call: the breaker is
-// open, or half-open with every probe slot in use. Test for it with
-// errors.Is; callers may wrap it with the destination's name.
+// ErrOpen is returned by [Breaker.Allow] and [Breaker.Do] when the breaker
+// refuses a call: it is open, or half-open with every probe slot in use.
+// Test for it with errors.Is; callers may wrap it with the destination's
+// name.
 var ErrOpen = errors.New("breaker: circuit open")
 
-// The verdicts Do passes through gobreaker to its hooks. They never leave
+// The verdicts Done passes through gobreaker to its hooks. They never leave
 // the package.
 var (
 	errFailure     = errors.New("breaker: failure")
 	errSlowSuccess = errors.New("breaker: slow success")
 	errSlowFailure = errors.New("breaker: slow failure")
 	errIgnored     = errors.New("breaker: ignored")
-	errGated       = errors.New("breaker: open period not elapsed")
 )
 
 // Option configures a [Breaker]. Options are built with the With functions
@@ -93,6 +92,7 @@ type Option interface{ apply(*options) }
 type options struct {
 	onStateChange func(name string, from, to State)
 	jitter        func() float64
+	now           func() time.Time
 }
 
 type optionFunc func(*options)
@@ -127,30 +127,58 @@ func WithJitterSource(f func() float64) Option {
 	})
 }
 
+// WithClock replaces the clock that times calls (slow-call detection) and
+// the open period. now must be monotonic and safe for concurrent use; nil
+// means time.Now. Tests use it to step a breaker through its states
+// without sleeping. The rolling window's buckets age by gobreaker's own
+// clock, which cannot be replaced.
+func WithClock(now func() time.Time) Option {
+	return optionFunc(func(o *options) {
+		if now != nil {
+			o.now = now
+		}
+	})
+}
+
 // event is one reported state transition waiting for the hook.
 type event struct{ from, to State }
+
+// Ticket is the admission of one call by [Breaker.Allow]; pass it to
+// [Breaker.Done] when the call ends. The zero Ticket is not an admission.
+type Ticket struct {
+	gen   uint64 // the breaker's state generation at admission
+	start int64  // ns since the breaker's epoch; 0 when slow-call timing is off
+	probe bool   // holds a half-open probe slot
+	ok    bool
+}
+
+// Admitted reports whether t is an admission (false for the zero Ticket).
+func (t Ticket) Admitted() bool { return t.ok }
 
 // Breaker is a circuit breaker for one destination (a service or one of its
 // instances). All methods are safe for concurrent use. Create it with [New].
 type Breaker struct {
-	name  string
-	set   Settings
-	cb    *gobreaker.CircuitBreaker[struct{}]
-	epoch time.Time // origin of the monotonic nanosecond clock below
+	name    string
+	set     Settings
+	cb      *gobreaker.CircuitBreaker[struct{}]
+	clock   func() time.Time
+	epoch   time.Time // origin of the monotonic nanosecond clock below
+	maxProb int64     // Settings.HalfOpenProbes
 
 	slowNs      int64 // Settings.SlowCallThreshold in ns; 0 = off
-	openFloor   int64 // gobreaker's Timeout: the shortest open period, ns
 	onChange    func(name string, from, to State)
 	jitterFloat func() float64
 
 	// Lock-free state read on the request path.
-	openUntil atomic.Int64  // deadline of the open period in ns since epoch; 0 = none
+	openUntil atomic.Int64  // deadline of the open period in ns since epoch; 0 = closed
+	gen       atomic.Uint64 // bumped on every gobreaker state change, under its lock
+	probes    atomic.Int64  // half-open probes admitted and not yet done
 	trips     atomic.Uint32 // consecutive trips; written under gobreaker's lock
 	pending   atomic.Bool   // mirrors halfOpenPending
 	queued    atomic.Bool   // events are waiting for the hook
-	// lastEnd is the end time of a recently finished call (slow-call mode
+	// lastEnd is the end time of the call being recorded (slow-call mode
 	// only). The slow-call window rolls by it instead of reading the clock
-	// again; it lags the true time by at most a lock wait.
+	// again under gobreaker's lock.
 	lastEnd atomic.Int64
 
 	// Guarded by gobreaker's mutex: only touched from its hooks, which it
@@ -174,35 +202,36 @@ type Breaker struct {
 // for OpenMax below OpenBase, by OpenBase), and [Breaker.Settings] reports
 // what is in effect. Validate rule input before calling New.
 func New(name string, s Settings, opts ...Option) *Breaker {
-	var o options
+	o := options{jitter: rand.Float64, now: time.Now}
 	for _, opt := range opts {
 		if opt != nil {
 			opt.apply(&o)
 		}
 	}
-	if o.jitter == nil {
-		o.jitter = rand.Float64
-	}
 	s = s.sanitize()
 	b := &Breaker{
 		name:        name,
 		set:         s,
-		epoch:       time.Now(),
+		clock:       o.now,
+		epoch:       o.now(),
+		maxProb:     int64(s.HalfOpenProbes),
 		slowNs:      int64(s.SlowCallThreshold),
 		onChange:    o.onStateChange,
 		jitterFloat: o.jitter,
 	}
-	b.openFloor = max(int64(float64(s.OpenBase)*(1-s.Jitter)), 1)
 	bucket := s.Window / time.Duration(s.Buckets)
 	if b.slowNs > 0 {
 		b.slow = newSlowWindow(int64(bucket), s.Buckets)
 	}
 	b.cb = gobreaker.NewCircuitBreaker[struct{}](gobreaker.Settings{
-		Name:          name,
-		MaxRequests:   s.HalfOpenProbes,
-		Interval:      bucket * time.Duration(s.Buckets),
-		BucketPeriod:  bucket,
-		Timeout:       time.Duration(b.openFloor),
+		Name:         name,
+		MaxRequests:  s.HalfOpenProbes,
+		Interval:     bucket * time.Duration(s.Buckets),
+		BucketPeriod: bucket,
+		// The open period is the Breaker's own deadline (it grows with
+		// every trip, which gobreaker's fixed Timeout cannot do); gobreaker
+		// may go half-open as soon as that deadline lets a call through.
+		Timeout:       time.Nanosecond,
 		ReadyToTrip:   b.readyToTrip,
 		OnStateChange: b.gbStateChange,
 		IsSuccessful:  b.isSuccessful,
@@ -211,8 +240,97 @@ func New(name string, s Settings, opts ...Option) *Breaker {
 	return b
 }
 
-// now reads the monotonic clock as nanoseconds since b.epoch (always >= 0).
-func (b *Breaker) now() int64 { return int64(time.Since(b.epoch)) }
+// now reads the clock as nanoseconds since b.epoch.
+func (b *Breaker) now() int64 { return int64(b.clock().Sub(b.epoch)) }
+
+// Allow admits one call, or refuses it with [ErrOpen] while the breaker is
+// open or every half-open probe slot is taken. An admitted call must be
+// reported with Done, exactly once, whatever happens to it; a refused one
+// must not. Allow and Done are the two halves of Do for callers whose call
+// does not fit in a closure, such as a gRPC picker and its Done callback.
+// They do not allocate; in the closed state Allow takes no lock.
+//
+// Why not gobreaker's TwoStepCircuitBreaker: its Allow returns a new closure
+// per call (an allocation on every request) and cannot share state with
+// the CircuitBreaker that Do uses. Here gobreaker still owns the rolling
+// window, the trip decision and the half-open verdict: Done hands it each
+// outcome through Execute, and admission (the open deadline and the probe
+// slots) is decided in front of it, lock-free.
+func (b *Breaker) Allow() (Ticket, error) {
+	if u := b.openUntil.Load(); u != 0 {
+		if b.now() < u {
+			return Ticket{}, ErrOpen
+		}
+		return b.allowProbe()
+	}
+	t := Ticket{gen: b.gen.Load(), ok: true}
+	if b.slowNs > 0 {
+		t.start = b.now()
+	}
+	return t, nil
+}
+
+// allowProbe admits a call once the open period has passed: gobreaker is
+// (or now becomes) half-open and admits at most HalfOpenProbes at once.
+func (b *Breaker) allowProbe() (Ticket, error) {
+	st := b.cb.State() // moves gobreaker to half-open, lazily
+	if b.pending.Load() {
+		b.syncPending()
+	}
+	b.flushQueued()
+	gen := b.gen.Load()
+	t := Ticket{gen: gen, ok: true}
+	switch st {
+	case gobreaker.StateClosed: // closed by probes that finished meanwhile
+	case gobreaker.StateHalfOpen:
+		if b.probes.Add(1) > b.maxProb {
+			b.probes.Add(-1)
+			return Ticket{}, ErrOpen
+		}
+		t.probe = true
+	default:
+		return Ticket{}, ErrOpen
+	}
+	if b.slowNs > 0 {
+		t.start = b.now()
+	}
+	return t, nil
+}
+
+// Done reports the outcome of a call admitted by Allow. An outcome from
+// before the breaker last changed state (a call admitted while closed that
+// ends after the breaker tripped) is ignored, as gobreaker ignores results
+// of an older generation. Done on a ticket that is not an admission does
+// nothing.
+func (b *Breaker) Done(t Ticket, o Outcome) {
+	if !t.ok {
+		return
+	}
+	if t.probe {
+		defer b.probes.Add(-1)
+	}
+	slow := false
+	if b.slowNs > 0 {
+		end := b.now()
+		slow = end-t.start >= b.slowNs
+		b.lastEnd.Store(end)
+	}
+	if b.gen.Load() != t.gen {
+		return // stale: the state changed since admission
+	}
+	v := verdict(o, slow)
+	// Deliver transitions this outcome caused.
+	defer b.flushQueued()
+	b.cb.Execute(func() (struct{}, error) {
+		// Checked again between gobreaker's before and after steps: a state
+		// change in between would otherwise count this outcome in the new
+		// state (gobreaker itself drops it if the change comes later).
+		if b.gen.Load() != t.gen {
+			return struct{}{}, errIgnored
+		}
+		return struct{}{}, v
+	})
+}
 
 // Do runs call if the breaker admits it and records the [Outcome] call
 // returns; how long call took decides whether it was slow. Do returns nil
@@ -230,46 +348,16 @@ func (b *Breaker) now() int64 { return int64(time.Since(b.epoch)) }
 //	}
 //
 // Do does not allocate when call does not escape (a closure literal passed
-// straight to Do). No lock is held while call runs, so calls may nest: a
-// per-service breaker's call may run a per-instance breaker's Do. If call
-// panics, the call counts as a failure and the panic propagates.
+// straight to Do). No lock is held while call runs, so calls may nest. If
+// call panics, the call counts as a failure and the panic propagates.
 func (b *Breaker) Do(call func() Outcome) error {
-	if u := b.openUntil.Load(); u != 0 {
-		if b.now() < u {
-			return ErrOpen
-		}
-		if b.pending.Load() {
-			b.syncPending()
-		}
+	t, err := b.Allow()
+	if err != nil {
+		return err
 	}
-	return b.run(call)
-}
-
-// run is Do after the lock-free gate check.
-func (b *Breaker) run(call func() Outcome) error {
-	gated := false
-	// Deliver transitions this call caused, even if call panics.
-	defer b.flushQueued()
-	_, err := b.cb.Execute(func() (struct{}, error) {
-		// gobreaker may have gone half-open before our longer open period
-		// elapsed (a goroutine that passed the check in Do long ago). Such a
-		// call gives its probe slot back as an exclusion and is refused.
-		if u := b.openUntil.Load(); u != 0 && b.now() < u {
-			gated = true
-			return struct{}{}, errGated
-		}
-		if b.slowNs == 0 {
-			return struct{}{}, verdict(call(), false)
-		}
-		start := b.now()
-		o := call()
-		end := b.now()
-		b.lastEnd.Store(end)
-		return struct{}{}, verdict(o, end-start >= b.slowNs)
-	})
-	if gated || err == gobreaker.ErrOpenState || err == gobreaker.ErrTooManyRequests {
-		return ErrOpen
-	}
+	o := Failure // if call panics
+	defer func() { b.Done(t, o) }()
+	o = call()
 	return nil
 }
 
@@ -307,13 +395,16 @@ func (b *Breaker) State() State {
 	return s
 }
 
-// Ready reports, without locking, whether the breaker's open period is over,
-// i.e. false while it is open. A load balancer uses it to skip ejected
-// instances. A ready breaker may still refuse a call when it is half-open
-// and all its probes are in flight.
+// Ready reports, without locking, whether Allow would admit a call now as
+// far as the open period and the probe slots tell: false while the breaker
+// is open and while it is half-open with every probe slot taken. A load
+// balancer uses it to skip ejected instances.
 func (b *Breaker) Ready() bool {
 	u := b.openUntil.Load()
-	return u == 0 || b.now() >= u
+	if u == 0 {
+		return true
+	}
+	return b.now() >= u && b.probes.Load() < b.maxProb
 }
 
 // OpenUntil returns when the current open period ends, or the zero Time if
@@ -370,16 +461,17 @@ func (b *Breaker) openPeriod(trip uint32) int64 {
 	if d >= math.MaxInt64 {
 		p = math.MaxInt64
 	}
-	return max(p, b.openFloor)
+	return max(p, 1)
 }
 
 // The hooks below are called by gobreaker with its mutex held.
 
-// gbStateChange follows gobreaker's transitions: it counts trips, sets the
-// open deadline, clears the slow-call window and queues the transitions to
-// report.
+// gbStateChange follows gobreaker's transitions: it bumps the generation,
+// counts trips, sets the open deadline, clears the slow-call window and
+// queues the transitions to report.
 func (b *Breaker) gbStateChange(_ string, _, to gobreaker.State) {
 	now := b.now()
+	b.gen.Add(1)
 	b.gbState = to
 	if b.slowNs > 0 {
 		b.slow.reset(now)
@@ -415,9 +507,9 @@ func (b *Breaker) gbStateChange(_ string, _, to gobreaker.State) {
 	b.emit(fromGobreaker(to))
 }
 
-// isSuccessful decodes Do's verdict. It also feeds the slow-call window and
-// turns a call into a failure when the window crosses the slow-call ratio,
-// so that gobreaker consults readyToTrip.
+// isSuccessful decodes Done's verdict. It also feeds the slow-call window
+// and turns a call into a failure when the window crosses the slow-call
+// ratio, so that gobreaker consults readyToTrip.
 func (b *Breaker) isSuccessful(err error) bool {
 	ok, slow := false, false
 	switch err {
@@ -441,7 +533,7 @@ func (b *Breaker) isSuccessful(err error) bool {
 	return ok
 }
 
-func isExcluded(err error) bool { return err == errIgnored || err == errGated }
+func isExcluded(err error) bool { return err == errIgnored }
 
 // readyToTrip is gobreaker's ReadyToTrip, called after a failure while
 // closed. Ratios are over completed calls: calls still running and ignored

@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/sony/gobreaker/v2"
 )
 
 // recorder collects state-change events.
@@ -66,52 +68,64 @@ func refused(t *testing.T, b *Breaker) {
 	}
 }
 
-// waitReady polls until the open period is over; it fails after a generous
-// deadline instead of sleeping a fixed time.
-func waitReady(t *testing.T, b *Breaker) time.Time {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !b.Ready() {
-		if time.Now().After(deadline) {
-			t.Fatalf("breaker not ready after 5s (open until %v)", b.OpenUntil())
-		}
-		time.Sleep(time.Millisecond)
-	}
-	return time.Now()
+// clock is a manual clock for WithClock: time moves only when a test says.
+type clock struct {
+	mu  sync.Mutex
+	now time.Time
 }
 
-// trip runs failing calls until the breaker opens and returns the instants
-// just before and just after the tripping call, bracketing the trip.
-func trip(t *testing.T, b *Breaker, failing func()) (before, after time.Time) {
+func newClock() *clock { return &clock{now: time.Unix(1_000_000, 0)} }
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	c.mu.Unlock()
+}
+
+// waitReady moves the clock to the end of the open period.
+func waitReady(t *testing.T, c *clock, b *Breaker) {
 	t.Helper()
-	before = time.Now()
+	if u := b.OpenUntil(); !u.IsZero() {
+		c.Advance(u.Sub(c.Now()))
+	}
+	if b.OpenUntil() != (time.Time{}) || b.State() == StateOpen {
+		t.Fatalf("breaker still open after its period (open until %v)", b.OpenUntil())
+	}
+}
+
+// trip runs failing calls, checks that they open the breaker and returns
+// the clock's time of the trip.
+func trip(t *testing.T, c *clock, b *Breaker, failing func()) time.Time {
+	t.Helper()
 	failing()
-	after = time.Now()
 	if s := b.State(); s != StateOpen {
 		t.Fatalf("state after tripping calls = %v, want open", s)
 	}
-	return before, after
+	return c.Now()
 }
 
-// checkPeriod asserts the open period of the current trip is want, using
-// OpenUntil against the bracket of the trip, so it does not depend on
-// scheduling.
-func checkPeriod(t *testing.T, b *Breaker, before, after time.Time, want time.Duration) {
+// checkPeriod asserts the open period of the trip at tripped is want.
+func checkPeriod(t *testing.T, b *Breaker, tripped time.Time, want time.Duration) {
 	t.Helper()
 	until := b.OpenUntil()
 	if until.IsZero() {
 		t.Fatal("OpenUntil is zero right after a trip")
 	}
-	lo, hi := before.Add(want), after.Add(want)
-	if until.Before(lo) || until.After(hi) {
-		t.Fatalf("open period: until-before = %v, until-after = %v; want %v in between",
-			until.Sub(before), until.Sub(after), want)
+	if got := until.Sub(tripped); got != want {
+		t.Fatalf("open period = %v, want %v", got, want)
 	}
 }
 
 func TestStateWalk(t *testing.T) {
 	const base = 40 * time.Millisecond
 	rec := &recorder{}
+	c := newClock()
 	b := New("svc", Settings{
 		MinRequests:    4,
 		FailureRatio:   0.5,
@@ -119,7 +133,7 @@ func TestStateWalk(t *testing.T) {
 		Multiplier:     2,
 		OpenMax:        4 * base,
 		HalfOpenProbes: 2,
-	}, WithOnStateChange(rec.hook))
+	}, WithOnStateChange(rec.hook), WithClock(c.Now))
 
 	if b.State() != StateClosed || !b.Ready() || b.Trips() != 0 || !b.OpenUntil().IsZero() {
 		t.Fatalf("new breaker: state %v ready %v trips %d until %v", b.State(), b.Ready(), b.Trips(), b.OpenUntil())
@@ -133,19 +147,21 @@ func TestStateWalk(t *testing.T) {
 		t.Fatalf("tripped below MinRequests")
 	}
 	// The 4th completed call reaches MinRequests with 3/4 failures.
-	before, after := trip(t, b, func() { do(t, b, Failure) })
-	checkPeriod(t, b, before, after, base)
+	tripped := trip(t, c, b, func() { do(t, b, Failure) })
+	checkPeriod(t, b, tripped, base)
 	if b.Trips() != 1 || b.Ready() {
 		t.Fatalf("after trip: trips %d ready %v", b.Trips(), b.Ready())
 	}
 	refused(t, b)
 	checkEvents(t, rec, ev(StateClosed, StateOpen))
 
-	// Open → half-open after the period; not earlier.
-	ready := waitReady(t, b)
-	if ready.Sub(before) < base {
-		t.Fatalf("ready after %v, want >= %v", ready.Sub(before), base)
+	// Open → half-open after the period; not a nanosecond earlier.
+	c.Advance(base - time.Nanosecond)
+	refused(t, b)
+	if s := b.State(); s != StateOpen {
+		t.Fatalf("state 1ns before the period ends = %v, want open", s)
 	}
+	c.Advance(time.Nanosecond)
 	if s := b.State(); s != StateHalfOpen {
 		t.Fatalf("state after open period = %v, want half-open", s)
 	}
@@ -154,13 +170,13 @@ func TestStateWalk(t *testing.T) {
 	// A failed probe trips again, with longer and longer periods up to the cap.
 	want := []time.Duration{2 * base, 4 * base, 4 * base}
 	for i, p := range want {
-		before, after = trip(t, b, func() { do(t, b, Failure) })
-		checkPeriod(t, b, before, after, p)
+		tripped = trip(t, c, b, func() { do(t, b, Failure) })
+		checkPeriod(t, b, tripped, p)
 		if b.Trips() != i+2 {
 			t.Fatalf("trips = %d, want %d", b.Trips(), i+2)
 		}
 		refused(t, b)
-		waitReady(t, b)
+		waitReady(t, c, b)
 	}
 
 	// HalfOpenProbes good probes close it and reset the trip count.
@@ -184,8 +200,8 @@ func TestStateWalk(t *testing.T) {
 	if b.State() != StateClosed {
 		t.Fatal("window not cleared on recovery")
 	}
-	before, after = trip(t, b, func() { do(t, b, Failure) })
-	checkPeriod(t, b, before, after, base)
+	tripped = trip(t, c, b, func() { do(t, b, Failure) })
+	checkPeriod(t, b, tripped, base)
 	if b.Trips() != 1 {
 		t.Fatalf("trips after recovery and new trip = %d, want 1", b.Trips())
 	}
@@ -200,22 +216,21 @@ func TestStateWalk(t *testing.T) {
 }
 
 func TestGrowthCapWithLargeMultiplier(t *testing.T) {
-	b := New("svc", Settings{MinRequests: 1, OpenBase: 10 * time.Millisecond, OpenMax: 30 * time.Millisecond, Multiplier: 1e300, HalfOpenProbes: 1})
-	before, after := trip(t, b, func() { do(t, b, Failure) })
-	checkPeriod(t, b, before, after, 10*time.Millisecond)
+	c := newClock()
+	b := New("svc", Settings{MinRequests: 1, OpenBase: 10 * time.Millisecond, OpenMax: 30 * time.Millisecond, Multiplier: 1e300, HalfOpenProbes: 1}, WithClock(c.Now))
+	checkPeriod(t, b, trip(t, c, b, func() { do(t, b, Failure) }), 10*time.Millisecond)
 	for range 3 {
-		waitReady(t, b)
-		before, after = trip(t, b, func() { do(t, b, Failure) })
-		checkPeriod(t, b, before, after, 30*time.Millisecond)
+		waitReady(t, c, b)
+		checkPeriod(t, b, trip(t, c, b, func() { do(t, b, Failure) }), 30*time.Millisecond)
 	}
 }
 
 func TestMultiplierOneKeepsPeriod(t *testing.T) {
-	b := New("svc", Settings{MinRequests: 1, OpenBase: 20 * time.Millisecond, Multiplier: 1, HalfOpenProbes: 1})
+	c := newClock()
+	b := New("svc", Settings{MinRequests: 1, OpenBase: 20 * time.Millisecond, Multiplier: 1, HalfOpenProbes: 1}, WithClock(c.Now))
 	for range 3 {
-		before, after := trip(t, b, func() { do(t, b, Failure) })
-		checkPeriod(t, b, before, after, 20*time.Millisecond)
-		waitReady(t, b)
+		checkPeriod(t, b, trip(t, c, b, func() { do(t, b, Failure) }), 20*time.Millisecond)
+		waitReady(t, c, b)
 	}
 }
 
@@ -231,80 +246,84 @@ func TestJitter(t *testing.T) {
 		{2, 120 * time.Millisecond},    // clamped to just below 1: ~1+0.2
 		{math.NaN(), 80 * time.Millisecond},
 	} {
+		c := newClock()
 		b := New("svc", Settings{MinRequests: 1, OpenBase: base, OpenMax: time.Second, Jitter: 0.2},
-			WithJitterSource(func() float64 { return tc.u }))
-		before, after := trip(t, b, func() { do(t, b, Failure) })
+			WithJitterSource(func() float64 { return tc.u }), WithClock(c.Now))
+		tripped := trip(t, c, b, func() { do(t, b, Failure) })
 		// Allow 1µs for float rounding of the clamped source.
-		lo, hi := before.Add(tc.want-time.Microsecond), after.Add(tc.want)
-		if u := b.OpenUntil(); u.Before(lo) || u.After(hi) {
-			t.Errorf("u=%v: open period ≈ %v, want %v", tc.u, u.Sub(before), tc.want)
+		if got := b.OpenUntil().Sub(tripped); got < tc.want-time.Microsecond || got > tc.want {
+			t.Errorf("u=%v: open period %v, want %v", tc.u, got, tc.want)
 		}
 	}
 
 	// Jitter never pushes the period above OpenMax.
+	c := newClock()
 	b := New("svc", Settings{MinRequests: 1, OpenBase: base, OpenMax: base, Jitter: 0.5},
-		WithJitterSource(func() float64 { return 0.99 }))
-	before, after := trip(t, b, func() { do(t, b, Failure) })
-	checkPeriod(t, b, before, after, base)
+		WithJitterSource(func() float64 { return 0.99 }), WithClock(c.Now))
+	checkPeriod(t, b, trip(t, c, b, func() { do(t, b, Failure) }), base)
 }
 
 func TestSlowCalls(t *testing.T) {
 	const threshold = 50 * time.Millisecond
-	slowCall := func() Outcome { time.Sleep(threshold + 10*time.Millisecond); return Success }
+	// slow returns a call that takes threshold on c and ends with o.
+	slow := func(c *clock, o Outcome) func() Outcome {
+		return func() Outcome { c.Advance(threshold); return o }
+	}
+	fast := func(c *clock, o Outcome) func() Outcome {
+		return func() Outcome { c.Advance(threshold - time.Nanosecond); return o }
+	}
+	run := func(t *testing.T, b *Breaker, call func() Outcome) {
+		t.Helper()
+		if err := b.Do(call); err != nil {
+			t.Fatal(err)
+		}
+	}
 
 	t.Run("trips on slow ratio", func(t *testing.T) {
+		c := newClock()
 		b := New("svc", Settings{
 			MinRequests:       4,
 			SlowCallThreshold: threshold,
 			SlowCallRatio:     0.5,
 			OpenBase:          20 * time.Millisecond,
 			HalfOpenProbes:    1,
-		})
-		do(t, b, Success)
-		do(t, b, Success)
-		if err := b.Do(slowCall); err != nil {
-			t.Fatal(err)
-		}
+		}, WithClock(c.Now))
+		run(t, b, fast(c, Success))
+		run(t, b, fast(c, Success))
+		run(t, b, slow(c, Success))
 		if b.State() != StateClosed {
 			t.Fatal("tripped below MinRequests")
 		}
-		if err := b.Do(slowCall); err != nil {
-			t.Fatal(err)
-		}
+		run(t, b, slow(c, Success))
 		if s := b.State(); s != StateOpen {
 			t.Fatalf("state after 2 slow of 4 = %v, want open", s)
 		}
 		// A slow probe is a failed probe.
-		waitReady(t, b)
-		if err := b.Do(slowCall); err != nil {
-			t.Fatal(err)
-		}
+		waitReady(t, c, b)
+		run(t, b, slow(c, Success))
 		if s := b.State(); s != StateOpen || b.Trips() != 2 {
 			t.Fatalf("after slow probe: state %v trips %d, want open, 2", s, b.Trips())
 		}
 		// A fast probe closes it.
-		waitReady(t, b)
-		do(t, b, Success)
+		waitReady(t, c, b)
+		run(t, b, fast(c, Success))
 		if s := b.State(); s != StateClosed {
 			t.Fatalf("after fast probe: %v, want closed", s)
 		}
 	})
 
 	t.Run("default ratio needs all slow", func(t *testing.T) {
-		b := New("svc", Settings{MinRequests: 2, SlowCallThreshold: threshold})
-		do(t, b, Success)
-		if err := b.Do(slowCall); err != nil {
-			t.Fatal(err)
-		}
-		if err := b.Do(slowCall); err != nil {
-			t.Fatal(err)
-		}
+		c := newClock()
+		b := New("svc", Settings{MinRequests: 2, SlowCallThreshold: threshold}, WithClock(c.Now))
+		run(t, b, fast(c, Success))
+		run(t, b, slow(c, Success))
+		run(t, b, slow(c, Success))
 		if s := b.State(); s != StateClosed {
 			t.Fatalf("1 fast + 2 slow tripped with ratio 1: %v", s)
 		}
-		b2 := New("svc", Settings{MinRequests: 2, SlowCallThreshold: threshold})
-		b2.Do(slowCall)
-		b2.Do(slowCall)
+		b2 := New("svc", Settings{MinRequests: 2, SlowCallThreshold: threshold}, WithClock(c.Now))
+		run(t, b2, slow(c, Success))
+		run(t, b2, slow(c, Success))
 		if s := b2.State(); s != StateOpen {
 			t.Fatalf("all slow: %v, want open", s)
 		}
@@ -313,29 +332,32 @@ func TestSlowCalls(t *testing.T) {
 	t.Run("slow failures do not double count", func(t *testing.T) {
 		// Failure ratio 1 and slow ratio 1: two slow failures and two fast
 		// successes trip neither way.
-		b := New("svc", Settings{MinRequests: 4, FailureRatio: 1, SlowCallThreshold: threshold})
-		do(t, b, Success)
-		do(t, b, Success)
-		b.Do(func() Outcome { time.Sleep(threshold + 10*time.Millisecond); return Failure })
-		b.Do(func() Outcome { time.Sleep(threshold + 10*time.Millisecond); return Failure })
+		c := newClock()
+		b := New("svc", Settings{MinRequests: 4, FailureRatio: 1, SlowCallThreshold: threshold}, WithClock(c.Now))
+		run(t, b, fast(c, Success))
+		run(t, b, fast(c, Success))
+		run(t, b, slow(c, Failure))
+		run(t, b, slow(c, Failure))
 		if s := b.State(); s != StateClosed {
 			t.Fatalf("state = %v, want closed", s)
 		}
 	})
 
 	t.Run("off by default", func(t *testing.T) {
-		b := New("svc", Settings{MinRequests: 2})
-		b.Do(func() Outcome { time.Sleep(5 * time.Millisecond); return Success })
-		b.Do(func() Outcome { time.Sleep(5 * time.Millisecond); return Success })
+		c := newClock()
+		b := New("svc", Settings{MinRequests: 2}, WithClock(c.Now))
+		run(t, b, slow(c, Success))
+		run(t, b, slow(c, Success))
 		if s := b.State(); s != StateClosed {
 			t.Fatalf("state = %v, want closed", s)
 		}
 	})
 
 	t.Run("ignored slow calls do not count", func(t *testing.T) {
-		b := New("svc", Settings{MinRequests: 2, SlowCallThreshold: threshold})
-		b.Do(func() Outcome { time.Sleep(threshold + 10*time.Millisecond); return Ignored })
-		b.Do(func() Outcome { time.Sleep(threshold + 10*time.Millisecond); return Ignored })
+		c := newClock()
+		b := New("svc", Settings{MinRequests: 2, SlowCallThreshold: threshold}, WithClock(c.Now))
+		run(t, b, slow(c, Ignored))
+		run(t, b, slow(c, Ignored))
 		if s := b.State(); s != StateClosed {
 			t.Fatalf("state = %v, want closed", s)
 		}
@@ -365,7 +387,8 @@ func TestSlowWindowRolls(t *testing.T) {
 }
 
 func TestIgnoredOutcomes(t *testing.T) {
-	b := New("svc", Settings{MinRequests: 4, OpenBase: 20 * time.Millisecond, HalfOpenProbes: 1})
+	c := newClock()
+	b := New("svc", Settings{MinRequests: 4, OpenBase: 20 * time.Millisecond, HalfOpenProbes: 1}, WithClock(c.Now))
 	for range 10 {
 		do(t, b, Ignored)
 	}
@@ -382,7 +405,7 @@ func TestIgnoredOutcomes(t *testing.T) {
 
 	// In half-open an ignored probe neither closes nor reopens, and frees
 	// its slot for the next probe.
-	waitReady(t, b)
+	waitReady(t, c, b)
 	do(t, b, Ignored)
 	if s := b.State(); s != StateHalfOpen {
 		t.Fatalf("after ignored probe: %v, want half-open", s)
@@ -403,48 +426,78 @@ func TestUnknownOutcomeIsFailure(t *testing.T) {
 
 func TestHalfOpenProbeBound(t *testing.T) {
 	const probes = 3
-	b := New("svc", Settings{MinRequests: 1, OpenBase: 20 * time.Millisecond, HalfOpenProbes: probes})
+	c := newClock()
+	b := New("svc", Settings{MinRequests: 1, OpenBase: 20 * time.Millisecond, HalfOpenProbes: probes}, WithClock(c.Now))
 	do(t, b, Failure)
-	waitReady(t, b)
+	waitReady(t, c, b)
 
-	release := make(chan struct{})
-	started := make(chan struct{}, probes)
-	var wg sync.WaitGroup
-	errs := make(chan error, probes)
-	for range probes {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs <- b.Do(func() Outcome {
-				started <- struct{}{}
-				<-release
-				return Success
-			})
-		}()
+	var tickets []Ticket
+	for i := range probes {
+		if !b.Ready() {
+			t.Fatalf("Ready is false with %d of %d probe slots taken", i, probes)
+		}
+		tk, err := b.Allow()
+		if err != nil || !tk.Admitted() {
+			t.Fatalf("probe %d: %v", i, err)
+		}
+		tickets = append(tickets, tk)
 	}
-	for range probes {
-		<-started
-	}
-	// Every slot is busy: more callers are refused without running.
+	// Every slot is busy: more callers are refused without running, and a
+	// balancer asking Ready is told to look elsewhere.
 	for range 5 {
 		refused(t, b)
+	}
+	if b.Ready() {
+		t.Fatal("Ready is true with every probe slot taken")
 	}
 	if s := b.State(); s != StateHalfOpen {
 		t.Fatalf("state with probes in flight = %v, want half-open", s)
 	}
+	// An ignored probe frees its slot without deciding anything.
+	b.Done(tickets[0], Ignored)
 	if !b.Ready() {
-		t.Fatal("Ready is false in half-open")
+		t.Fatal("Ready is false after a probe slot was freed")
 	}
-	close(release)
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		if err != nil {
-			t.Fatalf("probe: %v", err)
-		}
+	tk, err := b.Allow()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tickets[0] = tk
+	for _, tk := range tickets {
+		b.Done(tk, Success)
 	}
 	if s := b.State(); s != StateClosed {
 		t.Fatalf("state after %d good probes = %v, want closed", probes, s)
+	}
+}
+
+// TestStaleOutcomeIgnored: a call admitted while closed that ends after the
+// breaker tripped says nothing about the half-open state that follows.
+func TestStaleOutcomeIgnored(t *testing.T) {
+	c := newClock()
+	b := New("svc", Settings{MinRequests: 1, OpenBase: time.Second, HalfOpenProbes: 1}, WithClock(c.Now))
+	slowCall, err := b.Allow()
+	if err != nil {
+		t.Fatal(err)
+	}
+	do(t, b, Failure) // trips
+	waitReady(t, c, b)
+	probe, err := b.Allow()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.Done(slowCall, Failure) // from the closed generation: ignored
+	if s := b.State(); s != StateHalfOpen {
+		t.Fatalf("a stale failure moved the breaker to %v", s)
+	}
+	b.Done(probe, Success)
+	if s := b.State(); s != StateClosed {
+		t.Fatalf("after the probe: %v, want closed", s)
+	}
+	// Done on a refusal's zero Ticket does nothing.
+	b.Done(Ticket{}, Failure)
+	if s := b.State(); s != StateClosed {
+		t.Fatalf("Done(zero ticket) changed the state to %v", s)
 	}
 }
 
@@ -502,48 +555,43 @@ func TestNestedBreakers(t *testing.T) {
 	}
 }
 
-// TestReportedStateFollowsGate drives gobreaker into half-open while the
-// breaker's own, longer open period still holds, and checks that the
-// breaker keeps reporting open until its deadline.
-func TestReportedStateFollowsGate(t *testing.T) {
-	rec := &recorder{}
-	// gobreaker's Timeout is OpenBase×(1−Jitter) = 20ms; with the source at
-	// the top, our period is ≈ OpenBase×(1+Jitter) = 180ms.
-	b := New("svc", Settings{MinRequests: 1, OpenBase: 100 * time.Millisecond, Jitter: 0.8, HalfOpenProbes: 1},
-		WithOnStateChange(rec.hook), WithJitterSource(func() float64 { return 0.999999 }))
-	do(t, b, Failure)
-	until := b.OpenUntil()
-
-	// Wait until gobreaker's own timeout has passed and make it go half-open.
+// halfOpenInside drives gobreaker itself to half-open (its own timeout is
+// 1ns) while the breaker's clock says the open period still holds.
+func halfOpenInside(t *testing.T, b *Breaker) {
+	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
-	for b.cb.State() != 1 { // gobreaker.StateHalfOpen
+	for b.cb.State() != gobreaker.StateHalfOpen {
 		if time.Now().After(deadline) {
 			t.Fatal("gobreaker did not go half-open")
 		}
 		time.Sleep(time.Millisecond)
 	}
-	if time.Now().After(until) {
-		t.Skip("too slow to observe the window between gobreaker's timeout and ours")
-	}
+}
+
+// TestReportedStateFollowsGate has gobreaker go half-open while the
+// breaker's own open period still holds, and checks that the breaker keeps
+// reporting and acting open until its deadline.
+func TestReportedStateFollowsGate(t *testing.T) {
+	rec := &recorder{}
+	c := newClock()
+	b := New("svc", Settings{MinRequests: 1, OpenBase: 100 * time.Millisecond, HalfOpenProbes: 1},
+		WithOnStateChange(rec.hook), WithClock(c.Now))
+	do(t, b, Failure)
+	halfOpenInside(t, b)
 	if s := b.State(); s != StateOpen {
 		t.Fatalf("State = %v while our open period holds, want open", s)
 	}
-	// A call that slipped past the gate check reaches gobreaker (which
-	// admits it as a probe) but is refused and gives the slot back.
-	ran := false
-	if err := b.run(func() Outcome { ran = true; return Failure }); !errors.Is(err, ErrOpen) || ran {
-		if time.Now().Before(until) {
-			t.Fatalf("run inside the open period = %v (ran %v), want ErrOpen", err, ran)
-		}
+	refused(t, b)
+	if b.Ready() {
+		t.Fatal("Ready while the open period holds")
 	}
 	checkEvents(t, rec, ev(StateClosed, StateOpen))
 
-	waitReady(t, b)
+	waitReady(t, c, b)
 	if s := b.State(); s != StateHalfOpen {
 		t.Fatalf("State after our period = %v, want half-open", s)
 	}
 	checkEvents(t, rec, ev(StateClosed, StateOpen), ev(StateOpen, StateHalfOpen))
-	// The slot the refused call held was given back: one probe closes it.
 	do(t, b, Success)
 	if s := b.State(); s != StateClosed {
 		t.Fatalf("after probe: %v, want closed", s)
@@ -555,22 +603,15 @@ func TestReportedStateFollowsGate(t *testing.T) {
 // open → half-open report when nobody asks for the state in between.
 func TestPendingHalfOpenReportedBeforeNextTransition(t *testing.T) {
 	rec := &recorder{}
-	b := New("svc", Settings{MinRequests: 1, OpenBase: 100 * time.Millisecond, Jitter: 0.8, HalfOpenProbes: 1},
-		WithOnStateChange(rec.hook), WithJitterSource(func() float64 { return 0.999999 }))
+	c := newClock()
+	b := New("svc", Settings{MinRequests: 1, OpenBase: 100 * time.Millisecond, HalfOpenProbes: 1},
+		WithOnStateChange(rec.hook), WithClock(c.Now))
 	do(t, b, Failure)
-	deadline := time.Now().Add(5 * time.Second)
-	for b.cb.State() != 1 {
-		if time.Now().After(deadline) {
-			t.Fatal("gobreaker did not go half-open")
-		}
-		time.Sleep(time.Millisecond)
-	}
-	waitReady(t, b)
-	// Skip Do's check (which would report half-open first) and fail a probe
-	// through run: the hook must still see a coherent chain.
-	if err := b.run(func() Outcome { return Failure }); err != nil {
-		t.Fatal(err)
-	}
+	halfOpenInside(t, b)
+	c.Advance(time.Second)
+	// Fail a probe without asking for the state first: the hook must still
+	// see a coherent chain.
+	do(t, b, Failure)
 	o, h := StateOpen, StateHalfOpen
 	checkEvents(t, rec, ev(StateClosed, o), ev(o, h), ev(h, o))
 }
@@ -730,6 +771,16 @@ func TestStrings(t *testing.T) {
 }
 
 func TestDoDoesNotAllocate(t *testing.T) {
+	two := New("svc", Settings{SlowCallThreshold: time.Second})
+	if allocs := testing.AllocsPerRun(1000, func() {
+		b := two
+		tk, err := b.Allow()
+		if err == nil {
+			b.Done(tk, Success)
+		}
+	}); allocs != 0 {
+		t.Fatalf("Allow+Done allocates %v times per call", allocs)
+	}
 	b := New("svc", Settings{SlowCallThreshold: time.Second})
 	n := 0
 	allocs := testing.AllocsPerRun(1000, func() {

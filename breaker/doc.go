@@ -13,24 +13,30 @@
 //     (OpenBase × Multiplier^(trips−1), capped at OpenMax, optionally
 //     jittered) and returns to OpenBase after a clean recovery.
 //
-// The request path is [Breaker.Do]: it refuses with [ErrOpen] or runs the call,
-// times it and records the [Outcome] the call reports. Do does not allocate
-// when its argument is a closure that does not escape, and [Breaker.Ready] is
-// a lock-free check a load balancer can use to skip ejected instances.
+// The request path is [Breaker.Do]: it refuses with [ErrOpen] or runs the
+// call, times it and records the [Outcome] the call reports. Callers whose
+// call does not fit in a closure (a gRPC picker admits a call and learns its
+// outcome in a Done callback) use its two halves, [Breaker.Allow] and
+// [Breaker.Done]. None of them allocates, and [Breaker.Ready] is a lock-free
+// check a load balancer uses to skip ejected instances and half-open ones
+// whose probe slots are all taken.
 //
-// # How the growing open period sits on gobreaker
+// # How admission sits in front of gobreaker
 //
-// gobreaker's open period (Timeout) is fixed. The Breaker sets it to the
-// shortest period it can ever choose (OpenBase, less the largest jitter) and
-// keeps its own "open until" deadline in an atomic integer in front of
-// gobreaker. When gobreaker trips it reports the transition through its
-// OnStateChange hook; the Breaker counts the trip there and stores the
-// deadline for this trip. Until that deadline passes, Do, Ready and State
-// answer "open" from the atomic alone, without touching gobreaker's mutex.
-// After it passes, calls reach gobreaker, which by then has moved to
-// half-open and admits at most [Settings.HalfOpenProbes] probes. A failed
-// probe trips again (a longer deadline); all probes succeeding closes the
-// breaker and resets the trip count.
+// gobreaker's open period (Timeout) is fixed and its two-step API allocates
+// per call, so admission is decided in front of it. The Breaker keeps its
+// own "open until" deadline and a count of half-open probes in flight in
+// atomic integers: while the deadline holds, Allow, Ready and State answer
+// "open" without touching gobreaker's mutex; after it passes, Allow admits
+// at most [Settings.HalfOpenProbes] probes at once. gobreaker still owns
+// everything else: Done hands it each outcome through Execute, so its
+// rolling window counts the outcomes, its ReadyToTrip hook (ours) decides the
+// trip, and its half-open logic closes the breaker after enough good probes
+// or reopens it after a bad one. gobreaker reports each transition through
+// its OnStateChange hook; the Breaker counts the trip there, stores the
+// deadline for this trip (OpenBase × Multiplier^(trips−1), capped, jittered)
+// and bumps a generation number. An outcome of a call admitted in an older
+// generation is dropped, as gobreaker drops its own.
 //
 // The states the Breaker reports — [Breaker.State] and the
 // [WithOnStateChange] hook — follow the deadline, not gobreaker's internal
@@ -39,25 +45,29 @@
 // deadline has passed. Hooks run after every lock is released, in
 // transition order, so a hook may call any method of the Breaker.
 //
+// Time is an argument in tests: [WithClock] replaces the clock of the
+// deadline and of call timing, so a test steps a breaker through its states
+// without sleeping.
+//
 // # Slow calls
 //
 // gobreaker counts successes and failures only. The Breaker times each call
-// itself and passes the verdict to gobreaker as one of four private sentinel
-// errors (fast or slow, success or failure). gobreaker hands that error to
-// the Breaker's IsSuccessful hook while holding its own mutex, after it has
-// dropped outcomes from an older generation, so the Breaker keeps a second
-// small rolling window of completed and slow calls (same bucket geometry,
-// cleared on every state change) under gobreaker's lock — no extra lock on
-// the request path; the window rolls by the end time of recent calls, so it
-// adds no clock read inside gobreaker's lock. When that window crosses the slow ratio, the call is
-// reported to gobreaker as a failure and the Breaker's ReadyToTrip hook
-// trips it. In half-open, a slow probe counts as a failed probe.
+// itself (Allow to Done) and passes the verdict to gobreaker as one of four
+// private sentinel errors (fast or slow, success or failure). gobreaker hands
+// that error to the Breaker's IsSuccessful hook while holding its own mutex,
+// so the Breaker keeps a second small rolling window of completed and slow
+// calls (same bucket geometry, cleared on every state change) under
+// gobreaker's lock — no extra lock on the request path. When that window
+// crosses the slow ratio, the call is reported to gobreaker as a failure and
+// the Breaker's ReadyToTrip hook trips it. In half-open, a slow probe counts
+// as a failed probe.
 //
 // # Rate limits
 //
-// [Limiter] is a golang.org/x/time/rate token bucket whose rate and burst can
-// be changed in place by a rule update, keeping the tokens already in the
-// bucket. [Limiter.RetryAfter] tells a server what to put in a Retry-After
+// [Limiter] is a golang.org/x/time/rate token bucket. A rule update that
+// changes its rate or burst gets a new Limiter from [Limiter.Carry], which
+// starts with the tokens the old one holds, so the update neither refills
+// nor drains the bucket and the old limiter is left as it was. [Limiter.RetryAfter] tells a server what to put in a Retry-After
 // header without consuming a token.
 //
 // Nothing in this package starts goroutines or keeps global mutable state.

@@ -13,8 +13,8 @@ import (
 var ErrRateLimited = errors.New("breaker: rate limited")
 
 // Limiter is a token bucket (golang.org/x/time/rate) whose rate and burst
-// can change in place, so a rule update keeps the tokens already in the
-// bucket instead of handing every caller a fresh burst. All methods are
+// carry over to a limiter of new settings, so a rule update keeps the
+// tokens already spent instead of handing every caller a fresh burst. All methods are
 // safe for concurrent use. Create it with [NewLimiter].
 type Limiter struct {
 	lim *rate.Limiter
@@ -73,17 +73,28 @@ func (l *Limiter) RetryAfterAt(now time.Time) time.Duration {
 	return time.Duration(d)
 }
 
-// Resize changes the rate and burst in place; see [NewLimiter] for their
-// meaning. Tokens already in the bucket stay (down to the new burst), so
-// resizing neither refills nor drains the bucket.
-func (l *Limiter) Resize(rps float64, burst int) {
-	now := time.Now()
-	if limit := limitOf(rps); l.lim.Limit() != limit {
-		l.lim.SetLimitAt(now, limit)
+// Carry returns a new limiter of rps and burst (see [NewLimiter]) that
+// starts with the tokens l holds now, at most burst, so a rule change
+// neither refills nor drains the bucket. l itself is not changed: requests
+// still holding it keep its old rate. When rps and burst are l's own, Carry
+// returns l.
+func (l *Limiter) Carry(rps float64, burst int) *Limiter {
+	return l.CarryAt(time.Now(), rps, burst)
+}
+
+// CarryAt is Carry at time now.
+func (l *Limiter) CarryAt(now time.Time, rps float64, burst int) *Limiter {
+	limit, burst := limitOf(rps), max(burst, 0)
+	if l.lim.Limit() == limit && l.lim.Burst() == burst {
+		return l
 	}
-	if burst = max(burst, 0); l.lim.Burst() != burst {
-		l.lim.SetBurstAt(now, burst)
-	}
+	// Start without refill, take what l has spent, then set the rate: the
+	// new bucket holds min(l's tokens, burst), less any fraction.
+	next := rate.NewLimiter(0, burst)
+	held := min(max(l.lim.TokensAt(now), 0), float64(burst))
+	next.AllowN(now, int(math.Ceil(float64(burst)-held)))
+	next.SetLimitAt(now, limit)
+	return &Limiter{lim: next}
 }
 
 // Limit returns the current rate in tokens per second (float64(rate.Inf)

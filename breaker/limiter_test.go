@@ -43,52 +43,52 @@ func TestLimiterBurstThenRefuse(t *testing.T) {
 	}
 }
 
-func TestLimiterResize(t *testing.T) {
+func TestLimiterCarry(t *testing.T) {
+	now := time.Now()
 	t.Run("rate", func(t *testing.T) {
 		l := NewLimiter(1, 1)
-		if !l.Allow() || l.Allow() {
+		if !l.AllowAt(now) || l.AllowAt(now) {
 			t.Fatal("want one call then a refusal")
 		}
-		l.Resize(1e6, 1)
-		if l.Limit() != 1e6 || l.Burst() != 1 {
-			t.Fatalf("Limit %v Burst %d after Resize", l.Limit(), l.Burst())
+		next := l.CarryAt(now, 1000, 1)
+		if next.Limit() != 1000 || next.Burst() != 1 || l.Limit() != 1 {
+			t.Fatalf("carried Limit %v Burst %d; old Limit %v", next.Limit(), next.Burst(), l.Limit())
 		}
-		// At the old rate the next token is a second away.
-		deadline := time.Now().Add(200 * time.Millisecond)
-		for !l.Allow() {
-			if time.Now().After(deadline) {
-				t.Fatal("new rate not in effect")
-			}
-			time.Sleep(50 * time.Microsecond)
+		// At the old rate the next token is a second away, at the new one
+		// a millisecond.
+		if next.AllowAt(now) || !next.AllowAt(now.Add(time.Millisecond)) {
+			t.Fatal("new rate not in effect, or the spent token came back")
+		}
+		if l.AllowAt(now.Add(time.Millisecond)) {
+			t.Fatal("Carry changed the old limiter")
 		}
 	})
 
 	t.Run("burst grows, bucket kept", func(t *testing.T) {
 		l := NewLimiter(1, 2)
-		if !l.Allow() || !l.Allow() || l.Allow() {
+		if !l.AllowAt(now) || !l.AllowAt(now) || l.AllowAt(now) {
 			t.Fatal("want two calls then a refusal")
 		}
-		l.Resize(1, 5)
-		if l.Allow() {
-			t.Fatal("Resize refilled the bucket")
+		next := l.CarryAt(now, 1, 5)
+		if next.AllowAt(now) {
+			t.Fatal("Carry refilled the bucket")
 		}
 		// Much later the bucket holds the new burst, and no more.
-		later := time.Now().Add(time.Hour)
+		later := now.Add(time.Hour)
 		for i := range 5 {
-			if !l.AllowAt(later) {
+			if !next.AllowAt(later) {
 				t.Fatalf("call %d of new burst 5 refused", i+1)
 			}
 		}
-		if l.AllowAt(later) {
+		if next.AllowAt(later) {
 			t.Fatal("6th call allowed with burst 5")
 		}
 	})
 
 	t.Run("burst shrinks", func(t *testing.T) {
-		l := NewLimiter(1, 10)
-		l.Resize(1, 3)
+		next := NewLimiter(1, 10).CarryAt(now, 1, 3)
 		n := 0
-		for l.Allow() && n < 100 {
+		for next.AllowAt(now) && n < 100 {
 			n++
 		}
 		if n != 3 {
@@ -96,12 +96,25 @@ func TestLimiterResize(t *testing.T) {
 		}
 	})
 
-	t.Run("unchanged is a no-op", func(t *testing.T) {
+	t.Run("partly spent", func(t *testing.T) {
+		l := NewLimiter(1, 10)
+		for range 4 {
+			l.AllowAt(now)
+		}
+		next := l.CarryAt(now, 100, 20)
+		n := 0
+		for next.AllowAt(now) && n < 100 {
+			n++
+		}
+		if n != 6 {
+			t.Fatalf("%d calls allowed, want the 6 tokens left", n)
+		}
+	})
+
+	t.Run("unchanged returns the same limiter", func(t *testing.T) {
 		l := NewLimiter(1, 1)
-		l.Allow()
-		l.Resize(1, 1)
-		if l.Allow() {
-			t.Fatal("no-op Resize refilled the bucket")
+		if l.Carry(1, 1) != l {
+			t.Fatal("Carry with the same settings made a new limiter")
 		}
 	})
 }
