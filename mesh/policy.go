@@ -360,8 +360,7 @@ func (b *policyBuilder) limiter(path string, rl *router.RateLimit, prev *service
 	}
 	if prev != nil {
 		if old := prev.limiterFor(key); old != nil {
-			old.Resize(rl.RPS, burst)
-			return old
+			return old.Carry(rl.RPS, burst)
 		}
 	}
 	return breaker.NewLimiter(rl.RPS, burst)
