@@ -6,15 +6,15 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"maps"
+	"io"
 	"slices"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/lightmesh/lightmesh/breaker"
 	"github.com/lightmesh/lightmesh/discovery"
 	"github.com/lightmesh/lightmesh/internal/backoff"
+	"github.com/lightmesh/lightmesh/internal/engine"
 	"github.com/lightmesh/lightmesh/internal/snapshot"
 	"github.com/lightmesh/lightmesh/router"
 	"github.com/lightmesh/lightmesh/rules"
@@ -29,21 +29,25 @@ const MaxInstancesPerService = 100_000
 // New; call Close to stop its goroutines.
 type Mesh struct {
 	cfg     config
-	prop    *trace.Propagator
-	metrics *metrics // nil when metrics are off
-	snap    atomic.Pointer[state]
+	eng     *engine.Engine
+	metrics *engine.Metrics // nil when metrics are off
 
 	docs      chan rules.Document
 	restores  chan restore
 	seeds     chan chan struct{}
-	store     *snapshot.Store // nil without WithSnapshotDir
-	source    string          // the rule source's name, credentials redacted
+	demands   chan demand
 	instances chan instanceUpdate
+	store     *snapshot.Store // nil without WithSnapshotDir
+	saver     *snapshotSaver  // nil without WithSnapshotDir
+	events    *eventQueue     // nil without WithOnRulesChange
+	source    string          // the rule source's name, credentials redacted
 	cancel    context.CancelFunc
+	stopped   <-chan struct{} // closed by Close
 	done      sync.WaitGroup
 	ready     chan struct{} // closed when the first rules are applied
 	found     chan struct{} // closed when every service first watched has reported once
 	closeOnce sync.Once
+	closeErr  error
 
 	mu     sync.Mutex // guards status
 	status Status
@@ -55,12 +59,20 @@ type Mesh struct {
 	watchGen     uint64          // numbers service watches so a stopped one's updates are dropped
 	awaited      map[string]bool // services whose first list New still waits for; nil once found is closed
 	live         map[string]bool // services discovery has reported since their watch started
+	demanded     map[string]int  // services adapters asked for (Engine.Demand), with their count
 }
 
 // restore asks the manager to apply a snapshot's rule document.
 type restore struct {
 	saved snapshot.Rules
 	done  chan error
+}
+
+// demand asks the manager to watch (delta +1) or stop watching (-1) a
+// service on behalf of an adapter.
+type demand struct {
+	service string
+	delta   int
 }
 
 type instanceUpdate struct {
@@ -84,8 +96,9 @@ type RulesEvent struct {
 
 // New starts a mesh. With a rule source it waits, up to the start timeout,
 // for the first valid document and fails if none arrives (or the first one
-// is invalid) unless WithStartEmpty was given. ctx bounds that wait only;
-// the mesh runs until Close.
+// is invalid) unless WithStartEmpty was given. Discovery of the services
+// named by WithServices starts at once, whatever the rules' state. ctx
+// bounds the wait only; the mesh runs until Close.
 func New(ctx context.Context, opts ...Option) (*Mesh, error) {
 	cfg := defaultConfig()
 	for _, o := range opts {
@@ -95,17 +108,25 @@ func New(ctx context.Context, opts ...Option) (*Mesh, error) {
 	}
 	m := &Mesh{
 		cfg:       cfg,
-		prop:      trace.New(cfg.traceOptions...),
 		docs:      make(chan rules.Document),
 		instances: make(chan instanceUpdate),
 		ready:     make(chan struct{}),
 		found:     make(chan struct{}),
 		watches:   make(map[string]*serviceWatch),
 		live:      make(map[string]bool),
+		demanded:  make(map[string]int),
 		restores:  make(chan restore),
 		seeds:     make(chan chan struct{}),
+		demands:   make(chan demand),
 	}
-	m.snap.Store(&state{table: router.NewTable(nil, nil)})
+	// Services named up front are mesh services from the start: a call to
+	// one fails with ErrNoInstance until discovery reports it, and never
+	// leaves the mesh.
+	table := router.NewTable(nil, nil)
+	for _, name := range cfg.services {
+		table = table.WithInstances(name, []discovery.Instance{})
+	}
+	m.eng = engine.New(engine.NewState(table), trace.New(cfg.traceOptions...), cfg.logger, m.demand)
 	if cfg.snapshotDir != "" {
 		store, err := snapshot.New(cfg.snapshotDir)
 		if err != nil {
@@ -114,11 +135,12 @@ func New(ctx context.Context, opts ...Option) (*Mesh, error) {
 		m.store = store
 	}
 	if cfg.registerer != nil {
-		mt, err := newMetrics(cfg.registerer)
+		mt, err := engine.NewMetrics(cfg.registerer, m.eng.Load)
 		if err != nil {
 			return nil, fmt.Errorf("mesh: register metrics: %w", err)
 		}
 		m.metrics = mt
+		m.eng.SetMetrics(mt)
 	}
 	if cfg.rules != nil {
 		m.source = redact(cfg.rules.String())
@@ -127,7 +149,17 @@ func New(ctx context.Context, opts ...Option) (*Mesh, error) {
 		close(m.ready)
 	}
 	runCtx, cancel := context.WithCancel(context.Background())
-	m.cancel = cancel
+	m.cancel, m.stopped = cancel, runCtx.Done()
+	if m.store != nil {
+		m.saver = newSnapshotSaver(m.store, cfg.snapshotDelay, cfg.logger)
+		m.done.Add(1)
+		go func() { defer m.done.Done(); m.saver.run(runCtx) }()
+	}
+	if cfg.onRules != nil {
+		m.events = newEventQueue(cfg.onRules, cfg.logger)
+		m.done.Add(1)
+		go func() { defer m.done.Done(); m.events.run(runCtx) }()
+	}
 	m.done.Add(1)
 	go m.manage(runCtx)
 	if cfg.rules != nil {
@@ -175,7 +207,8 @@ func (m *Mesh) waitReady(ctx context.Context) error {
 }
 
 // startFromSnapshot applies the saved rule document when the rule source
-// gave no valid one in time.
+// gave no valid one in time. A snapshot saved from another rule source is
+// refused: it holds another team's or environment's rules.
 func (m *Mesh) startFromSnapshot(ctx context.Context) error {
 	st := m.Status()
 	reason := "no document received"
@@ -191,6 +224,9 @@ func (m *Mesh) startFromSnapshot(ctx context.Context) error {
 	saved, err := m.store.LoadRules()
 	if err != nil {
 		return fmt.Errorf("%s; no usable snapshot: %w", failed, err)
+	}
+	if saved.Source != m.source {
+		return fmt.Errorf("%s; the snapshot in %s was saved from %s, not from this rule source", failed, m.cfg.snapshotDir, saved.Source)
 	}
 	done := make(chan error, 1)
 	select {
@@ -222,18 +258,51 @@ func (m *Mesh) seedFromSnapshot(ctx context.Context) error {
 	return nil
 }
 
-// Close stops the watchers and the manager and waits for them. The mesh
-// keeps routing with the last rules it had.
+// Close stops everything the mesh started — the manager, the watchers,
+// the snapshot writer (after it wrote what was pending) and the event
+// delivery — and waits for them; it unregisters the mesh's metrics and
+// closes the rule and discovery sources given to WithRules and
+// WithDiscovery that have a Close method (the mesh owns the sources it is
+// given). It returns the first error a source's Close returned. Requests
+// in flight finish with the rules they started with; the mesh keeps
+// routing with the last rules it had. Close may be called more than once.
 func (m *Mesh) Close() error {
 	m.closeOnce.Do(func() {
 		m.cancel()
 		m.done.Wait()
+		m.metrics.Unregister()
+		for _, src := range []any{m.cfg.rules, m.cfg.discovery} {
+			if c, ok := src.(io.Closer); ok {
+				if err := c.Close(); err != nil && m.closeErr == nil {
+					m.closeErr = err
+				}
+			}
+		}
 	})
-	return nil
+	return m.closeErr
 }
 
 // Table returns the routing snapshot in use now.
-func (m *Mesh) Table() *router.Table { return m.snap.Load().table }
+func (m *Mesh) Table() *router.Table { return m.eng.Load().Table() }
+
+// Engine returns the mesh's call engine, for lightmesh's gRPC adapter
+// (package meshgrpc). Its type is internal to lightmesh: programs cannot
+// name it and have no use for it.
+func (m *Mesh) Engine() *engine.Engine { return m.eng }
+
+// demand is the engine's Demand hook: the manager watches service until
+// release is called.
+func (m *Mesh) demand(service string) (release func()) {
+	send := func(delta int) {
+		select {
+		case m.demands <- demand{service: service, delta: delta}:
+		case <-m.stopped:
+		}
+	}
+	send(+1)
+	var once sync.Once
+	return func() { once.Do(func() { send(-1) }) }
+}
 
 // watchRules runs the rule source's Watch in a backoff loop, handing every
 // document to the manager.
@@ -255,7 +324,7 @@ func (m *Mesh) watchRules(ctx context.Context) {
 	})
 }
 
-// manage is the only goroutine that changes the table.
+// manage is the only goroutine that changes the state.
 func (m *Mesh) manage(ctx context.Context) {
 	defer m.done.Done()
 	defer func() {
@@ -263,9 +332,7 @@ func (m *Mesh) manage(ctx context.Context) {
 			w.cancel()
 		}
 	}()
-	if m.cfg.rules == nil {
-		m.syncWatches(ctx)
-	}
+	m.syncWatches(ctx)
 	for {
 		select {
 		case <-ctx.Done():
@@ -279,6 +346,12 @@ func (m *Mesh) manage(ctx context.Context) {
 			close(done)
 		case up := <-m.instances:
 			m.applyInstances(up)
+		case d := <-m.demands:
+			m.demanded[d.service] += d.delta
+			if m.demanded[d.service] <= 0 {
+				delete(m.demanded, d.service)
+			}
+			m.syncWatches(ctx)
 		}
 	}
 }
@@ -313,6 +386,11 @@ func (m *Mesh) seedInstances() {
 
 // applyDocument validates, compiles and applies doc, reporting a rejection
 // as its error. fromSnapshot marks a document restored from disk.
+//
+// Validation and compilation are router.Load, the same entry point tools
+// use; only once it succeeded does the next state carry breakers, buckets
+// and budgets over from the one in force, and nothing in force changes
+// until the next state is published with one store.
 func (m *Mesh) applyDocument(ctx context.Context, doc rules.Document, fromSnapshot bool) error {
 	sum := sha256.Sum256(doc.Data)
 	hash := hex.EncodeToString(sum[:])
@@ -329,14 +407,10 @@ func (m *Mesh) applyDocument(ctx context.Context, doc rules.Document, fromSnapsh
 			m.status.Rules.FromSnapshot, m.status.Rules.Version = false, version
 		}
 		m.mu.Unlock()
-		m.metrics.ruleUpdate("unchanged")
+		m.metrics.RuleUpdate("unchanged")
 		return nil
 	}
 	compiled, err := router.Load(doc.Data)
-	var policies map[string]*servicePolicy
-	if err == nil {
-		policies, err = buildPolicies(compiled, m.snap.Load().policies, m.onBreakerChange)
-	}
 	if err != nil {
 		m.rejectedHash = hash
 		m.cfg.logger.Error("lightmesh: rule document rejected; last good rules keep serving",
@@ -345,49 +419,43 @@ func (m *Mesh) applyDocument(ctx context.Context, doc rules.Document, fromSnapsh
 		m.status.LastRejection = &Rejection{Version: version, Error: redact(err.Error()), At: now}
 		m.status.Watcher.LastUpdate = now
 		m.mu.Unlock()
-		m.metrics.ruleUpdate("rejected")
+		m.metrics.RuleUpdate("rejected")
 		m.notify(RulesEvent{Version: version, Err: err, At: now})
 		return err
 	}
 	m.appliedHash, m.rejectedHash = hash, ""
-	old := m.snap.Load()
-	next := &state{table: old.table.WithRules(compiled), policies: policies}
-	b := &policyBuilder{onChange: m.onBreakerChange}
-	for name, p := range policies {
-		policies[name] = p.withInstances(next.table.Instances(name, ""), b)
-	}
-	m.snap.Store(next)
+	m.eng.Publish(m.eng.Load().WithRules(compiled, m.onBreakerChange))
 	m.mu.Lock()
 	m.status.Rules.Version, m.status.Rules.AppliedAt, m.status.Rules.FromSnapshot = version, now, fromSnapshot
 	m.status.Watcher.LastUpdate = now
 	m.mu.Unlock()
-	if m.store != nil && !fromSnapshot {
-		if err := m.store.SaveRules(snapshot.Rules{Source: m.source, Version: version, SavedAt: now, Data: string(doc.Data)}); err != nil {
-			m.cfg.logger.Warn("lightmesh: saving the rules snapshot failed", "err", err)
-		}
+	if m.saver != nil && !fromSnapshot {
+		m.saver.rules(snapshot.Rules{Source: m.source, Version: version, SavedAt: now, Data: string(doc.Data)})
 	}
-	m.metrics.rulesApplied(m.source, version)
+	m.metrics.RulesApplied(m.source, version)
 	m.cfg.logger.Info("lightmesh: rules applied", "source", m.source, "version", version, "services", len(compiled.Services()))
-	m.syncWatches(ctx)
-	select {
-	case <-m.ready:
-	default:
+	if !isClosed(m.ready) {
 		close(m.ready)
 	}
+	m.syncWatches(ctx)
 	m.notify(RulesEvent{Version: version, At: now})
 	return nil
 }
 
+// notify hands ev to the event queue; it never blocks the manager.
 func (m *Mesh) notify(ev RulesEvent) {
-	if m.cfg.onRules != nil {
-		m.cfg.onRules(ev)
+	if m.events != nil {
+		m.events.push(ev)
 	}
 }
 
-// syncWatches starts a discovery watch for each service the rules or
-// WithServices name and stops those no longer named.
+// syncWatches starts a discovery watch for each service the rules,
+// WithServices or an adapter's demand name, and stops those no longer
+// named.
 func (m *Mesh) syncWatches(ctx context.Context) {
-	first := m.awaited == nil && !isClosed(m.found)
+	// New waits for the services of the first rules (or, without a rule
+	// source, those of WithServices) to report once.
+	first := m.awaited == nil && !isClosed(m.found) && isClosed(m.ready)
 	if first {
 		m.awaited = make(map[string]bool)
 	}
@@ -395,15 +463,21 @@ func (m *Mesh) syncWatches(ctx context.Context) {
 	if m.cfg.discovery == nil {
 		return
 	}
-	want := slices.Concat(m.snap.Load().table.Rules().Services(), m.cfg.services)
+	want := slices.Concat(m.eng.Load().Table().Rules().Services(), m.cfg.services)
+	for name := range m.demanded {
+		want = append(want, name)
+	}
 	keep := make(map[string]bool, len(want))
 	for _, name := range want {
 		keep[name] = true
+		if first && !m.live[name] {
+			m.awaited[name] = true
+		}
 		if m.watches[name] != nil {
 			continue
 		}
-		if first {
-			m.awaited[name] = true
+		if !m.eng.Load().Table().Has(name) {
+			m.setInstances(name, []discovery.Instance{}) // known, with no instance yet
 		}
 		wctx, cancel := context.WithCancel(ctx)
 		m.watchGen++
@@ -444,10 +518,8 @@ func (m *Mesh) applyInstances(up instanceUpdate) {
 	list := m.validInstances(up.service, up.list)
 	m.live[up.service] = true
 	m.setInstances(up.service, list)
-	if m.store != nil {
-		if err := m.store.SaveInstances(snapshot.Instances{Service: up.service, SavedAt: time.Now(), Instances: list}); err != nil {
-			m.cfg.logger.Warn("lightmesh: saving the instance snapshot failed", "service", up.service, "err", err)
-		}
+	if m.saver != nil {
+		m.saver.instances(snapshot.Instances{Service: up.service, SavedAt: time.Now(), Instances: list})
 	}
 	if m.awaited != nil {
 		delete(m.awaited, up.service)
@@ -473,23 +545,17 @@ func (m *Mesh) validInstances(service string, in []discovery.Instance) []discove
 	return list
 }
 
-// setInstances publishes a snapshot in which service has list, with
-// per-instance breakers to match.
+// setInstances publishes a state in which service has list (nil: the
+// service is no longer known), with per-instance breakers to match.
 func (m *Mesh) setInstances(service string, list []discovery.Instance) {
-	old := m.snap.Load()
-	next := &state{table: old.table.WithInstances(service, list), policies: old.policies}
-	if p := old.policies[service]; p != nil && p.outlier != nil {
-		next.policies = maps.Clone(old.policies)
-		next.policies[service] = p.withInstances(next.table.Instances(service, ""), &policyBuilder{onChange: m.onBreakerChange})
-	}
-	m.snap.Store(next)
+	m.eng.Publish(m.eng.Load().WithInstances(service, list, m.onBreakerChange))
 }
 
 // onBreakerChange is called by every breaker the mesh creates when its
 // state changes.
 func (m *Mesh) onBreakerChange(service, instance string, from, to breaker.State) {
 	m.cfg.logger.Info("lightmesh: breaker state change", "service", service, "instance", instance, "from", from.String(), "to", to.String())
-	m.metrics.breakerChanged(service, instance, to)
+	m.metrics.BreakerChanged(service, to)
 }
 
 // checkFound closes found once no awaited service is left.
@@ -514,5 +580,5 @@ func (m *Mesh) setWatcher(f func(*WatcherStatus)) {
 	f(&m.status.Watcher)
 	connected := m.status.Watcher.Connected
 	m.mu.Unlock()
-	m.metrics.watcher(connected)
+	m.metrics.Watcher(connected)
 }

@@ -311,11 +311,13 @@ services:
 		labels map[string]string
 		want   float64
 	}{
-		{"lightmesh_requests_total", map[string]string{"direction": "outbound", "service": "svc", "subset": "g", "code": "200"}, 3},
-		{"lightmesh_requests_total", map[string]string{"direction": "outbound", "service": "svc", "subset": "b", "code": "503"}, 2},
-		{"lightmesh_requests_total", map[string]string{"direction": "outbound", "service": "svc", "subset": "g", "code": "error"}, 2},
-		{"lightmesh_request_duration_seconds", map[string]string{"direction": "outbound", "service": "svc", "subset": "g"}, 5},
-		{"lightmesh_rejections_total", map[string]string{"service": "svc", "reason": "rate_limited"}, 2},
+		{"lightmesh_requests_total", map[string]string{"direction": "outbound", "protocol": "http", "destination_service": "svc", "destination_subset": "g", "code": "200"}, 3},
+		{"lightmesh_requests_total", map[string]string{"direction": "outbound", "destination_service": "svc", "destination_subset": "b", "code": "503"}, 2},
+		// Calls refused before anything was sent are counted as rejections,
+		// never as requests or in the latency histogram.
+		{"lightmesh_requests_total", map[string]string{"direction": "outbound", "destination_service": "svc", "code": "error"}, -1},
+		{"lightmesh_request_duration_seconds", map[string]string{"direction": "outbound", "destination_service": "svc", "destination_subset": "g"}, 3},
+		{"lightmesh_rejections_total", map[string]string{"protocol": "http", "destination_service": "svc", "reason": "rate_limited"}, 2},
 		{"lightmesh_rule_updates_total", map[string]string{"result": "applied"}, 1},
 		{"lightmesh_rule_updates_total", map[string]string{"result": "rejected"}, 1},
 		{"lightmesh_rules_info", map[string]string{"source": "memory", "version": "1"}, 1},
@@ -348,10 +350,10 @@ func TestMetricsInbound(t *testing.T) {
 		}
 		resp.Body.Close()
 	}
-	if got := metricValue(t, reg, "lightmesh_requests_total", map[string]string{"direction": "inbound", "service": "me", "code": "200"}); got != 2 {
+	if got := metricValue(t, reg, "lightmesh_requests_total", map[string]string{"direction": "inbound", "destination_service": "me", "code": "200"}); got != 2 {
 		t.Errorf("inbound 200s = %v, want 2", got)
 	}
-	if got := metricValue(t, reg, "lightmesh_requests_total", map[string]string{"direction": "inbound", "service": "me", "code": "404"}); got != 1 {
+	if got := metricValue(t, reg, "lightmesh_requests_total", map[string]string{"direction": "inbound", "destination_service": "me", "code": "404"}); got != 1 {
 		t.Errorf("inbound 404s = %v, want 1", got)
 	}
 	// A second mesh on the same registry is refused rather than silently
@@ -359,6 +361,42 @@ func TestMetricsInbound(t *testing.T) {
 	if _, err := mesh.New(context.Background(), mesh.WithRegisterer(reg)); err == nil {
 		t.Error("registering the metrics twice on one registry must fail")
 	}
+}
+
+// TestMetricsUnregistered: a failed New leaves nothing registered, and
+// Close unregisters, so the same registry takes a new mesh (bug 11).
+func TestMetricsUnregistered(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	// The same collector as the mesh's last one, registered first, makes
+	// New fail after registering all the others.
+	clash := prometheus.NewGauge(prometheus.GaugeOpts{Name: "lightmesh_watcher_connected", Help: "1 while the rule source's watcher is connected."})
+	reg.MustRegister(clash)
+	if _, err := mesh.New(context.Background(), mesh.WithRegisterer(reg)); err == nil {
+		t.Fatal("New succeeded with a clashing collector")
+	}
+	reg.Unregister(clash)
+	m, err := mesh.New(context.Background(), mesh.WithRegisterer(reg))
+	if err != nil {
+		t.Fatalf("New after a failed New: %v", err)
+	}
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(families) != 0 {
+		t.Fatalf("%d metric families left after Close", len(families))
+	}
+	m2, err := mesh.New(context.Background(), mesh.WithRegisterer(reg))
+	if err != nil {
+		t.Fatalf("New after Close: %v", err)
+	}
+	m2.Close()
 }
 
 // TestExemplarCarriesTraceID checks that a sampled call's trace id is

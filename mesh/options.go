@@ -1,10 +1,11 @@
 package mesh
 
 import (
-	"github.com/prometheus/client_golang/prometheus"
 	"io"
 	"log/slog"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/lightmesh/lightmesh/discovery"
 	"github.com/lightmesh/lightmesh/internal/backoff"
@@ -33,19 +34,24 @@ type config struct {
 	onRules      func(RulesEvent)
 	registerer   prometheus.Registerer
 	snapshotDir  string
+	// snapshotDelay is how long the snapshot writer gathers changes
+	// before it writes them.
+	snapshotDelay time.Duration
 }
 
 func defaultConfig() config {
 	return config{
-		logger:       slog.New(slog.NewTextHandler(io.Discard, nil)),
-		startTimeout: 10 * time.Second,
-		backoff:      backoff.Policy{Base: 100 * time.Millisecond, Max: 10 * time.Second},
+		logger:        slog.New(slog.NewTextHandler(io.Discard, nil)),
+		startTimeout:  10 * time.Second,
+		backoff:       backoff.Policy{Base: 100 * time.Millisecond, Max: 10 * time.Second},
+		snapshotDelay: 100 * time.Millisecond,
 	}
 }
 
 // WithRules sets where rule documents come from. Without it the mesh runs
 // with no rules: every discovered service is balanced over all its
-// instances.
+// instances. The mesh owns src: Close closes it when it has a Close
+// method. A mesh reads one rule source; given twice, the last one is used.
 func WithRules(src rules.Source) Option {
 	return optionFunc(func(c *config) {
 		if src != nil {
@@ -55,7 +61,8 @@ func WithRules(src rules.Source) Option {
 }
 
 // WithDiscovery sets where instances come from. The mesh watches every
-// service the rules name plus those given to WithServices.
+// service the rules name plus those given to WithServices. The mesh owns
+// src: Close closes it when it has a Close method.
 func WithDiscovery(src discovery.Source) Option {
 	return optionFunc(func(c *config) {
 		if src != nil {
@@ -65,6 +72,8 @@ func WithDiscovery(src discovery.Source) Option {
 }
 
 // WithServices names services to discover even when no rule mentions them.
+// They are mesh services from New on: a call to one before discovery has
+// reported it fails with router.ErrNoInstance, and never leaves the mesh.
 func WithServices(names ...string) Option {
 	return optionFunc(func(c *config) { c.services = append(c.services, names...) })
 }
@@ -114,9 +123,11 @@ func WithTrace(opts ...trace.Option) Option {
 	return optionFunc(func(c *config) { c.traceOptions = append(c.traceOptions, opts...) })
 }
 
-// WithOnRulesChange registers fn to be called, from the mesh's manager
-// goroutine and never on the request path, after each rule document is
-// applied or rejected. fn must not block for long.
+// WithOnRulesChange registers fn to be called after each rule document is
+// applied or rejected, in order, from a goroutine of the mesh's own — never
+// from the request path or the manager, so a slow fn delays only later
+// events. While fn is busy, up to 1,024 events wait; beyond that the oldest
+// are dropped (and the drop logged). fn must return for Close to return.
 func WithOnRulesChange(fn func(RulesEvent)) Option {
 	return optionFunc(func(c *config) { c.onRules = fn })
 }
@@ -129,7 +140,8 @@ func WithRegisterer(reg prometheus.Registerer) Option {
 }
 
 // WithSnapshotDir keeps the last good rule document and each service's
-// last instance list in dir (written atomically after every change). When
+// last instance list in dir (written atomically by a background writer
+// shortly after each change; Close writes what is pending). When
 // the rule source gives no valid document within the start timeout, New
 // starts from the saved one instead of failing, and services discovery has
 // not reported by then get their saved instances; the live sources take

@@ -6,17 +6,15 @@ import (
 	"encoding/json"
 	"errors"
 	"html/template"
-	"maps"
 	"mime"
 	"net/http"
 	"regexp"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
 
-	"github.com/lightmesh/lightmesh/breaker"
 	"github.com/lightmesh/lightmesh/discovery"
+	"github.com/lightmesh/lightmesh/internal/engine"
 	"github.com/lightmesh/lightmesh/router"
 )
 
@@ -376,9 +374,9 @@ func (m *Mesh) Status() Status {
 		st.LastRejection = &r
 	}
 	m.mu.Unlock()
-	snap := m.snap.Load()
-	st.Services = serviceStatuses(snap.table)
-	st.Breakers = breakerStatuses(snap.policies)
+	snap := m.eng.Load()
+	st.Services = serviceStatuses(snap.Table())
+	st.Breakers = breakerStatuses(snap)
 	return st
 }
 
@@ -401,19 +399,11 @@ func serviceStatuses(t *router.Table) []ServiceStatus {
 	return out
 }
 
-func breakerStatuses(policies map[string]*servicePolicy) []BreakerStatus {
+func breakerStatuses(snap *engine.State) []BreakerStatus {
 	var out []BreakerStatus
-	add := func(service, instance string, b *breaker.Breaker) {
-		out = append(out, BreakerStatus{Service: service, Instance: instance, State: b.State().String(), OpenUntil: b.OpenUntil(), Trips: b.Trips()})
-	}
-	for _, name := range slices.Sorted(maps.Keys(policies)) {
-		p := policies[name]
-		if p.breaker != nil {
-			add(name, "", p.breaker)
-		}
-		for _, addr := range slices.Sorted(maps.Keys(p.instances)) {
-			add(name, addr, p.instances[addr])
-		}
+	for _, b := range snap.Breakers() {
+		out = append(out, BreakerStatus{Service: b.Service, Instance: b.Instance, State: b.Breaker.State().String(),
+			OpenUntil: b.Breaker.OpenUntil(), Trips: b.Breaker.Trips()})
 	}
 	return out
 }

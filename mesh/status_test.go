@@ -199,7 +199,7 @@ func TestStatusJSON(t *testing.T) {
 	if rej.Version != "2" || rej.At.Before(st.Rules.AppliedAt) || rej.At.After(now) {
 		t.Errorf("lastRejection = %+v, want version 2 rejected after version 1 was applied", rej)
 	}
-	if !strings.Contains(rej.Error, statusSubsetErr+"\n"+statusWeightErr) {
+	if !strings.Contains(rej.Error, statusSubsetErr+" (line 10, column 25)\n"+statusWeightErr+" (line 11, column 39)") {
 		t.Errorf("lastRejection.error = %q\nwant it to hold, one per line:\n%s\n%s", rej.Error, statusSubsetErr, statusWeightErr)
 	}
 	if !st.Watcher.Connected || st.Watcher.LastUpdate.Before(rej.At) || st.Watcher.LastError != "" {
@@ -281,7 +281,7 @@ func TestStatusHTML(t *testing.T) {
 	if strings.Contains(page, "<script") {
 		t.Errorf("page holds a script element:\n%s", page)
 	}
-	escaped := `unknown subset &#34;&lt;script&gt;alert(1)&lt;/script&gt;&#34;` + "\n" + `services.orders.routes[1].destinations[0].weight: must be &gt;= 0`
+	escaped := `unknown subset &#34;&lt;script&gt;alert(1)&lt;/script&gt;&#34; (line 10, column 25)` + "\n" + `services.orders.routes[1].destinations[0].weight: must be &gt;= 0`
 	for _, want := range []string{
 		`<code id="rules-version">1</code>`,
 		`<code id="rules-source">memory</code>`,

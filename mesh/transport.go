@@ -1,19 +1,37 @@
 package mesh
 
 import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"io"
+	"net"
 	"net/http"
+	"sync"
+	"syscall"
+	"time"
+
+	"go.opentelemetry.io/otel/propagation"
+
+	"github.com/lightmesh/lightmesh/internal/engine"
+	"github.com/lightmesh/lightmesh/router"
+	"github.com/lightmesh/lightmesh/trace"
 )
 
 // Transport returns an http.RoundTripper that sends requests for mesh
 // services through base (http.DefaultTransport when nil).
 //
-// A request whose URL host names a service the mesh knows (from rules or
-// discovery), such as http://user-api/v1/users, is cloned, given the
-// context's lane and trace headers, matched against the service's routes
-// and sent to the instance picked; its Host header stays the logical name
-// unless the caller set req.Host. Requests for any other host pass
-// through to base untouched. Routing failures are returned as errors
-// (router.ErrNoInstance, router.ErrNoRoute) without sending anything.
+// A request whose URL host names a service the mesh knows (from rules,
+// discovery or WithServices), such as http://user-api/v1/users, is cloned
+// (the caller's request is never changed), given the context's lane and
+// trace headers, matched against the service's routes and sent to the
+// instance picked; its Host header stays the logical name unless the
+// caller set req.Host, and for https the TLS server name is the logical
+// name too (when base is an *http.Transport), so certificates are checked
+// against it rather than the instance's IP. Requests for any other host
+// pass through to base untouched. Routing failures are returned as errors
+// (router.ErrNoInstance, router.ErrNoRoute) without sending anything, and
+// the request body is closed.
 //
 // The service's rules add protection: a client-side rate limit
 // (ErrRateLimited), the service breaker and per-instance breakers that
@@ -21,6 +39,8 @@ import (
 // and retries with a per-try timeout and a retry budget. Only idempotent
 // requests with a replayable body (GetBody) are retried unless the rule
 // says otherwise; each retry goes to another instance when there is one.
+// A 101 Switching Protocols response (WebSocket, h2c) is returned as base
+// gave it, and no mesh timeout outlives the handshake.
 func (m *Mesh) Transport(base http.RoundTripper) http.RoundTripper {
 	if base == nil {
 		base = http.DefaultTransport
@@ -31,17 +51,179 @@ func (m *Mesh) Transport(base http.RoundTripper) http.RoundTripper {
 type transport struct {
 	m    *Mesh
 	base http.RoundTripper
+	tls  sync.Map // TLS server name -> *http.Transport cloned from base
 }
 
 var _ http.RoundTripper = (*transport)(nil)
 
 func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
-	snap := t.m.snap.Load()
+	st := t.m.eng.Load()
 	service := req.URL.Hostname()
-	if !snap.table.Has(service) {
+	if !st.Table().Has(service) {
 		return t.base.RoundTrip(req)
 	}
-	return t.m.send(snap, service, req, t.base)
+	return t.send(st, service, req)
+}
+
+// httpCall is one request through the engine: the HTTP adapter's side of
+// an engine.Call.
+type httpCall struct {
+	c     engine.Call
+	t     *transport
+	base  http.RoundTripper
+	req   *http.Request // this call's clone, lane and trace injected
+	resp  *http.Response
+	tries int
+}
+
+// send runs one call to a mesh service and records it: a client span (in
+// span mode), the request metrics or the rejection.
+func (t *transport) send(st *engine.State, service string, req *http.Request) (*http.Response, error) {
+	m := t.m
+	start := time.Now()
+	prop := m.eng.Propagator()
+	ctx, span := prop.StartClient(req.Context(), req)
+	h := &httpCall{t: t, base: t.baseFor(req)}
+	out := req.Clone(ctx)
+	if out.Host == "" {
+		out.Host = req.URL.Host
+	}
+	prop.Inject(ctx, propagation.HeaderCarrier(out.Header))
+	h.req = out
+	rreq := router.Request{Method: out.Method, Path: out.URL.Path, Header: out.Header}
+	err := h.c.Begin(st, service, &rreq, m.metrics)
+	if err == nil {
+		err = h.c.Admit()
+	}
+	if err == nil {
+		h.c.SetReplayable(replayable(out, h.c.NonIdempotentAllowed()))
+		err = h.c.Run(ctx, h)
+	}
+	resp := h.resp
+	if err != nil {
+		if resp != nil { // a response that a failed retry replaced was discarded; this one is the caller's
+			resp.Body.Close()
+			resp = nil
+		}
+		if !h.c.Sent() {
+			closeBody(req)
+		}
+		h.c.Release()
+	} else {
+		switch {
+		case resp.StatusCode == http.StatusSwitchingProtocols:
+			// The body is the upgraded connection: no timeout may cut it.
+			h.c.Release()
+		case h.c.HasTimeouts():
+			// Timeout contexts live until the caller closes the body.
+			resp.Body = &cancelBody{ReadCloser: resp.Body, cancels: h.c.Cancels()}
+		}
+	}
+	code := 0
+	if resp != nil {
+		code = resp.StatusCode
+	}
+	m.metrics.Finish(ctx, &h.c, engine.HTTP, engine.HTTPCode(code), time.Since(start), err)
+	if span.IsRecording() {
+		engine.Annotate(span, &h.c)
+	}
+	trace.End(span, code, err)
+	return resp, err
+}
+
+// Try implements engine.Attempt: it picks an instance and sends one try.
+func (h *httpCall) Try(ctx context.Context) engine.Outcome {
+	in, err := h.c.Pick(nil)
+	if err != nil {
+		return engine.Outcome{Err: err}
+	}
+	r := h.req
+	switch {
+	case h.tries > 0:
+		r = h.req.Clone(ctx)
+		if h.req.GetBody != nil {
+			body, err := h.req.GetBody()
+			if err != nil {
+				return engine.Outcome{Kind: engine.KindError, Err: err}
+			}
+			r.Body = body
+		}
+	case ctx != r.Context():
+		// The call's clone needs only its own context, not another copy
+		// of the headers.
+		r = r.WithContext(ctx)
+	}
+	h.tries++
+	r.URL.Host = in.Address
+	resp, err := h.base.RoundTrip(r)
+	if err != nil {
+		return engine.Outcome{Kind: errorKind(err), Err: err}
+	}
+	h.resp = resp
+	return engine.Outcome{Status: resp.StatusCode}
+}
+
+// Discard implements engine.Attempt: the response will be retried.
+func (h *httpCall) Discard() {
+	if h.resp != nil {
+		io.Copy(io.Discard, io.LimitReader(h.resp.Body, 64<<10))
+		h.resp.Body.Close()
+		h.resp = nil
+	}
+}
+
+// errorKind classifies a transport error for retries and breakers.
+func errorKind(err error) engine.Kind {
+	var op *net.OpError
+	switch {
+	case errors.As(err, &op) && op.Op == "dial":
+		return engine.KindConnectFailure
+	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE), errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return engine.KindReset
+	}
+	return engine.KindError
+}
+
+// replayable reports whether req may be sent again: an idempotent method
+// (or a rule allowing others) and a body that can be re-read.
+//
+// Go's http.Transport also retries an idempotent request by itself, once,
+// when a reused keep-alive connection turns out to be closed before any of
+// the response arrived (https://pkg.go.dev/net/http#Transport); those
+// resends come on top of retry.attempts and are not counted by the retry
+// budget.
+func replayable(req *http.Request, nonIdempotent bool) bool {
+	switch req.Method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace, http.MethodPut, http.MethodDelete:
+	default:
+		if !nonIdempotent {
+			return false
+		}
+	}
+	return req.Body == nil || req.Body == http.NoBody || req.GetBody != nil
+}
+
+// baseFor returns the transport for req: base itself, or for https to a
+// logical name a clone of base whose TLS server name is that name, since
+// the URL host becomes the instance's address.
+func (t *transport) baseFor(req *http.Request) http.RoundTripper {
+	ht, ok := t.base.(*http.Transport)
+	if !ok || req.URL.Scheme != "https" {
+		return t.base
+	}
+	name := req.URL.Hostname()
+	if cached, ok := t.tls.Load(name); ok {
+		return cached.(*http.Transport)
+	}
+	clone := ht.Clone()
+	if clone.TLSClientConfig == nil {
+		clone.TLSClientConfig = &tls.Config{}
+	}
+	if clone.TLSClientConfig.ServerName == "" {
+		clone.TLSClientConfig.ServerName = name
+	}
+	actual, _ := t.tls.LoadOrStore(name, clone)
+	return actual.(*http.Transport)
 }
 
 // closeBody honours the RoundTripper contract: the request body is closed
@@ -50,4 +232,17 @@ func closeBody(req *http.Request) {
 	if req.Body != nil {
 		req.Body.Close()
 	}
+}
+
+// cancelBody releases a call's timeout contexts when the caller closes the
+// response body, not before: the body is still being read until then.
+type cancelBody struct {
+	io.ReadCloser
+	cancels engine.Cancels
+}
+
+func (b *cancelBody) Close() error {
+	err := b.ReadCloser.Close()
+	b.cancels.Release()
+	return err
 }

@@ -25,7 +25,6 @@ const (
 	MaxRegexLen         = 1024
 	MaxNameLen          = 253
 	MaxWeight           = 1_000_000
-	maxReportedProblems = 50
 )
 
 // Rules is a compiled, validated rule document. It is immutable apart from
@@ -39,11 +38,21 @@ type Rules struct {
 // not modify it.
 func (r *Rules) Document() *Document { return r.doc }
 
+// Policy returns the compiled protection of service, or nil when the rules
+// do not name it. Callers must not modify it.
+func (r *Rules) Policy(service string) *Policy {
+	if sr := r.services[service]; sr != nil {
+		return sr.policy
+	}
+	return nil
+}
+
 // Services returns the names of the services the rules cover, sorted.
 func (r *Rules) Services() []string { return slices.Sorted(maps.Keys(r.services)) }
 
 type serviceRules struct {
 	name    string
+	policy  *Policy
 	subsets []subsetRule // sorted by name
 	routes  []route
 	inbound []route    // conditions only: inbound routes have no destinations
@@ -66,14 +75,66 @@ type route struct {
 	fallback int // subset index, -1 for none
 }
 
-// Compile validates doc as a whole and compiles it. The error lists every
-// problem found (up to 50), each a *FieldError naming its place; nothing is
-// compiled unless the whole document is valid.
+// Compile validates doc as a whole and compiles it. The error is a
+// *ValidationError listing every problem found (up to MaxProblems), each a
+// *FieldError naming its place; nothing is compiled unless the whole
+// document is valid. Load does the same from the document's bytes and adds
+// each problem's line.
 func Compile(doc *Document) (*Rules, error) {
-	c := &compiler{}
 	if doc == nil {
 		return nil, errors.New("router: nil document")
 	}
+	c := newCompiler(nil)
+	rules := c.compile(doc)
+	if err := c.err(); err != nil {
+		return nil, err
+	}
+	return rules, nil
+}
+
+// compiler validates and compiles one document, collecting every problem.
+type compiler struct {
+	pos      *positions // nil without source positions
+	problems []*FieldError
+}
+
+func newCompiler(pos *positions) *compiler { return &compiler{pos: pos} }
+
+// shape adds the problems Parse found.
+func (c *compiler) shape(problems []*FieldError) { c.problems = append(c.problems, problems...) }
+
+// fail records a problem at path, unless it repeats a shape problem.
+func (c *compiler) fail(path, format string, args ...any) {
+	if c.pos.hides(path) {
+		return
+	}
+	at := c.pos.of(path)
+	c.problems = append(c.problems, &FieldError{Path: path, Reason: fmt.Sprintf(format, args...), Line: at.line, Column: at.column})
+}
+
+// missing records that a required field at path is absent, unless its
+// mapping has a misspelled or mistyped field that is most likely it.
+func (c *compiler) missing(path, field string) {
+	if c.pos.hidesMissing(path) {
+		return
+	}
+	c.fail(join(path, field), "required")
+}
+
+// err returns the problems as a *ValidationError, or nil.
+func (c *compiler) err() error {
+	if len(c.problems) == 0 {
+		return nil
+	}
+	sortProblems(c.problems)
+	ve := &ValidationError{Problems: c.problems}
+	if n := len(ve.Problems); n > MaxProblems {
+		ve.Problems, ve.More = ve.Problems[:MaxProblems:MaxProblems], n-MaxProblems
+	}
+	return ve
+}
+
+func (c *compiler) compile(doc *Document) *Rules {
 	switch doc.APIVersion {
 	case APIVersion:
 	case "":
@@ -83,7 +144,7 @@ func Compile(doc *Document) (*Rules, error) {
 	}
 	if len(doc.Services) > MaxServices {
 		c.fail("services", "%d services, over the limit of %d", len(doc.Services), MaxServices)
-		return nil, c.err()
+		return nil
 	}
 	rules := &Rules{doc: doc, services: make(map[string]*serviceRules, len(doc.Services))}
 	for _, name := range slices.Sorted(maps.Keys(doc.Services)) {
@@ -94,27 +155,10 @@ func Compile(doc *Document) (*Rules, error) {
 		}
 		rules.services[name] = c.service(path, name, doc.Services[name])
 	}
-	if err := c.err(); err != nil {
-		return nil, err
-	}
-	return rules, nil
-}
-
-type compiler struct{ problems []error }
-
-func (c *compiler) fail(path, format string, args ...any) {
-	c.problems = append(c.problems, &FieldError{Path: path, Reason: fmt.Sprintf(format, args...)})
-}
-
-func (c *compiler) err() error {
-	if len(c.problems) == 0 {
+	if len(c.problems) > 0 {
 		return nil
 	}
-	if len(c.problems) > maxReportedProblems {
-		more := len(c.problems) - maxReportedProblems
-		c.problems = append(c.problems[:maxReportedProblems], fmt.Errorf("... and %d more problems", more))
-	}
-	return fmt.Errorf("router: invalid document: %w", errors.Join(c.problems...))
+	return rules
 }
 
 func (c *compiler) service(path, name string, svc Service) *serviceRules {
@@ -167,6 +211,7 @@ func (c *compiler) service(path, name string, svc Service) *serviceRules {
 	assignHeaderSlots(sr.routes)
 	sr.inbound = c.inbound(path, svc.Inbound)
 	sr.index = buildIndex(sr.routes)
+	sr.policy = c.policy(path, svc, sr.routes)
 	return sr
 }
 
@@ -204,20 +249,22 @@ func (c *compiler) route(path string, r Route, subsets map[string]int) route {
 		c.match(path+".match", r.Match, &cr)
 	}
 	switch n := len(r.Destinations); {
+	case n == 0 && r.Destinations == nil && c.pos.hidesMissing(path):
+		// most likely a misspelled destinations field, already reported
 	case n == 0:
 		c.fail(path+".destinations", "at least one destination is required")
 	case n > MaxDestinations:
 		c.fail(path+".destinations", "%d destinations, over the limit of %d", n, MaxDestinations)
 	}
 	weights := make([]int, 0, len(r.Destinations))
-	weighted, sum := 0, 0
+	weighted, sum, negative := 0, 0, false
 	seen := make(map[string]int)
 	for i, d := range r.Destinations {
 		dp := fmt.Sprintf("%s.destinations[%d]", path, i)
 		idx, ok := subsets[d.Subset]
 		switch {
 		case d.Subset == "":
-			c.fail(dp+".subset", "required")
+			c.missing(dp, "subset")
 		case !ok:
 			c.fail(dp+".subset", "unknown subset %q", d.Subset)
 		}
@@ -232,6 +279,7 @@ func (c *compiler) route(path string, r Route, subsets map[string]int) route {
 			switch {
 			case w < 0:
 				c.fail(dp+".weight", "must be >= 0")
+				negative = true
 			case w > MaxWeight:
 				c.fail(dp+".weight", "must be <= %d", MaxWeight)
 			}
@@ -243,7 +291,7 @@ func (c *compiler) route(path string, r Route, subsets map[string]int) route {
 	switch {
 	case weighted != 0 && weighted != len(r.Destinations):
 		c.fail(path+".destinations", "set weight on every destination or on none")
-	case weighted != 0 && sum == 0:
+	case weighted != 0 && sum == 0 && !negative:
 		c.fail(path+".destinations", "weights sum to 0: at least one destination needs a positive weight")
 	}
 	if sum > 0 {

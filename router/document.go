@@ -58,8 +58,9 @@ type Retry struct {
 	// zero means 0.2.
 	Budget float64 `yaml:"budget,omitempty" json:"budget,omitempty"`
 	// On lists the conditions that trigger a retry: connect-failure,
-	// reset, per-try-timeout, 5xx, or a status code such as "503".
-	// Empty means connect-failure, reset, 502, 503 and 504.
+	// reset, per-try-timeout, 5xx, an HTTP status code such as "503", or
+	// a gRPC code name such as unavailable. Empty means connect-failure,
+	// reset, per-try-timeout, 502, 503, 504 and (for gRPC) unavailable.
 	On []string `yaml:"on,omitempty" json:"on,omitempty"`
 	// Backoff is the first wait between tries (doubled each time, with
 	// jitter, at most 10 times Backoff); zero means 25ms.
@@ -86,6 +87,11 @@ type Breaker struct {
 	// FailureStatus lists the HTTP status codes that count as failures;
 	// empty means every 5xx. Transport errors and timeouts always count.
 	FailureStatus []int `yaml:"failureStatus,omitempty" json:"failureStatus,omitempty"`
+	// FailureCodes lists the gRPC status codes that count as failures, by
+	// name (unavailable, DEADLINE_EXCEEDED); empty means UNAVAILABLE,
+	// DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED, INTERNAL and UNKNOWN. The
+	// caller's own cancellation or deadline never counts.
+	FailureCodes []string `yaml:"failureCodes,omitempty" json:"failureCodes,omitempty"`
 }
 
 // RateLimit is a token bucket: RPS tokens a second, up to Burst at once.

@@ -3,6 +3,7 @@ package router
 import (
 	"errors"
 	"fmt"
+	"strings"
 )
 
 var (
@@ -51,11 +52,61 @@ func (e *NoRouteError) Error() string {
 // Is reports whether target is ErrNoRoute.
 func (e *NoRouteError) Is(target error) bool { return target == ErrNoRoute }
 
-// FieldError is one problem found while validating a document: Path names
-// the place (services.user-api.routes[1].destinations[0].weight).
+// FieldError is one problem found in a document: Path names the place
+// (services.user-api.routes[1].destinations[0].weight) and Line and Column
+// where it is written, when known (0 otherwise).
 type FieldError struct {
 	Path   string
 	Reason string
+	Line   int
+	Column int
 }
 
-func (e *FieldError) Error() string { return e.Path + ": " + e.Reason }
+// Error returns "path: reason (line L, column C)".
+func (e *FieldError) Error() string {
+	msg := e.Reason
+	if e.Path != "" {
+		msg = e.Path + ": " + e.Reason
+	}
+	if e.Line > 0 {
+		msg += fmt.Sprintf(" (line %d, column %d)", e.Line, e.Column)
+	}
+	return msg
+}
+
+// MaxProblems caps the problems one ValidationError lists; the rest are
+// only counted.
+const MaxProblems = 50
+
+// ValidationError is a rejected document: every problem found in one pass,
+// in document order, up to MaxProblems. errors.As reaches each *FieldError.
+type ValidationError struct {
+	Problems []*FieldError
+	// More counts the problems found beyond MaxProblems.
+	More int
+}
+
+// Error lists the problems, one per line.
+func (e *ValidationError) Error() string {
+	var b strings.Builder
+	b.WriteString("router: invalid document: ")
+	for i, p := range e.Problems {
+		if i > 0 {
+			b.WriteByte('\n')
+		}
+		b.WriteString(p.Error())
+	}
+	if e.More > 0 {
+		fmt.Fprintf(&b, "\n... and %d more problems", e.More)
+	}
+	return b.String()
+}
+
+// Unwrap returns the problems, for errors.As.
+func (e *ValidationError) Unwrap() []error {
+	out := make([]error, len(e.Problems))
+	for i, p := range e.Problems {
+		out[i] = p
+	}
+	return out
+}

@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"io"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -16,59 +18,189 @@ import (
 // MaxDocumentSize is the largest rule document Parse accepts (1 MiB).
 const MaxDocumentSize = 1 << 20
 
+// Load parses, validates and compiles a rule document in one step: the
+// entry point that accepts exactly the documents a mesh accepts. On error
+// nothing is compiled and the error is a *ValidationError listing every
+// problem found, each with its document path and line, or a syntax error
+// naming its line.
+func Load(data []byte) (*Rules, error) {
+	doc, pos, err := parse(data)
+	if err != nil {
+		return nil, err
+	}
+	c := newCompiler(pos)
+	c.shape(pos.problems)
+	if pos.incomplete {
+		return nil, c.err()
+	}
+	rules := c.compile(doc)
+	if err := c.err(); err != nil {
+		return nil, err
+	}
+	return rules, nil
+}
+
 // Parse decodes a rule document written in YAML or JSON (JSON is read as
-// YAML). Decoding is strict: unknown fields, duplicate keys, several
-// documents in one input and documents over MaxDocumentSize are errors.
-// Integer fields written with a fraction or exponent (10.5, 1e3) and null
-// list items are errors too, and JSON's \/ and surrogate-pair escapes,
-// which YAML lacks, are read as JSON means them. Parse checks syntax and
-// field types only; Compile validates the content.
+// YAML) and checks its shape: unknown fields (with a suggestion when one is
+// close), duplicate keys, values of the wrong kind, integers written with a
+// fraction or exponent, null list items and malformed durations are
+// reported with their document path and line, all in one *ValidationError.
+// Several documents in one input and documents over MaxDocumentSize are
+// errors too, and JSON's \/ and surrogate-pair escapes, which YAML lacks,
+// are read as JSON means them. Parse does not validate the content; Compile
+// (or Load, which does both) does.
 func Parse(data []byte) (*Document, error) {
+	doc, pos, err := parse(data)
+	if err != nil {
+		return nil, err
+	}
+	if len(pos.problems) > 0 {
+		c := newCompiler(pos)
+		c.shape(pos.problems)
+		return nil, c.err()
+	}
+	return doc, nil
+}
+
+// parse decodes data into a Document and a map of the positions of its
+// parts, with the shape problems found on the way. err is a syntax error:
+// then nothing else is returned.
+func parse(data []byte) (*Document, *positions, error) {
 	if len(data) > MaxDocumentSize {
-		return nil, fmt.Errorf("router: document is %d bytes, over the %d byte limit", len(data), MaxDocumentSize)
+		return nil, nil, fmt.Errorf("router: document is %d bytes, over the %d byte limit", len(data), MaxDocumentSize)
 	}
 	if len(bytes.TrimSpace(data)) == 0 {
-		return nil, errors.New("router: document is empty")
+		return nil, nil, errors.New("router: document is empty")
 	}
 	data = yamlSafeJSON(data)
 	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	var doc Document
-	if err := dec.Decode(&doc); err != nil {
+	var root yaml.Node
+	if err := dec.Decode(&root); err != nil {
 		if errors.Is(err, io.EOF) { // only comments or directives
-			return nil, errors.New("router: document is empty")
+			return nil, nil, errors.New("router: document is empty")
 		}
-		return nil, fmt.Errorf("router: decode: %w", err)
+		return nil, nil, fmt.Errorf("router: decode: %w", err)
 	}
 	var extra yaml.Node
 	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
-		return nil, errors.New("router: decode: more than one document in the input")
+		return nil, nil, errors.New("router: decode: more than one document in the input")
 	}
-	if err := checkShape(data); err != nil {
-		return nil, err
+	pos := &positions{at: make(map[string]position)}
+	var doc Document
+	body := &root
+	if root.Kind == yaml.DocumentNode && len(root.Content) == 1 {
+		body = root.Content[0]
 	}
-	return &doc, nil
+	w := shapeWalker{seen: make(map[shapeKey]bool), pos: pos}
+	w.walk(body, reflect.TypeFor[Document](), "")
+	if err := body.Decode(&doc); err != nil {
+		var te *yaml.TypeError
+		if !errors.As(err, &te) {
+			return nil, nil, fmt.Errorf("router: decode: %w", err) // aliasing limits and the like
+		}
+		if len(pos.problems) == 0 {
+			// A type problem the walker does not know: report yaml's words.
+			for _, msg := range te.Errors {
+				pos.problems = append(pos.problems, &FieldError{Reason: msg})
+			}
+		}
+		// The decoded document is incomplete: validating its content
+		// would report what is only missing from the decoding.
+		pos.incomplete = true
+	}
+	return &doc, pos, nil
 }
 
-// checkShape rejects what the strict decoder lets through without a word:
-// a number with a fraction or exponent in an integer field (10.5 would be
-// stored as 10) and null items in lists (they would be dropped, shifting
-// the indexes later errors name; an emptied methods list would match every
-// method). It walks the document's nodes beside the Go types they decode
-// into, so new fields are covered as they are added.
-func checkShape(data []byte) error {
-	var root yaml.Node
-	if err := yaml.Unmarshal(data, &root); err != nil {
-		return fmt.Errorf("router: decode: %w", err)
+// position is a line and column in the document, both from 1.
+type position struct{ line, column int }
+
+// positions maps document paths to where they are written, and collects
+// the shape problems Parse finds.
+type positions struct {
+	at       map[string]position
+	problems []*FieldError
+	// incomplete: the document could not be decoded whole (values of the
+	// wrong kind), so its content is not validated.
+	incomplete bool
+}
+
+// hides reports whether a content problem at path is most likely a shape
+// problem seen again, and is left out: it is at the place of a shape
+// problem, inside it, or on the mapping holding it (a misspelled field
+// leaves its mapping without that field).
+func (p *positions) hides(path string) bool {
+	if p == nil {
+		return false
 	}
-	if root.Kind != yaml.DocumentNode || len(root.Content) != 1 {
-		return nil
+	for _, sp := range p.problems {
+		if path == sp.Path || parentPath(sp.Path) == path || isUnder(path, sp.Path) {
+			return true
+		}
 	}
-	w := shapeWalker{seen: make(map[shapeKey]bool)}
-	if fe := w.walk(root.Content[0], reflect.TypeFor[Document](), ""); fe != nil {
-		return fmt.Errorf("router: invalid document: %w", fe)
+	return false
+}
+
+// hidesMissing reports whether a "required" problem for a field of the
+// mapping at path is left out: the mapping has a shape problem, most
+// likely the misspelled field.
+func (p *positions) hidesMissing(path string) bool {
+	if p == nil {
+		return false
 	}
-	return nil
+	for _, sp := range p.problems {
+		if parentPath(sp.Path) == path || sp.Path == path {
+			return true
+		}
+	}
+	return false
+}
+
+// parentPath returns the path of the value holding path ("" for a
+// top-level key).
+func parentPath(path string) string {
+	if i := strings.LastIndexAny(path, ".["); i > 0 {
+		return path[:i]
+	}
+	return ""
+}
+
+// isUnder reports whether path is inside the value at ancestor.
+func isUnder(path, ancestor string) bool {
+	if ancestor == "" {
+		return true
+	}
+	if !strings.HasPrefix(path, ancestor) || len(path) == len(ancestor) {
+		return false
+	}
+	c := path[len(ancestor)]
+	return c == '.' || c == '['
+}
+
+func (p *positions) set(path string, n *yaml.Node) {
+	if _, ok := p.at[path]; !ok {
+		p.at[path] = position{n.Line, n.Column}
+	}
+}
+
+// of returns the position of path, or of its nearest written ancestor.
+func (p *positions) of(path string) position {
+	if p == nil {
+		return position{}
+	}
+	for {
+		if at, ok := p.at[path]; ok {
+			return at
+		}
+		i := strings.LastIndexAny(path, ".[")
+		if i <= 0 {
+			return position{}
+		}
+		path = path[:i]
+	}
+}
+
+func (p *positions) fail(path string, n *yaml.Node, format string, args ...any) {
+	p.problems = append(p.problems, &FieldError{Path: path, Reason: fmt.Sprintf(format, args...), Line: n.Line, Column: n.Column})
 }
 
 type shapeKey struct {
@@ -76,105 +208,247 @@ type shapeKey struct {
 	t reflect.Type
 }
 
+// shapeWalker checks the document's nodes beside the Go types they decode
+// into, so new fields are covered as they are added.
 type shapeWalker struct {
 	seen map[shapeKey]bool // aliased nodes are walked once per type
+	pos  *positions
 }
 
-func (w *shapeWalker) walk(n *yaml.Node, t reflect.Type, path string) *FieldError {
-	for n.Kind == yaml.AliasNode && n.Alias != nil {
-		n = n.Alias
+var (
+	durationType    = reflect.TypeFor[Duration]()
+	unmarshalerType = reflect.TypeFor[yaml.Unmarshaler]()
+)
+
+func join(path, key string) string {
+	if path == "" {
+		return key
 	}
+	return path + "." + key
+}
+
+func (w *shapeWalker) walk(n *yaml.Node, t reflect.Type, path string) {
+	n = resolveAlias(n)
 	if isNull(n) {
-		return nil
+		return
 	}
 	k := shapeKey{n, t}
 	if w.seen[k] {
-		return nil
+		return
 	}
 	w.seen[k] = true
-	if reflect.PointerTo(t).Implements(reflect.TypeFor[yaml.Unmarshaler]()) {
-		return nil // the type checks its own node
+	if path != "" {
+		w.pos.set(path, n)
 	}
-	join := func(key string) string {
-		if path == "" {
-			return key
-		}
-		return path + "." + key
+	if t == durationType {
+		w.duration(n, path)
+		return
+	}
+	if reflect.PointerTo(t).Implements(unmarshalerType) {
+		return // a type checking its own node
 	}
 	switch t.Kind() {
 	case reflect.Pointer:
-		return w.walk(n, t.Elem(), path)
+		w.walk(n, t.Elem(), path)
 	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
 		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
 		if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!int" {
-			return &FieldError{Path: path, Reason: fmt.Sprintf("must be an integer, not %.20q", n.Value)}
+			w.pos.fail(path, n, "must be an integer, not %s", describe(n))
+			return
+		}
+		if _, err := strconv.ParseInt(strings.ReplaceAll(n.Value, "_", ""), 0, 64); err != nil {
+			w.pos.fail(path, n, "integer %.30q out of range", n.Value)
+		}
+	case reflect.Float32, reflect.Float64:
+		if n.Kind != yaml.ScalarNode || (n.ShortTag() != "!!int" && n.ShortTag() != "!!float") {
+			w.pos.fail(path, n, "must be a number, not %s", describe(n))
+		}
+	case reflect.Bool:
+		if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!bool" {
+			w.pos.fail(path, n, "must be true or false, not %s", describe(n))
+		}
+	case reflect.String:
+		if n.Kind != yaml.ScalarNode {
+			w.pos.fail(path, n, "must be a string, not %s", describe(n))
 		}
 	case reflect.Slice:
 		if n.Kind != yaml.SequenceNode {
-			return nil
+			w.pos.fail(path, n, "must be a list, not %s", describe(n))
+			return
 		}
 		for i, item := range n.Content {
 			ip := fmt.Sprintf("%s[%d]", path, i)
 			if isNull(resolveAlias(item)) {
-				return &FieldError{Path: ip, Reason: "must not be null"}
+				w.pos.fail(ip, item, "must not be null")
+				continue
 			}
-			if fe := w.walk(item, t.Elem(), ip); fe != nil {
-				return fe
-			}
+			w.walk(item, t.Elem(), ip)
 		}
 	case reflect.Map:
 		if n.Kind != yaml.MappingNode {
-			return nil
+			w.pos.fail(path, n, "must be a mapping of names to values, not %s", describe(n))
+			return
 		}
-		for i := 0; i+1 < len(n.Content); i += 2 {
-			if fe := w.walk(n.Content[i+1], t.Elem(), join(n.Content[i].Value)); fe != nil {
-				return fe
+		seen := make(map[string]int)
+		w.pairs(n, path, func(key, value *yaml.Node) {
+			kp := join(path, key.Value)
+			if line, dup := seen[key.Value]; dup {
+				w.pos.fail(kp, key, "duplicate key (first at line %d)", line)
+				return
 			}
-		}
+			seen[key.Value] = key.Line
+			if key.Kind != yaml.ScalarNode {
+				w.pos.fail(path, key, "keys must be strings, not %s", describe(key))
+				return
+			}
+			w.pos.set(kp, key)
+			w.walk(value, t.Elem(), kp)
+		})
 	case reflect.Struct:
 		if n.Kind != yaml.MappingNode {
-			return nil
+			w.pos.fail(path, n, "must be a mapping with the fields of %s, not %s", fieldList(t), describe(n))
+			return
 		}
-		for i := 0; i+1 < len(n.Content); i += 2 {
-			key, value := n.Content[i], n.Content[i+1]
-			if key.Value == "<<" && key.ShortTag() == "!!merge" {
-				// A merge key: its mapping (or list of mappings) adds
-				// fields to this one.
-				v := resolveAlias(value)
-				items := []*yaml.Node{v}
-				if v.Kind == yaml.SequenceNode {
-					items = v.Content
-				}
-				for _, m := range items {
-					if fe := w.walk(m, t, path); fe != nil {
-						return fe
-					}
-				}
-				continue
+		seen := make(map[string]int)
+		w.pairs(n, path, func(key, value *yaml.Node) {
+			kp := join(path, key.Value)
+			if line, dup := seen[key.Value]; dup {
+				w.pos.fail(kp, key, "duplicate key (first at line %d)", line)
+				return
 			}
-			if f, ok := yamlField(t, key.Value); ok {
-				if fe := w.walk(value, f.Type, join(key.Value)); fe != nil {
-					return fe
-				}
+			seen[key.Value] = key.Line
+			f, ok := yamlField(t, key.Value)
+			if !ok {
+				w.pos.fail(kp, key, "unknown field%s", suggest(key.Value, t))
+				return
 			}
-		}
+			w.pos.set(kp, key)
+			w.walk(value, f.Type, kp)
+		})
 	}
-	return nil
+}
+
+// pairs calls f for each key and value of mapping n, following merge keys
+// (<<), whose mapping or list of mappings adds fields to n.
+func (w *shapeWalker) pairs(n *yaml.Node, path string, f func(key, value *yaml.Node)) {
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		key, value := n.Content[i], n.Content[i+1]
+		if key.Value == "<<" && key.ShortTag() == "!!merge" {
+			v := resolveAlias(value)
+			items := []*yaml.Node{v}
+			if v.Kind == yaml.SequenceNode {
+				items = v.Content
+			}
+			for _, m := range items {
+				if m = resolveAlias(m); m.Kind == yaml.MappingNode {
+					w.pairs(m, path, f)
+				}
+			}
+			continue
+		}
+		f(key, value)
+	}
+}
+
+func (w *shapeWalker) duration(n *yaml.Node, path string) {
+	if n.Kind != yaml.ScalarNode {
+		w.pos.fail(path, n, "must be a duration such as \"2s\", not %s", describe(n))
+		return
+	}
+	if _, err := time.ParseDuration(strings.TrimSpace(n.Value)); err != nil {
+		w.pos.fail(path, n, "invalid duration %.30q (write it as \"250ms\", \"2s\" or \"1m30s\")", n.Value)
+	}
+}
+
+// describe names what node n holds, for error messages.
+func describe(n *yaml.Node) string {
+	switch n.Kind {
+	case yaml.MappingNode:
+		return "a mapping"
+	case yaml.SequenceNode:
+		return "a list"
+	}
+	switch n.ShortTag() {
+	case "!!str":
+		return fmt.Sprintf("the string %.30q", n.Value)
+	case "!!bool":
+		return "a boolean"
+	}
+	return fmt.Sprintf("%.30q", n.Value)
+}
+
+// yamlName returns the YAML key of struct field f.
+func yamlName(f reflect.StructField) string {
+	name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+	if name == "" {
+		name = strings.ToLower(f.Name)
+	}
+	return name
 }
 
 // yamlField returns the field of struct type t that YAML key names.
 func yamlField(t reflect.Type, key string) (reflect.StructField, bool) {
 	for i := range t.NumField() {
-		f := t.Field(i)
-		name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
-		if name == "" {
-			name = strings.ToLower(f.Name)
-		}
-		if name == key && f.IsExported() {
+		if f := t.Field(i); f.IsExported() && yamlName(f) == key {
 			return f, true
 		}
 	}
 	return reflect.StructField{}, false
+}
+
+// fieldList lists the YAML keys of struct type t.
+func fieldList(t reflect.Type) string {
+	var names []string
+	for i := range t.NumField() {
+		if f := t.Field(i); f.IsExported() {
+			names = append(names, yamlName(f))
+		}
+	}
+	return strings.Join(names, ", ")
+}
+
+// suggest returns `; did you mean "x"?` for the field of t closest to key,
+// or the list of fields when none is close.
+func suggest(key string, t reflect.Type) string {
+	best, bestDist := "", 3
+	for i := range t.NumField() {
+		f := t.Field(i)
+		if !f.IsExported() {
+			continue
+		}
+		name := yamlName(f)
+		if d := editDistance(strings.ToLower(key), strings.ToLower(name)); d < bestDist {
+			best, bestDist = name, d
+		}
+	}
+	if best != "" {
+		return fmt.Sprintf("; did you mean %q?", best)
+	}
+	return " (known fields: " + fieldList(t) + ")"
+}
+
+// editDistance is the Levenshtein distance of a and b, given up past 3.
+func editDistance(a, b string) int {
+	if len(a) > 64 || len(b) > 64 {
+		return 99
+	}
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
 }
 
 func resolveAlias(n *yaml.Node) *yaml.Node {
@@ -185,6 +459,24 @@ func resolveAlias(n *yaml.Node) *yaml.Node {
 }
 
 func isNull(n *yaml.Node) bool { return n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null" }
+
+// sortProblems orders problems by where they are written; problems without
+// a place keep their order, after the others.
+func sortProblems(ps []*FieldError) {
+	slices.SortStableFunc(ps, func(a, b *FieldError) int {
+		if la, lb := lineOf(a), lineOf(b); la != lb {
+			return la - lb
+		}
+		return a.Column - b.Column
+	})
+}
+
+func lineOf(fe *FieldError) int {
+	if fe.Line == 0 {
+		return 1 << 30
+	}
+	return fe.Line
+}
 
 // yamlSafeJSON returns data unchanged unless it is JSON with string escapes
 // that YAML lacks or reads differently (\/ and UTF-16 surrogate pairs); it
@@ -220,13 +512,4 @@ func yamlSafeJSON(data []byte) []byte {
 		i = end
 	}
 	return out
-}
-
-// Load parses and compiles a rule document in one step.
-func Load(data []byte) (*Rules, error) {
-	doc, err := Parse(data)
-	if err != nil {
-		return nil, err
-	}
-	return Compile(doc)
 }

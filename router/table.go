@@ -148,59 +148,143 @@ func buildService(sr *serviceRules, list []discovery.Instance) *serviceTable {
 	return st
 }
 
-// Route decides where a call to service goes: the first route whose match
-// accepts req chooses a subset (by weight), the subset's picker chooses an
-// instance for which accept returns true (nil accepts any), and when the
-// chosen subset has none the route's fallback subset is tried. It returns
+// Decision is where a call goes before an instance is picked: the
+// service, the route that matched and the subset it chose (by weight),
+// with the route's fallback. Table.Match makes it; Table.Pick picks an
+// instance for it, as often as a call needs (each retry picks again within
+// the same subset). A Decision is a small value tied to the Table that
+// made it.
+type Decision struct {
+	st *serviceTable
+	// Service is the service called.
+	Service string
+	// Route is the name of the matched route ("" when the service has no
+	// routes) and RouteIndex its position (-1 when none).
+	Route      string
+	RouteIndex int
+	subset     int // chosen subset index; -1: every instance of the service
+	fallback   int // fallback subset index; -1: none
+}
+
+// Subset returns the name of the chosen subset ("" when the service has
+// no subsets: any instance will do).
+func (d *Decision) Subset() string {
+	if d.subset < 0 || d.st == nil {
+		return ""
+	}
+	return d.st.rules.subsets[d.subset].name
+}
+
+// Fallback returns the name of the route's fallback subset, or "".
+func (d *Decision) Fallback() string {
+	if d.fallback < 0 || d.fallback == d.subset || d.st == nil {
+		return ""
+	}
+	return d.st.rules.subsets[d.fallback].name
+}
+
+// Match decides which route and subset a call to service takes, into d:
+// the first route whose match accepts req chooses a subset by weight. It
+// returns ErrUnknownService (unwrapped) for a service the table does not
+// know and a *NoRouteError when no route matches. A nil req is an empty
+// request. Match does not allocate on success.
+func (t *Table) Match(service string, req *Request, d *Decision) error {
+	st := t.services[service]
+	if st == nil {
+		return ErrUnknownService
+	}
+	*d = Decision{st: st, Service: service, RouteIndex: -1, subset: -1, fallback: -1}
+	if st.rules == nil || len(st.rules.routes) == 0 {
+		return nil
+	}
+	if req == nil {
+		req = &emptyRequest
+	}
+	var hc headerCache
+	i := st.rules.match(req, &hc)
+	if i < 0 {
+		return &NoRouteError{Service: service}
+	}
+	rt := &st.rules.routes[i]
+	d.Route, d.RouteIndex, d.fallback = rt.name, i, rt.fallback
+	switch len(rt.dests) {
+	case 0:
+	case 1:
+		// No split: skip the shared counter, a contended atomic.
+		d.subset = rt.dests[0]
+	default:
+		d.subset = rt.dests[rt.schedule.At(rt.next.Add(1)-1)]
+	}
+	return nil
+}
+
+// Pick picks an instance for d for which accept returns true (nil accepts
+// any): from the chosen subset, else from the route's fallback subset. It
+// returns a *NoInstanceError when neither has one. Pick does not allocate
+// on success.
+func (t *Table) Pick(d *Decision, accept func(*discovery.Instance) bool) (Result, error) {
+	res := Result{Service: d.Service, Route: d.Route, RouteIndex: d.RouteIndex}
+	st := d.st
+	if st == nil {
+		return res, &NoInstanceError{Service: d.Service}
+	}
+	if d.RouteIndex < 0 {
+		if res.Instance = st.all.Pick(accept); res.Instance == nil {
+			return res, &NoInstanceError{Service: d.Service}
+		}
+		return res, nil
+	}
+	if d.subset >= 0 {
+		res.Subset = st.rules.subsets[d.subset].name
+		if res.Instance = st.subsets[d.subset].Pick(accept); res.Instance != nil {
+			return res, nil
+		}
+	}
+	// The error is built only here, so that a call served by the
+	// fallback does not allocate it.
+	fallback := ""
+	if fb := d.fallback; fb >= 0 && fb != d.subset {
+		fallback = st.rules.subsets[fb].name
+		if res.Instance = st.subsets[fb].Pick(accept); res.Instance != nil {
+			res.Subset, res.Fallback = fallback, true
+			return res, nil
+		}
+	}
+	return res, &NoInstanceError{Service: d.Service, Subset: res.Subset, Fallback: fallback}
+}
+
+// Candidates returns the instances Pick chooses from for d: those of the
+// chosen subset, and then those of the fallback subset. Callers must not
+// modify the lists.
+func (t *Table) Candidates(d *Decision) (chosen, fallback []discovery.Instance) {
+	st := d.st
+	switch {
+	case st == nil:
+		return nil, nil
+	case d.RouteIndex < 0:
+		return st.all.Instances(), nil
+	}
+	if d.subset >= 0 {
+		chosen = st.subsets[d.subset].Instances()
+	}
+	if fb := d.fallback; fb >= 0 && fb != d.subset {
+		fallback = st.subsets[fb].Instances()
+	}
+	return chosen, fallback
+}
+
+// Route decides where a call to service goes: Match, then Pick. It returns
 // ErrUnknownService (unwrapped) for a service the table does not know, a
 // *NoRouteError when no route matches and a *NoInstanceError when no
 // instance is available. A nil req is an empty request. Route does not
 // allocate on success.
 func (t *Table) Route(service string, req *Request, accept func(*discovery.Instance) bool) (Result, error) {
-	st := t.services[service]
-	if st == nil {
-		return Result{}, ErrUnknownService
+	var d Decision
+	switch err := t.Match(service, req, &d); {
+	case err == ErrUnknownService:
+		return Result{}, err
+	case err != nil:
+		return Result{Service: service, RouteIndex: -1}, err
 	}
-	if req == nil {
-		req = &emptyRequest
-	}
-	res := Result{Service: service, RouteIndex: -1}
-	if st.rules == nil || len(st.rules.routes) == 0 {
-		if res.Instance = st.all.Pick(accept); res.Instance == nil {
-			return res, &NoInstanceError{Service: service}
-		}
-		return res, nil
-	}
-	var hc headerCache
-	if i := st.rules.match(req, &hc); i >= 0 {
-		rt := &st.rules.routes[i]
-		res.Route, res.RouteIndex = rt.name, i
-		chosen := -1
-		switch len(rt.dests) {
-		case 0:
-		case 1:
-			// No split: skip the shared counter, a contended atomic.
-			chosen = rt.dests[0]
-		default:
-			chosen = rt.dests[rt.schedule.At(rt.next.Add(1)-1)]
-		}
-		if chosen >= 0 {
-			res.Subset = st.rules.subsets[chosen].name
-			if res.Instance = st.subsets[chosen].Pick(accept); res.Instance != nil {
-				return res, nil
-			}
-		}
-		// The error is built only here, so that a call served by the
-		// fallback does not allocate it.
-		fallback := ""
-		if fb := rt.fallback; fb >= 0 && fb != chosen {
-			fallback = st.rules.subsets[fb].name
-			if res.Instance = st.subsets[fb].Pick(accept); res.Instance != nil {
-				res.Subset, res.Fallback = fallback, true
-				return res, nil
-			}
-		}
-		return res, &NoInstanceError{Service: service, Subset: res.Subset, Fallback: fallback}
-	}
-	return res, &NoRouteError{Service: service}
+	return t.Pick(&d, accept)
 }

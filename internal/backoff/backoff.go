@@ -4,6 +4,7 @@ package backoff
 
 import (
 	"context"
+	"errors"
 	"math/rand/v2"
 	"time"
 )
@@ -38,7 +39,8 @@ func (p Policy) withDefaults() Policy {
 }
 
 // Delay returns the delay before retry number attempt (0 for the first
-// retry): Base×Multiplier^attempt capped at Max, then jittered.
+// retry): Base×Multiplier^attempt capped at Max, then jittered, and never
+// above Max.
 func (p Policy) Delay(attempt int) time.Duration {
 	p = p.withDefaults()
 	d := float64(p.Base)
@@ -47,8 +49,12 @@ func (p Policy) Delay(attempt int) time.Duration {
 	}
 	d = min(d, float64(p.Max))
 	d *= 1 + p.Jitter*(2*rand.Float64()-1)
-	return time.Duration(d)
+	return time.Duration(min(d, float64(p.Max)))
 }
+
+// ErrReturned is what Loop reports to failed for an attempt that returned
+// nil before ctx ended: watches are meant to run until they fail.
+var ErrReturned = errors.New("returned without an error before it was stopped")
 
 // Loop calls attempt until ctx ends. After an attempt returns an error it
 // calls failed (when not nil) with the error and the wait before the next
@@ -64,6 +70,9 @@ func Loop(ctx context.Context, p Policy, attempt func(context.Context) error, fa
 		err := attempt(ctx)
 		if ctx.Err() != nil {
 			return
+		}
+		if err == nil {
+			err = ErrReturned
 		}
 		if time.Since(start) > p.Max {
 			failures = 0

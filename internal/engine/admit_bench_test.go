@@ -1,4 +1,4 @@
-package mesh
+package engine
 
 import (
 	"context"
@@ -10,10 +10,8 @@ import (
 	"github.com/sony/gobreaker/v2"
 	"golang.org/x/time/rate"
 
-	"github.com/lightmesh/lightmesh/breaker"
 	"github.com/lightmesh/lightmesh/discovery"
 	"github.com/lightmesh/lightmesh/router"
-	"github.com/lightmesh/lightmesh/rules"
 )
 
 // admitDoc has 100 routes in the shape of the router's BenchmarkRoute:
@@ -42,8 +40,9 @@ func admitDoc(protection string) string {
 	return b.String()
 }
 
-func admitMesh(b *testing.B, protection string) *Mesh {
-	b.Helper()
+// admitState returns a State for admitDoc(protection) with 1,000 instances.
+func admitState(tb testing.TB, protection string) *State {
+	tb.Helper()
 	var list []discovery.Instance
 	for i := range 1000 {
 		env := "base"
@@ -52,47 +51,58 @@ func admitMesh(b *testing.B, protection string) *Mesh {
 		}
 		list = append(list, discovery.Instance{Address: fmt.Sprintf("10.0.%d.%d:80", i/250, i%250), Labels: map[string]string{"env": env}})
 	}
-	m, err := New(context.Background(), WithRules(rules.NewMemory([]byte(admitDoc(protection)))),
-		WithDiscovery(discovery.NewStatic(map[string][]discovery.Instance{"svc": list})))
+	rules, err := router.Load([]byte(admitDoc(protection)))
 	if err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
-	b.Cleanup(func() { m.Close() })
-	return m
+	return NewState(router.NewTable(nil, map[string][]discovery.Instance{"svc": list})).WithRules(rules, nil)
 }
 
-// admit is one request's decision on the transport's own code path: route
-// and pick, rate-limit check, breaker admission and outcome.
-func admit(snap *state, req *router.Request, send func() breaker.Outcome) error {
-	c := call{snap: snap, pol: snap.policies["svc"], service: "svc", rreq: *req}
-	res, err := c.route()
-	if err != nil {
+// succeed is an Attempt whose tries pick an instance and succeed at once.
+type succeed struct{ c *Call }
+
+func (s *succeed) Try(context.Context) Outcome {
+	if _, err := s.c.Pick(nil); err != nil {
+		return Outcome{Err: err}
+	}
+	return Outcome{Status: http.StatusOK}
+}
+
+func (s *succeed) Discard() {}
+
+// decide is one call's decision on the adapters' own code path: match,
+// rate-limit check, and a try through the service breaker, the pick and
+// the instance breaker, with its outcome recorded.
+func decide(st *State, req *router.Request, c *Call, a *succeed) error {
+	*c = Call{}
+	a.c = c
+	if err := c.Begin(st, "svc", req, nil); err != nil {
 		return err
 	}
-	c.cp = &c.pol.routes[res.RouteIndex]
-	if c.cp.limiter != nil && !c.cp.limiter.Allow() {
-		return ErrRateLimited
+	if err := c.Admit(); err != nil {
+		return err
 	}
-	return c.guard(res.Instance, send)
+	return c.Run(context.Background(), a)
 }
 
-// BenchmarkAdmit measures admit beside the raw gobreaker Execute + raw
-// rate.Limiter.Allow it builds on, in the same run.
+// BenchmarkAdmit measures the decision path beside the raw gobreaker
+// Execute + raw rate.Limiter.Allow it builds on, in the same run.
 func BenchmarkAdmit(b *testing.B) {
 	const limit = "    rateLimit: {rps: 1e12, burst: 1000000000}\n"
 	const brk = "    breaker: {minRequests: 20, failureRatio: 0.5}\n"
 	req := &router.Request{Method: http.MethodGet, Path: "/", Header: http.Header{"X-Env": {"staging"}}}
-	ok := func() breaker.Outcome { return breaker.Success }
 	cases := []struct{ name, protection string }{
 		{"mesh=breaker+limit", brk + limit},
 		{"mesh=breaker+outlier+limit", brk + limit + "    outlierDetection: {minRequests: 20, failureRatio: 0.5}\n"},
 	}
 	for _, tc := range cases {
-		snap := admitMesh(b, tc.protection).snap.Load()
+		st := admitState(b, tc.protection)
 		b.Run(tc.name, func(b *testing.B) {
+			var c Call
+			a := &succeed{}
 			b.ReportAllocs()
 			for b.Loop() {
-				if err := admit(snap, req, ok); err != nil {
+				if err := decide(st, req, &c, a); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -100,8 +110,10 @@ func BenchmarkAdmit(b *testing.B) {
 		b.Run(tc.name+"/parallel", func(b *testing.B) {
 			b.ReportAllocs()
 			b.RunParallel(func(pb *testing.PB) {
+				var c Call
+				a := &succeed{}
 				for pb.Next() {
-					if err := admit(snap, req, ok); err != nil {
+					if err := decide(st, req, &c, a); err != nil {
 						b.Error(err)
 						return
 					}
@@ -130,52 +142,6 @@ func BenchmarkAdmit(b *testing.B) {
 			for pb.Next() {
 				lim.Allow()
 				cb.Execute(noop)
-			}
-		})
-	})
-}
-
-// BenchmarkLimit measures the client-side limit check as the transport
-// makes it (route, then the route's limiter) beside a raw rate.Limiter.
-func BenchmarkLimit(b *testing.B) {
-	snap := admitMesh(b, "    rateLimit: {rps: 1e12, burst: 1000000000}\n").snap.Load()
-	req := &router.Request{Method: http.MethodGet, Path: "/", Header: http.Header{"X-Env": {"staging"}}}
-	limitOnce := func() bool {
-		c := call{snap: snap, pol: snap.policies["svc"], service: "svc", rreq: *req}
-		res, err := c.route()
-		if err != nil {
-			return false
-		}
-		return c.pol.routes[res.RouteIndex].limiter.Allow()
-	}
-	b.Run("mesh", func(b *testing.B) {
-		b.ReportAllocs()
-		for b.Loop() {
-			if !limitOnce() {
-				b.Fatal("limited")
-			}
-		}
-	})
-	b.Run("mesh/parallel", func(b *testing.B) {
-		b.ReportAllocs()
-		b.RunParallel(func(pb *testing.PB) {
-			for pb.Next() {
-				limitOnce()
-			}
-		})
-	})
-	lim := rate.NewLimiter(1e12, 1000000000)
-	b.Run("raw=rate", func(b *testing.B) {
-		b.ReportAllocs()
-		for b.Loop() {
-			lim.Allow()
-		}
-	})
-	b.Run("raw=rate/parallel", func(b *testing.B) {
-		b.ReportAllocs()
-		b.RunParallel(func(pb *testing.PB) {
-			for pb.Next() {
-				lim.Allow()
 			}
 		})
 	})

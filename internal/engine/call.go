@@ -1,0 +1,447 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	oteltrace "go.opentelemetry.io/otel/trace"
+
+	"github.com/lightmesh/lightmesh/breaker"
+	"github.com/lightmesh/lightmesh/discovery"
+	"github.com/lightmesh/lightmesh/internal/backoff"
+	"github.com/lightmesh/lightmesh/router"
+	"github.com/lightmesh/lightmesh/trace"
+)
+
+// maxTried bounds the instances one call remembers having tried, and
+// maxRefused those whose breaker refused it; beyond them it stops
+// steering away from more.
+const (
+	maxTried   = router.MaxRetryAttempts + 1
+	maxRefused = 8
+)
+
+// Kind classifies how a try failed, as the adapter saw it.
+type Kind uint8
+
+// The kinds of try failure. Timeouts are not among them: the engine tells
+// its own deadlines from the caller's by their contexts.
+const (
+	// KindNone: an answer came back (an HTTP response, a gRPC status).
+	KindNone Kind = iota
+	// KindConnectFailure: no connection could be made; nothing was sent.
+	KindConnectFailure
+	// KindReset: the connection broke during the try.
+	KindReset
+	// KindError: any other transport error.
+	KindError
+)
+
+// Outcome is what one try came back with.
+type Outcome struct {
+	Kind Kind
+	// Status is the HTTP status code of the response; 0 for gRPC or when
+	// there is none.
+	Status int
+	// GRPC marks a gRPC outcome; Code is then its status code (0 is OK).
+	GRPC bool
+	Code uint32
+	// Err is the try's error, what the call returns when no retry follows.
+	Err error
+}
+
+// Attempt is the adapter's side of one call: Run calls Try once per try and
+// Discard for each try's result that a retry replaces.
+type Attempt interface {
+	// Try sends one try bounded by ctx. The HTTP adapter picks the
+	// instance with Call.Pick first; the gRPC picker calls Call.Pick
+	// itself.
+	Try(ctx context.Context) Outcome
+	// Discard releases the last try's result (drains and closes a
+	// response body) because it will be retried.
+	Discard()
+}
+
+// Call carries one logical call through the engine: Begin, Admit, Run
+// (which calls back into Pick for each try) and then Release. The zero
+// value is ready for Begin. A Call is used by one goroutine at a time.
+type Call struct {
+	state    *State
+	svc      *Service // nil: the rules do not name the service
+	route    *Route   // the matched route's protection; nil when svc is nil
+	metrics  *Metrics
+	decision router.Decision
+	result   router.Result // of the last pick
+
+	replayable bool
+	plain      bool // nothing to apply around the tries
+	sent       bool // at least one try went out
+	tries      int  // tries sent
+	pickErr    error
+
+	tried    [maxTried]*discovery.Instance
+	ntried   int
+	refused  [maxRefused]*discovery.Instance
+	nrefused int
+	usable   func(*discovery.Instance) bool
+	sawOpen  bool // a candidate was skipped because its breaker is open
+	sawBusy  bool // a candidate was skipped because usable said no
+
+	svcTicket, instTicket breaker.Ticket
+	instBreaker           *breaker.Breaker
+	cancelCall, cancelTry context.CancelFunc
+}
+
+// Begin starts c as a call to service on state s: it matches req against
+// the service's routes and chooses the subset. It returns
+// router.ErrUnknownService (unwrapped) for a service s does not know and a
+// *router.NoRouteError when no route matches. metrics may be nil.
+func (c *Call) Begin(s *State, service string, req *router.Request, metrics *Metrics) error {
+	c.state, c.metrics = s, metrics
+	if err := s.table.Match(service, req, &c.decision); err != nil {
+		c.result = router.Result{Service: service, RouteIndex: -1}
+		return err
+	}
+	c.result = router.Result{Service: service, Route: c.decision.Route, RouteIndex: c.decision.RouteIndex, Subset: c.decision.Subset()}
+	c.svc = s.services[service]
+	c.plain = true
+	if c.svc != nil {
+		c.route = &c.svc.def
+		if i := c.decision.RouteIndex; i >= 0 && i < len(c.svc.routes) {
+			c.route = &c.svc.routes[i]
+		}
+		c.plain = c.route.policy.Plain() && c.svc.breaker == nil && c.svc.outlier == nil
+	}
+	return nil
+}
+
+// Policy returns the policy of the matched route, nil for a service the
+// rules do not name.
+func (c *Call) Policy() *router.CallPolicy {
+	if c.route == nil {
+		return nil
+	}
+	return c.route.policy
+}
+
+// SetReplayable says whether the request can be sent again (an idempotent
+// HTTP method with a replayable body, a unary gRPC call); only then does
+// Run retry.
+func (c *Call) SetReplayable(ok bool) { c.replayable = ok }
+
+// NonIdempotentAllowed reports whether the route's retry policy allows
+// retrying non-idempotent requests.
+func (c *Call) NonIdempotentAllowed() bool {
+	p := c.Policy()
+	return p != nil && p.Retry != nil && p.Retry.NonIdempotent
+}
+
+// Admit applies the route's rate limit: a *RateLimitError when the call
+// must not be sent.
+func (c *Call) Admit() error {
+	if c.route == nil || c.route.limiter == nil || c.route.limiter.Allow() {
+		return nil
+	}
+	return &RateLimitError{Service: c.decision.Service, Route: c.decision.Route}
+}
+
+// RetryAfter returns how long until the route's rate limit admits a call.
+func (c *Call) RetryAfter() time.Duration {
+	if c.route == nil || c.route.limiter == nil {
+		return 0
+	}
+	return c.route.limiter.RetryAfter()
+}
+
+// Result returns where the last try went (service, route, subset and
+// instance); before any pick, the route and subset chosen.
+func (c *Call) Result() router.Result { return c.result }
+
+// Sent reports whether any try was sent: false when the call was refused
+// (rate limited, circuit open, no instance) before reaching an instance.
+func (c *Call) Sent() bool { return c.sent }
+
+// Tries returns the number of tries sent.
+func (c *Call) Tries() int { return c.tries }
+
+// Pick picks the instance for the next try: one of the chosen subset (or
+// the fallback) that this call has not tried yet when there is one, whose
+// breaker is closed or has a free probe slot, and for which usable (nil
+// accepts any) returns true; its breaker then admits the try. An instance
+// whose breaker refuses is left for another at once, without spending a
+// retry. The errors, also kept for Run: a *CircuitOpenError when every
+// candidate's breaker is open (naming the instance when a breaker refused
+// and none was left), ErrNoConnection when candidates exist but usable
+// refused them all, and a *router.NoInstanceError when there are none.
+func (c *Call) Pick(usable func(*discovery.Instance) bool) (*discovery.Instance, error) {
+	c.usable = usable
+	c.sawOpen, c.sawBusy = false, false
+	table := c.state.table
+	for {
+		res, err := table.Pick(&c.decision, c.acceptFresh)
+		if err != nil && c.ntried > 0 {
+			res, err = table.Pick(&c.decision, c.acceptAgain)
+		}
+		if err != nil {
+			c.pickErr = c.pickError(err)
+			return nil, c.pickErr
+		}
+		in := res.Instance
+		if b := c.svc.instanceBreaker(in); b != nil {
+			t, err := b.Allow()
+			if err != nil {
+				if c.nrefused == maxRefused {
+					c.pickErr = &CircuitOpenError{Service: c.decision.Service, Subset: res.Subset, Instance: in.Address}
+					return nil, c.pickErr
+				}
+				c.refused[c.nrefused] = in
+				c.nrefused++
+				continue
+			}
+			c.instTicket, c.instBreaker = t, b
+		}
+		c.result, c.pickErr = res, nil
+		if c.ntried < maxTried {
+			c.tried[c.ntried] = in
+			c.ntried++
+		}
+		return in, nil
+	}
+}
+
+// instanceBreaker returns the outlier breaker of in, or nil.
+func (s *Service) instanceBreaker(in *discovery.Instance) *breaker.Breaker {
+	if s == nil || s.outlier == nil {
+		return nil
+	}
+	return s.outlier[in.Address]
+}
+
+func (c *Call) acceptFresh(in *discovery.Instance) bool {
+	for _, t := range c.tried[:c.ntried] {
+		if t == in {
+			return false
+		}
+	}
+	return c.acceptAgain(in)
+}
+
+func (c *Call) acceptAgain(in *discovery.Instance) bool {
+	for _, r := range c.refused[:c.nrefused] {
+		if r == in {
+			return false
+		}
+	}
+	if b := c.svc.instanceBreaker(in); b != nil && !b.Ready() {
+		c.sawOpen = true
+		return false
+	}
+	if c.usable != nil && !c.usable(in) {
+		c.sawBusy = true
+		return false
+	}
+	return true
+}
+
+// pickError turns the router's no-instance error into what stopped the
+// pick.
+func (c *Call) pickError(err error) error {
+	var ni *router.NoInstanceError
+	if !errors.As(err, &ni) {
+		return err
+	}
+	switch {
+	case c.sawBusy:
+		return ErrNoConnection
+	case c.nrefused > 0:
+		return &CircuitOpenError{Service: ni.Service, Subset: ni.Subset, Instance: c.refused[c.nrefused-1].Address}
+	case c.sawOpen:
+		return &CircuitOpenError{Service: ni.Service, Subset: ni.Subset}
+	}
+	return err
+}
+
+// Run makes the tries of an admitted call until one succeeds, the policy
+// stops retrying or the budget runs dry, and returns the error of the last
+// try (nil when it succeeded). The call's timeout bounds all tries and the
+// per-try timeout each; a retry waits a jittered backoff and goes to
+// another instance when there is one. When the service breaker refuses, Run
+// returns a *CircuitOpenError at once, without retrying; a pick error ends
+// the call with that error. After Run the adapter owns the result of the
+// last try; it calls Release once it is done with it (the HTTP adapter when
+// the response body is closed), which ends the timeout contexts.
+func (c *Call) Run(ctx context.Context, a Attempt) error {
+	if c.plain {
+		c.pickErr = nil
+		o := a.Try(ctx)
+		if c.pickErr != nil && c.pickErr != ErrNoConnection {
+			return c.pickErr
+		}
+		c.sent, c.tries = true, 1
+		return o.Err
+	}
+	pol := c.route.policy
+	callCtx := ctx
+	if pol.Timeout > 0 {
+		callCtx, c.cancelCall = context.WithTimeout(ctx, pol.Timeout)
+	}
+	retry := pol.Retry
+	if retry != nil {
+		c.route.budget.OnCall()
+		if !c.replayable {
+			retry = nil
+		}
+	}
+	for {
+		if b := c.svc.breaker; b != nil {
+			t, err := b.Allow()
+			if err != nil {
+				return &CircuitOpenError{Service: c.decision.Service}
+			}
+			c.svcTicket = t
+		}
+		tryCtx := callCtx
+		if c.cancelTry != nil {
+			c.cancelTry()
+			c.cancelTry = nil
+		}
+		if pol.Retry != nil && pol.Retry.PerTryTimeout > 0 {
+			tryCtx, c.cancelTry = context.WithTimeout(callCtx, pol.Retry.PerTryTimeout)
+		}
+		c.pickErr, c.instBreaker = nil, nil
+		o := a.Try(tryCtx)
+		callerDone := ctx.Err() != nil
+		callTimedOut := !callerDone && callCtx.Err() != nil
+		tryTimedOut := !callerDone && !callTimedOut && tryCtx.Err() != nil
+		switch {
+		case c.pickErr == nil:
+			c.sent = true
+		case c.pickErr == ErrNoConnection:
+			// Candidates exist but none could be connected to (the gRPC
+			// picker found every connection failing): a connect failure,
+			// for the service breaker and for retrying elsewhere.
+			o.Kind = KindConnectFailure
+		default:
+			// Nothing was sent: not an outcome for any breaker.
+			c.done(c.svc.breaker, c.svcTicket, breaker.Ignored)
+			return c.pickErr
+		}
+		c.tries++
+		timedOut := callTimedOut || tryTimedOut
+		c.done(c.svc.breaker, c.svcTicket, verdict(c.svc.policy.Breaker, &o, callerDone, timedOut))
+		if c.instBreaker != nil {
+			c.done(c.instBreaker, c.instTicket, verdict(c.svc.policy.Outlier, &o, callerDone, timedOut))
+		}
+		if retry == nil || c.tries > retry.Attempts || callerDone || callTimedOut ||
+			!retryable(&retry.On, &o, tryTimedOut) || !c.route.budget.Take() {
+			return o.Err
+		}
+		a.Discard()
+		if !sleep(callCtx, retryBackoff(retry.Backoff, c.tries-1)) {
+			return callCtx.Err()
+		}
+		c.metrics.retry(c.decision.Service)
+	}
+}
+
+// done reports o for ticket t to b, when there is a breaker.
+func (c *Call) done(b *breaker.Breaker, t breaker.Ticket, o breaker.Outcome) {
+	if b != nil {
+		b.Done(t, o)
+	}
+}
+
+// Release ends the call's timeout contexts. It is safe to call more than
+// once.
+func (c *Call) Release() { c.Cancels().Release() }
+
+// Cancels returns the cancel functions of the call's timeout contexts, for
+// an adapter that releases them after the Call is gone (when a response
+// body is closed). Their zero value releases nothing.
+func (c *Call) Cancels() Cancels {
+	cs := Cancels{call: c.cancelCall, try: c.cancelTry}
+	c.cancelCall, c.cancelTry = nil, nil
+	return cs
+}
+
+// HasTimeouts reports whether Run left timeout contexts to release.
+func (c *Call) HasTimeouts() bool { return c.cancelCall != nil || c.cancelTry != nil }
+
+// Cancels holds the cancel functions of a call's timeout contexts.
+type Cancels struct{ call, try context.CancelFunc }
+
+// Release calls them.
+func (cs Cancels) Release() {
+	if cs.try != nil {
+		cs.try()
+	}
+	if cs.call != nil {
+		cs.call()
+	}
+}
+
+// verdict classifies a try for a breaker of policy bp: the caller's own
+// cancellation says nothing about the destination; transport errors and
+// the mesh's own timeouts are failures; otherwise the status or code is
+// looked up in the policy's failure sets.
+func verdict(bp *router.BreakerPolicy, o *Outcome, callerDone, timedOut bool) breaker.Outcome {
+	switch {
+	case bp == nil:
+		return breaker.Ignored
+	case callerDone:
+		return breaker.Ignored
+	case timedOut, o.Kind != KindNone:
+		return breaker.Failure
+	case o.GRPC && bp.FailureCodes.Has(o.Code):
+		return breaker.Failure
+	case !o.GRPC && bp.FailureStatus.Has(o.Status):
+		return breaker.Failure
+	}
+	return breaker.Success
+}
+
+// retryable reports whether a try that came back with o may be retried
+// under the conditions on.
+func retryable(on *router.RetryOn, o *Outcome, tryTimedOut bool) bool {
+	switch {
+	case tryTimedOut:
+		return on.PerTryTimeout
+	case o.Kind == KindConnectFailure:
+		return on.ConnectFailure
+	case o.Kind == KindReset:
+		return on.Reset
+	case o.Kind == KindError:
+		return false
+	case o.GRPC:
+		return on.Codes.Has(o.Code)
+	}
+	return on.Status.Has(o.Status)
+}
+
+// retryBackoff is the wait before retry n (0 for the first): base doubling
+// each time, jittered by ±50%, never above 10 times base.
+func retryBackoff(base time.Duration, n int) time.Duration {
+	return backoff.Policy{Base: base, Max: 10 * base, Multiplier: 2, Jitter: 0.5}.Delay(n)
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// Annotate sets the mesh's attributes on a recording span: the service,
+// and where the call went (subset, route, instance).
+func Annotate(span oteltrace.Span, c *Call) {
+	res := c.result
+	span.SetAttributes(trace.AttrService.String(res.Service), trace.AttrSubset.String(res.Subset), trace.AttrRoute.String(res.Route))
+	if res.Instance != nil {
+		span.SetAttributes(trace.AttrInstance.String(res.Instance.Address))
+	}
+}

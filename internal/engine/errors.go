@@ -1,0 +1,100 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/lightmesh/lightmesh/breaker"
+	"github.com/lightmesh/lightmesh/router"
+)
+
+var (
+	// ErrCircuitOpen reports a call refused because a breaker is open: the
+	// service's, or that of every instance the call could go to. The error
+	// returned is a *CircuitOpenError; it also matches breaker.ErrOpen.
+	ErrCircuitOpen = errors.New("mesh: circuit open")
+	// ErrRateLimited reports a call refused by a client-side rate limit
+	// without being sent. The error returned is a *RateLimitError; it also
+	// matches breaker.ErrRateLimited.
+	ErrRateLimited = errors.New("mesh: rate limited")
+	// ErrNoConnection reports that instances were available but none had
+	// a usable connection (gRPC: no sub-connection is ready yet). Adapters
+	// turn it into their own wait-or-fail decision.
+	ErrNoConnection = errors.New("mesh: no ready connection")
+)
+
+// CircuitOpenError names what refused a call: the service's breaker
+// (Instance and Subset empty), the breaker of one instance that was the
+// only one left (Instance set), or the breakers of every instance of
+// Subset.
+type CircuitOpenError struct {
+	Service string
+	Subset  string
+	// Instance is the address of the instance whose breaker refused the
+	// call when no other instance was left to try.
+	Instance string
+}
+
+func (e *CircuitOpenError) Error() string {
+	switch {
+	case e.Instance != "":
+		return fmt.Sprintf("mesh: circuit open: the instance breaker of %s (service %q subset %q) refused the call and no other instance is available", e.Instance, e.Service, e.Subset)
+	case e.Subset != "":
+		return fmt.Sprintf("mesh: circuit open for every instance of service %q subset %q", e.Service, e.Subset)
+	}
+	return fmt.Sprintf("mesh: circuit open: the breaker of service %q refused the call", e.Service)
+}
+
+// Is reports whether target is ErrCircuitOpen or breaker.ErrOpen.
+func (e *CircuitOpenError) Is(target error) bool {
+	return target == ErrCircuitOpen || target == breaker.ErrOpen
+}
+
+// ServiceLevel reports whether the service's own breaker refused the call
+// (rather than instance breakers).
+func (e *CircuitOpenError) ServiceLevel() bool { return e.Instance == "" && e.Subset == "" }
+
+// RateLimitError names the limit that refused a call.
+type RateLimitError struct {
+	Service string
+	Route   string
+}
+
+func (e *RateLimitError) Error() string {
+	if e.Route == "" {
+		return fmt.Sprintf("mesh: rate limited: service %q", e.Service)
+	}
+	return fmt.Sprintf("mesh: rate limited: service %q route %q", e.Service, e.Route)
+}
+
+// Is reports whether target is ErrRateLimited or breaker.ErrRateLimited.
+func (e *RateLimitError) Is(target error) bool {
+	return target == ErrRateLimited || target == breaker.ErrRateLimited
+}
+
+// Reasons a call was refused before it reached an instance, as the
+// "reason" label of lightmesh_rejections_total.
+const (
+	ReasonRateLimited = "rate_limited"
+	ReasonCircuitOpen = "circuit_open"
+	ReasonNoInstance  = "no_instance"
+	ReasonNoRoute     = "no_route"
+)
+
+// RejectionReason returns the reason label of an error that refused a call
+// before anything was sent, or "" for any other error.
+func RejectionReason(err error) string {
+	switch {
+	case err == nil:
+		return ""
+	case errors.Is(err, ErrRateLimited):
+		return ReasonRateLimited
+	case errors.Is(err, ErrCircuitOpen):
+		return ReasonCircuitOpen
+	case errors.Is(err, router.ErrNoInstance), errors.Is(err, ErrNoConnection):
+		return ReasonNoInstance
+	case errors.Is(err, router.ErrNoRoute):
+		return ReasonNoRoute
+	}
+	return ""
+}

@@ -1,0 +1,220 @@
+package engine
+
+import (
+	"context"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	oteltrace "go.opentelemetry.io/otel/trace"
+
+	"github.com/lightmesh/lightmesh/breaker"
+)
+
+// Metrics holds a mesh's Prometheus collectors. A nil *Metrics records
+// nothing, so every method is safe to call when metrics are off.
+//
+// Label names avoid those a scrape attaches to every target (instance,
+// job) and those scrape configs commonly add (service, namespace, pod):
+// destination_service, destination_subset, upstream_instance. Every label
+// value comes from the rules or the mesh itself (service, subset and route
+// names, status codes), never from raw request data, so series stay
+// bounded.
+type Metrics struct {
+	reg                prometheus.Registerer
+	collectors         []prometheus.Collector
+	requests           *prometheus.CounterVec
+	duration           *prometheus.HistogramVec
+	rejections         *prometheus.CounterVec
+	retries            *prometheus.CounterVec
+	breakerTransitions *prometheus.CounterVec
+	rulesInfo          *prometheus.GaugeVec
+	ruleUpdates        *prometheus.CounterVec
+	watcherConnected   prometheus.Gauge
+}
+
+// Directions of a request, as the "direction" label.
+const (
+	Outbound = "outbound"
+	Inbound  = "inbound"
+)
+
+// Protocols, as the "protocol" label.
+const (
+	HTTP = "http"
+	GRPC = "grpc"
+)
+
+// NewMetrics creates the collectors and registers them on reg. The
+// breaker-state gauge is read from state at scrape time, so it reports
+// exactly the breakers in force (none for instances that are gone). On
+// error nothing stays registered.
+func NewMetrics(reg prometheus.Registerer, state func() *State) (*Metrics, error) {
+	const ns = "lightmesh"
+	mt := &Metrics{
+		reg: reg,
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "requests_total",
+			Help: "Requests through the mesh that reached an instance (outbound) or the handler (inbound), by status code (HTTP status, gRPC code name, or \"error\" without a response)."},
+			[]string{"direction", "protocol", "destination_service", "destination_subset", "code"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: ns, Name: "request_duration_seconds",
+			Help:                            "Latency of requests that reached an instance or the handler, until the response headers, retries included.",
+			Buckets:                         []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+			NativeHistogramBucketFactor:     1.1,
+			NativeHistogramMaxBucketNumber:  160,
+			NativeHistogramMinResetDuration: time.Hour},
+			[]string{"direction", "protocol", "destination_service", "destination_subset"}),
+		rejections: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "rejections_total",
+			Help: "Calls refused before reaching an instance or the handler, by reason (rate_limited, circuit_open, no_instance, no_route)."},
+			[]string{"direction", "protocol", "destination_service", "reason"}),
+		retries: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "retries_total",
+			Help: "Retries sent, by destination service."}, []string{"destination_service"}),
+		breakerTransitions: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "breaker_transitions_total",
+			Help: "Circuit breaker state changes, by the state entered."}, []string{"destination_service", "to"}),
+		rulesInfo: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "rules_info",
+			Help: "The rule document in force: 1 for its source and version."}, []string{"source", "version"}),
+		ruleUpdates: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "rule_updates_total",
+			Help: "Rule documents received, by result (applied, rejected, unchanged)."}, []string{"result"}),
+		watcherConnected: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "watcher_connected",
+			Help: "1 while the rule source's watcher is connected."}),
+	}
+	for _, c := range []prometheus.Collector{mt.requests, mt.duration, mt.rejections, mt.retries,
+		&breakerCollector{state: state}, mt.breakerTransitions, mt.rulesInfo, mt.ruleUpdates, mt.watcherConnected} {
+		if err := reg.Register(c); err != nil {
+			mt.Unregister()
+			return nil, err
+		}
+		mt.collectors = append(mt.collectors, c)
+	}
+	return mt, nil
+}
+
+// Unregister removes every collector from the registerer, so a new mesh
+// may register on it again.
+func (mt *Metrics) Unregister() {
+	if mt == nil {
+		return
+	}
+	for _, c := range mt.collectors {
+		mt.reg.Unregister(c)
+	}
+	mt.collectors = nil
+}
+
+// breakerStateDesc describes lightmesh_breaker_state.
+var breakerStateDesc = prometheus.NewDesc("lightmesh_breaker_state",
+	"Circuit breaker state, read from the rules in force at scrape time: 0 closed, 1 half-open, 2 open. upstream_instance is empty for a service breaker.",
+	[]string{"destination_service", "upstream_instance"}, nil)
+
+// breakerCollector reports the state of every breaker of the current State.
+type breakerCollector struct{ state func() *State }
+
+// Describe implements prometheus.Collector.
+func (c *breakerCollector) Describe(ch chan<- *prometheus.Desc) { ch <- breakerStateDesc }
+
+// Collect implements prometheus.Collector.
+func (c *breakerCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, b := range c.state().Breakers() {
+		ch <- prometheus.MustNewConstMetric(breakerStateDesc, prometheus.GaugeValue, float64(b.Breaker.State()), b.Service, b.Instance)
+	}
+}
+
+// statusCodes holds the "code" label of every valid HTTP status code, so
+// recording one does not allocate.
+var statusCodes = func() (codes [600]string) {
+	for i := 100; i < 600; i++ {
+		codes[i] = strconv.Itoa(i)
+	}
+	return codes
+}()
+
+// HTTPCode returns the "code" label of an HTTP status code; 0 means no
+// response ("error").
+func HTTPCode(code int) string {
+	if code >= 100 && code < 600 {
+		return statusCodes[code]
+	}
+	return "error"
+}
+
+// Observe records one call that reached an instance (outbound) or the
+// handler (inbound): its code label and latency. When the call's span is
+// sampled its trace id becomes the latency exemplar.
+func (mt *Metrics) Observe(ctx context.Context, direction, protocol, service, subset, code string, d time.Duration) {
+	if mt == nil {
+		return
+	}
+	mt.requests.WithLabelValues(direction, protocol, service, subset, code).Inc()
+	h := mt.duration.WithLabelValues(direction, protocol, service, subset)
+	if sc := oteltrace.SpanContextFromContext(ctx); sc.IsSampled() {
+		if eo, ok := h.(prometheus.ExemplarObserver); ok {
+			eo.ObserveWithExemplar(d.Seconds(), prometheus.Labels{"trace_id": sc.TraceID().String()})
+			return
+		}
+	}
+	h.Observe(d.Seconds())
+}
+
+// Reject counts a call refused before it reached an instance or handler.
+func (mt *Metrics) Reject(direction, protocol, service, reason string) {
+	if mt != nil {
+		mt.rejections.WithLabelValues(direction, protocol, service, reason).Inc()
+	}
+}
+
+// Finish records an outbound call c after Run: its code and latency when a
+// try was sent, its rejection reason when none was.
+func (mt *Metrics) Finish(ctx context.Context, c *Call, protocol, code string, d time.Duration, err error) {
+	if mt == nil {
+		return
+	}
+	if c.Sent() {
+		mt.Observe(ctx, Outbound, protocol, c.result.Service, c.result.Subset, code, d)
+		return
+	}
+	if reason := RejectionReason(err); reason != "" {
+		mt.Reject(Outbound, protocol, c.result.Service, reason)
+	}
+}
+
+func (mt *Metrics) retry(service string) {
+	if mt != nil {
+		mt.retries.WithLabelValues(service).Inc()
+	}
+}
+
+// BreakerChanged counts a breaker's transition.
+func (mt *Metrics) BreakerChanged(service string, to breaker.State) {
+	if mt != nil {
+		mt.breakerTransitions.WithLabelValues(service, to.String()).Inc()
+	}
+}
+
+// RulesApplied records the rule document now in force.
+func (mt *Metrics) RulesApplied(source, version string) {
+	if mt == nil {
+		return
+	}
+	mt.rulesInfo.Reset()
+	mt.rulesInfo.WithLabelValues(source, version).Set(1)
+	mt.ruleUpdates.WithLabelValues("applied").Inc()
+}
+
+// RuleUpdate counts a rule document received with result rejected or
+// unchanged.
+func (mt *Metrics) RuleUpdate(result string) {
+	if mt != nil {
+		mt.ruleUpdates.WithLabelValues(result).Inc()
+	}
+}
+
+// Watcher records whether the rule source's watcher is connected.
+func (mt *Metrics) Watcher(connected bool) {
+	if mt == nil {
+		return
+	}
+	v := 0.0
+	if connected {
+		v = 1
+	}
+	mt.watcherConnected.Set(v)
+}
