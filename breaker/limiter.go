@@ -97,6 +97,9 @@ func (l *Limiter) CarryAt(now time.Time, rps float64, burst int) *Limiter {
 	return &Limiter{lim: next}
 }
 
+// TokensAt returns the tokens the bucket holds at time now.
+func (l *Limiter) TokensAt(now time.Time) float64 { return l.lim.TokensAt(now) }
+
 // Limit returns the current rate in tokens per second (float64(rate.Inf)
 // when unlimited).
 func (l *Limiter) Limit() float64 { return float64(l.lim.Limit()) }

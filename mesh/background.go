@@ -23,6 +23,7 @@ type snapshotSaver struct {
 	mu      sync.Mutex
 	pending *snapshot.Rules
 	lists   map[string]snapshot.Instances
+	stats   SnapshotStatus
 }
 
 func newSnapshotSaver(store *snapshot.Store, delay time.Duration, log *slog.Logger) *snapshotSaver {
@@ -79,15 +80,37 @@ func (s *snapshotSaver) flush() {
 	s.pending, s.lists = nil, map[string]snapshot.Instances{}
 	s.mu.Unlock()
 	if r != nil {
-		if err := s.store.SaveRules(*r); err != nil {
+		err := s.store.SaveRules(*r)
+		if err != nil {
 			s.log.Warn("lightmesh: saving the rules snapshot failed", "err", err)
 		}
+		s.record(err)
 	}
 	for _, in := range lists {
-		if err := s.store.SaveInstances(in); err != nil {
+		err := s.store.SaveInstances(in)
+		if err != nil {
 			s.log.Warn("lightmesh: saving the instance snapshot failed", "service", in.Service, "err", err)
 		}
+		s.record(err)
 	}
+}
+
+func (s *snapshotSaver) record(err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.stats.Writes++
+	if err != nil {
+		s.stats.LastError = err.Error()
+		return
+	}
+	s.stats.LastWrite = time.Now()
+}
+
+// status returns what the saver did so far.
+func (s *snapshotSaver) status() SnapshotStatus {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.stats
 }
 
 // maxQueuedEvents bounds the rule events waiting for a slow callback; older

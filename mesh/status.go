@@ -312,6 +312,19 @@ type Status struct {
 	// Breakers lists every circuit breaker: per service, then per
 	// instance, sorted.
 	Breakers []BreakerStatus `json:"breakers,omitempty"`
+	// Snapshot describes the local snapshot writer; nil without
+	// WithSnapshotDir.
+	Snapshot *SnapshotStatus `json:"snapshot,omitempty"`
+}
+
+// SnapshotStatus describes the writes of the local snapshot.
+type SnapshotStatus struct {
+	Dir string `json:"dir"`
+	// Writes counts the files written (rules and instance lists); bursts
+	// of changes are gathered into one write per file.
+	Writes    int       `json:"writes"`
+	LastWrite time.Time `json:"lastWrite,omitzero"`
+	LastError string    `json:"lastError,omitempty"`
 }
 
 // ServiceStatus describes one service's routable instances.
@@ -374,6 +387,11 @@ func (m *Mesh) Status() Status {
 		st.LastRejection = &r
 	}
 	m.mu.Unlock()
+	if m.saver != nil {
+		ss := m.saver.status()
+		ss.Dir = m.cfg.snapshotDir
+		st.Snapshot = &ss
+	}
 	snap := m.eng.Load()
 	st.Services = serviceStatuses(snap.Table())
 	st.Breakers = breakerStatuses(snap)

@@ -98,8 +98,9 @@ func TestStatusPageEmpty(t *testing.T) {
 	}
 }
 
-// TestStatusPageOldRejection: a rejection followed by a good document
-// says the newer rules replaced it.
+// TestStatusPageOldRejection: a rejection followed by a good document is
+// shown as history, with the current state clearly healthy, not as a red
+// alert; a rejection newer than the rules in force is the alert.
 func TestStatusPageOldRejection(t *testing.T) {
 	now := time.Now()
 	view := statusView{Now: now, Status: Status{
@@ -110,15 +111,17 @@ func TestStatusPageOldRejection(t *testing.T) {
 	if err := statusPage.Execute(&b, view); err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(b.String(), "Version <code>v9</code> was applied after it.") {
-		t.Errorf("page does not say v9 replaced the rejected v8:\n%s", b.String())
+	page := b.String()
+	if !strings.Contains(page, "Version <code>v9</code> was applied after the last rejected document.") ||
+		!strings.Contains(page, `<div class="history" id="last-rejection">`) || strings.Contains(page, `class="alert"`) {
+		t.Errorf("page does not show the rejected v8 as history under a healthy v9:\n%s", page)
 	}
 	view.Status.LastRejection.At = now
 	b.Reset()
 	if err := statusPage.Execute(&b, view); err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(b.String(), "The rules above keep serving.") {
-		t.Errorf("page does not say the old rules keep serving:\n%s", b.String())
+	if page := b.String(); !strings.Contains(page, "The rules above keep serving.") || !strings.Contains(page, `<div class="alert" id="last-rejection">`) {
+		t.Errorf("page does not alert that the old rules keep serving:\n%s", page)
 	}
 }

@@ -196,7 +196,9 @@ func (p *Propagator) Extract(ctx context.Context, carrier propagation.TextMapCar
 // The outgoing lane is ctx's lane, except that a valid lane header the caller
 // already set on the carrier wins for its key (and configured lane keys set
 // only as headers join the lane). Lane headers and X-Request-Id are written
-// only when the carrier does not already carry them. In the baggage, the
+// only when the carrier does not already carry them. A baggage header the
+// caller set is merged with ctx's baggage, its members winning, never
+// dropped (one that does not parse is sent as the caller wrote it). In the baggage, the
 // lightmesh.lane.* member of every label of the outgoing lane is set and that
 // of every configured lane key outside it is removed; other members are kept.
 // If adding the lane members would break the W3C baggage limits (64 members,
@@ -241,6 +243,16 @@ func (p *Propagator) Inject(ctx context.Context, carrier propagation.TextMapCarr
 		}
 	}
 
+	if caller := getKey(c, "baggage", "Baggage"); caller != "" {
+		// The caller set a baggage header of its own: merge it with the
+		// context's baggage (the header wins for a key both have) instead
+		// of overwriting it. One that cannot be read is left as it is.
+		if bag, ok := parseCallerBaggage(c); ok {
+			ctx = baggage.ContextWithBaggage(ctx, mergeMembers(baggage.FromContext(ctx), bag))
+		} else {
+			c = keepBaggageCarrier{c}
+		}
+	}
 	ctx = p.mergeBaggage(ctx, out)
 	p.prop.Inject(ctx, c)
 
@@ -311,6 +323,48 @@ func (p *Propagator) mergeBaggage(ctx context.Context, out []Label) context.Cont
 		}
 	}
 	return baggage.ContextWithBaggage(ctx, nb)
+}
+
+// parseCallerBaggage reads the baggage headers the caller set on c, within
+// the W3C limits; ok is false when they are over them or do not parse.
+func parseCallerBaggage(c propagation.TextMapCarrier) (baggage.Baggage, bool) {
+	if hostileBaggage(c) {
+		return baggage.Baggage{}, false
+	}
+	var values []string
+	if vg, ok := c.(propagation.ValuesGetter); ok {
+		values = vg.Values("baggage")
+	} else {
+		values = []string{c.Get("baggage")}
+	}
+	bag, err := baggage.Parse(strings.Join(values, ","))
+	if err != nil {
+		return baggage.Baggage{}, false
+	}
+	return bag, true
+}
+
+// mergeMembers returns base with every member of over set on it.
+func mergeMembers(base, over baggage.Baggage) baggage.Baggage {
+	for _, m := range over.Members() {
+		if next, err := base.SetMember(m); err == nil {
+			base = next
+		}
+	}
+	return base
+}
+
+// keepBaggageCarrier leaves the carrier's baggage header alone: Inject
+// writes everything else.
+type keepBaggageCarrier struct {
+	propagation.TextMapCarrier
+}
+
+// Set sets key unless it is baggage.
+func (c keepBaggageCarrier) Set(key, value string) {
+	if !isBaggageKey(key) {
+		c.TextMapCarrier.Set(key, value)
+	}
 }
 
 // laneKey returns the configured lane key k, or nil.

@@ -3,6 +3,7 @@ package trace
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net/http"
 	"slices"
 	"strings"
@@ -466,5 +467,31 @@ func TestSeveralBaggageHeaders(t *testing.T) {
 	}
 	if out.Get("X-Env") != "staging" {
 		t.Errorf("outgoing X-Env = %q", out.Get("X-Env"))
+	}
+}
+
+// TestCallerBaggageHeaderMerged: a baggage header the caller set on the
+// outgoing request is merged with the context's baggage and the lane,
+// never overwritten; one that does not parse is left as written.
+func TestCallerBaggageHeaderMerged(t *testing.T) {
+	p := New()
+	in := header("X-Env", "staging", "Baggage", "tenant=acme,user=ctx")
+	ctx := p.Extract(context.Background(), propagation.HeaderCarrier(in))
+
+	out := header("Baggage", "user=alice,debug=1")
+	p.Inject(ctx, propagation.HeaderCarrier(out))
+	got := members(t, out)
+	want := map[string]string{"user": "alice", "debug": "1", "tenant": "acme", BaggagePrefix + "x-env": "staging"}
+	if !maps.Equal(got, want) {
+		t.Fatalf("outgoing baggage %v, want %v", got, want)
+	}
+
+	broken := header("Baggage", "not a baggage;;")
+	p.Inject(ctx, propagation.HeaderCarrier(broken))
+	if v := broken.Values("Baggage"); len(v) != 1 || v[0] != "not a baggage;;" {
+		t.Fatalf("an unparsable caller baggage header became %q", v)
+	}
+	if broken.Get("Traceparent") != "" || broken.Get("X-Env") != "staging" {
+		t.Fatalf("the rest was not injected: %v", broken)
 	}
 }

@@ -192,7 +192,7 @@ func (c *Call) Pick(usable func(*discovery.Instance) bool) (*discovery.Instance,
 			t, err := b.Allow()
 			if err != nil {
 				if c.nrefused == maxRefused {
-					c.pickErr = &CircuitOpenError{Service: c.decision.Service, Subset: res.Subset, Instance: in.Address}
+					c.pickErr = &CircuitOpenError{Service: c.decision.Service, Subset: res.Subset, Instances: maxRefused}
 					return nil, c.pickErr
 				}
 				c.refused[c.nrefused] = in
@@ -228,10 +228,8 @@ func (c *Call) acceptFresh(in *discovery.Instance) bool {
 }
 
 func (c *Call) acceptAgain(in *discovery.Instance) bool {
-	for _, r := range c.refused[:c.nrefused] {
-		if r == in {
-			return false
-		}
+	if c.isRefused(in) {
+		return false
 	}
 	if b := c.svc.instanceBreaker(in); b != nil && !b.Ready() {
 		c.sawOpen = true
@@ -254,12 +252,36 @@ func (c *Call) pickError(err error) error {
 	switch {
 	case c.sawBusy:
 		return ErrNoConnection
-	case c.nrefused > 0:
-		return &CircuitOpenError{Service: ni.Service, Subset: ni.Subset, Instance: c.refused[c.nrefused-1].Address}
-	case c.sawOpen:
-		return &CircuitOpenError{Service: ni.Service, Subset: ni.Subset}
+	case c.sawOpen || c.nrefused > 0:
+		// Instances exist but their breakers are open or refused: an open
+		// circuit, not a missing instance. Name the instance when it was
+		// the only one.
+		e := &CircuitOpenError{Service: ni.Service, Subset: ni.Subset}
+		chosen, fallback := c.state.table.Candidates(&c.decision)
+		for _, list := range [2][]discovery.Instance{chosen, fallback} {
+			for i := range list {
+				in := &list[i]
+				if b := c.svc.instanceBreaker(in); c.isRefused(in) || b != nil && !b.Ready() {
+					e.Instances++
+					e.Instance = in.Address
+				}
+			}
+		}
+		if e.Instances != 1 {
+			e.Instances, e.Instance = max(e.Instances, 1), ""
+		}
+		return e
 	}
 	return err
+}
+
+func (c *Call) isRefused(in *discovery.Instance) bool {
+	for _, r := range c.refused[:c.nrefused] {
+		if r == in {
+			return true
+		}
+	}
+	return false
 }
 
 // Run makes the tries of an admitted call until one succeeds, the policy

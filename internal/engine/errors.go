@@ -24,25 +24,29 @@ var (
 )
 
 // CircuitOpenError names what refused a call: the service's breaker
-// (Instance and Subset empty), the breaker of one instance that was the
-// only one left (Instance set), or the breakers of every instance of
-// Subset.
+// (Instances 0), or the breakers of the instances the call could go to.
 type CircuitOpenError struct {
 	Service string
 	Subset  string
-	// Instance is the address of the instance whose breaker refused the
-	// call when no other instance was left to try.
+	// Instances counts the instances whose breakers are open or refused
+	// the call; 0 when the service breaker refused it.
+	Instances int
+	// Instance is the address of that instance when there was only one.
 	Instance string
 }
 
 func (e *CircuitOpenError) Error() string {
-	switch {
-	case e.Instance != "":
-		return fmt.Sprintf("mesh: circuit open: the instance breaker of %s (service %q subset %q) refused the call and no other instance is available", e.Instance, e.Service, e.Subset)
-	case e.Subset != "":
-		return fmt.Sprintf("mesh: circuit open for every instance of service %q subset %q", e.Service, e.Subset)
+	in := ""
+	if e.Subset != "" {
+		in = fmt.Sprintf(" subset %q", e.Subset)
 	}
-	return fmt.Sprintf("mesh: circuit open: the breaker of service %q refused the call", e.Service)
+	switch {
+	case e.Instances == 0:
+		return fmt.Sprintf("mesh: circuit open: the breaker of service %q refused the call", e.Service)
+	case e.Instance != "":
+		return fmt.Sprintf("mesh: circuit open: the instance breaker of %s (service %q%s) refused the call and no other instance is available", e.Instance, e.Service, in)
+	}
+	return fmt.Sprintf("mesh: circuit open for every instance of service %q%s (%d instance breakers open)", e.Service, in, e.Instances)
 }
 
 // Is reports whether target is ErrCircuitOpen or breaker.ErrOpen.
@@ -52,7 +56,7 @@ func (e *CircuitOpenError) Is(target error) bool {
 
 // ServiceLevel reports whether the service's own breaker refused the call
 // (rather than instance breakers).
-func (e *CircuitOpenError) ServiceLevel() bool { return e.Instance == "" && e.Subset == "" }
+func (e *CircuitOpenError) ServiceLevel() bool { return e.Instances == 0 }
 
 // RateLimitError names the limit that refused a call.
 type RateLimitError struct {

@@ -1,5 +1,6 @@
 // Package snapshot keeps the last good rule document and instance lists on
-// local disk, written atomically (temp file, fsync, rename), so a process
+// local disk, written atomically (temp file, fsync, rename, fsync of the
+// directory), so a process
 // restarted while its control plane is down can start from them.
 package snapshot
 
@@ -97,6 +98,15 @@ func (s *Store) write(path string, v any) error {
 	}
 	if err := os.Rename(tmp.Name(), path); err != nil {
 		return fmt.Errorf("snapshot: %w", err)
+	}
+	// The rename is durable only once the directory entry is on disk.
+	dir, err := os.Open(filepath.Dir(path))
+	if err != nil {
+		return fmt.Errorf("snapshot: %w", err)
+	}
+	defer dir.Close()
+	if err := dir.Sync(); err != nil {
+		return fmt.Errorf("snapshot: sync %s: %w", filepath.Dir(path), err)
 	}
 	return nil
 }
