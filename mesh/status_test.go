@@ -463,7 +463,7 @@ func TestStatusHTMLInChromium(t *testing.T) {
 		`<title>lightmesh status</title>`,
 		`<code id="rules-version">1</code>`,
 		`<div class="alert" id="last-rejection">`,
-		`unknown subset "&lt;script&gt;alert(1)&lt;/script&gt;"` + "\n" + `services.orders.routes[1].destinations[0].weight: must be &gt;= 0`,
+		`unknown subset "&lt;script&gt;alert(1)&lt;/script&gt;" (line 10, column 25)` + "\n" + `services.orders.routes[1].destinations[0].weight: must be &gt;= 0`,
 		`<h3>orders</h3>`,
 		`<code>` + sc.base[0] + `</code>`,
 		`<code>` + sc.base[1] + `</code>`,

@@ -294,66 +294,38 @@ func (c *Call) isRefused(in *discovery.Instance) bool {
 // last try; it calls Release once it is done with it (the HTTP adapter when
 // the response body is closed), which ends the timeout contexts.
 func (c *Call) Run(ctx context.Context, a Attempt) error {
-	if c.plain {
-		c.pickErr = nil
-		o := a.Try(ctx)
-		if c.pickErr != nil && c.pickErr != ErrNoConnection {
-			return c.pickErr
-		}
-		c.sent, c.tries = true, 1
-		return o.Err
-	}
-	pol := c.route.policy
+	var pol *router.CallPolicy
 	callCtx := ctx
-	if pol.Timeout > 0 {
-		callCtx, c.cancelCall = context.WithTimeout(ctx, pol.Timeout)
-	}
-	retry := pol.Retry
-	if retry != nil {
-		c.route.budget.OnCall()
-		if !c.replayable {
-			retry = nil
+	var retry *router.RetryPolicy
+	if !c.plain {
+		pol = c.route.policy
+		if pol.Timeout > 0 {
+			callCtx, c.cancelCall = context.WithTimeout(ctx, pol.Timeout)
+		}
+		if pol.Retry != nil {
+			c.route.budget.OnCall()
+			if c.replayable {
+				retry = pol.Retry
+			}
 		}
 	}
 	for {
-		if b := c.svc.breaker; b != nil {
-			t, err := b.Allow()
-			if err != nil {
-				return &CircuitOpenError{Service: c.decision.Service}
-			}
-			c.svcTicket = t
+		if err := c.BeginTry(); err != nil {
+			return err
 		}
 		tryCtx := callCtx
-		if c.cancelTry != nil {
-			c.cancelTry()
-			c.cancelTry = nil
-		}
-		if pol.Retry != nil && pol.Retry.PerTryTimeout > 0 {
+		if pol != nil && pol.Retry != nil && pol.Retry.PerTryTimeout > 0 {
+			if c.cancelTry != nil {
+				c.cancelTry()
+			}
 			tryCtx, c.cancelTry = context.WithTimeout(callCtx, pol.Retry.PerTryTimeout)
 		}
-		c.pickErr, c.instBreaker = nil, nil
 		o := a.Try(tryCtx)
 		callerDone := ctx.Err() != nil
 		callTimedOut := !callerDone && callCtx.Err() != nil
 		tryTimedOut := !callerDone && !callTimedOut && tryCtx.Err() != nil
-		switch {
-		case c.pickErr == nil:
-			c.sent = true
-		case c.pickErr == ErrNoConnection:
-			// Candidates exist but none could be connected to (the gRPC
-			// picker found every connection failing): a connect failure,
-			// for the service breaker and for retrying elsewhere.
-			o.Kind = KindConnectFailure
-		default:
-			// Nothing was sent: not an outcome for any breaker.
-			c.done(c.svc.breaker, c.svcTicket, breaker.Ignored)
-			return c.pickErr
-		}
-		c.tries++
-		timedOut := callTimedOut || tryTimedOut
-		c.done(c.svc.breaker, c.svcTicket, verdict(c.svc.policy.Breaker, &o, callerDone, timedOut))
-		if c.instBreaker != nil {
-			c.done(c.instBreaker, c.instTicket, verdict(c.svc.policy.Outlier, &o, callerDone, timedOut))
+		if err := c.EndTry(&o, callerDone, callTimedOut || tryTimedOut); err != nil {
+			return err
 		}
 		if retry == nil || c.tries > retry.Attempts || callerDone || callTimedOut ||
 			!retryable(&retry.On, &o, tryTimedOut) || !c.route.budget.Take() {
@@ -365,6 +337,58 @@ func (c *Call) Run(ctx context.Context, a Attempt) error {
 		}
 		c.metrics.retry(c.decision.Service)
 	}
+}
+
+// BeginTry admits the next try through the service breaker: a
+// *CircuitOpenError when it refuses, and then no retry can help. Run calls
+// it for every try; an adapter making a single try itself (a gRPC stream)
+// calls BeginTry, lets the try pick, and reports with EndTry.
+func (c *Call) BeginTry() error {
+	c.pickErr, c.instBreaker = nil, nil
+	if c.svc == nil || c.svc.breaker == nil {
+		return nil
+	}
+	t, err := c.svc.breaker.Allow()
+	if err != nil {
+		return &CircuitOpenError{Service: c.decision.Service}
+	}
+	c.svcTicket = t
+	return nil
+}
+
+// EndTry reports the outcome o of the try begun last to the service
+// breaker and to the breaker of the instance picked, each judging it by its
+// own failure set. callerDone says the caller's own context ended (the
+// outcome then counts for neither), timedOut that a mesh timeout cut the
+// try (a failure). When the pick failed and nothing was sent, EndTry
+// returns the pick's error, which ends the call; when no candidate could
+// be connected to, o becomes a connect failure.
+func (c *Call) EndTry(o *Outcome, callerDone, timedOut bool) error {
+	switch {
+	case c.pickErr == nil:
+		c.sent = true
+	case c.pickErr == ErrNoConnection:
+		// Candidates exist but none could be connected to (the gRPC
+		// picker found every connection failing): a connect failure, for
+		// the service breaker and for retrying elsewhere.
+		o.Kind = KindConnectFailure
+	default:
+		// Nothing was sent: not an outcome for any breaker.
+		if c.svc != nil {
+			c.done(c.svc.breaker, c.svcTicket, breaker.Ignored)
+		}
+		return c.pickErr
+	}
+	c.tries++
+	if c.svc == nil {
+		return nil
+	}
+	c.done(c.svc.breaker, c.svcTicket, verdict(c.svc.policy.Breaker, o, callerDone, timedOut))
+	if c.instBreaker != nil {
+		c.done(c.instBreaker, c.instTicket, verdict(c.svc.policy.Outlier, o, callerDone, timedOut))
+		c.instBreaker = nil
+	}
+	return nil
 }
 
 // done reports o for ticket t to b, when there is a breaker.
