@@ -126,7 +126,7 @@ func New(ctx context.Context, opts ...Option) (*Mesh, error) {
 	for _, name := range cfg.services {
 		table = table.WithInstances(name, []discovery.Instance{})
 	}
-	m.eng = engine.New(engine.NewState(table), trace.New(cfg.traceOptions...), cfg.logger, m.demand)
+	m.eng = engine.New(engine.NewState(table), trace.New(cfg.traceOptions...), cfg.logger, cfg.local, m.demand)
 	if cfg.snapshotDir != "" {
 		store, err := snapshot.New(cfg.snapshotDir)
 		if err != nil {

@@ -7,13 +7,24 @@ import (
 )
 
 // Request is what the router reads of one call. Header holds HTTP headers
-// with canonical keys; Metadata holds gRPC metadata with lower-case keys.
-// Either may be nil.
+// with canonical keys; Metadata holds gRPC metadata with lower-case keys;
+// Getter reads single keys from a source that is costly to copy whole
+// (incoming gRPC metadata). Any of them may be nil; they are consulted in
+// that order. For gRPC, Path is the full method name (/pkg.Service/Method)
+// and Method is POST.
 type Request struct {
 	Method   string
 	Path     string
 	Header   http.Header
 	Metadata map[string][]string
+	Getter   HeaderGetter
+}
+
+// HeaderGetter reads one header or metadata key of a request.
+type HeaderGetter interface {
+	// Get returns the first value of key, given in lower case, and
+	// whether the request has it.
+	Get(key string) (string, bool)
 }
 
 type condKind uint8
@@ -66,6 +77,9 @@ func (r *Request) header(h *headerCond) (string, bool) {
 	}
 	if vs, ok := r.Metadata[h.lower]; ok && len(vs) > 0 {
 		return vs[0], true
+	}
+	if r.Getter != nil {
+		return r.Getter.Get(h.lower)
 	}
 	return "", false
 }

@@ -147,6 +147,15 @@ var grpcCodes = [...]string{
 	"UNAUTHENTICATED",
 }
 
+// GRPCCodeName returns the name the gRPC specification gives code
+// (DEADLINE_EXCEEDED), or "CODE_<n>" for a code it does not define.
+func GRPCCodeName(code uint32) string {
+	if code < uint32(len(grpcCodes)) {
+		return grpcCodes[code]
+	}
+	return "CODE_" + strconv.FormatUint(uint64(code), 10)
+}
+
 // The gRPC codes the defaults name.
 const (
 	codeUnknown           = 2

@@ -264,3 +264,66 @@ func redactQuery(s string) string {
 	}
 	return s[:q+1] + strings.Join(parts, "&") + frag
 }
+
+// StartRPCClient starts a client span for the gRPC call fullMethod
+// (/pkg.Service/Method) to the logical service, as a child of the span in
+// ctx, following the RPC semantic conventions: named pkg.Service/Method,
+// with rpc.system.name grpc, rpc.method, server.address (service),
+// lightmesh.lane (when ctx has a lane) and attrs. Finish it with EndRPC. In
+// ModePropagate it creates nothing and returns ctx and a non-recording span.
+func (p *Propagator) StartRPCClient(ctx context.Context, fullMethod, service string, attrs ...attribute.KeyValue) (context.Context, trace.Span) {
+	if p.mode != ModeSpans {
+		return ctx, nonRecordingSpan()
+	}
+	name := strings.TrimPrefix(fullMethod, "/")
+	kv := make([]attribute.KeyValue, 0, 5+len(attrs))
+	kv = append(kv, semconv.RPCSystemNameGRPC, semconv.RPCMethod(name))
+	if service != "" {
+		kv = append(kv, semconv.ServerAddress(service))
+	}
+	kv = appendLane(kv, ctx)
+	kv = append(kv, attrs...)
+	return p.tracer.Start(ctx, name, trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(kv...))
+}
+
+// StartRPCServer starts a server span for the incoming gRPC call
+// fullMethod from peer (an address; "" when unknown). Call it with the
+// context Extract returned, so the span's parent is the remote caller's.
+// In ModePropagate it creates nothing.
+func (p *Propagator) StartRPCServer(ctx context.Context, fullMethod, peer string, attrs ...attribute.KeyValue) (context.Context, trace.Span) {
+	if p.mode != ModeSpans {
+		return ctx, nonRecordingSpan()
+	}
+	name := strings.TrimPrefix(fullMethod, "/")
+	kv := make([]attribute.KeyValue, 0, 5+len(attrs))
+	kv = append(kv, semconv.RPCSystemNameGRPC, semconv.RPCMethod(name))
+	if host, _, err := net.SplitHostPort(peer); err == nil && host != "" {
+		kv = append(kv, semconv.NetworkPeerAddress(host))
+	}
+	kv = appendLane(kv, ctx)
+	kv = append(kv, attrs...)
+	return p.tracer.Start(ctx, name, trace.WithSpanKind(trace.SpanKindServer), trace.WithAttributes(kv...))
+}
+
+// EndRPC records the outcome of a gRPC call on span and ends it:
+// rpc.response.status_code is codeName (DEADLINE_EXCEEDED); failed marks
+// the span as an error, with err recorded when it is not nil. A nil span is
+// ignored; on a non-recording span EndRPC only calls span.End.
+func EndRPC(span trace.Span, codeName string, failed bool, err error) {
+	if span == nil {
+		return
+	}
+	if span.IsRecording() {
+		span.SetAttributes(semconv.RPCResponseStatusCode(codeName))
+		if failed {
+			span.SetAttributes(semconv.ErrorTypeKey.String(codeName))
+			if err != nil {
+				span.RecordError(err)
+				span.SetStatus(codes.Error, err.Error())
+			} else {
+				span.SetStatus(codes.Error, codeName)
+			}
+		}
+	}
+	span.End()
+}

@@ -158,6 +158,10 @@ func (c *Call) RetryAfter() time.Duration {
 // instance); before any pick, the route and subset chosen.
 func (c *Call) Result() router.Result { return c.result }
 
+// PickErr returns the error of the last failed pick, nil when the last
+// pick succeeded.
+func (c *Call) PickErr() error { return c.pickErr }
+
 // Sent reports whether any try was sent: false when the call was refused
 // (rate limited, circuit open, no instance) before reaching an instance.
 func (c *Call) Sent() bool { return c.sent }
@@ -175,6 +179,12 @@ func (c *Call) Tries() int { return c.tries }
 // and none was left), ErrNoConnection when candidates exist but usable
 // refused them all, and a *router.NoInstanceError when there are none.
 func (c *Call) Pick(usable func(*discovery.Instance) bool) (*discovery.Instance, error) {
+	if c.instBreaker != nil {
+		// A pick that replaces one never reported (gRPC retries an attempt
+		// that failed before it was sent) gives that one's slot back.
+		c.instBreaker.Done(c.instTicket, breaker.Ignored)
+		c.instBreaker = nil
+	}
 	c.usable = usable
 	c.sawOpen, c.sawBusy = false, false
 	table := c.state.table
@@ -356,6 +366,18 @@ func (c *Call) BeginTry() error {
 	return nil
 }
 
+// AbandonTry ends the try begun last without an outcome: nothing was
+// sent, so it counts for no breaker.
+func (c *Call) AbandonTry() {
+	if c.svc != nil {
+		c.done(c.svc.breaker, c.svcTicket, breaker.Ignored)
+	}
+	if c.instBreaker != nil {
+		c.instBreaker.Done(c.instTicket, breaker.Ignored)
+		c.instBreaker = nil
+	}
+}
+
 // EndTry reports the outcome o of the try begun last to the service
 // breaker and to the breaker of the instance picked, each judging it by its
 // own failure set. callerDone says the caller's own context ended (the
@@ -374,9 +396,7 @@ func (c *Call) EndTry(o *Outcome, callerDone, timedOut bool) error {
 		o.Kind = KindConnectFailure
 	default:
 		// Nothing was sent: not an outcome for any breaker.
-		if c.svc != nil {
-			c.done(c.svc.breaker, c.svcTicket, breaker.Ignored)
-		}
+		c.AbandonTry()
 		return c.pickErr
 	}
 	c.tries++

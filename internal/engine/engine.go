@@ -18,6 +18,7 @@ type Engine struct {
 	prop    *trace.Propagator
 	metrics *Metrics
 	log     *slog.Logger
+	local   string
 	demand  func(service string) (release func())
 
 	mu      sync.Mutex
@@ -25,11 +26,12 @@ type Engine struct {
 	nextSub uint64
 }
 
-// New returns an engine serving initial. demand asks the mesh to discover
-// a service until release is called; nil means the mesh cannot (then
-// Demand does nothing).
-func New(initial *State, prop *trace.Propagator, log *slog.Logger, demand func(service string) (release func())) *Engine {
-	e := &Engine{prop: prop, log: log, demand: demand, subs: map[uint64]func(){}}
+// New returns an engine serving initial for the service local (the one
+// whose inbound rules servers apply; "" for none). demand asks the mesh to
+// discover a service until release is called; nil means the mesh cannot
+// (then Demand does nothing).
+func New(initial *State, prop *trace.Propagator, log *slog.Logger, local string, demand func(service string) (release func())) *Engine {
+	e := &Engine{prop: prop, log: log, local: local, demand: demand, subs: map[uint64]func(){}}
 	e.state.Store(initial)
 	return e
 }
@@ -86,6 +88,9 @@ func (e *Engine) Propagator() *trace.Propagator { return e.prop }
 
 // Metrics returns the mesh's metrics, nil when they are off.
 func (e *Engine) Metrics() *Metrics { return e.metrics }
+
+// Local returns the name of the local service, "" when none was given.
+func (e *Engine) Local() string { return e.local }
 
 // Logger returns the mesh's logger.
 func (e *Engine) Logger() *slog.Logger { return e.log }

@@ -1,0 +1,198 @@
+package meshgrpc
+
+import (
+	"errors"
+	"fmt"
+
+	"google.golang.org/grpc/balancer"
+	"google.golang.org/grpc/balancer/endpointsharding"
+	"google.golang.org/grpc/balancer/pickfirst"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/connectivity"
+	"google.golang.org/grpc/status"
+
+	"github.com/lightmesh/lightmesh/discovery"
+	"github.com/lightmesh/lightmesh/internal/engine"
+)
+
+// BalancerName is the name the lightmesh balancer is registered under.
+const BalancerName = "lightmesh"
+
+// serviceConfig selects the lightmesh balancer; DialOptions sets it as the
+// client's default service config.
+const serviceConfig = `{"loadBalancingConfig": [{"` + BalancerName + `": {}}]}`
+
+// The one accepted init side effect: grpc-go installs balancers by name.
+// The builder holds no state.
+func init() { balancer.Register(builder{}) }
+
+type builder struct{}
+
+// Name implements balancer.Builder.
+func (builder) Name() string { return BalancerName }
+
+// Build implements balancer.Builder: endpointsharding with a pick_first
+// child per endpoint, whose aggregated state the balancer turns into its
+// own picker.
+func (builder) Build(cc balancer.ClientConn, opts balancer.BuildOptions) balancer.Balancer {
+	b := &meshBalancer{ClientConn: cc}
+	b.Balancer = endpointsharding.NewBalancer(b, opts, balancer.Get(pickfirst.Name).Build, endpointsharding.Options{})
+	return b
+}
+
+// meshBalancer is the balancer of one ClientConn. grpc-go calls it from
+// one goroutine at a time, and endpointsharding reports child states
+// (UpdateState) from within those calls or its own serialized callbacks,
+// so it needs no lock of its own.
+type meshBalancer struct {
+	balancer.Balancer   // endpointsharding: children, ExitIdle, Close
+	balancer.ClientConn // the parent ClientConn; UpdateState is intercepted
+
+	eng     *engine.Engine
+	service string
+}
+
+// UpdateClientConnState implements balancer.Balancer: it takes the mesh
+// and the service from the lightmesh resolver's state and hands the
+// endpoints to endpointsharding.
+func (b *meshBalancer) UpdateClientConnState(s balancer.ClientConnState) error {
+	eng, _ := s.ResolverState.Attributes.Value(engineKey{}).(*engine.Engine)
+	service, _ := s.ResolverState.Attributes.Value(serviceKey{}).(string)
+	if eng == nil || service == "" {
+		return fmt.Errorf("meshgrpc: the %s balancer needs the %s resolver: dial %s:///<service> with meshgrpc.DialOptions", BalancerName, Scheme, Scheme)
+	}
+	b.eng, b.service = eng, service
+	err := b.Balancer.UpdateClientConnState(balancer.ClientConnState{
+		// The health listener, as round_robin enables it, for client-side
+		// health checks when a service config asks for them.
+		ResolverState: pickfirst.EnableHealthListener(s.ResolverState),
+	})
+	if errors.Is(err, balancer.ErrBadResolverState) && len(s.ResolverState.Endpoints) == 0 {
+		// No instance yet: the picker fails calls fast with a clear
+		// status; there is nothing to re-resolve, the mesh pushes changes.
+		return nil
+	}
+	return err
+}
+
+// UpdateState receives endpointsharding's aggregated state and publishes
+// a picker of the mesh's own, rebuilt from the child states every time.
+func (b *meshBalancer) UpdateState(s balancer.State) {
+	b.ClientConn.UpdateState(balancer.State{
+		ConnectivityState: s.ConnectivityState,
+		Picker:            newPicker(b.eng, b.service, endpointsharding.ChildStatesFromPicker(s.Picker)),
+	})
+}
+
+// picker is an immutable snapshot of one ClientConn's connections; the
+// routing decision itself reads the mesh's State of the call.
+type picker struct {
+	eng        *engine.Engine
+	service    string
+	ready      map[string]balancer.Picker // pick_first pickers of READY instances, by address
+	connecting bool                       // some instance is connecting (or idle): worth waiting for
+	lastErr    error                      // why the last failed connection failed
+	usable     func(*discovery.Instance) bool
+}
+
+func newPicker(eng *engine.Engine, service string, children []endpointsharding.ChildState) *picker {
+	p := &picker{eng: eng, service: service, ready: make(map[string]balancer.Picker, len(children))}
+	for _, c := range children {
+		if len(c.Endpoint.Addresses) == 0 {
+			continue
+		}
+		switch c.State.ConnectivityState {
+		case connectivity.Ready:
+			p.ready[c.Endpoint.Addresses[0].Addr] = c.State.Picker
+		case connectivity.Connecting, connectivity.Idle:
+			p.connecting = true
+		case connectivity.TransientFailure:
+			if _, err := c.State.Picker.Pick(balancer.PickInfo{}); err != nil {
+				p.lastErr = err
+			}
+		}
+	}
+	p.usable = p.isReady // one func value per picker, not one per pick
+	return p
+}
+
+func (p *picker) isReady(in *discovery.Instance) bool {
+	_, ok := p.ready[in.Address]
+	return ok
+}
+
+// Pick implements balancer.Picker. It never blocks: it picks with the
+// call's routing decision (made by the interceptor), among the instances
+// with a ready connection, and admits the pick through the instance's
+// breaker.
+func (p *picker) Pick(info balancer.PickInfo) (balancer.PickResult, error) {
+	cc, _ := info.Ctx.Value(callKey{}).(*clientCall)
+	if cc == nil {
+		return p.pickAlone(info)
+	}
+	return p.pick(info, cc)
+}
+
+func (p *picker) pick(info balancer.PickInfo, cc *clientCall) (balancer.PickResult, error) {
+	in, err := cc.c.Pick(p.usable)
+	if err != nil {
+		return balancer.PickResult{}, p.pickError(err, cc)
+	}
+	res, err := p.ready[in.Address].Pick(info)
+	if err != nil {
+		return res, err
+	}
+	if span := spanOf(info.Ctx); span.IsRecording() {
+		engine.Annotate(span, &cc.c) // otelgrpc's span, or lightmesh's own
+	}
+	if cc.done != nil {
+		if child := res.Done; child != nil {
+			res.Done = func(di balancer.DoneInfo) { child(di); cc.done(di) }
+		} else {
+			res.Done = cc.done
+		}
+	}
+	return res, nil
+}
+
+// pickError turns the engine's pick error into what the picker returns:
+// balancer.ErrNoSubConnAvailable (wait, within the call's deadline) while
+// connections are being set up, a codes.Unavailable status otherwise —
+// never a code grpc-go rewrites (gRFC A54).
+func (p *picker) pickError(err error, cc *clientCall) error {
+	if errors.Is(err, engine.ErrNoConnection) {
+		if p.connecting {
+			return balancer.ErrNoSubConnAvailable
+		}
+		res := cc.c.Result()
+		msg := fmt.Sprintf("lightmesh: no connection to any instance of service %q", p.service)
+		if res.Subset != "" {
+			msg += fmt.Sprintf(" subset %q", res.Subset)
+		}
+		if p.lastErr != nil {
+			msg += ": " + p.lastErr.Error()
+		}
+		return status.Error(codes.Unavailable, msg)
+	}
+	return statusOf(err, cc.c.Result().Route)
+}
+
+// pickAlone serves a call that did not come through the lightmesh
+// interceptors (a ClientConn built with the balancer but without
+// DialOptions' interceptors): it routes and admits the call by itself and
+// reports the outcome to the breakers when the call is done.
+func (p *picker) pickAlone(info balancer.PickInfo) (balancer.PickResult, error) {
+	cc := newClientCall(p.eng, p.service, info.FullMethodName)
+	if err := cc.begin(info.Ctx); err != nil {
+		return balancer.PickResult{}, statusOf(err, "")
+	}
+	if err := cc.c.BeginTry(); err != nil {
+		return balancer.PickResult{}, statusOf(err, "")
+	}
+	cc.done = func(di balancer.DoneInfo) { cc.endTry(info.Ctx, di.Err) }
+	res, err := p.pick(info, cc)
+	if err != nil {
+		cc.c.AbandonTry() // nothing was sent
+	}
+	return res, err
+}

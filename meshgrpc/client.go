@@ -1,0 +1,219 @@
+package meshgrpc
+
+import (
+	"context"
+	"sync/atomic"
+	"time"
+
+	oteltrace "go.opentelemetry.io/otel/trace"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/balancer"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	"github.com/lightmesh/lightmesh/internal/engine"
+	"github.com/lightmesh/lightmesh/mesh"
+	"github.com/lightmesh/lightmesh/router"
+	"github.com/lightmesh/lightmesh/trace"
+)
+
+// DialOptions returns the options that make a grpc-go client a mesh client
+// of m: the lightmesh resolver for this client only, the lightmesh
+// balancer as its default service config, and the unary and stream
+// interceptors. Dial lightmesh:///<service>:
+//
+//	conn, err := grpc.NewClient("lightmesh:///user-api", meshgrpc.DialOptions(m)...)
+//
+// Add transport credentials and other options as usual; without them the
+// client uses insecure transport credentials. Calls on other ClientConns
+// made with these interceptors pass through untouched.
+func DialOptions(m *mesh.Mesh) []grpc.DialOption {
+	eng := m.Engine()
+	return []grpc.DialOption{
+		grpc.WithResolvers(resolverBuilder{eng: eng}),
+		grpc.WithDefaultServiceConfig(serviceConfig),
+		grpc.WithChainUnaryInterceptor(UnaryClientInterceptor(m)),
+		grpc.WithChainStreamInterceptor(StreamClientInterceptor(m)),
+	}
+}
+
+// UnaryClientInterceptor returns the client interceptor of unary calls, for
+// programs that assemble their dial options themselves (DialOptions
+// includes it). It applies the rate limit, the service breaker, the
+// timeout and retries of the matched route, propagates the lane and trace
+// context in the outgoing metadata, and records metrics and spans.
+func UnaryClientInterceptor(m *mesh.Mesh) grpc.UnaryClientInterceptor {
+	eng := m.Engine()
+	return func(ctx context.Context, method string, req, reply any, conn *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+		service, ok := serviceOf(conn.Target())
+		if !ok {
+			return invoker(ctx, method, req, reply, conn, opts...)
+		}
+		cc := newClientCall(eng, service, method)
+		ctx, cc.span = eng.Propagator().StartRPCClient(ctx, method, service)
+		ctx = cc.propagate(ctx)
+		err := cc.begin(ctx)
+		if err == nil {
+			err = cc.c.Admit()
+		}
+		if err == nil {
+			cc.c.SetReplayable(true) // the request message is kept: resending it is safe for the rule's conditions
+			cc.unary = unaryArgs{conn: conn, invoker: invoker, req: req, reply: reply, opts: opts}
+			err = cc.c.Run(ctx, cc)
+			cc.c.Release()
+		}
+		return cc.finish(ctx, err)
+	}
+}
+
+// StreamClientInterceptor returns the client interceptor of streams, for
+// programs that assemble their dial options themselves (DialOptions
+// includes it). Streams get the rate limit, the service breaker, lane and
+// trace propagation, metrics and spans; they are not retried (a stream
+// that has begun cannot be replayed) and the rule's timeout does not apply
+// to them (it would cut long-lived streams): their context bounds them.
+func StreamClientInterceptor(m *mesh.Mesh) grpc.StreamClientInterceptor {
+	eng := m.Engine()
+	return func(ctx context.Context, desc *grpc.StreamDesc, conn *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+		service, ok := serviceOf(conn.Target())
+		if !ok {
+			return streamer(ctx, desc, conn, method, opts...)
+		}
+		cc := newClientCall(eng, service, method)
+		ctx, cc.span = eng.Propagator().StartRPCClient(ctx, method, service)
+		ctx = cc.propagate(ctx)
+		err := cc.begin(ctx)
+		if err == nil {
+			err = cc.c.Admit()
+		}
+		if err == nil {
+			err = cc.c.BeginTry()
+		}
+		if err != nil {
+			return nil, cc.finish(ctx, err)
+		}
+		// The stream ends when the picker's Done reports it, whatever
+		// ends it: the last message, an error, or the caller's cancel.
+		cc.done = func(di balancer.DoneInfo) { cc.endTry(ctx, di.Err) }
+		cs, err := streamer(context.WithValue(ctx, callKey{}, cc), desc, conn, method, opts...)
+		if err != nil {
+			cc.endTry(ctx, err)
+			if perr := cc.c.PickErr(); perr != nil && perr != engine.ErrNoConnection {
+				return nil, statusOf(perr, cc.c.Result().Route)
+			}
+			return nil, err
+		}
+		return cs, nil
+	}
+}
+
+// callKey is the context key under which an interceptor hands its call to
+// the picker.
+type callKey struct{}
+
+// clientCall is one RPC through the mesh: the gRPC adapter's side of an
+// engine.Call.
+type clientCall struct {
+	c       engine.Call
+	eng     *engine.Engine
+	service string
+	method  string
+	md      metadata.MD // the outgoing metadata, lane and trace injected
+	start   time.Time
+	span    oteltrace.Span
+	unary   unaryArgs
+	// done, when set, is the picker's Done callback: it ends a try that
+	// the interceptor does not see end (a stream, or a call without
+	// interceptors).
+	done     func(balancer.DoneInfo)
+	finished atomic.Bool
+}
+
+// unaryArgs are the arguments of a unary call, for its tries.
+type unaryArgs struct {
+	conn       *grpc.ClientConn
+	invoker    grpc.UnaryInvoker
+	req, reply any
+	opts       []grpc.CallOption
+}
+
+func newClientCall(eng *engine.Engine, service, method string) *clientCall {
+	return &clientCall{eng: eng, service: service, method: method, start: time.Now()}
+}
+
+// propagate writes the lane, trace context and request id of ctx into its
+// outgoing metadata. grpc-go offers no way to read single outgoing keys
+// without copying the whole metadata (grpc-go#8860), so the metadata is
+// copied once, and only when the caller set any.
+func (cc *clientCall) propagate(ctx context.Context) context.Context {
+	md, _ := metadata.FromOutgoingContext(ctx)
+	car := mdCarrier{md: md}
+	cc.eng.Propagator().Inject(ctx, &car)
+	cc.md = car.md
+	if car.wrote {
+		ctx = metadata.NewOutgoingContext(ctx, car.md)
+	}
+	return ctx
+}
+
+// begin matches the call against the service's routes on the State in
+// force: its outgoing metadata as headers, its full method name as path.
+func (cc *clientCall) begin(ctx context.Context) error {
+	if cc.md == nil {
+		cc.md, _ = metadata.FromOutgoingContext(ctx)
+	}
+	req := router.Request{Method: "POST", Path: cc.method, Metadata: cc.md}
+	return cc.c.Begin(cc.eng.Load(), cc.service, &req, cc.eng.Metrics())
+}
+
+// Try implements engine.Attempt: one unary call; the picker picks.
+func (cc *clientCall) Try(ctx context.Context) engine.Outcome {
+	a := &cc.unary
+	return outcomeOf(a.invoker(context.WithValue(ctx, callKey{}, cc), cc.method, a.req, a.reply, a.conn, a.opts...))
+}
+
+// Discard implements engine.Attempt: a unary reply is simply overwritten
+// by the next try.
+func (cc *clientCall) Discard() {}
+
+// outcomeOf turns a call's error into the engine's outcome.
+func outcomeOf(err error) engine.Outcome {
+	return engine.Outcome{GRPC: true, Code: uint32(status.Code(err)), Err: err}
+}
+
+// endTry ends a try the interceptor does not see end, once: it reports the
+// outcome to the breakers and records the call.
+func (cc *clientCall) endTry(ctx context.Context, err error) {
+	if !cc.finished.CompareAndSwap(false, true) {
+		return
+	}
+	o := outcomeOf(err)
+	if stop := cc.c.EndTry(&o, ctx.Err() != nil, false); stop != nil {
+		err = stop
+	}
+	cc.record(ctx, err)
+}
+
+// finish records a call the interceptor saw end and returns its error as
+// the caller gets it.
+func (cc *clientCall) finish(ctx context.Context, err error) error {
+	if cc.finished.CompareAndSwap(false, true) {
+		cc.record(ctx, err)
+	}
+	return statusOf(err, cc.c.Result().Route)
+}
+
+// record writes the call's metrics and ends its span.
+func (cc *clientCall) record(ctx context.Context, err error) {
+	code := status.Code(statusOf(err, ""))
+	name := router.GRPCCodeName(uint32(code))
+	cc.eng.Metrics().Finish(ctx, &cc.c, engine.GRPC, name, time.Since(cc.start), err)
+	if cc.span != nil {
+		if cc.span.IsRecording() {
+			engine.Annotate(cc.span, &cc.c)
+		}
+		trace.EndRPC(cc.span, name, code != 0, err)
+	}
+}
+
+func spanOf(ctx context.Context) oteltrace.Span { return oteltrace.SpanFromContext(ctx) }

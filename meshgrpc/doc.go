@@ -1,0 +1,61 @@
+// Package meshgrpc brings lightmesh to gRPC: the rules, routing,
+// protection, lanes and metrics that mesh.Transport and mesh.Handler give
+// HTTP, for grpc-go clients and servers, from the same Mesh and the same
+// rule document. It is a package of its own (as otelgrpc sits beside
+// otelhttp) so that programs speaking only HTTP never link grpc-go.
+//
+// # Client
+//
+//	conn, err := grpc.NewClient("lightmesh:///user-api", meshgrpc.DialOptions(m)...)
+//
+// DialOptions installs, for this client only:
+//
+//   - a resolver for the lightmesh scheme (grpc.WithResolvers, never
+//     registered globally) that feeds the instances the mesh discovers for
+//     the service, with their labels and weights as endpoint attributes,
+//     and follows every discovery change;
+//   - the lightmesh balancer (grpc-go's endpointsharding with a pick_first
+//     child per instance, so connections are reused across calls and shut
+//     down when an instance leaves). Its picker runs the same router as
+//     HTTP: the route's match on the outgoing metadata (the rules' headers),
+//     the full method name (the rules' path), the lane in the context,
+//     weighted subsets and the fallback; instances whose breaker is open are
+//     skipped. When the chosen subset has no instance at all the call fails
+//     at once with codes.Unavailable naming service, subset and route; while
+//     connections are still being set up it waits, within the call's
+//     deadline;
+//   - unary and stream interceptors for the client rate limit
+//     (codes.ResourceExhausted), the service breaker (codes.Unavailable), the
+//     call timeout, retries of unary calls (per-try timeout, retry budget,
+//     another instance each time), lane and W3C trace propagation into the
+//     outgoing metadata, spans in span mode, and metrics.
+//
+// Errors the mesh itself returns are status errors that also keep
+// errors.Is working: errors.Is(err, mesh.ErrCircuitOpen),
+// errors.Is(err, mesh.ErrRateLimited), errors.Is(err, router.ErrNoInstance).
+//
+// # Server
+//
+//	srv := grpc.NewServer(meshgrpc.ServerOptions(m)...)
+//
+// The server interceptors put the lane, trace context and request id of
+// each incoming call into its context (so calls the handler makes, over
+// gRPC or HTTP, stay in the lane), apply the inbound rate limit of the
+// mesh's local service (codes.ResourceExhausted, with a
+// grpc-retry-pushback-ms trailer), record metrics, and in span mode start
+// a server span.
+//
+// # With otelgrpc
+//
+// A service that already uses otelgrpc's stats handlers keeps them; use
+// lightmesh's default propagate-only mode. lightmesh then creates no span of
+// its own: it sets its routing attributes (lightmesh.service, subset, route,
+// instance) on otelgrpc's client span, and on the server keeps otelgrpc's
+// server span as the parent of the handler's work. In span mode on the
+// server the same holds (otelgrpc's span is used, not a second one); on the
+// client, lightmesh's span becomes the parent of otelgrpc's.
+//
+// The balancer is registered with grpc-go under the name "lightmesh" when
+// this package is imported, as grpc-go wants balancers installed; it holds
+// no state: each client's mesh reaches it through its resolver's state.
+package meshgrpc

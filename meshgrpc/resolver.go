@@ -1,0 +1,150 @@
+package meshgrpc
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"sync"
+
+	"google.golang.org/grpc/attributes"
+	"google.golang.org/grpc/resolver"
+
+	"github.com/lightmesh/lightmesh/discovery"
+	"github.com/lightmesh/lightmesh/internal/engine"
+)
+
+// Scheme is the target scheme of mesh services: lightmesh:///user-api.
+const Scheme = "lightmesh"
+
+// Keys of the attributes the resolver attaches: to the resolver state the
+// mesh's engine and the service, to each endpoint its labels and weight.
+type (
+	engineKey  struct{}
+	serviceKey struct{}
+	labelsKey  struct{}
+	weightKey  struct{}
+)
+
+// Labels is the attribute value carrying an instance's metadata labels on
+// its resolver.Endpoint. Equal makes it comparable, as attributes require.
+type Labels map[string]string
+
+// Equal reports whether o holds the same labels.
+func (l Labels) Equal(o any) bool {
+	ol, ok := o.(Labels)
+	return ok && maps.Equal(l, ol)
+}
+
+// EndpointLabels returns the labels of an endpoint the lightmesh resolver
+// made, and its weight (0 means 1).
+func EndpointLabels(ep resolver.Endpoint) (Labels, int) {
+	l, _ := ep.Attributes.Value(labelsKey{}).(Labels)
+	w, _ := ep.Attributes.Value(weightKey{}).(int)
+	return l, w
+}
+
+// serviceOf returns the service a lightmesh target names.
+func serviceOf(target string) (string, bool) {
+	name, ok := strings.CutPrefix(target, Scheme+":///")
+	return name, ok && name != "" && !strings.ContainsAny(name, "/?#")
+}
+
+// resolverBuilder builds resolvers for one mesh: it is handed to
+// grpc.WithResolvers per client, never registered globally.
+type resolverBuilder struct{ eng *engine.Engine }
+
+// Scheme implements resolver.Builder.
+func (resolverBuilder) Scheme() string { return Scheme }
+
+// Build implements resolver.Builder: it asks the mesh to discover the
+// target's service and sends its instances to cc now and after every
+// change.
+func (b resolverBuilder) Build(target resolver.Target, cc resolver.ClientConn, _ resolver.BuildOptions) (resolver.Resolver, error) {
+	service, ok := serviceOf(target.String())
+	if !ok {
+		return nil, fmt.Errorf("meshgrpc: target %q: want %s:///<service>", target.String(), Scheme)
+	}
+	r := &meshResolver{eng: b.eng, service: service, cc: cc, wake: make(chan struct{}, 1), done: make(chan struct{})}
+	r.release = b.eng.Demand(service)
+	r.unsubscribe = b.eng.Subscribe(r.signal)
+	r.signal()
+	r.wg.Add(1)
+	go r.run()
+	return r, nil
+}
+
+// meshResolver follows one service's instances in the mesh's state.
+type meshResolver struct {
+	eng         *engine.Engine
+	service     string
+	cc          resolver.ClientConn
+	wake        chan struct{} // buffered 1
+	done        chan struct{}
+	wg          sync.WaitGroup
+	release     func()
+	unsubscribe func()
+	closeOnce   sync.Once
+}
+
+// signal wakes the resolver's goroutine; it never blocks (it runs on the
+// mesh's manager goroutine).
+func (r *meshResolver) signal() {
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+}
+
+// run sends the service's instances whenever they change, until Close.
+func (r *meshResolver) run() {
+	defer r.wg.Done()
+	var sent []discovery.Instance
+	first := true
+	for {
+		select {
+		case <-r.done:
+			return
+		case <-r.wake:
+		}
+		list := r.eng.Load().Table().Instances(r.service, "")
+		if !first && slices.EqualFunc(list, sent, sameInstance) {
+			continue
+		}
+		first, sent = false, list
+		r.cc.UpdateState(resolver.State{
+			Endpoints:  endpoints(list),
+			Attributes: attributes.New(engineKey{}, r.eng).WithValue(serviceKey{}, r.service),
+		})
+	}
+}
+
+func sameInstance(a, b discovery.Instance) bool {
+	return a.Address == b.Address && a.Weight == b.Weight && a.Unhealthy == b.Unhealthy && maps.Equal(a.Labels, b.Labels)
+}
+
+func endpoints(list []discovery.Instance) []resolver.Endpoint {
+	eps := make([]resolver.Endpoint, len(list))
+	for i, in := range list {
+		eps[i] = resolver.Endpoint{
+			Addresses:  []resolver.Address{{Addr: in.Address}},
+			Attributes: attributes.New(labelsKey{}, Labels(in.Labels)).WithValue(weightKey{}, in.Weight),
+		}
+	}
+	return eps
+}
+
+// ResolveNow implements resolver.Resolver: the mesh pushes every change,
+// so there is nothing to fetch; the instances are sent again.
+func (r *meshResolver) ResolveNow(resolver.ResolveNowOptions) { r.signal() }
+
+// Close implements resolver.Resolver: it stops following the service and
+// tells the mesh this client no longer needs it discovered.
+func (r *meshResolver) Close() {
+	r.closeOnce.Do(func() {
+		r.unsubscribe()
+		close(r.done)
+		r.wg.Wait()
+		r.release()
+	})
+}

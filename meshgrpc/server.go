@@ -1,0 +1,134 @@
+package meshgrpc
+
+import (
+	"context"
+	"strconv"
+	"time"
+
+	oteltrace "go.opentelemetry.io/otel/trace"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
+
+	"github.com/lightmesh/lightmesh/internal/engine"
+	"github.com/lightmesh/lightmesh/mesh"
+	"github.com/lightmesh/lightmesh/router"
+	"github.com/lightmesh/lightmesh/trace"
+)
+
+// ServerOptions returns the options that make a grpc-go server a mesh
+// server of m: its unary and stream interceptors.
+//
+//	srv := grpc.NewServer(meshgrpc.ServerOptions(m)...)
+func ServerOptions(m *mesh.Mesh) []grpc.ServerOption {
+	return []grpc.ServerOption{
+		grpc.ChainUnaryInterceptor(UnaryServerInterceptor(m)),
+		grpc.ChainStreamInterceptor(StreamServerInterceptor(m)),
+	}
+}
+
+// UnaryServerInterceptor returns the server interceptor of unary calls
+// (ServerOptions includes it): it puts the call's lane, trace context and
+// request id into the handler's context, applies the inbound rate limit of
+// the mesh's local service (WithLocalService), records metrics and, in span
+// mode, a server span.
+func UnaryServerInterceptor(m *mesh.Mesh) grpc.UnaryServerInterceptor {
+	eng := m.Engine()
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		in, ctx, err := enter(ctx, eng, info.FullMethod)
+		if err != nil {
+			return nil, err
+		}
+		resp, err := handler(ctx, req)
+		in.finish(ctx, err)
+		return resp, err
+	}
+}
+
+// StreamServerInterceptor returns the server interceptor of streams
+// (ServerOptions includes it), doing for each stream what
+// UnaryServerInterceptor does for a call.
+func StreamServerInterceptor(m *mesh.Mesh) grpc.StreamServerInterceptor {
+	eng := m.Engine()
+	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+		in, ctx, err := enter(ss.Context(), eng, info.FullMethod)
+		if err != nil {
+			return err
+		}
+		err = handler(srv, &serverStream{ServerStream: ss, ctx: ctx})
+		in.finish(ctx, err)
+		return err
+	}
+}
+
+// serverStream gives the handler the mesh's context.
+type serverStream struct {
+	grpc.ServerStream
+	ctx context.Context
+}
+
+// Context returns the stream's context with the lane and trace context.
+func (s *serverStream) Context() context.Context { return s.ctx }
+
+// inboundCall is one incoming call being served.
+type inboundCall struct {
+	eng   *engine.Engine
+	start time.Time
+	span  oteltrace.Span
+	own   bool // the span is lightmesh's, to end
+}
+
+// enter admits an incoming call: the inbound limit, then the lane and trace
+// context into ctx and, in span mode, a server span. A span a stats handler
+// (otelgrpc) started for the call stays the current span, so there are
+// never two server spans and the handler's work is its child.
+func enter(ctx context.Context, eng *engine.Engine, method string) (inboundCall, context.Context, error) {
+	local := eng.Local()
+	if wait, limited := eng.Load().InboundLimit(local, &router.Request{Method: "POST", Path: method, Getter: incomingHeaders{ctx}}); limited {
+		ms := max(int64(wait/time.Millisecond), 1)
+		grpc.SetTrailer(ctx, metadata.Pairs("grpc-retry-pushback-ms", strconv.FormatInt(ms, 10)))
+		eng.Metrics().Reject(engine.Inbound, engine.GRPC, local, engine.ReasonRateLimited)
+		return inboundCall{}, ctx, status.Errorf(codes.ResourceExhausted, "lightmesh: rate limited: inbound limit of service %q", local)
+	}
+	in := inboundCall{eng: eng, start: time.Now()}
+	prop := eng.Propagator()
+	existing := oteltrace.SpanFromContext(ctx)
+	ctx = prop.Extract(ctx, incoming{ctx})
+	if existing.SpanContext().IsValid() {
+		ctx = oteltrace.ContextWithSpan(ctx, existing)
+		in.span = existing
+	} else {
+		addr := ""
+		if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
+			addr = p.Addr.String()
+		}
+		ctx, in.span = prop.StartRPCServer(ctx, method, addr)
+		in.own = true
+	}
+	if local != "" && in.span.IsRecording() {
+		in.span.SetAttributes(trace.AttrService.String(local))
+	}
+	return in, ctx, nil
+}
+
+// finish records the call's metrics and ends lightmesh's span.
+func (in *inboundCall) finish(ctx context.Context, err error) {
+	code := status.Code(err)
+	name := router.GRPCCodeName(uint32(code))
+	in.eng.Metrics().Observe(ctx, engine.Inbound, engine.GRPC, in.eng.Local(), "", name, time.Since(in.start))
+	if in.own {
+		trace.EndRPC(in.span, name, serverFault(code), err)
+	}
+}
+
+// serverFault reports whether code is a server error by the RPC semantic
+// conventions.
+func serverFault(code codes.Code) bool {
+	switch code {
+	case codes.Unknown, codes.DeadlineExceeded, codes.Unimplemented, codes.Internal, codes.Unavailable, codes.DataLoss:
+		return true
+	}
+	return false
+}
