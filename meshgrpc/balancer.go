@@ -90,35 +90,44 @@ type picker struct {
 	eng        *engine.Engine
 	service    string
 	ready      map[string]balancer.Picker // pick_first pickers of READY instances, by address
-	connecting bool                       // some instance is connecting (or idle): worth waiting for
+	pending    map[string]bool            // instances connecting or idle: worth waiting for
+	known      map[string]struct{}        // every instance the balancer has a child for
 	lastErr    error                      // why the last failed connection failed
-	usable     func(*discovery.Instance) bool
 }
 
 func newPicker(eng *engine.Engine, service string, children []endpointsharding.ChildState) *picker {
-	p := &picker{eng: eng, service: service, ready: make(map[string]balancer.Picker, len(children))}
+	p := &picker{eng: eng, service: service, ready: make(map[string]balancer.Picker, len(children)),
+		pending: map[string]bool{}, known: make(map[string]struct{}, len(children))}
 	for _, c := range children {
 		if len(c.Endpoint.Addresses) == 0 {
 			continue
 		}
+		addr := c.Endpoint.Addresses[0].Addr
+		p.known[addr] = struct{}{}
 		switch c.State.ConnectivityState {
 		case connectivity.Ready:
-			p.ready[c.Endpoint.Addresses[0].Addr] = c.State.Picker
+			p.ready[addr] = c.State.Picker
 		case connectivity.Connecting, connectivity.Idle:
-			p.connecting = true
+			p.pending[addr] = true
 		case connectivity.TransientFailure:
 			if _, err := c.State.Picker.Pick(balancer.PickInfo{}); err != nil {
 				p.lastErr = err
 			}
 		}
 	}
-	p.usable = p.isReady // one func value per picker, not one per pick
 	return p
 }
 
-func (p *picker) isReady(in *discovery.Instance) bool {
-	_, ok := p.ready[in.Address]
-	return ok
+// ConnState implements engine.Conns. An instance the balancer has no
+// child for yet (the resolver's update is on its way) is pending too.
+func (p *picker) ConnState(in *discovery.Instance) engine.ConnState {
+	if _, ok := p.ready[in.Address]; ok {
+		return engine.ConnReady
+	}
+	if _, known := p.known[in.Address]; p.pending[in.Address] || !known {
+		return engine.ConnPending
+	}
+	return engine.ConnDown
 }
 
 // Pick implements balancer.Picker. It never blocks: it picks with the
@@ -134,7 +143,7 @@ func (p *picker) Pick(info balancer.PickInfo) (balancer.PickResult, error) {
 }
 
 func (p *picker) pick(info balancer.PickInfo, cc *clientCall) (balancer.PickResult, error) {
-	in, err := cc.c.Pick(p.usable)
+	in, err := cc.c.Pick(p)
 	if err != nil {
 		return balancer.PickResult{}, p.pickError(err, cc)
 	}
@@ -161,7 +170,7 @@ func (p *picker) pick(info balancer.PickInfo, cc *clientCall) (balancer.PickResu
 // never a code grpc-go rewrites (gRFC A54).
 func (p *picker) pickError(err error, cc *clientCall) error {
 	if errors.Is(err, engine.ErrNoConnection) {
-		if p.connecting {
+		if cc.c.Waiting() {
 			return balancer.ErrNoSubConnAvailable
 		}
 		res := cc.c.Result()

@@ -156,14 +156,29 @@ func (cc *clientCall) propagate(ctx context.Context) context.Context {
 	return ctx
 }
 
+// FirstUseWait bounds how long the first call to a service the mesh does
+// not know yet waits for the mesh to start discovering it.
+const FirstUseWait = 2 * time.Second
+
 // begin matches the call against the service's routes on the State in
 // force: its outgoing metadata as headers, its full method name as path.
+// A service the mesh does not know yet (not named by the rules or
+// WithServices, and this client's resolver not yet built) is looked up on
+// first use, with a wait bounded by FirstUseWait.
 func (cc *clientCall) begin(ctx context.Context) error {
 	if cc.md == nil {
 		cc.md, _ = metadata.FromOutgoingContext(ctx)
 	}
 	req := router.Request{Method: "POST", Path: cc.method, Metadata: cc.md}
-	return cc.c.Begin(cc.eng.Load(), cc.service, &req, cc.eng.Metrics())
+	err := cc.c.Begin(cc.eng.Load(), cc.service, &req, cc.eng.Metrics())
+	if err == router.ErrUnknownService {
+		release := cc.eng.Demand(cc.service)
+		defer release() // the client's resolver keeps its own demand
+		if cc.eng.Await(ctx, cc.service, FirstUseWait) {
+			err = cc.c.Begin(cc.eng.Load(), cc.service, &req, cc.eng.Metrics())
+		}
+	}
+	return err
 }
 
 // Try implements engine.Attempt: one unary call; the picker picks.

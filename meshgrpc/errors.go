@@ -39,7 +39,7 @@ func statusOf(err error, route string) error {
 	case errors.Is(err, engine.ErrRateLimited):
 		code = codes.ResourceExhausted
 	case errors.Is(err, engine.ErrCircuitOpen), errors.Is(err, router.ErrNoInstance),
-		errors.Is(err, router.ErrNoRoute), errors.Is(err, engine.ErrNoConnection):
+		errors.Is(err, router.ErrNoRoute), errors.Is(err, engine.ErrNoConnection), errors.Is(err, router.ErrUnknownService):
 		code = codes.Unavailable
 	default:
 		return err

@@ -81,3 +81,16 @@ func counts(ctx context.Context, conn *grpc.ClientConn, n int) map[string]int {
 	}
 	return got
 }
+
+func rulesMemory(doc string) *rules.Memory { return rules.NewMemory([]byte(doc)) }
+
+// plainConn returns a gRPC client of addr without the mesh.
+func plainConn(t *testing.T, addr string, opts ...grpc.DialOption) *grpc.ClientConn {
+	t.Helper()
+	conn, err := grpc.NewClient(addr, append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return conn
+}

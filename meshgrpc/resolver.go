@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"google.golang.org/grpc/attributes"
 	"google.golang.org/grpc/resolver"
@@ -97,18 +98,28 @@ func (r *meshResolver) signal() {
 }
 
 // run sends the service's instances whenever they change, until Close.
+// The first update waits, at most FirstUseWait, for discovery to report an
+// instance: until then grpc-go holds the client's calls rather than
+// failing them for a service that is only being looked up.
 func (r *meshResolver) run() {
 	defer r.wg.Done()
 	var sent []discovery.Instance
-	first := true
+	first, waitFirst := true, true
+	firstBy := time.NewTimer(FirstUseWait)
+	defer firstBy.Stop()
 	for {
 		select {
 		case <-r.done:
 			return
 		case <-r.wake:
+		case <-firstBy.C:
+			waitFirst = false
 		}
 		list := r.eng.Load().Table().Instances(r.service, "")
-		if !first && slices.EqualFunc(list, sent, sameInstance) {
+		switch {
+		case first && len(list) == 0 && waitFirst:
+			continue
+		case !first && slices.EqualFunc(list, sent, sameInstance):
 			continue
 		}
 		first, sent = false, list
@@ -135,7 +146,7 @@ func endpoints(list []discovery.Instance) []resolver.Endpoint {
 }
 
 // ResolveNow implements resolver.Resolver: the mesh pushes every change,
-// so there is nothing to fetch; the instances are sent again.
+// so there is nothing to fetch; the current instances are checked again.
 func (r *meshResolver) ResolveNow(resolver.ResolveNowOptions) { r.signal() }
 
 // Close implements resolver.Resolver: it stops following the service and

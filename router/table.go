@@ -223,34 +223,42 @@ func (t *Table) Match(service string, req *Request, d *Decision) error {
 // returns a *NoInstanceError when neither has one. Pick does not allocate
 // on success.
 func (t *Table) Pick(d *Decision, accept func(*discovery.Instance) bool) (Result, error) {
-	res := Result{Service: d.Service, Route: d.Route, RouteIndex: d.RouteIndex}
-	st := d.st
-	if st == nil {
-		return res, &NoInstanceError{Service: d.Service}
-	}
-	if d.RouteIndex < 0 {
-		if res.Instance = st.all.Pick(accept); res.Instance == nil {
-			return res, &NoInstanceError{Service: d.Service}
-		}
+	res := Result{Service: d.Service, Route: d.Route, RouteIndex: d.RouteIndex, Subset: d.Subset()}
+	if res.Instance = t.PickChosen(d, accept); res.Instance != nil {
 		return res, nil
 	}
-	if d.subset >= 0 {
-		res.Subset = st.rules.subsets[d.subset].name
-		if res.Instance = st.subsets[d.subset].Pick(accept); res.Instance != nil {
-			return res, nil
-		}
+	if res.Instance = t.PickFallback(d, accept); res.Instance != nil {
+		res.Subset, res.Fallback = d.Fallback(), true
+		return res, nil
 	}
 	// The error is built only here, so that a call served by the
 	// fallback does not allocate it.
-	fallback := ""
-	if fb := d.fallback; fb >= 0 && fb != d.subset {
-		fallback = st.rules.subsets[fb].name
-		if res.Instance = st.subsets[fb].Pick(accept); res.Instance != nil {
-			res.Subset, res.Fallback = fallback, true
-			return res, nil
-		}
+	return res, &NoInstanceError{Service: d.Service, Subset: res.Subset, Fallback: d.Fallback()}
+}
+
+// PickChosen picks an instance accept accepts from d's chosen subset (any
+// instance of the service when it has no routes), or returns nil. It is
+// Pick without the fallback, for callers that decide themselves when to
+// fall back.
+func (t *Table) PickChosen(d *Decision, accept func(*discovery.Instance) bool) *discovery.Instance {
+	switch st := d.st; {
+	case st == nil:
+		return nil
+	case d.RouteIndex < 0:
+		return st.all.Pick(accept)
+	case d.subset >= 0:
+		return st.subsets[d.subset].Pick(accept)
 	}
-	return res, &NoInstanceError{Service: d.Service, Subset: res.Subset, Fallback: fallback}
+	return nil
+}
+
+// PickFallback picks an instance accept accepts from d's fallback subset,
+// or returns nil (also when the route has no fallback).
+func (t *Table) PickFallback(d *Decision, accept func(*discovery.Instance) bool) *discovery.Instance {
+	if d.st == nil || d.fallback < 0 || d.fallback == d.subset {
+		return nil
+	}
+	return d.st.subsets[d.fallback].Pick(accept)
 }
 
 // Candidates returns the instances Pick chooses from for d: those of the

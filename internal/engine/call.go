@@ -2,7 +2,6 @@ package engine
 
 import (
 	"context"
-	"errors"
 	"time"
 
 	oteltrace "go.opentelemetry.io/otel/trace"
@@ -84,9 +83,10 @@ type Call struct {
 	ntried   int
 	refused  [maxRefused]*discovery.Instance
 	nrefused int
-	usable   func(*discovery.Instance) bool
-	sawOpen  bool // a candidate was skipped because its breaker is open
-	sawBusy  bool // a candidate was skipped because usable said no
+	conns      Conns
+	sawOpen    bool // a candidate was skipped because its breaker is open
+	sawPending bool // ... because its connection is being set up
+	sawDown    bool // ... because its connection failed
 
 	svcTicket, instTicket breaker.Ticket
 	instBreaker           *breaker.Breaker
@@ -158,6 +158,10 @@ func (c *Call) RetryAfter() time.Duration {
 // instance); before any pick, the route and subset chosen.
 func (c *Call) Result() router.Result { return c.result }
 
+// Waiting reports whether the last pick failed only for connections still
+// being set up (ConnPending): worth waiting for rather than failing.
+func (c *Call) Waiting() bool { return c.sawPending }
+
 // PickErr returns the error of the last failed pick, nil when the last
 // pick succeeded.
 func (c *Call) PickErr() error { return c.pickErr }
@@ -169,40 +173,59 @@ func (c *Call) Sent() bool { return c.sent }
 // Tries returns the number of tries sent.
 func (c *Call) Tries() int { return c.tries }
 
-// Pick picks the instance for the next try: one of the chosen subset (or
-// the fallback) that this call has not tried yet when there is one, whose
-// breaker is closed or has a free probe slot, and for which usable (nil
-// accepts any) returns true; its breaker then admits the try. An instance
-// whose breaker refuses is left for another at once, without spending a
-// retry. The errors, also kept for Run: a *CircuitOpenError when every
-// candidate's breaker is open (naming the instance when a breaker refused
-// and none was left), ErrNoConnection when candidates exist but usable
-// refused them all, and a *router.NoInstanceError when there are none.
-func (c *Call) Pick(usable func(*discovery.Instance) bool) (*discovery.Instance, error) {
+// ConnState is what a gRPC client's connections say of an instance.
+type ConnState uint8
+
+// The connection states Pick tells apart.
+const (
+	// ConnReady: a call can be sent to the instance now.
+	ConnReady ConnState = iota
+	// ConnPending: its connection is being set up; worth waiting for.
+	ConnPending
+	// ConnDown: its connection failed; as good as unhealthy.
+	ConnDown
+)
+
+// Conns reports the connection state of instances; the gRPC picker passes
+// one to Pick. It must not block.
+type Conns interface {
+	ConnState(in *discovery.Instance) ConnState
+}
+
+// Pick picks the instance for the next try: one of the chosen subset that
+// this call has not tried yet when there is one, whose breaker is closed or
+// has a free probe slot, and (with conns; nil for HTTP) whose connection is
+// ready; its breaker then admits the try. An instance whose breaker
+// refuses is left for another at once, without spending a retry. The
+// route's fallback subset is used when the chosen one has no such
+// instance — but not while the chosen one's connections are still being
+// set up: a subset that is only connecting is waited for, not skipped.
+//
+// The errors, also kept for Run: ErrNoConnection when candidates exist but
+// none has a ready connection (conns decides whether that is worth waiting
+// for), a *CircuitOpenError when every candidate's breaker is open (naming
+// the instance when there was only one), and a *router.NoInstanceError
+// when there are none.
+func (c *Call) Pick(conns Conns) (*discovery.Instance, error) {
 	if c.instBreaker != nil {
 		// A pick that replaces one never reported (gRPC retries an attempt
 		// that failed before it was sent) gives that one's slot back.
 		c.instBreaker.Done(c.instTicket, breaker.Ignored)
 		c.instBreaker = nil
 	}
-	c.usable = usable
-	c.sawOpen, c.sawBusy = false, false
-	table := c.state.table
+	c.conns = conns
+	c.sawOpen, c.sawPending, c.sawDown = false, false, false
 	for {
-		res, err := table.Pick(&c.decision, c.acceptFresh)
-		if err != nil && c.ntried > 0 {
-			res, err = table.Pick(&c.decision, c.acceptAgain)
-		}
-		if err != nil {
-			c.pickErr = c.pickError(err)
+		in, fallback := c.pickOnce()
+		if in == nil {
+			c.pickErr = c.pickError()
 			return nil, c.pickErr
 		}
-		in := res.Instance
 		if b := c.svc.instanceBreaker(in); b != nil {
 			t, err := b.Allow()
 			if err != nil {
 				if c.nrefused == maxRefused {
-					c.pickErr = &CircuitOpenError{Service: c.decision.Service, Subset: res.Subset, Instances: maxRefused}
+					c.pickErr = &CircuitOpenError{Service: c.decision.Service, Subset: c.decision.Subset(), Instances: maxRefused}
 					return nil, c.pickErr
 				}
 				c.refused[c.nrefused] = in
@@ -211,13 +234,43 @@ func (c *Call) Pick(usable func(*discovery.Instance) bool) (*discovery.Instance,
 			}
 			c.instTicket, c.instBreaker = t, b
 		}
-		c.result, c.pickErr = res, nil
+		c.result.Instance, c.result.Subset, c.result.Fallback, c.pickErr = in, c.decision.Subset(), fallback, nil
+		if fallback {
+			c.result.Subset = c.decision.Fallback()
+		}
 		if c.ntried < maxTried {
 			c.tried[c.ntried] = in
 			c.ntried++
 		}
 		return in, nil
 	}
+}
+
+// pickOnce picks from the chosen subset, preferring instances not tried
+// yet, then from the fallback unless the chosen subset is still
+// connecting; fallback reports which one it came from.
+func (c *Call) pickOnce() (in *discovery.Instance, fallback bool) {
+	t := c.state.table
+	if in = t.PickChosen(&c.decision, c.acceptFresh); in != nil {
+		return in, false
+	}
+	if c.ntried > 0 {
+		if in = t.PickChosen(&c.decision, c.acceptAgain); in != nil {
+			return in, false
+		}
+	}
+	if c.sawPending {
+		return nil, false
+	}
+	if in = t.PickFallback(&c.decision, c.acceptFresh); in != nil {
+		return in, true
+	}
+	if c.ntried > 0 {
+		if in = t.PickFallback(&c.decision, c.acceptAgain); in != nil {
+			return in, true
+		}
+	}
+	return nil, false
 }
 
 // instanceBreaker returns the outlier breaker of in, or nil.
@@ -245,29 +298,31 @@ func (c *Call) acceptAgain(in *discovery.Instance) bool {
 		c.sawOpen = true
 		return false
 	}
-	if c.usable != nil && !c.usable(in) {
-		c.sawBusy = true
-		return false
+	if c.conns != nil {
+		switch c.conns.ConnState(in) {
+		case ConnPending:
+			c.sawPending = true
+			return false
+		case ConnDown:
+			c.sawDown = true
+			return false
+		}
 	}
 	return true
 }
 
-// pickError turns the router's no-instance error into what stopped the
-// pick.
-func (c *Call) pickError(err error) error {
-	var ni *router.NoInstanceError
-	if !errors.As(err, &ni) {
-		return err
-	}
+// pickError says why no instance could be picked.
+func (c *Call) pickError() error {
+	d := &c.decision
 	switch {
-	case c.sawBusy:
+	case c.sawPending || c.sawDown:
 		return ErrNoConnection
 	case c.sawOpen || c.nrefused > 0:
 		// Instances exist but their breakers are open or refused: an open
 		// circuit, not a missing instance. Name the instance when it was
 		// the only one.
-		e := &CircuitOpenError{Service: ni.Service, Subset: ni.Subset}
-		chosen, fallback := c.state.table.Candidates(&c.decision)
+		e := &CircuitOpenError{Service: d.Service, Subset: d.Subset()}
+		chosen, fallback := c.state.table.Candidates(d)
 		for _, list := range [2][]discovery.Instance{chosen, fallback} {
 			for i := range list {
 				in := &list[i]
@@ -282,7 +337,7 @@ func (c *Call) pickError(err error) error {
 		}
 		return e
 	}
-	return err
+	return &router.NoInstanceError{Service: d.Service, Subset: d.Subset(), Fallback: d.Fallback()}
 }
 
 func (c *Call) isRefused(in *discovery.Instance) bool {

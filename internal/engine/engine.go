@@ -1,9 +1,11 @@
 package engine
 
 import (
+	"context"
 	"log/slog"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/lightmesh/lightmesh/trace"
 )
@@ -81,6 +83,36 @@ func (e *Engine) Demand(service string) (release func()) {
 		return func() {}
 	}
 	return e.demand(service)
+}
+
+// Await waits until the State in force has service and reports whether it
+// does, waiting at most d (and never past ctx). It is the bounded wait of a
+// service found on first use: after Demand, the mesh knows it as soon as
+// its manager starts discovering it.
+func (e *Engine) Await(ctx context.Context, service string, d time.Duration) bool {
+	if e.Load().Table().Has(service) {
+		return true
+	}
+	changed := make(chan struct{}, 1)
+	cancel := e.Subscribe(func() {
+		select {
+		case changed <- struct{}{}:
+		default:
+		}
+	})
+	defer cancel()
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	for !e.Load().Table().Has(service) {
+		select {
+		case <-changed:
+		case <-timer.C:
+			return false
+		case <-ctx.Done():
+			return false
+		}
+	}
+	return true
 }
 
 // Propagator returns the mesh's trace and lane propagator.

@@ -50,6 +50,10 @@ type Server struct {
 	// Conns is the number of client connections open now; Accepted counts
 	// every connection ever accepted.
 	Conns, Accepted atomic.Int64
+	// Forward, when set, is called by each unary call with its context; the
+	// reply is then the server's name, ">" and what Forward returned: a
+	// hop of a call chain.
+	Forward atomic.Pointer[func(context.Context) (string, error)]
 
 	srv    *grpc.Server
 	lastMD atomic.Value // metadata.MD
@@ -105,6 +109,13 @@ func (s *Server) call(ctx context.Context, _ *wrapperspb.StringValue) (*wrappers
 		case <-ctx.Done():
 			return nil, status.FromContextError(ctx.Err()).Err()
 		}
+	}
+	if fwd := s.Forward.Load(); fwd != nil {
+		next, err := (*fwd)(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return wrapperspb.String(s.Name + ">" + next), nil
 	}
 	return wrapperspb.String(s.Name), nil
 }
