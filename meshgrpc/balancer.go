@@ -87,12 +87,12 @@ func (b *meshBalancer) UpdateState(s balancer.State) {
 // picker is an immutable snapshot of one ClientConn's connections; the
 // routing decision itself reads the mesh's State of the call.
 type picker struct {
-	eng        *engine.Engine
-	service    string
-	ready      map[string]balancer.Picker // pick_first pickers of READY instances, by address
-	pending    map[string]bool            // instances connecting or idle: worth waiting for
-	known      map[string]struct{}        // every instance the balancer has a child for
-	lastErr    error                      // why the last failed connection failed
+	eng     *engine.Engine
+	service string
+	ready   map[string]balancer.Picker // pick_first pickers of READY instances, by address
+	pending map[string]bool            // instances connecting or idle: worth waiting for
+	known   map[string]struct{}        // every instance the balancer has a child for
+	lastErr error                      // why the last failed connection failed
 }
 
 func newPicker(eng *engine.Engine, service string, children []endpointsharding.ChildState) *picker {

@@ -26,7 +26,9 @@ import (
 )
 
 // laneRulesFor is laneRules for another service name.
-func laneRulesFor(service string) string { return strings.Replace(laneRules, "  echo:", "  "+service+":", 1) }
+func laneRulesFor(service string) string {
+	return strings.Replace(laneRules, "  echo:", "  "+service+":", 1)
+}
 
 // The lane crosses two gRPC hops: a call with x-env: staging to A reaches
 // B's staging instance because A's handler calls B with its own context.

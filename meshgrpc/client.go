@@ -203,7 +203,7 @@ func (cc *clientCall) endTry(ctx context.Context, err error) {
 		return
 	}
 	o := outcomeOf(err)
-	if stop := cc.c.EndTry(&o, ctx.Err() != nil, false); stop != nil {
+	if stop := cc.c.EndTry(&o, engine.CallerEnded(ctx, &o), false); stop != nil {
 		err = stop
 	}
 	cc.record(ctx, err)

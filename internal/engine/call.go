@@ -79,10 +79,10 @@ type Call struct {
 	tries      int  // tries sent
 	pickErr    error
 
-	tried    [maxTried]*discovery.Instance
-	ntried   int
-	refused  [maxRefused]*discovery.Instance
-	nrefused int
+	tried      [maxTried]*discovery.Instance
+	ntried     int
+	refused    [maxRefused]*discovery.Instance
+	nrefused   int
 	conns      Conns
 	sawOpen    bool // a candidate was skipped because its breaker is open
 	sawPending bool // ... because its connection is being set up
@@ -386,9 +386,7 @@ func (c *Call) Run(ctx context.Context, a Attempt) error {
 			tryCtx, c.cancelTry = context.WithTimeout(callCtx, pol.Retry.PerTryTimeout)
 		}
 		o := a.Try(tryCtx)
-		callerDone := ctx.Err() != nil
-		callTimedOut := !callerDone && callCtx.Err() != nil
-		tryTimedOut := !callerDone && !callTimedOut && tryCtx.Err() != nil
+		callerDone, callTimedOut, tryTimedOut := whoseDeadline(ctx, callCtx, tryCtx, &o)
 		if err := c.EndTry(&o, callerDone, callTimedOut || tryTimedOut); err != nil {
 			return err
 		}
@@ -403,6 +401,42 @@ func (c *Call) Run(ctx context.Context, a Attempt) error {
 		c.metrics.retry(c.decision.Service)
 	}
 }
+
+// whoseDeadline tells what ended a try: the caller's own context, the
+// call's timeout or the per-try timeout, or none. A gRPC server that gives
+// up at the deadline the call sent it may answer DEADLINE_EXCEEDED a
+// moment before the client's own timer fires; that answer is put down to
+// the earliest of the three deadlines.
+func whoseDeadline(parent, call, try context.Context, o *Outcome) (callerDone, callTimedOut, tryTimedOut bool) {
+	callerDone = parent.Err() != nil
+	callTimedOut = !callerDone && call.Err() != nil
+	tryTimedOut = !callerDone && !callTimedOut && try.Err() != nil
+	if callerDone || callTimedOut || tryTimedOut || !o.GRPC || o.Code != codeDeadlineExceeded {
+		return
+	}
+	earliest, ok := try.Deadline()
+	if !ok {
+		return
+	}
+	if d, ok := parent.Deadline(); ok && !earliest.Before(d) {
+		return true, false, false
+	}
+	if d, ok := call.Deadline(); ok && call != parent && !earliest.Before(d) {
+		return false, true, false
+	}
+	return false, false, try != call
+}
+
+// CallerEnded reports whether the caller's own context ended a try that
+// no mesh timeout bounded (a gRPC stream): its context is done, or a
+// server gave up at the deadline the context sent it.
+func CallerEnded(ctx context.Context, o *Outcome) bool {
+	done, _, _ := whoseDeadline(ctx, ctx, ctx, o)
+	return done
+}
+
+// codeDeadlineExceeded is gRPC's DEADLINE_EXCEEDED.
+const codeDeadlineExceeded = 4
 
 // BeginTry admits the next try through the service breaker: a
 // *CircuitOpenError when it refuses, and then no retry can help. Run calls
