@@ -63,17 +63,27 @@ type Server struct {
 // it when tb ends.
 func Start(tb testing.TB, name string, opts ...grpc.ServerOption) *Server {
 	tb.Helper()
+	s, err := Serve(name, opts...)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(s.Stop)
+	return s
+}
+
+// Serve starts a Server named name with opts on a free loopback port; Stop
+// stops it.
+func Serve(name string, opts ...grpc.ServerOption) (*Server, error) {
 	s := &Server{Name: name}
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		tb.Fatal(err)
+		return nil, err
 	}
 	s.Addr = lis.Addr().String()
 	s.srv = grpc.NewServer(opts...)
 	s.srv.RegisterService(&serviceDesc, s)
 	go s.srv.Serve(&countingListener{Listener: lis, s: s})
-	tb.Cleanup(s.Stop)
-	return s
+	return s, nil
 }
 
 // Stop stops the server at once, closing its connections.
