@@ -4,7 +4,7 @@
 #
 #   ./run.sh                      # everything, -count 6
 #   COUNT=10 BENCHTIME=2s ./run.sh
-#   ONLY=breaker ./run.sh         # one group: transport, throughput, breaker, proxy
+#   ONLY=breaker ./run.sh         # one group: transport, throughput, grpc, breaker, proxy
 #
 # The proxy hop needs nginx and/or HAProxy from the OS packages
 # (apt-get install -y nginx-light haproxy); without them those
@@ -89,6 +89,9 @@ if group transport 'BenchmarkTransport$' -test.cpu 1,2; then
 fi
 if group throughput 'BenchmarkThroughput$' -test.cpu 1,2; then
 	table "BenchmarkThroughput (lightmesh-full vs bare, per -cpu)" -col /rt results/throughput.txt
+fi
+if group grpc 'BenchmarkGRPC$' -test.cpu 1,2; then
+	table "BenchmarkGRPC (columns vs rpc=bare)" -col /rpc results/grpc.txt
 fi
 if group breaker 'BenchmarkBreaker$'; then
 	table "BenchmarkBreaker (rows: impl; columns: one goroutine vs GOMAXPROCS)" -row /impl -col /calls results/breaker.txt
