@@ -50,12 +50,7 @@ func UnaryClientInterceptor(m *mesh.Mesh) grpc.UnaryClientInterceptor {
 			return invoker(ctx, method, req, reply, conn, opts...)
 		}
 		cc := newClientCall(eng, service, method)
-		ctx, cc.span = eng.Propagator().StartRPCClient(ctx, method, service)
-		ctx = cc.propagate(ctx)
-		err := cc.begin(ctx)
-		if err == nil {
-			err = cc.c.Admit()
-		}
+		ctx, err := cc.open(ctx)
 		if err == nil {
 			cc.c.SetReplayable(true) // the request message is kept: resending it is safe for the rule's conditions
 			cc.unary = unaryArgs{conn: conn, invoker: invoker, req: req, reply: reply, opts: opts}
@@ -80,12 +75,7 @@ func StreamClientInterceptor(m *mesh.Mesh) grpc.StreamClientInterceptor {
 			return streamer(ctx, desc, conn, method, opts...)
 		}
 		cc := newClientCall(eng, service, method)
-		ctx, cc.span = eng.Propagator().StartRPCClient(ctx, method, service)
-		ctx = cc.propagate(ctx)
-		err := cc.begin(ctx)
-		if err == nil {
-			err = cc.c.Admit()
-		}
+		ctx, err := cc.open(ctx)
 		if err == nil {
 			err = cc.c.BeginTry()
 		}
@@ -139,6 +129,17 @@ type unaryArgs struct {
 
 func newClientCall(eng *engine.Engine, service, method string) *clientCall {
 	return &clientCall{eng: eng, service: service, method: method, start: time.Now()}
+}
+
+// open opens the call's span (in span mode), propagates, routes and
+// applies the rate limit; it returns the call's context.
+func (cc *clientCall) open(ctx context.Context) (context.Context, error) {
+	ctx, cc.span = cc.eng.Propagator().StartRPCClient(ctx, cc.method, cc.service)
+	ctx = cc.propagate(ctx)
+	if err := cc.begin(ctx); err != nil {
+		return ctx, err
+	}
+	return ctx, cc.c.Admit()
 }
 
 // propagate writes the lane, trace context and request id of ctx into its

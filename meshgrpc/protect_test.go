@@ -4,12 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
@@ -242,50 +242,26 @@ func TestMetrics(t *testing.T) {
 	s.Code.Store(uint32(codes.NotFound))
 	call(context.Background(), conn)
 	call(context.Background(), conn) // rate limited
-	want := map[string]float64{
-		`lightmesh_requests_total{code="OK",destination_service="echo",destination_subset="",direction="outbound",protocol="grpc"}`:        2,
-		`lightmesh_requests_total{code="NOT_FOUND",destination_service="echo",destination_subset="",direction="outbound",protocol="grpc"}`: 1,
-		`lightmesh_request_duration_seconds{destination_service="echo",destination_subset="",direction="outbound",protocol="grpc"}`:        3,
-		`lightmesh_rejections_total{destination_service="echo",direction="outbound",protocol="grpc",reason="rate_limited"}`:                1,
+	out := map[string]string{"direction": "outbound", "protocol": "grpc", "destination_service": "echo"}
+	with := func(kv ...string) map[string]string {
+		l := maps.Clone(out)
+		for i := 0; i < len(kv); i += 2 {
+			l[kv[i]] = kv[i+1]
+		}
+		return l
 	}
-	got := gather(t, reg)
-	for k, v := range want {
-		if got[k] != v {
-			t.Errorf("%s = %v, want %v", k, got[k], v)
+	for _, c := range []struct {
+		name   string
+		labels map[string]string
+		want   float64
+	}{
+		{"lightmesh_requests_total", with("code", "OK"), 2},
+		{"lightmesh_requests_total", with("code", "NOT_FOUND"), 1},
+		{"lightmesh_request_duration_seconds", out, 3},
+		{"lightmesh_rejections_total", with("reason", "rate_limited"), 1},
+	} {
+		if got := meshtest.Metric(t, reg, c.name, c.labels); got != c.want {
+			t.Errorf("%s%v = %v, want %v", c.name, c.labels, got, c.want)
 		}
 	}
-}
-
-// gather returns every series of reg as name{labels} → value (sample
-// count for histograms).
-func gather(t *testing.T, reg *prometheus.Registry) map[string]float64 {
-	t.Helper()
-	fams, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := map[string]float64{}
-	for _, f := range fams {
-		for _, mt := range f.GetMetric() {
-			var labels []string
-			for _, lp := range mt.GetLabel() {
-				labels = append(labels, fmt.Sprintf("%s=%q", lp.GetName(), lp.GetValue()))
-			}
-			key := f.GetName() + "{" + strings.Join(labels, ",") + "}"
-			out[key] = value(mt)
-		}
-	}
-	return out
-}
-
-func value(m *dto.Metric) float64 {
-	switch {
-	case m.Counter != nil:
-		return m.Counter.GetValue()
-	case m.Gauge != nil:
-		return m.Gauge.GetValue()
-	case m.Histogram != nil:
-		return float64(m.Histogram.GetSampleCount())
-	}
-	return -1
 }

@@ -289,14 +289,7 @@ func (w *shapeWalker) walk(n *yaml.Node, t reflect.Type, path string) {
 			w.pos.fail(path, n, "must be a mapping of names to values, not %s", describe(n))
 			return
 		}
-		seen := make(map[string]int)
-		w.pairs(n, path, func(key, value *yaml.Node) {
-			kp := join(path, key.Value)
-			if line, dup := seen[key.Value]; dup {
-				w.pos.fail(kp, key, "duplicate key (first at line %d)", line)
-				return
-			}
-			seen[key.Value] = key.Line
+		w.keys(n, path, func(key, value *yaml.Node, kp string) {
 			if key.Kind != yaml.ScalarNode {
 				w.pos.fail(path, key, "keys must be strings, not %s", describe(key))
 				return
@@ -309,14 +302,7 @@ func (w *shapeWalker) walk(n *yaml.Node, t reflect.Type, path string) {
 			w.pos.fail(path, n, "must be a mapping with the fields of %s, not %s", fieldList(t), describe(n))
 			return
 		}
-		seen := make(map[string]int)
-		w.pairs(n, path, func(key, value *yaml.Node) {
-			kp := join(path, key.Value)
-			if line, dup := seen[key.Value]; dup {
-				w.pos.fail(kp, key, "duplicate key (first at line %d)", line)
-				return
-			}
-			seen[key.Value] = key.Line
+		w.keys(n, path, func(key, value *yaml.Node, kp string) {
 			f, ok := yamlField(t, key.Value)
 			if !ok {
 				w.pos.fail(kp, key, "unknown field%s", suggest(key.Value, t))
@@ -326,6 +312,21 @@ func (w *shapeWalker) walk(n *yaml.Node, t reflect.Type, path string) {
 			w.walk(value, f.Type, kp)
 		})
 	}
+}
+
+// keys calls f for each key of mapping n, with the key's path, and
+// reports keys given twice.
+func (w *shapeWalker) keys(n *yaml.Node, path string, f func(key, value *yaml.Node, keyPath string)) {
+	seen := make(map[string]int)
+	w.pairs(n, path, func(key, value *yaml.Node) {
+		kp := join(path, key.Value)
+		if line, dup := seen[key.Value]; dup {
+			w.pos.fail(kp, key, "duplicate key (first at line %d)", line)
+			return
+		}
+		seen[key.Value] = key.Line
+		f(key, value, kp)
+	})
 }
 
 // pairs calls f for each key and value of mapping n, following merge keys
