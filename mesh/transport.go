@@ -45,13 +45,23 @@ func (m *Mesh) Transport(base http.RoundTripper) http.RoundTripper {
 	if base == nil {
 		base = http.DefaultTransport
 	}
-	return &transport{m: m, base: base}
+	t := &transport{m: m, base: base}
+	t.calls.New = func() any { return new(httpCall) }
+	return t
 }
 
 type transport struct {
-	m    *Mesh
-	base http.RoundTripper
-	tls  sync.Map // TLS server name -> *http.Transport cloned from base
+	m     *Mesh
+	base  http.RoundTripper
+	tls   sync.Map  // TLS server name -> *http.Transport cloned from base
+	calls sync.Pool // of *httpCall: a call is done with it when send returns
+}
+
+// release returns h to the pool, cleared: nothing of the call outlives
+// send (the response body keeps only the cancel functions it needs).
+func (t *transport) release(h *httpCall) {
+	*h = httpCall{}
+	t.calls.Put(h)
 }
 
 var _ http.RoundTripper = (*transport)(nil)
@@ -69,7 +79,6 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 // an engine.Call.
 type httpCall struct {
 	c     engine.Call
-	t     *transport
 	base  http.RoundTripper
 	req   *http.Request // this call's clone, lane and trace injected
 	resp  *http.Response
@@ -83,8 +92,10 @@ func (t *transport) send(st *engine.State, service string, req *http.Request) (*
 	start := time.Now()
 	prop := m.eng.Propagator()
 	ctx, span := prop.StartClient(req.Context(), req)
-	h := &httpCall{t: t, base: t.baseFor(req)}
-	out := req.Clone(ctx)
+	h := t.calls.Get().(*httpCall)
+	defer t.release(h)
+	h.base = t.baseFor(req)
+	out := cloneForMesh(ctx, req)
 	if out.Host == "" {
 		out.Host = req.URL.Host
 	}
@@ -116,7 +127,7 @@ func (t *transport) send(st *engine.State, service string, req *http.Request) (*
 			h.c.Release()
 		case h.c.HasTimeouts():
 			// Timeout contexts live until the caller closes the body.
-			resp.Body = &cancelBody{ReadCloser: resp.Body, cancels: h.c.Cancels()}
+			resp.Body = &cancelBody{ReadCloser: resp.Body, cancel: h.c.Cancel()}
 		}
 	}
 	code := 0
@@ -129,6 +140,25 @@ func (t *transport) send(st *engine.State, service string, req *http.Request) (*
 	}
 	trace.End(span, code, err)
 	return resp, err
+}
+
+// cloneForMesh returns the copy of req the mesh sends: its own context,
+// URL (the host becomes the instance's address) and header map (the lane
+// and trace headers are added), sharing everything it does not change.
+// Unlike Request.Clone it does not copy each header's values; their slices
+// are shared with the caller's header, capped so that an append to one
+// never writes into the caller's backing array, and never changed in place
+// (headers are only ever replaced). Retries clone fully.
+func cloneForMesh(ctx context.Context, req *http.Request) *http.Request {
+	out := req.WithContext(ctx)
+	u := *req.URL
+	out.URL = &u
+	h := make(http.Header, len(req.Header)+4)
+	for k, v := range req.Header {
+		h[k] = v[:len(v):len(v)]
+	}
+	out.Header = h
+	return out
 }
 
 // Try implements engine.Attempt: it picks an instance and sends one try.
@@ -234,15 +264,15 @@ func closeBody(req *http.Request) {
 	}
 }
 
-// cancelBody releases a call's timeout contexts when the caller closes the
+// cancelBody releases a call's timeout context when the caller closes the
 // response body, not before: the body is still being read until then.
 type cancelBody struct {
 	io.ReadCloser
-	cancels engine.Cancels
+	cancel context.CancelFunc
 }
 
 func (b *cancelBody) Close() error {
 	err := b.ReadCloser.Close()
-	b.cancels.Release()
+	b.cancel()
 	return err
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync/atomic"
 )
 
 // Limits on lanes, label keys and values, and request ids. Anything larger is
@@ -57,9 +58,11 @@ type Lane struct {
 
 // laneData holds the labels of a non-empty lane. one backs labels for the
 // common single-label lane so that building it costs one allocation.
+// bag caches the lane's baggage header value, made on first use.
 type laneData struct {
 	labels []Label
 	one    [1]Label
+	bag    atomic.Pointer[string]
 }
 
 // newLane wraps labels, which must be valid, sorted and unique, without
@@ -180,6 +183,20 @@ func (l Lane) String() string {
 		b.WriteString(lb.Value)
 	}
 	return b.String()
+}
+
+// baggage returns the lane's labels as a W3C baggage header value, made
+// once per lane.
+func (l Lane) baggage() string {
+	if l.d == nil {
+		return ""
+	}
+	if b := l.d.bag.Load(); b != nil {
+		return *b
+	}
+	b := laneBaggage(l.d.labels)
+	l.d.bag.Store(&b)
+	return b
 }
 
 // labels returns the lane's labels without copying; callers must not modify

@@ -218,6 +218,7 @@ func (p *Propagator) Inject(ctx context.Context, carrier propagation.TextMapCarr
 	var buf [2 * MaxLaneLabels]Label
 	out := buf[:0]
 	lane := LaneFromContext(ctx)
+	asLane := true // out is exactly ctx's lane
 	for _, lb := range lane.labels() {
 		lk := p.laneKey(lb.Key)
 		canon := ""
@@ -225,8 +226,8 @@ func (p *Propagator) Inject(ctx context.Context, carrier propagation.TextMapCarr
 			canon = lk.canon
 		}
 		if v := strings.TrimSpace(getKey(c, lb.Key, canon)); v != "" {
-			if validValue(v) {
-				lb.Value = v
+			if validValue(v) && v != lb.Value {
+				lb.Value, asLane = v, false
 			}
 		} else {
 			setKey(c, lb.Key, canon, lb.Value)
@@ -240,10 +241,30 @@ func (p *Propagator) Inject(ctx context.Context, carrier propagation.TextMapCarr
 		}
 		if v := strings.TrimSpace(getKey(c, lk.key, lk.canon)); validValue(v) {
 			out = append(out, Label{Key: lk.key, Value: v})
+			asLane = false
 		}
 	}
 
-	if caller := getKey(c, "baggage", "Baggage"); caller != "" {
+	caller := getKey(c, "baggage", "Baggage")
+	if caller == "" && baggage.FromContext(ctx).Len() == 0 {
+		// The common case: no baggage but the lane's. Its members need no
+		// escaping (lane values are baggage-safe), so the header is written
+		// directly — once per lane, when the lane comes from ctx — instead
+		// of building an otel Baggage for every call.
+		if trace.SpanContextFromContext(ctx).IsValid() {
+			p.prop.Inject(ctx, c) // with no span and no baggage there is nothing to inject
+		}
+		switch {
+		case len(out) == 0:
+		case asLane:
+			setKey(c, "baggage", "Baggage", lane.baggage())
+		default:
+			setKey(c, "baggage", "Baggage", laneBaggage(out))
+		}
+		p.injectRequestID(ctx, c)
+		return
+	}
+	if caller != "" {
 		// The caller set a baggage header of its own: merge it with the
 		// context's baggage (the header wins for a key both have) instead
 		// of overwriting it. One that cannot be read is left as it is.
@@ -255,10 +276,35 @@ func (p *Propagator) Inject(ctx context.Context, carrier propagation.TextMapCarr
 	}
 	ctx = p.mergeBaggage(ctx, out)
 	p.prop.Inject(ctx, c)
+	p.injectRequestID(ctx, c)
+}
 
+// injectRequestID writes ctx's request id unless the carrier has one.
+func (p *Propagator) injectRequestID(ctx context.Context, c propagation.TextMapCarrier) {
 	if id := RequestIDFromContext(ctx); id != "" && getKey(c, requestIDKey, requestIDCanon) == "" {
 		setKey(c, requestIDKey, requestIDCanon, id)
 	}
+}
+
+// laneBaggage returns the W3C baggage header value carrying labels as
+// lightmesh.lane.* members. Lane keys and values need no escaping.
+func laneBaggage(labels []Label) string {
+	n := 0
+	for _, lb := range labels {
+		n += len(BaggagePrefix) + len(lb.Key) + 1 + len(lb.Value) + 1
+	}
+	var b strings.Builder
+	b.Grow(n)
+	for i, lb := range labels {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(BaggagePrefix)
+		b.WriteString(lb.Key)
+		b.WriteByte('=')
+		b.WriteString(lb.Value)
+	}
+	return b.String()
 }
 
 // mergeBaggage returns ctx with its baggage updated to carry out as

@@ -90,7 +90,7 @@ type Call struct {
 
 	svcTicket, instTicket breaker.Ticket
 	instBreaker           *breaker.Breaker
-	cancelCall, cancelTry context.CancelFunc
+	cancelTry             context.CancelFunc // of the last try's timeout context
 }
 
 // Begin starts c as a call to service on state s: it matches req against
@@ -359,34 +359,50 @@ func (c *Call) isRefused(in *discovery.Instance) bool {
 // last try; it calls Release once it is done with it (the HTTP adapter when
 // the response body is closed), which ends the timeout contexts.
 func (c *Call) Run(ctx context.Context, a Attempt) error {
-	var pol *router.CallPolicy
-	callCtx := ctx
-	var retry *router.RetryPolicy
-	if !c.plain {
-		pol = c.route.policy
-		if pol.Timeout > 0 {
-			callCtx, c.cancelCall = context.WithTimeout(ctx, pol.Timeout)
+	if c.plain {
+		// Nothing around the try: no breaker, timeout, retry or limit.
+		c.pickErr = nil
+		o := a.Try(ctx)
+		if c.pickErr != nil && c.pickErr != ErrNoConnection {
+			return c.pickErr
 		}
-		if pol.Retry != nil {
-			c.route.budget.OnCall()
-			if c.replayable {
-				retry = pol.Retry
-			}
+		c.sent, c.tries = true, 1
+		return o.Err
+	}
+	pol := c.route.policy
+	// One context per try, whose deadline is the earlier of the call's
+	// and the try's: the call's own deadline is kept as a time.
+	var callDeadline time.Time
+	if pol.Timeout > 0 {
+		callDeadline = time.Now().Add(pol.Timeout)
+	}
+	var retry *router.RetryPolicy
+	if pol.Retry != nil {
+		c.route.budget.OnCall()
+		if c.replayable {
+			retry = pol.Retry
 		}
 	}
 	for {
 		if err := c.BeginTry(); err != nil {
 			return err
 		}
-		tryCtx := callCtx
-		if pol != nil && pol.Retry != nil && pol.Retry.PerTryTimeout > 0 {
-			if c.cancelTry != nil {
-				c.cancelTry()
+		if c.cancelTry != nil {
+			c.cancelTry()
+			c.cancelTry = nil
+		}
+		tryCtx := ctx
+		deadline := callDeadline
+		if pol.Retry != nil && pol.Retry.PerTryTimeout > 0 {
+			if d := time.Now().Add(pol.Retry.PerTryTimeout); deadline.IsZero() || d.Before(deadline) {
+				deadline = d
 			}
-			tryCtx, c.cancelTry = context.WithTimeout(callCtx, pol.Retry.PerTryTimeout)
+		}
+		if !deadline.IsZero() {
+			tryCtx, c.cancelTry = context.WithDeadline(ctx, deadline)
 		}
 		o := a.Try(tryCtx)
-		callerDone, callTimedOut, tryTimedOut := whoseDeadline(ctx, callCtx, tryCtx, &o)
+		callerDone, callTimedOut, tryTimedOut := whoseDeadline(ctx, tryCtx, callDeadline, &o)
 		if err := c.EndTry(&o, callerDone, callTimedOut || tryTimedOut); err != nil {
 			return err
 		}
@@ -395,44 +411,54 @@ func (c *Call) Run(ctx context.Context, a Attempt) error {
 			return o.Err
 		}
 		a.Discard()
-		if !sleep(callCtx, retryBackoff(retry.Backoff, c.tries-1)) {
-			return callCtx.Err()
+		wait := retryBackoff(retry.Backoff, c.tries-1)
+		if !callDeadline.IsZero() && time.Until(callDeadline) < wait {
+			// The call's time runs out during the backoff.
+			sleep(ctx, time.Until(callDeadline))
+			return context.DeadlineExceeded
+		}
+		if !sleep(ctx, wait) {
+			return ctx.Err()
 		}
 		c.metrics.retry(c.decision.Service)
 	}
 }
 
 // whoseDeadline tells what ended a try: the caller's own context, the
-// call's timeout or the per-try timeout, or none. A gRPC server that gives
-// up at the deadline the call sent it may answer DEADLINE_EXCEEDED a
-// moment before the client's own timer fires; that answer is put down to
-// the earliest of the three deadlines.
-func whoseDeadline(parent, call, try context.Context, o *Outcome) (callerDone, callTimedOut, tryTimedOut bool) {
-	callerDone = parent.Err() != nil
-	callTimedOut = !callerDone && call.Err() != nil
-	tryTimedOut = !callerDone && !callTimedOut && try.Err() != nil
-	if callerDone || callTimedOut || tryTimedOut || !o.GRPC || o.Code != codeDeadlineExceeded {
-		return
+// call's timeout (callDeadline, zero for none) or the per-try timeout, or
+// none. A gRPC server that gives up at the deadline the call sent it may
+// answer DEADLINE_EXCEEDED a moment before the client's own timer fires;
+// that answer is put down to the earliest deadline.
+func whoseDeadline(parent, try context.Context, callDeadline time.Time, o *Outcome) (callerDone, callTimedOut, tryTimedOut bool) {
+	if parent.Err() != nil {
+		return true, false, false
+	}
+	timedOut := try.Err() != nil
+	if !timedOut && !(o.GRPC && o.Code == codeDeadlineExceeded) {
+		return false, false, false
 	}
 	earliest, ok := try.Deadline()
 	if !ok {
-		return
+		return false, false, false
 	}
 	if d, ok := parent.Deadline(); ok && !earliest.Before(d) {
-		return true, false, false
+		return true, false, false // the caller's deadline is the one that ran out
 	}
-	if d, ok := call.Deadline(); ok && call != parent && !earliest.Before(d) {
+	if !callDeadline.IsZero() && !earliest.Before(callDeadline) {
 		return false, true, false
 	}
-	return false, false, try != call
+	return false, false, try != parent
 }
 
 // CallerEnded reports whether the caller's own context ended a try that
 // no mesh timeout bounded (a gRPC stream): its context is done, or a
 // server gave up at the deadline the context sent it.
 func CallerEnded(ctx context.Context, o *Outcome) bool {
-	done, _, _ := whoseDeadline(ctx, ctx, ctx, o)
-	return done
+	if ctx.Err() != nil {
+		return true
+	}
+	_, hasDeadline := ctx.Deadline()
+	return hasDeadline && o.GRPC && o.Code == codeDeadlineExceeded
 }
 
 // codeDeadlineExceeded is gRPC's DEADLINE_EXCEEDED.
@@ -507,34 +533,26 @@ func (c *Call) done(b *breaker.Breaker, t breaker.Ticket, o breaker.Outcome) {
 	}
 }
 
-// Release ends the call's timeout contexts. It is safe to call more than
+// Release ends the call's timeout context. It is safe to call more than
 // once.
-func (c *Call) Release() { c.Cancels().Release() }
-
-// Cancels returns the cancel functions of the call's timeout contexts, for
-// an adapter that releases them after the Call is gone (when a response
-// body is closed). Their zero value releases nothing.
-func (c *Call) Cancels() Cancels {
-	cs := Cancels{call: c.cancelCall, try: c.cancelTry}
-	c.cancelCall, c.cancelTry = nil, nil
-	return cs
-}
-
-// HasTimeouts reports whether Run left timeout contexts to release.
-func (c *Call) HasTimeouts() bool { return c.cancelCall != nil || c.cancelTry != nil }
-
-// Cancels holds the cancel functions of a call's timeout contexts.
-type Cancels struct{ call, try context.CancelFunc }
-
-// Release calls them.
-func (cs Cancels) Release() {
-	if cs.try != nil {
-		cs.try()
-	}
-	if cs.call != nil {
-		cs.call()
+func (c *Call) Release() {
+	if c.cancelTry != nil {
+		c.cancelTry()
+		c.cancelTry = nil
 	}
 }
+
+// Cancel returns the cancel function of the last try's timeout context
+// and leaves it to the caller, for an adapter that releases it after the
+// Call is gone (when a response body is closed); nil when there is none.
+func (c *Call) Cancel() context.CancelFunc {
+	cancel := c.cancelTry
+	c.cancelTry = nil
+	return cancel
+}
+
+// HasTimeouts reports whether Run left a timeout context to release.
+func (c *Call) HasTimeouts() bool { return c.cancelTry != nil }
 
 // verdict classifies a try for a breaker of policy bp: the caller's own
 // cancellation says nothing about the destination; transport errors and

@@ -3,6 +3,8 @@ package engine
 import (
 	"context"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -31,6 +33,88 @@ type Metrics struct {
 	rulesInfo          *prometheus.GaugeVec
 	ruleUpdates        *prometheus.CounterVec
 	watcherConnected   prometheus.Gauge
+
+	// series caches the collectors of each destination, copy-on-write:
+	// the request path reads it without a lock, and only the first call
+	// to a destination takes seriesMu to add it.
+	series   atomic.Pointer[map[seriesKey]*series]
+	seriesMu sync.Mutex
+}
+
+// seriesKey names the series of one destination.
+type seriesKey struct{ direction, protocol, service, subset string }
+
+// series holds the collectors of one destination, looked up once: its
+// latency histogram, its request counters by code (copy-on-write too) and
+// when it last took an exemplar.
+type series struct {
+	key          seriesKey
+	duration     prometheus.Observer
+	exemplar     prometheus.ExemplarObserver // nil when the histogram takes none
+	lastExemplar atomic.Int64                // unix ns
+	codes        atomic.Pointer[map[string]prometheus.Counter]
+	codesMu      sync.Mutex
+}
+
+// exemplarEvery is how often a series takes a trace-id exemplar at most:
+// Prometheus keeps one per bucket, so one per request would only cost.
+const exemplarEvery = time.Second
+
+// seriesOf returns the collectors of k.
+func (mt *Metrics) seriesOf(k seriesKey) *series {
+	if m := mt.series.Load(); m != nil {
+		if s := (*m)[k]; s != nil {
+			return s
+		}
+	}
+	mt.seriesMu.Lock()
+	defer mt.seriesMu.Unlock()
+	old := mt.series.Load()
+	if old != nil {
+		if s := (*old)[k]; s != nil {
+			return s
+		}
+	}
+	s := &series{key: k, duration: mt.duration.WithLabelValues(k.direction, k.protocol, k.service, k.subset)}
+	s.exemplar, _ = s.duration.(prometheus.ExemplarObserver)
+	next := make(map[seriesKey]*series, 1)
+	if old != nil {
+		next = make(map[seriesKey]*series, len(*old)+1)
+		for kk, v := range *old {
+			next[kk] = v
+		}
+	}
+	next[k] = s
+	mt.series.Store(&next)
+	return s
+}
+
+// counter returns the request counter of code in s.
+func (s *series) counter(mt *Metrics, code string) prometheus.Counter {
+	if m := s.codes.Load(); m != nil {
+		if c := (*m)[code]; c != nil {
+			return c
+		}
+	}
+	s.codesMu.Lock()
+	defer s.codesMu.Unlock()
+	old := s.codes.Load()
+	if old != nil {
+		if c := (*old)[code]; c != nil {
+			return c
+		}
+	}
+	c := mt.requests.WithLabelValues(s.key.direction, s.key.protocol, s.key.service, s.key.subset, code)
+	next := make(map[string]prometheus.Counter, 1)
+	if old != nil {
+		next = make(map[string]prometheus.Counter, len(*old)+1)
+		for kk, v := range *old {
+			next[kk] = v
+		}
+	}
+	next[code] = c
+	s.codes.Store(&next)
+	return c
 }
 
 // Directions of a request, as the "direction" label.
@@ -138,20 +222,24 @@ func HTTPCode(code int) string {
 
 // Observe records one call that reached an instance (outbound) or the
 // handler (inbound): its code label and latency. When the call's span is
-// sampled its trace id becomes the latency exemplar.
+// sampled its trace id becomes the latency exemplar, at most once a second
+// per series.
 func (mt *Metrics) Observe(ctx context.Context, direction, protocol, service, subset, code string, d time.Duration) {
 	if mt == nil {
 		return
 	}
-	mt.requests.WithLabelValues(direction, protocol, service, subset, code).Inc()
-	h := mt.duration.WithLabelValues(direction, protocol, service, subset)
-	if sc := oteltrace.SpanContextFromContext(ctx); sc.IsSampled() {
-		if eo, ok := h.(prometheus.ExemplarObserver); ok {
-			eo.ObserveWithExemplar(d.Seconds(), prometheus.Labels{"trace_id": sc.TraceID().String()})
-			return
+	s := mt.seriesOf(seriesKey{direction, protocol, service, subset})
+	s.counter(mt, code).Inc()
+	if s.exemplar != nil {
+		if sc := oteltrace.SpanContextFromContext(ctx); sc.IsSampled() {
+			now := time.Now().UnixNano()
+			if last := s.lastExemplar.Load(); now-last >= int64(exemplarEvery) && s.lastExemplar.CompareAndSwap(last, now) {
+				s.exemplar.ObserveWithExemplar(d.Seconds(), prometheus.Labels{"trace_id": sc.TraceID().String()})
+				return
+			}
 		}
 	}
-	h.Observe(d.Seconds())
+	s.duration.Observe(d.Seconds())
 }
 
 // Reject counts a call refused before it reached an instance or handler.
