@@ -174,7 +174,7 @@ func (h *httpCall) Try(ctx context.Context) engine.Outcome {
 		if h.req.GetBody != nil {
 			body, err := h.req.GetBody()
 			if err != nil {
-				return engine.Outcome{Kind: engine.KindError, Err: err}
+				return engine.Outcome{Kind: engine.KindNotSent, Err: err}
 			}
 			r.Body = body
 		}

@@ -3,6 +3,7 @@ package meshgrpc
 import (
 	"errors"
 	"fmt"
+	"sync/atomic"
 
 	"google.golang.org/grpc/balancer"
 	"google.golang.org/grpc/balancer/endpointsharding"
@@ -41,13 +42,19 @@ func (builder) Build(cc balancer.ClientConn, opts balancer.BuildOptions) balance
 }
 
 // meshBalancer is the balancer of one ClientConn. grpc-go calls it from
-// one goroutine at a time, and endpointsharding reports child states
-// (UpdateState) from within those calls or its own serialized callbacks,
-// so it needs no lock of its own.
+// one goroutine at a time; endpointsharding reports child states
+// (UpdateState) from within those calls or from its own goroutines.
 type meshBalancer struct {
 	balancer.Balancer   // endpointsharding: children, ExitIdle, Close
 	balancer.ClientConn // the parent ClientConn; UpdateState is intercepted
 
+	// target is the mesh and the service, from the resolver's first state.
+	// endpointsharding may call UpdateState from a goroutine of its own
+	// (a child leaving idle), hence the atomic.
+	target atomic.Pointer[balancerTarget]
+}
+
+type balancerTarget struct {
 	eng     *engine.Engine
 	service string
 }
@@ -61,7 +68,9 @@ func (b *meshBalancer) UpdateClientConnState(s balancer.ClientConnState) error {
 	if eng == nil || service == "" {
 		return fmt.Errorf("meshgrpc: the %s balancer needs the %s resolver: dial %s:///<service> with meshgrpc.DialOptions", BalancerName, Scheme, Scheme)
 	}
-	b.eng, b.service = eng, service
+	if t := b.target.Load(); t == nil || t.eng != eng || t.service != service {
+		b.target.Store(&balancerTarget{eng: eng, service: service})
+	}
 	err := b.Balancer.UpdateClientConnState(balancer.ClientConnState{
 		// The health listener, as round_robin enables it, for client-side
 		// health checks when a service config asks for them.
@@ -78,9 +87,14 @@ func (b *meshBalancer) UpdateClientConnState(s balancer.ClientConnState) error {
 // UpdateState receives endpointsharding's aggregated state and publishes
 // a picker of the mesh's own, rebuilt from the child states every time.
 func (b *meshBalancer) UpdateState(s balancer.State) {
+	t := b.target.Load()
+	if t == nil {
+		b.ClientConn.UpdateState(s) // no resolver state yet: nothing to pick from
+		return
+	}
 	b.ClientConn.UpdateState(balancer.State{
 		ConnectivityState: s.ConnectivityState,
-		Picker:            newPicker(b.eng, b.service, endpointsharding.ChildStatesFromPicker(s.Picker)),
+		Picker:            newPicker(t.eng, t.service, endpointsharding.ChildStatesFromPicker(s.Picker)),
 	})
 }
 
@@ -143,23 +157,29 @@ func (p *picker) Pick(info balancer.PickInfo) (balancer.PickResult, error) {
 }
 
 func (p *picker) pick(info balancer.PickInfo, cc *clientCall) (balancer.PickResult, error) {
+	// A call that waited for a connection picks from the State in force
+	// now: instances and rules may have changed since it was routed.
+	if err := cc.c.Rebase(p.eng.Load(), &cc.req); err != nil {
+		return balancer.PickResult{}, statusOf(err, "")
+	}
 	in, err := cc.c.Pick(p)
 	if err != nil {
 		return balancer.PickResult{}, p.pickError(err, cc)
 	}
 	res, err := p.ready[in.Address].Pick(info)
 	if err != nil {
+		cc.c.TakeInstance().Done(nil, false, false, false)
 		return res, err
 	}
 	if span := spanOf(info.Ctx); span.IsRecording() {
 		engine.Annotate(span, &cc.c) // otelgrpc's span, or lightmesh's own
 	}
-	if cc.done != nil {
-		if child := res.Done; child != nil {
-			res.Done = func(di balancer.DoneInfo) { child(di); cc.done(di) }
-		} else {
-			res.Done = cc.done
-		}
+	// Every attempt reports to the breaker of the instance it went to.
+	cc.inst = cc.c.TakeInstance()
+	if child := res.Done; child != nil {
+		res.Done = func(di balancer.DoneInfo) { child(di); cc.done(di) }
+	} else {
+		res.Done = cc.done
 	}
 	return res, nil
 }
@@ -192,13 +212,17 @@ func (p *picker) pickError(err error, cc *clientCall) error {
 // reports the outcome to the breakers when the call is done.
 func (p *picker) pickAlone(info balancer.PickInfo) (balancer.PickResult, error) {
 	cc := newClientCall(p.eng, p.service, info.FullMethodName)
-	if err := cc.begin(info.Ctx); err != nil {
+	if err := cc.begin(info.Ctx, false); err != nil { // a picker must not wait
 		return balancer.PickResult{}, statusOf(err, "")
 	}
 	if err := cc.c.BeginTry(); err != nil {
 		return balancer.PickResult{}, statusOf(err, "")
 	}
-	cc.done = func(di balancer.DoneInfo) { cc.endTry(info.Ctx, di.Err) }
+	cc.parent, cc.try = info.Ctx, info.Ctx
+	cc.done = func(di balancer.DoneInfo) {
+		cc.attemptDone(di)
+		cc.endStream(info.Ctx, di.Err)
+	}
 	res, err := p.pick(info, cc)
 	if err != nil {
 		cc.c.AbandonTry() // nothing was sent

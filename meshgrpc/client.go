@@ -2,6 +2,8 @@ package meshgrpc
 
 import (
 	"context"
+	"io"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -24,9 +26,8 @@ import (
 //
 //	conn, err := grpc.NewClient("lightmesh:///user-api", meshgrpc.DialOptions(m)...)
 //
-// Add transport credentials and other options as usual; without them the
-// client uses insecure transport credentials. Calls on other ClientConns
-// made with these interceptors pass through untouched.
+// Add transport credentials and other options as usual. Calls on other
+// ClientConns made with these interceptors pass through untouched.
 func DialOptions(m *mesh.Mesh) []grpc.DialOption {
 	eng := m.Engine()
 	return []grpc.DialOption{
@@ -54,6 +55,7 @@ func UnaryClientInterceptor(m *mesh.Mesh) grpc.UnaryClientInterceptor {
 		if err == nil {
 			cc.c.SetReplayable(true) // the request message is kept: resending it is safe for the rule's conditions
 			cc.unary = unaryArgs{conn: conn, invoker: invoker, req: req, reply: reply, opts: opts}
+			cc.parent = ctx
 			err = cc.c.Run(ctx, cc)
 			cc.c.Release()
 		}
@@ -82,19 +84,71 @@ func StreamClientInterceptor(m *mesh.Mesh) grpc.StreamClientInterceptor {
 		if err != nil {
 			return nil, cc.finish(ctx, err)
 		}
-		// The stream ends when the picker's Done reports it, whatever
-		// ends it: the last message, an error, or the caller's cancel.
-		cc.done = func(di balancer.DoneInfo) { cc.endTry(ctx, di.Err) }
+		cc.parent, cc.try = ctx, ctx
 		cs, err := streamer(context.WithValue(ctx, callKey{}, cc), desc, conn, method, opts...)
 		if err != nil {
-			cc.endTry(ctx, err)
 			if perr := cc.c.PickErr(); perr != nil && perr != engine.ErrNoConnection {
-				return nil, statusOf(perr, cc.c.Result().Route)
+				err = perr
 			}
-			return nil, err
+			return nil, cc.endStream(ctx, err)
 		}
-		return cs, nil
+		s := &clientStream{ClientStream: cs, cc: cc, ctx: ctx, serverStreams: desc.ServerStreams}
+		// A stream ends with its last message or error, or when the
+		// caller cancels its context, whichever comes first.
+		s.stop = context.AfterFunc(ctx, func() { s.end(ctx.Err()) })
+		return s, nil
 	}
+}
+
+// clientStream watches a stream for its end, to report it once.
+type clientStream struct {
+	grpc.ClientStream
+	cc            *clientCall
+	ctx           context.Context
+	serverStreams bool
+	stop          func() bool
+	once          sync.Once
+}
+
+func (s *clientStream) end(err error) {
+	s.once.Do(func() {
+		s.stop()
+		s.cc.endStream(s.ctx, err)
+	})
+}
+
+// RecvMsg ends the stream on an error (io.EOF is its clean end), and after
+// the one reply of a stream the server does not stream.
+func (s *clientStream) RecvMsg(m any) error {
+	err := s.ClientStream.RecvMsg(m)
+	switch {
+	case err == io.EOF:
+		s.end(nil)
+	case err != nil:
+		s.end(err)
+	case !s.serverStreams:
+		s.end(nil)
+	}
+	return err
+}
+
+// SendMsg ends the stream on an error other than io.EOF (which means the
+// stream ended and RecvMsg tells how).
+func (s *clientStream) SendMsg(m any) error {
+	err := s.ClientStream.SendMsg(m)
+	if err != nil && err != io.EOF {
+		s.end(err)
+	}
+	return err
+}
+
+// Header ends the stream when it failed before its headers.
+func (s *clientStream) Header() (metadata.MD, error) {
+	md, err := s.ClientStream.Header()
+	if err != nil {
+		s.end(err)
+	}
+	return md, err
 }
 
 // callKey is the context key under which an interceptor hands its call to
@@ -109,14 +163,18 @@ type clientCall struct {
 	service string
 	method  string
 	md      metadata.MD // the outgoing metadata, lane and trace injected
+	req     router.Request
 	start   time.Time
 	span    oteltrace.Span
 	unary   unaryArgs
-	// done, when set, is the picker's Done callback: it ends a try that
-	// the interceptor does not see end (a stream, or a call without
-	// interceptors).
-	done     func(balancer.DoneInfo)
-	finished atomic.Bool
+	release func() // of a demand made to look the service up on first use
+	// The picker reports every attempt (grpc-go may make several for one
+	// try) to the instance's breaker through done, with the ticket of the
+	// pick it made: parent and try are the call's and the try's contexts.
+	done        func(balancer.DoneInfo)
+	inst        engine.InstanceTicket
+	parent, try context.Context
+	finished    atomic.Bool
 }
 
 // unaryArgs are the arguments of a unary call, for its tries.
@@ -128,7 +186,9 @@ type unaryArgs struct {
 }
 
 func newClientCall(eng *engine.Engine, service, method string) *clientCall {
-	return &clientCall{eng: eng, service: service, method: method, start: time.Now()}
+	cc := &clientCall{eng: eng, service: service, method: method, start: time.Now()}
+	cc.done = cc.attemptDone // one func value per call, not one per pick
+	return cc
 }
 
 // open opens the call's span (in span mode), propagates, routes and
@@ -136,7 +196,7 @@ func newClientCall(eng *engine.Engine, service, method string) *clientCall {
 func (cc *clientCall) open(ctx context.Context) (context.Context, error) {
 	ctx, cc.span = cc.eng.Propagator().StartRPCClient(ctx, cc.method, cc.service)
 	ctx = cc.propagate(ctx)
-	if err := cc.begin(ctx); err != nil {
+	if err := cc.begin(ctx, true); err != nil {
 		return ctx, err
 	}
 	return ctx, cc.c.Admit()
@@ -158,25 +218,25 @@ func (cc *clientCall) propagate(ctx context.Context) context.Context {
 }
 
 // FirstUseWait bounds how long the first call to a service the mesh does
-// not know yet waits for the mesh to start discovering it.
+// not know yet waits for the mesh to discover an instance of it.
 const FirstUseWait = 2 * time.Second
 
 // begin matches the call against the service's routes on the State in
 // force: its outgoing metadata as headers, its full method name as path.
 // A service the mesh does not know yet (not named by the rules or
-// WithServices, and this client's resolver not yet built) is looked up on
-// first use, with a wait bounded by FirstUseWait.
-func (cc *clientCall) begin(ctx context.Context) error {
+// WithServices, and this client's resolver not built yet) is looked up on
+// first use: with wait, the call waits up to FirstUseWait for discovery to
+// report an instance, and keeps the service discovered until it ends.
+func (cc *clientCall) begin(ctx context.Context, wait bool) error {
 	if cc.md == nil {
 		cc.md, _ = metadata.FromOutgoingContext(ctx)
 	}
-	req := router.Request{Method: "POST", Path: cc.method, Metadata: cc.md}
-	err := cc.c.Begin(cc.eng.Load(), cc.service, &req, cc.eng.Metrics())
-	if err == router.ErrUnknownService {
-		release := cc.eng.Demand(cc.service)
-		defer release() // the client's resolver keeps its own demand
-		if cc.eng.Await(ctx, cc.service, FirstUseWait) {
-			err = cc.c.Begin(cc.eng.Load(), cc.service, &req, cc.eng.Metrics())
+	cc.req = router.Request{Method: "POST", Path: cc.method, Metadata: cc.md}
+	err := cc.c.Begin(cc.eng.Load(), cc.service, &cc.req, cc.eng.Metrics())
+	if err == router.ErrUnknownService && wait {
+		cc.release = cc.eng.Demand(cc.service)
+		if cc.eng.AwaitInstances(ctx, cc.service, FirstUseWait) || cc.eng.Load().Table().Has(cc.service) {
+			err = cc.c.Begin(cc.eng.Load(), cc.service, &cc.req, cc.eng.Metrics())
 		}
 	}
 	return err
@@ -185,6 +245,7 @@ func (cc *clientCall) begin(ctx context.Context) error {
 // Try implements engine.Attempt: one unary call; the picker picks.
 func (cc *clientCall) Try(ctx context.Context) engine.Outcome {
 	a := &cc.unary
+	cc.try = ctx
 	return outcomeOf(a.invoker(context.WithValue(ctx, callKey{}, cc), cc.method, a.req, a.reply, a.conn, a.opts...))
 }
 
@@ -192,22 +253,36 @@ func (cc *clientCall) Try(ctx context.Context) engine.Outcome {
 // by the next try.
 func (cc *clientCall) Discard() {}
 
+// attemptDone is the picker's Done callback: it reports one attempt to the
+// breaker of the instance it was picked for. An attempt that sent nothing
+// (grpc-go found the connection not ready, or will retry it transparently)
+// counts for nothing.
+func (cc *clientCall) attemptDone(di balancer.DoneInfo) {
+	it := cc.inst
+	cc.inst = engine.InstanceTicket{}
+	o := outcomeOf(di.Err)
+	callerDone, timedOut := engine.Judge(cc.parent, cc.try, &o)
+	it.Done(&o, di.BytesSent || di.BytesReceived, callerDone, timedOut)
+}
+
 // outcomeOf turns a call's error into the engine's outcome.
 func outcomeOf(err error) engine.Outcome {
 	return engine.Outcome{GRPC: true, Code: uint32(status.Code(err)), Err: err}
 }
 
-// endTry ends a try the interceptor does not see end, once: it reports the
-// outcome to the breakers and records the call.
-func (cc *clientCall) endTry(ctx context.Context, err error) {
+// endStream ends a stream (or a call without interceptors), once: it
+// reports the outcome to the service breaker and records the call; it
+// returns the error as the caller gets it.
+func (cc *clientCall) endStream(ctx context.Context, err error) error {
 	if !cc.finished.CompareAndSwap(false, true) {
-		return
+		return statusOf(err, cc.c.Result().Route)
 	}
 	o := outcomeOf(err)
 	if stop := cc.c.EndTry(&o, engine.CallerEnded(ctx, &o), false); stop != nil {
 		err = stop
 	}
 	cc.record(ctx, err)
+	return statusOf(err, cc.c.Result().Route)
 }
 
 // finish records a call the interceptor saw end and returns its error as
@@ -219,8 +294,12 @@ func (cc *clientCall) finish(ctx context.Context, err error) error {
 	return statusOf(err, cc.c.Result().Route)
 }
 
-// record writes the call's metrics and ends its span.
+// record writes the call's metrics, ends its span and ends a demand it
+// made.
 func (cc *clientCall) record(ctx context.Context, err error) {
+	if cc.release != nil {
+		cc.release()
+	}
 	code := status.Code(statusOf(err, ""))
 	name := router.GRPCCodeName(uint32(code))
 	cc.eng.Metrics().Finish(ctx, &cc.c, engine.GRPC, name, time.Since(cc.start), err)

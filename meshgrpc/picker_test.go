@@ -67,16 +67,17 @@ func BenchmarkPick(b *testing.B) {
 	cc := newClientCall(eng, "svc", "/pkg.Svc/Call")
 	cc.md = md
 	info := balancer.PickInfo{FullMethodName: "/pkg.Svc/Call", Ctx: context.WithValue(context.Background(), callKey{}, cc)}
-	if err := cc.begin(info.Ctx); err != nil {
+	if err := cc.begin(info.Ctx, false); err != nil {
 		b.Fatal(err)
 	}
+	cc.parent, cc.try = info.Ctx, info.Ctx
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := p.Pick(info); err != nil {
+		res, err := p.Pick(info)
+		if err != nil {
 			b.Fatal(err)
 		}
-		o := engine.Outcome{GRPC: true}
-		cc.c.EndTry(&o, false, false)
+		res.Done(balancer.DoneInfo{BytesSent: true})
 	}
 }
 
@@ -85,15 +86,16 @@ func TestPickDoesNotAllocate(t *testing.T) {
 	cc := newClientCall(eng, "svc", "/pkg.Svc/Call")
 	cc.md = metadata.MD{"x-env": {"staging"}}
 	info := balancer.PickInfo{FullMethodName: "/pkg.Svc/Call", Ctx: context.WithValue(context.Background(), callKey{}, cc)}
-	if err := cc.begin(info.Ctx); err != nil {
+	if err := cc.begin(info.Ctx, false); err != nil {
 		t.Fatal(err)
 	}
+	cc.parent, cc.try = info.Ctx, info.Ctx
 	allocs := testing.AllocsPerRun(1000, func() {
-		if _, err := p.Pick(info); err != nil {
+		res, err := p.Pick(info)
+		if err != nil {
 			t.Fatal(err)
 		}
-		o := engine.Outcome{GRPC: true}
-		cc.c.EndTry(&o, false, false)
+		res.Done(balancer.DoneInfo{BytesSent: true})
 	})
 	if allocs != 0 {
 		t.Fatalf("Pick allocates %v times", allocs)

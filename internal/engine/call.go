@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	oteltrace "go.opentelemetry.io/otel/trace"
@@ -35,6 +36,9 @@ const (
 	KindReset
 	// KindError: any other transport error.
 	KindError
+	// KindNotSent: the try failed in the adapter before anything was sent
+	// (a request body that could not be read again): no breaker counts it.
+	KindNotSent
 )
 
 // Outcome is what one try came back with.
@@ -88,9 +92,12 @@ type Call struct {
 	sawPending bool // ... because its connection is being set up
 	sawDown    bool // ... because its connection failed
 
+	picked                bool             // the current try picked an instance
+	svcBreaker            *breaker.Breaker // that admitted svcTicket
 	svcTicket, instTicket breaker.Ticket
 	instBreaker           *breaker.Breaker
-	cancelTry             context.CancelFunc // of the last try's timeout context
+	instPolicy            *router.BreakerPolicy // instBreaker's
+	cancelTry             context.CancelFunc    // of the last try's timeout context
 }
 
 // Begin starts c as a call to service on state s: it matches req against
@@ -232,8 +239,9 @@ func (c *Call) Pick(conns Conns) (*discovery.Instance, error) {
 				c.nrefused++
 				continue
 			}
-			c.instTicket, c.instBreaker = t, b
+			c.instTicket, c.instBreaker, c.instPolicy = t, b, c.svc.policy.Outlier
 		}
+		c.picked = true
 		c.result.Instance, c.result.Subset, c.result.Fallback, c.pickErr = in, c.decision.Subset(), fallback, nil
 		if fallback {
 			c.result.Subset = c.decision.Fallback()
@@ -281,9 +289,11 @@ func (s *Service) instanceBreaker(in *discovery.Instance) *breaker.Breaker {
 	return s.outlier[in.Address]
 }
 
+// Instances are told apart by address, not by pointer: a call that waits
+// for a connection may pick again from a newer State (Rebase).
 func (c *Call) acceptFresh(in *discovery.Instance) bool {
 	for _, t := range c.tried[:c.ntried] {
-		if t == in {
+		if t.Address == in.Address {
 			return false
 		}
 	}
@@ -342,7 +352,7 @@ func (c *Call) pickError() error {
 
 func (c *Call) isRefused(in *discovery.Instance) bool {
 	for _, r := range c.refused[:c.nrefused] {
-		if r == in {
+		if r.Address == in.Address {
 			return true
 		}
 	}
@@ -361,10 +371,13 @@ func (c *Call) isRefused(in *discovery.Instance) bool {
 func (c *Call) Run(ctx context.Context, a Attempt) error {
 	if c.plain {
 		// Nothing around the try: no breaker, timeout, retry or limit.
-		c.pickErr = nil
+		c.pickErr, c.picked = nil, false
 		o := a.Try(ctx)
-		if c.pickErr != nil && c.pickErr != ErrNoConnection {
+		switch {
+		case c.pickErr != nil && c.pickErr != ErrNoConnection:
 			return c.pickErr
+		case c.pickErr == nil && !c.picked, o.Kind == KindNotSent:
+			return o.Err // nothing was sent
 		}
 		c.sent, c.tries = true, 1
 		return o.Err
@@ -450,6 +463,15 @@ func whoseDeadline(parent, try context.Context, callDeadline time.Time, o *Outco
 	return false, false, try != parent
 }
 
+// Judge tells what ended a try bounded by the context try, derived from
+// parent: the caller's own context (callerDone) or a mesh timeout
+// (timedOut), or neither; for adapters that report a try's outcome
+// themselves (the gRPC picker's Done callback).
+func Judge(parent, try context.Context, o *Outcome) (callerDone, timedOut bool) {
+	callerDone, _, timedOut = whoseDeadline(parent, try, time.Time{}, o)
+	return callerDone, timedOut
+}
+
 // CallerEnded reports whether the caller's own context ended a try that
 // no mesh timeout bounded (a gRPC stream): its context is done, or a
 // server gave up at the deadline the context sent it.
@@ -469,7 +491,7 @@ const codeDeadlineExceeded = 4
 // it for every try; an adapter making a single try itself (a gRPC stream)
 // calls BeginTry, lets the try pick, and reports with EndTry.
 func (c *Call) BeginTry() error {
-	c.pickErr, c.instBreaker = nil, nil
+	c.pickErr, c.instBreaker, c.picked, c.svcBreaker = nil, nil, false, nil
 	if c.svc == nil || c.svc.breaker == nil {
 		return nil
 	}
@@ -477,16 +499,15 @@ func (c *Call) BeginTry() error {
 	if err != nil {
 		return &CircuitOpenError{Service: c.decision.Service}
 	}
-	c.svcTicket = t
+	c.svcBreaker, c.svcTicket = c.svc.breaker, t
 	return nil
 }
 
 // AbandonTry ends the try begun last without an outcome: nothing was
 // sent, so it counts for no breaker.
 func (c *Call) AbandonTry() {
-	if c.svc != nil {
-		c.done(c.svc.breaker, c.svcTicket, breaker.Ignored)
-	}
+	c.done(c.svcBreaker, c.svcTicket, breaker.Ignored)
+	c.svcBreaker = nil
 	if c.instBreaker != nil {
 		c.instBreaker.Done(c.instTicket, breaker.Ignored)
 		c.instBreaker = nil
@@ -494,37 +515,97 @@ func (c *Call) AbandonTry() {
 }
 
 // EndTry reports the outcome o of the try begun last to the service
-// breaker and to the breaker of the instance picked, each judging it by its
-// own failure set. callerDone says the caller's own context ended (the
-// outcome then counts for neither), timedOut that a mesh timeout cut the
-// try (a failure). When the pick failed and nothing was sent, EndTry
-// returns the pick's error, which ends the call; when no candidate could
-// be connected to, o becomes a connect failure.
+// breaker and to the breaker of the instance picked (unless an adapter
+// took that one with TakeInstance), each judging it by its own failure
+// set. callerDone says the caller's own context ended (the outcome then
+// counts for neither), timedOut that a mesh timeout cut the try (a
+// failure). When nothing was sent — the pick failed, the adapter failed
+// before sending (KindNotSent), or no pick happened at all — EndTry counts
+// it for no breaker and returns the error that ends the call; when no
+// candidate could be connected to, o becomes a connect failure.
 func (c *Call) EndTry(o *Outcome, callerDone, timedOut bool) error {
 	switch {
-	case c.pickErr == nil:
-		c.sent = true
 	case c.pickErr == ErrNoConnection:
 		// Candidates exist but none could be connected to (the gRPC
 		// picker found every connection failing): a connect failure, for
 		// the service breaker and for retrying elsewhere.
 		o.Kind = KindConnectFailure
-	default:
-		// Nothing was sent: not an outcome for any breaker.
+	case c.pickErr != nil:
 		c.AbandonTry()
 		return c.pickErr
+	case !c.picked || o.Kind == KindNotSent:
+		c.AbandonTry()
+		if o.Err == nil {
+			return errors.New("mesh: the call ended before it was sent")
+		}
+		return o.Err
+	default:
+		c.sent = true
 	}
 	c.tries++
-	if c.svc == nil {
-		return nil
+	if c.svc != nil {
+		c.done(c.svcBreaker, c.svcTicket, verdict(c.svc.policy.Breaker, o, callerDone, timedOut))
+		c.svcBreaker = nil
 	}
-	c.done(c.svc.breaker, c.svcTicket, verdict(c.svc.policy.Breaker, o, callerDone, timedOut))
 	if c.instBreaker != nil {
-		c.done(c.instBreaker, c.instTicket, verdict(c.svc.policy.Outlier, o, callerDone, timedOut))
+		c.instBreaker.Done(c.instTicket, verdict(c.instPolicy, o, callerDone, timedOut))
 		c.instBreaker = nil
 	}
 	return nil
 }
+
+// InstanceTicket is the instance breaker's admission of one pick, for an
+// adapter that learns each pick's outcome separately (gRPC reports every
+// attempt of a call in the picker's Done callback). The zero value reports
+// nothing.
+type InstanceTicket struct {
+	b      *breaker.Breaker
+	t      breaker.Ticket
+	policy *router.BreakerPolicy
+}
+
+// TakeInstance hands the last pick's instance ticket to the caller, who
+// must report it with Done; EndTry then leaves the instance breaker alone.
+func (c *Call) TakeInstance() InstanceTicket {
+	it := InstanceTicket{b: c.instBreaker, t: c.instTicket, policy: c.instPolicy}
+	c.instBreaker = nil
+	return it
+}
+
+// Done reports the outcome of the pick: sent says whether anything reached
+// the instance (nothing sent counts for nothing).
+func (it InstanceTicket) Done(o *Outcome, sent, callerDone, timedOut bool) {
+	if it.b == nil {
+		return
+	}
+	if !sent {
+		it.b.Done(it.t, breaker.Ignored)
+		return
+	}
+	it.b.Done(it.t, verdict(it.policy, o, callerDone, timedOut))
+}
+
+// Rebase routes the call again on st, a newer State than the one Begin
+// used, keeping what the call has tried: a gRPC call that waited for a
+// connection picks from the instances and rules in force now. The policy
+// Run applies (timeouts, retries) stays the one Begin found.
+func (c *Call) Rebase(st *State, req *router.Request) error {
+	if st == c.state {
+		return nil
+	}
+	service := c.decision.Service
+	if err := st.table.Match(service, req, &c.decision); err != nil {
+		return err
+	}
+	c.state = st
+	if svc := st.services[service]; svc != nil {
+		c.svc = svc
+	}
+	return nil
+}
+
+// State returns the State the call routes on.
+func (c *Call) State() *State { return c.state }
 
 // done reports o for ticket t to b, when there is a breaker.
 func (c *Call) done(b *breaker.Breaker, t breaker.Ticket, o breaker.Outcome) {

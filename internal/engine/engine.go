@@ -85,12 +85,14 @@ func (e *Engine) Demand(service string) (release func()) {
 	return e.demand(service)
 }
 
-// Await waits until the State in force has service and reports whether it
-// does, waiting at most d (and never past ctx). It is the bounded wait of a
-// service found on first use: after Demand, the mesh knows it as soon as
-// its manager starts discovering it.
-func (e *Engine) Await(ctx context.Context, service string, d time.Duration) bool {
-	if e.Load().Table().Has(service) {
+// AwaitInstances waits until the State in force has an instance of
+// service and reports whether it does, waiting at most d (and never past
+// ctx). It is the bounded wait of a service found on first use: after
+// Demand, the mesh starts discovering it, and the first instance list
+// takes the source's time to come.
+func (e *Engine) AwaitInstances(ctx context.Context, service string, d time.Duration) bool {
+	has := func() bool { return len(e.Load().Table().Instances(service, "")) > 0 }
+	if has() {
 		return true
 	}
 	changed := make(chan struct{}, 1)
@@ -103,7 +105,7 @@ func (e *Engine) Await(ctx context.Context, service string, d time.Duration) boo
 	defer cancel()
 	timer := time.NewTimer(d)
 	defer timer.Stop()
-	for !e.Load().Table().Has(service) {
+	for !has() {
 		select {
 		case <-changed:
 		case <-timer.C:
