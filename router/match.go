@@ -70,11 +70,17 @@ type headerCond struct {
 	cond      stringCond
 }
 
-// header returns the first value of the header h names.
+// header returns the first value of the header h names. The HTTP header
+// is looked up here, inline; metadata and getters in other.
 func (r *Request) header(h *headerCond) (string, bool) {
 	if vs, ok := r.Header[h.canonical]; ok && len(vs) > 0 {
 		return vs[0], true
 	}
+	return r.other(h)
+}
+
+// other looks h up in the request's gRPC metadata and getter.
+func (r *Request) other(h *headerCond) (string, bool) {
 	if vs, ok := r.Metadata[h.lower]; ok && len(vs) > 0 {
 		return vs[0], true
 	}

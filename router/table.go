@@ -1,19 +1,18 @@
 package router
 
 import (
-	"maps"
-	"slices"
-
 	"github.com/lightmesh/lightmesh/discovery"
+	"github.com/lightmesh/lightmesh/internal/shardmap"
 )
 
 // Table joins compiled Rules with the instances of each service: the
 // immutable routing snapshot the request path reads. Build it with
 // NewTable and derive updated copies with WithRules and WithInstances.
 type Table struct {
-	rules     *Rules
-	instances map[string][]discovery.Instance
-	services  map[string]*serviceTable
+	rules *Rules
+	// Sharded, so that WithInstances copies one shard, not every service.
+	instances shardmap.Map[[]discovery.Instance]
+	services  shardmap.Map[*serviceTable]
 }
 
 type serviceTable struct {
@@ -45,39 +44,46 @@ func NewTable(rules *Rules, instances map[string][]discovery.Instance) *Table {
 	if rules == nil {
 		rules = &Rules{doc: &Document{APIVersion: APIVersion}, services: map[string]*serviceRules{}}
 	}
-	t := &Table{rules: rules, instances: instances, services: make(map[string]*serviceTable)}
+	return newTable(rules, shardmap.From(instances))
+}
+
+func newTable(rules *Rules, instances shardmap.Map[[]discovery.Instance]) *Table {
+	services := make(map[string]*serviceTable, len(rules.services)+instances.Len())
 	for name, sr := range rules.services {
-		t.services[name] = buildService(sr, instances[name])
+		list, _ := instances.Get(name)
+		services[name] = buildService(sr, list)
 	}
-	for name, list := range instances {
-		if _, ok := t.services[name]; !ok {
-			t.services[name] = buildService(nil, list)
+	for name, list := range instances.All() {
+		if _, ok := services[name]; !ok {
+			services[name] = buildService(nil, list)
 		}
 	}
-	return t
+	return &Table{rules: rules, instances: instances, services: shardmap.From(services)}
 }
 
 // WithRules returns a table with the same instances and new rules.
-func (t *Table) WithRules(rules *Rules) *Table { return NewTable(rules, t.instances) }
+func (t *Table) WithRules(rules *Rules) *Table {
+	if rules == nil {
+		rules = &Rules{doc: &Document{APIVersion: APIVersion}, services: map[string]*serviceRules{}}
+	}
+	return newTable(rules, t.instances)
+}
 
 // WithInstances returns a table in which service has the instances list
 // (nil removes the service's instances); the other services are shared
-// with t.
+// with t, and the cost does not grow with their number.
 func (t *Table) WithInstances(service string, list []discovery.Instance) *Table {
-	next := &Table{rules: t.rules, instances: maps.Clone(t.instances), services: maps.Clone(t.services)}
-	if next.instances == nil {
-		next.instances = make(map[string][]discovery.Instance)
-	}
+	next := &Table{rules: t.rules}
 	if list == nil {
-		delete(next.instances, service)
+		next.instances = t.instances.Without(service)
 	} else {
-		next.instances[service] = list
+		next.instances = t.instances.With(service, list)
 	}
 	sr := t.rules.services[service]
 	if sr == nil && list == nil {
-		delete(next.services, service)
+		next.services = t.services.Without(service)
 	} else {
-		next.services[service] = buildService(sr, list)
+		next.services = t.services.With(service, buildService(sr, list))
 	}
 	return next
 }
@@ -86,15 +92,15 @@ func (t *Table) WithInstances(service string, list []discovery.Instance) *Table 
 func (t *Table) Rules() *Rules { return t.rules }
 
 // Has reports whether the table knows service, from rules or discovery.
-func (t *Table) Has(service string) bool { _, ok := t.services[service]; return ok }
+func (t *Table) Has(service string) bool { _, ok := t.services.Get(service); return ok }
 
 // Services returns the names of every known service, sorted.
-func (t *Table) Services() []string { return slices.Sorted(maps.Keys(t.services)) }
+func (t *Table) Services() []string { return t.services.Keys() }
 
 // Instances returns the instances of service, all of them or those of
 // subset when subset is not empty. Callers must not modify the result.
 func (t *Table) Instances(service, subset string) []discovery.Instance {
-	st := t.services[service]
+	st, _ := t.services.Get(service)
 	if st == nil {
 		return nil
 	}
@@ -113,7 +119,7 @@ func (t *Table) Instances(service, subset string) []discovery.Instance {
 
 // Subsets returns the subset names of service, sorted.
 func (t *Table) Subsets(service string) []string {
-	st := t.services[service]
+	st, _ := t.services.Get(service)
 	if st == nil || st.rules == nil {
 		return nil
 	}
@@ -189,7 +195,7 @@ func (d *Decision) Fallback() string {
 // know and a *NoRouteError when no route matches. A nil req is an empty
 // request. Match does not allocate on success.
 func (t *Table) Match(service string, req *Request, d *Decision) error {
-	st := t.services[service]
+	st, _ := t.services.Get(service)
 	if st == nil {
 		return ErrUnknownService
 	}

@@ -111,7 +111,7 @@ func (c *Call) Begin(s *State, service string, req *router.Request, metrics *Met
 		return err
 	}
 	c.result = router.Result{Service: service, Route: c.decision.Route, RouteIndex: c.decision.RouteIndex, Subset: c.decision.Subset()}
-	c.svc = s.services[service]
+	c.svc = s.Service(service)
 	c.plain = true
 	if c.svc != nil {
 		c.route = &c.svc.def
@@ -598,7 +598,7 @@ func (c *Call) Rebase(st *State, req *router.Request) error {
 		return err
 	}
 	c.state = st
-	if svc := st.services[service]; svc != nil {
+	if svc := st.Service(service); svc != nil {
 		c.svc = svc
 	}
 	return nil

@@ -74,15 +74,8 @@ func fingerprint(st *State, at time.Time) string {
 	for _, li := range st.Limiters() {
 		fmt.Fprintf(&b, "limiter %s %s %p %v %d %.6f\n", li.Service, li.Scope, li.Limiter, li.Limiter.Limit(), li.Limiter.Burst(), li.Limiter.TokensAt(at))
 	}
-	names := slices.Sorted(func(yield func(string) bool) {
-		for name := range st.services {
-			if !yield(name) {
-				return
-			}
-		}
-	})
-	for _, name := range names {
-		_, budgets := st.services[name].scopes()
+	for _, name := range st.services.Keys() {
+		_, budgets := st.Service(name).scopes()
 		for _, scope := range slices.Sorted(func(yield func(string) bool) {
 			for s := range budgets {
 				if !yield(s) {

@@ -7,6 +7,7 @@ import (
 
 	"github.com/lightmesh/lightmesh/breaker"
 	"github.com/lightmesh/lightmesh/discovery"
+	"github.com/lightmesh/lightmesh/internal/shardmap"
 	"github.com/lightmesh/lightmesh/router"
 )
 
@@ -16,7 +17,7 @@ import (
 // published; WithRules and WithInstances derive the next one.
 type State struct {
 	table    *router.Table
-	services map[string]*Service
+	services shardmap.Map[*Service] // sharded: WithInstances copies one shard
 }
 
 // Service is the protection of one service: its compiled policy and the
@@ -49,7 +50,7 @@ type OnBreakerChange func(service, instance string, from, to breaker.State)
 
 // NewState returns a State with table and no protection.
 func NewState(table *router.Table) *State {
-	return &State{table: table, services: map[string]*Service{}}
+	return &State{table: table}
 }
 
 // Table returns the routing table.
@@ -57,7 +58,7 @@ func (s *State) Table() *router.Table { return s.table }
 
 // Service returns the protection of service, or nil when the rules do not
 // name it.
-func (s *State) Service(name string) *Service { return s.services[name] }
+func (s *State) Service(name string) *Service { svc, _ := s.services.Get(name); return svc }
 
 // WithRules returns the State for new rules, validated already, and the
 // same instances. Breakers whose settings did not change, buckets and
@@ -67,11 +68,11 @@ func (s *State) Service(name string) *Service { return s.services[name] }
 // in force keep serving exactly as before.
 func (s *State) WithRules(rules *router.Rules, onChange OnBreakerChange) *State {
 	table := s.table.WithRules(rules)
-	next := &State{table: table, services: make(map[string]*Service)}
+	services := make(map[string]*Service)
 	for _, name := range rules.Services() {
-		next.services[name] = buildService(name, rules.Policy(name), s.services[name], table.Instances(name, ""), onChange)
+		services[name] = buildService(name, rules.Policy(name), s.Service(name), table.Instances(name, ""), onChange)
 	}
-	return next
+	return &State{table: table, services: shardmap.From(services)}
 }
 
 // WithInstances returns the State in which service has list (nil removes
@@ -79,11 +80,10 @@ func (s *State) WithRules(rules *router.Rules, onChange OnBreakerChange) *State 
 // instances that stay are kept.
 func (s *State) WithInstances(service string, list []discovery.Instance, onChange OnBreakerChange) *State {
 	next := &State{table: s.table.WithInstances(service, list), services: s.services}
-	if svc := s.services[service]; svc != nil && svc.policy.Outlier != nil {
-		next.services = maps.Clone(s.services)
+	if svc := s.Service(service); svc != nil && svc.policy.Outlier != nil {
 		copy := *svc
 		copy.outlier = outlierBreakers(svc, svc, next.table.Instances(service, ""), onChange)
-		next.services[service] = &copy
+		next.services = s.services.With(service, &copy)
 	}
 	return next
 }
@@ -205,7 +205,7 @@ func newBreaker(service, instance string, s breaker.Settings, onChange OnBreaker
 // reports whether req is over the limit, with the wait until the next
 // token.
 func (s *State) InboundLimit(local string, req *router.Request) (wait time.Duration, limited bool) {
-	svc := s.services[local]
+	svc := s.Service(local)
 	if local == "" || svc == nil || len(svc.inbound) == 0 {
 		return 0, false
 	}
@@ -230,8 +230,8 @@ type BreakerInfo struct {
 // breaker first, then the instance breakers by address.
 func (s *State) Breakers() []BreakerInfo {
 	var out []BreakerInfo
-	for _, name := range slices.Sorted(maps.Keys(s.services)) {
-		svc := s.services[name]
+	for _, name := range s.services.Keys() {
+		svc := s.Service(name)
 		if svc.breaker != nil {
 			out = append(out, BreakerInfo{Service: name, Breaker: svc.breaker})
 		}
@@ -251,8 +251,8 @@ type LimiterInfo struct {
 // Limiters lists every token bucket of s by service and scope, sorted.
 func (s *State) Limiters() []LimiterInfo {
 	var out []LimiterInfo
-	for _, name := range slices.Sorted(maps.Keys(s.services)) {
-		limiters, _ := s.services[name].scopes()
+	for _, name := range s.services.Keys() {
+		limiters, _ := s.Service(name).scopes()
 		for _, scope := range slices.Sorted(maps.Keys(limiters)) {
 			out = append(out, LimiterInfo{Service: name, Scope: scope, Limiter: limiters[scope]})
 		}
