@@ -40,17 +40,18 @@ func BenchmarkProxyHop(b *testing.B) {
 		serial(b, fullStack(b, addr), newRequest(b, "http://svc/"))
 	})
 	b.Run("path=nginx", func(b *testing.B) {
-		url := startNginx(b, addr)
+		url, _ := startNginx(b, addr)
 		serial(b, newBase(b), newRequest(b, url))
 	})
 	b.Run("path=haproxy", func(b *testing.B) {
-		url := startHAProxy(b, addr)
+		url, _ := startHAProxy(b, addr)
 		serial(b, newBase(b), newRequest(b, url))
 	})
 }
 
-// startNginx runs nginx as a reverse proxy to upstream and returns its URL.
-func startNginx(b *testing.B, upstream string) string {
+// startNginx runs nginx as a reverse proxy to upstream and returns its URL
+// and process group.
+func startNginx(b *testing.B, upstream string) (string, int) {
 	bin := lookBinary(b, "nginx", "apt-get install nginx-light")
 	dir := b.TempDir()
 	port := freePort(b)
@@ -83,13 +84,13 @@ http {
 	writeFile(b, path, conf)
 	// -e: the error log before the configuration is read; -p: prefix for
 	// any relative path.
-	startProxy(b, dir, port, bin, "-e", filepath.Join(dir, "error.log"), "-p", dir+"/", "-c", path)
-	return fmt.Sprintf("http://127.0.0.1:%d/", port)
+	pgid := startProxy(b, dir, port, bin, "-e", filepath.Join(dir, "error.log"), "-p", dir+"/", "-c", path)
+	return fmt.Sprintf("http://127.0.0.1:%d/", port), pgid
 }
 
 // startHAProxy runs HAProxy as a reverse proxy to upstream and returns its
-// URL.
-func startHAProxy(b *testing.B, upstream string) string {
+// URL and process group.
+func startHAProxy(b *testing.B, upstream string) (string, int) {
 	bin := lookBinary(b, "haproxy", "apt-get install haproxy")
 	dir := b.TempDir()
 	port := freePort(b)
@@ -116,8 +117,8 @@ backend app
 	path := filepath.Join(dir, "haproxy.cfg")
 	writeFile(b, path, conf)
 	// -db: stay in the foreground.
-	startProxy(b, dir, port, bin, "-db", "-f", path)
-	return fmt.Sprintf("http://127.0.0.1:%d/", port)
+	pgid := startProxy(b, dir, port, bin, "-db", "-f", path)
+	return fmt.Sprintf("http://127.0.0.1:%d/", port), pgid
 }
 
 // lookBinary finds name on PATH or in /usr/sbin (where Debian puts nginx
@@ -155,10 +156,10 @@ func writeFile(b *testing.B, path, data string) {
 }
 
 // startProxy starts bin with args in its own process group, output to
-// dir/output.log, and waits until a GET through port answers 200. The
-// proxy is stopped (SIGTERM, then SIGKILL to its process group) when the
-// benchmark ends.
-func startProxy(b *testing.B, dir string, port int, bin string, args ...string) {
+// dir/output.log, waits until a GET through port answers 200 and returns
+// the process group. The proxy is stopped (SIGTERM, then SIGKILL to its
+// process group) when the benchmark ends.
+func startProxy(b *testing.B, dir string, port int, bin string, args ...string) int {
 	b.Helper()
 	out, err := os.Create(filepath.Join(dir, "output.log"))
 	if err != nil {
@@ -192,7 +193,7 @@ func startProxy(b *testing.B, dir string, port int, bin string, args ...string) 
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
 				client.CloseIdleConnections()
-				return
+				return cmd.Process.Pid
 			}
 			err = errors.New(resp.Status)
 		}

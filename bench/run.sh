@@ -1,53 +1,87 @@
 #!/usr/bin/env bash
-# run.sh runs lightmesh's peer benchmarks, writes the raw output to
-# results/*.txt and prints benchstat tables.
+# run.sh runs every lightmesh benchmark — the core module's (routing, the
+# decision path, the SDK's own overhead, gRPC, scaling) and this module's
+# comparisons with peers (otelhttp, otelgrpc, breakers, an nginx/HAProxy
+# hop, CPU per 1,000 rps) — writes the raw output to results/*.txt, prints
+# benchstat tables and writes them, with the machine and the date, to
+# ../BENCHMARKS.md.
 #
-#   ./run.sh                      # everything, -count 6
+#   ./run.sh                      # everything, -count 6 (about 12 minutes)
 #   COUNT=10 BENCHTIME=2s ./run.sh
-#   ONLY=breaker ./run.sh         # one group: transport, throughput, grpc, breaker, proxy
+#   ONLY=proxy ./run.sh           # one group (see the names below)
+#   SMOKE=1 ./run.sh              # every benchmark once (-benchtime 1x), no tables: CI
 #
-# The proxy hop needs nginx and/or HAProxy from the OS packages
-# (apt-get install -y nginx-light haproxy); without them those
-# sub-benchmarks are skipped with a message.
+# The proxy hop and the CPU comparison need nginx and HAProxy; run.sh
+# installs them (Debian's nginx-light and haproxy) when it runs as root and
+# they are missing, and those sub-benchmarks skip with a message otherwise.
 set -euo pipefail
 cd "$(dirname "$0")"
 
 COUNT=${COUNT:-6}
 BENCHTIME=${BENCHTIME:-1s}
 ONLY=${ONLY:-}
+SMOKE=${SMOKE:-}
+if [ -n "$SMOKE" ]; then
+	COUNT=1
+	BENCHTIME=1x
+fi
 mkdir -p results
+
+if ! { command -v nginx || [ -x /usr/sbin/nginx ]; } >/dev/null 2>&1 ||
+	! { command -v haproxy || [ -x /usr/sbin/haproxy ]; } >/dev/null 2>&1; then
+	if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+		echo "== installing nginx-light and haproxy" >&2
+		apt-get update -qq >/dev/null
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light haproxy >/dev/null
+	fi
+fi
 
 if command -v benchstat >/dev/null 2>&1; then
 	benchstat=(benchstat)
 elif [ -x "$(go env GOPATH)/bin/benchstat" ]; then
 	benchstat=("$(go env GOPATH)/bin/benchstat")
 else
-	benchstat=(go run golang.org/x/perf/cmd/benchstat@latest)
+	benchstat=(go run golang.org/x/perf/cmd/benchstat@v0.0.0-20260908200009-22c9c6c9d4da)
 fi
 
-# One binary for every group, so each group runs the same code.
-go test -c -o results/bench.test .
+# One binary per package, so that each group runs the same code.
+go test -c -o results/peers.test .
+for pkg in router internal/engine mesh meshgrpc; do
+	(cd .. && go test -c -o "bench/results/$(basename "$pkg").test" "./$pkg")
+done
 
-# group NAME REGEX [extra test flags...]: run one benchmark group.
+# group NAME BINARY REGEX [extra test flags...]: run one benchmark group.
 group() {
-	local name=$1 regex=$2
-	shift 2
+	local name=$1 bin=$2 regex=$3
+	shift 3
 	if [ -n "$ONLY" ] && [ "$ONLY" != "$name" ]; then
 		return 1
 	fi
-	echo "== $name: -bench '$regex' -count $COUNT -benchtime $BENCHTIME $*" >&2
-	if ! ./results/bench.test -test.run '^$' -test.bench "$regex" -test.count "$COUNT" \
-		-test.benchtime "$BENCHTIME" "$@" | tee "results/$name.txt" >&2; then
+	local extra=("$@")
+	if [ -n "$SMOKE" ]; then
+		extra=() # one iteration of each, on the default GOMAXPROCS
+	fi
+	echo "== $name: $bin -bench '$regex' -count $COUNT -benchtime $BENCHTIME ${extra[*]}" >&2
+	if ! ./results/"$bin" -test.run '^$' -test.bench "$regex" -test.count "$COUNT" \
+		-test.benchtime "$BENCHTIME" -test.benchmem "${extra[@]}" | tee "results/$name.txt" >&2; then
 		echo "run.sh: the $name benchmarks failed" >&2
 		exit 1
 	fi
+	[ -z "$SMOKE" ]
 }
 
+out=results/tables.md
+: >"$out"
 table() { # table TITLE benchstat-args...
-	echo
-	echo "### $1"
-	shift
-	"${benchstat[@]}" "$@"
+	{
+		echo
+		echo "### $1"
+		echo
+		echo '```'
+		shift
+		"${benchstat[@]}" "$@"
+		echo '```'
+	} | tee -a "$out"
 }
 
 # added FILE: the added latency of each path of BenchmarkProxyHop over
@@ -78,27 +112,75 @@ added() {
 			for (p in paths) {
 				if (p == "bare" || p == "lightmesh-full" || !((c SUBSEP p) in n)) continue
 				hop = median(c SUBSEP p) - bare
-				printf "  %-8s hop adds %+.1fµs = %.1fx what lightmesh-full adds (target >= 20x)\n", p, hop / 1000, (mesh > 0 ? hop / mesh : 0)
+				printf "  %-8s hop adds %+.1fµs = %.1fx what lightmesh-full adds (target >= 45x)\n", p, hop / 1000, (mesh > 0 ? hop / mesh : 0)
 			}
 		}
 	}' "$1"
 }
 
-if group transport 'BenchmarkTransport$' -test.cpu 1,2; then
+# The core module.
+if group route router.test 'BenchmarkRoute' ; then
+	table "Routing (router): BenchmarkRoute, 100 routes" results/route.txt
+fi
+if group admit engine.test 'BenchmarkAdmit$'; then
+	table "Decision path (internal/engine): route + limiter + breakers, vs raw gobreaker + rate" -col /mesh results/admit.txt
+fi
+if group scale engine.test 'BenchmarkInstanceUpdate|BenchmarkPolicyMemory' -test.benchtime 20x; then
+	table "Scaling (internal/engine): one instance change; memory of 10,000 services" results/scale.txt
+fi
+if group overhead mesh.test 'BenchmarkOverhead$'; then
+	table "SDK overhead (mesh): over an in-process RoundTripper" -col /stack results/overhead.txt
+fi
+if group pick meshgrpc.test 'BenchmarkPick$|BenchmarkGRPC$'; then
+	table "gRPC (meshgrpc): the picker; a unary call bare vs through lightmesh" results/pick.txt
+fi
+
+# Peers.
+if group transport peers.test 'BenchmarkTransport$' -test.cpu 1,2; then
 	table "BenchmarkTransport (columns vs rt=bare)" -col /rt results/transport.txt
 fi
-if group throughput 'BenchmarkThroughput$' -test.cpu 1,2; then
+if group throughput peers.test 'BenchmarkThroughput$' -test.cpu 1,2; then
 	table "BenchmarkThroughput (lightmesh-full vs bare, per -cpu)" -col /rt results/throughput.txt
 fi
-if group grpc 'BenchmarkGRPC$' -test.cpu 1,2; then
+if group grpc peers.test 'BenchmarkGRPC$' -test.cpu 1,2; then
 	table "BenchmarkGRPC (columns vs rpc=bare)" -col /rpc results/grpc.txt
 fi
-if group breaker 'BenchmarkBreaker$'; then
+if group breaker peers.test 'BenchmarkBreaker$'; then
 	table "BenchmarkBreaker (rows: impl; columns: one goroutine vs GOMAXPROCS)" -row /impl -col /calls results/breaker.txt
 fi
-if group proxy 'BenchmarkProxyHop$' -test.cpu 1,2; then
+if group proxy peers.test 'BenchmarkProxyHop$' -test.cpu 1,2; then
 	table "BenchmarkProxyHop (columns vs path=bare)" -col /path results/proxy.txt
-	echo
-	echo "### Added latency per request (medians of the raw results)"
-	added results/proxy.txt
+	{
+		echo
+		echo "### Added latency per request (medians of the raw results)"
+		echo
+		echo '```'
+		added results/proxy.txt
+		echo '```'
+	} | tee -a "$out"
 fi
+if group cpu peers.test 'BenchmarkCPU$' -test.benchtime 20000x -test.count 3; then
+	table "BenchmarkCPU: 20,000 GETs at 2,000 rps — CPU per 1,000 rps and latency percentiles" -col /path results/cpu.txt
+fi
+
+if [ -n "$SMOKE" ] || [ -n "$ONLY" ]; then
+	exit 0
+fi
+{
+	echo "# lightmesh benchmarks"
+	echo
+	echo "Written by \`bench/run.sh\` (COUNT=$COUNT BENCHTIME=$BENCHTIME) on $(date -u '+%Y-%m-%d %H:%M UTC'),"
+	echo "commit $(git -C .. rev-parse --short HEAD 2>/dev/null || echo unknown), $(go version | cut -d' ' -f3-)."
+	echo
+	echo "Machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'), $(free -g | awk '/Mem:/ {print $2}') GiB;"
+	echo "$(uname -sr). Every comparison is within one run of one binary; figures are medians"
+	echo "with benchstat's confidence interval. Raw output: bench/results/*.txt."
+	echo
+	echo "Method: Go benchmarks (-benchmem), -count $COUNT, compared with benchstat. The loopback"
+	echo "benchmarks send real HTTP/gRPC requests to a server in the same process; the proxy"
+	echo "hop runs nginx and HAProxy as separate processes (one worker, keep-alive both sides);"
+	echo "BenchmarkCPU paces requests at a fixed rate and reads getrusage for the process and"
+	echo "/proc for the proxies."
+	cat "$out"
+} >../BENCHMARKS.md
+echo "wrote ../BENCHMARKS.md" >&2
