@@ -166,6 +166,7 @@ fi
 if [ -n "$SMOKE" ] || [ -n "$ONLY" ]; then
 	exit 0
 fi
+summary=$(go run ./summary results)
 {
 	echo "# lightmesh benchmarks"
 	echo
@@ -181,6 +182,18 @@ fi
 	echo "hop runs nginx and HAProxy as separate processes (one worker, keep-alive both sides);"
 	echo "BenchmarkCPU paces requests at a fixed rate and reads getrusage for the process and"
 	echo "/proc for the proxies."
+	echo
+	echo "## Targets"
+	echo
+	echo "$summary"
+	echo
+	echo "## Tables"
 	cat "$out"
 } >../BENCHMARKS.md
-echo "wrote ../BENCHMARKS.md" >&2
+# The README's table is this summary, between its markers.
+awk -v table="$summary" '
+	/<!-- bench:begin -->/ { print; print table; skip = 1; next }
+	/<!-- bench:end -->/ { skip = 0 }
+	!skip { print }
+' ../README.md >../README.md.new && mv ../README.md.new ../README.md
+echo "wrote ../BENCHMARKS.md and the README's table" >&2

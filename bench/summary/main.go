@@ -1,0 +1,211 @@
+// Command summary reads the raw results bench/run.sh wrote
+// (bench/results/*.txt) and prints the README's benchmark table: each
+// target with the figure measured (medians of the runs) and whether it is
+// met. run.sh puts its output between the README's bench markers, so the
+// table's numbers are never typed by hand.
+//
+//	go run ./summary results
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// results maps "file:benchmark name" and a unit to the values measured.
+type results map[string]map[string][]float64
+
+func load(dir string) (results, error) {
+	r := results{}
+	files, err := filepath.Glob(filepath.Join(dir, "*.txt"))
+	if err != nil {
+		return nil, err
+	}
+	for _, path := range files {
+		group := strings.TrimSuffix(filepath.Base(path), ".txt")
+		f, err := os.Open(path)
+		if err != nil {
+			return nil, err
+		}
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			fields := strings.Fields(sc.Text())
+			if len(fields) < 4 || !strings.HasPrefix(fields[0], "Benchmark") {
+				continue
+			}
+			key := group + ":" + fields[0]
+			if r[key] == nil {
+				r[key] = map[string][]float64{}
+			}
+			for i := 2; i+1 < len(fields); i += 2 {
+				if v, err := strconv.ParseFloat(fields[i], 64); err == nil {
+					r[key][fields[i+1]] = append(r[key][fields[i+1]], v)
+				}
+			}
+		}
+		f.Close()
+	}
+	return r, nil
+}
+
+// median returns the median of the values of group:name in unit, and
+// whether there are any.
+func (r results) median(group, name, unit string) (float64, bool) {
+	vs := slices.Clone(r[group+":"+name][unit])
+	if len(vs) == 0 {
+		return 0, false
+	}
+	slices.Sort(vs)
+	if n := len(vs); n%2 == 1 {
+		return vs[n/2], true
+	} else {
+		return (vs[n/2-1] + vs[n/2]) / 2, true
+	}
+}
+
+type row struct{ what, result, target, met string }
+
+func yes(ok bool) string {
+	if ok {
+		return "yes"
+	}
+	return "**no**"
+}
+
+func us(ns float64) string { return fmt.Sprintf("%.2f µs", ns/1000) }
+
+func main() {
+	dir := "results"
+	if len(os.Args) > 1 {
+		dir = os.Args[1]
+	}
+	r, err := load(dir)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	var rows []row
+	add := func(what, result, target string, ok bool) {
+		rows = append(rows, row{what, result, target, yes(ok)})
+	}
+	m := func(group, name, unit string) float64 {
+		v, _ := r.median(group, name, unit)
+		return v
+	}
+	have := func(group, name string) bool { _, ok := r.median(group, name, "ns/op"); return ok }
+
+	// Routing.
+	if have("route", "BenchmarkRoute/instances=10-2") {
+		a, b, c := m("route", "BenchmarkRoute/instances=10-2", "ns/op"), m("route", "BenchmarkRoute/instances=1000-2", "ns/op"), m("route", "BenchmarkRoute/instances=10000-2", "ns/op")
+		allocs := m("route", "BenchmarkRoute/instances=1000-2", "allocs/op")
+		hi, lo := max(a, b, c), min(a, b, c)
+		add("Routing, 100 routes, 10 / 1,000 / 10,000 instances", fmt.Sprintf("%.0f / %.0f / %.0f ns, %.0f allocs (flat within %.2f×)", a, b, c, allocs, hi/lo),
+			"≤ 200 ns, 0 allocs, flat within 1.5×", hi <= 200 && allocs == 0 && hi/lo <= 1.5)
+	}
+	// Decision path.
+	if have("admit", "BenchmarkAdmit/raw=gobreaker+rate-2") {
+		raw, rawPar := m("admit", "BenchmarkAdmit/raw=gobreaker+rate-2", "ns/op"), m("admit", "BenchmarkAdmit/raw=gobreaker+rate/parallel-2", "ns/op")
+		for _, v := range []string{"breaker+limit", "breaker+outlier+limit"} {
+			s, p := m("admit", "BenchmarkAdmit/mesh="+v+"-2", "ns/op"), m("admit", "BenchmarkAdmit/mesh="+v+"/parallel-2", "ns/op")
+			allocs := m("admit", "BenchmarkAdmit/mesh="+v+"-2", "allocs/op")
+			add("Decision path ("+v+") vs raw gobreaker Execute + rate.Allow", fmt.Sprintf("%.0f ns vs %.0f ns (%.2f×), %.0f allocs", s, raw, s/raw, allocs),
+				"0 allocs, ≤ 1.25× raw", allocs == 0 && s/raw <= 1.25)
+			add("  the same under RunParallel (2 cores)", fmt.Sprintf("%.0f ns, %.2f× its serial figure (raw: %.2f×)", p, p/s, rawPar/raw), "within 1.3× of serial", p/s <= 1.3)
+		}
+	}
+	// Overhead over an in-process RoundTripper.
+	if have("overhead", "BenchmarkOverhead/stack=base-2") {
+		base, ba := m("overhead", "BenchmarkOverhead/stack=base-2", "ns/op"), m("overhead", "BenchmarkOverhead/stack=base-2", "allocs/op")
+		for _, c := range []struct {
+			stack, target string
+			ns, allocs    float64
+		}{{"routing", "≤ 250 ns", 250, -1}, {"propagate", "≤ 400 ns, ≤ 4 allocs", 400, 4}, {"full", "≤ 1.2 µs, ≤ 10 allocs", 1200, 10}} {
+			v, a := m("overhead", "BenchmarkOverhead/stack="+c.stack+"-2", "ns/op")-base, m("overhead", "BenchmarkOverhead/stack="+c.stack+"-2", "allocs/op")-ba
+			add("SDK's own cost, "+c.stack+" (over an in-process RoundTripper)", fmt.Sprintf("+%.0f ns, +%.0f allocs", v, a), c.target, v <= c.ns && (c.allocs < 0 || a <= c.allocs))
+		}
+	}
+	// Loopback transport vs otelhttp.
+	for _, procs := range []string{"1", "2"} {
+		sfx := ""
+		if procs != "1" {
+			sfx = "-" + procs
+		}
+		bare, ok := r.median("transport", "BenchmarkTransport/rt=bare"+sfx, "ns/op")
+		if !ok {
+			continue
+		}
+		full := m("transport", "BenchmarkTransport/rt=lightmesh-full"+sfx, "ns/op") - bare
+		prop := m("transport", "BenchmarkTransport/rt=lightmesh-propagate"+sfx, "ns/op") - bare
+		spans := m("transport", "BenchmarkTransport/rt=lightmesh-spans"+sfx, "ns/op")
+		otel := m("transport", "BenchmarkTransport/rt=otelhttp"+sfx, "ns/op")
+		add("Loopback GET, full stack adds (GOMAXPROCS="+procs+")", fmt.Sprintf("+%s over bare %s", us(full), us(bare)), "≤ 2 µs", full <= 2000)
+		add("  propagate-only adds, vs otelhttp's", fmt.Sprintf("+%s vs +%s (%.2f of it)", us(prop), us(otel-bare), prop/(otel-bare)), "≤ 1/3 of otelhttp's", prop <= (otel-bare)/3)
+		add("  span mode vs otelhttp", fmt.Sprintf("%s vs %s", us(spans), us(otel)), "≤ otelhttp", spans <= otel)
+	}
+	for _, procs := range []string{"1", "2"} {
+		sfx := ""
+		if procs != "1" {
+			sfx = "-" + procs
+		}
+		bare, ok := r.median("throughput", "BenchmarkThroughput/rt=bare"+sfx, "req/s")
+		if !ok {
+			continue
+		}
+		mesh := m("throughput", "BenchmarkThroughput/rt=lightmesh-full"+sfx, "req/s")
+		add("Throughput, full stack vs bare (GOMAXPROCS="+procs+")", fmt.Sprintf("%.0f vs %.0f req/s (%.0f%%)", mesh, bare, mesh/bare*100), "≥ 93%", mesh/bare >= 0.93)
+	}
+	// Proxy hop.
+	for _, procs := range []string{"1", "2"} {
+		sfx := ""
+		if procs != "1" {
+			sfx = "-" + procs
+		}
+		bare, ok := r.median("proxy", "BenchmarkProxyHop/path=bare"+sfx, "ns/op")
+		if !ok {
+			continue
+		}
+		mesh := m("proxy", "BenchmarkProxyHop/path=lightmesh-full"+sfx, "ns/op") - bare
+		for _, p := range []string{"nginx", "haproxy"} {
+			if hop, ok := r.median("proxy", "BenchmarkProxyHop/path="+p+sfx, "ns/op"); ok {
+				add(fmt.Sprintf("A %s hop vs lightmesh (GOMAXPROCS=%s)", p, procs), fmt.Sprintf("+%s vs +%s (%.0f×)", us(hop-bare), us(mesh), (hop-bare)/mesh), "≥ 45×", (hop-bare)/mesh >= 45)
+			}
+		}
+	}
+	// CPU.
+	if bare, ok := r.median("cpu", "BenchmarkCPU/path=bare-2", "vCPU/1krps"); ok {
+		added := m("cpu", "BenchmarkCPU/path=lightmesh-full-2", "vCPU/1krps") - bare
+		nginx, _ := r.median("cpu", "BenchmarkCPU/path=nginx-2", "proxy-vCPU/1krps")
+		haproxy, _ := r.median("cpu", "BenchmarkCPU/path=haproxy-2", "proxy-vCPU/1krps")
+		add("CPU lightmesh adds per 1,000 rps (2,000 rps, one at a time)", fmt.Sprintf("%.4f vCPU (Istio 1.24 sidecar: 0.20, %.0f× more; nginx %.4f, HAProxy %.4f in this run)", added, 0.20/added, nginx, haproxy),
+			"≥ 100× below 0.20", added <= 0.002)
+		p99b, p99m := m("cpu", "BenchmarkCPU/path=bare-2", "p99-µs"), m("cpu", "BenchmarkCPU/path=lightmesh-full-2", "p99-µs")
+		add("  p99 latency at that rate, bare / lightmesh / nginx / HAProxy", fmt.Sprintf("%.0f / %.0f / %.0f / %.0f µs", p99b, p99m, m("cpu", "BenchmarkCPU/path=nginx-2", "p99-µs"), m("cpu", "BenchmarkCPU/path=haproxy-2", "p99-µs")), "—", true)
+	}
+	// gRPC.
+	if bare, ok := r.median("pick", "BenchmarkGRPC/client=bare-2", "ns/op"); ok {
+		mesh := m("pick", "BenchmarkGRPC/client=mesh-2", "ns/op")
+		add("gRPC unary through lightmesh vs bare grpc.NewClient", fmt.Sprintf("%s vs %s (%+.1f%%)", us(mesh), us(bare), (mesh/bare-1)*100), "within 5%", mesh/bare <= 1.05)
+		add("  the pick", fmt.Sprintf("%.0f ns, %.0f allocs", m("pick", "BenchmarkPick-2", "ns/op"), m("pick", "BenchmarkPick-2", "allocs/op")), "0 allocs", m("pick", "BenchmarkPick-2", "allocs/op") == 0)
+	}
+	if bare, ok := r.median("grpc", "BenchmarkGRPC/rpc=bare-2", "ns/op"); ok {
+		prop, otel := m("grpc", "BenchmarkGRPC/rpc=lightmesh-propagate-2", "ns/op"), m("grpc", "BenchmarkGRPC/rpc=otelgrpc-2", "ns/op")
+		add("gRPC propagate-only vs otelgrpc's stats handler (same tracer)", fmt.Sprintf("+%s vs +%s over bare", us(prop-bare), us(otel-bare)), "cheaper than otelgrpc", prop < otel)
+	}
+	// Scaling.
+	if small, ok := r.median("scale", "BenchmarkInstanceUpdate/services=100-2", "ns/op"); ok {
+		big := m("scale", "BenchmarkInstanceUpdate/services=10000-2", "ns/op")
+		add("State rebuilt on one instance change, 100 → 10,000 services", fmt.Sprintf("%s → %s (%.1f×)", us(small), us(big), big/small), "not O(services)", big/small <= 5)
+		add("Heap of 10,000 services with breakers and limits", fmt.Sprintf("%.1f MB", m("scale", "BenchmarkPolicyMemory-2", "MB/10k-services")), "—", true)
+	}
+
+	fmt.Println("| benchmark | result | target | met? |")
+	fmt.Println("|---|---|---|---|")
+	for _, x := range rows {
+		fmt.Printf("| %s | %s | %s | %s |\n", x.what, x.result, x.target, x.met)
+	}
+}
