@@ -7,11 +7,11 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"sync"
 	"syscall"
 	"time"
 
-	"go.opentelemetry.io/otel/propagation"
 
 	"github.com/lightmesh/lightmesh/internal/engine"
 	"github.com/lightmesh/lightmesh/router"
@@ -80,7 +80,9 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 type httpCall struct {
 	c     engine.Call
 	base  http.RoundTripper
-	req   *http.Request // this call's clone, lane and trace injected
+	orig  *http.Request // the caller's request
+	mr    *meshRequest  // the first try's storage; its header has the lane and trace
+	req   *http.Request // the last try's request
 	resp  *http.Response
 	tries int
 }
@@ -95,19 +97,15 @@ func (t *transport) send(st *engine.State, service string, req *http.Request) (*
 	h := t.calls.Get().(*httpCall)
 	defer t.release(h)
 	h.base = t.baseFor(req)
-	out := cloneForMesh(ctx, req)
-	if out.Host == "" {
-		out.Host = req.URL.Host
-	}
-	prop.Inject(ctx, propagation.HeaderCarrier(out.Header))
-	h.req = out
-	rreq := router.Request{Method: out.Method, Path: out.URL.Path, Header: out.Header}
+	h.orig, h.mr = req, newMeshRequest(req.Header)
+	prop.Inject(ctx, &h.mr.header)
+	rreq := router.Request{Method: req.Method, Path: req.URL.Path, Header: h.mr.header.Header}
 	err := h.c.Begin(st, service, &rreq, m.metrics)
 	if err == nil {
-		err = h.c.Admit()
+		err = h.c.Admit(start)
 	}
 	if err == nil {
-		h.c.SetReplayable(replayable(out, h.c.NonIdempotentAllowed()))
+		h.c.SetReplayable(replayable(req, h.c.NonIdempotentAllowed()))
 		err = h.c.Run(ctx, h)
 	}
 	resp := h.resp
@@ -127,7 +125,8 @@ func (t *transport) send(st *engine.State, service string, req *http.Request) (*
 			h.c.Release()
 		case h.c.HasTimeouts():
 			// Timeout contexts live until the caller closes the body.
-			resp.Body = &cancelBody{ReadCloser: resp.Body, cancel: h.c.Cancel()}
+			h.mr.body = cancelBody{ReadCloser: resp.Body, cancel: h.c.Cancel()}
+			resp.Body = &h.mr.body
 		}
 	}
 	code := 0
@@ -142,22 +141,49 @@ func (t *transport) send(st *engine.State, service string, req *http.Request) (*
 	return resp, err
 }
 
-// cloneForMesh returns the copy of req the mesh sends: its own context,
-// URL (the host becomes the instance's address) and header map (the lane
-// and trace headers are added), sharing everything it does not change.
-// Unlike Request.Clone it does not copy each header's values; their slices
-// are shared with the caller's header, capped so that an append to one
-// never writes into the caller's backing array, and never changed in place
-// (headers are only ever replaced). Retries clone fully.
-func cloneForMesh(ctx context.Context, req *http.Request) *http.Request {
-	out := req.WithContext(ctx)
-	u := *req.URL
-	out.URL = &u
-	h := make(http.Header, len(req.Header)+4)
-	for k, v := range req.Header {
-		h[k] = v[:len(v):len(v)]
+// meshRequest holds, in one allocation, what the mesh adds to a caller's
+// request: the header map of the requests it sends, with room for the
+// values of the propagation headers, the first try's request and URL, and
+// the response body wrapper that ends the call's timeouts.
+type meshRequest struct {
+	header trace.OutgoingHeader
+	values [3]string // traceparent, baggage, one more
+	req    http.Request
+	url    url.URL
+	body   cancelBody
+}
+
+// newMeshRequest returns the storage for a call with the caller's header
+// h. The header map is a new one (the lane and trace headers are added to
+// it) but, unlike Request.Clone, it does not copy each header's values:
+// their slices are shared with the caller's header, capped so that an
+// append to one never writes into the caller's backing array, and never
+// changed in place (headers are only ever replaced).
+func newMeshRequest(h http.Header) *meshRequest {
+	mr := new(meshRequest)
+	out := make(http.Header, len(h)+4)
+	for k, v := range h {
+		out[k] = v[:len(v):len(v)]
 	}
-	out.Header = h
+	mr.header = trace.OutgoingHeader{Header: out, Spare: mr.values[:0]}
+	return mr
+}
+
+// firstTry returns the request of a call's first try: a shallow copy of
+// req with ctx, the mesh's header and its own URL (the host becomes the
+// instance's address), sharing everything else. Retries clone it fully.
+func (mr *meshRequest) firstTry(ctx context.Context, req *http.Request) *http.Request {
+	if ctx == req.Context() {
+		mr.req = *req // a shallow copy, as Request.WithContext makes
+	} else {
+		mr.req = *req.WithContext(ctx)
+	}
+	mr.url = *req.URL
+	out := &mr.req
+	out.URL, out.Header = &mr.url, mr.header.Header
+	if out.Host == "" {
+		out.Host = req.URL.Host
+	}
 	return out
 }
 
@@ -167,9 +193,10 @@ func (h *httpCall) Try(ctx context.Context) engine.Outcome {
 	if err != nil {
 		return engine.Outcome{Err: err}
 	}
-	r := h.req
-	switch {
-	case h.tries > 0:
+	var r *http.Request
+	if h.tries == 0 {
+		r = h.mr.firstTry(ctx, h.orig)
+	} else {
 		r = h.req.Clone(ctx)
 		if h.req.GetBody != nil {
 			body, err := h.req.GetBody()
@@ -178,11 +205,8 @@ func (h *httpCall) Try(ctx context.Context) engine.Outcome {
 			}
 			r.Body = body
 		}
-	case ctx != r.Context():
-		// The call's clone needs only its own context, not another copy
-		// of the headers.
-		r = r.WithContext(ctx)
 	}
+	h.req = r
 	h.tries++
 	r.URL.Host = in.Address
 	resp, err := h.base.RoundTrip(r)

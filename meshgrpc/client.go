@@ -199,7 +199,7 @@ func (cc *clientCall) open(ctx context.Context) (context.Context, error) {
 	if err := cc.begin(ctx, true); err != nil {
 		return ctx, err
 	}
-	return ctx, cc.c.Admit()
+	return ctx, cc.c.Admit(cc.start)
 }
 
 // propagate writes the lane, trace context and request id of ctx into its

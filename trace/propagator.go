@@ -6,6 +6,7 @@ import (
 	"net/textproto"
 	"slices"
 	"strings"
+	"sync/atomic"
 
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/baggage"
@@ -55,6 +56,27 @@ type Propagator struct {
 	tracer trace.Tracer
 	mode   Mode
 	keys   []laneKey // sorted by key
+	// lastBaggage is the baggage header last built for a lane read from
+	// request headers (a lane in ctx caches its own): services that
+	// forward the lane header send the same few lanes over and over.
+	lastBaggage atomic.Pointer[builtBaggage]
+}
+
+// builtBaggage is a lane and its baggage header value.
+type builtBaggage struct {
+	labels []Label
+	value  string
+}
+
+// headerLaneBaggage returns the baggage value for out, reusing the last
+// one built when out is the same lane.
+func (p *Propagator) headerLaneBaggage(out []Label) string {
+	if last := p.lastBaggage.Load(); last != nil && slices.Equal(last.labels, out) {
+		return last.value
+	}
+	b := &builtBaggage{labels: slices.Clone(out), value: laneBaggage(out)}
+	p.lastBaggage.Store(b)
+	return b.value
 }
 
 // New returns a Propagator configured by opts. Configuration is resolved
@@ -211,6 +233,9 @@ func (p *Propagator) Inject(ctx context.Context, carrier propagation.TextMapCarr
 	if h, ok := carrier.(propagation.HeaderCarrier); ok && h == nil {
 		return // nothing can be written to a nil header map
 	}
+	if o, ok := carrier.(*OutgoingHeader); ok && (o == nil || o.Header == nil) {
+		return
+	}
 	c := wrapCarrier(carrier)
 
 	// Outgoing lane: ctx lane overridden by explicit headers, then configured
@@ -259,7 +284,7 @@ func (p *Propagator) Inject(ctx context.Context, carrier propagation.TextMapCarr
 		case asLane:
 			setKey(c, "baggage", "Baggage", lane.baggage())
 		default:
-			setKey(c, "baggage", "Baggage", laneBaggage(out))
+			setKey(c, "baggage", "Baggage", p.headerLaneBaggage(out))
 		}
 		p.injectRequestID(ctx, c)
 		return
@@ -527,8 +552,42 @@ func asHeader(c propagation.TextMapCarrier) (http.Header, bool) {
 		return http.Header(h), true
 	case multiHeaderCarrier:
 		return http.Header(h), true
+	case *OutgoingHeader:
+		return h.Header, true
 	}
 	return nil, false
+}
+
+// OutgoingHeader is the carrier of an outgoing request's header for
+// Inject. It sets headers as propagation.HeaderCarrier does, but takes the
+// value slice of each header it sets from Spare while Spare has room, so
+// that the propagation headers of a request cost one allocation (Spare's
+// array, which the caller can allocate with the request) rather than one
+// each. The header refers to Spare's array afterwards: do not reuse it.
+type OutgoingHeader struct {
+	Header http.Header
+	Spare  []string
+}
+
+var _ propagation.TextMapCarrier = (*OutgoingHeader)(nil)
+
+// Get returns the first value of key.
+func (o *OutgoingHeader) Get(key string) string { return headerGet(o.Header, key) }
+
+// Set sets key to value, replacing existing values.
+func (o *OutgoingHeader) Set(key, value string) { o.set(canonicalKey(key), value) }
+
+// Keys returns the header names.
+func (o *OutgoingHeader) Keys() []string { return headerKeys(o.Header) }
+
+func (o *OutgoingHeader) set(canon, value string) {
+	n := len(o.Spare)
+	if n == cap(o.Spare) {
+		o.Header[canon] = []string{value}
+		return
+	}
+	o.Spare = append(o.Spare, value)
+	o.Header[canon] = o.Spare[n : n+1 : n+1] // capped: an append reallocates
 }
 
 func canonicalKey(k string) string {
@@ -598,6 +657,13 @@ func getKey(c propagation.TextMapCarrier, key, canon string) string {
 
 // setKey sets key to value in c; canon as for getKey.
 func setKey(c propagation.TextMapCarrier, key, canon, value string) {
+	if o, ok := c.(*OutgoingHeader); ok {
+		if canon == "" {
+			canon = textproto.CanonicalMIMEHeaderKey(key)
+		}
+		o.set(canon, value)
+		return
+	}
 	if h, ok := asHeader(c); ok {
 		if canon == "" {
 			canon = textproto.CanonicalMIMEHeaderKey(key)

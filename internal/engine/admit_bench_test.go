@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sony/gobreaker/v2"
 	"golang.org/x/time/rate"
@@ -79,7 +80,7 @@ func decide(st *State, req *router.Request, c *Call, a *succeed) error {
 	if err := c.Begin(st, "svc", req, nil); err != nil {
 		return err
 	}
-	if err := c.Admit(); err != nil {
+	if err := c.Admit(time.Now()); err != nil {
 		return err
 	}
 	return c.Run(context.Background(), a)

@@ -144,10 +144,12 @@ func (c *Call) NonIdempotentAllowed() bool {
 	return p != nil && p.Retry != nil && p.Retry.NonIdempotent
 }
 
-// Admit applies the route's rate limit: a *RateLimitError when the call
-// must not be sent.
-func (c *Call) Admit() error {
-	if c.route == nil || c.route.limiter == nil || c.route.limiter.Allow() {
+// Admit applies the route's rate limit at now, the time the call started
+// (the adapters read the clock once per call; a clock read costs as much
+// as the rest of the limiter): a *RateLimitError when the call must not
+// be sent.
+func (c *Call) Admit(now time.Time) error {
+	if c.route == nil || c.route.limiter == nil || c.route.limiter.AllowAt(now) {
 		return nil
 	}
 	return &RateLimitError{Service: c.decision.Service, Route: c.decision.Route}

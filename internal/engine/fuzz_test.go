@@ -132,7 +132,7 @@ func FuzzAccept(f *testing.F) {
 			var c Call
 			req := &router.Request{Method: http.MethodGet, Path: "/", Header: http.Header{"X-Env": {"b"}}}
 			if c.Begin(next, name, req, nil) == nil {
-				c.Admit()
+				c.Admit(time.Now())
 				c.Pick(nil)
 			}
 		}
