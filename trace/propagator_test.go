@@ -495,3 +495,36 @@ func TestCallerBaggageHeaderMerged(t *testing.T) {
 		t.Fatalf("the rest was not injected: %v", broken)
 	}
 }
+
+// TestOutgoingHeader: Inject into an OutgoingHeader writes what it writes
+// into a HeaderCarrier, takes values from Spare while it lasts, and an
+// append to one header's values never overwrites another's.
+func TestOutgoingHeader(t *testing.T) {
+	p := New()
+	in := header("Traceparent", inTraceparent, "X-Env", "staging", "X-Request-Id", "r1")
+	ctx := p.Extract(context.Background(), propagation.HeaderCarrier(in))
+	want := http.Header{}
+	p.Inject(ctx, propagation.HeaderCarrier(want))
+	for _, spare := range []int{0, 1, 2, 8} {
+		values := make([]string, 0, spare)
+		o := &OutgoingHeader{Header: http.Header{}, Spare: values}
+		p.Inject(ctx, o)
+		if !maps.EqualFunc(o.Header, want, slices.Equal) {
+			t.Fatalf("spare %d: header = %v, want %v", spare, o.Header, want)
+		}
+		if used := min(spare, len(want)); len(o.Spare) != used {
+			t.Errorf("spare %d: %d values taken from Spare, want %d", spare, len(o.Spare), used)
+		}
+		for k := range o.Header {
+			o.Header[k] = append(o.Header[k], "appended")
+		}
+		for k, v := range o.Header {
+			if len(v) != 2 || v[0] != want.Get(k) {
+				t.Errorf("spare %d: after appending to every header, %s = %q", spare, k, v)
+			}
+		}
+	}
+	var nilOut *OutgoingHeader
+	p.Inject(ctx, nilOut)
+	p.Inject(ctx, &OutgoingHeader{})
+}
