@@ -86,7 +86,7 @@ func benchTableWith(b *testing.B, n int, doc string) (*Table, *Request) {
 }
 
 func BenchmarkRoute(b *testing.B) {
-	for _, n := range []int{10, 1000, 10000} {
+	for _, n := range []int{10, 1000, 10000, 100000} {
 		b.Run(fmt.Sprintf("instances=%d", n), func(b *testing.B) {
 			table, req := benchTable(b, n)
 			b.ReportAllocs()
@@ -121,6 +121,47 @@ func BenchmarkRouteScan(b *testing.B) {
 	for b.Loop() {
 		if _, err := table.Route("user-api", req, nil); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// routesDocument returns a document for user-api with n routes where only
+// the last matches the benchmark request (x-env: staging). The n-1 before
+// it test x-env for other lanes: exactly when indexed is true (the route
+// index skips them without evaluating them), by prefix otherwise (Route
+// evaluates each in turn).
+func routesDocument(n int, indexed bool) string {
+	kind := "prefix"
+	if indexed {
+		kind = "exact"
+	}
+	var b strings.Builder
+	b.WriteString("apiVersion: lightmesh/v1\nservices:\n  user-api:\n")
+	b.WriteString("    subsets:\n      base: {labels: {env: base}}\n      staging: {labels: {env: staging}}\n")
+	b.WriteString("    routes:\n")
+	for i := range n - 1 {
+		fmt.Fprintf(&b, "      - match: {headers: {x-env: {%s: lane-%d}}}\n        destinations: [{subset: base}]\n", kind, i)
+	}
+	b.WriteString("      - name: staging\n        match: {headers: {x-env: {exact: staging}}}\n        destinations: [{subset: staging}]\n")
+	return b.String()
+}
+
+// BenchmarkRouteCount measures how routing grows with the number of
+// routes (1, 10, 100, 1,000; the match is always the last route), with the
+// exact-header index hitting and with every route scanned, at 1,000
+// instances.
+func BenchmarkRouteCount(b *testing.B) {
+	for _, indexed := range []bool{true, false} {
+		for _, n := range []int{1, 10, 100, MaxRoutes} {
+			b.Run(fmt.Sprintf("index=%t/routes=%d", indexed, n), func(b *testing.B) {
+				table, req := benchTableWith(b, 1000, routesDocument(n, indexed))
+				b.ReportAllocs()
+				for b.Loop() {
+					if _, err := table.Route("user-api", req, nil); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
 		}
 	}
 }

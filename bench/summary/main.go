@@ -97,6 +97,7 @@ func main() {
 		v, _ := r.median(group, name, unit)
 		return v
 	}
+	info := func(what, result string) { rows = append(rows, row{what, result, "—", "—"}) }
 	have := func(group, name string) bool { _, ok := r.median(group, name, "ns/op"); return ok }
 
 	// Routing.
@@ -106,6 +107,23 @@ func main() {
 		hi, lo := max(a, b, c), min(a, b, c)
 		add("Routing, 100 routes, 10 / 1,000 / 10,000 instances", fmt.Sprintf("%.0f / %.0f / %.0f ns, %.0f allocs (flat within %.2f×)", a, b, c, allocs, hi/lo),
 			"≤ 200 ns, 0 allocs, flat within 1.5×", hi <= 200 && allocs == 0 && hi/lo <= 1.5)
+		if have("route", "BenchmarkRoute/instances=100000-2") {
+			d := m("route", "BenchmarkRoute/instances=100000-2", "ns/op")
+			add("  the same at 100,000 instances", fmt.Sprintf("%.0f ns (%.2f× the 10-instance figure)", d, d/a), "flat within 1.5×", d/a <= 1.5)
+		}
+	}
+	for _, indexed := range []string{"true", "false"} {
+		name := func(n int) string { return fmt.Sprintf("BenchmarkRouteCount/index=%s/routes=%d-2", indexed, n) }
+		if !have("route", name(1)) {
+			continue
+		}
+		a, b, c, d := m("route", name(1), "ns/op"), m("route", name(10), "ns/op"), m("route", name(100), "ns/op"), m("route", name(1000), "ns/op")
+		if indexed == "true" {
+			add("Routing, match at the last of 1 / 10 / 100 / 1,000 routes, exact-header index hitting", fmt.Sprintf("%.0f / %.0f / %.0f / %.0f ns (1,000 routes: %.2f× one route)", a, b, c, d, d/a),
+				"flat within 1.5×", d/a <= 1.5)
+		} else {
+			info("  the same, every route scanned (prefix conditions)", fmt.Sprintf("%.0f / %.0f / %.0f / %.0f ns (%.1f ns per route)", a, b, c, d, (d-a)/999))
+		}
 	}
 	// Decision path.
 	if have("admit", "BenchmarkAdmit/raw=gobreaker+rate-2") {
@@ -184,7 +202,7 @@ func main() {
 		add("CPU lightmesh adds per 1,000 rps (2,000 rps, one at a time)", fmt.Sprintf("%.4f vCPU (Istio 1.24 sidecar: 0.20, %.0f× more; nginx %.4f, HAProxy %.4f in this run)", added, 0.20/added, nginx, haproxy),
 			"≥ 100× below 0.20", added <= 0.002)
 		p99b, p99m := m("cpu", "BenchmarkCPU/path=bare-2", "p99-µs"), m("cpu", "BenchmarkCPU/path=lightmesh-full-2", "p99-µs")
-		add("  p99 latency at that rate, bare / lightmesh / nginx / HAProxy", fmt.Sprintf("%.0f / %.0f / %.0f / %.0f µs", p99b, p99m, m("cpu", "BenchmarkCPU/path=nginx-2", "p99-µs"), m("cpu", "BenchmarkCPU/path=haproxy-2", "p99-µs")), "—", true)
+		info("  p99 latency at that rate, bare / lightmesh / nginx / HAProxy", fmt.Sprintf("%.0f / %.0f / %.0f / %.0f µs", p99b, p99m, m("cpu", "BenchmarkCPU/path=nginx-2", "p99-µs"), m("cpu", "BenchmarkCPU/path=haproxy-2", "p99-µs")))
 	}
 	// gRPC.
 	if bare, ok := r.median("pick", "BenchmarkGRPC/client=bare-2", "ns/op"); ok {
@@ -200,7 +218,7 @@ func main() {
 	if small, ok := r.median("scale", "BenchmarkInstanceUpdate/services=100-2", "ns/op"); ok {
 		big := m("scale", "BenchmarkInstanceUpdate/services=10000-2", "ns/op")
 		add("State rebuilt on one instance change, 100 → 10,000 services", fmt.Sprintf("%s → %s (%.1f×)", us(small), us(big), big/small), "not O(services)", big/small <= 5)
-		add("Heap of 10,000 services with breakers and limits", fmt.Sprintf("%.1f MB", m("scale", "BenchmarkPolicyMemory-2", "MB/10k-services")), "—", true)
+		info("Heap of 10,000 services with breakers and limits", fmt.Sprintf("%.1f MB", m("scale", "BenchmarkPolicyMemory-2", "MB/10k-services")))
 	}
 
 	fmt.Println("| benchmark | result | target | met? |")
