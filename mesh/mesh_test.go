@@ -303,3 +303,78 @@ services:
 		t.Fatalf("only %d requests completed during the swaps", sent.Load())
 	}
 }
+
+// TestRequestIDFromHandWrittenMiddleware: a service's own middleware that
+// sets X-Trace-ID on each request it receives, outside the mesh Handler,
+// keeps working: the id reaches the next service under X-Trace-ID (and
+// X-Request-Id), across a second hop too, without the handlers copying it.
+func TestRequestIDFromHandWrittenMiddleware(t *testing.T) {
+	var mu sync.Mutex
+	var seen []http.Header
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		seen = append(seen, r.Header.Clone())
+		mu.Unlock()
+		io.WriteString(w, "ok")
+	}))
+	defer backend.Close()
+	var hop2 *httptest.Server
+	instances := func() map[string][]discovery.Instance {
+		return map[string][]discovery.Instance{
+			"user-api":  {{Address: strings.TrimPrefix(backend.URL, "http://")}},
+			"order-api": {{Address: strings.TrimPrefix(hop2.URL, "http://")}},
+		}
+	}
+	doc := "apiVersion: lightmesh/v1\nservices:\n  user-api: {}\n  order-api: {}\n"
+	static := discovery.NewStatic(nil)
+	m := newMesh(t, rules.NewMemory([]byte(doc)), static)
+	client := &http.Client{Transport: m.Transport(nil)}
+	forward := func(target string) http.Handler {
+		return m.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			body, err := meshtest.Get(r.Context(), client, target, nil)
+			if err != nil {
+				http.Error(w, err.Error(), http.StatusBadGateway)
+				return
+			}
+			io.WriteString(w, body)
+		}))
+	}
+	// The middleware: an id per request unless the caller sent one.
+	var n atomic.Int64
+	traceID := func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Header.Get("X-Trace-ID") == "" {
+				r.Header.Set("X-Trace-ID", fmt.Sprintf("mw-%d", n.Add(1)))
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
+	hop2 = httptest.NewServer(traceID(forward("http://user-api/")))
+	defer hop2.Close()
+	front := httptest.NewServer(traceID(forward("http://order-api/")))
+	defer front.Close()
+	for name, list := range instances() {
+		static.Set(name, list)
+	}
+	meshtest.WaitFor(t, 5*time.Second, "instances", func() bool { return len(m.Table().Instances("order-api", "")) == 1 })
+
+	if _, err := meshtest.Get(context.Background(), http.DefaultClient, front.URL, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := meshtest.Get(context.Background(), http.DefaultClient, front.URL, map[string]string{"X-Trace-ID": "caller-9"}); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(seen) != 2 {
+		t.Fatalf("backend saw %d requests, want 2", len(seen))
+	}
+	for i, want := range []string{"mw-1", "caller-9"} {
+		if got := seen[i].Get("X-Trace-Id"); got != want {
+			t.Errorf("request %d: backend saw X-Trace-Id %q, want %q (set at the front, two hops away)", i, got, want)
+		}
+		if got := seen[i].Get("X-Request-Id"); got != want {
+			t.Errorf("request %d: backend saw X-Request-Id %q, want %q", i, got, want)
+		}
+	}
+}

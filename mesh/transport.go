@@ -12,7 +12,6 @@ import (
 	"syscall"
 	"time"
 
-
 	"github.com/lightmesh/lightmesh/internal/engine"
 	"github.com/lightmesh/lightmesh/router"
 	"github.com/lightmesh/lightmesh/trace"

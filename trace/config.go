@@ -47,6 +47,7 @@ type config struct {
 	prop     propagation.TextMapPropagator
 	mode     Mode
 	laneKeys []string
+	idKeys   []string
 }
 
 type optionFunc func(*config)
@@ -100,6 +101,26 @@ func WithLaneKeys(keys ...string) Option {
 	return optionFunc(func(c *config) {
 		if len(keys) > 0 {
 			c.laneKeys = keys
+		}
+	})
+}
+
+// WithRequestIDHeaders sets the headers that carry the request id, in
+// order of preference. Extract takes the id from the first of them the
+// carrier holds with a valid value; Inject writes it under each of them
+// the carrier lacks, so services that set or read their own header (a
+// middleware that sets X-Trace-ID per request, say) keep seeing it on
+// every hop. The default is [RequestIDHeader] and [TraceIDHeader]. Names are case-insensitive; names
+// that are not header tokens, that this package writes itself
+// (traceparent, tracestate, baggage) or that are hop-by-hop or reserved by
+// gRPC are dropped, as are duplicates; a lane key that is also a request-id
+// header is no lane key. Propagator.RequestIDHeaders reports the result.
+// Calling it with no names is ignored.
+func WithRequestIDHeaders(names ...string) Option {
+	names = append([]string(nil), names...)
+	return optionFunc(func(c *config) {
+		if len(names) > 0 {
+			c.idKeys = names
 		}
 	})
 }

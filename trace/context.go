@@ -32,9 +32,10 @@ func LaneFromContext(ctx context.Context) Lane {
 }
 
 // ContextWithRequestID returns a copy of ctx carrying the request id id, which
-// Inject sends as the X-Request-Id header. An id that is empty, longer than
-// MaxRequestIDLen bytes or not printable ASCII is not a valid header value
-// and is ignored: ctx is returned unchanged.
+// Inject sends under each request-id header (see WithRequestIDHeaders).
+// An id that is empty, longer than MaxRequestIDLen bytes or not printable
+// ASCII is not a valid header value and is ignored: ctx is returned
+// unchanged.
 func ContextWithRequestID(ctx context.Context, id string) context.Context {
 	if !validRequestID(id) {
 		return ctx

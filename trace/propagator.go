@@ -17,8 +17,12 @@ import (
 
 // Wire names.
 const (
-	// RequestIDHeader is the header carrying the request id.
+	// RequestIDHeader is the first header carrying the request id by
+	// default (see WithRequestIDHeaders).
 	RequestIDHeader = "X-Request-Id"
+	// TraceIDHeader is the request-id header many hand-written
+	// middlewares set; by default it is read too, after RequestIDHeader.
+	TraceIDHeader = "X-Trace-Id"
 
 	requestIDKey   = "x-request-id" // RequestIDHeader as a carrier key
 	requestIDCanon = "X-Request-Id"
@@ -42,6 +46,12 @@ const (
 const ScopeName = "github.com/lightmesh/lightmesh/trace"
 
 // laneKey is a configured lane key with its precomputed wire forms.
+// idKey is a header that carries the request id.
+type idKey struct {
+	key   string // carrier key, lowercase: "x-request-id"
+	canon string // canonical HTTP header name: "X-Request-Id"
+}
+
 type laneKey struct {
 	key   string // carrier key, lowercase: "x-env"
 	canon string // canonical HTTP header name: "X-Env"
@@ -56,6 +66,7 @@ type Propagator struct {
 	tracer trace.Tracer
 	mode   Mode
 	keys   []laneKey // sorted by key
+	ids    []idKey   // request-id headers, in order of preference
 	// lastBaggage is the baggage header last built for a lane read from
 	// request headers (a lane in ctx caches its own): services that
 	// forward the lane header send the same few lanes over and over.
@@ -100,12 +111,32 @@ func New(opts ...Option) *Propagator {
 	if keys == nil {
 		keys = []string{DefaultLaneKey}
 	}
+	idNames := c.idKeys
+	if idNames == nil {
+		idNames = []string{RequestIDHeader, TraceIDHeader}
+	}
+	ids := compileIDKeys(idNames)
 	return &Propagator{
 		prop:   resolvePropagator(prop, c.prop == nil),
 		tracer: c.tp.Tracer(ScopeName, trace.WithSchemaURL(semconv.SchemaURL)),
 		mode:   c.mode,
-		keys:   compileLaneKeys(keys),
+		keys:   compileLaneKeys(keys, ids),
+		ids:    ids,
 	}
+}
+
+// compileIDKeys lowercases, validates and dedupes request-id header names,
+// keeping their order.
+func compileIDKeys(names []string) []idKey {
+	var out []idKey
+	for _, n := range names {
+		k := strings.ToLower(strings.TrimSpace(n))
+		if (k != requestIDKey && checkKey(k) != "") || slices.ContainsFunc(out, func(ik idKey) bool { return ik.key == k }) {
+			continue
+		}
+		out = append(out, idKey{key: k, canon: textproto.CanonicalMIMEHeaderKey(k)})
+	}
+	return out
 }
 
 // resolvePropagator returns the propagator a Propagator uses given p, the
@@ -124,12 +155,14 @@ func resolvePropagator(p propagation.TextMapPropagator, global bool) propagation
 	return p
 }
 
-// compileLaneKeys lowercases, validates, dedupes, sorts and caps keys.
-func compileLaneKeys(keys []string) []laneKey {
+// compileLaneKeys lowercases, validates, dedupes, sorts and caps keys,
+// dropping those that are request-id headers.
+func compileLaneKeys(keys []string, ids []idKey) []laneKey {
 	var out []laneKey
 	for _, k := range keys {
 		k = strings.ToLower(strings.TrimSpace(k))
-		if checkKey(k) != "" || slices.ContainsFunc(out, func(lk laneKey) bool { return lk.key == k }) {
+		if checkKey(k) != "" || slices.ContainsFunc(out, func(lk laneKey) bool { return lk.key == k }) ||
+			slices.ContainsFunc(ids, func(ik idKey) bool { return ik.key == k }) {
 			continue
 		}
 		if len(out) == MaxLaneLabels {
@@ -154,14 +187,27 @@ func (p *Propagator) LaneKeys() []string {
 }
 
 // Fields returns the carrier keys Inject may write: those of the underlying
-// propagator, the lane keys and x-request-id. Lane labels set in code under
-// other keys are written too.
+// propagator, the lane keys and the request-id headers. Lane labels set in
+// code under other keys are written too.
 func (p *Propagator) Fields() []string {
 	f := slices.Clone(p.prop.Fields())
 	for _, lk := range p.keys {
 		f = append(f, lk.key)
 	}
-	return append(f, requestIDKey)
+	for _, ik := range p.ids {
+		f = append(f, ik.key)
+	}
+	return f
+}
+
+// RequestIDHeaders returns the canonical names of the headers that carry
+// the request id, in order of preference (see WithRequestIDHeaders).
+func (p *Propagator) RequestIDHeaders() []string {
+	out := make([]string, len(p.ids))
+	for i, ik := range p.ids {
+		out[i] = ik.canon
+	}
+	return out
 }
 
 // Extract returns a copy of ctx carrying what carrier holds: the trace
@@ -205,8 +251,11 @@ func (p *Propagator) Extract(ctx context.Context, carrier propagation.TextMapCar
 	if n > 0 {
 		ctx = context.WithValue(ctx, laneCtxKey, newLane(buf[:n]))
 	}
-	if id := strings.TrimSpace(getKey(c, requestIDKey, requestIDCanon)); validRequestID(id) {
-		ctx = context.WithValue(ctx, requestIDCtxKey, id)
+	for i := range p.ids {
+		if id := strings.TrimSpace(getKey(c, p.ids[i].key, p.ids[i].canon)); validRequestID(id) {
+			ctx = context.WithValue(ctx, requestIDCtxKey, id)
+			break
+		}
 	}
 	return ctx
 }
@@ -304,10 +353,17 @@ func (p *Propagator) Inject(ctx context.Context, carrier propagation.TextMapCarr
 	p.injectRequestID(ctx, c)
 }
 
-// injectRequestID writes ctx's request id unless the carrier has one.
+// injectRequestID writes ctx's request id under each request-id header
+// the carrier lacks.
 func (p *Propagator) injectRequestID(ctx context.Context, c propagation.TextMapCarrier) {
-	if id := RequestIDFromContext(ctx); id != "" && getKey(c, requestIDKey, requestIDCanon) == "" {
-		setKey(c, requestIDKey, requestIDCanon, id)
+	id := RequestIDFromContext(ctx)
+	if id == "" {
+		return
+	}
+	for i := range p.ids {
+		if getKey(c, p.ids[i].key, p.ids[i].canon) == "" {
+			setKey(c, p.ids[i].key, p.ids[i].canon, id)
+		}
 	}
 }
 

@@ -292,6 +292,46 @@ func TestRequestIDRoundTrip(t *testing.T) {
 	}
 }
 
+// TestRequestIDHeaders: by default X-Trace-Id is read after X-Request-Id
+// and the id is sent under both; configured names replace the default, in
+// order of preference.
+func TestRequestIDHeaders(t *testing.T) {
+	p := New()
+	if got := p.RequestIDHeaders(); !slices.Equal(got, []string{"X-Request-Id", "X-Trace-Id"}) {
+		t.Errorf("default RequestIDHeaders = %v", got)
+	}
+	ctx, out := hop(p, header("X-Trace-ID", "tid-7"))
+	if got := RequestIDFromContext(ctx); got != "tid-7" {
+		t.Errorf("id from X-Trace-ID = %q", got)
+	}
+	if out.Get("X-Request-Id") != "tid-7" || out.Get("X-Trace-Id") != "tid-7" {
+		t.Errorf("outgoing = %v, want the id under X-Request-Id and X-Trace-Id", out)
+	}
+	// Both present: X-Request-Id wins and is sent under both names.
+	ctx, out = hop(p, header("X-Trace-Id", "tid-7", "X-Request-Id", "rid-1"))
+	if got := RequestIDFromContext(ctx); got != "rid-1" || out.Get("X-Trace-Id") != "rid-1" || out.Get("X-Request-Id") != "rid-1" {
+		t.Errorf("both present: id %q, outgoing %v", got, out)
+	}
+	// Configured names, in order; lane keys that collide are dropped.
+	p = New(WithRequestIDHeaders("X-Correlation-ID", "x-request-id", "bad header", "traceparent"), WithLaneKeys("x-env", "x-correlation-id"))
+	if got := p.RequestIDHeaders(); !slices.Equal(got, []string{"X-Correlation-Id", "X-Request-Id"}) {
+		t.Errorf("configured RequestIDHeaders = %v", got)
+	}
+	if got := p.LaneKeys(); !slices.Equal(got, []string{"x-env"}) {
+		t.Errorf("LaneKeys = %v, want the request-id header dropped", got)
+	}
+	ctx, out = hop(p, header("X-Request-Id", "rid-2", "X-Trace-Id", "ignored"))
+	if got := RequestIDFromContext(ctx); got != "rid-2" {
+		t.Errorf("configured: id %q", got)
+	}
+	if out.Get("X-Correlation-Id") != "rid-2" || out.Get("X-Request-Id") != "rid-2" || out.Get("X-Trace-Id") != "" {
+		t.Errorf("configured: outgoing %v", out)
+	}
+	if f := p.Fields(); !slices.Contains(f, "x-correlation-id") || !slices.Contains(f, "x-request-id") || slices.Contains(f, "x-trace-id") {
+		t.Errorf("Fields = %v", f)
+	}
+}
+
 // TestMapCarrier checks the generic carrier path, as gRPC metadata uses it.
 func TestMapCarrier(t *testing.T) {
 	p := New()
