@@ -1,4 +1,4 @@
-package mesh_test
+package main
 
 import (
 	"debug/buildinfo"
@@ -8,7 +8,7 @@ import (
 	"testing"
 )
 
-// A program that uses only mesh.Transport and mesh.Handler (the
+// A program that uses only mesh.Transport and mesh.Handler (this
 // quickstart) does not link grpc-go: the gRPC integration is a package of
 // its own. Checked on a real binary, as `go version -m` would show it.
 func TestHTTPOnlyBinaryHasNoGRPC(t *testing.T) {
@@ -16,7 +16,7 @@ func TestHTTPOnlyBinaryHasNoGRPC(t *testing.T) {
 		t.Skip("builds a binary; skipped with -short")
 	}
 	bin := filepath.Join(t.TempDir(), "quickstart")
-	out, err := exec.Command("go", "build", "-o", bin, "github.com/lightmesh/lightmesh/examples/quickstart").CombinedOutput()
+	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
 	if err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
