@@ -63,3 +63,31 @@ func (p *Picker) Pick(accept func(*Instance) bool) *Instance {
 	}
 	return nil
 }
+
+// Peek returns the instance Pick would return now, without taking a turn:
+// the round-robin position is read, not advanced. Other calls may pick
+// first, so it is a forecast, for tools that explain a decision.
+func (p *Picker) Peek(accept func(*Instance) bool) *Instance {
+	n := len(p.instances)
+	if n == 0 {
+		return nil
+	}
+	k := p.next.Load()
+	if accept == nil {
+		return &p.instances[p.schedule.At(k)]
+	}
+	for i := range uint64(min(n, probesBeforeScan)) {
+		// Pick takes a fresh position after each refusal: k, k+1, ...
+		// when no other call comes in between.
+		if in := &p.instances[p.schedule.At(k+i)]; accept(in) {
+			return in
+		}
+	}
+	start := p.schedule.At(k + uint64(min(n, probesBeforeScan)))
+	for i := range n {
+		if in := &p.instances[(start+i)%n]; accept(in) {
+			return in
+		}
+	}
+	return nil
+}

@@ -174,3 +174,32 @@ func TestPickerAllocs(t *testing.T) {
 		t.Fatalf("Pick allocates %.1f times", n)
 	}
 }
+
+// TestPeekForecastsPick: with no other call in between, Peek names the
+// instance the next Pick returns, with and without an accept filter, and
+// leaves the rotation where it was.
+func TestPeekForecastsPick(t *testing.T) {
+	var list []Instance
+	for i := range 9 {
+		list = append(list, Instance{Address: fmt.Sprint("i", i), Weight: 1 + i%3})
+	}
+	p := NewPicker(list)
+	notB := func(in *Instance) bool { return in.Address != "i1" }
+	// Two instances: which one the scan after the probes finds depends on
+	// where it starts.
+	two := func(in *Instance) bool { return in.Address == "i0" || in.Address == "i5" }
+	for i := range 50 {
+		for _, accept := range []func(*Instance) bool{nil, notB, two} {
+			peek := p.Peek(accept)
+			if again := p.Peek(accept); again != peek {
+				t.Fatalf("call %d: Peek moved the rotation: %v then %v", i, peek.Address, again.Address)
+			}
+			if got := p.Pick(accept); got != peek {
+				t.Fatalf("call %d: Peek said %s, Pick gave %s", i, peek.Address, got.Address)
+			}
+		}
+	}
+	if p.Peek(func(*Instance) bool { return false }) != nil {
+		t.Error("Peek found an instance nothing accepts")
+	}
+}
