@@ -395,6 +395,20 @@ func (b *Breaker) State() State {
 	return s
 }
 
+// PeekState returns the breaker's state without any side effect (State
+// may move the breaker to half-open): open while the open period holds,
+// half-open once it has passed and until a recovery closes the breaker,
+// closed otherwise. For tools that explain a decision.
+func (b *Breaker) PeekState() State {
+	switch {
+	case !b.OpenUntil().IsZero():
+		return StateOpen
+	case b.trips.Load() > 0:
+		return StateHalfOpen
+	}
+	return StateClosed
+}
+
 // Ready reports, without locking, whether Allow would admit a call now as
 // far as the open period and the probe slots tell: false while the breaker
 // is open and while it is half-open with every probe slot taken. A load

@@ -799,3 +799,34 @@ func TestDoDoesNotAllocate(t *testing.T) {
 		t.Fatalf("refused Do allocates %v times per call", allocs)
 	}
 }
+
+// TestPeekStateHasNoSideEffect: PeekState follows the breaker through a
+// trip, the end of its open period and a recovery, and asking it never
+// moves the breaker (no transition is reported for it).
+func TestPeekStateHasNoSideEffect(t *testing.T) {
+	c := newClock()
+	var transitions []State
+	b := New("svc", Settings{MinRequests: 1, OpenBase: 10 * time.Millisecond, HalfOpenProbes: 1},
+		WithClock(c.Now), WithOnStateChange(func(_ string, _, to State) { transitions = append(transitions, to) }))
+	if s := b.PeekState(); s != StateClosed {
+		t.Fatalf("new breaker: %v", s)
+	}
+	do(t, b, Failure)
+	if s := b.PeekState(); s != StateOpen {
+		t.Fatalf("after a trip: %v", s)
+	}
+	c.Advance(10 * time.Millisecond)
+	n := len(transitions)
+	for range 3 {
+		if s := b.PeekState(); s != StateHalfOpen {
+			t.Fatalf("after the open period: %v", s)
+		}
+	}
+	if len(transitions) != n {
+		t.Fatalf("PeekState moved the breaker: transitions %v", transitions[n:])
+	}
+	do(t, b, Success)
+	if s := b.PeekState(); s != StateClosed {
+		t.Fatalf("after a successful probe: %v", s)
+	}
+}

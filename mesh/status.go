@@ -5,9 +5,11 @@ import (
 	_ "embed"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"html/template"
 	"mime"
 	"net/http"
+	"net/url"
 	"regexp"
 	"strconv"
 	"strings"
@@ -42,6 +44,16 @@ import (
 // error are replaced by REDACTED, even though rule sources are expected
 // not to name them in the first place.
 //
+// With an explain parameter it serves the explain view instead: the
+// decision a call would get now (Mesh.Explain), as JSON or HTML like the
+// status, for the call the query describes:
+//
+//	/lightmesh/status?explain&service=user-api&header=x-env:staging&path=/v1/users&method=GET
+//	/lightmesh/status?explain&service=echo&grpc=/pkg.Echo/Call&header=x-env:staging
+//
+// header may repeat; a missing service or a header without a colon is a
+// 400. Nothing is sent and no breaker, limit or budget is touched.
+//
 // The handler may be called concurrently; each request reads a fresh
 // Status.
 func (m *Mesh) StatusHandler() http.Handler {
@@ -60,10 +72,30 @@ func (m *Mesh) StatusHandler() http.Handler {
 			return
 		}
 		h.Add("Vary", "Accept")
-		st := redactStatus(m.Status())
+		var view any
+		page := statusPage
+		if r.URL.Query().Has("explain") {
+			req, err := explainRequest(r.URL.Query())
+			if err != nil {
+				http.Error(w, "lightmesh: status: explain: "+err.Error(), http.StatusBadRequest)
+				return
+			}
+			e := m.Explain(req)
+			e.Source = redact(e.Source)
+			view, page = explainView{Explanation: e, Request: req, Now: time.Now()}, explainPage
+			if !asHTML {
+				view = e
+			}
+		} else {
+			st := redactStatus(m.Status())
+			view = statusView{Status: st, Now: time.Now()}
+			if !asHTML {
+				view = st
+			}
+		}
 		var body bytes.Buffer
 		if asHTML {
-			err := statusPage.Execute(&body, statusView{Status: st, Now: time.Now()})
+			err := page.Execute(&body, view)
 			if err != nil {
 				m.cfg.logger.Error("lightmesh: status page failed", "err", err)
 				http.Error(w, "lightmesh: status: rendering failed", http.StatusInternalServerError)
@@ -74,7 +106,7 @@ func (m *Mesh) StatusHandler() http.Handler {
 		} else {
 			enc := json.NewEncoder(&body)
 			enc.SetIndent("", "  ")
-			if err := enc.Encode(st); err != nil {
+			if err := enc.Encode(view); err != nil {
 				m.cfg.logger.Error("lightmesh: status encoding failed", "err", err)
 				http.Error(w, "lightmesh: status: encoding failed", http.StatusInternalServerError)
 				return
@@ -148,7 +180,20 @@ func acceptQuality(header []string, typ, sub string) float64 {
 //go:embed status.html
 var statusHTML string
 
-var statusPage = template.Must(template.New("status").Funcs(template.FuncMap{
+//go:embed explain.html
+var explainHTML string
+
+// pageStyle defines the "style" template both pages share.
+//
+//go:embed page_style.html
+var pageStyle string
+
+var (
+	statusPage  = template.Must(template.Must(template.New("status").Funcs(pageFuncs).Parse(statusHTML)).Parse(pageStyle))
+	explainPage = template.Must(template.Must(template.New("explain").Funcs(pageFuncs).Parse(explainHTML)).Parse(pageStyle))
+)
+
+var pageFuncs = template.FuncMap{
 	"ts": func(t time.Time) string {
 		if t.IsZero() {
 			return "—"
@@ -176,7 +221,9 @@ var statusPage = template.Must(template.New("status").Funcs(template.FuncMap{
 		}
 		return "b-other"
 	},
-}).Parse(statusHTML))
+	"deref": func(f *float64) float64 { return *f },
+	"pct":   func(f float64) string { return strconv.FormatFloat(f*100, 'f', 0, 64) + "%" },
+}
 
 // roundAge rounds d for display: to the millisecond under a second, then
 // to the second.
@@ -190,6 +237,34 @@ func roundAge(d time.Duration) time.Duration {
 type statusView struct {
 	Status Status
 	Now    time.Time
+}
+
+type explainView struct {
+	*Explanation
+	Request ExplainRequest
+	Now     time.Time
+}
+
+// explainRequest reads the call the explain view describes from q.
+func explainRequest(q url.Values) (ExplainRequest, error) {
+	req := ExplainRequest{Service: q.Get("service"), Method: q.Get("method"), Path: q.Get("path"), GRPCMethod: q.Get("grpc"), Header: http.Header{}}
+	if req.Service == "" {
+		return req, errors.New("service= is required (the logical name called)")
+	}
+	for _, kv := range q["header"] {
+		if kv == "" {
+			continue // an empty field of the status page's form
+		}
+		k, v, ok := strings.Cut(kv, ":")
+		if !ok || strings.TrimSpace(k) == "" {
+			return req, fmt.Errorf("header=%q: want name:value", kv)
+		}
+		req.Header.Add(strings.TrimSpace(k), strings.TrimSpace(v))
+	}
+	if req.Path == "" {
+		req.Path = "/"
+	}
+	return req, nil
 }
 
 // redactStatus returns st with credentials removed from its free-text

@@ -415,11 +415,11 @@ func chromium() string {
 	return ""
 }
 
-// TestStatusHTMLInChromium renders the status page in headless Chromium
-// and checks the DOM the browser built, and that it paints a screenshot.
-// Without Chromium it skips, unless LIGHTMESH_REQUIRE_CHROMIUM=1 (set in
-// CI, which installs it with apt-get install -y chromium).
-func TestStatusHTMLInChromium(t *testing.T) {
+// requireChromium returns the Chromium binary, skipping the test without
+// one unless LIGHTMESH_REQUIRE_CHROMIUM=1 (set in CI, which installs it
+// with apt-get install -y chromium).
+func requireChromium(t *testing.T) string {
+	t.Helper()
 	bin := chromium()
 	if bin == "" {
 		if os.Getenv("LIGHTMESH_REQUIRE_CHROMIUM") == "1" {
@@ -427,31 +427,43 @@ func TestStatusHTMLInChromium(t *testing.T) {
 		}
 		t.Skip("chromium not on PATH; install it (apt-get install -y chromium) or set LIGHTMESH_REQUIRE_CHROMIUM=1 to make this a failure")
 	}
+	return bin
+}
+
+// runChromium runs headless Chromium with args (a profile of its own under
+// name) and returns its standard output.
+func runChromium(t *testing.T, bin, name string, args ...string) string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), name)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, append([]string{
+		"--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+		"--disable-background-networking", "--disable-component-update", "--disable-sync",
+		"--disable-dev-shm-usage", "--user-data-dir=" + dir,
+	}, args...)...)
+	cmd.Env = append(os.Environ(), "HOME="+dir)
+	cmd.WaitDelay = 5 * time.Second
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("chromium %s: %v (context: %v)\nstderr:\n%s", name, err, ctx.Err(), stderr.String())
+	}
+	return string(out)
+}
+
+// TestStatusHTMLInChromium renders the status page in headless Chromium
+// and checks the DOM the browser built, and that it paints a screenshot.
+// Without Chromium it skips, unless LIGHTMESH_REQUIRE_CHROMIUM=1 (set in
+// CI, which installs it with apt-get install -y chromium).
+func TestStatusHTMLInChromium(t *testing.T) {
+	bin := requireChromium(t)
 	sc := newStatusScenario(t)
 	srv := httptest.NewServer(sc.m.StatusHandler())
 	defer srv.Close()
 	target := srv.URL + "/lightmesh/status?format=html"
-
-	run := func(name string, args ...string) string {
-		t.Helper()
-		dir := filepath.Join(t.TempDir(), name)
-		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-		defer cancel()
-		cmd := exec.CommandContext(ctx, bin, append([]string{
-			"--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-			"--disable-background-networking", "--disable-component-update", "--disable-sync",
-			"--disable-dev-shm-usage", "--user-data-dir=" + dir,
-		}, args...)...)
-		cmd.Env = append(os.Environ(), "HOME="+dir)
-		cmd.WaitDelay = 5 * time.Second
-		var stderr bytes.Buffer
-		cmd.Stderr = &stderr
-		out, err := cmd.Output()
-		if err != nil {
-			t.Fatalf("chromium %s: %v (context: %v)\nstderr:\n%s", name, err, ctx.Err(), stderr.String())
-		}
-		return string(out)
-	}
+	run := func(name string, args ...string) string { return runChromium(t, bin, name, args...) }
 
 	dom := run("dom", "--dump-dom", target)
 	if strings.Contains(dom, "<script") {

@@ -186,6 +186,17 @@ func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 	return nil
 }
 
+// UnmarshalText reads a duration string such as "2s", so that JSON written
+// with MarshalText reads back.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(strings.TrimSpace(string(b)))
+	if err != nil {
+		return fmt.Errorf("invalid duration %q", b)
+	}
+	*d = Duration(v)
+	return nil
+}
+
 // MarshalText writes the duration as a string such as "2s".
 func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
 

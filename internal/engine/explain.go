@@ -1,0 +1,238 @@
+package engine
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/lightmesh/lightmesh/breaker"
+	"github.com/lightmesh/lightmesh/discovery"
+	"github.com/lightmesh/lightmesh/router"
+)
+
+// Explanation is a call's decision as the mesh would make it now, with its
+// trace: the routing (router.Explanation), the protection in force and
+// the live state it reads (breakers, the rate limit's tokens), and the
+// rules' version. Its JSON form is what the status page and the lightmesh
+// command print.
+type Explanation struct {
+	*router.Explanation
+	// Rules and Source identify the rules in force.
+	Rules  string `json:"rules,omitempty"`
+	Source string `json:"source,omitempty"`
+	// Policy is what the matched route applies, as the document writes it
+	// (the route's own sections, else the service's); nil when the rules
+	// do not name the service.
+	Policy *PolicyInForce `json:"policy,omitempty"`
+	// Breaker is the state of the service breaker ("" without one) and
+	// Ejected the candidates whose instance breaker refuses calls now.
+	Breaker string            `json:"breaker,omitempty"`
+	Ejected []EjectedInstance `json:"ejected,omitempty"`
+	// Tokens is what the route's rate limit holds now; nil without one.
+	Tokens *float64 `json:"tokens,omitempty"`
+	// Reason is the short name of why the call would be refused
+	// (no_route, no_instance, circuit_open, rate_limited), "" when it
+	// would be sent.
+	Reason string `json:"reason,omitempty"`
+}
+
+// PolicyInForce is the protection a call gets, as the rule document
+// writes it.
+type PolicyInForce struct {
+	Timeout          router.Duration   `json:"timeout,omitempty"`
+	Retry            *router.Retry     `json:"retry,omitempty"`
+	Breaker          *router.Breaker   `json:"breaker,omitempty"`
+	OutlierDetection *router.Breaker   `json:"outlierDetection,omitempty"`
+	RateLimit        *router.RateLimit `json:"rateLimit,omitempty"`
+}
+
+// EjectedInstance is an instance whose breaker refuses calls.
+type EjectedInstance struct {
+	Address   string    `json:"address"`
+	State     string    `json:"state"`
+	OpenUntil time.Time `json:"openUntil,omitzero"`
+}
+
+// Explain returns the decision a call to service with req would get from
+// s now, with its trace. It changes nothing: no breaker is asked to admit
+// a call, no token is taken, no rotation advances.
+func (s *State) Explain(service string, req *router.Request, now time.Time) *Explanation {
+	svc := s.Service(service)
+	var ejected []EjectedInstance
+	accept := func(in *discovery.Instance) bool {
+		b := svc.instanceBreaker(in)
+		if b == nil || b.Ready() {
+			return true
+		}
+		for _, e := range ejected {
+			if e.Address == in.Address {
+				return false
+			}
+		}
+		st := "half-open, probe slots taken"
+		if b.PeekState() == breaker.StateOpen {
+			st = "open"
+		}
+		ejected = append(ejected, EjectedInstance{Address: in.Address, State: st, OpenUntil: b.OpenUntil()})
+		return false
+	}
+	e := &Explanation{Explanation: s.table.Explain(service, req, accept)}
+	e.Ejected = ejected
+	if svc != nil {
+		e.Policy = policyInForce(s.table.Rules().Document().Services[service], e.RouteIndex)
+		route := &svc.def
+		if i := e.RouteIndex; i >= 0 && i < len(svc.routes) {
+			route = &svc.routes[i]
+		}
+		if route.limiter != nil {
+			tokens := route.limiter.TokensAt(now)
+			e.Tokens = &tokens
+		}
+		if svc.breaker != nil {
+			e.Breaker = svc.breaker.PeekState().String()
+		}
+		switch {
+		case e.Err() != nil:
+		case e.Breaker == breaker.StateOpen.String():
+			e.Reason, e.Error = ReasonCircuitOpen, (&CircuitOpenError{Service: service}).Error()
+		case e.Tokens != nil && *e.Tokens < 1:
+			e.Reason, e.Error = ReasonRateLimited, (&RateLimitError{Service: service, Route: routeScope(route)}).Error()
+		}
+	}
+	if e.Reason == "" {
+		e.Reason = RejectionReason(e.Err())
+		if e.Err() != nil && len(e.Ejected) > 0 {
+			// Every candidate is ejected: the call fails as Run fails it.
+			coe := &CircuitOpenError{Service: service, Instances: len(e.Ejected)}
+			if e.Chosen != nil {
+				coe.Subset = e.Chosen.Name
+			}
+			if len(e.Ejected) == 1 {
+				coe.Instance = e.Ejected[0].Address
+			}
+			e.Reason, e.Error = ReasonCircuitOpen, coe.Error()
+		}
+	}
+	return e
+}
+
+func routeScope(r *Route) string {
+	if r.policy == nil {
+		return ""
+	}
+	return r.policy.Route
+}
+
+// policyInForce returns the sections that apply to route i of doc: the
+// route's own timeout, retry and rate limit, else the service's.
+func policyInForce(doc router.Service, i int) *PolicyInForce {
+	p := &PolicyInForce{Timeout: doc.Timeout, Retry: doc.Retry, Breaker: doc.Breaker, OutlierDetection: doc.OutlierDetection, RateLimit: doc.RateLimit}
+	if i >= 0 && i < len(doc.Routes) {
+		r := doc.Routes[i]
+		if r.Timeout != 0 {
+			p.Timeout = r.Timeout
+		}
+		if r.Retry != nil {
+			p.Retry = r.Retry
+		}
+		if r.RateLimit != nil {
+			p.RateLimit = r.RateLimit
+		}
+	}
+	return p
+}
+
+// WriteText writes e for a person: one line per step.
+func (e *Explanation) WriteText(w io.Writer) error {
+	var b strings.Builder
+	p := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
+	if e.Rules != "" {
+		p("rules %s from %s", e.Rules, e.Source)
+	}
+	p("service %s", e.Service)
+	if !e.Known {
+		p("  unknown: no rule names it and discovery reports no instance")
+	}
+	for _, r := range e.Routes {
+		verdict := "no match"
+		if r.Matched {
+			verdict = "MATCH"
+		}
+		p("  route %d %q: %s", r.Index, r.Name, verdict)
+		for _, c := range r.Conditions {
+			got := "absent"
+			if c.Present {
+				got = fmt.Sprintf("%q", c.Got)
+			}
+			mark := "✗"
+			if c.Matched {
+				mark = "✓"
+			}
+			p("    %s %s %s: got %s", mark, c.Field, c.Want, got)
+		}
+	}
+	if len(e.Split) > 1 {
+		var parts []string
+		for _, s := range e.Split {
+			parts = append(parts, fmt.Sprintf("%s %d (%.0f%%)", s.Subset, s.Weight, s.Share*100))
+		}
+		p("  split: %s", strings.Join(parts, ", "))
+	}
+	step := func(role string, s *router.SubsetStep) {
+		if s != nil {
+			p("  %s subset %s %v: %d with the labels → %d healthy → %d available", role, s.Name, s.Labels, s.Matching, s.Healthy, s.Available)
+		}
+	}
+	step("chosen", e.Chosen)
+	step("fallback", e.Fallback)
+	for _, ej := range e.Ejected {
+		until := ""
+		if !ej.OpenUntil.IsZero() {
+			until = " until " + ej.OpenUntil.UTC().Format(time.RFC3339)
+		}
+		p("  ejected %s: breaker %s%s", ej.Address, ej.State, until)
+	}
+	if e.FallbackUsed {
+		p("  fallback taken: %s", e.Why)
+	}
+	if e.Breaker != "" {
+		p("  service breaker: %s", e.Breaker)
+	}
+	if pol := e.Policy; pol != nil {
+		if pol.Timeout != 0 {
+			p("  timeout %s", pol.Timeout.Std())
+		}
+		if r := pol.Retry; r != nil {
+			p("  retry: %d attempts, per try %s, on %v", r.Attempts, r.PerTryTimeout.Std(), onOrDefault(r.On))
+		}
+		if br := pol.Breaker; br != nil {
+			p("  breaker: minRequests %d, failureRatio %g", br.MinRequests, br.FailureRatio)
+		}
+		if od := pol.OutlierDetection; od != nil {
+			p("  outlier detection: minRequests %d, failureRatio %g", od.MinRequests, od.FailureRatio)
+		}
+		if rl := pol.RateLimit; rl != nil {
+			tokens := ""
+			if e.Tokens != nil {
+				tokens = fmt.Sprintf(", %.1f tokens now", *e.Tokens)
+			}
+			p("  rate limit: %g/s, burst %d%s", rl.RPS, rl.Burst, tokens)
+		}
+	}
+	switch {
+	case e.Error != "":
+		p("→ refused (%s): %s", e.Reason, e.Error)
+	default:
+		p("→ instance %s", e.Instance)
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+func onOrDefault(on []string) []string {
+	if len(on) == 0 {
+		return []string{"connect-failure", "reset", "per-try-timeout", "502", "503", "504", "unavailable"}
+	}
+	return on
+}
