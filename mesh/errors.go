@@ -23,3 +23,12 @@ type CircuitOpenError = engine.CircuitOpenError
 
 // RateLimitError names the limit that refused a call.
 type RateLimitError = engine.RateLimitError
+
+// CallError is the error of a call the mesh sent that failed without a
+// response: Reason is "timeout" (the rule's timeout or a per-try timeout
+// ran out), "retries_exhausted" or "upstream_failure" (the one try
+// failed), and Err the last try's error, which errors.Is and errors.As
+// see through to. Refusals keep their own types (ErrCircuitOpen,
+// ErrRateLimited, router.ErrNoInstance, router.ErrNoRoute); the caller's
+// own cancellation is returned as it is.
+type CallError = engine.CallError

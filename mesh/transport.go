@@ -113,6 +113,7 @@ func (t *transport) send(st *engine.State, service string, req *http.Request) (*
 			resp.Body.Close()
 			resp = nil
 		}
+		err = h.c.Failure(err)
 		if !h.c.Sent() {
 			closeBody(req)
 		}
@@ -135,6 +136,7 @@ func (t *transport) send(st *engine.State, service string, req *http.Request) (*
 	m.metrics.Finish(ctx, &h.c, engine.HTTP, engine.HTTPCode(code), time.Since(start), err)
 	if span.IsRecording() {
 		engine.Annotate(span, &h.c)
+		engine.AnnotateReason(span, h.c.Reason(err, code >= 500))
 	}
 	trace.End(span, code, err)
 	return resp, err

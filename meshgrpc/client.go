@@ -306,6 +306,7 @@ func (cc *clientCall) record(ctx context.Context, err error) {
 	if cc.span != nil {
 		if cc.span.IsRecording() {
 			engine.Annotate(cc.span, &cc.c)
+			engine.AnnotateReason(cc.span, cc.c.Reason(err, code != 0))
 		}
 		trace.EndRPC(cc.span, name, code != 0, err)
 	}

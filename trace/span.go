@@ -29,6 +29,10 @@ const (
 	AttrRoute = attribute.Key("lightmesh.route")
 	// AttrLane is the request's lane as Lane.String, e.g. "x-env=staging".
 	AttrLane = attribute.Key("lightmesh.lane")
+	// AttrReason is why the mesh refused or failed a call: no_route,
+	// no_instance, circuit_open, rate_limited, timeout, retries_exhausted,
+	// upstream_failure. Absent when the call succeeded.
+	AttrReason = attribute.Key("lightmesh.reason")
 )
 
 // nonRecordingSpan returns otel's shared no-op span without allocating.

@@ -81,6 +81,8 @@ type Call struct {
 	plain      bool // nothing to apply around the tries
 	sent       bool // at least one try went out
 	tries      int  // tries sent
+	timedOut   bool // a mesh timeout ended the last try or the call
+	callerDone bool // the caller's context ended the call
 	pickErr    error
 
 	tried      [maxTried]*discovery.Instance
@@ -381,7 +383,7 @@ func (c *Call) Run(ctx context.Context, a Attempt) error {
 		case c.pickErr == nil && !c.picked, o.Kind == KindNotSent:
 			return o.Err // nothing was sent
 		}
-		c.sent, c.tries = true, 1
+		c.sent, c.tries, c.callerDone = true, 1, ctx.Err() != nil
 		return o.Err
 	}
 	pol := c.route.policy
@@ -418,6 +420,7 @@ func (c *Call) Run(ctx context.Context, a Attempt) error {
 		}
 		o := a.Try(tryCtx)
 		callerDone, callTimedOut, tryTimedOut := whoseDeadline(ctx, tryCtx, callDeadline, &o)
+		c.timedOut, c.callerDone = callTimedOut || tryTimedOut, callerDone
 		if err := c.EndTry(&o, callerDone, callTimedOut || tryTimedOut); err != nil {
 			return err
 		}
@@ -430,9 +433,11 @@ func (c *Call) Run(ctx context.Context, a Attempt) error {
 		if !callDeadline.IsZero() && time.Until(callDeadline) < wait {
 			// The call's time runs out during the backoff.
 			sleep(ctx, time.Until(callDeadline))
+			c.timedOut = true
 			return context.DeadlineExceeded
 		}
 		if !sleep(ctx, wait) {
+			c.callerDone = true
 			return ctx.Err()
 		}
 		c.metrics.retry(c.decision.Service)
@@ -692,6 +697,36 @@ func sleep(ctx context.Context, d time.Duration) bool {
 	}
 }
 
+// Reason returns why the call was refused or failed, for the
+// lightmesh.reason span attribute: a rejection reason for a refusal, else
+// ReasonTimeout, ReasonRetriesExhausted or ReasonUpstreamFailure when err
+// is not nil or failed says the final response is a failure; "" when the
+// call succeeded or the caller's own context ended it.
+func (c *Call) Reason(err error, failed bool) string {
+	if r := RejectionReason(err); r != "" {
+		return r
+	}
+	switch {
+	case err == nil && !failed, c.callerDone, !c.sent:
+		return ""
+	case c.timedOut:
+		return ReasonTimeout
+	case c.tries > 1:
+		return ReasonRetriesExhausted
+	}
+	return ReasonUpstreamFailure
+}
+
+// Failure wraps err, the error a sent call ended with, in a *CallError
+// naming the reason; it returns err itself when it is nil, a refusal, or
+// the caller's own cancellation.
+func (c *Call) Failure(err error) error {
+	if err == nil || RejectionReason(err) != "" || c.callerDone || !c.sent {
+		return err
+	}
+	return &CallError{Service: c.decision.Service, Reason: c.Reason(err, true), Tries: c.tries, Err: err}
+}
+
 // Annotate sets the mesh's attributes on a recording span: the service,
 // and where the call went (subset, route, instance).
 func Annotate(span oteltrace.Span, c *Call) {
@@ -699,5 +734,13 @@ func Annotate(span oteltrace.Span, c *Call) {
 	span.SetAttributes(trace.AttrService.String(res.Service), trace.AttrSubset.String(res.Subset), trace.AttrRoute.String(res.Route))
 	if res.Instance != nil {
 		span.SetAttributes(trace.AttrInstance.String(res.Instance.Address))
+	}
+}
+
+// AnnotateReason sets lightmesh.reason on a recording span when reason
+// is not "" (see Call.Reason).
+func AnnotateReason(span oteltrace.Span, reason string) {
+	if reason != "" {
+		span.SetAttributes(trace.AttrReason.String(reason))
 	}
 }

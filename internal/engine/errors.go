@@ -85,6 +85,40 @@ const (
 	ReasonNoRoute     = "no_route"
 )
 
+// Reasons a call the mesh sent failed, beside the rejection reasons: the
+// lightmesh.reason span attribute and the text of a *CallError.
+const (
+	// ReasonTimeout: the call's or a try's timeout ran out.
+	ReasonTimeout = "timeout"
+	// ReasonRetriesExhausted: every try failed, the last one too.
+	ReasonRetriesExhausted = "retries_exhausted"
+	// ReasonUpstreamFailure: the one try sent failed (an error, or a
+	// failure status for a call that was not retried).
+	ReasonUpstreamFailure = "upstream_failure"
+)
+
+// CallError is the error of a call the mesh sent that failed without a
+// response: Reason is ReasonTimeout, ReasonRetriesExhausted or
+// ReasonUpstreamFailure, and Err the last try's error (errors.Is and
+// errors.As see through to it).
+type CallError struct {
+	Service string
+	Reason  string
+	Tries   int
+	Err     error
+}
+
+func (e *CallError) Error() string {
+	tries := "1 try"
+	if e.Tries != 1 {
+		tries = fmt.Sprintf("%d tries", e.Tries)
+	}
+	return fmt.Sprintf("mesh: call to %q failed (%s, %s): %v", e.Service, e.Reason, tries, e.Err)
+}
+
+// Unwrap returns the last try's error.
+func (e *CallError) Unwrap() error { return e.Err }
+
 // RejectionReason returns the reason label of an error that refused a call
 // before anything was sent, or "" for any other error.
 func RejectionReason(err error) string {
