@@ -11,6 +11,7 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/lightmesh/lightmesh/discovery/etcd/etcdtest"
 	"github.com/lightmesh/lightmesh/internal/meshtest"
 	"github.com/lightmesh/lightmesh/mesh"
 )
@@ -27,8 +28,8 @@ type applied struct {
 // start instead). It publishes max(b.N, 50) documents one after another
 // and reports the median, the 99th percentile and the maximum.
 func BenchmarkRulePropagation(b *testing.B) {
-	srv := startEtcd(b)
-	cli := srv.client(b)
+	srv := etcdtest.Start(b)
+	cli := srv.Client(b)
 	const key = "/lightmesh-bench/rules"
 	rev := put(b, cli, key, laneRules)
 	seen := make(chan applied, 1024)
@@ -102,12 +103,15 @@ func discoveryHeap(tb testing.TB, n int) (base, with uint64) {
 		tb.Fatal(err)
 	}
 	defer os.RemoveAll(dir)
-	srv := newEtcd(tb, dir)
-	if err := srv.start(); err != nil {
+	srv, err := etcdtest.New(dir)
+	if err != nil {
 		tb.Fatal(err)
 	}
-	defer srv.stop()
-	cli, err := newClient(srv.endpoint())
+	if err := srv.Start(); err != nil {
+		tb.Fatal(err)
+	}
+	defer srv.Stop()
+	cli, err := etcdtest.NewClient(srv.Endpoint())
 	if err != nil {
 		tb.Fatal(err)
 	}

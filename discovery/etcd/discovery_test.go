@@ -15,6 +15,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/lightmesh/lightmesh/discovery"
+	"github.com/lightmesh/lightmesh/discovery/etcd/etcdtest"
 	"github.com/lightmesh/lightmesh/internal/meshtest"
 	"github.com/lightmesh/lightmesh/mesh"
 )
@@ -22,8 +23,8 @@ import (
 // TestDiscoveryFollowsRegistrations registers and deregisters real
 // backends and checks the mesh's routing follows, fallback included.
 func TestDiscoveryFollowsRegistrations(t *testing.T) {
-	srv := startEtcd(t)
-	cli := srv.client(t)
+	srv := etcdtest.Start(t)
+	cli := srv.Client(t)
 	ctx := context.Background()
 	const key = "/lightmesh-test/rules/disc"
 	put(t, cli, key, laneRules)
@@ -102,8 +103,8 @@ func instanceJSON(t *testing.T, in discovery.Instance) string {
 // ones: each bad one is skipped and logged, the watch keeps going, and a
 // bad value that is fixed is picked up.
 func TestDiscoveryBadValues(t *testing.T) {
-	srv := startEtcd(t)
-	cli := srv.client(t)
+	srv := etcdtest.Start(t)
+	cli := srv.Client(t)
 	dir := testPrefix + "/bad/"
 	put(t, cli, dir+"a-good", `{"address":"10.0.0.1:80","weight":3,"labels":{"env":"staging"}}`)
 	manyLabels := map[string]string{}
@@ -150,8 +151,8 @@ func TestDiscoveryBadValues(t *testing.T) {
 // TestDiscoveryNames rejects service names that cannot be one key
 // segment.
 func TestDiscoveryNames(t *testing.T) {
-	srv := startEtcd(t)
-	cli := srv.client(t)
+	srv := etcdtest.Start(t)
+	cli := srv.Client(t)
 	d := NewDiscovery(cli, testPrefix)
 	for _, name := range []string{"", "a/b", "x\n", strings.Repeat("s", 300)} {
 		if err := d.Watch(context.Background(), name, func([]discovery.Instance) {}); err == nil {
@@ -176,8 +177,8 @@ func TestDiscoveryNames(t *testing.T) {
 // TestDiscoveryInstanceLimit keeps at most the configured number of
 // instances, and lets an ignored one in when a kept one leaves.
 func TestDiscoveryInstanceLimit(t *testing.T) {
-	srv := startEtcd(t)
-	cli := srv.client(t)
+	srv := etcdtest.Start(t)
+	cli := srv.Client(t)
 	dir := testPrefix + "/limited/"
 	for i := 1; i <= 4; i++ {
 		put(t, cli, fmt.Sprint(dir, "i", i), fmt.Sprintf(`{"address":"10.0.0.%d:80"}`, i))
@@ -197,10 +198,10 @@ func TestDiscoveryInstanceLimit(t *testing.T) {
 // compacts past the watch's revision: the watch fails with ErrCompacted
 // and the next Watch delivers the current list.
 func TestDiscoveryCompacted(t *testing.T) {
-	srv := startEtcd(t)
-	admin := srv.client(t)
-	proxy := startProxy(t, srv.endpoint())
-	watcher := srv.client(t, proxy.addr())
+	srv := etcdtest.Start(t)
+	admin := srv.Client(t)
+	proxy := startProxy(t, srv.Endpoint())
+	watcher := srv.Client(t, proxy.addr())
 	dir := testPrefix + "/compacted/"
 	put(t, admin, dir+"one", `{"address":"10.0.0.1:80"}`)
 	d := NewDiscovery(watcher, testPrefix)
@@ -241,8 +242,8 @@ func TestDiscoveryCompacted(t *testing.T) {
 // lease is no longer kept alive): the instance leaves the mesh once its
 // TTL has run out, not before.
 func TestKilledLeaseHolderDisappears(t *testing.T) {
-	srv := startEtcd(t)
-	cli := srv.client(t)
+	srv := etcdtest.Start(t)
+	cli := srv.Client(t)
 	const key = "/lightmesh-test/rules/lease"
 	put(t, cli, key, laneRules)
 	base, doomed := meshtest.NewBackend(t, "base-1"), meshtest.NewBackend(t, "base-2")
@@ -253,7 +254,7 @@ func TestKilledLeaseHolderDisappears(t *testing.T) {
 	}
 	defer reg.Close(ctx)
 
-	holder, err := newClient(srv.endpoint())
+	holder, err := etcdtest.NewClient(srv.Endpoint())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -287,8 +288,8 @@ func TestKilledLeaseHolderDisappears(t *testing.T) {
 // TestRegistrationSurvivesLostLease revokes a registration's lease behind
 // its back: it registers again by itself.
 func TestRegistrationSurvivesLostLease(t *testing.T) {
-	srv := startEtcd(t)
-	cli := srv.client(t)
+	srv := etcdtest.Start(t)
+	cli := srv.Client(t)
 	ctx := context.Background()
 	logs := &meshtest.LogBuffer{}
 	reg, err := Register(ctx, cli, testPrefix, "svc", "one", discovery.Instance{Address: "10.0.0.1:80"}, time.Second, WithLogger(logs.Logger()))

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lightmesh/lightmesh/discovery/etcd/etcdtest"
 	"github.com/lightmesh/lightmesh/internal/meshtest"
 	"github.com/lightmesh/lightmesh/mesh"
 )
@@ -70,8 +71,8 @@ func (l *load) stop() {
 // a document published after the restart, and the discovery watch sees
 // an instance registered after it.
 func TestControlPlaneRestart(t *testing.T) {
-	srv := startEtcd(t)
-	cli := srv.client(t)
+	srv := etcdtest.Start(t)
+	cli := srv.Client(t)
 	registerFleet(t, cli)
 	const key = "/lightmesh-test/rules/restart"
 	rev := put(t, cli, key, laneRules)
@@ -85,9 +86,9 @@ func TestControlPlaneRestart(t *testing.T) {
 	defer l.stop()
 	time.Sleep(200 * time.Millisecond)
 	l.outage.Store(true)
-	srv.stop()
+	srv.Stop()
 	time.Sleep(time.Second)
-	if err := srv.start(); err != nil {
+	if err := srv.Start(); err != nil {
 		t.Fatal(err)
 	}
 	l.outage.Store(false)

@@ -12,6 +12,7 @@ import (
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/lightmesh/lightmesh/discovery/etcd/etcdtest"
 	"github.com/lightmesh/lightmesh/internal/meshtest"
 	"github.com/lightmesh/lightmesh/mesh"
 	"github.com/lightmesh/lightmesh/rules"
@@ -40,8 +41,8 @@ func registerFleet(t *testing.T, c *clientv3.Client) (base, staging *meshtest.Ba
 // the rejection visible in Status while the previous rules keep serving,
 // and a fixed one is applied again.
 func TestRulesThroughMesh(t *testing.T) {
-	srv := startEtcd(t)
-	cli := srv.client(t)
+	srv := etcdtest.Start(t)
+	cli := srv.Client(t)
 	registerFleet(t, cli)
 	const key = "/lightmesh-test/rules/mesh"
 	rev := put(t, cli, key, laneRules)
@@ -89,8 +90,8 @@ func TestRulesThroughMesh(t *testing.T) {
 // without failing and the document is applied as soon as it is put; a
 // deletion keeps the last rules.
 func TestRuleKeyAppearsLater(t *testing.T) {
-	srv := startEtcd(t)
-	cli := srv.client(t)
+	srv := etcdtest.Start(t)
+	cli := srv.Client(t)
 	registerFleet(t, cli)
 	const key = "/lightmesh-test/rules/later"
 	evs := make(events, 64)
@@ -123,8 +124,8 @@ func TestRuleKeyAppearsLater(t *testing.T) {
 // current value first with its mod revision, then each put, the last put
 // of a transaction only, and ctx.Err() on cancellation.
 func TestRuleSourceDirect(t *testing.T) {
-	srv := startEtcd(t)
-	cli := srv.client(t)
+	srv := etcdtest.Start(t)
+	cli := srv.Client(t)
 	const key = "/lightmesh-test/rules/direct"
 	r1 := put(t, cli, key, "one")
 	src := NewRuleSource(cli, key)
@@ -175,10 +176,10 @@ func expectDoc(t *testing.T, docs <-chan rules.Document, data string, rev int64)
 // connection comes back the watch fails with ErrCompacted, and the next
 // Watch re-reads the key and delivers the change made while cut off.
 func TestRuleSourceCompacted(t *testing.T) {
-	srv := startEtcd(t)
-	admin := srv.client(t)
-	proxy := startProxy(t, srv.endpoint())
-	watcher := srv.client(t, proxy.addr())
+	srv := etcdtest.Start(t)
+	admin := srv.Client(t)
+	proxy := startProxy(t, srv.Endpoint())
+	watcher := srv.Client(t, proxy.addr())
 	const key = "/lightmesh-test/rules/compacted"
 	r1 := put(t, admin, key, "before")
 	src := NewRuleSource(watcher, key)
@@ -219,11 +220,11 @@ func TestRuleSourceCompacted(t *testing.T) {
 // the watch loop recovers from the compaction by itself and applies the
 // document published while the process was cut off.
 func TestRulesCompactedThroughMesh(t *testing.T) {
-	srv := startEtcd(t)
-	admin := srv.client(t)
+	srv := etcdtest.Start(t)
+	admin := srv.Client(t)
 	registerFleet(t, admin)
-	proxy := startProxy(t, srv.endpoint())
-	watcher := srv.client(t, proxy.addr())
+	proxy := startProxy(t, srv.Endpoint())
+	watcher := srv.Client(t, proxy.addr())
 	const key = "/lightmesh-test/rules/mesh-compacted"
 	rev := put(t, admin, key, laneRules)
 	evs := make(events, 64)

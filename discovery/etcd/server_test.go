@@ -2,140 +2,14 @@ package etcd
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"io"
 	"net"
-	"net/url"
 	"sync"
 	"testing"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.etcd.io/etcd/server/v3/embed"
-	"go.uber.org/zap"
-	"google.golang.org/grpc"
-	grpcbackoff "google.golang.org/grpc/backoff"
 )
-
-// testEtcd is a real etcd server embedded in the test process, listening
-// on free loopback ports with its data in a temporary directory. stop and
-// start restart it on the same directory and ports.
-type testEtcd struct {
-	tb                 testing.TB
-	dir                string
-	clientURL, peerURL url.URL
-
-	mu sync.Mutex
-	e  *embed.Etcd
-}
-
-// startEtcd starts a server for the test and stops it at cleanup.
-func startEtcd(tb testing.TB) *testEtcd {
-	tb.Helper()
-	s := newEtcd(tb, tb.TempDir())
-	if err := s.start(); err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(s.stop)
-	return s
-}
-
-// newEtcd prepares a server with its data in dir; the caller starts and
-// stops it.
-func newEtcd(tb testing.TB, dir string) *testEtcd {
-	tb.Helper()
-	return &testEtcd{
-		tb:        tb,
-		dir:       dir,
-		clientURL: url.URL{Scheme: "http", Host: freeAddr(tb)},
-		peerURL:   url.URL{Scheme: "http", Host: freeAddr(tb)},
-	}
-}
-
-func freeAddr(tb testing.TB) string {
-	tb.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
-// start starts (or restarts) the server and waits until it serves.
-func (s *testEtcd) start() error {
-	cfg := embed.NewConfig()
-	cfg.Name = "lightmesh-test"
-	cfg.Dir = s.dir
-	cfg.ListenClientUrls = []url.URL{s.clientURL}
-	cfg.AdvertiseClientUrls = []url.URL{s.clientURL}
-	cfg.ListenPeerUrls = []url.URL{s.peerURL}
-	cfg.AdvertisePeerUrls = []url.URL{s.peerURL}
-	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
-	cfg.Logger = "zap"
-	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
-	// Fast elections and a short minimum lease TTL (1.5 election ticks):
-	// a one-member cluster has no peers to wait for.
-	cfg.TickMs = 10
-	cfg.ElectionMs = 100
-	cfg.UnsafeNoFsync = true
-	cfg.EnableGRPCGateway = false
-	e, err := embed.StartEtcd(cfg)
-	if err != nil {
-		return fmt.Errorf("start embedded etcd: %w", err)
-	}
-	select {
-	case <-e.Server.ReadyNotify():
-	case <-time.After(20 * time.Second):
-		e.Close()
-		return errors.New("embedded etcd not ready after 20s")
-	}
-	s.mu.Lock()
-	s.e = e
-	s.mu.Unlock()
-	return nil
-}
-
-// stop stops the server; start brings it back with the same data.
-func (s *testEtcd) stop() {
-	s.mu.Lock()
-	e := s.e
-	s.e = nil
-	s.mu.Unlock()
-	if e != nil {
-		e.Close()
-	}
-}
-
-func (s *testEtcd) endpoint() string { return s.clientURL.Host }
-
-// client returns a client of the server (or of addr when given, such as a
-// proxy in front of it), closed at cleanup. It reconnects within ~0.5 s.
-func (s *testEtcd) client(tb testing.TB, addr ...string) *clientv3.Client {
-	tb.Helper()
-	ep := s.endpoint()
-	if len(addr) > 0 {
-		ep = addr[0]
-	}
-	cli, err := newClient(ep)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { cli.Close() })
-	return cli
-}
-
-func newClient(endpoint string) (*clientv3.Client, error) {
-	bc := grpcbackoff.DefaultConfig
-	bc.BaseDelay, bc.MaxDelay = 50*time.Millisecond, 500*time.Millisecond
-	return clientv3.New(clientv3.Config{
-		Endpoints:   []string{endpoint},
-		DialTimeout: 5 * time.Second,
-		Logger:      zap.NewNop(),
-		DialOptions: []grpc.DialOption{grpc.WithConnectParams(grpc.ConnectParams{Backoff: bc, MinConnectTimeout: time.Second})},
-	})
-}
 
 // put writes key=value and returns the revision it made.
 func put(tb testing.TB, cli *clientv3.Client, key, value string, opts ...clientv3.OpOption) int64 {
