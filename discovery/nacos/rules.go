@@ -231,9 +231,47 @@ func Publish(cfg Config, dataID, group, content string) error {
 	if dataID == "" || content == "" {
 		return errors.New("nacos: publish needs a dataId and content")
 	}
-	if group == "" {
-		group = DefaultGroup
+	group = groupOrDefault(group)
+	return withConfigClient(cfg, func(client config_client.IConfigClient) error {
+		ok, err := client.PublishConfig(vo.ConfigParam{DataId: dataID, Group: group, Content: content})
+		if err == nil && !ok {
+			err = errors.New("server refused")
+		}
+		if err != nil {
+			return fmt.Errorf("nacos: publish %s/%s: %w", group, dataID, err)
+		}
+		return nil
+	})
+}
+
+// Fetch reads the content of the config item dataID in group
+// (DefaultGroup when empty); "" with a nil error when the item does not
+// exist. Like Publish, it connects a client for this one call.
+func Fetch(cfg Config, dataID, group string) (string, error) {
+	if dataID == "" {
+		return "", errors.New("nacos: fetch needs a dataId")
 	}
+	group = groupOrDefault(group)
+	var content string
+	err := withConfigClient(cfg, func(client config_client.IConfigClient) error {
+		var err error
+		if content, err = client.GetConfig(vo.ConfigParam{DataId: dataID, Group: group}); err != nil {
+			return fmt.Errorf("nacos: fetch %s/%s: %w", group, dataID, err)
+		}
+		return nil
+	})
+	return content, err
+}
+
+func groupOrDefault(group string) string {
+	if group == "" {
+		return DefaultGroup
+	}
+	return group
+}
+
+// withConfigClient runs fn with a config client of cfg made for the call.
+func withConfigClient(cfg Config, fn func(config_client.IConfigClient) error) error {
 	param, dir, err := cfg.clientParam()
 	if err != nil {
 		return err
@@ -245,12 +283,5 @@ func Publish(cfg Config, dataID, group, content string) error {
 		return fmt.Errorf("nacos: config client for %s: %w", cfg, err)
 	}
 	defer client.CloseClient()
-	ok, err := client.PublishConfig(vo.ConfigParam{DataId: dataID, Group: group, Content: content})
-	if err == nil && !ok {
-		err = errors.New("server refused")
-	}
-	if err != nil {
-		return fmt.Errorf("nacos: publish %s/%s: %w", group, dataID, err)
-	}
-	return nil
+	return fn(client)
 }

@@ -117,6 +117,12 @@ func TestRuleSourceDirect(t *testing.T) {
 		t.Fatal(err)
 	}
 	expectDoc(t, docs, "second", md5hex("second"), 5*time.Second)
+	if got, err := Fetch(cfg, dataID, group); err != nil || got != "second" {
+		t.Fatalf("Fetch = %q, %v; want what Publish wrote", got, err)
+	}
+	if got, err := Fetch(cfg, dataID+"-missing", group); err != nil || got != "" {
+		t.Fatalf("Fetch of a missing item = %q, %v; want empty", got, err)
+	}
 
 	cancel()
 	if err := <-done; !errors.Is(err, context.Canceled) {
