@@ -3,6 +3,8 @@ package engine
 import (
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -181,7 +183,7 @@ func (e *Explanation) WriteText(w io.Writer) error {
 	}
 	step := func(role string, s *router.SubsetStep) {
 		if s != nil {
-			p("  %s subset %s %v: %d with the labels → %d healthy → %d available", role, s.Name, s.Labels, s.Matching, s.Healthy, s.Available)
+			p("  %s subset %s (%s): %d with the labels → %d healthy → %d available", role, s.Name, labelList(s.Labels), s.Matching, s.Healthy, s.Available)
 		}
 	}
 	step("chosen", e.Chosen)
@@ -228,6 +230,18 @@ func (e *Explanation) WriteText(w io.Writer) error {
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// labelList writes labels as k=v,k=v, sorted.
+func labelList(labels map[string]string) string {
+	if len(labels) == 0 {
+		return "any labels"
+	}
+	parts := make([]string, 0, len(labels))
+	for _, k := range slices.Sorted(maps.Keys(labels)) {
+		parts = append(parts, k+"="+labels[k])
+	}
+	return strings.Join(parts, ",")
 }
 
 func onOrDefault(on []string) []string {

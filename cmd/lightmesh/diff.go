@@ -1,0 +1,309 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"maps"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/lightmesh/lightmesh/router"
+)
+
+// change is one difference between two rule documents that matters to
+// traffic.
+type change struct {
+	// Path names the place, as validation errors do:
+	// services.user-api.routes["canary"].destinations[0].weight.
+	Path string `json:"path"`
+	// Kind is added, removed, changed or moved.
+	Kind string `json:"kind"`
+	// Old and New are the values before and after ("" when added or
+	// removed).
+	Old string `json:"old,omitempty"`
+	New string `json:"new,omitempty"`
+}
+
+func runDiff(_ context.Context, c *cli, args []string) error {
+	fs := newFlags(c, "diff")
+	out := outputFlag(fs, "text", "json", "yaml")
+	rest, err := parseInterspersed(fs, args)
+	if err != nil {
+		return err
+	}
+	if err := checkOutput(*out, "text", "json", "yaml"); err != nil {
+		return err
+	}
+	if len(rest) != 2 {
+		fs.Usage()
+		return exitError{2}
+	}
+	var docs [2]*router.Document
+	for i, name := range rest {
+		data, err := os.ReadFile(name)
+		if err != nil {
+			return err
+		}
+		r, err := router.Load(data)
+		if err != nil {
+			c.printProblems(name, err)
+			return fmt.Errorf("%s is invalid: the mesh rejects it", name)
+		}
+		docs[i] = r.Document()
+	}
+	changes := diffDocuments(docs[0], docs[1])
+	if *out != "text" {
+		if changes == nil {
+			changes = []change{}
+		}
+		return writeStructured(c.stdout, *out, changes)
+	}
+	writeChanges(c.stdout, changes)
+	return nil
+}
+
+// writeChanges prints changes one per line, or says there are none.
+func writeChanges(w io.Writer, changes []change) {
+	if len(changes) == 0 {
+		fmt.Fprintln(w, "no change for traffic")
+		return
+	}
+	for _, ch := range changes {
+		switch ch.Kind {
+		case "added":
+			fmt.Fprintf(w, "+ %s: %s\n", ch.Path, ch.New)
+		case "removed":
+			fmt.Fprintf(w, "- %s: %s\n", ch.Path, ch.Old)
+		case "moved":
+			fmt.Fprintf(w, "~ %s: moved from position %s to %s (first match wins)\n", ch.Path, ch.Old, ch.New)
+		default:
+			fmt.Fprintf(w, "~ %s: %s → %s\n", ch.Path, ch.Old, ch.New)
+		}
+	}
+}
+
+// diffDocuments returns what changes for traffic from old to new: services,
+// subsets and routes added or removed, routes reordered, and every
+// setting of a match, a split or a protection section that differs.
+// Formatting, comments and key order are not changes.
+func diffDocuments(old, new *router.Document) []change {
+	var out []change
+	for _, name := range slices.Sorted(maps.Keys(union(old.Services, new.Services))) {
+		path := "services." + name
+		o, inOld := old.Services[name]
+		n, inNew := new.Services[name]
+		switch {
+		case !inOld:
+			out = append(out, change{Path: path, Kind: "added", New: summary(n)})
+			continue
+		case !inNew:
+			out = append(out, change{Path: path, Kind: "removed", Old: summary(o)})
+			continue
+		}
+		for _, sub := range slices.Sorted(maps.Keys(union(o.Subsets, n.Subsets))) {
+			oldSub, inOld := o.Subsets[sub]
+			newSub, inNew := n.Subsets[sub]
+			sp := path + ".subsets." + sub
+			switch {
+			case !inOld:
+				out = append(out, change{Path: sp, Kind: "added", New: "labels " + labels(newSub.Labels)})
+			case !inNew:
+				out = append(out, change{Path: sp, Kind: "removed", Old: "labels " + labels(oldSub.Labels)})
+			case labels(oldSub.Labels) != labels(newSub.Labels):
+				out = append(out, change{Path: sp + ".labels", Kind: "changed", Old: labels(oldSub.Labels), New: labels(newSub.Labels)})
+			}
+		}
+		out = append(out, diffRoutes(path, o.Routes, n.Routes)...)
+		for _, sec := range []struct {
+			name     string
+			old, new any
+		}{
+			{"timeout", o.Timeout, n.Timeout},
+			{"retry", o.Retry, n.Retry},
+			{"breaker", o.Breaker, n.Breaker},
+			{"outlierDetection", o.OutlierDetection, n.OutlierDetection},
+			{"rateLimit", o.RateLimit, n.RateLimit},
+			{"inbound", o.Inbound, n.Inbound},
+		} {
+			out = append(out, diffValues(path+"."+sec.name, sec.old, sec.new)...)
+		}
+	}
+	return out
+}
+
+// diffRoutes compares routes by name (the position for unnamed ones):
+// added, removed, moved among the routes both have, and changed.
+func diffRoutes(path string, old, new []router.Route) []change {
+	key := func(rs []router.Route, i int) string {
+		if rs[i].Name != "" {
+			return strconv.Quote(rs[i].Name)
+		}
+		return strconv.Itoa(i)
+	}
+	index := func(rs []router.Route) map[string]int {
+		m := map[string]int{}
+		for i := range rs {
+			m[key(rs, i)] = i
+		}
+		return m
+	}
+	oi, ni := index(old), index(new)
+	var out []change
+	var common []string // in old order
+	for i := range old {
+		k := key(old, i)
+		if _, ok := ni[k]; !ok {
+			out = append(out, change{Path: path + ".routes[" + k + "]", Kind: "removed", Old: routeSummary(old[i])})
+			continue
+		}
+		common = append(common, k)
+	}
+	newOrder := slices.Clone(common)
+	slices.SortFunc(newOrder, func(a, b string) int { return ni[a] - ni[b] })
+	for i, k := range common {
+		if newOrder[i] != k {
+			// Relative order changed: report each route whose position
+			// among the common ones changed.
+			for j, kk := range newOrder {
+				if common[j] != kk {
+					out = append(out, change{Path: path + ".routes[" + kk + "]", Kind: "moved", Old: strconv.Itoa(oi[kk]), New: strconv.Itoa(ni[kk])})
+				}
+			}
+			break
+		}
+	}
+	for _, k := range common {
+		out = append(out, diffValues(path+".routes["+k+"]", old[oi[k]], new[ni[k]])...)
+	}
+	for i := range new {
+		if k := key(new, i); !slices.Contains(common, k) {
+			out = append(out, change{Path: path + ".routes[" + k + "]", Kind: "added", New: routeSummary(new[i])})
+		}
+	}
+	return out
+}
+
+// diffValues compares two sections field by field through their JSON
+// form, which is how the document writes them.
+func diffValues(path string, old, new any) []change {
+	o, n := flatten(old), flatten(new)
+	switch {
+	case len(o) == 0 && len(n) == 0:
+		return nil
+	case len(o) == 0:
+		return []change{{Path: path, Kind: "added", New: compact(new)}}
+	case len(n) == 0:
+		return []change{{Path: path, Kind: "removed", Old: compact(old)}}
+	}
+	var out []change
+	for _, k := range slices.Sorted(maps.Keys(union(o, n))) {
+		ov, inOld := o[k]
+		nv, inNew := n[k]
+		p := path + k
+		switch {
+		case !inOld:
+			out = append(out, change{Path: p, Kind: "added", New: nv})
+		case !inNew:
+			out = append(out, change{Path: p, Kind: "removed", Old: ov})
+		case ov != nv:
+			out = append(out, change{Path: p, Kind: "changed", Old: ov, New: nv})
+		}
+	}
+	return out
+}
+
+// compact returns v's JSON form on one line.
+func compact(v any) string {
+	b, _ := json.Marshal(v)
+	return string(b)
+}
+
+// flatten returns v's JSON form as path suffix → scalar value:
+// ".match.headers.x-env.exact" → `"staging"`.
+func flatten(v any) map[string]string {
+	out := map[string]string{}
+	data, err := json.Marshal(v)
+	if err != nil {
+		return out
+	}
+	var tree any
+	if json.Unmarshal(data, &tree) != nil {
+		return out
+	}
+	var walk func(prefix string, t any)
+	walk = func(prefix string, t any) {
+		switch t := t.(type) {
+		case map[string]any:
+			for k, v := range t {
+				walk(prefix+"."+k, v)
+			}
+		case []any:
+			for i, v := range t {
+				walk(fmt.Sprintf("%s[%d]", prefix, i), v)
+			}
+		case nil:
+		default:
+			b, _ := json.Marshal(t)
+			out[prefix] = string(b)
+		}
+	}
+	walk("", tree)
+	return out
+}
+
+func summary(s router.Service) string {
+	parts := []string{fmt.Sprintf("%d routes", len(s.Routes)), fmt.Sprintf("%d subsets", len(s.Subsets))}
+	for _, sec := range []struct {
+		name string
+		set  bool
+	}{{"timeout", s.Timeout != 0}, {"retry", s.Retry != nil}, {"breaker", s.Breaker != nil}, {"outlierDetection", s.OutlierDetection != nil}, {"rateLimit", s.RateLimit != nil}} {
+		if sec.set {
+			parts = append(parts, sec.name)
+		}
+	}
+	return strings.Join(parts, ", ")
+}
+
+func routeSummary(r router.Route) string {
+	var dests []string
+	for _, d := range r.Destinations {
+		w := ""
+		if d.Weight != nil {
+			w = fmt.Sprintf(" %d", *d.Weight)
+		}
+		dests = append(dests, d.Subset+w)
+	}
+	m := "every request"
+	if r.Match != nil {
+		b, _ := json.Marshal(r.Match)
+		m = string(b)
+	}
+	return fmt.Sprintf("%s → %s", m, strings.Join(dests, ", "))
+}
+
+func labels(l map[string]string) string {
+	if len(l) == 0 {
+		return "{} (every instance)"
+	}
+	var parts []string
+	for _, k := range slices.Sorted(maps.Keys(l)) {
+		parts = append(parts, k+"="+l[k])
+	}
+	return strings.Join(parts, ",")
+}
+
+// union returns the keys of a and b.
+func union[V, W any](a map[string]V, b map[string]W) map[string]struct{} {
+	out := make(map[string]struct{}, len(a)+len(b))
+	for k := range a {
+		out[k] = struct{}{}
+	}
+	for k := range b {
+		out[k] = struct{}{}
+	}
+	return out
+}

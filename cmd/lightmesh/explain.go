@@ -1,0 +1,275 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/lightmesh/lightmesh/discovery"
+	"github.com/lightmesh/lightmesh/discovery/etcd"
+	"github.com/lightmesh/lightmesh/discovery/nacos"
+	"github.com/lightmesh/lightmesh/mesh"
+	"github.com/lightmesh/lightmesh/router"
+	"github.com/lightmesh/lightmesh/rules"
+)
+
+// multiFlag is a repeatable string flag.
+type multiFlag []string
+
+func (m *multiFlag) String() string     { return strings.Join(*m, " ") }
+func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
+
+func runExplain(ctx context.Context, c *cli, args []string) error {
+	fs := newFlags(c, "explain")
+	rulesAt := fs.String("f", "", "the rules: a file, or a LOCATION (nacos://..., etcd://...)")
+	instancesAt := fs.String("instances", "", "the instances: a YAML file (service: [{address, labels, weight}]), nacos://HOST:PORT/GROUP or etcd://HOST:PORT/PREFIX")
+	var instanceFlags, headerFlags multiFlag
+	fs.Var(&instanceFlags, "instance", "an instance, SERVICE=HOST:PORT[,label=value...] (repeatable)")
+	service := fs.String("service", "", "the service called (required)")
+	fs.Var(&headerFlags, "header", "a request header or gRPC metadata, name=value or name:value (repeatable)")
+	path := fs.String("path", "/", "the request path")
+	method := fs.String("method", http.MethodGet, "the HTTP method")
+	grpcMethod := fs.String("grpc-method", "", "a gRPC call's full method, /pkg.Service/Method (path and method are then ignored)")
+	wait := fs.Duration("timeout", 10*time.Second, "how long to wait for the rules and the instances")
+	out := outputFlag(fs, "text", "json", "yaml")
+	rest, err := parseInterspersed(fs, args)
+	if err != nil {
+		return err
+	}
+	if err := checkOutput(*out, "text", "json", "yaml"); err != nil {
+		return err
+	}
+	if *rulesAt == "" || *service == "" || len(rest) > 0 {
+		fs.Usage()
+		return exitError{2}
+	}
+	req := mesh.ExplainRequest{Service: *service, Method: *method, Path: *path, GRPCMethod: *grpcMethod, Header: http.Header{}}
+	for _, h := range headerFlags {
+		k, v, ok := strings.Cut(h, "=")
+		if !ok {
+			k, v, ok = strings.Cut(h, ":")
+		}
+		if !ok || strings.TrimSpace(k) == "" {
+			return fmt.Errorf("--header %q: want name=value", h)
+		}
+		req.Header.Add(strings.TrimSpace(k), strings.TrimSpace(v))
+	}
+
+	var closers []io.Closer
+	defer func() {
+		for _, cl := range closers {
+			cl.Close()
+		}
+	}()
+	// Validate first, as the mesh will: a rejected document is reported
+	// at once, as validate reports it, rather than after the start
+	// timeout.
+	if err := c.checkRules(ctx, *rulesAt); err != nil {
+		return err
+	}
+	src, err := c.ruleSource(*rulesAt, &closers)
+	if err != nil {
+		return err
+	}
+	disc, err := c.instanceSource(*instancesAt, instanceFlags, &closers)
+	if err != nil {
+		return err
+	}
+	startCtx, cancel := context.WithTimeout(ctx, *wait)
+	defer cancel()
+	m, err := mesh.New(startCtx,
+		mesh.WithRules(src),
+		mesh.WithDiscovery(disc),
+		mesh.WithServices(*service),
+		mesh.WithStartTimeout(*wait),
+		mesh.WithLogger(slog.New(slog.DiscardHandler)),
+	)
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	e := m.Explain(req)
+	if *out != "text" {
+		return writeStructured(c.stdout, *out, e)
+	}
+	return e.WriteText(c.stdout)
+}
+
+// checkRules reads the document at (a file or a location) and validates
+// it with router.Load, printing its problems as validate does.
+func (c *cli) checkRules(ctx context.Context, at string) error {
+	var data []byte
+	if strings.Contains(at, "://") {
+		l, err := parseLocation(at)
+		if err != nil {
+			return err
+		}
+		doc, err := c.fetch(ctx, l)
+		if err != nil {
+			return err
+		}
+		if doc == "" {
+			return fmt.Errorf("%s: no document there", l)
+		}
+		data = []byte(doc)
+	} else {
+		var err error
+		if data, err = os.ReadFile(at); err != nil {
+			return err
+		}
+	}
+	if _, err := router.Load(data); err != nil {
+		c.printProblems(at, err)
+		return fmt.Errorf("%s is invalid: the mesh rejects it", at)
+	}
+	return nil
+}
+
+// ruleSource returns the rule source at: a file, or a Nacos or etcd
+// location.
+func (c *cli) ruleSource(at string, closers *[]io.Closer) (rules.Source, error) {
+	if !strings.Contains(at, "://") {
+		if _, err := os.Stat(at); err != nil {
+			return nil, err
+		}
+		return rules.NewFile(at, 0), nil
+	}
+	l, err := parseLocation(at)
+	if err != nil {
+		return nil, err
+	}
+	if l.kind == "nacos" {
+		if l.dataID == "" {
+			return nil, fmt.Errorf("%s: no dataId (nacos://HOST:PORT/GROUP/DATA_ID)", l)
+		}
+		src, err := nacos.NewRuleSource(c.nacosConfig(l), l.dataID, l.group)
+		if err != nil {
+			return nil, err
+		}
+		*closers = append(*closers, src)
+		return src, nil
+	}
+	cli, err := c.etcdClient(l)
+	if err != nil {
+		return nil, err
+	}
+	*closers = append(*closers, cli)
+	return etcd.NewRuleSource(cli, l.key), nil
+}
+
+// instanceSource returns the instances: a YAML file or a Nacos or etcd
+// location, plus those given with --instance.
+func (c *cli) instanceSource(at string, flags []string, closers *[]io.Closer) (discovery.Source, error) {
+	static := map[string][]discovery.Instance{}
+	for _, f := range flags {
+		svc, in, err := parseInstanceFlag(f)
+		if err != nil {
+			return nil, err
+		}
+		static[svc] = append(static[svc], in)
+	}
+	switch {
+	case at == "":
+		return discovery.NewStatic(static), nil
+	case !strings.Contains(at, "://"):
+		fromFile, err := readInstances(at)
+		if err != nil {
+			return nil, err
+		}
+		for svc, list := range fromFile {
+			static[svc] = append(static[svc], list...)
+		}
+		return discovery.NewStatic(static), nil
+	case len(static) > 0:
+		return nil, errors.New("--instance cannot be combined with instances from Nacos or etcd")
+	}
+	l, err := parseLocation(at)
+	if err != nil {
+		return nil, err
+	}
+	if l.kind == "nacos" {
+		d, err := nacos.NewDiscovery(c.nacosConfig(l), l.group)
+		if err != nil {
+			return nil, err
+		}
+		*closers = append(*closers, d)
+		return d, nil
+	}
+	cli, err := c.etcdClient(l)
+	if err != nil {
+		return nil, err
+	}
+	*closers = append(*closers, cli)
+	return etcd.NewDiscovery(cli, l.key), nil
+}
+
+// parseInstanceFlag reads SERVICE=HOST:PORT[,label=value...].
+func parseInstanceFlag(f string) (string, discovery.Instance, error) {
+	svc, rest, ok := strings.Cut(f, "=")
+	parts := strings.Split(rest, ",")
+	if !ok || svc == "" || parts[0] == "" {
+		return "", discovery.Instance{}, fmt.Errorf("--instance %q: want SERVICE=HOST:PORT[,label=value...]", f)
+	}
+	in := discovery.Instance{Address: parts[0]}
+	for _, kv := range parts[1:] {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok {
+			return "", in, fmt.Errorf("--instance %q: label %q: want label=value", f, kv)
+		}
+		if k == "weight" {
+			w, err := strconv.Atoi(v)
+			if err != nil {
+				return "", in, fmt.Errorf("--instance %q: weight %q: %v", f, v, err)
+			}
+			in.Weight = w
+			continue
+		}
+		if in.Labels == nil {
+			in.Labels = map[string]string{}
+		}
+		in.Labels[k] = v
+	}
+	return svc, in, nil
+}
+
+// readInstances reads an instance file: service name → list of
+// {address, labels, weight, unhealthy}.
+func readInstances(path string) (map[string][]discovery.Instance, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var file map[string][]struct {
+		Address   string            `yaml:"address"`
+		Labels    map[string]string `yaml:"labels"`
+		Weight    int               `yaml:"weight"`
+		Unhealthy bool              `yaml:"unhealthy"`
+	}
+	dec := yaml.NewDecoder(strings.NewReader(string(data)))
+	dec.KnownFields(true)
+	if err := dec.Decode(&file); err != nil {
+		return nil, fmt.Errorf("%s: %v (want service: [{address: HOST:PORT, labels: {k: v}, weight: N}])", path, err)
+	}
+	out := map[string][]discovery.Instance{}
+	for svc, list := range file {
+		for i, in := range list {
+			if in.Address == "" {
+				return nil, fmt.Errorf("%s: %s[%d]: no address", path, svc, i)
+			}
+			out[svc] = append(out[svc], discovery.Instance{Address: in.Address, Labels: in.Labels, Weight: in.Weight, Unhealthy: in.Unhealthy})
+		}
+	}
+	return out, nil
+}
+
+var _ flag.Value = (*multiFlag)(nil)

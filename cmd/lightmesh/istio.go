@@ -1,0 +1,587 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"sort"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/lightmesh/lightmesh/router"
+)
+
+func runImport(_ context.Context, c *cli, args []string) error {
+	if len(args) == 0 || args[0] != "istio" {
+		fmt.Fprintln(c.stderr, "usage: lightmesh import istio [--strict] FILE...")
+		return exitError{2}
+	}
+	fs := newFlags(c, "import")
+	strict := fs.Bool("strict", false, "exit non-zero when any Istio field had to be left out")
+	files, err := parseInterspersed(fs, args[1:])
+	if err != nil {
+		return err
+	}
+	if len(files) == 0 {
+		fs.Usage()
+		return exitError{2}
+	}
+	conv := newIstioConverter()
+	for _, name := range files {
+		data, err := os.ReadFile(name)
+		if err != nil {
+			return err
+		}
+		if err := conv.add(name, data); err != nil {
+			return err
+		}
+	}
+	doc, err := conv.document()
+	if err != nil {
+		return err
+	}
+	if _, err := router.Load(doc); err != nil {
+		// A conversion the mesh rejects is this command's bug or input
+		// the conversion cannot express; say which field.
+		return fmt.Errorf("the converted document is invalid: %v", err)
+	}
+	if _, err := c.stdout.Write(doc); err != nil {
+		return err
+	}
+	for _, n := range conv.leftOut {
+		fmt.Fprintf(c.stderr, "left out: %s\n", n)
+	}
+	if len(conv.leftOut) > 0 {
+		fmt.Fprintf(c.stderr, "lightmesh import istio: %d Istio fields have no lightmesh meaning and were left out (listed above)\n", len(conv.leftOut))
+		if *strict {
+			return errReported
+		}
+	}
+	return nil
+}
+
+// istioConverter turns VirtualServices and DestinationRules into one rule
+// document, listing every field it could not carry over.
+type istioConverter struct {
+	services map[string]*router.Service
+	leftOut  []string
+}
+
+func newIstioConverter() *istioConverter {
+	return &istioConverter{services: map[string]*router.Service{}}
+}
+
+// node is a decoded YAML mapping with its path in its file, for taking its
+// fields one by one and reporting the rest.
+type node struct {
+	c    *istioConverter
+	path string
+	m    map[string]any
+	used map[string]bool
+}
+
+func (c *istioConverter) node(path string, v any) *node {
+	m, _ := v.(map[string]any)
+	return &node{c: c, path: path, m: m, used: map[string]bool{}}
+}
+
+// take returns the field key and marks it converted.
+func (n *node) take(key string) (any, bool) {
+	v, ok := n.m[key]
+	if ok {
+		n.used[key] = true
+	}
+	return v, ok
+}
+
+func (n *node) str(key string) string {
+	v, _ := n.take(key)
+	s, _ := v.(string)
+	return s
+}
+
+func (n *node) child(key string) *node {
+	v, _ := n.take(key)
+	return n.c.node(n.path+"."+key, v)
+}
+
+func (n *node) list(key string) []any {
+	v, _ := n.take(key)
+	l, _ := v.([]any)
+	return l
+}
+
+// unused reports whether some field was not taken.
+func (n *node) unused() bool {
+	for k := range n.m {
+		if !n.used[k] {
+			return true
+		}
+	}
+	return false
+}
+
+// done reports every field not taken as left out.
+func (n *node) done() {
+	for _, k := range sortedKeys(n.m) {
+		if !n.used[k] {
+			n.c.leave(n.path+"."+k, "no lightmesh equivalent")
+		}
+	}
+}
+
+func (c *istioConverter) leave(path, why string) {
+	c.leftOut = append(c.leftOut, path+": "+why)
+}
+
+func sortedKeys(m map[string]any) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// add converts every VirtualService and DestinationRule in data (YAML,
+// several documents separated by ---).
+func (c *istioConverter) add(file string, data []byte) error {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	for i := 0; ; i++ {
+		var obj map[string]any
+		err := dec.Decode(&obj)
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("%s: document %d: %v", file, i, err)
+		}
+		if obj == nil {
+			continue
+		}
+		top := c.node("", obj)
+		kind := top.str("kind")
+		api := top.str("apiVersion")
+		meta := top.child("metadata")
+		name := meta.str("name")
+		meta.take("namespace")
+		meta.take("labels")
+		meta.take("annotations")
+		meta.take("resourceVersion")
+		meta.take("uid")
+		meta.take("generation")
+		meta.take("creationTimestamp")
+		label := fmt.Sprintf("%s: %s %s", file, kind, name)
+		if !strings.HasPrefix(api, "networking.istio.io/") {
+			return fmt.Errorf("%s: document %d: apiVersion %q is not networking.istio.io", file, i, api)
+		}
+		spec := top.child("spec")
+		spec.path = label + " spec"
+		switch kind {
+		case "VirtualService":
+			c.virtualService(spec)
+		case "DestinationRule":
+			c.destinationRule(spec)
+		default:
+			c.leave(label, "only VirtualService and DestinationRule are converted")
+			continue
+		}
+		top.path = label
+		top.take("status")
+		top.done()
+	}
+}
+
+// serviceName is the lightmesh service for an Istio host: the short name
+// of a Kubernetes service host (reviews.prod.svc.cluster.local → reviews).
+func serviceName(host string) string {
+	if i := strings.Index(host, ".svc"); i > 0 {
+		host = host[:i]
+	}
+	name, _, _ := strings.Cut(host, ".")
+	return name
+}
+
+func (c *istioConverter) service(host string) *router.Service {
+	name := serviceName(host)
+	s := c.services[name]
+	if s == nil {
+		s = &router.Service{}
+		c.services[name] = s
+	}
+	return s
+}
+
+func (c *istioConverter) virtualService(spec *node) {
+	var hosts []string
+	for _, h := range spec.list("hosts") {
+		if s, ok := h.(string); ok {
+			hosts = append(hosts, s)
+		}
+	}
+	if len(hosts) == 0 {
+		c.leave(spec.path+".hosts", "no host: nothing to convert")
+	}
+	if _, ok := spec.take("gateways"); ok {
+		c.leave(spec.path+".gateways", "lightmesh routes calls between services; gateways have no meaning")
+	}
+	var routes []router.Route
+	for i, h := range spec.list("http") {
+		routes = append(routes, c.httpRoute(spec.c.node(fmt.Sprintf("%s.http[%d]", spec.path, i), h), hosts)...)
+	}
+	for _, k := range []string{"tcp", "tls"} {
+		if _, ok := spec.take(k); ok {
+			c.leave(spec.path+"."+k, "lightmesh routes HTTP and gRPC calls only")
+		}
+	}
+	spec.take("exportTo")
+	spec.done()
+	for _, h := range hosts {
+		s := c.service(h)
+		s.Routes = append(s.Routes, routes...)
+	}
+}
+
+// httpRoute converts one http[] entry: one lightmesh route per match
+// (Istio ORs a route's matches; a lightmesh route has one), or one
+// catch-all route without matches.
+func (c *istioConverter) httpRoute(n *node, hosts []string) []router.Route {
+	base := router.Route{Name: n.str("name")}
+	for i, d := range n.list("route") {
+		dn := c.node(fmt.Sprintf("%s.route[%d]", n.path, i), d)
+		dest := dn.child("destination")
+		host := dest.str("host")
+		subset := dest.str("subset")
+		if _, ok := dest.take("port"); ok {
+			c.leave(dest.path+".port", "lightmesh sends to the port each instance registers")
+		}
+		dest.done()
+		if host != "" && len(hosts) > 0 && serviceName(host) != serviceName(hosts[0]) {
+			c.leave(dest.path+".host", fmt.Sprintf("sends to another service (%s); lightmesh routes within the service called", host))
+			continue
+		}
+		if subset == "" {
+			subset = "all"
+			for _, h := range hosts {
+				s := c.service(h)
+				if s.Subsets == nil {
+					s.Subsets = map[string]router.Subset{}
+				}
+				if _, ok := s.Subsets[subset]; !ok {
+					s.Subsets[subset] = router.Subset{Labels: map[string]string{}}
+				}
+			}
+		}
+		rd := router.Destination{Subset: subset}
+		if w, ok := dn.take("weight"); ok {
+			if wi, ok := w.(int); ok {
+				rd.Weight = &wi
+			}
+		}
+		for _, k := range []string{"headers"} {
+			if _, ok := dn.take(k); ok {
+				c.leave(dn.path+"."+k, "lightmesh does not rewrite headers")
+			}
+		}
+		dn.done()
+		base.Destinations = append(base.Destinations, rd)
+	}
+	// A weight on some destinations only: Istio gives the others 0.
+	if slices.ContainsFunc(base.Destinations, func(d router.Destination) bool { return d.Weight != nil }) {
+		for i := range base.Destinations {
+			if base.Destinations[i].Weight == nil {
+				zero := 0
+				base.Destinations[i].Weight = &zero
+			}
+		}
+	}
+	if t := n.str("timeout"); t != "" {
+		if d, err := parseDuration(t); err == nil {
+			base.Timeout = d
+		} else {
+			c.leave(n.path+".timeout", err.Error())
+		}
+	}
+	if _, ok := n.m["retries"]; ok {
+		base.Retry = c.retries(n.child("retries"))
+	}
+	for _, k := range []string{"fault", "mirror", "mirrorPercentage", "mirrorPercent", "mirrors", "rewrite", "redirect", "directResponse", "headers", "corsPolicy", "delegate"} {
+		if _, ok := n.take(k); ok {
+			c.leave(n.path+"."+k, "no lightmesh equivalent")
+		}
+	}
+	matches := n.list("match")
+	n.done()
+	if len(base.Destinations) == 0 {
+		c.leave(n.path, "no destination lightmesh can send to: the route was left out")
+		return nil
+	}
+	if len(matches) == 0 {
+		return []router.Route{base}
+	}
+	var out []router.Route
+	for i, m := range matches {
+		r := base
+		if len(matches) > 1 && r.Name != "" {
+			r.Name = fmt.Sprintf("%s-%d", base.Name, i)
+		}
+		match, ok := c.match(c.node(fmt.Sprintf("%s.match[%d]", n.path, i), m))
+		if !ok {
+			continue
+		}
+		r.Match = match
+		out = append(out, r)
+	}
+	return out
+}
+
+// match converts one HTTPMatchRequest; ok is false when a condition could
+// not be carried over, since dropping it would widen the route.
+func (c *istioConverter) match(n *node) (*router.Match, bool) {
+	m := &router.Match{}
+	ok := true
+	n.take("name")
+	if hs := n.child("headers"); hs.m != nil {
+		m.Headers = map[string]router.StringMatch{}
+		for _, k := range sortedKeys(hs.m) {
+			sm, good := c.stringMatch(hs.child(k), true)
+			ok = ok && good
+			m.Headers[strings.ToLower(k)] = sm
+		}
+		hs.done()
+	}
+	if wh := n.child("withoutHeaders"); wh.m != nil {
+		if m.Headers == nil {
+			m.Headers = map[string]router.StringMatch{}
+		}
+		for _, k := range sortedKeys(wh.m) {
+			inner := wh.child(k)
+			if len(inner.m) > 0 {
+				c.leave(inner.path, "only an empty condition (the header is absent) converts")
+				ok = false
+				continue
+			}
+			absent := false
+			m.Headers[strings.ToLower(k)] = router.StringMatch{Present: &absent}
+		}
+		wh.done()
+	}
+	if _, has := n.m["uri"]; has {
+		sm, good := c.stringMatch(n.child("uri"), false)
+		ok = ok && good
+		m.Path = &sm
+	}
+	if _, has := n.m["method"]; has {
+		mn := n.child("method")
+		if e := mn.str("exact"); e != "" {
+			m.Methods = []string{e}
+		} else {
+			ok = false
+		}
+		mn.done()
+	}
+	// A condition left out (queryParams, sourceLabels, port...) would
+	// widen the route.
+	ok = ok && !n.unused()
+	n.done()
+	if !ok {
+		c.leave(n.path, "a condition could not be converted, so the route it belongs to was left out (keeping it would match more requests)")
+	}
+	return m, ok
+}
+
+func (c *istioConverter) stringMatch(n *node, header bool) (router.StringMatch, bool) {
+	var sm router.StringMatch
+	if v, ok := n.take("exact"); ok {
+		s := fmt.Sprint(v)
+		sm.Exact = &s
+	}
+	if v, ok := n.take("prefix"); ok {
+		s := fmt.Sprint(v)
+		sm.Prefix = &s
+	}
+	if v, ok := n.take("regex"); ok {
+		s := fmt.Sprint(v)
+		sm.Regex = &s // RE2 matched against the whole value, as Istio does
+	}
+	unknown := n.unused()
+	n.done()
+	if unknown {
+		return sm, false
+	}
+	if sm.Exact == nil && sm.Prefix == nil && sm.Regex == nil {
+		if header && len(n.m) == 0 {
+			present := true // Istio: an empty match means the header is present
+			sm.Present = &present
+			return sm, true
+		}
+		return sm, false
+	}
+	return sm, true
+}
+
+// istioRetryOn maps Envoy's retry conditions to lightmesh's.
+var istioRetryOn = map[string][]string{
+	"5xx":                {"5xx"},
+	"gateway-error":      {"502", "503", "504"},
+	"connect-failure":    {"connect-failure"},
+	"reset":              {"reset"},
+	"retriable-4xx":      {"409"},
+	"cancelled":          {"cancelled"},
+	"deadline-exceeded":  {"deadline-exceeded"},
+	"internal":           {"internal"},
+	"resource-exhausted": {"resource-exhausted"},
+	"unavailable":        {"unavailable"},
+}
+
+func (c *istioConverter) retries(n *node) *router.Retry {
+	r := &router.Retry{}
+	if v, ok := n.take("attempts"); ok {
+		r.Attempts, _ = v.(int)
+	}
+	if t := n.str("perTryTimeout"); t != "" {
+		if d, err := parseDuration(t); err == nil {
+			r.PerTryTimeout = d
+		} else {
+			c.leave(n.path+".perTryTimeout", err.Error())
+		}
+	}
+	if on := n.str("retryOn"); on != "" {
+		for _, cond := range strings.Split(on, ",") {
+			cond = strings.TrimSpace(cond)
+			if mapped, ok := istioRetryOn[cond]; ok {
+				r.On = append(r.On, mapped...)
+			} else if len(cond) == 3 && cond[0] >= '1' && cond[0] <= '5' {
+				r.On = append(r.On, cond) // a status code
+			} else {
+				c.leave(n.path+".retryOn", fmt.Sprintf("condition %q has no lightmesh equivalent", cond))
+			}
+		}
+	}
+	if _, ok := n.take("retryRemoteLocalities"); ok {
+		c.leave(n.path+".retryRemoteLocalities", "lightmesh has no localities")
+	}
+	n.done()
+	if r.Attempts == 0 {
+		return nil
+	}
+	return r
+}
+
+func (c *istioConverter) destinationRule(spec *node) {
+	host := spec.str("host")
+	if host == "" {
+		c.leave(spec.path+".host", "no host: nothing to convert")
+		spec.done()
+		return
+	}
+	s := c.service(host)
+	for i, sub := range spec.list("subsets") {
+		sn := c.node(fmt.Sprintf("%s.subsets[%d]", spec.path, i), sub)
+		name := sn.str("name")
+		labels := map[string]string{}
+		ln := sn.child("labels")
+		for _, k := range sortedKeys(ln.m) {
+			ln.take(k)
+			labels[k] = fmt.Sprint(ln.m[k])
+		}
+		if _, ok := sn.take("trafficPolicy"); ok {
+			c.leave(sn.path+".trafficPolicy", "lightmesh applies protection per service, not per subset")
+		}
+		sn.done()
+		if s.Subsets == nil {
+			s.Subsets = map[string]router.Subset{}
+		}
+		s.Subsets[name] = router.Subset{Labels: labels}
+	}
+	if tp := spec.child("trafficPolicy"); tp.m != nil {
+		if od := tp.child("outlierDetection"); od.m != nil {
+			s.OutlierDetection = c.outlier(od)
+		}
+		if cp := tp.child("connectionPool"); cp.m != nil {
+			c.leave(cp.path, "lightmesh limits calls by rate (rateLimit), not by connections or pending requests")
+		}
+		for _, k := range []string{"loadBalancer", "tls", "portLevelSettings", "tunnel", "proxyProtocol"} {
+			if _, ok := tp.take(k); ok {
+				c.leave(tp.path+"."+k, "no lightmesh equivalent")
+			}
+		}
+		tp.done()
+	}
+	spec.take("exportTo")
+	if _, ok := spec.take("workloadSelector"); ok {
+		c.leave(spec.path+".workloadSelector", "the rules apply to every caller of the service")
+	}
+	spec.done()
+}
+
+// outlier converts Envoy's outlier detection (N consecutive errors eject
+// an instance for baseEjectionTime) to an instance breaker: at least N
+// calls within the interval, all of them failing.
+func (c *istioConverter) outlier(n *node) *router.Breaker {
+	b := &router.Breaker{FailureRatio: 1}
+	consecutive := 0
+	if v, ok := n.take("consecutive5xxErrors"); ok {
+		consecutive, _ = v.(int)
+	}
+	if v, ok := n.take("consecutiveGatewayErrors"); ok {
+		if g, _ := v.(int); consecutive == 0 {
+			consecutive = g
+			b.FailureStatus = []int{502, 503, 504}
+		}
+	}
+	if v, ok := n.take("consecutiveErrors"); ok && consecutive == 0 {
+		consecutive, _ = v.(int)
+	}
+	if consecutive == 0 {
+		consecutive = 5 // Istio's default
+	}
+	b.MinRequests = consecutive
+	if t := n.str("interval"); t != "" {
+		if d, err := parseDuration(t); err == nil {
+			b.Window = d
+		}
+	}
+	if t := n.str("baseEjectionTime"); t != "" {
+		if d, err := parseDuration(t); err == nil {
+			b.OpenBase = d
+		}
+	}
+	for _, k := range []string{"maxEjectionPercent", "minHealthPercent", "splitExternalLocalOriginErrors", "consecutiveLocalOriginFailures"} {
+		if _, ok := n.take(k); ok {
+			c.leave(n.path+"."+k, "no lightmesh equivalent: lightmesh ejects every instance whose breaker opens (a route's fallback catches a subset left empty)")
+		}
+	}
+	n.done()
+	return b
+}
+
+// parseDuration reads an Istio duration ("2s", "0.5s", "100ms").
+func parseDuration(s string) (router.Duration, error) {
+	var d router.Duration
+	if err := d.UnmarshalText([]byte(s)); err != nil {
+		return 0, err
+	}
+	return d, nil
+}
+
+// document returns the converted rule document as YAML.
+func (c *istioConverter) document() ([]byte, error) {
+	doc := router.Document{APIVersion: router.APIVersion, Services: map[string]router.Service{}}
+	for name, s := range c.services {
+		doc.Services[name] = *s
+	}
+	var b bytes.Buffer
+	b.WriteString("# Converted from Istio by lightmesh import istio; check the fields it left out.\n")
+	enc := yaml.NewEncoder(&b)
+	enc.SetIndent(2)
+	if err := enc.Encode(doc); err != nil {
+		return nil, err
+	}
+	return b.Bytes(), nil
+}

@@ -1,0 +1,139 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestImportIstioRoutesTheSame: the document converted from Istio's
+// bookinfo reviews VirtualService and DestinationRule sends each request
+// to the subset Istio would (checked with explain on reviews' v1, v2 and
+// v3 instances), keeps the split, retries, timeout and outlier detection,
+// and reports each field it left out with its place.
+func TestImportIstioRoutesTheSame(t *testing.T) {
+	code, doc, stderr := lightmesh(t, nil, "import", "istio", "testdata/istio/reviews-virtualservice.yaml", "testdata/istio/reviews-destinationrule.yaml")
+	if code != 0 {
+		t.Fatalf("import: %d\n%s", code, stderr)
+	}
+	dir := t.TempDir()
+	rulesFile := filepath.Join(dir, "rules.yaml")
+	os.WriteFile(rulesFile, []byte(doc), 0o644)
+	if code, out, _ := lightmesh(t, nil, "validate", rulesFile); code != 0 {
+		t.Fatalf("the converted document does not validate:\n%s", out)
+	}
+	instances := filepath.Join(dir, "instances.yaml")
+	os.WriteFile(instances, []byte("reviews:\n  - {address: 10.1.0.1:9080, labels: {version: v1}}\n  - {address: 10.1.0.2:9080, labels: {version: v2}}\n  - {address: 10.1.0.3:9080, labels: {version: v3}}\n"), 0o644)
+
+	type explained struct {
+		Route  string
+		Chosen struct{ Name string }
+		Split  []struct {
+			Subset string
+			Share  float64
+		}
+		Instance string
+		Policy   struct {
+			Timeout string
+			Retry   struct {
+				Attempts      int
+				PerTryTimeout string
+				On            []string
+			}
+			OutlierDetection struct {
+				MinRequests      int
+				FailureRatio     float64
+				OpenBase, Window string
+			}
+		}
+	}
+	explain := func(args ...string) explained {
+		t.Helper()
+		code, out, stderr := lightmesh(t, nil, append([]string{"explain", "-o", "json", "-f", rulesFile, "--instances", instances, "--service", "reviews"}, args...)...)
+		if code != 0 {
+			t.Fatalf("explain %v: %d %s", args, code, stderr)
+		}
+		var e explained
+		if err := json.Unmarshal([]byte(out), &e); err != nil {
+			t.Fatal(err)
+		}
+		return e
+	}
+	// Istio: end-user: jason → v2, whatever the path.
+	if e := explain("--header", "end-user=jason", "--path", "/v1/ratings"); e.Chosen.Name != "v2" || e.Instance != "10.1.0.2:9080" {
+		t.Errorf("end-user: jason went to %s (%s), want v2", e.Chosen.Name, e.Instance)
+	}
+	// GET /v1/ratings → 90% v1, 10% v3, with the route's timeout and retries.
+	e := explain("--path", "/v1/ratings/7")
+	if e.Route != "ratings-canary" || len(e.Split) != 2 || e.Split[0].Subset != "v1" || e.Split[0].Share != 0.9 || e.Split[1].Subset != "v3" {
+		t.Errorf("GET /v1/ratings: %+v, want the 90/10 split v1/v3", e)
+	}
+	if e.Policy.Timeout != "3s" || e.Policy.Retry.Attempts != 2 || e.Policy.Retry.PerTryTimeout != "1s" || strings.Join(e.Policy.Retry.On, ",") != "5xx,connect-failure" {
+		t.Errorf("GET /v1/ratings policy: %+v", e.Policy)
+	}
+	if od := e.Policy.OutlierDetection; od.MinRequests != 5 || od.FailureRatio != 1 || od.OpenBase != "30s" || od.Window != "10s" {
+		t.Errorf("outlier detection: %+v, want 5 of 5 within 10s ejecting for 30s", od)
+	}
+	// Istio matches method exactly: POST /v1/ratings falls to the default.
+	if e := explain("--path", "/v1/ratings", "--method", "POST"); e.Route != "default" || e.Chosen.Name != "v1" {
+		t.Errorf("POST /v1/ratings: route %s subset %s, want default v1", e.Route, e.Chosen.Name)
+	}
+	if e := explain("--path", "/"); e.Route != "default" || e.Chosen.Name != "v1" {
+		t.Errorf("GET /: route %s subset %s, want default v1", e.Route, e.Chosen.Name)
+	}
+	for _, want := range []string{
+		`reviews-virtualservice.yaml: VirtualService reviews spec.http[2].fault: no lightmesh equivalent`,
+		`spec.http[1].retries.retryOn: condition "refused-stream"`,
+		`DestinationRule reviews spec.trafficPolicy.connectionPool:`,
+		`spec.trafficPolicy.outlierDetection.maxEjectionPercent:`,
+	} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("the left-out fields do not mention %q:\n%s", want, stderr)
+		}
+	}
+}
+
+// TestImportIstioLeavesOutWhatWouldWidenARoute: a match with a condition
+// lightmesh cannot express (a query parameter) is left out with its
+// route's other matches kept, rather than converted without the condition
+// (which would send more requests there than Istio does).
+func TestImportIstioLeavesOutWhatWouldWidenARoute(t *testing.T) {
+	dir := t.TempDir()
+	vs := filepath.Join(dir, "vs.yaml")
+	os.WriteFile(vs, []byte(`apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews}
+spec:
+  hosts: [reviews]
+  http:
+  - name: beta
+    match:
+    - queryParams: {beta: {exact: "1"}}
+    - headers: {x-beta: {exact: "1"}}
+    route:
+    - destination: {host: reviews, subset: v2}
+  - route:
+    - destination: {host: reviews, subset: v1}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: reviews}
+spec:
+  host: reviews
+  subsets:
+  - {name: v1, labels: {version: v1}}
+  - {name: v2, labels: {version: v2}}
+`), 0o644)
+	code, doc, stderr := lightmesh(t, nil, "import", "istio", "--strict", vs)
+	if code != 1 {
+		t.Fatalf("--strict with a field left out: exit %d, want 1", code)
+	}
+	if !strings.Contains(stderr, "spec.http[0].match[0].queryParams") || !strings.Contains(stderr, "spec.http[0].match[0]: a condition could not be converted") {
+		t.Errorf("stderr does not name the query parameter match:\n%s", stderr)
+	}
+	if strings.Count(doc, "name: beta") != 1 || !strings.Contains(doc, "x-beta") || strings.Contains(doc, "queryParams") {
+		t.Errorf("want one beta route, on the header only:\n%s", doc)
+	}
+}

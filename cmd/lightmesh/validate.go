@@ -1,0 +1,125 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/lightmesh/lightmesh/router"
+)
+
+// validation is the result of validating one file, in validate's JSON
+// output.
+type validation struct {
+	File     string    `json:"file"`
+	Valid    bool      `json:"valid"`
+	Problems []problem `json:"problems,omitempty"`
+	// More counts problems beyond router.MaxProblems.
+	More int `json:"more,omitempty"`
+}
+
+// problem is one problem of a document: its path, reason and place.
+type problem struct {
+	Path   string `json:"path,omitempty"`
+	Reason string `json:"reason"`
+	Line   int    `json:"line,omitempty"`
+	Column int    `json:"column,omitempty"`
+}
+
+// problemsOf turns router.Load's error into problems.
+func problemsOf(err error) ([]problem, int) {
+	var verr *router.ValidationError
+	if !errors.As(err, &verr) {
+		return []problem{{Reason: err.Error()}}, 0
+	}
+	out := make([]problem, len(verr.Problems))
+	for i, p := range verr.Problems {
+		out[i] = problem{Path: p.Path, Reason: p.Reason, Line: p.Line, Column: p.Column}
+	}
+	return out, verr.More
+}
+
+func runValidate(_ context.Context, c *cli, args []string) error {
+	fs := newFlags(c, "validate")
+	files := fs.String("f", "", "a file to validate (the same as an argument)")
+	out := outputFlag(fs, "text", "json", "yaml")
+	rest, err := parseInterspersed(fs, args)
+	if err != nil {
+		return err
+	}
+	if *files != "" {
+		rest = append([]string{*files}, rest...)
+	}
+	if err := checkOutput(*out, "text", "json", "yaml"); err != nil {
+		return err
+	}
+	if len(rest) == 0 {
+		fs.Usage()
+		return exitError{2}
+	}
+	results := make([]validation, 0, len(rest))
+	invalid := 0
+	for _, name := range rest {
+		v := validation{File: name, Valid: true}
+		data, err := os.ReadFile(name)
+		if err == nil {
+			_, err = router.Load(data)
+		}
+		if err != nil {
+			v.Valid = false
+			v.Problems, v.More = problemsOf(err)
+			invalid++
+		}
+		results = append(results, v)
+	}
+	if *out != "text" {
+		if err := writeStructured(c.stdout, *out, results); err != nil {
+			return err
+		}
+	} else {
+		for _, v := range results {
+			if v.Valid {
+				fmt.Fprintf(c.stdout, "%s: valid\n", v.File)
+				continue
+			}
+			for _, p := range v.Problems {
+				fmt.Fprintf(c.stdout, "%s\n", formatProblem(v.File, p))
+			}
+			if v.More > 0 {
+				fmt.Fprintf(c.stdout, "%s: ... and %d more problems\n", v.File, v.More)
+			}
+		}
+	}
+	if invalid > 0 {
+		if *out == "text" {
+			fmt.Fprintf(c.stderr, "lightmesh validate: %d of %d files invalid\n", invalid, len(results))
+		}
+		return errReported
+	}
+	return nil
+}
+
+// printProblems prints the problems of router.Load's err for file to
+// stderr, one per line.
+func (c *cli) printProblems(file string, err error) {
+	problems, more := problemsOf(err)
+	for _, p := range problems {
+		fmt.Fprintln(c.stderr, formatProblem(file, p))
+	}
+	if more > 0 {
+		fmt.Fprintf(c.stderr, "%s: ... and %d more problems\n", file, more)
+	}
+}
+
+// formatProblem writes p the way compilers do: FILE:LINE:COLUMN: PATH: REASON.
+func formatProblem(file string, p problem) string {
+	place := file
+	if p.Line > 0 {
+		place = fmt.Sprintf("%s:%d:%d", file, p.Line, p.Column)
+	}
+	if p.Path == "" {
+		return place + ": " + p.Reason
+	}
+	return place + ": " + p.Path + ": " + p.Reason
+}
