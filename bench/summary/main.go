@@ -68,6 +68,14 @@ func (r results) median(group, name, unit string) (float64, bool) {
 	}
 }
 
+// cpuSuffix is the suffix go test gives benchmark names run with -cpu procs.
+func cpuSuffix(procs string) string {
+	if procs == "1" {
+		return ""
+	}
+	return "-" + procs
+}
+
 type row struct{ what, result, target, met string }
 
 func yes(ok bool) string {
@@ -149,10 +157,7 @@ func main() {
 	}
 	// Loopback transport vs otelhttp.
 	for _, procs := range []string{"1", "2"} {
-		sfx := ""
-		if procs != "1" {
-			sfx = "-" + procs
-		}
+		sfx := cpuSuffix(procs)
 		bare, ok := r.median("transport", "BenchmarkTransport/rt=bare"+sfx, "ns/op")
 		if !ok {
 			continue
@@ -166,10 +171,7 @@ func main() {
 		add("  span mode vs otelhttp", fmt.Sprintf("%s vs %s", us(spans), us(otel)), "≤ otelhttp", spans <= otel)
 	}
 	for _, procs := range []string{"1", "2"} {
-		sfx := ""
-		if procs != "1" {
-			sfx = "-" + procs
-		}
+		sfx := cpuSuffix(procs)
 		bare, ok := r.median("throughput", "BenchmarkThroughput/rt=bare"+sfx, "req/s")
 		if !ok {
 			continue
@@ -179,10 +181,7 @@ func main() {
 	}
 	// Proxy hop.
 	for _, procs := range []string{"1", "2"} {
-		sfx := ""
-		if procs != "1" {
-			sfx = "-" + procs
-		}
+		sfx := cpuSuffix(procs)
 		bare, ok := r.median("proxy", "BenchmarkProxyHop/path=bare"+sfx, "ns/op")
 		if !ok {
 			continue

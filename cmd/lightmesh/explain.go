@@ -114,12 +114,9 @@ func (c *cli) checkRules(ctx context.Context, at string) error {
 		if err != nil {
 			return err
 		}
-		doc, err := c.fetch(ctx, l)
+		doc, err := c.fetchDocument(ctx, l)
 		if err != nil {
 			return err
-		}
-		if doc == "" {
-			return fmt.Errorf("%s: no document there", l)
 		}
 		data = []byte(doc)
 	} else {

@@ -155,6 +155,15 @@ func (c *cli) fetch(ctx context.Context, l location) (string, error) {
 	return string(resp.Kvs[0].Value), nil
 }
 
+// fetchDocument is fetch, failing when l holds no document.
+func (c *cli) fetchDocument(ctx context.Context, l location) (string, error) {
+	doc, err := c.fetch(ctx, l)
+	if err == nil && doc == "" {
+		err = fmt.Errorf("%s: no document there", l)
+	}
+	return doc, err
+}
+
 // publish writes doc at l.
 func (c *cli) publish(ctx context.Context, l location, doc string) error {
 	switch l.kind {
@@ -191,12 +200,9 @@ func runGet(ctx context.Context, c *cli, args []string) error {
 	if err != nil {
 		return err
 	}
-	doc, err := c.fetch(ctx, l)
+	doc, err := c.fetchDocument(ctx, l)
 	if err != nil {
 		return err
-	}
-	if doc == "" {
-		return fmt.Errorf("%s: no document there", l)
 	}
 	_, err = fmt.Fprint(c.stdout, strings.TrimRight(doc, "\n")+"\n")
 	return err
