@@ -52,6 +52,9 @@ type Mesh struct {
 	mu     sync.Mutex // guards status
 	status Status
 
+	rulesConn     *connTracker // the rule source's connection
+	discoveryConn *connTracker // discovery's connection, over every service watch
+
 	// Owned by the manager goroutine.
 	appliedHash  string
 	rejectedHash string
@@ -127,6 +130,10 @@ func New(ctx context.Context, opts ...Option) (*Mesh, error) {
 		table = table.WithInstances(name, []discovery.Instance{})
 	}
 	m.eng = engine.New(engine.NewState(table), trace.New(cfg.traceOptions...), cfg.logger, cfg.local, m.demand)
+	now := time.Now()
+	m.rulesConn = newConnTracker(now, func(st WatcherStatus) { m.metrics.ControlPlane("rules", st.Connected, st.LastUpdate) })
+	m.discoveryConn = newConnTracker(now, func(st WatcherStatus) { m.metrics.ControlPlane("discovery", st.Connected, st.LastUpdate) })
+	m.rulesConn.started(watchKey{})
 	if cfg.snapshotDir != "" {
 		store, err := snapshot.New(cfg.snapshotDir)
 		if err != nil {
@@ -141,6 +148,12 @@ func New(ctx context.Context, opts ...Option) (*Mesh, error) {
 		}
 		m.metrics = mt
 		m.eng.SetMetrics(mt)
+		if cfg.rules != nil {
+			mt.ControlPlane("rules", false, time.Time{})
+		}
+		if cfg.discovery != nil {
+			mt.ControlPlane("discovery", false, time.Time{})
+		}
 	}
 	if cfg.rules != nil {
 		m.source = redact(cfg.rules.String())
@@ -311,7 +324,7 @@ func (m *Mesh) watchRules(ctx context.Context) {
 	src := m.cfg.rules
 	backoff.Loop(ctx, m.cfg.backoff, func(ctx context.Context) error {
 		return src.Watch(ctx, func(doc rules.Document) {
-			m.setWatcher(func(w *WatcherStatus) { w.Connected, w.LastError = true, "" })
+			m.rulesConn.delivered(watchKey{}, time.Now())
 			select {
 			case m.docs <- doc:
 			case <-ctx.Done():
@@ -320,7 +333,7 @@ func (m *Mesh) watchRules(ctx context.Context) {
 	}, func(err error, wait time.Duration) {
 		msg := redact(err.Error())
 		m.cfg.logger.Warn("lightmesh: rule source failed; retrying", "source", m.source, "err", msg, "retry_in", wait)
-		m.setWatcher(func(w *WatcherStatus) { w.Connected, w.LastError = false, msg })
+		m.rulesConn.failed(watchKey{}, msg, time.Now())
 	})
 }
 
@@ -401,7 +414,6 @@ func (m *Mesh) applyDocument(ctx context.Context, doc rules.Document, fromSnapsh
 	}
 	if hash == m.appliedHash || hash == m.rejectedHash {
 		m.mu.Lock()
-		m.status.Watcher.LastUpdate = now
 		if hash == m.appliedHash && m.status.Rules.FromSnapshot {
 			// The source is back with the document the snapshot held.
 			m.status.Rules.FromSnapshot, m.status.Rules.Version = false, version
@@ -417,7 +429,6 @@ func (m *Mesh) applyDocument(ctx context.Context, doc rules.Document, fromSnapsh
 			"source", m.source, "version", version, "err", redact(err.Error()))
 		m.mu.Lock()
 		m.status.LastRejection = &Rejection{Version: version, Error: redact(err.Error()), At: now}
-		m.status.Watcher.LastUpdate = now
 		m.mu.Unlock()
 		m.metrics.RuleUpdate("rejected")
 		m.notify(RulesEvent{Version: version, Err: err, At: now})
@@ -427,7 +438,6 @@ func (m *Mesh) applyDocument(ctx context.Context, doc rules.Document, fromSnapsh
 	m.eng.Publish(m.eng.Load().WithRules(compiled, m.onBreakerChange))
 	m.mu.Lock()
 	m.status.Rules.Version, m.status.Rules.AppliedAt, m.status.Rules.FromSnapshot = version, now, fromSnapshot
-	m.status.Watcher.LastUpdate = now
 	m.mu.Unlock()
 	if m.saver != nil && !fromSnapshot {
 		m.saver.rules(snapshot.Rules{Source: m.source, Version: version, SavedAt: now, Data: string(doc.Data)})
@@ -483,12 +493,14 @@ func (m *Mesh) syncWatches(ctx context.Context) {
 		m.watchGen++
 		w := &serviceWatch{gen: m.watchGen, cancel: cancel}
 		m.watches[name] = w
+		m.discoveryConn.started(watchKey{name, w.gen})
 		m.done.Add(1)
 		go m.watchService(wctx, name, w.gen)
 	}
 	for name, w := range m.watches {
 		if !keep[name] {
 			w.cancel()
+			m.discoveryConn.stopped(watchKey{name, w.gen}, time.Now())
 			delete(m.watches, name)
 			delete(m.live, name)
 			m.setInstances(name, nil)
@@ -499,15 +511,19 @@ func (m *Mesh) syncWatches(ctx context.Context) {
 func (m *Mesh) watchService(ctx context.Context, service string, gen uint64) {
 	defer m.done.Done()
 	src := m.cfg.discovery
+	key := watchKey{service, gen}
 	backoff.Loop(ctx, m.cfg.backoff, func(ctx context.Context) error {
 		return src.Watch(ctx, service, func(list []discovery.Instance) {
+			m.discoveryConn.delivered(key, time.Now())
 			select {
 			case m.instances <- instanceUpdate{service: service, gen: gen, list: slices.Clone(list)}:
 			case <-ctx.Done():
 			}
 		})
 	}, func(err error, wait time.Duration) {
-		m.cfg.logger.Warn("lightmesh: discovery watch failed; retrying", "service", service, "err", redact(err.Error()), "retry_in", wait)
+		msg := redact(err.Error())
+		m.cfg.logger.Warn("lightmesh: discovery watch failed; retrying", "service", service, "err", msg, "retry_in", wait)
+		m.discoveryConn.failed(key, service+": "+msg, time.Now())
 	})
 }
 
@@ -573,12 +589,4 @@ func isClosed(ch chan struct{}) bool {
 	default:
 		return false
 	}
-}
-
-func (m *Mesh) setWatcher(f func(*WatcherStatus)) {
-	m.mu.Lock()
-	f(&m.status.Watcher)
-	connected := m.status.Watcher.Connected
-	m.mu.Unlock()
-	m.metrics.Watcher(connected)
 }

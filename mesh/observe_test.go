@@ -286,7 +286,7 @@ services:
 		{"lightmesh_rule_updates_total", map[string]string{"result": "applied"}, 1},
 		{"lightmesh_rule_updates_total", map[string]string{"result": "rejected"}, 1},
 		{"lightmesh_rules_info", map[string]string{"source": "memory", "version": "1"}, 1},
-		{"lightmesh_watcher_connected", nil, 1},
+		{"lightmesh_control_plane_connected", map[string]string{"watcher": "rules"}, 1},
 	}
 	for _, c := range checks {
 		if got := metricValue(t, reg, c.name, c.labels); got != c.want {
@@ -334,7 +334,8 @@ func TestMetricsUnregistered(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	// The same collector as the mesh's last one, registered first, makes
 	// New fail after registering all the others.
-	clash := prometheus.NewGauge(prometheus.GaugeOpts{Name: "lightmesh_watcher_connected", Help: "1 while the rule source's watcher is connected."})
+	clash := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "lightmesh_control_plane_last_event_timestamp_seconds",
+		Help: "Unix time of the last delivery from the control plane (a rule document or an instance list); time() minus it is the age."}, []string{"watcher"})
 	reg.MustRegister(clash)
 	if _, err := mesh.New(context.Background(), mesh.WithRegisterer(reg)); err == nil {
 		t.Fatal("New succeeded with a clashing collector")

@@ -200,6 +200,7 @@ var pageFuncs = template.FuncMap{
 		}
 		return t.UTC().Format("2006-01-02 15:04:05.000 UTC")
 	},
+	"connView": func(now time.Time, w WatcherStatus) connView { return connView{Now: now, W: w} },
 	"ago": func(now, t time.Time) string {
 		if t.IsZero() {
 			return ""
@@ -239,6 +240,12 @@ type statusView struct {
 	Now    time.Time
 }
 
+// connView is one watcher's status with the time the page was made.
+type connView struct {
+	Now time.Time
+	W   WatcherStatus
+}
+
 type explainView struct {
 	*Explanation
 	Request ExplainRequest
@@ -273,6 +280,11 @@ func explainRequest(q url.Values) (ExplainRequest, error) {
 func redactStatus(st Status) Status {
 	st.Rules.Source = redact(st.Rules.Source)
 	st.Watcher.LastError = redact(st.Watcher.LastError)
+	if st.Discovery != nil {
+		d := *st.Discovery
+		d.LastError = redact(d.LastError)
+		st.Discovery = &d
+	}
 	if st.LastRejection != nil {
 		st.LastRejection.Error = redact(st.LastRejection.Error)
 	}
@@ -379,9 +391,13 @@ func secretKey(key string) bool {
 
 // Status is what the mesh is running, for ops: see Mesh.Status.
 type Status struct {
-	Rules         RulesStatus   `json:"rules"`
-	LastRejection *Rejection    `json:"lastRejection,omitempty"`
-	Watcher       WatcherStatus `json:"watcher"`
+	Rules         RulesStatus `json:"rules"`
+	LastRejection *Rejection  `json:"lastRejection,omitempty"`
+	// Watcher is the rule source's connection.
+	Watcher WatcherStatus `json:"watcher"`
+	// Discovery is the discovery source's connection, over all its
+	// service watches; nil without WithDiscovery.
+	Discovery *WatcherStatus `json:"discovery,omitempty"`
 	// Services lists every known service with its subsets and instances.
 	Services []ServiceStatus `json:"services,omitempty"`
 	// Breakers lists every circuit breaker: per service, then per
@@ -446,13 +462,6 @@ type Rejection struct {
 	At      time.Time `json:"at"`
 }
 
-// WatcherStatus describes the rule source's watcher.
-type WatcherStatus struct {
-	Connected  bool      `json:"connected"`
-	LastUpdate time.Time `json:"lastUpdate,omitzero"`
-	LastError  string    `json:"lastError,omitempty"`
-}
-
 // Status returns a copy of the mesh's current status.
 func (m *Mesh) Status() Status {
 	m.mu.Lock()
@@ -462,6 +471,11 @@ func (m *Mesh) Status() Status {
 		st.LastRejection = &r
 	}
 	m.mu.Unlock()
+	st.Watcher = m.rulesConn.status()
+	if m.cfg.discovery != nil {
+		d := m.discoveryConn.status()
+		st.Discovery = &d
+	}
 	if m.saver != nil {
 		ss := m.saver.status()
 		ss.Dir = m.cfg.snapshotDir

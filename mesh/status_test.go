@@ -166,7 +166,7 @@ func TestStatusJSON(t *testing.T) {
 	for k, fields := range map[string][]string{
 		"rules":         {"source", "version", "appliedAt"},
 		"lastRejection": {"version", "error", "at"},
-		"watcher":       {"connected", "lastUpdate"},
+		"watcher":       {"state", "connected", "since", "lastUpdate"},
 	} {
 		obj, ok := doc[k].(map[string]any)
 		if !ok {
@@ -202,8 +202,10 @@ func TestStatusJSON(t *testing.T) {
 	if !strings.Contains(rej.Error, statusSubsetErr+" (line 10, column 25)\n"+statusWeightErr+" (line 11, column 39)") {
 		t.Errorf("lastRejection.error = %q\nwant it to hold, one per line:\n%s\n%s", rej.Error, statusSubsetErr, statusWeightErr)
 	}
-	if !st.Watcher.Connected || st.Watcher.LastUpdate.Before(rej.At) || st.Watcher.LastError != "" {
-		t.Errorf("watcher = %+v, want connected, updated at the rejection, no error", st.Watcher)
+	// The rejected document was delivered just before it was rejected.
+	if st.Watcher.State != mesh.StateConnected || !st.Watcher.Connected || st.Watcher.LastUpdate.Before(st.Rules.AppliedAt) ||
+		st.Watcher.LastUpdate.After(rej.At) || st.Watcher.LastError != "" || st.Watcher.Attempts != 0 {
+		t.Errorf("watcher = %+v, want connected, updated after version 1 and by the rejected version 2, no error", st.Watcher)
 	}
 
 	if len(st.Services) != 1 || st.Services[0].Name != "orders" {

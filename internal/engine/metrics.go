@@ -32,7 +32,8 @@ type Metrics struct {
 	breakerTransitions *prometheus.CounterVec
 	rulesInfo          *prometheus.GaugeVec
 	ruleUpdates        *prometheus.CounterVec
-	watcherConnected   prometheus.Gauge
+	cpConnected        *prometheus.GaugeVec
+	cpLastEvent        *prometheus.GaugeVec
 
 	// series caches the collectors of each destination, copy-on-write:
 	// the request path reads it without a lock, and only the first call
@@ -158,11 +159,13 @@ func NewMetrics(reg prometheus.Registerer, state func() *State) (*Metrics, error
 			Help: "The rule document in force: 1 for its source and version."}, []string{"source", "version"}),
 		ruleUpdates: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "rule_updates_total",
 			Help: "Rule documents received, by result (applied, rejected, unchanged)."}, []string{"result"}),
-		watcherConnected: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "watcher_connected",
-			Help: "1 while the rule source's watcher is connected."}),
+		cpConnected: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "control_plane_connected",
+			Help: "1 while the watcher (rules or discovery) is connected to its control plane, 0 while it is waiting or reconnecting."}, []string{"watcher"}),
+		cpLastEvent: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "control_plane_last_event_timestamp_seconds",
+			Help: "Unix time of the last delivery from the control plane (a rule document or an instance list); time() minus it is the age."}, []string{"watcher"}),
 	}
 	for _, c := range []prometheus.Collector{mt.requests, mt.duration, mt.rejections, mt.retries,
-		&breakerCollector{state: state}, mt.breakerTransitions, mt.rulesInfo, mt.ruleUpdates, mt.watcherConnected} {
+		&breakerCollector{state: state}, mt.breakerTransitions, mt.rulesInfo, mt.ruleUpdates, mt.cpConnected, mt.cpLastEvent} {
 		if err := reg.Register(c); err != nil {
 			mt.Unregister()
 			return nil, err
@@ -295,8 +298,9 @@ func (mt *Metrics) RuleUpdate(result string) {
 	}
 }
 
-// Watcher records whether the rule source's watcher is connected.
-func (mt *Metrics) Watcher(connected bool) {
+// ControlPlane records the connection of watcher ("rules" or
+// "discovery") and the time of its last delivery (zero: none yet).
+func (mt *Metrics) ControlPlane(watcher string, connected bool, lastEvent time.Time) {
 	if mt == nil {
 		return
 	}
@@ -304,5 +308,8 @@ func (mt *Metrics) Watcher(connected bool) {
 	if connected {
 		v = 1
 	}
-	mt.watcherConnected.Set(v)
+	mt.cpConnected.WithLabelValues(watcher).Set(v)
+	if !lastEvent.IsZero() {
+		mt.cpLastEvent.WithLabelValues(watcher).Set(float64(lastEvent.UnixNano()) / 1e9)
+	}
 }
