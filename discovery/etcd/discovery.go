@@ -32,6 +32,7 @@ type Discovery struct {
 	cli    *clientv3.Client
 	prefix string
 	cfg    config
+	health *healthCheck // one check for every watch of this source
 }
 
 var _ discovery.Source = (*Discovery)(nil)
@@ -39,9 +40,12 @@ var _ discovery.Source = (*Discovery)(nil)
 // NewDiscovery returns a source for the instances under prefix (trailing
 // slashes are dropped: "/lightmesh/services" and "/lightmesh/services/"
 // are the same). cli is used, never closed. It reads WithLogger,
-// WithMaxValueSize and WithMaxInstances.
+// WithMaxValueSize, WithMaxInstances, WithRequestTimeout and
+// WithHealthInterval.
 func NewDiscovery(cli *clientv3.Client, prefix string, opts ...Option) *Discovery {
-	return &Discovery{cli: cli, prefix: cleanPrefix(prefix), cfg: newConfig(opts)}
+	cfg := newConfig(opts)
+	prefix = cleanPrefix(prefix)
+	return &Discovery{cli: cli, prefix: prefix, cfg: cfg, health: newHealthCheck(cli, prefix+"/", cfg)}
 }
 
 // String names the source for logs: "etcd:<prefix>/".
@@ -54,8 +58,9 @@ var errResync = errors.New("resync")
 // Watch implements discovery.Source. It delivers the complete list, sorted
 // by key, after the first read and after every watch response that
 // changed it. It returns the error that ended the watch (wrapping
-// rpctypes.ErrCompacted when the revision it resumed from was compacted)
-// or ctx.Err() when ctx ends; calling it again re-reads the prefix first.
+// rpctypes.ErrCompacted when the revision it resumed from was compacted,
+// a deadline error when a read or health check got no answer in time) or
+// ctx.Err() when ctx ends; calling it again re-reads the prefix first.
 func (d *Discovery) Watch(ctx context.Context, service string, update func([]discovery.Instance)) error {
 	if d.cli == nil {
 		return errors.New("etcd: discovery has no client")
@@ -65,9 +70,11 @@ func (d *Discovery) Watch(ctx context.Context, service string, update func([]dis
 	}
 	ctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 	defer cancel()
+	down, release := d.health.subscribe()
+	defer release()
 	dir := d.prefix + "/" + service + "/"
 	for {
-		err := d.watchOnce(ctx, service, dir, update)
+		err := d.watchOnce(ctx, service, dir, down, update)
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
@@ -79,12 +86,14 @@ func (d *Discovery) Watch(ctx context.Context, service string, update func([]dis
 
 // watchOnce reads dir, delivers the list and follows the watch until it
 // fails or the set needs a fresh read (errResync).
-func (d *Discovery) watchOnce(ctx context.Context, service, dir string, update func([]discovery.Instance)) error {
+func (d *Discovery) watchOnce(ctx context.Context, service, dir string, down <-chan error, update func([]discovery.Instance)) error {
 	// A round's watch ends with the round, not only with the Watch call.
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	// One key more than the limit tells whether the set was cut.
-	resp, err := d.cli.Get(ctx, dir, clientv3.WithPrefix(), clientv3.WithLimit(int64(d.cfg.maxInstances)+1), clientv3.WithSort(clientv3.SortByKey, clientv3.SortAscend))
+	rctx, rcancel := context.WithTimeout(ctx, d.cfg.requestTimeout)
+	resp, err := d.cli.Get(rctx, dir, clientv3.WithPrefix(), clientv3.WithLimit(int64(d.cfg.maxInstances)+1), clientv3.WithSort(clientv3.SortByKey, clientv3.SortAscend))
+	rcancel()
 	if err != nil {
 		return fmt.Errorf("etcd: get %s: %w", dir, err)
 	}
@@ -108,6 +117,8 @@ func (d *Discovery) watchOnce(ctx context.Context, service, dir string, update f
 		var ok bool
 		select {
 		case wr, ok = <-wch:
+		case err := <-down:
+			return err
 		case <-ctx.Done():
 			return ctx.Err()
 		}

@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"strings"
+	"time"
 )
 
 // Defaults for the limits on what Discovery accepts from etcd.
@@ -15,6 +16,12 @@ const (
 	// DefaultMaxInstances caps the instances of one service; keys beyond
 	// it are ignored and reported.
 	DefaultMaxInstances = 100_000
+	// DefaultRequestTimeout bounds every read a watch makes and each
+	// health check.
+	DefaultRequestTimeout = 3 * time.Second
+	// DefaultHealthInterval is how often a source checks, while it is
+	// watched, that etcd still answers.
+	DefaultHealthInterval = time.Second
 )
 
 // Option configures a RuleSource, a Discovery or a Registration. Options
@@ -30,6 +37,9 @@ type config struct {
 	logger       *slog.Logger
 	maxValueSize int
 	maxInstances int
+
+	requestTimeout time.Duration
+	healthInterval time.Duration // 0: no health check
 }
 
 func newConfig(opts []Option) config {
@@ -37,6 +47,9 @@ func newConfig(opts []Option) config {
 		logger:       slog.New(slog.NewTextHandler(io.Discard, nil)),
 		maxValueSize: DefaultMaxValueSize,
 		maxInstances: DefaultMaxInstances,
+
+		requestTimeout: DefaultRequestTimeout,
+		healthInterval: DefaultHealthInterval,
 	}
 	for _, o := range opts {
 		if o != nil {
@@ -72,6 +85,38 @@ func WithMaxInstances(n int) Option {
 	return optionFunc(func(c *config) {
 		if n > 0 {
 			c.maxInstances = n
+		}
+	})
+}
+
+// WithRequestTimeout bounds every read a RuleSource or Discovery watch
+// makes (the first read and each re-read) and each health check
+// (DefaultRequestTimeout when d <= 0). A read that takes longer fails the
+// watch, so the mesh reports the outage and retries, rather than waiting
+// on a server that does not answer.
+func WithRequestTimeout(d time.Duration) Option {
+	return optionFunc(func(c *config) {
+		if d > 0 {
+			c.requestTimeout = d
+		}
+	})
+}
+
+// WithHealthInterval sets how often a watched RuleSource or Discovery
+// reads from etcd to check that it still answers (DefaultHealthInterval;
+// a negative d turns the check off). The etcd client resumes watches
+// silently after a reconnect, so without the check a watch on a server
+// that died, or a connection cut without a reset, just waits: the mesh
+// keeps serving the last rules and instances either way, but only the
+// check lets its status say so within seconds. Each source makes one
+// count-only read per interval, however many services it watches.
+func WithHealthInterval(d time.Duration) Option {
+	return optionFunc(func(c *config) {
+		switch {
+		case d < 0:
+			c.healthInterval = 0
+		case d > 0:
+			c.healthInterval = d
 		}
 	})
 }

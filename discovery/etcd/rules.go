@@ -26,17 +26,20 @@ var errWatchClosed = errors.New("watch channel closed")
 // watched is logged and otherwise ignored, so the last rules keep
 // serving; put it again to change them.
 type RuleSource struct {
-	cli *clientv3.Client
-	key string
-	cfg config
+	cli    *clientv3.Client
+	key    string
+	cfg    config
+	health *healthCheck
 }
 
 var _ rules.Source = (*RuleSource)(nil)
 
 // NewRuleSource returns a source for the document stored at key. cli is
-// used, never closed; WithLogger is the only option it reads.
+// used, never closed. It reads WithLogger, WithRequestTimeout and
+// WithHealthInterval.
 func NewRuleSource(cli *clientv3.Client, key string, opts ...Option) *RuleSource {
-	return &RuleSource{cli: cli, key: key, cfg: newConfig(opts)}
+	cfg := newConfig(opts)
+	return &RuleSource{cli: cli, key: key, cfg: cfg, health: newHealthCheck(cli, key, cfg)}
 }
 
 // String implements rules.Source: "etcd:<key>".
@@ -45,7 +48,8 @@ func (s *RuleSource) String() string { return "etcd:" + s.key }
 // Watch implements rules.Source. Each document is delivered with its mod
 // revision as the version. It returns the error that ended the watch
 // (wrapping rpctypes.ErrCompacted when the revision it resumed from was
-// compacted, rpctypes.ErrNoLeader when the member lost its leader) or
+// compacted, rpctypes.ErrNoLeader when the member lost its leader, a
+// deadline error when a read or health check got no answer in time) or
 // ctx.Err() when ctx ends; calling it again re-reads the key first.
 func (s *RuleSource) Watch(ctx context.Context, update func(rules.Document)) error {
 	if s.cli == nil {
@@ -56,7 +60,11 @@ func (s *RuleSource) Watch(ctx context.Context, update func(rules.Document)) err
 	}
 	ctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 	defer cancel()
-	resp, err := s.cli.Get(ctx, s.key)
+	down, release := s.health.subscribe()
+	defer release()
+	rctx, rcancel := context.WithTimeout(ctx, s.cfg.requestTimeout)
+	resp, err := s.cli.Get(rctx, s.key)
+	rcancel()
 	if err != nil {
 		return s.fail(ctx, fmt.Errorf("etcd: get %s: %w", s.key, err))
 	}
@@ -67,7 +75,17 @@ func (s *RuleSource) Watch(ctx context.Context, update func(rules.Document)) err
 		update(rules.Document{Data: kv.Value, Version: strconv.FormatInt(kv.ModRevision, 10)})
 	}
 	wch := s.cli.Watch(ctx, s.key, clientv3.WithRev(resp.Header.Revision+1))
-	for wr := range wch {
+	for {
+		var wr clientv3.WatchResponse
+		var ok bool
+		select {
+		case wr, ok = <-wch:
+		case err := <-down:
+			return s.fail(ctx, err)
+		}
+		if !ok {
+			break
+		}
 		if err := wr.Err(); err != nil {
 			return s.fail(ctx, fmt.Errorf("etcd: watch %s: %w", s.key, err))
 		}

@@ -1,0 +1,97 @@
+package etcd
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// healthCheck tells the watches of one source when etcd stops answering.
+//
+// The etcd client reconnects by itself and resumes watches silently, so
+// a watch on a dead or cut connection just waits, and the mesh would go
+// on reporting it connected. While at least one watch runs, healthCheck
+// reads the source's key (count only, linearizable, so a member without
+// a quorum fails too) every interval with a deadline, and tells every
+// watch of a failed read; the watch then ends with that error and the
+// mesh retries it with backoff, reporting the outage. One check serves
+// all the watches of a source, so a process watching 100 services costs
+// one read per interval, not 100.
+type healthCheck struct {
+	cli      *clientv3.Client
+	key      string
+	interval time.Duration
+	timeout  time.Duration
+
+	mu   sync.Mutex
+	subs map[chan error]struct{}
+	stop context.CancelFunc // ends the check loop; nil when it is not running
+	done chan struct{}      // closed when the check loop returned
+}
+
+func newHealthCheck(cli *clientv3.Client, key string, cfg config) *healthCheck {
+	return &healthCheck{cli: cli, key: key, interval: cfg.healthInterval, timeout: cfg.requestTimeout, subs: map[chan error]struct{}{}}
+}
+
+// subscribe returns a channel that receives the error of a failed check,
+// and the function that ends the subscription. The check loop runs while
+// there is a subscription; the last release waits for it to stop.
+func (h *healthCheck) subscribe() (<-chan error, func()) {
+	ch := make(chan error, 1)
+	h.mu.Lock()
+	h.subs[ch] = struct{}{}
+	if h.stop == nil && h.interval > 0 {
+		ctx, cancel := context.WithCancel(context.Background())
+		h.stop, h.done = cancel, make(chan struct{})
+		go h.run(ctx, h.done)
+	}
+	h.mu.Unlock()
+	var once sync.Once
+	return ch, func() {
+		once.Do(func() {
+			h.mu.Lock()
+			delete(h.subs, ch)
+			var done chan struct{}
+			if len(h.subs) == 0 && h.stop != nil {
+				h.stop()
+				done = h.done
+				h.stop, h.done = nil, nil
+			}
+			h.mu.Unlock()
+			if done != nil {
+				<-done
+			}
+		})
+	}
+}
+
+func (h *healthCheck) run(ctx context.Context, done chan struct{}) {
+	defer close(done)
+	t := time.NewTicker(h.interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		rctx, cancel := context.WithTimeout(ctx, h.timeout)
+		_, err := h.cli.Get(rctx, h.key, clientv3.WithCountOnly())
+		cancel()
+		if err == nil || ctx.Err() != nil {
+			continue
+		}
+		err = fmt.Errorf("etcd: health check (read %s within %v) failed: %w", h.key, h.timeout, err)
+		h.mu.Lock()
+		for ch := range h.subs {
+			select {
+			case ch <- err:
+			default:
+			}
+		}
+		h.mu.Unlock()
+	}
+}
