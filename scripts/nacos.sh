@@ -5,6 +5,7 @@
 #   bash scripts/nacos.sh start    # fetch (first time) + start + wait until ready
 #   bash scripts/nacos.sh status   # exit 0 when the server answers "ready"
 #   bash scripts/nacos.sh stop     # stop the server started by this script
+#   bash scripts/nacos.sh kill     # SIGKILL it, as a crash would (fault tests)
 #   bash scripts/nacos.sh logs     # print the tail of the server log
 #
 # On success `start` prints the HTTP address (127.0.0.1:8848) on stdout; all
@@ -284,6 +285,22 @@ cmd_stop() {
   log "stopped"
 }
 
+# cmd_kill: SIGKILL the server started by this script and wait until it is
+# gone, as a crash or an OOM kill would end it (the fault tests use it).
+cmd_kill() {
+  local pid _
+  if ! pid=$(our_pid); then
+    die "not running (no live pid file in $RUN_DIR)"
+  fi
+  log "killing Nacos (pid $pid) with SIGKILL"
+  kill -KILL "$pid"
+  for _ in $(seq 1 100); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  rm -f "$PID_FILE"
+}
+
 cmd_status() {
   local pid
   if ready; then
@@ -310,10 +327,11 @@ cmd_logs() {
 case "${1:-}" in
   start) cmd_start ;;
   stop) cmd_stop ;;
+  kill) cmd_kill ;;
   status) cmd_status ;;
   logs) cmd_logs ;;
   *)
-    echo "usage: $0 {start|stop|status|logs}" >&2
+    echo "usage: $0 {start|stop|kill|status|logs}" >&2
     exit 2
     ;;
 esac

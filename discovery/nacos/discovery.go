@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/nacos-group/nacos-sdk-go/v2/clients"
 	"github.com/nacos-group/nacos-sdk-go/v2/clients/naming_client"
@@ -96,12 +97,21 @@ func newNamingClient(cfg Config) (naming_client.INamingClient, string, error) {
 // Watch implements discovery.Source. It subscribes to service, delivers
 // its instances (sorted by address) and delivers them again every time
 // the server pushes a change, until ctx ends. It returns an error when
-// the subscription fails and ctx.Err() when ctx ends; the SDK reconnects
-// and subscribes again by itself in between.
+// the subscription fails and ctx.Err() when ctx ends. Every second it
+// asks the naming client whether its server connection is healthy (the
+// SDK reconnects and subscribes again by itself, telling nobody) and
+// ends with errServerUnhealthy when it is not, so the mesh reports the
+// outage and retries with backoff; a retry fails at once while the
+// connection is down and subscribes afresh once it is back.
 func (d *Discovery) Watch(ctx context.Context, service string, update func([]discovery.Instance)) error {
 	if service == "" {
 		return errors.New("nacos: empty service name")
 	}
+	if !d.client.ServerHealthy() {
+		return fmt.Errorf("nacos: watch %s@%s: %w", service, d.group, errServerUnhealthy)
+	}
+	check := time.NewTicker(healthInterval)
+	defer check.Stop()
 	sub, err := d.acquire(service)
 	if err != nil {
 		return err
@@ -123,13 +133,23 @@ func (d *Discovery) Watch(ctx context.Context, service string, update func([]dis
 			update(list)
 			last, first = list, false
 		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-changed:
+		for waiting := true; waiting; {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-check.C:
+				if !d.client.ServerHealthy() {
+					return fmt.Errorf("nacos: watch %s@%s: %w", service, d.group, errServerUnhealthy)
+				}
+			case <-changed:
+				waiting = false
+			}
 		}
 	}
 }
+
+// errServerUnhealthy ends a Watch whose naming client lost its server.
+var errServerUnhealthy = errors.New("the naming client has no healthy server connection")
 
 func (d *Discovery) acquire(service string) (*subscription, error) {
 	d.mu.Lock()

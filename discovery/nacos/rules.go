@@ -27,6 +27,15 @@ const DefaultGroup = "DEFAULT_GROUP"
 // confirming read makes the latest content win.
 const confirmDelay = 500 * time.Millisecond
 
+// healthInterval is how often a watch checks that the server still
+// answers, and healthTimeout how long one check may take. The SDK
+// reconnects by itself and tells its listeners nothing, so without the
+// checks a watch through an outage would look connected.
+const (
+	healthInterval = time.Second
+	healthTimeout  = 3 * time.Second
+)
+
 // errClosed is returned by Watch after Close.
 var errClosed = errors.New("nacos: closed")
 
@@ -93,9 +102,11 @@ func (s *RuleSource) String() string { return s.name }
 
 // Watch implements rules.Source. It reads the config item, delivers it
 // with the MD5 of its content as the version, and then delivers every
-// change the server pushes until ctx ends. It returns an error when the
-// first read fails and ctx.Err() when ctx ends; the SDK reconnects by
-// itself in between.
+// change the server pushes until ctx ends. Every second it reads the
+// item again: a change the push missed is delivered, and a read that
+// fails or takes over 3 s ends the watch with its error, so the mesh
+// reports the outage and retries with backoff (the SDK's own reconnects
+// are invisible otherwise). It returns ctx.Err() when ctx ends.
 func (s *RuleSource) Watch(ctx context.Context, update func(rules.Document)) error {
 	if err := s.begin(); err != nil {
 		return err
@@ -116,6 +127,10 @@ func (s *RuleSource) Watch(ctx context.Context, update func(rules.Document)) err
 	confirm := time.NewTimer(time.Hour)
 	confirm.Stop()
 	defer confirm.Stop()
+	check := time.NewTicker(healthInterval)
+	defer check.Stop()
+	var reading <-chan readResult // the read in flight, nil when none
+	var deadline <-chan time.Time // when the read in flight has failed
 	for {
 		select {
 		case <-ctx.Done():
@@ -124,14 +139,41 @@ func (s *RuleSource) Watch(ctx context.Context, update func(rules.Document)) err
 			w.deliver(w.take())
 			confirm.Reset(confirmDelay)
 		case <-confirm.C:
-			content, err := s.client.GetConfig(vo.ConfigParam{DataId: s.dataID, Group: s.group})
-			if err != nil {
-				s.logger.Warn("lightmesh: nacos confirming read failed", "source", s.name, "err", err)
-				continue
+			if reading == nil {
+				reading, deadline = s.read(), time.After(healthTimeout)
 			}
-			w.deliver(content)
+		case <-check.C:
+			if reading == nil {
+				reading, deadline = s.read(), time.After(healthTimeout)
+			}
+		case r := <-reading:
+			reading, deadline = nil, nil
+			if r.err != nil {
+				return fmt.Errorf("nacos: health check: read %s: %w", s.name, r.err)
+			}
+			w.deliver(r.content)
+		case <-deadline:
+			return fmt.Errorf("nacos: health check: read %s: no answer within %v", s.name, healthTimeout)
 		}
 	}
+}
+
+// readResult is the outcome of one read of the config item.
+type readResult struct {
+	content string
+	err     error
+}
+
+// read reads the config item on a goroutine of its own, since the SDK's
+// read cannot be cancelled (it gives up after Config.TimeoutMs), and
+// sends the result on the returned channel.
+func (s *RuleSource) read() <-chan readResult {
+	ch := make(chan readResult, 1)
+	go func() {
+		content, err := s.client.GetConfig(vo.ConfigParam{DataId: s.dataID, Group: s.group})
+		ch <- readResult{content, err}
+	}()
+	return ch
 }
 
 func (s *RuleSource) begin() error {
