@@ -2,9 +2,9 @@ package etcd
 
 import (
 	"context"
-	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -34,15 +34,21 @@ func del(tb testing.TB, cli *clientv3.Client, key string) {
 
 // tcpProxy forwards loopback TCP connections to target. cut drops every
 // connection and refuses new ones until heal: a network partition between
-// a client and a server that keeps running.
+// a client and a server that keeps running. blackhole is the nastier
+// partition: connections stay open but nothing crosses them any more, in
+// either direction, and new ones are accepted and go nowhere; after heal
+// new connections work again while the blackholed ones stay dead until
+// a side closes them (as after a NAT or firewall dropped their state).
 type tcpProxy struct {
 	ln     net.Listener
 	target string
 
-	mu     sync.Mutex
-	cutOff bool
-	conns  map[net.Conn]struct{}
-	wg     sync.WaitGroup
+	mu       sync.Mutex
+	cutOff   bool
+	dropNew  bool                      // blackholed: new connections forward nothing
+	conns    map[net.Conn]*atomic.Bool // each connection's "forward nothing" flag
+	accepted atomic.Int64
+	wg       sync.WaitGroup
 }
 
 func startProxy(tb testing.TB, target string) *tcpProxy {
@@ -51,7 +57,7 @@ func startProxy(tb testing.TB, target string) *tcpProxy {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	p := &tcpProxy{ln: ln, target: target, conns: map[net.Conn]struct{}{}}
+	p := &tcpProxy{ln: ln, target: target, conns: map[net.Conn]*atomic.Bool{}}
 	p.wg.Add(1)
 	go p.serve()
 	tb.Cleanup(p.close)
@@ -67,6 +73,7 @@ func (p *tcpProxy) serve() {
 		if err != nil {
 			return
 		}
+		p.accepted.Add(1)
 		p.mu.Lock()
 		if p.cutOff {
 			p.mu.Unlock()
@@ -86,17 +93,31 @@ func (p *tcpProxy) serve() {
 			up.Close()
 			continue
 		}
-		p.conns[c], p.conns[up] = struct{}{}, struct{}{}
+		dead := new(atomic.Bool)
+		dead.Store(p.dropNew)
+		p.conns[c], p.conns[up] = dead, dead
 		p.mu.Unlock()
 		p.wg.Add(2)
-		go p.pipe(c, up)
-		go p.pipe(up, c)
+		go p.pipe(c, up, dead)
+		go p.pipe(up, c, dead)
 	}
 }
 
-func (p *tcpProxy) pipe(dst, src net.Conn) {
+// pipe copies src to dst, dropping what it reads once dead is set.
+func (p *tcpProxy) pipe(dst, src net.Conn, dead *atomic.Bool) {
 	defer p.wg.Done()
-	io.Copy(dst, src)
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 && !dead.Load() {
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				break
+			}
+		}
+		if err != nil {
+			break
+		}
+	}
 	dst.Close()
 	src.Close()
 	p.mu.Lock()
@@ -114,9 +135,20 @@ func (p *tcpProxy) cut() {
 	}
 }
 
+// blackhole makes every connection, open or new, forward nothing until
+// heal; the open ones stay dead after it.
+func (p *tcpProxy) blackhole() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.dropNew = true
+	for _, dead := range p.conns {
+		dead.Store(true)
+	}
+}
+
 func (p *tcpProxy) heal() {
 	p.mu.Lock()
-	p.cutOff = false
+	p.cutOff, p.dropNew = false, false
 	p.mu.Unlock()
 }
 
