@@ -78,8 +78,9 @@ func TestFaultNacosKilled(t *testing.T) {
 		t.Fatal(err)
 	}
 	const maxBackoff = 2 * time.Second
+	snapshots := t.TempDir()
 	m := meshtest.Start(t, 20*time.Second, func(ctx context.Context) (*mesh.Mesh, error) {
-		return mesh.New(ctx, mesh.WithRules(rules), mesh.WithDiscovery(disc),
+		return mesh.New(ctx, mesh.WithRules(rules), mesh.WithDiscovery(disc), mesh.WithSnapshotDir(snapshots),
 			mesh.WithReconnectBackoff(100*time.Millisecond, maxBackoff))
 	})
 	waitInstances(t, m, service, 3)
@@ -120,6 +121,16 @@ func TestFaultNacosKilled(t *testing.T) {
 	}
 	t.Logf("after %v down: rule watcher %d attempts (%s), discovery %d attempts", downFor.Round(time.Millisecond), st.Watcher.Attempts, st.Watcher.LastError, st.Discovery.Attempts)
 
+	// A process started during the outage serves from its snapshot
+	// within the start timeout, and without one fails with the reason.
+	late := startLate(t, cfg, dataID, service, snapshots)
+	lateClient := &http.Client{Transport: late.Transport(nil)}
+	for range 6 {
+		if got, err := meshtest.Call(lateClient, service, "staging"); err != nil || got != "staging-1" {
+			t.Fatalf("a mesh started from the snapshot during the outage answered %q, %v; want staging-1", got, err)
+		}
+	}
+
 	restarted := time.Now()
 	srv.run(t, "start")
 	t.Logf("server ready again %v after the restart began", time.Since(restarted).Round(time.Millisecond))
@@ -134,11 +145,13 @@ func TestFaultNacosKilled(t *testing.T) {
 	})
 	t.Logf("status connected %v after the restart began", recovered.Round(time.Millisecond))
 
-	// A rule published after the restart is applied: everything moves to
-	// staging.
+	// A rule published after the restart is applied, by the mesh that
+	// lived through the outage and by the one started during it:
+	// everything moves to staging.
 	v2 := pub.publish(t, dataID, meshtest.MovedRules(service))
 	meshtest.WaitFor(t, 30*time.Second, "the rules published after the restart applied", func() bool {
-		return m.Status().Rules.Version == v2
+		st := late.Status()
+		return m.Status().Rules.Version == v2 && st.Rules.Version == v2 && !st.Rules.FromSnapshot
 	})
 	before := backends["staging-1"].Hits.Load()
 	time.Sleep(500 * time.Millisecond)
@@ -150,4 +163,45 @@ func TestFaultNacosKilled(t *testing.T) {
 	if res.Failed != 0 {
 		t.Errorf("%d of %d requests failed across the Nacos kill and restart, want 0: %v", res.Failed, res.Sent, res.Errors)
 	}
+}
+
+// startLate starts meshes while the Nacos server is down: one without a
+// snapshot, which must fail with an error naming the source and the
+// cause, and one from a copy of the snapshots in dir, which must start
+// within its start timeout from the saved rules. It returns the second.
+func startLate(t *testing.T, cfg Config, dataID, service, dir string) *mesh.Mesh {
+	t.Helper()
+	newSources := func() []mesh.Option {
+		rules, err := NewRuleSource(cfg, dataID, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		disc, err := NewDiscovery(cfg, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return []mesh.Option{mesh.WithRules(rules), mesh.WithDiscovery(disc), mesh.WithStartTimeout(3 * time.Second),
+			mesh.WithReconnectBackoff(100*time.Millisecond, 2*time.Second)}
+	}
+	_, err := mesh.New(context.Background(), newSources()...)
+	if err == nil || !strings.Contains(err.Error(), dataID) || !strings.Contains(err.Error(), "within 3s") {
+		t.Fatalf("New without a snapshot while Nacos is down: %v; want an error naming the source and the wait", err)
+	}
+	t.Logf("started without a snapshot during the outage: %v", err)
+	copyDir := t.TempDir()
+	if err := os.CopyFS(copyDir, os.DirFS(dir)); err != nil {
+		t.Fatal(err)
+	}
+	begun := time.Now()
+	m, err := mesh.New(context.Background(), append(newSources(), mesh.WithSnapshotDir(copyDir))...)
+	if err != nil {
+		t.Fatalf("New from the snapshot while Nacos is down: %v", err)
+	}
+	t.Cleanup(func() { m.Close() })
+	t.Logf("started from the snapshot during the outage in %v", time.Since(begun).Round(time.Millisecond))
+	if st := m.Status(); !st.Rules.FromSnapshot || st.Watcher.Connected || len(m.Table().Instances(service, "")) != 3 {
+		t.Fatalf("mesh started during the outage: fromSnapshot=%v watcher=%+v instances=%d; want the snapshot's rules and 3 instances",
+			st.Rules.FromSnapshot, st.Watcher, len(m.Table().Instances(service, "")))
+	}
+	return m
 }
