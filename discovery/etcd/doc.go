@@ -29,4 +29,19 @@
 // the current value: an update is never lost, at worst it arrives as part
 // of a full re-read. Watches carry clientv3.WithRequireLeader, so a member
 // cut off from its cluster ends the watch instead of going silent.
+//
+// # TLS and credentials
+//
+// TLS and authentication are the client's: set clientv3.Config.TLS (a
+// *tls.Config whose RootCAs hold the server's CA, and Certificates when
+// the server asks for a client certificate) and Username and Password
+// before clientv3.New, which logs in at once. This package never sees the
+// password, and its errors and log lines name keys and prefixes, never
+// the client's configuration.
+//
+// A client that cannot connect (a CA it does not trust, plaintext to a
+// TLS-only server) does not fail: its calls wait, so mesh.New fails with
+// "no document received" and nothing more. Call Check with a deadline at
+// startup for an error that says why, or give the client a Logger: the
+// etcd client logs the connection error at warn level.
 package etcd
