@@ -480,11 +480,12 @@ func lineOf(fe *FieldError) int {
 }
 
 // yamlSafeJSON returns data unchanged unless it is JSON with string escapes
-// that YAML lacks or reads differently (\/ and UTF-16 surrogate pairs); it
-// then rewrites every string holding a backslash with Go escapes, all of
-// which YAML shares.
+// that YAML lacks or reads differently (\/ and UTF-16 surrogate pairs) or
+// with characters JSON allows in strings and YAML reads otherwise (see
+// yamlForbidden); it then rewrites every string holding a
+// backslash or such a character with Go escapes, all of which YAML shares.
 func yamlSafeJSON(data []byte) []byte {
-	if !bytes.Contains(data, []byte{'\\'}) || !json.Valid(data) {
+	if !bytes.Contains(data, []byte{'\\'}) && !bytes.ContainsFunc(data, yamlForbidden) || !json.Valid(data) {
 		return data
 	}
 	out := make([]byte, 0, len(data))
@@ -505,7 +506,7 @@ func yamlSafeJSON(data []byte) []byte {
 		}
 		tok := data[i : end+1]
 		var s string
-		if escaped && json.Unmarshal(tok, &s) == nil {
+		if (escaped || bytes.ContainsFunc(tok, yamlForbidden)) && json.Unmarshal(tok, &s) == nil {
 			out = strconv.AppendQuote(out, s)
 		} else {
 			out = append(out, tok...)
@@ -513,4 +514,13 @@ func yamlSafeJSON(data []byte) []byte {
 		i = end
 	}
 	return out
+}
+
+// yamlForbidden reports whether YAML cannot hold r unescaped in a
+// quoted string, where JSON can: DEL, the C1 controls and the
+// non-characters U+FFFE and U+FFFF are errors, and NEL, U+2028 and U+2029
+// are line breaks, folded into a space. (JSON forbids the C0 controls
+// unescaped, and YAML reads their escapes.)
+func yamlForbidden(r rune) bool {
+	return r >= 0x7f && r <= 0x9f || r == 0x2028 || r == 0x2029 || r == 0xfffe || r == 0xffff
 }
