@@ -1,13 +1,18 @@
 package nacos
 
 import (
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -54,6 +59,59 @@ type Config struct {
 	// at Debug, its warnings at Warn and its errors at Error. Nil discards
 	// it. See the package documentation about the SDK's single logger.
 	Logger *slog.Logger
+	// TLS, when not nil, makes the client talk TLS to the servers: gRPC,
+	// and HTTP (https://) for logging in. Nil is plaintext, unless the
+	// SDK's nacos_remote_client_rpc_tls_* environment variables turn TLS
+	// on for gRPC; a non-nil TLS ignores them.
+	TLS *TLSConfig
+}
+
+// TLSConfig says how a client verifies the Nacos servers and proves who
+// it is to them; the files are PEM. The client checks the files when it
+// is created (the SDK would otherwise ignore an unreadable CA file and
+// exit the process on a bad key pair).
+//
+// It is passed to the SDK's TLS support (constant.TLSConfig) and checked
+// against HTTPS servers that imitate Nacos's login endpoint; it has not
+// been run against a TLS-enabled Nacos server.
+type TLSConfig struct {
+	// CAFile holds the certificates the servers' certificates must chain
+	// to. It is required: without one the SDK's HTTP client would skip
+	// verification. Its gRPC connections trust the system's roots too.
+	// The servers' certificates must be valid for the hosts in
+	// Config.Addresses.
+	CAFile string
+	// CertFile and KeyFile are the client's certificate and key, for
+	// servers that require one; both or neither.
+	CertFile, KeyFile string
+}
+
+// sdk checks the files and returns the SDK's form of t.
+func (t *TLSConfig) sdk() (constant.TLSConfig, error) {
+	ca, err := os.ReadFile(t.CAFile)
+	switch {
+	case t.CAFile == "":
+		return constant.TLSConfig{}, errors.New("nacos: TLS needs a CA file")
+	case err != nil:
+		return constant.TLSConfig{}, fmt.Errorf("nacos: TLS CA file: %w", err)
+	case !x509.NewCertPool().AppendCertsFromPEM(ca):
+		return constant.TLSConfig{}, fmt.Errorf("nacos: TLS CA file %s: no PEM certificate", t.CAFile)
+	case (t.CertFile == "") != (t.KeyFile == ""):
+		return constant.TLSConfig{}, errors.New("nacos: TLS client certificate: give both CertFile and KeyFile, or neither")
+	}
+	if t.CertFile != "" {
+		if _, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile); err != nil {
+			return constant.TLSConfig{}, fmt.Errorf("nacos: TLS client certificate: %w", err)
+		}
+	}
+	return constant.TLSConfig{
+		// Appointed: the environment does not override this.
+		Appointed: true,
+		Enable:    true,
+		CaFile:    t.CAFile,
+		CertFile:  t.CertFile,
+		KeyFile:   t.KeyFile,
+	}, nil
 }
 
 // ConfigFromEnv reads a Config from NACOS_SERVER_ADDR (comma-separated
@@ -81,7 +139,7 @@ func ConfigFromEnv() (Config, error) {
 }
 
 // String describes the config without secrets: the addresses, the
-// namespace and the user names.
+// namespace, the user names and whether TLS is on.
 func (c Config) String() string {
 	var b strings.Builder
 	b.WriteString("nacos{addresses=")
@@ -103,6 +161,9 @@ func (c Config) String() string {
 	}
 	if c.SecretKey != "" {
 		b.WriteString(" secretKey=***")
+	}
+	if c.TLS != nil {
+		b.WriteString(" tls")
 	}
 	b.WriteString("}")
 	return b.String()
@@ -149,6 +210,15 @@ func (c Config) clientParam() (param vo.NacosClientParam, dir string, err error)
 	if err != nil {
 		return param, "", err
 	}
+	var tlsCfg constant.TLSConfig
+	if c.TLS != nil {
+		if tlsCfg, err = c.TLS.sdk(); err != nil {
+			return param, "", err
+		}
+		for i := range servers {
+			servers[i].Scheme = "https" // the login, which carries the password
+		}
+	}
 	logDir, cacheDir := c.LogDir, c.CacheDir
 	if logDir == "" || cacheDir == "" {
 		dir, err = privateDir()
@@ -189,6 +259,9 @@ func (c Config) clientParam() (param vo.NacosClientParam, dir string, err error)
 		// instance of a service would never go away.
 		constant.WithUpdateCacheWhenEmpty(true),
 	)
+	if c.TLS != nil {
+		cc.TLSCfg = tlsCfg
+	}
 	return vo.NacosClientParam{ClientConfig: cc, ServerConfigs: servers}, dir, nil
 }
 
@@ -220,13 +293,23 @@ func (c Config) logger() *slog.Logger {
 	return slog.New(slog.NewTextHandler(io.Discard, nil))
 }
 
-// secrets lists the strings the SDK's log output must not show.
+// secrets lists the strings the SDK's log output must not show: the
+// password and the secret key as they are and as the SDK's log lines may
+// encode them (it logs request parameters as JSON, which escapes <, > and
+// &; URLs escape more), longest first.
 func (c Config) secrets() []string {
 	var s []string
 	for _, v := range []string{c.Password, c.SecretKey} {
-		if v != "" {
-			s = append(s, v)
+		if v == "" {
+			continue
+		}
+		js, _ := json.Marshal(v)
+		for _, f := range []string{v, strings.Trim(string(js), `"`), url.QueryEscape(v), url.PathEscape(v)} {
+			if !slices.Contains(s, f) {
+				s = append(s, f)
+			}
 		}
 	}
+	slices.SortStableFunc(s, func(a, b string) int { return len(b) - len(a) })
 	return s
 }

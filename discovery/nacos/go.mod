@@ -5,6 +5,7 @@ go 1.26.8
 require (
 	github.com/lightmesh/lightmesh v0.0.0
 	github.com/nacos-group/nacos-sdk-go/v2 v2.3.2
+	github.com/prometheus/client_golang v1.23.2
 	go.uber.org/goleak v1.3.0
 )
 
@@ -47,7 +48,6 @@ require (
 	github.com/munnerz/goautoneg v0.0.0-20191010083416-a7dc8b61c822 // indirect
 	github.com/orcaman/concurrent-map v0.0.0-20210501183033-44dafcb38ecc // indirect
 	github.com/pkg/errors v0.9.1 // indirect
-	github.com/prometheus/client_golang v1.23.2 // indirect
 	github.com/prometheus/client_model v0.6.2 // indirect
 	github.com/prometheus/common v0.67.5 // indirect
 	github.com/prometheus/procfs v0.16.1 // indirect
