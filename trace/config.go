@@ -43,11 +43,12 @@ type Option interface {
 }
 
 type config struct {
-	tp       trace.TracerProvider
-	prop     propagation.TextMapPropagator
-	mode     Mode
-	laneKeys []string
-	idKeys   []string
+	tp            trace.TracerProvider
+	prop          propagation.TextMapPropagator
+	mode          Mode
+	laneKeys      []string
+	idKeys        []string
+	noInboundLane bool
 }
 
 type optionFunc func(*config)
@@ -123,4 +124,28 @@ func WithRequestIDHeaders(names ...string) Option {
 			c.idKeys = names
 		}
 	})
+}
+
+// WithoutInboundLanes makes Extract ignore the lane an incoming request
+// carries: its lane headers (X-Env: staging) and every baggage member
+// named BaggagePrefix + key (lightmesh.lane.x-env=staging) are dropped,
+// whatever the key; the members are removed from the extracted baggage, so
+// they are not forwarded either. Use it on a service facing the public
+// internet, so that a stranger cannot send its calls into a lane and reach
+// staging instances.
+//
+// Everything else is still read: the trace context, the rest of the
+// baggage and the request id (X-Request-Id, which selects no instance and
+// is validated like any input). A lane the context already holds is kept,
+// so the service can still put a request it trusts into a lane itself with
+// ContextWithLane (after authenticating it, say). Inject is unchanged: the
+// context's lane travels on, and so does a lane header the service sets on
+// an outgoing request itself — a reverse proxy copying incoming headers
+// onto its outgoing requests must leave the lane headers out.
+//
+// A mesh extracts with one Propagator in its HTTP Handler and its gRPC
+// server interceptors, so mesh.WithTrace(trace.WithoutInboundLanes())
+// covers both. Propagator.InboundLanes reports the setting.
+func WithoutInboundLanes() Option {
+	return optionFunc(func(c *config) { c.noInboundLane = true })
 }

@@ -39,6 +39,15 @@
 // caller's headers are never overwritten; the lane's baggage members are set
 // to the outgoing lane and the caller's own baggage members are kept.
 //
+// # Lanes at the edge
+//
+// A service facing the public internet must not let strangers pick its
+// lane: with WithoutInboundLanes, Extract reads no lane header and drops the
+// lightmesh.lane.* baggage members, so the service's calls go where
+// requests without a lane go. Trace context, the rest of the baggage and
+// the request id still propagate, and a lane the service sets itself with
+// ContextWithLane still travels on.
+//
 // # Propagator default
 //
 // Without WithPropagator, New uses otel.GetTextMapPropagator() if a global

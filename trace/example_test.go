@@ -59,3 +59,29 @@ func ExampleNewLane() {
 	fmt.Println(err)
 	// Output: trace: invalid lane label key: label 0 key "X-Env": uppercase letter 'X' at byte 0 (keys are lowercase header names)
 }
+
+// A service facing the public internet ignores the lane of the requests it
+// receives: a stranger's X-Env header and lane baggage select nothing, while
+// the trace and the rest of the baggage travel on.
+func ExampleWithoutInboundLanes() {
+	p := lmtrace.New(lmtrace.WithoutInboundLanes())
+
+	in := http.Header{}
+	in.Set("Traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+	in.Set("X-Env", "staging")
+	in.Set("Baggage", "lightmesh.lane.x-env=staging,user=alice")
+	ctx := p.Extract(context.Background(), propagation.HeaderCarrier(in))
+
+	fmt.Printf("lane: %q\n", lmtrace.LaneFromContext(ctx))
+	fmt.Println("trace:", lmtrace.TraceIDFromContext(ctx))
+
+	out := http.Header{}
+	p.Inject(ctx, propagation.HeaderCarrier(out))
+	fmt.Printf("X-Env: %q\n", out.Get("X-Env"))
+	fmt.Println("Baggage:", out.Get("Baggage"))
+	// Output:
+	// lane: ""
+	// trace: 4bf92f3577b34da6a3ce929d0e0e4736
+	// X-Env: ""
+	// Baggage: user=alice
+}

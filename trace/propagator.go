@@ -67,6 +67,8 @@ type Propagator struct {
 	mode   Mode
 	keys   []laneKey // sorted by key
 	ids    []idKey   // request-id headers, in order of preference
+	// noInboundLane: Extract reads no lane (WithoutInboundLanes).
+	noInboundLane bool
 	// lastBaggage is the baggage header last built for a lane read from
 	// request headers (a lane in ctx caches its own): services that
 	// forward the lane header send the same few lanes over and over.
@@ -122,6 +124,8 @@ func New(opts ...Option) *Propagator {
 		mode:   c.mode,
 		keys:   compileLaneKeys(keys, ids),
 		ids:    ids,
+
+		noInboundLane: c.noInboundLane,
 	}
 }
 
@@ -200,6 +204,10 @@ func (p *Propagator) Fields() []string {
 	return f
 }
 
+// InboundLanes reports whether Extract reads the lane of incoming requests:
+// true unless the Propagator was made WithoutInboundLanes.
+func (p *Propagator) InboundLanes() bool { return !p.noInboundLane }
+
 // RequestIDHeaders returns the canonical names of the headers that carry
 // the request id, in order of preference (see WithRequestIDHeaders).
 func (p *Propagator) RequestIDHeaders() []string {
@@ -216,7 +224,9 @@ func (p *Propagator) RequestIDHeaders() []string {
 // "lightmesh.lane.<key>" baggage member; a header or member whose value is
 // not a valid label value is ignored. If the carrier holds a lane it replaces
 // the lane in ctx; otherwise ctx's lane is kept. Invalid or oversized input is
-// ignored and never fails the request. A nil carrier returns ctx.
+// ignored and never fails the request. A nil carrier returns ctx. With
+// WithoutInboundLanes, Extract reads no lane and drops the lightmesh.lane.*
+// baggage members.
 func (p *Propagator) Extract(ctx context.Context, carrier propagation.TextMapCarrier) context.Context {
 	if carrier == nil {
 		return ctx
@@ -226,6 +236,12 @@ func (p *Propagator) Extract(ctx context.Context, carrier propagation.TextMapCar
 		c = noBaggageCarrier{c}
 	}
 	ctx = p.prop.Extract(ctx, c)
+	if p.noInboundLane {
+		if hasBaggage(c) {
+			ctx = withoutLaneMembers(ctx)
+		}
+		return p.extractRequestID(ctx, c)
+	}
 
 	var buf [MaxLaneLabels]Label
 	n := 0
@@ -251,13 +267,46 @@ func (p *Propagator) Extract(ctx context.Context, carrier propagation.TextMapCar
 	if n > 0 {
 		ctx = context.WithValue(ctx, laneCtxKey, newLane(buf[:n]))
 	}
+	return p.extractRequestID(ctx, c)
+}
+
+// extractRequestID returns ctx with the first valid request id c holds, if
+// any.
+func (p *Propagator) extractRequestID(ctx context.Context, c propagation.TextMapCarrier) context.Context {
 	for i := range p.ids {
 		if id := strings.TrimSpace(getKey(c, p.ids[i].key, p.ids[i].canon)); validRequestID(id) {
-			ctx = context.WithValue(ctx, requestIDCtxKey, id)
-			break
+			return context.WithValue(ctx, requestIDCtxKey, id)
 		}
 	}
 	return ctx
+}
+
+// hasBaggage reports whether c holds a baggage header, which Extract has
+// put into the context in place of the context's own baggage.
+func hasBaggage(c propagation.TextMapCarrier) bool {
+	if vg, ok := c.(propagation.ValuesGetter); ok {
+		return slices.ContainsFunc(vg.Values("baggage"), func(v string) bool { return v != "" })
+	}
+	return c.Get("baggage") != ""
+}
+
+// withoutLaneMembers returns ctx with the lightmesh.lane.* members removed
+// from its baggage.
+func withoutLaneMembers(ctx context.Context) context.Context {
+	bag := baggage.FromContext(ctx)
+	if bag.Len() == 0 {
+		return ctx
+	}
+	out := bag
+	for _, m := range bag.Members() {
+		if strings.HasPrefix(m.Key(), BaggagePrefix) {
+			out = out.DeleteMember(m.Key())
+		}
+	}
+	if out.Len() == bag.Len() {
+		return ctx
+	}
+	return baggage.ContextWithBaggage(ctx, out)
 }
 
 // Inject writes what ctx carries into carrier: trace context and baggage via
