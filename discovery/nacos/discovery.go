@@ -46,7 +46,16 @@ type Discovery struct {
 	mu     sync.Mutex
 	subs   map[string]*subscription
 	closed bool
+	// resuming names the services whose last watch had instances when it
+	// lost the server: the first list of their next watch may be empty
+	// only because the server has just restarted and the instances have
+	// not registered again yet.
+	resuming map[string]bool
 }
+
+// resumeGrace is how long a watch resuming after an outage holds back an
+// empty first list, waiting for the instances to register again.
+const resumeGrace = 5 * time.Second
 
 var _ discovery.Source = (*Discovery)(nil)
 
@@ -74,7 +83,7 @@ func NewDiscovery(cfg Config, group string) (*Discovery, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Discovery{client: client, group: group, logger: cfg.logger(), dir: dir, subs: map[string]*subscription{}}, nil
+	return &Discovery{client: client, group: group, logger: cfg.logger(), dir: dir, subs: map[string]*subscription{}, resuming: map[string]bool{}}, nil
 }
 
 func newNamingClient(cfg Config) (naming_client.INamingClient, string, error) {
@@ -103,6 +112,13 @@ func newNamingClient(cfg Config) (naming_client.INamingClient, string, error) {
 // ends with errServerUnhealthy when it is not, so the mesh reports the
 // outage and retries with backoff; a retry fails at once while the
 // connection is down and subscribes afresh once it is back.
+//
+// A restarted server knows no ephemeral instance until each registers
+// again, which its SDK does after it reconnects. So when a watch resumes
+// after an outage and the service, which had instances, now has none,
+// the empty list is held back for up to 5 s, waiting for them: without
+// that, every call would fail until they are back. A list with
+// instances is delivered at once.
 func (d *Discovery) Watch(ctx context.Context, service string, update func([]discovery.Instance)) error {
 	if service == "" {
 		return errors.New("nacos: empty service name")
@@ -122,6 +138,17 @@ func (d *Discovery) Watch(ctx context.Context, service string, update func([]dis
 	}
 	var last []discovery.Instance
 	first := true
+	var grace <-chan time.Time // set while an empty list is held back
+	if d.takeResuming(service) {
+		grace = time.After(resumeGrace)
+	}
+	defer func() {
+		// A watch that had instances (or was still waiting for them to
+		// come back) and failed marks the next one as resuming.
+		if ctx.Err() == nil && (len(last) > 0 || grace != nil) {
+			d.setResuming(service)
+		}
+	}()
 	for {
 		changed := sub.changes()
 		svc, err := d.client.GetService(vo.GetServiceParam{ServiceName: service, GroupName: d.group})
@@ -129,7 +156,10 @@ func (d *Discovery) Watch(ctx context.Context, service string, update func([]dis
 			return fmt.Errorf("nacos: read %s@%s: %w", service, d.group, err)
 		}
 		list := d.convert(service, svc.Hosts)
-		if first || !slices.EqualFunc(last, list, sameInstance) {
+		if len(list) > 0 {
+			grace = nil
+		}
+		if grace == nil && (first || !slices.EqualFunc(last, list, sameInstance)) {
 			update(list)
 			last, first = list, false
 		}
@@ -141,11 +171,31 @@ func (d *Discovery) Watch(ctx context.Context, service string, update func([]dis
 				if !d.client.ServerHealthy() {
 					return fmt.Errorf("nacos: watch %s@%s: %w", service, d.group, errServerUnhealthy)
 				}
+			case <-grace:
+				d.logger.Warn("lightmesh: nacos service still has no instance after the server came back", "service", service, "waited", resumeGrace)
+				grace, waiting = nil, false
 			case <-changed:
 				waiting = false
 			}
 		}
 	}
+}
+
+// setResuming marks service as resuming after an outage.
+func (d *Discovery) setResuming(service string) {
+	d.mu.Lock()
+	d.resuming[service] = true
+	d.mu.Unlock()
+}
+
+// takeResuming reports whether service is resuming after an outage, and
+// clears the mark.
+func (d *Discovery) takeResuming(service string) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	r := d.resuming[service]
+	delete(d.resuming, service)
+	return r
 }
 
 // errServerUnhealthy ends a Watch whose naming client lost its server.

@@ -58,7 +58,11 @@ func (s *faultServer) run(t *testing.T, cmd string, env ...string) string {
 // request may fail because of it, the rules must stay at the last good
 // version, the status must show the outage within 5 s and the recovery,
 // the watchers must retry with capped backoff, not in a hot loop, and a
-// rule published after the restart must be applied.
+// rule published after the restart must be applied. The instances'
+// registrations are closed during the outage and made again 2 s after
+// the server is back, as when their processes are slow to register
+// again: the restarted server, which knows no instance meanwhile, must
+// not empty the mesh's list.
 func TestFaultNacosKilled(t *testing.T) {
 	srv := startFaultServer(t)
 	cfg := Config{Addresses: []string{srv.addr}, TimeoutMs: 3000}
@@ -66,9 +70,13 @@ func TestFaultNacosKilled(t *testing.T) {
 	pub := newPublisher(t, cfg, "")
 	v1 := pub.publish(t, dataID, meshtest.LaneRules(service))
 	backends, _ := meshtest.Fleet(t, "base-1", "base-2", "staging-1")
-	for name, b := range backends {
-		register(t, cfg, service, "", b, strings.SplitN(name, "-", 2)[0])
+	registerAll := func() (regs []*Registration) {
+		for name, b := range backends {
+			regs = append(regs, register(t, cfg, service, "", b, strings.SplitN(name, "-", 2)[0]))
+		}
+		return regs
 	}
+	regs := registerAll()
 	rules, err := NewRuleSource(cfg, dataID, "")
 	if err != nil {
 		t.Fatal(err)
@@ -131,9 +139,16 @@ func TestFaultNacosKilled(t *testing.T) {
 		}
 	}
 
+	for _, r := range regs {
+		r.Close() // fails to deregister: the server is down
+	}
 	restarted := time.Now()
 	srv.run(t, "start")
 	t.Logf("server ready again %v after the restart began", time.Since(restarted).Round(time.Millisecond))
+	// The instances come back 2 s after the server, within the 5 s the
+	// mesh's discovery waits for them.
+	time.Sleep(2 * time.Second)
+	registerAll()
 	var recovered time.Duration
 	meshtest.WaitFor(t, 30*time.Second, "rules and discovery reported connected", func() bool {
 		st := m.Status()
@@ -144,6 +159,7 @@ func TestFaultNacosKilled(t *testing.T) {
 		return ok
 	})
 	t.Logf("status connected %v after the restart began", recovered.Round(time.Millisecond))
+	waitInstances(t, m, service, 3)
 
 	// A rule published after the restart is applied, by the mesh that
 	// lived through the outage and by the one started during it:
