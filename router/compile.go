@@ -7,9 +7,12 @@ import (
 	"maps"
 	"net/textproto"
 	"regexp"
+	"regexp/syntax"
 	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
+	"unicode/utf8"
 
 	"github.com/lightmesh/lightmesh/discovery"
 )
@@ -26,6 +29,31 @@ const (
 	MaxNameLen          = 253
 	MaxWeight           = 1_000_000
 )
+
+// Limits on what a document costs to compile and keep, checked by Compile.
+// A document within the byte, count and length limits above could
+// otherwise hold gigabytes once compiled: a 25-byte regex such as
+// (x|\pL){300} compiles to megabytes, and a route weighted 1:999999 to a
+// 65,536-step schedule.
+const (
+	// MaxRegexSize caps the size of one regex: one unit per operator,
+	// literal character and character-class bound, with its counted
+	// repetitions unrolled (x{2,5} counts x five times). [a-z0-9-]{1,63}
+	// is 442; \pL, every letter, is about 1,300 on its own.
+	MaxRegexSize = 100_000
+	// MaxRegexTotalSize caps the sum of the sizes of all the regexes in a
+	// document.
+	MaxRegexTotalSize = 1_000_000
+	// MaxScheduleSteps caps the steps of the weighted schedules of a
+	// document's routes, counting each distinct split once: a split's
+	// weights over their greatest common divisor, summed (90/10 is 10
+	// steps, 1/999 is 1,000), at most 65,536 for one split.
+	MaxScheduleSteps = 1 << 22
+)
+
+// maxSplitSteps is the length discovery.NewSchedule gives at most to the
+// schedule of one split.
+const maxSplitSteps = 1 << 16
 
 // Rules is a compiled, validated rule document. It is immutable apart from
 // the counters that spread weighted splits, and safe for concurrent use.
@@ -96,6 +124,12 @@ func Compile(doc *Document) (*Rules, error) {
 type compiler struct {
 	pos      *positions // nil without source positions
 	problems []*FieldError
+	// regexSize sums the sizes of the regexes compiled so far.
+	regexSize int
+	// schedules holds the schedule of each distinct split compiled so
+	// far, by weights, and steps the sum of their steps.
+	schedules map[string]discovery.Schedule
+	steps     int
 }
 
 func newCompiler(pos *positions) *compiler { return &compiler{pos: pos} }
@@ -127,6 +161,9 @@ func (c *compiler) err() error {
 		return nil
 	}
 	sortProblems(c.problems)
+	for _, p := range c.problems {
+		p.Path = clipPath(p.Path)
+	}
 	ve := &ValidationError{Problems: c.problems}
 	if n := len(ve.Problems); n > MaxProblems {
 		ve.Problems, ve.More = ve.Problems[:MaxProblems:MaxProblems], n-MaxProblems
@@ -140,7 +177,7 @@ func (c *compiler) compile(doc *Document) *Rules {
 	case "":
 		c.fail("apiVersion", "required (%s)", APIVersion)
 	default:
-		c.fail("apiVersion", "unsupported %q, want %s", doc.APIVersion, APIVersion)
+		c.fail("apiVersion", "unsupported %s, want %s", quote(doc.APIVersion), APIVersion)
 	}
 	if len(doc.Services) > MaxServices {
 		c.fail("services", "%d services, over the limit of %d", len(doc.Services), MaxServices)
@@ -200,7 +237,7 @@ func (c *compiler) service(path, name string, svc Service) *serviceRules {
 		if r.Name == "" {
 			cr.name = fmt.Sprintf("routes[%d]", i)
 		} else if j, dup := names[r.Name]; dup {
-			c.fail(rp+".name", "duplicate route name %q (also routes[%d])", r.Name, j)
+			c.fail(rp+".name", "duplicate route name %s (also routes[%d])", quote(r.Name), j)
 		} else if !validName(r.Name) {
 			c.fail(rp+".name", "route name must be 1..%d characters of letters, digits, '-', '_' and '.'", MaxNameLen)
 		} else {
@@ -257,7 +294,7 @@ func (c *compiler) route(path string, r Route, subsets map[string]int) route {
 		c.fail(path+".destinations", "%d destinations, over the limit of %d", n, MaxDestinations)
 	}
 	weights := make([]int, 0, len(r.Destinations))
-	weighted, sum, negative := 0, 0, false
+	weighted, sum, negative, invalid := 0, 0, false, false
 	seen := make(map[string]int)
 	for i, d := range r.Destinations {
 		dp := fmt.Sprintf("%s.destinations[%d]", path, i)
@@ -266,10 +303,10 @@ func (c *compiler) route(path string, r Route, subsets map[string]int) route {
 		case d.Subset == "":
 			c.missing(dp, "subset")
 		case !ok:
-			c.fail(dp+".subset", "unknown subset %q", d.Subset)
+			c.fail(dp+".subset", "unknown subset %s", quote(d.Subset))
 		}
 		if j, dup := seen[d.Subset]; dup && d.Subset != "" {
-			c.fail(dp+".subset", "subset %q already used by destinations[%d]", d.Subset, j)
+			c.fail(dp+".subset", "subset %s already used by destinations[%d]", quote(d.Subset), j)
 		}
 		seen[d.Subset] = i
 		w := 1
@@ -279,11 +316,12 @@ func (c *compiler) route(path string, r Route, subsets map[string]int) route {
 			switch {
 			case w < 0:
 				c.fail(dp+".weight", "must be >= 0")
-				negative = true
+				negative, invalid = true, true
 			case w > MaxWeight:
 				c.fail(dp+".weight", "must be <= %d", MaxWeight)
+				invalid = true
 			}
-			sum += max(w, 0)
+			sum += min(max(w, 0), MaxWeight) // capped: weights past the limit must not overflow the sum
 		}
 		cr.dests = append(cr.dests, idx)
 		weights = append(weights, w)
@@ -307,11 +345,13 @@ func (c *compiler) route(path string, r Route, subsets map[string]int) route {
 		}
 		cr.dests, weights = kept, keptWeights
 	}
-	cr.schedule = discovery.NewSchedule(weights)
+	if !invalid {
+		cr.schedule = c.schedule(path+".destinations", weights)
+	}
 	if r.Fallback != "" {
 		idx, ok := subsets[r.Fallback]
 		if !ok {
-			c.fail(path+".fallback", "unknown subset %q", r.Fallback)
+			c.fail(path+".fallback", "unknown subset %s", quote(r.Fallback))
 		}
 		cr.fallback = idx
 	}
@@ -352,7 +392,7 @@ func (c *compiler) match(path string, m *Match, cr *route) {
 	}
 	for i, meth := range m.Methods {
 		if !validHeaderName(meth) {
-			c.fail(fmt.Sprintf("%s.methods[%d]", path, i), "invalid method %q", meth)
+			c.fail(fmt.Sprintf("%s.methods[%d]", path, i), "invalid method %s", quote(meth))
 			continue
 		}
 		cr.methods = append(cr.methods, strings.ToUpper(meth))
@@ -377,11 +417,25 @@ func (c *compiler) stringCond(path string, m StringMatch, header bool) (stringCo
 			c.fail(path+".regex", "%d bytes, over the limit of %d", len(expr), MaxRegexLen)
 			return sc, false
 		}
-		// Check expr on its own first: wrapped, an unbalanced expr such as
-		// "a)|(b" would compile and escape the anchors.
-		if _, err := regexp.Compile(expr); err != nil {
+		// Parse expr on its own first: wrapped, an unbalanced expr such as
+		// "a)|(b" would compile and escape the anchors. regexp.Compile
+		// parses with the same flags.
+		parsed, err := syntax.Parse(expr, syntax.Perl)
+		if err != nil {
 			c.fail(path+".regex", "invalid RE2 expression: %v", err)
 			return sc, false
+		}
+		// Measure it before compiling: a short expression can compile to
+		// megabytes.
+		switch size := regexSize(parsed); {
+		case size > MaxRegexSize:
+			c.fail(path+".regex", "expression too large: size %d with its counted repetitions unrolled, over the limit of %d (match with + or * rather than large counts)", size, MaxRegexSize)
+			return sc, false
+		case c.regexSize+size > MaxRegexTotalSize:
+			c.fail(path+".regex", "too much regex in the document: this expression (size %d) takes the sum of their sizes over the limit of %d", size, MaxRegexTotalSize)
+			return sc, false
+		default:
+			c.regexSize += size
 		}
 		re, err := regexp.Compile(`^(?:` + expr + `)$`)
 		if err != nil {
@@ -407,6 +461,137 @@ func (c *compiler) stringCond(path string, m StringMatch, header bool) (stringCo
 		return sc, false
 	}
 	return sc, true
+}
+
+// regexSize returns the size of a parsed regex, as MaxRegexSize counts
+// it.
+func regexSize(re *syntax.Regexp) int {
+	size := 1 + len(re.Rune)
+	for _, sub := range re.Sub {
+		size += regexSize(sub)
+	}
+	if re.Op == syntax.OpRepeat {
+		// x{n,m} compiles to m copies of x, x{n,} to n copies and a star.
+		// The parser caps nested counts at 1000 in all, so no overflow.
+		copies := re.Max
+		if copies < 0 {
+			copies = re.Min + 1
+		}
+		size = 1 + max(copies, 1)*(size-1)
+	}
+	return size
+}
+
+// schedule returns the schedule of a split with weights, shared by every
+// route of the document with the same weights, and reports at path a split
+// that would take the document's schedules over MaxScheduleSteps.
+func (c *compiler) schedule(path string, weights []int) discovery.Schedule {
+	steps := splitSteps(weights)
+	if steps == 0 {
+		return discovery.NewSchedule(weights) // plain round-robin: no steps stored
+	}
+	var b strings.Builder
+	for _, w := range weights {
+		b.WriteString(strconv.Itoa(w))
+		b.WriteByte(':')
+	}
+	key := b.String()
+	if s, ok := c.schedules[key]; ok {
+		return s
+	}
+	if c.steps+steps > MaxScheduleSteps {
+		c.fail(path, "weights %s need a schedule of %d steps, over the limit of %d for all the distinct splits of the document (use rounder weights: 90/10 needs 10 steps, 1/99 needs 100)", strings.TrimSuffix(key, ":"), steps, MaxScheduleSteps)
+		return discovery.Schedule{}
+	}
+	if c.schedules == nil {
+		c.schedules = make(map[string]discovery.Schedule)
+	}
+	c.steps += steps
+	s := discovery.NewSchedule(weights)
+	c.schedules[key] = s
+	return s
+}
+
+// splitSteps returns the length of the schedule discovery.NewSchedule
+// builds for valid weights (at most MaxWeight each): 0 when they are all
+// equal (plain round-robin), else their sum over their greatest common
+// divisor, at most maxSplitSteps.
+func splitSteps(weights []int) int {
+	if len(weights) < 2 {
+		return 0
+	}
+	g, equal := 0, true
+	for _, w := range weights {
+		if w != weights[0] {
+			equal = false
+		}
+		g = gcd(g, max(w, 1))
+	}
+	if equal {
+		return 0
+	}
+	total := 0
+	for _, w := range weights {
+		total += max(w, 1) / g
+	}
+	return min(total, max(maxSplitSteps, len(weights)))
+}
+
+func gcd(a, b int) int {
+	for b != 0 {
+		a, b = b, a%b
+	}
+	return a
+}
+
+// quote returns s quoted, cut to its first 64 bytes when longer, so that
+// an error message stays short whatever the document holds.
+func quote(s string) string {
+	const limit = 64
+	if len(s) <= limit {
+		return strconv.Quote(s)
+	}
+	return strconv.Quote(cutUTF8(s, limit)) + fmt.Sprintf("...(%d bytes)", len(s))
+}
+
+// clipPath shortens each key in path longer than any key Parse reads to
+// its first 40 bytes, so that an error message stays short whatever the
+// document holds.
+func clipPath(path string) string {
+	if len(path) <= maxKeyLen {
+		return path
+	}
+	var b strings.Builder
+	for len(path) > 0 {
+		// path[:i] is a key, or an index such as [3], with the dot or
+		// bracket before it.
+		i := strings.IndexAny(path[1:], ".[") + 1
+		if i == 0 {
+			i = len(path)
+		}
+		part := path[:i]
+		if key, ok := strings.CutPrefix(part, "."); ok && len(key) > maxKeyLen {
+			fmt.Fprintf(&b, ".%s...(%d bytes)", cutUTF8(key, 40), len(key))
+		} else if len(part) > maxKeyLen && part[0] != '[' {
+			fmt.Fprintf(&b, "%s...(%d bytes)", cutUTF8(part, 40), len(part))
+		} else {
+			b.WriteString(part)
+		}
+		path = path[i:]
+	}
+	return b.String()
+}
+
+// cutUTF8 returns the longest prefix of s of at most n bytes that does not
+// split a UTF-8 sequence.
+func cutUTF8(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
 }
 
 func validName(s string) bool {

@@ -138,7 +138,7 @@ func badDocs() []badDoc {
 		{"yaml/tab indentation", "apiVersion: lightmesh/v1\nservices:\n\tuser-api: {}\n", []string{"router: decode: yaml: line 3: found character that cannot start any token"}},
 		{"yaml/bad indentation", "apiVersion: lightmesh/v1\nservices:\n  a: {}\n b: {}\n", []string{"router: decode: yaml: line 3: did not find expected key"}},
 		{"yaml/unterminated quote", "apiVersion: \"lightmesh/v1\nservices: {}\n", []string{"router: decode: yaml: line 3: found unexpected end of stream"}},
-		{"yaml/invalid UTF-8", "apiVersion: lightmesh/v1\nservices: {\xff\xfe: {}}\n", []string{"router: decode: yaml: invalid leading UTF-8 octet"}},
+		{"yaml/invalid UTF-8", "apiVersion: lightmesh/v1\nservices: {\xff\xfe: {}}\n", []string{"router: document is not UTF-8: byte 0xff at line 2, column 12"}},
 		{"yaml/control character", "apiVersion: lightmesh/v1\x00\n", []string{"router: decode: yaml: control characters are not allowed"}},
 		{"json/unclosed object", `{"apiVersion": "lightmesh/v1", "services": {`, []string{"router: decode: yaml: line 1: did not find expected node content"}},
 		{"json/missing colon", `{"apiVersion" "lightmesh/v1"}`, []string{"router: decode: yaml: did not find expected ',' or '}'"}},

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -72,6 +73,9 @@ func parse(data []byte) (*Document, *positions, error) {
 	if len(bytes.TrimSpace(data)) == 0 {
 		return nil, nil, errors.New("router: document is empty")
 	}
+	if err := checkUTF8(data); err != nil {
+		return nil, nil, err
+	}
 	data = yamlSafeJSON(data)
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	var root yaml.Node
@@ -93,6 +97,9 @@ func parse(data []byte) (*Document, *positions, error) {
 	}
 	w := shapeWalker{seen: make(map[shapeKey]bool), pos: pos}
 	w.walk(body, reflect.TypeFor[Document](), "")
+	if pos.undecodable {
+		return &doc, pos, nil
+	}
 	if err := body.Decode(&doc); err != nil {
 		var te *yaml.TypeError
 		if !errors.As(err, &te) {
@@ -111,6 +118,41 @@ func parse(data []byte) (*Document, *positions, error) {
 	return &doc, pos, nil
 }
 
+// maxMappingKeys caps the keys of every mapping but services (capped at
+// MaxServices): the YAML decoder compares each key of a mapping with every
+// other, so 100,000 keys would take minutes. No mapping the document holds
+// needs more (MaxSubsets is the largest other limit).
+const maxMappingKeys = 1000
+
+// maxKeyLen is the longest mapping key Parse reads: no name the document
+// holds (service, subset, label key, header) may be longer.
+const maxKeyLen = 256
+
+// binaryTag is YAML's tag for base64 data, which decodes into a Go string
+// as raw bytes, valid UTF-8 or not.
+const binaryTag = "!!binary"
+
+// checkUTF8 reports the first byte of data that is not UTF-8, by line and
+// column. A document starting with a UTF-16 byte order mark is left to the
+// YAML decoder, which reads UTF-16.
+func checkUTF8(data []byte) error {
+	if utf8.Valid(data) || bytes.HasPrefix(data, []byte{0xfe, 0xff}) || bytes.HasPrefix(data, []byte{0xff, 0xfe}) {
+		return nil
+	}
+	line, start := 1, 0
+	for i := 0; i < len(data); {
+		r, size := utf8.DecodeRune(data[i:])
+		if r == utf8.RuneError && size <= 1 {
+			return fmt.Errorf("router: document is not UTF-8: byte 0x%02x at line %d, column %d", data[i], line, utf8.RuneCount(data[start:i])+1)
+		}
+		if r == '\n' {
+			line, start = line+1, i+size
+		}
+		i += size
+	}
+	return nil
+}
+
 // position is a line and column in the document, both from 1.
 type position struct{ line, column int }
 
@@ -122,6 +164,12 @@ type positions struct {
 	// incomplete: the document could not be decoded whole (values of the
 	// wrong kind), so its content is not validated.
 	incomplete bool
+	// problemAt and problemIn hold the paths of the shape problems and of
+	// the values holding them, for hides.
+	problemAt, problemIn map[string]bool
+	// undecodable: a mapping has too many keys, or a key is too long, for
+	// the document to be decoded at all.
+	undecodable bool
 }
 
 // hides reports whether a content problem at path is most likely a shape
@@ -129,11 +177,15 @@ type positions struct {
 // problem, inside it, or on the mapping holding it (a misspelled field
 // leaves its mapping without that field).
 func (p *positions) hides(path string) bool {
-	if p == nil {
+	if p == nil || len(p.problems) == 0 {
 		return false
 	}
-	for _, sp := range p.problems {
-		if path == sp.Path || parentPath(sp.Path) == path || isUnder(path, sp.Path) {
+	p.index()
+	if p.problemAt[path] || p.problemIn[path] || p.problemAt[""] {
+		return true
+	}
+	for i := 1; i < len(path); i++ { // the ancestors of path
+		if (path[i] == '.' || path[i] == '[') && p.problemAt[path[:i]] {
 			return true
 		}
 	}
@@ -144,15 +196,26 @@ func (p *positions) hides(path string) bool {
 // mapping at path is left out: the mapping has a shape problem, most
 // likely the misspelled field.
 func (p *positions) hidesMissing(path string) bool {
-	if p == nil {
+	if p == nil || len(p.problems) == 0 {
 		return false
 	}
-	for _, sp := range p.problems {
-		if parentPath(sp.Path) == path || sp.Path == path {
-			return true
-		}
+	p.index()
+	return p.problemIn[path] || p.problemAt[path]
+}
+
+// index fills problemAt and problemIn from the shape problems, which are
+// all found before the first content problem: a document with thousands
+// of both would otherwise cost seconds of comparisons.
+func (p *positions) index() {
+	if p.problemAt != nil {
+		return
 	}
-	return false
+	p.problemAt = make(map[string]bool, len(p.problems))
+	p.problemIn = make(map[string]bool, len(p.problems))
+	for _, sp := range p.problems {
+		p.problemAt[sp.Path] = true
+		p.problemIn[parentPath(sp.Path)] = true
+	}
 }
 
 // parentPath returns the path of the value holding path ("" for a
@@ -229,7 +292,7 @@ func join(path, key string) string {
 
 func (w *shapeWalker) walk(n *yaml.Node, t reflect.Type, path string) {
 	n = resolveAlias(n)
-	if isNull(n) {
+	if isNull(n) || w.tooManyKeys(n, path) {
 		return
 	}
 	k := shapeKey{n, t}
@@ -268,8 +331,11 @@ func (w *shapeWalker) walk(n *yaml.Node, t reflect.Type, path string) {
 			w.pos.fail(path, n, "must be true or false, not %s", describe(n))
 		}
 	case reflect.String:
-		if n.Kind != yaml.ScalarNode {
+		switch {
+		case n.Kind != yaml.ScalarNode:
 			w.pos.fail(path, n, "must be a string, not %s", describe(n))
+		case n.ShortTag() == binaryTag:
+			w.pos.fail(path, n, "must be a string, not binary data")
 		}
 	case reflect.Slice:
 		if n.Kind != yaml.SequenceNode {
@@ -292,6 +358,10 @@ func (w *shapeWalker) walk(n *yaml.Node, t reflect.Type, path string) {
 		w.keys(n, path, func(key, value *yaml.Node, kp string) {
 			if key.Kind != yaml.ScalarNode {
 				w.pos.fail(path, key, "keys must be strings, not %s", describe(key))
+				return
+			}
+			if key.ShortTag() == binaryTag {
+				w.pos.fail(kp, key, "keys must be strings, not binary data")
 				return
 			}
 			w.pos.set(kp, key)
@@ -320,6 +390,15 @@ func (w *shapeWalker) keys(n *yaml.Node, path string, f func(key, value *yaml.No
 	seen := make(map[string]int)
 	w.pairs(n, path, func(key, value *yaml.Node) {
 		kp := join(path, key.Value)
+		if len(key.Value) > maxKeyLen {
+			// No name may be that long. Every path below would repeat
+			// the key (a long key over thousands of values would cost
+			// gigabytes of paths), so neither the value nor the decoded
+			// document is looked at.
+			w.pos.fail(kp, key, "key is %d bytes, over the limit of %d", len(key.Value), maxKeyLen)
+			w.pos.incomplete, w.pos.undecodable = true, true
+			return
+		}
 		if line, dup := seen[key.Value]; dup {
 			w.pos.fail(kp, key, "duplicate key (first at line %d)", line)
 			return
@@ -341,7 +420,7 @@ func (w *shapeWalker) pairs(n *yaml.Node, path string, f func(key, value *yaml.N
 				items = v.Content
 			}
 			for _, m := range items {
-				if m = resolveAlias(m); m.Kind == yaml.MappingNode {
+				if m = resolveAlias(m); m.Kind == yaml.MappingNode && !w.tooManyKeys(m, path) {
 					w.pairs(m, path, f)
 				}
 			}
@@ -349,6 +428,24 @@ func (w *shapeWalker) pairs(n *yaml.Node, path string, f func(key, value *yaml.N
 		}
 		f(key, value)
 	}
+}
+
+// tooManyKeys reports, and marks the document undecodable, a mapping at
+// path with more keys than any mapping there may hold.
+func (w *shapeWalker) tooManyKeys(n *yaml.Node, path string) bool {
+	if n.Kind != yaml.MappingNode {
+		return false
+	}
+	limit := maxMappingKeys
+	if path == "services" {
+		limit = MaxServices
+	}
+	if k := len(n.Content) / 2; k > limit {
+		w.pos.fail(path, n, "mapping of %d keys, over the limit of %d", k, limit)
+		w.pos.incomplete, w.pos.undecodable = true, true
+		return true
+	}
+	return false
 }
 
 func (w *shapeWalker) duration(n *yaml.Node, path string) {

@@ -237,7 +237,7 @@ func (c *compiler) policy(path string, svc Service, routes []route) *Policy {
 		if name == "" {
 			name = fmt.Sprintf("inbound[%d]", i)
 		} else if j, dup := names[name]; dup {
-			c.fail(ip+".name", "duplicate inbound route name %q (also inbound[%d])", name, j)
+			c.fail(ip+".name", "duplicate inbound route name %s (also inbound[%d])", quote(name), j)
 		} else {
 			names[name] = i
 		}
