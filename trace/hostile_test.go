@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -158,17 +160,72 @@ func TestHostileInputBoundedAllocation(t *testing.T) {
 	}
 }
 
+// laneSources returns, for lane key k, the values the input offers it: the
+// header value (trimmed) and the value of every baggage member named
+// BaggagePrefix+k, as written and percent-decoded. It is a deliberately
+// naive reading of W3C baggage: members split at commas, properties cut at
+// the first semicolon, key and value split at the first '='.
+func laneSources(k, headerValue, bag string) []string {
+	out := []string{strings.TrimSpace(headerValue)}
+	for _, member := range strings.Split(bag, ",") {
+		member, _, _ = strings.Cut(member, ";")
+		key, value, ok := strings.Cut(member, "=")
+		if !ok || strings.TrimSpace(key) != BaggagePrefix+k {
+			continue
+		}
+		value = strings.TrimSpace(value)
+		out = append(out, value)
+		if dec, err := url.PathUnescape(value); err == nil {
+			out = append(out, dec)
+		}
+	}
+	return out
+}
+
+// FuzzExtract feeds Extract arbitrary trace context, baggage, lane headers
+// and request ids. The lane extracted must be valid, hold only configured
+// keys, each with a value the input carries for it (never one made up),
+// take a valid lane header over baggage, and survive a hop; the request
+// id must be valid and the outgoing baggage must parse.
 func FuzzExtract(f *testing.F) {
-	f.Add(inTraceparent, "vendor=1", "user=alice,lightmesh.lane.x-env=staging", "canary", "req-1")
-	f.Add("garbage", "", "lightmesh.lane.x-env=%zz", "a,b", "")
-	f.Add("", "", strings.Repeat("k=v,", 100), "", "\x00")
+	lane := BaggagePrefix + "x-env=staging," + BaggagePrefix + "x-tenant=acme"
+	f.Add(inTraceparent, "vendor=1", "user=alice,lightmesh.lane.x-env=staging", "canary", "", "req-1")
+	f.Add("garbage", "", "lightmesh.lane.x-env=%zz", "a,b", "", "")
+	f.Add("", "", strings.Repeat("k=v,", 100), "", "", "\x00")
+	f.Add("", "", lane, "", "", "")                                             // both keys from baggage
+	f.Add("", "", lane, "base", "  ", "")                                       // a header over baggage, a blank one
+	f.Add("", "", manyMembers(63, lane), "", "", "")                            // at the member limit
+	f.Add("", "", manyMembers(200, lane), "", "", "")                           // over it: baggage ignored
+	f.Add("", "", lane+";p=1;q,"+BaggagePrefix+"x-env=other", "", "", "")       // properties, a duplicate
+	f.Add("", "", BaggagePrefix+"x-env=st%61g\xffing", "\xff\xfe", "t\xe9", "") // invalid UTF-8
+	f.Add("", "", BaggagePrefix+"x-env=%E2%82%AC,"+BaggagePrefix+"x-tenant=%61", "", "", "")
+	f.Add("", "", BaggagePrefix+"x-env="+strings.Repeat("v", MaxLabelValueLen+1), strings.Repeat("s", MaxLabelValueLen), "", "")
+	f.Add("", "", BaggagePrefix+"x-tenant="+strings.Repeat("v", 9000), strings.Repeat("s", MaxLabelValueLen+1), "", "")
+	f.Add("", "", " "+BaggagePrefix+"x-env = a ,"+BaggagePrefix+"X-ENV=b,"+BaggagePrefix+"x-other=c", "", "", "")
 	p := New(WithLaneKeys("x-env", "x-tenant"))
-	f.Fuzz(func(t *testing.T, tp, ts, bag, env, reqID string) {
-		in := propagation.MapCarrier{"traceparent": tp, "tracestate": ts, "baggage": bag, "x-env": env, "x-request-id": reqID}
+	f.Fuzz(func(t *testing.T, tp, ts, bag, env, tenant, reqID string) {
+		in := propagation.MapCarrier{"traceparent": tp, "tracestate": ts, "baggage": bag, "x-env": env, "x-tenant": tenant, "x-request-id": reqID}
 		ctx := p.Extract(context.Background(), in)
 		lane := LaneFromContext(ctx)
 		if _, err := NewLane(lane.Labels()...); err != nil {
 			t.Fatalf("extracted lane %q is invalid: %v", lane, err)
+		}
+		headers := map[string]string{"x-env": env, "x-tenant": tenant}
+		for k, v := range lane.All {
+			h, configured := headers[k]
+			if !configured {
+				t.Fatalf("extracted lane %q has key %q, not a lane key", lane, k)
+			}
+			if !slices.Contains(laneSources(k, h, bag), v) {
+				t.Fatalf("extracted lane %q: %s=%q is in neither the header %q nor the baggage %q", lane, k, v, h, bag)
+			}
+		}
+		for k, h := range headers {
+			if h = strings.TrimSpace(h); validValue(h) {
+				if got, _ := lane.Get(k); got != h {
+					t.Fatalf("lane header %s=%q is valid, but the lane has %s=%q", k, h, k, got)
+				}
+			}
 		}
 		if id := RequestIDFromContext(ctx); id != "" && !validRequestID(id) {
 			t.Fatalf("extracted request id %q is invalid", id)
