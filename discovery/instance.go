@@ -26,6 +26,9 @@ const (
 	MaxLabels        = 64
 	MaxLabelKeyLen   = 128
 	MaxLabelValueLen = 256
+	// MaxHostLen bounds the host of an address: the length limit of a DNS
+	// name, which IP addresses are well within.
+	MaxHostLen = 253
 )
 
 // Validate reports whether the instance can be routed to: a host:port
@@ -33,10 +36,13 @@ const (
 func (in Instance) Validate() error {
 	host, port, err := net.SplitHostPort(in.Address)
 	if err != nil || host == "" {
-		return fmt.Errorf("discovery: instance address %q: want host:port", in.Address)
+		return fmt.Errorf("discovery: instance address %.80q: want host:port", in.Address)
 	}
-	if p, err := strconv.Atoi(port); err != nil || p <= 0 || p > 65535 {
-		return fmt.Errorf("discovery: instance address %q: invalid port", in.Address)
+	if len(host) > MaxHostLen {
+		return fmt.Errorf("discovery: instance address %.80q...: host is %d bytes, over the limit of %d", in.Address, len(host), MaxHostLen)
+	}
+	if p, err := strconv.Atoi(port); err != nil || p <= 0 || p > 65535 || len(port) > 5 {
+		return fmt.Errorf("discovery: instance address %.80q: invalid port", in.Address)
 	}
 	if in.Weight < 0 {
 		return fmt.Errorf("discovery: instance %s: weight %d must be >= 0", in.Address, in.Weight)

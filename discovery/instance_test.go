@@ -46,6 +46,10 @@ func TestInstanceValidate(t *testing.T) {
 		{"65 labels", Instance{Address: "h:80", Labels: manyLabels(MaxLabels + 1)}, "discovery: instance h:80: 65 labels, over the limit of 64"},
 		{"empty label key", Instance{Address: "h:80", Labels: map[string]string{"": "v"}}, `discovery: instance h:80: label "": key must be 1..128 bytes and value at most 256`},
 		{"label key too long", Instance{Address: "h:80", Labels: map[string]string{strings.Repeat("k", MaxLabelKeyLen+1): "v"}}, "key must be 1..128 bytes"},
+		{"host at the limit", Instance{Address: strings.Repeat("h", MaxHostLen) + ":80"}, ""},
+		{"host too long", Instance{Address: strings.Repeat("h", 1<<20) + ":80"}, `discovery: instance address "` + strings.Repeat("h", 80) + `"...: host is 1048576 bytes, over the limit of 253`},
+		{"port padded", Instance{Address: "h:" + strings.Repeat("0", 1<<20) + "80"}, "invalid port"},
+		{"address too long, no port", Instance{Address: strings.Repeat("h", 1<<20)}, `discovery: instance address "` + strings.Repeat("h", 80) + `": want host:port`},
 		{"label value too long", Instance{Address: "h:80", Labels: map[string]string{"env": strings.Repeat("v", MaxLabelValueLen+1)}}, `label "env": key must be 1..128 bytes and value at most 256`},
 	}
 	for _, tt := range tests {
