@@ -109,6 +109,14 @@ func New(ctx context.Context, opts ...Option) (*Mesh, error) {
 			o.apply(&cfg)
 		}
 	}
+	if cfg.err != nil {
+		for _, src := range cfg.given {
+			if c, ok := src.(io.Closer); ok {
+				c.Close()
+			}
+		}
+		return nil, cfg.err
+	}
 	m := &Mesh{
 		cfg:       cfg,
 		docs:      make(chan rules.Document),

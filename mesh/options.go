@@ -1,6 +1,7 @@
 package mesh
 
 import (
+	"fmt"
 	"io"
 	"log/slog"
 	"time"
@@ -37,6 +38,10 @@ type config struct {
 	// snapshotDelay is how long the snapshot writer gathers changes
 	// before it writes them.
 	snapshotDelay time.Duration
+	// err is the first option that cannot be honoured; New fails with
+	// it, closing every source it was given.
+	err   error
+	given []any // every rule and discovery source given, to close on err
 }
 
 func defaultConfig() config {
@@ -51,24 +56,46 @@ func defaultConfig() config {
 // WithRules sets where rule documents come from. Without it the mesh runs
 // with no rules: every discovered service is balanced over all its
 // instances. The mesh owns src: Close closes it when it has a Close
-// method. A mesh reads one rule source; given twice, the last one is used.
+// method. A mesh reads one rule source: given a second one, New fails
+// rather than silently drop either.
 func WithRules(src rules.Source) Option {
 	return optionFunc(func(c *config) {
-		if src != nil {
-			c.rules = src
+		if src == nil {
+			return
 		}
+		c.given = append(c.given, src)
+		if c.rules != nil {
+			c.fail(fmt.Errorf("mesh: WithRules given twice (%s, then %s): a mesh reads one rule source", redact(c.rules.String()), redact(src.String())))
+			return
+		}
+		c.rules = src
 	})
 }
 
 // WithDiscovery sets where instances come from. The mesh watches every
 // service the rules name plus those given to WithServices. The mesh owns
-// src: Close closes it when it has a Close method.
+// src: Close closes it when it has a Close method. A mesh reads one
+// discovery source: given a second one, New fails rather than silently
+// drop either.
 func WithDiscovery(src discovery.Source) Option {
 	return optionFunc(func(c *config) {
-		if src != nil {
-			c.discovery = src
+		if src == nil {
+			return
 		}
+		c.given = append(c.given, src)
+		if c.discovery != nil {
+			c.fail(fmt.Errorf("mesh: WithDiscovery given twice (%T, then %T): a mesh reads one discovery source", c.discovery, src))
+			return
+		}
+		c.discovery = src
 	})
+}
+
+// fail records err unless an earlier option failed.
+func (c *config) fail(err error) {
+	if c.err == nil {
+		c.err = err
+	}
 }
 
 // WithServices names services to discover even when no rule mentions them.
