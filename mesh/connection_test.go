@@ -115,7 +115,7 @@ func TestConnectionStateTellsTheTruth(t *testing.T) {
 		}
 	}
 	client := &http.Client{Transport: m.Transport(nil)}
-	load := meshtest.StartLoad(t, client, "http://user-api/", map[string]string{"x-env": "staging"}, 400, 5*time.Millisecond)
+	load := meshtest.StartLoad(t, client, "http://user-api/", 400, 200, meshtest.WithHeader("x-env", "staging"))
 
 	downAt := time.Now()
 	plane.setDown(true)
@@ -157,7 +157,7 @@ func TestConnectionStateTellsTheTruth(t *testing.T) {
 	if st := m.Status(); st.Watcher.Attempts != 0 || st.Watcher.Since.Before(downAt) || st.Watcher.LastError == "" {
 		t.Errorf("rules after the reconnect = %+v; want 0 attempts, connected since after the outage, the last error kept", st.Watcher)
 	}
-	res := load.Wait()
+	res := load.Wait(t, 30*time.Second)
 	if res.Failed != 0 || res.ByBody["staging-1"] != res.Sent {
 		t.Errorf("requests across the outage: %d sent, %d failed, answered by %v; want all served by staging-1: %v", res.Sent, res.Failed, res.ByBody, res.Errors)
 	}

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/lightmesh/lightmesh/discovery"
+	"github.com/lightmesh/lightmesh/internal/meshtest"
 	"github.com/lightmesh/lightmesh/mesh"
 	"github.com/lightmesh/lightmesh/rules"
 )
@@ -127,7 +128,7 @@ func TestFaultRuleChurn(t *testing.T) {
 				resp.Body.Close()
 			})
 		}
-		faultWaitUntil(t, 5*time.Second, "two warm-up requests held on "+b.name, func() bool { return b.held.Load() == 2 })
+		meshtest.WaitFor(t, 5*time.Second, "two warm-up requests held on "+b.name, func() bool { return b.held.Load() == 2 })
 		b.unhold()
 	}
 	warm.Wait()
@@ -144,8 +145,8 @@ func TestFaultRuleChurn(t *testing.T) {
 		}))
 	client := &http.Client{Transport: m.Transport(base)}
 
-	load := startFaultLoad(client, "http://svc/", n, rate, nil)
-	faultWaitUntil(t, 5*time.Second, "50 requests sent", func() bool { return load.sent.Load() >= 50 })
+	load := meshtest.StartLoad(t, client, "http://svc/", n, rate, nil)
+	meshtest.WaitFor(t, 5*time.Second, "50 requests sent", func() bool { return load.Sent() >= 50 })
 	runtime.GC()
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
@@ -162,21 +163,21 @@ func TestFaultRuleChurn(t *testing.T) {
 			src.Set([]byte(churnValid(i)))
 		}
 		if i%10 == 0 {
-			g, f := runtime.NumGoroutine(), load.inFlight()
+			g, f := runtime.NumGoroutine(), load.InFlight()
 			goMax, inFlightMax = max(goMax, g), max(inFlightMax, f)
 			goExcess = max(goExcess, g-goBefore-perCall*f)
 		}
 		time.Sleep(pause)
 	}
 	churnTook := time.Since(churnStart)
-	sentDuring := load.sent.Load()
+	sentDuring := load.Sent()
 	last := updates - 1
 	if invalid(last) {
 		t.Fatal("the test needs a valid last document")
 	}
-	faultWaitUntil(t, 5*time.Second, "the last document to be in force", func() bool { return m.Status().Rules.Version == version(last) })
+	meshtest.WaitFor(t, 5*time.Second, "the last document to be in force", func() bool { return m.Status().Rules.Version == version(last) })
 	settled := time.Since(churnStart)
-	s := load.wait(t, 30*time.Second)
+	s := load.Wait(t, 30*time.Second)
 	runtime.GC()
 	runtime.ReadMemStats(&ms)
 	heapAfter := ms.HeapAlloc
@@ -192,12 +193,12 @@ func TestFaultRuleChurn(t *testing.T) {
 	if h := forbidden.hits.Load(); h != 0 {
 		t.Errorf("the forbidden backend got %d calls: a document that was never valid routed them", h)
 	}
-	if s.failed != 0 {
-		t.Errorf("%d of %d calls failed during the churn, want none; first errors %q", s.failed, n, s.errs)
+	if s.Failed != 0 {
+		t.Errorf("%d of %d calls failed during the churn, want none; first errors %q", s.Failed, n, s.Errors)
 	}
-	for body := range s.byBody {
+	for body := range s.ByBody {
 		if !strings.HasPrefix(body, "t") {
-			t.Errorf("answers %v: %q is not an allowed backend", s.byBody, body)
+			t.Errorf("answers %v: %q is not an allowed backend", s.ByBody, body)
 		}
 	}
 	if rejected.Load() == 0 || st.LastRejection == nil {
@@ -223,7 +224,7 @@ func TestFaultRuleChurn(t *testing.T) {
 	// One more invalid document: rejected and shown, the last good one
 	// keeps serving.
 	src.Set([]byte(churnInvalid(updates)))
-	faultWaitUntil(t, 5*time.Second, "the extra rejection", func() bool {
+	meshtest.WaitFor(t, 5*time.Second, "the extra rejection", func() bool {
 		r := m.Status().LastRejection
 		return r != nil && r.Version == version(updates)
 	})
@@ -383,7 +384,7 @@ func TestFaultInstanceChurn(t *testing.T) {
 	m := newMesh(t, rules.NewMemory([]byte(svcDoc("    retry: {attempts: 1, backoff: 5ms}\n"))), static)
 	client := &http.Client{Transport: m.Transport(base)}
 
-	load := startFaultLoad(client, "http://svc/", n, rate, func(_ int, req *http.Request) {
+	load := meshtest.StartLoad(t, client, "http://svc/", n, rate, func(_ int, req *http.Request) {
 		req.Header.Set("X-Fault-Seq", strconv.FormatInt(seq.Load(), 10))
 	})
 	type sample struct {
@@ -402,11 +403,11 @@ func TestFaultInstanceChurn(t *testing.T) {
 		}
 		seq.Store(int64(k))
 		if k%20 == 0 { // every second
-			samples = append(samples, sample{int(open.Load()), runtime.NumGoroutine(), load.inFlight()})
+			samples = append(samples, sample{int(open.Load()), runtime.NumGoroutine(), load.InFlight()})
 		}
 	}
 	tick.Stop()
-	s := load.wait(t, 30*time.Second)
+	s := load.Wait(t, 30*time.Second)
 	faultLog(t, "instance churn", s)
 
 	// Per sample: connections beyond the bound, and goroutines that
@@ -439,8 +440,8 @@ func TestFaultInstanceChurn(t *testing.T) {
 	if late.Load() > maxLate {
 		t.Errorf("%d calls arrived more than one discovery event after their backend left, want at most %d (calls in flight)", late.Load(), maxLate)
 	}
-	if s.failed != 0 {
-		t.Errorf("%d of %d calls failed, want none (every instance that left keeps running); first errors %q", s.failed, n, s.errs)
+	if s.Failed != 0 {
+		t.Errorf("%d of %d calls failed, want none (every instance that left keeps running); first errors %q", s.Failed, n, s.Errors)
 	}
 	if worstConn > connSlack {
 		t.Errorf("open connections: up to %d more than %d idle per backend plus one per call in flight (slack %d): %s", worstConn, maxIdle, connSlack, strings.Join(cs, " "))

@@ -26,107 +26,10 @@ import (
 	"time"
 
 	"github.com/lightmesh/lightmesh/discovery"
+	"github.com/lightmesh/lightmesh/internal/meshtest"
 	"github.com/lightmesh/lightmesh/mesh"
 	"github.com/lightmesh/lightmesh/rules"
 )
-
-// faultCall is what one request of a faultLoad saw.
-type faultCall struct {
-	start   time.Time
-	latency time.Duration
-	body    string
-	err     error
-}
-
-// faultLoad is an open-loop load: n GET requests, one every interval,
-// each on its own goroutine so that a stuck request does not slow the
-// rate. It stops by itself after n requests.
-type faultLoad struct {
-	calls []faultCall
-	sent  atomic.Int64 // requests started
-	ended atomic.Int64 // requests ended
-	done  chan struct{}
-}
-
-// faultRequestTimeout bounds each request of a faultLoad.
-const faultRequestTimeout = 10 * time.Second
-
-// startFaultLoad sends n GET requests for target through c at rate per
-// second; prepare, when not nil, may add headers to request i just before
-// it is sent.
-func startFaultLoad(c *http.Client, target string, n, rate int, prepare func(i int, req *http.Request)) *faultLoad {
-	l := &faultLoad{calls: make([]faultCall, n), done: make(chan struct{})}
-	go func() {
-		defer close(l.done)
-		var wg sync.WaitGroup
-		tick := time.NewTicker(time.Second / time.Duration(rate))
-		defer tick.Stop()
-		for i := range n {
-			<-tick.C
-			wg.Add(1)
-			l.sent.Add(1)
-			go func() {
-				defer wg.Done()
-				defer l.ended.Add(1)
-				ctx, cancel := context.WithTimeout(context.Background(), faultRequestTimeout)
-				defer cancel()
-				req, _ := http.NewRequestWithContext(ctx, http.MethodGet, target, nil)
-				if prepare != nil {
-					prepare(i, req)
-				}
-				fc := &l.calls[i]
-				fc.start = time.Now()
-				resp, err := c.Do(req)
-				if err == nil {
-					var b []byte
-					b, err = io.ReadAll(resp.Body)
-					resp.Body.Close()
-					if err == nil && resp.StatusCode != http.StatusOK {
-						err = fmt.Errorf("status %d: %s", resp.StatusCode, b)
-					}
-					fc.body = string(b)
-				}
-				fc.latency, fc.err = time.Since(fc.start), err
-			}()
-		}
-		wg.Wait()
-	}()
-	return l
-}
-
-// inFlight returns the number of requests started and not yet ended.
-func (l *faultLoad) inFlight() int { return int(l.sent.Load() - l.ended.Load()) }
-
-// faultSummary sums up a finished faultLoad.
-type faultSummary struct {
-	n, failed  int
-	maxLatency time.Duration
-	byBody     map[string]int
-	errs       []string // the first few
-}
-
-// wait waits for every request, at most d, and sums them up.
-func (l *faultLoad) wait(t *testing.T, d time.Duration) faultSummary {
-	t.Helper()
-	select {
-	case <-l.done:
-	case <-time.After(d):
-		t.Fatalf("load of %d requests not finished after %v (%d sent)", len(l.calls), d, l.sent.Load())
-	}
-	s := faultSummary{n: len(l.calls), byBody: map[string]int{}}
-	for _, c := range l.calls {
-		s.maxLatency = max(s.maxLatency, c.latency)
-		if c.err != nil {
-			s.failed++
-			if len(s.errs) < 5 {
-				s.errs = append(s.errs, fmt.Sprintf("after %v: %v", c.latency.Round(time.Millisecond), c.err))
-			}
-			continue
-		}
-		s.byBody[c.body]++
-	}
-	return s
-}
 
 // faultTryLog is a base RoundTripper that records when each try went to each
 // instance address before handing it to an http.Transport of its own.
@@ -340,19 +243,19 @@ func faultEjectedAt(t *testing.T, m *mesh.Mesh, service, addr string, openPeriod
 
 // faultLog logs what a load saw: its count, failures, slowest request
 // and answers by backend.
-func faultLog(t *testing.T, what string, s faultSummary) {
+func faultLog(t *testing.T, what string, s meshtest.LoadResult) {
 	t.Helper()
-	names := make([]string, 0, len(s.byBody))
-	for n := range s.byBody {
+	names := make([]string, 0, len(s.ByBody))
+	for n := range s.ByBody {
 		names = append(names, n)
 	}
 	sort.Strings(names)
 	var parts []string
 	for _, n := range names {
-		parts = append(parts, fmt.Sprintf("%s=%d", n, s.byBody[n]))
+		parts = append(parts, fmt.Sprintf("%s=%d", n, s.ByBody[n]))
 	}
 	t.Logf("%s: %d requests, %d failed, max latency %v, answers %s; first errors %q",
-		what, s.n, s.failed, s.maxLatency.Round(time.Millisecond), strings.Join(parts, " "), s.errs)
+		what, s.Sent, s.Failed, s.MaxLatency.Round(time.Millisecond), strings.Join(parts, " "), s.Errors)
 }
 
 // The rules of the kill and black-hole faults.
@@ -389,21 +292,21 @@ func TestFaultInstanceKilledMidRequest(t *testing.T) {
 	m := newMesh(t, rules.NewMemory([]byte(svcDoc(faultProtection))), discovery.NewStatic(map[string][]discovery.Instance{"svc": list}))
 	client := &http.Client{Transport: m.Transport(tries)}
 
-	load := startFaultLoad(client, "http://svc/", n, rate, nil)
+	load := meshtest.StartLoad(t, client, "http://svc/", n, rate, nil)
 	// Let the victim serve real traffic first, then hold its new requests
 	// and kill it with some of them in flight.
-	faultWaitUntil(t, 5*time.Second, "the victim to serve 30 requests", func() bool { return victim.hits.Load() >= 30 })
+	meshtest.WaitFor(t, 5*time.Second, "the victim to serve 30 requests", func() bool { return victim.hits.Load() >= 30 })
 	victim.holding.Store(true)
-	faultWaitUntil(t, 5*time.Second, "2 requests held on the victim", func() bool { return victim.held.Load() >= 2 })
+	meshtest.WaitFor(t, 5*time.Second, "2 requests held on the victim", func() bool { return victim.held.Load() >= 2 })
 	held := victim.held.Load()
-	sentAtKill := load.sent.Load()
+	sentAtKill := load.Sent()
 	aAtKill, bAtKill := a.hits.Load(), b.hits.Load()
 	killedAt := time.Now()
 	victim.kill()
 	ejected := faultEjectedAt(t, m, "svc", victim.addr(), faultOpenBase, 5*time.Second)
 	detect := ejected.Sub(killedAt)
 
-	s := load.wait(t, 30*time.Second)
+	s := load.Wait(t, 30*time.Second)
 	faultLog(t, "kill one of three", s)
 	triesAll, triesAfterKill := tries.count(victim.addr(), killedAt)
 	_, triesAfterEject := tries.count(victim.addr(), ejected.Add(grace))
@@ -411,8 +314,8 @@ func TestFaultInstanceKilledMidRequest(t *testing.T) {
 		sentAtKill, n, held, detect.Round(time.Millisecond), triesAll, triesAfterKill, triesAfterEject, grace)
 	t.Logf("after the kill: a got %d, b got %d", a.hits.Load()-aAtKill, b.hits.Load()-bAtKill)
 
-	if s.failed > maxFailed {
-		t.Errorf("%d of %d requests failed, want at most %d: each try on the dead instance must be retried elsewhere; first errors %q", s.failed, n, maxFailed, s.errs)
+	if s.Failed > maxFailed {
+		t.Errorf("%d of %d requests failed, want at most %d: each try on the dead instance must be retried elsewhere; first errors %q", s.Failed, n, maxFailed, s.Errors)
 	}
 	if held < 1 {
 		t.Errorf("no request was in flight on the victim when it was killed")
@@ -423,8 +326,8 @@ func TestFaultInstanceKilledMidRequest(t *testing.T) {
 	if triesAfterEject != 0 {
 		t.Errorf("%d tries went to the dead instance after it was ejected", triesAfterEject)
 	}
-	if s.byBody["victim"] == 0 || s.byBody["a"]+s.byBody["b"]+s.byBody["victim"] != n-s.failed {
-		t.Errorf("answers %v: want the victim's before the kill and the rest from a and b", s.byBody)
+	if s.ByBody["victim"] == 0 || s.ByBody["a"]+s.ByBody["b"]+s.ByBody["victim"] != n-s.Failed {
+		t.Errorf("answers %v: want the victim's before the kill and the rest from a and b", s.ByBody)
 	}
 }
 
@@ -450,32 +353,32 @@ func TestFaultBlackHoleInstance(t *testing.T) {
 	client := &http.Client{Transport: m.Transport(tries)}
 
 	start := time.Now()
-	load := startFaultLoad(client, "http://svc/", n, rate, nil)
+	load := meshtest.StartLoad(t, client, "http://svc/", n, rate, nil)
 	ejected := faultEjectedAt(t, m, "svc", hole.addr(), faultOpenBase, 5*time.Second)
-	s := load.wait(t, 30*time.Second)
+	s := load.Wait(t, 30*time.Second)
 	faultLog(t, "black hole beside two", s)
 	accepts, acceptsAfter := hole.count(ejected.Add(grace))
 	triesAll, triesAfter := tries.count(hole.addr(), ejected.Add(grace))
 	var slow int
-	for _, c := range load.calls {
-		if c.latency > faultPerTry {
+	for _, c := range load.Calls() {
+		if c.Latency > faultPerTry {
 			slow++
 		}
 	}
 	bound := faultPerTry*(faultAttempts+1) + slack
 	t.Logf("ejected %v after the load started; black hole: %d connections accepted, %d after ejection (+%v); %d tries, %d after ejection; %d requests slower than the per-try timeout %v; max latency %v (bound %v)",
-		ejected.Sub(start).Round(time.Millisecond), accepts, acceptsAfter, grace, triesAll, triesAfter, slow, faultPerTry, s.maxLatency.Round(time.Millisecond), bound)
+		ejected.Sub(start).Round(time.Millisecond), accepts, acceptsAfter, grace, triesAll, triesAfter, slow, faultPerTry, s.MaxLatency.Round(time.Millisecond), bound)
 
-	if s.maxLatency > bound {
-		t.Errorf("max latency %v, want at most per-try timeout × tries + slack = %v", s.maxLatency, bound)
+	if s.MaxLatency > bound {
+		t.Errorf("max latency %v, want at most per-try timeout × tries + slack = %v", s.MaxLatency, bound)
 	}
 	// A retry goes to another instance: no request waits on the black
 	// hole twice.
-	if s.maxLatency >= 2*faultPerTry {
-		t.Errorf("max latency %v, want under 2 × per-try timeout = %v: a retry went back to the black hole", s.maxLatency, 2*faultPerTry)
+	if s.MaxLatency >= 2*faultPerTry {
+		t.Errorf("max latency %v, want under 2 × per-try timeout = %v: a retry went back to the black hole", s.MaxLatency, 2*faultPerTry)
 	}
-	if s.failed > maxFailed {
-		t.Errorf("%d of %d requests failed, want at most %d; first errors %q", s.failed, n, maxFailed, s.errs)
+	if s.Failed > maxFailed {
+		t.Errorf("%d of %d requests failed, want at most %d; first errors %q", s.Failed, n, maxFailed, s.Errors)
 	}
 	if acceptsAfter != 0 || triesAfter != 0 {
 		t.Errorf("after ejection the black hole got %d new connections and %d tries, want none", acceptsAfter, triesAfter)
@@ -485,8 +388,8 @@ func TestFaultBlackHoleInstance(t *testing.T) {
 	if accepts < 3 || accepts > 30 {
 		t.Errorf("the black hole accepted %d connections before ejection, want 3..30", accepts)
 	}
-	if s.byBody["a"]+s.byBody["b"] != n-s.failed {
-		t.Errorf("answers %v: every answer must come from a or b", s.byBody)
+	if s.ByBody["a"]+s.ByBody["b"] != n-s.Failed {
+		t.Errorf("answers %v: every answer must come from a or b", s.ByBody)
 	}
 }
 
@@ -509,12 +412,12 @@ func TestFaultGoroutinesReturnToBaseline(t *testing.T) {
 		t.Fatal(err)
 	}
 	client := &http.Client{Transport: m.Transport(base)}
-	load := startFaultLoad(client, "http://svc/", n, rate, nil)
-	faultWaitUntil(t, 5*time.Second, "the victim to serve 10 requests", func() bool { return victim.hits.Load() >= 10 })
+	load := meshtest.StartLoad(t, client, "http://svc/", n, rate, nil)
+	meshtest.WaitFor(t, 5*time.Second, "the victim to serve 10 requests", func() bool { return victim.hits.Load() >= 10 })
 	victim.holding.Store(true)
-	faultWaitUntil(t, 5*time.Second, "a request held on the victim", func() bool { return victim.held.Load() >= 1 })
+	meshtest.WaitFor(t, 5*time.Second, "a request held on the victim", func() bool { return victim.held.Load() >= 1 })
 	victim.kill()
-	s := load.wait(t, 30*time.Second)
+	s := load.Wait(t, 30*time.Second)
 	during := runtime.NumGoroutine()
 	faultLog(t, "kill and black hole", s)
 
@@ -529,20 +432,7 @@ func TestFaultGoroutinesReturnToBaseline(t *testing.T) {
 		buf := make([]byte, 1<<20)
 		t.Fatalf("goroutines: %d after, %d before (slack %d); stacks:\n%s", after, before, faultGoroutineSlack, buf[:runtime.Stack(buf, true)])
 	}
-	if s.failed > 0 {
-		t.Errorf("%d of %d requests failed with one good instance left; first errors %q", s.failed, n, s.errs)
-	}
-}
-
-// faultWaitUntil is meshtest.WaitFor with a finer poll, for conditions that
-// change within milliseconds under load.
-func faultWaitUntil(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(time.Millisecond)
+	if s.Failed > 0 {
+		t.Errorf("%d of %d requests failed with one good instance left; first errors %q", s.Failed, n, s.Errors)
 	}
 }

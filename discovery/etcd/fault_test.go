@@ -80,7 +80,7 @@ func TestFaultEtcdStopped(t *testing.T) {
 	m := faultMesh(t, mesh.WithRules(NewRuleSource(cli, key)), mesh.WithDiscovery(NewDiscovery(cli, testPrefix)))
 	waitInstances(t, m, 2)
 	client := &http.Client{Transport: m.Transport(nil)}
-	load := meshtest.StartLoad(t, client, "http://user-api/", nil, 3000, 20*time.Millisecond)
+	load := meshtest.StartLoad(t, client, "http://user-api/", 3000, 50, nil)
 	time.Sleep(500 * time.Millisecond)
 
 	stopped := time.Now()
@@ -148,7 +148,7 @@ func TestFaultEtcdBlackholeAndCompaction(t *testing.T) {
 	m := faultMesh(t, mesh.WithRules(NewRuleSource(cli, key)), mesh.WithDiscovery(NewDiscovery(cli, testPrefix)))
 	waitInstances(t, m, 2)
 	client := &http.Client{Transport: m.Transport(nil)}
-	load := meshtest.StartLoad(t, client, "http://user-api/", nil, 3000, 20*time.Millisecond)
+	load := meshtest.StartLoad(t, client, "http://user-api/", 3000, 50, nil)
 	time.Sleep(500 * time.Millisecond)
 
 	cut := time.Now()

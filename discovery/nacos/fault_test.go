@@ -96,7 +96,7 @@ func TestFaultNacosKilled(t *testing.T) {
 
 	// 50 requests a second for up to 60 s: through the kill, the restart
 	// and the new rules.
-	load := meshtest.StartLoad(t, client, "http://"+service+"/", nil, 3000, 20*time.Millisecond)
+	load := meshtest.StartLoad(t, client, "http://"+service+"/", 3000, 50, nil)
 	time.Sleep(time.Second)
 
 	killed := time.Now()

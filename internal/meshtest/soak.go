@@ -94,8 +94,8 @@ func RunSoak(tb testing.TB, d time.Duration, client *http.Client, service string
 	WaitFor(tb, 30*time.Second, "the first soak rules applied", func() bool { return plane.Applied(doc(0)) })
 
 	const rate = 50
-	load := StartLoad(tb, client, "http://"+service+"/", nil, int(d.Seconds())*rate+rate, time.Second/rate)
-	staging := StartLoad(tb, client, "http://"+service+"/", map[string]string{"x-env": "staging"}, int(d.Seconds())*5+5, time.Second/5)
+	load := StartLoad(tb, client, "http://"+service+"/", int(d.Seconds())*rate+rate, rate, nil)
+	staging := StartLoad(tb, client, "http://"+service+"/", int(d.Seconds())*5+5, 5, WithHeader("x-env", "staging"))
 	start := time.Now()
 	warmUp := min(time.Minute, d/5)
 	var before Resources
