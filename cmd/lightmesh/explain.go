@@ -42,6 +42,7 @@ func runExplain(ctx context.Context, c *cli, args []string) error {
 	grpcMethod := fs.String("grpc-method", "", "a gRPC call's full method, /pkg.Service/Method (path and method are then ignored)")
 	wait := fs.Duration("timeout", 10*time.Second, "how long to wait for the rules and the instances")
 	out := outputFlag(fs, "text", "json", "yaml")
+	c.etcdTLSFlags(fs)
 	rest, err := parseInterspersed(fs, args)
 	if err != nil {
 		return err

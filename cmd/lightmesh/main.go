@@ -48,6 +48,7 @@ type cli struct {
 	stdout, stderr io.Writer
 	env            env
 	commands       map[string]command
+	etcdTLS        etcdTLS // from the --etcd-* flags
 }
 
 // allCommands returns the subcommands by name.
@@ -122,7 +123,7 @@ func (c *cli) usage(w io.Writer) {
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "Run 'lightmesh <command> -h' for a command's flags. A LOCATION is")
 	fmt.Fprintln(w, "  nacos://HOST:PORT/GROUP/DATA_ID[?namespace=NS]   (credentials: NACOS_USERNAME, NACOS_PASSWORD, NACOS_ACCESS_KEY, NACOS_SECRET_KEY)")
-	fmt.Fprintln(w, "  etcd://HOST:PORT[,HOST:PORT...]/KEY              (credentials: ETCD_USERNAME, ETCD_PASSWORD)")
+	fmt.Fprintln(w, "  etcd://HOST:PORT[,HOST:PORT...]/KEY              (credentials: ETCD_USERNAME, ETCD_PASSWORD; TLS: --etcd-cacert, --etcd-cert, --etcd-key)")
 }
 
 // newFlags returns the flag set of a subcommand, with its usage.

@@ -2,7 +2,10 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
+	"flag"
 	"fmt"
 	"net/url"
 	"os"
@@ -12,6 +15,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
+	"github.com/lightmesh/lightmesh/discovery/etcd"
 	"github.com/lightmesh/lightmesh/discovery/nacos"
 	"github.com/lightmesh/lightmesh/router"
 )
@@ -102,29 +106,118 @@ func (c *cli) nacosConfig(l location) nacos.Config {
 	}
 }
 
+// etcdTLS holds the --etcd-cacert, --etcd-cert and --etcd-key flags.
+type etcdTLS struct{ caFile, certFile, keyFile string }
+
+// etcdTLSFlags adds the etcd TLS flags to fs.
+func (c *cli) etcdTLSFlags(fs *flag.FlagSet) {
+	fs.StringVar(&c.etcdTLS.caFile, "etcd-cacert", "", "talk TLS to etcd, verifying it with the CA certificates in this PEM file (without it, the system's)")
+	fs.StringVar(&c.etcdTLS.certFile, "etcd-cert", "", "talk TLS to etcd, presenting this client certificate (PEM; with --etcd-key)")
+	fs.StringVar(&c.etcdTLS.keyFile, "etcd-key", "", "the key of --etcd-cert (PEM)")
+}
+
+// config returns the TLS configuration the flags ask for: nil (plaintext)
+// when none is set.
+func (t etcdTLS) config() (*tls.Config, error) {
+	if t == (etcdTLS{}) {
+		return nil, nil
+	}
+	if (t.certFile == "") != (t.keyFile == "") {
+		return nil, errors.New("--etcd-cert and --etcd-key go together")
+	}
+	tc := &tls.Config{MinVersion: tls.VersionTLS12}
+	if t.caFile != "" {
+		pem, err := os.ReadFile(t.caFile)
+		if err != nil {
+			return nil, fmt.Errorf("--etcd-cacert: %w", err)
+		}
+		tc.RootCAs = x509.NewCertPool()
+		if !tc.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("--etcd-cacert %s: no PEM certificate", t.caFile)
+		}
+	}
+	if t.certFile != "" {
+		cert, err := tls.LoadX509KeyPair(t.certFile, t.keyFile)
+		if err != nil {
+			return nil, fmt.Errorf("--etcd-cert: %w", err)
+		}
+		tc.Certificates = []tls.Certificate{cert}
+	}
+	return tc, nil
+}
+
+// etcdCheckTimeout bounds the check that the server answers.
+const etcdCheckTimeout = 5 * time.Second
+
 // etcdClient returns a client of l's endpoints, with credentials from the
-// environment. The caller closes it.
+// environment and TLS from the flags, once the server has answered. The
+// caller closes it.
 func (c *cli) etcdClient(l location) (*clientv3.Client, error) {
-	cli, err := clientv3.New(clientv3.Config{
+	tc, err := c.etcdTLS.config()
+	if err != nil {
+		return nil, err
+	}
+	cfg := clientv3.Config{
 		// With credentials, New authenticates at once: an unreachable
 		// server fails here.
 		Endpoints:   l.hosts,
 		DialTimeout: 5 * time.Second,
 		Username:    c.env("ETCD_USERNAME"),
 		Password:    c.env("ETCD_PASSWORD"),
+		TLS:         tc,
 		Logger:      zap.NewNop(),
-	})
+	}
+	cli, err := clientv3.New(cfg)
 	if err != nil {
-		return nil, etcdError(l, "connect", err)
+		if errors.Is(err, context.DeadlineExceeded) {
+			// The client keeps the reason to itself; a client without
+			// credentials can ask.
+			cfg.Username, cfg.Password = "", ""
+			if probe, perr := clientv3.New(cfg); perr == nil {
+				err = checkEtcd(probe, err)
+				probe.Close()
+			}
+		}
+		return nil, c.etcdError(l, "connect", err)
+	}
+	// Calls over a connection that cannot be made wait and then fail
+	// with no reason; Check says why.
+	if err := checkEtcd(cli, nil); err != nil {
+		cli.Close()
+		return nil, c.etcdError(l, "connect", err)
 	}
 	return cli, nil
 }
 
+// checkEtcd runs etcd.Check on cli and returns its error, or orElse when
+// the server answers.
+func checkEtcd(cli *clientv3.Client, orElse error) error {
+	ctx, cancel := context.WithTimeout(context.Background(), etcdCheckTimeout)
+	defer cancel()
+	if err := etcd.Check(ctx, cli); err != nil {
+		return &etcdConnError{err}
+	}
+	return orElse
+}
+
+// etcdConnError is an error of etcd.Check: the server did not answer.
+type etcdConnError struct{ err error }
+
+func (e *etcdConnError) Error() string { return e.err.Error() }
+func (e *etcdConnError) Unwrap() error { return e.err }
+
 // etcdError says what failed at l, with advice when the server did not
-// answer.
-func etcdError(l location, op string, err error) error {
-	if errors.Is(err, context.DeadlineExceeded) {
+// answer or the connection failed with TLS in play.
+func (c *cli) etcdError(l location, op string, err error) error {
+	msg := err.Error()
+	var conn *etcdConnError
+	tlsTrouble := strings.Contains(msg, "x509:") || strings.Contains(msg, "tls:") || strings.Contains(msg, "require TLS")
+	connTrouble := errors.As(err, &conn) && (strings.Contains(msg, "connection error") || strings.Contains(msg, "latest balancer error"))
+	switch {
+	case errors.Is(err, context.DeadlineExceeded):
 		return fmt.Errorf("etcd %s: %s: no answer from %s in time; is the server running and the address right?", op, l.key, strings.Join(l.hosts, ","))
+	case tlsTrouble || connTrouble && c.etcdTLS != (etcdTLS{}):
+		return fmt.Errorf("etcd %s %s: %w; TLS is set with --etcd-cacert, --etcd-cert and --etcd-key", op, l.key, err)
 	}
 	return fmt.Errorf("etcd %s %s: %w", op, l.key, err)
 }
@@ -147,7 +240,7 @@ func (c *cli) fetch(ctx context.Context, l location) (string, error) {
 	defer cancel()
 	resp, err := cli.Get(ctx, l.key)
 	if err != nil {
-		return "", etcdError(l, "get", err)
+		return "", c.etcdError(l, "get", err)
 	}
 	if len(resp.Kvs) == 0 {
 		return "", nil
@@ -181,13 +274,14 @@ func (c *cli) publish(ctx context.Context, l location, doc string) error {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	if _, err := cli.Put(ctx, l.key, doc); err != nil {
-		return etcdError(l, "put", err)
+		return c.etcdError(l, "put", err)
 	}
 	return nil
 }
 
 func runGet(ctx context.Context, c *cli, args []string) error {
 	fs := newFlags(c, "get")
+	c.etcdTLSFlags(fs)
 	rest, err := parseInterspersed(fs, args)
 	if err != nil {
 		return err
@@ -212,6 +306,7 @@ func runPush(ctx context.Context, c *cli, args []string) error {
 	fs := newFlags(c, "push")
 	file := fs.String("f", "", "the rule document to publish (required)")
 	dryRun := fs.Bool("dry-run", false, "validate and print what would change for traffic against the live document; publish nothing")
+	c.etcdTLSFlags(fs)
 	rest, err := parseInterspersed(fs, args)
 	if err != nil {
 		return err

@@ -15,9 +15,13 @@ import (
 // a valid document is published and read back; an invalid one is refused,
 // names its problems and publishes nothing (read back to prove it); a dry
 // run prints what would change for traffic and publishes nothing; and the
-// secrets in env never appear in any output.
-func pushGetRoundTrip(t *testing.T, location string, env map[string]string, secret string) {
+// secrets in env never appear in any output. flags go to every command.
+func pushGetRoundTrip(t *testing.T, location string, env map[string]string, secret string, flags ...string) {
 	t.Helper()
+	lightmesh := func(t *testing.T, env map[string]string, args ...string) (int, string, string) {
+		t.Helper()
+		return lightmesh(t, env, append(args, flags...)...)
+	}
 	check := func(what string, code, want int, outputs ...string) {
 		t.Helper()
 		if code != want {

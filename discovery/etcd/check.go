@@ -44,8 +44,8 @@ func Check(ctx context.Context, cli *clientv3.Client) error {
 // say what is wrong.
 func checkHint(msg string) string {
 	switch {
-	case strings.Contains(msg, "error reading server preface: EOF"):
-		return " (the server closed a plaintext connection: does it require TLS? set clientv3.Config.TLS)"
+	case strings.Contains(msg, "error reading server preface: ") && !strings.Contains(msg, "tls:"):
+		return " (the server closed a plaintext connection: does it require TLS?)"
 	case strings.Contains(msg, "authentication handshake failed: EOF"):
 		return " (the server closed the TLS handshake: does it serve plaintext, or need a client certificate?)"
 	}
