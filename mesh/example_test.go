@@ -186,3 +186,30 @@ func ExampleMesh_StatusHandler() {
 	// rejected: router: invalid document: services.user-api.routes[1].destinations[0].subset: unknown subset "bsae" (line 10, column 25)
 	// user-api has 2 instances
 }
+
+// A service facing the public internet ignores the lane its callers send
+// (trace.WithoutInboundLanes): a stranger's X-Env: staging, as a header or
+// as lane baggage, does not take the service's own calls to staging. Code
+// may still put a request it trusts in a lane with trace.ContextWithLane.
+func ExampleWithTrace_edge() {
+	instances, stop := exampleBackends()
+	defer stop()
+	m, err := mesh.New(context.Background(),
+		mesh.WithRules(rules.NewMemory([]byte(exampleRules))),
+		mesh.WithDiscovery(discovery.NewStatic(map[string][]discovery.Instance{"user-api": instances})),
+		mesh.WithTrace(trace.WithoutInboundLanes()),
+	)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer m.Close()
+
+	client := &http.Client{Transport: m.Transport(nil)}
+	edge := httptest.NewServer(m.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, exampleGet(r.Context(), client, "http://user-api/", ""))
+	})))
+	defer edge.Close()
+
+	fmt.Println(exampleGet(context.Background(), http.DefaultClient, edge.URL, "staging"))
+	// Output: base instance
+}
