@@ -30,7 +30,8 @@ const DefaultTimeoutMs = 5000
 
 // Config says how to reach a Nacos server. The zero value is not usable:
 // Addresses is required. Config's String, GoString and LogValue leave
-// out Password and SecretKey, so printing or logging a Config is safe.
+// out Password, AccessKey and SecretKey, so printing or logging a Config
+// is safe.
 type Config struct {
 	// Addresses are the servers' HTTP addresses, "host:port" (port 8848
 	// when missing); the SDK uses gRPC on port + 1000.
@@ -156,8 +157,7 @@ func (c Config) String() string {
 		b.WriteString(" password=***")
 	}
 	if c.AccessKey != "" {
-		b.WriteString(" accessKey=")
-		b.WriteString(c.AccessKey)
+		b.WriteString(" accessKey=***")
 	}
 	if c.SecretKey != "" {
 		b.WriteString(" secretKey=***")
@@ -299,7 +299,7 @@ func (c Config) logger() *slog.Logger {
 // &; URLs escape more), longest first.
 func (c Config) secrets() []string {
 	var s []string
-	for _, v := range []string{c.Password, c.SecretKey} {
+	for _, v := range []string{c.Password, c.AccessKey, c.SecretKey} {
 		if v == "" {
 			continue
 		}

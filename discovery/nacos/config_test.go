@@ -13,12 +13,12 @@ import (
 // TestConfigNeverPrintsSecrets formats a Config every way a program
 // might and checks the password and secret key never show.
 func TestConfigNeverPrintsSecrets(t *testing.T) {
-	c := Config{Addresses: []string{"10.0.0.1:8848"}, NamespaceID: "dev", Username: "ops", Password: "hunter2-pw", AccessKey: "AK1", SecretKey: "sk-very-secret"}
+	c := Config{Addresses: []string{"10.0.0.1:8848"}, NamespaceID: "dev", Username: "ops", Password: "hunter2-pw", AccessKey: "AK-access-1", SecretKey: "sk-very-secret"}
 	var logged bytes.Buffer
 	slog.New(slog.NewJSONHandler(&logged, nil)).Info("config", "nacos", c)
 	slog.New(slog.NewTextHandler(&logged, nil)).Info("config", "nacos", c)
 	for _, out := range []string{c.String(), fmt.Sprint(c), fmt.Sprintf("%v %+v %#v %s", c, c, c, c), fmt.Sprintf("%v", &c), logged.String()} {
-		if strings.Contains(out, "hunter2-pw") || strings.Contains(out, "sk-very-secret") {
+		if strings.Contains(out, "hunter2-pw") || strings.Contains(out, "AK-access-1") || strings.Contains(out, "sk-very-secret") {
 			t.Fatalf("secret printed: %s", out)
 		}
 		if !strings.Contains(out, "10.0.0.1:8848") {

@@ -125,7 +125,7 @@ func TestExposureFindsSecrets(t *testing.T) {
 // and a secret key configured (the test server has authentication off, so
 // it accepts them and ignores them): one against the server, one against
 // an address where nothing listens, so that failures flow into logs,
-// errors and the status. Neither the password nor the secret key, in any
+// errors and the status. Neither the password, the access key nor the secret key, in any
 // encoding, may show in the logs (the mesh's and the SDK's, through
 // Config.Logger), the files the SDK writes in LogDir and CacheDir, any
 // returned error, the Status, the status handler's views or the metrics.
@@ -133,13 +133,14 @@ func TestCredentialsNeverShown(t *testing.T) {
 	const (
 		password  = `N4c0s<Pw>&9q`
 		secretKey = `Sk-L1ghtm3sh<&>7z`
+		accessKey = "AK-lightmesh-test-4711"
 	)
 	live := testConfig(t)
 	var logs meshtest.LogBuffer
 	dirs := t.TempDir()
 	withSecrets := func(c Config, name string) Config {
 		c.Username, c.Password = "lightmesh-ops", password
-		c.AccessKey, c.SecretKey = "AK-lightmesh-test", secretKey
+		c.AccessKey, c.SecretKey = accessKey, secretKey
 		c.LogDir, c.CacheDir = filepath.Join(dirs, name, "log"), filepath.Join(dirs, name, "cache")
 		c.Logger = logs.Logger()
 		return c
@@ -153,7 +154,7 @@ func TestCredentialsNeverShown(t *testing.T) {
 		if seen.addFiles(t, dirs) == 0 {
 			t.Error("the SDK wrote no file to search")
 		}
-		seen.check(t, password, secretKey)
+		seen.check(t, password, accessKey, secretKey)
 	})
 
 	service, group := unique("lm-secrets"), "LIGHTMESH_TEST"
