@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
@@ -242,14 +243,19 @@ func (s *instanceSet) intern(labels map[string]string) map[string]string {
 		return nil
 	}
 	keys := slices.Sorted(maps.Keys(labels))
-	var b strings.Builder
+	// Each key and value is preceded by its length: labels may hold any
+	// byte, so a separator alone would let {"a\x00b": "c"} and
+	// {"a": "b\x00c"} share an id, and one instance take the other's labels.
+	var b []byte
 	for _, k := range keys {
-		b.WriteString(k)
-		b.WriteByte(0)
-		b.WriteString(labels[k])
-		b.WriteByte(0)
+		b = strconv.AppendInt(b, int64(len(k)), 10)
+		b = append(b, ':')
+		b = append(b, k...)
+		b = strconv.AppendInt(b, int64(len(labels[k])), 10)
+		b = append(b, ':')
+		b = append(b, labels[k]...)
 	}
-	id := b.String()
+	id := string(b)
 	if shared, ok := s.labelSets[id]; ok {
 		return shared
 	}
