@@ -5,6 +5,7 @@ package etcd
 import (
 	"context"
 	"net/http"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -249,4 +250,76 @@ func TestFaultEtcdStartWhileDown(t *testing.T) {
 		return st.Rules.Version == strconv.FormatInt(rev, 10) && !st.Rules.FromSnapshot && st.Watcher.Connected
 	})
 	meshtest.ExpectOnly(t, client, "user-api", "", 5, "staging-1")
+}
+
+// TestFaultEtcdClusterMemberLost runs the mesh against a three-member
+// etcd cluster through a client that knows all three endpoints, and
+// stops the leader while requests flow: no request fails, a rule put
+// while the member is down applies, and the status ends connected; the
+// member then rejoins.
+func TestFaultEtcdClusterMemberLost(t *testing.T) {
+	// Members of an embedded cluster keep their peer connections for a
+	// few seconds after they stop (etcd's peer read timeout): wait for
+	// them, last of all, so that goleak sees only real leaks.
+	base := runtime.NumGoroutine()
+	t.Cleanup(func() {
+		deadline := time.Now().Add(20 * time.Second)
+		for runtime.NumGoroutine() > base && time.Now().Before(deadline) {
+			time.Sleep(100 * time.Millisecond)
+		}
+	})
+	members := etcdtest.StartCluster(t, 3)
+	cfg := etcdtest.NewClientConfig("")
+	cfg.Endpoints = etcdtest.Endpoints(members)
+	cli, err := clientv3.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cli.Close() })
+	registerFleet(t, cli)
+	const key = "/lightmesh-test/rules/fault-cluster"
+	put(t, cli, key, laneRules)
+	m := faultMesh(t, mesh.WithRules(NewRuleSource(cli, key)), mesh.WithDiscovery(NewDiscovery(cli, testPrefix)))
+	waitInstances(t, m, 2)
+	client := &http.Client{Transport: m.Transport(nil)}
+	load := meshtest.StartLoad(t, client, "http://user-api/", 3000, 50, nil)
+	time.Sleep(500 * time.Millisecond)
+
+	leader := clusterLeader(t, cli, members)
+	lost := time.Now()
+	leader.Stop()
+	rev := putRetry(t, cli, key, movedRules)
+	meshtest.WaitFor(t, 15*time.Second, "rules put with the leader down applied", func() bool {
+		st := m.Status()
+		return st.Rules.Version == strconv.FormatInt(rev, 10) && st.Watcher.Connected && st.Discovery.Connected
+	})
+	t.Logf("leader %s stopped; rules put %v later applied, status connected", leader.Endpoint(), time.Since(lost).Round(time.Millisecond))
+	if err := leader.Start(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(500 * time.Millisecond)
+	res := load.Stop()
+	t.Logf("load: %d requests at 50/s, %d failed, by backend %v", res.Sent, res.Failed, res.ByBody)
+	if res.Failed != 0 {
+		t.Errorf("%d of %d requests failed across the loss of the leader, want 0: %v", res.Failed, res.Sent, res.Errors)
+	}
+	meshtest.ExpectOnly(t, client, "user-api", "", 10, "staging-1")
+}
+
+// clusterLeader returns the member that leads the cluster now.
+func clusterLeader(t *testing.T, cli *clientv3.Client, members []*etcdtest.Server) *etcdtest.Server {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for _, s := range members {
+		st, err := cli.Status(ctx, s.Endpoint())
+		if err != nil {
+			t.Fatalf("status of %s: %v", s.Endpoint(), err)
+		}
+		if st.Header.MemberId == st.Leader {
+			return s
+		}
+	}
+	t.Fatal("no member leads the cluster")
+	return nil
 }

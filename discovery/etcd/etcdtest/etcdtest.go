@@ -16,6 +16,7 @@ import (
 	"net"
 	"net/url"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -32,6 +33,8 @@ import (
 type Server struct {
 	dir                string
 	clientURL, peerURL url.URL
+	name               string // the member's name; "" is "lightmesh-test"
+	cluster            string // the initial cluster; "" for a one-member cluster
 	tls                *TLSFiles // nil for a plain server
 	tlsOpts            TLSOptions
 
@@ -132,18 +135,29 @@ func freeAddr() (string, error) {
 func (s *Server) Start() error {
 	cfg := embed.NewConfig()
 	cfg.Name = "lightmesh-test"
+	if s.name != "" {
+		cfg.Name = s.name
+	}
 	cfg.Dir = s.dir
 	cfg.ListenClientUrls = []url.URL{s.clientURL}
 	cfg.AdvertiseClientUrls = []url.URL{s.clientURL}
 	cfg.ListenPeerUrls = []url.URL{s.peerURL}
 	cfg.AdvertisePeerUrls = []url.URL{s.peerURL}
 	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
+	if s.cluster != "" {
+		cfg.InitialCluster = s.cluster
+	}
 	cfg.Logger = "zap"
 	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
 	// Fast elections and a short minimum lease TTL (1.5 election ticks):
 	// a one-member cluster has no peers to wait for.
 	cfg.TickMs = 10
 	cfg.ElectionMs = 100
+	if s.cluster != "" {
+		// Members of a cluster hear each other's heartbeats through the
+		// race detector's slowdown: longer, to spare needless elections.
+		cfg.TickMs, cfg.ElectionMs = 50, 1000
+	}
 	cfg.UnsafeNoFsync = true
 	// The cheapest password hashing: every login of EnableAuth's users
 	// costs a bcrypt comparison, slow under the race detector.
@@ -182,6 +196,50 @@ func (s *Server) Stop() {
 	if e != nil {
 		e.Close()
 	}
+}
+
+// StartCluster starts a cluster of n members, each with its data in a
+// temporary directory of tb, and stops them when tb ends. Each member
+// can be stopped and started again on its own; the cluster serves while
+// a majority runs.
+func StartCluster(tb testing.TB, n int) []*Server {
+	tb.Helper()
+	members := make([]*Server, n)
+	var initial []string
+	for i := range members {
+		s, err := New(tb.TempDir())
+		if err != nil {
+			tb.Fatal(err)
+		}
+		s.name = fmt.Sprintf("member-%d", i)
+		members[i] = s
+		initial = append(initial, s.name+"="+s.peerURL.String())
+	}
+	// Each member waits for a quorum before it is ready: start them
+	// together.
+	errs := make(chan error, n)
+	for _, s := range members {
+		s.cluster = strings.Join(initial, ",")
+		go func() { errs <- s.Start() }()
+	}
+	for range members {
+		if err := <-errs; err != nil {
+			tb.Fatal(err)
+		}
+	}
+	for _, s := range members {
+		tb.Cleanup(s.Stop)
+	}
+	return members
+}
+
+// Endpoints returns the client addresses of members.
+func Endpoints(members []*Server) []string {
+	out := make([]string, len(members))
+	for i, s := range members {
+		out[i] = s.Endpoint()
+	}
+	return out
 }
 
 // Endpoint returns the client address, host:port.
