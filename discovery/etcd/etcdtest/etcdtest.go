@@ -33,8 +33,8 @@ import (
 type Server struct {
 	dir                string
 	clientURL, peerURL url.URL
-	name               string // the member's name; "" is "lightmesh-test"
-	cluster            string // the initial cluster; "" for a one-member cluster
+	name               string    // the member's name; "" is "lightmesh-test"
+	cluster            string    // the initial cluster; "" for a one-member cluster
 	tls                *TLSFiles // nil for a plain server
 	tlsOpts            TLSOptions
 
