@@ -59,9 +59,18 @@ func (c *stringCond) match(v string, present bool) bool {
 	case condPrefix:
 		return strings.HasPrefix(v, c.value)
 	default:
-		return c.re.MatchString(v)
+		// Matching costs the value's length times the expression's size,
+		// and the value may come from a stranger: a 21-byte expression
+		// such as .*(?:[a-z]{1,60}b){3} takes 0.7 s over a 1 MiB header.
+		return len(v) <= MaxRegexInputLen && c.re.MatchString(v)
 	}
 }
+
+// MaxRegexInputLen is the longest header value or path a regex condition
+// is matched against: a longer one does not match it (exact, prefix,
+// present and absent conditions see every value). It bounds what a
+// request can make the mesh spend on its regexes.
+const MaxRegexInputLen = 4096
 
 type headerCond struct {
 	canonical string // http.Header key

@@ -318,7 +318,7 @@ func refCond(m StringMatch, v string, present bool) bool {
 	case m.Prefix != nil:
 		return strings.HasPrefix(v, *m.Prefix)
 	default:
-		return refRegexp(*m.Regex).MatchString(v)
+		return len(v) <= MaxRegexInputLen && refRegexp(*m.Regex).MatchString(v)
 	}
 }
 

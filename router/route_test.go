@@ -118,6 +118,13 @@ func TestRouteMatch(t *testing.T) {
 		{"all/path fails", `{methods: [GET], path: {prefix: /v1/}, headers: {x-env: {exact: staging}}}`,
 			&Request{Method: "GET", Path: "/v2/a", Header: header("X-Env", "staging")}, false},
 
+		// A regex condition sees values up to MaxRegexInputLen bytes; a
+		// longer one, from anyone, costs no matching and does not match.
+		{"regex/value at the input limit", `{headers: {x-user: {regex: "a+"}}}`, &Request{Header: header("X-User", strings.Repeat("a", MaxRegexInputLen))}, true},
+		{"regex/value over the input limit", `{headers: {x-user: {regex: "a+"}}}`, &Request{Header: header("X-User", strings.Repeat("a", MaxRegexInputLen+1))}, false},
+		{"regex/path over the input limit", `{path: {regex: "/a+"}}`, &Request{Path: "/" + strings.Repeat("a", MaxRegexInputLen)}, false},
+		{"prefix/long value still matches", `{headers: {x-user: {prefix: "a"}}}`, &Request{Header: header("X-User", strings.Repeat("a", 1<<20))}, true},
+
 		{"empty match/matches everything", `{}`, &Request{}, true},
 		{"nil request/catch-all", `{}`, nil, true},
 		{"nil request/header condition", `{headers: {x-env: {exact: ""}}}`, nil, false},
