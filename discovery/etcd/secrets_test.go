@@ -3,16 +3,12 @@ package etcd
 import (
 	"bytes"
 	"context"
-	"encoding/json"
-	"errors"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -21,71 +17,6 @@ import (
 	"github.com/lightmesh/lightmesh/internal/meshtest"
 	"github.com/lightmesh/lightmesh/mesh"
 )
-
-// exposure gathers everything a run shows an operator or a log pipeline,
-// by where it came from, to search it for secrets.
-type exposure map[string]string
-
-func (e exposure) add(where, s string) { e[where] += s + "\n" }
-
-func (e exposure) addErr(where string, err error) {
-	if err != nil {
-		e.add(where, err.Error())
-	}
-}
-
-// addMesh gathers m's Status (as JSON), what its StatusHandler serves
-// (JSON and the HTML page) and the metrics reg serves.
-func (e exposure) addMesh(t *testing.T, name string, m *mesh.Mesh, reg *prometheus.Registry) {
-	t.Helper()
-	js, err := json.Marshal(m.Status())
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.add(name+" Status()", string(js))
-	get := func(h http.Handler, target string) string {
-		rec := httptest.NewRecorder()
-		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, target, nil))
-		if rec.Code != http.StatusOK {
-			t.Fatalf("%s %s: status %d: %s", name, target, rec.Code, rec.Body)
-		}
-		return rec.Body.String()
-	}
-	e.add(name+" status handler", get(m.StatusHandler(), "/lightmesh/status"))
-	e.add(name+" status page", get(m.StatusHandler(), "/lightmesh/status?format=html"))
-	e.add(name+" explain", get(m.StatusHandler(), "/lightmesh/status?explain&service=user-api&header=x-env:staging"))
-	e.add(name+" metrics", get(promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), "/metrics"))
-}
-
-// leaks returns where in e any of secrets shows.
-func (e exposure) leaks(secrets ...string) []string {
-	var out []string
-	for where, s := range e {
-		for _, secret := range secrets {
-			if strings.Contains(s, secret) {
-				out = append(out, where)
-			}
-		}
-	}
-	return out
-}
-
-// check fails t when a secret shows anywhere in e.
-func (e exposure) check(t *testing.T, secrets ...string) {
-	t.Helper()
-	for _, where := range e.leaks(secrets...) {
-		t.Errorf("a secret shows in %s:\n%s", where, e[where])
-	}
-}
-
-func TestExposureFindsSecrets(t *testing.T) {
-	e := exposure{}
-	e.add("log", "connected")
-	e.addErr("error", errors.New("login as root with pw-123 failed"))
-	if got := e.leaks("pw-123"); len(got) != 1 || got[0] != "error" {
-		t.Fatalf("leaks = %v, want [error]", got)
-	}
-}
 
 // zapBuffer returns a zap logger writing every level as JSON into buf.
 func zapBuffer(buf *meshtest.LogBuffer) *zap.Logger {
@@ -104,12 +35,12 @@ func TestCredentialsNeverShown(t *testing.T) {
 		wrongPassword = "Wr0ng-Root-Pw-51ab"
 	)
 	srv := etcdtest.Start(t)
-	seen := exposure{}
+	seen := meshtest.Exposure{}
 	var logs, clientLogs meshtest.LogBuffer
 	t.Cleanup(func() {
-		seen.add("mesh and source logs", logs.String())
-		seen.add("etcd client logs", clientLogs.String())
-		seen.check(t, password, wrongPassword)
+		seen.Add("mesh and source logs", logs.String())
+		seen.Add("etcd client logs", clientLogs.String())
+		seen.Check(t, password, wrongPassword)
 	})
 	newClient := func(pw string) (*clientv3.Client, error) {
 		cfg, err := srv.ClientConfig()
@@ -132,7 +63,7 @@ func TestCredentialsNeverShown(t *testing.T) {
 	if err == nil {
 		t.Fatal("a client with a wrong password was created once auth was on")
 	}
-	seen.addErr("clientv3.New with a wrong password", err)
+	seen.AddErr("clientv3.New with a wrong password", err)
 
 	good, err := newClient(password)
 	if err != nil {
@@ -151,7 +82,7 @@ func TestCredentialsNeverShown(t *testing.T) {
 	client := &http.Client{Transport: m.Transport(nil)}
 	meshtest.ExpectOnly(t, client, "user-api", "", 5, "base-1")
 	meshtest.ExpectOnly(t, client, "user-api", "staging", 5, "staging-1")
-	seen.addMesh(t, "mesh with the right password", m, reg)
+	seen.AddStatus(t, "mesh with the right password", m.Status(), m.StatusHandler(), reg, "user-api")
 
 	// The wrong password: New fails for want of rules, and a mesh started
 	// empty keeps failing to watch.
@@ -161,7 +92,7 @@ func TestCredentialsNeverShown(t *testing.T) {
 	if err == nil {
 		t.Fatal("a mesh whose client cannot authenticate started with rules")
 	}
-	seen.addErr("mesh.New with a wrong password", err)
+	seen.AddErr("mesh.New with a wrong password", err)
 
 	badReg := prometheus.NewRegistry()
 	bad := newMesh(t, mesh.WithRules(NewRuleSource(wrong, key, WithLogger(l))), mesh.WithDiscovery(NewDiscovery(wrong, testPrefix, WithLogger(l))),
@@ -174,14 +105,14 @@ func TestCredentialsNeverShown(t *testing.T) {
 	if err == nil {
 		t.Fatal("a call through the mesh that cannot read instances succeeded")
 	}
-	seen.addErr("call through the mesh with a wrong password", err)
-	seen.addMesh(t, "mesh with a wrong password", bad, badReg)
+	seen.AddErr("call through the mesh with a wrong password", err)
+	seen.AddStatus(t, "mesh with a wrong password", bad.Status(), bad.StatusHandler(), badReg, "user-api")
 
 	_, err = Register(ctx, wrong, testPrefix, "user-api", "x", meshtest.NewBackend(t, "x").Instance("base"), 10*time.Second)
 	if err == nil {
 		t.Fatal("Register with a wrong password succeeded")
 	}
-	seen.addErr("Register with a wrong password", err)
+	seen.AddErr("Register with a wrong password", err)
 
 	// The failures must have been seen where a leak would show, or the
 	// search proves nothing.

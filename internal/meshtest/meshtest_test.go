@@ -5,6 +5,8 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"net/url"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -121,5 +123,21 @@ func TestRules(t *testing.T) {
 	_, err := router.Load([]byte(BrokenRules("orders")))
 	if err == nil || !strings.Contains(err.Error(), "canary") || !strings.Contains(err.Error(), "weight") {
 		t.Fatalf("BrokenRules: err = %v, want the missing subset and the negative weight", err)
+	}
+}
+
+func TestExposureFindsSecrets(t *testing.T) {
+	e := Exposure{}
+	e.Add("log", "connected")
+	e.AddErr("error", errors.New("login as root with pw-123 failed"))
+	e.AddErr("no error", nil)
+	if got := e.Leaks("pw-123"); len(got) != 1 || got[0] != "error" {
+		t.Fatalf("leaks = %v, want [error]", got)
+	}
+	// Encoded forms count: JSON escapes and URL escapes.
+	e.Add("json log", `{"params":{"password":"pw\u003c1\u003e"}}`)
+	e.AddErr("url error", &url.Error{Op: "Get", URL: "http://h/?password=pw%3C1%3E", Err: os.ErrDeadlineExceeded})
+	if got := e.Leaks("pw<1>"); len(got) != 2 || got[0] != "json log" || got[1] != "url error" {
+		t.Fatalf("leaks = %v, want the JSON log and the URL error", got)
 	}
 }
