@@ -68,10 +68,11 @@ func putRetry(t *testing.T, cli *clientv3.Client, key, value string) int64 {
 }
 
 // TestFaultEtcdStopped stops etcd while requests flow at a steady rate
-// and starts it again: no request fails, the rules stay at the last good
-// version, the status shows the outage within 5 s and the recovery, the
-// watchers retry with capped backoff, and a rule put after the restart
-// applies.
+// and starts it again on the same data: no request fails (the mesh keeps
+// routing with the last rules and instances), the rules stay at the last
+// good version, the status shows the outage within 5 s and the recovery,
+// the watchers retry with capped backoff, a rule put after the restart
+// applies and an instance registered after it is found.
 func TestFaultEtcdStopped(t *testing.T) {
 	srv := etcdtest.Start(t)
 	cli := srv.Client(t)
@@ -112,6 +113,15 @@ func TestFaultEtcdStopped(t *testing.T) {
 	meshtest.WaitFor(t, 10*time.Second, "rules put after the restart applied", func() bool {
 		return m.Status().Rules.Version == strconv.FormatInt(rev, 10)
 	})
+	// The discovery watch resumed too: an instance registered after the
+	// restart is found.
+	base2 := meshtest.NewBackend(t, "base-2")
+	reg, err := Register(context.Background(), cli, testPrefix, "user-api", "base-2", base2.Instance("base"), 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reg.Close(context.Background())
+	waitInstances(t, m, 3)
 	time.Sleep(200 * time.Millisecond)
 	res := load.Stop()
 	t.Logf("load: %d requests at 50/s, %d failed, by backend %v", res.Sent, res.Failed, res.ByBody)
