@@ -8,9 +8,8 @@ import (
 
 // Connection states a WatcherStatus reports.
 const (
-	// StateWaiting: the watcher has neither heard from its control plane
-	// nor failed yet (the first read is under way, or the source has
-	// nothing to deliver).
+	// StateWaiting: the watcher has not heard from its control plane yet
+	// (the first read is under way, or it has failed from the start).
 	StateWaiting = "waiting"
 	// StateConnected: the last attempt succeeded and nothing has failed
 	// since.
@@ -38,13 +37,16 @@ type WatcherStatus struct {
 	Since time.Time `json:"since,omitzero"`
 	// Attempts counts the failed attempts since the connection was lost
 	// (0 while connected): one per failed watch or health check, each
-	// after a backoff delay, so it grows slowly, never in a hot loop.
+	// after a backoff delay, so it grows slowly, never in a hot loop. For
+	// discovery it is the sum over the failing services.
 	Attempts int `json:"attempts,omitempty"`
 	// LastError is the error of the last failed attempt, credentials
 	// redacted; it stays after a reconnect, for the record.
 	LastError string `json:"lastError,omitempty"`
 	// LastUpdate is when the control plane last delivered something (a
-	// rule document, changed or not, or an instance list).
+	// rule document, changed or not, or an instance list). A source that
+	// answers but has nothing to deliver (a rule key that does not exist
+	// yet) makes the watcher connected without changing it.
 	LastUpdate time.Time `json:"lastUpdate,omitzero"`
 	// Failing lists, for discovery, the services whose watch is failing.
 	Failing []string `json:"failing,omitempty"`
@@ -54,13 +56,15 @@ type WatcherStatus struct {
 // rule source, one per service for discovery) into a WatcherStatus. It
 // is safe for concurrent use.
 type connTracker struct {
-	// onChange is called, outside the lock, with the new state after
-	// every change of it or of LastUpdate.
+	// onChange is called with the new status after every change, under
+	// the tracker's lock so that the calls come in order: it must be
+	// quick and must not call the tracker.
 	onChange func(WatcherStatus)
 
 	mu         sync.Mutex
 	since      time.Time // start of the current state
 	state      string
+	answered   bool // the control plane has answered at least once
 	lastError  string
 	lastUpdate time.Time
 	active     map[watchKey]bool
@@ -96,24 +100,31 @@ func (c *connTracker) started(key watchKey) {
 
 // delivered records that the watch key received something from the
 // control plane.
-func (c *connTracker) delivered(key watchKey, now time.Time) {
+func (c *connTracker) delivered(key watchKey, now time.Time) { c.answer(key, now, true) }
+
+// reachable records that the watch key's source answered with nothing
+// to deliver.
+func (c *connTracker) reachable(key watchKey, now time.Time) { c.answer(key, now, false) }
+
+func (c *connTracker) answer(key watchKey, now time.Time, delivered bool) {
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	if !c.active[key] {
-		c.mu.Unlock()
 		return
 	}
 	delete(c.failing, key)
-	c.lastUpdate = now
-	st := c.settleLocked(now)
-	c.mu.Unlock()
-	c.onChange(st)
+	c.answered = true
+	if delivered {
+		c.lastUpdate = now
+	}
+	c.onChange(c.settleLocked(now))
 }
 
 // failed records a failed attempt of the watch key.
 func (c *connTracker) failed(key watchKey, msg string, now time.Time) {
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	if !c.active[key] {
-		c.mu.Unlock()
 		return
 	}
 	f := c.failing[key]
@@ -123,23 +134,19 @@ func (c *connTracker) failed(key watchKey, msg string, now time.Time) {
 	}
 	f.attempts++
 	c.lastError = msg
-	st := c.settleLocked(now)
-	c.mu.Unlock()
-	c.onChange(st)
+	c.onChange(c.settleLocked(now))
 }
 
 // stopped forgets the watch key: it was stopped on purpose.
 func (c *connTracker) stopped(key watchKey, now time.Time) {
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	delete(c.active, key)
 	if c.failing[key] == nil {
-		c.mu.Unlock()
 		return
 	}
 	delete(c.failing, key)
-	st := c.settleLocked(now)
-	c.mu.Unlock()
-	c.onChange(st)
+	c.onChange(c.settleLocked(now))
 }
 
 // settleLocked moves to the state the failing watches imply and returns
@@ -149,7 +156,7 @@ func (c *connTracker) settleLocked(now time.Time) WatcherStatus {
 	switch {
 	case len(c.failing) > 0:
 		want = StateReconnecting
-	case c.lastUpdate.IsZero() && c.state == StateWaiting:
+	case !c.answered:
 		want = StateWaiting
 	}
 	if want != c.state {

@@ -110,11 +110,7 @@ func New(ctx context.Context, opts ...Option) (*Mesh, error) {
 		}
 	}
 	if cfg.err != nil {
-		for _, src := range cfg.given {
-			if c, ok := src.(io.Closer); ok {
-				c.Close()
-			}
-		}
+		cfg.closeGiven()
 		return nil, cfg.err
 	}
 	m := &Mesh{
@@ -145,6 +141,7 @@ func New(ctx context.Context, opts ...Option) (*Mesh, error) {
 	if cfg.snapshotDir != "" {
 		store, err := snapshot.New(cfg.snapshotDir)
 		if err != nil {
+			cfg.closeGiven()
 			return nil, fmt.Errorf("mesh: %w", err)
 		}
 		m.store = store
@@ -152,6 +149,7 @@ func New(ctx context.Context, opts ...Option) (*Mesh, error) {
 	if cfg.registerer != nil {
 		mt, err := engine.NewMetrics(cfg.registerer, m.eng.Load)
 		if err != nil {
+			cfg.closeGiven()
 			return nil, fmt.Errorf("mesh: register metrics: %w", err)
 		}
 		m.metrics = mt
@@ -332,6 +330,10 @@ func (m *Mesh) watchRules(ctx context.Context) {
 	src := m.cfg.rules
 	backoff.Loop(ctx, m.cfg.backoff, func(ctx context.Context) error {
 		return src.Watch(ctx, func(doc rules.Document) {
+			if doc.Data == nil {
+				m.rulesConn.reachable(watchKey{}, time.Now())
+				return
+			}
 			m.rulesConn.delivered(watchKey{}, time.Now())
 			select {
 			case m.docs <- doc:

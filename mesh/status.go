@@ -393,7 +393,7 @@ func secretKey(key string) bool {
 type Status struct {
 	Rules         RulesStatus `json:"rules"`
 	LastRejection *Rejection  `json:"lastRejection,omitempty"`
-	// Watcher is the rule source's connection.
+	// Watcher is the rule source's connection (waiting, without one).
 	Watcher WatcherStatus `json:"watcher"`
 	// Discovery is the discovery source's connection, over all its
 	// service watches; nil without WithDiscovery.

@@ -91,7 +91,7 @@ func TestStatusPageEmpty(t *testing.T) {
 	if err := statusPage.Execute(&b, statusView{}); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"none applied", "No services.", "No circuit breakers.", "disconnected"} {
+	for _, want := range []string{"none applied", "No services.", "No circuit breakers.", "No rule source."} {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("empty page lacks %q", want)
 		}

@@ -24,8 +24,11 @@ type Document struct {
 // fails. It blocks for that whole time and returns the error that ended it
 // (ctx.Err() after cancellation); the caller calls Watch again, with
 // backoff, to resume. update is called from one goroutine at a time and
-// must not keep doc.Data. String names the source for logs and status and
-// must not include credentials.
+// must not keep doc.Data. A source that reached its control plane and
+// found no document there (a key not yet written) may say so by calling
+// update with a Document whose Data is nil: the mesh then reports it
+// connected, and keeps the rules it has. String names the source for
+// logs and status and must not include credentials.
 type Source interface {
 	Watch(ctx context.Context, update func(Document)) error
 	String() string

@@ -333,3 +333,30 @@ func clusterLeader(t *testing.T, cli *clientv3.Client, members []*etcdtest.Serve
 	t.Fatal("no member leads the cluster")
 	return nil
 }
+
+// TestFaultEtcdOutageWithoutRules: a mesh started before its rule key
+// exists reports the rule watcher connected once etcd answers, through an
+// outage and back, although there is never a document to deliver; the
+// rules are then put and applied.
+func TestFaultEtcdOutageWithoutRules(t *testing.T) {
+	srv := etcdtest.Start(t)
+	cli := srv.Client(t)
+	const key = "/lightmesh-test/rules/fault-absent"
+	m := faultMesh(t, mesh.WithRules(NewRuleSource(cli, key)), mesh.WithStartEmpty(), mesh.WithStartTimeout(time.Second))
+	meshtest.WaitFor(t, 10*time.Second, "the rule watcher connected with no key", func() bool { return m.Status().Watcher.Connected })
+	srv.Stop()
+	meshtest.WaitFor(t, 10*time.Second, "the rule watcher reconnecting", func() bool {
+		return m.Status().Watcher.State == mesh.StateReconnecting
+	})
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	meshtest.WaitFor(t, 15*time.Second, "the rule watcher connected again, still with no key", func() bool {
+		st := m.Status().Watcher
+		return st.Connected && st.Attempts == 0 && st.LastUpdate.IsZero()
+	})
+	rev := putRetry(t, cli, key, laneRules)
+	meshtest.WaitFor(t, 10*time.Second, "the rules put at last applied", func() bool {
+		return m.Status().Rules.Version == strconv.FormatInt(rev, 10)
+	})
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 
+	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/lightmesh/lightmesh/rules"
@@ -19,10 +20,11 @@ var errWatchClosed = errors.New("watch channel closed")
 // Use NewRuleSource. Its Watch may be called again after it returns, and
 // by several callers at once (each gets its own etcd watch).
 //
-// A key that does not exist delivers nothing: Watch logs it, keeps
-// watching and delivers the document as soon as it is put, with no retry
-// delay (a mesh started without WithStartEmpty still fails New when no
-// document arrives within its start timeout). A key that is deleted while
+// A key that does not exist delivers no document, only the nil Document
+// that tells the mesh etcd answered: Watch logs it, keeps watching and
+// delivers the document as soon as it is put, with no retry delay (a mesh
+// started without WithStartEmpty still fails New when no document
+// arrives within its start timeout). A key that is deleted while
 // watched is logged and otherwise ignored, so the last rules keep
 // serving; put it again to change them.
 type RuleSource struct {
@@ -70,9 +72,9 @@ func (s *RuleSource) Watch(ctx context.Context, update func(rules.Document)) err
 	}
 	if len(resp.Kvs) == 0 {
 		s.cfg.logger.Warn("lightmesh: etcd rule key does not exist; waiting for it", "key", s.key)
+		update(rules.Document{}) // etcd answered: connected, with nothing to deliver
 	} else {
-		kv := resp.Kvs[0]
-		update(rules.Document{Data: kv.Value, Version: strconv.FormatInt(kv.ModRevision, 10)})
+		update(document(resp.Kvs[0]))
 	}
 	wch := s.cli.Watch(ctx, s.key, clientv3.WithRev(resp.Header.Revision+1))
 	for {
@@ -102,10 +104,21 @@ func (s *RuleSource) Watch(ctx context.Context, update func(rules.Document)) err
 			}
 		}
 		if last != nil {
-			update(rules.Document{Data: last.Kv.Value, Version: strconv.FormatInt(last.Kv.ModRevision, 10)})
+			update(document(last.Kv))
 		}
 	}
 	return s.fail(ctx, fmt.Errorf("etcd: watch %s: %w", s.key, errWatchClosed))
+}
+
+// document returns kv as a rule document; an empty value is an empty
+// document (which the mesh rejects), never a nil one, which would say
+// that there is none.
+func document(kv *mvccpb.KeyValue) rules.Document {
+	data := kv.Value
+	if data == nil {
+		data = []byte{}
+	}
+	return rules.Document{Data: data, Version: strconv.FormatInt(kv.ModRevision, 10)}
 }
 
 // fail returns ctx's error once ctx has ended, else err.
