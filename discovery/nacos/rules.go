@@ -45,8 +45,8 @@ var errClosed = errors.New("nacos: closed")
 //
 // Watch may be called again after it returns, but not by two callers at
 // once: the SDK keeps one listener per config item and client. An empty
-// or missing config item delivers nothing, and a deleted one is logged
-// and otherwise ignored: the last rules keep serving.
+// or missing config item delivers no document, and a deleted one is
+// logged and otherwise ignored: the last rules keep serving.
 type RuleSource struct {
 	client config_client.IConfigClient
 	dataID string
@@ -103,10 +103,12 @@ func (s *RuleSource) String() string { return s.name }
 // Watch implements rules.Source. It reads the config item, delivers it
 // with the MD5 of its content as the version, and then delivers every
 // change the server pushes until ctx ends. Every second it reads the
-// item again: a change the push missed is delivered, and a read that
-// fails or takes over 3 s ends the watch with its error, so the mesh
-// reports the outage and retries with backoff (the SDK's own reconnects
-// are invisible otherwise). It returns ctx.Err() when ctx ends.
+// item again: a change the push missed is delivered, and two reads in a
+// row that fail, or one that takes over 3 s, end the watch with the
+// error, so the mesh reports the outage and retries with backoff (the
+// SDK's own reconnects are invisible otherwise). An item that does not
+// exist delivers the nil Document: the server answered, with nothing.
+// It returns ctx.Err() when ctx ends.
 func (s *RuleSource) Watch(ctx context.Context, update func(rules.Document)) error {
 	if err := s.begin(); err != nil {
 		return err
@@ -129,34 +131,66 @@ func (s *RuleSource) Watch(ctx context.Context, update func(rules.Document)) err
 	defer confirm.Stop()
 	check := time.NewTicker(healthInterval)
 	defer check.Stop()
-	var reading <-chan readResult // the read in flight, nil when none
-	var deadline <-chan time.Time // when the read in flight has failed
+	// One read at a time is in flight. A push that arrives while it is
+	// makes its content possibly older than the push's, so it is not
+	// delivered and another read follows; so does a confirming read
+	// asked for meanwhile.
+	var (
+		reading   <-chan readResult // the read in flight, nil when none
+		deadline  <-chan time.Time  // when the read in flight has failed
+		pushes    int               // change notifications so far
+		readFrom  int               // pushes when the read in flight began
+		readAgain bool              // read again when the one in flight ends
+		failures  int               // reads failed in a row
+	)
+	startRead := func() {
+		reading, deadline, readFrom, readAgain = s.read(), time.After(healthTimeout), pushes, false
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-w.changed:
+			pushes++
 			w.deliver(w.take())
 			confirm.Reset(confirmDelay)
 		case <-confirm.C:
 			if reading == nil {
-				reading, deadline = s.read(), time.After(healthTimeout)
+				startRead()
+			} else {
+				readAgain = true
 			}
 		case <-check.C:
 			if reading == nil {
-				reading, deadline = s.read(), time.After(healthTimeout)
+				startRead()
 			}
 		case r := <-reading:
 			reading, deadline = nil, nil
 			if r.err != nil {
-				return fmt.Errorf("nacos: health check: read %s: %w", s.name, r.err)
+				// The server answers a read that races a publish with an
+				// error; a second failure in a row is an outage.
+				if failures++; failures >= maxReadFailures {
+					return fmt.Errorf("nacos: health check: read %s: %w", s.name, r.err)
+				}
+				continue
 			}
-			w.deliver(r.content)
+			failures = 0
+			if readFrom == pushes {
+				w.deliver(r.content)
+			} else {
+				readAgain = true
+			}
+			if readAgain {
+				startRead()
+			}
 		case <-deadline:
 			return fmt.Errorf("nacos: health check: read %s: no answer within %v", s.name, healthTimeout)
 		}
 	}
 }
+
+// maxReadFailures is how many reads in a row must fail for Watch to end.
+const maxReadFailures = 2
 
 // readResult is the outcome of one read of the config item.
 type readResult struct {
@@ -216,6 +250,8 @@ type ruleWatch struct {
 	update  func(rules.Document)
 	changed chan struct{} // signalled by onChange
 	last    string        // MD5 of the last content delivered
+	// warnedEmpty is set once the item's absence was logged.
+	warnedEmpty bool
 
 	mu      sync.Mutex
 	pending string
@@ -239,16 +275,23 @@ func (w *ruleWatch) take() string {
 	return w.pending
 }
 
-// deliver hands content to update unless it is empty or unchanged.
+// deliver hands content to update unless it is unchanged. Empty content
+// (no such item) delivers the nil Document that tells the mesh the server
+// answered, and is logged once until content comes back.
 func (w *ruleWatch) deliver(content string) {
 	if content == "" {
-		if w.last == "" {
-			w.src.logger.Warn("lightmesh: nacos rule config does not exist or is empty; waiting for it", "source", w.src.name)
-		} else {
-			w.src.logger.Warn("lightmesh: nacos rule config deleted or emptied; last rules keep serving", "source", w.src.name)
+		if !w.warnedEmpty {
+			if w.last == "" {
+				w.src.logger.Warn("lightmesh: nacos rule config does not exist or is empty; waiting for it", "source", w.src.name)
+			} else {
+				w.src.logger.Warn("lightmesh: nacos rule config deleted or emptied; last rules keep serving", "source", w.src.name)
+			}
+			w.warnedEmpty = true
 		}
+		w.update(rules.Document{})
 		return
 	}
+	w.warnedEmpty = false
 	sum := md5.Sum([]byte(content))
 	version := hex.EncodeToString(sum[:])
 	if version == w.last {

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -96,14 +97,25 @@ func TestRuleSourceDirect(t *testing.T) {
 	}
 	defer src.Close()
 	docs := make(chan rules.Document, 16)
+	var answered atomic.Int32 // nil Documents: the server answered, with no item
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
 		done <- src.Watch(ctx, func(d rules.Document) {
+			if d.Data == nil {
+				answered.Add(1)
+				return
+			}
 			docs <- rules.Document{Data: append([]byte(nil), d.Data...), Version: d.Version}
 		})
 	}()
 	meshtest.WaitFor(t, 5*time.Second, "missing item logged", func() bool { return strings.Contains(logs.String(), "does not exist") })
+	// The re-read every second says the server answers, and the absence
+	// is logged once, not once a read.
+	meshtest.WaitFor(t, 5*time.Second, "3 answers without an item", func() bool { return answered.Load() >= 3 })
+	if n := logs.Count("does not exist"); n != 1 {
+		t.Errorf("the missing item was logged %d times, want once", n)
+	}
 	if err := src.Watch(ctx, func(rules.Document) {}); err == nil || !strings.Contains(err.Error(), "already being watched") {
 		t.Fatalf("second Watch: %v, want already being watched", err)
 	}
@@ -171,7 +183,7 @@ func TestRuleSourceUnreachable(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	start := time.Now()
-	err = src.Watch(ctx, func(rules.Document) { t.Error("delivered a document from nowhere") })
+	err = src.Watch(ctx, func(rules.Document) { t.Error("delivered from nowhere") })
 	if err == nil || ctx.Err() != nil {
 		t.Fatalf("Watch = %v after %v, want an error before the deadline", err, time.Since(start))
 	}
