@@ -47,11 +47,15 @@ type Discovery struct {
 	subs   map[string]*subscription
 	closed bool
 	// resuming names the services whose last watch had instances when it
-	// lost the server: the first list of their next watch may be empty
-	// only because the server has just restarted and the instances have
-	// not registered again yet.
-	resuming map[string]bool
+	// lost the server, with when a watch of it last failed: the first
+	// list of their next watch may be empty only because the server has
+	// just restarted and the instances have not registered again yet.
+	resuming map[string]time.Time
 }
+
+// resumeMarkTTL is how long a resuming mark waits for the next watch of
+// its service: a service watched again only later is not resuming.
+const resumeMarkTTL = time.Minute
 
 // resumeGrace is how long a watch resuming after an outage holds back an
 // empty first list, waiting for the instances to register again.
@@ -83,7 +87,7 @@ func NewDiscovery(cfg Config, group string) (*Discovery, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Discovery{client: client, group: group, logger: cfg.logger(), dir: dir, subs: map[string]*subscription{}, resuming: map[string]bool{}}, nil
+	return &Discovery{client: client, group: group, logger: cfg.logger(), dir: dir, subs: map[string]*subscription{}, resuming: map[string]time.Time{}}, nil
 }
 
 func newNamingClient(cfg Config) (naming_client.INamingClient, string, error) {
@@ -124,6 +128,7 @@ func (d *Discovery) Watch(ctx context.Context, service string, update func([]dis
 		return errors.New("nacos: empty service name")
 	}
 	if !d.client.ServerHealthy() {
+		d.touchResuming(service)
 		return fmt.Errorf("nacos: watch %s@%s: %w", service, d.group, errServerUnhealthy)
 	}
 	check := time.NewTicker(healthInterval)
@@ -184,18 +189,33 @@ func (d *Discovery) Watch(ctx context.Context, service string, update func([]dis
 // setResuming marks service as resuming after an outage.
 func (d *Discovery) setResuming(service string) {
 	d.mu.Lock()
-	d.resuming[service] = true
+	d.resuming[service] = time.Now()
+	d.mu.Unlock()
+}
+
+// touchResuming renews the mark of service, if it has one: a watch of it
+// failed again before it could start.
+func (d *Discovery) touchResuming(service string) {
+	d.mu.Lock()
+	if _, ok := d.resuming[service]; ok {
+		d.resuming[service] = time.Now()
+	}
 	d.mu.Unlock()
 }
 
 // takeResuming reports whether service is resuming after an outage, and
-// clears the mark.
+// clears the mark; marks older than resumeMarkTTL are dropped.
 func (d *Discovery) takeResuming(service string) bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	r := d.resuming[service]
+	for name, at := range d.resuming {
+		if time.Since(at) > resumeMarkTTL {
+			delete(d.resuming, name)
+		}
+	}
+	_, ok := d.resuming[service]
 	delete(d.resuming, service)
-	return r
+	return ok
 }
 
 // errServerUnhealthy ends a Watch whose naming client lost its server.
