@@ -91,6 +91,16 @@ func WithDiscovery(src discovery.Source) Option {
 	})
 }
 
+// closeGiven closes every source given that has a Close method: New
+// failed, and the mesh owns them.
+func (c *config) closeGiven() {
+	for _, src := range c.given {
+		if cl, ok := src.(io.Closer); ok {
+			cl.Close()
+		}
+	}
+}
+
 // fail records err unless an earlier option failed.
 func (c *config) fail(err error) {
 	if c.err == nil {
