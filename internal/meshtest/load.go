@@ -43,6 +43,10 @@ type Load struct {
 // second. prepare, when not nil, may change request i (add headers) just
 // before it is sent. The load is stopped when tb ends.
 func StartLoad(tb testing.TB, c *http.Client, target string, n, rate int, prepare func(i int, req *http.Request)) *Load {
+	tb.Helper()
+	if n < 0 || rate <= 0 {
+		tb.Fatalf("StartLoad: %d requests at %d a second", n, rate)
+	}
 	ctx, stop := context.WithCancel(context.Background())
 	l := &Load{calls: make([]LoadCall, n), stop: stop, done: make(chan struct{})}
 	go l.run(ctx, c, target, rate, prepare)

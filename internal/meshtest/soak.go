@@ -61,8 +61,8 @@ func (r Resources) String() string {
 	return fmt.Sprintf("heap %.1f MB, %d goroutines, %d open fds", float64(r.HeapBytes)/(1<<20), r.Goroutines, r.OpenFDs)
 }
 
-// RunSoak drives service for d through client: 50 requests a second,
-// one at a time, answered by real backends; a new rule document (lanes
+// RunSoak drives service for d through client: 50 requests a second
+// (and 5 more in the staging lane), answered by real backends; a new rule document (lanes
 // by X-Env, a fresh comment each time) every second; and every two
 // seconds one base instance joining and another leaving, while
 // staging-1 and base-1 stay. It measures the process's resources after
