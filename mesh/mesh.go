@@ -52,6 +52,8 @@ type Mesh struct {
 	mu     sync.Mutex // guards status
 	status Status
 
+	firstUse firstUse // hosts of WithMeshServices looked up so far
+
 	rulesConn     *connTracker // the rule source's connection
 	discoveryConn *connTracker // discovery's connection, over every service watch
 
@@ -125,6 +127,7 @@ func New(ctx context.Context, opts ...Option) (*Mesh, error) {
 		restores:  make(chan restore),
 		seeds:     make(chan chan struct{}),
 		demands:   make(chan demand),
+		firstUse:  firstUse{found: map[string]bool{}, misses: map[string]time.Time{}, pending: map[string]int{}},
 	}
 	// Services named up front are mesh services from the start: a call to
 	// one fails with ErrNoInstance until discovery reports it, and never

@@ -3,6 +3,7 @@ package mesh
 import (
 	"fmt"
 	"io"
+	"path"
 	"log/slog"
 	"time"
 
@@ -26,6 +27,8 @@ type config struct {
 	rules        rules.Source
 	discovery    discovery.Source
 	services     []string
+	meshServices []string // path.Match patterns of hosts that are mesh services
+	strict       bool     // unknown mesh services fail instead of leaving the mesh
 	local        string
 	logger       *slog.Logger
 	startTimeout time.Duration
@@ -113,6 +116,47 @@ func (c *config) fail(err error) {
 // reported it fails with router.ErrNoInstance, and never leaves the mesh.
 func WithServices(names ...string) Option {
 	return optionFunc(func(c *config) { c.services = append(c.services, names...) })
+}
+
+// WithMeshServices names, by path.Match patterns ("*-api",
+// "*.svc.cluster.local"), the hosts that are mesh services although no rule
+// and no WithServices names them. The first call to such a host asks
+// discovery for it and waits up to 2 s (engine's FirstUseWait, as gRPC
+// does) for an instance: if one comes, the call and every later one are
+// routed by the mesh over all its instances, round-robin, with no rules;
+// if none comes, the call leaves the mesh for DNS as any other host does,
+// and so do the calls to that host for the next 30 s, without waiting
+// again (see WithStrictServices). Hosts matching no pattern are never
+// looked up. An invalid pattern makes New fail.
+func WithMeshServices(patterns ...string) Option {
+	return optionFunc(func(c *config) {
+		for _, p := range patterns {
+			if _, err := path.Match(p, ""); err != nil {
+				c.fail(fmt.Errorf("mesh: WithMeshServices(%q): %w", p, err))
+				return
+			}
+		}
+		c.meshServices = append(c.meshServices, patterns...)
+	})
+}
+
+// WithStrictServices makes a call to a host that WithMeshServices names
+// but discovery does not know (no instance within the first-use wait)
+// fail with an error wrapping router.ErrUnknownService, instead of
+// leaving the mesh: a typo in a service name then fails where it is made
+// rather than resolving somewhere on the internet.
+func WithStrictServices() Option {
+	return optionFunc(func(c *config) { c.strict = true })
+}
+
+// meshService reports whether host matches a WithMeshServices pattern.
+func (c *config) meshService(host string) bool {
+	for _, p := range c.meshServices {
+		if ok, _ := path.Match(p, host); ok {
+			return true
+		}
+	}
+	return false
 }
 
 // WithLocalService names the service this process is. The Handler applies

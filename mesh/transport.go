@@ -68,8 +68,18 @@ var _ http.RoundTripper = (*transport)(nil)
 func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	st := t.m.eng.Load()
 	service := req.URL.Hostname()
-	if !st.Table().Has(service) {
-		return t.base.RoundTrip(req)
+	if !st.Table().Has(service) || t.m.firstUse.pendingFor(service) {
+		if !t.m.cfg.meshService(service) {
+			return t.base.RoundTrip(req)
+		}
+		if !t.m.lookUp(req.Context(), service) {
+			if t.m.cfg.strict {
+				closeBody(req)
+				return nil, unknownServiceError(service)
+			}
+			return t.base.RoundTrip(req)
+		}
+		st = t.m.eng.Load()
 	}
 	return t.send(st, service, req)
 }

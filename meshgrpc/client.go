@@ -218,8 +218,9 @@ func (cc *clientCall) propagate(ctx context.Context) context.Context {
 }
 
 // FirstUseWait bounds how long the first call to a service the mesh does
-// not know yet waits for the mesh to discover an instance of it.
-const FirstUseWait = 2 * time.Second
+// not know yet waits for the mesh to discover an instance of it (the same
+// bound as mesh.WithMeshServices').
+const FirstUseWait = engine.FirstUseWait
 
 // begin matches the call against the service's routes on the State in
 // force: its outgoing metadata as headers, its full method name as path.

@@ -85,6 +85,10 @@ func (e *Engine) Demand(service string) (release func()) {
 	return e.demand(service)
 }
 
+// FirstUseWait bounds how long the first call to a service the mesh does
+// not know yet waits for discovery to report an instance of it.
+const FirstUseWait = 2 * time.Second
+
 // AwaitInstances waits until the State in force has an instance of
 // service and reports whether it does, waiting at most d (and never past
 // ctx). It is the bounded wait of a service found on first use: after
