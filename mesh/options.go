@@ -3,8 +3,8 @@ package mesh
 import (
 	"fmt"
 	"io"
-	"path"
 	"log/slog"
+	"path"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
