@@ -44,6 +44,17 @@ const (
 	// MaxRegexTotalSize caps the sum of the sizes of all the regexes in a
 	// document.
 	MaxRegexTotalSize = 1_000_000
+	// MaxRegexTables caps what one regex may make the matcher store for
+	// its branch points: anchored, a regex is compiled one-pass when it
+	// can be, and each branch then keeps the characters every branch
+	// after it may start with (an alternation of 200 single characters
+	// stores 20,000 entries, about 0.4 MB). The estimate counts, for each
+	// branch point of the compiled program, the character ranges it can
+	// reach first.
+	MaxRegexTables = 100_000
+	// MaxRegexTablesTotal caps the sum of the regexes' table estimates in
+	// a document.
+	MaxRegexTablesTotal = 1_000_000
 	// MaxScheduleSteps caps the steps of the weighted schedules of a
 	// document's routes, counting each distinct split once: a split's
 	// weights over their greatest common divisor, summed (90/10 is 10
@@ -126,6 +137,8 @@ type compiler struct {
 	problems []*FieldError
 	// regexSize sums the sizes of the regexes compiled so far.
 	regexSize int
+	// regexTables sums the table estimates of the regexes compiled so far.
+	regexTables int
 	// schedules holds the schedule of each distinct split compiled so
 	// far, by weights, and steps the sum of their steps.
 	schedules map[string]discovery.Schedule
@@ -437,6 +450,16 @@ func (c *compiler) stringCond(path string, m StringMatch, header bool) (stringCo
 		default:
 			c.regexSize += size
 		}
+		tables := regexTables(parsed)
+		switch {
+		case tables > MaxRegexTables:
+			c.fail(path+".regex", "expression too large: its branches need about %d table entries, over the limit of %d (fewer alternatives or optional parts in a row)", tables, MaxRegexTables)
+			return sc, false
+		case c.regexTables+tables > MaxRegexTablesTotal:
+			c.fail(path+".regex", "too much regex in the document: this expression's branches (about %d table entries) take the sum over the limit of %d", tables, MaxRegexTablesTotal)
+			return sc, false
+		}
+		c.regexTables += tables
 		re, err := regexp.Compile(`^(?:` + expr + `)$`)
 		if err != nil {
 			c.fail(path+".regex", "invalid RE2 expression: %v", err)
@@ -480,6 +503,57 @@ func regexSize(re *syntax.Regexp) int {
 		size = 1 + max(copies, 1)*(size-1)
 	}
 	return size
+}
+
+// regexTables estimates, as MaxRegexTables counts it, what the one-pass
+// form of re stores: for each branch instruction of its program, the
+// character ranges reachable from it before a character is consumed.
+// The program is compiled from the simplified expression, which
+// regexSize has bounded already.
+func regexTables(re *syntax.Regexp) int {
+	prog, err := syntax.Compile(re.Simplify())
+	if err != nil {
+		return 0 // regexp.Compile reports it
+	}
+	const unknown, visiting = -1, -2
+	first := make([]int, len(prog.Inst))
+	for i := range first {
+		first[i] = unknown
+	}
+	var reach func(pc uint32) int
+	reach = func(pc uint32) int {
+		switch first[pc] {
+		case visiting:
+			return 0 // an empty loop: its ranges are counted where it is entered
+		case unknown:
+		default:
+			return first[pc]
+		}
+		first[pc] = visiting
+		inst := &prog.Inst[pc]
+		n := 0
+		switch inst.Op {
+		case syntax.InstRune:
+			n = max(1, len(inst.Rune)/2)
+		case syntax.InstRune1, syntax.InstRuneAny, syntax.InstRuneAnyNotNL:
+			n = 1
+		case syntax.InstAlt, syntax.InstAltMatch:
+			n = reach(inst.Out) + reach(inst.Arg)
+		case syntax.InstNop, syntax.InstCapture, syntax.InstEmptyWidth:
+			n = reach(inst.Out)
+		}
+		first[pc] = n
+		return n
+	}
+	total := 0
+	for pc := range prog.Inst {
+		if op := prog.Inst[pc].Op; op == syntax.InstAlt || op == syntax.InstAltMatch {
+			if total += reach(uint32(pc)); total > MaxRegexTablesTotal {
+				break
+			}
+		}
+	}
+	return total
 }
 
 // schedule returns the schedule of a split with weights, shared by every

@@ -382,3 +382,52 @@ func TestHostileManyProblems(t *testing.T) {
 		t.Fatalf("the document has %d routes", n)
 	}
 }
+
+// TestHostileMergesAndBranches: two documents found by a second reader
+// after the first limits. Nested merges of aliased mappings cost N to
+// the power of their depth when each merge was followed anew (4 levels
+// of 40: 0.6 s and 380 MB for 1 KB); and a document of alternations,
+// each small, made the one-pass compiler keep quadratic tables (961
+// regexes of 200 branches held 662 MB).
+func TestHostileMergesAndBranches(t *testing.T) {
+	merges := "{x: '1'}"
+	for d := 3; d >= 0; d-- {
+		merges = fmt.Sprintf("{<<: [&a%d %s%s]}", d, merges, strings.Repeat(fmt.Sprintf(", *a%d", d), 40))
+	}
+	var branches []string
+	for i := range 200 {
+		branches = append(branches, fmt.Sprintf("%cx", rune(0x100+i)))
+	}
+	alternation := strings.Join(branches, "|")
+	flood := docOfServices(1<<30, router.MaxRoutes, router.MaxDocumentSize, func(s, i int) string {
+		return "    - {match: {headers: {h: {regex: '" + alternation + "'}}}, destinations: [{subset: a}]}\n"
+	})
+	optional := "(?:a?b?c?d?e?){100}"
+	for _, tc := range []hostileDoc{
+		{name: "nested merges of aliases", doc: "apiVersion: lightmesh/v1\nservices:\n  x:\n    subsets:\n      a: {labels: " + merges + "}\n    routes: [{destinations: [{subset: a}]}]\n",
+			want: []string{"excessive aliasing"}, maxAlloc: 8},
+		{name: "a flood of alternations", doc: flood, want: []string{
+			"services.s0.routes[49].match.headers.h.regex: too much regex in the document: this expression's branches (about 20099 table entries) take the sum over the limit of 1000000", "!routes[48]"}, maxAlloc: 512},
+		{name: "a long run of optional characters", doc: regexDoc("ok", optional),
+			want: []string{"services.x.routes[1].match.headers.x-user.regex: expression too large: its branches need about 125250 table entries, over the limit of 100000"}, maxAlloc: 16},
+	} {
+		t.Run(tc.name, func(t *testing.T) { checkHostile(t, tc) })
+	}
+	// Up to the limit, the document's tables stay small: 49 alternations.
+	rules, err := router.Load([]byte(docOfServices(49, router.MaxRoutes, 0, func(s, i int) string {
+		return "    - {match: {headers: {h: {regex: '" + alternation + "'}}}, destinations: [{subset: a}]}\n"
+	})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	runtime.KeepAlive(rules)
+	rules = nil
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	if held := int64(before.HeapAlloc) - int64(after.HeapAlloc); held > 64*mib {
+		t.Errorf("49 alternations of 200 branches hold %d MiB", held/mib)
+	}
+}

@@ -409,8 +409,17 @@ func (w *shapeWalker) keys(n *yaml.Node, path string, f func(key, value *yaml.No
 }
 
 // pairs calls f for each key and value of mapping n, following merge keys
-// (<<), whose mapping or list of mappings adds fields to n.
+// (<<), whose mapping or list of mappings adds fields to n. A mapping is
+// merged once however often aliases name it (merging it again adds
+// nothing), and the pairs of n and its merges together count against the
+// mapping size limit: nested merges of aliased mappings would otherwise
+// cost N to the power of their depth.
 func (w *shapeWalker) pairs(n *yaml.Node, path string, f func(key, value *yaml.Node)) {
+	count := 0
+	w.mergedPairs(n, path, map[*yaml.Node]bool{n: true}, &count, f)
+}
+
+func (w *shapeWalker) mergedPairs(n *yaml.Node, path string, merged map[*yaml.Node]bool, count *int, f func(key, value *yaml.Node)) bool {
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		key, value := n.Content[i], n.Content[i+1]
 		if key.Value == "<<" && key.ShortTag() == "!!merge" {
@@ -420,14 +429,32 @@ func (w *shapeWalker) pairs(n *yaml.Node, path string, f func(key, value *yaml.N
 				items = v.Content
 			}
 			for _, m := range items {
-				if m = resolveAlias(m); m.Kind == yaml.MappingNode && !w.tooManyKeys(m, path) {
-					w.pairs(m, path, f)
+				if m = resolveAlias(m); m.Kind != yaml.MappingNode || merged[m] || w.tooManyKeys(m, path) {
+					continue
+				}
+				merged[m] = true
+				if !w.mergedPairs(m, path, merged, count, f) {
+					return false
 				}
 			}
 			continue
 		}
+		if *count++; *count > keyLimit(path) {
+			w.pos.fail(path, n, "mapping of more than %d keys with its merges", keyLimit(path))
+			w.pos.incomplete, w.pos.undecodable = true, true
+			return false
+		}
 		f(key, value)
 	}
+	return true
+}
+
+// keyLimit is how many keys a mapping at path may hold.
+func keyLimit(path string) int {
+	if path == "services" {
+		return MaxServices
+	}
+	return maxMappingKeys
 }
 
 // tooManyKeys reports, and marks the document undecodable, a mapping at
@@ -436,10 +463,7 @@ func (w *shapeWalker) tooManyKeys(n *yaml.Node, path string) bool {
 	if n.Kind != yaml.MappingNode {
 		return false
 	}
-	limit := maxMappingKeys
-	if path == "services" {
-		limit = MaxServices
-	}
+	limit := keyLimit(path)
 	if k := len(n.Content) / 2; k > limit {
 		w.pos.fail(path, n, "mapping of %d keys, over the limit of %d", k, limit)
 		w.pos.incomplete, w.pos.undecodable = true, true
