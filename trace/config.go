@@ -141,7 +141,8 @@ func WithRequestIDHeaders(names ...string) Option {
 // ContextWithLane (after authenticating it, say). Inject is unchanged: the
 // context's lane travels on, and so does a lane header the service sets on
 // an outgoing request itself — a reverse proxy copying incoming headers
-// onto its outgoing requests must leave the lane headers out.
+// onto its outgoing requests must leave out the lane headers and the
+// baggage header (or at least its lightmesh.lane.* members).
 //
 // A mesh extracts with one Propagator in its HTTP Handler and its gRPC
 // server interceptors, so mesh.WithTrace(trace.WithoutInboundLanes())

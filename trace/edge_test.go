@@ -121,3 +121,45 @@ func TestWithoutInboundLanesKeepsContextBaggage(t *testing.T) {
 		t.Fatalf("context baggage member = %q, want canary", got)
 	}
 }
+
+// xBag is a propagator that carries baggage in an X-Bag header, as the
+// Jaeger (uberctx-*) and OT (ot-baggage-*) propagators carry it outside
+// the W3C baggage header.
+type xBag struct{}
+
+func (xBag) Inject(ctx context.Context, c propagation.TextMapCarrier) {
+	if b := baggage.FromContext(ctx); b.Len() > 0 {
+		c.Set("x-bag", b.String())
+	}
+}
+
+func (xBag) Extract(ctx context.Context, c propagation.TextMapCarrier) context.Context {
+	if b, err := baggage.Parse(c.Get("x-bag")); err == nil && b.Len() > 0 {
+		return baggage.ContextWithBaggage(ctx, b)
+	}
+	return ctx
+}
+
+func (xBag) Fields() []string { return []string{"x-bag"} }
+
+// With a propagator that reads baggage from another header, the lane
+// members it brings in are dropped too, and none is sent on.
+func TestWithoutInboundLanesOtherBaggageHeader(t *testing.T) {
+	p := lmtrace.New(lmtrace.WithPropagator(xBag{}), lmtrace.WithLaneKeys("x-env", "x-tenant"), lmtrace.WithoutInboundLanes())
+	in := http.Header{}
+	in.Set("X-Bag", "lightmesh.lane.x-env=staging,lightmesh.lane.x-tenant=evil,user=alice")
+	ctx := p.Extract(context.Background(), propagation.HeaderCarrier(in))
+	bag := baggage.FromContext(ctx)
+	if bag.Member("lightmesh.lane.x-env").Value() != "" || bag.Member("lightmesh.lane.x-tenant").Value() != "" || bag.Member("user").Value() != "alice" {
+		t.Fatalf("baggage after Extract = %q, want user=alice only", bag)
+	}
+	if lane := lmtrace.LaneFromContext(ctx); lane.Len() != 0 {
+		t.Fatalf("lane = %q, want none", lane)
+	}
+	out := http.Header{}
+	p.Inject(ctx, propagation.HeaderCarrier(out))
+	next := lmtrace.New(lmtrace.WithPropagator(xBag{}), lmtrace.WithLaneKeys("x-env", "x-tenant"))
+	if lane := lmtrace.LaneFromContext(next.Extract(context.Background(), propagation.HeaderCarrier(out))); lane.Len() != 0 {
+		t.Fatalf("the next hop extracted lane %q from %v", lane, out)
+	}
+}

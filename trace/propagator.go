@@ -235,13 +235,19 @@ func (p *Propagator) Extract(ctx context.Context, carrier propagation.TextMapCar
 	if hostileBaggage(c) {
 		c = noBaggageCarrier{c}
 	}
-	ctx = p.prop.Extract(ctx, c)
 	if p.noInboundLane {
-		if hasBaggage(c) {
+		// Strip what the propagator read from the carrier, whatever
+		// header it read baggage from (W3C baggage, or uberctx-* and
+		// ot-baggage-* for Jaeger and OT propagators); baggage the
+		// context had already, the code's own, is kept.
+		own := baggage.FromContext(ctx)
+		ctx = p.prop.Extract(ctx, c)
+		if bag := baggage.FromContext(ctx); bag.Len() > 0 && bag.String() != own.String() {
 			ctx = withoutLaneMembers(ctx)
 		}
 		return p.extractRequestID(ctx, c)
 	}
+	ctx = p.prop.Extract(ctx, c)
 
 	var buf [MaxLaneLabels]Label
 	n := 0
@@ -281,14 +287,6 @@ func (p *Propagator) extractRequestID(ctx context.Context, c propagation.TextMap
 	return ctx
 }
 
-// hasBaggage reports whether c holds a baggage header, which Extract has
-// put into the context in place of the context's own baggage.
-func hasBaggage(c propagation.TextMapCarrier) bool {
-	if vg, ok := c.(propagation.ValuesGetter); ok {
-		return slices.ContainsFunc(vg.Values("baggage"), func(v string) bool { return v != "" })
-	}
-	return c.Get("baggage") != ""
-}
 
 // withoutLaneMembers returns ctx with the lightmesh.lane.* members removed
 // from its baggage.
