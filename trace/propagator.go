@@ -287,7 +287,6 @@ func (p *Propagator) extractRequestID(ctx context.Context, c propagation.TextMap
 	return ctx
 }
 
-
 // withoutLaneMembers returns ctx with the lightmesh.lane.* members removed
 // from its baggage.
 func withoutLaneMembers(ctx context.Context) context.Context {
