@@ -653,7 +653,13 @@ func clipPath(path string) string {
 		}
 		path = path[i:]
 	}
-	return b.String()
+	// A key holding dots or brackets is split above into short parts
+	// that are kept: cut what is still too long as a whole.
+	out := b.String()
+	if len(out) > 4*maxKeyLen {
+		out = fmt.Sprintf("%s...(%d bytes)", cutUTF8(out, 2*maxKeyLen), len(out))
+	}
+	return out
 }
 
 // cutUTF8 returns the longest prefix of s of at most n bytes that does not

@@ -408,6 +408,8 @@ func TestHostileMergesAndBranches(t *testing.T) {
 			want: []string{"excessive aliasing"}, maxAlloc: 8},
 		{name: "a flood of alternations", doc: flood, want: []string{
 			"services.s0.routes[49].match.headers.h.regex: too much regex in the document: this expression's branches (about 20099 table entries) take the sum over the limit of 1000000", "!routes[48]"}, maxAlloc: 512},
+		{name: "a long key of dots", doc: longKeyDoc(strings.Repeat("a.", 200_000)), want: []string{"key is 400000 bytes"}, maxAlloc: 64},
+		{name: "a long key of brackets", doc: longKeyDoc(strings.Repeat("[", 200_000)), want: []string{"key is 200000 bytes"}, maxAlloc: 64},
 		{name: "a long run of optional characters", doc: regexDoc("ok", optional),
 			want: []string{"services.x.routes[1].match.headers.x-user.regex: expression too large: its branches need about 125250 table entries, over the limit of 100000"}, maxAlloc: 16},
 	} {
@@ -430,4 +432,9 @@ func TestHostileMergesAndBranches(t *testing.T) {
 	if held := int64(before.HeapAlloc) - int64(after.HeapAlloc); held > 64*mib {
 		t.Errorf("49 alternations of 200 branches hold %d MiB", held/mib)
 	}
+}
+
+// longKeyDoc is a document with key as a label key, in block syntax.
+func longKeyDoc(key string) string {
+	return "apiVersion: lightmesh/v1\nservices:\n  x:\n    subsets:\n      a:\n        labels:\n          ? '" + key + "'\n          : v\n    routes: [{destinations: [{subset: a}]}]\n"
 }
