@@ -261,6 +261,10 @@ func (c Config) clientParam() (param vo.NacosClientParam, dir string, err error)
 	)
 	if c.TLS != nil {
 		cc.TLSCfg = tlsCfg
+	} else {
+		// Plaintext, appointed: the SDK's environment variables must not
+		// turn on a TLS that trusts every certificate.
+		cc.TLSCfg = constant.TLSConfig{Appointed: true}
 	}
 	return vo.NacosClientParam{ClientConfig: cc, ServerConfigs: servers}, dir, nil
 }
@@ -304,7 +308,7 @@ func (c Config) secrets() []string {
 			continue
 		}
 		js, _ := json.Marshal(v)
-		for _, f := range []string{v, strings.Trim(string(js), `"`), url.QueryEscape(v), url.PathEscape(v)} {
+		for _, f := range []string{v, string(js[1 : len(js)-1]), url.QueryEscape(v), url.PathEscape(v)} {
 			if !slices.Contains(s, f) {
 				s = append(s, f)
 			}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"regexp"
 	"strings"
 
 	"github.com/nacos-group/nacos-sdk-go/v2/common/logger"
@@ -25,6 +26,10 @@ func installLogger(cfg Config) {
 	logger.SetLogger(&sdkLogger{l: cfg.logger().With("component", "nacos-sdk"), secrets: cfg.secrets()})
 }
 
+// accessToken matches the value of an accessToken header or field as the
+// SDK prints it: accessToken:v, accessToken=v, "accessToken":"v".
+var accessToken = regexp.MustCompile(`(?i)("?access_?token"?\s*[:=]\s*"?)[^\s",}\]]+`)
+
 // out formats and logs one line when level is enabled: with Sprintf
 // when f is true, Sprint otherwise.
 func (s *sdkLogger) out(level slog.Level, f bool, format string, args []any) {
@@ -41,6 +46,9 @@ func (s *sdkLogger) out(level slog.Level, f bool, format string, args []any) {
 	for _, secret := range s.secrets {
 		msg = strings.ReplaceAll(msg, secret, "***")
 	}
+	// The access token the SDK gets at login rides in every request's
+	// headers, which it logs at debug level; it is unknown in advance.
+	msg = accessToken.ReplaceAllString(msg, "${1}***")
 	s.l.Log(ctx, level, strings.TrimSpace(msg))
 }
 

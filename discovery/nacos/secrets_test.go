@@ -146,3 +146,23 @@ func TestSDKLogMasksEncodedSecrets(t *testing.T) {
 		t.Errorf("masked %d secrets, want 5:\n%s", n, logs.String())
 	}
 }
+
+// TestSDKLogMasksAccessTokensAndQuotes: the access token the SDK gets at
+// login, in the shapes it logs request headers, is masked although no
+// Config field holds it; and a secret ending in a quote is masked whole
+// in its JSON form.
+func TestSDKLogMasksAccessTokensAndQuotes(t *testing.T) {
+	const token, password = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJuYWNvcyJ9.c2lnbmF0dXJl", `ends-with-quote"`
+	var logs meshtest.LogBuffer
+	cfg := Config{Password: password, Logger: logs.Logger()}
+	l := &sdkLogger{l: cfg.logger(), secrets: cfg.secrets()}
+	l.Debugf("request=%+v", map[string]string{"accessToken": token})
+	l.Debugf("request headers %s", util.ToJsonString(map[string]string{"accessToken": token, "app": "lightmesh"}))
+	l.Infof("login ok, accessToken=%s tokenTtl=18000", token)
+	l.Errorf("request params:[%s]", util.ToJsonString(map[string]string{"password": password}))
+	seen := meshtest.Exposure{"log": logs.String()}
+	seen.Check(t, token, password, `quote\`)
+	if !strings.Contains(logs.String(), "lightmesh") || !strings.Contains(logs.String(), "tokenTtl=18000") {
+		t.Errorf("masking took more than the token:\n%s", logs.String())
+	}
+}
