@@ -91,8 +91,10 @@ func TestTLSClientParam(t *testing.T) {
 	if param, _, err = c.clientParam(); err != nil || param.ClientConfig.TLSCfg != (constant.TLSConfig{Appointed: true, Enable: true, CaFile: ca}) {
 		t.Fatalf("CA only: %v, %+v", err, param.ClientConfig.TLSCfg)
 	}
+	// Without TLS: plaintext, appointed, so the SDK's environment cannot
+	// turn TLS on with TrustAll.
 	c.TLS = nil
-	if param, _, err = c.clientParam(); err != nil || param.ClientConfig.TLSCfg != (constant.TLSConfig{}) || param.ServerConfigs[0].Scheme != "" {
+	if param, _, err = c.clientParam(); err != nil || param.ClientConfig.TLSCfg != (constant.TLSConfig{Appointed: true}) || param.ServerConfigs[0].Scheme != "" {
 		t.Fatalf("without TLS: %v, %+v, scheme %q", err, param.ClientConfig.TLSCfg, param.ServerConfigs[0].Scheme)
 	}
 
