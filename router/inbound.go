@@ -19,6 +19,14 @@ func (c *compiler) inbound(path string, routes []InboundRoute) []route {
 		if in.Match != nil {
 			c.match(fmt.Sprintf("%s.inbound[%d].match", path, i), in.Match, &cr)
 		}
+		// An inbound route applies a limit: a value too long to match a
+		// regex against must not slip past it, so it counts as a match.
+		for h := range cr.headers {
+			cr.headers[h].cond.longMatches = true
+		}
+		if cr.path != nil {
+			cr.path.longMatches = true
+		}
 		out = append(out, cr)
 	}
 	assignHeaderSlots(out)

@@ -41,6 +41,9 @@ type stringCond struct {
 	kind  condKind
 	value string
 	re    *regexp.Regexp
+	// longMatches is what a regex condition says of a value longer than
+	// MaxRegexInputLen: false on outbound routes, true on inbound ones.
+	longMatches bool
 }
 
 func (c *stringCond) match(v string, present bool) bool {
@@ -62,14 +65,19 @@ func (c *stringCond) match(v string, present bool) bool {
 		// Matching costs the value's length times the expression's size,
 		// and the value may come from a stranger: a 21-byte expression
 		// such as .*(?:[a-z]{1,60}b){3} takes 0.7 s over a 1 MiB header.
-		return len(v) <= MaxRegexInputLen && c.re.MatchString(v)
+		if len(v) > MaxRegexInputLen {
+			return c.longMatches
+		}
+		return c.re.MatchString(v)
 	}
 }
 
 // MaxRegexInputLen is the longest header value or path a regex condition
-// is matched against: a longer one does not match it (exact, prefix,
-// present and absent conditions see every value). It bounds what a
-// request can make the mesh spend on its regexes.
+// is matched against. A longer one does not match the regex of a route,
+// and does match that of an inbound route, so that padding a header
+// cannot slip a request past an inbound limit (exact, prefix, present
+// and absent conditions see every value). It bounds what a request can
+// make the mesh spend on its regexes.
 const MaxRegexInputLen = 4096
 
 type headerCond struct {

@@ -758,3 +758,31 @@ func TestRouteConcurrent(t *testing.T) {
 		t.Fatalf("concurrent split = %v, want base:7200 canary:800", total)
 	}
 }
+
+// TestInboundRegexOnLongValues: an inbound route's regex matches a value
+// too long to run it on, so that padding a header past MaxRegexInputLen
+// cannot slip a request past an inbound limit; an outbound route's does
+// not.
+func TestInboundRegexOnLongValues(t *testing.T) {
+	rules := mustLoad(t, `apiVersion: lightmesh/v1
+services:
+  svc:
+    subsets: {a: {labels: {env: a}}}
+    routes:
+      - {name: bots, match: {headers: {user-agent: {regex: ".*bot.*"}}}, destinations: [{subset: a}]}
+    inbound:
+      - name: bots
+        match: {headers: {user-agent: {regex: ".*bot.*"}}}
+        rateLimit: {rps: 1, burst: 1}
+`)
+	padded := "crawlerbot/1.0 " + strings.Repeat("x", MaxRegexInputLen)
+	for ua, want := range map[string]int{"crawlerbot/1.0": 0, padded: 0, "browser": -1} {
+		if got, _ := rules.MatchInbound("svc", &Request{Header: header("User-Agent", ua)}); got != want {
+			t.Errorf("inbound match of a %d-byte user agent = %d, want %d", len(ua), got, want)
+		}
+	}
+	table := NewTable(rules, map[string][]discovery.Instance{"svc": {inst("10.0.0.1:80", "env=a")}})
+	if _, err := table.Route("svc", &Request{Header: header("User-Agent", padded)}, nil); !errors.Is(err, ErrNoRoute) {
+		t.Errorf("outbound route of a padded user agent: %v, want ErrNoRoute", err)
+	}
+}
