@@ -161,9 +161,11 @@ func (c *connTracker) settleLocked(now time.Time) WatcherStatus {
 	}
 	if want != c.state {
 		c.state, c.since = want, now
-		if want == StateReconnecting {
-			c.since = c.earliestFailureLocked()
-		}
+	}
+	if want == StateReconnecting {
+		// Since the oldest failure still going on: a watch that
+		// recovered no longer counts.
+		c.since = c.earliestFailureLocked()
 	}
 	return c.statusLocked()
 }

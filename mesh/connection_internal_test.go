@@ -85,3 +85,23 @@ func TestConnTrackerPublishesInOrder(t *testing.T) {
 		t.Fatalf("onChange last saw %+v, the tracker says %+v", last, st)
 	}
 }
+
+// TestConnTrackerSinceFollowsTheOldestFailure: while some watches fail,
+// Since is when the oldest failure still going on began.
+func TestConnTrackerSinceFollowsTheOldestFailure(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	c := newConnTracker(t0, func(WatcherStatus) {})
+	a, b := watchKey{"a", 1}, watchKey{"b", 2}
+	c.started(a)
+	c.started(b)
+	c.delivered(a, t0)
+	c.failed(a, "x", t0.Add(time.Second))
+	c.failed(b, "x", t0.Add(3*time.Second))
+	if st := c.status(); !st.Since.Equal(t0.Add(time.Second)) {
+		t.Fatalf("two failing: since %v, want a's failure", st.Since)
+	}
+	c.delivered(a, t0.Add(4*time.Second))
+	if st := c.status(); st.State != StateReconnecting || !st.Since.Equal(t0.Add(3*time.Second)) || st.Attempts != 1 {
+		t.Fatalf("a recovered, b failing: %+v, want reconnecting since b's failure with 1 attempt", st)
+	}
+}

@@ -114,9 +114,17 @@ func (s *RuleSource) Watch(ctx context.Context, update func(rules.Document)) err
 		return err
 	}
 	defer s.end()
-	content, err := s.client.GetConfig(vo.ConfigParam{DataId: s.dataID, Group: s.group})
-	if err != nil {
-		return fmt.Errorf("nacos: read %s: %w", s.name, err)
+	// The first read, like the later ones, does not hold up a mesh being
+	// closed: the SDK's read cannot be cancelled.
+	var content string
+	select {
+	case r := <-s.read():
+		if r.err != nil {
+			return fmt.Errorf("nacos: read %s: %w", s.name, r.err)
+		}
+		content = r.content
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 	w := &ruleWatch{src: s, update: update, changed: make(chan struct{}, 1)}
 	w.deliver(content)
