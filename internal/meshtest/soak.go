@@ -57,6 +57,7 @@ func Measure() Resources {
 	return r
 }
 
+// String is the resources as the soak logs them.
 func (r Resources) String() string {
 	return fmt.Sprintf("heap %.1f MB, %d goroutines, %d open fds", float64(r.HeapBytes)/(1<<20), r.Goroutines, r.OpenFDs)
 }
