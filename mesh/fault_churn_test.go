@@ -456,7 +456,6 @@ func TestFaultInstanceChurn(t *testing.T) {
 		}
 	}
 	want := listOf(events)
-	got := m.Table().Instances("svc", "")
 	addrs := func(l []discovery.Instance) []string {
 		var a []string
 		for _, in := range l {
@@ -465,7 +464,12 @@ func TestFaultInstanceChurn(t *testing.T) {
 		slices.Sort(a)
 		return a
 	}
-	if !slices.Equal(addrs(got), addrs(want)) {
-		t.Errorf("the mesh routes to %v at the end, want the last list %v", addrs(got), addrs(want))
+	// The last Set reaches the table through the manager a moment later.
+	deadline := time.Now().Add(5 * time.Second)
+	for !slices.Equal(addrs(m.Table().Instances("svc", "")), addrs(want)) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the mesh routes to %v 5 s after the last Set, want the last list %v", addrs(m.Table().Instances("svc", "")), addrs(want))
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }
