@@ -109,7 +109,9 @@ func WithRequestTimeout(d time.Duration) Option {
 // that died, or a connection cut without a reset, just waits: the mesh
 // keeps serving the last rules and instances either way, but only the
 // check lets its status say so within seconds. Each source makes one
-// count-only read per interval, however many services it watches.
+// count-only read per interval, however many services it watches; a
+// check waits at most 2 s (or WithRequestTimeout's, when shorter), so an
+// outage shows within about 3 s.
 func WithHealthInterval(d time.Duration) Option {
 	return optionFunc(func(c *config) {
 		switch {
