@@ -60,6 +60,12 @@ func (m *Mesh) lookUp(ctx context.Context, service string) bool {
 
 	release := m.eng.Demand(service)
 	ok := m.eng.AwaitInstances(ctx, service, engine.FirstUseWait)
+	keep := false
+	defer func() {
+		if !keep {
+			release() // outside the lock: it waits for the manager
+		}
+	}()
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.lookups.Add(-1)
@@ -67,7 +73,6 @@ func (m *Mesh) lookUp(ctx context.Context, service string) bool {
 		delete(f.pending, service)
 	}
 	if !ok {
-		release()
 		now := time.Now()
 		for name, at := range f.misses {
 			if now.Sub(at) >= missTTL {
@@ -79,11 +84,10 @@ func (m *Mesh) lookUp(ctx context.Context, service string) bool {
 		}
 		return false
 	}
-	if f.found[service] {
-		release() // another call found it meanwhile and holds the demand
-	} else {
-		f.found[service] = true // held until Close
-	}
+	// The first to find it holds the demand until Close; the others let
+	// theirs go.
+	keep = !f.found[service]
+	f.found[service] = true
 	return true
 }
 
