@@ -18,6 +18,7 @@ import (
 	"github.com/lightmesh/lightmesh/discovery"
 	"github.com/lightmesh/lightmesh/internal/meshtest"
 	"github.com/lightmesh/lightmesh/mesh"
+	"github.com/lightmesh/lightmesh/router"
 	"github.com/lightmesh/lightmesh/rules"
 )
 
@@ -513,5 +514,48 @@ func TestCallerCancellationIsNotAFailure(t *testing.T) {
 	}
 	if _, _, err := send(client, "GET", "http://svc/"); !errors.Is(err, mesh.ErrCircuitOpen) {
 		t.Fatalf("after two mesh timeouts: err = %v, want ErrCircuitOpen", err)
+	}
+}
+
+// TestServerRateLimitPaddedHeader: a stranger who pads the header an
+// inbound route's regex reads past router.MaxRegexInputLen is neither let
+// past that route's limit nor into a more generous route: the request is
+// refused with 429, and the handler is not reached.
+func TestServerRateLimitPaddedHeader(t *testing.T) {
+	doc := `apiVersion: lightmesh/v1
+services:
+  me:
+    inbound:
+      - name: trusted
+        match: {headers: {x-client: {regex: "internal-[a-z]+"}}}
+        rateLimit: {rps: 10000, burst: 1000}
+      - name: everyone
+        rateLimit: {rps: 0.01, burst: 1}
+`
+	m, err := mesh.New(context.Background(), mesh.WithRules(rules.NewMemory([]byte(doc))), mesh.WithLocalService("me"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	var reached atomic.Int64
+	srv := httptest.NewServer(m.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { reached.Add(1) })))
+	defer srv.Close()
+	get := func(client string) int {
+		req, _ := http.NewRequest(http.MethodGet, srv.URL+"/", nil)
+		req.Header.Set("X-Client", client)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	padded := "internal-ops" + strings.Repeat("x", router.MaxRegexInputLen)
+	var codes []int
+	for _, c := range []string{"internal-ops", "internal-ops", padded, padded, "internal-ops"} {
+		codes = append(codes, get(c))
+	}
+	if fmt.Sprint(codes) != "[200 200 429 429 200]" || reached.Load() != 3 {
+		t.Fatalf("codes %v, handler reached %d times; want the padded requests refused", codes, reached.Load())
 	}
 }

@@ -19,22 +19,24 @@ func (c *compiler) inbound(path string, routes []InboundRoute) []route {
 		if in.Match != nil {
 			c.match(fmt.Sprintf("%s.inbound[%d].match", path, i), in.Match, &cr)
 		}
-		// An inbound route applies a limit: a value too long to match a
-		// regex against must not slip past it, so it counts as a match.
-		for h := range cr.headers {
-			cr.headers[h].cond.longMatches = true
-		}
-		if cr.path != nil {
-			cr.path.longMatches = true
-		}
 		out = append(out, cr)
 	}
 	assignHeaderSlots(out)
 	return out
 }
 
+// InboundUndecided is the index MatchInbound returns for a request it
+// cannot place: a regex condition of an inbound route, tried in order,
+// would have to match a value longer than MaxRegexInputLen. Taking such
+// a value as no match would let a stranger pad a header past the first
+// route's limit, and taking it as a match would let one pad it into a
+// generous route, so the request matches no route: the mesh refuses it
+// as over the limit.
+const InboundUndecided = -2
+
 // MatchInbound returns the index and name of the first inbound route of
-// service that accepts req, or -1 and "" when none does.
+// service that accepts req, -1 and "" when none does, or
+// InboundUndecided and "" (see there).
 func (r *Rules) MatchInbound(service string, req *Request) (int, string) {
 	sr := r.services[service]
 	if sr == nil {
@@ -45,8 +47,12 @@ func (r *Rules) MatchInbound(service string, req *Request) (int, string) {
 	}
 	var hc headerCache
 	for i := range sr.inbound {
-		if sr.inbound[i].matches(req, &hc) {
-			return i, sr.inbound[i].name
+		rt := &sr.inbound[i]
+		if rt.tooLongForRegex(req, &hc) {
+			return InboundUndecided, ""
+		}
+		if rt.matches(req, &hc) {
+			return i, rt.name
 		}
 	}
 	return -1, ""

@@ -41,9 +41,6 @@ type stringCond struct {
 	kind  condKind
 	value string
 	re    *regexp.Regexp
-	// longMatches is what a regex condition says of a value longer than
-	// MaxRegexInputLen: false on outbound routes, true on inbound ones.
-	longMatches bool
 }
 
 func (c *stringCond) match(v string, present bool) bool {
@@ -65,19 +62,16 @@ func (c *stringCond) match(v string, present bool) bool {
 		// Matching costs the value's length times the expression's size,
 		// and the value may come from a stranger: a 21-byte expression
 		// such as .*(?:[a-z]{1,60}b){3} takes 0.7 s over a 1 MiB header.
-		if len(v) > MaxRegexInputLen {
-			return c.longMatches
-		}
-		return c.re.MatchString(v)
+		return len(v) <= MaxRegexInputLen && c.re.MatchString(v)
 	}
 }
 
 // MaxRegexInputLen is the longest header value or path a regex condition
-// is matched against. A longer one does not match the regex of a route,
-// and does match that of an inbound route, so that padding a header
-// cannot slip a request past an inbound limit (exact, prefix, present
-// and absent conditions see every value). It bounds what a request can
-// make the mesh spend on its regexes.
+// is matched against. A longer one does not match the regex of a route;
+// an inbound route that would have to match one refuses the request (see
+// InboundUndecided). Exact, prefix, present and absent conditions see
+// every value. It bounds what a request can make the mesh spend on its
+// regexes.
 const MaxRegexInputLen = 4096
 
 type headerCond struct {
@@ -139,6 +133,24 @@ func (c *headerCache) header(r *Request, h *headerCond) (string, bool) {
 
 // emptyRequest stands in for a nil *Request; it is never written.
 var emptyRequest Request
+
+// tooLongForRegex reports whether a regex condition of rt would see a
+// value longer than MaxRegexInputLen in r.
+func (rt *route) tooLongForRegex(r *Request, hc *headerCache) bool {
+	if rt.path != nil && rt.path.kind == condRegex && len(r.Path) > MaxRegexInputLen {
+		return true
+	}
+	for i := range rt.headers {
+		h := &rt.headers[i]
+		if h.cond.kind != condRegex {
+			continue
+		}
+		if v, ok := hc.header(r, h); ok && len(v) > MaxRegexInputLen {
+			return true
+		}
+	}
+	return false
+}
 
 func (rt *route) matches(r *Request, hc *headerCache) bool {
 	if len(rt.methods) > 0 {

@@ -759,10 +759,10 @@ func TestRouteConcurrent(t *testing.T) {
 	}
 }
 
-// TestInboundRegexOnLongValues: an inbound route's regex matches a value
-// too long to run it on, so that padding a header past MaxRegexInputLen
-// cannot slip a request past an inbound limit; an outbound route's does
-// not.
+// TestInboundRegexOnLongValues: a value too long to run an inbound
+// route's regex on places the request nowhere (InboundUndecided), whether
+// the route it would reach is strict or generous; an outbound route's
+// regex does not match it.
 func TestInboundRegexOnLongValues(t *testing.T) {
 	rules := mustLoad(t, `apiVersion: lightmesh/v1
 services:
@@ -771,18 +771,35 @@ services:
     routes:
       - {name: bots, match: {headers: {user-agent: {regex: ".*bot.*"}}}, destinations: [{subset: a}]}
     inbound:
+      - name: trusted
+        match: {headers: {x-client: {regex: "internal-[a-z]+"}}}
+        rateLimit: {rps: 10000, burst: 100}
       - name: bots
         match: {headers: {user-agent: {regex: ".*bot.*"}}}
         rateLimit: {rps: 1, burst: 1}
+      - name: everyone
+        rateLimit: {rps: 100, burst: 10}
 `)
-	padded := "crawlerbot/1.0 " + strings.Repeat("x", MaxRegexInputLen)
-	for ua, want := range map[string]int{"crawlerbot/1.0": 0, padded: 0, "browser": -1} {
-		if got, _ := rules.MatchInbound("svc", &Request{Header: header("User-Agent", ua)}); got != want {
-			t.Errorf("inbound match of a %d-byte user agent = %d, want %d", len(ua), got, want)
+	pad := strings.Repeat("x", MaxRegexInputLen)
+	for _, tc := range []struct {
+		name   string
+		header http.Header
+		want   int
+	}{
+		{"trusted client", header("X-Client", "internal-ops"), 0},
+		{"bot", header("User-Agent", "crawlerbot/1.0"), 1},
+		{"browser", header("User-Agent", "browser"), 2},
+		{"padded client header", header("X-Client", "internal-ops"+pad), InboundUndecided},
+		{"padded bot", header("User-Agent", "crawlerbot/1.0 "+pad), InboundUndecided},
+		{"long header no regex reads", header("Cookie", pad+pad), 2},
+		{"trusted client with a padded bot header", header("X-Client", "internal-ops", "User-Agent", "bot"+pad), 0},
+	} {
+		if got, _ := rules.MatchInbound("svc", &Request{Header: tc.header}); got != tc.want {
+			t.Errorf("%s: inbound route %d, want %d", tc.name, got, tc.want)
 		}
 	}
 	table := NewTable(rules, map[string][]discovery.Instance{"svc": {inst("10.0.0.1:80", "env=a")}})
-	if _, err := table.Route("svc", &Request{Header: header("User-Agent", padded)}, nil); !errors.Is(err, ErrNoRoute) {
+	if _, err := table.Route("svc", &Request{Header: header("User-Agent", "crawlerbot/1.0 "+pad)}, nil); !errors.Is(err, ErrNoRoute) {
 		t.Errorf("outbound route of a padded user agent: %v, want ErrNoRoute", err)
 	}
 }

@@ -203,13 +203,17 @@ func newBreaker(service, instance string, s breaker.Settings, onChange OnBreaker
 // InboundLimit applies the rate limit of the inbound route of service
 // local that req matches (the first one, as the rules order them). It
 // reports whether req is over the limit, with the wait until the next
-// token.
+// token. A request the routes cannot place (router.InboundUndecided) is
+// over the limit.
 func (s *State) InboundLimit(local string, req *router.Request) (wait time.Duration, limited bool) {
 	svc := s.Service(local)
 	if local == "" || svc == nil || len(svc.inbound) == 0 {
 		return 0, false
 	}
 	i, _ := s.table.Rules().MatchInbound(local, req)
+	if i == router.InboundUndecided {
+		return time.Second, true // see there: refused rather than placed by a padded value
+	}
 	if i < 0 || i >= len(svc.inbound) || svc.inbound[i] == nil || svc.inbound[i].Allow() {
 		return 0, false
 	}
