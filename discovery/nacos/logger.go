@@ -26,9 +26,16 @@ func installLogger(cfg Config) {
 	logger.SetLogger(&sdkLogger{l: cfg.logger().With("component", "nacos-sdk"), secrets: cfg.secrets()})
 }
 
-// accessToken matches the value of an accessToken header or field as the
-// SDK prints it: accessToken:v, accessToken=v, "accessToken":"v".
-var accessToken = regexp.MustCompile(`(?i)("?access_?token"?\s*[:=]\s*"?)[^\s",}\]]+`)
+// The access token's value in the shapes the SDK prints it: a field or
+// parameter (accessToken:v, accessToken=v&, "accessToken":"v",
+// "accessToken":["v"], and the same JSON escaped inside a string), a
+// protobuf header (key:"accessToken" value:"v"), and, whatever the shape,
+// anything that looks like a JWT.
+var (
+	accessToken      = regexp.MustCompile(`(?i)(access_?token\\?"?\s*[:=]\s*\[?\s*\\?"?)[^\s"\\,&}\]]+`)
+	protoAccessToken = regexp.MustCompile(`(?i)(key:\s*"access_?token"\s+value:\s*")[^"]+`)
+	jwt              = regexp.MustCompile(`eyJ[\w-]+\.[\w-]+\.[\w-]+`)
+)
 
 // out formats and logs one line when level is enabled: with Sprintf
 // when f is true, Sprint otherwise.
@@ -49,6 +56,8 @@ func (s *sdkLogger) out(level slog.Level, f bool, format string, args []any) {
 	// The access token the SDK gets at login rides in every request's
 	// headers, which it logs at debug level; it is unknown in advance.
 	msg = accessToken.ReplaceAllString(msg, "${1}***")
+	msg = protoAccessToken.ReplaceAllString(msg, "${1}***")
+	msg = jwt.ReplaceAllString(msg, "***")
 	s.l.Log(ctx, level, strings.TrimSpace(msg))
 }
 
