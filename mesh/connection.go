@@ -8,8 +8,9 @@ import (
 
 // Connection states a WatcherStatus reports.
 const (
-	// StateWaiting: the watcher has not heard from its control plane yet
-	// (the first read is under way, or it has failed from the start).
+	// StateWaiting: the watcher has not heard from its control plane yet,
+	// and nothing has failed (the first read is under way); a watch that
+	// fails from the start is reconnecting.
 	StateWaiting = "waiting"
 	// StateConnected: the last attempt succeeded and nothing has failed
 	// since.

@@ -44,6 +44,11 @@ func (f *firstUse) pendingFor(service string) bool {
 // State in force does not know, is a mesh service: it asks discovery for
 // it and waits for an instance, at most engine.FirstUseWait.
 func (m *Mesh) lookUp(ctx context.Context, service string) bool {
+	select {
+	case <-m.stopped:
+		return false // closed: nothing would discover it
+	default:
+	}
 	f := &m.firstUse
 	f.mu.Lock()
 	if f.found[service] {
@@ -60,10 +65,17 @@ func (m *Mesh) lookUp(ctx context.Context, service string) bool {
 
 	release := m.eng.Demand(service)
 	ok := m.eng.AwaitInstances(ctx, service, engine.FirstUseWait)
+	if !ok {
+		// Let go first, outside the lock (it waits until the service is
+		// gone from the State again), and only then stop counting the
+		// lookup as pending: a call in between would otherwise find the
+		// service known with no instance, and fail instead of leaving.
+		release()
+	}
 	keep := false
 	defer func() {
-		if !keep {
-			release() // outside the lock: it waits for the manager
+		if ok && !keep {
+			release()
 		}
 	}()
 	f.mu.Lock()

@@ -6,10 +6,12 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/lightmesh/lightmesh/discovery"
+	"github.com/lightmesh/lightmesh/internal/engine"
 	"github.com/lightmesh/lightmesh/internal/meshtest"
 	"github.com/lightmesh/lightmesh/mesh"
 	"github.com/lightmesh/lightmesh/router"
@@ -132,4 +134,37 @@ func hasService(st mesh.Status, name string) bool {
 		}
 	}
 	return false
+}
+
+// TestMeshServicesMissUnderLoad: calls keep coming while the lookup of a
+// host discovery does not know ends; every one leaves the mesh, none
+// fails in the moment the mesh forgets the host again.
+func TestMeshServicesMissUnderLoad(t *testing.T) {
+	m := meshtest.Start(t, 5*time.Second, func(ctx context.Context) (*mesh.Mesh, error) {
+		return mesh.New(ctx, mesh.WithDiscovery(discovery.NewStatic(nil)), mesh.WithMeshServices("*-api"))
+	})
+	base := &hostLog{}
+	client := &http.Client{Transport: m.Transport(base)}
+	var failed, sent atomic.Int64
+	var wg sync.WaitGroup
+	stop := time.Now().Add(engine.FirstUseWait + 500*time.Millisecond)
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for time.Now().Before(stop) {
+				if _, err := meshtest.Call(client, "ghost-api", ""); err != nil {
+					if failed.Add(1) == 1 {
+						t.Errorf("a call failed instead of leaving the mesh: %v", err)
+					}
+				}
+				sent.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	t.Logf("%d calls, %d failed", sent.Load(), failed.Load())
+	if failed.Load() != 0 || base.sent("ghost-api") != int(sent.Load()) {
+		t.Errorf("%d of %d calls failed, %d sent outside; want every one sent outside", failed.Load(), sent.Load(), base.sent("ghost-api"))
+	}
 }

@@ -78,6 +78,7 @@ type restore struct {
 type demand struct {
 	service string
 	delta   int
+	done    chan struct{} // closed once the State reflects the change
 }
 
 type instanceUpdate struct {
@@ -314,10 +315,18 @@ func (m *Mesh) Engine() *engine.Engine { return m.eng }
 
 // demand is the engine's Demand hook: the manager watches service until
 // release is called.
+// Each call returns once the State in force reflects it: a released
+// service no longer known is gone from the table.
 func (m *Mesh) demand(service string) (release func()) {
 	send := func(delta int) {
+		d := demand{service: service, delta: delta, done: make(chan struct{})}
 		select {
-		case m.demands <- demand{service: service, delta: delta}:
+		case m.demands <- d:
+		case <-m.stopped:
+			return
+		}
+		select {
+		case <-d.done:
 		case <-m.stopped:
 		}
 	}
@@ -378,6 +387,7 @@ func (m *Mesh) manage(ctx context.Context) {
 				delete(m.demanded, d.service)
 			}
 			m.syncWatches(ctx)
+			close(d.done)
 		}
 	}
 }

@@ -75,6 +75,9 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		if !t.m.lookUp(req.Context(), service) {
 			if t.m.cfg.strict {
 				closeBody(req)
+				if err := req.Context().Err(); err != nil {
+					return nil, err // the caller gave up during the lookup
+				}
 				return nil, unknownServiceError(service)
 			}
 			return t.base.RoundTrip(req)

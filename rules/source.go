@@ -43,13 +43,14 @@ type Memory struct {
 	changed chan struct{} // closed and replaced on every Set
 }
 
-// NewMemory returns a source holding data (copied) as version "1".
+// NewMemory returns a source holding data (copied) as version "1". Nil
+// data is no document: the watcher is connected, with nothing to apply.
 func NewMemory(data []byte) *Memory {
 	return &Memory{doc: Document{Data: bytes.Clone(data), Version: "1"}, version: 1, changed: make(chan struct{})}
 }
 
 // Set replaces the document and wakes the watcher. Each call makes a new
-// version.
+// version; nil data is no document, as for NewMemory.
 func (m *Memory) Set(data []byte) {
 	m.mu.Lock()
 	defer m.mu.Unlock()

@@ -110,8 +110,8 @@ func WithRequestTimeout(d time.Duration) Option {
 // keeps serving the last rules and instances either way, but only the
 // check lets its status say so within seconds. Each source makes one
 // count-only read per interval, however many services it watches; a
-// check waits at most 2 s (or WithRequestTimeout's, when shorter), so an
-// outage shows within about 3 s.
+// check waits at most 2 s (or WithRequestTimeout's, when shorter), so with
+// the default interval an outage shows within about 3 s.
 func WithHealthInterval(d time.Duration) Option {
 	return optionFunc(func(c *config) {
 		switch {

@@ -55,7 +55,7 @@ type Discovery struct {
 
 // resumeMarkTTL is how long a resuming mark waits for the next watch of
 // its service: a service watched again only later is not resuming.
-const resumeMarkTTL = time.Minute
+const resumeMarkTTL = 5 * time.Minute
 
 // resumeGrace is how long a watch resuming after an outage holds back an
 // empty first list, waiting for the instances to register again.
@@ -133,6 +133,12 @@ func (d *Discovery) Watch(ctx context.Context, service string, update func([]dis
 	}
 	check := time.NewTicker(healthInterval)
 	defer check.Stop()
+	started := false // the watch got as far as taking its resuming mark
+	defer func() {
+		if !started {
+			d.touchResuming(service) // failed early: the outage goes on
+		}
+	}()
 	sub, err := d.acquire(service)
 	if err != nil {
 		return err
@@ -144,6 +150,7 @@ func (d *Discovery) Watch(ctx context.Context, service string, update func([]dis
 	var last []discovery.Instance
 	first := true
 	var grace <-chan time.Time // set while an empty list is held back
+	started = true
 	if d.takeResuming(service) {
 		grace = time.After(resumeGrace)
 	}
