@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/lightmesh/lightmesh/internal/engine"
@@ -19,30 +18,29 @@ const missTTL = 30 * time.Second
 // up: those found stay discovered for the mesh's life; those not found
 // are not looked up again for missTTL.
 type firstUse struct {
-	mu      sync.Mutex
-	found   map[string]bool
-	misses  map[string]time.Time
-	pending map[string]int // lookups under way, by host
-	// lookups counts the lookups under way, so that calls skip the lock
-	// when there is none.
-	lookups atomic.Int32
+	found sync.Map // host -> true: found, and its demand held until Close
+
+	mu     sync.Mutex
+	misses map[string]time.Time
 }
 
-// pendingFor reports whether service is being looked up: the State then
-// knows it with no instance yet, and a call to it must wait for the
-// lookup like the first one rather than fail.
-func (f *firstUse) pendingFor(service string) bool {
-	if f.lookups.Load() == 0 {
+// unsettled reports whether a call to service, which st knows, must
+// still go through lookUp: service is a WithMeshServices host that no
+// rule and no WithServices names, and no lookup has found yet, so st
+// knows it only because a lookup of it is under way (or just ended).
+func (m *Mesh) unsettled(st *engine.State, service string) bool {
+	if len(m.cfg.meshServices) == 0 || !m.cfg.meshService(service) {
 		return false
 	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.pending[service] > 0
+	if _, ok := m.firstUse.found.Load(service); ok {
+		return false
+	}
+	return st.Table().Rules().Policy(service) == nil && !m.cfg.named(service)
 }
 
-// lookUp reports whether service, a host WithMeshServices names and the
-// State in force does not know, is a mesh service: it asks discovery for
-// it and waits for an instance, at most engine.FirstUseWait.
+// lookUp reports whether service, a host WithMeshServices names, is a
+// mesh service: it asks discovery for it and waits for an instance, at
+// most engine.FirstUseWait.
 func (m *Mesh) lookUp(ctx context.Context, service string) bool {
 	select {
 	case <-m.stopped:
@@ -50,57 +48,39 @@ func (m *Mesh) lookUp(ctx context.Context, service string) bool {
 	default:
 	}
 	f := &m.firstUse
-	f.mu.Lock()
-	if f.found[service] {
-		f.mu.Unlock()
+	if _, ok := f.found.Load(service); ok {
 		return true
 	}
+	f.mu.Lock()
 	if at, ok := f.misses[service]; ok && time.Since(at) < missTTL {
 		f.mu.Unlock()
 		return false
 	}
-	f.pending[service]++
-	f.lookups.Add(1)
 	f.mu.Unlock()
 
 	release := m.eng.Demand(service)
-	ok := m.eng.AwaitInstances(ctx, service, engine.FirstUseWait)
-	if !ok {
-		// Let go first, outside the lock (it waits until the service is
-		// gone from the State again), and only then stop counting the
-		// lookup as pending: a call in between would otherwise find the
-		// service known with no instance, and fail instead of leaving.
-		release()
-	}
-	keep := false
-	defer func() {
-		if ok && !keep {
-			release()
+	if m.eng.AwaitInstances(ctx, service, engine.FirstUseWait) {
+		if _, loaded := f.found.LoadOrStore(service, true); loaded {
+			release() // another call found it first and holds the demand
 		}
-	}()
+		return true
+	}
+	// Record the miss before letting go, so that calls in between, which
+	// still find the host in the State, leave the mesh without waiting.
+	defer release()
+	if ctx.Err() != nil {
+		return false // a call given up early says nothing of the service
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.lookups.Add(-1)
-	if f.pending[service]--; f.pending[service] == 0 {
-		delete(f.pending, service)
-	}
-	if !ok {
-		now := time.Now()
-		for name, at := range f.misses {
-			if now.Sub(at) >= missTTL {
-				delete(f.misses, name)
-			}
+	now := time.Now()
+	for name, at := range f.misses {
+		if now.Sub(at) >= missTTL {
+			delete(f.misses, name)
 		}
-		if ctx.Err() == nil { // a call given up early says nothing of the service
-			f.misses[service] = now
-		}
-		return false
 	}
-	// The first to find it holds the demand until Close; the others let
-	// theirs go.
-	keep = !f.found[service]
-	f.found[service] = true
-	return true
+	f.misses[service] = now
+	return false
 }
 
 // unknownServiceError is what a call to a host WithMeshServices names but

@@ -128,7 +128,7 @@ func New(ctx context.Context, opts ...Option) (*Mesh, error) {
 		restores:  make(chan restore),
 		seeds:     make(chan chan struct{}),
 		demands:   make(chan demand),
-		firstUse:  firstUse{found: map[string]bool{}, misses: map[string]time.Time{}, pending: map[string]int{}},
+		firstUse:  firstUse{misses: map[string]time.Time{}},
 	}
 	// Services named up front are mesh services from the start: a call to
 	// one fails with ErrNoInstance until discovery reports it, and never

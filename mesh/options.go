@@ -149,6 +149,16 @@ func WithStrictServices() Option {
 	return optionFunc(func(c *config) { c.strict = true })
 }
 
+// named reports whether WithServices names service.
+func (c *config) named(service string) bool {
+	for _, s := range c.services {
+		if s == service {
+			return true
+		}
+	}
+	return false
+}
+
 // meshService reports whether host matches a WithMeshServices pattern.
 func (c *config) meshService(host string) bool {
 	for _, p := range c.meshServices {

@@ -68,7 +68,7 @@ var _ http.RoundTripper = (*transport)(nil)
 func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	st := t.m.eng.Load()
 	service := req.URL.Hostname()
-	if !st.Table().Has(service) || t.m.firstUse.pendingFor(service) {
+	if !st.Table().Has(service) || t.m.unsettled(st, service) {
 		if !t.m.cfg.meshService(service) {
 			return t.base.RoundTrip(req)
 		}
