@@ -244,6 +244,21 @@ func TestClientRateLimitAndResize(t *testing.T) {
 	}
 }
 
+// inboundServer serves, behind the Handler of a mesh that is service "me"
+// with the rules doc, a handler that counts the requests reaching it.
+func inboundServer(t *testing.T, doc string) (*httptest.Server, *atomic.Int64) {
+	t.Helper()
+	m, err := mesh.New(context.Background(), mesh.WithRules(rules.NewMemory([]byte(doc))), mesh.WithLocalService("me"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	reached := new(atomic.Int64)
+	srv := httptest.NewServer(m.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { reached.Add(1) })))
+	t.Cleanup(srv.Close)
+	return srv, reached
+}
+
 func TestServerRateLimit(t *testing.T) {
 	doc := `apiVersion: lightmesh/v1
 services:
@@ -253,14 +268,7 @@ services:
         match: {path: {prefix: /api/}}
         rateLimit: {rps: 0.01, burst: 3}
 `
-	m, err := mesh.New(context.Background(), mesh.WithRules(rules.NewMemory([]byte(doc))), mesh.WithLocalService("me"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
-	var reached atomic.Int64
-	srv := httptest.NewServer(m.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { reached.Add(1) })))
-	defer srv.Close()
+	srv, reached := inboundServer(t, doc)
 	var codes []int
 	for range 5 {
 		resp, err := http.Get(srv.URL + "/api/x")
@@ -532,14 +540,7 @@ services:
       - name: everyone
         rateLimit: {rps: 0.01, burst: 1}
 `
-	m, err := mesh.New(context.Background(), mesh.WithRules(rules.NewMemory([]byte(doc))), mesh.WithLocalService("me"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
-	var reached atomic.Int64
-	srv := httptest.NewServer(m.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { reached.Add(1) })))
-	defer srv.Close()
+	srv, reached := inboundServer(t, doc)
 	get := func(client string) int {
 		req, _ := http.NewRequest(http.MethodGet, srv.URL+"/", nil)
 		req.Header.Set("X-Client", client)
