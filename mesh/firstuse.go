@@ -29,13 +29,15 @@ type firstUse struct {
 // rule and no WithServices names, and no lookup has found yet, so st
 // knows it only because a lookup of it is under way (or just ended).
 func (m *Mesh) unsettled(st *engine.State, service string) bool {
-	if len(m.cfg.meshServices) == 0 || !m.cfg.meshService(service) {
+	// Cheapest first: this runs on every call to a mesh service once
+	// patterns are set, and rule-named services are the common case.
+	if len(m.cfg.meshServices) == 0 || st.Table().Rules().Policy(service) != nil {
 		return false
 	}
 	if _, ok := m.firstUse.found.Load(service); ok {
 		return false
 	}
-	return st.Table().Rules().Policy(service) == nil && !m.cfg.named(service)
+	return !m.cfg.named(service) && m.cfg.meshService(service)
 }
 
 // lookUp reports whether service, a host WithMeshServices names, is a

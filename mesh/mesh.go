@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"slices"
 	"sync"
 	"time"
@@ -294,13 +293,7 @@ func (m *Mesh) Close() error {
 		m.cancel()
 		m.done.Wait()
 		m.metrics.Unregister()
-		for _, src := range []any{m.cfg.rules, m.cfg.discovery} {
-			if c, ok := src.(io.Closer); ok {
-				if err := c.Close(); err != nil && m.closeErr == nil {
-					m.closeErr = err
-				}
-			}
-		}
+		m.closeErr = m.cfg.closeGiven()
 	})
 	return m.closeErr
 }

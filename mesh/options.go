@@ -94,14 +94,19 @@ func WithDiscovery(src discovery.Source) Option {
 	})
 }
 
-// closeGiven closes every source given that has a Close method: New
-// failed, and the mesh owns them.
-func (c *config) closeGiven() {
+// closeGiven closes every source given to WithRules and WithDiscovery
+// that has a Close method (the mesh owns them), on Close or when New
+// fails, and returns the first error.
+func (c *config) closeGiven() error {
+	var first error
 	for _, src := range c.given {
 		if cl, ok := src.(io.Closer); ok {
-			cl.Close()
+			if err := cl.Close(); err != nil && first == nil {
+				first = err
+			}
 		}
 	}
+	return first
 }
 
 // fail records err unless an earlier option failed.
