@@ -309,13 +309,7 @@ func hostileHeaders() []struct {
 	header   http.Header
 	wantLane string
 } {
-	members := func(n int, extra string) string {
-		var b strings.Builder
-		for i := range n {
-			fmt.Fprintf(&b, "m%d=v,", i)
-		}
-		return b.String() + extra
-	}
+	members := meshtest.BaggageMembers
 	with := func(kv ...string) http.Header {
 		h := http.Header{}
 		for i := 0; i+1 < len(kv); i += 2 {

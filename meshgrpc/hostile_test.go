@@ -25,13 +25,7 @@ func hostileMetadata() []struct {
 	md       metadata.MD
 	wantLane string
 } {
-	members := func(n int, extra string) string {
-		var b strings.Builder
-		for i := range n {
-			fmt.Fprintf(&b, "m%d=v,", i)
-		}
-		return b.String() + extra
-	}
+	members := meshtest.BaggageMembers
 	repeated := func(n int, key, value string) metadata.MD {
 		md := metadata.MD{}
 		for range n {

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -75,4 +76,14 @@ func ExpectOnly(tb testing.TB, c *http.Client, service, env string, n int, names
 			tb.Fatalf("X-Env %q: calls went to %v, want only %v", env, got, names)
 		}
 	}
+}
+
+// BaggageMembers returns a baggage header value of n filler members
+// (m0=v,m1=v,...) followed by extra, as a stranger might send.
+func BaggageMembers(n int, extra string) string {
+	var b strings.Builder
+	for i := range n {
+		fmt.Fprintf(&b, "m%d=v,", i)
+	}
+	return b.String() + extra
 }
