@@ -21,12 +21,6 @@ import (
 // DefaultGroup is the Nacos group used when none is given.
 const DefaultGroup = "DEFAULT_GROUP"
 
-// confirmDelay is how long after the last change notification Watch
-// reads the config once more. The SDK calls listeners on goroutines of
-// their own, so two quick changes can reach Watch out of order; the
-// confirming read makes the latest content win.
-const confirmDelay = 500 * time.Millisecond
-
 // healthInterval is how often a watch checks that the server still
 // answers, and healthTimeout how long one check may take. The SDK
 // reconnects by itself and tells its listeners nothing, so without the
@@ -134,25 +128,23 @@ func (s *RuleSource) Watch(ctx context.Context, update func(rules.Document)) err
 	}
 	defer s.client.CancelListenConfig(param)
 
-	confirm := time.NewTimer(time.Hour)
-	confirm.Stop()
-	defer confirm.Stop()
+	// The read every second is the health check and also confirms the
+	// pushes: the SDK calls listeners on goroutines of their own, so two
+	// quick changes can arrive out of order, and the next read makes the
+	// latest content win. One read at a time is in flight; a push that
+	// arrives meanwhile makes its content possibly older than the push's,
+	// so it is not delivered and another read follows at once.
 	check := time.NewTicker(healthInterval)
 	defer check.Stop()
-	// One read at a time is in flight. A push that arrives while it is
-	// makes its content possibly older than the push's, so it is not
-	// delivered and another read follows; so does a confirming read
-	// asked for meanwhile.
 	var (
-		reading   <-chan readResult // the read in flight, nil when none
-		deadline  <-chan time.Time  // when the read in flight has failed
-		pushes    int               // change notifications so far
-		readFrom  int               // pushes when the read in flight began
-		readAgain bool              // read again when the one in flight ends
-		failures  int               // reads failed in a row
+		reading  <-chan readResult // the read in flight, nil when none
+		deadline <-chan time.Time  // when the read in flight has failed
+		pushes   int               // change notifications so far
+		readFrom int               // pushes when the read in flight began
+		failures int               // reads failed in a row
 	)
 	startRead := func() {
-		reading, deadline, readFrom, readAgain = s.read(), time.After(healthTimeout), pushes, false
+		reading, deadline, readFrom = s.read(), time.After(healthTimeout), pushes
 	}
 	for {
 		select {
@@ -161,13 +153,6 @@ func (s *RuleSource) Watch(ctx context.Context, update func(rules.Document)) err
 		case <-w.changed:
 			pushes++
 			w.deliver(w.take())
-			confirm.Reset(confirmDelay)
-		case <-confirm.C:
-			if reading == nil {
-				startRead()
-			} else {
-				readAgain = true
-			}
 		case <-check.C:
 			if reading == nil {
 				startRead()
@@ -186,9 +171,6 @@ func (s *RuleSource) Watch(ctx context.Context, update func(rules.Document)) err
 			if readFrom == pushes {
 				w.deliver(r.content)
 			} else {
-				readAgain = true
-			}
-			if readAgain {
 				startRead()
 			}
 		case <-deadline:
