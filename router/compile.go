@@ -71,6 +71,7 @@ const maxSplitSteps = 1 << 16
 type Rules struct {
 	doc      *Document
 	services map[string]*serviceRules
+	defaults *Policy // nil without valid defaults
 }
 
 // Document returns the document the rules were compiled from. Callers must
@@ -78,12 +79,36 @@ type Rules struct {
 func (r *Rules) Document() *Document { return r.doc }
 
 // Policy returns the compiled protection of service, or nil when the rules
-// do not name it. Callers must not modify it.
+// do not name it (or r is nil). Callers must not modify it.
 func (r *Rules) Policy(service string) *Policy {
+	if r == nil {
+		return nil
+	}
 	if sr := r.services[service]; sr != nil {
 		return sr.policy
 	}
 	return nil
+}
+
+// DefaultPolicy returns the compiled defaults, the policy of a service
+// the rules do not name, or nil when the document has no defaults (or r
+// is nil). Callers must not modify it.
+func (r *Rules) DefaultPolicy() *Policy {
+	if r == nil {
+		return nil
+	}
+	return r.defaults
+}
+
+// Defaulted returns the settings service takes from the defaults rather
+// than from rules of its own (see Defaults.Fill): all the defaults for
+// a service the rules do not name.
+func (r *Rules) Defaulted(service string) []string {
+	if r == nil || r.doc.Defaults == nil {
+		return nil
+	}
+	_, taken := r.doc.Defaults.Fill(r.doc.Services[service])
+	return taken
 }
 
 // Services returns the names of the services the rules cover, sorted.
@@ -197,13 +222,25 @@ func (c *compiler) compile(doc *Document) *Rules {
 		return nil
 	}
 	rules := &Rules{doc: doc, services: make(map[string]*serviceRules, len(doc.Services))}
+	// Invalid defaults are reported once, at their own path, and fill no
+	// service (the document is rejected anyway).
+	var defaults *Defaults
+	if d := doc.Defaults; d != nil {
+		before := len(c.problems)
+		rules.defaults = c.policy("defaults", Service{Timeout: d.Timeout, Retry: d.Retry, Breaker: d.Breaker,
+			OutlierDetection: d.OutlierDetection, RateLimit: d.RateLimit}, nil)
+		if len(c.problems) == before {
+			defaults = d
+		}
+	}
 	for _, name := range slices.Sorted(maps.Keys(doc.Services)) {
 		path := "services." + name
 		if !validName(name) {
 			c.fail(path, "service name must be 1..%d characters of letters, digits, '-', '_' and '.'", MaxNameLen)
 			continue
 		}
-		rules.services[name] = c.service(path, name, doc.Services[name])
+		svc, _ := defaults.Fill(doc.Services[name])
+		rules.services[name] = c.service(path, name, svc)
 	}
 	if len(c.problems) > 0 {
 		return nil

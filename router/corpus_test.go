@@ -146,7 +146,7 @@ func badDocs() []badDoc {
 		{"json/bad escape", `{"apiVersion": "lightmesh\q1"}`, []string{"router: decode: yaml: found unknown escape character"}},
 
 		// Unknown fields, at every depth.
-		{"unknown/top level", validDoc + "kind: VirtualService\n", []string{"kind: unknown field (known fields: apiVersion, services) (line 13, column 1)"}},
+		{"unknown/top level", validDoc + "kind: VirtualService\n", []string{"kind: unknown field (known fields: apiVersion, defaults, services) (line 13, column 1)"}},
 		{"unknown/service", edit("    routes:\n", "    timeouts: 2s\n    routes:\n"), []string{`services.user-api.timeouts: unknown field; did you mean "timeout"? (line 7, column 5)`}},
 		{"unknown/subset", edit("{labels: {env: base}}", "{labels: {env: base}, weight: 3}"), []string{"services.user-api.subsets.base.weight: unknown field (known fields: labels) (line 5, column 38)"}},
 		{"unknown/route", edit("fallback: base", "fallback: base\n        priority: 1"), []string{"services.user-api.routes[0].priority: unknown field (known fields: name, match, destinations, fallback, timeout, retry, rateLimit) (line 12"}},
@@ -196,8 +196,8 @@ func badDocs() []badDoc {
 		{"policy/rate limit and retry at once", edit("    routes:\n", "    rateLimit: {rps: 0.001}\n    retry: {attempts: 20}\n    routes:\n"), []string{"services.user-api.retry.attempts: must be 0..10"}},
 
 		// Wrong types.
-		{"type/document is a scalar", "lightmesh", []string{`router: invalid document: must be a mapping with the fields of apiVersion, services, not the string "lightmesh" (line 1, column 1)`, "!apiVersion: required"}},
-		{"type/document is a list", "[apiVersion, services]", []string{"router: invalid document: must be a mapping with the fields of apiVersion, services, not a list (line 1, column 1)"}},
+		{"type/document is a scalar", "lightmesh", []string{`router: invalid document: must be a mapping with the fields of apiVersion, defaults, services, not the string "lightmesh" (line 1, column 1)`, "!apiVersion: required"}},
+		{"type/document is a list", "[apiVersion, services]", []string{"router: invalid document: must be a mapping with the fields of apiVersion, defaults, services, not a list (line 1, column 1)"}},
 		{"type/services is a list", "apiVersion: lightmesh/v1\nservices: [user-api]\n", []string{"services: must be a mapping of names to values, not a list (line 2, column 11)"}},
 		{"type/routes is a map", edit("    routes:\n", "    routes: {a: b}\n    xroutes:\n"), []string{"services.user-api.routes: must be a list, not a mapping (line 7, column 13)", `services.user-api.xroutes: unknown field; did you mean "routes"? (line 8, column 5)`}},
 		{"type/weight is a string", edit("weight: 90", "weight: ninety"), []string{`services.user-api.routes[1].destinations[0].weight: must be an integer, not the string "ninety" (line 12, column 47)`}},

@@ -15,8 +15,56 @@ const APIVersion = "lightmesh/v1"
 // Field names follow Istio's VirtualService and DestinationRule where the
 // concept is the same.
 type Document struct {
-	APIVersion string             `yaml:"apiVersion" json:"apiVersion"`
-	Services   map[string]Service `yaml:"services" json:"services"`
+	APIVersion string `yaml:"apiVersion" json:"apiVersion"`
+	// Defaults are the fleet-wide settings that every service without a
+	// setting of its own takes, including services discovery knows that
+	// no rule names; nil means none.
+	Defaults *Defaults          `yaml:"defaults,omitempty" json:"defaults,omitempty"`
+	Services map[string]Service `yaml:"services,omitempty" json:"services,omitempty"`
+}
+
+// Defaults holds the settings a service takes when it has none of its
+// own, field by field: a service that sets its own retry keeps it and
+// still takes the default timeout. A route's own timeout, retry or rate
+// limit replaces the service's, defaulted or not. A service opts out of
+// a default retry with retry: {attempts: 0}.
+type Defaults struct {
+	Timeout          Duration   `yaml:"timeout,omitempty" json:"timeout,omitempty"`
+	Retry            *Retry     `yaml:"retry,omitempty" json:"retry,omitempty"`
+	Breaker          *Breaker   `yaml:"breaker,omitempty" json:"breaker,omitempty"`
+	OutlierDetection *Breaker   `yaml:"outlierDetection,omitempty" json:"outlierDetection,omitempty"`
+	RateLimit        *RateLimit `yaml:"rateLimit,omitempty" json:"rateLimit,omitempty"`
+}
+
+// Fill returns svc with each setting it lacks taken from d, and the
+// names of the settings taken (timeout, retry, breaker,
+// outlierDetection, rateLimit), in that order. A nil d fills nothing.
+func (d *Defaults) Fill(svc Service) (Service, []string) {
+	if d == nil {
+		return svc, nil
+	}
+	var taken []string
+	if svc.Timeout == 0 && d.Timeout != 0 {
+		svc.Timeout = d.Timeout
+		taken = append(taken, "timeout")
+	}
+	if svc.Retry == nil && d.Retry != nil {
+		svc.Retry = d.Retry
+		taken = append(taken, "retry")
+	}
+	if svc.Breaker == nil && d.Breaker != nil {
+		svc.Breaker = d.Breaker
+		taken = append(taken, "breaker")
+	}
+	if svc.OutlierDetection == nil && d.OutlierDetection != nil {
+		svc.OutlierDetection = d.OutlierDetection
+		taken = append(taken, "outlierDetection")
+	}
+	if svc.RateLimit == nil && d.RateLimit != nil {
+		svc.RateLimit = d.RateLimit
+		taken = append(taken, "rateLimit")
+	}
+	return svc, taken
 }
 
 // Service holds the rules for calls to one logical service.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"reflect"
 	"slices"
 	"strconv"
@@ -33,6 +34,45 @@ func Load(data []byte) (*Rules, error) {
 	c.shape(pos.problems)
 	if pos.incomplete {
 		return nil, c.err()
+	}
+	rules := c.compile(doc)
+	if err := c.err(); err != nil {
+		return nil, err
+	}
+	return rules, nil
+}
+
+// LoadPart is Load for one document of a per-service layout, where each
+// service's rules live in a document of their own: the document for
+// service must describe that service only and hold no defaults, and the
+// defaults document (service "") must hold defaults only. A document that
+// names another service, or none, is an error naming the place.
+func LoadPart(service string, data []byte) (*Rules, error) {
+	doc, pos, err := parse(data)
+	if err != nil {
+		return nil, err
+	}
+	c := newCompiler(pos)
+	c.shape(pos.problems)
+	if pos.incomplete {
+		return nil, c.err()
+	}
+	if service == "" {
+		for _, name := range slices.Sorted(maps.Keys(doc.Services)) {
+			c.fail("services."+name, "the defaults document holds defaults only; put the rules of %s in its own document", quote(name))
+		}
+	} else {
+		if doc.Defaults != nil {
+			c.fail("defaults", "the document of %s holds its rules only; fleet-wide defaults go in the defaults document", quote(service))
+		}
+		if _, ok := doc.Services[service]; !ok {
+			c.fail("services", "must describe %s, the service this document is for", quote(service))
+		}
+		for _, name := range slices.Sorted(maps.Keys(doc.Services)) {
+			if name != service {
+				c.fail("services."+name, "the document of %s may describe only %s; put the rules of %s in its own document", quote(service), quote(service), quote(name))
+			}
+		}
 	}
 	rules := c.compile(doc)
 	if err := c.err(); err != nil {

@@ -72,6 +72,15 @@ func (s *State) WithRules(rules *router.Rules, onChange OnBreakerChange) *State 
 	for _, name := range rules.Services() {
 		services[name] = buildService(name, rules.Policy(name), s.Service(name), table.Instances(name, ""), onChange)
 	}
+	// Services the rules do not name take the defaults, each with
+	// breakers and buckets of its own.
+	if def := rules.DefaultPolicy(); def != nil {
+		for _, name := range table.Services() {
+			if services[name] == nil {
+				services[name] = buildService(name, def, s.Service(name), table.Instances(name, ""), onChange)
+			}
+		}
+	}
 	return &State{table: table, services: shardmap.From(services)}
 }
 
@@ -80,7 +89,23 @@ func (s *State) WithRules(rules *router.Rules, onChange OnBreakerChange) *State 
 // instances that stay are kept.
 func (s *State) WithInstances(service string, list []discovery.Instance, onChange OnBreakerChange) *State {
 	next := &State{table: s.table.WithInstances(service, list), services: s.services}
-	if svc := s.Service(service); svc != nil && svc.policy.Outlier != nil {
+	rules := s.table.Rules()
+	svc := s.Service(service)
+	switch {
+	case rules.Policy(service) != nil:
+		// Named by the rules: its protection stays, whatever discovery says.
+	case list == nil:
+		// Gone from discovery and not named: its defaulted protection goes.
+		if svc != nil {
+			next.services = s.services.Without(service)
+		}
+		return next
+	case svc == nil && rules.DefaultPolicy() != nil:
+		// New to discovery and not named: it takes the defaults.
+		next.services = s.services.With(service, buildService(service, rules.DefaultPolicy(), nil, next.table.Instances(service, ""), onChange))
+		return next
+	}
+	if svc != nil && svc.policy.Outlier != nil {
 		copy := *svc
 		copy.outlier = outlierBreakers(svc, svc, next.table.Instances(service, ""), onChange)
 		next.services = s.services.With(service, &copy)

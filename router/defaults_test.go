@@ -1,0 +1,127 @@
+package router_test
+
+import (
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/lightmesh/lightmesh/router"
+)
+
+const defaultsDoc = `apiVersion: lightmesh/v1
+defaults:
+  timeout: 2s
+  retry: {attempts: 2}
+  breaker: {minRequests: 5}
+  rateLimit: {rps: 100}
+services:
+  own-timeout:
+    timeout: 1s
+    routes:
+      - name: pinned
+        retry: {attempts: 1}
+        destinations: [{subset: all}]
+      - destinations: [{subset: all}]
+    subsets: {all: {labels: {}}}
+  opt-out:
+    retry: {attempts: 0}
+`
+
+func TestDefaultsFillOnlyMissingSettings(t *testing.T) {
+	r, err := router.Load([]byte(defaultsDoc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	own := r.Policy("own-timeout")
+	if own.Default.Timeout != time.Second {
+		t.Errorf("own timeout = %v, want the service's 1s", own.Default.Timeout)
+	}
+	if own.Default.Retry == nil || own.Default.Retry.Attempts != 2 {
+		t.Errorf("own-timeout retry = %+v, want the default's 2 attempts", own.Default.Retry)
+	}
+	if own.Breaker == nil || own.Breaker.Settings.MinRequests != 5 {
+		t.Errorf("own-timeout breaker = %+v, want the default's", own.Breaker)
+	}
+	if got := own.Routes[0].Retry.Attempts; got != 1 {
+		t.Errorf("route pinned retry attempts = %d, want its own 1", got)
+	}
+	if got := own.Routes[1].Retry.Attempts; got != 2 {
+		t.Errorf("route without retry: attempts = %d, want the defaulted service's 2", got)
+	}
+	out := r.Policy("opt-out")
+	if out.Default.Retry == nil || out.Default.Retry.Attempts != 0 {
+		t.Errorf("opt-out retry = %+v, want its own 0 attempts", out.Default.Retry)
+	}
+	if out.Default.Timeout != 2*time.Second || out.Default.RateLimit == nil || out.Default.RateLimit.RPS != 100 {
+		t.Errorf("opt-out = %+v, want the default timeout and limit", out.Default)
+	}
+	def := r.DefaultPolicy()
+	if def == nil || def.Default.Timeout != 2*time.Second || def.Default.Retry.Attempts != 2 || def.Breaker == nil {
+		t.Fatalf("DefaultPolicy = %+v, want the defaults", def)
+	}
+	for svc, want := range map[string][]string{
+		"own-timeout": {"retry", "breaker", "rateLimit"},
+		"opt-out":     {"timeout", "breaker", "rateLimit"},
+		"unnamed":     {"timeout", "retry", "breaker", "rateLimit"},
+	} {
+		if got := r.Defaulted(svc); !slices.Equal(got, want) {
+			t.Errorf("Defaulted(%s) = %v, want %v", svc, got, want)
+		}
+	}
+}
+
+func TestNoDefaultsNoDefaultPolicy(t *testing.T) {
+	r, err := router.Load([]byte("apiVersion: lightmesh/v1\nservices:\n  a: {timeout: 1s}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.DefaultPolicy() != nil || r.Defaulted("a") != nil || r.Defaulted("b") != nil {
+		t.Fatalf("a document without defaults gave defaults: %+v %v", r.DefaultPolicy(), r.Defaulted("b"))
+	}
+	if r.Policy("a").Default.Retry != nil {
+		t.Fatal("retry without defaults")
+	}
+}
+
+func TestInvalidDefaultsReportedOnceAtTheirPath(t *testing.T) {
+	doc := "apiVersion: lightmesh/v1\ndefaults:\n  retry: {attempts: 99}\n  timeout: -1s\nservices:\n  a: {}\n  b: {}\n"
+	_, err := router.Load([]byte(doc))
+	if err == nil {
+		t.Fatal("invalid defaults accepted")
+	}
+	msg := err.Error()
+	for _, want := range []string{"defaults.retry.attempts: must be 0..10 (line 3", "defaults.timeout: must be >= 0"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("error %q lacks %q", msg, want)
+		}
+	}
+	if strings.Contains(msg, "services.") {
+		t.Errorf("the defaults' problem was repeated at the services that take them: %q", msg)
+	}
+}
+
+func TestLoadPartHoldsItsOwnServiceOnly(t *testing.T) {
+	own := "apiVersion: lightmesh/v1\nservices:\n  user-api: {timeout: 1s}\n"
+	if _, err := router.LoadPart("user-api", []byte(own)); err != nil {
+		t.Fatalf("the document of user-api rejected: %v", err)
+	}
+	defaults := "apiVersion: lightmesh/v1\ndefaults: {timeout: 2s}\n"
+	if _, err := router.LoadPart("", []byte(defaults)); err != nil {
+		t.Fatalf("the defaults document rejected: %v", err)
+	}
+	for _, tc := range []struct{ service, doc, want string }{
+		{"user-api", "apiVersion: lightmesh/v1\nservices:\n  user-api: {}\n  order-api: {}\n",
+			`services.order-api: the document of "user-api" may describe only "user-api"; put the rules of "order-api" in its own document (line 4, column 3)`},
+		{"user-api", "apiVersion: lightmesh/v1\nservices:\n  order-api: {}\n", `services: must describe "user-api", the service this document is for`},
+		{"user-api", "apiVersion: lightmesh/v1\n", `services: must describe "user-api"`},
+		{"user-api", own + "defaults: {timeout: 2s}\n", `defaults: the document of "user-api" holds its rules only`},
+		{"", defaults + "services:\n  user-api: {}\n", `services.user-api: the defaults document holds defaults only; put the rules of "user-api" in its own document (line 4, column 3)`},
+		{"user-api", "apiVersion: lightmesh/v1\nservices:\n  user-api: {timeout: nope}\n", `line 3: invalid duration "nope"`},
+	} {
+		_, err := router.LoadPart(tc.service, []byte(tc.doc))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("LoadPart(%q, %q) = %v, want an error holding %q", tc.service, tc.doc, err, tc.want)
+		}
+	}
+}
