@@ -22,18 +22,29 @@ type snapshotSaver struct {
 
 	mu      sync.Mutex
 	pending *snapshot.Rules
+	docs    map[string]snapshot.Rules // per-service layout, by document name
 	lists   map[string]snapshot.Instances
 	stats   SnapshotStatus
 }
 
 func newSnapshotSaver(store *snapshot.Store, delay time.Duration, log *slog.Logger) *snapshotSaver {
-	return &snapshotSaver{store: store, delay: delay, log: log, wake: make(chan struct{}, 1), lists: map[string]snapshot.Instances{}}
+	return &snapshotSaver{store: store, delay: delay, log: log, wake: make(chan struct{}, 1),
+		docs: map[string]snapshot.Rules{}, lists: map[string]snapshot.Instances{}}
 }
 
 // rules queues r to be written, replacing any rules still queued.
 func (s *snapshotSaver) rules(r snapshot.Rules) {
 	s.mu.Lock()
 	s.pending = &r
+	s.mu.Unlock()
+	s.signal()
+}
+
+// document queues the document called name to be written, replacing
+// one of the same name still queued.
+func (s *snapshotSaver) document(name string, r snapshot.Rules) {
+	s.mu.Lock()
+	s.docs[name] = r
 	s.mu.Unlock()
 	s.signal()
 }
@@ -76,13 +87,20 @@ func (s *snapshotSaver) run(ctx context.Context) {
 
 func (s *snapshotSaver) flush() {
 	s.mu.Lock()
-	r, lists := s.pending, s.lists
-	s.pending, s.lists = nil, map[string]snapshot.Instances{}
+	r, docs, lists := s.pending, s.docs, s.lists
+	s.pending, s.docs, s.lists = nil, map[string]snapshot.Rules{}, map[string]snapshot.Instances{}
 	s.mu.Unlock()
 	if r != nil {
 		err := s.store.SaveRules(*r)
 		if err != nil {
 			s.log.Warn("lightmesh: saving the rules snapshot failed", "err", err)
+		}
+		s.record(err)
+	}
+	for name, doc := range docs {
+		err := s.store.SaveDocument(name, doc)
+		if err != nil {
+			s.log.Warn("lightmesh: saving a rule document snapshot failed", "document", name, "err", err)
 		}
 		s.record(err)
 	}

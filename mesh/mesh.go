@@ -48,8 +48,12 @@ type Mesh struct {
 	closeOnce sync.Once
 	closeErr  error
 
-	mu     sync.Mutex // guards status
-	status Status
+	mu        sync.Mutex // guards status and docStatus
+	status    Status
+	docStatus map[string]DocumentStatus // WithRuleCatalog: by document name
+
+	docUpdates  chan docUpdate  // WithRuleCatalog: deliveries of the document watches
+	docRestores chan chan error // WithRuleCatalog: restore unanswered documents from the snapshot
 
 	firstUse firstUse // hosts of WithMeshServices looked up so far
 
@@ -60,10 +64,12 @@ type Mesh struct {
 	appliedHash  string
 	rejectedHash string
 	watches      map[string]*serviceWatch
-	watchGen     uint64          // numbers service watches so a stopped one's updates are dropped
-	awaited      map[string]bool // services whose first list New still waits for; nil once found is closed
-	live         map[string]bool // services discovery has reported since their watch started
-	demanded     map[string]int  // services adapters asked for (Engine.Demand), with their count
+	watchGen     uint64               // numbers service watches so a stopped one's updates are dropped
+	awaited      map[string]bool      // services whose first list New still waits for; nil once found is closed
+	live         map[string]bool      // services discovery has reported since their watch started
+	demanded     map[string]int       // services adapters asked for (Engine.Demand), with their count
+	documents    map[string]*docState // WithRuleCatalog: the documents watched, by name
+	awaitedDocs  map[string]bool      // documents New still waits for; nil once ready is closed
 }
 
 // restore asks the manager to apply a snapshot's rule document.
@@ -93,7 +99,11 @@ type serviceWatch struct {
 
 // RulesEvent reports one rule document the manager applied or rejected.
 type RulesEvent struct {
-	Version string
+	// Document names the document in a per-service layout
+	// (WithRuleCatalog): the service, or rules.DefaultsName; empty with
+	// WithRules.
+	Document string
+	Version  string
 	// Err is nil when the document was applied.
 	Err error
 	At  time.Time
@@ -128,6 +138,11 @@ func New(ctx context.Context, opts ...Option) (*Mesh, error) {
 		seeds:     make(chan chan struct{}),
 		demands:   make(chan demand),
 		firstUse:  firstUse{misses: map[string]time.Time{}},
+
+		documents:   map[string]*docState{},
+		docStatus:   map[string]DocumentStatus{},
+		docUpdates:  make(chan docUpdate),
+		docRestores: make(chan chan error),
 	}
 	// Services named up front are mesh services from the start: a call to
 	// one fails with ErrNoInstance until discovery reports it, and never
@@ -140,7 +155,9 @@ func New(ctx context.Context, opts ...Option) (*Mesh, error) {
 	now := time.Now()
 	m.rulesConn = newConnTracker(now, func(st WatcherStatus) { m.metrics.ControlPlane("rules", st.Connected, st.LastUpdate) })
 	m.discoveryConn = newConnTracker(now, func(st WatcherStatus) { m.metrics.ControlPlane("discovery", st.Connected, st.LastUpdate) })
-	m.rulesConn.started(watchKey{})
+	if cfg.catalog == nil {
+		m.rulesConn.started(watchKey{})
+	}
 	if cfg.snapshotDir != "" {
 		store, err := snapshot.New(cfg.snapshotDir)
 		if err != nil {
@@ -157,17 +174,21 @@ func New(ctx context.Context, opts ...Option) (*Mesh, error) {
 		}
 		m.metrics = mt
 		m.eng.SetMetrics(mt)
-		if cfg.rules != nil {
+		if cfg.rules != nil || cfg.catalog != nil {
 			mt.ControlPlane("rules", false, time.Time{})
 		}
 		if cfg.discovery != nil {
 			mt.ControlPlane("discovery", false, time.Time{})
 		}
 	}
-	if cfg.rules != nil {
+	switch {
+	case cfg.rules != nil:
 		m.source = redact(cfg.rules.String())
 		m.status.Rules.Source = m.source
-	} else {
+	case cfg.catalog != nil:
+		m.source = redact(cfg.catalog.String())
+		m.status.Rules.Source = m.source
+	default:
 		close(m.ready)
 	}
 	runCtx, cancel := context.WithCancel(context.Background())
@@ -209,7 +230,11 @@ func (m *Mesh) waitReady(ctx context.Context) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	case <-deadline.C:
-		if err := m.startFromSnapshot(ctx); err != nil {
+		start := m.startFromSnapshot
+		if m.cfg.catalog != nil {
+			start = m.startFromCatalogSnapshot
+		}
+		if err := start(ctx); err != nil {
 			if !m.cfg.startEmpty {
 				return err
 			}
@@ -359,7 +384,11 @@ func (m *Mesh) manage(ctx context.Context) {
 		for _, w := range m.watches {
 			w.cancel()
 		}
+		for _, d := range m.documents {
+			d.cancel()
+		}
 	}()
+	m.syncDocuments(ctx)
 	m.syncWatches(ctx)
 	for {
 		select {
@@ -367,6 +396,10 @@ func (m *Mesh) manage(ctx context.Context) {
 			return
 		case doc := <-m.docs:
 			m.applyDocument(ctx, doc, false)
+		case up := <-m.docUpdates:
+			m.applyDocUpdate(ctx, up)
+		case done := <-m.docRestores:
+			done <- m.restoreUnanswered(ctx)
 		case r := <-m.restores:
 			r.done <- m.restoreRules(ctx, r.saved)
 		case done := <-m.seeds:
@@ -379,6 +412,7 @@ func (m *Mesh) manage(ctx context.Context) {
 			if m.demanded[d.service] <= 0 {
 				delete(m.demanded, d.service)
 			}
+			m.syncDocuments(ctx)
 			m.syncWatches(ctx)
 			close(d.done)
 		}
@@ -421,13 +455,8 @@ func (m *Mesh) seedInstances() {
 // and budgets over from the one in force, and nothing in force changes
 // until the next state is published with one store.
 func (m *Mesh) applyDocument(ctx context.Context, doc rules.Document, fromSnapshot bool) error {
-	sum := sha256.Sum256(doc.Data)
-	hash := hex.EncodeToString(sum[:])
+	hash, version := documentVersion(doc)
 	now := time.Now()
-	version := doc.Version
-	if version == "" {
-		version = "sha256:" + hash[:12]
-	}
 	if hash == m.appliedHash || hash == m.rejectedHash {
 		m.mu.Lock()
 		if hash == m.appliedHash && m.status.Rules.FromSnapshot {
@@ -466,6 +495,18 @@ func (m *Mesh) applyDocument(ctx context.Context, doc rules.Document, fromSnapsh
 	m.syncWatches(ctx)
 	m.notify(RulesEvent{Version: version, At: now})
 	return nil
+}
+
+// documentVersion returns the hash of doc's content and its version:
+// the source's, or one made from the hash when the source has none.
+func documentVersion(doc rules.Document) (hash, version string) {
+	sum := sha256.Sum256(doc.Data)
+	hash = hex.EncodeToString(sum[:])
+	version = doc.Version
+	if version == "" {
+		version = "sha256:" + hash[:12]
+	}
+	return hash, version
 }
 
 // notify hands ev to the event queue; it never blocks the manager.

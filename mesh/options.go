@@ -25,6 +25,7 @@ func (f optionFunc) apply(c *config) { f(c) }
 
 type config struct {
 	rules        rules.Source
+	catalog      rules.Catalog
 	discovery    discovery.Source
 	services     []string
 	meshServices []string // path.Match patterns of hosts that are mesh services
@@ -67,12 +68,57 @@ func WithRules(src rules.Source) Option {
 			return
 		}
 		c.given = append(c.given, src)
-		if c.rules != nil {
+		switch {
+		case c.rules != nil:
 			c.fail(fmt.Errorf("mesh: WithRules given twice (%s, then %s): a mesh reads one rule source", redact(c.rules.String()), redact(src.String())))
+		case c.catalog != nil:
+			c.fail(bothRuleSources(c.catalog, src))
+		default:
+			c.rules = src
+		}
+	})
+}
+
+// WithRuleCatalog reads rules in the per-service layout: one document per
+// service, owned by that service's team, plus an optional defaults
+// document (rules.DefaultsName) whose settings every service without its
+// own takes. The mesh watches the defaults, the document of its own
+// service (WithLocalService, for inbound rules) and those of the services
+// it calls: named by WithServices, dialled through meshgrpc, or found on
+// first use (WithMeshServices).
+//
+// Each document is validated on its own (router.LoadPart: the document of
+// user-api describes user-api only) and applied on its own: a rejected
+// document leaves its service on its last good rules while the others'
+// updates apply; requests always see one consistent rule set. A deleted
+// document keeps its last good rules serving; a service whose document
+// does not exist runs on the defaults. New waits, up to the start
+// timeout, until the catalog has answered for each document it watches
+// from the start (found, missing or rejected alike), then restores those
+// it has not from WithSnapshotDir, and fails (unless WithStartEmpty)
+// when any is left.
+//
+// The catalog is not owned by the mesh, since several meshes may share
+// it (and its one control-plane connection): Close does not close it. A
+// mesh reads either a catalog or one rule document (WithRules), not both.
+func WithRuleCatalog(cat rules.Catalog) Option {
+	return optionFunc(func(c *config) {
+		if cat == nil {
 			return
 		}
-		c.rules = src
+		switch {
+		case c.catalog != nil:
+			c.fail(fmt.Errorf("mesh: WithRuleCatalog given twice (%s, then %s): a mesh reads one rule catalog", redact(c.catalog.String()), redact(cat.String())))
+		case c.rules != nil:
+			c.fail(bothRuleSources(cat, c.rules))
+		default:
+			c.catalog = cat
+		}
 	})
+}
+
+func bothRuleSources(cat rules.Catalog, src rules.Source) error {
+	return fmt.Errorf("mesh: both WithRuleCatalog (%s) and WithRules (%s) given: a mesh reads its rules from one of them", redact(cat.String()), redact(src.String()))
 }
 
 // WithDiscovery sets where instances come from. The mesh watches every

@@ -288,6 +288,13 @@ func redactStatus(st Status) Status {
 	if st.LastRejection != nil {
 		st.LastRejection.Error = redact(st.LastRejection.Error)
 	}
+	for i := range st.Documents {
+		d := &st.Documents[i]
+		d.Source = redact(d.Source)
+		if d.LastRejection != nil {
+			d.LastRejection.Error = redact(d.LastRejection.Error)
+		}
+	}
 	return st
 }
 
@@ -393,6 +400,9 @@ func secretKey(key string) bool {
 type Status struct {
 	Rules         RulesStatus `json:"rules"`
 	LastRejection *Rejection  `json:"lastRejection,omitempty"`
+	// Documents lists, in a per-service layout (WithRuleCatalog), every
+	// document the mesh watches, by name.
+	Documents []DocumentStatus `json:"documents,omitempty"`
 	// Watcher is the rule source's connection (waiting, without one).
 	Watcher WatcherStatus `json:"watcher"`
 	// Discovery is the discovery source's connection, over all its
@@ -482,6 +492,9 @@ func (m *Mesh) Status() Status {
 		st.Snapshot = &ss
 	}
 	snap := m.eng.Load()
+	if m.cfg.catalog != nil {
+		st.Documents = m.documentStatuses(snap.Table().Rules())
+	}
 	st.Services = serviceStatuses(snap.Table())
 	st.Breakers = breakerStatuses(snap)
 	return st

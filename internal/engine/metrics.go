@@ -32,6 +32,8 @@ type Metrics struct {
 	breakerTransitions *prometheus.CounterVec
 	rulesInfo          *prometheus.GaugeVec
 	ruleUpdates        *prometheus.CounterVec
+	documentInfo       *prometheus.GaugeVec
+	documentUpdates    *prometheus.CounterVec
 	cpConnected        *prometheus.GaugeVec
 	cpLastEvent        *prometheus.GaugeVec
 
@@ -157,6 +159,10 @@ func NewMetrics(reg prometheus.Registerer, state func() *State) (*Metrics, error
 			Help: "Circuit breaker state changes, by the state entered."}, []string{"destination_service", "to"}),
 		rulesInfo: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "rules_info",
 			Help: "The rule document in force: 1 for its source and version."}, []string{"source", "version"}),
+		documentInfo: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "rule_document_info",
+			Help: "Per-service rule layout: 1 for each document in force, by document name and version."}, []string{"document", "version"}),
+		documentUpdates: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "rule_document_updates_total",
+			Help: "Per-service rule layout: documents received, by document name and result (applied, rejected, unchanged, missing)."}, []string{"document", "result"}),
 		ruleUpdates: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "rule_updates_total",
 			Help: "Rule documents received, by result (applied, rejected, unchanged)."}, []string{"result"}),
 		cpConnected: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "control_plane_connected",
@@ -165,7 +171,7 @@ func NewMetrics(reg prometheus.Registerer, state func() *State) (*Metrics, error
 			Help: "Unix time of the last delivery from the control plane (a rule document or an instance list); time() minus it is the age."}, []string{"watcher"}),
 	}
 	for _, c := range []prometheus.Collector{mt.requests, mt.duration, mt.rejections, mt.retries,
-		&breakerCollector{state: state}, mt.breakerTransitions, mt.rulesInfo, mt.ruleUpdates, mt.cpConnected, mt.cpLastEvent} {
+		&breakerCollector{state: state}, mt.breakerTransitions, mt.rulesInfo, mt.ruleUpdates, mt.documentInfo, mt.documentUpdates, mt.cpConnected, mt.cpLastEvent} {
 		if err := reg.Register(c); err != nil {
 			mt.Unregister()
 			return nil, err
@@ -295,6 +301,28 @@ func (mt *Metrics) RulesApplied(source, version string) {
 func (mt *Metrics) RuleUpdate(result string) {
 	if mt != nil {
 		mt.ruleUpdates.WithLabelValues(result).Inc()
+	}
+}
+
+// DocumentUpdate counts one document of a per-service layout received,
+// with result applied, rejected, unchanged or missing; applied also
+// records version as the document's version in force.
+func (mt *Metrics) DocumentUpdate(document, version, result string) {
+	if mt == nil {
+		return
+	}
+	mt.documentUpdates.WithLabelValues(document, result).Inc()
+	if result == "applied" {
+		mt.documentInfo.DeletePartialMatch(prometheus.Labels{"document": document})
+		mt.documentInfo.WithLabelValues(document, version).Set(1)
+	}
+}
+
+// DocumentDropped records that no version of document is in force any
+// more: the mesh stopped watching it.
+func (mt *Metrics) DocumentDropped(document string) {
+	if mt != nil {
+		mt.documentInfo.DeletePartialMatch(prometheus.Labels{"document": document})
 	}
 }
 

@@ -26,8 +26,10 @@ type Store struct{ dir string }
 
 // New returns a store rooted at dir, creating it (mode 0700) if needed.
 func New(dir string) (*Store, error) {
-	if err := os.MkdirAll(filepath.Join(dir, "instances"), 0o700); err != nil {
-		return nil, fmt.Errorf("snapshot: %w", err)
+	for _, sub := range []string{"instances", "documents"} {
+		if err := os.MkdirAll(filepath.Join(dir, sub), 0o700); err != nil {
+			return nil, fmt.Errorf("snapshot: %w", err)
+		}
 	}
 	return &Store{dir: dir}, nil
 }
@@ -38,6 +40,9 @@ type Rules struct {
 	Version string    `json:"version"`
 	SavedAt time.Time `json:"savedAt"`
 	Data    string    `json:"data"`
+	// Missing records, for a document of a per-service layout, that the
+	// source held no such document: known absent, not unknown.
+	Missing bool `json:"missing,omitempty"`
 }
 
 // Instances is a saved instance list of one service.
@@ -55,6 +60,22 @@ func (s *Store) LoadRules() (Rules, error) {
 	var r Rules
 	err := s.read(filepath.Join(s.dir, "rules.json"), &r)
 	return r, err
+}
+
+// SaveDocument writes atomically the document called name of a
+// per-service layout (a service's rules or the defaults).
+func (s *Store) SaveDocument(name string, r Rules) error { return s.write(s.documentPath(name), r) }
+
+// LoadDocument reads the saved document called name; fs.ErrNotExist when
+// none.
+func (s *Store) LoadDocument(name string) (Rules, error) {
+	var r Rules
+	err := s.read(s.documentPath(name), &r)
+	return r, err
+}
+
+func (s *Store) documentPath(name string) string {
+	return filepath.Join(s.dir, "documents", "doc-"+url.PathEscape(name)+".json")
 }
 
 // SaveInstances writes the instance list of one service atomically.

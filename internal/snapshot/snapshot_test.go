@@ -53,3 +53,29 @@ func TestCorruptSnapshotIsAnError(t *testing.T) {
 		t.Fatalf("corrupt snapshot: err = %v", err)
 	}
 }
+
+func TestDocumentsRoundTripByName(t *testing.T) {
+	s, err := New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.LoadDocument("user-api"); !IsNotExist(err) {
+		t.Fatalf("empty store: err = %v, want not-exist", err)
+	}
+	names := []string{"user-api", "_defaults", "..", "a/b"}
+	for i, name := range names {
+		if err := s.SaveDocument(name, Rules{Source: "etcd:/r/" + name, Version: string(rune('1' + i)), Data: name}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, name := range names {
+		got, err := s.LoadDocument(name)
+		if err != nil || got.Data != name || got.Source != "etcd:/r/"+name || got.Version != string(rune('1'+i)) {
+			t.Fatalf("%q: %+v, %v", name, got, err)
+		}
+	}
+	entries, _ := os.ReadDir(filepath.Join(s.dir, "documents"))
+	if len(entries) != len(names) {
+		t.Fatalf("documents/ holds %d files, want %d", len(entries), len(names))
+	}
+}

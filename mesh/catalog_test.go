@@ -1,0 +1,80 @@
+package mesh_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/lightmesh/lightmesh/internal/meshtest"
+	"github.com/lightmesh/lightmesh/mesh"
+	"github.com/lightmesh/lightmesh/rules"
+)
+
+// dirPlane is a per-service layout in a directory, one file per document.
+func dirPlane(t *testing.T) meshtest.CatalogPlane {
+	dir := t.TempDir()
+	const poll = 20 * time.Millisecond
+	return meshtest.CatalogPlane{
+		Catalog: rules.NewDir(dir, poll),
+		Put: func(name, doc string) error {
+			// Written whole and renamed, as config tools do.
+			tmp := filepath.Join(dir, "."+name+".tmp")
+			if err := os.WriteFile(tmp, []byte(doc), 0o600); err != nil {
+				return err
+			}
+			return os.Rename(tmp, filepath.Join(dir, name+".yaml"))
+		},
+		Delete: func(name string) error { return os.Remove(filepath.Join(dir, name+".yaml")) },
+		Unreachable: func() (rules.Catalog, func()) {
+			// The same directory, gone: every watch fails.
+			away := dir + ".away"
+			if err := os.Rename(dir, away); err != nil {
+				t.Fatal(err)
+			}
+			return rules.NewDir(dir, poll), func() { os.Rename(away, dir) }
+		},
+		Settle: 5 * time.Second,
+	}
+}
+
+func TestCatalogFromDirectory(t *testing.T) { meshtest.RunCatalogSuite(t, dirPlane(t)) }
+
+func TestCatalogAndRulesAreExclusive(t *testing.T) {
+	ctx := context.Background()
+	for _, opts := range [][]mesh.Option{
+		{mesh.WithRules(rules.NewMemory(nil)), mesh.WithRuleCatalog(rules.NewDir(t.TempDir(), 0))},
+		{mesh.WithRuleCatalog(rules.NewDir(t.TempDir(), 0)), mesh.WithRules(rules.NewMemory(nil))},
+	} {
+		m, err := mesh.New(ctx, opts...)
+		if err == nil {
+			m.Close()
+			t.Fatal("New took both a rule catalog and a rule source")
+		}
+		if !strings.Contains(err.Error(), "both WithRuleCatalog (dir:") {
+			t.Errorf("error %q does not name both", err)
+		}
+	}
+	_, err := mesh.New(ctx, mesh.WithRuleCatalog(rules.NewDir("a", 0)), mesh.WithRuleCatalog(rules.NewDir("b", 0)))
+	if err == nil || !strings.Contains(err.Error(), "WithRuleCatalog given twice (dir:a, then dir:b)") {
+		t.Errorf("two catalogs: %v", err)
+	}
+}
+
+// Without an answer and without a snapshot, New fails and names the
+// documents it waited for.
+func TestCatalogUnreachableWithoutSnapshotFails(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "gone")
+	_, err := mesh.New(context.Background(), mesh.WithRuleCatalog(rules.NewDir(missing, 0)),
+		mesh.WithServices("user-api"), mesh.WithStartTimeout(300*time.Millisecond))
+	if err == nil {
+		t.Fatal("New succeeded without rules")
+	}
+	for _, want := range []string{"no rules from dir:" + missing, "no answer for _defaults, user-api", "no such file"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q lacks %q", err, want)
+		}
+	}
+}
