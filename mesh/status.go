@@ -222,6 +222,17 @@ var pageFuncs = template.FuncMap{
 		}
 		return "b-other"
 	},
+	"docBadge": func(state string) string {
+		switch state {
+		case DocumentApplied:
+			return "b-ok"
+		case DocumentRejected, DocumentDeleted:
+			return "b-open"
+		case DocumentMissing:
+			return "b-other"
+		}
+		return "b-half"
+	},
 	"deref": func(f *float64) float64 { return *f },
 	"pct":   func(f float64) string { return strconv.FormatFloat(f*100, 'f', 0, 64) + "%" },
 }

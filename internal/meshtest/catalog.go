@@ -135,6 +135,18 @@ func RunCatalogSuite(t *testing.T, plane CatalogPlane) {
 		t.Errorf("order-api: %+v, want applied without a rejection", st)
 	}
 
+	// The status page shows each document, what it takes from the
+	// defaults and its rejection.
+	rec := httptest.NewRecorder()
+	m.StatusHandler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/status?format=html", nil))
+	page := rec.Body.String()
+	for _, want := range []string{`<tr id="doc-user-api">`, `<tr id="doc-_defaults">`, "services.user-api.routes[0].destinations[0].weight",
+		`<td>timeout</td>`, `<span class="badge b-ok">applied</span>`} {
+		if !strings.Contains(page, want) {
+			t.Errorf("status page lacks %q", want)
+		}
+	}
+
 	// A document that describes another service.
 	must(plane.Put("user-api", MovedRules("order-api")))
 	WaitFor(t, plane.Settle, "user-api's document for order-api rejected", func() bool {
