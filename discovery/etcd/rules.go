@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strconv"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
@@ -28,10 +29,8 @@ var errWatchClosed = errors.New("watch channel closed")
 // watched is logged and otherwise ignored, so the last rules keep
 // serving; put it again to change them.
 type RuleSource struct {
-	cli    *clientv3.Client
-	key    string
-	cfg    config
-	health *healthCheck
+	key  string
+	docs docWatcher
 }
 
 var _ rules.Source = (*RuleSource)(nil)
@@ -41,7 +40,7 @@ var _ rules.Source = (*RuleSource)(nil)
 // WithHealthInterval.
 func NewRuleSource(cli *clientv3.Client, key string, opts ...Option) *RuleSource {
 	cfg := newConfig(opts)
-	return &RuleSource{cli: cli, key: key, cfg: cfg, health: newHealthCheck(cli, key, cfg)}
+	return &RuleSource{key: key, docs: docWatcher{cli: cli, cfg: cfg, health: newHealthCheck(cli, key, cfg)}}
 }
 
 // String implements rules.Source: "etcd:<key>".
@@ -54,60 +53,109 @@ func (s *RuleSource) String() string { return "etcd:" + s.key }
 // deadline error when a read or health check got no answer in time) or
 // ctx.Err() when ctx ends; calling it again re-reads the key first.
 func (s *RuleSource) Watch(ctx context.Context, update func(rules.Document)) error {
-	if s.cli == nil {
+	if s.docs.cli == nil {
 		return errors.New("etcd: rule source has no client")
 	}
 	if s.key == "" {
 		return errors.New("etcd: rule source has an empty key")
 	}
-	ctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
-	defer cancel()
-	down, release := s.health.subscribe()
+	return s.docs.watch(ctx, s.key, update)
+}
+
+// docWatcher follows rule documents, one etcd key each: the read-then-
+// watch loop of RuleSource and Catalog.
+type docWatcher struct {
+	cli    *clientv3.Client
+	cfg    config
+	health *healthCheck // one check for every watch of the owner
+	// catalog selects the rules.Catalog behaviour: a deleted key
+	// delivers the nil Document, and a missing key is logged at info
+	// level (a service without rules of its own is common). Otherwise,
+	// as RuleSource documents, a deletion is logged and ignored and a
+	// missing key is a warning.
+	catalog bool
+}
+
+// watch delivers the document at key to update: the current value, or
+// the nil Document when the key does not exist, then every later put,
+// until the watch fails, the health check fails or ctx ends. It returns
+// ctx.Err() once ctx has ended, else the error that ended the watch.
+func (w docWatcher) watch(ctx context.Context, key string, update func(rules.Document)) error {
+	// wctx ends with ctx or with the first failed health check. Ending it
+	// is how a failed check stops the watch: the etcd client's Watch
+	// blocks until the server confirms the watch, so a server that dies
+	// meanwhile would otherwise hold the call there for good, out of
+	// reach of a check that only woke the loop below.
+	wctx, cancel := context.WithCancelCause(clientv3.WithRequireLeader(ctx))
+	defer cancel(nil)
+	down, release := w.health.subscribe()
 	defer release()
-	rctx, rcancel := context.WithTimeout(ctx, s.cfg.requestTimeout)
-	resp, err := s.cli.Get(rctx, s.key)
+	go func() {
+		select {
+		case err := <-down:
+			cancel(err)
+		case <-wctx.Done():
+		}
+	}()
+	// fail returns the error that ended the watch.
+	fail := func(err error) error {
+		switch {
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case wctx.Err() != nil:
+			return context.Cause(wctx) // the health check's error
+		}
+		return err
+	}
+	rctx, rcancel := context.WithTimeout(wctx, w.cfg.requestTimeout)
+	resp, err := w.cli.Get(rctx, key)
 	rcancel()
 	if err != nil {
-		return s.fail(ctx, fmt.Errorf("etcd: get %s: %w", s.key, err))
+		return fail(fmt.Errorf("etcd: get %s: %w", key, err))
 	}
 	if len(resp.Kvs) == 0 {
-		s.cfg.logger.Warn("lightmesh: etcd rule key does not exist; waiting for it", "key", s.key)
+		level := slog.LevelWarn
+		if w.catalog {
+			level = slog.LevelInfo
+		}
+		w.cfg.logger.Log(ctx, level, "lightmesh: etcd rule key does not exist; waiting for it", "key", key)
 		update(rules.Document{}) // etcd answered: connected, with nothing to deliver
 	} else {
 		update(document(resp.Kvs[0]))
 	}
-	wch := s.cli.Watch(ctx, s.key, clientv3.WithRev(resp.Header.Revision+1))
+	wch := w.cli.Watch(wctx, key, clientv3.WithRev(resp.Header.Revision+1))
 	for {
 		var wr clientv3.WatchResponse
 		var ok bool
 		select {
 		case wr, ok = <-wch:
-		case err := <-down:
-			return s.fail(ctx, err)
+		case <-wctx.Done():
+			return fail(nil)
 		}
 		if !ok {
-			break
+			return fail(fmt.Errorf("etcd: watch %s: %w", key, errWatchClosed))
 		}
 		if err := wr.Err(); err != nil {
-			return s.fail(ctx, fmt.Errorf("etcd: watch %s: %w", s.key, err))
+			return fail(fmt.Errorf("etcd: watch %s: %w", key, err))
 		}
-		// Only the last put of a batch matters: the document is state,
+		// Only the last event of a batch matters: the document is state,
 		// not a stream of changes.
 		var last *clientv3.Event
 		for _, ev := range wr.Events {
-			switch {
-			case ev.Type == clientv3.EventTypePut:
-				last = ev
-			case ev.Type == clientv3.EventTypeDelete:
-				last = nil
-				s.cfg.logger.Warn("lightmesh: etcd rule key deleted; last rules keep serving", "key", s.key, "revision", ev.Kv.ModRevision)
+			last = ev
+			if ev.Type == clientv3.EventTypeDelete && !w.catalog {
+				w.cfg.logger.Warn("lightmesh: etcd rule key deleted; last rules keep serving", "key", key, "revision", ev.Kv.ModRevision)
 			}
 		}
-		if last != nil {
+		switch {
+		case last == nil:
+		case last.Type == clientv3.EventTypePut:
 			update(document(last.Kv))
+		case last.Type == clientv3.EventTypeDelete && w.catalog:
+			w.cfg.logger.Info("lightmesh: etcd rule key deleted", "key", key, "revision", last.Kv.ModRevision)
+			update(rules.Document{})
 		}
 	}
-	return s.fail(ctx, fmt.Errorf("etcd: watch %s: %w", s.key, errWatchClosed))
 }
 
 // document returns kv as a rule document; an empty value is an empty
@@ -119,12 +167,4 @@ func document(kv *mvccpb.KeyValue) rules.Document {
 		data = []byte{}
 	}
 	return rules.Document{Data: data, Version: strconv.FormatInt(kv.ModRevision, 10)}
-}
-
-// fail returns ctx's error once ctx has ended, else err.
-func (s *RuleSource) fail(ctx context.Context, err error) error {
-	if ctx.Err() != nil {
-		return ctx.Err()
-	}
-	return err
 }
