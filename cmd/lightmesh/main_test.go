@@ -56,6 +56,8 @@ func TestGolden(t *testing.T) {
 		{"validate.txt", 0, []string{"validate", "testdata/rules.yaml", "testdata/rules-v2.yaml"}},
 		{"validate-bad.txt", 1, []string{"validate", "testdata/rules.yaml", "testdata/bad.yaml"}},
 		{"validate-bad.json", 1, []string{"validate", "-o", "json", "testdata/bad.yaml"}},
+		{"validate-service.txt", 1, []string{"validate", "--service", "user-api", "testdata/per-service/user-api.yaml"}},
+		{"validate-defaults.txt", 0, []string{"validate", "--service", "_defaults", "testdata/per-service/_defaults.yaml"}},
 		{"explain-lane.txt", 0, []string{"explain", "-f", "testdata/rules.yaml", "--instances", "testdata/instances.yaml", "--service", "user-api", "--header", "x-env=staging", "--path", "/v1/users"}},
 		{"explain-canary.txt", 0, []string{"explain", "-f", "testdata/rules.yaml", "--instances", "testdata/instances.yaml", "--service", "user-api", "--path", "/v1/users"}},
 		{"explain-lane.json", 0, []string{"explain", "-o", "json", "-f", "testdata/rules.yaml", "--instances", "testdata/instances.yaml", "--service", "user-api", "--header", "x-env:staging"}},

@@ -17,7 +17,6 @@ import (
 
 	"github.com/lightmesh/lightmesh/discovery/etcd"
 	"github.com/lightmesh/lightmesh/discovery/nacos"
-	"github.com/lightmesh/lightmesh/router"
 )
 
 // location is where a rule document (or instance list) lives: a Nacos
@@ -306,6 +305,7 @@ func runPush(ctx context.Context, c *cli, args []string) error {
 	fs := newFlags(c, "push")
 	file := fs.String("f", "", "the rule document to publish (required)")
 	dryRun := fs.Bool("dry-run", false, "validate and print what would change for traffic against the live document; publish nothing")
+	service := serviceFlag(fs)
 	c.etcdTLSFlags(fs)
 	rest, err := parseInterspersed(fs, args)
 	if err != nil {
@@ -323,7 +323,7 @@ func runPush(ctx context.Context, c *cli, args []string) error {
 	if err != nil {
 		return err
 	}
-	next, err := router.Load(data)
+	next, err := load(*service, data)
 	if err != nil {
 		c.printProblems(*file, err)
 		fmt.Fprintf(c.stderr, "lightmesh push: %s is invalid; nothing was published to %s\n", *file, l)
@@ -339,7 +339,7 @@ func runPush(ctx context.Context, c *cli, args []string) error {
 			fmt.Fprintf(c.stdout, "%s holds no document: the push would create it\n", l)
 			return nil
 		}
-		old, err := router.Load([]byte(live))
+		old, err := load(*service, []byte(live))
 		if err != nil {
 			fmt.Fprintf(c.stdout, "the live document at %s is invalid (the mesh keeps its last good rules): %v\n", l, err)
 			return nil

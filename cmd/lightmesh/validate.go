@@ -3,10 +3,12 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"os"
 
 	"github.com/lightmesh/lightmesh/router"
+	"github.com/lightmesh/lightmesh/rules"
 )
 
 // validation is the result of validating one file, in validate's JSON
@@ -40,9 +42,29 @@ func problemsOf(err error) ([]problem, int) {
 	return out, verr.More
 }
 
+// serviceFlag adds --service, which validates a document as one of the
+// per-service layout (mesh.WithRuleCatalog).
+func serviceFlag(fs *flag.FlagSet) *string {
+	return fs.String("service", "", "validate as the document of this service in the per-service layout: it may describe this service only ("+rules.DefaultsName+": the defaults document, defaults only)")
+}
+
+// load validates data as the mesh would: as a whole document, or as the
+// per-service document of service when it is set.
+func load(service string, data []byte) (*router.Rules, error) {
+	switch service {
+	case "":
+		return router.Load(data)
+	case rules.DefaultsName:
+		return router.LoadPart("", data)
+	default:
+		return router.LoadPart(service, data)
+	}
+}
+
 func runValidate(_ context.Context, c *cli, args []string) error {
 	fs := newFlags(c, "validate")
 	files := fs.String("f", "", "a file to validate (the same as an argument)")
+	service := serviceFlag(fs)
 	out := outputFlag(fs, "text", "json", "yaml")
 	rest, err := parseInterspersed(fs, args)
 	if err != nil {
@@ -64,7 +86,7 @@ func runValidate(_ context.Context, c *cli, args []string) error {
 		v := validation{File: name, Valid: true}
 		data, err := os.ReadFile(name)
 		if err == nil {
-			_, err = router.Load(data)
+			_, err = load(*service, data)
 		}
 		if err != nil {
 			v.Valid = false
