@@ -1,0 +1,665 @@
+package nacos
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nacos-group/nacos-sdk-go/v2/vo"
+
+	"github.com/lightmesh/lightmesh/internal/meshtest"
+	"github.com/lightmesh/lightmesh/rules"
+)
+
+// catalogTestGroup is the group the catalog tests write their items in;
+// every test uses dataIds of its own and deletes them.
+const catalogTestGroup = "LIGHTMESH_TEST"
+
+// catalogWatcher runs one Catalog.Watch in the background and records
+// what it delivers.
+type catalogWatcher struct {
+	docs   chan rules.Document
+	cancel context.CancelFunc
+	done   chan error
+}
+
+func watchCatalog(tb testing.TB, c *Catalog, name string) *catalogWatcher {
+	tb.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	w := &catalogWatcher{docs: make(chan rules.Document, 64), cancel: cancel, done: make(chan error, 1)}
+	go func() {
+		w.done <- c.Watch(ctx, name, func(d rules.Document) {
+			if d.Data != nil {
+				d.Data = append([]byte(nil), d.Data...)
+			}
+			w.docs <- d
+		})
+	}()
+	tb.Cleanup(func() { w.stop(tb) })
+	return w
+}
+
+// stop cancels the watch and returns what Watch returned.
+func (w *catalogWatcher) stop(tb testing.TB) error {
+	tb.Helper()
+	w.cancel()
+	return w.wait(tb, 10*time.Second)
+}
+
+// wait returns what Watch returned, failing tb when it has not returned
+// within d. It may be called again.
+func (w *catalogWatcher) wait(tb testing.TB, d time.Duration) error {
+	tb.Helper()
+	select {
+	case err := <-w.done:
+		w.done <- err
+		return err
+	case <-time.After(d):
+		tb.Fatalf("Watch did not return within %v", d)
+		return nil
+	}
+}
+
+// next returns the next delivery, failing tb when there is none within
+// d; content "" expects the nil Document.
+func (w *catalogWatcher) next(tb testing.TB, content string, d time.Duration) time.Duration {
+	tb.Helper()
+	start := time.Now()
+	select {
+	case doc := <-w.docs:
+		switch {
+		case content == "" && doc.Data != nil:
+			tb.Fatalf("got %q version %s, want the nil Document", doc.Data, doc.Version)
+		case content != "" && (string(doc.Data) != content || doc.Version != md5hex(content)):
+			tb.Fatalf("got %q version %q, want %q version %s", doc.Data, doc.Version, content, md5hex(content))
+		}
+	case err := <-w.done:
+		w.done <- err
+		tb.Fatalf("Watch returned %v while %q was awaited", err, content)
+	case <-time.After(d):
+		tb.Fatalf("no delivery of %q within %v", content, d)
+	}
+	return time.Since(start)
+}
+
+// quiet fails tb when anything is delivered within d.
+func (w *catalogWatcher) quiet(tb testing.TB, d time.Duration) {
+	tb.Helper()
+	select {
+	case doc := <-w.docs:
+		tb.Fatalf("unexpected delivery %q version %s", doc.Data, doc.Version)
+	case <-time.After(d):
+	}
+}
+
+func newTestCatalog(tb testing.TB, cfg Config, group string) *Catalog {
+	tb.Helper()
+	c, err := NewCatalog(cfg, group)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { c.Close() })
+	return c
+}
+
+// watchers returns how many watches share the item name, and whether
+// its SDK listener is registered; -1 when the catalog has no such item.
+func (c *Catalog) watchersOf(name string) (int, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	it := c.items[name]
+	if it == nil {
+		return -1, false
+	}
+	return len(it.watchers), it.listening
+}
+
+// TestCatalogNames checks the names a Catalog gives itself and its
+// documents, the default group, that a name Nacos cannot take is refused
+// without asking the server, and that Watch fails after Close.
+func TestCatalogNames(t *testing.T) {
+	cfg := Config{Addresses: []string{"127.0.0.1:1"}, TimeoutMs: 500, Password: "pw-not-shown"}
+	c := newTestCatalog(t, cfg, "")
+	if got, want := c.String(), "nacos:public/lightmesh/"; got != want {
+		t.Errorf("String = %q, want %q", got, want)
+	}
+	if got, want := c.Describe("user-api"), "nacos:public/lightmesh/user-api"; got != want {
+		t.Errorf("Describe = %q, want %q", got, want)
+	}
+	cfg.NamespaceID = "staging"
+	c2 := newTestCatalog(t, cfg, "RULES")
+	if got, want := c2.Describe(rules.DefaultsName), "nacos:staging/RULES/_defaults"; got != want {
+		t.Errorf("Describe = %q, want %q", got, want)
+	}
+	for _, bad := range []string{"", "a/b", "user api", "é"} {
+		err := c.Watch(context.Background(), bad, func(rules.Document) { t.Error("delivered") })
+		if err == nil || !strings.Contains(err.Error(), "dataId") {
+			t.Errorf("Watch(%q) = %v, want a dataId error", bad, err)
+		}
+	}
+	dir := c.dir
+	c.Close()
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Errorf("private directory %s still there after Close: %v", dir, err)
+	}
+	if err := c.Watch(context.Background(), "user-api", func(rules.Document) {}); !errors.Is(err, errClosed) {
+		t.Errorf("Watch after Close = %v, want errClosed", err)
+	}
+	if err := c.Close(); err != nil {
+		t.Errorf("second Close: %v", err)
+	}
+}
+
+// TestCatalogTwoNames: two documents watched through one catalog each
+// deliver their own content and their own later changes, and nothing of
+// the other's.
+func TestCatalogTwoNames(t *testing.T) {
+	cfg := testConfig(t)
+	pub := newPublisher(t, cfg, catalogTestGroup)
+	a, b := unique("lm-cat-a"), unique("lm-cat-b")
+	t.Cleanup(func() { pub.remove(t, a); pub.remove(t, b) })
+	pub.publish(t, a, "a: 1")
+	pub.publish(t, b, "b: 1")
+	c := newTestCatalog(t, cfg, catalogTestGroup)
+	wa, wb := watchCatalog(t, c, a), watchCatalog(t, c, b)
+	wa.next(t, "a: 1", 5*time.Second)
+	wb.next(t, "b: 1", 5*time.Second)
+
+	// The SDK registers listeners on a 5 s timer: the first change may
+	// take that long.
+	start := time.Now()
+	pub.publish(t, a, "a: 2")
+	wa.next(t, "a: 2", 8*time.Second)
+	t.Logf("first change of a delivered %v after its publish", time.Since(start).Round(time.Millisecond))
+	start = time.Now()
+	pub.publish(t, b, "b: 2")
+	wb.next(t, "b: 2", 5*time.Second)
+	t.Logf("change of b delivered %v after its publish", time.Since(start).Round(time.Millisecond))
+	time.Sleep(250 * time.Millisecond) // the SDK reads one item at most ~5 times a second
+	start = time.Now()
+	pub.publish(t, a, "a: 3")
+	wa.next(t, "a: 3", 5*time.Second)
+	t.Logf("later change of a delivered %v after its publish", time.Since(start).Round(time.Millisecond))
+	wa.quiet(t, 200*time.Millisecond)
+	wb.quiet(t, 0)
+}
+
+// TestCatalogMissingAndDeleted: a document that does not exist delivers
+// the nil Document, then its content once published; deleting it
+// delivers the nil Document, and publishing it again the new content.
+func TestCatalogMissingAndDeleted(t *testing.T) {
+	cfg := testConfig(t)
+	pub := newPublisher(t, cfg, catalogTestGroup)
+	name := unique("lm-cat-missing")
+	t.Cleanup(func() { pub.remove(t, name) })
+	c := newTestCatalog(t, cfg, catalogTestGroup)
+	w := watchCatalog(t, c, name)
+	w.next(t, "", 5*time.Second)
+	start := time.Now()
+	pub.publish(t, name, "x: 1")
+	w.next(t, "x: 1", 8*time.Second)
+	t.Logf("published item delivered %v after its publish", time.Since(start).Round(time.Millisecond))
+	time.Sleep(250 * time.Millisecond)
+	start = time.Now()
+	pub.remove(t, name)
+	w.next(t, "", 5*time.Second)
+	t.Logf("deletion delivered %v after it", time.Since(start).Round(time.Millisecond))
+	time.Sleep(250 * time.Millisecond)
+	pub.publish(t, name, "x: 2")
+	w.next(t, "x: 2", 5*time.Second)
+	w.quiet(t, 200*time.Millisecond)
+}
+
+// TestCatalogSharedName: watches of the same name share one SDK listener
+// and each gets every change; a watch joining gets the current content
+// at once; when one leaves the other still gets changes; when the last
+// leaves the listener is cancelled.
+func TestCatalogSharedName(t *testing.T) {
+	cfg := testConfig(t)
+	pub := newPublisher(t, cfg, catalogTestGroup)
+	name := unique("lm-cat-shared")
+	t.Cleanup(func() { pub.remove(t, name) })
+	pub.publish(t, name, "v: 1")
+	c := newTestCatalog(t, cfg, catalogTestGroup)
+	w1, w2 := watchCatalog(t, c, name), watchCatalog(t, c, name)
+	w1.next(t, "v: 1", 5*time.Second)
+	w2.next(t, "v: 1", 5*time.Second)
+	if n, listening := c.watchersOf(name); n != 2 || !listening {
+		t.Fatalf("item has %d watchers, listening %v; want 2 sharing one listener", n, listening)
+	}
+	pub.publish(t, name, "v: 2")
+	w1.next(t, "v: 2", 8*time.Second)
+	w2.next(t, "v: 2", time.Second)
+
+	if err := w1.stop(t); !errors.Is(err, context.Canceled) {
+		t.Fatalf("stopped Watch returned %v, want context.Canceled", err)
+	}
+	if n, listening := c.watchersOf(name); n != 1 || !listening {
+		t.Fatalf("after one left: %d watchers, listening %v; want 1, still listening", n, listening)
+	}
+	time.Sleep(250 * time.Millisecond)
+	start := time.Now()
+	pub.publish(t, name, "v: 3")
+	w2.next(t, "v: 3", 5*time.Second)
+	t.Logf("change delivered %v after its publish to the remaining watcher", time.Since(start).Round(time.Millisecond))
+
+	// A third joins: the content is known, it needs no read.
+	w3 := watchCatalog(t, c, name)
+	if d := w3.next(t, "v: 3", time.Second); d > 100*time.Millisecond {
+		t.Errorf("joining watcher got the content after %v, want at once", d)
+	}
+	w2.stop(t)
+	w3.stop(t)
+	if n, _ := c.watchersOf(name); n != -1 {
+		t.Fatalf("after all left the item still has %d watchers", n)
+	}
+	// Changed while nobody watches, then watched again: a new item, with
+	// the content read afresh. (The server answers reads from a cache it
+	// updates just after a publish returns.)
+	time.Sleep(250 * time.Millisecond)
+	pub.publish(t, name, "v: 4")
+	meshtest.WaitFor(t, 5*time.Second, "the server to serve v: 4", func() bool {
+		got, err := pub.client.GetConfig(vo.ConfigParam{DataId: name, Group: catalogTestGroup})
+		return err == nil && got == "v: 4"
+	})
+	w4 := watchCatalog(t, c, name)
+	w4.next(t, "v: 4", 5*time.Second)
+}
+
+// TestCatalogLatestWins publishes versions of a document back to back:
+// the deliveries never go back to an older version, and the last one is
+// the last published.
+func TestCatalogLatestWins(t *testing.T) {
+	cfg := testConfig(t)
+	pub := newPublisher(t, cfg, catalogTestGroup)
+	name := unique("lm-cat-order")
+	t.Cleanup(func() { pub.remove(t, name) })
+	pub.publish(t, name, "n: 0")
+	c := newTestCatalog(t, cfg, catalogTestGroup)
+	w1, w2 := watchCatalog(t, c, name), watchCatalog(t, c, name)
+	w1.next(t, "n: 0", 5*time.Second)
+	w2.next(t, "n: 0", 5*time.Second)
+	pub.publish(t, name, "n: 1") // once through: the listener is registered
+	w1.next(t, "n: 1", 8*time.Second)
+	w2.next(t, "n: 1", time.Second)
+
+	const last = 12
+	for i := 2; i <= last; i++ {
+		pub.publish(t, name, fmt.Sprintf("n: %d", i))
+	}
+	for _, w := range []*catalogWatcher{w1, w2} {
+		seen, prev := 0, 1
+		deadline := time.After(8 * time.Second)
+		for prev != last {
+			select {
+			case doc := <-w.docs:
+				n, err := strconv.Atoi(strings.TrimPrefix(string(doc.Data), "n: "))
+				if err != nil || n <= prev {
+					t.Fatalf("delivered %q after n: %d", doc.Data, prev)
+				}
+				prev = n
+				seen++
+			case <-deadline:
+				t.Fatalf("last delivery n: %d, want n: %d", prev, last)
+			}
+		}
+		t.Logf("%d versions published back to back: %d delivered, in order, ending with the last", last-1, seen)
+		w.quiet(t, 300*time.Millisecond)
+	}
+}
+
+// TestCatalogOneConnection: one catalog watching 30 documents, plus the
+// defaults, talks to Nacos over as many gRPC connections as it does
+// watching one: one.
+func TestCatalogOneConnection(t *testing.T) {
+	cfg := testConfig(t)
+	pub := newPublisher(t, cfg, catalogTestGroup)
+	names := make([]string, 30)
+	for i := range names {
+		names[i] = unique(fmt.Sprintf("lm-cat-conn%02d", i))
+	}
+	t.Cleanup(func() {
+		for _, n := range names {
+			pub.remove(t, n)
+		}
+	})
+	for _, n := range names[:10] {
+		pub.publish(t, n, "name: "+n)
+	}
+	content := func(i int) string {
+		if i < 10 {
+			return "name: " + names[i]
+		}
+		return ""
+	}
+	base := grpcConns(t)
+	c := newTestCatalog(t, cfg, catalogTestGroup)
+	first := watchCatalog(t, c, names[0])
+	first.next(t, content(0), 5*time.Second)
+	one := grpcConns(t) - base
+	if one != 1 {
+		t.Errorf("one watch opened %d connections to Nacos, want 1", one)
+	}
+	ws := []*catalogWatcher{first}
+	for i, n := range names[1:] {
+		w := watchCatalog(t, c, n)
+		ws = append(ws, w)
+		w.next(t, content(i+1), 5*time.Second)
+	}
+	watchCatalog(t, c, rules.DefaultsName).next(t, "", 5*time.Second)
+	if n := grpcConns(t) - base; n != one {
+		t.Errorf("31 watches use %d connections to Nacos, one used %d", n, one)
+	}
+	// Through a listen round: the listeners reach the server over the same
+	// connection.
+	pub.publish(t, names[29], "changed: 1")
+	ws[29].next(t, "changed: 1", 8*time.Second)
+	if n := grpcConns(t) - base; n != one {
+		t.Errorf("after a listen round 31 watches use %d connections to Nacos, want %d", n, one)
+	}
+	t.Logf("connections to Nacos's gRPC port: %d for one watch, %d for 31", one, grpcConns(t)-base)
+}
+
+// grpcConns counts this process's established TCP connections to the
+// Nacos gRPC port (9848): the sockets in /proc/self/net/tcp and tcp6
+// whose inode is one of this process's file descriptors.
+func grpcConns(tb testing.TB) int {
+	tb.Helper()
+	fds, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		tb.Skipf("no /proc: %v", err)
+	}
+	mine := map[string]bool{}
+	for _, fd := range fds {
+		l, err := os.Readlink(filepath.Join("/proc/self/fd", fd.Name()))
+		if err == nil && strings.HasPrefix(l, "socket:[") {
+			mine[strings.TrimSuffix(strings.TrimPrefix(l, "socket:["), "]")] = true
+		}
+	}
+	port := fmt.Sprintf(":%04X", DefaultPort+1000)
+	n := 0
+	for _, file := range []string{"/proc/self/net/tcp", "/proc/self/net/tcp6"} {
+		f, err := os.Open(file)
+		if err != nil {
+			continue
+		}
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			// sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode
+			fields := strings.Fields(sc.Text())
+			if len(fields) > 9 && strings.HasSuffix(fields[2], port) && fields[3] == "01" && mine[fields[9]] {
+				n++
+			}
+		}
+		f.Close()
+	}
+	return n
+}
+
+// TestCatalogClose: Close ends every Watch with an error, promptly, and
+// later Watch calls fail.
+func TestCatalogClose(t *testing.T) {
+	cfg := testConfig(t)
+	pub := newPublisher(t, cfg, catalogTestGroup)
+	name := unique("lm-cat-close")
+	t.Cleanup(func() { pub.remove(t, name) })
+	pub.publish(t, name, "c: 1")
+	c := newTestCatalog(t, cfg, catalogTestGroup)
+	w1, w2 := watchCatalog(t, c, name), watchCatalog(t, c, name+"-missing")
+	w1.next(t, "c: 1", 5*time.Second)
+	w2.next(t, "", 5*time.Second)
+	dir := c.dir
+	start := time.Now()
+	c.Close()
+	t.Logf("Close took %v", time.Since(start).Round(time.Millisecond))
+	for _, w := range []*catalogWatcher{w1, w2} {
+		if err := w.wait(t, 2*time.Second); !errors.Is(err, errClosed) {
+			t.Fatalf("Watch after Close returned %v, want errClosed", err)
+		}
+	}
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Fatalf("private directory %s still there after Close: %v", dir, err)
+	}
+	if err := c.Watch(context.Background(), name, func(rules.Document) {}); !errors.Is(err, errClosed) {
+		t.Fatalf("Watch after Close = %v", err)
+	}
+}
+
+// TestCatalogUnreachable: against an address where nothing listens,
+// Watch fails with an error, in bounded time, that shows no credential.
+func TestCatalogUnreachable(t *testing.T) {
+	const password, secretKey = "Pw-catalog-9q", "Sk-catalog-7z"
+	cfg := Config{Addresses: []string{"127.0.0.1:1"}, TimeoutMs: 500, Username: "ops", Password: password, AccessKey: "ak", SecretKey: secretKey}
+	c := newTestCatalog(t, cfg, "")
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	start := time.Now()
+	err := c.Watch(ctx, "user-api", func(rules.Document) { t.Error("delivered from nowhere") })
+	if err == nil || ctx.Err() != nil {
+		t.Fatalf("Watch = %v after %v, want an error before the deadline", err, time.Since(start))
+	}
+	t.Logf("Watch failed after %v: %v", time.Since(start).Round(time.Millisecond), err)
+	seen := meshtest.Exposure{}
+	seen.AddErr("Watch", err)
+	seen.Add("String", c.String()+" "+c.Describe("user-api"))
+	seen.Check(t, password, secretKey)
+}
+
+// TestCatalogOutage runs the catalog through a TCP relay to the real
+// server and cuts it: the health check must end every Watch with an
+// error within a few seconds, a Watch made once the relay is back must
+// deliver what was published during the outage, and later changes must
+// arrive again. The SDK's
+// reconnection has data races of its own, so, like the fault tests, it
+// runs only without -race.
+func TestCatalogOutage(t *testing.T) {
+	cfg := testConfig(t)
+	if raceEnabled() {
+		t.Skip("the SDK races with itself when it reconnects; run without -race")
+	}
+	pub := newPublisher(t, cfg, catalogTestGroup)
+	name := unique("lm-cat-outage")
+	t.Cleanup(func() { pub.remove(t, name) })
+	pub.publish(t, name, "o: 1")
+	r := startRelay(t, cfg.Addresses[0])
+	relayed := cfg
+	relayed.Addresses = []string{r.addr}
+	c := newTestCatalog(t, relayed, catalogTestGroup)
+	w1, w2 := watchCatalog(t, c, name), watchCatalog(t, c, name+"-other")
+	w1.next(t, "o: 1", 5*time.Second)
+	w2.next(t, "", 5*time.Second)
+
+	start := time.Now()
+	r.cut()
+	for _, w := range []*catalogWatcher{w1, w2} {
+		err := w.wait(t, 8*time.Second)
+		if err == nil || !strings.Contains(err.Error(), "health check") {
+			t.Fatalf("Watch during the outage returned %v, want a health check error", err)
+		}
+	}
+	t.Logf("outage ended the watches after %v", time.Since(start).Round(time.Millisecond))
+	pub.publish(t, name, "o: 2") // missed: nothing listens meanwhile
+	r.restore()
+	start = time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	got := make(chan string, 16)
+	for {
+		err := c.Watch(ctx, name, func(d rules.Document) {
+			got <- string(d.Data)
+			cancel()
+		})
+		if ctx.Err() != nil {
+			break
+		}
+		t.Logf("Watch after the outage: %v; retrying", err)
+		time.Sleep(200 * time.Millisecond)
+	}
+	select {
+	case s := <-got:
+		if s != "o: 2" {
+			t.Fatalf("after the outage got %q, want the content published during it", s)
+		}
+	default:
+		t.Fatal("nothing delivered after the outage")
+	}
+	t.Logf("after the relay came back, delivered in %v", time.Since(start).Round(time.Millisecond))
+
+	// The reconnected client listens again: a change arrives.
+	w := watchCatalog(t, c, name)
+	w.next(t, "o: 2", 5*time.Second)
+	start = time.Now()
+	pub.publish(t, name, "o: 3")
+	w.next(t, "o: 3", 8*time.Second)
+	t.Logf("change after the outage delivered %v after its publish", time.Since(start).Round(time.Millisecond))
+}
+
+// raceEnabled reports whether the test binary was built with -race.
+func raceEnabled() bool {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return false
+	}
+	for _, s := range bi.Settings {
+		if s.Key == "-race" {
+			return s.Value == "true"
+		}
+	}
+	return false
+}
+
+// relay forwards a local port pair (HTTP and HTTP + 1000, the gRPC
+// port) to a Nacos server's, and can cut every connection and refuse
+// new ones until restored.
+type relay struct {
+	addr string
+	mu   sync.Mutex
+	down bool
+	conn map[net.Conn]struct{}
+}
+
+func startRelay(tb testing.TB, target string) *relay {
+	tb.Helper()
+	host, p, err := net.SplitHostPort(target)
+	if err != nil {
+		host, p = target, strconv.Itoa(DefaultPort)
+	}
+	tport, _ := strconv.Atoi(p)
+	r := &relay{conn: map[net.Conn]struct{}{}}
+	var lns []net.Listener
+	for try := 0; try < 50 && lns == nil; try++ {
+		l1, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			tb.Fatal(err)
+		}
+		port := l1.Addr().(*net.TCPAddr).Port
+		if port+1000 > 65535 {
+			l1.Close()
+			continue
+		}
+		l2, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port+1000))
+		if err != nil {
+			l1.Close()
+			continue
+		}
+		lns = []net.Listener{l1, l2}
+		r.addr = fmt.Sprintf("127.0.0.1:%d", port)
+	}
+	if lns == nil {
+		tb.Fatal("no free port pair for the relay")
+	}
+	var wg sync.WaitGroup
+	for i, l := range lns {
+		to := net.JoinHostPort(host, strconv.Itoa(tport+1000*i))
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				in, err := l.Accept()
+				if err != nil {
+					return
+				}
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					r.pipe(in, to)
+				}()
+			}
+		}()
+	}
+	tb.Cleanup(func() {
+		for _, l := range lns {
+			l.Close()
+		}
+		r.cut()
+		wg.Wait()
+	})
+	return r
+}
+
+func (r *relay) pipe(in net.Conn, to string) {
+	defer in.Close()
+	if !r.track(in) {
+		return
+	}
+	defer r.untrack(in)
+	out, err := net.DialTimeout("tcp", to, time.Second)
+	if err != nil {
+		return
+	}
+	defer out.Close()
+	if !r.track(out) {
+		return
+	}
+	defer r.untrack(out)
+	done := make(chan struct{}, 2)
+	go func() { io.Copy(out, in); done <- struct{}{} }()
+	go func() { io.Copy(in, out); done <- struct{}{} }()
+	<-done
+	in.Close()
+	out.Close()
+	<-done
+}
+
+func (r *relay) track(c net.Conn) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.down {
+		return false
+	}
+	r.conn[c] = struct{}{}
+	return true
+}
+
+func (r *relay) untrack(c net.Conn) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.conn, c)
+}
+
+// cut closes every relayed connection and refuses new ones.
+func (r *relay) cut() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.down = true
+	for c := range r.conn {
+		c.Close()
+	}
+}
+
+func (r *relay) restore() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.down = false
+}
