@@ -56,15 +56,15 @@ func fleetDoc(name string, round int) string {
 	return fmt.Sprintf("apiVersion: lightmesh/v1\nservices:\n  %s:\n    timeout: %dms\n", name, round+1)
 }
 
-// fleetName names document i.
-func fleetName(i int) string { return fmt.Sprintf("svc-%04d", i) }
+// FleetName names document i of a fleet run.
+func FleetName(i int) string { return fmt.Sprintf("svc-%04d", i) }
 
 // The hot document every mesh watches, whose updates are timed, and the
 // bad one every mesh watches too, updated with a broken version at the
 // same moment in every other round.
 var (
-	fleetHot = fleetName(0)
-	fleetBad = fleetName(1)
+	fleetHot = FleetName(0)
+	fleetBad = FleetName(1)
 )
 
 // FleetResult is what one RunFleet measured.
@@ -220,7 +220,7 @@ func PublishFleet(tb testing.TB, plane FleetPlane, n, workers int) {
 		go func() {
 			defer wg.Done()
 			for i := range names {
-				if err := plane.Put(fleetName(i), fleetDoc(fleetName(i), 0)); err != nil {
+				if err := plane.Put(FleetName(i), fleetDoc(FleetName(i), 0)); err != nil {
 					errs <- err
 					return
 				}
@@ -281,7 +281,7 @@ func RunFleetChild(plane FleetPlane, spec string) {
 	for i := range meshes {
 		names := []string{fleetHot, fleetBad}
 		for len(names) < watched {
-			if n := fleetName(2 + rnd.IntN(documents-2)); !slices.Contains(names, n) {
+			if n := FleetName(2 + rnd.IntN(documents-2)); !slices.Contains(names, n) {
 				names = append(names, n)
 			}
 		}
