@@ -69,25 +69,30 @@ func (d *Discovery) Watch(ctx context.Context, service string, update func([]dis
 	if err := checkName("service", service); err != nil {
 		return err
 	}
-	ctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
-	defer cancel()
-	down, release := d.health.subscribe()
-	defer release()
+	// wctx ends with ctx or with the first failed health check, which
+	// cancels it with its error as the cause: that reaches the watch
+	// wherever it waits, the etcd client's Watch call included (see
+	// healthCheck).
+	wctx, cancel := context.WithCancelCause(clientv3.WithRequireLeader(ctx))
+	defer cancel(nil)
+	defer d.health.subscribe(cancel)()
 	dir := d.prefix + "/" + service + "/"
 	for {
-		err := d.watchOnce(ctx, service, dir, down, update)
-		if ctx.Err() != nil {
+		err := d.watchOnce(wctx, service, dir, update)
+		switch {
+		case ctx.Err() != nil:
 			return ctx.Err()
-		}
-		if !errors.Is(err, errResync) {
+		case wctx.Err() != nil:
+			return context.Cause(wctx) // the health check's error
+		case !errors.Is(err, errResync):
 			return err
 		}
 	}
 }
 
 // watchOnce reads dir, delivers the list and follows the watch until it
-// fails or the set needs a fresh read (errResync).
-func (d *Discovery) watchOnce(ctx context.Context, service, dir string, down <-chan error, update func([]discovery.Instance)) error {
+// fails, ctx ends or the set needs a fresh read (errResync).
+func (d *Discovery) watchOnce(ctx context.Context, service, dir string, update func([]discovery.Instance)) error {
 	// A round's watch ends with the round, not only with the Watch call.
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -118,8 +123,6 @@ func (d *Discovery) watchOnce(ctx context.Context, service, dir string, down <-c
 		var ok bool
 		select {
 		case wr, ok = <-wch:
-		case err := <-down:
-			return err
 		case <-ctx.Done():
 			return ctx.Err()
 		}

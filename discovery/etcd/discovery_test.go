@@ -318,3 +318,73 @@ func TestRegistrationSurvivesLostLease(t *testing.T) {
 		t.Fatalf("key after Close: %v, %v", r, err)
 	}
 }
+
+// discoveryWatch is one Discovery.Watch call running in its own goroutine.
+type discoveryWatch struct {
+	lists chan []discovery.Instance // copies of the delivered lists
+	done  chan struct{}             // closed when Watch returned
+	err   error                     // Watch's result, set before done is closed
+}
+
+// watchDiscovery starts d.Watch(service); the watch is cancelled, and
+// waited for, when t ends.
+func watchDiscovery(t *testing.T, d *Discovery, service string) *discoveryWatch {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	w := &discoveryWatch{lists: make(chan []discovery.Instance, 64), done: make(chan struct{})}
+	go func() {
+		defer close(w.done)
+		w.err = d.Watch(ctx, service, func(l []discovery.Instance) {
+			select {
+			case w.lists <- slices.Clone(l):
+			case <-ctx.Done():
+			}
+		})
+	}()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-w.done:
+		case <-time.After(5 * time.Second):
+			t.Errorf("Watch(%q) did not return within 5s of its cancellation", service)
+		}
+	})
+	return w
+}
+
+// TestDiscoveryEtcdStopped stops etcd under the watches of one Discovery,
+// right after their first lists: every one of them ends with the outage,
+// not a silent wait and not context.Canceled, within the health interval
+// plus the check's timeout (with room for the race detector). Stopping at
+// once catches the watches whose creation the server has not yet
+// confirmed: the etcd client holds those in its Watch call, where only
+// the cancellation the failed check makes reaches them.
+func TestDiscoveryEtcdStopped(t *testing.T) {
+	srv := etcdtest.Start(t)
+	cli := srv.Client(t)
+	const interval, timeout = 100 * time.Millisecond, 300 * time.Millisecond
+	d := NewDiscovery(cli, testPrefix, WithHealthInterval(interval), WithRequestTimeout(timeout))
+	put(t, cli, testPrefix+"/user-api/one", `{"address":"10.0.0.1:80"}`)
+	services := []string{"user-api", "order-api", "billing"}
+	watches := make([]*discoveryWatch, len(services))
+	for i, s := range services {
+		watches[i] = watchDiscovery(t, d, s)
+	}
+	nextList(t, watches[0].lists, "one", hasAddrs("10.0.0.1:80"))
+	nextList(t, watches[1].lists, "none", hasAddrs())
+	nextList(t, watches[2].lists, "none", hasAddrs())
+
+	srv.Stop()
+	stopped := time.Now()
+	for i, w := range watches {
+		select {
+		case <-w.done:
+		case <-time.After(interval + timeout + 2*time.Second - time.Since(stopped)):
+			t.Fatalf("Watch(%s) did not return within %v of the stop", services[i], interval+timeout+2*time.Second)
+		}
+		if w.err == nil || errors.Is(w.err, context.Canceled) {
+			t.Fatalf("Watch(%s) returned %v after etcd stopped, want the outage", services[i], w.err)
+		}
+		t.Logf("Watch(%s) ended %v after the stop: %v", services[i], time.Since(stopped).Round(time.Millisecond), w.err)
+	}
+}

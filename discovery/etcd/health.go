@@ -9,17 +9,21 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
-// healthCheck tells the watches of one source when etcd stops answering.
+// healthCheck ends the watches of one source when etcd stops answering.
 //
 // The etcd client reconnects by itself and resumes watches silently, so
 // a watch on a dead or cut connection just waits, and the mesh would go
 // on reporting it connected. While at least one watch runs, healthCheck
 // reads the source's key (count only, linearizable, so a member without
-// a quorum fails too) every interval with a deadline, and tells every
-// watch of a failed read; the watch then ends with that error and the
-// mesh retries it with backoff, reporting the outage. One check serves
-// all the watches of a source, so a process watching 100 services costs
-// one read per interval, not 100.
+// a quorum fails too) every interval with a deadline, and on a failed
+// read cancels the context of every watch with that error as the cause;
+// the watch then ends with that error and the mesh retries it with
+// backoff, reporting the outage. Cancelling, rather than telling the
+// watch on a channel, reaches a watch wherever it waits: the etcd
+// client's Watch blocks until the server confirms the watch, so a server
+// that dies meanwhile would otherwise hold the call there for good. One
+// check serves all the watches of a source, so a process watching 100
+// services costs one read per interval, not 100.
 type healthCheck struct {
 	cli      *clientv3.Client
 	key      string
@@ -27,7 +31,7 @@ type healthCheck struct {
 	timeout  time.Duration
 
 	mu   sync.Mutex
-	subs map[chan error]struct{}
+	subs map[*subscriber]struct{}
 	stop context.CancelFunc // ends the check loop; nil when it is not running
 	done chan struct{}      // closed when the check loop returned
 }
@@ -38,27 +42,33 @@ type healthCheck struct {
 const maxHealthTimeout = 2 * time.Second
 
 func newHealthCheck(cli *clientv3.Client, key string, cfg config) *healthCheck {
-	return &healthCheck{cli: cli, key: key, interval: cfg.healthInterval, timeout: min(cfg.requestTimeout, maxHealthTimeout), subs: map[chan error]struct{}{}}
+	return &healthCheck{cli: cli, key: key, interval: cfg.healthInterval, timeout: min(cfg.requestTimeout, maxHealthTimeout), subs: map[*subscriber]struct{}{}}
 }
 
-// subscribe returns a channel that receives the error of a failed check,
-// and the function that ends the subscription. The check loop runs while
-// there is a subscription; the last release waits for it to stop.
-func (h *healthCheck) subscribe() (<-chan error, func()) {
-	ch := make(chan error, 1)
+// subscriber is one watch following the check.
+type subscriber struct{ cancel context.CancelCauseFunc }
+
+// subscribe registers the cancel function of one watch's context: every
+// failed check calls it with the check's error (the first call ends the
+// context with that cause, later ones do nothing) until release, which
+// ends the subscription; once release has returned, cancel is not called
+// again. The check loop runs while there is a subscription; the last
+// release waits for it to stop.
+func (h *healthCheck) subscribe(cancel context.CancelCauseFunc) (release func()) {
+	sub := &subscriber{cancel: cancel}
 	h.mu.Lock()
-	h.subs[ch] = struct{}{}
+	h.subs[sub] = struct{}{}
 	if h.stop == nil && h.interval > 0 {
-		ctx, cancel := context.WithCancel(context.Background())
-		h.stop, h.done = cancel, make(chan struct{})
+		ctx, stop := context.WithCancel(context.Background())
+		h.stop, h.done = stop, make(chan struct{})
 		go h.run(ctx, h.done)
 	}
 	h.mu.Unlock()
 	var once sync.Once
-	return ch, func() {
+	return func() {
 		once.Do(func() {
 			h.mu.Lock()
-			delete(h.subs, ch)
+			delete(h.subs, sub)
 			var done chan struct{}
 			if len(h.subs) == 0 && h.stop != nil {
 				h.stop()
@@ -90,12 +100,12 @@ func (h *healthCheck) run(ctx context.Context, done chan struct{}) {
 			continue
 		}
 		err = fmt.Errorf("etcd: health check (read %s within %v) failed: %w", h.key, h.timeout, err)
+		// Under the lock, so that no cancel follows a release. A
+		// subscriber already cancelled stays until its release; cancelling
+		// it again does nothing.
 		h.mu.Lock()
-		for ch := range h.subs {
-			select {
-			case ch <- err:
-			default:
-			}
+		for sub := range h.subs {
+			sub.cancel(err)
 		}
 		h.mu.Unlock()
 	}

@@ -81,22 +81,13 @@ type docWatcher struct {
 // until the watch fails, the health check fails or ctx ends. It returns
 // ctx.Err() once ctx has ended, else the error that ended the watch.
 func (w docWatcher) watch(ctx context.Context, key string, update func(rules.Document)) error {
-	// wctx ends with ctx or with the first failed health check. Ending it
-	// is how a failed check stops the watch: the etcd client's Watch
-	// blocks until the server confirms the watch, so a server that dies
-	// meanwhile would otherwise hold the call there for good, out of
-	// reach of a check that only woke the loop below.
+	// wctx ends with ctx or with the first failed health check, which
+	// cancels it with its error as the cause: that reaches the watch
+	// wherever it waits, the etcd client's Watch call included (see
+	// healthCheck).
 	wctx, cancel := context.WithCancelCause(clientv3.WithRequireLeader(ctx))
 	defer cancel(nil)
-	down, release := w.health.subscribe()
-	defer release()
-	go func() {
-		select {
-		case err := <-down:
-			cancel(err)
-		case <-wctx.Done():
-		}
-	}()
+	defer w.health.subscribe(cancel)()
 	// fail returns the error that ended the watch.
 	fail := func(err error) error {
 		switch {
