@@ -24,9 +24,9 @@ const (
 	DefaultHealthInterval = time.Second
 )
 
-// Option configures a RuleSource, a Discovery or a Registration. Options
-// that do not concern the value being built are ignored; nil options are
-// ignored.
+// Option configures a RuleSource, a Catalog, a Discovery or a
+// Registration. Options that do not concern the value being built are
+// ignored; nil options are ignored.
 type Option interface{ apply(*config) }
 
 type optionFunc func(*config)
@@ -59,8 +59,10 @@ func newConfig(opts []Option) config {
 	return c
 }
 
-// WithLogger sets the logger for skipped instance values, ignored
-// deletions and lost leases. The default discards everything.
+// WithLogger sets the logger for skipped instance values and instance
+// limits reached (NewDiscovery), missing and deleted rule keys
+// (NewRuleSource, NewCatalog) and lost leases (Register). The default
+// discards everything.
 func WithLogger(l *slog.Logger) Option {
 	return optionFunc(func(c *config) {
 		if l != nil {
@@ -89,11 +91,11 @@ func WithMaxInstances(n int) Option {
 	})
 }
 
-// WithRequestTimeout bounds every read a RuleSource or Discovery watch
-// makes (the first read and each re-read) and each health check
-// (DefaultRequestTimeout when d <= 0). A read that takes longer fails the
-// watch, so the mesh reports the outage and retries, rather than waiting
-// on a server that does not answer.
+// WithRequestTimeout bounds every read a watch makes (the first read and
+// each re-read) and each health check (DefaultRequestTimeout when d <= 0);
+// NewRuleSource, NewCatalog and NewDiscovery read it. A read that takes
+// longer fails the watch, so the mesh reports the outage and retries,
+// rather than waiting on a server that does not answer.
 func WithRequestTimeout(d time.Duration) Option {
 	return optionFunc(func(c *config) {
 		if d > 0 {
@@ -102,16 +104,19 @@ func WithRequestTimeout(d time.Duration) Option {
 	})
 }
 
-// WithHealthInterval sets how often a watched RuleSource or Discovery
-// reads from etcd to check that it still answers (DefaultHealthInterval;
-// a negative d turns the check off). The etcd client resumes watches
-// silently after a reconnect, so without the check a watch on a server
-// that died, or a connection cut without a reset, just waits: the mesh
-// keeps serving the last rules and instances either way, but only the
-// check lets its status say so within seconds. Each source makes one
-// count-only read per interval, however many services it watches; a
-// check waits at most 2 s (or WithRequestTimeout's, when shorter), so with
-// the default interval an outage shows within about 3 s.
+// WithHealthInterval sets how often a watched RuleSource, Catalog or
+// Discovery reads from etcd to check that it still answers
+// (DefaultHealthInterval; a negative d turns the check off);
+// NewRuleSource, NewCatalog and NewDiscovery read it. The etcd client
+// resumes watches silently after a reconnect, so without the check a
+// watch on a server that died, or a connection cut without a reset, just
+// waits: the mesh keeps serving the last rules and instances either way,
+// but only the check lets its status say so within seconds. A failed
+// check ends every watch of its source or catalog with the check's error.
+// Each source or catalog makes one count-only read per interval, however
+// many services it watches; a check waits at most 2 s (or
+// WithRequestTimeout's, when shorter), so with the default interval an
+// outage shows within about 3 s.
 func WithHealthInterval(d time.Duration) Option {
 	return optionFunc(func(c *config) {
 		switch {
