@@ -22,7 +22,7 @@
 //
 // With RuleSource, the rule document is the value of one key, for example
 // /lightmesh/rules. With Catalog, the rules of service S are the value of
-// <prefix>/S and the defaults the value of <prefix>/_defaults
+// <prefix>/<S> and the defaults the value of <prefix>/_defaults
 // (rules.DefaultsName), each a document in the same YAML or JSON; with the
 // prefix /lightmesh/rules, the team owning user-api publishes its rules
 // with
