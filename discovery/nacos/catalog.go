@@ -63,13 +63,17 @@ const readRetryDelay = 500 * time.Millisecond
 // the outage and retry with backoff; a new Watch reads its item again,
 // so what changed meanwhile is delivered. Each listened item is also
 // read about every 30 s (one item at a time, spread out) to catch a
-// change whose push was lost.
+// change whose push was lost. Every push the server sends also has the
+// item read, whether or not the SDK then calls its listener, which it
+// sometimes does not (see pushHub).
 type Catalog struct {
-	client config_client.IConfigClient
-	group  string
-	prefix string // "nacos:<namespace>/<group>/"
-	logger *slog.Logger
-	dir    string // private log and cache directory, removed by Close
+	client    config_client.IConfigClient
+	pushes    *pushHub // tells the catalog of the SDK's pushes
+	namespace string   // the namespace's ID, "" for public
+	group     string
+	prefix    string // "nacos:<namespace>/<group>/"
+	logger    *slog.Logger
+	dir       string // private log and cache directory, removed by Close
 
 	done chan struct{}  // closed by Close
 	wg   sync.WaitGroup // the goroutines the catalog started
@@ -135,7 +139,7 @@ func NewCatalog(cfg Config, group string) (*Catalog, error) {
 		return nil, err
 	}
 	client, err := clients.NewConfigClient(param)
-	installLogger(cfg)
+	hub := installLogger(cfg)
 	if err != nil {
 		removeDir(dir)
 		return nil, fmt.Errorf("nacos: config client for %s: %w", cfg, err)
@@ -144,16 +148,33 @@ func NewCatalog(cfg Config, group string) (*Catalog, error) {
 	if ns == "" {
 		ns = "public"
 	}
-	return &Catalog{
-		client: client,
-		group:  group,
-		prefix: "nacos:" + ns + "/" + group + "/",
-		logger: cfg.logger(),
-		dir:    dir,
-		done:   make(chan struct{}),
-		items:  make(map[string]*catalogItem),
-		outage: &catalogOutage{ch: make(chan struct{})},
-	}, nil
+	c := &Catalog{
+		client:    client,
+		pushes:    hub,
+		namespace: param.ClientConfig.NamespaceId,
+		group:     group,
+		prefix:    "nacos:" + ns + "/" + group + "/",
+		logger:    cfg.logger(),
+		dir:       dir,
+		done:      make(chan struct{}),
+		items:     make(map[string]*catalogItem),
+		outage:    &catalogOutage{ch: make(chan struct{})},
+	}
+	hub.add(c)
+	return c, nil
+}
+
+// pushed is told of every config-change push the SDK receives (see
+// pushHub); one for an item of the catalog has it read.
+func (c *Catalog) pushed(dataID, group, tenant string) {
+	if group != c.group || tenant != c.namespace {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if it := c.items[dataID]; it != nil && !c.closed {
+		c.refresh(it, true)
+	}
 }
 
 // String implements rules.Catalog: "nacos:<namespace>/<group>/".
@@ -536,6 +557,7 @@ func (c *Catalog) Close() error {
 	c.closed = true
 	close(c.done)
 	c.mu.Unlock()
+	c.pushes.remove(c)
 	// After the read in flight, if any (it would race with the closing),
 	// and before any other: get does not read once c.done is closed.
 	c.readMu.Lock()

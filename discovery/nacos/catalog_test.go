@@ -663,3 +663,28 @@ func (r *relay) restore() {
 	defer r.mu.Unlock()
 	r.down = false
 }
+
+// TestCatalogHearsPushesTheSDKLoses: nacos-sdk-go can lose a push (see
+// pushHub), so a catalog also reads an item when the SDK logs that the
+// server pushed a change of it. The SDK's listener is cancelled here, as
+// losing the push would leave it uncalled; the server still pushes to
+// the connection, and the change must arrive well before the 30 s
+// re-read.
+func TestCatalogHearsPushesTheSDKLoses(t *testing.T) {
+	cfg := testConfig(t)
+	pub := newPublisher(t, cfg, catalogTestGroup)
+	name := unique("lm-cat-lost")
+	t.Cleanup(func() { pub.remove(t, name) })
+	pub.publish(t, name, "v: 1")
+	c := newTestCatalog(t, cfg, catalogTestGroup)
+	w := watchCatalog(t, c, name)
+	w.next(t, "v: 1", 5*time.Second)
+	pub.publish(t, name, "v: 2")
+	w.next(t, "v: 2", 8*time.Second) // the server knows of the listener now
+	c.client.CancelListenConfig(vo.ConfigParam{DataId: name, Group: catalogTestGroup})
+	time.Sleep(250 * time.Millisecond) // the SDK reads one item at most ~5 times a second
+	start := time.Now()
+	pub.publish(t, name, "v: 3")
+	w.next(t, "v: 3", 3*time.Second)
+	t.Logf("change delivered %v after its publish, with the SDK's listener gone", time.Since(start).Round(time.Millisecond))
+}

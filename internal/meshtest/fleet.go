@@ -203,7 +203,11 @@ func RunFleet(tb testing.TB, plane FleetPlane, cfg FleetConfig, testName string,
 		if !warmUp {
 			res.AllApplied = append(res.AllApplied, last)
 		}
-		time.Sleep(100 * time.Millisecond)
+		// One update a second of one document: faster than ops edit
+		// one, and within nacos-sdk-go's limit of 5 reads a second of
+		// one item per process (a push costs the SDK's read and one
+		// or two of the catalog's).
+		time.Sleep(time.Until(start.Add(time.Second)))
 	}
 	return res
 }
