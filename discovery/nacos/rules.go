@@ -49,6 +49,7 @@ type RuleSource struct {
 	logger *slog.Logger
 	dir    string // private log and cache directory, removed by Close
 
+	readMu   sync.Mutex // held by each read and by Close: see read
 	mu       sync.Mutex
 	watching bool
 	closed   bool
@@ -191,13 +192,28 @@ type readResult struct {
 // read reads the config item on a goroutine of its own, since the SDK's
 // read cannot be cancelled (it gives up after Config.TimeoutMs), and
 // sends the result on the returned channel.
+//
+// Close waits for the read in flight (the SDK races with itself when
+// the client is closed during a request), and no read starts after it.
 func (s *RuleSource) read() <-chan readResult {
 	ch := make(chan readResult, 1)
 	go func() {
+		s.readMu.Lock()
+		defer s.readMu.Unlock()
+		if s.isClosed() {
+			ch <- readResult{err: errClosed}
+			return
+		}
 		content, err := s.client.GetConfig(vo.ConfigParam{DataId: s.dataID, Group: s.group})
 		ch <- readResult{content, err}
 	}()
 	return ch
+}
+
+func (s *RuleSource) isClosed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closed
 }
 
 func (s *RuleSource) begin() error {
@@ -229,7 +245,9 @@ func (s *RuleSource) Close() error {
 	}
 	s.closed = true
 	s.mu.Unlock()
+	s.readMu.Lock() // after the read in flight, if any
 	s.client.CloseClient()
+	s.readMu.Unlock()
 	removeDir(s.dir)
 	return nil
 }
