@@ -25,7 +25,11 @@ const MaxDocumentSize = 1 << 20
 // nothing is compiled and the error is a *ValidationError listing every
 // problem found, each with its document path and line, or a syntax error
 // naming its line.
-func Load(data []byte) (*Rules, error) {
+func Load(data []byte) (*Rules, error) { return load(data, nil) }
+
+// load is Load with check, when not nil, run on the decoded document
+// before it is compiled, adding its problems to the compiler's.
+func load(data []byte, check func(doc *Document, c *compiler)) (*Rules, error) {
 	doc, pos, err := parse(data)
 	if err != nil {
 		return nil, err
@@ -34,6 +38,9 @@ func Load(data []byte) (*Rules, error) {
 	c.shape(pos.problems)
 	if pos.incomplete {
 		return nil, c.err()
+	}
+	if check != nil {
+		check(doc, c)
 	}
 	rules := c.compile(doc)
 	if err := c.err(); err != nil {
@@ -48,20 +55,13 @@ func Load(data []byte) (*Rules, error) {
 // defaults document (service "") must hold defaults only. A document that
 // names another service, or none, is an error naming the place.
 func LoadPart(service string, data []byte) (*Rules, error) {
-	doc, pos, err := parse(data)
-	if err != nil {
-		return nil, err
-	}
-	c := newCompiler(pos)
-	c.shape(pos.problems)
-	if pos.incomplete {
-		return nil, c.err()
-	}
-	if service == "" {
-		for _, name := range slices.Sorted(maps.Keys(doc.Services)) {
-			c.fail("services."+name, "the defaults document holds defaults only; put the rules of %s in its own document", quote(name))
+	return load(data, func(doc *Document, c *compiler) {
+		if service == "" {
+			for _, name := range slices.Sorted(maps.Keys(doc.Services)) {
+				c.fail("services."+name, "the defaults document holds defaults only; put the rules of %s in its own document", quote(name))
+			}
+			return
 		}
-	} else {
 		if doc.Defaults != nil {
 			c.fail("defaults", "the document of %s holds its rules only; fleet-wide defaults go in the defaults document", quote(service))
 		}
@@ -73,12 +73,7 @@ func LoadPart(service string, data []byte) (*Rules, error) {
 				c.fail("services."+name, "the document of %s may describe only %s; put the rules of %s in its own document", quote(service), quote(service), quote(name))
 			}
 		}
-	}
-	rules := c.compile(doc)
-	if err := c.err(); err != nil {
-		return nil, err
-	}
-	return rules, nil
+	})
 }
 
 // Parse decodes a rule document written in YAML or JSON (JSON is read as
