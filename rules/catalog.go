@@ -12,7 +12,8 @@ import (
 // DefaultsName is the name of the fleet-wide defaults document in a
 // Catalog: the dataId, key or file name that holds the settings every
 // service without a setting of its own takes. It starts with an
-// underscore so no service name can collide with it.
+// underscore, which service names in practice do not (DNS names cannot);
+// a mesh with a catalog refuses it as a service name.
 const DefaultsName = "_defaults"
 
 // Catalog holds rule documents one per service, each under the name of
@@ -62,8 +63,9 @@ func NewDir(dir string, interval time.Duration) *Dir {
 // String implements Catalog: "dir:<directory>".
 func (d *Dir) String() string { return "dir:" + d.dir }
 
-// Describe implements Catalog: "dir:<directory>/<name>.yaml".
-func (d *Dir) Describe(name string) string { return "dir:" + filepath.Join(d.dir, name+".yaml") }
+// Describe implements Catalog: "dir:<directory>/<name>", whichever of
+// the endings the file has.
+func (d *Dir) Describe(name string) string { return "dir:" + filepath.Join(d.dir, name) }
 
 // Watch implements Catalog. A name that is not a plain file name (it
 // holds a path separator or is "." or "..") is an error.

@@ -54,7 +54,7 @@ func TestDirFollowsOneFilePerDocument(t *testing.T) {
 	if err := <-done; err != context.Canceled {
 		t.Fatalf("Watch returned %v after cancel", err)
 	}
-	if got, want := cat.Describe("user-api"), "dir:"+filepath.Join(dir, "user-api.yaml"); got != want {
+	if got, want := cat.Describe("user-api"), "dir:"+filepath.Join(dir, "user-api"); got != want {
 		t.Errorf("Describe = %q, want %q", got, want)
 	}
 }
