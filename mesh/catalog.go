@@ -40,7 +40,9 @@ type DocumentStatus struct {
 	Name string `json:"name"`
 	// Source names the document in its catalog.
 	Source string `json:"source"`
-	State  string `json:"state"`
+	// State is DocumentWaiting, DocumentApplied, DocumentMissing,
+	// DocumentDeleted or DocumentRejected.
+	State string `json:"state"`
 	// Version, AppliedAt and FromSnapshot describe the version in force.
 	Version      string    `json:"version,omitempty"`
 	AppliedAt    time.Time `json:"appliedAt,omitzero"`
@@ -56,9 +58,10 @@ type DocumentStatus struct {
 
 // docUpdate is one delivery of a catalog watch to the manager.
 type docUpdate struct {
-	name string
-	gen  uint64
-	doc  rules.Document // nil Data: the catalog holds no such document
+	name   string
+	gen    uint64
+	doc    rules.Document // nil Data: the catalog holds no such document
+	failed bool           // the watch failed; doc is empty
 }
 
 // docState is the manager's record of one watched document.
@@ -85,7 +88,9 @@ func (m *Mesh) wantedDocuments() map[string]bool {
 		want[s] = true
 	}
 	for s := range m.demanded {
-		want[s] = true
+		if s != rules.DefaultsName { // a host called _defaults is no service's
+			want[s] = true
+		}
 	}
 	return want
 }
@@ -112,7 +117,10 @@ func (m *Mesh) syncDocuments(ctx context.Context) {
 		m.watchGen++
 		d := &docState{name: name, gen: m.watchGen, cancel: cancel}
 		m.documents[name] = d
-		m.setDocStatus(DocumentStatus{Name: name, Source: m.cfg.catalog.Describe(name), State: DocumentWaiting})
+		m.mu.Lock()
+		m.docStatus[name] = DocumentStatus{Name: name, Source: m.cfg.catalog.Describe(name), State: DocumentWaiting}
+		m.docAnswered[name] = make(chan struct{})
+		m.mu.Unlock()
 		m.rulesConn.started(watchKey{name, d.gen})
 		m.done.Add(1)
 		go m.watchDocument(wctx, name, d.gen)
@@ -127,6 +135,7 @@ func (m *Mesh) syncDocuments(ctx context.Context) {
 		delete(m.documents, name)
 		m.mu.Lock()
 		delete(m.docStatus, name)
+		delete(m.docAnswered, name)
 		m.mu.Unlock()
 		m.metrics.DocumentDropped(name)
 		dropped = dropped || d.good != nil
@@ -165,6 +174,10 @@ func (m *Mesh) watchDocument(ctx context.Context, name string, gen uint64) {
 		msg := redact(err.Error())
 		m.cfg.logger.Warn("lightmesh: rule catalog watch failed; retrying", "document", cat.Describe(name), "err", msg, "retry_in", wait)
 		m.rulesConn.failed(key, name+": "+msg, time.Now())
+		select {
+		case m.docUpdates <- docUpdate{name: name, gen: gen, failed: true}:
+		case <-ctx.Done():
+		}
 	})
 }
 
@@ -172,6 +185,19 @@ func (m *Mesh) watchDocument(ctx context.Context, name string, gen uint64) {
 func (m *Mesh) applyDocUpdate(ctx context.Context, up docUpdate) {
 	d := m.documents[up.name]
 	if d == nil || d.gen != up.gen {
+		return
+	}
+	if up.failed {
+		// A document first watched after New (a service found on first
+		// use, or dialled) with the catalog down: its saved version is
+		// better than the defaults. Those New waits for are restored at
+		// its deadline instead (restoreUnanswered).
+		if !d.answered && d.good == nil && !d.restoreTried && m.store != nil && !m.awaitedDocs[d.name] {
+			d.restoreTried = true
+			if err := m.restoreDocument(ctx, d); err == nil {
+				m.documentAnswered(ctx, d)
+			}
+		}
 		return
 	}
 	defer m.documentAnswered(ctx, d)
@@ -198,22 +224,31 @@ func (m *Mesh) documentMissing(d *docState) {
 		// no rules, rather than nothing about it.
 		m.saver.document(d.name, snapshot.Rules{Source: m.cfg.catalog.Describe(d.name), SavedAt: time.Now(), Missing: true})
 	}
+	deleted := false
 	m.updateDocStatus(d.name, func(st *DocumentStatus) {
 		switch {
 		case d.good != nil && st.State != DocumentDeleted:
-			st.State = DocumentDeleted
-			m.cfg.logger.Warn("lightmesh: rule document deleted; its last good rules keep serving",
-				"document", st.Source, "version", st.Version)
+			st.State, deleted = DocumentDeleted, true
 		case d.good == nil:
-			st.State = DocumentMissing
+			st.State, st.FromSnapshot = DocumentMissing, false
 		}
 	})
+	if deleted {
+		m.cfg.logger.Warn("lightmesh: rule document deleted; its last good rules keep serving", "document", m.cfg.catalog.Describe(d.name))
+	}
 }
 
 // documentAnswered closes ready once every document New waits for has
 // been answered.
 func (m *Mesh) documentAnswered(ctx context.Context, d *docState) {
-	d.answered = true
+	if !d.answered {
+		d.answered = true
+		m.mu.Lock()
+		if ch := m.docAnswered[d.name]; ch != nil {
+			close(ch)
+		}
+		m.mu.Unlock()
+	}
 	if m.awaitedDocs == nil {
 		return
 	}
@@ -252,7 +287,8 @@ func (m *Mesh) applyPart(ctx context.Context, d *docState, doc rules.Document, f
 	}
 	loaded, err := router.LoadPart(part, doc.Data)
 	var compiled *router.Rules
-	if err == nil {
+	alone := err == nil // valid on its own
+	if alone {
 		compiled, err = m.composeDocuments(d.name, loaded.Document())
 		if err != nil {
 			err = fmt.Errorf("together with the other documents in force: %w", err)
@@ -260,7 +296,12 @@ func (m *Mesh) applyPart(ctx context.Context, d *docState, doc rules.Document, f
 	}
 	source := m.cfg.catalog.Describe(d.name)
 	if err != nil {
-		d.rejectedHash = hash
+		if !alone {
+			// Rejected for itself: the same version is not looked at
+			// again. One rejected only with the others (a fleet-wide
+			// total) is tried again when it is delivered again.
+			d.rejectedHash = hash
+		}
 		msg := redact(err.Error())
 		m.cfg.logger.Error("lightmesh: rule document rejected; its last good rules keep serving",
 			"document", source, "version", version, "err", msg)
@@ -279,13 +320,18 @@ func (m *Mesh) applyPart(ctx context.Context, d *docState, doc rules.Document, f
 		m.notify(RulesEvent{Document: d.name, Version: version, Err: fmt.Errorf("%s: %w", d.name, err), At: now})
 		return err
 	}
-	d.good, d.goodHash, d.rejectedHash = loaded.Document(), hash, ""
+	d.good, d.goodHash = loaded.Document(), hash
+	if !fromSnapshot {
+		// A saved version restored after a rejection leaves the
+		// rejected one known: delivered again, it is not rejected again.
+		d.rejectedHash = ""
+	}
 	m.eng.Publish(m.eng.Load().WithRules(compiled, m.onBreakerChange))
 	m.updateDocStatus(d.name, func(st *DocumentStatus) {
 		st.State, st.Version, st.AppliedAt, st.FromSnapshot = DocumentApplied, version, now, fromSnapshot
 	})
 	m.mu.Lock()
-	m.status.Rules.Version, m.status.Rules.AppliedAt, m.status.Rules.FromSnapshot = d.name+"@"+version, now, fromSnapshot
+	m.status.Rules.Version, m.status.Rules.AppliedAt = d.name+"@"+version, now
 	m.mu.Unlock()
 	if m.saver != nil && !fromSnapshot {
 		m.saver.document(d.name, snapshot.Rules{Source: source, Version: version, SavedAt: now, Data: string(doc.Data)})
@@ -394,11 +440,27 @@ func (m *Mesh) startFromCatalogSnapshot(ctx context.Context) error {
 	return fmt.Errorf("mesh: no rules from %s within %v: %v: %s", m.source, m.cfg.startTimeout, err, reason)
 }
 
-// setDocStatus records the status of one document.
-func (m *Mesh) setDocStatus(st DocumentStatus) {
+// awaitDocument waits until the catalog has answered for the document
+// of service (or its snapshot stood in), at most until deadline; it
+// returns at once without a catalog or for a document not watched.
+func (m *Mesh) awaitDocument(ctx context.Context, service string, deadline time.Time) {
+	if m.cfg.catalog == nil {
+		return
+	}
 	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.docStatus[st.Name] = st
+	ch := m.docAnswered[service]
+	m.mu.Unlock()
+	if ch == nil {
+		return
+	}
+	t := time.NewTimer(time.Until(deadline))
+	defer t.Stop()
+	select {
+	case <-ch:
+	case <-t.C:
+	case <-ctx.Done():
+	case <-m.stopped:
+	}
 }
 
 // updateDocStatus changes the status of the document called name.

@@ -2,12 +2,14 @@ package mesh_test
 
 import (
 	"context"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/lightmesh/lightmesh/discovery"
 	"github.com/lightmesh/lightmesh/internal/meshtest"
 	"github.com/lightmesh/lightmesh/mesh"
 	"github.com/lightmesh/lightmesh/rules"
@@ -77,4 +79,62 @@ func TestCatalogUnreachableWithoutSnapshotFails(t *testing.T) {
 			t.Errorf("error %q lacks %q", err, want)
 		}
 	}
+}
+
+// A service found on first use is routed by its own document from its
+// first call; with the catalog down, by the document the snapshot saved;
+// and once the catalog is back, nothing is reported as from the
+// snapshot any more.
+func TestCatalogFirstUseDocuments(t *testing.T) {
+	plane := dirPlane(t)
+	_, instances := meshtest.Fleet(t, "base-found", "staging-found", "base-missing")
+	disc := discovery.NewStatic(map[string][]discovery.Instance{"found-api": instances[:2], "missing-api": instances[2:]})
+	if err := plane.Put("found-api", meshtest.MovedRules("found-api")); err != nil {
+		t.Fatal(err)
+	}
+	snapshots := t.TempDir()
+	start := func(cat rules.Catalog, timeout time.Duration) *mesh.Mesh {
+		return meshtest.Start(t, 10*time.Second, func(ctx context.Context) (*mesh.Mesh, error) {
+			return mesh.New(ctx, mesh.WithRuleCatalog(cat), mesh.WithDiscovery(disc), mesh.WithMeshServices("*-api"),
+				mesh.WithSnapshotDir(snapshots), mesh.WithStartTimeout(timeout))
+		})
+	}
+	m := start(plane.Catalog, 5*time.Second)
+	client := &http.Client{Transport: m.Transport(nil)}
+	// MovedRules sends every call to staging: the first call too.
+	meshtest.ExpectOnly(t, client, "found-api", "", 6, "staging-found")
+	meshtest.ExpectOnly(t, client, "missing-api", "", 2, "base-missing")
+	meshtest.WaitFor(t, 5*time.Second, "snapshot written", func() bool {
+		st := m.Status()
+		return st.Snapshot != nil && st.Snapshot.Writes >= 3 // _defaults, found-api, missing-api
+	})
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	down, release := plane.Unreachable()
+	m = start(down, 300*time.Millisecond)
+	client = &http.Client{Transport: m.Transport(nil)}
+	meshtest.ExpectOnly(t, client, "found-api", "", 6, "staging-found")
+	doc := func(name string) mesh.DocumentStatus {
+		for _, d := range m.Status().Documents {
+			if d.Name == name {
+				return d
+			}
+		}
+		return mesh.DocumentStatus{}
+	}
+	if st := doc("found-api"); st.State != mesh.DocumentApplied || !st.FromSnapshot {
+		t.Fatalf("found-api with the catalog down: %+v, want applied from the snapshot", st)
+	}
+	meshtest.ExpectOnly(t, client, "missing-api", "", 2, "base-missing")
+	if st := doc("missing-api"); st.State != mesh.DocumentMissing || !st.FromSnapshot {
+		t.Fatalf("missing-api with the catalog down: %+v, want missing, from the snapshot", st)
+	}
+	release() // the directory is back
+	meshtest.WaitFor(t, 10*time.Second, "the catalog answered again", func() bool {
+		st := m.Status()
+		return !st.Rules.FromSnapshot && !doc("found-api").FromSnapshot && !doc("missing-api").FromSnapshot &&
+			doc(rules.DefaultsName).State == mesh.DocumentMissing
+	})
 }

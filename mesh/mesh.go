@@ -51,6 +51,9 @@ type Mesh struct {
 	mu        sync.Mutex // guards status and docStatus
 	status    Status
 	docStatus map[string]DocumentStatus // WithRuleCatalog: by document name
+	// docAnswered holds, per watched document, a channel closed once the
+	// catalog (or the snapshot) answered for it.
+	docAnswered map[string]chan struct{}
 
 	docUpdates  chan docUpdate  // WithRuleCatalog: deliveries of the document watches
 	docRestores chan chan error // WithRuleCatalog: restore unanswered documents from the snapshot
@@ -121,6 +124,9 @@ func New(ctx context.Context, opts ...Option) (*Mesh, error) {
 			o.apply(&cfg)
 		}
 	}
+	if cfg.catalog != nil && (cfg.local == rules.DefaultsName || cfg.named(rules.DefaultsName)) {
+		cfg.fail(fmt.Errorf("mesh: %q names the defaults document of a rule catalog, not a service", rules.DefaultsName))
+	}
 	if cfg.err != nil {
 		cfg.closeGiven()
 		return nil, cfg.err
@@ -141,6 +147,7 @@ func New(ctx context.Context, opts ...Option) (*Mesh, error) {
 
 		documents:   map[string]*docState{},
 		docStatus:   map[string]DocumentStatus{},
+		docAnswered: map[string]chan struct{}{},
 		docUpdates:  make(chan docUpdate),
 		docRestores: make(chan chan error),
 	}

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -472,7 +473,10 @@ type RulesStatus struct {
 	Version   string    `json:"version,omitempty"`
 	AppliedAt time.Time `json:"appliedAt,omitzero"`
 	// FromSnapshot is true while the rules in force came from the local
-	// snapshot because the source was unreachable at startup.
+	// snapshot because the source was unreachable at startup (with
+	// WithRuleCatalog: while any document in force did).
+	// With WithRuleCatalog, Version is the last document applied, as
+	// name@version.
 	FromSnapshot bool `json:"fromSnapshot,omitempty"`
 }
 
@@ -505,6 +509,7 @@ func (m *Mesh) Status() Status {
 	snap := m.eng.Load()
 	if m.cfg.catalog != nil {
 		st.Documents = m.documentStatuses(snap.Table().Rules())
+		st.Rules.FromSnapshot = slices.ContainsFunc(st.Documents, func(d DocumentStatus) bool { return d.FromSnapshot })
 	}
 	st.Services = serviceStatuses(snap.Table())
 	st.Breakers = breakerStatuses(snap)

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/lightmesh/lightmesh/discovery"
 	"github.com/lightmesh/lightmesh/mesh"
 	"github.com/lightmesh/lightmesh/rules"
@@ -83,8 +85,9 @@ func RunCatalogSuite(t *testing.T, plane CatalogPlane) {
 			mesh.WithServices("user-api", "order-api", "slow-api"), mesh.WithMeshServices("found-*"),
 			mesh.WithSnapshotDir(snapshots)}, extra...)
 	}
+	reg := prometheus.NewRegistry()
 	m := Start(t, 20*time.Second, func(ctx context.Context) (*mesh.Mesh, error) {
-		return mesh.New(ctx, options(plane.Catalog, mesh.WithStartTimeout(15*time.Second))...)
+		return mesh.New(ctx, options(plane.Catalog, mesh.WithStartTimeout(15*time.Second), mesh.WithRegisterer(reg))...)
 	})
 	client := &http.Client{Transport: m.Transport(nil)}
 	lanes := func(when string) {
@@ -145,6 +148,18 @@ func RunCatalogSuite(t *testing.T, plane CatalogPlane) {
 		if !strings.Contains(page, want) {
 			t.Errorf("status page lacks %q", want)
 		}
+	}
+
+	// The metrics count per document.
+	if got := Metric(t, reg, "lightmesh_rule_document_updates_total", map[string]string{"document": "user-api", "result": "rejected"}); got != 1 {
+		t.Errorf("user-api's rejections counted %v, want 1", got)
+	}
+	if got := Metric(t, reg, "lightmesh_rule_document_updates_total", map[string]string{"document": "order-api", "result": "rejected"}); got != -1 {
+		t.Errorf("order-api's rejections counted %v, want none", got)
+	}
+	orderVersion := doc("order-api").Version
+	if got := Metric(t, reg, "lightmesh_rule_document_info", map[string]string{"document": "order-api", "version": orderVersion}); got != 1 {
+		t.Errorf("lightmesh_rule_document_info{order-api, %s} = %v, want 1", orderVersion, got)
 	}
 
 	// A document that describes another service.
