@@ -63,6 +63,10 @@ func TestCatalogAndRulesAreExclusive(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "WithRuleCatalog given twice (dir:a, then dir:b)") {
 		t.Errorf("two catalogs: %v", err)
 	}
+	_, err = mesh.New(ctx, mesh.WithRuleCatalog(rules.NewDir("a", 0)), mesh.WithServices("user-api", rules.DefaultsName))
+	if err == nil || !strings.Contains(err.Error(), `"_defaults" names the defaults document`) {
+		t.Errorf("a service called _defaults: %v", err)
+	}
 }
 
 // Without an answer and without a snapshot, New fails and names the

@@ -2,7 +2,6 @@ package etcd_test
 
 import (
 	"context"
-	"net"
 	"testing"
 	"time"
 
@@ -33,12 +32,7 @@ func TestCatalogThroughMesh(t *testing.T) {
 		},
 		Unreachable: func() (rules.Catalog, func()) {
 			// The same prefix on an address nothing listens on.
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			addr := ln.Addr().String()
-			ln.Close()
+			addr := meshtest.ClosedAddr(t)
 			dead, err := etcdtest.NewClient(addr)
 			if err != nil {
 				t.Fatal(err)

@@ -2,7 +2,6 @@ package nacos
 
 import (
 	"fmt"
-	"net"
 	"sync"
 	"testing"
 	"time"
@@ -48,12 +47,7 @@ func TestCatalogThroughMesh(t *testing.T) {
 		Delete: func(name string) error { pub.remove(t, name); return nil },
 		Unreachable: func() (rules.Catalog, func()) {
 			// The same group on an address nothing listens on.
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			addr := ln.Addr().String()
-			ln.Close()
+			addr := meshtest.ClosedAddr(t)
 			down := cfg
 			down.Addresses = []string{addr}
 			dead, err := NewCatalog(down, group)

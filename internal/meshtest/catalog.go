@@ -3,6 +3,7 @@ package meshtest
 import (
 	"context"
 	"errors"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -34,6 +35,19 @@ type CatalogPlane struct {
 	Unreachable func() (rules.Catalog, func())
 	// Settle bounds how long a published change may take to apply.
 	Settle time.Duration
+}
+
+// ClosedAddr returns a loopback address nothing listens on: a control
+// plane that does not answer.
+func ClosedAddr(tb testing.TB) string {
+	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
 }
 
 // catalogDefaults is the defaults document of RunCatalogSuite: every

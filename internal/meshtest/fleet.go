@@ -376,8 +376,12 @@ func Percentile(ds []time.Duration, q float64) time.Duration {
 // ReportFleet reports res as the benchmark's metrics: the per-mesh
 // latency (p50, p99) of clean rounds and of rounds with a concurrent
 // rejection, the p99 of the time until every mesh had applied, the most
-// connections a process held and the heap per mesh.
-func ReportFleet(b *testing.B, res FleetResult) {
+// connections a process held and the heap per mesh. It fails b when a
+// process held more than one connection to the control plane.
+func ReportFleet(b *testing.B, plane FleetPlane, res FleetResult) {
+	if res.Conns != 1 {
+		b.Errorf("a process held %d connections to %s, want 1", res.Conns, plane.Name)
+	}
 	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 	b.ReportMetric(0, "ns/op")
 	b.ReportMetric(ms(Percentile(res.Clean, 0.5)), "p50-ms")
