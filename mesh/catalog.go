@@ -1,7 +1,6 @@
 package mesh
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"maps"
@@ -9,7 +8,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/lightmesh/lightmesh/internal/backoff"
 	"github.com/lightmesh/lightmesh/internal/snapshot"
 	"github.com/lightmesh/lightmesh/router"
 	"github.com/lightmesh/lightmesh/rules"
@@ -155,30 +153,18 @@ func (m *Mesh) syncDocuments(ctx context.Context) {
 // loop, handing every delivery to the manager.
 func (m *Mesh) watchDocument(ctx context.Context, name string, gen uint64) {
 	defer m.done.Done()
-	cat := m.cfg.catalog
-	key := watchKey{name, gen}
-	backoff.Loop(ctx, m.cfg.backoff, func(ctx context.Context) error {
-		return cat.Watch(ctx, name, func(doc rules.Document) {
-			if doc.Data == nil {
-				m.rulesConn.reachable(key, time.Now())
-			} else {
-				m.rulesConn.delivered(key, time.Now())
-				doc.Data = bytes.Clone(doc.Data)
-			}
-			select {
-			case m.docUpdates <- docUpdate{name: name, gen: gen, doc: doc}:
-			case <-ctx.Done():
-			}
-		})
-	}, func(err error, wait time.Duration) {
-		msg := redact(err.Error())
-		m.cfg.logger.Warn("lightmesh: rule catalog watch failed; retrying", "document", cat.Describe(name), "err", msg, "retry_in", wait)
-		m.rulesConn.failed(key, name+": "+msg, time.Now())
+	send := func(ctx context.Context, up docUpdate) {
 		select {
-		case m.docUpdates <- docUpdate{name: name, gen: gen, failed: true}:
+		case m.docUpdates <- up:
 		case <-ctx.Done():
 		}
-	})
+	}
+	watch := func(ctx context.Context, update func(rules.Document)) error {
+		return m.cfg.catalog.Watch(ctx, name, update)
+	}
+	m.followRules(ctx, watchKey{name, gen}, m.cfg.catalog.Describe(name), watch,
+		func(ctx context.Context, doc rules.Document) { send(ctx, docUpdate{name: name, gen: gen, doc: doc}) },
+		func(ctx context.Context) { send(ctx, docUpdate{name: name, gen: gen, failed: true}) })
 }
 
 // applyDocUpdate handles one delivery of a catalog watch.

@@ -1,6 +1,7 @@
 package mesh
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -364,23 +365,44 @@ func (m *Mesh) demand(service string) (release func()) {
 // document to the manager.
 func (m *Mesh) watchRules(ctx context.Context) {
 	defer m.done.Done()
-	src := m.cfg.rules
+	m.followRules(ctx, watchKey{}, m.source, m.cfg.rules.Watch, func(ctx context.Context, doc rules.Document) {
+		if doc.Data == nil {
+			return // connected, with nothing to apply
+		}
+		select {
+		case m.docs <- doc:
+		case <-ctx.Done():
+		}
+	}, nil)
+}
+
+// followRules runs watch, the Watch of a rule source or of one catalog
+// document (named source in logs), in a backoff loop: it records each
+// delivery and failure on the rule connection under key, and hands
+// every document, a copy, to deliver (the nil Document included), and
+// every failure to failed when it is not nil.
+func (m *Mesh) followRules(ctx context.Context, key watchKey, source string, watch func(context.Context, func(rules.Document)) error,
+	deliver func(context.Context, rules.Document), failed func(context.Context)) {
 	backoff.Loop(ctx, m.cfg.backoff, func(ctx context.Context) error {
-		return src.Watch(ctx, func(doc rules.Document) {
+		return watch(ctx, func(doc rules.Document) {
 			if doc.Data == nil {
-				m.rulesConn.reachable(watchKey{}, time.Now())
-				return
+				m.rulesConn.reachable(key, time.Now())
+			} else {
+				m.rulesConn.delivered(key, time.Now())
+				doc.Data = bytes.Clone(doc.Data) // the source may reuse it once update returns
 			}
-			m.rulesConn.delivered(watchKey{}, time.Now())
-			select {
-			case m.docs <- doc:
-			case <-ctx.Done():
-			}
+			deliver(ctx, doc)
 		})
 	}, func(err error, wait time.Duration) {
 		msg := redact(err.Error())
-		m.cfg.logger.Warn("lightmesh: rule source failed; retrying", "source", m.source, "err", msg, "retry_in", wait)
-		m.rulesConn.failed(watchKey{}, msg, time.Now())
+		m.cfg.logger.Warn("lightmesh: rule source failed; retrying", "source", source, "err", msg, "retry_in", wait)
+		if key.service != "" {
+			msg = key.service + ": " + msg
+		}
+		m.rulesConn.failed(key, msg, time.Now())
+		if failed != nil {
+			failed(ctx)
+		}
 	})
 }
 
