@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -687,4 +688,20 @@ func TestCatalogHearsPushesTheSDKLoses(t *testing.T) {
 	pub.publish(t, name, "v: 3")
 	w.next(t, "v: 3", 3*time.Second)
 	t.Logf("change delivered %v after its publish, with the SDK's listener gone", time.Since(start).Round(time.Millisecond))
+}
+
+// TestCatalogMissingDefaultsIsQuiet: the health check reads _defaults
+// every second, and a fleet without defaults must not log a warning for
+// each read.
+func TestCatalogMissingDefaultsIsQuiet(t *testing.T) {
+	cfg := testConfig(t)
+	var buf meshtest.LogBuffer
+	cfg.Logger = slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	c := newTestCatalog(t, cfg, unique("lm-quiet"))
+	w := watchCatalog(t, c, "user-api")
+	w.next(t, "", 5*time.Second)
+	time.Sleep(2500 * time.Millisecond) // two or three health reads
+	if out := buf.String(); strings.Contains(out, "config data not exist") {
+		t.Errorf("a missing item logged as a warning:\n%s", out)
+	}
 }

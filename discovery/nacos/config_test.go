@@ -48,6 +48,15 @@ func TestSDKLogMasksSecrets(t *testing.T) {
 			t.Errorf("log lacks %q:\n%s", want, out)
 		}
 	}
+	// A missing item is an answer, not a warning; other failed answers are.
+	buf.Reset()
+	l.Warnf(failedResponseFormat, "ConfigQueryRequest", 300, 500, "config data not exist")
+	l.Warnf(failedResponseFormat, "ConfigQueryRequest", 400, 500, "no right")
+	out = buf.String()
+	if !strings.Contains(out, "level=DEBUG msg=\"ConfigQueryRequest request received fail response, error code: 300") ||
+		!strings.Contains(out, "level=WARN msg=\"ConfigQueryRequest request received fail response, error code: 400") {
+		t.Errorf("failed answers logged as:\n%s", out)
+	}
 	// A nil Logger discards without failing.
 	(&sdkLogger{l: Config{}.logger()}).Error("dropped")
 }

@@ -134,6 +134,21 @@ func (s *sdkLogger) Infof(format string, args ...any) {
 	}
 	s.out(slog.LevelDebug, true, format, args)
 }
-func (s *sdkLogger) Warnf(format string, args ...any)  { s.out(slog.LevelWarn, true, format, args) }
+func (s *sdkLogger) Warnf(format string, args ...any) {
+	level := slog.LevelWarn
+	if format == failedResponseFormat && len(args) == 4 && args[3] == "config data not exist" {
+		// An item that does not exist, as the catalog's health check of
+		// _defaults finds once a second in a fleet without defaults: an
+		// answer, not trouble.
+		level = slog.LevelDebug
+	}
+	s.out(level, true, format, args)
+}
+
+// failedResponseFormat is the format of the SDK's log line for a request
+// the server answered with an error (RpcClient.Request): the request
+// type, the error and result codes, and the server's message.
+const failedResponseFormat = "%s request received fail response, error code: %d, result code: %d, message: [%s]"
+
 func (s *sdkLogger) Errorf(format string, args ...any) { s.out(slog.LevelError, true, format, args) }
 func (s *sdkLogger) Debugf(format string, args ...any) { s.out(slog.LevelDebug, true, format, args) }
