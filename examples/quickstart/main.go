@@ -183,6 +183,15 @@ func run(ctx context.Context, serveAfter bool, adminAddr string) error {
 	}
 	defer stopOrder()
 	instances.Set("order-api", []discovery.Instance{{Address: orderAddr}})
+	// Discovery reports it in the background: wait until the mesh knows
+	// it, as a real deployment waits for registration.
+	for len(m.Table().Instances("order-api", "")) == 0 {
+		select {
+		case <-time.After(5 * time.Millisecond):
+		case <-tour.Done():
+			return fmt.Errorf("order-api's instance not discovered: %w", tour.Err())
+		}
+	}
 	front, stopFront, err := serve("127.0.0.1:0", hop("front", "http://order-api/"))
 	if err != nil {
 		return err
