@@ -71,7 +71,7 @@ type docState struct {
 	// good is the last good version, validated alone; nil when none.
 	good                   *router.Document
 	goodHash, rejectedHash string
-	restoreTried           bool // the snapshot was tried after a rejection
+	restoreTried           bool // the snapshot was tried, after a rejection or a failed first watch
 }
 
 // wantedDocuments returns the documents the mesh watches: the defaults,
