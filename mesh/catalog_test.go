@@ -103,7 +103,8 @@ func TestCatalogFirstUseDocuments(t *testing.T) {
 				mesh.WithSnapshotDir(snapshots), mesh.WithStartTimeout(timeout))
 		})
 	}
-	m := start(plane.Catalog, 5*time.Second)
+	// The catalog answers 300 ms late, later than discovery.
+	m := start(meshtest.SlowCatalog{Catalog: plane.Catalog, Delay: 300 * time.Millisecond}, 5*time.Second)
 	client := &http.Client{Transport: m.Transport(nil)}
 	// MovedRules sends every call to staging: the first call too.
 	meshtest.ExpectOnly(t, client, "found-api", "", 6, "staging-found")

@@ -60,12 +60,8 @@ func (m *Mesh) lookUp(ctx context.Context, service string) bool {
 	}
 	f.mu.Unlock()
 
-	deadline := time.Now().Add(engine.FirstUseWait)
-	release := m.eng.Demand(service)
+	release := m.eng.Demand(service) // with a catalog, after its document is answered
 	if m.eng.AwaitInstances(ctx, service, engine.FirstUseWait) {
-		// Its own rules, when it has a document, apply from the first
-		// call on.
-		m.awaitDocument(ctx, service, deadline)
 		if _, loaded := f.found.LoadOrStore(service, true); loaded {
 			release() // another call found it first and holds the demand
 		}

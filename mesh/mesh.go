@@ -342,7 +342,9 @@ func (m *Mesh) Engine() *engine.Engine { return m.eng }
 // demand is the engine's Demand hook: the manager watches service until
 // release is called.
 // Each call returns once the State in force reflects it: a released
-// service no longer known is gone from the table.
+// service no longer known is gone from the table; a demanded one's
+// document, with WithRuleCatalog, has been answered for (or
+// engine.FirstUseWait has passed).
 func (m *Mesh) demand(service string) (release func()) {
 	send := func(delta int) {
 		d := demand{service: service, delta: delta, done: make(chan struct{})}
@@ -357,6 +359,10 @@ func (m *Mesh) demand(service string) (release func()) {
 		}
 	}
 	send(+1)
+	// With a rule catalog, the service's own document applies from the
+	// first call on (HTTP first use and gRPC alike): wait for the catalog
+	// to answer for it, as long as a first use waits for an instance.
+	m.awaitDocument(context.Background(), service, time.Now().Add(engine.FirstUseWait))
 	var once sync.Once
 	return func() { once.Do(func() { send(-1) }) }
 }

@@ -177,8 +177,11 @@ func WithServices(names ...string) Option {
 // routed by the mesh over all its instances, round-robin, with no rules;
 // if none comes, the call leaves the mesh for DNS as any other host does,
 // and so do the calls to that host for the next 30 s, without waiting
-// again (see WithStrictServices). Hosts matching no pattern are never
-// looked up. An invalid pattern makes New fail.
+// again (see WithStrictServices). With WithRuleCatalog the first call
+// also waits, up to 2 s more, for the catalog to answer for the host's
+// document, so that its own rules apply from the first call. Hosts
+// matching no pattern are never looked up. An invalid pattern makes New
+// fail.
 func WithMeshServices(patterns ...string) Option {
 	return optionFunc(func(c *config) {
 		for _, p := range patterns {

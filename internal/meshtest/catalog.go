@@ -37,6 +37,23 @@ type CatalogPlane struct {
 	Settle time.Duration
 }
 
+// SlowCatalog is a real catalog whose every watch begins Delay late, as
+// a catalog far away answers.
+type SlowCatalog struct {
+	rules.Catalog
+	Delay time.Duration
+}
+
+// Watch implements rules.Catalog.
+func (c SlowCatalog) Watch(ctx context.Context, name string, update func(rules.Document)) error {
+	select {
+	case <-time.After(c.Delay):
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return c.Catalog.Watch(ctx, name, update)
+}
+
 // ClosedAddr returns a loopback address nothing listens on: a control
 // plane that does not answer.
 func ClosedAddr(tb testing.TB) string {
