@@ -201,9 +201,9 @@ func (mr *meshRequest) firstTry(ctx context.Context, req *http.Request) *http.Re
 	return out
 }
 
-// Try implements engine.Attempt: it picks an instance and sends one try.
-func (h *httpCall) Try(ctx context.Context) engine.Outcome {
-	in, err := h.c.Pick(nil)
+// Send implements engine.Sender: it picks an instance and sends try t.
+func (h *httpCall) Send(ctx context.Context, t *engine.Try) engine.Outcome {
+	in, err := t.Pick(nil)
 	if err != nil {
 		return engine.Outcome{Err: err}
 	}
@@ -231,7 +231,7 @@ func (h *httpCall) Try(ctx context.Context) engine.Outcome {
 	return engine.Outcome{Status: resp.StatusCode}
 }
 
-// Discard implements engine.Attempt: the response will be retried.
+// Discard implements engine.Sender: the response will be retried.
 func (h *httpCall) Discard() {
 	if h.resp != nil {
 		io.Copy(io.Discard, io.LimitReader(h.resp.Body, 64<<10))

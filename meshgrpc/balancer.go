@@ -147,12 +147,17 @@ func (p *picker) ConnState(in *discovery.Instance) engine.ConnState {
 // Pick implements balancer.Picker. It never blocks: it picks with the
 // call's routing decision (made by the interceptor), among the instances
 // with a ready connection, and admits the pick through the instance's
-// breaker.
+// breaker. A call state of another mesh or service in the context (a
+// stream's context reused for a call on another client) is not this
+// call's.
 func (p *picker) Pick(info balancer.PickInfo) (balancer.PickResult, error) {
 	cc, _ := info.Ctx.Value(callKey{}).(*clientCall)
-	if cc == nil {
-		return p.pickAlone(info)
+	if cc == nil || cc.eng != p.eng || cc.service != p.service || cc.t == nil {
+		return balancer.PickResult{}, status.Errorf(codes.Internal,
+			"lightmesh: a call of service %q reached the balancer without meshgrpc's interceptors: dial with meshgrpc.DialOptions", p.service)
 	}
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
 	return p.pick(info, cc)
 }
 
@@ -162,20 +167,20 @@ func (p *picker) pick(info balancer.PickInfo, cc *clientCall) (balancer.PickResu
 	if err := cc.c.Rebase(p.eng.Load(), &cc.req); err != nil {
 		return balancer.PickResult{}, statusOf(err, "")
 	}
-	in, err := cc.c.Pick(p)
+	t := cc.t
+	in, err := t.Pick(p)
 	if err != nil {
 		return balancer.PickResult{}, p.pickError(err, cc)
 	}
 	res, err := p.ready[in.Address].Pick(info)
 	if err != nil {
-		cc.c.TakeInstance().Done(nil, false, false, false)
+		t.AttemptDone(&engine.Outcome{}, false)
 		return res, err
 	}
 	if span := spanOf(info.Ctx); span.IsRecording() {
 		engine.Annotate(span, &cc.c) // otelgrpc's span, or lightmesh's own
 	}
 	// Every attempt reports to the breaker of the instance it went to.
-	cc.inst = cc.c.TakeInstance()
 	if child := res.Done; child != nil {
 		res.Done = func(di balancer.DoneInfo) { child(di); cc.done(di) }
 	} else {
@@ -190,7 +195,7 @@ func (p *picker) pick(info balancer.PickInfo, cc *clientCall) (balancer.PickResu
 // never a code grpc-go rewrites (gRFC A54).
 func (p *picker) pickError(err error, cc *clientCall) error {
 	if errors.Is(err, engine.ErrNoConnection) {
-		if cc.c.Waiting() {
+		if cc.t.Waiting() {
 			return balancer.ErrNoSubConnAvailable
 		}
 		res := cc.c.Result()
@@ -204,28 +209,4 @@ func (p *picker) pickError(err error, cc *clientCall) error {
 		return status.Error(codes.Unavailable, msg)
 	}
 	return statusOf(err, cc.c.Result().Route)
-}
-
-// pickAlone serves a call that did not come through the lightmesh
-// interceptors (a ClientConn built with the balancer but without
-// DialOptions' interceptors): it routes and admits the call by itself and
-// reports the outcome to the breakers when the call is done.
-func (p *picker) pickAlone(info balancer.PickInfo) (balancer.PickResult, error) {
-	cc := newClientCall(p.eng, p.service, info.FullMethodName)
-	if err := cc.begin(info.Ctx, false); err != nil { // a picker must not wait
-		return balancer.PickResult{}, statusOf(err, "")
-	}
-	if err := cc.c.BeginTry(); err != nil {
-		return balancer.PickResult{}, statusOf(err, "")
-	}
-	cc.parent, cc.try = info.Ctx, info.Ctx
-	cc.done = func(di balancer.DoneInfo) {
-		cc.attemptDone(di)
-		cc.endStream(info.Ctx, di.Err)
-	}
-	res, err := p.pick(info, cc)
-	if err != nil {
-		cc.c.AbandonTry() // nothing was sent
-	}
-	return res, err
 }

@@ -2,7 +2,6 @@ package meshgrpc
 
 import (
 	"context"
-	"io"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -11,6 +10,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/balancer"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/stats"
 	"google.golang.org/grpc/status"
 
 	"github.com/lightmesh/lightmesh/internal/engine"
@@ -35,6 +35,7 @@ func DialOptions(m *mesh.Mesh) []grpc.DialOption {
 		grpc.WithDefaultServiceConfig(serviceConfig),
 		grpc.WithChainUnaryInterceptor(UnaryClientInterceptor(m)),
 		grpc.WithChainStreamInterceptor(StreamClientInterceptor(m)),
+		grpc.WithStatsHandler(streamEvents{}),
 	}
 }
 
@@ -55,7 +56,6 @@ func UnaryClientInterceptor(m *mesh.Mesh) grpc.UnaryClientInterceptor {
 		if err == nil {
 			cc.c.SetReplayable(true) // the request message is kept: resending it is safe for the rule's conditions
 			cc.unary = unaryArgs{conn: conn, invoker: invoker, req: req, reply: reply, opts: opts}
-			cc.parent = ctx
 			err = cc.c.Run(ctx, cc)
 			cc.c.Release()
 		}
@@ -69,6 +69,13 @@ func UnaryClientInterceptor(m *mesh.Mesh) grpc.UnaryClientInterceptor {
 // trace propagation, metrics and spans; they are not retried (a stream
 // that has begun cannot be replayed) and the rule's timeout does not apply
 // to them (it would cut long-lived streams): their context bounds them.
+//
+// A stream's life is taken from grpc-go's own signals, delivered to the
+// stats handler DialOptions installs: the breakers and the latency
+// histogram judge it at its first response (headers or a message: the
+// server is up), and its end (grpc-go's stats.End, which comes even when
+// the ClientConn is closed under the stream) goes to the request metrics
+// and the span.
 func StreamClientInterceptor(m *mesh.Mesh) grpc.StreamClientInterceptor {
 	eng := m.Engine()
 	return func(ctx context.Context, desc *grpc.StreamDesc, conn *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
@@ -77,88 +84,41 @@ func StreamClientInterceptor(m *mesh.Mesh) grpc.StreamClientInterceptor {
 			return streamer(ctx, desc, conn, method, opts...)
 		}
 		cc := newClientCall(eng, service, method)
+		cc.stream = true
 		ctx, err := cc.open(ctx)
 		if err == nil {
-			err = cc.c.BeginTry()
+			cc.t, err = cc.c.NewTry(ctx)
 		}
 		if err != nil {
 			return nil, cc.finish(ctx, err)
 		}
-		cc.parent, cc.try = ctx, ctx
+		cc.ctx = ctx
 		cs, err := streamer(context.WithValue(ctx, callKey{}, cc), desc, conn, method, opts...)
 		if err != nil {
-			if perr := cc.c.PickErr(); perr != nil && perr != engine.ErrNoConnection {
-				err = perr
+			cc.mu.Lock()
+			err = cc.meshErr(err)
+			if cc.attempts == 0 {
+				// No attempt began (grpc-go refused the stream before its
+				// stats handler saw it): nothing else will end it.
+				cc.lastErr, cc.ctxDone = err, true
+				cc.endStream()
 			}
-			return nil, cc.endStream(ctx, err)
+			cc.mu.Unlock()
+			return nil, statusOf(err, cc.c.Result().Route)
 		}
-		s := &clientStream{ClientStream: cs, cc: cc, ctx: ctx, serverStreams: desc.ServerStreams}
-		// A stream ends with its last message or error, or when the
-		// caller cancels its context, whichever comes first.
-		s.stop = context.AfterFunc(ctx, func() { s.end(ctx.Err()) })
-		return s, nil
+		return cs, nil
 	}
-}
-
-// clientStream watches a stream for its end, to report it once.
-type clientStream struct {
-	grpc.ClientStream
-	cc            *clientCall
-	ctx           context.Context
-	serverStreams bool
-	stop          func() bool
-	once          sync.Once
-}
-
-func (s *clientStream) end(err error) {
-	s.once.Do(func() {
-		s.stop()
-		s.cc.endStream(s.ctx, err)
-	})
-}
-
-// RecvMsg ends the stream on an error (io.EOF is its clean end), and after
-// the one reply of a stream the server does not stream.
-func (s *clientStream) RecvMsg(m any) error {
-	err := s.ClientStream.RecvMsg(m)
-	switch {
-	case err == io.EOF:
-		s.end(nil)
-	case err != nil:
-		s.end(err)
-	case !s.serverStreams:
-		s.end(nil)
-	}
-	return err
-}
-
-// SendMsg ends the stream on an error other than io.EOF (which means the
-// stream ended and RecvMsg tells how).
-func (s *clientStream) SendMsg(m any) error {
-	err := s.ClientStream.SendMsg(m)
-	if err != nil && err != io.EOF {
-		s.end(err)
-	}
-	return err
-}
-
-// Header ends the stream when it failed before its headers.
-func (s *clientStream) Header() (metadata.MD, error) {
-	md, err := s.ClientStream.Header()
-	if err != nil {
-		s.end(err)
-	}
-	return md, err
 }
 
 // callKey is the context key under which an interceptor hands its call to
-// the picker.
+// the picker and to the stats handler.
 type callKey struct{}
 
 // clientCall is one RPC through the mesh: the gRPC adapter's side of an
 // engine.Call.
 type clientCall struct {
 	c       engine.Call
+	t       *engine.Try // the try in progress
 	eng     *engine.Engine
 	service string
 	method  string
@@ -168,13 +128,23 @@ type clientCall struct {
 	span    oteltrace.Span
 	unary   unaryArgs
 	release func() // of a demand made to look the service up on first use
-	// The picker reports every attempt (grpc-go may make several for one
-	// try) to the instance's breaker through done, with the ticket of the
-	// pick it made: parent and try are the call's and the try's contexts.
-	done        func(balancer.DoneInfo)
-	inst        engine.InstanceTicket
-	parent, try context.Context
-	finished    atomic.Bool
+	// done is the picker's Done callback of every pick of the call (one
+	// func value per call, not one per pick).
+	done     func(balancer.DoneInfo)
+	finished atomic.Bool
+
+	// A stream is reported from grpc-go's goroutines (the stats handler,
+	// the picker's Done): mu orders them. A unary call takes mu too, on
+	// one goroutine.
+	stream   bool
+	ctx      context.Context // the stream's context, for its end
+	mu       sync.Mutex
+	answered atomic.Bool   // the stream had its first response
+	latency  time.Duration // time to the first response
+	attempts int           // attempts grpc-go began (stats handler's TagRPC)
+	ends     int           // ... and ended (stats.End)
+	ctxDone  bool          // grpc-go finished the stream (its context ended)
+	lastErr  error         // of the last attempt that ended
 }
 
 // unaryArgs are the arguments of a unary call, for its tries.
@@ -243,14 +213,14 @@ func (cc *clientCall) begin(ctx context.Context, wait bool) error {
 	return err
 }
 
-// Try implements engine.Attempt: one unary call; the picker picks.
-func (cc *clientCall) Try(ctx context.Context) engine.Outcome {
+// Send implements engine.Sender: one unary call; the picker picks.
+func (cc *clientCall) Send(ctx context.Context, t *engine.Try) engine.Outcome {
 	a := &cc.unary
-	cc.try = ctx
+	cc.t = t
 	return outcomeOf(a.invoker(context.WithValue(ctx, callKey{}, cc), cc.method, a.req, a.reply, a.conn, a.opts...))
 }
 
-// Discard implements engine.Attempt: a unary reply is simply overwritten
+// Discard implements engine.Sender: a unary reply is simply overwritten
 // by the next try.
 func (cc *clientCall) Discard() {}
 
@@ -259,11 +229,10 @@ func (cc *clientCall) Discard() {}
 // (grpc-go found the connection not ready, or will retry it transparently)
 // counts for nothing.
 func (cc *clientCall) attemptDone(di balancer.DoneInfo) {
-	it := cc.inst
-	cc.inst = engine.InstanceTicket{}
 	o := outcomeOf(di.Err)
-	callerDone, timedOut := engine.Judge(cc.parent, cc.try, &o)
-	it.Done(&o, di.BytesSent || di.BytesReceived, callerDone, timedOut)
+	cc.mu.Lock()
+	cc.t.AttemptDone(&o, di.BytesSent || di.BytesReceived)
+	cc.mu.Unlock()
 }
 
 // outcomeOf turns a call's error into the engine's outcome.
@@ -271,39 +240,105 @@ func outcomeOf(err error) engine.Outcome {
 	return engine.Outcome{GRPC: true, Code: uint32(status.Code(err)), Err: err}
 }
 
-// endStream ends a stream (or a call without interceptors), once: it
-// reports the outcome to the service breaker and records the call; it
-// returns the error as the caller gets it.
-func (cc *clientCall) endStream(ctx context.Context, err error) error {
-	if !cc.finished.CompareAndSwap(false, true) {
-		return statusOf(err, cc.c.Result().Route)
+// meshErr returns the mesh's own pick error in place of err, the status
+// grpc-go made of it, so that errors.Is keeps working; mu is held.
+func (cc *clientCall) meshErr(err error) error {
+	if perr := cc.t.PickErr(); perr != nil && perr != engine.ErrNoConnection {
+		return perr
 	}
+	return err
+}
+
+// attemptBegun is the stats handler's TagRPC of one of the stream's
+// attempts; ctx ends when grpc-go has finished the stream.
+func (cc *clientCall) attemptBegun(ctx context.Context) {
+	cc.mu.Lock()
+	if cc.attempts == 0 {
+		context.AfterFunc(ctx, cc.streamFinished)
+	}
+	cc.attempts++
+	cc.mu.Unlock()
+}
+
+// responded is the stream's first response (its headers or, for a server
+// that sends none, a message): the breakers and the latency histogram
+// judge the stream now; the server is up.
+func (cc *clientCall) responded() {
+	if cc.answered.Load() {
+		return
+	}
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	if cc.answered.Load() || cc.finished.Load() {
+		return
+	}
+	cc.answered.Store(true)
+	cc.latency = time.Since(cc.start)
+	o := engine.Outcome{GRPC: true}
+	cc.t.Done(&o)
+}
+
+// attemptEnded is the stats handler's End of one attempt of the stream.
+func (cc *clientCall) attemptEnded(err error) {
+	cc.mu.Lock()
+	cc.ends++
+	cc.lastErr = err
+	if cc.ctxDone && cc.ends >= cc.attempts {
+		cc.endStream()
+	}
+	cc.mu.Unlock()
+}
+
+// streamFinished runs when grpc-go has finished the stream (its context
+// ends): after the last attempt's End, or, when the caller's context ended
+// it, just before.
+func (cc *clientCall) streamFinished() {
+	cc.mu.Lock()
+	cc.ctxDone = true
+	if cc.ends >= cc.attempts {
+		cc.endStream()
+	}
+	cc.mu.Unlock()
+}
+
+// endStream ends a stream, once, with the last attempt's error: a stream
+// that had no response reports it to the breakers now; the metrics record
+// the stream's code and its time to first response (to its end when it had
+// none), and its span ends. mu is held.
+func (cc *clientCall) endStream() {
+	if !cc.finished.CompareAndSwap(false, true) {
+		return
+	}
+	err := cc.meshErr(cc.lastErr)
 	o := outcomeOf(err)
-	if stop := cc.c.EndTry(&o, engine.CallerEnded(ctx, &o), false); stop != nil {
+	if stop := cc.t.Done(&o); stop != nil {
 		err = stop
 	}
-	cc.record(ctx, err)
-	return statusOf(err, cc.c.Result().Route)
+	d := cc.latency
+	if !cc.answered.Load() {
+		d = time.Since(cc.start)
+	}
+	cc.record(cc.ctx, err, d)
 }
 
 // finish records a call the interceptor saw end and returns its error as
 // the caller gets it.
 func (cc *clientCall) finish(ctx context.Context, err error) error {
 	if cc.finished.CompareAndSwap(false, true) {
-		cc.record(ctx, err)
+		cc.record(ctx, err, time.Since(cc.start))
 	}
 	return statusOf(err, cc.c.Result().Route)
 }
 
-// record writes the call's metrics, ends its span and ends a demand it
-// made.
-func (cc *clientCall) record(ctx context.Context, err error) {
+// record writes the call's metrics (d is its latency), ends its span and
+// ends a demand it made.
+func (cc *clientCall) record(ctx context.Context, err error, d time.Duration) {
 	if cc.release != nil {
 		cc.release()
 	}
 	code := status.Code(statusOf(err, ""))
 	name := router.GRPCCodeName(uint32(code))
-	cc.eng.Metrics().Finish(ctx, &cc.c, engine.GRPC, name, time.Since(cc.start), err)
+	cc.eng.Metrics().Finish(ctx, &cc.c, engine.GRPC, name, d, err)
 	if cc.span != nil {
 		if cc.span.IsRecording() {
 			engine.Annotate(cc.span, &cc.c)
@@ -312,5 +347,47 @@ func (cc *clientCall) record(ctx context.Context, err error) {
 		trace.EndRPC(cc.span, name, code != 0, err)
 	}
 }
+
+// streamEvents is the client stats handler DialOptions installs: it hands
+// the first response and the end of each stream of a mesh call to its
+// clientCall; unary calls and calls of other clients pass untouched.
+type streamEvents struct{}
+
+var _ stats.Handler = streamEvents{}
+
+func streamOf(ctx context.Context) *clientCall {
+	if cc, _ := ctx.Value(callKey{}).(*clientCall); cc != nil && cc.stream {
+		return cc
+	}
+	return nil
+}
+
+// TagRPC implements stats.Handler: it counts the stream's attempts.
+func (streamEvents) TagRPC(ctx context.Context, _ *stats.RPCTagInfo) context.Context {
+	if cc := streamOf(ctx); cc != nil {
+		cc.attemptBegun(ctx)
+	}
+	return ctx
+}
+
+// HandleRPC implements stats.Handler.
+func (streamEvents) HandleRPC(ctx context.Context, s stats.RPCStats) {
+	cc := streamOf(ctx)
+	if cc == nil {
+		return
+	}
+	switch s := s.(type) {
+	case *stats.InHeader, *stats.InPayload:
+		cc.responded()
+	case *stats.End:
+		cc.attemptEnded(s.Error)
+	}
+}
+
+// TagConn implements stats.Handler.
+func (streamEvents) TagConn(ctx context.Context, _ *stats.ConnTagInfo) context.Context { return ctx }
+
+// HandleConn implements stats.Handler.
+func (streamEvents) HandleConn(context.Context, stats.ConnStats) {}
 
 func spanOf(ctx context.Context) oteltrace.Span { return oteltrace.SpanFromContext(ctx) }

@@ -1,6 +1,7 @@
 package meshgrpc
 
 import (
+	"context"
 	"errors"
 	"fmt"
 
@@ -30,12 +31,17 @@ func (e *meshError) Unwrap() error { return e.cause }
 
 // statusOf returns err as the caller sees it: an error of the mesh's own
 // (a refusal or a routing failure) as a meshError with its gRPC code and a
-// message naming service, subset and route; any other error unchanged.
+// message naming service, subset and route; a bare context error (the
+// call's timeout or the caller's cancellation ended a retry's backoff) as
+// DeadlineExceeded or Canceled, as grpc-go reports it; any other error
+// unchanged.
 func statusOf(err error, route string) error {
 	var code codes.Code
 	switch {
 	case err == nil:
 		return nil
+	case err == context.DeadlineExceeded, err == context.Canceled:
+		return status.FromContextError(err).Err()
 	case errors.Is(err, engine.ErrRateLimited):
 		code = codes.ResourceExhausted
 	case errors.Is(err, engine.ErrCircuitOpen), errors.Is(err, router.ErrNoInstance),

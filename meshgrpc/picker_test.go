@@ -70,7 +70,7 @@ func BenchmarkPick(b *testing.B) {
 	if err := cc.begin(info.Ctx, false); err != nil {
 		b.Fatal(err)
 	}
-	cc.parent, cc.try = info.Ctx, info.Ctx
+	cc.t, _ = cc.c.NewTry(info.Ctx)
 	b.ReportAllocs()
 	for b.Loop() {
 		res, err := p.Pick(info)
@@ -89,7 +89,7 @@ func TestPickDoesNotAllocate(t *testing.T) {
 	if err := cc.begin(info.Ctx, false); err != nil {
 		t.Fatal(err)
 	}
-	cc.parent, cc.try = info.Ctx, info.Ctx
+	cc.t, _ = cc.c.NewTry(info.Ctx)
 	allocs := testing.AllocsPerRun(1000, func() {
 		res, err := p.Pick(info)
 		if err != nil {

@@ -59,11 +59,11 @@ func admitState(tb testing.TB, protection string) *State {
 	return NewState(router.NewTable(nil, map[string][]discovery.Instance{"svc": list})).WithRules(rules, nil)
 }
 
-// succeed is an Attempt whose tries pick an instance and succeed at once.
+// succeed is a Sender whose tries pick an instance and succeed at once.
 type succeed struct{ c *Call }
 
-func (s *succeed) Try(context.Context) Outcome {
-	if _, err := s.c.Pick(nil); err != nil {
+func (s *succeed) Send(_ context.Context, t *Try) Outcome {
+	if _, err := t.Pick(nil); err != nil {
 		return Outcome{Err: err}
 	}
 	return Outcome{Status: http.StatusOK}

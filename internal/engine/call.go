@@ -54,21 +54,22 @@ type Outcome struct {
 	Err error
 }
 
-// Attempt is the adapter's side of one call: Run calls Try once per try and
-// Discard for each try's result that a retry replaces.
-type Attempt interface {
-	// Try sends one try bounded by ctx. The HTTP adapter picks the
-	// instance with Call.Pick first; the gRPC picker calls Call.Pick
-	// itself.
-	Try(ctx context.Context) Outcome
+// Sender is the adapter's side of one call: Run calls Send once per try
+// and Discard for each try's result that a retry replaces.
+type Sender interface {
+	// Send sends try t bounded by ctx. The HTTP adapter picks the
+	// instance with t.Pick first; the gRPC picker calls t.Pick itself.
+	Send(ctx context.Context, t *Try) Outcome
 	// Discard releases the last try's result (drains and closes a
 	// response body) because it will be retried.
 	Discard()
 }
 
 // Call carries one logical call through the engine: Begin, Admit, Run
-// (which calls back into Pick for each try) and then Release. The zero
-// value is ready for Begin. A Call is used by one goroutine at a time.
+// (which makes each try a Try: NewTry, Pick, Done) and then Release. The
+// zero value is ready for Begin. A Call is used by one goroutine at a
+// time; its Try may be reported from another (a gRPC stream's end) when
+// the adapter orders the two itself.
 type Call struct {
 	state    *State
 	svc      *Service // nil: the rules do not name the service
@@ -83,23 +84,14 @@ type Call struct {
 	tries      int  // tries sent
 	timedOut   bool // a mesh timeout ended the last try or the call
 	callerDone bool // the caller's context ended the call
-	pickErr    error
 
-	tried      [maxTried]*discovery.Instance
-	ntried     int
-	refused    [maxRefused]*discovery.Instance
-	nrefused   int
-	conns      Conns
-	sawOpen    bool // a candidate was skipped because its breaker is open
-	sawPending bool // ... because its connection is being set up
-	sawDown    bool // ... because its connection failed
+	tried    [maxTried]*discovery.Instance
+	ntried   int
+	refused  [maxRefused]*discovery.Instance
+	nrefused int
 
-	picked                bool             // the current try picked an instance
-	svcBreaker            *breaker.Breaker // that admitted svcTicket
-	svcTicket, instTicket breaker.Ticket
-	instBreaker           *breaker.Breaker
-	instPolicy            *router.BreakerPolicy // instBreaker's
-	cancelTry             context.CancelFunc    // of the last try's timeout context
+	try       Try                // the try in progress, or the last one
+	cancelTry context.CancelFunc // of the last try's timeout context
 }
 
 // Begin starts c as a call to service on state s: it matches req against
@@ -169,14 +161,6 @@ func (c *Call) RetryAfter() time.Duration {
 // instance); before any pick, the route and subset chosen.
 func (c *Call) Result() router.Result { return c.result }
 
-// Waiting reports whether the last pick failed only for connections still
-// being set up (ConnPending): worth waiting for rather than failing.
-func (c *Call) Waiting() bool { return c.sawPending }
-
-// PickErr returns the error of the last failed pick, nil when the last
-// pick succeeded.
-func (c *Call) PickErr() error { return c.pickErr }
-
 // Sent reports whether any try was sent: false when the call was refused
 // (rate limited, circuit open, no instance) before reaching an instance.
 func (c *Call) Sent() bool { return c.sent }
@@ -203,50 +187,127 @@ type Conns interface {
 	ConnState(in *discovery.Instance) ConnState
 }
 
-// Pick picks the instance for the next try: one of the chosen subset that
-// this call has not tried yet when there is one, whose breaker is closed or
-// has a free probe slot, and (with conns; nil for HTTP) whose connection is
-// ready; its breaker then admits the try. An instance whose breaker
+// admission is a breaker's admission of a try or a pick, until reported.
+type admission struct {
+	b      *breaker.Breaker
+	t      breaker.Ticket
+	policy *router.BreakerPolicy
+}
+
+// report reports o for the admission, once.
+func (a *admission) report(o breaker.Outcome) {
+	if a.b != nil {
+		a.b.Done(a.t, o)
+		a.b = nil
+	}
+}
+
+// Try is one try of a Call, one value from start to end: the service
+// breaker admits it (Call.NewTry, or Run), Pick routes it to an instance
+// whose breaker admits the pick, and Done reports its outcome, once, to
+// both breakers. The gRPC picker may pick more than once for one try
+// (grpc-go retries an attempt that failed before it was sent, or one its
+// retry policy retries): each pick's attempt reports to its instance's
+// breaker with AttemptDone. One function, judge, decides whose deadline
+// ended the try.
+type Try struct {
+	c *Call
+	// parent is the call's context, ctx the try's (bounded by the mesh's
+	// timeouts; parent itself when none applies) and callDeadline the
+	// call's timeout (zero for none).
+	parent, ctx  context.Context
+	callDeadline time.Time
+
+	svc, inst admission // the service breaker's, and the last pick's instance breaker's
+	picked    bool      // an instance was picked
+	reported  bool      // Done ran
+	pickErr   error
+
+	conns                        Conns
+	sawOpen, sawPending, sawDown bool // why candidates were skipped
+
+	callTimedOut, tryTimedOut bool // judged by Done
+}
+
+// NewTry admits one try of an admitted call, bounded by ctx and by no
+// timeout of the mesh, through the service breaker: a *CircuitOpenError
+// when it refuses. It is for an adapter that makes a single try itself (a
+// gRPC stream); Run makes its own. The try is the Call's until the next
+// NewTry.
+func (c *Call) NewTry(ctx context.Context) (*Try, error) {
+	t, err := c.newTry()
+	if err == nil {
+		t.parent, t.ctx = ctx, ctx
+	}
+	return t, err
+}
+
+// newTry resets the call's try and admits it through the service breaker.
+func (c *Call) newTry() (*Try, error) {
+	t := &c.try
+	*t = Try{c: c}
+	if c.svc == nil || c.svc.breaker == nil {
+		return t, nil
+	}
+	tk, err := c.svc.breaker.Allow()
+	if err != nil {
+		t.reported = true
+		return t, &CircuitOpenError{Service: c.decision.Service}
+	}
+	t.svc = admission{b: c.svc.breaker, t: tk, policy: c.svc.policy.Breaker}
+	return t, nil
+}
+
+// Waiting reports whether the last pick failed only for connections still
+// being set up (ConnPending): worth waiting for rather than failing.
+func (t *Try) Waiting() bool { return t.sawPending }
+
+// PickErr returns the error of the last failed pick, nil when the last
+// pick succeeded.
+func (t *Try) PickErr() error { return t.pickErr }
+
+// Pick picks the instance for the try: one of the chosen subset that this
+// call has not tried yet when there is one, whose breaker is closed or has
+// a free probe slot, and (with conns; nil for HTTP) whose connection is
+// ready; its breaker then admits the pick. An instance whose breaker
 // refuses is left for another at once, without spending a retry. The
 // route's fallback subset is used when the chosen one has no such
 // instance — but not while the chosen one's connections are still being
 // set up: a subset that is only connecting is waited for, not skipped.
 //
-// The errors, also kept for Run: ErrNoConnection when candidates exist but
-// none has a ready connection (conns decides whether that is worth waiting
-// for), a *CircuitOpenError when every candidate's breaker is open (naming
-// the instance when there was only one), and a *router.NoInstanceError
-// when there are none.
-func (c *Call) Pick(conns Conns) (*discovery.Instance, error) {
-	if c.instBreaker != nil {
-		// A pick that replaces one never reported (gRPC retries an attempt
-		// that failed before it was sent) gives that one's slot back.
-		c.instBreaker.Done(c.instTicket, breaker.Ignored)
-		c.instBreaker = nil
-	}
-	c.conns = conns
-	c.sawOpen, c.sawPending, c.sawDown = false, false, false
+// The errors, also kept for Done: ErrNoConnection when candidates exist
+// but none has a ready connection (conns decides whether that is worth
+// waiting for), a *CircuitOpenError when every candidate's breaker is open
+// (naming the instance when there was only one), and a
+// *router.NoInstanceError when there are none.
+func (t *Try) Pick(conns Conns) (*discovery.Instance, error) {
+	c := t.c
+	// A pick that replaces one never reported (gRPC picks again for an
+	// attempt that failed before it was sent) gives that one's slot back.
+	t.inst.report(breaker.Ignored)
+	t.conns = conns
+	t.sawOpen, t.sawPending, t.sawDown = false, false, false
 	for {
-		in, fallback := c.pickOnce()
+		in, fallback := t.pickOnce()
 		if in == nil {
-			c.pickErr = c.pickError()
-			return nil, c.pickErr
+			t.pickErr = t.pickError()
+			return nil, t.pickErr
 		}
 		if b := c.svc.instanceBreaker(in); b != nil {
-			t, err := b.Allow()
+			tk, err := b.Allow()
 			if err != nil {
 				if c.nrefused == maxRefused {
-					c.pickErr = &CircuitOpenError{Service: c.decision.Service, Subset: c.decision.Subset(), Instances: maxRefused}
-					return nil, c.pickErr
+					t.pickErr = &CircuitOpenError{Service: c.decision.Service, Subset: c.decision.Subset(), Instances: maxRefused}
+					return nil, t.pickErr
 				}
 				c.refused[c.nrefused] = in
 				c.nrefused++
 				continue
 			}
-			c.instTicket, c.instBreaker, c.instPolicy = t, b, c.svc.policy.Outlier
+			t.inst = admission{b: b, t: tk, policy: c.svc.policy.Outlier}
 		}
-		c.picked = true
-		c.result.Instance, c.result.Subset, c.result.Fallback, c.pickErr = in, c.decision.Subset(), fallback, nil
+		t.picked, t.pickErr = true, nil
+		c.result.Instance, c.result.Subset, c.result.Fallback = in, c.decision.Subset(), fallback
 		if fallback {
 			c.result.Subset = c.decision.Fallback()
 		}
@@ -261,24 +322,25 @@ func (c *Call) Pick(conns Conns) (*discovery.Instance, error) {
 // pickOnce picks from the chosen subset, preferring instances not tried
 // yet, then from the fallback unless the chosen subset is still
 // connecting; fallback reports which one it came from.
-func (c *Call) pickOnce() (in *discovery.Instance, fallback bool) {
-	t := c.state.table
-	if in = t.PickChosen(&c.decision, c.acceptFresh); in != nil {
+func (t *Try) pickOnce() (in *discovery.Instance, fallback bool) {
+	c := t.c
+	tb := c.state.table
+	if in = tb.PickChosen(&c.decision, t.acceptFresh); in != nil {
 		return in, false
 	}
 	if c.ntried > 0 {
-		if in = t.PickChosen(&c.decision, c.acceptAgain); in != nil {
+		if in = tb.PickChosen(&c.decision, t.acceptAgain); in != nil {
 			return in, false
 		}
 	}
-	if c.sawPending {
+	if t.sawPending {
 		return nil, false
 	}
-	if in = t.PickFallback(&c.decision, c.acceptFresh); in != nil {
+	if in = tb.PickFallback(&c.decision, t.acceptFresh); in != nil {
 		return in, true
 	}
 	if c.ntried > 0 {
-		if in = t.PickFallback(&c.decision, c.acceptAgain); in != nil {
+		if in = tb.PickFallback(&c.decision, t.acceptAgain); in != nil {
 			return in, true
 		}
 	}
@@ -295,30 +357,30 @@ func (s *Service) instanceBreaker(in *discovery.Instance) *breaker.Breaker {
 
 // Instances are told apart by address, not by pointer: a call that waits
 // for a connection may pick again from a newer State (Rebase).
-func (c *Call) acceptFresh(in *discovery.Instance) bool {
-	for _, t := range c.tried[:c.ntried] {
-		if t.Address == in.Address {
+func (t *Try) acceptFresh(in *discovery.Instance) bool {
+	for _, p := range t.c.tried[:t.c.ntried] {
+		if p.Address == in.Address {
 			return false
 		}
 	}
-	return c.acceptAgain(in)
+	return t.acceptAgain(in)
 }
 
-func (c *Call) acceptAgain(in *discovery.Instance) bool {
-	if c.isRefused(in) {
+func (t *Try) acceptAgain(in *discovery.Instance) bool {
+	if t.c.isRefused(in) {
 		return false
 	}
-	if b := c.svc.instanceBreaker(in); b != nil && !b.Ready() {
-		c.sawOpen = true
+	if b := t.c.svc.instanceBreaker(in); b != nil && !b.Ready() {
+		t.sawOpen = true
 		return false
 	}
-	if c.conns != nil {
-		switch c.conns.ConnState(in) {
+	if t.conns != nil {
+		switch t.conns.ConnState(in) {
 		case ConnPending:
-			c.sawPending = true
+			t.sawPending = true
 			return false
 		case ConnDown:
-			c.sawDown = true
+			t.sawDown = true
 			return false
 		}
 	}
@@ -326,12 +388,13 @@ func (c *Call) acceptAgain(in *discovery.Instance) bool {
 }
 
 // pickError says why no instance could be picked.
-func (c *Call) pickError() error {
+func (t *Try) pickError() error {
+	c := t.c
 	d := &c.decision
 	switch {
-	case c.sawPending || c.sawDown:
+	case t.sawPending || t.sawDown:
 		return ErrNoConnection
-	case c.sawOpen || c.nrefused > 0:
+	case t.sawOpen || c.nrefused > 0:
 		// Instances exist but their breakers are open or refused: an open
 		// circuit, not a missing instance. Name the instance when it was
 		// the only one.
@@ -363,27 +426,137 @@ func (c *Call) isRefused(in *discovery.Instance) bool {
 	return false
 }
 
+// errNotSent ends a call whose try ended before anything was sent and
+// without an error of its own.
+var errNotSent = errors.New("mesh: the call ended before it was sent")
+
+// Done reports the try's outcome o, once: to the service breaker and to
+// the breaker of the instance picked (unless AttemptDone reported that
+// one), each judging it by its own failure set, after judge decided whose
+// deadline, if any, ended it (the caller's own end counts for neither; a
+// mesh timeout is a failure). When nothing was sent — the pick failed,
+// the adapter failed before sending (KindNotSent), or no pick happened at
+// all — Done counts it for no breaker and returns the error that ends the
+// call; when no candidate could be connected to, o becomes a connect
+// failure. Calls after the first do nothing.
+func (t *Try) Done(o *Outcome) error {
+	if t.reported {
+		return nil
+	}
+	t.reported = true
+	c := t.c
+	switch {
+	case t.pickErr == ErrNoConnection:
+		// Candidates exist but none could be connected to (the gRPC
+		// picker found every connection failing): a connect failure, for
+		// the service breaker and for retrying elsewhere.
+		o.Kind = KindConnectFailure
+	case t.pickErr != nil:
+		t.abandon()
+		return t.pickErr
+	case !t.picked || o.Kind == KindNotSent:
+		t.abandon()
+		if o.Err == nil {
+			return errNotSent
+		}
+		return o.Err
+	}
+	c.sent = true
+	c.tries++
+	callerDone, callTimedOut, tryTimedOut := t.judge(o)
+	t.callTimedOut, t.tryTimedOut = callTimedOut, tryTimedOut
+	c.callerDone, c.timedOut = callerDone, callTimedOut || tryTimedOut
+	t.svc.report(verdict(t.svc.policy, o, callerDone, c.timedOut))
+	t.inst.report(verdict(t.inst.policy, o, callerDone, c.timedOut))
+	return nil
+}
+
+// AttemptDone reports one attempt of the try — what the last Pick sent —
+// to its instance's breaker: sent says whether anything reached the
+// instance (nothing sent counts for nothing). Done then leaves the
+// instance breaker alone. The gRPC picker's Done callback calls it.
+func (t *Try) AttemptDone(o *Outcome, sent bool) {
+	if t.inst.b == nil {
+		return
+	}
+	if !sent {
+		t.inst.report(breaker.Ignored)
+		return
+	}
+	callerDone, callTimedOut, tryTimedOut := t.judge(o)
+	t.inst.report(verdict(t.inst.policy, o, callerDone, callTimedOut || tryTimedOut))
+}
+
+// abandon ends the try without an outcome: nothing was sent, so it counts
+// for no breaker.
+func (t *Try) abandon() {
+	t.svc.report(breaker.Ignored)
+	t.inst.report(breaker.Ignored)
+}
+
+// nearDeadline is how close to a deadline a gRPC DEADLINE_EXCEEDED must
+// come back for it to be put down to that deadline rather than to the
+// server itself (a server whose own dependency timed out).
+const nearDeadline = 50 * time.Millisecond
+
+// codeDeadlineExceeded is gRPC's DEADLINE_EXCEEDED.
+const codeDeadlineExceeded = 4
+
+// judge tells what ended the try: the caller's own context (callerDone),
+// the call's timeout, the per-try timeout, or none. It is the one place
+// that decides whose deadline ran out. A gRPC server that gives up at the
+// deadline the call sent it may answer DEADLINE_EXCEEDED a moment before
+// the client's own timer fires: that answer is put down to the earliest
+// deadline when it is at most nearDeadline away; further away, it is the
+// server's own answer, judged by its code like any other.
+func (t *Try) judge(o *Outcome) (callerDone, callTimedOut, tryTimedOut bool) {
+	if t.ctx == nil {
+		return false, false, false
+	}
+	if t.parent.Err() != nil {
+		return true, false, false
+	}
+	if t.ctx.Err() == nil {
+		if !o.GRPC || o.Code != codeDeadlineExceeded {
+			return false, false, false
+		}
+		if d, ok := t.ctx.Deadline(); !ok || time.Until(d) > nearDeadline {
+			return false, false, false // the server's own deadline
+		}
+	}
+	earliest, ok := t.ctx.Deadline()
+	if !ok {
+		return false, false, false
+	}
+	if d, ok := t.parent.Deadline(); ok && !earliest.Before(d) {
+		return true, false, false // the caller's deadline is the one that ran out
+	}
+	if !t.callDeadline.IsZero() && !earliest.Before(t.callDeadline) {
+		return false, true, false
+	}
+	return false, false, t.ctx != t.parent
+}
+
 // Run makes the tries of an admitted call until one succeeds, the policy
 // stops retrying or the budget runs dry, and returns the error of the last
 // try (nil when it succeeded). The call's timeout bounds all tries and the
 // per-try timeout each; a retry waits a jittered backoff and goes to
 // another instance when there is one. When the service breaker refuses, Run
 // returns a *CircuitOpenError at once, without retrying; a pick error ends
-// the call with that error. After Run the adapter owns the result of the
-// last try; it calls Release once it is done with it (the HTTP adapter when
-// the response body is closed), which ends the timeout contexts.
-func (c *Call) Run(ctx context.Context, a Attempt) error {
+// the call with that error. A backoff that the call's timeout or the
+// caller's context ends returns context.DeadlineExceeded or the context's
+// error. After Run the adapter owns the result of the last try; it calls
+// Release once it is done with it (the HTTP adapter when the response body
+// is closed), which ends the timeout contexts.
+func (c *Call) Run(ctx context.Context, s Sender) error {
 	if c.plain {
 		// Nothing around the try: no breaker, timeout, retry or limit.
-		c.pickErr, c.picked = nil, false
-		o := a.Try(ctx)
-		switch {
-		case c.pickErr != nil && c.pickErr != ErrNoConnection:
-			return c.pickErr
-		case c.pickErr == nil && !c.picked, o.Kind == KindNotSent:
-			return o.Err // nothing was sent
+		t, _ := c.newTry()
+		t.parent, t.ctx = ctx, ctx
+		o := s.Send(ctx, t)
+		if err := t.Done(&o); err != nil {
+			return err
 		}
-		c.sent, c.tries, c.callerDone = true, 1, ctx.Err() != nil
 		return o.Err
 	}
 	pol := c.route.policy
@@ -401,7 +574,8 @@ func (c *Call) Run(ctx context.Context, a Attempt) error {
 		}
 	}
 	for {
-		if err := c.BeginTry(); err != nil {
+		t, err := c.newTry()
+		if err != nil {
 			return err
 		}
 		if c.cancelTry != nil {
@@ -418,21 +592,23 @@ func (c *Call) Run(ctx context.Context, a Attempt) error {
 		if !deadline.IsZero() {
 			tryCtx, c.cancelTry = context.WithDeadline(ctx, deadline)
 		}
-		o := a.Try(tryCtx)
-		callerDone, callTimedOut, tryTimedOut := whoseDeadline(ctx, tryCtx, callDeadline, &o)
-		c.timedOut, c.callerDone = callTimedOut || tryTimedOut, callerDone
-		if err := c.EndTry(&o, callerDone, callTimedOut || tryTimedOut); err != nil {
+		t.parent, t.ctx, t.callDeadline = ctx, tryCtx, callDeadline
+		o := s.Send(tryCtx, t)
+		if err := t.Done(&o); err != nil {
 			return err
 		}
-		if retry == nil || c.tries > retry.Attempts || callerDone || callTimedOut ||
-			!retryable(&retry.On, &o, tryTimedOut) || !c.route.budget.Take() {
+		if retry == nil || c.tries > retry.Attempts || c.callerDone || t.callTimedOut ||
+			!retryable(&retry.On, &o, t.tryTimedOut) || !c.route.budget.Take() {
 			return o.Err
 		}
-		a.Discard()
+		s.Discard()
 		wait := retryBackoff(retry.Backoff, c.tries-1)
 		if !callDeadline.IsZero() && time.Until(callDeadline) < wait {
 			// The call's time runs out during the backoff.
-			sleep(ctx, time.Until(callDeadline))
+			if !sleep(ctx, time.Until(callDeadline)) {
+				c.callerDone = true
+				return ctx.Err()
+			}
 			c.timedOut = true
 			return context.DeadlineExceeded
 		}
@@ -442,154 +618,6 @@ func (c *Call) Run(ctx context.Context, a Attempt) error {
 		}
 		c.metrics.retry(c.decision.Service)
 	}
-}
-
-// whoseDeadline tells what ended a try: the caller's own context, the
-// call's timeout (callDeadline, zero for none) or the per-try timeout, or
-// none. A gRPC server that gives up at the deadline the call sent it may
-// answer DEADLINE_EXCEEDED a moment before the client's own timer fires;
-// that answer is put down to the earliest deadline.
-func whoseDeadline(parent, try context.Context, callDeadline time.Time, o *Outcome) (callerDone, callTimedOut, tryTimedOut bool) {
-	if parent.Err() != nil {
-		return true, false, false
-	}
-	timedOut := try.Err() != nil
-	if !timedOut && !(o.GRPC && o.Code == codeDeadlineExceeded) {
-		return false, false, false
-	}
-	earliest, ok := try.Deadline()
-	if !ok {
-		return false, false, false
-	}
-	if d, ok := parent.Deadline(); ok && !earliest.Before(d) {
-		return true, false, false // the caller's deadline is the one that ran out
-	}
-	if !callDeadline.IsZero() && !earliest.Before(callDeadline) {
-		return false, true, false
-	}
-	return false, false, try != parent
-}
-
-// Judge tells what ended a try bounded by the context try, derived from
-// parent: the caller's own context (callerDone) or a mesh timeout
-// (timedOut), or neither; for adapters that report a try's outcome
-// themselves (the gRPC picker's Done callback).
-func Judge(parent, try context.Context, o *Outcome) (callerDone, timedOut bool) {
-	callerDone, _, timedOut = whoseDeadline(parent, try, time.Time{}, o)
-	return callerDone, timedOut
-}
-
-// CallerEnded reports whether the caller's own context ended a try that
-// no mesh timeout bounded (a gRPC stream): its context is done, or a
-// server gave up at the deadline the context sent it.
-func CallerEnded(ctx context.Context, o *Outcome) bool {
-	if ctx.Err() != nil {
-		return true
-	}
-	_, hasDeadline := ctx.Deadline()
-	return hasDeadline && o.GRPC && o.Code == codeDeadlineExceeded
-}
-
-// codeDeadlineExceeded is gRPC's DEADLINE_EXCEEDED.
-const codeDeadlineExceeded = 4
-
-// BeginTry admits the next try through the service breaker: a
-// *CircuitOpenError when it refuses, and then no retry can help. Run calls
-// it for every try; an adapter making a single try itself (a gRPC stream)
-// calls BeginTry, lets the try pick, and reports with EndTry.
-func (c *Call) BeginTry() error {
-	c.pickErr, c.instBreaker, c.picked, c.svcBreaker = nil, nil, false, nil
-	if c.svc == nil || c.svc.breaker == nil {
-		return nil
-	}
-	t, err := c.svc.breaker.Allow()
-	if err != nil {
-		return &CircuitOpenError{Service: c.decision.Service}
-	}
-	c.svcBreaker, c.svcTicket = c.svc.breaker, t
-	return nil
-}
-
-// AbandonTry ends the try begun last without an outcome: nothing was
-// sent, so it counts for no breaker.
-func (c *Call) AbandonTry() {
-	c.done(c.svcBreaker, c.svcTicket, breaker.Ignored)
-	c.svcBreaker = nil
-	if c.instBreaker != nil {
-		c.instBreaker.Done(c.instTicket, breaker.Ignored)
-		c.instBreaker = nil
-	}
-}
-
-// EndTry reports the outcome o of the try begun last to the service
-// breaker and to the breaker of the instance picked (unless an adapter
-// took that one with TakeInstance), each judging it by its own failure
-// set. callerDone says the caller's own context ended (the outcome then
-// counts for neither), timedOut that a mesh timeout cut the try (a
-// failure). When nothing was sent — the pick failed, the adapter failed
-// before sending (KindNotSent), or no pick happened at all — EndTry counts
-// it for no breaker and returns the error that ends the call; when no
-// candidate could be connected to, o becomes a connect failure.
-func (c *Call) EndTry(o *Outcome, callerDone, timedOut bool) error {
-	switch {
-	case c.pickErr == ErrNoConnection:
-		// Candidates exist but none could be connected to (the gRPC
-		// picker found every connection failing): a connect failure, for
-		// the service breaker and for retrying elsewhere.
-		o.Kind = KindConnectFailure
-	case c.pickErr != nil:
-		c.AbandonTry()
-		return c.pickErr
-	case !c.picked || o.Kind == KindNotSent:
-		c.AbandonTry()
-		if o.Err == nil {
-			return errors.New("mesh: the call ended before it was sent")
-		}
-		return o.Err
-	default:
-		c.sent = true
-	}
-	c.tries++
-	if c.svc != nil {
-		c.done(c.svcBreaker, c.svcTicket, verdict(c.svc.policy.Breaker, o, callerDone, timedOut))
-		c.svcBreaker = nil
-	}
-	if c.instBreaker != nil {
-		c.instBreaker.Done(c.instTicket, verdict(c.instPolicy, o, callerDone, timedOut))
-		c.instBreaker = nil
-	}
-	return nil
-}
-
-// InstanceTicket is the instance breaker's admission of one pick, for an
-// adapter that learns each pick's outcome separately (gRPC reports every
-// attempt of a call in the picker's Done callback). The zero value reports
-// nothing.
-type InstanceTicket struct {
-	b      *breaker.Breaker
-	t      breaker.Ticket
-	policy *router.BreakerPolicy
-}
-
-// TakeInstance hands the last pick's instance ticket to the caller, who
-// must report it with Done; EndTry then leaves the instance breaker alone.
-func (c *Call) TakeInstance() InstanceTicket {
-	it := InstanceTicket{b: c.instBreaker, t: c.instTicket, policy: c.instPolicy}
-	c.instBreaker = nil
-	return it
-}
-
-// Done reports the outcome of the pick: sent says whether anything reached
-// the instance (nothing sent counts for nothing).
-func (it InstanceTicket) Done(o *Outcome, sent, callerDone, timedOut bool) {
-	if it.b == nil {
-		return
-	}
-	if !sent {
-		it.b.Done(it.t, breaker.Ignored)
-		return
-	}
-	it.b.Done(it.t, verdict(it.policy, o, callerDone, timedOut))
 }
 
 // Rebase routes the call again on st, a newer State than the one Begin
@@ -609,16 +637,6 @@ func (c *Call) Rebase(st *State, req *router.Request) error {
 		c.svc = svc
 	}
 	return nil
-}
-
-// State returns the State the call routes on.
-func (c *Call) State() *State { return c.state }
-
-// done reports o for ticket t to b, when there is a breaker.
-func (c *Call) done(b *breaker.Breaker, t breaker.Ticket, o breaker.Outcome) {
-	if b != nil {
-		b.Done(t, o)
-	}
 }
 
 // Release ends the call's timeout context. It is safe to call more than

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"slices"
@@ -133,7 +134,10 @@ func FuzzAccept(f *testing.F) {
 			req := &router.Request{Method: http.MethodGet, Path: "/", Header: http.Header{"X-Env": {"b"}}}
 			if c.Begin(next, name, req, nil) == nil {
 				c.Admit(time.Now())
-				c.Pick(nil)
+				if t, err := c.NewTry(context.Background()); err == nil {
+					t.Pick(nil)
+					t.Done(&Outcome{Status: http.StatusOK})
+				}
 			}
 		}
 		// What Load accepts, Parse and then Compile accept too.
