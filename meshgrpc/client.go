@@ -52,6 +52,7 @@ func UnaryClientInterceptor(m *mesh.Mesh) grpc.UnaryClientInterceptor {
 			return invoker(ctx, method, req, reply, conn, opts...)
 		}
 		cc := newClientCall(eng, service, method)
+		opts, onFinish := splitOnFinish(opts)
 		ctx, err := cc.open(ctx)
 		if err == nil {
 			cc.c.SetReplayable(true) // the request message is kept: resending it is safe for the rule's conditions
@@ -59,8 +60,36 @@ func UnaryClientInterceptor(m *mesh.Mesh) grpc.UnaryClientInterceptor {
 			err = cc.c.Run(ctx, cc)
 			cc.c.Release()
 		}
-		return cc.finish(ctx, err)
+		err = cc.finish(ctx, err)
+		for _, f := range onFinish {
+			f(err)
+		}
+		return err
 	}
+}
+
+// splitOnFinish takes the caller's grpc.OnFinish options out of opts: grpc-go
+// would run them after every try, and it promises once per call. It
+// allocates only when there is one.
+func splitOnFinish(opts []grpc.CallOption) (rest []grpc.CallOption, onFinish []func(error)) {
+	n := 0
+	for _, o := range opts {
+		if _, ok := o.(grpc.OnFinishCallOption); ok {
+			n++
+		}
+	}
+	if n == 0 {
+		return opts, nil
+	}
+	rest = make([]grpc.CallOption, 0, len(opts)-n)
+	for _, o := range opts {
+		if f, ok := o.(grpc.OnFinishCallOption); ok {
+			onFinish = append(onFinish, f.OnFinish)
+		} else {
+			rest = append(rest, o)
+		}
+	}
+	return rest, onFinish
 }
 
 // StreamClientInterceptor returns the client interceptor of streams, for
