@@ -19,8 +19,8 @@ import (
 // BalancerName is the name the lightmesh balancer is registered under.
 const BalancerName = "lightmesh"
 
-// serviceConfig selects the lightmesh balancer; DialOptions sets it as the
-// client's default service config.
+// serviceConfig selects the lightmesh balancer: the service config the
+// resolver sends when the client gives none of its own.
 const serviceConfig = `{"loadBalancingConfig": [{"` + BalancerName + `": {}}]}`
 
 // The one accepted init side effect: grpc-go installs balancers by name.

@@ -20,19 +20,25 @@ import (
 )
 
 // DialOptions returns the options that make a grpc-go client a mesh client
-// of m: the lightmesh resolver for this client only, the lightmesh
-// balancer as its default service config, and the unary and stream
-// interceptors. Dial lightmesh:///<service>:
+// of m: the lightmesh resolver for this client only (it names the
+// lightmesh balancer in the service config it sends), the unary and
+// stream interceptors, and a stats handler that follows each stream's
+// life. Dial lightmesh:///<service>:
 //
 //	conn, err := grpc.NewClient("lightmesh:///user-api", meshgrpc.DialOptions(m)...)
 //
-// Add transport credentials and other options as usual. Calls on other
-// ClientConns made with these interceptors pass through untouched.
-func DialOptions(m *mesh.Mesh) []grpc.DialOption {
+// Add transport credentials and other options as usual; give the client's
+// own service config (method configs) with WithServiceConfig, not
+// grpc.WithDefaultServiceConfig. Calls on other ClientConns made with these
+// interceptors pass through untouched.
+func DialOptions(m *mesh.Mesh, opts ...Option) []grpc.DialOption {
 	eng := m.Engine()
+	cfg := newConfig(opts)
 	return []grpc.DialOption{
-		grpc.WithResolvers(resolverBuilder{eng: eng}),
-		grpc.WithDefaultServiceConfig(serviceConfig),
+		grpc.WithResolvers(resolverBuilder{eng: eng, serviceConfig: cfg.serviceConfig}),
+		// The resolver's service config is the one in force; this default
+		// makes grpc.NewClient reject a bad one at once.
+		grpc.WithDefaultServiceConfig(cfg.serviceConfig),
 		grpc.WithChainUnaryInterceptor(UnaryClientInterceptor(m)),
 		grpc.WithChainStreamInterceptor(StreamClientInterceptor(m)),
 		grpc.WithStatsHandler(streamEvents{}),

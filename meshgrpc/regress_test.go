@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/types/known/wrapperspb"
@@ -18,6 +17,7 @@ import (
 	"github.com/lightmesh/lightmesh/discovery"
 	"github.com/lightmesh/lightmesh/internal/grpctest"
 	"github.com/lightmesh/lightmesh/internal/meshtest"
+	"github.com/lightmesh/lightmesh/meshgrpc"
 )
 
 // Every attempt gRPC makes for one stream is reported to the breaker of
@@ -40,9 +40,9 @@ services:
         fallback: b
     outlierDetection: {minRequests: 1, failureRatio: 0.5, openBase: 200ms, openMax: 200ms, halfOpenProbes: 1}
 `, static)
-	const retrying = `{"loadBalancingConfig":[{"lightmesh":{}}],"methodConfig":[{"name":[{"service":"lightmesh.test.Echo"}],` +
+	const retrying = `{"methodConfig":[{"name":[{"service":"lightmesh.test.Echo"}],` +
 		`"retryPolicy":{"maxAttempts":2,"initialBackoff":"0.01s","maxBackoff":"0.01s","backoffMultiplier":1,"retryableStatusCodes":["UNAVAILABLE"]}}]}`
-	conn := dial(t, m, "echo", grpc.WithDefaultServiceConfig(retrying))
+	conn := dialWith(t, m, "echo", meshgrpc.WithServiceConfig(retrying))
 	toB := metadata.AppendToOutgoingContext(context.Background(), "x-env", "b")
 	call(context.Background(), conn) // connections up
 	b.Code.Store(uint32(codes.Internal))

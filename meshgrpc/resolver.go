@@ -10,6 +10,7 @@ import (
 
 	"google.golang.org/grpc/attributes"
 	"google.golang.org/grpc/resolver"
+	"google.golang.org/grpc/serviceconfig"
 
 	"github.com/lightmesh/lightmesh/discovery"
 	"github.com/lightmesh/lightmesh/internal/engine"
@@ -53,7 +54,10 @@ func serviceOf(target string) (string, bool) {
 
 // resolverBuilder builds resolvers for one mesh: it is handed to
 // grpc.WithResolvers per client, never registered globally.
-type resolverBuilder struct{ eng *engine.Engine }
+type resolverBuilder struct {
+	eng           *engine.Engine
+	serviceConfig string // JSON, naming the lightmesh balancer
+}
 
 // Scheme implements resolver.Builder.
 func (resolverBuilder) Scheme() string { return Scheme }
@@ -66,7 +70,8 @@ func (b resolverBuilder) Build(target resolver.Target, cc resolver.ClientConn, _
 	if !ok {
 		return nil, fmt.Errorf("meshgrpc: target %q: want %s:///<service>", target.String(), Scheme)
 	}
-	r := &meshResolver{eng: b.eng, service: service, cc: cc, wake: make(chan struct{}, 1), done: make(chan struct{})}
+	r := &meshResolver{eng: b.eng, service: service, cc: cc, wake: make(chan struct{}, 1), done: make(chan struct{}),
+		serviceConfig: cc.ParseServiceConfig(b.serviceConfig)}
 	r.release = b.eng.Demand(service)
 	r.unsubscribe = b.eng.Subscribe(r.signal)
 	r.signal()
@@ -86,6 +91,11 @@ type meshResolver struct {
 	release     func()
 	unsubscribe func()
 	closeOnce   sync.Once
+	// serviceConfig goes with every update: grpc-go prefers a resolver's
+	// service config to a default one, so the lightmesh balancer cannot be
+	// replaced by one (grpc.WithDefaultServiceConfig) given beside
+	// DialOptions.
+	serviceConfig *serviceconfig.ParseResult
 }
 
 // signal wakes the resolver's goroutine; it never blocks (it runs on the
@@ -124,8 +134,9 @@ func (r *meshResolver) run() {
 		}
 		first, sent = false, list
 		r.cc.UpdateState(resolver.State{
-			Endpoints:  endpoints(list),
-			Attributes: attributes.New(engineKey{}, r.eng).WithValue(serviceKey{}, r.service),
+			Endpoints:     endpoints(list),
+			Attributes:    attributes.New(engineKey{}, r.eng).WithValue(serviceKey{}, r.service),
+			ServiceConfig: r.serviceConfig,
 		})
 	}
 }
