@@ -3,6 +3,7 @@ package meshgrpc
 import (
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 
 	"google.golang.org/grpc/balancer"
@@ -43,7 +44,8 @@ func (builder) Build(cc balancer.ClientConn, opts balancer.BuildOptions) balance
 
 // meshBalancer is the balancer of one ClientConn. grpc-go calls it from
 // one goroutine at a time; endpointsharding reports child states
-// (UpdateState) from within those calls or from its own goroutines.
+// (UpdateState) from within those calls or from its own goroutines, and
+// the engine calls republish after every rule or instance change.
 type meshBalancer struct {
 	balancer.Balancer   // endpointsharding: children, ExitIdle, Close
 	balancer.ClientConn // the parent ClientConn; UpdateState is intercepted
@@ -52,6 +54,15 @@ type meshBalancer struct {
 	// endpointsharding may call UpdateState from a goroutine of its own
 	// (a child leaving idle), hence the atomic.
 	target atomic.Pointer[balancerTarget]
+
+	// mu orders the pickers published: the children's last aggregated
+	// state is rebuilt into a picker on every child change and every
+	// publish of the engine.
+	mu          sync.Mutex
+	last        balancer.State
+	hasLast     bool
+	closed      bool
+	unsubscribe func()
 }
 
 type balancerTarget struct {
@@ -61,7 +72,9 @@ type balancerTarget struct {
 
 // UpdateClientConnState implements balancer.Balancer: it takes the mesh
 // and the service from the lightmesh resolver's state and hands the
-// endpoints to endpointsharding.
+// endpoints to endpointsharding. On the first state it subscribes to the
+// engine: every rule or instance change then publishes a new picker, so
+// calls waiting for a connection pick again with the rules in force.
 func (b *meshBalancer) UpdateClientConnState(s balancer.ClientConnState) error {
 	eng, _ := s.ResolverState.Attributes.Value(engineKey{}).(*engine.Engine)
 	service, _ := s.ResolverState.Attributes.Value(serviceKey{}).(string)
@@ -70,6 +83,14 @@ func (b *meshBalancer) UpdateClientConnState(s balancer.ClientConnState) error {
 	}
 	if t := b.target.Load(); t == nil || t.eng != eng || t.service != service {
 		b.target.Store(&balancerTarget{eng: eng, service: service})
+		b.mu.Lock()
+		if b.unsubscribe != nil {
+			b.unsubscribe()
+		}
+		if !b.closed {
+			b.unsubscribe = eng.Subscribe(b.republish)
+		}
+		b.mu.Unlock()
 	}
 	err := b.Balancer.UpdateClientConnState(balancer.ClientConnState{
 		// The health listener, as round_robin enables it, for client-side
@@ -87,15 +108,48 @@ func (b *meshBalancer) UpdateClientConnState(s balancer.ClientConnState) error {
 // UpdateState receives endpointsharding's aggregated state and publishes
 // a picker of the mesh's own, rebuilt from the child states every time.
 func (b *meshBalancer) UpdateState(s balancer.State) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.last, b.hasLast = s, true
+	b.publish()
+}
+
+// republish publishes a new picker over the same children: the engine
+// published a new State. It does not block on anything but the
+// ClientConn's own short lock.
+func (b *meshBalancer) republish() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.hasLast && !b.closed {
+		b.publish()
+	}
+}
+
+// publish sends the parent a picker over the children's last state; mu
+// is held.
+func (b *meshBalancer) publish() {
 	t := b.target.Load()
 	if t == nil {
-		b.ClientConn.UpdateState(s) // no resolver state yet: nothing to pick from
+		b.ClientConn.UpdateState(b.last) // no resolver state yet: nothing to pick from
 		return
 	}
 	b.ClientConn.UpdateState(balancer.State{
-		ConnectivityState: s.ConnectivityState,
-		Picker:            newPicker(t.eng, t.service, endpointsharding.ChildStatesFromPicker(s.Picker)),
+		ConnectivityState: b.last.ConnectivityState,
+		Picker:            newPicker(t.eng, t.service, endpointsharding.ChildStatesFromPicker(b.last.Picker)),
 	})
+}
+
+// Close implements balancer.Balancer: it stops following the engine and
+// closes the children.
+func (b *meshBalancer) Close() {
+	b.mu.Lock()
+	b.closed = true
+	if b.unsubscribe != nil {
+		b.unsubscribe()
+		b.unsubscribe = nil
+	}
+	b.mu.Unlock()
+	b.Balancer.Close()
 }
 
 // picker is an immutable snapshot of one ClientConn's connections; the
@@ -191,22 +245,28 @@ func (p *picker) pick(info balancer.PickInfo, cc *clientCall) (balancer.PickResu
 
 // pickError turns the engine's pick error into what the picker returns:
 // balancer.ErrNoSubConnAvailable (wait, within the call's deadline) while
-// connections are being set up, a codes.Unavailable status otherwise —
-// never a code grpc-go rewrites (gRFC A54).
+// connections are being set up; a plain error when they all failed
+// (grpc-go makes it Unavailable, or waits for a wait-for-ready call); a
+// status otherwise (codes.Unavailable for no instance or an open circuit)
+// — never a code grpc-go rewrites (gRFC A54).
 func (p *picker) pickError(err error, cc *clientCall) error {
 	if errors.Is(err, engine.ErrNoConnection) {
 		if cc.t.Waiting() {
 			return balancer.ErrNoSubConnAvailable
 		}
+		// Every candidate's connection failed: defer to the children, as
+		// round_robin does, with an error that is not a status, so that
+		// grpc-go fails the call with Unavailable but keeps a
+		// wait-for-ready call waiting for a connection (or a new picker).
 		res := cc.c.Result()
 		msg := fmt.Sprintf("lightmesh: no connection to any instance of service %q", p.service)
 		if res.Subset != "" {
 			msg += fmt.Sprintf(" subset %q", res.Subset)
 		}
 		if p.lastErr != nil {
-			msg += ": " + p.lastErr.Error()
+			msg += ": " + status.Convert(p.lastErr).Message()
 		}
-		return status.Error(codes.Unavailable, msg)
+		return errors.New(msg)
 	}
 	return statusOf(err, cc.c.Result().Route)
 }
