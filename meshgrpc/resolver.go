@@ -108,9 +108,12 @@ func (r *meshResolver) signal() {
 }
 
 // run sends the service's instances whenever they change, until Close.
-// The first update waits, at most FirstUseWait, for discovery to report an
-// instance: until then grpc-go holds the client's calls rather than
-// failing them for a service that is only being looked up.
+// For a service the mesh does not know yet, the first update waits, at
+// most FirstUseWait, for discovery to report an instance: until then
+// grpc-go holds the client's calls rather than failing them for a service
+// that is only being looked up. A service the mesh knows (its rules name
+// it, or discovery answered for it) is sent at once, with no instance
+// too: its calls then fail fast with Unavailable naming it.
 func (r *meshResolver) run() {
 	defer r.wg.Done()
 	var sent []discovery.Instance
@@ -125,9 +128,10 @@ func (r *meshResolver) run() {
 		case <-firstBy.C:
 			waitFirst = false
 		}
-		list := r.eng.Load().Table().Instances(r.service, "")
+		table := r.eng.Load().Table()
+		list := table.Instances(r.service, "")
 		switch {
-		case first && len(list) == 0 && waitFirst:
+		case first && len(list) == 0 && waitFirst && !table.Has(r.service):
 			continue
 		case !first && slices.EqualFunc(list, sent, sameInstance):
 			continue

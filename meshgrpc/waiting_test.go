@@ -2,6 +2,7 @@ package meshgrpc_test
 
 import (
 	"context"
+	"errors"
 	"net"
 	"strings"
 	"testing"
@@ -14,6 +15,7 @@ import (
 	"github.com/lightmesh/lightmesh/discovery"
 	"github.com/lightmesh/lightmesh/internal/grpctest"
 	"github.com/lightmesh/lightmesh/internal/meshtest"
+	"github.com/lightmesh/lightmesh/router"
 )
 
 // deadAddr returns a loopback address nothing listens on.
@@ -117,4 +119,23 @@ func containsAll(s string, subs ...string) bool {
 		}
 	}
 	return true
+}
+
+// Bug 12: a service the rules name but that has no instance at all fails
+// the first call on a new ClientConn at once, with Unavailable naming the
+// service, instead of holding it for the first-use wait (a 500 ms
+// deadline then ran out first).
+func TestNoInstanceAtAllFailsFirstCallFast(t *testing.T) {
+	m, _ := newMesh(t, laneRules, discovery.NewStatic(nil))
+	conn := dial(t, m, "echo")
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err := grpctest.Call(ctx, conn)
+	if d := time.Since(start); d > 250*time.Millisecond {
+		t.Fatalf("the first call took %v (%v): it must fail at once", d, err)
+	}
+	if status.Code(err) != codes.Unavailable || !errors.Is(err, router.ErrNoInstance) || !containsAll(status.Convert(err).Message(), `"echo"`) {
+		t.Fatalf("err = %v, want Unavailable naming the service and matching router.ErrNoInstance", err)
+	}
 }
