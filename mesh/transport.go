@@ -117,7 +117,9 @@ func (t *transport) send(st *engine.State, service string, req *http.Request) (*
 		err = h.c.Admit(start)
 	}
 	if err == nil {
-		h.c.SetReplayable(replayable(req, h.c.NonIdempotentAllowed()))
+		ok := replayable(req, h.c.NonIdempotentAllowed())
+		h.c.SetReplayable(ok, ok) // only idempotent methods, or those the rule allows, are replayable
+
 		err = h.c.Run(ctx, h)
 	}
 	resp := h.resp

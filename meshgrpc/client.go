@@ -39,7 +39,7 @@ func DialOptions(m *mesh.Mesh, opts ...Option) []grpc.DialOption {
 		// The resolver's service config is the one in force; this default
 		// makes grpc.NewClient reject a bad one at once.
 		grpc.WithDefaultServiceConfig(cfg.serviceConfig),
-		grpc.WithChainUnaryInterceptor(UnaryClientInterceptor(m)),
+		grpc.WithChainUnaryInterceptor(unaryInterceptor(eng, &cfg)),
 		grpc.WithChainStreamInterceptor(StreamClientInterceptor(m)),
 		grpc.WithStatsHandler(streamEvents{}),
 	}
@@ -51,7 +51,10 @@ func DialOptions(m *mesh.Mesh, opts ...Option) []grpc.DialOption {
 // timeout and retries of the matched route, propagates the lane and trace
 // context in the outgoing metadata, and records metrics and spans.
 func UnaryClientInterceptor(m *mesh.Mesh) grpc.UnaryClientInterceptor {
-	eng := m.Engine()
+	return unaryInterceptor(m.Engine(), &config{})
+}
+
+func unaryInterceptor(eng *engine.Engine, cfg *config) grpc.UnaryClientInterceptor {
 	return func(ctx context.Context, method string, req, reply any, conn *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
 		service, ok := serviceOf(conn.Target())
 		if !ok {
@@ -61,7 +64,10 @@ func UnaryClientInterceptor(m *mesh.Mesh) grpc.UnaryClientInterceptor {
 		opts, onFinish := splitOnFinish(opts)
 		ctx, err := cc.open(ctx)
 		if err == nil {
-			cc.c.SetReplayable(true) // the request message is kept: resending it is safe for the rule's conditions
+			// The request message is kept: resending it is safe on a
+			// connect failure and the listed codes; after a per-try
+			// timeout or a reset only for an idempotent method.
+			cc.c.SetReplayable(true, cc.c.NonIdempotentAllowed() || cfg.idempotentMethod(method))
 			cc.unary = unaryArgs{conn: conn, invoker: invoker, req: req, reply: reply, opts: opts}
 			err = cc.c.Run(ctx, cc)
 			cc.c.Release()

@@ -2,13 +2,26 @@ package meshgrpc
 
 import (
 	"encoding/json"
+	"strings"
 )
 
 // Option configures DialOptions.
 type Option interface{ apply(*config) }
 
 type config struct {
-	serviceConfig string // the client's service config, lightmesh's balancer in it
+	serviceConfig string   // the client's service config, lightmesh's balancer in it
+	idempotent    []string // full method names, or "/pkg.Service/" for all of one service
+}
+
+// idempotentMethod reports whether the unary method may be sent again
+// after the server may have acted on it.
+func (c *config) idempotentMethod(method string) bool {
+	for _, m := range c.idempotent {
+		if m == method || strings.HasSuffix(m, "/") && strings.HasPrefix(method, m) {
+			return true
+		}
+	}
+	return false
 }
 
 type optionFunc func(*config)
@@ -27,6 +40,18 @@ func (f optionFunc) apply(c *config) { f(c) }
 // is not valid makes grpc.NewClient fail with grpc-go's own parse error.
 func WithServiceConfig(json string) Option {
 	return optionFunc(func(c *config) { c.serviceConfig = json })
+}
+
+// WithIdempotentMethods names the client's unary methods that are safe to
+// send again after the server may have acted on them: full method names
+// ("/pkg.Users/Get"), or a service name ending in a slash ("/pkg.Users/")
+// for all its methods. A retry rule resends such a call after a per-try
+// timeout or a reset connection; any other call is resent only on a
+// connect failure (it was never sent) or a listed status code (by
+// default UNAVAILABLE, which the gRPC spec defines as safe to retry),
+// unless the rule says nonIdempotent: true.
+func WithIdempotentMethods(methods ...string) Option {
+	return optionFunc(func(c *config) { c.idempotent = append(c.idempotent, methods...) })
 }
 
 func newConfig(opts []Option) config {

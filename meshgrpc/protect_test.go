@@ -140,22 +140,57 @@ func TestRetriesGoElsewhere(t *testing.T) {
 	}
 }
 
-// Per-try timeout: a slow instance is cut and the call retried elsewhere.
+// Per-try timeout: a slow instance is cut and the call retried elsewhere
+// — for gRPC only when the call may be sent again after the server may
+// have acted on it: the rule says nonIdempotent: true, or the client named
+// the method with WithIdempotentMethods (bug 8). Otherwise the cut call is
+// not resent and fails DeadlineExceeded, the slow server having received
+// it once.
 func TestPerTryTimeout(t *testing.T) {
-	slow, fast := grpctest.Start(t, "slow"), grpctest.Start(t, "fast")
-	slow.Delay.Store(int64(2 * time.Second))
-	m, _ := newMesh(t, echoDoc("    retry: {attempts: 1, perTryTimeout: 50ms, backoff: 1ms}\n"), staticOf(slow, fast))
-	conn := dial(t, m, "echo")
-	meshtest.WaitFor(t, 5*time.Second, "both connections", func() bool {
-		call(context.Background(), conn)
-		return slow.Calls.Load() > 0 && fast.Calls.Load() > 0
-	})
-	for range 4 {
-		start := time.Now()
-		name, err := call(context.Background(), conn)
-		if err != nil || name != "fast" || time.Since(start) > time.Second {
-			t.Fatalf("%q %v after %v, want fast within the per-try timeout", name, err, time.Since(start))
-		}
+	const perTry = "    retry: {attempts: 1, perTryTimeout: 50ms, backoff: 1ms%s}\n"
+	cases := []struct {
+		name    string
+		rule    string
+		opts    []meshgrpc.Option
+		resends bool
+	}{
+		{"default", "", nil, false},
+		{"nonIdempotent", ", nonIdempotent: true", nil, true},
+		{"idempotent method", "", []meshgrpc.Option{meshgrpc.WithIdempotentMethods(grpctest.CallMethod)}, true},
+		{"idempotent service", "", []meshgrpc.Option{meshgrpc.WithIdempotentMethods("/lightmesh.test.Echo/")}, true},
+		{"another method", "", []meshgrpc.Option{meshgrpc.WithIdempotentMethods("/lightmesh.test.Echo/Other")}, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			slow, fast := grpctest.Start(t, "slow"), grpctest.Start(t, "fast")
+			m, _ := newMesh(t, echoDoc(fmt.Sprintf(perTry, tc.rule)), staticOf(slow, fast))
+			conn := dialWith(t, m, "echo", tc.opts...)
+			meshtest.WaitFor(t, 5*time.Second, "both connections", func() bool {
+				call(context.Background(), conn)
+				return slow.Calls.Load() > 0 && fast.Calls.Load() > 0
+			})
+			slow.Delay.Store(int64(2 * time.Second))
+			cut := 0
+			for range 4 {
+				before := slow.Calls.Load() + fast.Calls.Load()
+				start := time.Now()
+				name, err := call(context.Background(), conn)
+				sent := slow.Calls.Load() + fast.Calls.Load() - before
+				switch {
+				case time.Since(start) > time.Second:
+					t.Fatalf("%q %v after %v, want an answer within the per-try timeout", name, err, time.Since(start))
+				case tc.resends && (err != nil || name != "fast"):
+					t.Fatalf("%q %v, want fast: the call may be resent", name, err)
+				case !tc.resends && err != nil && (status.Code(err) != codes.DeadlineExceeded || sent != 1):
+					t.Fatalf("%v after %d tries, want DeadlineExceeded after one: the call must not be resent", err, sent)
+				case err != nil:
+					cut++
+				}
+			}
+			if !tc.resends && cut == 0 {
+				t.Fatal("no call went to the slow instance")
+			}
+		})
 	}
 }
 

@@ -79,6 +79,7 @@ type Call struct {
 	result   router.Result // of the last pick
 
 	replayable bool
+	idempotent bool // may be resent after the server may have acted on it
 	plain      bool // nothing to apply around the tries
 	sent       bool // at least one try went out
 	tries      int  // tries sent
@@ -126,10 +127,16 @@ func (c *Call) Policy() *router.CallPolicy {
 	return c.route.policy
 }
 
-// SetReplayable says whether the request can be sent again (an idempotent
-// HTTP method with a replayable body, a unary gRPC call); only then does
-// Run retry.
-func (c *Call) SetReplayable(ok bool) { c.replayable = ok }
+// SetReplayable says whether the request can be sent again at all
+// (replayable: an idempotent HTTP method or one the rule allows, with a
+// replayable body; a unary gRPC call), and whether also after the server
+// may have acted on it (idempotent). Only then does Run retry; and only
+// an idempotent request is retried after a per-try timeout or a reset
+// connection (the server may have received it). A connect failure and the
+// listed status codes are retried either way.
+func (c *Call) SetReplayable(replayable, idempotent bool) {
+	c.replayable, c.idempotent = replayable, replayable && idempotent
+}
 
 // NonIdempotentAllowed reports whether the route's retry policy allows
 // retrying non-idempotent requests.
@@ -598,7 +605,7 @@ func (c *Call) Run(ctx context.Context, s Sender) error {
 			return err
 		}
 		if retry == nil || c.tries > retry.Attempts || c.callerDone || t.callTimedOut ||
-			!retryable(&retry.On, &o, t.tryTimedOut) || !c.route.budget.Take() {
+			!retryable(&retry.On, &o, t.tryTimedOut, c.idempotent) || !c.route.budget.Take() {
 			return o.Err
 		}
 		s.Discard()
@@ -681,15 +688,17 @@ func verdict(bp *router.BreakerPolicy, o *Outcome, callerDone, timedOut bool) br
 }
 
 // retryable reports whether a try that came back with o may be retried
-// under the conditions on.
-func retryable(on *router.RetryOn, o *Outcome, tryTimedOut bool) bool {
+// under the conditions on; idempotent says whether the request may be
+// sent again after the server may have acted on it (a per-try timeout or
+// a reset connection).
+func retryable(on *router.RetryOn, o *Outcome, tryTimedOut, idempotent bool) bool {
 	switch {
 	case tryTimedOut:
-		return on.PerTryTimeout
+		return on.PerTryTimeout && idempotent
 	case o.Kind == KindConnectFailure:
 		return on.ConnectFailure
 	case o.Kind == KindReset:
-		return on.Reset
+		return on.Reset && idempotent
 	case o.Kind == KindError:
 		return false
 	case o.GRPC:
