@@ -2,6 +2,7 @@ package mesh
 
 import (
 	"bufio"
+	"context"
 	"math"
 	"net"
 	"net/http"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/felixge/httpsnoop"
 	"go.opentelemetry.io/otel/propagation"
+	oteltrace "go.opentelemetry.io/otel/trace"
 
 	"github.com/lightmesh/lightmesh/internal/engine"
 	"github.com/lightmesh/lightmesh/router"
@@ -36,23 +38,21 @@ func (m *Mesh) Middleware() func(http.Handler) http.Handler { return m.Handler }
 func (m *Mesh) Handler(next http.Handler) http.Handler {
 	prop := m.eng.Propagator()
 	record := m.metrics != nil || prop.Mode() == trace.ModeSpans
-	local := m.cfg.local
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if wait, limited := m.inboundLimited(r); limited {
-			m.metrics.Reject(engine.Inbound, engine.HTTP, local, engine.ReasonRateLimited)
+		var start engine.StartSpan
+		if record {
+			start = func(ctx context.Context) (context.Context, oteltrace.Span) { return prop.StartServer(ctx, r) }
+		}
+		in, ctx, wait, err := m.eng.Enter(r.Context(), engine.HTTP,
+			&router.Request{Method: r.Method, Path: r.URL.Path, Header: r.Header}, propagation.HeaderCarrier(r.Header), false, start)
+		if err != nil {
 			w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds(wait)))
 			http.Error(w, "lightmesh: rate limited", http.StatusTooManyRequests)
 			return
 		}
-		ctx := prop.Extract(r.Context(), propagation.HeaderCarrier(r.Header))
 		if !record {
 			next.ServeHTTP(w, r.WithContext(ctx))
 			return
-		}
-		start := time.Now()
-		ctx, span := prop.StartServer(ctx, r)
-		if span.IsRecording() && local != "" {
-			span.SetAttributes(trace.AttrService.String(local))
 		}
 		code := 0
 		sw := httpsnoop.Wrap(w, httpsnoop.Hooks{
@@ -85,14 +85,11 @@ func (m *Mesh) Handler(next http.Handler) http.Handler {
 		if code == 0 {
 			code = http.StatusOK
 		}
-		trace.End(span, code, nil)
-		m.metrics.Observe(ctx, engine.Inbound, engine.HTTP, local, "", engine.HTTPCode(code), time.Since(start))
+		if span := in.Span(); span != nil {
+			trace.End(span, code, nil)
+		}
+		in.Finish(ctx, engine.HTTPCode(code))
 	})
-}
-
-// inboundLimited applies the local service's inbound rate limits to r.
-func (m *Mesh) inboundLimited(r *http.Request) (time.Duration, bool) {
-	return m.eng.Load().InboundLimit(m.cfg.local, &router.Request{Method: r.Method, Path: r.URL.Path, Header: r.Header})
 }
 
 // retryAfterSeconds rounds a wait up to whole seconds, at least 1 and at

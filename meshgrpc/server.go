@@ -42,7 +42,7 @@ func UnaryServerInterceptor(m *mesh.Mesh) grpc.UnaryServerInterceptor {
 			return nil, err
 		}
 		resp, err := handler(ctx, req)
-		in.finish(ctx, err)
+		finish(ctx, &in, err)
 		return resp, err
 	}
 }
@@ -58,7 +58,7 @@ func StreamServerInterceptor(m *mesh.Mesh) grpc.StreamServerInterceptor {
 			return err
 		}
 		err = handler(srv, &serverStream{ServerStream: ss, ctx: ctx})
-		in.finish(ctx, err)
+		finish(ctx, &in, err)
 		return err
 	}
 }
@@ -72,55 +72,38 @@ type serverStream struct {
 // Context returns the stream's context with the lane and trace context.
 func (s *serverStream) Context() context.Context { return s.ctx }
 
-// inboundCall is one incoming call being served.
-type inboundCall struct {
-	eng   *engine.Engine
-	start time.Time
-	span  oteltrace.Span
-	own   bool // the span is lightmesh's, to end
-}
-
-// enter admits an incoming call: the inbound limit, then the lane and trace
-// context into ctx and, in span mode, a server span. A span a stats handler
-// (otelgrpc) started for the call stays the current span, so there are
-// never two server spans and the handler's work is its child.
-func enter(ctx context.Context, eng *engine.Engine, method string) (inboundCall, context.Context, error) {
-	local := eng.Local()
-	if wait, limited := eng.Load().InboundLimit(local, &router.Request{Method: "POST", Path: method, Getter: incomingHeaders{ctx}}); limited {
-		ms := max(int64(wait/time.Millisecond), 1)
-		grpc.SetTrailer(ctx, metadata.Pairs("grpc-retry-pushback-ms", strconv.FormatInt(ms, 10)))
-		eng.Metrics().Reject(engine.Inbound, engine.GRPC, local, engine.ReasonRateLimited)
-		return inboundCall{}, ctx, status.Errorf(codes.ResourceExhausted, "lightmesh: rate limited: inbound limit of service %q", local)
-	}
-	in := inboundCall{eng: eng, start: time.Now()}
-	prop := eng.Propagator()
-	existing := oteltrace.SpanFromContext(ctx)
-	ctx = prop.Extract(ctx, incoming{ctx})
-	if existing.SpanContext().IsValid() {
-		ctx = oteltrace.ContextWithSpan(ctx, existing)
-		in.span = existing
-	} else {
+// enter admits an incoming call through the engine's one inbound path
+// (the same as mesh.Handler's): the inbound limit — over it, a
+// ResourceExhausted status with a grpc-retry-pushback-ms trailer — then
+// the lane and trace context into ctx and, in span mode, a server span. A
+// span a stats handler (otelgrpc) started for the call stays the current
+// span, so there are never two server spans and the handler's work is its
+// child.
+func enter(ctx context.Context, eng *engine.Engine, method string) (engine.Incoming, context.Context, error) {
+	start := func(ctx context.Context) (context.Context, oteltrace.Span) {
 		addr := ""
 		if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
 			addr = p.Addr.String()
 		}
-		ctx, in.span = prop.StartRPCServer(ctx, method, addr)
-		in.own = true
+		return eng.Propagator().StartRPCServer(ctx, method, addr)
 	}
-	if local != "" && in.span.IsRecording() {
-		in.span.SetAttributes(trace.AttrService.String(local))
+	in, ctx, wait, err := eng.Enter(ctx, engine.GRPC, &router.Request{Method: "POST", Path: method, Getter: incomingHeaders{ctx}}, incoming{ctx}, true, start)
+	if err != nil {
+		ms := max(int64(wait/time.Millisecond), 1)
+		grpc.SetTrailer(ctx, metadata.Pairs("grpc-retry-pushback-ms", strconv.FormatInt(ms, 10)))
+		return in, ctx, &meshError{st: status.Newf(codes.ResourceExhausted, "lightmesh: rate limited: inbound limit of service %q", eng.Local()), cause: err}
 	}
 	return in, ctx, nil
 }
 
 // finish records the call's metrics and ends lightmesh's span.
-func (in *inboundCall) finish(ctx context.Context, err error) {
+func finish(ctx context.Context, in *engine.Incoming, err error) {
 	code := status.Code(err)
 	name := router.GRPCCodeName(uint32(code))
-	in.eng.Metrics().Observe(ctx, engine.Inbound, engine.GRPC, in.eng.Local(), "", name, time.Since(in.start))
-	if in.own {
-		trace.EndRPC(in.span, name, serverFault(code), err)
+	if span := in.Span(); span != nil {
+		trace.EndRPC(span, name, serverFault(code), err)
 	}
+	in.Finish(ctx, name)
 }
 
 // serverFault reports whether code is a server error by the RPC semantic
