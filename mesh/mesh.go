@@ -334,11 +334,6 @@ func (m *Mesh) Close() error {
 // Table returns the routing snapshot in use now.
 func (m *Mesh) Table() *router.Table { return m.eng.Load().Table() }
 
-// Engine returns the mesh's call engine, for lightmesh's gRPC adapter
-// (package meshgrpc). Its type is internal to lightmesh: programs cannot
-// name it and have no use for it.
-func (m *Mesh) Engine() *engine.Engine { return m.eng }
-
 // demand is the engine's Demand hook: the manager watches service until
 // release is called.
 // Each call returns once the State in force reflects it: a released

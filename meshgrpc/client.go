@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/lightmesh/lightmesh/internal/engine"
+	"github.com/lightmesh/lightmesh/internal/meshlink"
 	"github.com/lightmesh/lightmesh/mesh"
 	"github.com/lightmesh/lightmesh/router"
 	"github.com/lightmesh/lightmesh/trace"
@@ -32,7 +33,7 @@ import (
 // grpc.WithDefaultServiceConfig. Calls on other ClientConns made with these
 // interceptors pass through untouched.
 func DialOptions(m *mesh.Mesh, opts ...Option) []grpc.DialOption {
-	eng := m.Engine()
+	eng := meshlink.Engine(m)
 	cfg := newConfig(opts)
 	return []grpc.DialOption{
 		grpc.WithResolvers(resolverBuilder{eng: eng, serviceConfig: cfg.serviceConfig}),
@@ -40,20 +41,16 @@ func DialOptions(m *mesh.Mesh, opts ...Option) []grpc.DialOption {
 		// makes grpc.NewClient reject a bad one at once.
 		grpc.WithDefaultServiceConfig(cfg.serviceConfig),
 		grpc.WithChainUnaryInterceptor(unaryInterceptor(eng, &cfg)),
-		grpc.WithChainStreamInterceptor(StreamClientInterceptor(m)),
+		grpc.WithChainStreamInterceptor(streamInterceptor(eng)),
 		grpc.WithStatsHandler(streamEvents{}),
 	}
 }
 
-// UnaryClientInterceptor returns the client interceptor of unary calls, for
-// programs that assemble their dial options themselves (DialOptions
-// includes it). It applies the rate limit, the service breaker, the
-// timeout and retries of the matched route, propagates the lane and trace
-// context in the outgoing metadata, and records metrics and spans.
-func UnaryClientInterceptor(m *mesh.Mesh) grpc.UnaryClientInterceptor {
-	return unaryInterceptor(m.Engine(), &config{})
-}
-
+// unaryInterceptor is the client interceptor of unary calls. It applies
+// the rate limit, the service breaker, the timeout and retries of the
+// matched route, propagates the lane and trace context in the outgoing
+// metadata, and records metrics and spans. Calls on ClientConns that do not
+// dial lightmesh:/// pass through untouched.
 func unaryInterceptor(eng *engine.Engine, cfg *config) grpc.UnaryClientInterceptor {
 	return func(ctx context.Context, method string, req, reply any, conn *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
 		service, ok := serviceOf(conn.Target())
@@ -104,21 +101,19 @@ func splitOnFinish(opts []grpc.CallOption) (rest []grpc.CallOption, onFinish []f
 	return rest, onFinish
 }
 
-// StreamClientInterceptor returns the client interceptor of streams, for
-// programs that assemble their dial options themselves (DialOptions
-// includes it). Streams get the rate limit, the service breaker, lane and
-// trace propagation, metrics and spans; they are not retried (a stream
-// that has begun cannot be replayed) and the rule's timeout does not apply
-// to them (it would cut long-lived streams): their context bounds them.
+// streamInterceptor is the client interceptor of streams. Streams get the
+// rate limit, the service breaker, lane and trace propagation, metrics and
+// spans; they are not retried (a stream that has begun cannot be replayed)
+// and the rule's timeout does not apply to them (it would cut long-lived
+// streams): their context bounds them.
 //
 // A stream's life is taken from grpc-go's own signals, delivered to the
-// stats handler DialOptions installs: the breakers and the latency
-// histogram judge it at its first response (headers or a message: the
-// server is up), and its end (grpc-go's stats.End, which comes even when
-// the ClientConn is closed under the stream) goes to the request metrics
-// and the span.
-func StreamClientInterceptor(m *mesh.Mesh) grpc.StreamClientInterceptor {
-	eng := m.Engine()
+// stats handler DialOptions installs (streamEvents): the breakers and the
+// latency histogram judge it at its first response (headers or a message:
+// the server is up), and its end (grpc-go's stats.End, which comes even
+// when the ClientConn is closed under the stream) goes to the request
+// metrics and the span.
+func streamInterceptor(eng *engine.Engine) grpc.StreamClientInterceptor {
 	return func(ctx context.Context, desc *grpc.StreamDesc, conn *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
 		service, ok := serviceOf(conn.Target())
 		if !ok {
@@ -228,16 +223,11 @@ func (cc *clientCall) propagate(ctx context.Context) context.Context {
 	return ctx
 }
 
-// FirstUseWait bounds how long the first call to a service the mesh does
-// not know yet waits for the mesh to discover an instance of it (the same
-// bound as mesh.WithMeshServices').
-const FirstUseWait = engine.FirstUseWait
-
 // begin matches the call against the service's routes on the State in
 // force: its outgoing metadata as headers, its full method name as path.
 // A service the mesh does not know yet (not named by the rules or
 // WithServices, and this client's resolver not built yet) is looked up on
-// first use: with wait, the call waits up to FirstUseWait for discovery to
+// first use: with wait, the call waits up to engine.FirstUseWait for discovery to
 // report an instance, and keeps the service discovered until it ends.
 func (cc *clientCall) begin(ctx context.Context, wait bool) error {
 	if cc.md == nil {
@@ -247,7 +237,7 @@ func (cc *clientCall) begin(ctx context.Context, wait bool) error {
 	err := cc.c.Begin(cc.eng.Load(), cc.service, &cc.req, cc.eng.Metrics())
 	if err == router.ErrUnknownService && wait {
 		cc.release = cc.eng.Demand(cc.service)
-		if cc.eng.AwaitInstances(ctx, cc.service, FirstUseWait) || cc.eng.Load().Table().Has(cc.service) {
+		if cc.eng.AwaitInstances(ctx, cc.service, engine.FirstUseWait) || cc.eng.Load().Table().Has(cc.service) {
 			err = cc.c.Begin(cc.eng.Load(), cc.service, &cc.req, cc.eng.Metrics())
 		}
 	}

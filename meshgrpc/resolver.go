@@ -28,22 +28,15 @@ type (
 	weightKey  struct{}
 )
 
-// Labels is the attribute value carrying an instance's metadata labels on
-// its resolver.Endpoint. Equal makes it comparable, as attributes require.
-type Labels map[string]string
+// endpointLabels is the attribute value carrying an instance's metadata
+// labels on its resolver.Endpoint. Equal makes it comparable, as
+// attributes require.
+type endpointLabels map[string]string
 
 // Equal reports whether o holds the same labels.
-func (l Labels) Equal(o any) bool {
-	ol, ok := o.(Labels)
+func (l endpointLabels) Equal(o any) bool {
+	ol, ok := o.(endpointLabels)
 	return ok && maps.Equal(l, ol)
-}
-
-// EndpointLabels returns the labels of an endpoint the lightmesh resolver
-// made, and its weight (0 means 1).
-func EndpointLabels(ep resolver.Endpoint) (Labels, int) {
-	l, _ := ep.Attributes.Value(labelsKey{}).(Labels)
-	w, _ := ep.Attributes.Value(weightKey{}).(int)
-	return l, w
 }
 
 // serviceOf returns the service a lightmesh target names.
@@ -109,7 +102,7 @@ func (r *meshResolver) signal() {
 
 // run sends the service's instances whenever they change, until Close.
 // For a service the mesh does not know yet, the first update waits, at
-// most FirstUseWait, for discovery to report an instance: until then
+// most engine.FirstUseWait, for discovery to report an instance: until then
 // grpc-go holds the client's calls rather than failing them for a service
 // that is only being looked up. A service the mesh knows (its rules name
 // it, or discovery answered for it) is sent at once, with no instance
@@ -118,7 +111,7 @@ func (r *meshResolver) run() {
 	defer r.wg.Done()
 	var sent []discovery.Instance
 	first, waitFirst := true, true
-	firstBy := time.NewTimer(FirstUseWait)
+	firstBy := time.NewTimer(engine.FirstUseWait)
 	defer firstBy.Stop()
 	for {
 		select {
@@ -154,7 +147,7 @@ func endpoints(list []discovery.Instance) []resolver.Endpoint {
 	for i, in := range list {
 		eps[i] = resolver.Endpoint{
 			Addresses:  []resolver.Address{{Addr: in.Address}},
-			Attributes: attributes.New(labelsKey{}, Labels(in.Labels)).WithValue(weightKey{}, in.Weight),
+			Attributes: attributes.New(labelsKey{}, endpointLabels(in.Labels)).WithValue(weightKey{}, in.Weight),
 		}
 	}
 	return eps

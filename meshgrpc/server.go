@@ -13,29 +13,30 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/lightmesh/lightmesh/internal/engine"
+	"github.com/lightmesh/lightmesh/internal/meshlink"
 	"github.com/lightmesh/lightmesh/mesh"
 	"github.com/lightmesh/lightmesh/router"
 	"github.com/lightmesh/lightmesh/trace"
 )
 
 // ServerOptions returns the options that make a grpc-go server a mesh
-// server of m: its unary and stream interceptors.
+// server of m: its unary and stream interceptors. opts are for options to
+// come; none applies to servers yet.
 //
 //	srv := grpc.NewServer(meshgrpc.ServerOptions(m)...)
-func ServerOptions(m *mesh.Mesh) []grpc.ServerOption {
+func ServerOptions(m *mesh.Mesh, opts ...Option) []grpc.ServerOption {
+	eng := meshlink.Engine(m)
 	return []grpc.ServerOption{
-		grpc.ChainUnaryInterceptor(UnaryServerInterceptor(m)),
-		grpc.ChainStreamInterceptor(StreamServerInterceptor(m)),
+		grpc.ChainUnaryInterceptor(unaryServerInterceptor(eng)),
+		grpc.ChainStreamInterceptor(streamServerInterceptor(eng)),
 	}
 }
 
-// UnaryServerInterceptor returns the server interceptor of unary calls
-// (ServerOptions includes it): it puts the call's lane, trace context and
-// request id into the handler's context, applies the inbound rate limit of
-// the mesh's local service (WithLocalService), records metrics and, in span
-// mode, a server span.
-func UnaryServerInterceptor(m *mesh.Mesh) grpc.UnaryServerInterceptor {
-	eng := m.Engine()
+// unaryServerInterceptor is the server interceptor of unary calls: it puts
+// the call's lane, trace context and request id into the handler's
+// context, applies the inbound rate limit of the mesh's local service
+// (WithLocalService), records metrics and, in span mode, a server span.
+func unaryServerInterceptor(eng *engine.Engine) grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 		in, ctx, err := enter(ctx, eng, info.FullMethod)
 		if err != nil {
@@ -47,11 +48,9 @@ func UnaryServerInterceptor(m *mesh.Mesh) grpc.UnaryServerInterceptor {
 	}
 }
 
-// StreamServerInterceptor returns the server interceptor of streams
-// (ServerOptions includes it), doing for each stream what
-// UnaryServerInterceptor does for a call.
-func StreamServerInterceptor(m *mesh.Mesh) grpc.StreamServerInterceptor {
-	eng := m.Engine()
+// streamServerInterceptor does for each stream what
+// unaryServerInterceptor does for a call.
+func streamServerInterceptor(eng *engine.Engine) grpc.StreamServerInterceptor {
 	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 		in, ctx, err := enter(ss.Context(), eng, info.FullMethod)
 		if err != nil {
