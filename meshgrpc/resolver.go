@@ -55,9 +55,10 @@ type resolverBuilder struct {
 // Scheme implements resolver.Builder.
 func (resolverBuilder) Scheme() string { return Scheme }
 
-// Build implements resolver.Builder: it asks the mesh to discover the
-// target's service and sends its instances to cc now and after every
-// change.
+// Build implements resolver.Builder: it starts the resolver's goroutine,
+// which asks the mesh to discover the target's service and sends its
+// instances to cc, then again after every change. Build does not wait for
+// the mesh (grpc-go calls it on the ClientConn's serializer).
 func (b resolverBuilder) Build(target resolver.Target, cc resolver.ClientConn, _ resolver.BuildOptions) (resolver.Resolver, error) {
 	service, ok := serviceOf(target.String())
 	if !ok {
@@ -65,25 +66,18 @@ func (b resolverBuilder) Build(target resolver.Target, cc resolver.ClientConn, _
 	}
 	r := &meshResolver{eng: b.eng, service: service, cc: cc, wake: make(chan struct{}, 1), done: make(chan struct{}),
 		serviceConfig: cc.ParseServiceConfig(b.serviceConfig)}
-	r.release = b.eng.Demand(service)
-	r.unsubscribe = b.eng.Subscribe(r.signal)
-	r.signal()
-	r.wg.Add(1)
 	go r.run()
 	return r, nil
 }
 
 // meshResolver follows one service's instances in the mesh's state.
 type meshResolver struct {
-	eng         *engine.Engine
-	service     string
-	cc          resolver.ClientConn
-	wake        chan struct{} // buffered 1
-	done        chan struct{}
-	wg          sync.WaitGroup
-	release     func()
-	unsubscribe func()
-	closeOnce   sync.Once
+	eng       *engine.Engine
+	service   string
+	cc        resolver.ClientConn
+	wake      chan struct{} // buffered 1
+	done      chan struct{} // closed by Close
+	closeOnce sync.Once
 	// serviceConfig goes with every update: grpc-go prefers a resolver's
 	// service config to a default one, so the lightmesh balancer cannot be
 	// replaced by one (grpc.WithDefaultServiceConfig) given beside
@@ -100,7 +94,9 @@ func (r *meshResolver) signal() {
 	}
 }
 
-// run sends the service's instances whenever they change, until Close.
+// run asks the mesh to discover the service (the demand is released when
+// run returns), then sends the service's instances whenever they change,
+// until Close.
 // For a service the mesh does not know yet, the first update waits, at
 // most engine.FirstUseWait, for discovery to report an instance: until then
 // grpc-go holds the client's calls rather than failing them for a service
@@ -108,7 +104,11 @@ func (r *meshResolver) signal() {
 // it, or discovery answered for it) is sent at once, with no instance
 // too: its calls then fail fast with Unavailable naming it.
 func (r *meshResolver) run() {
-	defer r.wg.Done()
+	release := r.eng.Demand(r.service)
+	defer release()
+	unsubscribe := r.eng.Subscribe(r.signal)
+	defer unsubscribe()
+	r.signal()
 	var sent []discovery.Instance
 	first, waitFirst := true, true
 	firstBy := time.NewTimer(engine.FirstUseWait)
@@ -128,6 +128,11 @@ func (r *meshResolver) run() {
 			continue
 		case !first && slices.EqualFunc(list, sent, sameInstance):
 			continue
+		}
+		select {
+		case <-r.done:
+			return // closed meanwhile
+		default:
 		}
 		first, sent = false, list
 		r.cc.UpdateState(resolver.State{
@@ -157,13 +162,10 @@ func endpoints(list []discovery.Instance) []resolver.Endpoint {
 // so there is nothing to fetch; the current instances are checked again.
 func (r *meshResolver) ResolveNow(resolver.ResolveNowOptions) { r.signal() }
 
-// Close implements resolver.Resolver: it stops following the service and
-// tells the mesh this client no longer needs it discovered.
+// Close implements resolver.Resolver: it stops the resolver's goroutine,
+// which then tells the mesh this client no longer needs the service
+// discovered. Close does not wait for the mesh (grpc-go calls it on the
+// ClientConn's serializer); updates after Close are ignored by grpc-go.
 func (r *meshResolver) Close() {
-	r.closeOnce.Do(func() {
-		r.unsubscribe()
-		close(r.done)
-		r.wg.Wait()
-		r.release()
-	})
+	r.closeOnce.Do(func() { close(r.done) })
 }
