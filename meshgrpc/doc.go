@@ -13,22 +13,32 @@
 //   - a resolver for the lightmesh scheme (grpc.WithResolvers, never
 //     registered globally) that feeds the instances the mesh discovers for
 //     the service, with their labels and weights as endpoint attributes,
-//     and follows every discovery change;
+//     follows every discovery change, and sends the service config that
+//     names the lightmesh balancer (grpc-go prefers it to a default service
+//     config; give the client's own method configs with WithServiceConfig);
 //   - the lightmesh balancer (grpc-go's endpointsharding with a pick_first
 //     child per instance, so connections are reused across calls and shut
-//     down when an instance leaves). Its picker runs the same router as
+//     down when an instance leaves). Its picker is rebuilt on every child
+//     change and every rule or instance change, and runs the same router as
 //     HTTP: the route's match on the outgoing metadata (the rules' headers),
 //     the full method name (the rules' path), the lane in the context,
 //     weighted subsets and the fallback; instances whose breaker is open are
 //     skipped. When the chosen subset has no instance at all the call fails
-//     at once with codes.Unavailable naming service, subset and route; while
-//     connections are still being set up it waits, within the call's
-//     deadline;
+//     at once with codes.Unavailable naming service, subset and route, even
+//     a wait-for-ready call; while connections are still being set up it
+//     waits, within the call's deadline; when they all failed it fails with
+//     codes.Unavailable, and a wait-for-ready call waits;
 //   - unary and stream interceptors for the client rate limit
 //     (codes.ResourceExhausted), the service breaker (codes.Unavailable), the
 //     call timeout, retries of unary calls (per-try timeout, retry budget,
-//     another instance each time), lane and W3C trace propagation into the
-//     outgoing metadata, spans in span mode, and metrics.
+//     another instance each time; after a per-try timeout or a reset only
+//     for methods named by WithIdempotentMethods or a rule with
+//     nonIdempotent: true), lane and W3C trace propagation into the
+//     outgoing metadata, spans in span mode, and metrics;
+//   - a stats handler that takes a stream's life from grpc-go: the breakers
+//     and the latency histogram judge a stream at its first response, its
+//     end (also when the ClientConn is closed under it) goes to the metrics
+//     and the span.
 //
 // Errors the mesh itself returns are status errors that also keep
 // errors.Is working: errors.Is(err, mesh.ErrCircuitOpen),
@@ -58,4 +68,6 @@
 // The balancer is registered with grpc-go under the name "lightmesh" when
 // this package is imported, as grpc-go wants balancers installed; it holds
 // no state: each client's mesh reaches it through its resolver's state.
+// This package reaches the mesh's engine through lightmesh's
+// internal/meshlink, not through a public method of mesh.Mesh.
 package meshgrpc

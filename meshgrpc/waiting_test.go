@@ -138,4 +138,10 @@ func TestNoInstanceAtAllFailsFirstCallFast(t *testing.T) {
 	if status.Code(err) != codes.Unavailable || !errors.Is(err, router.ErrNoInstance) || !containsAll(status.Convert(err).Message(), `"echo"`) {
 		t.Fatalf("err = %v, want Unavailable naming the service and matching router.ErrNoInstance", err)
 	}
+	// A wait-for-ready call too: there is nothing to wait for.
+	start = time.Now()
+	_, err = grpctest.Call(ctx, conn, grpc.WaitForReady(true))
+	if d := time.Since(start); d > 250*time.Millisecond || status.Code(err) != codes.Unavailable {
+		t.Fatalf("a wait-for-ready call: %v after %v, want Unavailable at once", err, d)
+	}
 }
