@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -101,10 +102,12 @@ func TestClosedConnReleasesStreamProbe(t *testing.T) {
 
 // Bug 3: slowCallThreshold times a stream to its first response, not to
 // its end: healthy chats that answer at once and stay open longer than the
-// threshold never trip the breaker.
+// threshold never trip the breaker, and the latency histogram records
+// their time to first response, not their lifetime (bug 13).
 func TestLongStreamIsNotSlow(t *testing.T) {
 	s := grpctest.Start(t, "s")
-	m, _ := newMesh(t, echoDoc("    breaker: {minRequests: 2, failureRatio: 0.5, slowCallThreshold: 100ms, slowCallRatio: 0.5, openBase: 10s}\n"), staticOf(s))
+	reg := prometheus.NewRegistry()
+	m, _ := newMesh(t, echoDoc("    breaker: {minRequests: 2, failureRatio: 0.5, slowCallThreshold: 100ms, slowCallRatio: 0.5, openBase: 10s}\n"), staticOf(s), mesh.WithRegisterer(reg))
 	conn := dial(t, m, "echo")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -128,4 +131,35 @@ func TestLongStreamIsNotSlow(t *testing.T) {
 	if name, err := call(context.Background(), conn); err != nil || name != "s" {
 		t.Fatalf("after three healthy 150 ms chats: %q, %v; want served (a stream is timed to its first response)", name, err)
 	}
+	meshtest.WaitFor(t, 5*time.Second, "the streams and the call to be recorded", func() bool {
+		return meshtest.Metric(t, reg, "lightmesh_request_duration_seconds", map[string]string{"direction": "outbound", "protocol": "grpc"}) == 4
+	})
+	if sum := latencySum(t, reg); sum >= 0.3 {
+		t.Fatalf("the latency histogram holds %.3fs for three chats open 150 ms each and one call: it records lifetimes", sum)
+	}
+}
+
+// latencySum returns the sum of the outbound gRPC latency histogram.
+func latencySum(t *testing.T, reg *prometheus.Registry) float64 {
+	t.Helper()
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := 0.0
+	for _, f := range families {
+		if f.GetName() != "lightmesh_request_duration_seconds" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			labels := map[string]string{}
+			for _, lp := range m.GetLabel() {
+				labels[lp.GetName()] = lp.GetValue()
+			}
+			if labels["direction"] == "outbound" && labels["protocol"] == "grpc" {
+				sum += m.GetHistogram().GetSampleSum()
+			}
+		}
+	}
+	return sum
 }
