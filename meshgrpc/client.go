@@ -30,8 +30,8 @@ import (
 //
 // Add transport credentials and other options as usual; give the client's
 // own service config (method configs) with WithServiceConfig, not
-// grpc.WithDefaultServiceConfig. Calls on other ClientConns made with these
-// interceptors pass through untouched.
+// grpc.WithDefaultServiceConfig, and the methods that may be resent after
+// the server may have acted on them with WithIdempotentMethods.
 func DialOptions(m *mesh.Mesh, opts ...Option) []grpc.DialOption {
 	eng := meshlink.Engine(m)
 	cfg := newConfig(opts)
@@ -49,8 +49,7 @@ func DialOptions(m *mesh.Mesh, opts ...Option) []grpc.DialOption {
 // unaryInterceptor is the client interceptor of unary calls. It applies
 // the rate limit, the service breaker, the timeout and retries of the
 // matched route, propagates the lane and trace context in the outgoing
-// metadata, and records metrics and spans. Calls on ClientConns that do not
-// dial lightmesh:/// pass through untouched.
+// metadata, and records metrics and spans.
 func unaryInterceptor(eng *engine.Engine, cfg *config) grpc.UnaryClientInterceptor {
 	return func(ctx context.Context, method string, req, reply any, conn *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
 		service, ok := serviceOf(conn.Target())
