@@ -15,6 +15,7 @@ import (
 	"github.com/lightmesh/lightmesh/discovery"
 	"github.com/lightmesh/lightmesh/internal/backoff"
 	"github.com/lightmesh/lightmesh/internal/engine"
+	"github.com/lightmesh/lightmesh/internal/meshlink"
 	"github.com/lightmesh/lightmesh/internal/snapshot"
 	"github.com/lightmesh/lightmesh/router"
 	"github.com/lightmesh/lightmesh/rules"
@@ -333,6 +334,11 @@ func (m *Mesh) Close() error {
 
 // Table returns the routing snapshot in use now.
 func (m *Mesh) Table() *router.Table { return m.eng.Load().Table() }
+
+// Engine is for lightmesh's own gRPC adapter (package meshgrpc): it returns
+// the mesh's call engine. Code outside lightmesh cannot call it, because it
+// cannot make a meshlink.Key (see package internal/meshlink).
+func (m *Mesh) Engine(meshlink.Key) *engine.Engine { return m.eng }
 
 // demand is the engine's Demand hook: the manager watches service until
 // release is called.

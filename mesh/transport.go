@@ -13,20 +13,9 @@ import (
 	"time"
 
 	"github.com/lightmesh/lightmesh/internal/engine"
-	"github.com/lightmesh/lightmesh/internal/meshlink"
 	"github.com/lightmesh/lightmesh/router"
 	"github.com/lightmesh/lightmesh/trace"
 )
-
-// The gRPC adapter reaches the mesh's engine through an internal link, not
-// a public method (see package internal/meshlink): a variable initialised
-// with the package, no init function and no state.
-var _ = linkEngine()
-
-func linkEngine() struct{} {
-	meshlink.Engine = func(m any) *engine.Engine { return m.(*Mesh).eng }
-	return struct{}{}
-}
 
 // Transport returns an http.RoundTripper that sends requests for mesh
 // services through base (http.DefaultTransport when nil).

@@ -33,7 +33,7 @@ import (
 // grpc.WithDefaultServiceConfig, and the methods that may be resent after
 // the server may have acted on them with WithIdempotentMethods.
 func DialOptions(m *mesh.Mesh, opts ...Option) []grpc.DialOption {
-	eng := meshlink.Engine(m)
+	eng := m.Engine(meshlink.Key{})
 	cfg := newConfig(opts)
 	return []grpc.DialOption{
 		grpc.WithResolvers(resolverBuilder{eng: eng, serviceConfig: cfg.serviceConfig}),

@@ -68,6 +68,6 @@
 // The balancer is registered with grpc-go under the name "lightmesh" when
 // this package is imported, as grpc-go wants balancers installed; it holds
 // no state: each client's mesh reaches it through its resolver's state.
-// This package reaches the mesh's engine through lightmesh's
-// internal/meshlink, not through a public method of mesh.Mesh.
+// This package reaches the mesh's engine through mesh.Mesh.Engine, which
+// only lightmesh's own packages can call (it takes an internal/meshlink.Key).
 package meshgrpc

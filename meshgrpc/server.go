@@ -25,7 +25,7 @@ import (
 //
 //	srv := grpc.NewServer(meshgrpc.ServerOptions(m)...)
 func ServerOptions(m *mesh.Mesh, opts ...Option) []grpc.ServerOption {
-	eng := meshlink.Engine(m)
+	eng := m.Engine(meshlink.Key{})
 	return []grpc.ServerOption{
 		grpc.ChainUnaryInterceptor(unaryServerInterceptor(eng)),
 		grpc.ChainStreamInterceptor(streamServerInterceptor(eng)),
