@@ -50,7 +50,7 @@ type config struct {
 
 func defaultConfig() config {
 	return config{
-		logger:        slog.New(slog.NewTextHandler(io.Discard, nil)),
+		logger:        slog.Default(),
 		startTimeout:  10 * time.Second,
 		backoff:       backoff.Policy{Base: 100 * time.Millisecond, Max: 10 * time.Second},
 		snapshotDelay: 100 * time.Millisecond,
@@ -230,7 +230,9 @@ func WithLocalService(name string) Option {
 }
 
 // WithLogger sets the logger for rule updates, rejections and watcher
-// trouble. The default discards everything.
+// trouble. Without it (or given nil) the mesh logs through slog.Default()
+// as it is when New is called: rejections with every problem,
+// control-plane outages and first-use misses are never silent.
 func WithLogger(l *slog.Logger) Option {
 	return optionFunc(func(c *config) {
 		if l != nil {

@@ -507,9 +507,12 @@ func (m *Mesh) Status() Status {
 		st.Snapshot = &ss
 	}
 	snap := m.eng.Load()
-	if m.cfg.catalog != nil {
-		st.Documents = m.documentStatuses(snap.Table().Rules())
-		st.Rules.FromSnapshot = slices.ContainsFunc(st.Documents, func(d DocumentStatus) bool { return d.FromSnapshot })
+	if m.cat != nil {
+		docs := m.documentStatuses(snap.Table().Rules())
+		st.Rules.FromSnapshot = slices.ContainsFunc(docs, func(d DocumentStatus) bool { return d.FromSnapshot })
+		if !m.whole {
+			st.Documents = docs
+		}
 	}
 	st.Services = serviceStatuses(snap.Table())
 	st.Breakers = breakerStatuses(snap)
