@@ -472,6 +472,11 @@ type RulesStatus struct {
 	Source    string    `json:"source,omitempty"`
 	Version   string    `json:"version,omitempty"`
 	AppliedAt time.Time `json:"appliedAt,omitzero"`
+	// State is the state of the rule document of WithRules (DocumentApplied,
+	// DocumentRejected, ...: the states a DocumentStatus has); empty with
+	// WithRuleCatalog, whose documents each have theirs in
+	// Status.Documents.
+	State string `json:"state,omitempty"`
 	// FromSnapshot is true while the rules in force came from the local
 	// snapshot because the source was unreachable at startup (with
 	// WithRuleCatalog: while any document in force did).
@@ -510,7 +515,9 @@ func (m *Mesh) Status() Status {
 	if m.cat != nil {
 		docs := m.documentStatuses(snap.Table().Rules())
 		st.Rules.FromSnapshot = slices.ContainsFunc(docs, func(d DocumentStatus) bool { return d.FromSnapshot })
-		if !m.whole {
+		if m.whole {
+			st.Rules.State = docs[0].State
+		} else {
 			st.Documents = docs
 		}
 	}
