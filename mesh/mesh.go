@@ -38,6 +38,7 @@ type Mesh struct {
 	saver     *snapshotSaver  // nil without WithSnapshotDir
 	events    *eventQueue     // nil without WithOnRulesChange
 	source    string          // the rule source's or catalog's name, credentials redacted
+	discName  string          // the discovery source's name (discoveryName), credentials redacted
 	// cat is where rule documents come from: the catalog of
 	// WithRuleCatalog, or the source of WithRules as a catalog of one
 	// document (whole); nil without rules.
@@ -191,6 +192,7 @@ func New(ctx context.Context, opts ...Option) (*Mesh, error) {
 		close(m.ready)
 	}
 	m.status.Rules.Source = m.source
+	m.discName = discoveryName(cfg.discovery)
 	runCtx, cancel := context.WithCancel(context.Background())
 	m.cancel, m.stopped = cancel, runCtx.Done()
 	if m.store != nil {
@@ -272,6 +274,18 @@ func (m *Mesh) startCancelled(ctx context.Context) error {
 		}
 	}
 	return fmt.Errorf("mesh: waiting for the first instances: %w", ctx.Err())
+}
+
+// discoveryName names src for the instance snapshot: its String method's
+// result (credentials redacted) when it has one, its type otherwise.
+func discoveryName(src discovery.Source) string {
+	if src == nil {
+		return ""
+	}
+	if s, ok := src.(fmt.Stringer); ok {
+		return redact(s.String())
+	}
+	return fmt.Sprintf("%T", src)
 }
 
 // seedFromSnapshot gives services that discovery has not reported yet
@@ -429,6 +443,11 @@ func (m *Mesh) seedInstances() {
 			}
 			continue
 		}
+		if saved.Source != m.discName {
+			m.cfg.logger.Warn("lightmesh: instance snapshot not used: saved from another discovery source", "service", name,
+				"saved_from", saved.Source, "source", m.discName)
+			continue
+		}
 		m.cfg.logger.Warn("lightmesh: discovery has not reported; using the instance snapshot", "service", name, "instances", len(saved.Instances), "saved_at", saved.SavedAt)
 		m.setInstances(name, m.validInstances(name, saved.Instances))
 	}
@@ -532,7 +551,7 @@ func (m *Mesh) applyInstances(up instanceUpdate) {
 	m.live[up.service] = true
 	m.setInstances(up.service, list)
 	if m.saver != nil {
-		m.saver.instances(snapshot.Instances{Service: up.service, SavedAt: time.Now(), Instances: list})
+		m.saver.instances(snapshot.Instances{Source: m.discName, Service: up.service, SavedAt: time.Now(), Instances: list})
 	}
 	if m.awaited != nil {
 		delete(m.awaited, up.service)

@@ -292,7 +292,11 @@ func WithRegisterer(reg prometheus.Registerer) Option {
 // the rule source gives no valid document within the start timeout, New
 // starts from the saved one instead of failing, and services discovery has
 // not reported by then get their saved instances; the live sources take
-// over as soon as they answer.
+// over as soon as they answer. Each file records its source: a saved
+// document or instance list is used only by a mesh reading the same rule
+// source (its String) or discovery source (its String when it has one,
+// its type otherwise), so a mesh pointed at staging never starts on
+// prod's rules or instances.
 func WithSnapshotDir(dir string) Option {
 	return optionFunc(func(c *config) { c.snapshotDir = dir })
 }

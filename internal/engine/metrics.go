@@ -318,11 +318,13 @@ func (mt *Metrics) DocumentUpdate(document, version, result string) {
 	}
 }
 
-// DocumentDropped records that no version of document is in force any
-// more: the mesh stopped watching it.
+// DocumentDropped records that the mesh stopped watching document: its
+// series go, so documents watched for a while (a first use of a host
+// named by request data) cannot grow the registry without bound.
 func (mt *Metrics) DocumentDropped(document string) {
 	if mt != nil {
 		mt.documentInfo.DeletePartialMatch(prometheus.Labels{"document": document})
+		mt.documentUpdates.DeletePartialMatch(prometheus.Labels{"document": document})
 	}
 }
 

@@ -47,6 +47,10 @@ type Rules struct {
 
 // Instances is a saved instance list of one service.
 type Instances struct {
+	// Source names the discovery source the list came from: a list is
+	// restored only for the same source (another environment's
+	// instances are worse than none).
+	Source    string               `json:"source"`
 	Service   string               `json:"service"`
 	SavedAt   time.Time            `json:"savedAt"`
 	Instances []discovery.Instance `json:"instances"`
