@@ -438,6 +438,7 @@ func (m *Mesh) reject(d *docState, version string, err error, now time.Time) {
 	}
 	m.mu.Lock()
 	m.status.LastRejection = top
+	m.lastRejection = &RejectionError{Document: d.name, Source: m.cat.Describe(d.name), Version: version, At: now, Err: err, msg: msg}
 	m.mu.Unlock()
 	m.countUpdate(d, version, "rejected")
 	m.notify(RulesEvent{Document: d.name, Version: version, Err: evErr, At: now})

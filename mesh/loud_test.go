@@ -11,8 +11,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lightmesh/lightmesh/discovery"
 	"github.com/lightmesh/lightmesh/internal/meshtest"
 	"github.com/lightmesh/lightmesh/mesh"
+	"github.com/lightmesh/lightmesh/router"
 	"github.com/lightmesh/lightmesh/rules"
 )
 
@@ -107,4 +109,27 @@ func TestStartErrorGivesTheReason(t *testing.T) {
 			t.Fatalf("err = %v, want the deadline with the reason", err)
 		}
 	})
+}
+
+// TestLastRejectionIsATypedError: LastRejection returns a
+// *mesh.RejectionError naming the version, through which errors.As
+// reaches the validator's *router.ValidationError and each problem's
+// place.
+func TestLastRejectionIsATypedError(t *testing.T) {
+	_, list := fleet(t)
+	src := rules.NewMemory([]byte(laneRules))
+	m := newMesh(t, src, discovery.NewStatic(map[string][]discovery.Instance{"user-api": list}))
+	if err := m.LastRejection(); err != nil {
+		t.Fatalf("LastRejection before any = %v", err)
+	}
+	src.Set([]byte(twoMistakes))
+	meshtest.WaitFor(t, 5*time.Second, "the rejection", func() bool { return m.LastRejection() != nil })
+	var rej *mesh.RejectionError
+	if !errors.As(m.LastRejection(), &rej) || rej.Version != "2" || rej.Source != "memory" || rej.At.IsZero() {
+		t.Fatalf("LastRejection = %#v, want a *mesh.RejectionError for version 2 of memory", m.LastRejection())
+	}
+	var verr *router.ValidationError
+	if !errors.As(m.LastRejection(), &verr) || len(verr.Problems) < 2 || verr.Problems[0].Line == 0 {
+		t.Fatalf("the validator's error is not reachable: %v", m.LastRejection())
+	}
 }

@@ -52,9 +52,11 @@ type Mesh struct {
 	closeOnce sync.Once
 	closeErr  error
 
-	mu        sync.Mutex                // guards status and docStatus
-	status    Status                    // the rules in force and the last rejection; the rest is computed by Status
-	docStatus map[string]DocumentStatus // by document name
+	mu     sync.Mutex // guards status and docStatus
+	status Status     // the rules in force and the last rejection; the rest is computed by Status
+	// lastRejection is the last document rejected, for LastRejection.
+	lastRejection *RejectionError
+	docStatus     map[string]DocumentStatus // by document name
 	// docAnswered holds, per watched document, a channel closed once the
 	// catalog (or the snapshot) answered for it.
 	docAnswered map[string]chan struct{}
