@@ -56,6 +56,7 @@ type Mesh struct {
 	status Status     // the rules in force and the last rejection; the rest is computed by Status
 	// lastRejection is the last document rejected, for LastRejection.
 	lastRejection *RejectionError
+	traffic       *trafficMeter             // nil without a readable metrics registry
 	docStatus     map[string]DocumentStatus // by document name
 	// docAnswered holds, per watched document, a channel closed once the
 	// catalog (or the snapshot) answered for it.
@@ -175,6 +176,7 @@ func New(ctx context.Context, opts ...Option) (*Mesh, error) {
 			return nil, fmt.Errorf("mesh: register metrics: %w", err)
 		}
 		m.metrics = mt
+		m.traffic = newTrafficMeter(cfg.registerer)
 		m.eng.SetMetrics(mt)
 		if cfg.rules != nil || cfg.catalog != nil {
 			mt.ControlPlane("rules", false, time.Time{})

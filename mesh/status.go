@@ -14,9 +14,10 @@ import (
 
 // StatusHandler returns an http.Handler that serves the mesh's Status for
 // ops: the rules in force and their source, the last rejected document
-// and why, the rule watcher's state, each service's subsets and
-// instances, and every circuit breaker with its state and open-until
-// time.
+// and why, the rule watcher's state, each service's route table with the
+// shares in force, its instances with labels, weight and state, the
+// defaults it takes and its traffic per subset, and every circuit breaker
+// with its state and open-until time.
 //
 // The mesh serves nothing by itself: mount the handler on an admin port,
 // not on the public one, e.g.
@@ -225,6 +226,16 @@ var pageFuncs = template.FuncMap{
 		}
 		return "b-half"
 	},
+	"instBadge": func(state string) string {
+		switch state {
+		case InstanceServing:
+			return "b-ok"
+		case InstanceEjected:
+			return "b-open"
+		}
+		return "b-half"
+	},
+	"rate":  func(f float64) string { return strconv.FormatFloat(f, 'f', 2, 64) },
 	"deref": func(f *float64) float64 { return *f },
 	"pct":   func(f float64) string { return strconv.FormatFloat(f*100, 'f', 0, 64) + "%" },
 }

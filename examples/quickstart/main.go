@@ -407,7 +407,11 @@ func printStatus(ctx context.Context, url string) error {
 		fmt.Printf("   last rejection: %s: %s\n", r.Version, strings.SplitN(r.Error, "\n", 2)[0])
 	}
 	for _, s := range st.Services {
-		fmt.Printf("   service %-9s instances: %s\n", s.Name, strings.Join(s.Instances, ", "))
+		var insts []string
+		for _, in := range s.Instances {
+			insts = append(insts, fmt.Sprintf("%s %v %s", in.Address, in.Labels, in.State))
+		}
+		fmt.Printf("   service %-9s instances: %s\n", s.Name, strings.Join(insts, ", "))
 	}
 	for _, b := range st.Breakers {
 		fmt.Printf("   breaker %s %s: %s\n", b.Service, b.Instance, b.State)
