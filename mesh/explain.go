@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/lightmesh/lightmesh/internal/engine"
+	"github.com/lightmesh/lightmesh/internal/textdist"
 	"github.com/lightmesh/lightmesh/router"
 	"github.com/lightmesh/lightmesh/rules"
 )
@@ -64,7 +65,7 @@ func (m *Mesh) Explain(req ExplainRequest) *Explanation {
 	e.Rules, e.Source = m.rulesOf(req.Service), m.source
 	if !e.Known {
 		e.Error = fmt.Sprintf("no rule and no discovery entry names %s", req.Service)
-		if best := closest(req.Service, snap.Table().Services()); best != "" {
+		if best := textdist.Closest(req.Service, snap.Table().Services(), 2); best != "" {
 			e.Error += fmt.Sprintf("; did you mean %q?", best)
 		}
 	}
@@ -110,40 +111,4 @@ func (m *Mesh) rulesOf(service string) string {
 		}
 	}
 	return strings.Join(parts, " + ")
-}
-
-// closest returns the name in names nearest to s by edit distance, when
-// it is within 2 edits (a typo); "" otherwise.
-func closest(s string, names []string) string {
-	best, bestDist := "", 3
-	for _, n := range names {
-		if d := editDistance(s, n); d < bestDist {
-			best, bestDist = n, d
-		}
-	}
-	return best
-}
-
-// editDistance is the Levenshtein distance of a and b, given up (99)
-// for names longer than 64 bytes.
-func editDistance(a, b string) int {
-	if len(a) > 64 || len(b) > 64 {
-		return 99
-	}
-	prev, cur := make([]int, len(b)+1), make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }
