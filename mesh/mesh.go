@@ -113,8 +113,10 @@ type RulesEvent struct {
 }
 
 // New starts a mesh. With a rule source it waits, up to the start timeout,
-// for the first valid document and fails if none arrives (or the first one
-// is invalid) unless WithStartEmpty was given. Discovery of the services
+// for the first valid document, and fails unless WithStartEmpty was given
+// when none arrives, or as soon as the first one is rejected (or the
+// source holds none) and the snapshot cannot stand in; the error says
+// why, also when ctx ends the wait first. Discovery of the services
 // named by WithServices starts at once, whatever the rules' state. ctx
 // bounds the wait only; the mesh runs until Close.
 func New(ctx context.Context, opts ...Option) (*Mesh, error) {

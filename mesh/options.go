@@ -59,7 +59,10 @@ func defaultConfig() config {
 
 // WithRules sets where rule documents come from. Without it the mesh runs
 // with no rules: every discovered service is balanced over all its
-// instances. The mesh owns src: Close closes it when it has a Close
+// instances. The document lives as every document of WithRuleCatalog
+// does (DocumentStatus states; Status().Rules.State): a rejected version
+// leaves the last good one serving, and a document deleted or emptied at
+// the source is deleted, its last good rules serving on. The mesh owns src: Close closes it when it has a Close
 // method. A mesh reads one rule source: given a second one, New fails
 // rather than silently drop either.
 func WithRules(src rules.Source) Option {
