@@ -202,8 +202,9 @@ func TestRevertUnderNewVersionIsInForce(t *testing.T) {
 	_, list := fleet(t)
 	src := rules.NewMemory([]byte(laneRules))
 	events := make(chan mesh.RulesEvent, 16)
+	reg := prometheus.NewRegistry()
 	m := newMesh(t, src, discovery.NewStatic(map[string][]discovery.Instance{"user-api": list}),
-		mesh.WithOnRulesChange(func(ev mesh.RulesEvent) { events <- ev }))
+		mesh.WithOnRulesChange(func(ev mesh.RulesEvent) { events <- ev }), mesh.WithRegisterer(reg))
 	src.Set([]byte(strings.Replace(laneRules, "{subset: base}]", "{subset: bsae}]", 1))) // version 2
 	meshtest.Next(t, events, 5*time.Second, "the rejection", func(ev mesh.RulesEvent) bool { return ev.Err != nil })
 	src.Set([]byte(laneRules)) // version 3, the content in force
@@ -211,6 +212,9 @@ func TestRevertUnderNewVersionIsInForce(t *testing.T) {
 		st := m.Status()
 		return st.Rules.Version == "3" && st.Rules.State == mesh.DocumentApplied
 	})
+	if v := meshtest.Metric(t, reg, "lightmesh_rules_info", map[string]string{"version": "3"}); v != 1 {
+		t.Errorf("lightmesh_rules_info{version=\"3\"} = %v, want 1: the metric must name the version in force", v)
+	}
 }
 
 // TestSnapshotForgetsServicesNoLongerWatched: when the rules stop naming

@@ -405,6 +405,7 @@ func (m *Mesh) sameAsInForce(d *docState, doc rules.Document, version string, no
 		return
 	}
 	m.setInForce(d, version, now)
+	m.metrics.VersionInForce(d.name, m.source, version)
 	if m.saver != nil {
 		m.saver.document(d.name, snapshot.Rules{Source: m.cat.Describe(d.name), Version: version, SavedAt: now, Data: string(doc.Data)})
 	}

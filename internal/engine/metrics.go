@@ -328,6 +328,23 @@ func (mt *Metrics) DocumentDropped(document string) {
 	}
 }
 
+// VersionInForce records version as the one in force of document (""
+// for the one document of a single-document layout, named source there)
+// without counting an update: the content in force delivered again under
+// a new version, as a revert in etcd is.
+func (mt *Metrics) VersionInForce(document, source, version string) {
+	if mt == nil {
+		return
+	}
+	if document == "" {
+		mt.rulesInfo.Reset()
+		mt.rulesInfo.WithLabelValues(source, version).Set(1)
+		return
+	}
+	mt.documentInfo.DeletePartialMatch(prometheus.Labels{"document": document})
+	mt.documentInfo.WithLabelValues(document, version).Set(1)
+}
+
 // ControlPlane records the connection of watcher ("rules" or
 // "discovery") and the time of its last delivery (zero: none yet).
 func (mt *Metrics) ControlPlane(watcher string, connected bool, lastEvent time.Time) {
