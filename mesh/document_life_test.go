@@ -41,6 +41,8 @@ type layoutCase struct {
 	doc func(st mesh.Status) mesh.DocumentStatus
 }
 
+func (lc layoutCase) history(st mesh.Status) []mesh.DocumentEvent { return lc.doc(st).History }
+
 func layouts() []layoutCase {
 	return []layoutCase{
 		{
@@ -51,8 +53,8 @@ func layouts() []layoutCase {
 				return mesh.WithRules(rules.NewFile(filepath.Join(dir, "rules.yaml"), 10*time.Millisecond))
 			},
 			doc: func(st mesh.Status) mesh.DocumentStatus {
-				d := mesh.DocumentStatus{State: st.Rules.State, Version: st.Rules.Version, AppliedAt: st.Rules.AppliedAt, LastRejection: st.LastRejection}
-				return d
+				return mesh.DocumentStatus{State: st.Rules.State, Version: st.Rules.Version, AppliedAt: st.Rules.AppliedAt,
+					LastRejection: st.LastRejection, History: st.Rules.History}
 			},
 		},
 		{
@@ -121,6 +123,9 @@ func TestBrokenDocumentAgainAfterRevert(t *testing.T) {
 				if strings.Contains(page, `class="alert"`) || !strings.Contains(page, `<div class="history" id="last-rejection">`) {
 					t.Errorf("after the revert the page still alerts on the old rejection:\n%s", page)
 				}
+				if !strings.Contains(page, `<details id="rules-history">`) {
+					t.Errorf("the page shows no history of the rule document:\n%s", page)
+				}
 			}
 			write(t, path, bad)
 			ev := rejected()
@@ -136,6 +141,13 @@ func TestBrokenDocumentAgainAfterRevert(t *testing.T) {
 			d := lc.doc(m.Status())
 			if d.LastRejection == nil || d.LastRejection.At.Before(d.AppliedAt) {
 				t.Errorf("status after the second rejection: %+v; want a current rejection", d)
+			}
+			var states []string
+			for _, ev := range lc.history(m.Status()) {
+				states = append(states, ev.State)
+			}
+			if got, want := strings.Join(states, " "), "applied rejected applied rejected"; got != want {
+				t.Errorf("history: %s, want %s", got, want)
 			}
 		})
 	}

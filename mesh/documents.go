@@ -64,6 +64,35 @@ type DocumentStatus struct {
 	// document rather than from its own (timeout, retry, breaker,
 	// outlierDetection, rateLimit).
 	Defaulted []string `json:"defaulted,omitempty"`
+	// History lists the document's last changes, oldest first, at most
+	// MaxDocumentHistory: every version applied or rejected, deletions
+	// and restores from the snapshot.
+	History []DocumentEvent `json:"history,omitempty"`
+}
+
+// MaxDocumentHistory bounds DocumentStatus.History.
+const MaxDocumentHistory = 16
+
+// DocumentEvent is one change in a document's life: a version applied
+// (State DocumentApplied) or rejected (DocumentRejected, with Error, even
+// while an earlier good version keeps serving), or the document found
+// missing or deleted.
+type DocumentEvent struct {
+	State        string    `json:"state"`
+	Version      string    `json:"version,omitempty"`
+	At           time.Time `json:"at"`
+	Error        string    `json:"error,omitempty"`
+	FromSnapshot bool      `json:"fromSnapshot,omitempty"`
+}
+
+// record appends ev to st's history, dropping the oldest beyond
+// MaxDocumentHistory. It makes a new slice: readers hold the old one.
+func (st *DocumentStatus) record(ev DocumentEvent) {
+	h := st.History
+	if len(h) >= MaxDocumentHistory {
+		h = h[len(h)-MaxDocumentHistory+1:]
+	}
+	st.History = append(slices.Clip(h), ev)
 }
 
 // oneDocument presents the rule source of WithRules as a catalog of one
@@ -274,7 +303,11 @@ func (m *Mesh) documentMissing(d *docState) {
 		switch {
 		case d.good != nil && st.State != DocumentDeleted:
 			st.State, deleted = DocumentDeleted, true
+			st.record(DocumentEvent{State: DocumentDeleted, At: time.Now()})
 		case d.good == nil:
+			if st.State != DocumentMissing || st.FromSnapshot {
+				st.record(DocumentEvent{State: DocumentMissing, At: time.Now()})
+			}
 			st.State, st.FromSnapshot = DocumentMissing, false
 		}
 	})
@@ -365,6 +398,7 @@ func (m *Mesh) applyDocument(ctx context.Context, d *docState, doc rules.Documen
 	m.eng.Publish(m.eng.Load().WithRules(compiled, m.onBreakerChange))
 	m.updateDocStatus(d.name, func(st *DocumentStatus) {
 		st.State, st.Version, st.AppliedAt, st.FromSnapshot = DocumentApplied, version, now, fromSnapshot
+		st.record(DocumentEvent{State: DocumentApplied, Version: version, At: now, FromSnapshot: fromSnapshot})
 	})
 	m.setInForce(d, version, now)
 	if m.saver != nil && !fromSnapshot {
@@ -399,6 +433,7 @@ func (m *Mesh) sameAsInForce(d *docState, doc rules.Document, version string, no
 		}
 		changed = true
 		st.State, st.Version, st.AppliedAt, st.FromSnapshot = DocumentApplied, version, now, false
+		st.record(DocumentEvent{State: DocumentApplied, Version: version, At: now})
 	})
 	m.countUpdate(d, version, "unchanged")
 	if !changed {
@@ -430,6 +465,7 @@ func (m *Mesh) reject(d *docState, version string, err error, now time.Time) {
 		if d.good == nil {
 			st.State = DocumentRejected
 		}
+		st.record(DocumentEvent{State: DocumentRejected, Version: version, At: now, Error: msg})
 	})
 	top := &Rejection{Version: version, Error: msg, At: now}
 	evErr := err
@@ -510,6 +546,7 @@ func (m *Mesh) restoreDocument(ctx context.Context, d *docState) error {
 		m.updateDocStatus(d.name, func(st *DocumentStatus) {
 			if st.State == DocumentWaiting {
 				st.State, st.FromSnapshot = DocumentMissing, true
+				st.record(DocumentEvent{State: DocumentMissing, At: time.Now(), FromSnapshot: true})
 			}
 		})
 		if m.whole {
@@ -683,6 +720,7 @@ func (m *Mesh) documentStatuses(inForce *router.Rules) []DocumentStatus {
 			copy := *r
 			out[i].LastRejection = &copy
 		}
+		out[i].History = slices.Clone(out[i].History)
 		if out[i].Name != rules.DefaultsName && out[i].Name != wholeDocument {
 			out[i].Defaulted = inForce.Defaulted(out[i].Name)
 		}

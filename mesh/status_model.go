@@ -163,6 +163,9 @@ type RulesStatus struct {
 	// WithRuleCatalog, whose documents each have theirs in
 	// Status.Documents.
 	State string `json:"state,omitempty"`
+	// History is the last changes of the rule document of WithRules, as
+	// DocumentStatus.History; empty with WithRuleCatalog.
+	History []DocumentEvent `json:"history,omitempty"`
 	// FromSnapshot is true while the rules in force came from the local
 	// snapshot because the source was unreachable at startup (with
 	// WithRuleCatalog: while any document in force did).
@@ -202,7 +205,7 @@ func (m *Mesh) Status() Status {
 		docs := m.documentStatuses(snap.Table().Rules())
 		st.Rules.FromSnapshot = slices.ContainsFunc(docs, func(d DocumentStatus) bool { return d.FromSnapshot })
 		if m.whole {
-			st.Rules.State = docs[0].State
+			st.Rules.State, st.Rules.History = docs[0].State, docs[0].History
 		} else {
 			st.Documents = docs
 		}
