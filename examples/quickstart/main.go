@@ -27,6 +27,8 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -409,7 +411,12 @@ func printStatus(ctx context.Context, url string) error {
 	for _, s := range st.Services {
 		var insts []string
 		for _, in := range s.Instances {
-			insts = append(insts, fmt.Sprintf("%s %v %s", in.Address, in.Labels, in.State))
+			var labels []string
+			for k, v := range in.Labels {
+				labels = append(labels, k+"="+v)
+			}
+			slices.Sort(labels)
+			insts = append(insts, fmt.Sprintf("%s (%s, %s)", in.Address, strings.Join(append(labels, "weight "+strconv.Itoa(in.Weight)), " "), in.State))
 		}
 		fmt.Printf("   service %-9s instances: %s\n", s.Name, strings.Join(insts, ", "))
 	}
