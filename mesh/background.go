@@ -20,40 +20,43 @@ type snapshotSaver struct {
 	log   *slog.Logger
 	wake  chan struct{} // buffered 1
 
-	mu      sync.Mutex
-	pending *snapshot.Rules
-	docs    map[string]snapshot.Rules // per-service layout, by document name
-	lists   map[string]snapshot.Instances
-	stats   SnapshotStatus
+	mu    sync.Mutex
+	docs  map[string]*snapshot.Rules     // by document name; nil: remove the file
+	lists map[string]*snapshot.Instances // by service; nil: remove the file
+	stats SnapshotStatus
 }
 
 func newSnapshotSaver(store *snapshot.Store, delay time.Duration, log *slog.Logger) *snapshotSaver {
 	return &snapshotSaver{store: store, delay: delay, log: log, wake: make(chan struct{}, 1),
-		docs: map[string]snapshot.Rules{}, lists: map[string]snapshot.Instances{}}
-}
-
-// rules queues r to be written, replacing any rules still queued.
-func (s *snapshotSaver) rules(r snapshot.Rules) {
-	s.mu.Lock()
-	s.pending = &r
-	s.mu.Unlock()
-	s.signal()
+		docs: map[string]*snapshot.Rules{}, lists: map[string]*snapshot.Instances{}}
 }
 
 // document queues the document called name to be written, replacing
-// one of the same name still queued.
-func (s *snapshotSaver) document(name string, r snapshot.Rules) {
+// what is still queued for it.
+func (s *snapshotSaver) document(name string, r snapshot.Rules) { s.queueDocument(name, &r) }
+
+// forgetDocument queues the removal of the document called name: the
+// mesh no longer watches it.
+func (s *snapshotSaver) forgetDocument(name string) { s.queueDocument(name, nil) }
+
+func (s *snapshotSaver) queueDocument(name string, r *snapshot.Rules) {
 	s.mu.Lock()
 	s.docs[name] = r
 	s.mu.Unlock()
 	s.signal()
 }
 
-// instances queues in to be written, replacing a list of the same service
-// still queued.
-func (s *snapshotSaver) instances(in snapshot.Instances) {
+// instances queues in to be written, replacing what is still queued for
+// its service.
+func (s *snapshotSaver) instances(in snapshot.Instances) { s.queueInstances(in.Service, &in) }
+
+// forgetInstances queues the removal of service's list: the mesh no
+// longer watches it.
+func (s *snapshotSaver) forgetInstances(service string) { s.queueInstances(service, nil) }
+
+func (s *snapshotSaver) queueInstances(service string, in *snapshot.Instances) {
 	s.mu.Lock()
-	s.lists[in.Service] = in
+	s.lists[service] = in
 	s.mu.Unlock()
 	s.signal()
 }
@@ -87,27 +90,30 @@ func (s *snapshotSaver) run(ctx context.Context) {
 
 func (s *snapshotSaver) flush() {
 	s.mu.Lock()
-	r, docs, lists := s.pending, s.docs, s.lists
-	s.pending, s.docs, s.lists = nil, map[string]snapshot.Rules{}, map[string]snapshot.Instances{}
+	docs, lists := s.docs, s.lists
+	s.docs, s.lists = map[string]*snapshot.Rules{}, map[string]*snapshot.Instances{}
 	s.mu.Unlock()
-	if r != nil {
-		err := s.store.SaveRules(*r)
-		if err != nil {
-			s.log.Warn("lightmesh: saving the rules snapshot failed", "err", err)
-		}
-		s.record(err)
-	}
 	for name, doc := range docs {
-		err := s.store.SaveDocument(name, doc)
+		var err error
+		if doc == nil {
+			err = s.store.RemoveDocument(name)
+		} else {
+			err = s.store.SaveDocument(name, *doc)
+		}
 		if err != nil {
 			s.log.Warn("lightmesh: saving a rule document snapshot failed", "document", name, "err", err)
 		}
 		s.record(err)
 	}
-	for _, in := range lists {
-		err := s.store.SaveInstances(in)
+	for service, in := range lists {
+		var err error
+		if in == nil {
+			err = s.store.RemoveInstances(service)
+		} else {
+			err = s.store.SaveInstances(*in)
+		}
 		if err != nil {
-			s.log.Warn("lightmesh: saving the instance snapshot failed", "service", in.Service, "err", err)
+			s.log.Warn("lightmesh: saving the instance snapshot failed", "service", service, "err", err)
 		}
 		s.record(err)
 	}

@@ -15,6 +15,10 @@
 // invalid document is rejected with a precise error, logged, counted and
 // kept for Status, and the last good rules keep serving.
 //
+// Warnings and errors (rejections with every problem, control-plane
+// outages, first-use misses) go to slog.Default() unless WithLogger
+// gives another logger; they are never discarded.
+//
 // Metrics are off unless WithRegisterer is given; tracing uses the global
 // OpenTelemetry providers unless WithTrace passes others, and only
 // propagates context unless span mode is asked for.

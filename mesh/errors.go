@@ -1,6 +1,10 @@
 package mesh
 
-import "github.com/lightmesh/lightmesh/internal/engine"
+import (
+	"time"
+
+	"github.com/lightmesh/lightmesh/internal/engine"
+)
 
 var (
 	// ErrCircuitOpen reports a call refused because a breaker is open: the
@@ -32,3 +36,33 @@ type RateLimitError = engine.RateLimitError
 // ErrRateLimited, router.ErrNoInstance, router.ErrNoRoute); the caller's
 // own cancellation is returned as it is.
 type CallError = engine.CallError
+
+// RejectionError is a rule document the mesh rejected, as
+// Mesh.LastRejection returns it. errors.As reaches the validator's error
+// through it: a *router.ValidationError with every problem and its place.
+type RejectionError struct {
+	// Document names the document in a per-service layout
+	// (WithRuleCatalog): the service, or rules.DefaultsName; empty with
+	// WithRules.
+	Document string
+	// Source names the document where it is kept (credentials redacted),
+	// and Version the version rejected.
+	Source, Version string
+	// At is when it was rejected.
+	At time.Time
+	// Err is why.
+	Err error
+	msg string // Err's text, credentials redacted
+}
+
+// Error returns "<document>: <why>" (just why with WithRules), with
+// credentials redacted.
+func (e *RejectionError) Error() string {
+	if e.Document != "" {
+		return e.Document + ": " + e.msg
+	}
+	return e.msg
+}
+
+// Unwrap returns Err.
+func (e *RejectionError) Unwrap() error { return e.Err }

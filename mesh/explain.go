@@ -1,12 +1,17 @@
 package mesh
 
 import (
+	"errors"
+	"fmt"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
 	"github.com/lightmesh/lightmesh/internal/engine"
+	"github.com/lightmesh/lightmesh/internal/textdist"
 	"github.com/lightmesh/lightmesh/router"
+	"github.com/lightmesh/lightmesh/rules"
 )
 
 // ExplainRequest describes a call for Explain.
@@ -36,6 +41,13 @@ type Explanation = engine.Explanation
 // or rotation moves, so the instance named is the one the next call takes
 // if no other comes first. The status page's explain view and the
 // lightmesh command call it; the request path never builds a trace.
+//
+// The explanation's Rules names the versions it rests on: the document's
+// with WithRules; with WithRuleCatalog the service's own document
+// (user-api@v7) and the defaults it takes (+ _defaults@v3), never
+// another service's. A service that no rule and no discovery entry names
+// is explained as such, with the closest known name when it looks like a
+// typo (did you mean "user-api"?).
 func (m *Mesh) Explain(req ExplainRequest) *Explanation {
 	rr := &router.Request{Method: req.Method, Path: req.Path, Metadata: make(map[string][]string, len(req.Header))}
 	if rr.Method == "" {
@@ -48,8 +60,55 @@ func (m *Mesh) Explain(req ExplainRequest) *Explanation {
 		k = strings.ToLower(k)
 		rr.Metadata[k] = append(rr.Metadata[k], v...)
 	}
-	e := m.eng.Load().Explain(req.Service, rr, time.Now())
-	st := m.Status()
-	e.Rules, e.Source = st.Rules.Version, st.Rules.Source
+	snap := m.eng.Load()
+	e := snap.Explain(req.Service, rr, time.Now())
+	e.Rules, e.Source = m.rulesOf(req.Service), m.source
+	if !e.Known {
+		e.Error = fmt.Sprintf("no rule and no discovery entry names %s", req.Service)
+		if best := textdist.Closest(req.Service, snap.Table().Services(), 2); best != "" {
+			e.Error += fmt.Sprintf("; did you mean %q?", best)
+		}
+	}
 	return e
+}
+
+// explainRequest reads the call the explain view describes from q.
+func explainRequest(q url.Values) (ExplainRequest, error) {
+	req := ExplainRequest{Service: q.Get("service"), Method: q.Get("method"), Path: q.Get("path"), GRPCMethod: q.Get("grpc"), Header: http.Header{}}
+	if req.Service == "" {
+		return req, errors.New("service= is required (the logical name called)")
+	}
+	for _, kv := range q["header"] {
+		if kv == "" {
+			continue // an empty field of the status page's form
+		}
+		k, v, ok := strings.Cut(kv, ":")
+		if !ok || strings.TrimSpace(k) == "" {
+			return req, fmt.Errorf("header=%q: want name:value", kv)
+		}
+		req.Header.Add(strings.TrimSpace(k), strings.TrimSpace(v))
+	}
+	if req.Path == "" {
+		req.Path = "/"
+	}
+	return req, nil
+}
+
+// rulesOf names the rule versions an explanation of service rests on:
+// with WithRules the document's version; with a catalog the service's
+// own document (name@version) and the defaults it takes, never another
+// service's document.
+func (m *Mesh) rulesOf(service string) string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.whole {
+		return m.status.Rules.Version
+	}
+	var parts []string
+	for _, name := range []string{service, rules.DefaultsName} {
+		if st, ok := m.docStatus[name]; ok && st.Version != "" {
+			parts = append(parts, name+"@"+st.Version)
+		}
+	}
+	return strings.Join(parts, " + ")
 }

@@ -82,6 +82,12 @@ func (m *Mesh) lookUp(ctx context.Context, service string) bool {
 		}
 	}
 	f.misses[service] = now
+	then := "leave the mesh"
+	if m.cfg.strict {
+		then = "fail with router.ErrUnknownService"
+	}
+	m.cfg.logger.Warn("lightmesh: first use: discovery reported no instance of a host WithMeshServices names; calls to it "+then,
+		"host", service, "waited", engine.FirstUseWait, "for", missTTL)
 	return false
 }
 

@@ -18,10 +18,6 @@ import (
 	"github.com/lightmesh/lightmesh/trace"
 )
 
-// Middleware returns the server-side wrapper as a function, for routers
-// that chain func(http.Handler) http.Handler.
-func (m *Mesh) Middleware() func(http.Handler) http.Handler { return m.Handler }
-
 // Handler wraps next so each request's lane (its lane headers or baggage),
 // trace context and request id are in the request's context. Outgoing
 // calls the handler makes through the mesh Transport with that context

@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -33,15 +32,19 @@ type Mesh struct {
 	eng     *engine.Engine
 	metrics *engine.Metrics // nil when metrics are off
 
-	docs      chan rules.Document
-	restores  chan restore
 	seeds     chan chan struct{}
 	demands   chan demand
 	instances chan instanceUpdate
 	store     *snapshot.Store // nil without WithSnapshotDir
 	saver     *snapshotSaver  // nil without WithSnapshotDir
 	events    *eventQueue     // nil without WithOnRulesChange
-	source    string          // the rule source's name, credentials redacted
+	source    string          // the rule source's or catalog's name, credentials redacted
+	discName  string          // the discovery source's name (discoveryName), credentials redacted
+	// cat is where rule documents come from: the catalog of
+	// WithRuleCatalog, or the source of WithRules as a catalog of one
+	// document (whole); nil without rules.
+	cat       rules.Catalog
+	whole     bool
 	cancel    context.CancelFunc
 	stopped   <-chan struct{} // closed by Close
 	done      sync.WaitGroup
@@ -50,15 +53,19 @@ type Mesh struct {
 	closeOnce sync.Once
 	closeErr  error
 
-	mu        sync.Mutex // guards status and docStatus
-	status    Status
-	docStatus map[string]DocumentStatus // WithRuleCatalog: by document name
+	mu     sync.Mutex // guards status and docStatus
+	status Status     // the rules in force and the last rejection; the rest is computed by Status
+	// lastRejection is the last document rejected, for LastRejection.
+	lastRejection *RejectionError
+	traffic       *trafficMeter             // nil without a readable metrics registry
+	docStatus     map[string]DocumentStatus // by document name
 	// docAnswered holds, per watched document, a channel closed once the
 	// catalog (or the snapshot) answered for it.
 	docAnswered map[string]chan struct{}
 
-	docUpdates  chan docUpdate  // WithRuleCatalog: deliveries of the document watches
-	docRestores chan chan error // WithRuleCatalog: restore unanswered documents from the snapshot
+	docUpdates     chan docUpdate     // deliveries of the document watches
+	docRestores    chan chan struct{} // restore unanswered documents from the snapshot
+	restoreReports chan chan []string // why the snapshot could not stand in
 
 	firstUse firstUse // hosts of WithMeshServices looked up so far
 
@@ -66,21 +73,13 @@ type Mesh struct {
 	discoveryConn *connTracker // discovery's connection, over every service watch
 
 	// Owned by the manager goroutine.
-	appliedHash  string
-	rejectedHash string
-	watches      map[string]*serviceWatch
-	watchGen     uint64               // numbers service watches so a stopped one's updates are dropped
-	awaited      map[string]bool      // services whose first list New still waits for; nil once found is closed
-	live         map[string]bool      // services discovery has reported since their watch started
-	demanded     map[string]int       // services adapters asked for (Engine.Demand), with their count
-	documents    map[string]*docState // WithRuleCatalog: the documents watched, by name
-	awaitedDocs  map[string]bool      // documents New still waits for; nil once ready is closed
-}
-
-// restore asks the manager to apply a snapshot's rule document.
-type restore struct {
-	saved snapshot.Rules
-	done  chan error
+	watches     map[string]*serviceWatch
+	watchGen    uint64               // numbers service watches so a stopped one's updates are dropped
+	awaited     map[string]bool      // services whose first list New still waits for; nil once found is closed
+	live        map[string]bool      // services discovery has reported since their watch started
+	demanded    map[string]int       // services adapters asked for (Engine.Demand), with their count
+	documents   map[string]*docState // the rule documents watched, by name
+	awaitedDocs map[string]bool      // documents New still waits for; nil once ready is closed
 }
 
 // demand asks the manager to watch (delta +1) or stop watching (-1) a
@@ -115,8 +114,10 @@ type RulesEvent struct {
 }
 
 // New starts a mesh. With a rule source it waits, up to the start timeout,
-// for the first valid document and fails if none arrives (or the first one
-// is invalid) unless WithStartEmpty was given. Discovery of the services
+// for the first valid document, and fails unless WithStartEmpty was given
+// when none arrives, or as soon as the first one is rejected (or the
+// source holds none) and the snapshot cannot stand in; the error says
+// why, also when ctx ends the wait first. Discovery of the services
 // named by WithServices starts at once, whatever the rules' state. ctx
 // bounds the wait only; the mesh runs until Close.
 func New(ctx context.Context, opts ...Option) (*Mesh, error) {
@@ -135,23 +136,22 @@ func New(ctx context.Context, opts ...Option) (*Mesh, error) {
 	}
 	m := &Mesh{
 		cfg:       cfg,
-		docs:      make(chan rules.Document),
 		instances: make(chan instanceUpdate),
 		ready:     make(chan struct{}),
 		found:     make(chan struct{}),
 		watches:   make(map[string]*serviceWatch),
 		live:      make(map[string]bool),
 		demanded:  make(map[string]int),
-		restores:  make(chan restore),
 		seeds:     make(chan chan struct{}),
 		demands:   make(chan demand),
 		firstUse:  firstUse{misses: map[string]time.Time{}},
 
-		documents:   map[string]*docState{},
-		docStatus:   map[string]DocumentStatus{},
-		docAnswered: map[string]chan struct{}{},
-		docUpdates:  make(chan docUpdate),
-		docRestores: make(chan chan error),
+		documents:      map[string]*docState{},
+		docStatus:      map[string]DocumentStatus{},
+		docAnswered:    map[string]chan struct{}{},
+		docUpdates:     make(chan docUpdate),
+		docRestores:    make(chan chan struct{}),
+		restoreReports: make(chan chan []string),
 	}
 	// Services named up front are mesh services from the start: a call to
 	// one fails with ErrNoInstance until discovery reports it, and never
@@ -164,9 +164,6 @@ func New(ctx context.Context, opts ...Option) (*Mesh, error) {
 	now := time.Now()
 	m.rulesConn = newConnTracker(now, func(st WatcherStatus) { m.metrics.ControlPlane("rules", st.Connected, st.LastUpdate) })
 	m.discoveryConn = newConnTracker(now, func(st WatcherStatus) { m.metrics.ControlPlane("discovery", st.Connected, st.LastUpdate) })
-	if cfg.catalog == nil {
-		m.rulesConn.started(watchKey{})
-	}
 	if cfg.snapshotDir != "" {
 		store, err := snapshot.New(cfg.snapshotDir)
 		if err != nil {
@@ -182,6 +179,7 @@ func New(ctx context.Context, opts ...Option) (*Mesh, error) {
 			return nil, fmt.Errorf("mesh: register metrics: %w", err)
 		}
 		m.metrics = mt
+		m.traffic = newTrafficMeter(cfg.registerer)
 		m.eng.SetMetrics(mt)
 		if cfg.rules != nil || cfg.catalog != nil {
 			mt.ControlPlane("rules", false, time.Time{})
@@ -193,13 +191,15 @@ func New(ctx context.Context, opts ...Option) (*Mesh, error) {
 	switch {
 	case cfg.rules != nil:
 		m.source = redact(cfg.rules.String())
-		m.status.Rules.Source = m.source
+		m.cat, m.whole = oneDocument{src: cfg.rules, name: m.source}, true
 	case cfg.catalog != nil:
 		m.source = redact(cfg.catalog.String())
-		m.status.Rules.Source = m.source
+		m.cat = cfg.catalog
 	default:
 		close(m.ready)
 	}
+	m.status.Rules.Source = m.source
+	m.discName = discoveryName(cfg.discovery)
 	runCtx, cancel := context.WithCancel(context.Background())
 	m.cancel, m.stopped = cancel, runCtx.Done()
 	if m.store != nil {
@@ -214,10 +214,6 @@ func New(ctx context.Context, opts ...Option) (*Mesh, error) {
 	}
 	m.done.Add(1)
 	go m.manage(runCtx)
-	if cfg.rules != nil {
-		m.done.Add(1)
-		go m.watchRules(runCtx)
-	}
 	if err := m.waitReady(ctx); err != nil {
 		m.Close()
 		return nil, err
@@ -225,77 +221,78 @@ func New(ctx context.Context, opts ...Option) (*Mesh, error) {
 	return m, nil
 }
 
-// waitReady waits for the first valid rules and then for the first
-// instance list of each service they name, all within the start timeout.
-// Without rules in time it starts from the snapshot when there is one and
-// fails otherwise (unless WithStartEmpty). Services still without
-// instances at the deadline get their snapshot lists, if any, and fail
-// calls with ErrNoInstance until discovery reports them.
+// waitReady waits for the rules and then for the first instance list of
+// each service they name, all within the start timeout. The rules are
+// ready once the source has answered for every document (with WithRules:
+// the one document): New fails at once, with the reason, when the
+// answers leave nothing valid to serve and the snapshot cannot stand in
+// (unless WithStartEmpty). At the start timeout the snapshot stands in
+// for the documents not answered for. Services still without instances
+// at the deadline get their snapshot lists, if any, and fail calls with
+// ErrNoInstance until discovery reports them. Whichever ends the wait,
+// the caller's ctx or the start timeout, the error says why.
 func (m *Mesh) waitReady(ctx context.Context) error {
 	deadline := time.NewTimer(m.cfg.startTimeout)
 	defer deadline.Stop()
+	var within time.Duration // the start timeout, once it passed
 	select {
 	case <-m.ready:
 	case <-ctx.Done():
-		return ctx.Err()
+		return m.startCancelled(ctx)
 	case <-deadline.C:
-		start := m.startFromSnapshot
-		if m.cfg.catalog != nil {
-			start = m.startFromCatalogSnapshot
+		within = m.cfg.startTimeout
+		done := make(chan struct{})
+		select {
+		case m.docRestores <- done:
+		case <-ctx.Done():
+			return m.startCancelled(ctx)
 		}
-		if err := start(ctx); err != nil {
+		<-done
+	}
+	if m.cat != nil {
+		if problem := m.startProblem(); problem != "" {
+			err := m.startError(problem, m.restoreErrors(ctx), within)
 			if !m.cfg.startEmpty {
 				return err
 			}
 			m.cfg.logger.Warn("lightmesh: starting without rules", "err", err)
 		}
+	}
+	if within > 0 {
 		return m.seedFromSnapshot(ctx)
 	}
 	select {
 	case <-m.found:
 		return nil
 	case <-ctx.Done():
-		return ctx.Err()
+		return m.startCancelled(ctx)
 	case <-deadline.C:
 		m.cfg.logger.Warn("lightmesh: some services have no instances yet", "wait", m.cfg.startTimeout)
 		return m.seedFromSnapshot(ctx)
 	}
 }
 
-// startFromSnapshot applies the saved rule document when the rule source
-// gave no valid one in time. A snapshot saved from another rule source is
-// refused: it holds another team's or environment's rules.
-func (m *Mesh) startFromSnapshot(ctx context.Context) error {
-	st := m.Status()
-	reason := "no document received"
-	if st.LastRejection != nil {
-		reason = "document rejected: " + st.LastRejection.Error
-	} else if st.Watcher.LastError != "" {
-		reason = st.Watcher.LastError
+// startCancelled is New's error when ctx ended the wait: ctx's error,
+// with what the mesh was still waiting for.
+func (m *Mesh) startCancelled(ctx context.Context) error {
+	if m.cat != nil {
+		if problem := m.startProblem(); problem != "" {
+			return fmt.Errorf("%w: %w", m.startError(problem, nil, 0), ctx.Err())
+		}
 	}
-	failed := fmt.Sprintf("mesh: no valid rules from %s within %v: %s", st.Rules.Source, m.cfg.startTimeout, reason)
-	if m.store == nil {
-		return errors.New(failed)
+	return fmt.Errorf("mesh: waiting for the first instances: %w", ctx.Err())
+}
+
+// discoveryName names src for the instance snapshot: its String method's
+// result (credentials redacted) when it has one, its type otherwise.
+func discoveryName(src discovery.Source) string {
+	if src == nil {
+		return ""
 	}
-	saved, err := m.store.LoadRules()
-	if err != nil {
-		return fmt.Errorf("%s; no usable snapshot: %w", failed, err)
+	if s, ok := src.(fmt.Stringer); ok {
+		return redact(s.String())
 	}
-	if saved.Source != m.source {
-		return fmt.Errorf("%s; the snapshot in %s was saved from %s, not from this rule source", failed, m.cfg.snapshotDir, saved.Source)
-	}
-	done := make(chan error, 1)
-	select {
-	case m.restores <- restore{saved: saved, done: done}:
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	if err := <-done; err != nil {
-		return fmt.Errorf("%s; snapshot rejected: %w", failed, err)
-	}
-	m.cfg.logger.Warn("lightmesh: rule source unreachable; started from the local snapshot",
-		"source", st.Rules.Source, "version", saved.Version, "saved_at", saved.SavedAt, "reason", reason)
-	return nil
+	return fmt.Sprintf("%T", src)
 }
 
 // seedFromSnapshot gives services that discovery has not reported yet
@@ -368,21 +365,6 @@ func (m *Mesh) demand(service string) (release func()) {
 	return func() { once.Do(func() { send(-1) }) }
 }
 
-// watchRules runs the rule source's Watch in a backoff loop, handing every
-// document to the manager.
-func (m *Mesh) watchRules(ctx context.Context) {
-	defer m.done.Done()
-	m.followRules(ctx, watchKey{}, m.source, m.cfg.rules.Watch, func(ctx context.Context, doc rules.Document) {
-		if doc.Data == nil {
-			return // connected, with nothing to apply
-		}
-		select {
-		case m.docs <- doc:
-		case <-ctx.Done():
-		}
-	}, nil)
-}
-
 // followRules runs watch, the Watch of a rule source or of one catalog
 // document (named source in logs), in a backoff loop: it records each
 // delivery and failure on the rule connection under key, and hands
@@ -430,14 +412,13 @@ func (m *Mesh) manage(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
-		case doc := <-m.docs:
-			m.applyDocument(ctx, doc, false)
 		case up := <-m.docUpdates:
 			m.applyDocUpdate(ctx, up)
 		case done := <-m.docRestores:
-			done <- m.restoreUnanswered(ctx)
-		case r := <-m.restores:
-			r.done <- m.restoreRules(ctx, r.saved)
+			m.restoreUnanswered(ctx)
+			close(done)
+		case done := <-m.restoreReports:
+			done <- m.reportRestoreErrors()
 		case done := <-m.seeds:
 			m.seedInstances()
 			close(done)
@@ -455,15 +436,6 @@ func (m *Mesh) manage(ctx context.Context) {
 	}
 }
 
-// restoreRules applies a snapshot's document unless live rules arrived in
-// the meantime.
-func (m *Mesh) restoreRules(ctx context.Context, saved snapshot.Rules) error {
-	if isClosed(m.ready) {
-		return nil
-	}
-	return m.applyDocument(ctx, rules.Document{Data: []byte(saved.Data), Version: saved.Version}, true)
-}
-
 // seedInstances loads the saved list of every watched service that
 // discovery has not reported yet.
 func (m *Mesh) seedInstances() {
@@ -478,59 +450,14 @@ func (m *Mesh) seedInstances() {
 			}
 			continue
 		}
+		if saved.Source != m.discName {
+			m.cfg.logger.Warn("lightmesh: instance snapshot not used: saved from another discovery source", "service", name,
+				"saved_from", saved.Source, "source", m.discName)
+			continue
+		}
 		m.cfg.logger.Warn("lightmesh: discovery has not reported; using the instance snapshot", "service", name, "instances", len(saved.Instances), "saved_at", saved.SavedAt)
 		m.setInstances(name, m.validInstances(name, saved.Instances))
 	}
-}
-
-// applyDocument validates, compiles and applies doc, reporting a rejection
-// as its error. fromSnapshot marks a document restored from disk.
-//
-// Validation and compilation are router.Load, the same entry point tools
-// use; only once it succeeded does the next state carry breakers, buckets
-// and budgets over from the one in force, and nothing in force changes
-// until the next state is published with one store.
-func (m *Mesh) applyDocument(ctx context.Context, doc rules.Document, fromSnapshot bool) error {
-	hash, version := documentVersion(doc)
-	now := time.Now()
-	if hash == m.appliedHash || hash == m.rejectedHash {
-		m.mu.Lock()
-		if hash == m.appliedHash && m.status.Rules.FromSnapshot {
-			// The source is back with the document the snapshot held.
-			m.status.Rules.FromSnapshot, m.status.Rules.Version = false, version
-		}
-		m.mu.Unlock()
-		m.metrics.RuleUpdate("unchanged")
-		return nil
-	}
-	compiled, err := router.Load(doc.Data)
-	if err != nil {
-		m.rejectedHash = hash
-		m.cfg.logger.Error("lightmesh: rule document rejected; last good rules keep serving",
-			"source", m.source, "version", version, "err", redact(err.Error()))
-		m.mu.Lock()
-		m.status.LastRejection = &Rejection{Version: version, Error: redact(err.Error()), At: now}
-		m.mu.Unlock()
-		m.metrics.RuleUpdate("rejected")
-		m.notify(RulesEvent{Version: version, Err: err, At: now})
-		return err
-	}
-	m.appliedHash, m.rejectedHash = hash, ""
-	m.eng.Publish(m.eng.Load().WithRules(compiled, m.onBreakerChange))
-	m.mu.Lock()
-	m.status.Rules.Version, m.status.Rules.AppliedAt, m.status.Rules.FromSnapshot = version, now, fromSnapshot
-	m.mu.Unlock()
-	if m.saver != nil && !fromSnapshot {
-		m.saver.rules(snapshot.Rules{Source: m.source, Version: version, SavedAt: now, Data: string(doc.Data)})
-	}
-	m.metrics.RulesApplied(m.source, version)
-	m.cfg.logger.Info("lightmesh: rules applied", "source", m.source, "version", version, "services", len(compiled.Services()))
-	if !isClosed(m.ready) {
-		close(m.ready)
-	}
-	m.syncWatches(ctx)
-	m.notify(RulesEvent{Version: version, At: now})
-	return nil
 }
 
 // documentVersion returns the hash of doc's content and its version:
@@ -597,6 +524,9 @@ func (m *Mesh) syncWatches(ctx context.Context) {
 			delete(m.watches, name)
 			delete(m.live, name)
 			m.setInstances(name, nil)
+			if m.saver != nil {
+				m.saver.forgetInstances(name) // a restart must not route to it from a stale list
+			}
 		}
 	}
 }
@@ -628,7 +558,7 @@ func (m *Mesh) applyInstances(up instanceUpdate) {
 	m.live[up.service] = true
 	m.setInstances(up.service, list)
 	if m.saver != nil {
-		m.saver.instances(snapshot.Instances{Service: up.service, SavedAt: time.Now(), Instances: list})
+		m.saver.instances(snapshot.Instances{Source: m.discName, Service: up.service, SavedAt: time.Now(), Instances: list})
 	}
 	if m.awaited != nil {
 		delete(m.awaited, up.service)

@@ -171,10 +171,9 @@ func TestBadDocumentKeepsLastGoodRules(t *testing.T) {
 		}
 	}
 
-	// Content equal to the rules in force, or to the document just
-	// rejected, is neither re-applied nor re-rejected: the next event is
-	// the new document's.
-	src.Set([]byte(laneRules))
+	// The document just rejected, delivered again (as a reconnect does),
+	// is not rejected again: the next event is the new document's. (After
+	// a revert it would be: TestBrokenDocumentAgainAfterRevert.)
 	src.Set([]byte(bad))
 	src.Set([]byte(strings.Replace(laneRules, "exact: staging", "exact: stg", 1)))
 	ev = <-events

@@ -50,7 +50,7 @@ type config struct {
 
 func defaultConfig() config {
 	return config{
-		logger:        slog.New(slog.NewTextHandler(io.Discard, nil)),
+		logger:        slog.Default(),
 		startTimeout:  10 * time.Second,
 		backoff:       backoff.Policy{Base: 100 * time.Millisecond, Max: 10 * time.Second},
 		snapshotDelay: 100 * time.Millisecond,
@@ -59,7 +59,10 @@ func defaultConfig() config {
 
 // WithRules sets where rule documents come from. Without it the mesh runs
 // with no rules: every discovered service is balanced over all its
-// instances. The mesh owns src: Close closes it when it has a Close
+// instances. The document lives as every document of WithRuleCatalog
+// does (DocumentStatus states; Status().Rules.State): a rejected version
+// leaves the last good one serving, and a document deleted or emptied at
+// the source is deleted, its last good rules serving on. The mesh owns src: Close closes it when it has a Close
 // method. A mesh reads one rule source: given a second one, New fails
 // rather than silently drop either.
 func WithRules(src rules.Source) Option {
@@ -230,7 +233,9 @@ func WithLocalService(name string) Option {
 }
 
 // WithLogger sets the logger for rule updates, rejections and watcher
-// trouble. The default discards everything.
+// trouble. Without it (or given nil) the mesh logs through slog.Default()
+// as it is when New is called: rejections with every problem,
+// control-plane outages and first-use misses are never silent.
 func WithLogger(l *slog.Logger) Option {
 	return optionFunc(func(c *config) {
 		if l != nil {
@@ -290,7 +295,11 @@ func WithRegisterer(reg prometheus.Registerer) Option {
 // the rule source gives no valid document within the start timeout, New
 // starts from the saved one instead of failing, and services discovery has
 // not reported by then get their saved instances; the live sources take
-// over as soon as they answer.
+// over as soon as they answer. Each file records its source: a saved
+// document or instance list is used only by a mesh reading the same rule
+// source (its String) or discovery source (its String when it has one,
+// its type otherwise), so a mesh pointed at staging never starts on
+// prod's rules or instances.
 func WithSnapshotDir(dir string) Option {
 	return optionFunc(func(c *config) { c.snapshotDir = dir })
 }

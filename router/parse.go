@@ -15,6 +15,8 @@ import (
 	"unicode/utf8"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/lightmesh/lightmesh/internal/textdist"
 )
 
 // MaxDocumentSize is the largest rule document Parse accepts (1 MiB).
@@ -574,7 +576,7 @@ func suggest(key string, t reflect.Type) string {
 			continue
 		}
 		name := yamlName(f)
-		if d := editDistance(strings.ToLower(key), strings.ToLower(name)); d < bestDist {
+		if d := textdist.Distance(strings.ToLower(key), strings.ToLower(name)); d < bestDist {
 			best, bestDist = name, d
 		}
 	}
@@ -582,30 +584,6 @@ func suggest(key string, t reflect.Type) string {
 		return fmt.Sprintf("; did you mean %q?", best)
 	}
 	return " (known fields: " + fieldList(t) + ")"
-}
-
-// editDistance is the Levenshtein distance of a and b, given up past 3.
-func editDistance(a, b string) int {
-	if len(a) > 64 || len(b) > 64 {
-		return 99
-	}
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }
 
 func resolveAlias(n *yaml.Node) *yaml.Node {

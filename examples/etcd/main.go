@@ -78,12 +78,13 @@ services:
 `
 
 func main() {
-	if err := run(); err != nil {
+	if err := run(os.Stdout); err != nil {
 		log.Fatal(err)
 	}
 }
 
-func run() error {
+// run is the example, printing what it shows to out.
+func run(out io.Writer) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 
@@ -95,7 +96,7 @@ func run() error {
 		}
 		defer stop()
 		endpoints = addr
-		fmt.Println("ETCD_ENDPOINTS not set: started an embedded etcd at", addr)
+		fmt.Fprintln(out, "ETCD_ENDPOINTS not set: started an embedded etcd at", addr)
 	}
 	cli, err := clientv3.New(clientv3.Config{Endpoints: strings.Split(endpoints, ","), DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
 	if err != nil {
@@ -119,7 +120,7 @@ func run() error {
 		}
 		defer reg.Close(context.Background())
 		regs = append(regs, reg)
-		fmt.Printf("registered %-9s env=%-7s at %s as %s\n", s.name, s.env, addr, reg.Key())
+		fmt.Fprintf(out, "registered %-9s env=%-7s at %s as %s\n", s.name, s.env, addr, reg.Key())
 	}
 
 	if _, err := cli.Put(ctx, rulesKey, laneRules); err != nil {
@@ -139,42 +140,46 @@ func run() error {
 	waitInstances(ctx, m, 2)
 	client := &http.Client{Transport: m.Transport(nil), Timeout: 2 * time.Second}
 
-	fmt.Println("\n1. rules from", m.Status().Rules.Source, "version", m.Status().Rules.Version)
-	report(ctx, client, "no header      ", "")
-	report(ctx, client, "X-Env: staging ", "staging")
+	fmt.Fprintln(out, "\n1. rules from", m.Status().Rules.Source, "version", m.Status().Rules.Version)
+	report(ctx, out, client, "no header      ", "")
+	report(ctx, out, client, "X-Env: staging ", "staging")
 
-	fmt.Println("\n2. etcdctl put", rulesKey, "<all traffic to staging>")
-	if err := publish(ctx, cli, allToStaging, events); err != nil {
+	fmt.Fprintln(out, "\n2. etcdctl put", rulesKey, "<all traffic to staging>")
+	if err := publish(ctx, out, cli, allToStaging, events); err != nil {
 		return err
 	}
-	report(ctx, client, "no header      ", "")
+	report(ctx, out, client, "no header      ", "")
 
-	fmt.Println("\n3. etcdctl put", rulesKey, "<a broken document>")
-	err = publish(ctx, cli, broken, events)
+	fmt.Fprintln(out, "\n3. etcdctl put", rulesKey, "<a broken document>")
+	err = publish(ctx, out, cli, broken, events)
 	if err == nil {
 		return errors.New("the broken document was applied")
 	}
-	fmt.Println("   rejected:", err)
-	fmt.Println("   last rejection in status:", m.Status().LastRejection.Version)
-	report(ctx, client, "no header      ", "")
+	fmt.Fprintln(out, "   rejected:", err)
+	if r := m.Status().LastRejection; r != nil {
+		fmt.Fprintf(out, "   status: last rejection is revision %s, rejected at %s: %s\n", r.Version, r.At.Format(time.TimeOnly),
+			strings.SplitN(r.Error, "\n", 2)[0])
+		fmt.Fprintln(out, "   status: rules in force are still revision", m.Status().Rules.Version)
+	}
+	report(ctx, out, client, "no header      ", "")
 
-	fmt.Println("\n4. staging-1 deregisters; its traffic falls back to base")
+	fmt.Fprintln(out, "\n4. staging-1 deregisters; its traffic falls back to base")
 	if err := regs[1].Close(ctx); err != nil {
 		return err
 	}
 	waitInstances(ctx, m, 1)
-	report(ctx, client, "no header      ", "")
+	report(ctx, out, client, "no header      ", "")
 	return nil
 }
 
 // publish puts doc at the rule key and waits for the mesh to apply or
 // reject it, returning the rejection.
-func publish(ctx context.Context, cli *clientv3.Client, doc string, events <-chan mesh.RulesEvent) error {
+func publish(ctx context.Context, out io.Writer, cli *clientv3.Client, doc string, events <-chan mesh.RulesEvent) error {
+	start := time.Now() // before the put: the time to apply includes etcd's write and the watch
 	resp, err := cli.Put(ctx, rulesKey, doc)
 	if err != nil {
 		return fmt.Errorf("put rules: %w", err)
 	}
-	start := time.Now()
 	want := fmt.Sprint(resp.Header.Revision)
 	for {
 		select {
@@ -183,7 +188,9 @@ func publish(ctx context.Context, cli *clientv3.Client, doc string, events <-cha
 				continue
 			}
 			if ev.Err == nil {
-				fmt.Printf("   applied revision %s after %v\n", ev.Version, time.Since(start).Round(time.Microsecond))
+				// ev.At is when the mesh applied it, not when this loop
+				// read the event.
+				fmt.Fprintf(out, "   applied revision %s %v after the put began\n", ev.Version, ev.At.Sub(start).Round(10*time.Microsecond))
 			}
 			return ev.Err
 		case <-ctx.Done():
@@ -198,7 +205,7 @@ func waitInstances(ctx context.Context, m *mesh.Mesh, n int) {
 	}
 }
 
-func report(ctx context.Context, client *http.Client, label, env string) {
+func report(ctx context.Context, out io.Writer, client *http.Client, label, env string) {
 	counts := map[string]int{}
 	for range 20 {
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://user-api/", nil)
@@ -214,7 +221,7 @@ func report(ctx context.Context, client *http.Client, label, env string) {
 		resp.Body.Close()
 		counts[string(body)]++
 	}
-	fmt.Printf("   %s base-1:%-3d staging-1:%-3d errors:%d\n", label, counts["base-1"], counts["staging-1"], counts["error"])
+	fmt.Fprintf(out, "   %s base-1:%-3d staging-1:%-3d errors:%d\n", label, counts["base-1"], counts["staging-1"], counts["error"])
 }
 
 // serve runs a backend answering with its name on a free loopback port.

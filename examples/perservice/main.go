@@ -177,9 +177,20 @@ func run(ctx context.Context, out io.Writer) error {
 	}
 	fmt.Fprintln(out, "\nm.Status().Documents:")
 	for _, d := range m.Status().Documents {
-		fmt.Fprintf(out, "  %-10s %-8s version %-20s from defaults: %v\n", d.Name, d.State, d.Version, d.Defaulted)
-		if d.LastRejection != nil {
-			fmt.Fprintf(out, "             rejected %s:\n             %s\n", d.LastRejection.Version, strings.ReplaceAll(d.LastRejection.Error, "\n", "\n             "))
+		takes := "takes nothing from _defaults"
+		switch {
+		case d.Name == rules.DefaultsName:
+			takes = "the defaults of every service"
+		case len(d.Defaulted) > 0:
+			takes = "takes " + strings.Join(d.Defaulted, ", ") + " from _defaults"
+		}
+		fmt.Fprintf(out, "  %-10s %-8s version %-20s %s\n", d.Name, d.State, d.Version, takes)
+		if r := d.LastRejection; r != nil {
+			when := "current: its last good version keeps serving"
+			if r.At.Before(d.AppliedAt) {
+				when = "history: a later version applied"
+			}
+			fmt.Fprintf(out, "             rejected %s (%s):\n             %s\n", r.Version, when, strings.ReplaceAll(r.Error, "\n", "\n             "))
 		}
 	}
 	return nil

@@ -19,4 +19,12 @@ func TestPerService(t *testing.T) {
 	if !strings.Contains(out.String(), `unknown subset "bsae"`) {
 		t.Errorf("the status printed does not show the rejection:\n%s", out.String())
 	}
+	// What each document takes from the defaults is said in words, not
+	// as an empty Go slice.
+	if strings.Contains(out.String(), "[]") || !strings.Contains(out.String(), "takes timeout, retry from _defaults") {
+		t.Errorf("the documents' defaults are not said plainly:\n%s", out.String())
+	}
+	if !strings.Contains(out.String(), "(current: its last good version keeps serving)") {
+		t.Errorf("the rejection is not marked current:\n%s", out.String())
+	}
 }

@@ -27,6 +27,8 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -407,7 +409,16 @@ func printStatus(ctx context.Context, url string) error {
 		fmt.Printf("   last rejection: %s: %s\n", r.Version, strings.SplitN(r.Error, "\n", 2)[0])
 	}
 	for _, s := range st.Services {
-		fmt.Printf("   service %-9s instances: %s\n", s.Name, strings.Join(s.Instances, ", "))
+		var insts []string
+		for _, in := range s.Instances {
+			var labels []string
+			for k, v := range in.Labels {
+				labels = append(labels, k+"="+v)
+			}
+			slices.Sort(labels)
+			insts = append(insts, fmt.Sprintf("%s (%s, %s)", in.Address, strings.Join(append(labels, "weight "+strconv.Itoa(in.Weight)), " "), in.State))
+		}
+		fmt.Printf("   service %-9s instances: %s\n", s.Name, strings.Join(insts, ", "))
 	}
 	for _, b := range st.Breakers {
 		fmt.Printf("   breaker %s %s: %s\n", b.Service, b.Instance, b.State)

@@ -318,12 +318,31 @@ func (mt *Metrics) DocumentUpdate(document, version, result string) {
 	}
 }
 
-// DocumentDropped records that no version of document is in force any
-// more: the mesh stopped watching it.
+// DocumentDropped records that the mesh stopped watching document: its
+// series go, so documents watched for a while (a first use of a host
+// named by request data) cannot grow the registry without bound.
 func (mt *Metrics) DocumentDropped(document string) {
 	if mt != nil {
 		mt.documentInfo.DeletePartialMatch(prometheus.Labels{"document": document})
+		mt.documentUpdates.DeletePartialMatch(prometheus.Labels{"document": document})
 	}
+}
+
+// VersionInForce records version as the one in force of document (""
+// for the one document of a single-document layout, named source there)
+// without counting an update: the content in force delivered again under
+// a new version, as a revert in etcd is.
+func (mt *Metrics) VersionInForce(document, source, version string) {
+	if mt == nil {
+		return
+	}
+	if document == "" {
+		mt.rulesInfo.Reset()
+		mt.rulesInfo.WithLabelValues(source, version).Set(1)
+		return
+	}
+	mt.documentInfo.DeletePartialMatch(prometheus.Labels{"document": document})
+	mt.documentInfo.WithLabelValues(document, version).Set(1)
 }
 
 // ControlPlane records the connection of watcher ("rules" or

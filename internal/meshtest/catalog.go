@@ -76,7 +76,9 @@ const catalogDefaults = "apiVersion: lightmesh/v1\ndefaults:\n  timeout: 300ms\n
 //   - two documents published at the same moment, one valid and one
 //     broken: the valid one applies, the broken one is rejected with its
 //     path, and each service serves by its own last good rules;
-//   - a document describing another service is rejected;
+//   - a document describing another service is rejected; reverted, its
+//     rejection is history, and published again it is rejected again;
+//   - an emptied document is deleted, not rejected;
 //   - a deleted document keeps its last good rules serving;
 //   - a service without a document takes the defaults (its calls time
 //     out by the default timeout), as does one found on first use;
@@ -200,6 +202,33 @@ func RunCatalogSuite(t *testing.T, plane CatalogPlane) {
 		return r != nil && strings.Contains(r.Error, `may describe only "user-api"`)
 	})
 	lanes("after a document for another service")
+
+	// Reverted to its good content: the rejection turns into history.
+	// The broken document published again is rejected again, loudly.
+	must(plane.Put("user-api", LaneRules("user-api")))
+	WaitFor(t, plane.Settle, "user-api's revert to its good content", func() bool {
+		d := doc("user-api")
+		return d.State == mesh.DocumentApplied && d.LastRejection != nil && d.LastRejection.At.Before(d.AppliedAt)
+	})
+	must(plane.Put("user-api", MovedRules("order-api")))
+	WaitFor(t, plane.Settle, "user-api's broken document rejected again after the revert", func() bool {
+		return Metric(t, reg, "lightmesh_rule_document_updates_total", map[string]string{"document": "user-api", "result": "rejected"}) == 3
+	})
+	lanes("after the broken document came back")
+
+	// Emptied: the same as deleted, not a rejection. (Nacos refuses to
+	// publish empty content; its catalog reports a deleted item.)
+	if err := plane.Put("user-api", ""); err != nil {
+		t.Logf("the control plane refuses an empty document (%v): deleting is its only way to empty one", err)
+	} else {
+		WaitFor(t, plane.Settle, "user-api emptied, seen as deleted", func() bool { return doc("user-api").State == mesh.DocumentDeleted })
+		if got := Metric(t, reg, "lightmesh_rule_document_updates_total", map[string]string{"document": "user-api", "result": "rejected"}); got != 3 {
+			t.Errorf("user-api's rejections after it was emptied: %v, want still 3", got)
+		}
+		lanes("after it was emptied")
+		must(plane.Put("user-api", LaneRules("user-api")))
+		WaitFor(t, plane.Settle, "user-api published again", func() bool { return doc("user-api").State == mesh.DocumentApplied })
+	}
 
 	// Deleted: the last good rules keep serving.
 	must(plane.Delete("order-api"))

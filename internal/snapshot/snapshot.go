@@ -47,23 +47,18 @@ type Rules struct {
 
 // Instances is a saved instance list of one service.
 type Instances struct {
+	// Source names the discovery source the list came from: a list is
+	// restored only for the same source (another environment's
+	// instances are worse than none).
+	Source    string               `json:"source"`
 	Service   string               `json:"service"`
 	SavedAt   time.Time            `json:"savedAt"`
 	Instances []discovery.Instance `json:"instances"`
 }
 
-// SaveRules writes r atomically.
-func (s *Store) SaveRules(r Rules) error { return s.write(filepath.Join(s.dir, "rules.json"), r) }
-
-// LoadRules reads the saved rule document; fs.ErrNotExist when none.
-func (s *Store) LoadRules() (Rules, error) {
-	var r Rules
-	err := s.read(filepath.Join(s.dir, "rules.json"), &r)
-	return r, err
-}
-
-// SaveDocument writes atomically the document called name of a
-// per-service layout (a service's rules or the defaults).
+// SaveDocument writes atomically the rule document called name: a
+// service's rules or the defaults of a per-service layout, or, named "",
+// the one document of a single-document layout (rules.json).
 func (s *Store) SaveDocument(name string, r Rules) error { return s.write(s.documentPath(name), r) }
 
 // LoadDocument reads the saved document called name; fs.ErrNotExist when
@@ -74,7 +69,14 @@ func (s *Store) LoadDocument(name string) (Rules, error) {
 	return r, err
 }
 
+// RemoveDocument removes the saved document called name; removing one
+// that is not saved is not an error.
+func (s *Store) RemoveDocument(name string) error { return remove(s.documentPath(name)) }
+
 func (s *Store) documentPath(name string) string {
+	if name == "" {
+		return filepath.Join(s.dir, "rules.json")
+	}
 	return filepath.Join(s.dir, "documents", "doc-"+url.PathEscape(name)+".json")
 }
 
@@ -90,6 +92,17 @@ func (s *Store) LoadInstances(service string) (Instances, error) {
 		err = fmt.Errorf("snapshot: %s holds service %q", s.instancesPath(service), in.Service)
 	}
 	return in, err
+}
+
+// RemoveInstances removes the saved instances of service; removing a
+// list that is not saved is not an error.
+func (s *Store) RemoveInstances(service string) error { return remove(s.instancesPath(service)) }
+
+func remove(path string) error {
+	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("snapshot: %w", err)
+	}
+	return nil
 }
 
 func (s *Store) instancesPath(service string) string {

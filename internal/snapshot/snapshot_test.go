@@ -14,16 +14,16 @@ func TestRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.LoadRules(); !IsNotExist(err) {
+	if _, err := s.LoadDocument(""); !IsNotExist(err) {
 		t.Fatalf("empty store: err = %v, want not-exist", err)
 	}
 	want := Rules{Source: "etcd:/rules", Version: "42", SavedAt: time.Unix(1700000000, 0).UTC(), Data: "apiVersion: lightmesh/v1\n"}
-	if err := s.SaveRules(want); err != nil {
+	if err := s.SaveDocument("", want); err != nil {
 		t.Fatal(err)
 	}
-	got, err := s.LoadRules()
+	got, err := s.LoadDocument("")
 	if err != nil || got != want {
-		t.Fatalf("LoadRules = %+v, %v", got, err)
+		t.Fatalf("LoadDocument(\"\") = %+v, %v", got, err)
 	}
 	for _, svc := range []string{"user-api", "..", "a/b"} {
 		in := Instances{Service: svc, Instances: []discovery.Instance{{Address: "127.0.0.1:80", Labels: map[string]string{"env": "base"}}}}
@@ -49,7 +49,7 @@ func TestCorruptSnapshotIsAnError(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "rules.json"), []byte("{not json"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.LoadRules(); err == nil || IsNotExist(err) {
+	if _, err := s.LoadDocument(""); err == nil || IsNotExist(err) {
 		t.Fatalf("corrupt snapshot: err = %v", err)
 	}
 }
@@ -77,5 +77,32 @@ func TestDocumentsRoundTripByName(t *testing.T) {
 	entries, _ := os.ReadDir(filepath.Join(s.dir, "documents"))
 	if len(entries) != len(names) {
 		t.Fatalf("documents/ holds %d files, want %d", len(entries), len(names))
+	}
+}
+
+func TestRemoveForgetsSavedFiles(t *testing.T) {
+	s, err := New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SaveDocument("user-api", Rules{Data: "x"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SaveInstances(Instances{Service: "user-api"}); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 { // the second time, nothing is left to remove
+		if err := s.RemoveDocument("user-api"); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.RemoveInstances("user-api"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.LoadDocument("user-api"); !IsNotExist(err) {
+		t.Fatalf("removed document: err = %v", err)
+	}
+	if _, err := s.LoadInstances("user-api"); !IsNotExist(err) {
+		t.Fatalf("removed instances: err = %v", err)
 	}
 }
