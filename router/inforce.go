@@ -197,13 +197,14 @@ func statusNames(s *StatusSet) []string {
 	return out
 }
 
-// codeNames lists the gRPC codes of s by name, in lower case (unavailable).
+// codeNames lists the gRPC codes of s by name, as Envoy writes them
+// (unavailable, deadline-exceeded).
 func codeNames(s CodeSet) []string {
 	out := []string{}
 	for s != 0 {
 		c := uint32(bits.TrailingZeros32(uint32(s)))
 		s &^= 1 << c
-		out = append(out, strings.ToLower(GRPCCodeName(c)))
+		out = append(out, strings.ReplaceAll(strings.ToLower(GRPCCodeName(c)), "_", "-"))
 	}
 	return out
 }

@@ -119,7 +119,7 @@ func (c *cli) checkRules(ctx context.Context, at string) error {
 		if err != nil {
 			return err
 		}
-		data = []byte(doc)
+		data = []byte(doc.doc)
 	} else {
 		var err error
 		if data, err = os.ReadFile(at); err != nil {

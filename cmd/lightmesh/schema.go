@@ -31,7 +31,7 @@ func runSchema(_ context.Context, c *cli, args []string) error {
 
 // durationPattern matches what time.ParseDuration reads: "250ms", "1m30s",
 // "0".
-const durationPattern = `^\s*(0|([0-9]+(\.[0-9]*)?|\.[0-9]+)(ns|us|µs|μs|ms|s|m|h)(([0-9]+(\.[0-9]*)?|\.[0-9]+)(ns|us|µs|μs|ms|s|m|h))*)\s*$`
+const durationPattern = `^\s*(off|0|([0-9]+(\.[0-9]*)?|\.[0-9]+)(ns|us|µs|μs|ms|s|m|h)(([0-9]+(\.[0-9]*)?|\.[0-9]+)(ns|us|µs|μs|ms|s|m|h))*)\s*$`
 
 // documentSchema returns the JSON Schema (draft 2020-12) of the rule
 // document, reflected from router.Document's Go types and their JSON
@@ -48,7 +48,9 @@ func documentSchema() (map[string]any, error) {
 		ExpandedStruct:             true,
 		Mapper: func(t reflect.Type) *jsonschema.Schema {
 			if t == reflect.TypeFor[router.Duration]() {
-				return &jsonschema.Schema{Type: "string", Pattern: durationPattern, Description: `a Go duration: "250ms", "2s", "1m30s"`}
+				// Null: the decoder takes an empty value as an absent one.
+				return &jsonschema.Schema{OneOf: []*jsonschema.Schema{{Type: "string", Pattern: durationPattern}, {Type: "null"}},
+					Description: `a Go duration: "250ms", "2s", "1m30s"; "off" (or "0s") for none, where a default would apply`}
 			}
 			return nil
 		},
