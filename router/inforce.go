@@ -3,7 +3,6 @@ package router
 import (
 	"math/bits"
 	"strconv"
-	"strings"
 )
 
 // InForce is what applies to the calls to one service: its rules composed
@@ -204,7 +203,7 @@ func codeNames(s CodeSet) []string {
 	for s != 0 {
 		c := uint32(bits.TrailingZeros32(uint32(s)))
 		s &^= 1 << c
-		out = append(out, strings.ReplaceAll(strings.ToLower(GRPCCodeName(c)), "_", "-"))
+		out = append(out, GRPCCodeNames()[c-1]) // no set holds OK
 	}
 	return out
 }

@@ -393,3 +393,23 @@ func unjoin(err error) []error {
 	}
 	return []error{err}
 }
+
+// RetryConditions lists the retry.on conditions by name, as the
+// validator reads them: connect-failure, reset, per-try-timeout, 5xx,
+// then each gRPC code name but OK as Envoy writes it (unavailable,
+// deadline-exceeded). An HTTP status code ("503") is a condition too,
+// and code names are read in any case, with _ or - or neither
+// (DEADLINE_EXCEEDED, DeadlineExceeded).
+func RetryConditions() []string {
+	return append([]string{"connect-failure", "reset", "per-try-timeout", "5xx"}, GRPCCodeNames()...)
+}
+
+// GRPCCodeNames lists the gRPC status codes but OK by name, as Envoy
+// writes them (cancelled ... unauthenticated), in code order.
+func GRPCCodeNames() []string {
+	out := make([]string, 0, len(grpcCodes)-1)
+	for _, name := range grpcCodes[1:] {
+		out = append(out, strings.ReplaceAll(strings.ToLower(name), "_", "-"))
+	}
+	return out
+}
