@@ -51,5 +51,6 @@ func (m *Mesh) Explain(req ExplainRequest) *Explanation {
 	e := m.eng.Load().Explain(req.Service, rr, time.Now())
 	st := m.Status()
 	e.Rules, e.Source = st.Rules.Version, st.Rules.Source
+	e.GRPC = req.GRPCMethod != ""
 	return e
 }

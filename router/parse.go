@@ -691,21 +691,29 @@ func fieldList(t reflect.Type) string {
 // suggest returns `; did you mean "x"?` for the field of t closest to key,
 // or the list of fields when none is close.
 func suggest(key string, t reflect.Type) string {
-	best, bestDist := "", 3
+	var names []string
 	for i := range t.NumField() {
-		f := t.Field(i)
-		if !f.IsExported() {
-			continue
-		}
-		name := yamlName(f)
-		if d := editDistance(strings.ToLower(key), strings.ToLower(name)); d < bestDist {
-			best, bestDist = name, d
+		if f := t.Field(i); f.IsExported() {
+			names = append(names, yamlName(f))
 		}
 	}
-	if best != "" {
+	if best, ok := Closest(key, names); ok {
 		return fmt.Sprintf("; did you mean %q?", best)
 	}
 	return " (known fields: " + fieldList(t) + ")"
+}
+
+// Closest returns the name of names closest to s, ignoring case, when
+// one is at most two edits away: the "did you mean" of a misspelled
+// field, service or subset. The first of equally close names wins.
+func Closest(s string, names []string) (string, bool) {
+	best, bestDist := "", 3
+	for _, name := range names {
+		if d := editDistance(strings.ToLower(s), strings.ToLower(name)); d < bestDist {
+			best, bestDist = name, d
+		}
+	}
+	return best, best != ""
 }
 
 // editDistance is the Levenshtein distance of a and b, given up past 3.

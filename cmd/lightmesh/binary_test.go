@@ -235,3 +235,39 @@ services:
 		t.Errorf("push --dry-run of the defaults: exit %d\n%s%s", code, out, errs)
 	}
 }
+
+// TestExplainShowsWhatIsInForce: explain's policy is what applies, the
+// defaults and built-in defaults filled in and marked; an unset per-try
+// timeout reads as the call's timeout; a gRPC call's retry conditions are
+// gRPC codes, an HTTP call's status codes; a misspelled --service is
+// answered with the name it most likely means.
+func TestExplainShowsWhatIsInForce(t *testing.T) {
+	rulesFile := writeFile(t, "rules.yaml", `apiVersion: lightmesh/v1
+defaults:
+  timeout: 3s
+  breaker: {minRequests: 7}
+services:
+  user-api:
+    retry: {attempts: 1}
+`)
+	args := []string{"explain", "-f", rulesFile, "--instance", "user-api=10.0.0.1:8080", "--service", "user-api"}
+	code, out, errs := binary(t, nil, args...)
+	for _, want := range []string{
+		"timeout 3s (from defaults)",
+		"retry: 1 attempts, per try the call's timeout, on [connect-failure reset per-try-timeout 502 503 504], budget 0.2, backoff 25ms",
+		"breaker: minRequests 7, failureRatio 0.5, window 10s, open 1s..1m0s (from defaults)",
+	} {
+		if code != 0 || !strings.Contains(out, want) {
+			t.Errorf("explain: exit %d, no %q in\n%s%s", code, want, out, errs)
+		}
+	}
+	code, out, errs = binary(t, nil, append(args, "--grpc-method", "/users.v1.Users/Get")...)
+	if code != 0 || !strings.Contains(out, "on [connect-failure reset per-try-timeout unavailable]") || strings.Contains(out, "503") {
+		t.Errorf("explain of a gRPC call: exit %d\n%s%s", code, out, errs)
+	}
+
+	code, out, errs = binary(t, nil, "explain", "-f", rulesFile, "--instance", "user-api=10.0.0.1:8080", "--service", "user-ap")
+	if code != 1 || !strings.Contains(errs, `no rule and no discovery entry names user-ap; did you mean user-api?`) {
+		t.Errorf("explain of a misspelled service: exit %d\n%s%s", code, out, errs)
+	}
+}

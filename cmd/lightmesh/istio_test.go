@@ -40,7 +40,7 @@ func TestImportIstioRoutesTheSame(t *testing.T) {
 			Retry   struct {
 				Attempts      int
 				PerTryTimeout string
-				On            []string
+				OnHTTP        []string
 			}
 			OutlierDetection struct {
 				MinRequests      int
@@ -70,7 +70,7 @@ func TestImportIstioRoutesTheSame(t *testing.T) {
 	if e.Route != "ratings-canary" || len(e.Split) != 2 || e.Split[0].Subset != "v1" || e.Split[0].Share != 0.9 || e.Split[1].Subset != "v3" {
 		t.Errorf("GET /v1/ratings: %+v, want the 90/10 split v1/v3", e)
 	}
-	if e.Policy.Timeout != "3s" || e.Policy.Retry.Attempts != 2 || e.Policy.Retry.PerTryTimeout != "1s" || strings.Join(e.Policy.Retry.On, ",") != "5xx,connect-failure" {
+	if e.Policy.Timeout != "3s" || e.Policy.Retry.Attempts != 2 || e.Policy.Retry.PerTryTimeout != "1s" || strings.Join(e.Policy.Retry.OnHTTP, ",") != "connect-failure,5xx" {
 		t.Errorf("GET /v1/ratings policy: %+v", e.Policy)
 	}
 	if od := e.Policy.OutlierDetection; od.MinRequests != 5 || od.FailureRatio != 1 || od.OpenBase != "30s" || od.Window != "10s" {
