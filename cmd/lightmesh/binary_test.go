@@ -8,11 +8,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/lightmesh/lightmesh/discovery/etcd/etcdtest"
+	"github.com/lightmesh/lightmesh/router"
 )
 
 // builtBinary is the lightmesh command built once for the tests that run
@@ -269,5 +271,76 @@ services:
 	code, out, errs = binary(t, nil, "explain", "-f", rulesFile, "--instance", "user-api=10.0.0.1:8080", "--service", "user-ap")
 	if code != 1 || !strings.Contains(errs, `no rule and no discovery entry names user-ap; did you mean user-api?`) {
 		t.Errorf("explain of a misspelled service: exit %d\n%s%s", code, out, errs)
+	}
+}
+
+// TestImportIstioSaysWhatItChanges: a service in two namespaces is
+// refused rather than merged; retries: {attempts: 0} stays no retry even
+// under a defaults document's retry; Istio's default retries are written
+// out and its default ejection cap named; kubectl's List is read.
+func TestImportIstioSaysWhatItChanges(t *testing.T) {
+	dr := func(ns, subset string) string {
+		return "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: reviews, namespace: " + ns + "}\nspec:\n  host: reviews\n  subsets:\n  - {name: " + subset + ", labels: {version: " + subset + "}}\n"
+	}
+	prod, staging := writeFile(t, "prod.yaml", dr("prod", "v1")), writeFile(t, "staging.yaml", dr("staging", "v2"))
+	code, out, errs := binary(t, nil, "import", "istio", prod, staging)
+	if code == 0 || !strings.Contains(errs, "in namespace staging") || !strings.Contains(errs, "in namespace prod") || !strings.Contains(errs, "convert one namespace at a time") {
+		t.Errorf("two namespaces: exit %d\n%s%s", code, out, errs)
+	}
+
+	list := writeFile(t, "list.yaml", `apiVersion: v1
+kind: List
+metadata: {resourceVersion: ""}
+items:
+- apiVersion: networking.istio.io/v1
+  kind: VirtualService
+  metadata: {name: reviews, namespace: prod}
+  spec:
+    hosts: [reviews]
+    http:
+    - name: once
+      match: [{uri: {prefix: /once}}]
+      route: [{destination: {host: reviews, subset: v1}}]
+      retries: {attempts: 0}
+    - name: default
+      route: [{destination: {host: reviews, subset: v1}}]
+- apiVersion: networking.istio.io/v1
+  kind: DestinationRule
+  metadata: {name: reviews, namespace: prod}
+  spec:
+    host: reviews
+    subsets: [{name: v1, labels: {version: v1}}]
+    trafficPolicy: {outlierDetection: {consecutive5xxErrors: 3}}
+`)
+	code, out, errs = binary(t, nil, "import", "istio", list)
+	if code != 0 {
+		t.Fatalf("a List: exit %d\n%s%s", code, out, errs)
+	}
+	for _, want := range []string{
+		"written out: " + list + ": VirtualService prod/reviews spec.http[1].retries: none set, so Istio's default is written out: attempts: 2",
+		"left out: " + list + ": DestinationRule prod/reviews spec.trafficPolicy.outlierDetection.maxEjectionPercent: not set, so Istio ejects at most 10% of the instances",
+	} {
+		if !strings.Contains(errs, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, errs)
+		}
+	}
+	converted, err := router.LoadPart("reviews", []byte(out))
+	if err != nil {
+		t.Fatalf("the converted document: %v\n%s", err, out)
+	}
+	defaults, err := router.LoadPart("", []byte("apiVersion: lightmesh/v1\ndefaults: {retry: {attempts: 3}}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	composed, err := router.Compose(defaults.Document(), converted.Document())
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := composed.InForce("reviews")
+	if r := in.Routes[0].Retry; r == nil || r.Attempts != 0 {
+		t.Errorf("route once (Istio attempts: 0) retries %+v under a default retry, want no retry", r)
+	}
+	if r := in.Routes[1].Retry; r == nil || r.Attempts != 2 || !slices.Contains(r.OnHTTP, "503") {
+		t.Errorf("route default (no Istio retries) retries %+v, want Istio's 2 attempts", r)
 	}
 }

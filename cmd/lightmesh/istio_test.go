@@ -84,9 +84,9 @@ func TestImportIstioRoutesTheSame(t *testing.T) {
 		t.Errorf("GET /: route %s subset %s, want default v1", e.Route, e.Chosen.Name)
 	}
 	for _, want := range []string{
-		`reviews-virtualservice.yaml: VirtualService reviews spec.http[2].fault: no lightmesh equivalent`,
+		`reviews-virtualservice.yaml: VirtualService bookinfo/reviews spec.http[2].fault: no lightmesh equivalent`,
 		`spec.http[1].retries.retryOn: condition "refused-stream"`,
-		`DestinationRule reviews spec.trafficPolicy.connectionPool:`,
+		`DestinationRule bookinfo/reviews spec.trafficPolicy.connectionPool:`,
 		`spec.trafficPolicy.outlierDetection.maxEjectionPercent:`,
 	} {
 		if !strings.Contains(stderr, want) {
