@@ -392,6 +392,12 @@ func (c *compiler) route(path string, r Route, subsets map[string]int) route {
 		}
 		seen[d.Subset] = i
 		w := 1
+		if d.Weight == nil && c.pos.hides(dp+".weight") {
+			// A weight was written, with a shape problem: it counts as
+			// set, and the split is not checked further.
+			weighted++
+			invalid = true
+		}
 		if d.Weight != nil {
 			weighted++
 			w = *d.Weight
@@ -411,7 +417,7 @@ func (c *compiler) route(path string, r Route, subsets map[string]int) route {
 	switch {
 	case weighted != 0 && weighted != len(r.Destinations):
 		c.fail(path+".destinations", "set weight on every destination or on none")
-	case weighted != 0 && sum == 0 && !negative:
+	case weighted != 0 && sum == 0 && !negative && !invalid:
 		c.fail(path+".destinations", "weights sum to 0: at least one destination needs a positive weight")
 	}
 	if sum > 0 {

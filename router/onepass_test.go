@@ -105,3 +105,26 @@ func TestRetryOnKeyFromYAML11Tools(t *testing.T) {
 		t.Errorf(`"on": ["503"] compiled to %+v, want 503 only`, on)
 	}
 }
+
+// TestOnePassNoFollowOnProblems: a value left out for its shape problem
+// does not cause problems of its own elsewhere (a weight written as a
+// string is still a weight written).
+func TestOnePassNoFollowOnProblems(t *testing.T) {
+	got := problemsOf(t, `apiVersion: lightmesh/v1
+services:
+  a:
+    subsets: {x: {labels: {}}, y: {labels: {}}}
+    routes:
+      - destinations: [{subset: x, weight: "10"}, {subset: y, weight: 90}]
+      - destinations: x
+    rateLimit: {rps: "100"}
+`)
+	want := []string{
+		`services.a.routes[0].destinations[0].weight: must be an integer, not the string "10": write 10 without quotes (line 6, column 44)`,
+		`services.a.routes[1].destinations: must be a list, not the string "x" (line 7, column 23)`,
+		`services.a.rateLimit.rps: must be a number, not the string "100": write 100 without quotes (line 8, column 22)`,
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("problems:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}

@@ -344,3 +344,44 @@ items:
 		t.Errorf("route default (no Istio retries) retries %+v, want Istio's 2 attempts", r)
 	}
 }
+
+// TestValidateOnePass: lightmesh validate reports every problem of every
+// kind in one run, each with path, line and column.
+func TestValidateOnePass(t *testing.T) {
+	file := writeFile(t, "rules.yaml", `apiVersion: lightmesh/v1
+services:
+  user-api:
+    subsets:
+      base: {labels: {env: base}}
+    timeout: 2
+    routes:
+      - destinations: [{subset: bse}]
+        fallback: baes
+        retry: {attempts: 2, on: [5xxx]}
+        colour: red
+    breaker: {failureRatio: "50%"}
+`)
+	code, out, errs := binary(t, nil, "validate", "-o", "json", file)
+	var got []validation
+	if err := json.Unmarshal([]byte(out), &got); err != nil || code != 1 || len(got) != 1 {
+		t.Fatalf("validate: exit %d, %v\n%s%s", code, err, out, errs)
+	}
+	paths := []string{}
+	for _, p := range got[0].Problems {
+		paths = append(paths, p.Path)
+		if p.Line == 0 || p.Column == 0 {
+			t.Errorf("problem without its place: %+v", p)
+		}
+	}
+	want := []string{
+		"services.user-api.timeout",
+		"services.user-api.routes[0].destinations[0].subset",
+		"services.user-api.routes[0].fallback",
+		"services.user-api.routes[0].retry.on[0]",
+		"services.user-api.routes[0].colour",
+		"services.user-api.breaker.failureRatio",
+	}
+	if !slices.Equal(paths, want) {
+		t.Errorf("problems at %v, want %v\n%s", paths, want, out)
+	}
+}
