@@ -480,8 +480,8 @@ func runPush(ctx context.Context, c *cli, args []string) error {
 		}
 		if live.doc == "" {
 			fmt.Fprintf(c.stdout, "%s holds no document: the push would create it\n", l)
-		} else if err := c.writeDiff(*service, live.doc, next); err != nil {
-			fmt.Fprintf(c.stdout, "the live document at %s is invalid (the mesh keeps its last good rules): %v\n", l, err)
+		} else {
+			writeDiff(c.stdout, *service, live.doc, next)
 		}
 		fmt.Fprintf(c.stdout, "dry run: nothing was published to %s\n", l)
 		return nil
@@ -501,7 +501,7 @@ func runPush(ctx context.Context, c *cli, args []string) error {
 			return nil
 		default:
 			fmt.Fprintf(c.stderr, "lightmesh push: %s holds a document (version %s) that %s was not read from; publishing would replace it. What the push would change:\n", l, live.version, *file)
-			c.writeDiffTo(c.stderr, *service, live.doc, next)
+			writeDiff(c.stderr, *service, live.doc, next)
 			fmt.Fprintf(c.stderr, "start from the live document (lightmesh get %s > %s, then edit), or replace it with push --force; nothing was published\n", l, *file)
 			return errReported
 		}
@@ -513,7 +513,7 @@ func runPush(ctx context.Context, c *cli, args []string) error {
 		if conflict.live.doc == "" {
 			fmt.Fprintf(c.stderr, "(the document was deleted)\n")
 		} else {
-			c.writeDiffTo(c.stderr, *service, conflict.live.doc, next)
+			writeDiff(c.stderr, *service, conflict.live.doc, next)
 		}
 		fmt.Fprintf(c.stderr, "read it again (lightmesh get %s), merge your change, and push; or replace it with push --force. Nothing was published\n", l)
 		return errReported
@@ -525,23 +525,13 @@ func runPush(ctx context.Context, c *cli, args []string) error {
 	return nil
 }
 
-// writeDiff prints to stdout what changes for traffic from the live
-// document to next; the error says the live document is invalid.
-func (c *cli) writeDiff(service, live string, next *router.Rules) error {
+// writeDiff prints to w what changes for traffic from the live document
+// to next, or that the live document is invalid (the mesh then keeps its
+// last good rules).
+func writeDiff(w io.Writer, service, live string, next *router.Rules) {
 	old, err := load(service, []byte(live))
 	if err != nil {
-		return err
-	}
-	writeChanges(c.stdout, diffRules(old, next))
-	return nil
-}
-
-// writeDiffTo is writeDiff to w, saying so when the live document is
-// invalid.
-func (c *cli) writeDiffTo(w io.Writer, service, live string, next *router.Rules) {
-	old, err := load(service, []byte(live))
-	if err != nil {
-		fmt.Fprintf(w, "(the live document is invalid: %v)\n", err)
+		fmt.Fprintf(w, "the live document is invalid (the mesh keeps its last good rules): %v\n", err)
 		return
 	}
 	writeChanges(w, diffRules(old, next))

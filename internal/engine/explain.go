@@ -25,8 +25,8 @@ type Explanation struct {
 	Source string `json:"source,omitempty"`
 	// Policy is what the matched route applies, every setting filled in
 	// (router.Rules.InForce: the route's own sections, else the
-	// service's, else the defaults'); nil when neither the rules nor
-	// defaults give the service any.
+	// service's, else the defaults'); nil for a service the mesh does
+	// not know.
 	Policy *PolicyInForce `json:"policy,omitempty"`
 	// GRPC says the call explained is a gRPC call: its retry conditions
 	// are shown as gRPC codes.
@@ -133,17 +133,14 @@ func routeScope(r *Route) string {
 }
 
 // policyInForce returns what applies to route i of the service in force
-// (its calls when i is not a route); nil when nothing does.
+// (its calls when i is not a route).
 func policyInForce(in *router.InForce, i int) *PolicyInForce {
-	if in == nil {
+	if in == nil { // no rules at all
 		return nil
 	}
 	p := &PolicyInForce{CallInForce: in.Call, Breaker: in.Breaker, OutlierDetection: in.OutlierDetection, FromDefaults: in.FromDefaults}
 	if i >= 0 && i < len(in.Routes) {
 		p.CallInForce = in.Routes[i]
-	}
-	if p.Timeout == router.Off && p.Retry == nil && p.RateLimit == nil && p.Breaker == nil && p.OutlierDetection == nil {
-		return nil
 	}
 	return p
 }
