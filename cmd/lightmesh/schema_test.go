@@ -48,7 +48,8 @@ func ruleDocuments(t *testing.T) map[string]string {
 		docs[f] = string(data)
 	}
 	var goFiles []string
-	for _, dir := range []string{"../../examples/*/*.go", "../../router/*_test.go", "../../mesh/*_test.go", "../../meshgrpc/*_test.go", "../../internal/engine/*_test.go"} {
+	for _, dir := range []string{"../../examples/*/*.go", "../../router/*_test.go", "../../mesh/*_test.go", "../../meshgrpc/*_test.go",
+		"../../internal/*/*.go", "../../discovery/*/*_test.go", "../../bench/*.go", "*_test.go"} {
 		m, _ := filepath.Glob(dir)
 		goFiles = append(goFiles, m...)
 	}
@@ -64,7 +65,7 @@ func ruleDocuments(t *testing.T) map[string]string {
 				return true
 			}
 			s, err := strconv.Unquote(lit.Value)
-			if err == nil && (strings.HasPrefix(s, "apiVersion: lightmesh/v1\nservices:") || strings.HasPrefix(s, "apiVersion: lightmesh/v1\ndefaults:")) {
+			if err == nil && strings.HasPrefix(s, "apiVersion: lightmesh/v1\n") {
 				docs[fset.Position(lit.Pos()).String()] = s
 			}
 			return true
