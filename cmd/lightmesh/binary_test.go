@@ -150,6 +150,14 @@ func pushNeverLosesAnEdit(t *testing.T, location string, env map[string]string) 
 		t.Errorf("push of a file not read from the location: %s", errs)
 	}
 
+	// A file read from another location (staging) does not replace what
+	// is here either: its version is another store's.
+	elsewhere := writeFile(t, "elsewhere.yaml", strings.Replace(alice, location, location+"-staging", 1))
+	_, errs = run(1, "push", "-f", elsewhere, location)
+	if !strings.Contains(errs, "was read from "+location+"-staging, not "+location) || !strings.Contains(errs, "was not read from") {
+		t.Errorf("push of a file read from another location: %s", errs)
+	}
+
 	// --force replaces it.
 	run(0, "push", "--force", "-f", aliceFile, location)
 	if now, _ := run(0, "get", location); !strings.Contains(now, "timeout: 2s") || !strings.Contains(now, "attempts: 3") || strings.Count(now, "# lightmesh-version") != 1 {

@@ -389,16 +389,19 @@ func versionLine(l location, version string) string {
 	return versionPrefix + version + " (read from " + l.String() + "; lightmesh push publishes only over this version)"
 }
 
-// readVersion returns the version of the first line of data written by
-// get, and data without that line; "" when there is none.
-func readVersion(data []byte) (string, []byte) {
+// readVersion returns the version and the location of the first line of
+// data written by get, and data without that line; "" when there is none.
+func readVersion(data []byte) (version, from string, doc []byte) {
 	first, rest, _ := bytes.Cut(data, []byte("\n"))
 	v, ok := bytes.CutPrefix(bytes.TrimRight(first, "\r"), []byte(versionPrefix))
 	if !ok {
-		return "", data
+		return "", "", data
 	}
-	version, _, _ := bytes.Cut(v, []byte(" "))
-	return string(version), rest
+	ver, note, _ := bytes.Cut(v, []byte(" "))
+	if f, ok := bytes.CutPrefix(note, []byte("(read from ")); ok {
+		from, _, _ = strings.Cut(string(f), ";")
+	}
+	return string(ver), from, rest
 }
 
 // fetched is get's JSON output.
@@ -461,7 +464,12 @@ func runPush(ctx context.Context, c *cli, args []string) error {
 	if err != nil {
 		return err
 	}
-	readFrom, data := readVersion(data)
+	readFrom, from, data := readVersion(data)
+	if from != "" && from != l.String() {
+		// Read elsewhere (staging, say): its version says nothing here.
+		fmt.Fprintf(c.stderr, "lightmesh push: %s was read from %s, not %s\n", *file, from, l)
+		readFrom = ""
+	}
 	if *service != "" && l.name() != *service {
 		// The catalog reads the document of a service from the key or
 		// dataId named after it.
