@@ -114,3 +114,26 @@ func TestEverySubcommandHasHelp(t *testing.T) {
 		}
 	}
 }
+
+// TestReadmeShowsTheGoldenOutputs: the outputs the README shows are the
+// golden files, as the README says (paths as an operator in testdata
+// would see them).
+func TestReadmeShowsTheGoldenOutputs(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"explain-lane.txt", "diff.txt", "import-istio.txt"} {
+		data, err := os.ReadFile(filepath.Join("testdata", "golden", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := string(data)
+		if _, stderr, ok := strings.Cut(want, "--- stderr\n"); ok && strings.HasPrefix(name, "import") {
+			want = strings.ReplaceAll(stderr, "testdata/istio/", "")
+		}
+		if !strings.Contains(string(readme), "```\n"+want+"```\n") {
+			t.Errorf("the README does not show testdata/golden/%s as it is:\n%s", name, want)
+		}
+	}
+}
