@@ -158,9 +158,17 @@ func pushNeverLosesAnEdit(t *testing.T, location string, env map[string]string) 
 		t.Errorf("push of a file read from another location: %s", errs)
 	}
 
-	// --force replaces it.
+	// --force replaces it. (Nacos serves reads from a cache refreshed
+	// just after a write: read until it shows, for a bounded time.)
 	run(0, "push", "--force", "-f", aliceFile, location)
-	if now, _ := run(0, "get", location); !strings.Contains(now, "timeout: 2s") || !strings.Contains(now, "attempts: 3") || strings.Count(now, "# lightmesh-version") != 1 {
+	var now string
+	for deadline := time.Now().Add(3 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		now, _ = run(0, "get", location)
+		if strings.Contains(now, "attempts: 3") || time.Now().After(deadline) {
+			break
+		}
+	}
+	if !strings.Contains(now, "timeout: 2s") || !strings.Contains(now, "attempts: 3") || strings.Count(now, "# lightmesh-version") != 1 {
 		t.Fatalf("after push --force the location holds:\n%s", now)
 	}
 }

@@ -337,9 +337,18 @@ func (c *cli) publish(ctx context.Context, l location, doc, ifVersion string, fo
 		}
 		if err := nacos.PublishIfMD5(c.nacosConfig(l), l.dataID, l.group, doc, cas); err != nil {
 			if cas != "" {
-				// Nacos does not say why it refused: look.
-				if live, ferr := c.fetch(ctx, l); ferr == nil && live.version != cas {
-					return "", &conflictError{l, ifVersion, live}
+				// Nacos does not say why it refused: look. It compares
+				// with its database and serves reads from a cache
+				// refreshed just after a write, so look a few times.
+				for range 10 {
+					live, ferr := c.fetch(ctx, l)
+					if ferr != nil {
+						break
+					}
+					if live.version != cas {
+						return "", &conflictError{l, ifVersion, live}
+					}
+					time.Sleep(100 * time.Millisecond)
 				}
 			}
 			return "", err
