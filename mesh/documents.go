@@ -511,25 +511,25 @@ func (m *Mesh) countUpdate(d *docState, version, result string) {
 // into one rule set, with candidate in place of the document called name
 // (name "" adds none).
 func (m *Mesh) composeDocuments(name string, candidate *router.Document) (*router.Rules, error) {
-	merged := &router.Document{APIVersion: router.APIVersion, Services: map[string]router.Service{}}
+	var defaults *router.Document
+	var parts []*router.Document
 	for n, d := range m.documents {
 		doc := d.good
 		if n == name && name != "" {
 			doc = candidate
 		}
-		if doc == nil {
-			continue
-		}
-		switch n {
-		case wholeDocument:
+		switch {
+		case doc == nil:
+		case n == wholeDocument:
 			return router.Compile(doc)
-		case rules.DefaultsName:
-			merged.Defaults = doc.Defaults
+		case n == rules.DefaultsName:
+			defaults = doc
 		default:
-			maps.Copy(merged.Services, doc.Services)
+			parts = append(parts, doc)
 		}
 	}
-	return router.Compile(merged)
+	// Each document was checked alone: its budgets are its own.
+	return router.Compose(defaults, parts...)
 }
 
 // restoreDocument applies d's saved version, if the snapshot holds one

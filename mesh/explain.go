@@ -63,6 +63,7 @@ func (m *Mesh) Explain(req ExplainRequest) *Explanation {
 	snap := m.eng.Load()
 	e := snap.Explain(req.Service, rr, time.Now())
 	e.Rules, e.Source = m.rulesOf(req.Service), m.source
+	e.GRPC = req.GRPCMethod != ""
 	if !e.Known {
 		e.Error = fmt.Sprintf("no rule and no discovery entry names %s", req.Service)
 		if best := textdist.Closest(req.Service, snap.Table().Services(), 2); best != "" {

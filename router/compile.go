@@ -168,6 +168,35 @@ type compiler struct {
 	// far, by weights, and steps the sum of their steps.
 	schedules map[string]discovery.Schedule
 	steps     int
+	// perService counts the budgets above for each service alone: the
+	// documents Compose puts together were each checked against them.
+	perService bool
+}
+
+// Compose compiles the documents of a per-service layout into one rule
+// set: defaults (nil for none) gives the defaults, and each of services
+// the rules of the services it names. Each document is meant to have
+// been checked alone with LoadPart; the budgets of a document (regex
+// size, split steps) then apply to each service on its own, so that a
+// document valid alone is never rejected for what the others hold, or
+// for the order they came in. A service named twice takes the last
+// document's rules. The error is a *ValidationError, as Compile's.
+func Compose(defaults *Document, services ...*Document) (*Rules, error) {
+	merged := &Document{APIVersion: APIVersion, Services: map[string]Service{}}
+	if defaults != nil {
+		merged.Defaults = defaults.Defaults
+	}
+	for _, d := range services {
+		if d != nil {
+			maps.Copy(merged.Services, d.Services)
+		}
+	}
+	c := &compiler{perService: true}
+	rules := c.compile(merged)
+	if err := c.err(); err != nil {
+		return nil, err
+	}
+	return rules, nil
 }
 
 func newCompiler(pos *positions) *compiler { return &compiler{pos: pos} }
@@ -238,6 +267,9 @@ func (c *compiler) compile(doc *Document) *Rules {
 		if !validName(name) {
 			c.fail(path, "service name must be 1..%d characters of letters, digits, '-', '_' and '.'", MaxNameLen)
 			continue
+		}
+		if c.perService {
+			c.regexSize, c.regexTables, c.schedules, c.steps = 0, 0, nil, 0
 		}
 		svc, _ := defaults.Fill(doc.Services[name])
 		rules.services[name] = c.service(path, name, svc)
@@ -360,6 +392,12 @@ func (c *compiler) route(path string, r Route, subsets map[string]int) route {
 		}
 		seen[d.Subset] = i
 		w := 1
+		if d.Weight == nil && c.pos.hides(dp+".weight") {
+			// A weight was written, with a shape problem: it counts as
+			// set, and the split is not checked further.
+			weighted++
+			invalid = true
+		}
 		if d.Weight != nil {
 			weighted++
 			w = *d.Weight
@@ -379,7 +417,7 @@ func (c *compiler) route(path string, r Route, subsets map[string]int) route {
 	switch {
 	case weighted != 0 && weighted != len(r.Destinations):
 		c.fail(path+".destinations", "set weight on every destination or on none")
-	case weighted != 0 && sum == 0 && !negative:
+	case weighted != 0 && sum == 0 && !negative && !invalid:
 		c.fail(path+".destinations", "weights sum to 0: at least one destination needs a positive weight")
 	}
 	if sum > 0 {

@@ -117,11 +117,70 @@ func TestLoadPartHoldsItsOwnServiceOnly(t *testing.T) {
 		{"user-api", "apiVersion: lightmesh/v1\n", `services: must describe "user-api"`},
 		{"user-api", own + "defaults: {timeout: 2s}\n", `defaults: the document of "user-api" holds its rules only`},
 		{"", defaults + "services:\n  user-api: {}\n", `services.user-api: the defaults document holds defaults only; put the rules of "user-api" in its own document (line 4, column 3)`},
-		{"user-api", "apiVersion: lightmesh/v1\nservices:\n  user-api: {timeout: nope}\n", `line 3: invalid duration "nope"`},
+		{"user-api", "apiVersion: lightmesh/v1\nservices:\n  user-api: {timeout: nope}\n", `services.user-api.timeout: invalid duration "nope" (write it as "250ms", "2s" or "1m30s", or off for none) (line 3, column 23)`},
 	} {
 		_, err := router.LoadPart(tc.service, []byte(tc.doc))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("LoadPart(%q, %q) = %v, want an error holding %q", tc.service, tc.doc, err, tc.want)
 		}
+	}
+}
+
+// TestTimeoutOffOverridesDefaults: timeout: off (or 0s written out) is
+// a setting, none, that keeps the default timeout away from a service,
+// and a route's off runs it without the service's timeout; off is
+// refused where it means nothing.
+func TestTimeoutOffOverridesDefaults(t *testing.T) {
+	doc := `apiVersion: lightmesh/v1
+defaults: {timeout: 2s, retry: {attempts: 1, perTryTimeout: 300ms}}
+services:
+  streaming: {timeout: off}
+  zero: {timeout: 0s}
+  plain: {}
+  mixed:
+    timeout: 1s
+    retry: {attempts: 1, perTryTimeout: off}
+    subsets: {all: {labels: {}}}
+    routes:
+      - name: watch
+        timeout: off
+        destinations: [{subset: all}]
+      - destinations: [{subset: all}]
+`
+	r, err := router.Load([]byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		service string
+		route   int // -1: the service's default call policy
+		want    time.Duration
+	}{
+		{"streaming", -1, 0}, {"zero", -1, 0}, {"plain", -1, 2 * time.Second},
+		{"mixed", 0, 0}, {"mixed", 1, time.Second},
+	} {
+		p := r.Policy(tc.service)
+		cp := p.Default
+		if tc.route >= 0 {
+			cp = p.Routes[tc.route]
+		}
+		if cp.Timeout != tc.want {
+			t.Errorf("%s route %d: timeout %v, want %v", tc.service, tc.route, cp.Timeout, tc.want)
+		}
+	}
+	if got := r.Policy("mixed").Default.Retry.PerTryTimeout; got != 0 {
+		t.Errorf("perTryTimeout: off compiled to %v, want 0 (the call's timeout)", got)
+	}
+	if d := r.Defaulted("streaming"); slices.Contains(d, "timeout") {
+		t.Errorf("streaming takes %v from the defaults, want its own timeout (off)", d)
+	}
+	_, err = router.Load([]byte("apiVersion: lightmesh/v1\nservices:\n  a: {breaker: {window: off}}\n"))
+	if err == nil || !strings.Contains(err.Error(), "services.a.breaker.window: off is for timeout and perTryTimeout") {
+		t.Errorf("window: off: %v", err)
+	}
+	b, _ := router.Off.MarshalText()
+	var back router.Duration
+	if err := back.UnmarshalText(b); err != nil || back != router.Off || string(b) != "off" {
+		t.Errorf("off written as %q reads back as %v, %v", b, back, err)
 	}
 }

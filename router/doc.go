@@ -1,7 +1,10 @@
 // Package router holds the lightmesh rule document and the label router.
 //
 // A rule document (apiVersion lightmesh/v1) is decoded strictly with Parse,
-// validated as a whole and compiled into immutable Rules. NewTable joins
+// validated as a whole and compiled into immutable Rules (Load does both,
+// reporting every problem in one pass; LoadPart and Compose do the same
+// for the per-service layout). Rules.InForce is what applies to a
+// service, its defaults filled in: the one answer every tool shows. NewTable joins
 // Rules with the instances discovery knows into a Table, the snapshot the
 // request path reads: Table.Route matches a request against a service's
 // routes in order (first match wins), picks a subset by weight, falls back

@@ -2,6 +2,7 @@ package router
 
 import (
 	"fmt"
+	"math"
 	"strings"
 	"time"
 
@@ -44,7 +45,7 @@ func (d *Defaults) Fill(svc Service) (Service, []string) {
 		return svc, nil
 	}
 	var taken []string
-	if svc.Timeout == 0 && d.Timeout != 0 {
+	if !svc.Timeout.IsSet() && d.Timeout.Std() != 0 {
 		svc.Timeout = d.Timeout
 		taken = append(taken, "timeout")
 	}
@@ -218,35 +219,73 @@ type Destination struct {
 }
 
 // Duration is a time.Duration written as a Go duration string ("250ms").
+// The zero value means unset: the setting takes its default. Written
+// "off" (or as zero, "0s"), a duration is Off: set, to none. A service's
+// timeout: off keeps a default timeout from applying to it, and a
+// route's timeout: off runs the route's calls without the service's.
 type Duration time.Duration
 
-// UnmarshalYAML reads a duration string such as "2s".
+// Off is a duration set to none ("off" or "0s" in a document). Std
+// returns 0 for it.
+const Off Duration = math.MinInt64
+
+// parseDuration reads a duration as a document writes it: a Go duration
+// string, or "off".
+func parseDuration(s string) (Duration, error) {
+	s = strings.TrimSpace(s)
+	if s == "off" {
+		return Off, nil
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, err
+	}
+	if v == 0 {
+		return Off, nil
+	}
+	return Duration(v), nil
+}
+
+// UnmarshalYAML reads a duration string such as "2s", or "off".
 func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 	var s string
 	if err := n.Decode(&s); err != nil {
 		return fmt.Errorf("line %d: duration must be a string such as \"2s\"", n.Line)
 	}
-	v, err := time.ParseDuration(strings.TrimSpace(s))
+	v, err := parseDuration(s)
 	if err != nil {
 		return fmt.Errorf("line %d: invalid duration %q", n.Line, s)
 	}
-	*d = Duration(v)
+	*d = v
 	return nil
 }
 
-// UnmarshalText reads a duration string such as "2s", so that JSON written
-// with MarshalText reads back.
+// UnmarshalText reads a duration string such as "2s", or "off", so that
+// JSON written with MarshalText reads back.
 func (d *Duration) UnmarshalText(b []byte) error {
-	v, err := time.ParseDuration(strings.TrimSpace(string(b)))
+	v, err := parseDuration(string(b))
 	if err != nil {
 		return fmt.Errorf("invalid duration %q", b)
 	}
-	*d = Duration(v)
+	*d = v
 	return nil
 }
 
-// MarshalText writes the duration as a string such as "2s".
-func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
+// MarshalText writes the duration as a string such as "2s", or "off".
+func (d Duration) MarshalText() ([]byte, error) {
+	if d == Off {
+		return []byte("off"), nil
+	}
+	return []byte(time.Duration(d).String()), nil
+}
 
-// Std returns d as a time.Duration.
-func (d Duration) Std() time.Duration { return time.Duration(d) }
+// Std returns d as a time.Duration: 0 for Off.
+func (d Duration) Std() time.Duration {
+	if d == Off {
+		return 0
+	}
+	return time.Duration(d)
+}
+
+// IsSet reports whether d was written, as a duration or as off.
+func (d Duration) IsSet() bool { return d != 0 }

@@ -132,14 +132,22 @@ func parse(data []byte) (*Document, *positions, error) {
 	if root.Kind == yaml.DocumentNode && len(root.Content) == 1 {
 		body = root.Content[0]
 	}
-	w := shapeWalker{seen: make(map[shapeKey]bool), pos: pos}
+	w := shapeWalker{seen: make(map[shapeKey]bool), pos: pos, drop: make(map[*yaml.Node]bool)}
 	w.walk(body, reflect.TypeFor[Document](), "")
 	if pos.undecodable {
 		return &doc, pos, nil
 	}
+	// The values with a shape problem are left out of the decoding, so
+	// that the rest of the document decodes whole and its content is
+	// checked in the same pass: one pass reports every problem.
+	w.prune(body, make(map[*yaml.Node]bool))
 	if err := body.Decode(&doc); err != nil {
 		var te *yaml.TypeError
 		if !errors.As(err, &te) {
+			if len(pos.problems) > 0 {
+				pos.incomplete = true
+				return &doc, pos, nil
+			}
 			return nil, nil, fmt.Errorf("router: decode: %w", err) // aliasing limits and the like
 		}
 		if len(pos.problems) == 0 {
@@ -313,6 +321,58 @@ type shapeKey struct {
 type shapeWalker struct {
 	seen map[shapeKey]bool // aliased nodes are walked once per type
 	pos  *positions
+	// drop holds the nodes with a shape problem: values, which prune
+	// makes null, and keys, whose pair prune removes.
+	drop map[*yaml.Node]bool
+}
+
+// bad reports a problem with the value n at path and leaves n out of the
+// decoding.
+func (w *shapeWalker) bad(path string, n *yaml.Node, format string, args ...any) {
+	w.pos.fail(path, n, format, args...)
+	w.drop[n] = true
+}
+
+// badKey reports a problem with the key of a mapping pair and leaves the
+// pair out of the decoding.
+func (w *shapeWalker) badKey(path string, key *yaml.Node, format string, args ...any) {
+	w.pos.fail(path, key, format, args...)
+	w.drop[key] = true
+}
+
+// prune makes the values with a shape problem null (absent, to the
+// decoder) and removes the pairs whose key has one, in the tree under n.
+func (w *shapeWalker) prune(n *yaml.Node, visited map[*yaml.Node]bool) {
+	if len(w.drop) == 0 || visited[n] {
+		return
+	}
+	visited[n] = true
+	if w.drop[n] {
+		*n = yaml.Node{Kind: yaml.ScalarNode, Tag: "!!null", Value: "null", Line: n.Line, Column: n.Column}
+		return
+	}
+	switch n.Kind {
+	case yaml.AliasNode:
+		if n.Alias != nil {
+			w.prune(n.Alias, visited)
+		}
+	case yaml.MappingNode:
+		kept := n.Content[:0]
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			if w.drop[n.Content[i]] {
+				continue
+			}
+			kept = append(kept, n.Content[i], n.Content[i+1])
+		}
+		n.Content = kept
+		for _, c := range n.Content {
+			w.prune(c, visited)
+		}
+	default:
+		for _, c := range n.Content {
+			w.prune(c, visited)
+		}
+	}
 }
 
 var (
@@ -353,52 +413,52 @@ func (w *shapeWalker) walk(n *yaml.Node, t reflect.Type, path string) {
 	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
 		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
 		if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!int" {
-			w.pos.fail(path, n, "must be an integer, not %s", describe(n))
+			w.bad(path, n, "must be an integer, not %s%s", describe(n), numberHint(n, false))
 			return
 		}
 		if _, err := strconv.ParseInt(strings.ReplaceAll(n.Value, "_", ""), 0, 64); err != nil {
-			w.pos.fail(path, n, "integer %.30q out of range", n.Value)
+			w.bad(path, n, "integer %.30q out of range", n.Value)
 		}
 	case reflect.Float32, reflect.Float64:
 		if n.Kind != yaml.ScalarNode || (n.ShortTag() != "!!int" && n.ShortTag() != "!!float") {
-			w.pos.fail(path, n, "must be a number, not %s", describe(n))
+			w.bad(path, n, "must be a number, not %s%s", describe(n), numberHint(n, true))
 		}
 	case reflect.Bool:
 		if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!bool" {
-			w.pos.fail(path, n, "must be true or false, not %s", describe(n))
+			w.bad(path, n, "must be true or false, not %s", describe(n))
 		}
 	case reflect.String:
 		switch {
 		case n.Kind != yaml.ScalarNode:
-			w.pos.fail(path, n, "must be a string, not %s", describe(n))
+			w.bad(path, n, "must be a string, not %s", describe(n))
 		case n.ShortTag() == binaryTag:
-			w.pos.fail(path, n, "must be a string, not binary data")
+			w.bad(path, n, "must be a string, not binary data")
 		}
 	case reflect.Slice:
 		if n.Kind != yaml.SequenceNode {
-			w.pos.fail(path, n, "must be a list, not %s", describe(n))
+			w.bad(path, n, "must be a list, not %s", describe(n))
 			return
 		}
 		for i, item := range n.Content {
 			ip := fmt.Sprintf("%s[%d]", path, i)
 			if isNull(resolveAlias(item)) {
-				w.pos.fail(ip, item, "must not be null")
+				w.bad(ip, item, "must not be null")
 				continue
 			}
 			w.walk(item, t.Elem(), ip)
 		}
 	case reflect.Map:
 		if n.Kind != yaml.MappingNode {
-			w.pos.fail(path, n, "must be a mapping of names to values, not %s", describe(n))
+			w.bad(path, n, "must be a mapping of names to values, not %s", describe(n))
 			return
 		}
 		w.keys(n, path, func(key, value *yaml.Node, kp string) {
 			if key.Kind != yaml.ScalarNode {
-				w.pos.fail(path, key, "keys must be strings, not %s", describe(key))
+				w.badKey(path, key, "keys must be strings, not %s", describe(key))
 				return
 			}
 			if key.ShortTag() == binaryTag {
-				w.pos.fail(kp, key, "keys must be strings, not binary data")
+				w.badKey(kp, key, "keys must be strings, not binary data")
 				return
 			}
 			w.pos.set(kp, key)
@@ -406,13 +466,13 @@ func (w *shapeWalker) walk(n *yaml.Node, t reflect.Type, path string) {
 		})
 	case reflect.Struct:
 		if n.Kind != yaml.MappingNode {
-			w.pos.fail(path, n, "must be a mapping with the fields of %s, not %s", fieldList(t), describe(n))
+			w.bad(path, n, "must be a mapping with the fields of %s, not %s", fieldList(t), describe(n))
 			return
 		}
 		w.keys(n, path, func(key, value *yaml.Node, kp string) {
 			f, ok := yamlField(t, key.Value)
 			if !ok {
-				w.pos.fail(kp, key, "unknown field%s", suggest(key.Value, t))
+				w.badKey(kp, key, "unknown field%s", unknownFieldHint(key, t))
 				return
 			}
 			w.pos.set(kp, key)
@@ -437,7 +497,7 @@ func (w *shapeWalker) keys(n *yaml.Node, path string, f func(key, value *yaml.No
 			return
 		}
 		if line, dup := seen[key.Value]; dup {
-			w.pos.fail(kp, key, "duplicate key (first at line %d)", line)
+			w.badKey(kp, key, "duplicate key (first at line %d)", line)
 			return
 		}
 		seen[key.Value] = key.Line
@@ -511,12 +571,76 @@ func (w *shapeWalker) tooManyKeys(n *yaml.Node, path string) bool {
 
 func (w *shapeWalker) duration(n *yaml.Node, path string) {
 	if n.Kind != yaml.ScalarNode {
-		w.pos.fail(path, n, "must be a duration such as \"2s\", not %s", describe(n))
+		w.bad(path, n, "must be a duration such as \"2s\", not %s", describe(n))
 		return
 	}
-	if _, err := time.ParseDuration(strings.TrimSpace(n.Value)); err != nil {
-		w.pos.fail(path, n, "invalid duration %.30q (write it as \"250ms\", \"2s\" or \"1m30s\")", n.Value)
+	if tag := n.ShortTag(); tag == "!!int" || tag == "!!float" {
+		if v, err := strconv.ParseFloat(strings.ReplaceAll(n.Value, "_", ""), 64); err == nil && v >= 0 && v < 1e9 {
+			w.bad(path, n, "a duration needs a unit: write %s", unitHint(v))
+			return
+		}
 	}
+	v, err := parseDuration(n.Value)
+	switch {
+	case err != nil:
+		w.bad(path, n, "invalid duration %.30q (write it as \"250ms\", \"2s\" or \"1m30s\"%s)", n.Value, offHint(path))
+	case v == Off && strings.TrimSpace(n.Value) == "off" && !offable(path):
+		w.bad(path, n, "off is for timeout and perTryTimeout; leave this field out for its default")
+	}
+}
+
+// offable reports whether the duration at path may be written off: a
+// timeout or a per-try timeout, which defaults or the service would
+// otherwise set.
+func offable(path string) bool {
+	field := path[strings.LastIndexByte(path, '.')+1:]
+	return field == "timeout" || field == "perTryTimeout"
+}
+
+// offHint adds how to write no duration at all, where that is allowed.
+func offHint(path string) string {
+	if offable(path) {
+		return `, or off for none`
+	}
+	return ""
+}
+
+// unitHint says how to write the number v as a duration: as seconds
+// when it is small, as milliseconds (go-zero's unit) when it is large.
+func unitHint(v float64) string {
+	num := func(f float64) string { return strconv.FormatFloat(f, 'f', -1, 64) }
+	if v < 100 {
+		return num(v) + "s or " + num(v*1000) + "ms"
+	}
+	return num(v) + "ms or " + time.Duration(v*float64(time.Millisecond)).String()
+}
+
+// numberHint says how to write the value of n as a number, when it is
+// one written as a string: "3" as 3, "50%" (of a ratio) as 0.5.
+func numberHint(n *yaml.Node, ratio bool) string {
+	if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!str" {
+		return ""
+	}
+	s := strings.TrimSpace(n.Value)
+	if pct, ok := strings.CutSuffix(s, "%"); ok && ratio {
+		if v, err := strconv.ParseFloat(strings.TrimSpace(pct), 64); err == nil {
+			return ": write " + strconv.FormatFloat(v/100, 'f', -1, 64)
+		}
+	}
+	if _, err := strconv.ParseFloat(s, 64); err == nil {
+		return ": write " + s + " without quotes"
+	}
+	return ""
+}
+
+// unknownFieldHint completes "unknown field" for key in a mapping of
+// type t: the field it most likely means, or the fields there are. A
+// boolean key where on is a field is on read by a YAML 1.1 tool.
+func unknownFieldHint(key *yaml.Node, t reflect.Type) string {
+	if _, ok := yamlField(t, "on"); ok && key.ShortTag() == "!!bool" {
+		return "; YAML 1.1 tools read the key on as a boolean and write it back as " + key.Value + ": quote the key: \"on\":"
+	}
+	return suggest(key.Value, t)
 }
 
 // describe names what node n holds, for error messages.
@@ -569,18 +693,13 @@ func fieldList(t reflect.Type) string {
 // suggest returns `; did you mean "x"?` for the field of t closest to key,
 // or the list of fields when none is close.
 func suggest(key string, t reflect.Type) string {
-	best, bestDist := "", 3
+	var names []string
 	for i := range t.NumField() {
-		f := t.Field(i)
-		if !f.IsExported() {
-			continue
-		}
-		name := yamlName(f)
-		if d := textdist.Distance(strings.ToLower(key), strings.ToLower(name)); d < bestDist {
-			best, bestDist = name, d
+		if f := t.Field(i); f.IsExported() {
+			names = append(names, yamlName(f))
 		}
 	}
-	if best != "" {
+	if best := textdist.Closest(key, names, 2); best != "" {
 		return fmt.Sprintf("; did you mean %q?", best)
 	}
 	return " (known fields: " + fieldList(t) + ")"

@@ -213,8 +213,8 @@ func (c *compiler) policy(path string, svc Service, routes []route) *Policy {
 		rp := fmt.Sprintf("%s.routes[%d]", path, i)
 		name := routes[i].name
 		cp := CallPolicy{Route: name, Timeout: timeout, Retry: svcRetry, RateLimit: svcLimit}
-		if t := c.timeout(rp+".timeout", r.Timeout); t > 0 {
-			cp.Timeout = t
+		if r.Timeout.IsSet() { // off runs the route without the service's timeout
+			cp.Timeout = c.timeout(rp+".timeout", r.Timeout)
 		}
 		if r.Retry != nil {
 			cp.Retry = c.retry(rp+".retry", r.Retry, name)
@@ -253,7 +253,7 @@ func (c *compiler) policy(path string, svc Service, routes []route) *Policy {
 }
 
 func (c *compiler) timeout(path string, d Duration) time.Duration {
-	if d < 0 {
+	if d.Std() < 0 {
 		c.fail(path, "must be >= 0")
 		return 0
 	}
@@ -269,13 +269,13 @@ func (c *compiler) retry(path string, r *Retry, scope string) *RetryPolicy {
 	if r.Attempts < 0 || r.Attempts > MaxRetryAttempts {
 		c.fail(path+".attempts", "must be 0..%d", MaxRetryAttempts)
 	}
-	if r.PerTryTimeout < 0 {
+	if r.PerTryTimeout.Std() < 0 {
 		c.fail(path+".perTryTimeout", "must be >= 0")
 	}
 	switch {
-	case r.Backoff < 0:
+	case r.Backoff.Std() < 0:
 		c.fail(path+".backoff", "must be >= 0")
-	case r.Backoff == 0:
+	case r.Backoff.Std() == 0:
 		rp.Backoff = DefaultRetryBackoff
 	}
 	switch {
@@ -392,4 +392,24 @@ func unjoin(err error) []error {
 		return j.Unwrap()
 	}
 	return []error{err}
+}
+
+// RetryConditions lists the retry.on conditions by name, as the
+// validator reads them: connect-failure, reset, per-try-timeout, 5xx,
+// then each gRPC code name but OK as Envoy writes it (unavailable,
+// deadline-exceeded). An HTTP status code ("503") is a condition too,
+// and code names are read in any case, with _ or - or neither
+// (DEADLINE_EXCEEDED, DeadlineExceeded).
+func RetryConditions() []string {
+	return append([]string{"connect-failure", "reset", "per-try-timeout", "5xx"}, GRPCCodeNames()...)
+}
+
+// GRPCCodeNames lists the gRPC status codes but OK by name, as Envoy
+// writes them (cancelled ... unauthenticated), in code order.
+func GRPCCodeNames() []string {
+	out := make([]string, 0, len(grpcCodes)-1)
+	for _, name := range grpcCodes[1:] {
+		out = append(out, strings.ReplaceAll(strings.ToLower(name), "_", "-"))
+	}
+	return out
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"maps"
 	"os"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -31,6 +32,7 @@ type change struct {
 func runDiff(_ context.Context, c *cli, args []string) error {
 	fs := newFlags(c, "diff")
 	out := outputFlag(fs, "text", "json", "yaml")
+	service := serviceFlag(fs)
 	rest, err := parseInterspersed(fs, args)
 	if err != nil {
 		return err
@@ -42,27 +44,36 @@ func runDiff(_ context.Context, c *cli, args []string) error {
 		fs.Usage()
 		return exitError{2}
 	}
-	var docs [2]*router.Document
+	// Exit like diff(1): 0 without differences, 1 with, 2 on trouble.
+	var rules [2]*router.Rules
 	for i, name := range rest {
 		data, err := os.ReadFile(name)
-		if err != nil {
-			return err
+		if err == nil {
+			rules[i], err = load(*service, data)
+			if err != nil {
+				c.printProblems(name, err)
+				err = fmt.Errorf("%s is invalid: the mesh rejects it", name)
+			}
 		}
-		r, err := router.Load(data)
 		if err != nil {
-			c.printProblems(name, err)
-			return fmt.Errorf("%s is invalid: the mesh rejects it", name)
+			fmt.Fprintf(c.stderr, "lightmesh diff: %v\n", err)
+			return exitError{2}
 		}
-		docs[i] = r.Document()
 	}
-	changes := diffDocuments(docs[0], docs[1])
+	changes := diffRules(rules[0], rules[1])
 	if *out != "text" {
 		if changes == nil {
 			changes = []change{}
 		}
-		return writeStructured(c.stdout, *out, changes)
+		if err := writeStructured(c.stdout, *out, changes); err != nil {
+			return err
+		}
+	} else {
+		writeChanges(c.stdout, changes)
 	}
-	writeChanges(c.stdout, changes)
+	if len(changes) > 0 {
+		return exitError{1}
+	}
 	return nil
 }
 
@@ -86,11 +97,15 @@ func writeChanges(w io.Writer, changes []change) {
 	}
 }
 
-// diffDocuments returns what changes for traffic from old to new: services,
-// subsets and routes added or removed, routes reordered, and every
-// setting of a match, a split or a protection section that differs.
-// Formatting, comments and key order are not changes.
-func diffDocuments(old, new *router.Document) []change {
+// diffRules returns what changes for traffic from old to new: services,
+// subsets and routes added or removed, routes reordered, every condition
+// or destination that differs, and every setting in force
+// (router.Rules.InForce: the defaults and built-in defaults included)
+// that differs, for each service either document names and for the
+// services neither names. Formatting, comments, key order and settings
+// written out with the value they would take anyway are not changes.
+func diffRules(oldRules, newRules *router.Rules) []change {
+	old, new := oldRules.Document(), newRules.Document()
 	var out []change
 	for _, name := range slices.Sorted(maps.Keys(union(old.Services, new.Services))) {
 		path := "services." + name
@@ -99,37 +114,70 @@ func diffDocuments(old, new *router.Document) []change {
 		switch {
 		case !inOld:
 			out = append(out, change{Path: path, Kind: "added", New: summary(n)})
-			continue
 		case !inNew:
 			out = append(out, change{Path: path, Kind: "removed", Old: summary(o)})
-			continue
+		default:
+			for _, sub := range slices.Sorted(maps.Keys(union(o.Subsets, n.Subsets))) {
+				oldSub, inOld := o.Subsets[sub]
+				newSub, inNew := n.Subsets[sub]
+				sp := path + ".subsets." + sub
+				switch {
+				case !inOld:
+					out = append(out, change{Path: sp, Kind: "added", New: "labels " + labels(newSub.Labels)})
+				case !inNew:
+					out = append(out, change{Path: sp, Kind: "removed", Old: "labels " + labels(oldSub.Labels)})
+				case labels(oldSub.Labels) != labels(newSub.Labels):
+					out = append(out, change{Path: sp + ".labels", Kind: "changed", Old: labels(oldSub.Labels), New: labels(newSub.Labels)})
+				}
+			}
+			out = append(out, diffRoutes(path, o.Routes, n.Routes)...)
 		}
-		for _, sub := range slices.Sorted(maps.Keys(union(o.Subsets, n.Subsets))) {
-			oldSub, inOld := o.Subsets[sub]
-			newSub, inNew := n.Subsets[sub]
-			sp := path + ".subsets." + sub
-			switch {
-			case !inOld:
-				out = append(out, change{Path: sp, Kind: "added", New: "labels " + labels(newSub.Labels)})
-			case !inNew:
-				out = append(out, change{Path: sp, Kind: "removed", Old: "labels " + labels(oldSub.Labels)})
-			case labels(oldSub.Labels) != labels(newSub.Labels):
-				out = append(out, change{Path: sp + ".labels", Kind: "changed", Old: labels(oldSub.Labels), New: labels(newSub.Labels)})
+		out = append(out, diffInForce(path, o.Routes, n.Routes, oldRules.InForce(name), newRules.InForce(name))...)
+	}
+	// The services neither document names run on the defaults.
+	out = append(out, diffInForce("defaults", nil, nil, oldRules.InForce(""), newRules.InForce(""))...)
+	return out
+}
+
+// diffInForce compares what is in force for one service: the settings
+// of its calls, then those of each route that has settings of its own
+// in either version (routes by name, unnamed ones by position).
+func diffInForce(path string, oldRoutes, newRoutes []router.Route, old, new *router.InForce) []change {
+	type section struct {
+		name     string
+		old, new any
+	}
+	sections := func(p string, o, n router.CallInForce) []section {
+		return []section{{p + "timeout", o.Timeout, n.Timeout}, {p + "retry", o.Retry, n.Retry}, {p + "rateLimit", o.RateLimit, n.RateLimit}}
+	}
+	secs := sections("", old.Call, new.Call)
+	secs = append(secs, section{"breaker", old.Breaker, new.Breaker}, section{"outlierDetection", old.OutlierDetection, new.OutlierDetection})
+	var out []change
+	for _, s := range secs {
+		out = append(out, diffValues(path+"."+s.name, s.old, s.new)...)
+	}
+	byKey := func(routes []router.Route, in *router.InForce) map[string]router.CallInForce {
+		m := map[string]router.CallInForce{}
+		for i, r := range in.Routes {
+			if i < len(routes) {
+				m[routeKey(routes, i)] = r
 			}
 		}
-		out = append(out, diffRoutes(path, o.Routes, n.Routes)...)
-		for _, sec := range []struct {
-			name     string
-			old, new any
-		}{
-			{"timeout", o.Timeout, n.Timeout},
-			{"retry", o.Retry, n.Retry},
-			{"breaker", o.Breaker, n.Breaker},
-			{"outlierDetection", o.OutlierDetection, n.OutlierDetection},
-			{"rateLimit", o.RateLimit, n.RateLimit},
-			{"inbound", o.Inbound, n.Inbound},
-		} {
-			out = append(out, diffValues(path+"."+sec.name, sec.old, sec.new)...)
+		return m
+	}
+	or, nr := byKey(oldRoutes, old), byKey(newRoutes, new)
+	for _, k := range slices.Sorted(maps.Keys(union(or, nr))) {
+		o, inOld := or[k]
+		n, inNew := nr[k]
+		if !inOld || !inNew {
+			continue // an added or removed route is reported as such
+		}
+		o.Route, n.Route = "", ""
+		if reflect.DeepEqual(o, old.Call) && reflect.DeepEqual(n, new.Call) {
+			continue // the route takes the service's settings, before and after
+		}
+		for _, s := range sections(".", o, n) {
+			out = append(out, diffValues(path+".routes["+k+"]"+s.name, s.old, s.new)...)
 		}
 	}
 	return out
@@ -138,12 +186,7 @@ func diffDocuments(old, new *router.Document) []change {
 // diffRoutes compares routes by name (the position for unnamed ones):
 // added, removed, moved among the routes both have, and changed.
 func diffRoutes(path string, old, new []router.Route) []change {
-	key := func(rs []router.Route, i int) string {
-		if rs[i].Name != "" {
-			return strconv.Quote(rs[i].Name)
-		}
-		return strconv.Itoa(i)
-	}
+	key := routeKey
 	index := func(rs []router.Route) map[string]int {
 		m := map[string]int{}
 		for i := range rs {
@@ -177,7 +220,10 @@ func diffRoutes(path string, old, new []router.Route) []change {
 		}
 	}
 	for _, k := range common {
-		out = append(out, diffValues(path+".routes["+k+"]", old[oi[k]], new[ni[k]])...)
+		// The route's timeout, retry and rateLimit are compared in force.
+		o, n := old[oi[k]], new[ni[k]]
+		o.Timeout, o.Retry, o.RateLimit, n.Timeout, n.Retry, n.RateLimit = 0, nil, nil, 0, nil, nil
+		out = append(out, diffValues(path+".routes["+k+"]", o, n)...)
 	}
 	for i := range new {
 		if k := key(new, i); !slices.Contains(common, k) {
@@ -185,6 +231,15 @@ func diffRoutes(path string, old, new []router.Route) []change {
 		}
 	}
 	return out
+}
+
+// routeKey names route i of rs in a change's path: its name quoted, or
+// its position when it has none.
+func routeKey(rs []router.Route, i int) string {
+	if rs[i].Name != "" {
+		return strconv.Quote(rs[i].Name)
+	}
+	return strconv.Itoa(i)
 }
 
 // diffValues compares two sections field by field through their JSON

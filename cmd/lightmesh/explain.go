@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -18,6 +20,7 @@ import (
 	"github.com/lightmesh/lightmesh/discovery"
 	"github.com/lightmesh/lightmesh/discovery/etcd"
 	"github.com/lightmesh/lightmesh/discovery/nacos"
+	"github.com/lightmesh/lightmesh/internal/textdist"
 	"github.com/lightmesh/lightmesh/mesh"
 	"github.com/lightmesh/lightmesh/router"
 	"github.com/lightmesh/lightmesh/rules"
@@ -75,14 +78,15 @@ func runExplain(ctx context.Context, c *cli, args []string) error {
 	// Validate first, as the mesh will: a rejected document is reported
 	// at once, as validate reports it, rather than after the start
 	// timeout.
-	if err := c.checkRules(ctx, *rulesAt); err != nil {
+	loaded, err := c.checkRules(ctx, *rulesAt)
+	if err != nil {
 		return err
 	}
 	src, err := c.ruleSource(*rulesAt, &closers)
 	if err != nil {
 		return err
 	}
-	disc, err := c.instanceSource(*instancesAt, instanceFlags, &closers)
+	disc, listed, err := c.instanceSource(*instancesAt, instanceFlags, &closers)
 	if err != nil {
 		return err
 	}
@@ -100,6 +104,20 @@ func runExplain(ctx context.Context, c *cli, args []string) error {
 	}
 	defer m.Close()
 	e := m.Explain(req)
+	if !slices.Contains(loaded.Services(), *service) && e.Instance == "" && listed[*service] == nil {
+		// Most likely a misspelled name: say so rather than explain a
+		// call to a service nobody knows.
+		msg := fmt.Sprintf("no rule and no discovery entry names %s", *service)
+		if *instancesAt != "" && strings.Contains(*instancesAt, "://") {
+			msg = fmt.Sprintf("no rule names %s and discovery has no instance of it", *service)
+		}
+		names := append(loaded.Services(), slices.Sorted(maps.Keys(listed))...)
+		if best := textdist.Closest(*service, names, 2); best != "" {
+			msg += fmt.Sprintf("; did you mean %s?", best)
+		}
+		fmt.Fprintf(c.stderr, "lightmesh explain: %s\n", msg)
+		return errReported
+	}
 	if *out != "text" {
 		return writeStructured(c.stdout, *out, e)
 	}
@@ -108,29 +126,30 @@ func runExplain(ctx context.Context, c *cli, args []string) error {
 
 // checkRules reads the document at (a file or a location) and validates
 // it with router.Load, printing its problems as validate does.
-func (c *cli) checkRules(ctx context.Context, at string) error {
+func (c *cli) checkRules(ctx context.Context, at string) (*router.Rules, error) {
 	var data []byte
 	if strings.Contains(at, "://") {
 		l, err := parseLocation(at)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		doc, err := c.fetchDocument(ctx, l)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		data = []byte(doc)
+		data = []byte(doc.doc)
 	} else {
 		var err error
 		if data, err = os.ReadFile(at); err != nil {
-			return err
+			return nil, err
 		}
 	}
-	if _, err := router.Load(data); err != nil {
+	loaded, err := router.Load(data)
+	if err != nil {
 		c.printProblems(at, err)
-		return fmt.Errorf("%s is invalid: the mesh rejects it", at)
+		return nil, fmt.Errorf("%s is invalid: the mesh rejects it", at)
 	}
-	return nil
+	return loaded, nil
 }
 
 // ruleSource returns the rule source at: a file, or a Nacos or etcd
@@ -166,49 +185,50 @@ func (c *cli) ruleSource(at string, closers *[]io.Closer) (rules.Source, error) 
 }
 
 // instanceSource returns the instances: a YAML file or a Nacos or etcd
-// location, plus those given with --instance.
-func (c *cli) instanceSource(at string, flags []string, closers *[]io.Closer) (discovery.Source, error) {
+// location, plus those given with --instance; and the instances listed
+// in the file and the flags, by service.
+func (c *cli) instanceSource(at string, flags []string, closers *[]io.Closer) (discovery.Source, map[string][]discovery.Instance, error) {
 	static := map[string][]discovery.Instance{}
 	for _, f := range flags {
 		svc, in, err := parseInstanceFlag(f)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		static[svc] = append(static[svc], in)
 	}
 	switch {
 	case at == "":
-		return discovery.NewStatic(static), nil
+		return discovery.NewStatic(static), static, nil
 	case !strings.Contains(at, "://"):
 		fromFile, err := readInstances(at)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		for svc, list := range fromFile {
 			static[svc] = append(static[svc], list...)
 		}
-		return discovery.NewStatic(static), nil
+		return discovery.NewStatic(static), static, nil
 	case len(static) > 0:
-		return nil, errors.New("--instance cannot be combined with instances from Nacos or etcd")
+		return nil, nil, errors.New("--instance cannot be combined with instances from Nacos or etcd")
 	}
 	l, err := parseLocation(at)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if l.kind == "nacos" {
 		d, err := nacos.NewDiscovery(c.nacosConfig(l), l.group)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		*closers = append(*closers, d)
-		return d, nil
+		return d, nil, nil
 	}
 	cli, err := c.etcdClient(l)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	*closers = append(*closers, cli)
-	return etcd.NewDiscovery(cli, l.key), nil
+	return etcd.NewDiscovery(cli, l.key), nil, nil
 }
 
 // parseInstanceFlag reads SERVICE=HOST:PORT[,label=value...].

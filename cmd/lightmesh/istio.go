@@ -41,6 +41,9 @@ func runImport(_ context.Context, c *cli, args []string) error {
 			return err
 		}
 	}
+	if conv.err != nil {
+		return conv.err
+	}
 	doc, err := conv.document()
 	if err != nil {
 		return err
@@ -52,6 +55,9 @@ func runImport(_ context.Context, c *cli, args []string) error {
 	}
 	if _, err := c.stdout.Write(doc); err != nil {
 		return err
+	}
+	for _, n := range conv.written {
+		fmt.Fprintf(c.stderr, "written out: %s\n", n)
 	}
 	for _, n := range conv.leftOut {
 		fmt.Fprintf(c.stderr, "left out: %s\n", n)
@@ -70,10 +76,23 @@ func runImport(_ context.Context, c *cli, args []string) error {
 type istioConverter struct {
 	services map[string]*router.Service
 	leftOut  []string
+	// written lists the Istio defaults written out in the document,
+	// which lightmesh would otherwise not apply.
+	written []string
+	// namespaces holds the namespace each service was converted from and
+	// the resource that said so: two namespaces cannot share a service.
+	namespaces map[string]namespaceOf
+	// namespace is the namespace of the resource being converted.
+	namespace string
+	label     string
+	err       error
 }
 
+// namespaceOf is the namespace a service came from, and the resource.
+type namespaceOf struct{ namespace, from string }
+
 func newIstioConverter() *istioConverter {
-	return &istioConverter{services: map[string]*router.Service{}}
+	return &istioConverter{services: map[string]*router.Service{}, namespaces: map[string]namespaceOf{}}
 }
 
 // node is a decoded YAML mapping with its path in its file, for taking its
@@ -149,7 +168,8 @@ func sortedKeys(m map[string]any) []string {
 }
 
 // add converts every VirtualService and DestinationRule in data (YAML,
-// several documents separated by ---).
+// several documents separated by ---, or a List of them as
+// kubectl get vs,dr -o yaml prints).
 func (c *istioConverter) add(file string, data []byte) error {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	for i := 0; ; i++ {
@@ -164,37 +184,63 @@ func (c *istioConverter) add(file string, data []byte) error {
 		if obj == nil {
 			continue
 		}
-		top := c.node("", obj)
-		kind := top.str("kind")
-		api := top.str("apiVersion")
-		meta := top.child("metadata")
-		name := meta.str("name")
-		meta.take("namespace")
-		meta.take("labels")
-		meta.take("annotations")
-		meta.take("resourceVersion")
-		meta.take("uid")
-		meta.take("generation")
-		meta.take("creationTimestamp")
-		label := fmt.Sprintf("%s: %s %s", file, kind, name)
-		if !strings.HasPrefix(api, "networking.istio.io/") {
-			return fmt.Errorf("%s: document %d: apiVersion %q is not networking.istio.io", file, i, api)
-		}
-		spec := top.child("spec")
-		spec.path = label + " spec"
-		switch kind {
-		case "VirtualService":
-			c.virtualService(spec)
-		case "DestinationRule":
-			c.destinationRule(spec)
-		default:
-			c.leave(label, "only VirtualService and DestinationRule are converted")
+		if obj["kind"] == "List" {
+			items, ok := obj["items"].([]any)
+			if !ok && obj["items"] != nil {
+				return fmt.Errorf("%s: document %d: a List whose items are not a list", file, i)
+			}
+			for j, item := range items {
+				m, _ := item.(map[string]any)
+				if err := c.object(file, fmt.Sprintf("document %d items[%d]", i, j), m); err != nil {
+					return err
+				}
+			}
 			continue
 		}
-		top.path = label
-		top.take("status")
-		top.done()
+		if err := c.object(file, fmt.Sprintf("document %d", i), obj); err != nil {
+			return err
+		}
 	}
+}
+
+// object converts one Istio resource; where names it in file.
+func (c *istioConverter) object(file, where string, obj map[string]any) error {
+	top := c.node("", obj)
+	kind := top.str("kind")
+	api := top.str("apiVersion")
+	meta := top.child("metadata")
+	name := meta.str("name")
+	c.namespace = meta.str("namespace")
+	meta.take("labels")
+	meta.take("annotations")
+	meta.take("resourceVersion")
+	meta.take("uid")
+	meta.take("generation")
+	meta.take("creationTimestamp")
+	meta.take("managedFields")
+	label := fmt.Sprintf("%s: %s %s", file, kind, name)
+	if c.namespace != "" {
+		label = fmt.Sprintf("%s: %s %s/%s", file, kind, c.namespace, name)
+	}
+	c.label = label
+	if !strings.HasPrefix(api, "networking.istio.io/") {
+		return fmt.Errorf("%s: %s: apiVersion %q, kind %q: want an Istio VirtualService or DestinationRule (networking.istio.io), or a List of them", file, where, api, kind)
+	}
+	spec := top.child("spec")
+	spec.path = label + " spec"
+	switch kind {
+	case "VirtualService":
+		c.virtualService(spec)
+	case "DestinationRule":
+		c.destinationRule(spec)
+	default:
+		c.leave(label, "only VirtualService and DestinationRule are converted")
+		return c.err
+	}
+	top.path = label
+	top.take("status")
+	top.done()
+	return c.err
 }
 
 // serviceName is the lightmesh service for an Istio host: the short name
@@ -209,6 +255,18 @@ func serviceName(host string) string {
 
 func (c *istioConverter) service(host string) *router.Service {
 	name := serviceName(host)
+	ns := c.namespace
+	if parts := strings.Split(host, "."); len(parts) > 1 {
+		ns = parts[1] // reviews.prod or reviews.prod.svc.cluster.local
+	}
+	if prev, ok := c.namespaces[name]; ok && ns != "" && prev.namespace != "" && prev.namespace != ns && c.err == nil {
+		// lightmesh names services without namespaces: converting both
+		// would let one namespace's rules replace the other's.
+		c.err = fmt.Errorf("%s is service %s in namespace %s, and %s is %s in namespace %s: lightmesh names services without a namespace, so one would overwrite the other; convert one namespace at a time", c.label, name, ns, prev.from, name, prev.namespace)
+	}
+	if _, ok := c.namespaces[name]; !ok || c.namespaces[name].namespace == "" {
+		c.namespaces[name] = namespaceOf{ns, c.label}
+	}
 	s := c.services[name]
 	if s == nil {
 		s = &router.Service{}
@@ -309,6 +367,11 @@ func (c *istioConverter) httpRoute(n *node, hosts []string) []router.Route {
 	}
 	if _, ok := n.m["retries"]; ok {
 		base.Retry = c.retries(n.child("retries"))
+	} else {
+		// Istio retries a route without retries twice; lightmesh would
+		// not (or would take a default document's retry).
+		base.Retry = &router.Retry{Attempts: 2, On: []string{"connect-failure", "cancelled", "unavailable", "503"}}
+		c.written = append(c.written, n.path+".retries: none set, so Istio's default is written out: attempts: 2 on connect-failure, cancelled, unavailable, 503 (refused-stream has no lightmesh equivalent)")
 	}
 	for _, k := range []string{"fault", "mirror", "mirrorPercentage", "mirrorPercent", "mirrors", "rewrite", "redirect", "directResponse", "headers", "corsPolicy", "delegate"} {
 		if _, ok := n.take(k); ok {
@@ -467,9 +530,8 @@ func (c *istioConverter) retries(n *node) *router.Retry {
 		c.leave(n.path+".retryRemoteLocalities", "lightmesh has no localities")
 	}
 	n.done()
-	if r.Attempts == 0 {
-		return nil
-	}
+	// attempts: 0 is written out: no retry, even where a defaults
+	// document sets one.
 	return r
 }
 
@@ -551,6 +613,9 @@ func (c *istioConverter) outlier(n *node) *router.Breaker {
 		if d, err := parseDuration(t); err == nil {
 			b.OpenBase = d
 		}
+	}
+	if _, ok := n.m["maxEjectionPercent"]; !ok {
+		c.leave(n.path+".maxEjectionPercent", "not set, so Istio ejects at most 10% of the instances; lightmesh has no cap and ejects every instance whose breaker opens (a route's fallback catches a subset left empty)")
 	}
 	for _, k := range []string{"maxEjectionPercent", "minHealthPercent", "splitExternalLocalOriginErrors", "consecutiveLocalOriginFailures"} {
 		if _, ok := n.take(k); ok {

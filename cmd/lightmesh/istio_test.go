@@ -40,7 +40,7 @@ func TestImportIstioRoutesTheSame(t *testing.T) {
 			Retry   struct {
 				Attempts      int
 				PerTryTimeout string
-				On            []string
+				OnHTTP        []string
 			}
 			OutlierDetection struct {
 				MinRequests      int
@@ -70,7 +70,7 @@ func TestImportIstioRoutesTheSame(t *testing.T) {
 	if e.Route != "ratings-canary" || len(e.Split) != 2 || e.Split[0].Subset != "v1" || e.Split[0].Share != 0.9 || e.Split[1].Subset != "v3" {
 		t.Errorf("GET /v1/ratings: %+v, want the 90/10 split v1/v3", e)
 	}
-	if e.Policy.Timeout != "3s" || e.Policy.Retry.Attempts != 2 || e.Policy.Retry.PerTryTimeout != "1s" || strings.Join(e.Policy.Retry.On, ",") != "5xx,connect-failure" {
+	if e.Policy.Timeout != "3s" || e.Policy.Retry.Attempts != 2 || e.Policy.Retry.PerTryTimeout != "1s" || strings.Join(e.Policy.Retry.OnHTTP, ",") != "connect-failure,5xx" {
 		t.Errorf("GET /v1/ratings policy: %+v", e.Policy)
 	}
 	if od := e.Policy.OutlierDetection; od.MinRequests != 5 || od.FailureRatio != 1 || od.OpenBase != "30s" || od.Window != "10s" {
@@ -84,9 +84,9 @@ func TestImportIstioRoutesTheSame(t *testing.T) {
 		t.Errorf("GET /: route %s subset %s, want default v1", e.Route, e.Chosen.Name)
 	}
 	for _, want := range []string{
-		`reviews-virtualservice.yaml: VirtualService reviews spec.http[2].fault: no lightmesh equivalent`,
+		`reviews-virtualservice.yaml: VirtualService bookinfo/reviews spec.http[2].fault: no lightmesh equivalent`,
 		`spec.http[1].retries.retryOn: condition "refused-stream"`,
-		`DestinationRule reviews spec.trafficPolicy.connectionPool:`,
+		`DestinationRule bookinfo/reviews spec.trafficPolicy.connectionPool:`,
 		`spec.trafficPolicy.outlierDetection.maxEjectionPercent:`,
 	} {
 		if !strings.Contains(stderr, want) {

@@ -63,8 +63,8 @@ func TestGolden(t *testing.T) {
 		{"explain-lane.json", 0, []string{"explain", "-o", "json", "-f", "testdata/rules.yaml", "--instances", "testdata/instances.yaml", "--service", "user-api", "--header", "x-env:staging"}},
 		{"explain-grpc.txt", 0, []string{"explain", "-f", "testdata/rules.yaml", "--instance", "user-api=10.0.0.9:9000,env=staging", "--service", "user-api", "--grpc-method", "/users.v1.Users/Get", "--header", "x-env=staging"}},
 		{"explain-bad.txt", 1, []string{"explain", "-f", "testdata/bad.yaml", "--service", "user-api"}},
-		{"diff.txt", 0, []string{"diff", "testdata/rules.yaml", "testdata/rules-v2.yaml"}},
-		{"diff.json", 0, []string{"diff", "-o", "json", "testdata/rules.yaml", "testdata/rules-v2.yaml"}},
+		{"diff.txt", 1, []string{"diff", "testdata/rules.yaml", "testdata/rules-v2.yaml"}},
+		{"diff.json", 1, []string{"diff", "-o", "json", "testdata/rules.yaml", "testdata/rules-v2.yaml"}},
 		{"diff-none.txt", 0, []string{"diff", "testdata/rules.yaml", "testdata/rules.yaml"}},
 		{"import-istio.txt", 0, []string{"import", "istio", "testdata/istio/reviews-virtualservice.yaml", "testdata/istio/reviews-destinationrule.yaml"}},
 		{"import-istio-strict.txt", 1, []string{"import", "istio", "--strict", "testdata/istio/reviews-virtualservice.yaml", "testdata/istio/reviews-destinationrule.yaml"}},
@@ -111,6 +111,29 @@ func TestEverySubcommandHasHelp(t *testing.T) {
 		code, _, stderr := lightmesh(t, nil, args...)
 		if code != 0 || !strings.Contains(stderr, "usage: lightmesh "+name) {
 			t.Errorf("%s -h: exit %d, stderr %q", name, code, stderr)
+		}
+	}
+}
+
+// TestReadmeShowsTheGoldenOutputs: the outputs the README shows are the
+// golden files, as the README says (paths as an operator in testdata
+// would see them).
+func TestReadmeShowsTheGoldenOutputs(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"explain-lane.txt", "diff.txt", "import-istio.txt"} {
+		data, err := os.ReadFile(filepath.Join("testdata", "golden", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := string(data)
+		if _, stderr, ok := strings.Cut(want, "--- stderr\n"); ok && strings.HasPrefix(name, "import") {
+			want = strings.ReplaceAll(stderr, "testdata/istio/", "")
+		}
+		if !strings.Contains(string(readme), "```\n"+want+"```\n") {
+			t.Errorf("the README does not show testdata/golden/%s as it is:\n%s", name, want)
 		}
 	}
 }

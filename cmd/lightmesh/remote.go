@@ -1,22 +1,29 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"crypto/md5"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
 	"github.com/lightmesh/lightmesh/discovery/etcd"
 	"github.com/lightmesh/lightmesh/discovery/nacos"
+	"github.com/lightmesh/lightmesh/router"
 )
 
 // location is where a rule document (or instance list) lives: a Nacos
@@ -43,7 +50,16 @@ func (l location) String() string {
 		}
 		return s
 	}
-	return "etcd://" + strings.Join(l.hosts, ",") + "/" + l.key
+	return "etcd://" + strings.Join(l.hosts, ",") + l.key // the key starts with /
+}
+
+// name is the last element of l's key or dataId: the document name in a
+// per-service layout (user-api, _defaults).
+func (l location) name() string {
+	if l.kind == "nacos" {
+		return l.dataID
+	}
+	return l.key[strings.LastIndexByte(l.key, '/')+1:]
 }
 
 // parseLocation reads nacos://HOST:PORT/GROUP[/DATA_ID][?namespace=NS] or
@@ -221,14 +237,123 @@ func (c *cli) etcdError(l location, op string, err error) error {
 	return fmt.Errorf("etcd %s %s: %w", op, l.key, err)
 }
 
-// fetch reads the document at l; "" when there is none.
-func (c *cli) fetch(ctx context.Context, l location) (string, error) {
+// noVersion is the version of a location that holds no document.
+const noVersion = "none"
+
+// stored is what a location holds: its document ("" for none) and the
+// version that a conditional write compares (etcd: the key's
+// ModRevision; Nacos: the MD5 of the content; noVersion for none).
+type stored struct {
+	doc, version string
+}
+
+// nacosVersion is the version Nacos compares for content: its MD5.
+func nacosVersion(content string) string {
+	if content == "" {
+		return noVersion
+	}
+	sum := md5.Sum([]byte(content))
+	return hex.EncodeToString(sum[:])
+}
+
+// fetch reads the document at l, with its version.
+func (c *cli) fetch(ctx context.Context, l location) (stored, error) {
+	switch l.kind {
+	case "nacos":
+		if l.dataID == "" {
+			return stored{}, fmt.Errorf("%s: no dataId (nacos://HOST:PORT/GROUP/DATA_ID)", l)
+		}
+		doc, err := nacos.Fetch(c.nacosConfig(l), l.dataID, l.group)
+		return stored{doc: doc, version: nacosVersion(doc)}, err
+	}
+	cli, err := c.etcdClient(l)
+	if err != nil {
+		return stored{}, err
+	}
+	defer cli.Close()
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	resp, err := cli.Get(ctx, l.key)
+	if err != nil {
+		return stored{}, c.etcdError(l, "get", err)
+	}
+	return etcdStored(resp.Kvs), nil
+}
+
+// etcdStored is what a get of one key answered.
+func etcdStored(kvs []*mvccpb.KeyValue) stored {
+	if len(kvs) == 0 {
+		return stored{version: noVersion}
+	}
+	return stored{doc: string(kvs[0].Value), version: strconv.FormatInt(kvs[0].ModRevision, 10)}
+}
+
+// fetchDocument is fetch, failing when l holds no document.
+func (c *cli) fetchDocument(ctx context.Context, l location) (stored, error) {
+	st, err := c.fetch(ctx, l)
+	if err == nil && st.doc == "" {
+		err = fmt.Errorf("%s: no document there", l)
+	}
+	return st, err
+}
+
+// conflictError is a conditional write refused: l no longer holds the
+// version the write expected.
+type conflictError struct {
+	l        location
+	expected string
+	live     stored
+}
+
+func (e *conflictError) Error() string {
+	return fmt.Sprintf("%s changed since it was read (version %s, now %s)", e.l, e.expected, e.live.version)
+}
+
+// publish writes doc at l if l still holds version ifVersion (noVersion:
+// if l holds no document), and returns the version written; force
+// writes whatever l holds. A write refused for the version is a
+// *conflictError with what l holds now.
+func (c *cli) publish(ctx context.Context, l location, doc, ifVersion string, force bool) (string, error) {
 	switch l.kind {
 	case "nacos":
 		if l.dataID == "" {
 			return "", fmt.Errorf("%s: no dataId (nacos://HOST:PORT/GROUP/DATA_ID)", l)
 		}
-		return nacos.Fetch(c.nacosConfig(l), l.dataID, l.group)
+		cas := ""
+		if !force {
+			if ifVersion == noVersion {
+				// Nacos compares only an item that exists: check that
+				// none does, just before writing.
+				live, err := c.fetch(ctx, l)
+				if err != nil {
+					return "", err
+				}
+				if live.doc != "" {
+					return "", &conflictError{l, ifVersion, live}
+				}
+			} else {
+				cas = ifVersion
+			}
+		}
+		if err := nacos.PublishIfMD5(c.nacosConfig(l), l.dataID, l.group, doc, cas); err != nil {
+			if cas != "" {
+				// Nacos does not say why it refused: look. It compares
+				// with its database and serves reads from a cache
+				// refreshed just after a write, so look a few times.
+				for range 10 {
+					live, ferr := c.fetch(ctx, l)
+					if ferr != nil {
+						break
+					}
+					if live.version != cas {
+						return "", &conflictError{l, ifVersion, live}
+					}
+					time.Sleep(100 * time.Millisecond)
+				}
+			}
+			return "", err
+		}
+		return nacosVersion(doc), nil
 	}
 	cli, err := c.etcdClient(l)
 	if err != nil {
@@ -237,52 +362,73 @@ func (c *cli) fetch(ctx context.Context, l location) (string, error) {
 	defer cli.Close()
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	resp, err := cli.Get(ctx, l.key)
-	if err != nil {
-		return "", c.etcdError(l, "get", err)
-	}
-	if len(resp.Kvs) == 0 {
-		return "", nil
-	}
-	return string(resp.Kvs[0].Value), nil
-}
-
-// fetchDocument is fetch, failing when l holds no document.
-func (c *cli) fetchDocument(ctx context.Context, l location) (string, error) {
-	doc, err := c.fetch(ctx, l)
-	if err == nil && doc == "" {
-		err = fmt.Errorf("%s: no document there", l)
-	}
-	return doc, err
-}
-
-// publish writes doc at l.
-func (c *cli) publish(ctx context.Context, l location, doc string) error {
-	switch l.kind {
-	case "nacos":
-		if l.dataID == "" {
-			return fmt.Errorf("%s: no dataId (nacos://HOST:PORT/GROUP/DATA_ID)", l)
+	if force {
+		resp, err := cli.Put(ctx, l.key, doc)
+		if err != nil {
+			return "", c.etcdError(l, "put", err)
 		}
-		return nacos.Publish(c.nacosConfig(l), l.dataID, l.group, doc)
+		return strconv.FormatInt(resp.Header.Revision, 10), nil
 	}
-	cli, err := c.etcdClient(l)
+	rev := int64(0) // a key that does not exist has ModRevision 0
+	if ifVersion != noVersion {
+		if rev, err = strconv.ParseInt(ifVersion, 10, 64); err != nil || rev <= 0 {
+			return "", fmt.Errorf("version %q: an etcd version is the key's ModRevision, a number", ifVersion)
+		}
+	}
+	resp, err := cli.Txn(ctx).
+		If(clientv3.Compare(clientv3.ModRevision(l.key), "=", rev)).
+		Then(clientv3.OpPut(l.key, doc)).
+		Else(clientv3.OpGet(l.key)).
+		Commit()
 	if err != nil {
-		return err
+		return "", c.etcdError(l, "put", err)
 	}
-	defer cli.Close()
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	if _, err := cli.Put(ctx, l.key, doc); err != nil {
-		return c.etcdError(l, "put", err)
+	if !resp.Succeeded {
+		return "", &conflictError{l, ifVersion, etcdStored(resp.Responses[0].GetResponseRange().Kvs)}
 	}
-	return nil
+	return strconv.FormatInt(resp.Header.Revision, 10), nil
+}
+
+// versionPrefix starts the comment line get writes first, which push
+// reads back: the version of the document the file was read from.
+const versionPrefix = "# lightmesh-version: "
+
+// versionLine is the comment get writes above a document read at l.
+func versionLine(l location, version string) string {
+	return versionPrefix + version + " (read from " + l.String() + "; lightmesh push publishes only over this version)"
+}
+
+// readVersion returns the version and the location of the first line of
+// data written by get, and data without that line; "" when there is none.
+func readVersion(data []byte) (version, from string, doc []byte) {
+	first, rest, _ := bytes.Cut(data, []byte("\n"))
+	v, ok := bytes.CutPrefix(bytes.TrimRight(first, "\r"), []byte(versionPrefix))
+	if !ok {
+		return "", "", data
+	}
+	ver, note, _ := bytes.Cut(v, []byte(" "))
+	if f, ok := bytes.CutPrefix(note, []byte("(read from ")); ok {
+		from, _, _ = strings.Cut(string(f), ";")
+	}
+	return string(ver), from, rest
+}
+
+// fetched is get's JSON output.
+type fetched struct {
+	Location string `json:"location"`
+	Version  string `json:"version"`
+	Document string `json:"document"`
 }
 
 func runGet(ctx context.Context, c *cli, args []string) error {
 	fs := newFlags(c, "get")
+	out := outputFlag(fs, "yaml", "json")
 	c.etcdTLSFlags(fs)
 	rest, err := parseInterspersed(fs, args)
 	if err != nil {
+		return err
+	}
+	if err := checkOutput(*out, "yaml", "json"); err != nil {
 		return err
 	}
 	if len(rest) != 1 {
@@ -293,18 +439,22 @@ func runGet(ctx context.Context, c *cli, args []string) error {
 	if err != nil {
 		return err
 	}
-	doc, err := c.fetchDocument(ctx, l)
+	st, err := c.fetchDocument(ctx, l)
 	if err != nil {
 		return err
 	}
-	_, err = fmt.Fprint(c.stdout, strings.TrimRight(doc, "\n")+"\n")
+	if *out == "json" {
+		return writeStructured(c.stdout, "json", fetched{Location: l.String(), Version: st.version, Document: st.doc})
+	}
+	_, err = fmt.Fprint(c.stdout, versionLine(l, st.version)+"\n"+strings.TrimRight(st.doc, "\n")+"\n")
 	return err
 }
 
 func runPush(ctx context.Context, c *cli, args []string) error {
 	fs := newFlags(c, "push")
-	file := fs.String("f", "", "the rule document to publish (required)")
+	file := fs.String("f", "", "the rule document to publish (required); its first line, written by lightmesh get, names the version it was read from")
 	dryRun := fs.Bool("dry-run", false, "validate and print what would change for traffic against the live document; publish nothing")
+	force := fs.Bool("force", false, "publish over whatever the location holds, even an edit this file was not read from")
 	service := serviceFlag(fs)
 	c.etcdTLSFlags(fs)
 	rest, err := parseInterspersed(fs, args)
@@ -323,6 +473,17 @@ func runPush(ctx context.Context, c *cli, args []string) error {
 	if err != nil {
 		return err
 	}
+	readFrom, from, data := readVersion(data)
+	if from != "" && from != l.String() {
+		// Read elsewhere (staging, say): its version says nothing here.
+		fmt.Fprintf(c.stderr, "lightmesh push: %s was read from %s, not %s\n", *file, from, l)
+		readFrom = ""
+	}
+	if *service != "" && l.name() != *service {
+		// The catalog reads the document of a service from the key or
+		// dataId named after it.
+		return fmt.Errorf("--service %s: %s is the document of %q, not of %q; every mesh would reject it there", *service, l, l.name(), *service)
+	}
 	next, err := load(*service, data)
 	if err != nil {
 		c.printProblems(*file, err)
@@ -334,24 +495,61 @@ func runPush(ctx context.Context, c *cli, args []string) error {
 		if err != nil {
 			return err
 		}
-		var changes []change
-		if live == "" {
+		if live.doc == "" {
 			fmt.Fprintf(c.stdout, "%s holds no document: the push would create it\n", l)
-			return nil
+		} else {
+			writeDiff(c.stdout, *service, live.doc, next)
 		}
-		old, err := load(*service, []byte(live))
-		if err != nil {
-			fmt.Fprintf(c.stdout, "the live document at %s is invalid (the mesh keeps its last good rules): %v\n", l, err)
-			return nil
-		}
-		changes = diffDocuments(old.Document(), next.Document())
-		writeChanges(c.stdout, changes)
 		fmt.Fprintf(c.stdout, "dry run: nothing was published to %s\n", l)
 		return nil
 	}
-	if err := c.publish(ctx, l, string(data)); err != nil {
+	if readFrom == "" && !*force {
+		// A file not read with get: publish only where there is nothing
+		// to overwrite, or nothing would change.
+		live, err := c.fetch(ctx, l)
+		if err != nil {
+			return err
+		}
+		switch {
+		case live.doc == "":
+			readFrom = noVersion
+		case live.doc == string(data):
+			fmt.Fprintf(c.stdout, "%s already holds %s (version %s): nothing to publish\n", l, *file, live.version)
+			return nil
+		default:
+			fmt.Fprintf(c.stderr, "lightmesh push: %s holds a document (version %s) that %s was not read from; publishing would replace it. What the push would change:\n", l, live.version, *file)
+			writeDiff(c.stderr, *service, live.doc, next)
+			fmt.Fprintf(c.stderr, "start from the live document (lightmesh get %s > %s, then edit), or replace it with push --force; nothing was published\n", l, *file)
+			return errReported
+		}
+	}
+	version, err := c.publish(ctx, l, string(data), readFrom, *force)
+	var conflict *conflictError
+	if errors.As(err, &conflict) {
+		fmt.Fprintf(c.stderr, "lightmesh push: %v: someone published since %s was read. What the push would change in the live document:\n", err, *file)
+		if conflict.live.doc == "" {
+			fmt.Fprintf(c.stderr, "(the document was deleted)\n")
+		} else {
+			writeDiff(c.stderr, *service, conflict.live.doc, next)
+		}
+		fmt.Fprintf(c.stderr, "read it again (lightmesh get %s), merge your change, and push; or replace it with push --force. Nothing was published\n", l)
+		return errReported
+	}
+	if err != nil {
 		return err
 	}
-	fmt.Fprintf(c.stdout, "published %s to %s\n", *file, l)
+	fmt.Fprintf(c.stdout, "published %s to %s (version %s)\n", *file, l, version)
 	return nil
+}
+
+// writeDiff prints to w what changes for traffic from the live document
+// to next, or that the live document is invalid (the mesh then keeps its
+// last good rules).
+func writeDiff(w io.Writer, service, live string, next *router.Rules) {
+	old, err := load(service, []byte(live))
+	if err != nil {
+		fmt.Fprintf(w, "the live document is invalid (the mesh keeps its last good rules): %v\n", err)
+		return
+	}
+	writeChanges(w, diffRules(old, next))
 }

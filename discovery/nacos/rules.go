@@ -321,12 +321,21 @@ func removeDir(dir string) {
 // console. It connects a client for this one call and closes it, so it
 // suits tools and examples, not loops.
 func Publish(cfg Config, dataID, group, content string) error {
+	return PublishIfMD5(cfg, dataID, group, content, "")
+}
+
+// PublishIfMD5 is Publish done only while the item's content has the MD5
+// casMD5 (hex, as Nacos reports it; the MD5 of what Fetch read): Nacos
+// compares and writes in one step, so an edit published since the read is
+// never overwritten. The error does not say whether the content changed;
+// Fetch again to tell. An empty casMD5 writes unconditionally.
+func PublishIfMD5(cfg Config, dataID, group, content, casMD5 string) error {
 	if dataID == "" || content == "" {
 		return errors.New("nacos: publish needs a dataId and content")
 	}
 	group = groupOrDefault(group)
 	return withConfigClient(cfg, func(client config_client.IConfigClient) error {
-		ok, err := client.PublishConfig(vo.ConfigParam{DataId: dataID, Group: group, Content: content})
+		ok, err := client.PublishConfig(vo.ConfigParam{DataId: dataID, Group: group, Content: content, CasMd5: casMD5})
 		if err == nil && !ok {
 			err = errors.New("server refused")
 		}

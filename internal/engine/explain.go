@@ -23,10 +23,14 @@ type Explanation struct {
 	// Rules and Source identify the rules in force.
 	Rules  string `json:"rules,omitempty"`
 	Source string `json:"source,omitempty"`
-	// Policy is what the matched route applies, as the document writes it
-	// (the route's own sections, else the service's); nil when the rules
-	// do not name the service.
+	// Policy is what the matched route applies, every setting filled in
+	// (router.Rules.InForce: the route's own sections, else the
+	// service's, else the defaults'); nil for a service the mesh does
+	// not know.
 	Policy *PolicyInForce `json:"policy,omitempty"`
+	// GRPC says the call explained is a gRPC call: its retry conditions
+	// are shown as gRPC codes.
+	GRPC bool `json:"grpc,omitempty"`
 	// Breaker is the state of the service breaker ("" without one) and
 	// Ejected the candidates whose instance breaker refuses calls now.
 	Breaker string            `json:"breaker,omitempty"`
@@ -39,14 +43,16 @@ type Explanation struct {
 	Reason string `json:"reason,omitempty"`
 }
 
-// PolicyInForce is the protection a call gets, as the rule document
-// writes it.
+// PolicyInForce is the protection a call gets, as router.Rules.InForce
+// computes it: the call's timeout, retry and rate limit (the route's),
+// the service's breakers, and the settings taken from the defaults.
 type PolicyInForce struct {
-	Timeout          router.Duration   `json:"timeout,omitempty"`
-	Retry            *router.Retry     `json:"retry,omitempty"`
-	Breaker          *router.Breaker   `json:"breaker,omitempty"`
-	OutlierDetection *router.Breaker   `json:"outlierDetection,omitempty"`
-	RateLimit        *router.RateLimit `json:"rateLimit,omitempty"`
+	router.CallInForce
+	Breaker          *router.BreakerInForce `json:"breaker,omitempty"`
+	OutlierDetection *router.BreakerInForce `json:"outlierDetection,omitempty"`
+	// FromDefaults lists the settings the service takes from the
+	// defaults document.
+	FromDefaults []string `json:"fromDefaults,omitempty"`
 }
 
 // EjectedInstance is an instance whose breaker refuses calls.
@@ -82,7 +88,7 @@ func (s *State) Explain(service string, req *router.Request, now time.Time) *Exp
 	e := &Explanation{Explanation: s.table.Explain(service, req, accept)}
 	e.Ejected = ejected
 	if svc != nil {
-		e.Policy = policyInForce(s.table.Rules().Document().Services[service], e.RouteIndex)
+		e.Policy = policyInForce(s.table.Rules().InForce(service), e.RouteIndex)
 		route := &svc.def
 		if i := e.RouteIndex; i >= 0 && i < len(svc.routes) {
 			route = &svc.routes[i]
@@ -126,21 +132,15 @@ func routeScope(r *Route) string {
 	return r.policy.Route
 }
 
-// policyInForce returns the sections that apply to route i of doc: the
-// route's own timeout, retry and rate limit, else the service's.
-func policyInForce(doc router.Service, i int) *PolicyInForce {
-	p := &PolicyInForce{Timeout: doc.Timeout, Retry: doc.Retry, Breaker: doc.Breaker, OutlierDetection: doc.OutlierDetection, RateLimit: doc.RateLimit}
-	if i >= 0 && i < len(doc.Routes) {
-		r := doc.Routes[i]
-		if r.Timeout != 0 {
-			p.Timeout = r.Timeout
-		}
-		if r.Retry != nil {
-			p.Retry = r.Retry
-		}
-		if r.RateLimit != nil {
-			p.RateLimit = r.RateLimit
-		}
+// policyInForce returns what applies to route i of the service in force
+// (its calls when i is not a route).
+func policyInForce(in *router.InForce, i int) *PolicyInForce {
+	if in == nil { // no rules at all
+		return nil
+	}
+	p := &PolicyInForce{CallInForce: in.Call, Breaker: in.Breaker, OutlierDetection: in.OutlierDetection, FromDefaults: in.FromDefaults}
+	if i >= 0 && i < len(in.Routes) {
+		p.CallInForce = in.Routes[i]
 	}
 	return p
 }
@@ -202,24 +202,36 @@ func (e *Explanation) WriteText(w io.Writer) error {
 		p("  service breaker: %s", e.Breaker)
 	}
 	if pol := e.Policy; pol != nil {
-		if pol.Timeout != 0 {
-			p("  timeout %s", pol.Timeout.Std())
+		from := func(setting string) string {
+			if slices.Contains(pol.FromDefaults, setting) {
+				return " (from defaults)"
+			}
+			return ""
+		}
+		if pol.Timeout.Std() != 0 {
+			p("  timeout %s%s", pol.Timeout.Std(), from("timeout"))
+		} else {
+			p("  timeout none%s", from("timeout"))
 		}
 		if r := pol.Retry; r != nil {
-			p("  retry: %d attempts, per try %s, on %v", r.Attempts, r.PerTryTimeout.Std(), onOrDefault(r.On))
+			perTry := "the call's timeout"
+			if r.PerTryTimeout.Std() != 0 {
+				perTry = r.PerTryTimeout.Std().String()
+			}
+			p("  retry: %d attempts, per try %s, on %v, budget %g, backoff %s%s", r.Attempts, perTry, e.retryOn(r), r.Budget, r.Backoff.Std(), from("retry"))
 		}
 		if br := pol.Breaker; br != nil {
-			p("  breaker: minRequests %d, failureRatio %g", br.MinRequests, br.FailureRatio)
+			p("  breaker: minRequests %d, failureRatio %g, window %s, open %s..%s%s", br.MinRequests, br.FailureRatio, br.Window.Std(), br.OpenBase.Std(), br.OpenMax.Std(), from("breaker"))
 		}
 		if od := pol.OutlierDetection; od != nil {
-			p("  outlier detection: minRequests %d, failureRatio %g", od.MinRequests, od.FailureRatio)
+			p("  outlier detection: minRequests %d, failureRatio %g, window %s, open %s..%s%s", od.MinRequests, od.FailureRatio, od.Window.Std(), od.OpenBase.Std(), od.OpenMax.Std(), from("outlierDetection"))
 		}
 		if rl := pol.RateLimit; rl != nil {
 			tokens := ""
 			if e.Tokens != nil {
 				tokens = fmt.Sprintf(", %.1f tokens now", *e.Tokens)
 			}
-			p("  rate limit: %g/s, burst %d%s", rl.RPS, rl.Burst, tokens)
+			p("  rate limit: %g/s, burst %d%s%s", rl.RPS, rl.Burst, tokens, from("rateLimit"))
 		}
 	}
 	switch {
@@ -244,9 +256,19 @@ func labelList(labels map[string]string) string {
 	return strings.Join(parts, ",")
 }
 
-func onOrDefault(on []string) []string {
-	if len(on) == 0 {
-		return []string{"connect-failure", "reset", "per-try-timeout", "502", "503", "504", "unavailable"}
+// retryOn returns the conditions r retries on for the protocol of e.
+func (e *Explanation) retryOn(r *router.RetryInForce) []string {
+	if e.GRPC {
+		return r.OnGRPC
 	}
-	return on
+	return r.OnHTTP
+}
+
+// RetryOn returns the conditions the policy's retry retries on, for the
+// protocol of the call explained; nil without a retry.
+func (e *Explanation) RetryOn() []string {
+	if e.Policy == nil || e.Policy.Retry == nil {
+		return nil
+	}
+	return e.retryOn(e.Policy.Retry)
 }

@@ -2,6 +2,8 @@
 // mean" hints in validation errors and explanations.
 package textdist
 
+import "strings"
+
 // maxLen is the longest name compared; longer ones are never close.
 const maxLen = 64
 
@@ -29,12 +31,14 @@ func Distance(a, b string) int {
 	return prev[len(b)]
 }
 
-// Closest returns the name in names nearest to s when it is at most
-// within edits of it (a typo), "" otherwise; the first of equals wins.
+// Closest returns the name in names nearest to s, ignoring case, when it
+// is at most within edits of it (a typo), "" otherwise; the first of
+// equals wins.
 func Closest(s string, names []string, within int) string {
 	best, bestDist := "", within+1
+	s = strings.ToLower(s)
 	for _, n := range names {
-		if d := Distance(s, n); d < bestDist {
+		if d := Distance(s, strings.ToLower(n)); d < bestDist {
 			best, bestDist = n, d
 		}
 	}
