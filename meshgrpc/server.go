@@ -95,14 +95,25 @@ func enter(ctx context.Context, eng *engine.Engine, method string) (engine.Incom
 	return in, ctx, nil
 }
 
-// finish records the call's metrics and ends lightmesh's span.
+// finish records the call's metrics and ends lightmesh's span with the
+// code grpc-go sends for err: a handler's bare context error goes out as
+// DEADLINE_EXCEEDED or CANCELLED, not UNKNOWN.
 func finish(ctx context.Context, in *engine.Incoming, err error) {
-	code := status.Code(err)
+	code := wireCode(err)
 	name := router.GRPCCodeName(uint32(code))
 	if span := in.Span(); span != nil {
 		trace.EndRPC(span, name, serverFault(code), err)
 	}
 	in.Finish(ctx, name)
+}
+
+// wireCode is the code grpc-go's server sends for a handler's error: its
+// status when it has one, else that of a context error, else UNKNOWN.
+func wireCode(err error) codes.Code {
+	if st, ok := status.FromError(err); ok {
+		return st.Code()
+	}
+	return status.FromContextError(err).Code()
 }
 
 // serverFault reports whether code is a server error by the RPC semantic
