@@ -129,16 +129,19 @@ func streamInterceptor(eng *engine.Engine) grpc.StreamClientInterceptor {
 		}
 		cc.ctx = ctx
 		cs, err := streamer(context.WithValue(ctx, callKey{}, cc), desc, conn, method, opts...)
+		cc.mu.Lock()
 		if err != nil {
-			cc.mu.Lock()
 			err = cc.meshErr(err)
-			if cc.attempts == 0 {
-				// No attempt began (grpc-go refused the stream before its
-				// stats handler saw it): nothing else will end it.
-				cc.lastErr, cc.ctxDone = err, true
-				cc.endStream()
-			}
-			cc.mu.Unlock()
+		}
+		if cc.attempts == 0 {
+			// No attempt began: grpc-go refused the stream before its
+			// stats handler saw it, or an interceptor after this one
+			// served the stream itself. Nothing else will end it.
+			cc.lastErr, cc.ctxDone = err, true
+			cc.endStream()
+		}
+		cc.mu.Unlock()
+		if err != nil {
 			return nil, statusOf(err, cc.c.Result().Route)
 		}
 		return cs, nil

@@ -2,7 +2,6 @@ package engine
 
 import (
 	"context"
-	"errors"
 	"time"
 
 	oteltrace "go.opentelemetry.io/otel/trace"
@@ -433,19 +432,16 @@ func (c *Call) isRefused(in *discovery.Instance) bool {
 	return false
 }
 
-// errNotSent ends a call whose try ended before anything was sent and
-// without an error of its own.
-var errNotSent = errors.New("mesh: the call ended before it was sent")
-
 // Done reports the try's outcome o, once: to the service breaker and to
 // the breaker of the instance picked (unless AttemptDone reported that
 // one), each judging it by its own failure set, after judge decided whose
 // deadline, if any, ended it (the caller's own end counts for neither; a
 // mesh timeout is a failure). When nothing was sent — the pick failed,
 // the adapter failed before sending (KindNotSent), or no pick happened at
-// all — Done counts it for no breaker and returns the error that ends the
-// call; when no candidate could be connected to, o becomes a connect
-// failure. Calls after the first do nothing.
+// all — Done counts it for no breaker and returns the try's error, which
+// ends the call (none: the adapter's chain answered it without sending
+// it, and the call ends with that answer); when no candidate could be
+// connected to, o becomes a connect failure. Calls after the first do nothing.
 func (t *Try) Done(o *Outcome) error {
 	if t.reported {
 		return nil
@@ -462,10 +458,11 @@ func (t *Try) Done(o *Outcome) error {
 		t.abandon()
 		return t.pickErr
 	case !t.picked || o.Kind == KindNotSent:
+		// Nothing reached an instance. Without an error, something in
+		// the adapter's chain answered the call itself (a gRPC client
+		// interceptor after the mesh's, a cache): the caller gets that
+		// answer, and no retry follows.
 		t.abandon()
-		if o.Err == nil {
-			return errNotSent
-		}
 		return o.Err
 	}
 	c.sent = true
