@@ -9,6 +9,7 @@ import (
 	oteltrace "go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/balancer"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/stats"
 	"google.golang.org/grpc/status"
@@ -183,6 +184,7 @@ type clientCall struct {
 	ends     int           // ... and ended (stats.End)
 	ctxDone  bool          // grpc-go finished the stream (its context ended)
 	lastErr  error         // of the last attempt that ended
+	reset    bool          // the last attempt's connection broke after it was sent
 }
 
 // unaryArgs are the arguments of a unary call, for its tries.
@@ -249,8 +251,16 @@ func (cc *clientCall) begin(ctx context.Context, wait bool) error {
 // Send implements engine.Sender: one unary call; the picker picks.
 func (cc *clientCall) Send(ctx context.Context, t *engine.Try) engine.Outcome {
 	a := &cc.unary
-	cc.t = t
-	return outcomeOf(a.invoker(context.WithValue(ctx, callKey{}, cc), cc.method, a.req, a.reply, a.conn, a.opts...))
+	cc.t, cc.reset = t, false
+	o := outcomeOf(a.invoker(context.WithValue(ctx, callKey{}, cc), cc.method, a.req, a.reply, a.conn, a.opts...))
+	cc.mu.Lock()
+	if o.Err != nil && cc.reset {
+		// Not the server's UNAVAILABLE: the connection broke after the
+		// call went out, and only an idempotent call may be resent.
+		o.Kind = engine.KindReset
+	}
+	cc.mu.Unlock()
+	return o
 }
 
 // Discard implements engine.Sender: a unary reply is simply overwritten
@@ -261,9 +271,17 @@ func (cc *clientCall) Discard() {}
 // breaker of the instance it was picked for. An attempt that sent nothing
 // (grpc-go found the connection not ready, or will retry it transparently)
 // counts for nothing.
+//
+// An attempt that was sent and ended UNAVAILABLE before any answer came
+// back (not even the server's status) is a reset: the connection broke
+// after the server may have received the call.
 func (cc *clientCall) attemptDone(di balancer.DoneInfo) {
 	o := outcomeOf(di.Err)
+	if di.Err != nil && di.BytesSent && !di.BytesReceived && status.Code(di.Err) == codes.Unavailable {
+		o.Kind = engine.KindReset
+	}
 	cc.mu.Lock()
+	cc.reset = o.Kind == engine.KindReset
 	cc.t.AttemptDone(&o, di.BytesSent || di.BytesReceived)
 	cc.mu.Unlock()
 }
