@@ -10,6 +10,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/balancer"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/stats"
 	"google.golang.org/grpc/status"
@@ -57,7 +58,7 @@ func unaryInterceptor(eng *engine.Engine, cfg *config) grpc.UnaryClientIntercept
 		if !ok {
 			return invoker(ctx, method, req, reply, conn, opts...)
 		}
-		cc := newClientCall(eng, service, method)
+		cc := newClientCall(eng, conn, service, method)
 		opts, onFinish := splitOnFinish(opts)
 		ctx, err := cc.open(ctx)
 		if err == nil {
@@ -119,7 +120,7 @@ func streamInterceptor(eng *engine.Engine) grpc.StreamClientInterceptor {
 		if !ok {
 			return streamer(ctx, desc, conn, method, opts...)
 		}
-		cc := newClientCall(eng, service, method)
+		cc := newClientCall(eng, conn, service, method)
 		cc.stream = true
 		ctx, err := cc.open(ctx)
 		if err == nil {
@@ -159,6 +160,7 @@ type clientCall struct {
 	c       engine.Call
 	t       *engine.Try // the try in progress
 	eng     *engine.Engine
+	conn    *grpc.ClientConn // the call's
 	service string
 	method  string
 	md      metadata.MD // the outgoing metadata, lane and trace injected
@@ -195,8 +197,8 @@ type unaryArgs struct {
 	opts       []grpc.CallOption
 }
 
-func newClientCall(eng *engine.Engine, service, method string) *clientCall {
-	cc := &clientCall{eng: eng, service: service, method: method, start: time.Now()}
+func newClientCall(eng *engine.Engine, conn *grpc.ClientConn, service, method string) *clientCall {
+	cc := &clientCall{eng: eng, conn: conn, service: service, method: method, start: time.Now()}
 	cc.done = cc.attemptDone // one func value per call, not one per pick
 	return cc
 }
@@ -252,9 +254,9 @@ func (cc *clientCall) begin(ctx context.Context, wait bool) error {
 func (cc *clientCall) Send(ctx context.Context, t *engine.Try) engine.Outcome {
 	a := &cc.unary
 	cc.t, cc.reset = t, false
-	o := outcomeOf(a.invoker(context.WithValue(ctx, callKey{}, cc), cc.method, a.req, a.reply, a.conn, a.opts...))
+	o := cc.outcomeOf(a.invoker(context.WithValue(ctx, callKey{}, cc), cc.method, a.req, a.reply, a.conn, a.opts...))
 	cc.mu.Lock()
-	if o.Err != nil && cc.reset {
+	if o.Kind == engine.KindNone && o.Err != nil && cc.reset {
 		// Not the server's UNAVAILABLE: the connection broke after the
 		// call went out, and only an idempotent call may be resent.
 		o.Kind = engine.KindReset
@@ -276,8 +278,8 @@ func (cc *clientCall) Discard() {}
 // back (not even the server's status) is a reset: the connection broke
 // after the server may have received the call.
 func (cc *clientCall) attemptDone(di balancer.DoneInfo) {
-	o := outcomeOf(di.Err)
-	if di.Err != nil && di.BytesSent && !di.BytesReceived && status.Code(di.Err) == codes.Unavailable {
+	o := cc.outcomeOf(di.Err)
+	if o.Kind == engine.KindNone && di.Err != nil && di.BytesSent && !di.BytesReceived && status.Code(di.Err) == codes.Unavailable {
 		o.Kind = engine.KindReset
 	}
 	cc.mu.Lock()
@@ -286,9 +288,16 @@ func (cc *clientCall) attemptDone(di balancer.DoneInfo) {
 	cc.mu.Unlock()
 }
 
-// outcomeOf turns a call's error into the engine's outcome.
-func outcomeOf(err error) engine.Outcome {
-	return engine.Outcome{GRPC: true, Code: uint32(status.Code(err)), Err: err}
+// outcomeOf turns a call's error into the engine's outcome. An error
+// after the call's ClientConn was closed is the caller's side ending the
+// call, whatever code grpc-go gave it (CANCELLED or, when the transport
+// closed first, UNAVAILABLE): it says nothing about the server.
+func (cc *clientCall) outcomeOf(err error) engine.Outcome {
+	o := engine.Outcome{GRPC: true, Code: uint32(status.Code(err)), Err: err}
+	if err != nil && cc.conn.GetState() == connectivity.Shutdown {
+		o.Kind = engine.KindCallerEnded
+	}
+	return o
 }
 
 // meshErr returns the mesh's own pick error in place of err, the status
@@ -361,7 +370,7 @@ func (cc *clientCall) endStream() {
 		return
 	}
 	err := cc.meshErr(cc.lastErr)
-	o := outcomeOf(err)
+	o := cc.outcomeOf(err)
 	if stop := cc.t.Done(&o); stop != nil {
 		err = stop
 	}

@@ -38,6 +38,10 @@ const (
 	// KindNotSent: the try failed in the adapter before anything was sent
 	// (a request body that could not be read again): no breaker counts it.
 	KindNotSent
+	// KindCallerEnded: the caller's side ended the try (a gRPC ClientConn
+	// closed under it): like the caller's cancellation, it counts for no
+	// breaker and is not retried.
+	KindCallerEnded
 )
 
 // Outcome is what one try came back with.
@@ -506,7 +510,8 @@ const nearDeadline = 50 * time.Millisecond
 // codeDeadlineExceeded is gRPC's DEADLINE_EXCEEDED.
 const codeDeadlineExceeded = 4
 
-// judge tells what ended the try: the caller's own context (callerDone),
+// judge tells what ended the try: the caller's own context or side
+// (callerDone: its context ended, or o is KindCallerEnded),
 // the call's timeout, the per-try timeout, or none. It is the one place
 // that decides whose deadline ran out. A gRPC server that gives up at the
 // deadline the call sent it may answer DEADLINE_EXCEEDED a moment before
@@ -517,7 +522,7 @@ func (t *Try) judge(o *Outcome) (callerDone, callTimedOut, tryTimedOut bool) {
 	if t.ctx == nil {
 		return false, false, false
 	}
-	if t.parent.Err() != nil {
+	if t.parent.Err() != nil || o.Kind == KindCallerEnded {
 		return true, false, false
 	}
 	if t.ctx.Err() == nil {
