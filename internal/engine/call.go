@@ -456,8 +456,11 @@ func (t *Try) Done(o *Outcome) error {
 	case t.pickErr == ErrNoConnection:
 		// Candidates exist but none could be connected to (the gRPC
 		// picker found every connection failing): a connect failure, for
-		// the service breaker and for retrying elsewhere.
-		o.Kind = KindConnectFailure
+		// the service breaker and for retrying elsewhere — unless the
+		// caller's side ended the wait.
+		if o.Kind != KindCallerEnded {
+			o.Kind = KindConnectFailure
+		}
 	case t.pickErr != nil:
 		t.abandon()
 		return t.pickErr
