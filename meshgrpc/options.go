@@ -47,9 +47,11 @@ func WithServiceConfig(json string) Option {
 // ("/pkg.Users/Get"), or a service name ending in a slash ("/pkg.Users/")
 // for all its methods. A retry rule resends such a call after a per-try
 // timeout or a reset connection; any other call is resent only on a
-// connect failure (it was never sent) or a listed status code (by
-// default UNAVAILABLE, which the gRPC spec defines as safe to retry),
-// unless the rule says nonIdempotent: true.
+// connect failure (it was never sent) or a listed status code the server
+// answered (by default UNAVAILABLE, which the gRPC spec defines as safe to
+// retry), unless the rule says nonIdempotent: true. A connection that
+// broke after the call went out, with no answer at all, is a reset,
+// although grpc-go reports it as UNAVAILABLE too.
 func WithIdempotentMethods(methods ...string) Option {
 	return optionFunc(func(c *config) { c.idempotent = append(c.idempotent, methods...) })
 }
