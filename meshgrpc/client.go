@@ -127,7 +127,15 @@ func streamInterceptor(eng *engine.Engine) grpc.StreamClientInterceptor {
 			cc.t, err = cc.c.NewTry(ctx)
 		}
 		if err != nil {
-			return nil, cc.finish(ctx, err)
+			// Refused before grpc-go saw it: grpc-go will not run the
+			// caller's OnFinish options, which it promises for every RPC.
+			err = cc.finish(ctx, err)
+			for _, o := range opts {
+				if f, ok := o.(grpc.OnFinishCallOption); ok {
+					f.OnFinish(err)
+				}
+			}
+			return nil, err
 		}
 		cc.ctx = ctx
 		cs, err := streamer(context.WithValue(ctx, callKey{}, cc), desc, conn, method, opts...)

@@ -2,16 +2,22 @@ package meshgrpc_test
 
 import (
 	"context"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/lightmesh/lightmesh/internal/grpctest"
 	"github.com/lightmesh/lightmesh/internal/meshtest"
 	"github.com/lightmesh/lightmesh/mesh"
+	"github.com/lightmesh/lightmesh/meshgrpc"
 )
 
 // A client interceptor chained after DialOptions's that answers a call
@@ -60,5 +66,48 @@ func TestInterceptorAfterTheMeshMayServeAStream(t *testing.T) {
 	}
 	if name, err := call(context.Background(), conn); err != nil || name != "s" {
 		t.Fatalf("a call after a stream the interceptor served: %q, %v; want served", name, err)
+	}
+}
+
+// A stream the mesh refuses (here its rate limit) before grpc-go sees it
+// still runs the grpc.OnFinish options an interceptor chained before the
+// mesh's gave it, once: grpc-go promises them for every RPC, and an
+// interceptor counting streams in flight (or holding a concurrency slot)
+// releases in them.
+func TestRefusedStreamRunsOnFinish(t *testing.T) {
+	s := grpctest.Start(t, "s")
+	m, _ := newMesh(t, echoDoc("    rateLimit: {rps: 0.001, burst: 1}\n"), staticOf(s))
+	var finished []error
+	var mu sync.Mutex
+	inflight := func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+		return streamer(ctx, desc, cc, method, append(opts, grpc.OnFinish(func(err error) {
+			mu.Lock()
+			finished = append(finished, err)
+			mu.Unlock()
+		}))...)
+	}
+	opts := append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithChainStreamInterceptor(inflight)}, meshgrpc.DialOptions(m)...)
+	conn, err := grpc.NewClient("lightmesh:///echo", opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	ss, err := conn.NewStream(ctx, &grpctest.StreamDesc, grpctest.StreamMethod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ss.SendMsg(wrapperspb.Int32(1))
+	ss.CloseSend()
+	for ss.RecvMsg(new(wrapperspb.StringValue)) == nil {
+	}
+	if _, err := conn.NewStream(ctx, &grpctest.StreamDesc, grpctest.StreamMethod); status.Code(err) != codes.ResourceExhausted {
+		t.Fatalf("the second stream: %v, want the rate limit", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(finished) != 2 || finished[0] != nil || status.Code(finished[1]) != codes.ResourceExhausted {
+		t.Fatalf("OnFinish ran with %v, want once per stream: <nil> and the rate limit", finished)
 	}
 }
