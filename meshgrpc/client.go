@@ -2,6 +2,7 @@ package meshgrpc
 
 import (
 	"context"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -195,6 +196,7 @@ type clientCall struct {
 	ctxDone  bool          // grpc-go finished the stream (its context ended)
 	lastErr  error         // of the last attempt that ended
 	reset    bool          // the last attempt's connection broke after it was sent
+	pushback time.Duration // the last attempt's server pushback (engine.Outcome.RetryAfter)
 }
 
 // unaryArgs are the arguments of a unary call, for its tries.
@@ -261,13 +263,16 @@ func (cc *clientCall) begin(ctx context.Context, wait bool) error {
 // Send implements engine.Sender: one unary call; the picker picks.
 func (cc *clientCall) Send(ctx context.Context, t *engine.Try) engine.Outcome {
 	a := &cc.unary
-	cc.t, cc.reset = t, false
+	cc.t, cc.reset, cc.pushback = t, false, 0
 	o := cc.outcomeOf(a.invoker(context.WithValue(ctx, callKey{}, cc), cc.method, a.req, a.reply, a.conn, a.opts...))
 	cc.mu.Lock()
 	if o.Kind == engine.KindNone && o.Err != nil && cc.reset {
 		// Not the server's UNAVAILABLE: the connection broke after the
 		// call went out, and only an idempotent call may be resent.
 		o.Kind = engine.KindReset
+	}
+	if o.Err != nil {
+		o.RetryAfter = cc.pushback
 	}
 	cc.mu.Unlock()
 	return o
@@ -292,8 +297,24 @@ func (cc *clientCall) attemptDone(di balancer.DoneInfo) {
 	}
 	cc.mu.Lock()
 	cc.reset = o.Kind == engine.KindReset
+	cc.pushback = pushback(di.Trailer)
 	cc.t.AttemptDone(&o, di.BytesSent || di.BytesReceived)
 	cc.mu.Unlock()
+}
+
+// pushback returns the server's grpc-retry-pushback-ms trailer as an
+// engine.Outcome.RetryAfter: 0 when there is none, negative when it is
+// not a count of milliseconds (gRFC A6: do not retry), else at least 1ns.
+func pushback(trailer metadata.MD) time.Duration {
+	v := trailer.Get("grpc-retry-pushback-ms")
+	if len(v) == 0 {
+		return 0
+	}
+	ms, err := strconv.ParseInt(v[0], 10, 32)
+	if err != nil || ms < 0 {
+		return -1
+	}
+	return max(time.Duration(ms)*time.Millisecond, 1)
 }
 
 // outcomeOf turns a call's error into the engine's outcome. An error

@@ -55,6 +55,11 @@ type Outcome struct {
 	Code uint32
 	// Err is the try's error, what the call returns when no retry follows.
 	Err error
+	// RetryAfter is the server's pushback (gRPC's grpc-retry-pushback-ms):
+	// when positive, a retry waits this long instead of the backoff, and
+	// none follows when that does not fit before the call's deadline;
+	// negative, the server asks for no retry. Zero: no pushback.
+	RetryAfter time.Duration
 }
 
 // Sender is the adapter's side of one call: Run calls Send once per try
@@ -610,11 +615,15 @@ func (c *Call) Run(ctx context.Context, s Sender) error {
 			return err
 		}
 		if retry == nil || c.tries > retry.Attempts || c.callerDone || t.callTimedOut ||
-			!retryable(&retry.On, &o, t.tryTimedOut, c.idempotent) || !c.route.budget.Take() {
+			!retryable(&retry.On, &o, t.tryTimedOut, c.idempotent) || !pushbackFits(ctx, callDeadline, o.RetryAfter) ||
+			!c.route.budget.Take() {
 			return o.Err
 		}
 		s.Discard()
 		wait := retryBackoff(retry.Backoff, c.tries-1)
+		if o.RetryAfter > 0 {
+			wait = o.RetryAfter // the server's pushback replaces the backoff (gRFC A6)
+		}
 		if !callDeadline.IsZero() && time.Until(callDeadline) < wait {
 			// The call's time runs out during the backoff.
 			if !sleep(ctx, time.Until(callDeadline)) {
@@ -710,6 +719,24 @@ func retryable(on *router.RetryOn, o *Outcome, tryTimedOut, idempotent bool) boo
 		return on.Codes.Has(o.Code)
 	}
 	return on.Status.Has(o.Status)
+}
+
+// pushbackFits reports whether a retry may follow a server's pushback d
+// (see Outcome.RetryAfter): none, or one that ends before the caller's
+// deadline and the call's (zero: none). A retry that could only start
+// after them would turn the server's answer into a timeout.
+func pushbackFits(ctx context.Context, callDeadline time.Time, d time.Duration) bool {
+	switch {
+	case d == 0:
+		return true
+	case d < 0:
+		return false
+	}
+	at := time.Now().Add(d)
+	if dl, ok := ctx.Deadline(); ok && !at.Before(dl) {
+		return false
+	}
+	return callDeadline.IsZero() || at.Before(callDeadline)
 }
 
 // retryBackoff is the wait before retry n (0 for the first): base doubling
