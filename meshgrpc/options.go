@@ -31,7 +31,9 @@ func (f optionFunc) apply(c *config) { f(c) }
 // WithServiceConfig gives the client's own gRPC service config (JSON, as
 // for grpc.WithDefaultServiceConfig): its method configs (timeouts,
 // retryPolicy, waitForReady, message sizes) apply to the client's calls,
-// and its load-balancing part is replaced by lightmesh's balancer.
+// and its load-balancing part is replaced by lightmesh's balancer. A
+// hedgingPolicy is not supported: the concurrent attempts of one call
+// share its instance breaker's admission.
 //
 // Use it instead of grpc.WithDefaultServiceConfig: the lightmesh resolver
 // sends the service config with every update, and grpc-go prefers that to
