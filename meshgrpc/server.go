@@ -88,8 +88,14 @@ func enter(ctx context.Context, eng *engine.Engine, method string) (engine.Incom
 	}
 	in, ctx, wait, err := eng.Enter(ctx, engine.GRPC, &router.Request{Method: "POST", Path: method, Getter: incomingHeaders{ctx}}, incoming{ctx}, true, start)
 	if err != nil {
-		ms := max(int64(wait/time.Millisecond), 1)
-		grpc.SetTrailer(ctx, metadata.Pairs("grpc-retry-pushback-ms", strconv.FormatInt(ms, 10)))
+		// Rounded up: a client that waits exactly this long (gRFC A6)
+		// must find the limit refilled.
+		ms := wait / time.Millisecond
+		if wait%time.Millisecond != 0 {
+			ms++
+		}
+		ms = max(ms, 1)
+		grpc.SetTrailer(ctx, metadata.Pairs("grpc-retry-pushback-ms", strconv.FormatInt(int64(ms), 10)))
 		return in, ctx, &meshError{st: status.Newf(codes.ResourceExhausted, "lightmesh: rate limited: inbound limit of service %q", eng.Local()), cause: err}
 	}
 	return in, ctx, nil
