@@ -2,6 +2,7 @@ package meshgrpc
 
 import (
 	"context"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -9,6 +10,8 @@ import (
 	oteltrace "go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/balancer"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/stats"
 	"google.golang.org/grpc/status"
@@ -56,7 +59,7 @@ func unaryInterceptor(eng *engine.Engine, cfg *config) grpc.UnaryClientIntercept
 		if !ok {
 			return invoker(ctx, method, req, reply, conn, opts...)
 		}
-		cc := newClientCall(eng, service, method)
+		cc := newClientCall(eng, conn, service, method)
 		opts, onFinish := splitOnFinish(opts)
 		ctx, err := cc.open(ctx)
 		if err == nil {
@@ -118,27 +121,38 @@ func streamInterceptor(eng *engine.Engine) grpc.StreamClientInterceptor {
 		if !ok {
 			return streamer(ctx, desc, conn, method, opts...)
 		}
-		cc := newClientCall(eng, service, method)
+		cc := newClientCall(eng, conn, service, method)
 		cc.stream = true
 		ctx, err := cc.open(ctx)
 		if err == nil {
 			cc.t, err = cc.c.NewTry(ctx)
 		}
 		if err != nil {
-			return nil, cc.finish(ctx, err)
+			// Refused before grpc-go saw it: grpc-go will not run the
+			// caller's OnFinish options, which it promises for every RPC.
+			err = cc.finish(ctx, err)
+			for _, o := range opts {
+				if f, ok := o.(grpc.OnFinishCallOption); ok {
+					f.OnFinish(err)
+				}
+			}
+			return nil, err
 		}
 		cc.ctx = ctx
 		cs, err := streamer(context.WithValue(ctx, callKey{}, cc), desc, conn, method, opts...)
+		cc.mu.Lock()
 		if err != nil {
-			cc.mu.Lock()
 			err = cc.meshErr(err)
-			if cc.attempts == 0 {
-				// No attempt began (grpc-go refused the stream before its
-				// stats handler saw it): nothing else will end it.
-				cc.lastErr, cc.ctxDone = err, true
-				cc.endStream()
-			}
-			cc.mu.Unlock()
+		}
+		if cc.attempts == 0 {
+			// No attempt began: grpc-go refused the stream before its
+			// stats handler saw it, or an interceptor after this one
+			// served the stream itself. Nothing else will end it.
+			cc.lastErr, cc.ctxDone = err, true
+			cc.endStream()
+		}
+		cc.mu.Unlock()
+		if err != nil {
 			return nil, statusOf(err, cc.c.Result().Route)
 		}
 		return cs, nil
@@ -155,6 +169,7 @@ type clientCall struct {
 	c       engine.Call
 	t       *engine.Try // the try in progress
 	eng     *engine.Engine
+	conn    *grpc.ClientConn // the call's
 	service string
 	method  string
 	md      metadata.MD // the outgoing metadata, lane and trace injected
@@ -180,6 +195,8 @@ type clientCall struct {
 	ends     int           // ... and ended (stats.End)
 	ctxDone  bool          // grpc-go finished the stream (its context ended)
 	lastErr  error         // of the last attempt that ended
+	reset    bool          // the last attempt's connection broke after it was sent
+	pushback time.Duration // the last attempt's server pushback (engine.Outcome.RetryAfter)
 }
 
 // unaryArgs are the arguments of a unary call, for its tries.
@@ -190,8 +207,8 @@ type unaryArgs struct {
 	opts       []grpc.CallOption
 }
 
-func newClientCall(eng *engine.Engine, service, method string) *clientCall {
-	cc := &clientCall{eng: eng, service: service, method: method, start: time.Now()}
+func newClientCall(eng *engine.Engine, conn *grpc.ClientConn, service, method string) *clientCall {
+	cc := &clientCall{eng: eng, conn: conn, service: service, method: method, start: time.Now()}
 	cc.done = cc.attemptDone // one func value per call, not one per pick
 	return cc
 }
@@ -246,8 +263,19 @@ func (cc *clientCall) begin(ctx context.Context, wait bool) error {
 // Send implements engine.Sender: one unary call; the picker picks.
 func (cc *clientCall) Send(ctx context.Context, t *engine.Try) engine.Outcome {
 	a := &cc.unary
-	cc.t = t
-	return outcomeOf(a.invoker(context.WithValue(ctx, callKey{}, cc), cc.method, a.req, a.reply, a.conn, a.opts...))
+	cc.t, cc.reset, cc.pushback = t, false, 0
+	o := cc.outcomeOf(a.invoker(context.WithValue(ctx, callKey{}, cc), cc.method, a.req, a.reply, a.conn, a.opts...))
+	cc.mu.Lock()
+	if o.Kind == engine.KindNone && o.Err != nil && cc.reset {
+		// Not the server's UNAVAILABLE: the connection broke after the
+		// call went out, and only an idempotent call may be resent.
+		o.Kind = engine.KindReset
+	}
+	if o.Err != nil {
+		o.RetryAfter = cc.pushback
+	}
+	cc.mu.Unlock()
+	return o
 }
 
 // Discard implements engine.Sender: a unary reply is simply overwritten
@@ -258,16 +286,47 @@ func (cc *clientCall) Discard() {}
 // breaker of the instance it was picked for. An attempt that sent nothing
 // (grpc-go found the connection not ready, or will retry it transparently)
 // counts for nothing.
+//
+// An attempt that was sent and ended UNAVAILABLE before any answer came
+// back (not even the server's status) is a reset: the connection broke
+// after the server may have received the call.
 func (cc *clientCall) attemptDone(di balancer.DoneInfo) {
-	o := outcomeOf(di.Err)
+	o := cc.outcomeOf(di.Err)
+	if o.Kind == engine.KindNone && di.Err != nil && di.BytesSent && !di.BytesReceived && status.Code(di.Err) == codes.Unavailable {
+		o.Kind = engine.KindReset
+	}
 	cc.mu.Lock()
+	cc.reset = o.Kind == engine.KindReset
+	cc.pushback = pushback(di.Trailer)
 	cc.t.AttemptDone(&o, di.BytesSent || di.BytesReceived)
 	cc.mu.Unlock()
 }
 
-// outcomeOf turns a call's error into the engine's outcome.
-func outcomeOf(err error) engine.Outcome {
-	return engine.Outcome{GRPC: true, Code: uint32(status.Code(err)), Err: err}
+// pushback returns the server's grpc-retry-pushback-ms trailer as an
+// engine.Outcome.RetryAfter: 0 when there is none, negative when it is
+// not a count of milliseconds (gRFC A6: do not retry), else at least 1ns.
+func pushback(trailer metadata.MD) time.Duration {
+	v := trailer.Get("grpc-retry-pushback-ms")
+	if len(v) == 0 {
+		return 0
+	}
+	ms, err := strconv.ParseInt(v[0], 10, 32)
+	if err != nil || ms < 0 {
+		return -1
+	}
+	return max(time.Duration(ms)*time.Millisecond, 1)
+}
+
+// outcomeOf turns a call's error into the engine's outcome. An error
+// after the call's ClientConn was closed is the caller's side ending the
+// call, whatever code grpc-go gave it (CANCELLED or, when the transport
+// closed first, UNAVAILABLE): it says nothing about the server.
+func (cc *clientCall) outcomeOf(err error) engine.Outcome {
+	o := engine.Outcome{GRPC: true, Code: uint32(status.Code(err)), Err: err}
+	if err != nil && cc.conn.GetState() == connectivity.Shutdown {
+		o.Kind = engine.KindCallerEnded
+	}
+	return o
 }
 
 // meshErr returns the mesh's own pick error in place of err, the status
@@ -340,7 +399,7 @@ func (cc *clientCall) endStream() {
 		return
 	}
 	err := cc.meshErr(cc.lastErr)
-	o := outcomeOf(err)
+	o := cc.outcomeOf(err)
 	if stop := cc.t.Done(&o); stop != nil {
 		err = stop
 	}

@@ -163,3 +163,57 @@ func latencySum(t *testing.T, reg *prometheus.Registry) float64 {
 	}
 	return sum
 }
+
+// A half-open probe stream that had no response when its ClientConn was
+// closed says nothing about the server: the service breaker is not closed
+// by it (grpc-go ends the stream CANCELLED, "the client connection is
+// closing"), it stays half-open for the next probe.
+func TestClosedConnProbeIsNoSuccess(t *testing.T) {
+	s := grpctest.Start(t, "s")
+	reg := prometheus.NewRegistry()
+	m, _ := newMesh(t, echoDoc(halfOpenDoc), staticOf(s), mesh.WithRegisterer(reg))
+	conn := dial(t, m, "echo")
+	tripToHalfOpen(t, s, conn)
+	if _, err := conn.NewStream(context.Background(), &grpctest.ChatDesc, grpctest.ChatMethod); err != nil {
+		t.Fatal(err)
+	}
+	conn.Close()
+	// grpc-go ends the stream CANCELLED or, when the transport closes
+	// first, UNAVAILABLE; the three tripping calls were UNAVAILABLE.
+	meshtest.WaitFor(t, 2*time.Second, "the stream's end to be recorded", func() bool {
+		code := func(c string) float64 {
+			return meshtest.Metric(t, reg, "lightmesh_requests_total", map[string]string{"direction": "outbound", "code": c})
+		}
+		return code("CANCELLED") == 1 || code("UNAVAILABLE") == 4
+	})
+	for _, b := range m.Status().Breakers {
+		if b.State == "closed" {
+			t.Fatalf("a probe stream that got no answer before its ClientConn closed closed the breaker: %+v", b)
+		}
+	}
+}
+
+// A unary call cut because its ClientConn was closed under it (grpc-go
+// ends it CANCELLED or UNAVAILABLE, "the client connection is closing")
+// says nothing about the server, as the caller's cancellation does not: a
+// half-open probe cut so neither closes the breaker nor counts against it.
+func TestClosedConnCallIsNoVerdict(t *testing.T) {
+	s := grpctest.Start(t, "s")
+	m, _ := newMesh(t, echoDoc(halfOpenDoc), staticOf(s))
+	conn := dial(t, m, "echo")
+	tripToHalfOpen(t, s, conn)
+	calls := s.Calls.Load()
+	s.Delay.Store(int64(5 * time.Second))
+	done := make(chan error, 1)
+	go func() { _, err := call(context.Background(), conn); done <- err }()
+	meshtest.WaitFor(t, 2*time.Second, "the probe to arrive", func() bool { return s.Calls.Load() == calls+1 })
+	conn.Close()
+	if err := <-done; err == nil {
+		t.Fatal("the call survived its ClientConn's Close")
+	}
+	for _, b := range m.Status().Breakers {
+		if b.State == "closed" || b.Trips > 1 {
+			t.Fatalf("a probe cut by its own ClientConn's Close was judged: %+v", b)
+		}
+	}
+}

@@ -31,7 +31,9 @@ func (f optionFunc) apply(c *config) { f(c) }
 // WithServiceConfig gives the client's own gRPC service config (JSON, as
 // for grpc.WithDefaultServiceConfig): its method configs (timeouts,
 // retryPolicy, waitForReady, message sizes) apply to the client's calls,
-// and its load-balancing part is replaced by lightmesh's balancer.
+// and its load-balancing part is replaced by lightmesh's balancer. A
+// hedgingPolicy is not supported: the concurrent attempts of one call
+// share its instance breaker's admission.
 //
 // Use it instead of grpc.WithDefaultServiceConfig: the lightmesh resolver
 // sends the service config with every update, and grpc-go prefers that to
@@ -47,9 +49,11 @@ func WithServiceConfig(json string) Option {
 // ("/pkg.Users/Get"), or a service name ending in a slash ("/pkg.Users/")
 // for all its methods. A retry rule resends such a call after a per-try
 // timeout or a reset connection; any other call is resent only on a
-// connect failure (it was never sent) or a listed status code (by
-// default UNAVAILABLE, which the gRPC spec defines as safe to retry),
-// unless the rule says nonIdempotent: true.
+// connect failure (it was never sent) or a listed status code the server
+// answered (by default UNAVAILABLE, which the gRPC spec defines as safe to
+// retry), unless the rule says nonIdempotent: true. A connection that
+// broke after the call went out, with no answer at all, is a reset,
+// although grpc-go reports it as UNAVAILABLE too.
 func WithIdempotentMethods(methods ...string) Option {
 	return optionFunc(func(c *config) { c.idempotent = append(c.idempotent, methods...) })
 }

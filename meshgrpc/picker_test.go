@@ -64,7 +64,7 @@ func pickerFor(tb testing.TB, n int) (*picker, *engine.Engine) {
 func BenchmarkPick(b *testing.B) {
 	p, eng := pickerFor(b, 1000)
 	md := metadata.MD{"x-env": {"staging"}}
-	cc := newClientCall(eng, "svc", "/pkg.Svc/Call")
+	cc := newClientCall(eng, nil, "svc", "/pkg.Svc/Call")
 	cc.md = md
 	info := balancer.PickInfo{FullMethodName: "/pkg.Svc/Call", Ctx: context.WithValue(context.Background(), callKey{}, cc)}
 	if err := cc.begin(info.Ctx, false); err != nil {
@@ -83,7 +83,7 @@ func BenchmarkPick(b *testing.B) {
 
 func TestPickDoesNotAllocate(t *testing.T) {
 	p, eng := pickerFor(t, 100)
-	cc := newClientCall(eng, "svc", "/pkg.Svc/Call")
+	cc := newClientCall(eng, nil, "svc", "/pkg.Svc/Call")
 	cc.md = metadata.MD{"x-env": {"staging"}}
 	info := balancer.PickInfo{FullMethodName: "/pkg.Svc/Call", Ctx: context.WithValue(context.Background(), callKey{}, cc)}
 	if err := cc.begin(info.Ctx, false); err != nil {

@@ -88,21 +88,38 @@ func enter(ctx context.Context, eng *engine.Engine, method string) (engine.Incom
 	}
 	in, ctx, wait, err := eng.Enter(ctx, engine.GRPC, &router.Request{Method: "POST", Path: method, Getter: incomingHeaders{ctx}}, incoming{ctx}, true, start)
 	if err != nil {
-		ms := max(int64(wait/time.Millisecond), 1)
-		grpc.SetTrailer(ctx, metadata.Pairs("grpc-retry-pushback-ms", strconv.FormatInt(ms, 10)))
+		// Rounded up: a client that waits exactly this long (gRFC A6)
+		// must find the limit refilled.
+		ms := wait / time.Millisecond
+		if wait%time.Millisecond != 0 {
+			ms++
+		}
+		ms = max(ms, 1)
+		grpc.SetTrailer(ctx, metadata.Pairs("grpc-retry-pushback-ms", strconv.FormatInt(int64(ms), 10)))
 		return in, ctx, &meshError{st: status.Newf(codes.ResourceExhausted, "lightmesh: rate limited: inbound limit of service %q", eng.Local()), cause: err}
 	}
 	return in, ctx, nil
 }
 
-// finish records the call's metrics and ends lightmesh's span.
+// finish records the call's metrics and ends lightmesh's span with the
+// code grpc-go sends for err: a handler's bare context error goes out as
+// DEADLINE_EXCEEDED or CANCELLED, not UNKNOWN.
 func finish(ctx context.Context, in *engine.Incoming, err error) {
-	code := status.Code(err)
+	code := wireCode(err)
 	name := router.GRPCCodeName(uint32(code))
 	if span := in.Span(); span != nil {
 		trace.EndRPC(span, name, serverFault(code), err)
 	}
 	in.Finish(ctx, name)
+}
+
+// wireCode is the code grpc-go's server sends for a handler's error: its
+// status when it has one, else that of a context error, else UNKNOWN.
+func wireCode(err error) codes.Code {
+	if st, ok := status.FromError(err); ok {
+		return st.Code()
+	}
+	return status.FromContextError(err).Code()
 }
 
 // serverFault reports whether code is a server error by the RPC semantic

@@ -10,6 +10,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/status"
 
 	"github.com/lightmesh/lightmesh/discovery"
@@ -143,5 +144,33 @@ func TestNoInstanceAtAllFailsFirstCallFast(t *testing.T) {
 	_, err = grpctest.Call(ctx, conn, grpc.WaitForReady(true))
 	if d := time.Since(start); d > 250*time.Millisecond || status.Code(err) != codes.Unavailable {
 		t.Fatalf("a wait-for-ready call: %v after %v, want Unavailable at once", err, d)
+	}
+}
+
+// A wait-for-ready call waiting on connections that all failed, cut by
+// its own ClientConn's Close, says nothing about the service: it is no
+// connect failure for the service breaker.
+func TestClosedConnWaitingCallIsNoFailure(t *testing.T) {
+	static := discovery.NewStatic(map[string][]discovery.Instance{"echo": {{Address: deadAddr(t)}}})
+	m, _ := newMesh(t, echoDoc("    breaker: {minRequests: 1, failureRatio: 0.5, openBase: 10s}\n"), static)
+	conn := dial(t, m, "echo")
+	conn.Connect()
+	meshtest.WaitFor(t, 5*time.Second, "the connection to fail", func() bool { return conn.GetState() == connectivity.TransientFailure })
+	done := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_, err := grpctest.Call(ctx, conn, grpc.WaitForReady(true))
+		done <- err
+	}()
+	time.Sleep(200 * time.Millisecond) // the call is waiting for a connection (sooner, it would not be picked at all)
+	conn.Close()
+	if err := <-done; status.Code(err) != codes.Canceled {
+		t.Fatalf("the waiting call: %v, want Canceled by the Close", err)
+	}
+	for _, b := range m.Status().Breakers {
+		if b.State != "closed" {
+			t.Fatalf("a waiting call cut by its own ClientConn's Close counted as a connect failure: %+v", b)
+		}
 	}
 }

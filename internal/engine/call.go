@@ -2,7 +2,6 @@ package engine
 
 import (
 	"context"
-	"errors"
 	"time"
 
 	oteltrace "go.opentelemetry.io/otel/trace"
@@ -39,6 +38,10 @@ const (
 	// KindNotSent: the try failed in the adapter before anything was sent
 	// (a request body that could not be read again): no breaker counts it.
 	KindNotSent
+	// KindCallerEnded: the caller's side ended the try (a gRPC ClientConn
+	// closed under it): like the caller's cancellation, it counts for no
+	// breaker and is not retried.
+	KindCallerEnded
 )
 
 // Outcome is what one try came back with.
@@ -52,6 +55,11 @@ type Outcome struct {
 	Code uint32
 	// Err is the try's error, what the call returns when no retry follows.
 	Err error
+	// RetryAfter is the server's pushback (gRPC's grpc-retry-pushback-ms):
+	// when positive, a retry waits this long instead of the backoff, and
+	// none follows when that does not fit before the call's deadline;
+	// negative, the server asks for no retry. Zero: no pushback.
+	RetryAfter time.Duration
 }
 
 // Sender is the adapter's side of one call: Run calls Send once per try
@@ -433,19 +441,16 @@ func (c *Call) isRefused(in *discovery.Instance) bool {
 	return false
 }
 
-// errNotSent ends a call whose try ended before anything was sent and
-// without an error of its own.
-var errNotSent = errors.New("mesh: the call ended before it was sent")
-
 // Done reports the try's outcome o, once: to the service breaker and to
 // the breaker of the instance picked (unless AttemptDone reported that
 // one), each judging it by its own failure set, after judge decided whose
 // deadline, if any, ended it (the caller's own end counts for neither; a
 // mesh timeout is a failure). When nothing was sent — the pick failed,
 // the adapter failed before sending (KindNotSent), or no pick happened at
-// all — Done counts it for no breaker and returns the error that ends the
-// call; when no candidate could be connected to, o becomes a connect
-// failure. Calls after the first do nothing.
+// all — Done counts it for no breaker and returns the try's error, which
+// ends the call (none: the adapter's chain answered it without sending
+// it, and the call ends with that answer); when no candidate could be
+// connected to, o becomes a connect failure. Calls after the first do nothing.
 func (t *Try) Done(o *Outcome) error {
 	if t.reported {
 		return nil
@@ -456,16 +461,20 @@ func (t *Try) Done(o *Outcome) error {
 	case t.pickErr == ErrNoConnection:
 		// Candidates exist but none could be connected to (the gRPC
 		// picker found every connection failing): a connect failure, for
-		// the service breaker and for retrying elsewhere.
-		o.Kind = KindConnectFailure
+		// the service breaker and for retrying elsewhere — unless the
+		// caller's side ended the wait.
+		if o.Kind != KindCallerEnded {
+			o.Kind = KindConnectFailure
+		}
 	case t.pickErr != nil:
 		t.abandon()
 		return t.pickErr
 	case !t.picked || o.Kind == KindNotSent:
+		// Nothing reached an instance. Without an error, something in
+		// the adapter's chain answered the call itself (a gRPC client
+		// interceptor after the mesh's, a cache): the caller gets that
+		// answer, and no retry follows.
 		t.abandon()
-		if o.Err == nil {
-			return errNotSent
-		}
 		return o.Err
 	}
 	c.sent = true
@@ -509,7 +518,8 @@ const nearDeadline = 50 * time.Millisecond
 // codeDeadlineExceeded is gRPC's DEADLINE_EXCEEDED.
 const codeDeadlineExceeded = 4
 
-// judge tells what ended the try: the caller's own context (callerDone),
+// judge tells what ended the try: the caller's own context or side
+// (callerDone: its context ended, or o is KindCallerEnded),
 // the call's timeout, the per-try timeout, or none. It is the one place
 // that decides whose deadline ran out. A gRPC server that gives up at the
 // deadline the call sent it may answer DEADLINE_EXCEEDED a moment before
@@ -520,7 +530,7 @@ func (t *Try) judge(o *Outcome) (callerDone, callTimedOut, tryTimedOut bool) {
 	if t.ctx == nil {
 		return false, false, false
 	}
-	if t.parent.Err() != nil {
+	if t.parent.Err() != nil || o.Kind == KindCallerEnded {
 		return true, false, false
 	}
 	if t.ctx.Err() == nil {
@@ -605,11 +615,15 @@ func (c *Call) Run(ctx context.Context, s Sender) error {
 			return err
 		}
 		if retry == nil || c.tries > retry.Attempts || c.callerDone || t.callTimedOut ||
-			!retryable(&retry.On, &o, t.tryTimedOut, c.idempotent) || !c.route.budget.Take() {
+			!retryable(&retry.On, &o, t.tryTimedOut, c.idempotent) || !pushbackFits(ctx, callDeadline, o.RetryAfter) ||
+			!c.route.budget.Take() {
 			return o.Err
 		}
 		s.Discard()
 		wait := retryBackoff(retry.Backoff, c.tries-1)
+		if o.RetryAfter > 0 {
+			wait = o.RetryAfter // the server's pushback replaces the backoff (gRFC A6)
+		}
 		if !callDeadline.IsZero() && time.Until(callDeadline) < wait {
 			// The call's time runs out during the backoff.
 			if !sleep(ctx, time.Until(callDeadline)) {
@@ -705,6 +719,24 @@ func retryable(on *router.RetryOn, o *Outcome, tryTimedOut, idempotent bool) boo
 		return on.Codes.Has(o.Code)
 	}
 	return on.Status.Has(o.Status)
+}
+
+// pushbackFits reports whether a retry may follow a server's pushback d
+// (see Outcome.RetryAfter): none, or one that ends before the caller's
+// deadline and the call's (zero: none). A retry that could only start
+// after them would turn the server's answer into a timeout.
+func pushbackFits(ctx context.Context, callDeadline time.Time, d time.Duration) bool {
+	switch {
+	case d == 0:
+		return true
+	case d < 0:
+		return false
+	}
+	at := time.Now().Add(d)
+	if dl, ok := ctx.Deadline(); ok && !at.Before(dl) {
+		return false
+	}
+	return callDeadline.IsZero() || at.Before(callDeadline)
 }
 
 // retryBackoff is the wait before retry n (0 for the first): base doubling
