@@ -271,7 +271,7 @@ func TestCatalogSharedName(t *testing.T) {
 	time.Sleep(250 * time.Millisecond)
 	pub.publish(t, name, "v: 4")
 	meshtest.WaitFor(t, 5*time.Second, "the server to serve v: 4", func() bool {
-		got, err := pub.client.GetConfig(vo.ConfigParam{DataId: name, Group: catalogTestGroup})
+		got, err := pub.client.get(name, catalogTestGroup)
 		return err == nil && got == "v: 4"
 	})
 	w4 := watchCatalog(t, c, name)
@@ -682,7 +682,7 @@ func TestCatalogHearsPushesTheSDKLoses(t *testing.T) {
 	w.next(t, "v: 1", 5*time.Second)
 	pub.publish(t, name, "v: 2")
 	w.next(t, "v: 2", 8*time.Second) // the server knows of the listener now
-	c.client.CancelListenConfig(vo.ConfigParam{DataId: name, Group: catalogTestGroup})
+	c.client.sdk.CancelListenConfig(vo.ConfigParam{DataId: name, Group: catalogTestGroup})
 	time.Sleep(250 * time.Millisecond) // the SDK reads one item at most ~5 times a second
 	start := time.Now()
 	pub.publish(t, name, "v: 3")

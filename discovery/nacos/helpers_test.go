@@ -10,8 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nacos-group/nacos-sdk-go/v2/clients"
-	"github.com/nacos-group/nacos-sdk-go/v2/clients/config_client"
 	"github.com/nacos-group/nacos-sdk-go/v2/vo"
 
 	"github.com/lightmesh/lightmesh/internal/meshtest"
@@ -42,7 +40,7 @@ func unique(prefix string) string {
 // publisher writes config items with its own SDK client, as an ops
 // engineer's console would.
 type publisher struct {
-	client config_client.IConfigClient
+	client *configClient
 	group  string
 }
 
@@ -52,13 +50,12 @@ func newPublisher(tb testing.TB, cfg Config, group string) *publisher {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	client, err := clients.NewConfigClient(param)
-	installLogger(cfg)
+	client, err := newConfigClient(cfg, param)
 	if err != nil {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() {
-		client.CloseClient()
+		client.close()
 		removeDir(dir)
 	})
 	return &publisher{client: client, group: group}
@@ -67,7 +64,7 @@ func newPublisher(tb testing.TB, cfg Config, group string) *publisher {
 // publish writes content and returns its version (its MD5).
 func (p *publisher) publish(tb testing.TB, dataID, content string) string {
 	tb.Helper()
-	ok, err := p.client.PublishConfig(vo.ConfigParam{DataId: dataID, Group: p.group, Content: content, Type: "yaml"})
+	ok, err := p.client.publish(vo.ConfigParam{DataId: dataID, Group: p.group, Content: content, Type: "yaml"})
 	if err != nil || !ok {
 		tb.Fatalf("publish %s: ok=%v err=%v", dataID, ok, err)
 	}
@@ -76,7 +73,7 @@ func (p *publisher) publish(tb testing.TB, dataID, content string) string {
 
 func (p *publisher) remove(tb testing.TB, dataID string) {
 	tb.Helper()
-	if _, err := p.client.DeleteConfig(vo.ConfigParam{DataId: dataID, Group: p.group}); err != nil {
+	if _, err := p.client.remove(dataID, p.group); err != nil {
 		tb.Logf("delete %s: %v", dataID, err)
 	}
 }

@@ -71,7 +71,7 @@ func Register(cfg Config, service, group string, in discovery.Instance) (*Regist
 		err = errors.New("server refused")
 	}
 	if err != nil {
-		client.CloseClient()
+		closeNamingClient(client)
 		removeDir(dir)
 		return nil, fmt.Errorf("nacos: register %s at %s in %s@%s: %w", service, in.Address, group, cfg, err)
 	}
@@ -95,7 +95,7 @@ func (r *Registration) Close() error {
 		if err != nil {
 			r.err = fmt.Errorf("nacos: deregister %s at %s: %w", r.param.ServiceName, net.JoinHostPort(r.param.Ip, strconv.FormatUint(r.param.Port, 10)), err)
 		}
-		r.client.CloseClient()
+		closeNamingClient(r.client)
 		removeDir(r.dir)
 	})
 	return r.err
