@@ -666,8 +666,8 @@ func (r *relay) restore() {
 }
 
 // TestCatalogHearsPushesTheSDKLoses: nacos-sdk-go can lose a push (see
-// pushHub), so a catalog also reads an item when the SDK logs that the
-// server pushed a change of it. The SDK's listener is cancelled here, as
+// hearPushes), so a catalog answers the server's pushes on its own
+// connection and reads the pushed item itself. The SDK's listener is cancelled here, as
 // losing the push would leave it uncalled; the server still pushes to
 // the connection, and the change must arrive well before the 30 s
 // re-read.

@@ -30,6 +30,12 @@ func TestCredentialsNeverShown(t *testing.T) {
 		secretKey = `Sk-L1ghtm3sh<&>7z`
 		accessKey = "AK-lightmesh-test-4711"
 	)
+	if raceEnabled() {
+		// RamAuthClient.Login, every 5 s on an SDK goroutine, rewrites the
+		// credentials each request reads (fixed upstream by
+		// nacos-group/nacos-sdk-go#899, after v2.3.5).
+		t.Skip("nacos-sdk-go v2.3.5 races with itself when an access key is set; .ci/run runs this test without -race")
+	}
 	live := testConfig(t)
 	var logs meshtest.LogBuffer
 	dirs := t.TempDir()
