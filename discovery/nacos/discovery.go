@@ -38,6 +38,7 @@ const maxWeight = 1_000_000
 // logged, keeping the instance.
 type Discovery struct {
 	client naming_client.INamingClient
+	cfg    Config // for errors (String), and Register
 	group  string
 	logger *slog.Logger
 	dir    string
@@ -88,7 +89,7 @@ func NewDiscovery(cfg Config, group string) (*Discovery, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Discovery{client: client, group: group, logger: cfg.logger(), dir: dir, subs: map[string]*subscription{}, resuming: map[string]time.Time{}}, nil
+	return &Discovery{client: client, cfg: cfg, group: group, logger: cfg.logger(), dir: dir, subs: map[string]*subscription{}, resuming: map[string]time.Time{}}, nil
 }
 
 func newNamingClient(cfg Config) (naming_client.INamingClient, string, error) {
