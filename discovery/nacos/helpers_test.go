@@ -17,7 +17,8 @@ import (
 )
 
 // testConfig returns a Config for the Nacos server in
-// LIGHTMESH_NACOS_ADDR. Without one the test is skipped, or fails when
+// LIGHTMESH_NACOS_ADDR, with the credentials in LIGHTMESH_NACOS_USERNAME
+// and LIGHTMESH_NACOS_PASSWORD, if any. Without one the test is skipped, or fails when
 // LIGHTMESH_REQUIRE_NACOS=1.
 func testConfig(tb testing.TB) Config {
 	tb.Helper()
@@ -29,7 +30,13 @@ func testConfig(tb testing.TB) Config {
 		}
 		tb.Skip(msg)
 	}
-	return Config{Addresses: strings.Split(addr, ","), TimeoutMs: 3000}
+	return Config{
+		Addresses: strings.Split(addr, ","),
+		TimeoutMs: 3000,
+		// A server with authentication on (.ci/run starts one) needs them.
+		Username: os.Getenv("LIGHTMESH_NACOS_USERNAME"),
+		Password: os.Getenv("LIGHTMESH_NACOS_PASSWORD"),
+	}
 }
 
 // unique returns a name no earlier run used: the server keeps its data.
