@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lightmesh/lightmesh/discovery"
 	"github.com/lightmesh/lightmesh/internal/meshtest"
 	"github.com/lightmesh/lightmesh/mesh"
 )
@@ -46,4 +47,40 @@ func TestServerListWithADeadServer(t *testing.T) {
 	client := &http.Client{Transport: m.Transport(nil)}
 	meshtest.ExpectOnly(t, client, service, "staging", 5, "staging-1")
 	meshtest.ExpectOnly(t, client, service, "", 5, "base-1")
+}
+
+// TestPublicNamespaceEitherWay: the public namespace written "" (Nacos
+// 2.x) or "public" (its id since Nacos 3.0) is the same namespace: a
+// catalog and a discovery configured with "public" see what was
+// published and registered with "", pushes included.
+func TestPublicNamespaceEitherWay(t *testing.T) {
+	blank := testConfig(t)
+	named := blank
+	named.NamespaceID = "public"
+	group, service := unique("lm-public"), unique("lm-public-svc")
+	pub := newPublisher(t, blank, group)
+	t.Cleanup(func() { pub.remove(t, service) })
+	pub.publish(t, service, "v: 1")
+	c := newTestCatalog(t, named, group)
+	w := watchCatalog(t, c, service)
+	w.next(t, "v: 1", 5*time.Second)
+	pub.publish(t, service, "v: 2")
+	w.next(t, "v: 2", 8*time.Second) // the first push waits for the SDK's 5 s listen timer
+	start := time.Now()
+	pub.publish(t, service, "v: 3")
+	w.next(t, "v: 3", time.Second)
+	t.Logf("an edit in namespace \"\" reached a catalog of namespace \"public\" %v after its publish", time.Since(start).Round(time.Millisecond))
+
+	disc, err := NewDiscovery(named, group)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer disc.Close()
+	addrs := watchAddresses(t, disc, service)
+	reg, err := Register(blank, service, group, discovery.Instance{Address: "10.42.0.8:8080"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reg.Close()
+	waitAddresses(t, addrs, "10.42.0.8:8080")
 }
