@@ -27,8 +27,8 @@ import (
 func TestCredentialsNeverShown(t *testing.T) {
 	const (
 		deadPassword = `N4c0s<Pw>&9q`
-		secretKey = `Sk-L1ghtm3sh<&>7z`
-		accessKey = "AK-lightmesh-test-4711"
+		secretKey    = `Sk-L1ghtm3sh<&>7z`
+		accessKey    = "AK-lightmesh-test-4711"
 	)
 	if raceEnabled() {
 		// RamAuthClient.Login, every 5 s on an SDK goroutine, rewrites the
