@@ -344,11 +344,11 @@ func TestCatalogOneConnection(t *testing.T) {
 		}
 		return ""
 	}
-	base := grpcConns(t)
+	base := grpcConns(t, cfg)
 	c := newTestCatalog(t, cfg, catalogTestGroup)
 	first := watchCatalog(t, c, names[0])
 	first.next(t, content(0), 5*time.Second)
-	one := grpcConns(t) - base
+	one := grpcConns(t, cfg) - base
 	if one != 1 {
 		t.Errorf("one watch opened %d connections to Nacos, want 1", one)
 	}
@@ -359,24 +359,29 @@ func TestCatalogOneConnection(t *testing.T) {
 		w.next(t, content(i+1), 5*time.Second)
 	}
 	watchCatalog(t, c, rules.DefaultsName).next(t, "", 5*time.Second)
-	if n := grpcConns(t) - base; n != one {
+	if n := grpcConns(t, cfg) - base; n != one {
 		t.Errorf("31 watches use %d connections to Nacos, one used %d", n, one)
 	}
 	// Through a listen round: the listeners reach the server over the same
 	// connection.
 	pub.publish(t, names[29], "changed: 1")
 	ws[29].next(t, "changed: 1", 8*time.Second)
-	if n := grpcConns(t) - base; n != one {
+	if n := grpcConns(t, cfg) - base; n != one {
 		t.Errorf("after a listen round 31 watches use %d connections to Nacos, want %d", n, one)
 	}
-	t.Logf("connections to Nacos's gRPC port: %d for one watch, %d for 31", one, grpcConns(t)-base)
+	t.Logf("connections to Nacos's gRPC port: %d for one watch, %d for 31", one, grpcConns(t, cfg)-base)
 }
 
 // grpcConns counts this process's established TCP connections to the
-// Nacos gRPC port (9848): the sockets in /proc/self/net/tcp and tcp6
-// whose inode is one of this process's file descriptors.
-func grpcConns(tb testing.TB) int {
+// gRPC port (HTTP port + 1000) of cfg's first server: the sockets in
+// /proc/self/net/tcp and tcp6 whose inode is one of this process's file
+// descriptors.
+func grpcConns(tb testing.TB, cfg Config) int {
 	tb.Helper()
+	servers, err := cfg.servers()
+	if err != nil {
+		tb.Fatal(err)
+	}
 	fds, err := os.ReadDir("/proc/self/fd")
 	if err != nil {
 		tb.Skipf("no /proc: %v", err)
@@ -388,7 +393,7 @@ func grpcConns(tb testing.TB) int {
 			mine[strings.TrimSuffix(strings.TrimPrefix(l, "socket:["), "]")] = true
 		}
 	}
-	port := fmt.Sprintf(":%04X", DefaultPort+1000)
+	port := fmt.Sprintf(":%04X", servers[0].GrpcPort)
 	n := 0
 	for _, file := range []string{"/proc/self/net/tcp", "/proc/self/net/tcp6"} {
 		f, err := os.Open(file)
