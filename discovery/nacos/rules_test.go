@@ -60,11 +60,13 @@ func TestRulesThroughMesh(t *testing.T) {
 	meshtest.ExpectOnly(t, client, service, "", 10, "staging-1")
 
 	time.Sleep(250 * time.Millisecond) // the SDK reads one item at most ~5 times a second
+	published := time.Now()
 	v = pub.publish(t, dataID, meshtest.BrokenRules(service))
 	ev := evs.wait(t, v, 5*time.Second)
 	if ev.Err == nil {
 		t.Fatal("broken rules applied")
 	}
+	t.Logf("the broken edit was rejected %v after its publish", ev.At.Sub(published).Round(time.Millisecond))
 	st := m.Status()
 	if st.LastRejection == nil || st.LastRejection.Version != v || !strings.Contains(st.LastRejection.Error, "canary") {
 		t.Fatalf("status last rejection = %+v, want version %s naming the missing subset", st.LastRejection, v)
