@@ -60,10 +60,12 @@ func (c *configClient) remove(dataID, group string) (bool, error) {
 	return c.sdk.DeleteConfig(vo.ConfigParam{DataId: dataID, Group: group})
 }
 
-// hearPushes is the package's hearPushes for this client.
+// hearPushes is the package's hearPushes for this client. It holds
+// sdkConns exclusively: when the connection it looks for does not exist,
+// it removes the one it made, which deletes from the SDK's map.
 func (c *configClient) hearPushes(onPush func(dataID, group, tenant string)) error {
-	sdkConns.RLock()
-	defer sdkConns.RUnlock()
+	sdkConns.Lock()
+	defer sdkConns.Unlock()
 	return hearPushes(c.sdk, onPush)
 }
 
