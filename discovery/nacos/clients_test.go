@@ -134,6 +134,7 @@ func TestPushesWithManySDKClients(t *testing.T) {
 			var (
 				mu        sync.Mutex
 				published = map[string]time.Time{} // version → publish time
+				names     = map[string]string{}    // version → "document #edit"
 			)
 			var wg sync.WaitGroup
 			for i := range edits {
@@ -144,6 +145,7 @@ func TestPushesWithManySDKClients(t *testing.T) {
 						defer wg.Done()
 						mu.Lock()
 						published[md5hex(doc)] = time.Now()
+						names[md5hex(doc)] = fmt.Sprintf("%s #%d", item.dataID, i)
 						mu.Unlock()
 						if ok, err := pub.client.publish(vo.ConfigParam{DataId: item.dataID, Group: group, Content: doc, Type: "yaml"}); err != nil || !ok {
 							t.Errorf("publish %s: ok=%v err=%v", item.dataID, ok, err)
@@ -155,20 +157,31 @@ func TestPushesWithManySDKClients(t *testing.T) {
 			wg.Wait()
 			time.Sleep(2 * time.Second) // the last edits
 			collect := func(ch events, what string, want int) []time.Duration {
-				var lat []time.Duration
+				var (
+					lat  []time.Duration
+					slow []string // the edits over 200 ms, to tell a stall (all of one second) from a lost push
+				)
 				for {
 					select {
 					case ev := <-ch:
 						mu.Lock()
 						at, ok := published[ev.Version]
+						name := names[ev.Version]
 						mu.Unlock()
 						if ok && ev.Err == nil {
-							lat = append(lat, ev.At.Sub(at))
+							d := ev.At.Sub(at)
+							lat = append(lat, d)
+							if d > 200*time.Millisecond {
+								slow = append(slow, fmt.Sprintf("%s %v", name, d.Round(time.Millisecond)))
+							}
 						}
 						continue
 					default:
 					}
 					break
+				}
+				if len(slow) > 0 {
+					t.Logf("%s (%s): over 200 ms: %s", what, order, strings.Join(slow, ", "))
 				}
 				slices.Sort(lat)
 				if len(lat) != want {
