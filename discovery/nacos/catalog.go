@@ -227,7 +227,7 @@ func (c *Catalog) Watch(ctx context.Context, name string, update func(rules.Docu
 		c.mu.Unlock()
 		switch {
 		case ierr != nil:
-			return fmt.Errorf("nacos: read %s: %w", c.Describe(name), ierr)
+			return fmt.Errorf("nacos: read %s: %w", c.Describe(name), withLoginHint(ierr))
 		case !known || (sent && version == last):
 			continue
 		}
@@ -446,7 +446,7 @@ func (c *Catalog) maintain() {
 			return
 		}
 		failures = 0
-		c.fail(fmt.Errorf("nacos: health check: read %s: %w", c.Describe(c.health), err))
+		c.fail(fmt.Errorf("nacos: health check: read %s: %w", c.Describe(c.health), withLoginHint(err)))
 	}
 	for {
 		select {

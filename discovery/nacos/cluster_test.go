@@ -1,14 +1,18 @@
 package nacos
 
 import (
+	"context"
+	"errors"
 	"net"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/lightmesh/lightmesh/discovery"
 	"github.com/lightmesh/lightmesh/internal/meshtest"
 	"github.com/lightmesh/lightmesh/mesh"
+	"github.com/lightmesh/lightmesh/rules"
 )
 
 // TestServerListWithADeadServer gives the adapters two server addresses,
@@ -83,4 +87,41 @@ func TestPublicNamespaceEitherWay(t *testing.T) {
 	}
 	defer reg.Close()
 	waitAddresses(t, addrs, "10.42.0.8:8080")
+}
+
+// TestWrongCredentials: against a server with authentication on (the one
+// .ci/run starts; skipped when the tests have no credentials), a rule
+// source, a publish and a registration with a wrong password fail with
+// an error that says to check the credentials, and never show them.
+func TestWrongCredentials(t *testing.T) {
+	cfg := testConfig(t)
+	if cfg.Password == "" {
+		t.Skip("the server has no authentication: LIGHTMESH_NACOS_PASSWORD is not set")
+	}
+	const wrong = "not-the-Pw-9x"
+	bad := cfg
+	bad.Password = wrong
+	src, err := NewRuleSource(bad, unique("lm-wrong-pw"), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	errs := []error{src.Watch(ctx, func(rules.Document) { t.Error("delivered without a login") })}
+	errs = append(errs, Publish(bad, unique("lm-wrong-pw"), "", "x: 1"))
+	if reg, err := Register(bad, unique("lm-wrong-pw"), "", discovery.Instance{Address: "10.42.0.9:80"}); err == nil {
+		reg.Close()
+		t.Error("registered without a login")
+	} else {
+		errs = append(errs, err)
+	}
+	for i, err := range errs {
+		// The SDK drops the server's reason for a refused registration:
+		// its error can only mention the credentials.
+		if (i < 2 && !errors.Is(err, errLogin)) || !strings.Contains(err.Error(), "Username") || strings.Contains(err.Error(), wrong) {
+			t.Errorf("got %v, want an error saying to check the credentials, without them", err)
+		}
+	}
+	t.Logf("with a wrong password: %v", errs[0])
 }

@@ -147,7 +147,7 @@ func (d *Discovery) Watch(ctx context.Context, service string, update func([]dis
 	}
 	defer d.release(service, sub)
 	if err := sub.subscribe(d.client); err != nil {
-		return fmt.Errorf("nacos: subscribe to %s@%s: %w", service, d.group, err)
+		return fmt.Errorf("nacos: subscribe to %s@%s: %w", service, d.group, withLoginHint(err))
 	}
 	var last []discovery.Instance
 	first := true
@@ -173,7 +173,7 @@ func (d *Discovery) Watch(ctx context.Context, service string, update func([]dis
 			// copied before the callback returns.
 			svc, err := d.client.GetService(vo.GetServiceParam{ServiceName: service, GroupName: d.group})
 			if err != nil {
-				return fmt.Errorf("nacos: read %s@%s: %w", service, d.group, err)
+				return fmt.Errorf("nacos: read %s@%s: %w", service, d.group, withLoginHint(err))
 			}
 			hosts = cloneInstances(svc.Hosts)
 		}

@@ -127,11 +127,12 @@ func registerParam(service, group string, in discovery.Instance) (vo.RegisterIns
 func registerWith(client naming_client.INamingClient, param vo.RegisterInstanceParam, cfg Config) (*Registration, error) {
 	ok, err := client.RegisterInstance(param)
 	if err == nil && !ok {
-		err = errors.New("server refused")
+		// The SDK drops the server's reason.
+		err = errors.New("server refused (a server with authentication on refuses a wrong Username or Password so)")
 	}
 	addr := net.JoinHostPort(param.Ip, strconv.FormatUint(param.Port, 10))
 	if err != nil {
-		return nil, fmt.Errorf("nacos: register %s at %s in %s@%s: %w", param.ServiceName, addr, param.GroupName, cfg, err)
+		return nil, fmt.Errorf("nacos: register %s at %s in %s@%s: %w", param.ServiceName, addr, param.GroupName, cfg, withLoginHint(err))
 	}
 	return &Registration{
 		client: client,

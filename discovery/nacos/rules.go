@@ -107,7 +107,7 @@ func Publish(cfg Config, dataID, group, content string) error {
 			err = errors.New("server refused")
 		}
 		if err != nil {
-			return fmt.Errorf("nacos: publish %s/%s: %w", group, dataID, err)
+			return fmt.Errorf("nacos: publish %s/%s: %w", group, dataID, withLoginHint(err))
 		}
 		return nil
 	})
@@ -125,7 +125,7 @@ func Fetch(cfg Config, dataID, group string) (string, error) {
 	err := withConfigClient(cfg, func(client *configClient) error {
 		var err error
 		if content, err = client.get(dataID, group); err != nil {
-			return fmt.Errorf("nacos: fetch %s/%s: %w", group, dataID, err)
+			return fmt.Errorf("nacos: fetch %s/%s: %w", group, dataID, withLoginHint(err))
 		}
 		return nil
 	})
