@@ -45,7 +45,6 @@ var errClosed = errors.New("nacos: closed")
 type RuleSource struct {
 	cat    *Catalog
 	dataID string
-	dir    string // the catalog's private directory (tests)
 }
 
 var _ rules.Source = (*RuleSource)(nil)
@@ -65,7 +64,7 @@ func NewRuleSource(cfg Config, dataID, group string) (*RuleSource, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &RuleSource{cat: cat, dataID: dataID, dir: cat.dir}, nil
+	return &RuleSource{cat: cat, dataID: dataID}, nil
 }
 
 // String implements rules.Source: "nacos:<namespace>/<group>/<dataId>".

@@ -143,7 +143,7 @@ func TestRuleSourceDirect(t *testing.T) {
 	if err := <-done; !errors.Is(err, context.Canceled) {
 		t.Fatalf("Watch returned %v, want context.Canceled", err)
 	}
-	dir := src.dir
+	dir := src.cat.dir
 	if dir == "" {
 		t.Fatal("no private directory")
 	}
