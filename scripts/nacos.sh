@@ -38,6 +38,13 @@
 #   LIGHTMESH_NACOS_SERVER_ARGS extra Spring/Nacos arguments for the server, e.g.
 #                              "--nacos.naming.push.pushTaskDelay=100" (naming
 #                              push batching delay, 500 ms by default)
+#   LIGHTMESH_NACOS_AUTH=1     start with authentication on, as deployed servers
+#                              run (Nacos 3.3 turns it on by default): clients
+#                              must log in. The user is "nacos"; its password
+#                              is set to LIGHTMESH_NACOS_PASSWORD (required
+#                              with auth) once the server is ready, and the
+#                              tests read LIGHTMESH_NACOS_USERNAME (nacos) and
+#                              LIGHTMESH_NACOS_PASSWORD.
 #   LIGHTMESH_NACOS_GROUP / LIGHTMESH_NACOS_VERSION  Maven coordinates of the
 #                              nacos-console artifact (default
 #                              org.jeecgframework.nacos / 2.3.2)
@@ -57,6 +64,7 @@ MVN="${MVN:-mvn}"
 DEP_PLUGIN="org.apache.maven.plugins:maven-dependency-plugin:3.6.1"
 
 HOST=127.0.0.1
+AUTH="${LIGHTMESH_NACOS_AUTH:-0}"
 ADDR="${HOST}:${HTTP_PORT}"
 BASE_URL="http://${ADDR}/nacos"
 READY_URL="${BASE_URL}/v1/console/health/readiness"
@@ -202,11 +210,13 @@ cmd_start() {
   if pid=$(our_pid); then
     if ready; then
       log "already running (pid $pid) and ready at $ADDR"
+      [[ "$AUTH" != 1 ]] || set_password || exit 1
       echo "$ADDR"
       return 0
     fi
     log "already running (pid $pid), waiting for readiness"
     wait_ready "$pid" || exit 1
+    [[ "$AUTH" != 1 ]] || set_password || exit 1
     log "ready at $ADDR (grpc ${HOST}:${GRPC_PORT})"
     echo "$ADDR"
     return 0
@@ -227,6 +237,20 @@ cmd_start() {
 
   need "$JAVA"
   fetch
+  local auth_opts=(-Dnacos.core.auth.enabled=false)
+  if [[ "$AUTH" == 1 ]]; then
+    [[ -n "${LIGHTMESH_NACOS_PASSWORD:-}" ]] || die "LIGHTMESH_NACOS_AUTH=1 needs LIGHTMESH_NACOS_PASSWORD (the password the nacos user gets)"
+    # The token key signs the access tokens (base64, at least 32 bytes);
+    # the identity pair lets cluster members talk to each other.
+    auth_opts=(
+      -Dnacos.core.auth.enabled=true
+      -Dnacos.core.auth.system.type=nacos
+      -Dnacos.core.auth.enable.userAgentAuthWhite=false
+      -Dnacos.core.auth.plugin.nacos.token.secret.key="$(head -c 48 /dev/urandom | base64 -w0)"
+      -Dnacos.core.auth.server.identity.key=lightmesh-ci
+      -Dnacos.core.auth.server.identity.value="$(head -c 16 /dev/urandom | base64 -w0)"
+    )
+  fi
 
   if [[ "${LIGHTMESH_NACOS_FRESH:-0}" == 1 ]]; then
     log "LIGHTMESH_NACOS_FRESH=1: wiping ${RUN_DIR}"
@@ -249,7 +273,7 @@ cmd_start() {
     -DJM.SNAPSHOT.PATH="$RUN_DIR" \
     -Dderby.stream.error.file="$RUN_DIR/logs/derby.log" \
     -Dnacos.server.ip="$HOST" \
-    -Dnacos.core.auth.enabled=false \
+    "${auth_opts[@]}" \
     -Dnacos.istio.mcp.server.enabled=false \
     -Djava.io.tmpdir="$RUN_DIR/tomcat" \
     -cp "$(cat "${DIST_DIR}/classpath.txt")" \
@@ -268,8 +292,49 @@ cmd_start() {
   pid=$(cat "$PID_FILE" 2>/dev/null) || die "the server process did not start (see $OUT_LOG)"
 
   wait_ready "$pid" || exit 1
-  log "ready at $ADDR (grpc ${HOST}:${GRPC_PORT}, pid $pid) after $((SECONDS - t0))s"
+  if [[ "$AUTH" == 1 ]]; then
+    set_password || exit 1
+  fi
+  log "ready at $ADDR (grpc ${HOST}:${GRPC_PORT}, pid $pid, auth $([[ "$AUTH" == 1 ]] && echo on || echo off)) after $((SECONDS - t0))s"
   echo "$ADDR"
+}
+
+# login USER PASSWORD: prints the access token, fails when refused.
+login() {
+  local out
+  out=$(curl -s -m 10 -X POST "${BASE_URL}/v1/auth/login" --data-urlencode "username=$1" --data-urlencode "password=$2") || return 1
+  [[ "$out" == *accessToken* ]] || return 1
+  sed -E 's/.*"accessToken":"([^"]+)".*/\1/' <<<"$out"
+}
+
+# set_password gives the nacos user LIGHTMESH_NACOS_PASSWORD (Nacos 2.3
+# creates it with the password "nacos"); a server whose data survived an
+# earlier start may have it already.
+set_password() {
+  local want="$LIGHTMESH_NACOS_PASSWORD" token="" _
+  # The login endpoint answers a few seconds after readiness.
+  for _ in $(seq 1 30); do
+    if login nacos "$want" >/dev/null; then
+      return 0
+    fi
+    if token=$(login nacos nacos); then
+      break
+    fi
+    sleep 1
+  done
+  [[ -n "$token" ]] || { log "error: cannot log in as nacos, with the default password or LIGHTMESH_NACOS_PASSWORD"; return 1; }
+  curl -s -m 10 -o /dev/null -G -X PUT "${BASE_URL}/v1/auth/users" --data-urlencode "username=nacos" \
+    --data-urlencode "newPassword=$want" --data-urlencode "accessToken=$token" || return 1
+  # The server reads its users from its store every few seconds.
+  for _ in $(seq 1 30); do
+    if login nacos "$want" >/dev/null; then
+      log "auth on: user nacos has the password from LIGHTMESH_NACOS_PASSWORD"
+      return 0
+    fi
+    sleep 1
+  done
+  log "error: the new password of nacos does not work"
+  return 1
 }
 
 cmd_stop() {

@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
+	"net/netip"
 	"slices"
 	"strings"
 	"testing"
@@ -386,5 +388,49 @@ func TestDiscoveryEtcdStopped(t *testing.T) {
 			t.Fatalf("Watch(%s) returned %v after etcd stopped, want the outage", services[i], w.err)
 		}
 		t.Logf("Watch(%s) ended %v after the stop: %v", services[i], time.Since(stopped).Round(time.Millisecond), w.err)
+	}
+}
+
+// TestRegisterFindsItsAddress: Register takes an address without a
+// host, as a server's listen address is written (":8080"), and puts the
+// address other processes reach: POD_IP when set, else the address of
+// the default route's interface, never loopback.
+func TestRegisterFindsItsAddress(t *testing.T) {
+	srv := etcdtest.Start(t)
+	cli := srv.Client(t)
+	ctx := context.Background()
+	registered := func(reg *Registration) discovery.Instance {
+		t.Helper()
+		resp, err := cli.Get(ctx, reg.Key())
+		if err != nil || len(resp.Kvs) != 1 {
+			t.Fatalf("registered key: %v, %v", resp, err)
+		}
+		var in discovery.Instance
+		if err := json.Unmarshal(resp.Kvs[0].Value, &in); err != nil {
+			t.Fatal(err)
+		}
+		return in
+	}
+	t.Setenv(discovery.HostEnv, "")
+	reg, err := Register(ctx, cli, testPrefix, "svc", "found", discovery.Instance{Address: ":18081"}, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reg.Close(ctx)
+	in := registered(reg)
+	host, port, _ := net.SplitHostPort(in.Address)
+	if ip, err := netip.ParseAddr(host); err != nil || ip.IsLoopback() || !ip.IsGlobalUnicast() || port != "18081" || in.Address != reg.Address() {
+		t.Fatalf("registered at %s (Address %s), want a non-loopback address of this machine, port 18081", in.Address, reg.Address())
+	}
+	t.Logf("\":18081\" registered as %s", in.Address)
+
+	t.Setenv(discovery.HostEnv, "10.42.0.7")
+	reg2, err := Register(ctx, cli, testPrefix, "svc", "pod", discovery.Instance{Address: "0.0.0.0:18082"}, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reg2.Close(ctx)
+	if got := registered(reg2).Address; got != "10.42.0.7:18082" {
+		t.Fatalf("with POD_IP=10.42.0.7, registered at %s", got)
 	}
 }

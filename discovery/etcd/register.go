@@ -31,6 +31,7 @@ var errLeaseLost = errors.New("lease lost")
 type Registration struct {
 	cli   *clientv3.Client
 	key   string
+	addr  string
 	value string
 	ttl   int64
 	cfg   config
@@ -47,6 +48,10 @@ type Registration struct {
 // (rounded up to whole seconds, at least one) and keeps the lease alive
 // until Close. A process that dies without Close disappears from
 // discovery once the TTL runs out. ctx bounds the first registration only.
+// An in.Address without a host (":8080") or with an unspecified one
+// ("0.0.0.0:8080") is completed by discovery.AdvertiseAddress: the POD_IP
+// environment variable, else the address of the default route's
+// interface, never loopback unless given; Address reports the result.
 // cli is used, never closed; WithLogger is the only option it reads.
 func Register(ctx context.Context, cli *clientv3.Client, prefix, service, id string, in discovery.Instance, ttl time.Duration, opts ...Option) (*Registration, error) {
 	if cli == nil {
@@ -58,6 +63,11 @@ func Register(ctx context.Context, cli *clientv3.Client, prefix, service, id str
 	if err := checkName("instance", id); err != nil {
 		return nil, fmt.Errorf("etcd: register: %w", err)
 	}
+	addr, err := discovery.AdvertiseAddress(in.Address)
+	if err != nil {
+		return nil, fmt.Errorf("etcd: register %s/%s: %w", service, id, err)
+	}
+	in.Address = addr
 	if err := in.Validate(); err != nil {
 		return nil, fmt.Errorf("etcd: register %s/%s: %w", service, id, err)
 	}
@@ -69,6 +79,7 @@ func Register(ctx context.Context, cli *clientv3.Client, prefix, service, id str
 	r := &Registration{
 		cli:   cli,
 		key:   cleanPrefix(prefix) + "/" + service + "/" + id,
+		addr:  in.Address,
 		value: string(value),
 		ttl:   max(secs, 1),
 		cfg:   newConfig(opts),
@@ -89,6 +100,10 @@ func Register(ctx context.Context, cli *clientv3.Client, prefix, service, id str
 
 // Key returns the etcd key the instance is registered under.
 func (r *Registration) Key() string { return r.key }
+
+// Address returns the address the instance is registered at, host
+// included when Register found it.
+func (r *Registration) Address() string { return r.addr }
 
 // grant creates a lease and puts the instance under it.
 func (r *Registration) grant(ctx context.Context) (clientv3.LeaseID, error) {

@@ -10,8 +10,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/nacos-group/nacos-sdk-go/v2/clients"
-	"github.com/nacos-group/nacos-sdk-go/v2/clients/config_client"
 	"github.com/nacos-group/nacos-sdk-go/v2/vo"
 
 	"github.com/lightmesh/lightmesh/rules"
@@ -63,14 +61,14 @@ const readRetryDelay = 500 * time.Millisecond
 // the outage and retry with backoff; a new Watch reads its item again,
 // so what changed meanwhile is delivered. Each listened item is also
 // read about every 30 s (one item at a time, spread out) to catch a
-// change whose push was lost. Every push the server sends also has the
-// item read, whether or not the SDK then calls its listener, which it
-// sometimes does not (see pushHub).
+// change whose push was lost. The catalog answers the server's pushes on
+// its own connection and reads the pushed item itself (see hearPushes):
+// the SDK's listener sometimes misses them.
 type Catalog struct {
-	client    config_client.IConfigClient
-	pushes    *pushHub // tells the catalog of the SDK's pushes
-	namespace string   // the namespace's ID, "" for public
+	client    *configClient
+	namespace string // the namespace's ID, "" for public
 	group     string
+	health    string // the item the health check reads
 	prefix    string // "nacos:<namespace>/<group>/"
 	logger    *slog.Logger
 	dir       string // private log and cache directory, removed by Close
@@ -78,7 +76,8 @@ type Catalog struct {
 	done chan struct{}  // closed by Close
 	wg   sync.WaitGroup // the goroutines the catalog started
 
-	readMu sync.Mutex // held by each read: see get
+	readMu  sync.Mutex // held by each read: see get
+	hearing bool       // hearPushes was tried; guarded by readMu
 
 	mu          sync.Mutex
 	closed      bool
@@ -134,12 +133,16 @@ func NewCatalog(cfg Config, group string) (*Catalog, error) {
 	if group == "" {
 		group = DefaultCatalogGroup
 	}
+	return newCatalog(cfg, group, rules.DefaultsName)
+}
+
+// newCatalog is NewCatalog with the item its health check reads.
+func newCatalog(cfg Config, group, health string) (*Catalog, error) {
 	param, dir, err := cfg.clientParam()
 	if err != nil {
 		return nil, err
 	}
-	client, err := clients.NewConfigClient(param)
-	hub := installLogger(cfg)
+	client, err := newConfigClient(cfg, param)
 	if err != nil {
 		removeDir(dir)
 		return nil, fmt.Errorf("nacos: config client for %s: %w", cfg, err)
@@ -150,9 +153,9 @@ func NewCatalog(cfg Config, group string) (*Catalog, error) {
 	}
 	c := &Catalog{
 		client:    client,
-		pushes:    hub,
 		namespace: param.ClientConfig.NamespaceId,
 		group:     group,
+		health:    health,
 		prefix:    "nacos:" + ns + "/" + group + "/",
 		logger:    cfg.logger(),
 		dir:       dir,
@@ -160,12 +163,12 @@ func NewCatalog(cfg Config, group string) (*Catalog, error) {
 		items:     make(map[string]*catalogItem),
 		outage:    &catalogOutage{ch: make(chan struct{})},
 	}
-	hub.add(c)
 	return c, nil
 }
 
-// pushed is told of every config-change push the SDK receives (see
-// pushHub); one for an item of the catalog has it read.
+// pushed is told of every config-change push the server sends to the
+// catalog's connection (see hearPushes); one for an item of the catalog
+// has it read.
 func (c *Catalog) pushed(dataID, group, tenant string) {
 	if group != c.group || tenant != c.namespace {
 		return
@@ -224,7 +227,7 @@ func (c *Catalog) Watch(ctx context.Context, name string, update func(rules.Docu
 		c.mu.Unlock()
 		switch {
 		case ierr != nil:
-			return fmt.Errorf("nacos: read %s: %w", c.Describe(name), ierr)
+			return fmt.Errorf("nacos: read %s: %w", c.Describe(name), withLoginHint(ierr))
 		case !known || (sent && version == last):
 			continue
 		}
@@ -278,7 +281,7 @@ func (c *Catalog) leave(it *catalogItem, w *catalogWatch) {
 	if it.listening && !c.closed {
 		// Under c.mu, so it cannot undo a ListenConfig made for a new
 		// Watch of the same dataId.
-		c.client.CancelListenConfig(vo.ConfigParam{DataId: it.dataID, Group: c.group})
+		c.client.sdk.CancelListenConfig(vo.ConfigParam{DataId: it.dataID, Group: c.group})
 	}
 }
 
@@ -359,7 +362,7 @@ func (c *Catalog) read(it *catalogItem) {
 			// MD5 of what that read cached, so a change made since is
 			// still pushed. Every listener is c.onChange, so the one the
 			// SDK keeps per dataId is right whichever Watch registered it.
-			if err := c.client.ListenConfig(vo.ConfigParam{DataId: it.dataID, Group: c.group, OnChange: c.onChange}); err != nil {
+			if err := c.client.sdk.ListenConfig(vo.ConfigParam{DataId: it.dataID, Group: c.group, OnChange: c.onChange}); err != nil {
 				it.err, it.reading = fmt.Errorf("listen: %w", err), false
 				delete(c.items, it.dataID)
 				c.wakeAll(it)
@@ -421,7 +424,7 @@ func (c *Catalog) onChange(namespace, group, dataID, data string) {
 		c.refresh(it, true)
 		return
 	}
-	c.client.CancelListenConfig(vo.ConfigParam{DataId: dataID, Group: c.group})
+	c.client.sdk.CancelListenConfig(vo.ConfigParam{DataId: dataID, Group: c.group})
 }
 
 // maintain runs the health check and the periodic re-reads while the
@@ -443,7 +446,7 @@ func (c *Catalog) maintain() {
 			return
 		}
 		failures = 0
-		c.fail(fmt.Errorf("nacos: health check: read %s: %w", c.Describe(rules.DefaultsName), err))
+		c.fail(fmt.Errorf("nacos: health check: read %s: %w", c.Describe(c.health), withLoginHint(err)))
 	}
 	for {
 		select {
@@ -486,7 +489,8 @@ func (c *Catalog) active() bool {
 	return true
 }
 
-// healthRead reads the defaults item on a goroutine of its own, since
+// healthRead reads the health item (the defaults, or a RuleSource's
+// own item) on a goroutine of its own, since
 // the SDK's read cannot be cancelled, and sends the outcome on the
 // returned channel.
 func (c *Catalog) healthRead() <-chan error {
@@ -494,7 +498,7 @@ func (c *Catalog) healthRead() <-chan error {
 	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()
-		_, err := c.get(rules.DefaultsName)
+		_, err := c.get(c.health)
 		ch <- err
 	}()
 	return ch
@@ -516,7 +520,7 @@ func (c *Catalog) fail(err error) {
 	c.outage = &catalogOutage{ch: make(chan struct{})}
 	for id, it := range c.items {
 		if it.listening {
-			c.client.CancelListenConfig(vo.ConfigParam{DataId: id, Group: c.group})
+			c.client.sdk.CancelListenConfig(vo.ConfigParam{DataId: id, Group: c.group})
 		}
 	}
 	clear(c.items)
@@ -557,18 +561,18 @@ func (c *Catalog) Close() error {
 	c.closed = true
 	close(c.done)
 	c.mu.Unlock()
-	c.pushes.remove(c)
 	// After the read in flight, if any (it would race with the closing),
 	// and before any other: get does not read once c.done is closed.
 	c.readMu.Lock()
-	c.client.CloseClient()
+	c.client.close()
 	c.readMu.Unlock()
 	c.wg.Wait() // so that no read writes a cache file after removeDir
 	removeDir(c.dir)
 	return nil
 }
 
-// get reads the config item dataID. The catalog's reads run one at a
+// get reads the config item dataID; the first that succeeds also has
+// the catalog hear the server's pushes (hearPushes). The catalog's reads run one at a
 // time: the SDK reads and writes its connection and its state without
 // synchronization when it connects (on the first request), and when a
 // request finds it not connected, so concurrent requests would race. A
@@ -583,7 +587,15 @@ func (c *Catalog) get(dataID string) (string, error) {
 		return "", errClosed
 	default:
 	}
-	return c.client.GetConfig(vo.ConfigParam{DataId: dataID, Group: c.group})
+	content, err := c.client.get(dataID, c.group)
+	if err == nil && !c.hearing {
+		// The connection exists now that a request went through it.
+		c.hearing = true
+		if herr := c.client.hearPushes(c.pushed); herr != nil {
+			c.logger.Warn("lightmesh: nacos catalog cannot answer the server's pushes itself; it relies on the SDK's listener and its re-reads every 30 s", "catalog", c.prefix, "error", herr)
+		}
+	}
+	return content, err
 }
 
 // isReadLimited reports whether err is the SDK refusing a read because

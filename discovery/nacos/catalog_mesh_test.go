@@ -35,7 +35,7 @@ func TestCatalogThroughMesh(t *testing.T) {
 		Catalog: cat,
 		Put: func(name, doc string) error {
 			// Called from two goroutines at once: an error, not t.Fatal.
-			ok, err := pub.client.PublishConfig(vo.ConfigParam{DataId: name, Group: group, Content: doc, Type: "yaml"})
+			ok, err := pub.client.publish(vo.ConfigParam{DataId: name, Group: group, Content: doc, Type: "yaml"})
 			if err == nil && !ok {
 				err = fmt.Errorf("publish %s: refused", name)
 			}

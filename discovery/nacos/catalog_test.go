@@ -271,7 +271,7 @@ func TestCatalogSharedName(t *testing.T) {
 	time.Sleep(250 * time.Millisecond)
 	pub.publish(t, name, "v: 4")
 	meshtest.WaitFor(t, 5*time.Second, "the server to serve v: 4", func() bool {
-		got, err := pub.client.GetConfig(vo.ConfigParam{DataId: name, Group: catalogTestGroup})
+		got, err := pub.client.get(name, catalogTestGroup)
 		return err == nil && got == "v: 4"
 	})
 	w4 := watchCatalog(t, c, name)
@@ -344,11 +344,11 @@ func TestCatalogOneConnection(t *testing.T) {
 		}
 		return ""
 	}
-	base := grpcConns(t)
+	base := grpcConns(t, cfg)
 	c := newTestCatalog(t, cfg, catalogTestGroup)
 	first := watchCatalog(t, c, names[0])
 	first.next(t, content(0), 5*time.Second)
-	one := grpcConns(t) - base
+	one := grpcConns(t, cfg) - base
 	if one != 1 {
 		t.Errorf("one watch opened %d connections to Nacos, want 1", one)
 	}
@@ -359,24 +359,29 @@ func TestCatalogOneConnection(t *testing.T) {
 		w.next(t, content(i+1), 5*time.Second)
 	}
 	watchCatalog(t, c, rules.DefaultsName).next(t, "", 5*time.Second)
-	if n := grpcConns(t) - base; n != one {
+	if n := grpcConns(t, cfg) - base; n != one {
 		t.Errorf("31 watches use %d connections to Nacos, one used %d", n, one)
 	}
 	// Through a listen round: the listeners reach the server over the same
 	// connection.
 	pub.publish(t, names[29], "changed: 1")
 	ws[29].next(t, "changed: 1", 8*time.Second)
-	if n := grpcConns(t) - base; n != one {
+	if n := grpcConns(t, cfg) - base; n != one {
 		t.Errorf("after a listen round 31 watches use %d connections to Nacos, want %d", n, one)
 	}
-	t.Logf("connections to Nacos's gRPC port: %d for one watch, %d for 31", one, grpcConns(t)-base)
+	t.Logf("connections to Nacos's gRPC port: %d for one watch, %d for 31", one, grpcConns(t, cfg)-base)
 }
 
 // grpcConns counts this process's established TCP connections to the
-// Nacos gRPC port (9848): the sockets in /proc/self/net/tcp and tcp6
-// whose inode is one of this process's file descriptors.
-func grpcConns(tb testing.TB) int {
+// gRPC port (HTTP port + 1000) of cfg's first server: the sockets in
+// /proc/self/net/tcp and tcp6 whose inode is one of this process's file
+// descriptors.
+func grpcConns(tb testing.TB, cfg Config) int {
 	tb.Helper()
+	servers, err := cfg.servers()
+	if err != nil {
+		tb.Fatal(err)
+	}
 	fds, err := os.ReadDir("/proc/self/fd")
 	if err != nil {
 		tb.Skipf("no /proc: %v", err)
@@ -388,7 +393,7 @@ func grpcConns(tb testing.TB) int {
 			mine[strings.TrimSuffix(strings.TrimPrefix(l, "socket:["), "]")] = true
 		}
 	}
-	port := fmt.Sprintf(":%04X", DefaultPort+1000)
+	port := fmt.Sprintf(":%04X", servers[0].GrpcPort)
 	n := 0
 	for _, file := range []string{"/proc/self/net/tcp", "/proc/self/net/tcp6"} {
 		f, err := os.Open(file)
@@ -666,8 +671,8 @@ func (r *relay) restore() {
 }
 
 // TestCatalogHearsPushesTheSDKLoses: nacos-sdk-go can lose a push (see
-// pushHub), so a catalog also reads an item when the SDK logs that the
-// server pushed a change of it. The SDK's listener is cancelled here, as
+// hearPushes), so a catalog answers the server's pushes on its own
+// connection and reads the pushed item itself. The SDK's listener is cancelled here, as
 // losing the push would leave it uncalled; the server still pushes to
 // the connection, and the change must arrive well before the 30 s
 // re-read.
@@ -682,7 +687,7 @@ func TestCatalogHearsPushesTheSDKLoses(t *testing.T) {
 	w.next(t, "v: 1", 5*time.Second)
 	pub.publish(t, name, "v: 2")
 	w.next(t, "v: 2", 8*time.Second) // the server knows of the listener now
-	c.client.CancelListenConfig(vo.ConfigParam{DataId: name, Group: catalogTestGroup})
+	c.client.sdk.CancelListenConfig(vo.ConfigParam{DataId: name, Group: catalogTestGroup})
 	time.Sleep(250 * time.Millisecond) // the SDK reads one item at most ~5 times a second
 	start := time.Now()
 	pub.publish(t, name, "v: 3")

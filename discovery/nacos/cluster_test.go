@@ -1,13 +1,18 @@
 package nacos
 
 import (
+	"context"
+	"errors"
 	"net"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/lightmesh/lightmesh/discovery"
 	"github.com/lightmesh/lightmesh/internal/meshtest"
 	"github.com/lightmesh/lightmesh/mesh"
+	"github.com/lightmesh/lightmesh/rules"
 )
 
 // TestServerListWithADeadServer gives the adapters two server addresses,
@@ -46,4 +51,77 @@ func TestServerListWithADeadServer(t *testing.T) {
 	client := &http.Client{Transport: m.Transport(nil)}
 	meshtest.ExpectOnly(t, client, service, "staging", 5, "staging-1")
 	meshtest.ExpectOnly(t, client, service, "", 5, "base-1")
+}
+
+// TestPublicNamespaceEitherWay: the public namespace written "" (Nacos
+// 2.x) or "public" (its id since Nacos 3.0) is the same namespace: a
+// catalog and a discovery configured with "public" see what was
+// published and registered with "", pushes included.
+func TestPublicNamespaceEitherWay(t *testing.T) {
+	blank := testConfig(t)
+	named := blank
+	named.NamespaceID = "public"
+	group, service := unique("lm-public"), unique("lm-public-svc")
+	pub := newPublisher(t, blank, group)
+	t.Cleanup(func() { pub.remove(t, service) })
+	pub.publish(t, service, "v: 1")
+	c := newTestCatalog(t, named, group)
+	w := watchCatalog(t, c, service)
+	w.next(t, "v: 1", 5*time.Second)
+	pub.publish(t, service, "v: 2")
+	w.next(t, "v: 2", 8*time.Second) // the first push waits for the SDK's 5 s listen timer
+	start := time.Now()
+	pub.publish(t, service, "v: 3")
+	w.next(t, "v: 3", time.Second)
+	t.Logf("an edit in namespace \"\" reached a catalog of namespace \"public\" %v after its publish", time.Since(start).Round(time.Millisecond))
+
+	disc, err := NewDiscovery(named, group)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer disc.Close()
+	addrs := watchAddresses(t, disc, service)
+	reg, err := Register(blank, service, group, discovery.Instance{Address: "10.42.0.8:8080"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reg.Close()
+	waitAddresses(t, addrs, "10.42.0.8:8080")
+}
+
+// TestWrongCredentials: against a server with authentication on (the one
+// .ci/run starts; skipped when the tests have no credentials), a rule
+// source, a publish and a registration with a wrong password fail with
+// an error that says to check the credentials, and never show them.
+func TestWrongCredentials(t *testing.T) {
+	cfg := testConfig(t)
+	if cfg.Password == "" {
+		t.Skip("the server has no authentication: LIGHTMESH_NACOS_PASSWORD is not set")
+	}
+	const wrong = "not-the-Pw-9x"
+	bad := cfg
+	bad.Password = wrong
+	src, err := NewRuleSource(bad, unique("lm-wrong-pw"), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	errs := []error{src.Watch(ctx, func(rules.Document) { t.Error("delivered without a login") })}
+	errs = append(errs, Publish(bad, unique("lm-wrong-pw"), "", "x: 1"))
+	if reg, err := Register(bad, unique("lm-wrong-pw"), "", discovery.Instance{Address: "10.42.0.9:80"}); err == nil {
+		reg.Close()
+		t.Error("registered without a login")
+	} else {
+		errs = append(errs, err)
+	}
+	for i, err := range errs {
+		// The SDK drops the server's reason for a refused registration:
+		// its error can only mention the credentials.
+		if (i < 2 && !errors.Is(err, errLogin)) || !strings.Contains(err.Error(), "Username") || strings.Contains(err.Error(), wrong) {
+			t.Errorf("got %v, want an error saying to check the credentials, without them", err)
+		}
+	}
+	t.Logf("with a wrong password: %v", errs[0])
 }

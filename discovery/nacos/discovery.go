@@ -14,7 +14,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/nacos-group/nacos-sdk-go/v2/clients"
 	"github.com/nacos-group/nacos-sdk-go/v2/clients/naming_client"
 	"github.com/nacos-group/nacos-sdk-go/v2/model"
 	"github.com/nacos-group/nacos-sdk-go/v2/vo"
@@ -39,6 +38,7 @@ const maxWeight = 1_000_000
 // logged, keeping the instance.
 type Discovery struct {
 	client naming_client.INamingClient
+	cfg    Config // for errors (String), and Register
 	group  string
 	logger *slog.Logger
 	dir    string
@@ -74,7 +74,9 @@ type subscription struct {
 
 	// chMu is apart from mu: the SDK calls notify from inside Subscribe.
 	chMu    sync.Mutex
-	changed chan struct{} // closed and replaced on each SDK callback
+	changed chan struct{}    // closed and replaced on each SDK callback
+	hosts   []model.Instance // a copy of the last callback's instances
+	heard   bool             // a callback came
 }
 
 // NewDiscovery connects a naming client to the servers in cfg for
@@ -87,7 +89,7 @@ func NewDiscovery(cfg Config, group string) (*Discovery, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Discovery{client: client, group: group, logger: cfg.logger(), dir: dir, subs: map[string]*subscription{}, resuming: map[string]time.Time{}}, nil
+	return &Discovery{client: client, cfg: cfg, group: group, logger: cfg.logger(), dir: dir, subs: map[string]*subscription{}, resuming: map[string]time.Time{}}, nil
 }
 
 func newNamingClient(cfg Config) (naming_client.INamingClient, string, error) {
@@ -95,11 +97,11 @@ func newNamingClient(cfg Config) (naming_client.INamingClient, string, error) {
 	if err != nil {
 		return nil, "", err
 	}
-	client, err := clients.NewNamingClient(param)
+	client, err := newSDKNamingClient(param)
 	installLogger(cfg)
 	if err != nil {
 		if client != nil {
-			client.CloseClient()
+			closeNamingClient(client)
 		}
 		removeDir(dir)
 		return nil, "", fmt.Errorf("nacos: naming client for %s: %w", cfg, err)
@@ -145,7 +147,7 @@ func (d *Discovery) Watch(ctx context.Context, service string, update func([]dis
 	}
 	defer d.release(service, sub)
 	if err := sub.subscribe(d.client); err != nil {
-		return fmt.Errorf("nacos: subscribe to %s@%s: %w", service, d.group, err)
+		return fmt.Errorf("nacos: subscribe to %s@%s: %w", service, d.group, withLoginHint(err))
 	}
 	var last []discovery.Instance
 	first := true
@@ -162,12 +164,20 @@ func (d *Discovery) Watch(ctx context.Context, service string, update func([]dis
 		}
 	}()
 	for {
-		changed := sub.changes()
-		svc, err := d.client.GetService(vo.GetServiceParam{ServiceName: service, GroupName: d.group})
-		if err != nil {
-			return fmt.Errorf("nacos: read %s@%s: %w", service, d.group, err)
+		changed, hosts, heard := sub.latest()
+		if !heard {
+			// No callback yet (the server pushes the list soon after the
+			// subscription): ask. The SDK answers from its cache when
+			// it has the service, a slice it sorts in place on the next
+			// push, so it is copied at once; the callbacks' lists are
+			// copied before the callback returns.
+			svc, err := d.client.GetService(vo.GetServiceParam{ServiceName: service, GroupName: d.group})
+			if err != nil {
+				return fmt.Errorf("nacos: read %s@%s: %w", service, d.group, withLoginHint(err))
+			}
+			hosts = cloneInstances(svc.Hosts)
 		}
-		list := d.convert(service, svc.Hosts)
+		list := d.convert(service, hosts)
 		if len(list) > 0 {
 			grace = nil
 		}
@@ -279,18 +289,35 @@ func (s *subscription) subscribe(client naming_client.INamingClient) error {
 }
 
 // notify is the SDK's callback; it runs on an SDK goroutine and must not
-// block.
-func (s *subscription) notify([]model.Instance, error) {
+// block. It copies the instances before it returns: the slice is the
+// SDK's cache, which it sorts in place when the next push arrives.
+func (s *subscription) notify(hosts []model.Instance, err error) {
+	if err != nil {
+		return
+	}
+	hosts = cloneInstances(hosts)
 	s.chMu.Lock()
+	s.hosts, s.heard = hosts, true
 	close(s.changed)
 	s.changed = make(chan struct{})
 	s.chMu.Unlock()
 }
 
-func (s *subscription) changes() <-chan struct{} {
+// latest returns the channel closed by the next callback, and the
+// instances of the last one, if one came.
+func (s *subscription) latest() (<-chan struct{}, []model.Instance, bool) {
 	s.chMu.Lock()
 	defer s.chMu.Unlock()
-	return s.changed
+	return s.changed, s.hosts, s.heard
+}
+
+// cloneInstances copies instances and their metadata.
+func cloneInstances(in []model.Instance) []model.Instance {
+	out := slices.Clone(in)
+	for i := range out {
+		out[i].Metadata = maps.Clone(out[i].Metadata)
+	}
+	return out
 }
 
 // Close closes the SDK client and removes its private directory. Watch
@@ -303,7 +330,7 @@ func (d *Discovery) Close() error {
 	}
 	d.closed = true
 	d.mu.Unlock()
-	d.client.CloseClient()
+	closeNamingClient(d.client)
 	removeDir(d.dir)
 	return nil
 }

@@ -3,10 +3,13 @@
 // (github.com/nacos-group/nacos-sdk-go/v2).
 //
 // RuleSource reads a rule document from a config item (dataId, group,
-// namespace) and listens for changes; Discovery subscribes to services in
-// Nacos naming and turns their instances into discovery.Instance values;
-// Register registers the current process as an instance with labels as
-// its metadata and deregisters it on Close.
+// namespace) and listens for changes: it is a Catalog of one item.
+// Catalog serves one rule document per service. Discovery subscribes to
+// services in Nacos naming and turns their instances into
+// discovery.Instance values; Register, or Discovery.Register sharing the
+// discovery's connection, registers the current process as an instance
+// with labels as its metadata, finding its own address when given none,
+// and deregisters it on Close.
 //
 // Each of them owns one SDK client, created from a Config (server
 // addresses, namespace, credentials, timeouts, log and cache directories)
@@ -16,9 +19,13 @@
 // # What the SDK imposes
 //
 //   - Its log output goes through Config.Logger, or nowhere when that is
-//     nil. The SDK keeps one logger for the whole process and resets it
-//     each time a client is created; this package installs Config.Logger
-//     right after, so with several clients the last one created decides.
+//     nil. The SDK keeps one logger for the whole process: each client
+//     this package creates installs its Config's, so the last one created
+//     decides, and a program may install its own. Nothing else depends on
+//     it: the catalogs hear the server's pushes on their own connections.
+//   - nacos-sdk-go v2.3.5 can lose a config push (see Catalog); the
+//     catalogs answer the pushes themselves and read the pushed item.
+//   - Nacos 2.x keeps one instance per service and naming connection.
 //   - Its cache and log files go to a private directory (see
 //     Config.CacheDir), removed by Close, never to the working directory.
 //     Its local snapshot is off: a rule read fails rather than serving a

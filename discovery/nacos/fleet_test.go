@@ -25,7 +25,7 @@ func fleetPlane(tb testing.TB, group string, pub *publisher) meshtest.FleetPlane
 		Name: "nacos",
 		Put: func(name, doc string) error {
 			// Called from several goroutines: an error, not tb.Fatal.
-			ok, err := pub.client.PublishConfig(vo.ConfigParam{DataId: name, Group: group, Content: doc, Type: "yaml"})
+			ok, err := pub.client.publish(vo.ConfigParam{DataId: name, Group: group, Content: doc, Type: "yaml"})
 			if err == nil && !ok {
 				err = fmt.Errorf("publish %s: refused", name)
 			}

@@ -4,7 +4,7 @@ go 1.26.8
 
 require (
 	github.com/lightmesh/lightmesh v0.0.0
-	github.com/nacos-group/nacos-sdk-go/v2 v2.3.2
+	github.com/nacos-group/nacos-sdk-go/v2 v2.3.5
 	github.com/prometheus/client_golang v1.23.2
 	go.uber.org/goleak v1.3.0
 )

@@ -10,8 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nacos-group/nacos-sdk-go/v2/clients"
-	"github.com/nacos-group/nacos-sdk-go/v2/clients/config_client"
 	"github.com/nacos-group/nacos-sdk-go/v2/vo"
 
 	"github.com/lightmesh/lightmesh/internal/meshtest"
@@ -19,7 +17,8 @@ import (
 )
 
 // testConfig returns a Config for the Nacos server in
-// LIGHTMESH_NACOS_ADDR. Without one the test is skipped, or fails when
+// LIGHTMESH_NACOS_ADDR, with the credentials in LIGHTMESH_NACOS_USERNAME
+// and LIGHTMESH_NACOS_PASSWORD, if any. Without one the test is skipped, or fails when
 // LIGHTMESH_REQUIRE_NACOS=1.
 func testConfig(tb testing.TB) Config {
 	tb.Helper()
@@ -31,7 +30,13 @@ func testConfig(tb testing.TB) Config {
 		}
 		tb.Skip(msg)
 	}
-	return Config{Addresses: strings.Split(addr, ","), TimeoutMs: 3000}
+	return Config{
+		Addresses: strings.Split(addr, ","),
+		TimeoutMs: 3000,
+		// A server with authentication on (.ci/run starts one) needs them.
+		Username: os.Getenv("LIGHTMESH_NACOS_USERNAME"),
+		Password: os.Getenv("LIGHTMESH_NACOS_PASSWORD"),
+	}
 }
 
 // unique returns a name no earlier run used: the server keeps its data.
@@ -42,7 +47,7 @@ func unique(prefix string) string {
 // publisher writes config items with its own SDK client, as an ops
 // engineer's console would.
 type publisher struct {
-	client config_client.IConfigClient
+	client *configClient
 	group  string
 }
 
@@ -52,13 +57,12 @@ func newPublisher(tb testing.TB, cfg Config, group string) *publisher {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	client, err := clients.NewConfigClient(param)
-	installLogger(cfg)
+	client, err := newConfigClient(cfg, param)
 	if err != nil {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() {
-		client.CloseClient()
+		client.close()
 		removeDir(dir)
 	})
 	return &publisher{client: client, group: group}
@@ -67,7 +71,7 @@ func newPublisher(tb testing.TB, cfg Config, group string) *publisher {
 // publish writes content and returns its version (its MD5).
 func (p *publisher) publish(tb testing.TB, dataID, content string) string {
 	tb.Helper()
-	ok, err := p.client.PublishConfig(vo.ConfigParam{DataId: dataID, Group: p.group, Content: content, Type: "yaml"})
+	ok, err := p.client.publish(vo.ConfigParam{DataId: dataID, Group: p.group, Content: content, Type: "yaml"})
 	if err != nil || !ok {
 		tb.Fatalf("publish %s: ok=%v err=%v", dataID, ok, err)
 	}
@@ -76,7 +80,7 @@ func (p *publisher) publish(tb testing.TB, dataID, content string) string {
 
 func (p *publisher) remove(tb testing.TB, dataID string) {
 	tb.Helper()
-	if _, err := p.client.DeleteConfig(vo.ConfigParam{DataId: dataID, Group: p.group}); err != nil {
+	if _, err := p.client.remove(dataID, p.group); err != nil {
 		tb.Logf("delete %s: %v", dataID, err)
 	}
 }

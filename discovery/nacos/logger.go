@@ -6,84 +6,32 @@ import (
 	"log/slog"
 	"regexp"
 	"strings"
-	"sync"
 
 	"github.com/nacos-group/nacos-sdk-go/v2/common/logger"
 )
 
 // sdkLogger routes the SDK's log output to a slog.Logger, with secrets
-// masked, and hands the config-change pushes it logs to pushes.
+// masked. It carries no other duty: the adapter hears the server's
+// pushes on each client's own connection (see hearPushes), so a program
+// that installs a logger of its own in the SDK loses nothing but these
+// lines.
 type sdkLogger struct {
 	l       *slog.Logger
 	secrets []string
-	pushes  *pushHub
 }
 
 var _ logger.Logger = (*sdkLogger)(nil)
 
-// installMu makes installLogger's read of the SDK's logger and its
-// replacement one step, so that two clients created at once keep one
-// push hub.
-var installMu sync.Mutex
-
 // installLogger points the SDK's process-wide logger at cfg.Logger (or
-// nowhere). It must run after each SDK client is created, since creating
-// one resets the SDK's logger to a file logger. The push hub of the
-// logger it replaces, if it installed that one, goes over to the new
-// one, and is returned.
-func installLogger(cfg Config) *pushHub {
-	installMu.Lock()
-	defer installMu.Unlock()
-	hub := &pushHub{catalogs: map[*Catalog]struct{}{}}
-	if prev, ok := logger.GetLogger().(*sdkLogger); ok && prev.pushes != nil {
-		hub = prev.pushes
-	}
-	logger.SetLogger(&sdkLogger{l: cfg.logger().With("component", "nacos-sdk"), secrets: cfg.secrets(), pushes: hub})
-	return hub
+// nowhere). The SDK keeps one logger for the whole process, so with
+// several Configs the last client created decides where its lines go.
+func installLogger(cfg Config) {
+	logger.SetLogger(&sdkLogger{l: cfg.logger().With("component", "nacos-sdk"), secrets: cfg.secrets()})
 }
 
-// pushHub hands the config-change pushes the SDK receives to the
-// catalogs of the process. nacos-sdk-go v2.3.2 can lose a push: its
-// handler marks the item out of sync and starts a listen round, but a
-// listen round already in flight, whose answer predates the change,
-// then marks every item it was not told about in sync again, and the
-// listener is never called (ConfigClient.executeConfigListen; under the
-// fleet benchmark one process in four missed an update about every
-// other run, until the SDK's 5-minute full sync). The handler logs each
-// push before anything else, and the SDK offers no other hook, so the
-// catalogs hear of pushes from the log line and read the item
-// themselves. A program that installs a logger of its own in the SDK
-// loses this, and its catalogs fall back to the SDK's listener and
-// their periodic re-reads.
-type pushHub struct {
-	mu       sync.Mutex
-	catalogs map[*Catalog]struct{}
-}
-
-func (h *pushHub) add(c *Catalog) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	h.catalogs[c] = struct{}{}
-}
-
-func (h *pushHub) remove(c *Catalog) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	delete(h.catalogs, c)
-}
-
-func (h *pushHub) notify(dataID, group, tenant string) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	for c := range h.catalogs {
-		c.pushed(dataID, group, tenant)
-	}
-}
-
-// pushFormat is the format of the SDK's log line for a config-change
-// push (ConfigChangeNotifyRequestHandler), with the client's name, the
-// dataId, the group and the tenant.
-const pushFormat = "%s [server-push] config changed. dataId=%s, group=%s,tenant=%s"
+// Close implements logger.Logger; the SDK calls it when another logger
+// replaces this one. There is nothing to flush.
+func (s *sdkLogger) Close() error { return nil }
 
 // The access token's value in the shapes the SDK prints it: a field or
 // parameter (accessToken:v, accessToken=v&, "accessToken":"v",
@@ -125,15 +73,7 @@ func (s *sdkLogger) Warn(args ...any)  { s.out(slog.LevelWarn, false, "", args) 
 func (s *sdkLogger) Error(args ...any) { s.out(slog.LevelError, false, "", args) }
 func (s *sdkLogger) Debug(args ...any) { s.out(slog.LevelDebug, false, "", args) }
 
-func (s *sdkLogger) Infof(format string, args ...any) {
-	if format == pushFormat && len(args) == 4 && s.pushes != nil {
-		dataID, _ := args[1].(string)
-		group, _ := args[2].(string)
-		tenant, _ := args[3].(string)
-		s.pushes.notify(dataID, group, tenant)
-	}
-	s.out(slog.LevelDebug, true, format, args)
-}
+func (s *sdkLogger) Infof(format string, args ...any) { s.out(slog.LevelDebug, true, format, args) }
 func (s *sdkLogger) Warnf(format string, args ...any) {
 	level := slog.LevelWarn
 	if format == failedResponseFormat && len(args) == 4 && args[3] == "config data not exist" {

@@ -18,14 +18,15 @@ import (
 const maxNacosWeight = 10000
 
 // Registration keeps one instance registered in Nacos naming. Use
-// Register; call Close to deregister.
+// Register or Discovery.Register; call Close to deregister.
 //
-// The instance is ephemeral: it lives as long as the registration's
+// The instance is ephemeral: it lives as long as the naming client's
 // connection, so a process that dies without Close disappears as soon as
 // the server notices the connection is gone, and the SDK registers it
 // again by itself after a reconnect.
 type Registration struct {
 	client naming_client.INamingClient
+	owned  bool // Close closes client: it was made for this registration
 	param  vo.DeregisterInstanceParam
 	dir    string
 	once   sync.Once
@@ -33,30 +34,83 @@ type Registration struct {
 }
 
 // Register registers in as an instance of service in group (DefaultGroup
-// when empty), with its own naming client. Labels become the instance's
-// metadata; the Nacos weight is in.Weight (1 when zero), so Discovery
-// reads it back as in.Weight×100; Unhealthy registers it unhealthy.
+// when empty), with a naming client of its own, closed by Close. A
+// process that also discovers, or registers more than one service,
+// shares one client (one connection) with Discovery.Register instead.
+//
+// An in.Address without a host (":8080") or with an unspecified one
+// ("0.0.0.0:8080") is completed by discovery.AdvertiseAddress: the
+// POD_IP environment variable, else the address of the interface of the
+// default route, never loopback unless given. Labels become the
+// instance's metadata; the Nacos weight is in.Weight (1 when zero), so
+// Discovery reads it back as in.Weight×100; Unhealthy registers it
+// unhealthy.
 func Register(cfg Config, service, group string, in discovery.Instance) (*Registration, error) {
-	if service == "" {
-		return nil, errors.New("nacos: register: empty service name")
-	}
-	if group == "" {
-		group = DefaultGroup
-	}
-	if err := in.Validate(); err != nil {
-		return nil, fmt.Errorf("nacos: register %s: %w", service, err)
-	}
-	host, portStr, _ := net.SplitHostPort(in.Address) // Validate checked it
-	port, _ := strconv.ParseUint(portStr, 10, 16)
-	weight := float64(max(in.Weight, 1))
-	if weight > maxNacosWeight {
-		return nil, fmt.Errorf("nacos: register %s: weight %d over Nacos's limit of %d", service, in.Weight, maxNacosWeight)
+	param, err := registerParam(service, group, in)
+	if err != nil {
+		return nil, err
 	}
 	client, dir, err := newNamingClient(cfg)
 	if err != nil {
 		return nil, err
 	}
-	ok, err := client.RegisterInstance(vo.RegisterInstanceParam{
+	r, err := registerWith(client, param, cfg)
+	if err != nil {
+		closeNamingClient(client)
+		removeDir(dir)
+		return nil, err
+	}
+	r.owned, r.dir = true, dir
+	return r, nil
+}
+
+// Register registers in as an instance of service in d's group through
+// d's naming client, so that discovery and registration share one
+// connection; Close deregisters it and leaves the client open. The
+// address, labels and weight are as for the package's Register.
+//
+// Nacos 2.x keeps one instance per service and connection: registering
+// a second instance of the same service through the same Discovery
+// replaces the first. A process registers itself once per service; a
+// process that runs several instances of one service (tests) uses a
+// client per instance, with the package's Register.
+func (d *Discovery) Register(service string, in discovery.Instance) (*Registration, error) {
+	param, err := registerParam(service, d.group, in)
+	if err != nil {
+		return nil, err
+	}
+	d.mu.Lock()
+	closed := d.closed
+	d.mu.Unlock()
+	if closed {
+		return nil, errClosed
+	}
+	return registerWith(d.client, param, d.cfg)
+}
+
+// registerParam checks in and completes its address.
+func registerParam(service, group string, in discovery.Instance) (vo.RegisterInstanceParam, error) {
+	if service == "" {
+		return vo.RegisterInstanceParam{}, errors.New("nacos: register: empty service name")
+	}
+	if group == "" {
+		group = DefaultGroup
+	}
+	addr, err := discovery.AdvertiseAddress(in.Address)
+	if err != nil {
+		return vo.RegisterInstanceParam{}, fmt.Errorf("nacos: register %s: %w", service, err)
+	}
+	in.Address = addr
+	if err := in.Validate(); err != nil {
+		return vo.RegisterInstanceParam{}, fmt.Errorf("nacos: register %s: %w", service, err)
+	}
+	host, portStr, _ := net.SplitHostPort(in.Address) // Validate checked it
+	port, _ := strconv.ParseUint(portStr, 10, 16)
+	weight := float64(max(in.Weight, 1))
+	if weight > maxNacosWeight {
+		return vo.RegisterInstanceParam{}, fmt.Errorf("nacos: register %s: weight %d over Nacos's limit of %d", service, in.Weight, maxNacosWeight)
+	}
+	return vo.RegisterInstanceParam{
 		Ip:          host,
 		Port:        port,
 		Weight:      weight,
@@ -66,26 +120,36 @@ func Register(cfg Config, service, group string, in discovery.Instance) (*Regist
 		ServiceName: service,
 		GroupName:   group,
 		Ephemeral:   true,
-	})
-	if err == nil && !ok {
-		err = errors.New("server refused")
-	}
-	if err != nil {
-		client.CloseClient()
-		removeDir(dir)
-		return nil, fmt.Errorf("nacos: register %s at %s in %s@%s: %w", service, in.Address, group, cfg, err)
-	}
-	return &Registration{
-		client: client,
-		param:  vo.DeregisterInstanceParam{Ip: host, Port: port, ServiceName: service, GroupName: group, Ephemeral: true},
-		dir:    dir,
 	}, nil
 }
 
-// Close deregisters the instance and closes the client. Even when the
-// deregistration fails, closing the connection removes the ephemeral
-// instance once the server notices. Later calls return the first
-// call's result.
+// registerWith registers param through client.
+func registerWith(client naming_client.INamingClient, param vo.RegisterInstanceParam, cfg Config) (*Registration, error) {
+	ok, err := client.RegisterInstance(param)
+	if err == nil && !ok {
+		// The SDK drops the server's reason.
+		err = errors.New("server refused (a server with authentication on refuses a wrong Username or Password so)")
+	}
+	addr := net.JoinHostPort(param.Ip, strconv.FormatUint(param.Port, 10))
+	if err != nil {
+		return nil, fmt.Errorf("nacos: register %s at %s in %s@%s: %w", param.ServiceName, addr, param.GroupName, cfg, withLoginHint(err))
+	}
+	return &Registration{
+		client: client,
+		param:  vo.DeregisterInstanceParam{Ip: param.Ip, Port: param.Port, ServiceName: param.ServiceName, GroupName: param.GroupName, Ephemeral: true},
+	}, nil
+}
+
+// Address returns the address the instance is registered at, host
+// included when Register found it.
+func (r *Registration) Address() string {
+	return net.JoinHostPort(r.param.Ip, strconv.FormatUint(r.param.Port, 10))
+}
+
+// Close deregisters the instance and, when Register made it, closes the
+// naming client. Even when the deregistration fails, closing the
+// connection removes the ephemeral instance once the server notices.
+// Later calls return the first call's result.
 func (r *Registration) Close() error {
 	r.once.Do(func() {
 		ok, err := r.client.DeregisterInstance(r.param)
@@ -93,10 +157,12 @@ func (r *Registration) Close() error {
 			err = errors.New("server refused")
 		}
 		if err != nil {
-			r.err = fmt.Errorf("nacos: deregister %s at %s: %w", r.param.ServiceName, net.JoinHostPort(r.param.Ip, strconv.FormatUint(r.param.Port, 10)), err)
+			r.err = fmt.Errorf("nacos: deregister %s at %s: %w", r.param.ServiceName, r.Address(), err)
 		}
-		r.client.CloseClient()
-		removeDir(r.dir)
+		if r.owned {
+			closeNamingClient(r.client)
+			removeDir(r.dir)
+		}
 	})
 	return r.err
 }

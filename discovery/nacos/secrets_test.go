@@ -26,22 +26,34 @@ import (
 // returned error, the Status, the status handler's views or the metrics.
 func TestCredentialsNeverShown(t *testing.T) {
 	const (
-		password  = `N4c0s<Pw>&9q`
-		secretKey = `Sk-L1ghtm3sh<&>7z`
-		accessKey = "AK-lightmesh-test-4711"
+		deadPassword = `N4c0s<Pw>&9q`
+		secretKey    = `Sk-L1ghtm3sh<&>7z`
+		accessKey    = "AK-lightmesh-test-4711"
 	)
+	if raceEnabled() {
+		// RamAuthClient.Login, every 5 s on an SDK goroutine, rewrites the
+		// credentials each request reads (fixed upstream by
+		// nacos-group/nacos-sdk-go#899, after v2.3.5).
+		t.Skip("nacos-sdk-go v2.3.5 races with itself when an access key is set; .ci/run runs this test without -race")
+	}
 	live := testConfig(t)
+	// A server with authentication on needs its real credentials; one
+	// with it off ignores them.
+	liveUser, livePassword := "lightmesh-ops", `L1ve<Pw>&7q`
+	if live.Password != "" {
+		liveUser, livePassword = live.Username, live.Password
+	}
 	var logs meshtest.LogBuffer
 	dirs := t.TempDir()
-	withSecrets := func(c Config, name string) Config {
-		c.Username, c.Password = "lightmesh-ops", password
+	withSecrets := func(c Config, name, user, password string) Config {
+		c.Username, c.Password = user, password
 		c.AccessKey, c.SecretKey = accessKey, secretKey
 		c.LogDir, c.CacheDir = filepath.Join(dirs, name, "log"), filepath.Join(dirs, name, "cache")
 		c.Logger = logs.Logger()
 		return c
 	}
-	cfg := withSecrets(live, "live")
-	dead := withSecrets(Config{Addresses: []string{"127.0.0.1:1"}, TimeoutMs: 500}, "dead")
+	cfg := withSecrets(live, "live", liveUser, livePassword)
+	dead := withSecrets(Config{Addresses: []string{"127.0.0.1:1"}, TimeoutMs: 500}, "dead", "lightmesh-ops", deadPassword)
 	seen := meshtest.Exposure{}
 	t.Cleanup(func() {
 		// After every client is closed: the SDK writes its files until then.
@@ -49,7 +61,7 @@ func TestCredentialsNeverShown(t *testing.T) {
 		if seen.AddFiles(t, dirs) == 0 {
 			t.Error("the SDK wrote no file to search")
 		}
-		seen.Check(t, password, accessKey, secretKey)
+		seen.Check(t, livePassword, deadPassword, accessKey, secretKey)
 	})
 
 	service, group := unique("lm-secrets"), "LIGHTMESH_TEST"

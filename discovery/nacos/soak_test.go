@@ -47,7 +47,7 @@ func TestSoak(t *testing.T) {
 	reg := startRegistrar(t, service)
 	meshtest.RunSoak(t, d, client, service, meshtest.SoakPlane{
 		Publish: func(doc string) error {
-			ok, err := pub.client.PublishConfig(vo.ConfigParam{DataId: dataID, Group: pub.group, Content: doc, Type: "yaml"})
+			ok, err := pub.client.publish(vo.ConfigParam{DataId: dataID, Group: pub.group, Content: doc, Type: "yaml"})
 			if err == nil && !ok {
 				err = errors.New("server refused")
 			}
