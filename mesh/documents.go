@@ -293,9 +293,11 @@ func (m *Mesh) documentMissing(d *docState) {
 	if !m.whole {
 		m.metrics.DocumentUpdate(d.name, "", "missing")
 	}
-	if m.saver != nil && d.good == nil {
+	if m.saver != nil && d.good == nil && !m.whole {
 		// A restart with the source down then knows the document was
-		// absent, rather than nothing about it.
+		// absent, rather than nothing about it. The one document of
+		// WithRules is restored from the snapshot instead, which must
+		// then keep its last good version for the next restart.
 		m.saver.document(d.name, snapshot.Rules{Source: m.cat.Describe(d.name), SavedAt: time.Now(), Missing: true})
 	}
 	deleted := false
