@@ -646,12 +646,10 @@ func (m *Mesh) startError(problem string, restoreErrs []string, within time.Dura
 
 // restoreErrors asks the manager why the snapshot could not stand in for
 // the documents without rules.
-func (m *Mesh) restoreErrors(ctx context.Context) []string {
+func (m *Mesh) restoreErrors() []string {
 	done := make(chan []string, 1)
 	select {
 	case m.restoreReports <- done:
-	case <-ctx.Done():
-		return nil
 	case <-m.stopped:
 		return nil
 	}

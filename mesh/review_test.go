@@ -2,6 +2,7 @@ package mesh_test
 
 import (
 	"context"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/lightmesh/lightmesh/discovery"
+	"github.com/lightmesh/lightmesh/internal/meshtest"
 	"github.com/lightmesh/lightmesh/mesh"
 	"github.com/lightmesh/lightmesh/rules"
 )
@@ -48,5 +50,65 @@ func TestEmptiedDocumentRestartsAlike(t *testing.T) {
 	saved, err := os.ReadFile(filepath.Join(snapDir, "rules.json"))
 	if err != nil || !strings.Contains(string(saved), "user-api") {
 		t.Fatalf("snapshot after the restarts: %s, %v; want the last good document", saved, err)
+	}
+}
+
+// TestCallerDeadlineStartsFromSnapshot: with the rule source down and a
+// snapshot, New given a context whose deadline comes before the start
+// timeout starts from the snapshot, as it does at the start timeout: the
+// caller's deadline ends the wait, it does not switch the snapshot off.
+func TestCallerDeadlineStartsFromSnapshot(t *testing.T) {
+	_, list := fleet(t)
+	snapDir := t.TempDir()
+	ruleFile := filepath.Join(t.TempDir(), "rules.yaml")
+	write(t, ruleFile, laneRules)
+	disc := discovery.NewStatic(map[string][]discovery.Instance{"user-api": list})
+	first, err := mesh.New(context.Background(), mesh.WithRules(rules.NewFile(ruleFile, 10*time.Millisecond)),
+		mesh.WithDiscovery(disc), mesh.WithSnapshotDir(snapDir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	version := first.Status().Rules.Version
+	first.Close()
+
+	if err := os.Remove(ruleFile); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	m, err := mesh.New(ctx, mesh.WithRules(rules.NewFile(ruleFile, 10*time.Millisecond)),
+		mesh.WithDiscovery(silentDiscovery{}), mesh.WithSnapshotDir(snapDir)) // start timeout: the default 10s
+	if err != nil {
+		t.Fatalf("source down, snapshot present, caller's deadline before the start timeout: %v", err)
+	}
+	defer m.Close()
+	if st := m.Status(); st.Rules.Version != version || !st.Rules.FromSnapshot {
+		t.Fatalf("rules %+v, want version %s from the snapshot", st.Rules, version)
+	}
+}
+
+// TestCallerDeadlineStartsWithSavedInstances: with discovery down, New
+// given a context whose deadline comes before the start timeout starts
+// with the saved instance lists, as it does at the start timeout, instead
+// of failing although the rules serve.
+func TestCallerDeadlineStartsWithSavedInstances(t *testing.T) {
+	_, list := fleet(t)
+	snapDir := t.TempDir()
+	first := newMesh(t, rules.NewMemory([]byte(laneRules)),
+		namedDiscovery{discovery.NewStatic(map[string][]discovery.Instance{"user-api": list}), "registry-prod"},
+		mesh.WithSnapshotDir(snapDir))
+	first.Close()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	m, err := mesh.New(ctx, mesh.WithRules(rules.NewMemory([]byte(laneRules))),
+		mesh.WithDiscovery(silentDiscovery{"registry-prod"}), mesh.WithSnapshotDir(snapDir)) // start timeout: the default 10s
+	if err != nil {
+		t.Fatalf("discovery down, instances saved, caller's deadline before the start timeout: %v", err)
+	}
+	defer m.Close()
+	client := &http.Client{Transport: m.Transport(nil)}
+	if body, err := meshtest.Get(context.Background(), client, "http://user-api/", nil); err != nil || !strings.HasPrefix(body, "base-") {
+		t.Fatalf("call with the saved instances: %q, %v", body, err)
 	}
 }
