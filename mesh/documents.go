@@ -109,6 +109,13 @@ func (o oneDocument) Watch(ctx context.Context, _ string, update func(rules.Docu
 func (o oneDocument) Describe(string) string { return o.name }
 func (o oneDocument) String() string         { return o.name }
 
+// redactedCatalog gives the names of a catalog's documents with
+// credentials redacted, so the log, Status, RejectionError and the
+// snapshot never show them, whatever the catalog's Describe returns.
+type redactedCatalog struct{ rules.Catalog }
+
+func (c redactedCatalog) Describe(name string) string { return redact(c.Catalog.Describe(name)) }
+
 // docUpdate is one delivery of a document watch to the manager.
 type docUpdate struct {
 	name   string

@@ -198,7 +198,7 @@ func New(ctx context.Context, opts ...Option) (*Mesh, error) {
 		m.cat, m.whole = oneDocument{src: cfg.rules, name: m.source}, true
 	case cfg.catalog != nil:
 		m.source = redact(cfg.catalog.String())
-		m.cat = cfg.catalog
+		m.cat = redactedCatalog{cfg.catalog}
 	default:
 		close(m.ready)
 	}

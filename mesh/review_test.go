@@ -2,6 +2,7 @@ package mesh_test
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -110,5 +111,41 @@ func TestCallerDeadlineStartsWithSavedInstances(t *testing.T) {
 	client := &http.Client{Transport: m.Transport(nil)}
 	if body, err := meshtest.Get(context.Background(), client, "http://user-api/", nil); err != nil || !strings.HasPrefix(body, "base-") {
 		t.Fatalf("call with the saved instances: %q, %v", body, err)
+	}
+}
+
+// credentialCatalog is a catalog whose document names carry a password,
+// as a home-made catalog naming its server by URL would.
+type credentialCatalog struct{ *rules.Dir }
+
+func (c credentialCatalog) Describe(name string) string {
+	return "etcd://root:s3cret@10.0.0.1:2379/rules/" + name
+}
+
+// TestCatalogDocumentNamesRedacted: the name of a catalog's document is
+// shown with its credentials redacted wherever the mesh shows it: the
+// log, Status, LastRejection (whose Source promises it).
+func TestCatalogDocumentNamesRedacted(t *testing.T) {
+	dir := t.TempDir()
+	write(t, filepath.Join(dir, "user-api.yaml"), strings.Replace(userAPIPart, "{subset: base}]", "{subset: bsae}]", 1))
+	var logs meshtest.LogBuffer
+	m, err := mesh.New(context.Background(), mesh.WithRuleCatalog(credentialCatalog{rules.NewDir(dir, 10*time.Millisecond)}),
+		mesh.WithServices("user-api"), mesh.WithLogger(logs.Logger()), mesh.WithStartTimeout(5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	var rej *mesh.RejectionError
+	if !errors.As(m.LastRejection(), &rej) {
+		t.Fatalf("LastRejection() = %v, want the rejection of user-api", m.LastRejection())
+	}
+	shown := map[string]string{"RejectionError.Source": rej.Source, "log": logs.String()}
+	for _, d := range m.Status().Documents {
+		shown["Status().Documents "+d.Name] = d.Source
+	}
+	for where, s := range shown {
+		if strings.Contains(s, "s3cret") {
+			t.Errorf("%s shows the catalog's password: %s", where, s)
+		}
 	}
 }
