@@ -471,8 +471,13 @@ func (m *Mesh) reject(d *docState, version string, err error, now time.Time) {
 	rej := &Rejection{Version: version, Error: msg, At: now}
 	m.updateDocStatus(d.name, func(st *DocumentStatus) {
 		st.LastRejection = rej
-		if d.good == nil {
+		switch {
+		case d.good == nil:
 			st.State = DocumentRejected
+		case st.State == DocumentDeleted:
+			// The source holds a document again, rejected: the last
+			// good rules are in force as after any rejection.
+			st.State = DocumentApplied
 		}
 		st.record(DocumentEvent{State: DocumentRejected, Version: version, At: now, Error: msg})
 	})

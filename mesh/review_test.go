@@ -149,3 +149,34 @@ func TestCatalogDocumentNamesRedacted(t *testing.T) {
 		}
 	}
 }
+
+// TestDeletedThenBrokenIsNotDeleted: a document emptied (state deleted)
+// and then published again in a broken version is no longer shown as
+// deleted: the source holds a document, rejected, and the last good
+// rules are in force, as after any rejection of an applied document.
+func TestDeletedThenBrokenIsNotDeleted(t *testing.T) {
+	for _, lc := range layouts() {
+		t.Run(lc.name, func(t *testing.T) {
+			_, list := fleet(t)
+			dir := t.TempDir()
+			path := lc.file(dir)
+			write(t, path, lc.good)
+			events := make(chan mesh.RulesEvent, 64)
+			m := meshtest.Start(t, 10*time.Second, func(ctx context.Context) (*mesh.Mesh, error) {
+				return mesh.New(ctx, lc.opt(dir), mesh.WithServices("user-api"),
+					mesh.WithDiscovery(discovery.NewStatic(map[string][]discovery.Instance{"user-api": list})),
+					mesh.WithOnRulesChange(func(ev mesh.RulesEvent) { events <- ev }))
+			})
+			write(t, path, "")
+			meshtest.WaitFor(t, 5*time.Second, "the emptied document to read as deleted", func() bool {
+				return lc.doc(m.Status()).State == mesh.DocumentDeleted
+			})
+			write(t, path, strings.Replace(lc.good, "{subset: base}]", "{subset: bsae}]", 1))
+			meshtest.Next(t, events, 5*time.Second, "the rejection", func(ev mesh.RulesEvent) bool { return ev.Err != nil })
+			if d := lc.doc(m.Status()); d.State != mesh.DocumentApplied || d.LastRejection == nil || d.LastRejection.At.Before(d.AppliedAt) {
+				t.Errorf("after a broken version of a deleted document: state %s, last rejection %+v; want applied (the last good rules in force) with a current rejection",
+					d.State, d.LastRejection)
+			}
+		})
+	}
+}
