@@ -388,8 +388,10 @@ func (m *Mesh) demand(service string) (release func()) {
 // every failure to failed when it is not nil.
 func (m *Mesh) followRules(ctx context.Context, key watchKey, source string, watch func(context.Context, func(rules.Document)) error,
 	deliver func(context.Context, rules.Document), failed func(context.Context)) {
+	var flog failureLog
 	backoff.Loop(ctx, m.cfg.backoff, func(ctx context.Context) error {
 		return watch(ctx, func(doc rules.Document) {
+			flog.answered()
 			if doc.Data == nil {
 				m.rulesConn.reachable(key, time.Now())
 			} else {
@@ -400,7 +402,9 @@ func (m *Mesh) followRules(ctx context.Context, key watchKey, source string, wat
 		})
 	}, func(err error, wait time.Duration) {
 		msg := redact(err.Error())
-		m.cfg.logger.Warn("lightmesh: rule source failed; retrying", "source", source, "err", msg, "retry_in", wait)
+		if log, quiet := flog.failed(msg, time.Now()); log {
+			m.cfg.logger.Warn("lightmesh: rule source failed; retrying", "source", source, "err", msg, "retry_in", wait, "not_logged", quiet)
+		}
 		if key.service != "" {
 			msg = key.service + ": " + msg
 		}
@@ -551,8 +555,10 @@ func (m *Mesh) watchService(ctx context.Context, service string, gen uint64) {
 	defer m.done.Done()
 	src := m.cfg.discovery
 	key := watchKey{service, gen}
+	var flog failureLog
 	backoff.Loop(ctx, m.cfg.backoff, func(ctx context.Context) error {
 		return src.Watch(ctx, service, func(list []discovery.Instance) {
+			flog.answered()
 			m.discoveryConn.delivered(key, time.Now())
 			select {
 			case m.instances <- instanceUpdate{service: service, gen: gen, list: slices.Clone(list)}:
@@ -561,7 +567,9 @@ func (m *Mesh) watchService(ctx context.Context, service string, gen uint64) {
 		})
 	}, func(err error, wait time.Duration) {
 		msg := redact(err.Error())
-		m.cfg.logger.Warn("lightmesh: discovery watch failed; retrying", "service", service, "err", msg, "retry_in", wait)
+		if log, quiet := flog.failed(msg, time.Now()); log {
+			m.cfg.logger.Warn("lightmesh: discovery watch failed; retrying", "service", service, "err", msg, "retry_in", wait, "not_logged", quiet)
+		}
 		m.discoveryConn.failed(key, service+": "+msg, time.Now())
 	})
 }

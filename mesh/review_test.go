@@ -180,3 +180,23 @@ func TestDeletedThenBrokenIsNotDeleted(t *testing.T) {
 		})
 	}
 }
+
+// TestOutageLogsWithoutFlooding: a rule source that keeps failing the
+// same way is logged when it starts failing, not on every retry; the
+// status keeps counting the attempts.
+func TestOutageLogsWithoutFlooding(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "rules.yaml")
+	var logs meshtest.LogBuffer
+	m, err := mesh.New(context.Background(), mesh.WithRules(rules.NewFile(missing, 0)), mesh.WithStartEmpty(),
+		mesh.WithStartTimeout(50*time.Millisecond), mesh.WithReconnectBackoff(time.Millisecond, 5*time.Millisecond),
+		mesh.WithLogger(logs.Logger()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	meshtest.WaitFor(t, 5*time.Second, "30 failed attempts", func() bool { return m.Status().Watcher.Attempts >= 30 })
+	if n := logs.Count("rule source failed"); n < 1 || n > 3 {
+		t.Errorf("%d warnings for %d attempts failing alike, want the outage logged once, not every retry:\n%.2000s",
+			n, m.Status().Watcher.Attempts, logs.String())
+	}
+}
