@@ -200,3 +200,41 @@ func TestOutageLogsWithoutFlooding(t *testing.T) {
 			n, m.Status().Watcher.Attempts, logs.String())
 	}
 }
+
+// TestSnapshotWriteRetried: a snapshot write that fails (the disk full,
+// the directory gone for a moment) is tried again, so a later restart
+// with the control plane down starts from the rules in force, not from
+// those before the failure.
+func TestSnapshotWriteRetried(t *testing.T) {
+	_, list := fleet(t)
+	dir := filepath.Join(t.TempDir(), "snap")
+	src := rules.NewMemory([]byte(laneRules))
+	m := newMesh(t, src, discovery.NewStatic(map[string][]discovery.Instance{"user-api": list}), mesh.WithSnapshotDir(dir))
+	saved := func() string {
+		b, _ := os.ReadFile(filepath.Join(dir, "rules.json"))
+		return string(b)
+	}
+	meshtest.WaitFor(t, 5*time.Second, "the first snapshot", func() bool { return strings.Contains(saved(), "user-api") })
+
+	// The directory is not one for a while: the write of version 2 fails.
+	if err := os.Rename(dir, dir+".away"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(dir, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	src.Set([]byte(strings.Replace(laneRules, "user-api:", "order-api:", 1)))
+	meshtest.WaitFor(t, 5*time.Second, "the failed write in the status", func() bool {
+		st := m.Status()
+		return st.Snapshot != nil && st.Snapshot.LastError != ""
+	})
+	if err := os.Remove(dir); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(dir+".away", dir); err != nil {
+		t.Fatal(err)
+	}
+	meshtest.WaitFor(t, 10*time.Second, "version 2 in the snapshot once the directory is back", func() bool {
+		return strings.Contains(saved(), "order-api")
+	})
+}
