@@ -291,8 +291,9 @@ func WithRegisterer(reg prometheus.Registerer) Option {
 
 // WithSnapshotDir keeps the last good rule document and each service's
 // last instance list in dir (written atomically by a background writer
-// shortly after each change; Close writes what is pending). When
-// the rule source gives no valid document within the start timeout, New
+// shortly after each change, and again after a failed write; Close
+// writes what is pending). When the rule source gives no valid document
+// within the start timeout (or ctx's deadline, when it comes first), New
 // starts from the saved one instead of failing, and services discovery has
 // not reported by then get their saved instances; the live sources take
 // over as soon as they answer. Each file records its source: a saved
