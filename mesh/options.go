@@ -96,7 +96,8 @@ func WithRules(src rules.Source) Option {
 // updates apply; requests always see one consistent rule set. A deleted
 // document keeps its last good rules serving; a service whose document
 // does not exist runs on the defaults. New waits, up to the start
-// timeout, until the catalog has answered for each document it watches
+// timeout (or ctx's deadline, when it comes first), until the catalog
+// has answered for each document it watches
 // from the start (found, missing or rejected alike), then restores those
 // it has not from WithSnapshotDir, and fails (unless WithStartEmpty)
 // when any is left.
