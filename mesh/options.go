@@ -183,7 +183,8 @@ func WithServices(names ...string) Option {
 // and so do the calls to that host for the next 30 s, without waiting
 // again (see WithStrictServices). With WithRuleCatalog the first call
 // also waits, up to 2 s more, for the catalog to answer for the host's
-// document, so that its own rules apply from the first call. Hosts
+// document, so that its own rules apply from the first call. Neither wait
+// outlasts the call's own context. Hosts
 // matching no pattern are never looked up. An invalid pattern makes New
 // fail.
 func WithMeshServices(patterns ...string) Option {

@@ -290,3 +290,31 @@ func TestHeldDocumentAppliesWhenRoomIsMade(t *testing.T) {
 		t.Errorf("order-api has %d routes in force, want the 7 of its document", routes)
 	}
 }
+
+// TestFirstUseKeepsTheCallersDeadline: the first call to a host found on
+// first use, with a catalog that does not answer for the host's document,
+// ends at the call's own deadline, not after the mesh's 2 s wait for the
+// catalog.
+func TestFirstUseKeepsTheCallersDeadline(t *testing.T) {
+	_, list := fleet(t)
+	dir := filepath.Join(t.TempDir(), "rules")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	m := meshtest.Start(t, 10*time.Second, func(ctx context.Context) (*mesh.Mesh, error) {
+		return mesh.New(ctx, mesh.WithRuleCatalog(rules.NewDir(dir, 10*time.Millisecond)), mesh.WithMeshServices("*-api"),
+			mesh.WithDiscovery(discovery.NewStatic(map[string][]discovery.Instance{"user-api": list})),
+			mesh.WithReconnectBackoff(time.Second, time.Second))
+	})
+	if err := os.RemoveAll(dir); err != nil { // the catalog stops answering
+		t.Fatal(err)
+	}
+	client := &http.Client{Transport: m.Transport(nil)}
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err := meshtest.Get(ctx, client, "http://user-api/", nil)
+	if took := time.Since(start); took > time.Second {
+		t.Fatalf("a first call with a 200ms deadline took %v (err %v): it must end at its deadline", took, err)
+	}
+}
