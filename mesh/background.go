@@ -19,6 +19,8 @@ type snapshotSaver struct {
 	delay time.Duration
 	log   *slog.Logger
 	wake  chan struct{} // buffered 1
+	// failures limits the warnings of writes failing alike.
+	failures failureLog
 
 	mu    sync.Mutex
 	docs  map[string]*snapshot.Rules     // by document name; nil: remove the file
@@ -68,14 +70,31 @@ func (s *snapshotSaver) signal() {
 	}
 }
 
-// run writes what is queued until ctx ends, and then once more.
+// snapshotRetryMax caps the wait before a failed snapshot write is
+// tried again; the waits double from one second.
+const snapshotRetryMax = 30 * time.Second
+
+// run writes what is queued until ctx ends, and then once more. A write
+// that failed is tried again, after a wait that doubles up to
+// snapshotRetryMax, unless a newer version replaced it.
 func (s *snapshotSaver) run(ctx context.Context) {
 	defer s.flush()
+	var retry time.Duration // 0: nothing failed
 	for {
+		var again <-chan time.Time
+		var retryTimer *time.Timer
+		if retry > 0 {
+			retryTimer = time.NewTimer(retry)
+			again = retryTimer.C
+		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-s.wake:
+		case <-again:
+		}
+		if retryTimer != nil {
+			retryTimer.Stop()
 		}
 		t := time.NewTimer(s.delay)
 		select {
@@ -84,15 +103,23 @@ func (s *snapshotSaver) run(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		s.flush()
+		if s.flush() {
+			retry = 0
+		} else {
+			retry = min(max(2*retry, time.Second), snapshotRetryMax)
+		}
 	}
 }
 
-func (s *snapshotSaver) flush() {
+// flush writes what is queued and reports whether every write
+// succeeded; what failed is queued again, unless something newer was
+// queued for it meanwhile.
+func (s *snapshotSaver) flush() bool {
 	s.mu.Lock()
 	docs, lists := s.docs, s.lists
 	s.docs, s.lists = map[string]*snapshot.Rules{}, map[string]*snapshot.Instances{}
 	s.mu.Unlock()
+	ok := true
 	for name, doc := range docs {
 		var err error
 		if doc == nil {
@@ -101,7 +128,13 @@ func (s *snapshotSaver) flush() {
 			err = s.store.SaveDocument(name, *doc)
 		}
 		if err != nil {
-			s.log.Warn("lightmesh: saving a rule document snapshot failed", "document", name, "err", err)
+			ok = false
+			s.mu.Lock()
+			if _, newer := s.docs[name]; !newer {
+				s.docs[name] = doc
+			}
+			s.mu.Unlock()
+			s.warn("lightmesh: saving a rule document snapshot failed; retrying", err, "document", name)
 		}
 		s.record(err)
 	}
@@ -113,9 +146,24 @@ func (s *snapshotSaver) flush() {
 			err = s.store.SaveInstances(*in)
 		}
 		if err != nil {
-			s.log.Warn("lightmesh: saving the instance snapshot failed", "service", service, "err", err)
+			ok = false
+			s.mu.Lock()
+			if _, newer := s.lists[service]; !newer {
+				s.lists[service] = in
+			}
+			s.mu.Unlock()
+			s.warn("lightmesh: saving the instance snapshot failed; retrying", err, "service", service)
 		}
 		s.record(err)
+	}
+	return ok
+}
+
+// warn logs a failed write, as a watch's failures are logged: when its
+// error is new, and then once a minute.
+func (s *snapshotSaver) warn(msg string, err error, key, name string) {
+	if log, quiet := s.failures.failed(err.Error(), time.Now()); log {
+		s.log.Warn(msg, key, name, "err", err, "not_logged", quiet)
 	}
 }
 

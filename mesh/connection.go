@@ -200,3 +200,40 @@ func (c *connTracker) statusLocked() WatcherStatus {
 	sort.Strings(st.Failing)
 	return st
 }
+
+// failureLogEvery is how often a watch failing the same way is logged
+// again.
+const failureLogEvery = time.Minute
+
+// failureLog decides which failed attempts of one watch are logged: the
+// first of an outage, one with a new error, and then one a minute with
+// the count of those not logged, so an outage shows in the log at once
+// without a line per retry (the status counts every attempt). It is safe
+// for concurrent use.
+type failureLog struct {
+	mu    sync.Mutex
+	msg   string
+	at    time.Time
+	quiet int // failures not logged since at
+}
+
+// failed reports whether the failure msg at now is to be logged, and how
+// many failures since the last one logged were not.
+func (f *failureLog) failed(msg string, now time.Time) (log bool, quiet int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if msg == f.msg && now.Sub(f.at) < failureLogEvery {
+		f.quiet++
+		return false, 0
+	}
+	quiet = f.quiet
+	f.msg, f.at, f.quiet = msg, now, 0
+	return true, quiet
+}
+
+// answered ends an outage: the next failure is logged.
+func (f *failureLog) answered() {
+	f.mu.Lock()
+	f.msg, f.quiet = "", 0
+	f.mu.Unlock()
+}

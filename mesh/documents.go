@@ -109,6 +109,13 @@ func (o oneDocument) Watch(ctx context.Context, _ string, update func(rules.Docu
 func (o oneDocument) Describe(string) string { return o.name }
 func (o oneDocument) String() string         { return o.name }
 
+// redactedCatalog gives the names of a catalog's documents with
+// credentials redacted, so the log, Status, RejectionError and the
+// snapshot never show them, whatever the catalog's Describe returns.
+type redactedCatalog struct{ rules.Catalog }
+
+func (c redactedCatalog) Describe(name string) string { return redact(c.Catalog.Describe(name)) }
+
 // docUpdate is one delivery of a document watch to the manager.
 type docUpdate struct {
 	name   string
@@ -131,8 +138,14 @@ type docState struct {
 	// delivery clears it: a broken version published again after a
 	// revert is rejected again, loudly.
 	goodHash, rejectedHash string
-	restoreTried           bool   // the snapshot was tried, after a rejection or a failed first watch
-	restoreErr             string // why the snapshot could not stand in, for New's error
+	// held is the last delivery when it was valid alone but rejected
+	// together with the documents in force (a mesh-wide budget), and
+	// heldDoc its validated form: it is applied once a change of the
+	// others makes room for it. nil otherwise.
+	held         *rules.Document
+	heldDoc      *router.Document
+	restoreTried bool   // the snapshot was tried, after a rejection or a failed first watch
+	restoreErr   string // why the snapshot could not stand in, for New's error
 }
 
 // wantedDocuments returns the documents the mesh watches: with WithRules
@@ -209,6 +222,7 @@ func (m *Mesh) syncDocuments(ctx context.Context) {
 	if dropped {
 		if compiled, err := m.composeDocuments("", nil); err == nil {
 			m.eng.Publish(m.eng.Load().WithRules(compiled, m.onBreakerChange))
+			m.retryHeld(ctx)
 		} else {
 			// Fewer documents than a valid composition cannot break a
 			// limit; report it rather than lose it.
@@ -290,12 +304,15 @@ func (m *Mesh) tryRestore(ctx context.Context, d *docState) bool {
 // empty one): its last good rules, if any, keep serving.
 func (m *Mesh) documentMissing(d *docState) {
 	d.rejectedHash = ""
+	d.held, d.heldDoc = nil, nil
 	if !m.whole {
 		m.metrics.DocumentUpdate(d.name, "", "missing")
 	}
-	if m.saver != nil && d.good == nil {
+	if m.saver != nil && d.good == nil && !m.whole {
 		// A restart with the source down then knows the document was
-		// absent, rather than nothing about it.
+		// absent, rather than nothing about it. The one document of
+		// WithRules is restored from the snapshot instead, which must
+		// then keep its last good version for the next restart.
 		m.saver.document(d.name, snapshot.Rules{Source: m.cat.Describe(d.name), SavedAt: time.Now(), Missing: true})
 	}
 	deleted := false
@@ -374,6 +391,7 @@ func (m *Mesh) applyDocument(ctx context.Context, d *docState, doc rules.Documen
 	}
 	if !fromSnapshot {
 		d.rejectedHash = ""
+		d.held, d.heldDoc = nil, nil
 	}
 	loaded, err := m.load(d.name, doc.Data)
 	compiled := loaded
@@ -385,11 +403,16 @@ func (m *Mesh) applyDocument(ctx context.Context, d *docState, doc rules.Documen
 		}
 	}
 	if err != nil {
-		if !alone {
+		switch {
+		case !alone:
 			// Rejected for itself: the same delivery repeated is not
-			// looked at again. One rejected only with the others (a
-			// fleet-wide total) is tried again when delivered again.
+			// looked at again.
 			d.rejectedHash = hash
+		case !fromSnapshot:
+			// Rejected only with the others (a mesh-wide total): held,
+			// and applied once the others make room (retryHeld), or
+			// tried again when delivered again.
+			d.held, d.heldDoc = &doc, loaded.Document()
 		}
 		m.reject(d, version, err, now)
 		return err
@@ -411,7 +434,31 @@ func (m *Mesh) applyDocument(ctx context.Context, d *docState, doc rules.Documen
 		m.syncWatches(ctx)
 	}
 	m.notify(RulesEvent{Document: d.name, Version: version, At: now})
+	m.retryHeld(ctx)
 	return nil
+}
+
+// retryHeld applies the held documents (see docState.held) that the
+// documents in force now make room for. It runs after every change of
+// the rules in force; a held document that still does not fit stays
+// held, without being rejected again.
+func (m *Mesh) retryHeld(ctx context.Context) {
+	if m.whole {
+		return
+	}
+	for _, name := range slices.Sorted(maps.Keys(m.documents)) {
+		d := m.documents[name]
+		if d.held == nil {
+			continue
+		}
+		if _, err := m.composeDocuments(name, d.heldDoc); err != nil {
+			continue
+		}
+		// applyDocument calls retryHeld again once it applied it: the
+		// others held get their chance with it in force.
+		m.applyDocument(ctx, d, *d.held, false)
+		return
+	}
 }
 
 // sameAsInForce handles a delivery whose content is d's good version:
@@ -462,8 +509,13 @@ func (m *Mesh) reject(d *docState, version string, err error, now time.Time) {
 	rej := &Rejection{Version: version, Error: msg, At: now}
 	m.updateDocStatus(d.name, func(st *DocumentStatus) {
 		st.LastRejection = rej
-		if d.good == nil {
+		switch {
+		case d.good == nil:
 			st.State = DocumentRejected
+		case st.State == DocumentDeleted:
+			// The source holds a document again, rejected: the last
+			// good rules are in force as after any rejection.
+			st.State = DocumentApplied
 		}
 		st.record(DocumentEvent{State: DocumentRejected, Version: version, At: now, Error: msg})
 	})
@@ -644,12 +696,10 @@ func (m *Mesh) startError(problem string, restoreErrs []string, within time.Dura
 
 // restoreErrors asks the manager why the snapshot could not stand in for
 // the documents without rules.
-func (m *Mesh) restoreErrors(ctx context.Context) []string {
+func (m *Mesh) restoreErrors() []string {
 	done := make(chan []string, 1)
 	select {
 	case m.restoreReports <- done:
-	case <-ctx.Done():
-		return nil
 	case <-m.stopped:
 		return nil
 	}

@@ -3,6 +3,7 @@ package mesh
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"strings"
@@ -30,10 +31,84 @@ type ExplainRequest struct {
 // Explanation is a call's decision with its trace: every route tried and
 // why it did or did not match, the split, the candidates at each step
 // (with the labels, healthy, not ejected), the fallback and why, the
-// instance, the policy in force with the live state it reads, and the
-// rules' version. WriteText prints it for a person; its JSON form is for
-// tools.
-type Explanation = engine.Explanation
+// instance (the embedded router.Explanation), the policy in force with
+// the live state it reads, and the rules' version. WriteText prints it
+// for a person; its JSON form is for tools.
+type Explanation struct {
+	*router.Explanation
+	// Rules names the rule versions the explanation rests on (see
+	// Mesh.Explain) and Source where they come from.
+	Rules  string `json:"rules,omitempty"`
+	Source string `json:"source,omitempty"`
+	// Policy is what the matched route applies, every setting filled in
+	// (router.Rules.InForce: the route's own sections, else the
+	// service's, else the defaults'); nil for a service the mesh does
+	// not know.
+	Policy *PolicyInForce `json:"policy,omitempty"`
+	// GRPC says the call explained is a gRPC call: its retry conditions
+	// are shown as gRPC codes.
+	GRPC bool `json:"grpc,omitempty"`
+	// Breaker is the state of the service breaker ("" without one) and
+	// Ejected the candidates whose instance breaker refuses calls now.
+	Breaker string            `json:"breaker,omitempty"`
+	Ejected []EjectedInstance `json:"ejected,omitempty"`
+	// Tokens is what the route's rate limit holds now; nil without one.
+	Tokens *float64 `json:"tokens,omitempty"`
+	// Reason is the short name of why the call would be refused
+	// (no_route, no_instance, circuit_open, rate_limited), "" when it
+	// would be sent.
+	Reason string `json:"reason,omitempty"`
+}
+
+// PolicyInForce is the protection a call gets, as router.Rules.InForce
+// computes it: the call's timeout, retry and rate limit (the route's),
+// the service's breakers, and the settings taken from the defaults.
+type PolicyInForce struct {
+	router.CallInForce
+	Breaker          *router.BreakerInForce `json:"breaker,omitempty"`
+	OutlierDetection *router.BreakerInForce `json:"outlierDetection,omitempty"`
+	// FromDefaults lists the settings the service takes from the
+	// defaults document.
+	FromDefaults []string `json:"fromDefaults,omitempty"`
+}
+
+// EjectedInstance is an instance whose breaker refuses calls: State is
+// "open" or "half-open, probe slots taken", OpenUntil when an open
+// breaker lets a probe through.
+type EjectedInstance struct {
+	Address   string    `json:"address"`
+	State     string    `json:"state"`
+	OpenUntil time.Time `json:"openUntil,omitzero"`
+}
+
+// WriteText writes e for a person: one line per step.
+func (e *Explanation) WriteText(w io.Writer) error { return e.engine().WriteText(w) }
+
+// explanationOf gives the engine's explanation as this package's type.
+func explanationOf(ee *engine.Explanation) *Explanation {
+	e := &Explanation{Explanation: ee.Explanation, Rules: ee.Rules, Source: ee.Source, GRPC: ee.GRPC, Breaker: ee.Breaker, Tokens: ee.Tokens, Reason: ee.Reason}
+	if ee.Policy != nil {
+		p := PolicyInForce(*ee.Policy)
+		e.Policy = &p
+	}
+	for _, ej := range ee.Ejected {
+		e.Ejected = append(e.Ejected, EjectedInstance(ej))
+	}
+	return e
+}
+
+// engine gives e as the engine's type, the inverse of explanationOf.
+func (e *Explanation) engine() *engine.Explanation {
+	ee := &engine.Explanation{Explanation: e.Explanation, Rules: e.Rules, Source: e.Source, GRPC: e.GRPC, Breaker: e.Breaker, Tokens: e.Tokens, Reason: e.Reason}
+	if e.Policy != nil {
+		p := engine.PolicyInForce(*e.Policy)
+		ee.Policy = &p
+	}
+	for _, ej := range e.Ejected {
+		ee.Ejected = append(ee.Ejected, engine.EjectedInstance(ej))
+	}
+	return ee
+}
 
 // Explain returns the decision a call described by req would get now, on
 // the rules and instances in force, with its trace. It sends nothing and
@@ -61,7 +136,7 @@ func (m *Mesh) Explain(req ExplainRequest) *Explanation {
 		rr.Metadata[k] = append(rr.Metadata[k], v...)
 	}
 	snap := m.eng.Load()
-	e := snap.Explain(req.Service, rr, time.Now())
+	e := explanationOf(snap.Explain(req.Service, rr, time.Now()))
 	e.Rules, e.Source = m.rulesOf(req.Service), m.source
 	e.GRPC = req.GRPCMethod != ""
 	if !e.Known {

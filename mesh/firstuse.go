@@ -60,7 +60,10 @@ func (m *Mesh) lookUp(ctx context.Context, service string) bool {
 	}
 	f.mu.Unlock()
 
-	release := m.eng.Demand(service) // with a catalog, after its document is answered
+	release, ok := m.demandFor(ctx, service)
+	if !ok {
+		return false // the call gave up while the catalog was asked: it says nothing of the service
+	}
 	if m.eng.AwaitInstances(ctx, service, engine.FirstUseWait) {
 		if _, loaded := f.found.LoadOrStore(service, true); loaded {
 			release() // another call found it first and holds the demand
@@ -89,6 +92,26 @@ func (m *Mesh) lookUp(ctx context.Context, service string) bool {
 	m.cfg.logger.Warn("lightmesh: first use: discovery reported no instance of a host WithMeshServices names; calls to it "+then,
 		"host", service, "waited", engine.FirstUseWait, "for", missTTL)
 	return false
+}
+
+// demandFor makes the demand of a first use, which with a catalog
+// returns once the catalog has answered for the service's document, up
+// to engine.FirstUseWait. It returns at once, ok false, when ctx ends
+// first, so a call keeps its own deadline; the demand is then released as
+// soon as it is made.
+func (m *Mesh) demandFor(ctx context.Context, service string) (release func(), ok bool) {
+	if ctx.Done() == nil {
+		return m.eng.Demand(service), true
+	}
+	made := make(chan func(), 1)
+	go func() { made <- m.eng.Demand(service) }()
+	select {
+	case release = <-made:
+		return release, true
+	case <-ctx.Done():
+		go func() { (<-made)() }()
+		return nil, false
+	}
 }
 
 // unknownServiceError is what a call to a host WithMeshServices names but

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -119,7 +120,10 @@ type RulesEvent struct {
 // source holds none) and the snapshot cannot stand in; the error says
 // why, also when ctx ends the wait first. Discovery of the services
 // named by WithServices starts at once, whatever the rules' state. ctx
-// bounds the wait only; the mesh runs until Close.
+// bounds the wait only; the mesh runs until Close. A deadline of ctx
+// that comes before the start timeout ends the wait as the start timeout
+// does: the snapshot stands in for the rules and instances not received
+// yet, and New fails only when it cannot; a cancelled ctx fails New.
 func New(ctx context.Context, opts ...Option) (*Mesh, error) {
 	cfg := defaultConfig()
 	for _, o := range opts {
@@ -194,7 +198,7 @@ func New(ctx context.Context, opts ...Option) (*Mesh, error) {
 		m.cat, m.whole = oneDocument{src: cfg.rules, name: m.source}, true
 	case cfg.catalog != nil:
 		m.source = redact(cfg.catalog.String())
-		m.cat = cfg.catalog
+		m.cat = redactedCatalog{cfg.catalog}
 	default:
 		close(m.ready)
 	}
@@ -229,51 +233,63 @@ func New(ctx context.Context, opts ...Option) (*Mesh, error) {
 // (unless WithStartEmpty). At the start timeout the snapshot stands in
 // for the documents not answered for. Services still without instances
 // at the deadline get their snapshot lists, if any, and fail calls with
-// ErrNoInstance until discovery reports them. Whichever ends the wait,
-// the caller's ctx or the start timeout, the error says why.
+// ErrNoInstance until discovery reports them. The caller's deadline, when
+// it comes first, ends the wait as the start timeout does; a cancelled
+// ctx fails New. Whichever ends the wait, the error says why.
 func (m *Mesh) waitReady(ctx context.Context) error {
+	begin := time.Now()
 	deadline := time.NewTimer(m.cfg.startTimeout)
 	defer deadline.Stop()
 	var within time.Duration // the start timeout, once it passed
+	ended := false           // the wait ended before the rules were ready
 	select {
 	case <-m.ready:
 	case <-ctx.Done():
-		return m.startCancelled(ctx)
+		if !errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			return m.startCancelled(ctx)
+		}
+		ended = true
 	case <-deadline.C:
-		within = m.cfg.startTimeout
+		within, ended = m.cfg.startTimeout, true
+	}
+	if ended {
 		done := make(chan struct{})
 		select {
 		case m.docRestores <- done:
-		case <-ctx.Done():
-			return m.startCancelled(ctx)
+			<-done
+		case <-m.stopped:
 		}
-		<-done
 	}
 	if m.cat != nil {
 		if problem := m.startProblem(); problem != "" {
-			err := m.startError(problem, m.restoreErrors(ctx), within)
+			err := m.startError(problem, m.restoreErrors(), within)
+			if ctx.Err() != nil {
+				err = fmt.Errorf("%w: %w", err, ctx.Err())
+			}
 			if !m.cfg.startEmpty {
 				return err
 			}
 			m.cfg.logger.Warn("lightmesh: starting without rules", "err", err)
 		}
 	}
-	if within > 0 {
-		return m.seedFromSnapshot(ctx)
+	if ended {
+		return m.seedFromSnapshot()
 	}
 	select {
 	case <-m.found:
 		return nil
 	case <-ctx.Done():
-		return m.startCancelled(ctx)
+		if !errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			return m.startCancelled(ctx)
+		}
 	case <-deadline.C:
-		m.cfg.logger.Warn("lightmesh: some services have no instances yet", "wait", m.cfg.startTimeout)
-		return m.seedFromSnapshot(ctx)
 	}
+	m.cfg.logger.Warn("lightmesh: some services have no instances yet", "wait", time.Since(begin).Round(time.Millisecond))
+	return m.seedFromSnapshot()
 }
 
-// startCancelled is New's error when ctx ended the wait: ctx's error,
-// with what the mesh was still waiting for.
+// startCancelled is New's error when ctx was cancelled during the wait:
+// ctx's error, with what the mesh was still waiting for.
 func (m *Mesh) startCancelled(ctx context.Context) error {
 	if m.cat != nil {
 		if problem := m.startProblem(); problem != "" {
@@ -296,18 +312,18 @@ func discoveryName(src discovery.Source) string {
 }
 
 // seedFromSnapshot gives services that discovery has not reported yet
-// their saved instance lists.
-func (m *Mesh) seedFromSnapshot(ctx context.Context) error {
+// their saved instance lists. It is local work of the manager's, done
+// even when the caller's deadline ended New's wait.
+func (m *Mesh) seedFromSnapshot() error {
 	if m.store == nil {
 		return nil
 	}
 	done := make(chan struct{})
 	select {
 	case m.seeds <- done:
-	case <-ctx.Done():
-		return ctx.Err()
+		<-done
+	case <-m.stopped:
 	}
-	<-done
 	return nil
 }
 
@@ -372,8 +388,10 @@ func (m *Mesh) demand(service string) (release func()) {
 // every failure to failed when it is not nil.
 func (m *Mesh) followRules(ctx context.Context, key watchKey, source string, watch func(context.Context, func(rules.Document)) error,
 	deliver func(context.Context, rules.Document), failed func(context.Context)) {
+	var flog failureLog
 	backoff.Loop(ctx, m.cfg.backoff, func(ctx context.Context) error {
 		return watch(ctx, func(doc rules.Document) {
+			flog.answered()
 			if doc.Data == nil {
 				m.rulesConn.reachable(key, time.Now())
 			} else {
@@ -384,7 +402,9 @@ func (m *Mesh) followRules(ctx context.Context, key watchKey, source string, wat
 		})
 	}, func(err error, wait time.Duration) {
 		msg := redact(err.Error())
-		m.cfg.logger.Warn("lightmesh: rule source failed; retrying", "source", source, "err", msg, "retry_in", wait)
+		if log, quiet := flog.failed(msg, time.Now()); log {
+			m.cfg.logger.Warn("lightmesh: rule source failed; retrying", "source", source, "err", msg, "retry_in", wait, "not_logged", quiet)
+		}
 		if key.service != "" {
 			msg = key.service + ": " + msg
 		}
@@ -535,8 +555,10 @@ func (m *Mesh) watchService(ctx context.Context, service string, gen uint64) {
 	defer m.done.Done()
 	src := m.cfg.discovery
 	key := watchKey{service, gen}
+	var flog failureLog
 	backoff.Loop(ctx, m.cfg.backoff, func(ctx context.Context) error {
 		return src.Watch(ctx, service, func(list []discovery.Instance) {
+			flog.answered()
 			m.discoveryConn.delivered(key, time.Now())
 			select {
 			case m.instances <- instanceUpdate{service: service, gen: gen, list: slices.Clone(list)}:
@@ -545,7 +567,9 @@ func (m *Mesh) watchService(ctx context.Context, service string, gen uint64) {
 		})
 	}, func(err error, wait time.Duration) {
 		msg := redact(err.Error())
-		m.cfg.logger.Warn("lightmesh: discovery watch failed; retrying", "service", service, "err", msg, "retry_in", wait)
+		if log, quiet := flog.failed(msg, time.Now()); log {
+			m.cfg.logger.Warn("lightmesh: discovery watch failed; retrying", "service", service, "err", msg, "retry_in", wait, "not_logged", quiet)
+		}
 		m.discoveryConn.failed(key, service+": "+msg, time.Now())
 	})
 }

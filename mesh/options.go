@@ -96,7 +96,8 @@ func WithRules(src rules.Source) Option {
 // updates apply; requests always see one consistent rule set. A deleted
 // document keeps its last good rules serving; a service whose document
 // does not exist runs on the defaults. New waits, up to the start
-// timeout, until the catalog has answered for each document it watches
+// timeout (or ctx's deadline, when it comes first), until the catalog
+// has answered for each document it watches
 // from the start (found, missing or rejected alike), then restores those
 // it has not from WithSnapshotDir, and fails (unless WithStartEmpty)
 // when any is left.
@@ -182,7 +183,8 @@ func WithServices(names ...string) Option {
 // and so do the calls to that host for the next 30 s, without waiting
 // again (see WithStrictServices). With WithRuleCatalog the first call
 // also waits, up to 2 s more, for the catalog to answer for the host's
-// document, so that its own rules apply from the first call. Hosts
+// document, so that its own rules apply from the first call. Neither wait
+// outlasts the call's own context. Hosts
 // matching no pattern are never looked up. An invalid pattern makes New
 // fail.
 func WithMeshServices(patterns ...string) Option {
@@ -291,8 +293,9 @@ func WithRegisterer(reg prometheus.Registerer) Option {
 
 // WithSnapshotDir keeps the last good rule document and each service's
 // last instance list in dir (written atomically by a background writer
-// shortly after each change; Close writes what is pending). When
-// the rule source gives no valid document within the start timeout, New
+// shortly after each change, and again after a failed write; Close
+// writes what is pending). When the rule source gives no valid document
+// within the start timeout (or ctx's deadline, when it comes first), New
 // starts from the saved one instead of failing, and services discovery has
 // not reported by then get their saved instances; the live sources take
 // over as soon as they answer. Each file records its source: a saved

@@ -167,8 +167,10 @@ type RulesStatus struct {
 	// DocumentStatus.History; empty with WithRuleCatalog.
 	History []DocumentEvent `json:"history,omitempty"`
 	// FromSnapshot is true while the rules in force came from the local
-	// snapshot because the source was unreachable at startup (with
-	// WithRuleCatalog: while any document in force did).
+	// snapshot because the source gave no valid document at startup
+	// (unreachable, or holding a rejected or an emptied one), until it
+	// delivers one (with WithRuleCatalog: while any document in force
+	// did).
 	// With WithRuleCatalog, Version is the last document applied, as
 	// name@version.
 	FromSnapshot bool `json:"fromSnapshot,omitempty"`

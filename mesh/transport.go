@@ -154,7 +154,7 @@ func (t *transport) send(st *engine.State, service string, req *http.Request) (*
 		engine.AnnotateReason(span, h.c.Reason(err, code >= 500))
 	}
 	trace.End(span, code, err)
-	return resp, err
+	return resp, publicError(err)
 }
 
 // meshRequest holds, in one allocation, what the mesh adds to a caller's

@@ -9,6 +9,8 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/lightmesh/lightmesh/internal/engine"
+	"github.com/lightmesh/lightmesh/internal/meshlink"
+	"github.com/lightmesh/lightmesh/mesh"
 	"github.com/lightmesh/lightmesh/router"
 )
 
@@ -54,5 +56,5 @@ func statusOf(err error, route string) error {
 	if route != "" && errors.Is(err, router.ErrNoInstance) {
 		msg += fmt.Sprintf(" (route %q)", route)
 	}
-	return &meshError{st: status.New(code, msg), cause: err}
+	return &meshError{st: status.New(code, msg), cause: mesh.EngineError(meshlink.Key{}, err)}
 }
