@@ -138,14 +138,8 @@ type docState struct {
 	// delivery clears it: a broken version published again after a
 	// revert is rejected again, loudly.
 	goodHash, rejectedHash string
-	// held is the last delivery when it was valid alone but rejected
-	// together with the documents in force (a mesh-wide budget), and
-	// heldDoc its validated form: it is applied once a change of the
-	// others makes room for it. nil otherwise.
-	held         *rules.Document
-	heldDoc      *router.Document
-	restoreTried bool   // the snapshot was tried, after a rejection or a failed first watch
-	restoreErr   string // why the snapshot could not stand in, for New's error
+	restoreTried           bool   // the snapshot was tried, after a rejection or a failed first watch
+	restoreErr             string // why the snapshot could not stand in, for New's error
 }
 
 // wantedDocuments returns the documents the mesh watches: with WithRules
@@ -222,7 +216,6 @@ func (m *Mesh) syncDocuments(ctx context.Context) {
 	if dropped {
 		if compiled, err := m.composeDocuments("", nil); err == nil {
 			m.eng.Publish(m.eng.Load().WithRules(compiled, m.onBreakerChange))
-			m.retryHeld(ctx)
 		} else {
 			// Fewer documents than a valid composition cannot break a
 			// limit; report it rather than lose it.
@@ -304,7 +297,6 @@ func (m *Mesh) tryRestore(ctx context.Context, d *docState) bool {
 // empty one): its last good rules, if any, keep serving.
 func (m *Mesh) documentMissing(d *docState) {
 	d.rejectedHash = ""
-	d.held, d.heldDoc = nil, nil
 	if !m.whole {
 		m.metrics.DocumentUpdate(d.name, "", "missing")
 	}
@@ -391,7 +383,6 @@ func (m *Mesh) applyDocument(ctx context.Context, d *docState, doc rules.Documen
 	}
 	if !fromSnapshot {
 		d.rejectedHash = ""
-		d.held, d.heldDoc = nil, nil
 	}
 	loaded, err := m.load(d.name, doc.Data)
 	compiled := loaded
@@ -403,16 +394,11 @@ func (m *Mesh) applyDocument(ctx context.Context, d *docState, doc rules.Documen
 		}
 	}
 	if err != nil {
-		switch {
-		case !alone:
+		if !alone {
 			// Rejected for itself: the same delivery repeated is not
-			// looked at again.
+			// looked at again. One rejected only with the others (a
+			// fleet-wide total) is tried again when delivered again.
 			d.rejectedHash = hash
-		case !fromSnapshot:
-			// Rejected only with the others (a mesh-wide total): held,
-			// and applied once the others make room (retryHeld), or
-			// tried again when delivered again.
-			d.held, d.heldDoc = &doc, loaded.Document()
 		}
 		m.reject(d, version, err, now)
 		return err
@@ -434,31 +420,7 @@ func (m *Mesh) applyDocument(ctx context.Context, d *docState, doc rules.Documen
 		m.syncWatches(ctx)
 	}
 	m.notify(RulesEvent{Document: d.name, Version: version, At: now})
-	m.retryHeld(ctx)
 	return nil
-}
-
-// retryHeld applies the held documents (see docState.held) that the
-// documents in force now make room for. It runs after every change of
-// the rules in force; a held document that still does not fit stays
-// held, without being rejected again.
-func (m *Mesh) retryHeld(ctx context.Context) {
-	if m.whole {
-		return
-	}
-	for _, name := range slices.Sorted(maps.Keys(m.documents)) {
-		d := m.documents[name]
-		if d.held == nil {
-			continue
-		}
-		if _, err := m.composeDocuments(name, d.heldDoc); err != nil {
-			continue
-		}
-		// applyDocument calls retryHeld again once it applied it: the
-		// others held get their chance with it in force.
-		m.applyDocument(ctx, d, *d.held, false)
-		return
-	}
 }
 
 // sameAsInForce handles a delivery whose content is d's good version:

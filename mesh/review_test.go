@@ -3,7 +3,6 @@ package mesh_test
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -238,57 +237,6 @@ func TestSnapshotWriteRetried(t *testing.T) {
 	meshtest.WaitFor(t, 10*time.Second, "version 2 in the snapshot once the directory is back", func() bool {
 		return strings.Contains(saved(), "order-api")
 	})
-}
-
-// regexDoc is the document of service with n routes, each matching a
-// header with a regex of size 92,331: six of them are valid alone, twelve
-// are over the mesh-wide regex budget (router.MaxRegexTotalSize).
-func regexDoc(service string, n int) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "apiVersion: lightmesh/v1\nservices:\n  %s:\n    subsets: {base: {labels: {env: base}}}\n    routes:\n", service)
-	for i := range n {
-		fmt.Fprintf(&b, "      - match: {headers: {x-h%d: {regex: '\\pL{70}'}}}\n        destinations: [{subset: base}]\n", i)
-	}
-	b.WriteString("      - destinations: [{subset: base}]\n")
-	return b.String()
-}
-
-// TestHeldDocumentAppliesWhenRoomIsMade: a document valid on its own but
-// rejected together with the documents in force (a mesh-wide budget) is
-// applied as soon as a change of another document makes room for it,
-// without being published again.
-func TestHeldDocumentAppliesWhenRoomIsMade(t *testing.T) {
-	_, list := fleet(t)
-	dir := t.TempDir()
-	write(t, filepath.Join(dir, "user-api.yaml"), regexDoc("user-api", 6))
-	disc := discovery.NewStatic(map[string][]discovery.Instance{"user-api": list, "order-api": list})
-	events := make(chan mesh.RulesEvent, 64)
-	m := meshtest.Start(t, 10*time.Second, func(ctx context.Context) (*mesh.Mesh, error) {
-		return mesh.New(ctx, mesh.WithRuleCatalog(rules.NewDir(dir, 10*time.Millisecond)), mesh.WithServices("user-api", "order-api"),
-			mesh.WithDiscovery(disc), mesh.WithOnRulesChange(func(ev mesh.RulesEvent) { events <- ev }))
-	})
-	doc := func(name string) mesh.DocumentStatus {
-		for _, d := range m.Status().Documents {
-			if d.Name == name {
-				return d
-			}
-		}
-		return mesh.DocumentStatus{}
-	}
-	write(t, filepath.Join(dir, "order-api.yaml"), regexDoc("order-api", 6))
-	ev := meshtest.Next(t, events, 5*time.Second, "order-api rejected with the others", func(ev mesh.RulesEvent) bool {
-		return ev.Document == "order-api" && ev.Err != nil
-	})
-	if !strings.Contains(ev.Err.Error(), "together with the other documents") {
-		t.Fatalf("order-api: %v, want a rejection for the documents together", ev.Err)
-	}
-	write(t, filepath.Join(dir, "user-api.yaml"), regexDoc("user-api", 1)) // user-api's team makes room
-	meshtest.WaitFor(t, 5*time.Second, "order-api's document, unchanged, to apply", func() bool {
-		return doc("order-api").State == mesh.DocumentApplied
-	})
-	if routes := len(m.Table().Rules().Document().Services["order-api"].Routes); routes != 7 {
-		t.Errorf("order-api has %d routes in force, want the 7 of its document", routes)
-	}
 }
 
 // TestFirstUseKeepsTheCallersDeadline: the first call to a host found on
