@@ -22,6 +22,7 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -157,6 +158,10 @@ func run(ctx context.Context, serveAfter bool, adminAddr string) error {
 		mesh.WithDiscovery(instances),
 		mesh.WithRegisterer(reg),
 		mesh.WithOnRulesChange(func(ev mesh.RulesEvent) { events <- ev }),
+		// The tour prints what happens itself, so the mesh's own log shows
+		// warnings and errors only (step 7's rejection among them). Without
+		// WithLogger the mesh logs through slog.Default(), info included.
+		mesh.WithLogger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))),
 	)
 	if err != nil {
 		return err
