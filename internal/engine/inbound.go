@@ -52,6 +52,7 @@ func (e *Engine) Enter(ctx context.Context, protocol string, req *router.Request
 		ctx, in.span = start(ctx)
 		in.own = true
 	}
+	ctx = e.prop.MintRequestID(ctx, carrier)
 	if local != "" && in.span != nil && in.span.IsRecording() {
 		in.span.SetAttributes(trace.AttrService.String(local))
 	}
