@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/lightmesh/lightmesh/internal/grpctest"
 	"github.com/lightmesh/lightmesh/internal/meshtest"
@@ -48,7 +49,8 @@ services:
 // TestRefusalStatusCarriesTheServicesDetails: with WithRefusalStatus a
 // call over the inbound limit fails with the status the service builds
 // from the refusal (here with ErrorInfo and RetryInfo details), the
-// pushback trailer is still sent and the handler is not reached.
+// pushback trailer is still sent and the handler is not reached; a
+// stream is refused alike.
 func TestRefusalStatusCarriesTheServicesDetails(t *testing.T) {
 	var inner error
 	trailer, s, err := refusedCall(t, meshgrpc.WithRefusalStatus(func(ctx context.Context, rf mesh.Refusal) *status.Status {
@@ -87,6 +89,19 @@ func TestRefusalStatusCarriesTheServicesDetails(t *testing.T) {
 	}
 	if s.Calls.Load() != 1 {
 		t.Errorf("handler reached %d times, want 1", s.Calls.Load())
+	}
+
+	// A stream over the limit is refused the same way.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	cs, err := plainConn(t, s.Addr).NewStream(ctx, &grpctest.StreamDesc, grpctest.StreamMethod)
+	if err == nil {
+		cs.SendMsg(wrapperspb.Int32(1))
+		cs.CloseSend()
+		err = cs.RecvMsg(new(wrapperspb.StringValue))
+	}
+	if st := status.Convert(err); st.Code() != codes.Unavailable || st.Message() != "orders: too busy, try later" {
+		t.Errorf("refused stream: %v, want the service's Unavailable status", err)
 	}
 }
 
