@@ -61,7 +61,8 @@ func twoHops(t *testing.T, opts ...mesh.Option) (front string, atFront, atBack f
 	return fs.URL, get(&mu, &f), get(&mu, &b)
 }
 
-func call(t *testing.T, url string, header map[string]string) {
+// getFront sends GET url with header and fails t unless it answers 200.
+func getFront(t *testing.T, url string, header map[string]string) {
 	t.Helper()
 	req, _ := http.NewRequest("GET", url, nil)
 	for k, v := range header {
@@ -95,7 +96,7 @@ func TestRequestIDMintedCrossesTwoHops(t *testing.T) {
 	for _, tc := range formats {
 		t.Run(tc.f.String(), func(t *testing.T) {
 			url, atFront, atBack := twoHops(t, mesh.WithTrace(trace.WithRequestIDMinting(tc.f)))
-			call(t, url, nil)
+			getFront(t, url, nil)
 			f, b := atFront(), atBack()
 			if !tc.want.MatchString(f.ctx) {
 				t.Fatalf("front's context has request id %q, want one matching %s", f.ctx, tc.want)
@@ -106,7 +107,7 @@ func TestRequestIDMintedCrossesTwoHops(t *testing.T) {
 			if b != (seenIDs{f.ctx, f.ctx, f.ctx}) {
 				t.Errorf("second hop saw %+v, want the minted %q in its context and under X-Request-Id and X-Trace-Id", b, f.ctx)
 			}
-			call(t, url, nil)
+			getFront(t, url, nil)
 			if again := atFront().ctx; again == f.ctx {
 				t.Errorf("two requests got the same id %q", again)
 			}
@@ -120,21 +121,21 @@ func TestRequestIDMintedCrossesTwoHops(t *testing.T) {
 	}
 	t.Run("traceparent", func(t *testing.T) {
 		url, atFront, atBack := twoHops(t, mesh.WithTrace(trace.WithRequestIDMinting(trace.W3CTraceID)))
-		call(t, url, map[string]string{"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"})
+		getFront(t, url, map[string]string{"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"})
 		if f, b := atFront(), atBack(); f.ctx != "4bf92f3577b34da6a3ce929d0e0e4736" || b.requestID != f.ctx {
 			t.Errorf("with a traceparent, front minted %q and back got %q; want the trace id 4bf92f3577b34da6a3ce929d0e0e4736", f.ctx, b.requestID)
 		}
 	})
 	t.Run("received id kept", func(t *testing.T) {
 		url, atFront, atBack := twoHops(t, mesh.WithTrace(trace.WithRequestIDMinting(trace.UUIDv7)))
-		call(t, url, map[string]string{"X-Trace-Id": "legacy-42"})
+		getFront(t, url, map[string]string{"X-Trace-Id": "legacy-42"})
 		if f, b := atFront(), atBack(); f.ctx != "legacy-42" || b != (seenIDs{"legacy-42", "legacy-42", "legacy-42"}) {
 			t.Errorf("a received X-Trace-Id: front saw %+v, back %+v; want legacy-42 kept and sent on under both headers", f, b)
 		}
 	})
 	t.Run("off by default", func(t *testing.T) {
 		url, atFront, atBack := twoHops(t)
-		call(t, url, nil)
+		getFront(t, url, nil)
 		if f, b := atFront(), atBack(); f != (seenIDs{}) || b != (seenIDs{}) {
 			t.Errorf("without minting, front saw %+v and back %+v; want no request id", f, b)
 		}
