@@ -127,6 +127,15 @@ func start(ctx context.Context) (front string, closeAll func(), err error) {
 		instances = append(instances, discovery.Instance{Address: addr, Labels: map[string]string{"env": env}})
 	}
 	static.Set("user-api", instances)
+	// Discovery reports in the background: wait until the mesh knows
+	// user-api's instances, as a deployment waits for registration.
+	for len(m.Table().Instances("user-api", "")) < len(instances) {
+		select {
+		case <-time.After(5 * time.Millisecond):
+		case <-startCtx.Done():
+			return "", nil, fmt.Errorf("user-api's instances not discovered: %w", startCtx.Err())
+		}
+	}
 
 	client := &http.Client{Transport: m.Transport(nil), Timeout: 5 * time.Second}
 	e := echo.New()
