@@ -6,7 +6,6 @@ import (
 	"math"
 	"net"
 	"net/http"
-	"strconv"
 	"time"
 
 	"github.com/felixge/httpsnoop"
@@ -25,7 +24,8 @@ import (
 //
 // With WithLocalService, the first inbound route of that service matching
 // the request applies its rate limit: a request over the limit gets 429
-// Too Many Requests with a Retry-After header and does not reach next.
+// Too Many Requests with a Retry-After header and does not reach next
+// (WithRefusalWriter answers in the service's own format instead).
 //
 // When metrics or spans are on, the ResponseWriter next sees is wrapped
 // with github.com/felixge/httpsnoop, which keeps every optional interface
@@ -42,8 +42,7 @@ func (m *Mesh) Handler(next http.Handler) http.Handler {
 		in, ctx, wait, err := m.eng.Enter(r.Context(), engine.HTTP,
 			&router.Request{Method: r.Method, Path: r.URL.Path, Header: r.Header}, propagation.HeaderCarrier(r.Header), false, start)
 		if err != nil {
-			w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds(wait)))
-			http.Error(w, "lightmesh: rate limited", http.StatusTooManyRequests)
+			m.refuse(w, r, err, wait)
 			return
 		}
 		if !record {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"path"
 	"time"
 
@@ -39,6 +40,8 @@ type config struct {
 	onRules      func(RulesEvent)
 	registerer   prometheus.Registerer
 	snapshotDir  string
+	// refusalWriter answers requests the mesh refuses (WithRefusalWriter).
+	refusalWriter func(http.ResponseWriter, *http.Request, Refusal)
 	// snapshotDelay is how long the snapshot writer gathers changes
 	// before it writes them.
 	snapshotDelay time.Duration

@@ -52,8 +52,9 @@
 // each incoming call into its context (so calls the handler makes, over
 // gRPC or HTTP, stay in the lane), apply the inbound rate limit of the
 // mesh's local service (codes.ResourceExhausted, with a
-// grpc-retry-pushback-ms trailer), record metrics, and in span mode start
-// a server span.
+// grpc-retry-pushback-ms trailer; WithRefusalStatus answers with the
+// service's own status and details instead), record metrics, and in span
+// mode start a server span.
 //
 // # With otelgrpc
 //

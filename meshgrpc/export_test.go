@@ -10,5 +10,5 @@ import (
 // UnaryServerInterceptor returns the unary server interceptor of m, for
 // tests that call it directly with metadata grpc-go would not send.
 func UnaryServerInterceptor(m *mesh.Mesh) grpc.UnaryServerInterceptor {
-	return unaryServerInterceptor(m.Engine(meshlink.Key{}))
+	return unaryServerInterceptor(m.Engine(meshlink.Key{}), nil)
 }

@@ -1,16 +1,24 @@
 package meshgrpc
 
 import (
+	"context"
 	"encoding/json"
 	"strings"
+
+	"google.golang.org/grpc/status"
+
+	"github.com/lightmesh/lightmesh/mesh"
 )
 
-// Option configures DialOptions.
+// Option configures DialOptions or ServerOptions.
 type Option interface{ apply(*config) }
 
 type config struct {
 	serviceConfig string   // the client's service config, lightmesh's balancer in it
 	idempotent    []string // full method names, or "/pkg.Service/" for all of one service
+	// refusalStatus builds the status of a call the server refuses
+	// (WithRefusalStatus); nil for the default.
+	refusalStatus func(context.Context, mesh.Refusal) *status.Status
 }
 
 // idempotentMethod reports whether the unary method may be sent again
@@ -56,6 +64,21 @@ func WithServiceConfig(json string) Option {
 // although grpc-go reports it as UNAVAILABLE too.
 func WithIdempotentMethods(methods ...string) Option {
 	return optionFunc(func(c *config) { c.idempotent = append(c.idempotent, methods...) })
+}
+
+// WithRefusalStatus makes the server interceptors of ServerOptions answer
+// every call the mesh refuses itself (see mesh.Refusal: today the inbound
+// rate limit) with the status refusal returns, instead of the default
+// ResourceExhausted "lightmesh: rate limited: inbound limit of service
+// ...". Use it to attach the details the service's clients expect (an
+// errdetails.ErrorInfo with the reason and route, an errdetails.RetryInfo
+// with Refusal.RetryAfter, say). The grpc-retry-pushback-ms trailer is set
+// either way; errors.Is(err, mesh.ErrRateLimited) still holds for the
+// returned error in an interceptor outside lightmesh's. A nil refusal, or
+// a nil or OK status from it, keeps the default. It applies to
+// ServerOptions only.
+func WithRefusalStatus(refusal func(ctx context.Context, r mesh.Refusal) *status.Status) Option {
+	return optionFunc(func(c *config) { c.refusalStatus = refusal })
 }
 
 func newConfig(opts []Option) config {

@@ -20,25 +20,30 @@ import (
 )
 
 // ServerOptions returns the options that make a grpc-go server a mesh
-// server of m: its unary and stream interceptors. opts are for options to
-// come; none applies to servers yet.
+// server of m: its unary and stream interceptors. Of opts, only
+// WithRefusalStatus applies to servers.
 //
 //	srv := grpc.NewServer(meshgrpc.ServerOptions(m)...)
 func ServerOptions(m *mesh.Mesh, opts ...Option) []grpc.ServerOption {
 	eng := m.Engine(meshlink.Key{})
+	refusal := newConfig(opts).refusalStatus
 	return []grpc.ServerOption{
-		grpc.ChainUnaryInterceptor(unaryServerInterceptor(eng)),
-		grpc.ChainStreamInterceptor(streamServerInterceptor(eng)),
+		grpc.ChainUnaryInterceptor(unaryServerInterceptor(eng, refusal)),
+		grpc.ChainStreamInterceptor(streamServerInterceptor(eng, refusal)),
 	}
 }
+
+// refusalFunc builds the status of a call the mesh refuses; nil for the
+// default (WithRefusalStatus).
+type refusalFunc = func(context.Context, mesh.Refusal) *status.Status
 
 // unaryServerInterceptor is the server interceptor of unary calls: it puts
 // the call's lane, trace context and request id into the handler's
 // context, applies the inbound rate limit of the mesh's local service
 // (WithLocalService), records metrics and, in span mode, a server span.
-func unaryServerInterceptor(eng *engine.Engine) grpc.UnaryServerInterceptor {
+func unaryServerInterceptor(eng *engine.Engine, refusal refusalFunc) grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-		in, ctx, err := enter(ctx, eng, info.FullMethod)
+		in, ctx, err := enter(ctx, eng, info.FullMethod, refusal)
 		if err != nil {
 			return nil, err
 		}
@@ -50,9 +55,9 @@ func unaryServerInterceptor(eng *engine.Engine) grpc.UnaryServerInterceptor {
 
 // streamServerInterceptor does for each stream what
 // unaryServerInterceptor does for a call.
-func streamServerInterceptor(eng *engine.Engine) grpc.StreamServerInterceptor {
+func streamServerInterceptor(eng *engine.Engine, refusal refusalFunc) grpc.StreamServerInterceptor {
 	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-		in, ctx, err := enter(ss.Context(), eng, info.FullMethod)
+		in, ctx, err := enter(ss.Context(), eng, info.FullMethod, refusal)
 		if err != nil {
 			return err
 		}
@@ -78,7 +83,7 @@ func (s *serverStream) Context() context.Context { return s.ctx }
 // span a stats handler (otelgrpc) started for the call stays the current
 // span, so there are never two server spans and the handler's work is its
 // child.
-func enter(ctx context.Context, eng *engine.Engine, method string) (engine.Incoming, context.Context, error) {
+func enter(ctx context.Context, eng *engine.Engine, method string, refusal refusalFunc) (engine.Incoming, context.Context, error) {
 	start := func(ctx context.Context) (context.Context, oteltrace.Span) {
 		addr := ""
 		if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
@@ -96,6 +101,11 @@ func enter(ctx context.Context, eng *engine.Engine, method string) (engine.Incom
 		}
 		ms = max(ms, 1)
 		grpc.SetTrailer(ctx, metadata.Pairs("grpc-retry-pushback-ms", strconv.FormatInt(int64(ms), 10)))
+		if refusal != nil {
+			if st := refusal(ctx, engine.NewRefusal(err, wait)); st != nil && st.Code() != codes.OK {
+				return in, ctx, &meshError{st: st, cause: err}
+			}
+		}
 		return in, ctx, &meshError{st: status.Newf(codes.ResourceExhausted, "lightmesh: rate limited: inbound limit of service %q", eng.Local()), cause: err}
 	}
 	return in, ctx, nil

@@ -49,6 +49,7 @@ type config struct {
 	laneKeys      []string
 	idKeys        []string
 	noInboundLane bool
+	mint          RequestIDFormat
 }
 
 type optionFunc func(*config)

@@ -23,7 +23,10 @@
 //
 // Label values are restricted (see NewLane) so that both forms carry the same
 // bytes with no escaping. Trace context travels as W3C traceparent and
-// tracestate, and the request id as X-Request-Id.
+// tracestate, and the request id as X-Request-Id and X-Trace-Id (see
+// WithRequestIDHeaders). With WithRequestIDMinting a server mints a request
+// id (UUIDv4, UUIDv7 or the W3C trace id) for a request that arrives without
+// one (MintRequestID).
 //
 // # Precedence
 //

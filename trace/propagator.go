@@ -69,6 +69,8 @@ type Propagator struct {
 	ids    []idKey   // request-id headers, in order of preference
 	// noInboundLane: Extract reads no lane (WithoutInboundLanes).
 	noInboundLane bool
+	// mint is the format of the request ids MintRequestID mints.
+	mint RequestIDFormat
 	// lastBaggage is the baggage header last built for a lane read from
 	// request headers (a lane in ctx caches its own): services that
 	// forward the lane header send the same few lanes over and over.
@@ -126,6 +128,7 @@ func New(opts ...Option) *Propagator {
 		ids:    ids,
 
 		noInboundLane: c.noInboundLane,
+		mint:          c.mint,
 	}
 }
 

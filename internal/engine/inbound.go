@@ -37,9 +37,11 @@ type StartSpan func(ctx context.Context) (context.Context, oteltrace.Span)
 // records the call.
 func (e *Engine) Enter(ctx context.Context, protocol string, req *router.Request, carrier propagation.TextMapCarrier, keep bool, start StartSpan) (Incoming, context.Context, time.Duration, error) {
 	local := e.local
-	if wait, limited := e.Load().InboundLimit(local, req); limited {
+	st := e.Load()
+	if wait, limited := st.InboundLimit(local, req); limited {
 		e.metrics.Reject(Inbound, protocol, local, ReasonRateLimited)
-		return Incoming{}, ctx, wait, &RateLimitError{Service: local}
+		_, route := st.table.Rules().MatchInbound(local, req) // on refusal only: which route refused
+		return Incoming{}, ctx, wait, &RateLimitError{Service: local, Route: route}
 	}
 	in := Incoming{eng: e, protocol: protocol, start: time.Now()}
 	existing := oteltrace.SpanFromContext(ctx)
@@ -52,6 +54,7 @@ func (e *Engine) Enter(ctx context.Context, protocol string, req *router.Request
 		ctx, in.span = start(ctx)
 		in.own = true
 	}
+	ctx = e.prop.MintRequestID(ctx, carrier)
 	if local != "" && in.span != nil && in.span.IsRecording() {
 		in.span.SetAttributes(trace.AttrService.String(local))
 	}

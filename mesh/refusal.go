@@ -1,0 +1,47 @@
+package mesh
+
+import (
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/lightmesh/lightmesh/internal/engine"
+)
+
+// Refusal describes a request the mesh answered itself instead of passing
+// it to the service's handler: today an inbound rate limit
+// (WithLocalService's inbound routes), with the reason, the route that
+// refused it and how long the caller should wait. A service that answers
+// errors in an envelope of its own gives WithRefusalWriter (HTTP) and
+// meshgrpc.WithRefusalStatus (gRPC) a function that turns a Refusal into
+// that envelope. Refusal.HTTPStatus is the status the mesh answers with
+// by default.
+type Refusal = engine.Refusal
+
+// WithRefusalWriter makes mesh.Handler call write for every request it
+// answers itself (see Refusal), instead of answering with the default
+// plain-text body ("lightmesh: rate limited", with the status
+// Refusal.HTTPStatus).
+// Before write is called the response already carries a Retry-After
+// header (whole seconds, at least 1); write sets the status and the body
+// (a JSON error envelope, say) and may change the headers. The request's
+// lane, trace context and request id have not been read yet when the
+// mesh refuses it: read them from r.Header if the envelope needs them. A
+// nil write keeps the default.
+func WithRefusalWriter(write func(w http.ResponseWriter, r *http.Request, refusal Refusal)) Option {
+	return optionFunc(func(c *config) { c.refusalWriter = write })
+}
+
+// refuse answers r, which the engine refused with err, with a
+// Retry-After header and the service's refusal writer or the default
+// plain-text body.
+func (m *Mesh) refuse(w http.ResponseWriter, r *http.Request, err error, wait time.Duration) {
+	w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds(wait)))
+	rf := engine.NewRefusal(err, wait)
+	if m.cfg.refusalWriter != nil {
+		m.cfg.refusalWriter(w, r, rf)
+		return
+	}
+	http.Error(w, "lightmesh: "+strings.ReplaceAll(rf.Reason, "_", " "), rf.HTTPStatus())
+}
