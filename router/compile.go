@@ -120,6 +120,7 @@ type serviceRules struct {
 	subsets []subsetRule // sorted by name
 	routes  []route
 	inbound []route    // conditions only: inbound routes have no destinations
+	lanes   *laneRule  // nil: no lanes
 	index   []indexKey // nil: Route scans every route
 }
 
@@ -258,6 +259,7 @@ func (c *compiler) compile(doc *Document) *Rules {
 		before := len(c.problems)
 		rules.defaults = c.policy("defaults", Service{Timeout: d.Timeout, Retry: d.Retry, Breaker: d.Breaker,
 			OutlierDetection: d.OutlierDetection, RateLimit: d.RateLimit}, nil)
+		c.lanes("defaults.lanes", d.Lanes)
 		if len(c.problems) == before {
 			defaults = d
 		}
@@ -329,6 +331,7 @@ func (c *compiler) service(path, name string, svc Service) *serviceRules {
 	}
 	assignHeaderSlots(sr.routes)
 	sr.inbound = c.inbound(path, svc.Inbound)
+	sr.lanes = c.lanes(path+".lanes", svc.Lanes)
 	sr.index = buildIndex(sr.routes)
 	sr.policy = c.policy(path, svc, sr.routes)
 	return sr
