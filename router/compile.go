@@ -72,6 +72,9 @@ type Rules struct {
 	doc      *Document
 	services map[string]*serviceRules
 	defaults *Policy // nil without valid defaults
+	// defaultLanes are the lanes of the services the rules do not name;
+	// nil: none.
+	defaultLanes *laneRule
 }
 
 // Document returns the document the rules were compiled from. Callers must
@@ -259,7 +262,7 @@ func (c *compiler) compile(doc *Document) *Rules {
 		before := len(c.problems)
 		rules.defaults = c.policy("defaults", Service{Timeout: d.Timeout, Retry: d.Retry, Breaker: d.Breaker,
 			OutlierDetection: d.OutlierDetection, RateLimit: d.RateLimit}, nil)
-		c.lanes("defaults.lanes", d.Lanes)
+		rules.defaultLanes = c.lanes("defaults.lanes", d.Lanes)
 		if len(c.problems) == before {
 			defaults = d
 		}

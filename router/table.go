@@ -56,11 +56,11 @@ func newTable(rules *Rules, instances shardmap.Map[[]discovery.Instance]) *Table
 	services := make(map[string]*serviceTable, len(rules.services)+instances.Len())
 	for name, sr := range rules.services {
 		list, _ := instances.Get(name)
-		services[name] = buildService(sr, list)
+		services[name] = buildService(sr, rules.defaultLanes, list)
 	}
 	for name, list := range instances.All() {
 		if _, ok := services[name]; !ok {
-			services[name] = buildService(nil, list)
+			services[name] = buildService(nil, rules.defaultLanes, list)
 		}
 	}
 	return &Table{rules: rules, instances: instances, services: shardmap.From(services)}
@@ -88,7 +88,7 @@ func (t *Table) WithInstances(service string, list []discovery.Instance) *Table 
 	if sr == nil && list == nil {
 		next.services = t.services.Without(service)
 	} else {
-		next.services = t.services.With(service, buildService(sr, list))
+		next.services = t.services.With(service, buildService(sr, t.rules.defaultLanes, list))
 	}
 	return next
 }
@@ -135,7 +135,10 @@ func (t *Table) Subsets(service string) []string {
 	return names
 }
 
-func buildService(sr *serviceRules, list []discovery.Instance) *serviceTable {
+// buildService builds the table of a service from its rules (nil: none)
+// and instances; a service without rules takes the default lanes (nil:
+// none).
+func buildService(sr *serviceRules, defaultLanes *laneRule, list []discovery.Instance) *serviceTable {
 	healthy := make([]discovery.Instance, 0, len(list))
 	for _, in := range list {
 		if !in.Unhealthy {
@@ -144,6 +147,9 @@ func buildService(sr *serviceRules, list []discovery.Instance) *serviceTable {
 	}
 	st := &serviceTable{rules: sr, all: discovery.NewPicker(healthy)}
 	if sr == nil {
+		if defaultLanes != nil {
+			st.lanes = buildLanes(defaultLanes, healthy)
+		}
 		return st
 	}
 	if sr.lanes != nil {

@@ -1,0 +1,27 @@
+package router_test
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/lightmesh/lightmesh/router"
+)
+
+// Invalid lanes rules are rejected with their place in the document.
+func TestLanesRejectedWithPath(t *testing.T) {
+	for _, tc := range []struct{ doc, want string }{
+		{"services:\n  a:\n    lanes: {base: {labels: {env: base}}}\n", "services.a.lanes.label: required"},
+		{"services:\n  a:\n    lanes: {label: env, header: \"x env\"}\n", `services.a.lanes.header: "x env" is not a header name`},
+		{"services:\n  a:\n    lanes: {label: env, base: {labels: {}}}\n", "services.a.lanes.base.labels: at least one label is required"},
+		{"defaults:\n  lanes: {header: x-env}\n", "defaults.lanes.label: required"},
+		{"services:\n  a:\n    lanes: {label: env, lane: x}\n", "services.a.lanes.lane: unknown field"},
+	} {
+		_, err := router.Load([]byte("apiVersion: lightmesh/v1\n" + tc.doc))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: error %v, want %q", tc.doc, err, tc.want)
+		}
+	}
+	if _, err := router.Load([]byte("apiVersion: lightmesh/v1\ndefaults:\n  lanes: {label: env}\nservices:\n  a:\n    lanes: {label: lane, header: x-lane, base: {labels: {lane: base}}}\n")); err != nil {
+		t.Fatal(err)
+	}
+}
