@@ -1,7 +1,13 @@
 package mesh_test
 
 import (
+	"context"
+	"fmt"
+	"io"
 	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -10,6 +16,7 @@ import (
 	"github.com/lightmesh/lightmesh/mesh"
 	"github.com/lightmesh/lightmesh/router"
 	"github.com/lightmesh/lightmesh/rules"
+	"github.com/lightmesh/lightmesh/trace"
 )
 
 // laneFleet starts base-1, base-2, feat1-1 (env=feat1), feat2-1
@@ -84,4 +91,121 @@ func TestLaneFollowsInstances(t *testing.T) {
 	static.Set("svc", list[:2])
 	meshtest.WaitFor(t, 5*time.Second, "feat1-1 gone", func() bool { return len(m.Table().Instances("svc", "")) == 2 })
 	meshtest.ExpectOnly(t, c, "svc", "feat1", 10, "base-1", "base-2")
+}
+
+// laneEdgeDoc puts calls entering edge into a lane by header, cookie,
+// query and a 5% share of user ids; svc has lane instances feat1 and
+// feat2.
+const laneEdgeDoc = `apiVersion: lightmesh/v1
+defaults:
+  lanes: {label: env, base: {labels: {env: base}}}
+services:
+  edge:
+    lanes:
+      label: env
+      base: {labels: {env: base}}
+      entry:
+        - header: x-feature
+        - cookie: lane
+        - query: lane
+        - {header: x-user-id, percent: 5, lane: feat2}
+`
+
+// edge starts the edge service: its handler calls svc with its request's
+// context and answers with svc's answer.
+func edge(t *testing.T, opts ...mesh.Option) (*httptest.Server, *mesh.Mesh) {
+	t.Helper()
+	m := newMesh(t, rules.NewMemory([]byte(laneEdgeDoc)), discovery.NewStatic(map[string][]discovery.Instance{"svc": laneFleet(t)}),
+		append([]mesh.Option{mesh.WithLocalService("edge"), mesh.WithServices("svc")}, opts...)...)
+	c := &http.Client{Transport: m.Transport(nil)}
+	srv := httptest.NewServer(m.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, err := meshtest.Get(r.Context(), c, "http://svc/", nil)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		io.WriteString(w, body)
+	})))
+	t.Cleanup(srv.Close)
+	return srv, m
+}
+
+// Calls entering the edge go into a lane by its entry rules: by header,
+// cookie and query value, and 5% of user ids (by a stable hash: within
+// one point over 20,000 users, each user always on the same side).
+func TestLaneEntryAtTheEdge(t *testing.T) {
+	srv, m := edge(t)
+	get := func(path string, h map[string]string) string {
+		t.Helper()
+		body, err := meshtest.Get(context.Background(), http.DefaultClient, srv.URL+path, h)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return body
+	}
+	for _, tc := range []struct {
+		path   string
+		header map[string]string
+		want   string
+	}{
+		{"/", map[string]string{"X-Feature": "feat1"}, "feat1-1"},
+		{"/", map[string]string{"Cookie": "a=b; lane=feat1"}, "feat1-1"},
+		{"/?lane=feat1", nil, "feat1-1"},
+		{"/", map[string]string{"X-Env": "feat1", "X-Feature": "feat2"}, "feat1-1"}, // a lane already carried is kept
+	} {
+		for range 4 {
+			if got := get(tc.path, tc.header); got != tc.want {
+				t.Fatalf("%s %v: %s, want %s", tc.path, tc.header, got, tc.want)
+			}
+		}
+	}
+	for range 6 {
+		if got := get("/", nil); !strings.HasPrefix(got, "base-") && got != "canary-1" {
+			t.Fatalf("no entry: %s, want base", got)
+		}
+	}
+
+	// The share, computed by the rules the edge runs, over 20,000 users;
+	// then a sample of users through the edge, each twice.
+	rs := m.Table().Rules()
+	in := 0
+	for u := range 20000 {
+		_, lane, ok := rs.EntryLane("edge", &router.Request{Header: http.Header{"X-User-Id": {fmt.Sprintf("user-%d", u)}}})
+		if ok && lane == "feat2" {
+			in++
+		}
+	}
+	if share := float64(in) / 200; share < 4 || share > 6 {
+		t.Fatalf("%.2f%% of users in the lane, want 5%% ± 1", share)
+	}
+	for u := range 60 {
+		id := fmt.Sprintf("user-%d", u)
+		_, _, inLane := rs.EntryLane("edge", &router.Request{Header: http.Header{"X-User-Id": {id}}})
+		for range 2 {
+			got := get("/", map[string]string{"X-User-Id": id})
+			if (got == "feat2-1") != inLane {
+				t.Fatalf("user %s reached %s, in lane: %v", id, got, inLane)
+			}
+		}
+	}
+}
+
+// With WithoutInboundLanes a stranger's X-Env is ignored at the edge, and
+// the edge's entry rules still put calls into lanes.
+func TestLaneEntryWithoutInboundLanes(t *testing.T) {
+	srv, _ := edge(t, mesh.WithTrace(trace.WithoutInboundLanes()))
+	for _, tc := range []struct {
+		header map[string]string
+		want   []string
+	}{
+		{map[string]string{"X-Env": "feat1"}, []string{"base-1", "base-2", "canary-1"}},
+		{map[string]string{"Cookie": "lane=feat1"}, []string{"feat1-1"}},
+	} {
+		for range 4 {
+			got, err := meshtest.Get(context.Background(), http.DefaultClient, srv.URL, tc.header)
+			if err != nil || !slices.Contains(tc.want, got) {
+				t.Fatalf("%v: %s %v, want one of %v", tc.header, got, err, tc.want)
+			}
+		}
+	}
 }

@@ -48,6 +48,10 @@ type Lanes struct {
 	// or whose lane has no instance here; nil means the instances without
 	// Label.
 	Base *Subset `yaml:"base,omitempty" json:"base,omitempty"`
+	// Entry puts calls entering this service (as the edge) into a lane by
+	// rule, tried in order; the first that yields a lane wins. A call that
+	// already carries a lane keeps it.
+	Entry []LaneEntry `yaml:"entry,omitempty" json:"entry,omitempty"`
 }
 
 // laneRule is a compiled Lanes.
@@ -55,6 +59,7 @@ type laneRule struct {
 	label  string
 	header headerCond
 	base   map[string]string // nil: instances without label
+	entry  []laneEntry
 }
 
 func (c *compiler) lanes(path string, l *Lanes) *laneRule {
@@ -85,6 +90,7 @@ func (c *compiler) lanes(path string, l *Lanes) *laneRule {
 		}
 		lr.base = maps.Clone(l.Base.Labels)
 	}
+	lr.entry = c.laneEntries(path, l.Entry)
 	return lr
 }
 

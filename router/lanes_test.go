@@ -15,6 +15,11 @@ func TestLanesRejectedWithPath(t *testing.T) {
 		{"services:\n  a:\n    lanes: {label: env, base: {labels: {}}}\n", "services.a.lanes.base.labels: at least one label is required"},
 		{"defaults:\n  lanes: {header: x-env}\n", "defaults.lanes.label: required"},
 		{"services:\n  a:\n    lanes: {label: env, lane: x}\n", "services.a.lanes.lane: unknown field"},
+		{"services:\n  a:\n    lanes: {label: env, entry: [{header: x-a, cookie: b}]}\n", "services.a.lanes.entry[0]: set exactly one of header, cookie and query (2 set)"},
+		{"services:\n  a:\n    lanes: {label: env, entry: [{query: q, percent: 5}]}\n", "services.a.lanes.entry[0].lane: required"},
+		{"services:\n  a:\n    lanes: {label: env, entry: [{query: q, percent: 150, lane: f}]}\n", "services.a.lanes.entry[0].percent: must be in (0, 100]"},
+		{"services:\n  a:\n    lanes: {label: env, entry: [{query: q, lane: f}]}\n", "services.a.lanes.entry[0].lane: only with percent"},
+		{"services:\n  a:\n    lanes: {label: env, entry: [{query: q, percent: 5, lane: \"a,b\"}]}\n", "services.a.lanes.entry[0].lane: \"a,b\" is not a lane value"},
 	} {
 		_, err := router.Load([]byte("apiVersion: lightmesh/v1\n" + tc.doc))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {

@@ -149,7 +149,14 @@ func fields() map[string]field {
 
 		"Lanes.label":  {doc: "the instance label whose value names an instance's lane (env: env=feat-123 serves lane feat-123)"},
 		"Lanes.header": {doc: "the request header, gRPC metadata key and lane key carrying the call's lane value. Default: x-env"},
-		"Lanes.base":   {doc: "the base instances, serving calls without a lane or whose lane has no instance here. Default: the instances without the label"},
+		"Lanes.entry":  {doc: "rules that put calls entering this service (the edge) into a lane, tried in order; a call already carrying a lane keeps it. They apply with WithoutInboundLanes too"},
+
+		"LaneEntry.header":  {doc: "request header (or gRPC metadata key) to read"},
+		"LaneEntry.cookie":  {doc: "HTTP cookie to read"},
+		"LaneEntry.query":   {doc: "URL query parameter to read"},
+		"LaneEntry.percent": {doc: "makes the value read a key (a user id): this share of keys, by a stable hash, goes into lane, the same key always on the same side", min: bound(0), max: bound(100), positive: true},
+		"LaneEntry.lane":    {doc: "the lane a percent entry puts its share into; only with percent (without it, the value read is the lane)"},
+		"Lanes.base":        {doc: "the base instances, serving calls without a lane or whose lane has no instance here. Default: the instances without the label"},
 
 		"Subset.labels": {doc: "instances whose labels include all of these; empty: every instance"},
 
