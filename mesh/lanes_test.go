@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/lightmesh/lightmesh/discovery"
 	"github.com/lightmesh/lightmesh/internal/meshtest"
 	"github.com/lightmesh/lightmesh/mesh"
@@ -207,5 +209,45 @@ func TestLaneEntryWithoutInboundLanes(t *testing.T) {
 				t.Fatalf("%v: %s %v, want one of %v", tc.header, got, err, tc.want)
 			}
 		}
+	}
+}
+
+// Operators see lanes: Status lists each service's lanes with instance
+// counts, Explain shows the lane decision, and calls that fell back from
+// their lane to base are counted per service (no label per lane value).
+func TestLanesSeen(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	doc := "apiVersion: lightmesh/v1\nservices:\n  svc:\n    lanes: {label: env, base: {labels: {env: base}}}\n"
+	m := newMesh(t, rules.NewMemory([]byte(doc)), discovery.NewStatic(map[string][]discovery.Instance{"svc": laneFleet(t)}), mesh.WithRegisterer(reg))
+	var got *mesh.LanesStatus
+	for _, s := range m.Status().Services {
+		if s.Name == "svc" {
+			got = s.Lanes
+		}
+	}
+	if got == nil || got.Label != "env" || fmt.Sprint(got.Lanes) != "[{feat1 1} {feat2 1}]" {
+		t.Fatalf("status lanes of svc: %+v, want env: feat1 1, feat2 1", got)
+	}
+
+	e := m.Explain(mesh.ExplainRequest{Service: "svc", Path: "/", Header: http.Header{"X-Env": {"feat9"}}})
+	if e.Lane == nil || e.Lane.Used || e.Lane.Decision != "lane feat9: no instance of svc → base; lane kept for the next hop" {
+		t.Fatalf("explain lane feat9: %+v", e.Lane)
+	}
+	e = m.Explain(mesh.ExplainRequest{Service: "svc", Path: "/", Header: http.Header{"X-Env": {"feat1"}}})
+	var text strings.Builder
+	e.WriteText(&text)
+	if e.Lane == nil || !e.Lane.Used || e.Instance != m.Table().Instances("svc", "")[2].Address || !strings.Contains(text.String(), "lane feat1: 1 instance(s) of svc with env=feat1") {
+		t.Fatalf("explain lane feat1: %+v\n%s", e.Lane, text.String())
+	}
+
+	c := &http.Client{Transport: m.Transport(nil)}
+	meshtest.ExpectOnly(t, c, "svc", "feat9", 3, "base-1", "base-2", "canary-1")
+	meshtest.ExpectOnly(t, c, "svc", "feat1", 2, "feat1-1")
+	meshtest.ExpectOnly(t, c, "svc", "", 2, "base-1", "base-2", "canary-1")
+	if n := meshtest.Metric(t, reg, "lightmesh_lane_fallbacks_total", map[string]string{"destination_service": "svc"}); n != 3 {
+		t.Fatalf("lane fallbacks of svc: %v, want 3 (the feat9 calls only)", n)
+	}
+	if n := meshtest.Metric(t, reg, "lightmesh_requests_total", map[string]string{"destination_service": "svc", "destination_subset": router.LaneSubset, "code": "200"}); n != 2 {
+		t.Fatalf("requests served in their lane: %v, want 2", n)
 	}
 }

@@ -1,6 +1,7 @@
 package router
 
 import (
+	"fmt"
 	"maps"
 	"net/textproto"
 	"slices"
@@ -223,4 +224,49 @@ func (t *Table) LaneCandidates(d *Decision) []discovery.Instance {
 		return nil
 	}
 	return d.lanePk.Instances()
+}
+
+// LaneStep is the lane decision of an explained call.
+type LaneStep struct {
+	// Label is the instance label that names lanes and Header the header
+	// the call's lane value is read from.
+	Label  string `json:"label"`
+	Header string `json:"header"`
+	// Value is the call's lane, "" when it carries none.
+	Value string `json:"value,omitempty"`
+	// Instances is the number of the service's healthy instances of the
+	// lane, and Used whether one of them takes the call.
+	Instances int  `json:"instances"`
+	Used      bool `json:"used"`
+	// Decision says it in a sentence: "lane feat-123: no instance of
+	// user-api → base; lane kept for the next hop".
+	Decision string `json:"decision"`
+
+	instance string
+}
+
+// explainLane explains the lane decision of a call to st, nil when the
+// service has no lanes.
+func explainLane(st *serviceTable, service string, req *Request, accept func(*discovery.Instance) bool) *LaneStep {
+	if st.lanes == nil {
+		return nil
+	}
+	var d Decision
+	st.matchLane(req, &d)
+	ls := &LaneStep{Label: st.lanes.rule.label, Header: st.lanes.rule.header.lower, Value: d.lane}
+	switch {
+	case d.lane == "":
+		ls.Decision = fmt.Sprintf("no lane (no %s header) → base", ls.Header)
+	case d.lanePk == nil:
+		ls.Decision = fmt.Sprintf("lane %s: no instance of %s → base; lane kept for the next hop", d.lane, service)
+	default:
+		ls.Instances = d.lanePk.Len()
+		if in := d.lanePk.Peek(accept); in != nil {
+			ls.Used, ls.instance = true, in.Address
+			ls.Decision = fmt.Sprintf("lane %s: %d instance(s) of %s with %s=%s → %s", d.lane, ls.Instances, service, ls.Label, d.lane, in.Address)
+		} else {
+			ls.Decision = fmt.Sprintf("lane %s: %d instance(s) of %s, none available → base; lane kept for the next hop", d.lane, ls.Instances, service)
+		}
+	}
+	return ls
 }
