@@ -61,6 +61,7 @@ type laneRule struct {
 	header headerCond
 	base   map[string]string // nil: instances without label
 	entry  []laneEntry
+	src    *Lanes
 }
 
 func (c *compiler) lanes(path string, l *Lanes) *laneRule {
@@ -79,7 +80,7 @@ func (c *compiler) lanes(path string, l *Lanes) *laneRule {
 	} else if !validHeaderName(header) {
 		c.fail(path+".header", "%s is not a header name", quote(l.Header))
 	}
-	lr := &laneRule{label: l.Label, header: headerCond{canonical: textproto.CanonicalMIMEHeaderKey(header), lower: header, slot: headerCacheSize}}
+	lr := &laneRule{src: l, label: l.Label, header: headerCond{canonical: textproto.CanonicalMIMEHeaderKey(header), lower: header, slot: headerCacheSize}}
 	if l.Base != nil {
 		if len(l.Base.Labels) == 0 {
 			c.fail(path+".base.labels", "at least one label is required (omit base for the instances without %s)", quote(l.Label))
@@ -269,4 +270,22 @@ func explainLane(st *serviceTable, service string, req *Request, accept func(*di
 		}
 	}
 	return ls
+}
+
+// LanesInForce is a lanes rule with its defaults filled in.
+type LanesInForce struct {
+	Label  string `json:"label"`
+	Header string `json:"header"`
+	// Base is the labels of the base instances; nil: the instances
+	// without Label.
+	Base  map[string]string `json:"base,omitempty"`
+	Entry []LaneEntry       `json:"entry,omitempty"`
+}
+
+// lanesInForce returns lr with its defaults filled in, nil for none.
+func lanesInForce(lr *laneRule) *LanesInForce {
+	if lr == nil {
+		return nil
+	}
+	return &LanesInForce{Label: lr.label, Header: lr.header.lower, Base: lr.base, Entry: lr.src.Entry}
 }

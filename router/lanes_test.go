@@ -30,3 +30,18 @@ func TestLanesRejectedWithPath(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// What is in force shows the lanes rule, the service's own or the
+// defaults', with the header filled in.
+func TestLanesInForce(t *testing.T) {
+	rs, err := router.Load([]byte("apiVersion: lightmesh/v1\ndefaults:\n  lanes: {label: env}\nservices:\n  a:\n    lanes: {label: lane, header: x-lane, base: {labels: {lane: base}}}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l := rs.InForce("a").Lanes; l == nil || l.Label != "lane" || l.Header != "x-lane" || l.Base["lane"] != "base" {
+		t.Errorf("a: %+v", l)
+	}
+	if l := rs.InForce("unnamed").Lanes; l == nil || l.Label != "env" || l.Header != "x-env" || l.Base != nil {
+		t.Errorf("unnamed: %+v", l)
+	}
+}
