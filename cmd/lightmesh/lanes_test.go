@@ -23,3 +23,20 @@ func TestValidateLanes(t *testing.T) {
 		t.Fatalf("validate bad: exit %d\n%s%s", code, out, errOut)
 	}
 }
+
+// lightmesh explain gives the lane decision: the lane's instance when
+// the service has one, base (and the lane kept) when it has none.
+func TestExplainLanes(t *testing.T) {
+	rules := filepath.Join(t.TempDir(), "rules.yaml")
+	os.WriteFile(rules, []byte("apiVersion: lightmesh/v1\ndefaults:\n  lanes: {label: env, base: {labels: {env: base}}}\n"), 0o644)
+	args := []string{"explain", "-f", rules, "--service", "user-api",
+		"--instance", "user-api=127.0.0.1:8001,env=base", "--instance", "user-api=127.0.0.1:8002,env=feat-1"}
+	code, out, errOut := lightmesh(t, nil, append(args, "--header", "x-env=feat-1")...)
+	if code != 0 || !strings.Contains(out, "lane feat-1: 1 instance(s) of user-api with env=feat-1 → 127.0.0.1:8002") {
+		t.Fatalf("lane feat-1: exit %d\n%s%s", code, out, errOut)
+	}
+	code, out, errOut = lightmesh(t, nil, append(args, "--header", "x-env=feat-2")...)
+	if code != 0 || !strings.Contains(out, "lane feat-2: no instance of user-api → base; lane kept for the next hop") || !strings.Contains(out, "127.0.0.1:8001") {
+		t.Fatalf("lane feat-2: exit %d\n%s%s", code, out, errOut)
+	}
+}
