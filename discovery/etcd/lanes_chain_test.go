@@ -283,3 +283,33 @@ func TestLanesChainInstancesComeAndGo(t *testing.T) {
 		t.Fatalf("%d calls failed; last: %v", n, lastErr.Load())
 	}
 }
+
+// A lane whose only instance at B cannot be connected to (nothing
+// listens at its address) falls back to base at B over gRPC and keeps
+// its lane for C; no call fails.
+func TestLanesChainUnreachableLaneInstanceAtB(t *testing.T) {
+	lc := startLaneChain(t, 4)
+	const env = "feat-3" // no instance at B (hasLane("b", 3) is false); one at C
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	reg, err := etcd.Register(ctx, lc.cli, lanePrefix, "b", "b-"+env, discovery.Instance{Address: meshtest.ClosedAddr(t), Labels: map[string]string{"env": env}}, 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reg.Close(context.Background())
+	meshtest.WaitFor(t, 10*time.Second, "b-"+env+" discovered", func() bool {
+		_, lanes := lc.m.Table().Lanes("b")
+		for _, l := range lanes {
+			if l.Lane == env {
+				return true
+			}
+		}
+		return false
+	})
+	for n := range 20 {
+		got, err := meshtest.Call(lc.client, "a", env)
+		if err != nil || got != "a-base>b-base>c-"+env {
+			t.Fatalf("call %d: %q %v, want a-base>b-base>c-%s", n, got, err, env)
+		}
+	}
+}
