@@ -251,3 +251,23 @@ func TestLanesSeen(t *testing.T) {
 		t.Fatalf("requests served in their lane: %v, want 2", n)
 	}
 }
+
+// A lanes rule whose header is not one of the mesh's lane keys is
+// applied with a warning: its lane would not be read back at the next
+// hop. With the header among the lane keys, no warning.
+func TestLaneHeaderNotALaneKeyWarns(t *testing.T) {
+	doc := "apiVersion: lightmesh/v1\ndefaults:\n  lanes: {label: env, header: x-lane}\n"
+	for _, tc := range []struct {
+		opts []mesh.Option
+		want int
+	}{
+		{nil, 1},
+		{[]mesh.Option{mesh.WithTrace(trace.WithLaneKeys("x-env", "x-lane"))}, 0},
+	} {
+		var logs meshtest.LogBuffer
+		newMesh(t, rules.NewMemory([]byte(doc)), discovery.NewStatic(nil), append(tc.opts, mesh.WithLogger(logs.Logger()))...)
+		if n := logs.Count("is not a lane key"); n != tc.want {
+			t.Errorf("with %d options: %d warnings, want %d\n%s", len(tc.opts), n, tc.want, logs.String())
+		}
+	}
+}

@@ -289,3 +289,23 @@ func lanesInForce(lr *laneRule) *LanesInForce {
 	}
 	return &LanesInForce{Label: lr.label, Header: lr.header.lower, Base: lr.base, Entry: lr.src.Entry}
 }
+
+// LaneHeaders returns the headers that carry lanes under the rules (every
+// service's lanes rule and the defaults'), sorted and without repeats.
+func (r *Rules) LaneHeaders() []string {
+	if r == nil {
+		return nil
+	}
+	var out []string
+	add := func(lr *laneRule) {
+		if lr != nil && !slices.Contains(out, lr.header.lower) {
+			out = append(out, lr.header.lower)
+		}
+	}
+	add(r.defaultLanes)
+	for _, sr := range r.services {
+		add(sr.lanes)
+	}
+	slices.Sort(out)
+	return out
+}
