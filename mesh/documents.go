@@ -416,6 +416,7 @@ func (m *Mesh) applyDocument(ctx context.Context, d *docState, doc rules.Documen
 	m.countUpdate(d, version, "applied")
 	m.cfg.logger.Info("lightmesh: rule document applied", "document", source, "version", version,
 		"services", len(compiled.Services()), "from_snapshot", fromSnapshot)
+	m.warnLaneHeaders(compiled)
 	if isClosed(m.ready) {
 		m.syncWatches(ctx)
 	}

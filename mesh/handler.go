@@ -40,7 +40,7 @@ func (m *Mesh) Handler(next http.Handler) http.Handler {
 			start = func(ctx context.Context) (context.Context, oteltrace.Span) { return prop.StartServer(ctx, r) }
 		}
 		in, ctx, wait, err := m.eng.Enter(r.Context(), engine.HTTP,
-			&router.Request{Method: r.Method, Path: r.URL.Path, Header: r.Header}, propagation.HeaderCarrier(r.Header), false, start)
+			&router.Request{Method: r.Method, Path: r.URL.Path, Header: r.Header, RawQuery: r.URL.RawQuery}, propagation.HeaderCarrier(r.Header), false, start)
 		if err != nil {
 			m.refuse(w, r, err, wait)
 			return

@@ -232,7 +232,8 @@ func (c *config) meshService(host string) bool {
 }
 
 // WithLocalService names the service this process is. The Handler applies
-// the inbound rules of that service in the rule document.
+// the inbound rules of that service in the rule document, and its lane
+// entry rules (lanes.entry).
 func WithLocalService(name string) Option {
 	return optionFunc(func(c *config) { c.local = name })
 }

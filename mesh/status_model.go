@@ -59,11 +59,14 @@ type ServiceStatus struct {
 	// Subsets maps each subset named by the rules to the addresses of
 	// its instances.
 	Subsets []SubsetStatus `json:"subsets,omitempty"`
+	// Lanes are the service's lanes now, from its instances' labels,
+	// with their instance counts; nil without a lanes rule.
+	Lanes *LanesStatus `json:"lanes,omitempty"`
 	// Routes is the route table, in the order routes are tried; empty
 	// when no rule names the service (every instance serves).
 	Routes []RouteStatus `json:"routes,omitempty"`
 	// Defaulted lists the settings the service takes from the defaults
-	// (timeout, retry, breaker, outlierDetection, rateLimit), and
+	// (timeout, retry, breaker, outlierDetection, rateLimit, lanes), and
 	// Defaults their values in force.
 	Defaulted []string         `json:"defaulted,omitempty"`
 	Defaults  *router.Defaults `json:"defaults,omitempty"`
@@ -71,6 +74,13 @@ type ServiceStatus struct {
 	// without metrics (WithRegisterer with a prometheus.Gatherer such as
 	// a *prometheus.Registry).
 	Traffic []TrafficStatus `json:"traffic,omitempty"`
+}
+
+// LanesStatus is the lanes of a service: the instance label that names
+// them, and each lane value its instances carry with their number.
+type LanesStatus struct {
+	Label string             `json:"label"`
+	Lanes []router.LaneCount `json:"lanes"`
 }
 
 // The states of an instance (InstanceStatus.State).
@@ -252,6 +262,9 @@ func serviceStatuses(snap *engine.State, traffic map[trafficKey]TrafficStatus) [
 		for _, sub := range t.Subsets(name) {
 			ss.Subsets = append(ss.Subsets, SubsetStatus{Name: sub, Instances: addrs(t.Instances(name, sub))})
 		}
+		if label, lanes := t.Lanes(name); label != "" {
+			ss.Lanes = &LanesStatus{Label: label, Lanes: lanes}
+		}
 		if doc := rules.Document(); doc != nil {
 			for _, r := range doc.Services[name].Routes {
 				ss.Routes = append(ss.Routes, routeStatus(r, len(ss.Routes)))
@@ -344,6 +357,8 @@ func takenDefaults(d *router.Defaults, taken []string) *router.Defaults {
 			out.OutlierDetection = d.OutlierDetection
 		case "rateLimit":
 			out.RateLimit = d.RateLimit
+		case "lanes":
+			out.Lanes = d.Lanes
 		}
 	}
 	return out

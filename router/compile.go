@@ -72,6 +72,9 @@ type Rules struct {
 	doc      *Document
 	services map[string]*serviceRules
 	defaults *Policy // nil without valid defaults
+	// defaultLanes are the lanes of the services the rules do not name;
+	// nil: none.
+	defaultLanes *laneRule
 }
 
 // Document returns the document the rules were compiled from. Callers must
@@ -120,6 +123,7 @@ type serviceRules struct {
 	subsets []subsetRule // sorted by name
 	routes  []route
 	inbound []route    // conditions only: inbound routes have no destinations
+	lanes   *laneRule  // nil: no lanes
 	index   []indexKey // nil: Route scans every route
 }
 
@@ -258,6 +262,7 @@ func (c *compiler) compile(doc *Document) *Rules {
 		before := len(c.problems)
 		rules.defaults = c.policy("defaults", Service{Timeout: d.Timeout, Retry: d.Retry, Breaker: d.Breaker,
 			OutlierDetection: d.OutlierDetection, RateLimit: d.RateLimit}, nil)
+		rules.defaultLanes = c.lanes("defaults.lanes", d.Lanes)
 		if len(c.problems) == before {
 			defaults = d
 		}
@@ -329,6 +334,7 @@ func (c *compiler) service(path, name string, svc Service) *serviceRules {
 	}
 	assignHeaderSlots(sr.routes)
 	sr.inbound = c.inbound(path, svc.Inbound)
+	sr.lanes = c.lanes(path+".lanes", svc.Lanes)
 	sr.index = buildIndex(sr.routes)
 	sr.policy = c.policy(path, svc, sr.routes)
 	return sr

@@ -35,11 +35,14 @@ type Defaults struct {
 	Breaker          *Breaker   `yaml:"breaker,omitempty" json:"breaker,omitempty"`
 	OutlierDetection *Breaker   `yaml:"outlierDetection,omitempty" json:"outlierDetection,omitempty"`
 	RateLimit        *RateLimit `yaml:"rateLimit,omitempty" json:"rateLimit,omitempty"`
+	// Lanes makes lanes of an instance label for every service without
+	// a Lanes rule of its own; nil means none.
+	Lanes *Lanes `yaml:"lanes,omitempty" json:"lanes,omitempty"`
 }
 
 // Fill returns svc with each setting it lacks taken from d, and the
 // names of the settings taken (timeout, retry, breaker,
-// outlierDetection, rateLimit), in that order. A nil d fills nothing.
+// outlierDetection, rateLimit, lanes), in that order. A nil d fills nothing.
 func (d *Defaults) Fill(svc Service) (Service, []string) {
 	if d == nil {
 		return svc, nil
@@ -64,6 +67,10 @@ func (d *Defaults) Fill(svc Service) (Service, []string) {
 	if svc.RateLimit == nil && d.RateLimit != nil {
 		svc.RateLimit = d.RateLimit
 		taken = append(taken, "rateLimit")
+	}
+	if svc.Lanes == nil && d.Lanes != nil {
+		svc.Lanes = d.Lanes
+		taken = append(taken, "lanes")
 	}
 	return svc, taken
 }
@@ -93,6 +100,9 @@ type Service struct {
 	// Inbound holds server-side rules for requests this service receives:
 	// the first inbound route matching a request applies its rate limit.
 	Inbound []InboundRoute `yaml:"inbound,omitempty" json:"inbound,omitempty"`
+	// Lanes routes calls by the lane they carry to the instances of that
+	// lane, base otherwise; nil means no lanes (see Lanes).
+	Lanes *Lanes `yaml:"lanes,omitempty" json:"lanes,omitempty"`
 }
 
 // Retry says when and how often a failed call is tried again. Every retry

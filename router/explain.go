@@ -35,6 +35,10 @@ type Explanation struct {
 	Fallback     *SubsetStep `json:"fallback,omitempty"`
 	FallbackUsed bool        `json:"fallbackUsed,omitempty"`
 	Why          string      `json:"why,omitempty"`
+	// Lane is the lane decision, nil when the service has no lanes; when
+	// Lane.Used, the call goes to its lane's instance whatever the route
+	// chose.
+	Lane *LaneStep `json:"lane,omitempty"`
 	// Instance is the address the next call goes to, "" when it fails.
 	Instance string `json:"instance,omitempty"`
 	// Error says why the call fails: no route, no instance; "" when it
@@ -111,8 +115,17 @@ func (t *Table) Explain(service string, req *Request, accept func(*discovery.Ins
 	if req == nil {
 		req = &emptyRequest
 	}
+	if e.Lane = explainLane(st, service, req, accept); e.Lane != nil && e.Lane.Used {
+		defer func() {
+			e.Instance, e.FallbackUsed, e.Why, e.err, e.Error = e.Lane.instance, false, "", nil, ""
+		}()
+	}
 	if st.rules == nil || len(st.rules.routes) == 0 {
-		if in := st.all.Peek(accept); in != nil {
+		all := st.all
+		if st.lanes != nil {
+			all = st.lanes.base
+		}
+		if in := all.Peek(accept); in != nil {
 			e.Instance = in.Address
 			return e
 		}

@@ -19,7 +19,8 @@ type InForce struct {
 	// defaults alone.
 	Named bool `json:"named"`
 	// FromDefaults lists the settings the service takes from the defaults
-	// document (timeout, retry, breaker, outlierDetection, rateLimit).
+	// document (timeout, retry, breaker, outlierDetection, rateLimit,
+	// lanes).
 	FromDefaults []string `json:"fromDefaults,omitempty"`
 	// Call is what applies to a call no route takes: the service's own
 	// settings, or the defaults'.
@@ -32,6 +33,9 @@ type InForce struct {
 	OutlierDetection *BreakerInForce `json:"outlierDetection,omitempty"`
 	// Inbound holds the limit of each inbound route, in order.
 	Inbound []InboundInForce `json:"inbound,omitempty"`
+	// Lanes is the service's lanes rule (its own or the defaults'); nil
+	// means none.
+	Lanes *LanesInForce `json:"lanes,omitempty"`
 }
 
 // CallInForce is what applies to the calls of one route.
@@ -106,6 +110,7 @@ func (r *Rules) InForce(service string) *InForce {
 		in.Named, p = true, sr.policy
 	}
 	in.FromDefaults = r.Defaulted(service)
+	in.Lanes = lanesInForce(r.laneRule(service))
 	if p == nil {
 		in.Call = CallInForce{Timeout: Off}
 		return in

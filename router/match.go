@@ -18,6 +18,8 @@ type Request struct {
 	Header   http.Header
 	Metadata map[string][]string
 	Getter   HeaderGetter
+	// RawQuery is the URL's query without '?', for lane entry rules.
+	RawQuery string
 }
 
 // HeaderGetter reads one header or metadata key of a request.

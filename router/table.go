@@ -19,6 +19,7 @@ type serviceTable struct {
 	rules   *serviceRules       // nil: the service has no rules
 	subsets []*discovery.Picker // parallel to rules.subsets
 	all     *discovery.Picker   // every available instance
+	lanes   *laneTable          // nil: the service has no lanes
 }
 
 // Result says where one call goes.
@@ -32,6 +33,10 @@ type Result struct {
 	Subset     string
 	// Fallback is true when the route's fallback subset was used.
 	Fallback bool
+	// Lane is the lane value the call carries under the service's Lanes
+	// rule ("" when none); Subset is LaneSubset when an instance of that
+	// lane serves the call, and otherwise names where the call fell back.
+	Lane string
 	// Instance is the picked instance; it points into the Table and must
 	// not be modified.
 	Instance *discovery.Instance
@@ -51,11 +56,11 @@ func newTable(rules *Rules, instances shardmap.Map[[]discovery.Instance]) *Table
 	services := make(map[string]*serviceTable, len(rules.services)+instances.Len())
 	for name, sr := range rules.services {
 		list, _ := instances.Get(name)
-		services[name] = buildService(sr, list)
+		services[name] = buildService(sr, rules.defaultLanes, list)
 	}
 	for name, list := range instances.All() {
 		if _, ok := services[name]; !ok {
-			services[name] = buildService(nil, list)
+			services[name] = buildService(nil, rules.defaultLanes, list)
 		}
 	}
 	return &Table{rules: rules, instances: instances, services: shardmap.From(services)}
@@ -83,7 +88,7 @@ func (t *Table) WithInstances(service string, list []discovery.Instance) *Table 
 	if sr == nil && list == nil {
 		next.services = t.services.Without(service)
 	} else {
-		next.services = t.services.With(service, buildService(sr, list))
+		next.services = t.services.With(service, buildService(sr, t.rules.defaultLanes, list))
 	}
 	return next
 }
@@ -130,7 +135,10 @@ func (t *Table) Subsets(service string) []string {
 	return names
 }
 
-func buildService(sr *serviceRules, list []discovery.Instance) *serviceTable {
+// buildService builds the table of a service from its rules (nil: none)
+// and instances; a service without rules takes the default lanes (nil:
+// none).
+func buildService(sr *serviceRules, defaultLanes *laneRule, list []discovery.Instance) *serviceTable {
 	healthy := make([]discovery.Instance, 0, len(list))
 	for _, in := range list {
 		if !in.Unhealthy {
@@ -139,17 +147,17 @@ func buildService(sr *serviceRules, list []discovery.Instance) *serviceTable {
 	}
 	st := &serviceTable{rules: sr, all: discovery.NewPicker(healthy)}
 	if sr == nil {
+		if defaultLanes != nil {
+			st.lanes = buildLanes(defaultLanes, healthy)
+		}
 		return st
+	}
+	if sr.lanes != nil {
+		st.lanes = buildLanes(sr.lanes, healthy)
 	}
 	st.subsets = make([]*discovery.Picker, len(sr.subsets))
 	for i, sub := range sr.subsets {
-		var members []discovery.Instance
-		for j := range healthy {
-			if healthy[j].HasLabels(sub.labels) {
-				members = append(members, healthy[j])
-			}
-		}
-		st.subsets[i] = discovery.NewPicker(members)
+		st.subsets[i] = discovery.NewPicker(subsetMembers(sr.lanes, sub.labels, healthy))
 	}
 	return st
 }
@@ -170,6 +178,8 @@ type Decision struct {
 	RouteIndex int
 	subset     int // chosen subset index; -1: every instance of the service
 	fallback   int // fallback subset index; -1: none
+	lane       string
+	lanePk     *discovery.Picker // the lane's instances; nil: none
 }
 
 // Subset returns the name of the chosen subset ("" when the service has
@@ -200,11 +210,14 @@ func (t *Table) Match(service string, req *Request, d *Decision) error {
 		return ErrUnknownService
 	}
 	*d = Decision{st: st, Service: service, RouteIndex: -1, subset: -1, fallback: -1}
-	if st.rules == nil || len(st.rules.routes) == 0 {
-		return nil
-	}
 	if req == nil {
 		req = &emptyRequest
+	}
+	if st.lanes != nil {
+		st.matchLane(req, d)
+	}
+	if st.rules == nil || len(st.rules.routes) == 0 {
+		return nil
 	}
 	var hc headerCache
 	i := st.rules.match(req, &hc)
@@ -225,11 +238,16 @@ func (t *Table) Match(service string, req *Request, d *Decision) error {
 }
 
 // Pick picks an instance for d for which accept returns true (nil accepts
-// any): from the chosen subset, else from the route's fallback subset. It
+// any): from the call's lane, else from the chosen subset, else from the
+// route's fallback subset. It
 // returns a *NoInstanceError when neither has one. Pick does not allocate
 // on success.
 func (t *Table) Pick(d *Decision, accept func(*discovery.Instance) bool) (Result, error) {
-	res := Result{Service: d.Service, Route: d.Route, RouteIndex: d.RouteIndex, Subset: d.Subset()}
+	res := Result{Service: d.Service, Route: d.Route, RouteIndex: d.RouteIndex, Subset: d.Subset(), Lane: d.lane}
+	if res.Instance = t.PickLane(d, accept); res.Instance != nil {
+		res.Subset = LaneSubset
+		return res, nil
+	}
 	if res.Instance = t.PickChosen(d, accept); res.Instance != nil {
 		return res, nil
 	}
@@ -250,6 +268,8 @@ func (t *Table) PickChosen(d *Decision, accept func(*discovery.Instance) bool) *
 	switch st := d.st; {
 	case st == nil:
 		return nil
+	case d.RouteIndex < 0 && st.lanes != nil:
+		return st.lanes.base.Pick(accept)
 	case d.RouteIndex < 0:
 		return st.all.Pick(accept)
 	case d.subset >= 0:
@@ -267,14 +287,16 @@ func (t *Table) PickFallback(d *Decision, accept func(*discovery.Instance) bool)
 	return d.st.subsets[d.fallback].Pick(accept)
 }
 
-// Candidates returns the instances Pick chooses from for d: those of the
-// chosen subset, and then those of the fallback subset. Callers must not
-// modify the lists.
+// Candidates returns the instances Pick chooses from for d after those
+// of its lane (LaneCandidates): those of the chosen subset, and then those
+// of the fallback subset. Callers must not modify the lists.
 func (t *Table) Candidates(d *Decision) (chosen, fallback []discovery.Instance) {
 	st := d.st
 	switch {
 	case st == nil:
 		return nil, nil
+	case d.RouteIndex < 0 && st.lanes != nil:
+		return st.lanes.base.Instances(), nil
 	case d.RouteIndex < 0:
 		return st.all.Instances(), nil
 	}

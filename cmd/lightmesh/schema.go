@@ -135,6 +135,7 @@ func fields() map[string]field {
 		"Defaults.breaker":          {doc: "circuit breaker for services that set none"},
 		"Defaults.outlierDetection": {doc: "breaker per instance for services that set none"},
 		"Defaults.rateLimit":        {doc: "client-side token bucket for services that set none"},
+		"Defaults.lanes":            {doc: "dynamic lanes for services that set none: every value of one instance label is a lane, no rule edit when one appears"},
 
 		"Service.subsets":          {doc: "groups of the service's instances, by name, selected by their labels"},
 		"Service.routes":           {doc: "tried in order; the first whose match accepts the request wins. Default: every instance, round-robin"},
@@ -144,6 +145,18 @@ func fields() map[string]field {
 		"Service.outlierDetection": {doc: "a breaker per instance: an open instance is skipped by the balancer (ejected). Default: no ejection"},
 		"Service.rateLimit":        {doc: "token bucket on the calls this process sends to the service; over it, ErrRateLimited without sending. Default: no limit"},
 		"Service.inbound":          {doc: "server-side limits on the requests the service receives (mesh.Handler, gRPC server interceptors)"},
+		"Service.lanes":            {doc: "dynamic lanes: a call carrying lane V goes to the instances labelled V, else where the routes send it (base); lane instances get no other traffic. Default: none, or the defaults' lanes"},
+
+		"Lanes.label":  {doc: "the instance label whose value names an instance's lane (env: env=feat-123 serves lane feat-123)"},
+		"Lanes.header": {doc: "the request header, gRPC metadata key and lane key carrying the call's lane value. Default: x-env"},
+		"Lanes.entry":  {doc: "rules that put calls entering this service (the edge) into a lane, tried in order; a call already carrying a lane keeps it. They apply with WithoutInboundLanes too"},
+
+		"LaneEntry.header":  {doc: "request header (or gRPC metadata key) to read"},
+		"LaneEntry.cookie":  {doc: "HTTP cookie to read"},
+		"LaneEntry.query":   {doc: "URL query parameter to read"},
+		"LaneEntry.percent": {doc: "makes the value read a key (a user id): this share of keys, by a stable hash, goes into lane, the same key always on the same side", min: bound(0), max: bound(100), positive: true},
+		"LaneEntry.lane":    {doc: "the lane a percent entry puts its share into; only with percent (without it, the value read is the lane)"},
+		"Lanes.base":        {doc: "the base instances, serving calls without a lane or whose lane has no instance here. Default: the instances without the label"},
 
 		"Subset.labels": {doc: "instances whose labels include all of these; empty: every instance"},
 

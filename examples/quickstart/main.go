@@ -232,6 +232,7 @@ func run(ctx context.Context, serveAfter bool, adminAddr string) error {
 		}
 		fmt.Printf("   %-17s %s", label(env), body)
 	}
+	fmt.Println("   a lane per feature branch, found by instance label with no rule edit: go run ./examples/lanes")
 
 	fmt.Println("3. canary 90/10 (rule file rewritten)")
 	if err := publish(tour, ruleFile, canary, events); err != nil {

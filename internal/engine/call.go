@@ -113,7 +113,7 @@ func (c *Call) Begin(s *State, service string, req *router.Request, metrics *Met
 		c.result = router.Result{Service: service, RouteIndex: -1}
 		return err
 	}
-	c.result = router.Result{Service: service, Route: c.decision.Route, RouteIndex: c.decision.RouteIndex, Subset: c.decision.Subset()}
+	c.result = router.Result{Service: service, Route: c.decision.Route, RouteIndex: c.decision.RouteIndex, Subset: c.decision.Subset(), Lane: c.decision.Lane()}
 	c.svc = s.Service(service)
 	c.plain = true
 	if c.svc != nil {
@@ -303,7 +303,7 @@ func (t *Try) Pick(conns Conns) (*discovery.Instance, error) {
 	t.conns = conns
 	t.sawOpen, t.sawPending, t.sawDown = false, false, false
 	for {
-		in, fallback := t.pickOnce()
+		in, lane, fallback := t.pickOnce()
 		if in == nil {
 			t.pickErr = t.pickError()
 			return nil, t.pickErr
@@ -323,7 +323,10 @@ func (t *Try) Pick(conns Conns) (*discovery.Instance, error) {
 		}
 		t.picked, t.pickErr = true, nil
 		c.result.Instance, c.result.Subset, c.result.Fallback = in, c.decision.Subset(), fallback
-		if fallback {
+		switch {
+		case lane:
+			c.result.Subset = router.LaneSubset
+		case fallback:
 			c.result.Subset = c.decision.Fallback()
 		}
 		if c.ntried < maxTried {
@@ -334,32 +337,46 @@ func (t *Try) Pick(conns Conns) (*discovery.Instance, error) {
 	}
 }
 
-// pickOnce picks from the chosen subset, preferring instances not tried
-// yet, then from the fallback unless the chosen subset is still
-// connecting; fallback reports which one it came from.
-func (t *Try) pickOnce() (in *discovery.Instance, fallback bool) {
+// pickOnce picks from the call's lane, then from the chosen subset, then
+// from the fallback, each preferring instances not tried yet, and moving
+// on only when the one before is not still connecting; lane and fallback
+// report which one it came from.
+func (t *Try) pickOnce() (in *discovery.Instance, lane, fallback bool) {
 	c := t.c
 	tb := c.state.table
+	if c.decision.HasLaneInstances() {
+		if in = tb.PickLane(&c.decision, t.acceptFresh); in != nil {
+			return in, true, false
+		}
+		if c.ntried > 0 {
+			if in = tb.PickLane(&c.decision, t.acceptAgain); in != nil {
+				return in, true, false
+			}
+		}
+		if t.sawPending {
+			return nil, false, false
+		}
+	}
 	if in = tb.PickChosen(&c.decision, t.acceptFresh); in != nil {
-		return in, false
+		return in, false, false
 	}
 	if c.ntried > 0 {
 		if in = tb.PickChosen(&c.decision, t.acceptAgain); in != nil {
-			return in, false
+			return in, false, false
 		}
 	}
 	if t.sawPending {
-		return nil, false
+		return nil, false, false
 	}
 	if in = tb.PickFallback(&c.decision, t.acceptFresh); in != nil {
-		return in, true
+		return in, false, true
 	}
 	if c.ntried > 0 {
 		if in = tb.PickFallback(&c.decision, t.acceptAgain); in != nil {
-			return in, true
+			return in, false, true
 		}
 	}
-	return nil, false
+	return nil, false, false
 }
 
 // instanceBreaker returns the outlier breaker of in, or nil.
@@ -415,7 +432,7 @@ func (t *Try) pickError() error {
 		// the only one.
 		e := &CircuitOpenError{Service: d.Service, Subset: d.Subset()}
 		chosen, fallback := c.state.table.Candidates(d)
-		for _, list := range [2][]discovery.Instance{chosen, fallback} {
+		for _, list := range [3][]discovery.Instance{c.state.table.LaneCandidates(d), chosen, fallback} {
 			for i := range list {
 				in := &list[i]
 				if b := c.svc.instanceBreaker(in); c.isRefused(in) || b != nil && !b.Ready() {

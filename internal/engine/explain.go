@@ -174,6 +174,9 @@ func (e *Explanation) WriteText(w io.Writer) error {
 			p("    %s %s %s: got %s", mark, c.Field, c.Want, got)
 		}
 	}
+	if e.Lane != nil {
+		p("  %s", e.Lane.Decision)
+	}
 	if len(e.Split) > 1 {
 		var parts []string
 		for _, s := range e.Split {

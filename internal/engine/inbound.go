@@ -46,6 +46,7 @@ func (e *Engine) Enter(ctx context.Context, protocol string, req *router.Request
 	in := Incoming{eng: e, protocol: protocol, start: time.Now()}
 	existing := oteltrace.SpanFromContext(ctx)
 	ctx = e.prop.Extract(ctx, carrier)
+	ctx = e.Load().enterLane(ctx, local, req)
 	switch {
 	case keep && existing.SpanContext().IsValid():
 		ctx = oteltrace.ContextWithSpan(ctx, existing)

@@ -11,6 +11,7 @@ import (
 	oteltrace "go.opentelemetry.io/otel/trace"
 
 	"github.com/lightmesh/lightmesh/breaker"
+	"github.com/lightmesh/lightmesh/router"
 )
 
 // Metrics holds a mesh's Prometheus collectors. A nil *Metrics records
@@ -29,6 +30,7 @@ type Metrics struct {
 	duration           *prometheus.HistogramVec
 	rejections         *prometheus.CounterVec
 	retries            *prometheus.CounterVec
+	laneFallbacks      *prometheus.CounterVec
 	breakerTransitions *prometheus.CounterVec
 	rulesInfo          *prometheus.GaugeVec
 	ruleUpdates        *prometheus.CounterVec
@@ -155,6 +157,12 @@ func NewMetrics(reg prometheus.Registerer, state func() *State) (*Metrics, error
 			[]string{"direction", "protocol", "destination_service", "reason"}),
 		retries: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "retries_total",
 			Help: "Retries sent, by destination service."}, []string{"destination_service"}),
+		// One series per service, none per lane value: lanes come and go
+		// with every feature branch, and a series per lane would grow
+		// without bound; which lane fell back is in the call's span and in
+		// explain.
+		laneFallbacks: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "lane_fallbacks_total",
+			Help: "Outbound calls that carried a lane the destination has a lanes rule for and were served by a base (non-lane) instance, because the lane had no available instance there."}, []string{"destination_service"}),
 		breakerTransitions: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "breaker_transitions_total",
 			Help: "Circuit breaker state changes, by the state entered."}, []string{"destination_service", "to"}),
 		rulesInfo: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "rules_info",
@@ -170,7 +178,7 @@ func NewMetrics(reg prometheus.Registerer, state func() *State) (*Metrics, error
 		cpLastEvent: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "control_plane_last_event_timestamp_seconds",
 			Help: "Unix time of the last delivery from the control plane (a rule document or an instance list); time() minus it is the age."}, []string{"watcher"}),
 	}
-	for _, c := range []prometheus.Collector{mt.requests, mt.duration, mt.rejections, mt.retries,
+	for _, c := range []prometheus.Collector{mt.requests, mt.duration, mt.rejections, mt.retries, mt.laneFallbacks,
 		&breakerCollector{state: state}, mt.breakerTransitions, mt.rulesInfo, mt.ruleUpdates, mt.documentInfo, mt.documentUpdates, mt.cpConnected, mt.cpLastEvent} {
 		if err := reg.Register(c); err != nil {
 			mt.Unregister()
@@ -266,6 +274,9 @@ func (mt *Metrics) Finish(ctx context.Context, c *Call, protocol, code string, d
 	}
 	if c.Sent() {
 		mt.Observe(ctx, Outbound, protocol, c.result.Service, c.result.Subset, code, d)
+		if c.result.Lane != "" && c.result.Subset != router.LaneSubset {
+			mt.laneFallbacks.WithLabelValues(c.result.Service).Inc()
+		}
 		return
 	}
 	if reason := RejectionReason(err); reason != "" {
