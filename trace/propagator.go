@@ -666,9 +666,16 @@ func asHeader(c propagation.TextMapCarrier) (http.Header, bool) {
 // that the propagation headers of a request cost one allocation (Spare's
 // array, which the caller can allocate with the request) rather than one
 // each. The header refers to Spare's array afterwards: do not reuse it.
+//
+// With Shared set, Header is the caller's own map, which must not change:
+// the first Set replaces Header with a copy of it (the copy shares each
+// header's value slice, capped so that an append never writes into the
+// caller's array) and clears Shared. A request to which Inject adds
+// nothing thus costs no header copy at all.
 type OutgoingHeader struct {
 	Header http.Header
 	Spare  []string
+	Shared bool
 }
 
 var _ propagation.TextMapCarrier = (*OutgoingHeader)(nil)
@@ -683,6 +690,13 @@ func (o *OutgoingHeader) Set(key, value string) { o.set(canonicalKey(key), value
 func (o *OutgoingHeader) Keys() []string { return headerKeys(o.Header) }
 
 func (o *OutgoingHeader) set(canon, value string) {
+	if o.Shared {
+		out := make(http.Header, len(o.Header)+4)
+		for k, v := range o.Header {
+			out[k] = v[:len(v):len(v)]
+		}
+		o.Header, o.Shared = out, false
+	}
 	n := len(o.Spare)
 	if n == cap(o.Spare) {
 		o.Header[canon] = []string{value}
