@@ -309,6 +309,11 @@ func (b *Breaker) Done(t Ticket, o Outcome) {
 	if t.probe {
 		defer b.probes.Add(-1)
 	}
+	if o == Ignored {
+		// gobreaker would count it as a request and as an exclusion,
+		// which cancel out; skip its lock and its two clock reads.
+		return
+	}
 	slow := false
 	if b.slowNs > 0 {
 		end := b.now()

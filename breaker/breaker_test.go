@@ -830,3 +830,26 @@ func TestPeekStateHasNoSideEffect(t *testing.T) {
 		t.Fatalf("after a successful probe: %v", s)
 	}
 }
+
+// TestIgnoredOutcomeCostsNothing: an ignored outcome changes no count, so
+// Done records it without reading the clock (with slow-call timing on,
+// it used to read it once, and gobreaker twice more under its lock).
+func TestIgnoredOutcomeCostsNothing(t *testing.T) {
+	c := newClock()
+	reads := 0
+	b := New("svc", Settings{MinRequests: 2, SlowCallThreshold: time.Second}, WithClock(func() time.Time { reads++; return c.Now() }))
+	tk, err := b.Allow()
+	if err != nil {
+		t.Fatal(err)
+	}
+	reads = 0
+	b.Done(tk, Ignored)
+	if reads != 0 {
+		t.Fatalf("Done(Ignored) read the clock %d times", reads)
+	}
+	tk, _ = b.Allow()
+	b.Done(tk, Success)
+	if reads == 0 {
+		t.Fatal("the clock is not the breaker's: the test proves nothing")
+	}
+}

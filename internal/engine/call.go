@@ -93,6 +93,8 @@ type Call struct {
 
 	try       Try                // the try in progress, or the last one
 	cancelTry context.CancelFunc // of the last try's timeout context
+
+	start time.Time // the call's start, as Admit was given it; zero before
 }
 
 // Begin starts c as a call to service on state s: it matches req against
@@ -148,8 +150,9 @@ func (c *Call) NonIdempotentAllowed() bool {
 // Admit applies the route's rate limit at now, the time the call started
 // (the adapters read the clock once per call; a clock read costs as much
 // as the rest of the limiter): a *RateLimitError when the call must not
-// be sent.
+// be sent. Run counts the call's timeout, and its first try's, from now.
 func (c *Call) Admit(now time.Time) error {
+	c.start = now
 	if c.route == nil || c.route.limiter == nil || c.route.limiter.AllowAt(now) {
 		return nil
 	}
@@ -568,10 +571,16 @@ func (c *Call) Run(ctx context.Context, s Sender) error {
 	}
 	pol := c.route.policy
 	// One context per try, whose deadline is the earlier of the call's
-	// and the try's: the call's own deadline is kept as a time.
+	// and the try's: the call's own deadline is kept as a time. The first
+	// try starts when the call did (Admit's time: no clock read of its
+	// own); a retry reads the clock after its backoff.
+	now := c.start // zero without Admit: read below when needed
 	var callDeadline time.Time
 	if pol.Timeout > 0 {
-		callDeadline = time.Now().Add(pol.Timeout)
+		if now.IsZero() {
+			now = time.Now()
+		}
+		callDeadline = now.Add(pol.Timeout)
 	}
 	var retry *router.RetryPolicy
 	if pol.Retry != nil {
@@ -592,10 +601,14 @@ func (c *Call) Run(ctx context.Context, s Sender) error {
 		tryCtx := ctx
 		deadline := callDeadline
 		if pol.Retry != nil && pol.Retry.PerTryTimeout > 0 {
-			if d := time.Now().Add(pol.Retry.PerTryTimeout); deadline.IsZero() || d.Before(deadline) {
+			if now.IsZero() {
+				now = time.Now()
+			}
+			if d := now.Add(pol.Retry.PerTryTimeout); deadline.IsZero() || d.Before(deadline) {
 				deadline = d
 			}
 		}
+		now = time.Time{} // a retry's try starts after the backoff
 		if !deadline.IsZero() {
 			tryCtx, c.cancelTry = context.WithDeadline(ctx, deadline)
 		}

@@ -1,8 +1,12 @@
 package engine
 
 import (
+	"context"
+	"net/http"
 	"testing"
 	"time"
+
+	"github.com/lightmesh/lightmesh/router"
 )
 
 // The README promises that the wait between retries doubles from
@@ -21,6 +25,49 @@ func TestRetryBackoffAtMostTenTimesBase(t *testing.T) {
 		want := min(base<<n, 10*base) // before jitter
 		if lo < want/2 || lo > want {
 			t.Fatalf("retry %d waited from %v, want about half of %v", n, lo, want)
+		}
+	}
+}
+
+// deadlineSender records the deadline of each try's context.
+type deadlineSender struct{ deadlines []time.Time }
+
+func (s *deadlineSender) Send(ctx context.Context, t *Try) Outcome {
+	if _, err := t.Pick(nil); err != nil {
+		return Outcome{Err: err}
+	}
+	d, _ := ctx.Deadline()
+	s.deadlines = append(s.deadlines, d)
+	return Outcome{Status: http.StatusOK}
+}
+
+func (s *deadlineSender) Discard() {}
+
+// TestTimeoutCountsFromAdmit: the call's timeout and its first try's
+// run from the time the adapter gave Admit (the call's start, read once
+// per call), not from a clock read of Run's own.
+func TestTimeoutCountsFromAdmit(t *testing.T) {
+	for _, protection := range []string{
+		"    timeout: 2s\n",
+		"    timeout: 5s\n    retry: {attempts: 1, perTryTimeout: 2s}\n",
+	} {
+		st := admitState(t, protection)
+		req := &router.Request{Method: http.MethodGet, Path: "/", Header: http.Header{"X-Env": {"staging"}}}
+		var c Call
+		if err := c.Begin(st, "svc", req, nil); err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now().Add(-time.Second)
+		if err := c.Admit(start); err != nil {
+			t.Fatal(err)
+		}
+		s := &deadlineSender{}
+		if err := c.Run(context.Background(), s); err != nil {
+			t.Fatal(err)
+		}
+		c.Release()
+		if want := start.Add(2 * time.Second); len(s.deadlines) != 1 || !s.deadlines[0].Equal(want) {
+			t.Fatalf("%q: try deadlines %v, want [%v]", protection, s.deadlines, want)
 		}
 	}
 }
