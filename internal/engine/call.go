@@ -236,6 +236,11 @@ type Try struct {
 	conns                        Conns
 	sawOpen, sawPending, sawDown bool // why candidates were skipped
 
+	// lastIn and lastB are the instance accept looked at last and its
+	// breaker: the one Pick takes, whose breaker it then needs again.
+	lastIn *discovery.Instance
+	lastB  *breaker.Breaker
+
 	callTimedOut, tryTimedOut bool // judged by Done
 }
 
@@ -297,13 +302,14 @@ func (t *Try) Pick(conns Conns) (*discovery.Instance, error) {
 	t.inst.report(breaker.Ignored)
 	t.conns = conns
 	t.sawOpen, t.sawPending, t.sawDown = false, false, false
+	t.lastIn = nil // the call may have been rebased onto other breakers
 	for {
 		in, fallback := t.pickOnce()
 		if in == nil {
 			t.pickErr = t.pickError()
 			return nil, t.pickErr
 		}
-		if b := c.svc.instanceBreaker(in); b != nil {
+		if b := t.instanceBreaker(in); b != nil {
 			tk, err := b.Allow()
 			if err != nil {
 				if c.nrefused == maxRefused {
@@ -365,6 +371,18 @@ func (s *Service) instanceBreaker(in *discovery.Instance) *breaker.Breaker {
 	return s.outlier[in.Address]
 }
 
+// instanceBreaker returns the outlier breaker of in, or nil, looking it
+// up once for the instance accept and then Pick see in turn.
+func (t *Try) instanceBreaker(in *discovery.Instance) *breaker.Breaker {
+	if t.c.svc == nil || t.c.svc.outlier == nil {
+		return nil
+	}
+	if in != t.lastIn {
+		t.lastIn, t.lastB = in, t.c.svc.outlier[in.Address]
+	}
+	return t.lastB
+}
+
 // Instances are told apart by address, not by pointer: a call that waits
 // for a connection may pick again from a newer State (Rebase).
 func (t *Try) acceptFresh(in *discovery.Instance) bool {
@@ -380,7 +398,7 @@ func (t *Try) acceptAgain(in *discovery.Instance) bool {
 	if t.c.isRefused(in) {
 		return false
 	}
-	if b := t.c.svc.instanceBreaker(in); b != nil && !b.Ready() {
+	if b := t.instanceBreaker(in); b != nil && !b.Ready() {
 		t.sawOpen = true
 		return false
 	}
