@@ -95,6 +95,7 @@ type Call struct {
 	cancelTry context.CancelFunc // of the last try's timeout context
 
 	start time.Time // the call's start, as Admit was given it; zero before
+	end   time.Time // when the last try that reported to a breaker ended
 }
 
 // Begin starts c as a call to service on state s: it matches req against
@@ -171,6 +172,16 @@ func (c *Call) RetryAfter() time.Duration {
 // instance); before any pick, the route and subset chosen.
 func (c *Call) Result() router.Result { return c.result }
 
+// Elapsed returns the time from start to the end of the call's last try
+// when a breaker was told of it (Done read the clock then; a clock read
+// costs about as much as a breaker), else to now.
+func (c *Call) Elapsed(start time.Time) time.Duration {
+	if c.end.IsZero() {
+		return time.Since(start)
+	}
+	return c.end.Sub(start)
+}
+
 // Sent reports whether any try was sent: false when the call was refused
 // (rate limited, circuit open, no instance) before reaching an instance.
 func (c *Call) Sent() bool { return c.sent }
@@ -208,6 +219,15 @@ type admission struct {
 func (a *admission) report(o breaker.Outcome) {
 	if a.b != nil {
 		a.b.Done(a.t, o)
+		a.b = nil
+	}
+}
+
+// reportAt is report with the try's end time, read once for both
+// breakers (a clock read costs about as much as the rest of Done).
+func (a *admission) reportAt(o breaker.Outcome, now time.Time) {
+	if a.b != nil {
+		a.b.DoneAt(a.t, o, now)
 		a.b = nil
 	}
 }
@@ -261,6 +281,7 @@ func (c *Call) NewTry(ctx context.Context) (*Try, error) {
 func (c *Call) newTry() (*Try, error) {
 	t := &c.try
 	*t = Try{c: c}
+	c.end = time.Time{} // only the last try's end measures the call
 	if c.svc == nil || c.svc.breaker == nil {
 		return t, nil
 	}
@@ -494,8 +515,11 @@ func (t *Try) Done(o *Outcome) error {
 	callerDone, callTimedOut, tryTimedOut := t.judge(o)
 	t.callTimedOut, t.tryTimedOut = callTimedOut, tryTimedOut
 	c.callerDone, c.timedOut = callerDone, callTimedOut || tryTimedOut
-	t.svc.report(verdict(t.svc.policy, o, callerDone, c.timedOut))
-	t.inst.report(verdict(t.inst.policy, o, callerDone, c.timedOut))
+	if t.svc.b != nil || t.inst.b != nil {
+		c.end = time.Now()
+		t.svc.reportAt(verdict(t.svc.policy, o, callerDone, c.timedOut), c.end)
+		t.inst.reportAt(verdict(t.inst.policy, o, callerDone, c.timedOut), c.end)
+	}
 	return nil
 }
 
