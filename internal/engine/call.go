@@ -652,7 +652,11 @@ func (c *Call) Run(ctx context.Context, s Sender) error {
 		}
 		now = time.Time{} // a retry's try starts after the backoff
 		if !deadline.IsZero() {
-			tryCtx, c.cancelTry = context.WithDeadline(ctx, deadline)
+			// A caller's deadline that comes first ends the try anyway:
+			// no context (and timer) of the mesh's own then.
+			if d, ok := ctx.Deadline(); !ok || d.After(deadline) {
+				tryCtx, c.cancelTry = context.WithDeadline(ctx, deadline)
+			}
 		}
 		t.parent, t.ctx, t.callDeadline = ctx, tryCtx, callDeadline
 		o := s.Send(tryCtx, t)

@@ -71,3 +71,46 @@ func TestTimeoutCountsFromAdmit(t *testing.T) {
 		}
 	}
 }
+
+// ctxSender records the context of each try.
+type ctxSender struct{ ctxs []context.Context }
+
+func (s *ctxSender) Send(ctx context.Context, t *Try) Outcome {
+	if _, err := t.Pick(nil); err != nil {
+		return Outcome{Err: err}
+	}
+	s.ctxs = append(s.ctxs, ctx)
+	return Outcome{Status: http.StatusOK}
+}
+
+func (s *ctxSender) Discard() {}
+
+// TestCallerDeadlineFirstNoTimer: when the caller's deadline comes before
+// the mesh's timeouts, the try runs on the caller's own context: no
+// context or timer of the mesh's, nothing left to release.
+func TestCallerDeadlineFirstNoTimer(t *testing.T) {
+	st := admitState(t, "    timeout: 5s\n    retry: {attempts: 1, perTryTimeout: 2s}\n")
+	req := &router.Request{Method: http.MethodGet, Path: "/", Header: http.Header{"X-Env": {"staging"}}}
+	for _, tc := range []struct {
+		caller time.Duration
+		own    bool
+	}{{time.Second, false}, {3 * time.Second, true}} {
+		ctx, cancel := context.WithTimeout(context.Background(), tc.caller)
+		var c Call
+		if err := c.Begin(st, "svc", req, nil); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Admit(time.Now()); err != nil {
+			t.Fatal(err)
+		}
+		s := &ctxSender{}
+		if err := c.Run(ctx, s); err != nil {
+			t.Fatal(err)
+		}
+		if own := s.ctxs[0] != ctx; own != tc.own || c.HasTimeouts() != tc.own {
+			t.Errorf("caller's deadline in %v: the try had a context of its own %v, timeouts to release %v; want %v", tc.caller, own, c.HasTimeouts(), tc.own)
+		}
+		c.Release()
+		cancel()
+	}
+}
