@@ -263,15 +263,19 @@ func (mt *Metrics) Observe(ctx context.Context, direction, protocol, service, su
 	if mt == nil {
 		return
 	}
-	mt.observe(ctx, mt.seriesOf(seriesKey{direction, protocol, service, subset}), code, d)
+	mt.observe(ctx, mt.seriesOf(seriesKey{direction, protocol, service, subset}), code, d, time.Time{})
 }
 
-// observe records one call to s.
-func (mt *Metrics) observe(ctx context.Context, s *series, code string, d time.Duration) {
+// observe records one call to s that ended at end (zero: read the clock
+// if an exemplar needs it).
+func (mt *Metrics) observe(ctx context.Context, s *series, code string, d time.Duration, end time.Time) {
 	s.counter(mt, code).Inc()
 	if s.exemplar != nil {
 		if sc := oteltrace.SpanContextFromContext(ctx); sc.IsSampled() {
-			now := time.Now().UnixNano()
+			if end.IsZero() {
+				end = time.Now()
+			}
+			now := end.UnixNano()
 			if last := s.lastExemplar.Load(); now-last >= int64(exemplarEvery) && s.lastExemplar.CompareAndSwap(last, now) {
 				s.exemplar.ObserveWithExemplar(d.Seconds(), prometheus.Labels{"trace_id": sc.TraceID().String()})
 				return
@@ -295,7 +299,7 @@ func (mt *Metrics) Finish(ctx context.Context, c *Call, protocol, code string, d
 		return
 	}
 	if c.Sent() {
-		mt.observe(ctx, mt.outbound(c, protocol), code, d)
+		mt.observe(ctx, mt.outbound(c, protocol), code, d, c.end)
 		return
 	}
 	if reason := RejectionReason(err); reason != "" {
