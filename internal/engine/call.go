@@ -173,7 +173,7 @@ func (c *Call) RetryAfter() time.Duration {
 func (c *Call) Result() router.Result { return c.result }
 
 // Elapsed returns the time from start to the end of the call's last try
-// when a breaker was told of it (Done read the clock then; a clock read
+// when Done read the clock for a breaker's slow-call timing (a clock read
 // costs about as much as a breaker), else to now.
 func (c *Call) Elapsed(start time.Time) time.Duration {
 	if c.end.IsZero() {
@@ -516,11 +516,23 @@ func (t *Try) Done(o *Outcome) error {
 	t.callTimedOut, t.tryTimedOut = callTimedOut, tryTimedOut
 	c.callerDone, c.timedOut = callerDone, callTimedOut || tryTimedOut
 	if t.svc.b != nil || t.inst.b != nil {
-		c.end = time.Now()
-		t.svc.reportAt(verdict(t.svc.policy, o, callerDone, c.timedOut), c.end)
-		t.inst.reportAt(verdict(t.inst.policy, o, callerDone, c.timedOut), c.end)
+		// The breakers' windows roll by the call's start, read once
+		// already (Admit); only slow-call timing needs the try's end.
+		now := c.start
+		if now.IsZero() || timesCalls(t.svc.policy) || timesCalls(t.inst.policy) {
+			c.end = time.Now()
+			now = c.end
+		}
+		t.svc.reportAt(verdict(t.svc.policy, o, callerDone, c.timedOut), now)
+		t.inst.reportAt(verdict(t.inst.policy, o, callerDone, c.timedOut), now)
 	}
 	return nil
+}
+
+// timesCalls reports whether a breaker of policy bp times its calls
+// (slow-call detection), so that its outcomes need their end time.
+func timesCalls(bp *router.BreakerPolicy) bool {
+	return bp != nil && bp.Settings.SlowCallThreshold > 0
 }
 
 // AttemptDone reports one attempt of the try — what the last Pick sent —
