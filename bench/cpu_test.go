@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -42,32 +43,76 @@ func BenchmarkCPU(b *testing.B) {
 	})
 }
 
-// paced sends b.N requests at cpuRate and reports CPU and latency; pgid,
-// when not 0, is a proxy's process group whose CPU is reported too.
+// The rate and concurrency of BenchmarkLoad.
+const (
+	loadRate    = 10_000
+	loadCallers = 64
+)
+
+// BenchmarkLoad is BenchmarkCPU under concurrency: b.N loopback GETs
+// (run it with a fixed count, e.g. -benchtime 50000x) at loadRate
+// requests per second in all, from loadCallers goroutines each paced at
+// its share of the rate, bare and through the full lightmesh stack. It
+// reports what BenchmarkCPU does; the figure to read is the p99 that
+// lightmesh adds when many calls are in flight at once.
+func BenchmarkLoad(b *testing.B) {
+	srv := upstream(b)
+	addr := strings.TrimPrefix(srv.URL, "http://")
+	b.Run("path=bare", func(b *testing.B) { pacedN(b, newBase(b), newRequest(b, srv.URL+"/"), 0, loadRate, loadCallers) })
+	b.Run("path=lightmesh-full", func(b *testing.B) {
+		pacedN(b, fullStack(b, addr), newRequest(b, "http://svc/"), 0, loadRate, loadCallers)
+	})
+}
+
+// paced sends b.N requests at cpuRate, one at a time, and reports CPU and
+// latency; pgid, when not 0, is a proxy's process group whose CPU is
+// reported too.
 func paced(b *testing.B, rt http.RoundTripper, req *http.Request, pgid int) {
+	pacedN(b, rt, req, pgid, cpuRate, 1)
+}
+
+// pacedN is paced at rate requests per second from callers goroutines,
+// each sending its share of b.N at rate/callers, their schedules
+// staggered evenly.
+func pacedN(b *testing.B, rt http.RoundTripper, req *http.Request, pgid, rate, callers int) {
 	client := &http.Client{Transport: rt}
 	if err := do(client, req); err != nil {
 		b.Fatal(err)
 	}
-	var hist histogram
-	interval := time.Second / cpuRate
+	hists := make([]histogram, callers)
+	interval := time.Duration(callers) * time.Second / time.Duration(rate)
 	cpu0, proxy0 := processCPU(), groupCPU(pgid)
 	b.ResetTimer()
 	start := time.Now()
-	next := start
-	for i := 0; i < b.N; i++ {
-		if d := time.Until(next); d > 0 {
-			time.Sleep(d)
+	var wg sync.WaitGroup
+	for g := range callers {
+		n := b.N / callers
+		if g < b.N%callers {
+			n++
 		}
-		next = next.Add(interval)
-		t0 := time.Now()
-		if err := do(client, req); err != nil {
-			b.Fatal(err)
-		}
-		hist.add(time.Since(t0))
+		wg.Go(func() {
+			next := start.Add(interval * time.Duration(g) / time.Duration(callers))
+			for range n {
+				if d := time.Until(next); d > 0 {
+					time.Sleep(d)
+				}
+				next = next.Add(interval)
+				t0 := time.Now()
+				if err := do(client, req); err != nil {
+					b.Error(err)
+					return
+				}
+				hists[g].add(time.Since(t0))
+			}
+		})
 	}
+	wg.Wait()
 	elapsed := time.Since(start)
 	b.StopTimer()
+	var hist histogram
+	for i := range hists {
+		hist.merge(&hists[i])
+	}
 	krps := float64(b.N) / elapsed.Seconds() / 1000
 	b.ReportMetric((processCPU()-cpu0).Seconds()/elapsed.Seconds()/krps, "vCPU/1krps")
 	if pgid != 0 {
@@ -130,6 +175,17 @@ func bucketOf(d time.Duration) int {
 		return 0
 	}
 	return int(math.Log(float64(d)/float64(time.Microsecond))/math.Log(1.01)) + 1
+}
+
+// merge adds the counts of o to h.
+func (h *histogram) merge(o *histogram) {
+	if h.counts == nil {
+		h.counts = map[int]int{}
+	}
+	for k, c := range o.counts {
+		h.counts[k] += c
+	}
+	h.n += o.n
 }
 
 func (h *histogram) add(d time.Duration) {

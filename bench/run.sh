@@ -2,7 +2,7 @@
 # run.sh runs every lightmesh benchmark — the core module's (routing, the
 # decision path, the SDK's own overhead, gRPC, scaling) and this module's
 # comparisons with peers (otelhttp, otelgrpc, breakers, an nginx/HAProxy
-# hop, CPU per 1,000 rps) — writes the raw output to results/*.txt, prints
+# hop, CPU per 1,000 rps, latency under load) — writes the raw output to results/*.txt, prints
 # benchstat tables and writes them, with the machine and the date, to
 # ../BENCHMARKS.md.
 #
@@ -161,6 +161,9 @@ if group proxy peers.test 'BenchmarkProxyHop$' -test.cpu 1,2; then
 fi
 if group cpu peers.test 'BenchmarkCPU$' -test.benchtime 20000x -test.count 3; then
 	table "BenchmarkCPU: 20,000 GETs at 2,000 rps — CPU per 1,000 rps and latency percentiles" -col /path results/cpu.txt
+fi
+if group load peers.test 'BenchmarkLoad$' -test.benchtime 50000x -test.count 3; then
+	table "BenchmarkLoad: 50,000 GETs at 10,000 rps from 64 callers — CPU per 1,000 rps and latency percentiles" -col /path results/load.txt
 fi
 
 if [ -n "$SMOKE" ] || [ -n "$ONLY" ]; then

@@ -176,15 +176,17 @@ type Breaker struct {
 	trips     atomic.Uint32 // consecutive trips; written under gobreaker's lock
 	pending   atomic.Bool   // mirrors halfOpenPending
 	queued    atomic.Bool   // events are waiting for the hook
-	// lastEnd is the end time of the call being recorded (slow-call mode
-	// only). The slow-call window rolls by it instead of reading the clock
-	// again under gobreaker's lock.
-	lastEnd atomic.Int64
 
-	// Guarded by gobreaker's mutex: only touched from its hooks, which it
-	// calls with the mutex held.
+	// The closed state's counts live here, not in gobreaker, so that a
+	// success costs one short lock and one clock read (gobreaker's
+	// Execute takes its mutex twice and reads the clock twice). gobreaker
+	// sees only the outcomes that can change the state: failures while
+	// closed, every outcome while half-open; its readyToTrip reads win.
+	// Guarded by mu, and gbState is written under gobreaker's mutex too.
+	// Lock order: gobreaker's mutex, then mu.
+	mu      sync.Mutex
 	gbState gobreaker.State
-	slow    slowWindow
+	win     window
 
 	// Guarded by evMu. Lock order: gobreaker's mutex, then evMu.
 	evMu     sync.Mutex
@@ -220,9 +222,7 @@ func New(name string, s Settings, opts ...Option) *Breaker {
 		jitterFloat: o.jitter,
 	}
 	bucket := s.Window / time.Duration(s.Buckets)
-	if b.slowNs > 0 {
-		b.slow = newSlowWindow(int64(bucket), s.Buckets)
-	}
+	b.win = newWindow(int64(bucket), s.Buckets)
 	b.cb = gobreaker.NewCircuitBreaker[struct{}](gobreaker.Settings{
 		Name:         name,
 		MaxRequests:  s.HalfOpenProbes,
@@ -303,22 +303,49 @@ func (b *Breaker) allowProbe() (Ticket, error) {
 // of an older generation. Done on a ticket that is not an admission does
 // nothing.
 func (b *Breaker) Done(t Ticket, o Outcome) {
+	if t.ok && o != Ignored {
+		b.DoneAt(t, o, b.clock())
+		return
+	}
+	b.DoneAt(t, o, time.Time{})
+}
+
+// DoneAt is Done with the call's end time now, read from the breaker's
+// clock (time.Now unless WithClock), for a caller that has read it
+// already: a clock read costs about as much as the rest of Done. now is
+// not read for an ignored outcome.
+func (b *Breaker) DoneAt(t Ticket, o Outcome, now time.Time) {
 	if !t.ok {
 		return
 	}
 	if t.probe {
 		defer b.probes.Add(-1)
 	}
-	slow := false
-	if b.slowNs > 0 {
-		end := b.now()
-		slow = end-t.start >= b.slowNs
-		b.lastEnd.Store(end)
+	if o == Ignored {
+		// gobreaker would count it as a request and as an exclusion,
+		// which cancel out; skip its lock and its two clock reads.
+		return
 	}
+	end := int64(now.Sub(b.epoch)) // rolls the window and times the call
+	slow := b.slowNs > 0 && end-t.start >= b.slowNs
+	failed := o != Success
+	b.mu.Lock()
 	if b.gen.Load() != t.gen {
+		b.mu.Unlock()
 		return // stale: the state changed since admission
 	}
 	v := verdict(o, slow)
+	if b.gbState == gobreaker.StateClosed {
+		b.win.record(end, failed, slow)
+		failed = failed || b.slowNs > 0 && b.win.slowExceeded(b.set.MinRequests, b.set.SlowCallRatio)
+		b.mu.Unlock()
+		if !failed {
+			return // a success changes no state: gobreaker need not see it
+		}
+		v = errFailure // gobreaker consults readyToTrip
+	} else {
+		b.mu.Unlock()
+	}
 	// Deliver transitions this outcome caused.
 	defer b.flushQueued()
 	b.cb.Execute(func() (struct{}, error) {
@@ -485,11 +512,11 @@ func (b *Breaker) openPeriod(trip uint32) int64 {
 // queues the transitions to report.
 func (b *Breaker) gbStateChange(_ string, _, to gobreaker.State) {
 	now := b.now()
+	b.mu.Lock()
 	b.gen.Add(1)
 	b.gbState = to
-	if b.slowNs > 0 {
-		b.slow.reset(now)
-	}
+	b.win.reset(now)
+	b.mu.Unlock()
 	switch to {
 	case gobreaker.StateOpen:
 		trip := b.trips.Add(1)
@@ -521,43 +548,22 @@ func (b *Breaker) gbStateChange(_ string, _, to gobreaker.State) {
 	b.emit(fromGobreaker(to))
 }
 
-// isSuccessful decodes Done's verdict. It also feeds the slow-call window
-// and turns a call into a failure when the window crosses the slow-call
-// ratio, so that gobreaker consults readyToTrip.
-func (b *Breaker) isSuccessful(err error) bool {
-	ok, slow := false, false
-	switch err {
-	case nil:
-		ok = true
-	case errSlowSuccess:
-		ok, slow = true, true
-	case errSlowFailure:
-		slow = true
-	}
-	if b.slowNs == 0 {
-		return ok
-	}
-	if b.gbState == gobreaker.StateHalfOpen {
-		return ok && !slow // a slow probe is a failed probe
-	}
-	b.slow.record(b.lastEnd.Load(), slow)
-	if b.slow.exceeded(b.set.MinRequests, b.set.SlowCallRatio) {
-		return false
-	}
-	return ok
-}
+// isSuccessful decodes Done's verdict for gobreaker, which sees failures
+// while closed and every outcome while half-open, where a slow call is a
+// failed probe.
+func (b *Breaker) isSuccessful(err error) bool { return err == nil }
 
 func isExcluded(err error) bool { return err == errIgnored }
 
 // readyToTrip is gobreaker's ReadyToTrip, called after a failure while
-// closed. Ratios are over completed calls: calls still running and ignored
-// calls count neither in the numerator nor in MinRequests.
-func (b *Breaker) readyToTrip(c gobreaker.Counts) bool {
-	n := c.TotalSuccesses + c.TotalFailures
-	if n > 0 && n >= b.set.MinRequests && float64(c.TotalFailures)/float64(n) >= b.set.FailureRatio {
-		return true
-	}
-	return b.slowNs > 0 && b.slow.exceeded(b.set.MinRequests, b.set.SlowCallRatio)
+// closed; it reads the breaker's own window (gobreaker's counts hold only
+// the failures). Ratios are over completed calls: calls still running and
+// ignored calls count neither in the numerator nor in MinRequests.
+func (b *Breaker) readyToTrip(gobreaker.Counts) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.win.failExceeded(b.set.MinRequests, b.set.FailureRatio) ||
+		b.slowNs > 0 && b.win.slowExceeded(b.set.MinRequests, b.set.SlowCallRatio)
 }
 
 // Event delivery.

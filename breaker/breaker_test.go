@@ -364,25 +364,25 @@ func TestSlowCalls(t *testing.T) {
 	})
 }
 
-func TestSlowWindowRolls(t *testing.T) {
-	w := newSlowWindow(10, 3) // buckets of 10ns, window of 30ns
+func TestWindowRolls(t *testing.T) {
+	w := newWindow(10, 3) // buckets of 10ns, window of 30ns
 	w.reset(0)
-	w.record(0, true)
-	w.record(12, false)
-	w.record(25, true)
-	if w.total != 3 || w.slow != 2 {
-		t.Fatalf("total %d slow %d, want 3 2", w.total, w.slow)
+	w.record(0, true, true)
+	w.record(12, false, false)
+	w.record(25, false, true)
+	if w.total != 3 || w.slow != 2 || w.failed != 1 {
+		t.Fatalf("total %d failed %d slow %d, want 3 1 2", w.total, w.failed, w.slow)
 	}
-	w.record(31, false) // bucket 0 (one slow) expires
-	if w.total != 3 || w.slow != 1 {
-		t.Fatalf("after roll: total %d slow %d, want 3 1", w.total, w.slow)
+	w.record(31, false, false) // bucket 0 (one slow failure) expires
+	if w.total != 3 || w.slow != 1 || w.failed != 0 {
+		t.Fatalf("after roll: total %d failed %d slow %d, want 3 0 1", w.total, w.failed, w.slow)
 	}
-	if !w.exceeded(3, 1.0/3) || w.exceeded(3, 0.5) || w.exceeded(4, 0.1) {
+	if !w.slowExceeded(3, 1.0/3) || w.slowExceeded(3, 0.5) || w.slowExceeded(4, 0.1) || w.failExceeded(3, 0.1) {
 		t.Fatal("exceeded misjudged the window")
 	}
-	w.record(1000, false) // everything expired
-	if w.total != 1 || w.slow != 0 {
-		t.Fatalf("after long gap: total %d slow %d, want 1 0", w.total, w.slow)
+	w.record(1000, true, false) // everything expired
+	if w.total != 1 || w.slow != 0 || w.failed != 1 {
+		t.Fatalf("after long gap: total %d failed %d slow %d, want 1 1 0", w.total, w.failed, w.slow)
 	}
 }
 
@@ -828,5 +828,54 @@ func TestPeekStateHasNoSideEffect(t *testing.T) {
 	do(t, b, Success)
 	if s := b.PeekState(); s != StateClosed {
 		t.Fatalf("after a successful probe: %v", s)
+	}
+}
+
+// TestIgnoredOutcomeCostsNothing: an ignored outcome changes no count, so
+// Done records it without reading the clock (with slow-call timing on,
+// it used to read it once, and gobreaker twice more under its lock).
+func TestIgnoredOutcomeCostsNothing(t *testing.T) {
+	c := newClock()
+	reads := 0
+	b := New("svc", Settings{MinRequests: 2, SlowCallThreshold: time.Second}, WithClock(func() time.Time { reads++; return c.Now() }))
+	tk, err := b.Allow()
+	if err != nil {
+		t.Fatal(err)
+	}
+	reads = 0
+	b.Done(tk, Ignored)
+	if reads != 0 {
+		t.Fatalf("Done(Ignored) read the clock %d times", reads)
+	}
+	tk, _ = b.Allow()
+	b.Done(tk, Success)
+	if reads == 0 {
+		t.Fatal("the clock is not the breaker's: the test proves nothing")
+	}
+}
+
+// TestWindowRollsByTheBreakersClock: the failure ratio is taken over the
+// window on the breaker's own clock (WithClock), so a test or a caller
+// that steps time sees old failures leave the window; counts once rolled
+// by the wall clock whatever the breaker was given.
+func TestWindowRollsByTheBreakersClock(t *testing.T) {
+	c := newClock()
+	b := New("svc", Settings{MinRequests: 4, FailureRatio: 0.5, Window: 10 * time.Second, Buckets: 10}, WithClock(c.Now))
+	for range 3 {
+		do(t, b, Failure)
+	}
+	c.Advance(11 * time.Second) // the three failures leave the window
+	do(t, b, Failure)
+	do(t, b, Success)
+	do(t, b, Success)
+	do(t, b, Success)
+	if s := b.State(); s != StateClosed {
+		t.Fatalf("state = %v after 1 failure in 4 calls within the window, want closed", s)
+	}
+	// Within one window, failures count until the ratio is reached.
+	do(t, b, Failure)
+	do(t, b, Failure)
+	if s := b.State(); s != StateOpen {
+		t.Fatalf("state = %v after 3 failures in 6 calls within the window, want open", s)
 	}
 }

@@ -29,14 +29,26 @@
 // atomic integers: while the deadline holds, Allow, Ready and State answer
 // "open" without touching gobreaker's mutex; after it passes, Allow admits
 // at most [Settings.HalfOpenProbes] probes at once. gobreaker still owns
-// everything else: Done hands it each outcome through Execute, so its
-// rolling window counts the outcomes, its ReadyToTrip hook (ours) decides the
-// trip, and its half-open logic closes the breaker after enough good probes
-// or reopens it after a bad one. gobreaker reports each transition through
-// its OnStateChange hook; the Breaker counts the trip there, stores the
-// deadline for this trip (OpenBase × Multiplier^(trips−1), capped, jittered)
-// and bumps a generation number. An outcome of a call admitted in an older
-// generation is dropped, as gobreaker drops its own.
+// the state machine: its ReadyToTrip hook (ours) decides the trip, and its
+// half-open logic closes the breaker after enough good probes or reopens it
+// after a bad one. gobreaker reports each transition through its
+// OnStateChange hook; the Breaker counts the trip there, stores the
+// deadline for this trip (OpenBase × Multiplier^(trips−1), capped,
+// jittered) and bumps a generation number. An outcome of a call admitted
+// in an older generation is dropped, as gobreaker drops its own.
+//
+// # Counting while closed
+//
+// gobreaker's Execute takes its mutex twice and reads the clock twice per
+// outcome, which cost more than the rest of a call's decision. So while
+// closed the Breaker counts outcomes in its own rolling window (same bucket
+// geometry, cleared on every state change, rolled by the Breaker's clock):
+// a success takes one short lock and one clock read ([Breaker.DoneAt] takes
+// a time the caller has read already) and never reaches gobreaker. A
+// failure, or a call that takes the slow ratio over its threshold, is
+// handed to gobreaker as a failure, and the ReadyToTrip hook reads the
+// window. In half-open every outcome goes through gobreaker. An ignored
+// outcome changes no count and touches neither.
 //
 // The states the Breaker reports — [Breaker.State] and the
 // [WithOnStateChange] hook — follow the deadline, not gobreaker's internal
@@ -51,16 +63,10 @@
 //
 // # Slow calls
 //
-// gobreaker counts successes and failures only. The Breaker times each call
-// itself (Allow to Done) and passes the verdict to gobreaker as one of four
-// private sentinel errors (fast or slow, success or failure). gobreaker hands
-// that error to the Breaker's IsSuccessful hook while holding its own mutex,
-// so the Breaker keeps a second small rolling window of completed and slow
-// calls (same bucket geometry, cleared on every state change) under
-// gobreaker's lock — no extra lock on the request path. When that window
-// crosses the slow ratio, the call is reported to gobreaker as a failure and
-// the Breaker's ReadyToTrip hook trips it. In half-open, a slow probe counts
-// as a failed probe.
+// The Breaker times each call itself (Allow to Done) and counts slow calls
+// in the same window. When the window crosses the slow ratio, the call is
+// reported to gobreaker as a failure and the ReadyToTrip hook trips it. In
+// half-open, a slow probe counts as a failed probe.
 //
 // # Rate limits
 //

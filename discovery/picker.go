@@ -5,7 +5,10 @@ import "sync/atomic"
 // Picker balances calls over one immutable list of instances with smooth
 // weighted round-robin. Pick is lock-free and allocation-free; a Picker is
 // safe for concurrent use and is replaced, not changed, when the list
-// changes.
+// changes. Its one shared write is the round-robin cursor, an atomic add
+// per pick among two or more instances (none for a single instance): it
+// keeps the weighted split exact over whole cycles however many
+// goroutines pick, which per-CPU cursors would not.
 type Picker struct {
 	instances []Instance
 	schedule  Schedule
@@ -38,7 +41,15 @@ func (p *Picker) Instances() []Instance { return p.instances }
 // so the accepted instances keep their shares relative to each other.
 func (p *Picker) Pick(accept func(*Instance) bool) *Instance {
 	n := len(p.instances)
-	if n == 0 {
+	switch n {
+	case 0:
+		return nil
+	case 1:
+		// No turn to take: the cursor, a cache line every caller would
+		// otherwise write, is left alone.
+		if in := &p.instances[0]; accept == nil || accept(in) {
+			return in
+		}
 		return nil
 	}
 	k := p.next.Add(1) - 1

@@ -203,3 +203,21 @@ func TestPeekForecastsPick(t *testing.T) {
 		t.Error("Peek found an instance nothing accepts")
 	}
 }
+
+// TestPickerSingleInstanceWritesNothing: with one instance there is no
+// turn to take, so picks leave the shared cursor alone (no cache line
+// written by every caller).
+func TestPickerSingleInstanceWritesNothing(t *testing.T) {
+	p := NewPicker(instances(3))
+	for range 10 {
+		if p.Pick(nil) == nil || p.Pick(func(*Instance) bool { return true }) == nil {
+			t.Fatal("no pick")
+		}
+	}
+	if p.Pick(func(*Instance) bool { return false }) != nil {
+		t.Fatal("picked a refused instance")
+	}
+	if k := p.next.Load(); k != 0 {
+		t.Fatalf("cursor written %d times", k)
+	}
+}

@@ -148,7 +148,9 @@ func (t *transport) send(st *engine.State, service string, req *http.Request) (*
 	if resp != nil {
 		code = resp.StatusCode
 	}
-	m.metrics.Finish(ctx, &h.c, engine.HTTP, engine.HTTPCode(code), time.Since(start), err)
+	if m.metrics != nil { // without metrics the call's end needs no clock read
+		m.metrics.Finish(ctx, &h.c, engine.HTTP, engine.HTTPCode(code), h.c.Elapsed(start), err)
+	}
 	if span.IsRecording() {
 		engine.Annotate(span, &h.c)
 		engine.AnnotateReason(span, h.c.Reason(err, code >= 500))
@@ -170,18 +172,20 @@ type meshRequest struct {
 }
 
 // newMeshRequest returns the storage for a call with the caller's header
-// h. The header map is a new one (the lane and trace headers are added to
-// it) but, unlike Request.Clone, it does not copy each header's values:
-// their slices are shared with the caller's header, capped so that an
-// append to one never writes into the caller's backing array, and never
-// changed in place (headers are only ever replaced).
+// h. The header is h itself until the lane and trace headers are added:
+// the first of them makes it a new map (trace.OutgoingHeader.Shared)
+// which, unlike Request.Clone, does not copy each header's values but
+// shares their slices with the caller's header, capped so that an append
+// to one never writes into the caller's backing array; headers are only
+// ever replaced, never changed in place, and a base RoundTripper may not
+// change a request's header at all (http.RoundTripper), so a call that
+// adds nothing sends the caller's map as it is.
 func newMeshRequest(h http.Header) *meshRequest {
 	mr := new(meshRequest)
-	out := make(http.Header, len(h)+4)
-	for k, v := range h {
-		out[k] = v[:len(v):len(v)]
+	mr.header = trace.OutgoingHeader{Header: h, Spare: mr.values[:0], Shared: true}
+	if h == nil {
+		mr.header.Header, mr.header.Shared = make(http.Header, 4), false
 	}
-	mr.header = trace.OutgoingHeader{Header: out, Spare: mr.values[:0]}
 	return mr
 }
 

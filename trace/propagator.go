@@ -2,11 +2,14 @@ package trace
 
 import (
 	"context"
+	"encoding/hex"
 	"net/http"
 	"net/textproto"
+	"reflect"
 	"slices"
 	"strings"
 	"sync/atomic"
+	"unsafe"
 
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/baggage"
@@ -71,6 +74,9 @@ type Propagator struct {
 	noInboundLane bool
 	// mint is the format of the request ids MintRequestID mints.
 	mint RequestIDFormat
+	// w3c: prop is exactly W3C trace context + baggage, so Inject writes
+	// traceparent itself, into an OutgoingHeader's own storage.
+	w3c bool
 	// lastBaggage is the baggage header last built for a lane read from
 	// request headers (a lane in ctx caches its own): services that
 	// forward the lane header send the same few lanes over and over.
@@ -120,8 +126,10 @@ func New(opts ...Option) *Propagator {
 		idNames = []string{RequestIDHeader, TraceIDHeader}
 	}
 	ids := compileIDKeys(idNames)
+	resolved := resolvePropagator(prop, c.prop == nil)
 	return &Propagator{
-		prop:   resolvePropagator(prop, c.prop == nil),
+		prop:   resolved,
+		w3c:    reflect.DeepEqual(resolved, propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{})),
 		tracer: c.tp.Tracer(ScopeName, trace.WithSchemaURL(semconv.SchemaURL)),
 		mode:   c.mode,
 		keys:   compileLaneKeys(keys, ids),
@@ -374,8 +382,12 @@ func (p *Propagator) Inject(ctx context.Context, carrier propagation.TextMapCarr
 		// escaping (lane values are baggage-safe), so the header is written
 		// directly — once per lane, when the lane comes from ctx — instead
 		// of building an otel Baggage for every call.
-		if trace.SpanContextFromContext(ctx).IsValid() {
-			p.prop.Inject(ctx, c) // with no span and no baggage there is nothing to inject
+		if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
+			if p.w3c {
+				injectTraceContext(sc, c) // all W3C would write without baggage
+			} else {
+				p.prop.Inject(ctx, c) // with no span and no baggage there is nothing to inject
+			}
 		}
 		switch {
 		case len(out) == 0:
@@ -668,10 +680,48 @@ func asHeader(c propagation.TextMapCarrier) (http.Header, bool) {
 // value slice of each header it sets from Spare while Spare has room, so
 // that the propagation headers of a request cost one allocation (Spare's
 // array, which the caller can allocate with the request) rather than one
-// each. The header refers to Spare's array afterwards: do not reuse it.
+// each; with the W3C propagator, the traceparent value is made in the
+// OutgoingHeader's own storage too. The header refers to Spare's array
+// and to the OutgoingHeader afterwards: do not reuse either.
+//
+// With Shared set, Header is the caller's own map, which must not change:
+// the first Set replaces Header with a copy of it (the copy shares each
+// header's value slice, capped so that an append never writes into the
+// caller's array) and clears Shared. A request to which Inject adds
+// nothing thus costs no header copy at all.
 type OutgoingHeader struct {
 	Header http.Header
 	Spare  []string
+	Shared bool
+
+	traceparent [traceparentLen]byte // the traceparent value's bytes
+}
+
+// traceparentLen is the length of a version 00 traceparent value.
+const traceparentLen = 2 + 1 + 32 + 1 + 16 + 1 + 2
+
+// injectTraceContext writes sc as W3C trace context, as otel's
+// propagation.TraceContext does: tracestate when there is one and
+// traceparent with the sampled and random flags only. Into an
+// OutgoingHeader the value is made in its own storage, no allocation.
+func injectTraceContext(sc trace.SpanContext, c propagation.TextMapCarrier) {
+	if ts := sc.TraceState().String(); ts != "" {
+		setKey(c, "tracestate", "Tracestate", ts)
+	}
+	var buf *[traceparentLen]byte
+	if o, ok := c.(*OutgoingHeader); ok {
+		buf = &o.traceparent
+	} else {
+		buf = new([traceparentLen]byte)
+	}
+	tid, sid := sc.TraceID(), sc.SpanID()
+	flags := [1]byte{byte(sc.TraceFlags() & (trace.FlagsSampled | trace.FlagsRandom))}
+	buf[0], buf[1], buf[2], buf[35], buf[52] = '0', '0', '-', '-', '-'
+	hex.Encode(buf[3:35], tid[:])
+	hex.Encode(buf[36:52], sid[:])
+	hex.Encode(buf[53:55], flags[:])
+	// The bytes are never written again: the OutgoingHeader is not reused.
+	setKey(c, "traceparent", "Traceparent", unsafe.String(&buf[0], traceparentLen))
 }
 
 var _ propagation.TextMapCarrier = (*OutgoingHeader)(nil)
@@ -686,6 +736,13 @@ func (o *OutgoingHeader) Set(key, value string) { o.set(canonicalKey(key), value
 func (o *OutgoingHeader) Keys() []string { return headerKeys(o.Header) }
 
 func (o *OutgoingHeader) set(canon, value string) {
+	if o.Shared {
+		out := make(http.Header, len(o.Header)+4)
+		for k, v := range o.Header {
+			out[k] = v[:len(v):len(v)]
+		}
+		o.Header, o.Shared = out, false
+	}
 	n := len(o.Spare)
 	if n == cap(o.Spare) {
 		o.Header[canon] = []string{value}

@@ -11,6 +11,7 @@ import (
 
 	"go.opentelemetry.io/otel/baggage"
 	"go.opentelemetry.io/otel/propagation"
+	oteltrace "go.opentelemetry.io/otel/trace"
 )
 
 const (
@@ -567,4 +568,49 @@ func TestOutgoingHeader(t *testing.T) {
 	var nilOut *OutgoingHeader
 	p.Inject(ctx, nilOut)
 	p.Inject(ctx, &OutgoingHeader{})
+}
+
+// TestTraceContextAsOtel: the trace context Inject writes itself (for the
+// W3C propagator, without baggage) is what otel's TraceContext writes,
+// whatever the flags and trace state, into every kind of carrier; into an
+// OutgoingHeader that has room it costs no allocation.
+func TestTraceContextAsOtel(t *testing.T) {
+	ts, err := oteltrace.ParseTraceState("vendor=a,other=b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []*Propagator{New(), New(WithPropagator(propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{})))} {
+		if !p.w3c {
+			t.Fatal("the W3C propagator is not recognised: the test proves nothing")
+		}
+		for _, flags := range []oteltrace.TraceFlags{0, oteltrace.FlagsSampled, oteltrace.FlagsRandom, 0xff} {
+			for _, state := range []oteltrace.TraceState{{}, ts} {
+				sc := oteltrace.NewSpanContext(oteltrace.SpanContextConfig{
+					TraceID:    oteltrace.TraceID{0x4b, 0xf9, 0x2f, 0x35, 0x77, 0xb3, 0x4d, 0xa6, 0xa3, 0xce, 0x92, 0x9d, 0x0e, 0x0e, 0x47, 0xff},
+					SpanID:     oteltrace.SpanID{0x00, 0xf0, 0x67, 0xaa, 0x0b, 0xa9, 0x02, 0xb7},
+					TraceFlags: flags, TraceState: state, Remote: true,
+				})
+				ctx := oteltrace.ContextWithRemoteSpanContext(context.Background(), sc)
+				want := propagation.MapCarrier{}
+				propagation.TraceContext{}.Inject(ctx, want)
+				gotMap := propagation.MapCarrier{}
+				p.Inject(ctx, gotMap)
+				gotHeader := http.Header{}
+				p.Inject(ctx, propagation.HeaderCarrier(gotHeader))
+				o := &OutgoingHeader{Header: http.Header{}, Spare: make([]string, 0, 3)}
+				p.Inject(ctx, o)
+				for _, k := range []string{"traceparent", "tracestate"} {
+					if gotMap[k] != want[k] || gotHeader.Get(k) != want[k] || o.Header.Get(k) != want[k] {
+						t.Errorf("flags %#x state %q: %s = %q / %q / %q, otel writes %q", byte(flags), state, k, gotMap[k], gotHeader.Get(k), o.Header.Get(k), want[k])
+					}
+				}
+				if n := testing.AllocsPerRun(100, func() {
+					o := OutgoingHeader{Header: o.Header, Spare: o.Spare[:0]}
+					p.Inject(ctx, &o)
+				}); state.Len() == 0 && n != 1 {
+					t.Errorf("flags %#x: Inject into an OutgoingHeader allocates %.0f times, want 1 (the carrier)", byte(flags), n)
+				}
+			}
+		}
+	}
 }

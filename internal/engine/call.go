@@ -101,6 +101,9 @@ type Call struct {
 
 	try       Try                // the try in progress, or the last one
 	cancelTry context.CancelFunc // of the last try's timeout context
+
+	start time.Time // the call's start, as Admit was given it; zero before
+	end   time.Time // when the last try that reported to a breaker ended
 }
 
 // Begin starts c as a call to service on state s: it matches req against
@@ -156,8 +159,9 @@ func (c *Call) NonIdempotentAllowed() bool {
 // Admit applies the route's rate limit at now, the time the call started
 // (the adapters read the clock once per call; a clock read costs as much
 // as the rest of the limiter): a *RateLimitError when the call must not
-// be sent.
+// be sent. Run counts the call's timeout, and its first try's, from now.
 func (c *Call) Admit(now time.Time) error {
+	c.start = now
 	if c.route == nil || c.route.limiter == nil || c.route.limiter.AllowAt(now) {
 		return nil
 	}
@@ -175,6 +179,16 @@ func (c *Call) RetryAfter() time.Duration {
 // Result returns where the last try went (service, route, subset and
 // instance); before any pick, the route and subset chosen.
 func (c *Call) Result() router.Result { return c.result }
+
+// Elapsed returns the time from start to the end of the call's last try
+// when Done read the clock for a breaker's slow-call timing (a clock read
+// costs about as much as a breaker), else to now.
+func (c *Call) Elapsed(start time.Time) time.Duration {
+	if c.end.IsZero() {
+		return time.Since(start)
+	}
+	return c.end.Sub(start)
+}
 
 // Sent reports whether any try was sent: false when the call was refused
 // (rate limited, circuit open, no instance) before reaching an instance.
@@ -217,6 +231,15 @@ func (a *admission) report(o breaker.Outcome) {
 	}
 }
 
+// reportAt is report with the try's end time, read once for both
+// breakers (a clock read costs about as much as the rest of Done).
+func (a *admission) reportAt(o breaker.Outcome, now time.Time) {
+	if a.b != nil {
+		a.b.DoneAt(a.t, o, now)
+		a.b = nil
+	}
+}
+
 // Try is one try of a Call, one value from start to end: the service
 // breaker admits it (Call.NewTry, or Run), Pick routes it to an instance
 // whose breaker admits the pick, and Done reports its outcome, once, to
@@ -241,6 +264,11 @@ type Try struct {
 	conns                        Conns
 	sawOpen, sawPending, sawDown bool // why candidates were skipped
 
+	// lastIn and lastB are the instance accept looked at last and its
+	// breaker: the one Pick takes, whose breaker it then needs again.
+	lastIn *discovery.Instance
+	lastB  *breaker.Breaker
+
 	callTimedOut, tryTimedOut bool // judged by Done
 }
 
@@ -261,6 +289,7 @@ func (c *Call) NewTry(ctx context.Context) (*Try, error) {
 func (c *Call) newTry() (*Try, error) {
 	t := &c.try
 	*t = Try{c: c}
+	c.end = time.Time{} // only the last try's end measures the call
 	if c.svc == nil || c.svc.breaker == nil {
 		return t, nil
 	}
@@ -302,13 +331,14 @@ func (t *Try) Pick(conns Conns) (*discovery.Instance, error) {
 	t.inst.report(breaker.Ignored)
 	t.conns = conns
 	t.sawOpen, t.sawPending, t.sawDown = false, false, false
+	t.lastIn = nil // the call may have been rebased onto other breakers
 	for {
 		in, lane, fallback := t.pickOnce()
 		if in == nil {
 			t.pickErr = t.pickError()
 			return nil, t.pickErr
 		}
-		if b := c.svc.instanceBreaker(in); b != nil {
+		if b := t.instanceBreaker(in); b != nil {
 			tk, err := b.Allow()
 			if err != nil {
 				if c.nrefused == maxRefused {
@@ -387,6 +417,18 @@ func (s *Service) instanceBreaker(in *discovery.Instance) *breaker.Breaker {
 	return s.outlier[in.Address]
 }
 
+// instanceBreaker returns the outlier breaker of in, or nil, looking it
+// up once for the instance accept and then Pick see in turn.
+func (t *Try) instanceBreaker(in *discovery.Instance) *breaker.Breaker {
+	if t.c.svc == nil || t.c.svc.outlier == nil {
+		return nil
+	}
+	if in != t.lastIn {
+		t.lastIn, t.lastB = in, t.c.svc.outlier[in.Address]
+	}
+	return t.lastB
+}
+
 // Instances are told apart by address, not by pointer: a call that waits
 // for a connection may pick again from a newer State (Rebase).
 func (t *Try) acceptFresh(in *discovery.Instance) bool {
@@ -402,7 +444,7 @@ func (t *Try) acceptAgain(in *discovery.Instance) bool {
 	if t.c.isRefused(in) {
 		return false
 	}
-	if b := t.c.svc.instanceBreaker(in); b != nil && !b.Ready() {
+	if b := t.instanceBreaker(in); b != nil && !b.Ready() {
 		t.sawOpen = true
 		return false
 	}
@@ -499,9 +541,24 @@ func (t *Try) Done(o *Outcome) error {
 	callerDone, callTimedOut, tryTimedOut := t.judge(o)
 	t.callTimedOut, t.tryTimedOut = callTimedOut, tryTimedOut
 	c.callerDone, c.timedOut = callerDone, callTimedOut || tryTimedOut
-	t.svc.report(verdict(t.svc.policy, o, callerDone, c.timedOut))
-	t.inst.report(verdict(t.inst.policy, o, callerDone, c.timedOut))
+	if t.svc.b != nil || t.inst.b != nil {
+		// The breakers' windows roll by the call's start, read once
+		// already (Admit); only slow-call timing needs the try's end.
+		now := c.start
+		if now.IsZero() || timesCalls(t.svc.policy) || timesCalls(t.inst.policy) {
+			c.end = time.Now()
+			now = c.end
+		}
+		t.svc.reportAt(verdict(t.svc.policy, o, callerDone, c.timedOut), now)
+		t.inst.reportAt(verdict(t.inst.policy, o, callerDone, c.timedOut), now)
+	}
 	return nil
+}
+
+// timesCalls reports whether a breaker of policy bp times its calls
+// (slow-call detection), so that its outcomes need their end time.
+func timesCalls(bp *router.BreakerPolicy) bool {
+	return bp != nil && bp.Settings.SlowCallThreshold > 0
 }
 
 // AttemptDone reports one attempt of the try — what the last Pick sent —
@@ -595,10 +652,16 @@ func (c *Call) Run(ctx context.Context, s Sender) error {
 	}
 	pol := c.route.policy
 	// One context per try, whose deadline is the earlier of the call's
-	// and the try's: the call's own deadline is kept as a time.
+	// and the try's: the call's own deadline is kept as a time. The first
+	// try starts when the call did (Admit's time: no clock read of its
+	// own); a retry reads the clock after its backoff.
+	now := c.start // zero without Admit: read below when needed
 	var callDeadline time.Time
 	if pol.Timeout > 0 {
-		callDeadline = time.Now().Add(pol.Timeout)
+		if now.IsZero() {
+			now = time.Now()
+		}
+		callDeadline = now.Add(pol.Timeout)
 	}
 	var retry *router.RetryPolicy
 	if pol.Retry != nil {
@@ -619,12 +682,20 @@ func (c *Call) Run(ctx context.Context, s Sender) error {
 		tryCtx := ctx
 		deadline := callDeadline
 		if pol.Retry != nil && pol.Retry.PerTryTimeout > 0 {
-			if d := time.Now().Add(pol.Retry.PerTryTimeout); deadline.IsZero() || d.Before(deadline) {
+			if now.IsZero() {
+				now = time.Now()
+			}
+			if d := now.Add(pol.Retry.PerTryTimeout); deadline.IsZero() || d.Before(deadline) {
 				deadline = d
 			}
 		}
+		now = time.Time{} // a retry's try starts after the backoff
 		if !deadline.IsZero() {
-			tryCtx, c.cancelTry = context.WithDeadline(ctx, deadline)
+			// A caller's deadline that comes first ends the try anyway:
+			// no context (and timer) of the mesh's own then.
+			if d, ok := ctx.Deadline(); !ok || d.After(deadline) {
+				tryCtx, c.cancelTry = context.WithDeadline(ctx, deadline)
+			}
 		}
 		t.parent, t.ctx, t.callDeadline = ctx, tryCtx, callDeadline
 		o := s.Send(tryCtx, t)

@@ -53,6 +53,7 @@ type seriesKey struct{ direction, protocol, service, subset string }
 // latency histogram, its request counters by code (copy-on-write too) and
 // when it last took an exemplar.
 type series struct {
+	mt           *Metrics
 	key          seriesKey
 	duration     prometheus.Observer
 	exemplar     prometheus.ExemplarObserver // nil when the histogram takes none
@@ -80,7 +81,7 @@ func (mt *Metrics) seriesOf(k seriesKey) *series {
 			return s
 		}
 	}
-	s := &series{key: k, duration: mt.duration.WithLabelValues(k.direction, k.protocol, k.service, k.subset)}
+	s := &series{mt: mt, key: k, duration: mt.duration.WithLabelValues(k.direction, k.protocol, k.service, k.subset)}
 	s.exemplar, _ = s.duration.(prometheus.ExemplarObserver)
 	next := make(map[seriesKey]*series, 1)
 	if old != nil {
@@ -120,6 +121,31 @@ func (s *series) counter(mt *Metrics, code string) prometheus.Counter {
 	next[code] = c
 	s.codes.Store(&next)
 	return c
+}
+
+// routeSeries keeps, next to a route's protection, the outbound series its
+// calls record to, one per protocol: the first call of the route fills it
+// and later ones find their collectors without hashing the four label
+// values. A call whose destination differs (another subset of a split, a
+// fallback) looks its series up in the map.
+type routeSeries struct{ http, grpc atomic.Pointer[series] }
+
+// outbound returns the outbound series of call c.
+func (mt *Metrics) outbound(c *Call, protocol string) *series {
+	k := seriesKey{Outbound, protocol, c.result.Service, c.result.Subset}
+	if c.route == nil || c.route.series == nil {
+		return mt.seriesOf(k)
+	}
+	slot := &c.route.series.http
+	if protocol == GRPC {
+		slot = &c.route.series.grpc
+	}
+	if s := slot.Load(); s != nil && s.mt == mt && s.key == k {
+		return s
+	}
+	s := mt.seriesOf(k)
+	slot.CompareAndSwap(nil, s) // the first one stays: no write per call
+	return s
 }
 
 // Directions of a request, as the "direction" label.
@@ -245,11 +271,19 @@ func (mt *Metrics) Observe(ctx context.Context, direction, protocol, service, su
 	if mt == nil {
 		return
 	}
-	s := mt.seriesOf(seriesKey{direction, protocol, service, subset})
+	mt.observe(ctx, mt.seriesOf(seriesKey{direction, protocol, service, subset}), code, d, time.Time{})
+}
+
+// observe records one call to s that ended at end (zero: read the clock
+// if an exemplar needs it).
+func (mt *Metrics) observe(ctx context.Context, s *series, code string, d time.Duration, end time.Time) {
 	s.counter(mt, code).Inc()
 	if s.exemplar != nil {
 		if sc := oteltrace.SpanContextFromContext(ctx); sc.IsSampled() {
-			now := time.Now().UnixNano()
+			if end.IsZero() {
+				end = time.Now()
+			}
+			now := end.UnixNano()
 			if last := s.lastExemplar.Load(); now-last >= int64(exemplarEvery) && s.lastExemplar.CompareAndSwap(last, now) {
 				s.exemplar.ObserveWithExemplar(d.Seconds(), prometheus.Labels{"trace_id": sc.TraceID().String()})
 				return
@@ -273,7 +307,7 @@ func (mt *Metrics) Finish(ctx context.Context, c *Call, protocol, code string, d
 		return
 	}
 	if c.Sent() {
-		mt.Observe(ctx, Outbound, protocol, c.result.Service, c.result.Subset, code, d)
+		mt.observe(ctx, mt.outbound(c, protocol), code, d, c.end)
 		if c.result.Lane != "" && c.result.Subset != router.LaneSubset {
 			mt.laneFallbacks.WithLabelValues(c.result.Service).Inc()
 		}

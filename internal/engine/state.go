@@ -39,6 +39,7 @@ type Route struct {
 	policy  *router.CallPolicy
 	limiter *breaker.Limiter // nil: no limit
 	budget  *Budget          // nil: no retries
+	series  *routeSeries     // the route's outbound metric series, by protocol
 }
 
 // Policy returns the route's compiled policy.
@@ -130,7 +131,7 @@ func buildService(name string, p *router.Policy, old *Service, instances []disco
 	limiters := map[*router.RateLimitPolicy]*breaker.Limiter{}
 	budgets := map[*router.RetryPolicy]*Budget{}
 	route := func(cp *router.CallPolicy) Route {
-		r := Route{policy: cp}
+		r := Route{policy: cp, series: new(routeSeries)}
 		if rl := cp.RateLimit; rl != nil {
 			if limiters[rl] == nil {
 				limiters[rl] = limiter(rl)
