@@ -401,3 +401,37 @@ services:
 		t.Errorf("problems at %v, want %v\n%s", paths, want, out)
 	}
 }
+
+// TestDiffSeesInboundLimits: an inbound limit lowered, its conditions
+// changed or a new one added changes which requests a service turns away
+// with 429: diff reports each one and exits 1; a burst written out with
+// the value it takes anyway is no change.
+func TestDiffSeesInboundLimits(t *testing.T) {
+	const doc = `apiVersion: lightmesh/v1
+services:
+  user-api:
+    subsets:
+      base: {labels: {env: base}}
+    routes:
+      - destinations: [{subset: base}]
+    inbound:
+      - name: all
+        rateLimit: {rps: 100}
+`
+	old := writeFile(t, "old.yaml", doc)
+	for _, tc := range []struct {
+		name, new string
+		code      int
+		want      string
+	}{
+		{"lowered", strings.Replace(doc, "rps: 100", "rps: 1", 1), 1, `~ services.user-api.inbound[0].rateLimit.rps: 100 → 1`},
+		{"narrowed", strings.Replace(doc, "- name: all", "- name: all\n        match: {methods: [POST]}", 1), 1, `+ services.user-api.inbound[0].match.methods[0]: "POST"`},
+		{"added", doc + "      - name: rest\n        rateLimit: {rps: 5}\n", 1, `+ services.user-api.inbound[1]`},
+		{"burst written out", strings.Replace(doc, "rps: 100", "rps: 100, burst: 100", 1), 0, "no change for traffic"},
+	} {
+		code, out, errs := binary(t, nil, "diff", old, writeFile(t, "new.yaml", tc.new))
+		if code != tc.code || !strings.Contains(out, tc.want) {
+			t.Errorf("%s: exit %d, want %d with %q\n%s%s", tc.name, code, tc.code, tc.want, out, errs)
+		}
+	}
+}

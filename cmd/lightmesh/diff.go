@@ -98,10 +98,10 @@ func writeChanges(w io.Writer, changes []change) {
 }
 
 // diffRules returns what changes for traffic from old to new: services,
-// subsets and routes added or removed, routes reordered, every condition
-// or destination that differs, and every setting in force
-// (router.Rules.InForce: the defaults and built-in defaults included)
-// that differs, for each service either document names and for the
+// subsets, routes and inbound limits added or removed, routes reordered,
+// every condition or destination that differs, and every setting in
+// force (router.Rules.InForce: the defaults and built-in defaults
+// included) that differs, for each service either document names and for the
 // services neither names. Formatting, comments, key order and settings
 // written out with the value they would take anyway are not changes.
 func diffRules(oldRules, newRules *router.Rules) []change {
@@ -131,6 +131,7 @@ func diffRules(oldRules, newRules *router.Rules) []change {
 				}
 			}
 			out = append(out, diffRoutes(path, o.Routes, n.Routes)...)
+			out = append(out, diffValues(path+".inbound", inbound(o.Inbound, oldRules.InForce(name)), inbound(n.Inbound, newRules.InForce(name)))...)
 		}
 		out = append(out, diffInForce(path, o.Routes, n.Routes, oldRules.InForce(name), newRules.InForce(name))...)
 	}
@@ -179,6 +180,28 @@ func diffInForce(path string, oldRoutes, newRoutes []router.Route, old, new *rou
 		for _, s := range sections(".", o, n) {
 			out = append(out, diffValues(path+".routes["+k+"]"+s.name, s.old, s.new)...)
 		}
+	}
+	return out
+}
+
+// inboundInForce is an inbound route as it applies: its conditions and
+// its limit in force (the burst filled in).
+type inboundInForce struct {
+	Name      string                  `json:"name"`
+	Match     *router.Match           `json:"match,omitempty"`
+	RateLimit router.RateLimitInForce `json:"rateLimit"`
+}
+
+// inbound returns the inbound routes of a service as they apply, in the
+// order they are tried (the first that matches limits the request).
+func inbound(routes []router.InboundRoute, in *router.InForce) []inboundInForce {
+	var out []inboundInForce
+	for i, r := range routes {
+		ib := inboundInForce{Name: r.Name, Match: r.Match}
+		if i < len(in.Inbound) {
+			ib.Name, ib.RateLimit = in.Inbound[i].Name, in.Inbound[i].RateLimit
+		}
+		out = append(out, ib)
 	}
 	return out
 }
