@@ -91,13 +91,22 @@ type field struct {
 	doc      string
 	min, max *float64
 	// exclusive makes max exclusive; positive makes the minimum
-	// exclusive (rps > 0).
-	exclusive, positive bool
-	// names lists the values of a string, or of the strings of a list;
-	// codes adds HTTP status codes to them.
+	// exclusive (rps > 0); orZero allows 0 (the default) below the
+	// minimum.
+	exclusive, positive, orZero bool
+	// names lists the values of a string, or of the strings of a list,
+	// for editors to offer; other, when set, is the pattern of the other
+	// values the validator reads too (HTTP status codes, other methods).
 	names []string
-	codes bool
+	other *otherValues
 }
+
+// otherValues are the values of a field with names that are not among
+// them: a pattern, and what it stands for.
+type otherValues struct{ pattern, doc string }
+
+// httpStatus: an HTTP status code, such as "503".
+var httpStatus = &otherValues{"^[1-5][0-9][0-9]$", "an HTTP status code"}
 
 func bound(v float64) *float64 { return &v }
 
@@ -160,7 +169,10 @@ func fields() map[string]field {
 
 		"Match.headers": {doc: "header name (case-insensitive) → condition on its first value"},
 		"Match.path":    {doc: "condition on the URL path; for gRPC the full method, /pkg.Service/Method"},
-		"Match.methods": {doc: "accepted HTTP methods (gRPC calls are POST)", names: []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"}},
+		"Match.methods": {doc: "accepted HTTP methods (gRPC calls are POST)", names: []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"},
+			// The validator reads any method HTTP can carry (PURGE,
+			// PROPFIND), in any case: it upper-cases them.
+			other: &otherValues{"^[-!#$%&'*+.^_`|~0-9A-Za-z]{1,256}$", "another method, as HTTP writes it (upper-cased when compiled)"}},
 
 		"StringMatch.exact":   {doc: "the whole value; \"\" matches a header present with an empty value"},
 		"StringMatch.prefix":  {doc: "values starting with it"},
@@ -171,7 +183,7 @@ func fields() map[string]field {
 		"Retry.perTryTimeout": {doc: "bound on each try. Default (or off): the call's timeout"},
 		"Retry.budget":        ratio("retries may add at most this fraction of calls (plus a reserve of 10). Default: 0.2"),
 		"Retry.on": {doc: "conditions that trigger a retry: connect-failure, reset, per-try-timeout, 5xx, an HTTP status code (\"503\"), a gRPC code name. Default: connect-failure, reset, per-try-timeout, 502, 503, 504 and, for gRPC, unavailable. Quote the key (\"on\":) for YAML 1.1 tools, which read on as a boolean",
-			names: append([]string{"connect-failure", "reset", "per-try-timeout", "5xx"}, grpcCodeSpellings(router.GRPCCodeNames())...), codes: true},
+			names: append([]string{"connect-failure", "reset", "per-try-timeout", "5xx"}, grpcCodeSpellings(router.GRPCCodeNames())...), other: httpStatus},
 		"Retry.backoff":       {doc: "first wait between tries; doubles each time, ±50% jitter, at most 10×. Default: 25ms"},
 		"Retry.nonIdempotent": {doc: "also retry POST and PATCH (bodies are replayed). Default: false"},
 
@@ -183,7 +195,7 @@ func fields() map[string]field {
 		"Breaker.slowCallRatio":     ratio("trips when slow calls/completed calls reaches it. Default: 1"),
 		"Breaker.openBase":          {doc: "open period after the first trip. Default: 1s"},
 		"Breaker.openMax":           {doc: "cap of the open period. Default: 60s"},
-		"Breaker.multiplier":        {doc: "growth of the open period on each consecutive trip (1 or more). Default: 2", min: bound(0)},
+		"Breaker.multiplier":        {doc: "growth of the open period on each consecutive trip (1 or more). Default: 2", min: bound(1), orZero: true},
 		"Breaker.jitter":            {doc: "spread of open periods, ± this fraction. Default: 0", min: bound(0), max: bound(1), exclusive: true},
 		"Breaker.halfOpenProbes":    {doc: "calls admitted at once after an open period; that many successes close it. Default: 3", min: bound(0), max: bound(1000)},
 		"Breaker.failureStatus":     {doc: "HTTP status codes that count as failures; transport errors and the mesh's timeouts always do. Default: every 5xx", min: bound(100), max: bound(599)},
@@ -219,9 +231,12 @@ func annotate(tree map[string]any) error {
 			target = items
 		}
 		if f.min != nil {
-			if f.positive {
+			switch {
+			case f.positive:
 				target["exclusiveMinimum"] = *f.min
-			} else {
+			case f.orZero:
+				target["anyOf"] = []any{map[string]any{"const": 0}, map[string]any{"minimum": *f.min}}
+			default:
 				target["minimum"] = *f.min
 			}
 		}
@@ -234,11 +249,11 @@ func annotate(tree map[string]any) error {
 		}
 		if len(f.names) > 0 {
 			enum := map[string]any{"enum": toAny(f.names)}
-			if f.codes {
+			if f.other != nil {
 				delete(target, "type")
 				target["anyOf"] = []any{
 					map[string]any{"type": "string", "enum": toAny(f.names)},
-					map[string]any{"type": "string", "pattern": "^[1-5][0-9][0-9]$", "description": "an HTTP status code"},
+					map[string]any{"type": "string", "pattern": f.other.pattern, "description": f.other.doc},
 				}
 			} else {
 				maps.Copy(target, enum)
