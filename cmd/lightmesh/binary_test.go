@@ -5,6 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -433,5 +436,91 @@ services:
 		if code != tc.code || !strings.Contains(out, tc.want) {
 			t.Errorf("%s: exit %d, want %d with %q\n%s%s", tc.name, code, tc.code, tc.want, out, errs)
 		}
+	}
+}
+
+// pushOverADeletedDocument: a colleague deletes the document after it
+// was read (to let the service take the defaults, say); a push of the
+// file read before is refused as a conflict, says the document was
+// deleted and does not bring it back.
+func pushOverADeletedDocument(t *testing.T, location string, env map[string]string, remove func()) {
+	v1 := writeFile(t, "v1.yaml", casV1)
+	if code, out, errs := binary(t, env, "push", "-f", v1, location); code != 0 {
+		t.Fatalf("push: exit %d\n%s%s", code, out, errs)
+	}
+	var read string
+	for deadline := time.Now().Add(3 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		_, read, _ = binary(t, env, "get", location)
+		if strings.Contains(read, casV1) || time.Now().After(deadline) {
+			break
+		}
+	}
+	edited := writeFile(t, "edited.yaml", strings.Replace(read, "timeout: 2s", "timeout: 3s", 1))
+	remove()
+	for deadline := time.Now().Add(3 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		if code, _, _ := binary(t, env, "get", location); code != 0 || time.Now().After(deadline) {
+			break
+		}
+	}
+	code, out, errs := binary(t, env, "push", "-f", edited, location)
+	if code != 1 || !strings.Contains(errs, "changed since it was read") || !strings.Contains(errs, "the document was deleted") {
+		t.Errorf("push over a deleted document: exit %d, want 1 and a conflict\n%s%s", code, out, errs)
+	}
+	time.Sleep(500 * time.Millisecond) // Nacos: let a write reach the read cache
+	if code, now, _ := binary(t, env, "get", location); code == 0 {
+		t.Errorf("after the push the deleted document is back:\n%s", now)
+	}
+}
+
+func TestPushOverADeletedDocumentEtcd(t *testing.T) {
+	srv := etcdtest.Start(t)
+	cli := srv.Client(t)
+	pushOverADeletedDocument(t, "etcd://"+srv.Endpoint()+"/lightmesh/rules", nil, func() {
+		if _, err := cli.Delete(t.Context(), "/lightmesh/rules"); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+func TestPushOverADeletedDocumentNacos(t *testing.T) {
+	location, env := nacosLocation(t, "rules.yaml")
+	pushOverADeletedDocument(t, location, env, func() { nacosDelete(t, location, env) })
+}
+
+// nacosDelete deletes the config item of a nacos:// location through the
+// server's HTTP API, logging in with the credentials of env if any.
+func nacosDelete(t *testing.T, location string, env map[string]string) {
+	t.Helper()
+	rest := strings.TrimPrefix(location, "nacos://")
+	addr, path, _ := strings.Cut(rest, "/")
+	group, dataID, _ := strings.Cut(path, "/")
+	q := url.Values{"dataId": {dataID}, "group": {group}}
+	if user := env["NACOS_USERNAME"]; user != "" {
+		resp, err := http.PostForm("http://"+addr+"/nacos/v1/auth/login", url.Values{"username": {user}, "password": {env["NACOS_PASSWORD"]}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var login struct {
+			AccessToken string `json:"accessToken"`
+		}
+		err = json.NewDecoder(resp.Body).Decode(&login)
+		resp.Body.Close()
+		if err != nil {
+			t.Fatalf("nacos login: %v", err)
+		}
+		q.Set("accessToken", login.AccessToken)
+	}
+	req, err := http.NewRequest(http.MethodDelete, "http://"+addr+"/nacos/v1/cs/configs?"+q.Encode(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || strings.TrimSpace(string(body)) != "true" {
+		t.Fatalf("nacos delete %s: %s %s", location, resp.Status, body)
 	}
 }

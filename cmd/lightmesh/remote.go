@@ -321,17 +321,18 @@ func (c *cli) publish(ctx context.Context, l location, doc, ifVersion string, fo
 		}
 		cas := ""
 		if !force {
-			if ifVersion == noVersion {
-				// Nacos compares only an item that exists: check that
-				// none does, just before writing.
-				live, err := c.fetch(ctx, l)
-				if err != nil {
-					return "", err
-				}
-				if live.doc != "" {
-					return "", &conflictError{l, ifVersion, live}
-				}
-			} else {
+			// Nacos compares only an item that exists: given a version,
+			// it creates a deleted item again. Check just before
+			// writing that an item exists when a version is expected,
+			// and that none does when none is.
+			live, err := c.fetch(ctx, l)
+			if err != nil {
+				return "", err
+			}
+			if (live.doc == "") != (ifVersion == noVersion) {
+				return "", &conflictError{l, ifVersion, live}
+			}
+			if ifVersion != noVersion {
 				cas = ifVersion
 			}
 		}
