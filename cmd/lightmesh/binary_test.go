@@ -524,3 +524,27 @@ func nacosDelete(t *testing.T, location string, env map[string]string) {
 		t.Fatalf("nacos delete %s: %s %s", location, resp.Status, body)
 	}
 }
+
+// TestPushReadsTheVersionThroughAWindowsEditor: a file from get saved by
+// an editor that writes a byte-order mark and CRLF line ends (Notepad,
+// "UTF-8 with BOM") is still the file read at that version: the push
+// publishes the edit, without the version line, and is not told that
+// the file was never read from the location (whose advice, --force,
+// would publish over anyone's edit).
+func TestPushReadsTheVersionThroughAWindowsEditor(t *testing.T) {
+	srv := etcdtest.Start(t)
+	location := "etcd://" + srv.Endpoint() + "/lightmesh/rules"
+	if code, out, errs := binary(t, nil, "push", "-f", writeFile(t, "v1.yaml", casV1), location); code != 0 {
+		t.Fatalf("push: exit %d\n%s%s", code, out, errs)
+	}
+	_, read, _ := binary(t, nil, "get", location)
+	saved := "\ufeff" + strings.ReplaceAll(strings.Replace(read, "timeout: 2s", "timeout: 3s", 1), "\n", "\r\n")
+	code, out, errs := binary(t, nil, "push", "-f", writeFile(t, "edited.yaml", saved), location)
+	if code != 0 || strings.Contains(errs, "not read from") {
+		t.Fatalf("push of the file saved with a BOM: exit %d\n%s%s", code, out, errs)
+	}
+	_, now, _ := binary(t, nil, "get", location)
+	if !strings.Contains(now, "timeout: 3s") || strings.Count(now, "# lightmesh-version") != 1 || strings.Contains(now, "\ufeff") {
+		t.Errorf("after the push the location holds:\n%q", now)
+	}
+}

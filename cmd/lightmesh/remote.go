@@ -401,7 +401,10 @@ func versionLine(l location, version string) string {
 
 // readVersion returns the version and the location of the first line of
 // data written by get, and data without that line; "" when there is none.
+// A byte-order mark, which some editors write when they save, is not part
+// of the document.
 func readVersion(data []byte) (version, from string, doc []byte) {
+	data = bytes.TrimPrefix(data, []byte("\ufeff"))
 	first, rest, _ := bytes.Cut(data, []byte("\n"))
 	v, ok := bytes.CutPrefix(bytes.TrimRight(first, "\r"), []byte(versionPrefix))
 	if !ok {
