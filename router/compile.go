@@ -100,10 +100,10 @@ func (r *Rules) DefaultPolicy() *Policy {
 	return r.defaults
 }
 
-// Defaulted returns the settings service takes from the defaults rather
+// defaulted returns the settings service takes from the defaults rather
 // than from rules of its own (see Defaults.Fill): all the defaults for
-// a service the rules do not name.
-func (r *Rules) Defaulted(service string) []string {
+// a service the rules do not name. InForce.FromDefaults shows it.
+func (r *Rules) defaulted(service string) []string {
 	if r == nil || r.doc.Defaults == nil {
 		return nil
 	}

@@ -105,7 +105,7 @@ func (r *Rules) InForce(service string) *InForce {
 	if sr := r.services[service]; sr != nil {
 		in.Named, p = true, sr.policy
 	}
-	in.FromDefaults = r.Defaulted(service)
+	in.FromDefaults = r.defaulted(service)
 	if p == nil {
 		in.Call = CallInForce{Timeout: Off}
 		return in
