@@ -548,3 +548,35 @@ func TestPushReadsTheVersionThroughAWindowsEditor(t *testing.T) {
 		t.Errorf("after the push the location holds:\n%q", now)
 	}
 }
+
+// TestImportIstioKeepsTheDefaultRetryOn: Istio's retries without retryOn
+// retry on connect-failure, refused-stream, unavailable, cancelled and
+// 503; the converted route retries on those (refused-stream aside, and
+// said so), not on lightmesh's own default list, which adds 502, 504, a
+// reset and a per-try timeout (a request Istio would not send twice).
+func TestImportIstioKeepsTheDefaultRetryOn(t *testing.T) {
+	vs := writeFile(t, "vs.yaml", `apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews, namespace: prod}
+spec:
+  hosts: [reviews]
+  http:
+  - route: [{destination: {host: reviews}}]
+    retries: {attempts: 3}
+`)
+	code, out, errs := binary(t, nil, "import", "istio", vs)
+	if code != 0 {
+		t.Fatalf("import: exit %d\n%s%s", code, out, errs)
+	}
+	converted, err := router.LoadPart("reviews", []byte(out))
+	if err != nil {
+		t.Fatalf("the converted document: %v\n%s", err, out)
+	}
+	r := converted.InForce("reviews").Routes[0].Retry
+	if r == nil || r.Attempts != 3 || !slices.Equal(r.OnHTTP, []string{"connect-failure", "503"}) || !slices.Equal(r.OnGRPC, []string{"connect-failure", "cancelled", "unavailable"}) {
+		t.Errorf("retry in force %+v, want 3 attempts on Istio's default conditions\n%s", r, out)
+	}
+	if want := "spec.http[0].retries.retryOn: none set, so Istio's default is written out"; !strings.Contains(errs, want) {
+		t.Errorf("stderr lacks %q:\n%s", want, errs)
+	}
+}

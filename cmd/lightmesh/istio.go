@@ -370,7 +370,7 @@ func (c *istioConverter) httpRoute(n *node, hosts []string) []router.Route {
 	} else {
 		// Istio retries a route without retries twice; lightmesh would
 		// not (or would take a default document's retry).
-		base.Retry = &router.Retry{Attempts: 2, On: []string{"connect-failure", "cancelled", "unavailable", "503"}}
+		base.Retry = &router.Retry{Attempts: 2, On: istioDefaultRetryOn()}
 		c.written = append(c.written, n.path+".retries: none set, so Istio's default is written out: attempts: 2 on connect-failure, cancelled, unavailable, 503 (refused-stream has no lightmesh equivalent)")
 	}
 	for _, k := range []string{"fault", "mirror", "mirrorPercentage", "mirrorPercent", "mirrors", "rewrite", "redirect", "directResponse", "headers", "corsPolicy", "delegate"} {
@@ -488,6 +488,14 @@ func (c *istioConverter) stringMatch(n *node, header bool) (router.StringMatch, 
 	return sm, true
 }
 
+// istioDefaultRetryOn is what Istio retries on when retryOn is not set
+// (connect-failure, refused-stream, unavailable, cancelled,
+// retriable-status-codes: 503), in lightmesh's conditions; refused-stream
+// has no equivalent.
+func istioDefaultRetryOn() []string {
+	return []string{"connect-failure", "cancelled", "unavailable", "503"}
+}
+
 // istioRetryOn maps Envoy's retry conditions to lightmesh's.
 var istioRetryOn = map[string][]string{
 	"5xx":                {"5xx"},
@@ -514,7 +522,12 @@ func (c *istioConverter) retries(n *node) *router.Retry {
 			c.leave(n.path+".perTryTimeout", err.Error())
 		}
 	}
-	if on := n.str("retryOn"); on != "" {
+	if on := n.str("retryOn"); on == "" && r.Attempts > 0 {
+		// lightmesh's own default list adds 502, 504, reset and
+		// per-try-timeout: calls Istio would not send again.
+		r.On = istioDefaultRetryOn()
+		c.written = append(c.written, n.path+".retryOn: none set, so Istio's default is written out: connect-failure, cancelled, unavailable, 503 (refused-stream has no lightmesh equivalent)")
+	} else if on != "" {
 		for _, cond := range strings.Split(on, ",") {
 			cond = strings.TrimSpace(cond)
 			if mapped, ok := istioRetryOn[cond]; ok {
