@@ -46,8 +46,8 @@ services:
 	got := problemsOf(t, doc)
 	want := []string{
 		`services.user-api.timeout: a duration needs a unit: write 2s or 2000ms (line 6, column 14)`,
-		`services.user-api.routes[0].destinations[0].subset: unknown subset "bse"`,
-		`services.user-api.routes[0].fallback: unknown subset "baes" (line 9, column 9)`,
+		`services.user-api.routes[0].destinations[0].subset: unknown subset "bse"; did you mean "base"?`,
+		`services.user-api.routes[0].fallback: unknown subset "baes"; did you mean "base"? (line 9, column 9)`,
 		`services.user-api.routes[0].retry.on[0]: unknown condition "5xxx"`,
 		`services.user-api.routes[0].colour: unknown field`,
 		`services.user-api.breaker.failureRatio: must be a number, not the string "50%": write 0.5 (line 12, column 29)`,
@@ -126,5 +126,31 @@ services:
 	}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("problems:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+// TestUnknownSubsetSuggestsTheClosest: a mistyped destination or fallback
+// subset is answered with the subset meant, as a mistyped field is; one
+// that is not close to any gets no guess.
+func TestUnknownSubsetSuggestsTheClosest(t *testing.T) {
+	_, err := router.Load([]byte(`apiVersion: lightmesh/v1
+services:
+  user-api:
+    subsets:
+      base: {labels: {env: base}}
+      staging: {labels: {env: staging}}
+    routes:
+      - destinations: [{subset: stagin}]
+        fallback: Base
+      - destinations: [{subset: canary}]
+`))
+	for _, want := range []string{
+		`services.user-api.routes[0].destinations[0].subset: unknown subset "stagin"; did you mean "staging"? (line 8, column 25)`,
+		`services.user-api.routes[0].fallback: unknown subset "Base"; did you mean "base"? (line 9, column 9)`,
+		`services.user-api.routes[1].destinations[0].subset: unknown subset "canary" (line 10, column 25)`,
+	} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q:\n%v", want, err)
+		}
 	}
 }
