@@ -62,13 +62,32 @@ func (l location) name() string {
 	return l.key[strings.LastIndexByte(l.key, '/')+1:]
 }
 
+// isLocation reports whether s names a Nacos or etcd location rather than
+// a file: it has a scheme, or starts like one (nacos:/, a slash short).
+func isLocation(s string) bool {
+	return strings.Contains(s, "://") || strings.HasPrefix(s, "nacos:") || strings.HasPrefix(s, "etcd:")
+}
+
+// redactUserinfo returns s with what comes before an @ (credentials, in
+// a URL) replaced, after the scheme: nacos:/user:pw@host → nacos:…@host.
+func redactUserinfo(s string) string {
+	at := strings.LastIndexByte(s, '@')
+	if at < 0 {
+		return s
+	}
+	if colon := strings.IndexByte(s, ':'); colon >= 0 && colon < at {
+		return s[:colon+1] + "…" + s[at:]
+	}
+	return "…" + s[at:]
+}
+
 // parseLocation reads nacos://HOST:PORT/GROUP[/DATA_ID][?namespace=NS] or
 // etcd://HOST:PORT[,HOST:PORT...]/KEY. Credentials in the URL are
 // refused (without echoing them): they belong in the environment.
 func parseLocation(s string) (location, error) {
 	scheme, rest, ok := strings.Cut(s, "://")
 	if !ok || (scheme != "nacos" && scheme != "etcd") {
-		return location{}, fmt.Errorf("location %q: want nacos://HOST:PORT/GROUP/DATA_ID or etcd://HOST:PORT/KEY", s)
+		return location{}, fmt.Errorf("location %q: want nacos://HOST:PORT/GROUP/DATA_ID or etcd://HOST:PORT/KEY", redactUserinfo(s))
 	}
 	rest, query, _ := strings.Cut(rest, "?")
 	hostPart, path, _ := strings.Cut(rest, "/")
