@@ -97,6 +97,12 @@ func TestRetryOnKeyFromYAML11Tools(t *testing.T) {
 	if len(got) != 1 || !strings.Contains(got[0], `quote the key: "on":`) {
 		t.Errorf("true: in retry: %q, want a hint to quote on", got)
 	}
+	// The same tool's document written out as JSON (yq -o json,
+	// json.dumps) has the key "true".
+	got = problemsOf(t, `{"apiVersion": "lightmesh/v1", "services": {"a": {"retry": {"attempts": 1, "true": ["503"]}}}}`)
+	if len(got) != 1 || !strings.Contains(got[0], `quote the key: "on":`) {
+		t.Errorf(`"true": in retry (JSON): %q, want a hint to quote on`, got)
+	}
 	r, err := router.Load([]byte("apiVersion: lightmesh/v1\nservices:\n  a:\n    retry:\n      attempts: 1\n      \"on\": [\"503\"]\n"))
 	if err != nil {
 		t.Fatal(err)
