@@ -580,3 +580,20 @@ spec:
 		t.Errorf("stderr lacks %q:\n%s", want, errs)
 	}
 }
+
+// TestValidateSyntaxErrorHasItsLine: a document YAML cannot read at all
+// (a tab in the indentation, the most common case) is reported as
+// FILE:LINE: like every other problem, so editors and CI annotations
+// point at it, with a word on the likely cause.
+func TestValidateSyntaxErrorHasItsLine(t *testing.T) {
+	file := writeFile(t, "tab.yaml", "apiVersion: lightmesh/v1\nservices:\n  user-api:\n\tretry: {attempts: 2}\n")
+	code, out, errs := binary(t, nil, "validate", file)
+	if code != 1 || !strings.HasPrefix(out, file+":4: ") || !strings.Contains(out, "tab") {
+		t.Errorf("validate: exit %d, want 1 and %s:4: naming the tab\n%s%s", code, file, out, errs)
+	}
+	code, out, errs = binary(t, nil, "validate", "-o", "json", file)
+	var got []validation
+	if err := json.Unmarshal([]byte(out), &got); code != 1 || err != nil || len(got) != 1 || len(got[0].Problems) != 1 || got[0].Problems[0].Line != 4 {
+		t.Errorf("validate -o json: exit %d %v\n%s%s", code, err, out, errs)
+	}
+}
