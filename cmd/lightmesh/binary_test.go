@@ -597,3 +597,29 @@ func TestValidateSyntaxErrorHasItsLine(t *testing.T) {
 		t.Errorf("validate -o json: exit %d %v\n%s%s", code, err, out, errs)
 	}
 }
+
+// TestPushDryRunSaysThePushWouldBeRefused: a dry run of a file read before
+// a colleague published shows the diff against the live document (their
+// change undone among it) and says that the push would be refused, rather
+// than presenting that diff as what the push will do.
+func TestPushDryRunSaysThePushWouldBeRefused(t *testing.T) {
+	srv := etcdtest.Start(t)
+	location := "etcd://" + srv.Endpoint() + "/lightmesh/rules"
+	if code, out, errs := binary(t, nil, "push", "-f", writeFile(t, "v1.yaml", casV1), location); code != 0 {
+		t.Fatalf("push: exit %d\n%s%s", code, out, errs)
+	}
+	_, alice, _ := binary(t, nil, "get", location)
+	aliceFile := writeFile(t, "alice.yaml", strings.Replace(alice, "attempts: 2", "attempts: 3", 1))
+	_, bob, _ := binary(t, nil, "get", location)
+	if code, out, errs := binary(t, nil, "push", "-f", writeFile(t, "bob.yaml", strings.Replace(bob, "timeout: 2s", "timeout: 5s", 1)), location); code != 0 {
+		t.Fatalf("bob's push: exit %d\n%s%s", code, out, errs)
+	}
+	code, out, errs := binary(t, nil, "push", "--dry-run", "-f", aliceFile, location)
+	if code != 0 || !strings.Contains(out, `~ services.user-api.timeout: "5s" → "2s"`) || !strings.Contains(out, "changed since it was read") || !strings.Contains(out, "the push would be refused") {
+		t.Errorf("dry run of a stale file: exit %d\n%s%s", code, out, errs)
+	}
+	code, out, errs = binary(t, nil, "push", "--dry-run", "-f", writeFile(t, "fresh.yaml", casV1), location)
+	if code != 0 || !strings.Contains(out, "was not read from") || !strings.Contains(out, "the push would be refused") {
+		t.Errorf("dry run of a file not read from the location: exit %d\n%s%s", code, out, errs)
+	}
+}

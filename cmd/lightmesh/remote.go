@@ -523,6 +523,13 @@ func runPush(ctx context.Context, c *cli, args []string) error {
 		} else {
 			writeDiff(c.stdout, *service, live.doc, next)
 		}
+		switch {
+		case *force:
+		case readFrom != "" && readFrom != live.version:
+			fmt.Fprintf(c.stdout, "%s changed since it was read into %s (version %s, now %s): the push would be refused; the diff above undoes what was published since\n", l, *file, readFrom, live.version)
+		case readFrom == "" && live.doc != "" && live.doc != string(data):
+			fmt.Fprintf(c.stdout, "%s was not read from %s, which holds a document (version %s): the push would be refused (--force replaces it)\n", *file, l, live.version)
+		}
 		fmt.Fprintf(c.stdout, "dry run: nothing was published to %s\n", l)
 		return nil
 	}
