@@ -83,6 +83,7 @@ func documentSchema() (map[string]any, error) {
 	if err := annotate(tree); err != nil {
 		return nil, err
 	}
+	scalarStrings(tree)
 	return tree, nil
 }
 
@@ -319,6 +320,28 @@ func toAny(names []string) []any {
 		out[i] = n
 	}
 	return out
+}
+
+// scalarStrings lets every plain string of schema s (a name, a label
+// value, a header value; not one with an enum or a pattern) also be
+// written as a number or a boolean: the decoder reads such a scalar as
+// its text (labels: {gen: 2} is "2").
+func scalarStrings(s any) {
+	switch s := s.(type) {
+	case map[string]any:
+		_, enum := s["enum"]
+		_, pattern := s["pattern"]
+		if s["type"] == "string" && !enum && !pattern {
+			s["type"] = []any{"string", "number", "boolean"}
+		}
+		for _, v := range s {
+			scalarStrings(v)
+		}
+	case []any:
+		for _, v := range s {
+			scalarStrings(v)
+		}
+	}
 }
 
 // allowNull lets every object and array in schema s also be null.

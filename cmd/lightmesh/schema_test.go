@@ -203,6 +203,7 @@ func TestSchemaRejectsWhatValidationRejects(t *testing.T) {
 	for _, doc := range []string{
 		"apiVersion: lightmesh/v1\ndefaults: {timeout: 2s, retry: {attempts: 2}}\n",
 		head + "    breaker: {multiplier: 0}\n    outlierDetection: {multiplier: 1.5}\n",
+		head + "    subsets: {v2: {labels: {gen: 2, canary: true}}}\n    routes: [{match: {headers: {x-gen: {exact: 2}}}, destinations: [{subset: v2}]}]\n",
 		head + "    retry: {attempts: 1, \"on\": [503, 5XX, Reset, DEADLINE-EXCEEDED, deadlineexceeded]}\n    breaker: {failureCodes: [Deadline-Exceeded, UNAVAILABLE]}\n",
 		head + "    subsets: {a: {labels: {}}}\n    routes: [{match: {methods: [get, PURGE, POST]}, destinations: [{subset: a}]}]\n",
 		head + "    timeout: off\n    retry: {attempts: 1, perTryTimeout: 0s, \"on\": [\"503\", unavailable, DEADLINE_EXCEEDED, ResourceExhausted, 5xx]}\n",
