@@ -623,3 +623,32 @@ func TestPushDryRunSaysThePushWouldBeRefused(t *testing.T) {
 		t.Errorf("dry run of a file not read from the location: exit %d\n%s%s", code, out, errs)
 	}
 }
+
+// TestDiffIgnoresWhatTheRouterReadsTheSame: a header name in other case,
+// methods in other case or order, and an equal split written out (1:1)
+// rather than left to the omitted weights change nothing for traffic:
+// diff says so and exits 0, so a CI gate does not stop on them; a split
+// that does change is still shown.
+func TestDiffIgnoresWhatTheRouterReadsTheSame(t *testing.T) {
+	const doc = `apiVersion: lightmesh/v1
+services:
+  user-api:
+    subsets:
+      base: {labels: {env: base}}
+      staging: {labels: {env: staging}}
+    routes:
+      - match: {headers: {x-env: {exact: staging}}, methods: [GET, POST]}
+        destinations: [{subset: staging}, {subset: base}]
+`
+	old := writeFile(t, "old.yaml", doc)
+	same := strings.NewReplacer("x-env", "X-Env", "[GET, POST]", "[post, get]", "{subset: staging}, {subset: base}", "{subset: staging, weight: 50}, {subset: base, weight: 50}").Replace(doc)
+	code, out, errs := binary(t, nil, "diff", old, writeFile(t, "same.yaml", same))
+	if code != 0 || strings.TrimSpace(out) != "no change for traffic" {
+		t.Errorf("the same rules written differently: exit %d\n%s%s", code, out, errs)
+	}
+	split := strings.Replace(doc, "{subset: staging}, {subset: base}", "{subset: staging, weight: 1}, {subset: base, weight: 3}", 1)
+	code, out, errs = binary(t, nil, "diff", old, writeFile(t, "split.yaml", split))
+	if code != 1 || !strings.Contains(out, "+ services.user-api.routes[0].destinations[1].weight: 3") {
+		t.Errorf("a split changed from 1:1 to 1:3: exit %d\n%s%s", code, out, errs)
+	}
+}

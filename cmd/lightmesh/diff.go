@@ -244,8 +244,16 @@ func diffRoutes(path string, old, new []router.Route) []change {
 	}
 	for _, k := range common {
 		// The route's timeout, retry and rateLimit are compared in force.
-		o, n := old[oi[k]], new[ni[k]]
+		o, n := readAsMatched(old[oi[k]]), readAsMatched(new[ni[k]])
 		o.Timeout, o.Retry, o.RateLimit, n.Timeout, n.Retry, n.RateLimit = 0, nil, nil, 0, nil, nil
+		if slices.Equal(shares(o.Destinations), shares(n.Destinations)) {
+			// The same split, written differently (1:1 or none).
+			for _, ds := range [][]router.Destination{o.Destinations, n.Destinations} {
+				for i := range ds {
+					ds[i].Weight = nil
+				}
+			}
+		}
 		out = append(out, diffValues(path+".routes["+k+"]", o, n)...)
 	}
 	for i := range new {
@@ -254,6 +262,56 @@ func diffRoutes(path string, old, new []router.Route) []change {
 		}
 	}
 	return out
+}
+
+// readAsMatched returns a copy of r written as the router reads it:
+// header names in lower case (they match in any case), methods in upper
+// case and in order (a set).
+func readAsMatched(r router.Route) router.Route {
+	r.Destinations = slices.Clone(r.Destinations)
+	if r.Match == nil {
+		return r
+	}
+	m := *r.Match
+	if m.Headers != nil {
+		m.Headers = make(map[string]router.StringMatch, len(r.Match.Headers))
+		for name, sm := range r.Match.Headers {
+			m.Headers[strings.ToLower(name)] = sm
+		}
+	}
+	if m.Methods != nil {
+		m.Methods = make([]string, len(r.Match.Methods))
+		for i, meth := range r.Match.Methods {
+			m.Methods[i] = strings.ToUpper(meth)
+		}
+		slices.Sort(m.Methods)
+		m.Methods = slices.Compact(m.Methods)
+	}
+	r.Match = &m
+	return r
+}
+
+// shares returns each destination's share of the route's traffic, in
+// millionths: an omitted weight is an equal split.
+func shares(ds []router.Destination) []int64 {
+	total := int64(0)
+	for _, d := range ds {
+		total += int64(weightOf(d))
+	}
+	out := make([]int64, len(ds))
+	for i, d := range ds {
+		if total > 0 {
+			out[i] = int64(weightOf(d)) * 1_000_000 / total
+		}
+	}
+	return out
+}
+
+func weightOf(d router.Destination) int {
+	if d.Weight == nil {
+		return 1
+	}
+	return *d.Weight
 }
 
 // routeKey names route i of rs in a change's path: its name quoted, or
