@@ -652,3 +652,26 @@ services:
 		t.Errorf("a split changed from 1:1 to 1:3: exit %d\n%s%s", code, out, errs)
 	}
 }
+
+// TestPushReadsTheVersionBelowAnEditorsModeline: the README has editors
+// name the schema in a comment at the top of the file; one added above
+// get's version line leaves the file read at that version: the push
+// publishes the edit, keeping the modeline and dropping the version line.
+func TestPushReadsTheVersionBelowAnEditorsModeline(t *testing.T) {
+	srv := etcdtest.Start(t)
+	location := "etcd://" + srv.Endpoint() + "/lightmesh/rules"
+	if code, out, errs := binary(t, nil, "push", "-f", writeFile(t, "v1.yaml", casV1), location); code != 0 {
+		t.Fatalf("push: exit %d\n%s%s", code, out, errs)
+	}
+	_, read, _ := binary(t, nil, "get", location)
+	const modeline = "# yaml-language-server: $schema=./lightmesh.schema.json\n"
+	edited := modeline + strings.Replace(read, "timeout: 2s", "timeout: 3s", 1)
+	code, out, errs := binary(t, nil, "push", "-f", writeFile(t, "edited.yaml", edited), location)
+	if code != 0 || strings.Contains(errs, "not read from") {
+		t.Fatalf("push of the file with a modeline above the version: exit %d\n%s%s", code, out, errs)
+	}
+	_, now, _ := binary(t, nil, "get", location)
+	if !strings.Contains(now, "timeout: 3s") || strings.Count(now, "# lightmesh-version") != 1 || !strings.Contains(now, modeline) {
+		t.Errorf("after the push the location holds:\n%s", now)
+	}
+}

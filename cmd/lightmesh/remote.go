@@ -13,6 +13,7 @@ import (
 	"io"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -418,22 +419,32 @@ func versionLine(l location, version string) string {
 	return versionPrefix + version + " (read from " + l.String() + "; lightmesh push publishes only over this version)"
 }
 
-// readVersion returns the version and the location of the first line of
-// data written by get, and data without that line; "" when there is none.
-// A byte-order mark, which some editors write when they save, is not part
-// of the document.
+// readVersion returns the version and the location of the line of data
+// written by get, and data without that line; "" when there is none. The
+// line is looked for among the comments that open the file (an editor's
+// modeline may have been put above it). A byte-order mark, which some
+// editors write when they save, is not part of the document.
 func readVersion(data []byte) (version, from string, doc []byte) {
 	data = bytes.TrimPrefix(data, []byte("\ufeff"))
-	first, rest, _ := bytes.Cut(data, []byte("\n"))
-	v, ok := bytes.CutPrefix(bytes.TrimRight(first, "\r"), []byte(versionPrefix))
-	if !ok {
-		return "", "", data
+	for start := 0; start < len(data); {
+		end := len(data)
+		if i := bytes.IndexByte(data[start:], '\n'); i >= 0 {
+			end = start + i + 1
+		}
+		line := bytes.TrimRight(data[start:end], "\r\n")
+		if v, ok := bytes.CutPrefix(line, []byte(versionPrefix)); ok {
+			ver, note, _ := bytes.Cut(v, []byte(" "))
+			if f, ok := bytes.CutPrefix(note, []byte("(read from ")); ok {
+				from, _, _ = strings.Cut(string(f), ";")
+			}
+			return string(ver), from, slices.Concat(data[:start], data[end:])
+		}
+		if t := bytes.TrimSpace(line); len(t) > 0 && t[0] != '#' {
+			break // the document has begun
+		}
+		start = end
 	}
-	ver, note, _ := bytes.Cut(v, []byte(" "))
-	if f, ok := bytes.CutPrefix(note, []byte("(read from ")); ok {
-		from, _, _ = strings.Cut(string(f), ";")
-	}
-	return string(ver), from, rest
+	return "", "", data
 }
 
 // fetched is get's JSON output.
