@@ -675,3 +675,38 @@ func TestPushReadsTheVersionBelowAnEditorsModeline(t *testing.T) {
 		t.Errorf("after the push the location holds:\n%s", now)
 	}
 }
+
+// TestImportIstioOutlierDetectionDefaults: Istio ejects for 30s when
+// baseEjectionTime is not set (lightmesh's own openBase default is 1s),
+// and consecutive5xxErrors: 0 turns 5xx ejection off; the converted
+// document says the same, and what it wrote out is listed.
+func TestImportIstioOutlierDetectionDefaults(t *testing.T) {
+	dr := func(od string) string {
+		return "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: reviews, namespace: prod}\nspec:\n  host: reviews\n  trafficPolicy:\n    outlierDetection: {" + od + ", maxEjectionPercent: 100}\n"
+	}
+	code, out, errs := binary(t, nil, "import", "istio", writeFile(t, "dr.yaml", dr("consecutive5xxErrors: 3")))
+	if code != 0 {
+		t.Fatalf("import: exit %d\n%s%s", code, out, errs)
+	}
+	converted, err := router.LoadPart("reviews", []byte(out))
+	if err != nil {
+		t.Fatalf("the converted document: %v\n%s", err, out)
+	}
+	if od := converted.InForce("reviews").OutlierDetection; od == nil || od.MinRequests != 3 || time.Duration(od.OpenBase) != 30*time.Second {
+		t.Errorf("outlier detection in force %+v, want 3 errors ejecting for Istio's 30s\n%s", od, out)
+	}
+	if !strings.Contains(errs, "baseEjectionTime: none set, so Istio's default is written out: 30s") {
+		t.Errorf("stderr does not say the 30s were written out:\n%s", errs)
+	}
+
+	code, out, errs = binary(t, nil, "import", "istio", writeFile(t, "off.yaml", dr("consecutive5xxErrors: 0")))
+	if code != 0 {
+		t.Fatalf("import: exit %d\n%s%s", code, out, errs)
+	}
+	if converted, err = router.LoadPart("reviews", []byte(out)); err != nil {
+		t.Fatalf("the converted document: %v\n%s", err, out)
+	}
+	if od := converted.InForce("reviews").OutlierDetection; od != nil {
+		t.Errorf("consecutive5xxErrors: 0 (ejection off in Istio) became outlier detection %+v\n%s", od, out)
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 
@@ -601,7 +602,8 @@ func (c *istioConverter) destinationRule(spec *node) {
 func (c *istioConverter) outlier(n *node) *router.Breaker {
 	b := &router.Breaker{FailureRatio: 1}
 	consecutive := 0
-	if v, ok := n.take("consecutive5xxErrors"); ok {
+	v, set5xx := n.take("consecutive5xxErrors")
+	if set5xx {
 		consecutive, _ = v.(int)
 	}
 	if v, ok := n.take("consecutiveGatewayErrors"); ok {
@@ -613,6 +615,7 @@ func (c *istioConverter) outlier(n *node) *router.Breaker {
 	if v, ok := n.take("consecutiveErrors"); ok && consecutive == 0 {
 		consecutive, _ = v.(int)
 	}
+	off := consecutive == 0 && set5xx // consecutive5xxErrors: 0 turns it off
 	if consecutive == 0 {
 		consecutive = 5 // Istio's default
 	}
@@ -626,6 +629,10 @@ func (c *istioConverter) outlier(n *node) *router.Breaker {
 		if d, err := parseDuration(t); err == nil {
 			b.OpenBase = d
 		}
+	} else if !off {
+		// lightmesh's own default is 1s.
+		b.OpenBase = router.Duration(30 * time.Second)
+		c.written = append(c.written, n.path+".baseEjectionTime: none set, so Istio's default is written out: 30s")
 	}
 	if _, ok := n.m["maxEjectionPercent"]; !ok {
 		c.leave(n.path+".maxEjectionPercent", "not set, so Istio ejects at most 10% of the instances; lightmesh has no cap and ejects every instance whose breaker opens (a route's fallback catches a subset left empty)")
@@ -636,6 +643,10 @@ func (c *istioConverter) outlier(n *node) *router.Breaker {
 		}
 	}
 	n.done()
+	if off {
+		c.written = append(c.written, n.path+".consecutive5xxErrors: 0 turns ejection off in Istio: no outlierDetection is written")
+		return nil
+	}
 	return b
 }
 
