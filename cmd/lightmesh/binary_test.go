@@ -710,3 +710,25 @@ func TestImportIstioOutlierDetectionDefaults(t *testing.T) {
 		t.Errorf("consecutive5xxErrors: 0 (ejection off in Istio) became outlier detection %+v\n%s", od, out)
 	}
 }
+
+// TestPushServiceDiffTakesTheDefaults: in the per-service layout a
+// service's document is composed with the _defaults document beside it;
+// push --dry-run --service shows what is in force then: a service that
+// drops its own timeout takes the default one (2s), not none.
+func TestPushServiceDiffTakesTheDefaults(t *testing.T) {
+	srv := etcdtest.Start(t)
+	base := "etcd://" + srv.Endpoint() + "/lightmesh/rules/"
+	for name, doc := range map[string]string{
+		"_defaults": "apiVersion: lightmesh/v1\ndefaults: {timeout: 2s}\n",
+		"user-api":  "apiVersion: lightmesh/v1\nservices:\n  user-api: {timeout: 5s, retry: {attempts: 1}}\n",
+	} {
+		if code, out, errs := binary(t, nil, "push", "--service", name, "-f", writeFile(t, name+".yaml", doc), base+name); code != 0 {
+			t.Fatalf("push %s: exit %d\n%s%s", name, code, out, errs)
+		}
+	}
+	next := writeFile(t, "next.yaml", "apiVersion: lightmesh/v1\nservices:\n  user-api: {retry: {attempts: 1}}\n")
+	code, out, errs := binary(t, nil, "push", "--dry-run", "--service", "user-api", "-f", next, base+"user-api")
+	if code != 0 || !strings.Contains(out, `~ services.user-api.timeout: "5s" → "2s"`) {
+		t.Errorf("dry run of user-api without its own timeout: exit %d, want the default 2s in force\n%s%s", code, out, errs)
+	}
+}

@@ -25,6 +25,7 @@ import (
 	"github.com/lightmesh/lightmesh/discovery/etcd"
 	"github.com/lightmesh/lightmesh/discovery/nacos"
 	"github.com/lightmesh/lightmesh/router"
+	"github.com/lightmesh/lightmesh/rules"
 )
 
 // location is where a rule document (or instance list) lives: a Nacos
@@ -80,6 +81,17 @@ func redactUserinfo(s string) string {
 		return s[:colon+1] + "…" + s[at:]
 	}
 	return "…" + s[at:]
+}
+
+// sibling returns the location of the document name beside l's in the
+// per-service layout: the same Nacos group, the same etcd prefix.
+func (l location) sibling(name string) location {
+	if l.kind == "nacos" {
+		l.dataID = name
+		return l
+	}
+	l.key = l.key[:strings.LastIndexByte(l.key, '/')+1] + name
+	return l
 }
 
 // parseLocation reads nacos://HOST:PORT/GROUP[/DATA_ID][?namespace=NS] or
@@ -524,6 +536,12 @@ func runPush(ctx context.Context, c *cli, args []string) error {
 		fmt.Fprintf(c.stderr, "lightmesh push: %s is invalid; nothing was published to %s\n", *file, l)
 		return errReported
 	}
+	// In the per-service layout a service's document is composed with
+	// the defaults document beside it: diffs show what is in force then.
+	var defaults *router.Document
+	if *service != "" && *service != rules.DefaultsName {
+		defaults = c.defaultsBeside(ctx, l)
+	}
 	if *dryRun {
 		live, err := c.fetch(ctx, l)
 		if err != nil {
@@ -532,7 +550,7 @@ func runPush(ctx context.Context, c *cli, args []string) error {
 		if live.doc == "" {
 			fmt.Fprintf(c.stdout, "%s holds no document: the push would create it\n", l)
 		} else {
-			writeDiff(c.stdout, *service, live.doc, next)
+			writeDiff(c.stdout, *service, live.doc, next, defaults)
 		}
 		switch {
 		case *force:
@@ -559,7 +577,7 @@ func runPush(ctx context.Context, c *cli, args []string) error {
 			return nil
 		default:
 			fmt.Fprintf(c.stderr, "lightmesh push: %s holds a document (version %s) that %s was not read from; publishing would replace it. What the push would change:\n", l, live.version, *file)
-			writeDiff(c.stderr, *service, live.doc, next)
+			writeDiff(c.stderr, *service, live.doc, next, defaults)
 			fmt.Fprintf(c.stderr, "start from the live document (lightmesh get %s > %s, then edit), or replace it with push --force; nothing was published\n", l, *file)
 			return errReported
 		}
@@ -571,7 +589,7 @@ func runPush(ctx context.Context, c *cli, args []string) error {
 		if conflict.live.doc == "" {
 			fmt.Fprintf(c.stderr, "(the document was deleted)\n")
 		} else {
-			writeDiff(c.stderr, *service, conflict.live.doc, next)
+			writeDiff(c.stderr, *service, conflict.live.doc, next, defaults)
 		}
 		fmt.Fprintf(c.stderr, "read it again (lightmesh get %s), merge your change, and push; or replace it with push --force. Nothing was published\n", l)
 		return errReported
@@ -583,14 +601,46 @@ func runPush(ctx context.Context, c *cli, args []string) error {
 	return nil
 }
 
+// defaultsBeside returns the defaults document beside l in the
+// per-service layout, or nil when there is none, saying why on stderr
+// when it cannot be read or is invalid.
+func (c *cli) defaultsBeside(ctx context.Context, l location) *router.Document {
+	at := l.sibling(rules.DefaultsName)
+	st, err := c.fetch(ctx, at)
+	if err != nil {
+		fmt.Fprintf(c.stderr, "lightmesh push: the defaults document %s: %v; what is in force is shown without it\n", at, err)
+		return nil
+	}
+	if st.doc == "" {
+		return nil
+	}
+	d, err := router.LoadPart("", []byte(st.doc))
+	if err != nil {
+		fmt.Fprintf(c.stderr, "lightmesh push: the defaults document %s is invalid (the meshes keep its last good version); what is in force is shown without it\n", at)
+		return nil
+	}
+	return d.Document()
+}
+
 // writeDiff prints to w what changes for traffic from the live document
-// to next, or that the live document is invalid (the mesh then keeps its
-// last good rules).
-func writeDiff(w io.Writer, service, live string, next *router.Rules) {
+// to next, composed with defaults (the per-service layout's defaults
+// document; nil for none), or that the live document is invalid (the mesh
+// then keeps its last good rules).
+func writeDiff(w io.Writer, service, live string, next *router.Rules, defaults *router.Document) {
 	old, err := load(service, []byte(live))
 	if err != nil {
 		fmt.Fprintf(w, "the live document is invalid (the mesh keeps its last good rules): %v\n", err)
 		return
+	}
+	if defaults != nil {
+		composed := [2]*router.Rules{}
+		for i, r := range []*router.Rules{old, next} {
+			if composed[i], err = router.Compose(defaults, r.Document()); err != nil {
+				fmt.Fprintf(w, "with the defaults document: %v\n", err)
+				return
+			}
+		}
+		old, next = composed[0], composed[1]
 	}
 	writeChanges(w, diffRules(old, next))
 }
