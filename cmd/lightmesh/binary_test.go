@@ -732,3 +732,20 @@ func TestPushServiceDiffTakesTheDefaults(t *testing.T) {
 		t.Errorf("dry run of user-api without its own timeout: exit %d, want the default 2s in force\n%s%s", code, out, errs)
 	}
 }
+
+// TestDiffServiceWithDefaults: diff --service S --defaults FILE composes
+// both versions of S's document with the defaults document, as the meshes
+// do: a service dropping its own timeout takes the default one.
+func TestDiffServiceWithDefaults(t *testing.T) {
+	defaults := writeFile(t, "_defaults.yaml", "apiVersion: lightmesh/v1\ndefaults: {timeout: 2s}\n")
+	old := writeFile(t, "old.yaml", "apiVersion: lightmesh/v1\nservices:\n  user-api: {timeout: 5s}\n")
+	next := writeFile(t, "next.yaml", "apiVersion: lightmesh/v1\nservices:\n  user-api: {}\n")
+	code, out, errs := binary(t, nil, "diff", "--service", "user-api", "--defaults", defaults, old, next)
+	if code != 1 || !strings.Contains(out, `~ services.user-api.timeout: "5s" → "2s"`) {
+		t.Errorf("diff with the defaults: exit %d\n%s%s", code, out, errs)
+	}
+	bad := writeFile(t, "bad-defaults.yaml", "apiVersion: lightmesh/v1\nservices:\n  user-api: {}\n")
+	if code, out, errs := binary(t, nil, "diff", "--service", "user-api", "--defaults", bad, old, next); code != 2 || !strings.Contains(errs, "the defaults document holds defaults only") {
+		t.Errorf("diff with an invalid defaults document: exit %d\n%s%s", code, out, errs)
+	}
+}

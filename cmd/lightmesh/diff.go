@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/lightmesh/lightmesh/router"
+	"github.com/lightmesh/lightmesh/rules"
 )
 
 // change is one difference between two rule documents that matters to
@@ -33,6 +34,7 @@ func runDiff(_ context.Context, c *cli, args []string) error {
 	fs := newFlags(c, "diff")
 	out := outputFlag(fs, "text", "json", "yaml")
 	service := serviceFlag(fs)
+	defaultsFile := fs.String("defaults", "", "with --service: the defaults document (_defaults) both versions are composed with, as the meshes compose them")
 	rest, err := parseInterspersed(fs, args)
 	if err != nil {
 		return err
@@ -45,11 +47,11 @@ func runDiff(_ context.Context, c *cli, args []string) error {
 		return exitError{2}
 	}
 	// Exit like diff(1): 0 without differences, 1 with, 2 on trouble.
-	var rules [2]*router.Rules
+	var loaded [2]*router.Rules
 	for i, name := range rest {
 		data, err := os.ReadFile(name)
 		if err == nil {
-			rules[i], err = load(*service, data)
+			loaded[i], err = load(*service, data)
 			if err != nil {
 				c.printProblems(name, err)
 				err = fmt.Errorf("%s is invalid: the mesh rejects it", name)
@@ -60,7 +62,30 @@ func runDiff(_ context.Context, c *cli, args []string) error {
 			return exitError{2}
 		}
 	}
-	changes := diffRules(rules[0], rules[1])
+	if *defaultsFile != "" {
+		if *service == "" || *service == rules.DefaultsName {
+			fmt.Fprintln(c.stderr, "lightmesh diff: --defaults goes with --service S, the per-service document of S")
+			return exitError{2}
+		}
+		data, err := os.ReadFile(*defaultsFile)
+		var defaults *router.Rules
+		if err == nil {
+			if defaults, err = router.LoadPart("", data); err != nil {
+				c.printProblems(*defaultsFile, err)
+				err = fmt.Errorf("%s is invalid: the mesh rejects it", *defaultsFile)
+			}
+		}
+		for i := range loaded {
+			if err == nil {
+				loaded[i], err = router.Compose(defaults.Document(), loaded[i].Document())
+			}
+		}
+		if err != nil {
+			fmt.Fprintf(c.stderr, "lightmesh diff: %v\n", err)
+			return exitError{2}
+		}
+	}
+	changes := diffRules(loaded[0], loaded[1])
 	if *out != "text" {
 		if changes == nil {
 			changes = []change{}
