@@ -735,7 +735,9 @@ func (m *Mesh) documentStatuses(inForce *router.Rules) []DocumentStatus {
 		}
 		out[i].History = slices.Clone(out[i].History)
 		if out[i].Name != rules.DefaultsName && out[i].Name != wholeDocument {
-			out[i].Defaulted = inForce.Defaulted(out[i].Name)
+			if in := inForce.InForce(out[i].Name); in != nil {
+				out[i].Defaulted = in.FromDefaults
+			}
 		}
 	}
 	return out

@@ -183,7 +183,7 @@ func ExampleMesh_StatusHandler() {
 	}
 	// Output:
 	// rules from memory
-	// rejected: router: invalid document: services.user-api.routes[1].destinations[0].subset: unknown subset "bsae" (line 10, column 25)
+	// rejected: router: invalid document: services.user-api.routes[1].destinations[0].subset: unknown subset "bsae"; did you mean "base"? (line 10, column 25)
 	// user-api has 2 instances
 }
 

@@ -65,11 +65,12 @@ type ServiceStatus struct {
 	// Routes is the route table, in the order routes are tried; empty
 	// when no rule names the service (every instance serves).
 	Routes []RouteStatus `json:"routes,omitempty"`
-	// Defaulted lists the settings the service takes from the defaults
-	// (timeout, retry, breaker, outlierDetection, rateLimit, lanes), and
-	// Defaults their values in force.
-	Defaulted []string         `json:"defaulted,omitempty"`
-	Defaults  *router.Defaults `json:"defaults,omitempty"`
+	// InForce is what applies to the service's calls, as explain and
+	// lightmesh diff show it: its rules composed with the defaults and
+	// the built-in defaults, every setting filled in, and the settings
+	// taken from the defaults (InForce.FromDefaults). Nil before the
+	// first rules.
+	InForce *router.InForce `json:"inForce,omitempty"`
 	// Traffic is the outbound traffic to the service, per subset; empty
 	// without metrics (WithRegisterer with a prometheus.Gatherer such as
 	// a *prometheus.Registry).
@@ -269,11 +270,8 @@ func serviceStatuses(snap *engine.State, traffic map[trafficKey]TrafficStatus) [
 			for _, r := range doc.Services[name].Routes {
 				ss.Routes = append(ss.Routes, routeStatus(r, len(ss.Routes)))
 			}
-			// Where the router's one "in force" function for a service
-			// (its document composed with the defaults) should plug in.
-			ss.Defaulted = rules.Defaulted(name)
-			ss.Defaults = takenDefaults(doc.Defaults, ss.Defaulted)
 		}
+		ss.InForce = rules.InForce(name)
 		for k, tr := range traffic {
 			if k.service == name {
 				ss.Traffic = append(ss.Traffic, tr)
@@ -337,31 +335,6 @@ func stringMatch(m router.StringMatch) string {
 		return "absent"
 	}
 	return "any"
-}
-
-// takenDefaults returns the settings of d named by taken; nil when none.
-func takenDefaults(d *router.Defaults, taken []string) *router.Defaults {
-	if d == nil || len(taken) == 0 {
-		return nil
-	}
-	out := &router.Defaults{}
-	for _, name := range taken {
-		switch name {
-		case "timeout":
-			out.Timeout = d.Timeout
-		case "retry":
-			out.Retry = d.Retry
-		case "breaker":
-			out.Breaker = d.Breaker
-		case "outlierDetection":
-			out.OutlierDetection = d.OutlierDetection
-		case "rateLimit":
-			out.RateLimit = d.RateLimit
-		case "lanes":
-			out.Lanes = d.Lanes
-		}
-	}
-	return out
 }
 
 func breakerStatuses(snap *engine.State) []BreakerStatus {

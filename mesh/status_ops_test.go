@@ -114,8 +114,8 @@ func TestStatusForOps(t *testing.T) {
 		t.Errorf("staging-1: %+v, want env=staging, weight 1, ejected after failing 2 of 2", in)
 	}
 
-	if len(svc.Defaulted) != 1 || svc.Defaulted[0] != "timeout" || svc.Defaults == nil || time.Duration(svc.Defaults.Timeout) != 2*time.Second {
-		t.Errorf("defaults taken: %v %+v, want timeout 2s", svc.Defaulted, svc.Defaults)
+	if in := svc.InForce; in == nil || len(in.FromDefaults) != 1 || in.FromDefaults[0] != "timeout" || in.Call.Timeout.Std() != 2*time.Second {
+		t.Errorf("in force: %+v, want timeout 2s from the defaults", in)
 	}
 
 	traffic := map[string]mesh.TrafficStatus{}

@@ -15,6 +15,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/lightmesh/lightmesh/discovery"
+	"github.com/lightmesh/lightmesh/internal/textdist"
 )
 
 // Limits on a document's content, checked by Compile.
@@ -103,10 +104,10 @@ func (r *Rules) DefaultPolicy() *Policy {
 	return r.defaults
 }
 
-// Defaulted returns the settings service takes from the defaults rather
+// defaulted returns the settings service takes from the defaults rather
 // than from rules of its own (see Defaults.Fill): all the defaults for
-// a service the rules do not name.
-func (r *Rules) Defaulted(service string) []string {
+// a service the rules do not name. InForce.FromDefaults shows it.
+func (r *Rules) defaulted(service string) []string {
 	if r == nil || r.doc.Defaults == nil {
 		return nil
 	}
@@ -391,7 +392,7 @@ func (c *compiler) route(path string, r Route, subsets map[string]int) route {
 		case d.Subset == "":
 			c.missing(dp, "subset")
 		case !ok:
-			c.fail(dp+".subset", "unknown subset %s", quote(d.Subset))
+			c.fail(dp+".subset", "unknown subset %s%s", quote(d.Subset), closestSubset(d.Subset, subsets))
 		}
 		if j, dup := seen[d.Subset]; dup && d.Subset != "" {
 			c.fail(dp+".subset", "subset %s already used by destinations[%d]", quote(d.Subset), j)
@@ -445,7 +446,7 @@ func (c *compiler) route(path string, r Route, subsets map[string]int) route {
 	if r.Fallback != "" {
 		idx, ok := subsets[r.Fallback]
 		if !ok {
-			c.fail(path+".fallback", "unknown subset %s", quote(r.Fallback))
+			c.fail(path+".fallback", "unknown subset %s%s", quote(r.Fallback), closestSubset(r.Fallback, subsets))
 		}
 		cr.fallback = idx
 	}
@@ -769,6 +770,15 @@ func validName(s string) bool {
 }
 
 // validHeaderName reports whether s is an RFC 9110 token of bounded length.
+// closestSubset returns `; did you mean "x"?` for the subset closest to
+// name, or "" when none is close.
+func closestSubset(name string, subsets map[string]int) string {
+	if best := textdist.Closest(name, slices.Sorted(maps.Keys(subsets)), 2); best != "" {
+		return fmt.Sprintf("; did you mean %q?", best)
+	}
+	return ""
+}
+
 func validHeaderName(s string) bool {
 	if s == "" || len(s) > 256 {
 		return false

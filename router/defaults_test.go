@@ -65,8 +65,8 @@ func TestDefaultsFillOnlyMissingSettings(t *testing.T) {
 		"opt-out":     {"timeout", "breaker", "rateLimit"},
 		"unnamed":     {"timeout", "retry", "breaker", "rateLimit"},
 	} {
-		if got := r.Defaulted(svc); !slices.Equal(got, want) {
-			t.Errorf("Defaulted(%s) = %v, want %v", svc, got, want)
+		if got := r.InForce(svc).FromDefaults; !slices.Equal(got, want) {
+			t.Errorf("InForce(%s).FromDefaults = %v, want %v", svc, got, want)
 		}
 	}
 }
@@ -76,8 +76,8 @@ func TestNoDefaultsNoDefaultPolicy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r.DefaultPolicy() != nil || r.Defaulted("a") != nil || r.Defaulted("b") != nil {
-		t.Fatalf("a document without defaults gave defaults: %+v %v", r.DefaultPolicy(), r.Defaulted("b"))
+	if r.DefaultPolicy() != nil || r.InForce("a").FromDefaults != nil || r.InForce("b").FromDefaults != nil {
+		t.Fatalf("a document without defaults gave defaults: %+v %v", r.DefaultPolicy(), r.InForce("b").FromDefaults)
 	}
 	if r.Policy("a").Default.Retry != nil {
 		t.Fatal("retry without defaults")
@@ -171,7 +171,7 @@ services:
 	if got := r.Policy("mixed").Default.Retry.PerTryTimeout; got != 0 {
 		t.Errorf("perTryTimeout: off compiled to %v, want 0 (the call's timeout)", got)
 	}
-	if d := r.Defaulted("streaming"); slices.Contains(d, "timeout") {
+	if d := r.InForce("streaming").FromDefaults; slices.Contains(d, "timeout") {
 		t.Errorf("streaming takes %v from the defaults, want its own timeout (off)", d)
 	}
 	_, err = router.Load([]byte("apiVersion: lightmesh/v1\nservices:\n  a: {breaker: {window: off}}\n"))

@@ -109,7 +109,7 @@ func (r *Rules) InForce(service string) *InForce {
 	if sr := r.services[service]; sr != nil {
 		in.Named, p = true, sr.policy
 	}
-	in.FromDefaults = r.Defaulted(service)
+	in.FromDefaults = r.defaulted(service)
 	in.Lanes = lanesInForce(r.laneRule(service))
 	if p == nil {
 		in.Call = CallInForce{Timeout: Off}

@@ -46,8 +46,8 @@ services:
 	got := problemsOf(t, doc)
 	want := []string{
 		`services.user-api.timeout: a duration needs a unit: write 2s or 2000ms (line 6, column 14)`,
-		`services.user-api.routes[0].destinations[0].subset: unknown subset "bse"`,
-		`services.user-api.routes[0].fallback: unknown subset "baes" (line 9, column 9)`,
+		`services.user-api.routes[0].destinations[0].subset: unknown subset "bse"; did you mean "base"?`,
+		`services.user-api.routes[0].fallback: unknown subset "baes"; did you mean "base"? (line 9, column 9)`,
 		`services.user-api.routes[0].retry.on[0]: unknown condition "5xxx"`,
 		`services.user-api.routes[0].colour: unknown field`,
 		`services.user-api.breaker.failureRatio: must be a number, not the string "50%": write 0.5 (line 12, column 29)`,
@@ -97,6 +97,12 @@ func TestRetryOnKeyFromYAML11Tools(t *testing.T) {
 	if len(got) != 1 || !strings.Contains(got[0], `quote the key: "on":`) {
 		t.Errorf("true: in retry: %q, want a hint to quote on", got)
 	}
+	// The same tool's document written out as JSON (yq -o json,
+	// json.dumps) has the key "true".
+	got = problemsOf(t, `{"apiVersion": "lightmesh/v1", "services": {"a": {"retry": {"attempts": 1, "true": ["503"]}}}}`)
+	if len(got) != 1 || !strings.Contains(got[0], `quote the key: "on":`) {
+		t.Errorf(`"true": in retry (JSON): %q, want a hint to quote on`, got)
+	}
 	r, err := router.Load([]byte("apiVersion: lightmesh/v1\nservices:\n  a:\n    retry:\n      attempts: 1\n      \"on\": [\"503\"]\n"))
 	if err != nil {
 		t.Fatal(err)
@@ -126,5 +132,31 @@ services:
 	}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("problems:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+// TestUnknownSubsetSuggestsTheClosest: a mistyped destination or fallback
+// subset is answered with the subset meant, as a mistyped field is; one
+// that is not close to any gets no guess.
+func TestUnknownSubsetSuggestsTheClosest(t *testing.T) {
+	_, err := router.Load([]byte(`apiVersion: lightmesh/v1
+services:
+  user-api:
+    subsets:
+      base: {labels: {env: base}}
+      staging: {labels: {env: staging}}
+    routes:
+      - destinations: [{subset: stagin}]
+        fallback: Base
+      - destinations: [{subset: canary}]
+`))
+	for _, want := range []string{
+		`services.user-api.routes[0].destinations[0].subset: unknown subset "stagin"; did you mean "staging"? (line 8, column 25)`,
+		`services.user-api.routes[0].fallback: unknown subset "Base"; did you mean "base"? (line 9, column 9)`,
+		`services.user-api.routes[1].destinations[0].subset: unknown subset "canary" (line 10, column 25)`,
+	} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q:\n%v", want, err)
+		}
 	}
 }

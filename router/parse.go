@@ -635,9 +635,10 @@ func numberHint(n *yaml.Node, ratio bool) string {
 
 // unknownFieldHint completes "unknown field" for key in a mapping of
 // type t: the field it most likely means, or the fields there are. A
-// boolean key where on is a field is on read by a YAML 1.1 tool.
+// boolean key where on is a field is on read by a YAML 1.1 tool; so is a
+// key "true" (such a tool's boolean written out as JSON).
 func unknownFieldHint(key *yaml.Node, t reflect.Type) string {
-	if _, ok := yamlField(t, "on"); ok && key.ShortTag() == "!!bool" {
+	if _, ok := yamlField(t, "on"); ok && (key.ShortTag() == "!!bool" || strings.EqualFold(key.Value, "true")) {
 		return "; YAML 1.1 tools read the key on as a boolean and write it back as " + key.Value + ": quote the key: \"on\":"
 	}
 	return suggest(key.Value, t)

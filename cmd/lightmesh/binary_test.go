@@ -5,6 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -399,5 +402,350 @@ services:
 	}
 	if !slices.Equal(paths, want) {
 		t.Errorf("problems at %v, want %v\n%s", paths, want, out)
+	}
+}
+
+// TestDiffSeesInboundLimits: an inbound limit lowered, its conditions
+// changed or a new one added changes which requests a service turns away
+// with 429: diff reports each one and exits 1; a burst written out with
+// the value it takes anyway is no change.
+func TestDiffSeesInboundLimits(t *testing.T) {
+	const doc = `apiVersion: lightmesh/v1
+services:
+  user-api:
+    subsets:
+      base: {labels: {env: base}}
+    routes:
+      - destinations: [{subset: base}]
+    inbound:
+      - name: all
+        rateLimit: {rps: 100}
+`
+	old := writeFile(t, "old.yaml", doc)
+	for _, tc := range []struct {
+		name, new string
+		code      int
+		want      string
+	}{
+		{"lowered", strings.Replace(doc, "rps: 100", "rps: 1", 1), 1, `~ services.user-api.inbound[0].rateLimit.rps: 100 → 1`},
+		{"narrowed", strings.Replace(doc, "- name: all", "- name: all\n        match: {methods: [POST]}", 1), 1, `+ services.user-api.inbound[0].match.methods[0]: "POST"`},
+		{"added", doc + "      - name: rest\n        rateLimit: {rps: 5}\n", 1, `+ services.user-api.inbound[1]`},
+		{"burst written out", strings.Replace(doc, "rps: 100", "rps: 100, burst: 100", 1), 0, "no change for traffic"},
+	} {
+		code, out, errs := binary(t, nil, "diff", old, writeFile(t, "new.yaml", tc.new))
+		if code != tc.code || !strings.Contains(out, tc.want) {
+			t.Errorf("%s: exit %d, want %d with %q\n%s%s", tc.name, code, tc.code, tc.want, out, errs)
+		}
+	}
+}
+
+// pushOverADeletedDocument: a colleague deletes the document after it
+// was read (to let the service take the defaults, say); a push of the
+// file read before is refused as a conflict, says the document was
+// deleted and does not bring it back.
+func pushOverADeletedDocument(t *testing.T, location string, env map[string]string, remove func()) {
+	v1 := writeFile(t, "v1.yaml", casV1)
+	if code, out, errs := binary(t, env, "push", "-f", v1, location); code != 0 {
+		t.Fatalf("push: exit %d\n%s%s", code, out, errs)
+	}
+	var read string
+	for deadline := time.Now().Add(3 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		_, read, _ = binary(t, env, "get", location)
+		if strings.Contains(read, casV1) || time.Now().After(deadline) {
+			break
+		}
+	}
+	edited := writeFile(t, "edited.yaml", strings.Replace(read, "timeout: 2s", "timeout: 3s", 1))
+	remove()
+	for deadline := time.Now().Add(3 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		if code, _, _ := binary(t, env, "get", location); code != 0 || time.Now().After(deadline) {
+			break
+		}
+	}
+	code, out, errs := binary(t, env, "push", "-f", edited, location)
+	if code != 1 || !strings.Contains(errs, "changed since it was read") || !strings.Contains(errs, "the document was deleted") {
+		t.Errorf("push over a deleted document: exit %d, want 1 and a conflict\n%s%s", code, out, errs)
+	}
+	time.Sleep(500 * time.Millisecond) // Nacos: let a write reach the read cache
+	if code, now, _ := binary(t, env, "get", location); code == 0 {
+		t.Errorf("after the push the deleted document is back:\n%s", now)
+	}
+}
+
+func TestPushOverADeletedDocumentEtcd(t *testing.T) {
+	srv := etcdtest.Start(t)
+	cli := srv.Client(t)
+	pushOverADeletedDocument(t, "etcd://"+srv.Endpoint()+"/lightmesh/rules", nil, func() {
+		if _, err := cli.Delete(t.Context(), "/lightmesh/rules"); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+func TestPushOverADeletedDocumentNacos(t *testing.T) {
+	location, env := nacosLocation(t, "rules.yaml")
+	pushOverADeletedDocument(t, location, env, func() { nacosDelete(t, location, env) })
+}
+
+// nacosDelete deletes the config item of a nacos:// location through the
+// server's HTTP API, logging in with the credentials of env if any.
+func nacosDelete(t *testing.T, location string, env map[string]string) {
+	t.Helper()
+	rest := strings.TrimPrefix(location, "nacos://")
+	addr, path, _ := strings.Cut(rest, "/")
+	group, dataID, _ := strings.Cut(path, "/")
+	q := url.Values{"dataId": {dataID}, "group": {group}}
+	if user := env["NACOS_USERNAME"]; user != "" {
+		resp, err := http.PostForm("http://"+addr+"/nacos/v1/auth/login", url.Values{"username": {user}, "password": {env["NACOS_PASSWORD"]}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var login struct {
+			AccessToken string `json:"accessToken"`
+		}
+		err = json.NewDecoder(resp.Body).Decode(&login)
+		resp.Body.Close()
+		if err != nil {
+			t.Fatalf("nacos login: %v", err)
+		}
+		q.Set("accessToken", login.AccessToken)
+	}
+	req, err := http.NewRequest(http.MethodDelete, "http://"+addr+"/nacos/v1/cs/configs?"+q.Encode(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || strings.TrimSpace(string(body)) != "true" {
+		t.Fatalf("nacos delete %s: %s %s", location, resp.Status, body)
+	}
+}
+
+// TestPushReadsTheVersionThroughAWindowsEditor: a file from get saved by
+// an editor that writes a byte-order mark and CRLF line ends (Notepad,
+// "UTF-8 with BOM") is still the file read at that version: the push
+// publishes the edit, without the version line, and is not told that
+// the file was never read from the location (whose advice, --force,
+// would publish over anyone's edit).
+func TestPushReadsTheVersionThroughAWindowsEditor(t *testing.T) {
+	srv := etcdtest.Start(t)
+	location := "etcd://" + srv.Endpoint() + "/lightmesh/rules"
+	if code, out, errs := binary(t, nil, "push", "-f", writeFile(t, "v1.yaml", casV1), location); code != 0 {
+		t.Fatalf("push: exit %d\n%s%s", code, out, errs)
+	}
+	_, read, _ := binary(t, nil, "get", location)
+	saved := "\ufeff" + strings.ReplaceAll(strings.Replace(read, "timeout: 2s", "timeout: 3s", 1), "\n", "\r\n")
+	code, out, errs := binary(t, nil, "push", "-f", writeFile(t, "edited.yaml", saved), location)
+	if code != 0 || strings.Contains(errs, "not read from") {
+		t.Fatalf("push of the file saved with a BOM: exit %d\n%s%s", code, out, errs)
+	}
+	_, now, _ := binary(t, nil, "get", location)
+	if !strings.Contains(now, "timeout: 3s") || strings.Count(now, "# lightmesh-version") != 1 || strings.Contains(now, "\ufeff") {
+		t.Errorf("after the push the location holds:\n%q", now)
+	}
+}
+
+// TestImportIstioKeepsTheDefaultRetryOn: Istio's retries without retryOn
+// retry on connect-failure, refused-stream, unavailable, cancelled and
+// 503; the converted route retries on those (refused-stream aside, and
+// said so), not on lightmesh's own default list, which adds 502, 504, a
+// reset and a per-try timeout (a request Istio would not send twice).
+func TestImportIstioKeepsTheDefaultRetryOn(t *testing.T) {
+	vs := writeFile(t, "vs.yaml", `apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews, namespace: prod}
+spec:
+  hosts: [reviews]
+  http:
+  - route: [{destination: {host: reviews}}]
+    retries: {attempts: 3}
+`)
+	code, out, errs := binary(t, nil, "import", "istio", vs)
+	if code != 0 {
+		t.Fatalf("import: exit %d\n%s%s", code, out, errs)
+	}
+	converted, err := router.LoadPart("reviews", []byte(out))
+	if err != nil {
+		t.Fatalf("the converted document: %v\n%s", err, out)
+	}
+	r := converted.InForce("reviews").Routes[0].Retry
+	if r == nil || r.Attempts != 3 || !slices.Equal(r.OnHTTP, []string{"connect-failure", "503"}) || !slices.Equal(r.OnGRPC, []string{"connect-failure", "cancelled", "unavailable"}) {
+		t.Errorf("retry in force %+v, want 3 attempts on Istio's default conditions\n%s", r, out)
+	}
+	if want := "spec.http[0].retries.retryOn: none set, so Istio's default is written out"; !strings.Contains(errs, want) {
+		t.Errorf("stderr lacks %q:\n%s", want, errs)
+	}
+}
+
+// TestValidateSyntaxErrorHasItsLine: a document YAML cannot read at all
+// (a tab in the indentation, the most common case) is reported as
+// FILE:LINE: like every other problem, so editors and CI annotations
+// point at it, with a word on the likely cause.
+func TestValidateSyntaxErrorHasItsLine(t *testing.T) {
+	file := writeFile(t, "tab.yaml", "apiVersion: lightmesh/v1\nservices:\n  user-api:\n\tretry: {attempts: 2}\n")
+	code, out, errs := binary(t, nil, "validate", file)
+	if code != 1 || !strings.HasPrefix(out, file+":4: ") || !strings.Contains(out, "tab") {
+		t.Errorf("validate: exit %d, want 1 and %s:4: naming the tab\n%s%s", code, file, out, errs)
+	}
+	code, out, errs = binary(t, nil, "validate", "-o", "json", file)
+	var got []validation
+	if err := json.Unmarshal([]byte(out), &got); code != 1 || err != nil || len(got) != 1 || len(got[0].Problems) != 1 || got[0].Problems[0].Line != 4 {
+		t.Errorf("validate -o json: exit %d %v\n%s%s", code, err, out, errs)
+	}
+}
+
+// TestPushDryRunSaysThePushWouldBeRefused: a dry run of a file read before
+// a colleague published shows the diff against the live document (their
+// change undone among it) and says that the push would be refused, rather
+// than presenting that diff as what the push will do.
+func TestPushDryRunSaysThePushWouldBeRefused(t *testing.T) {
+	srv := etcdtest.Start(t)
+	location := "etcd://" + srv.Endpoint() + "/lightmesh/rules"
+	if code, out, errs := binary(t, nil, "push", "-f", writeFile(t, "v1.yaml", casV1), location); code != 0 {
+		t.Fatalf("push: exit %d\n%s%s", code, out, errs)
+	}
+	_, alice, _ := binary(t, nil, "get", location)
+	aliceFile := writeFile(t, "alice.yaml", strings.Replace(alice, "attempts: 2", "attempts: 3", 1))
+	_, bob, _ := binary(t, nil, "get", location)
+	if code, out, errs := binary(t, nil, "push", "-f", writeFile(t, "bob.yaml", strings.Replace(bob, "timeout: 2s", "timeout: 5s", 1)), location); code != 0 {
+		t.Fatalf("bob's push: exit %d\n%s%s", code, out, errs)
+	}
+	code, out, errs := binary(t, nil, "push", "--dry-run", "-f", aliceFile, location)
+	if code != 0 || !strings.Contains(out, `~ services.user-api.timeout: "5s" → "2s"`) || !strings.Contains(out, "changed since it was read") || !strings.Contains(out, "the push would be refused") {
+		t.Errorf("dry run of a stale file: exit %d\n%s%s", code, out, errs)
+	}
+	code, out, errs = binary(t, nil, "push", "--dry-run", "-f", writeFile(t, "fresh.yaml", casV1), location)
+	if code != 0 || !strings.Contains(out, "was not read from") || !strings.Contains(out, "the push would be refused") {
+		t.Errorf("dry run of a file not read from the location: exit %d\n%s%s", code, out, errs)
+	}
+}
+
+// TestDiffIgnoresWhatTheRouterReadsTheSame: a header name in other case,
+// methods in other case or order, and an equal split written out (1:1)
+// rather than left to the omitted weights change nothing for traffic:
+// diff says so and exits 0, so a CI gate does not stop on them; a split
+// that does change is still shown.
+func TestDiffIgnoresWhatTheRouterReadsTheSame(t *testing.T) {
+	const doc = `apiVersion: lightmesh/v1
+services:
+  user-api:
+    subsets:
+      base: {labels: {env: base}}
+      staging: {labels: {env: staging}}
+    routes:
+      - match: {headers: {x-env: {exact: staging}}, methods: [GET, POST]}
+        destinations: [{subset: staging}, {subset: base}]
+`
+	old := writeFile(t, "old.yaml", doc)
+	same := strings.NewReplacer("x-env", "X-Env", "[GET, POST]", "[post, get]", "{subset: staging}, {subset: base}", "{subset: staging, weight: 50}, {subset: base, weight: 50}").Replace(doc)
+	code, out, errs := binary(t, nil, "diff", old, writeFile(t, "same.yaml", same))
+	if code != 0 || strings.TrimSpace(out) != "no change for traffic" {
+		t.Errorf("the same rules written differently: exit %d\n%s%s", code, out, errs)
+	}
+	split := strings.Replace(doc, "{subset: staging}, {subset: base}", "{subset: staging, weight: 1}, {subset: base, weight: 3}", 1)
+	code, out, errs = binary(t, nil, "diff", old, writeFile(t, "split.yaml", split))
+	if code != 1 || !strings.Contains(out, "+ services.user-api.routes[0].destinations[1].weight: 3") {
+		t.Errorf("a split changed from 1:1 to 1:3: exit %d\n%s%s", code, out, errs)
+	}
+}
+
+// TestPushReadsTheVersionBelowAnEditorsModeline: the README has editors
+// name the schema in a comment at the top of the file; one added above
+// get's version line leaves the file read at that version: the push
+// publishes the edit, keeping the modeline and dropping the version line.
+func TestPushReadsTheVersionBelowAnEditorsModeline(t *testing.T) {
+	srv := etcdtest.Start(t)
+	location := "etcd://" + srv.Endpoint() + "/lightmesh/rules"
+	if code, out, errs := binary(t, nil, "push", "-f", writeFile(t, "v1.yaml", casV1), location); code != 0 {
+		t.Fatalf("push: exit %d\n%s%s", code, out, errs)
+	}
+	_, read, _ := binary(t, nil, "get", location)
+	const modeline = "# yaml-language-server: $schema=./lightmesh.schema.json\n"
+	edited := modeline + strings.Replace(read, "timeout: 2s", "timeout: 3s", 1)
+	code, out, errs := binary(t, nil, "push", "-f", writeFile(t, "edited.yaml", edited), location)
+	if code != 0 || strings.Contains(errs, "not read from") {
+		t.Fatalf("push of the file with a modeline above the version: exit %d\n%s%s", code, out, errs)
+	}
+	_, now, _ := binary(t, nil, "get", location)
+	if !strings.Contains(now, "timeout: 3s") || strings.Count(now, "# lightmesh-version") != 1 || !strings.Contains(now, modeline) {
+		t.Errorf("after the push the location holds:\n%s", now)
+	}
+}
+
+// TestImportIstioOutlierDetectionDefaults: Istio ejects for 30s when
+// baseEjectionTime is not set (lightmesh's own openBase default is 1s),
+// and consecutive5xxErrors: 0 turns 5xx ejection off; the converted
+// document says the same, and what it wrote out is listed.
+func TestImportIstioOutlierDetectionDefaults(t *testing.T) {
+	dr := func(od string) string {
+		return "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: reviews, namespace: prod}\nspec:\n  host: reviews\n  trafficPolicy:\n    outlierDetection: {" + od + ", maxEjectionPercent: 100}\n"
+	}
+	code, out, errs := binary(t, nil, "import", "istio", writeFile(t, "dr.yaml", dr("consecutive5xxErrors: 3")))
+	if code != 0 {
+		t.Fatalf("import: exit %d\n%s%s", code, out, errs)
+	}
+	converted, err := router.LoadPart("reviews", []byte(out))
+	if err != nil {
+		t.Fatalf("the converted document: %v\n%s", err, out)
+	}
+	if od := converted.InForce("reviews").OutlierDetection; od == nil || od.MinRequests != 3 || time.Duration(od.OpenBase) != 30*time.Second {
+		t.Errorf("outlier detection in force %+v, want 3 errors ejecting for Istio's 30s\n%s", od, out)
+	}
+	if !strings.Contains(errs, "baseEjectionTime: none set, so Istio's default is written out: 30s") {
+		t.Errorf("stderr does not say the 30s were written out:\n%s", errs)
+	}
+
+	code, out, errs = binary(t, nil, "import", "istio", writeFile(t, "off.yaml", dr("consecutive5xxErrors: 0")))
+	if code != 0 {
+		t.Fatalf("import: exit %d\n%s%s", code, out, errs)
+	}
+	if converted, err = router.LoadPart("reviews", []byte(out)); err != nil {
+		t.Fatalf("the converted document: %v\n%s", err, out)
+	}
+	if od := converted.InForce("reviews").OutlierDetection; od != nil {
+		t.Errorf("consecutive5xxErrors: 0 (ejection off in Istio) became outlier detection %+v\n%s", od, out)
+	}
+}
+
+// TestPushServiceDiffTakesTheDefaults: in the per-service layout a
+// service's document is composed with the _defaults document beside it;
+// push --dry-run --service shows what is in force then: a service that
+// drops its own timeout takes the default one (2s), not none.
+func TestPushServiceDiffTakesTheDefaults(t *testing.T) {
+	srv := etcdtest.Start(t)
+	base := "etcd://" + srv.Endpoint() + "/lightmesh/rules/"
+	for name, doc := range map[string]string{
+		"_defaults": "apiVersion: lightmesh/v1\ndefaults: {timeout: 2s}\n",
+		"user-api":  "apiVersion: lightmesh/v1\nservices:\n  user-api: {timeout: 5s, retry: {attempts: 1}}\n",
+	} {
+		if code, out, errs := binary(t, nil, "push", "--service", name, "-f", writeFile(t, name+".yaml", doc), base+name); code != 0 {
+			t.Fatalf("push %s: exit %d\n%s%s", name, code, out, errs)
+		}
+	}
+	next := writeFile(t, "next.yaml", "apiVersion: lightmesh/v1\nservices:\n  user-api: {retry: {attempts: 1}}\n")
+	code, out, errs := binary(t, nil, "push", "--dry-run", "--service", "user-api", "-f", next, base+"user-api")
+	if code != 0 || !strings.Contains(out, `~ services.user-api.timeout: "5s" → "2s"`) {
+		t.Errorf("dry run of user-api without its own timeout: exit %d, want the default 2s in force\n%s%s", code, out, errs)
+	}
+}
+
+// TestDiffServiceWithDefaults: diff --service S --defaults FILE composes
+// both versions of S's document with the defaults document, as the meshes
+// do: a service dropping its own timeout takes the default one.
+func TestDiffServiceWithDefaults(t *testing.T) {
+	defaults := writeFile(t, "_defaults.yaml", "apiVersion: lightmesh/v1\ndefaults: {timeout: 2s}\n")
+	old := writeFile(t, "old.yaml", "apiVersion: lightmesh/v1\nservices:\n  user-api: {timeout: 5s}\n")
+	next := writeFile(t, "next.yaml", "apiVersion: lightmesh/v1\nservices:\n  user-api: {}\n")
+	code, out, errs := binary(t, nil, "diff", "--service", "user-api", "--defaults", defaults, old, next)
+	if code != 1 || !strings.Contains(out, `~ services.user-api.timeout: "5s" → "2s"`) {
+		t.Errorf("diff with the defaults: exit %d\n%s%s", code, out, errs)
+	}
+	bad := writeFile(t, "bad-defaults.yaml", "apiVersion: lightmesh/v1\nservices:\n  user-api: {}\n")
+	if code, out, errs := binary(t, nil, "diff", "--service", "user-api", "--defaults", bad, old, next); code != 2 || !strings.Contains(errs, "the defaults document holds defaults only") {
+		t.Errorf("diff with an invalid defaults document: exit %d\n%s%s", code, out, errs)
 	}
 }

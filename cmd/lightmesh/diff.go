@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/lightmesh/lightmesh/router"
+	"github.com/lightmesh/lightmesh/rules"
 )
 
 // change is one difference between two rule documents that matters to
@@ -33,6 +34,7 @@ func runDiff(_ context.Context, c *cli, args []string) error {
 	fs := newFlags(c, "diff")
 	out := outputFlag(fs, "text", "json", "yaml")
 	service := serviceFlag(fs)
+	defaultsFile := fs.String("defaults", "", "with --service: the defaults document (_defaults) both versions are composed with, as the meshes compose them")
 	rest, err := parseInterspersed(fs, args)
 	if err != nil {
 		return err
@@ -45,11 +47,11 @@ func runDiff(_ context.Context, c *cli, args []string) error {
 		return exitError{2}
 	}
 	// Exit like diff(1): 0 without differences, 1 with, 2 on trouble.
-	var rules [2]*router.Rules
+	var loaded [2]*router.Rules
 	for i, name := range rest {
 		data, err := os.ReadFile(name)
 		if err == nil {
-			rules[i], err = load(*service, data)
+			loaded[i], err = load(*service, data)
 			if err != nil {
 				c.printProblems(name, err)
 				err = fmt.Errorf("%s is invalid: the mesh rejects it", name)
@@ -60,7 +62,30 @@ func runDiff(_ context.Context, c *cli, args []string) error {
 			return exitError{2}
 		}
 	}
-	changes := diffRules(rules[0], rules[1])
+	if *defaultsFile != "" {
+		if *service == "" || *service == rules.DefaultsName {
+			fmt.Fprintln(c.stderr, "lightmesh diff: --defaults goes with --service S, the per-service document of S")
+			return exitError{2}
+		}
+		data, err := os.ReadFile(*defaultsFile)
+		var defaults *router.Rules
+		if err == nil {
+			if defaults, err = router.LoadPart("", data); err != nil {
+				c.printProblems(*defaultsFile, err)
+				err = fmt.Errorf("%s is invalid: the mesh rejects it", *defaultsFile)
+			}
+		}
+		for i := range loaded {
+			if err == nil {
+				loaded[i], err = router.Compose(defaults.Document(), loaded[i].Document())
+			}
+		}
+		if err != nil {
+			fmt.Fprintf(c.stderr, "lightmesh diff: %v\n", err)
+			return exitError{2}
+		}
+	}
+	changes := diffRules(loaded[0], loaded[1])
 	if *out != "text" {
 		if changes == nil {
 			changes = []change{}
@@ -98,10 +123,10 @@ func writeChanges(w io.Writer, changes []change) {
 }
 
 // diffRules returns what changes for traffic from old to new: services,
-// subsets and routes added or removed, routes reordered, every condition
-// or destination that differs, and every setting in force
-// (router.Rules.InForce: the defaults and built-in defaults included)
-// that differs, for each service either document names and for the
+// subsets, routes and inbound limits added or removed, routes reordered,
+// every condition or destination that differs, and every setting in
+// force (router.Rules.InForce: the defaults and built-in defaults
+// included) that differs, for each service either document names and for the
 // services neither names. Formatting, comments, key order and settings
 // written out with the value they would take anyway are not changes.
 func diffRules(oldRules, newRules *router.Rules) []change {
@@ -131,6 +156,7 @@ func diffRules(oldRules, newRules *router.Rules) []change {
 				}
 			}
 			out = append(out, diffRoutes(path, o.Routes, n.Routes)...)
+			out = append(out, diffValues(path+".inbound", inbound(o.Inbound, oldRules.InForce(name)), inbound(n.Inbound, newRules.InForce(name)))...)
 		}
 		out = append(out, diffInForce(path, o.Routes, n.Routes, oldRules.InForce(name), newRules.InForce(name))...)
 	}
@@ -183,6 +209,28 @@ func diffInForce(path string, oldRoutes, newRoutes []router.Route, old, new *rou
 	return out
 }
 
+// inboundInForce is an inbound route as it applies: its conditions and
+// its limit in force (the burst filled in).
+type inboundInForce struct {
+	Name      string                  `json:"name"`
+	Match     *router.Match           `json:"match,omitempty"`
+	RateLimit router.RateLimitInForce `json:"rateLimit"`
+}
+
+// inbound returns the inbound routes of a service as they apply, in the
+// order they are tried (the first that matches limits the request).
+func inbound(routes []router.InboundRoute, in *router.InForce) []inboundInForce {
+	var out []inboundInForce
+	for i, r := range routes {
+		ib := inboundInForce{Name: r.Name, Match: r.Match}
+		if i < len(in.Inbound) {
+			ib.Name, ib.RateLimit = in.Inbound[i].Name, in.Inbound[i].RateLimit
+		}
+		out = append(out, ib)
+	}
+	return out
+}
+
 // diffRoutes compares routes by name (the position for unnamed ones):
 // added, removed, moved among the routes both have, and changed.
 func diffRoutes(path string, old, new []router.Route) []change {
@@ -221,8 +269,16 @@ func diffRoutes(path string, old, new []router.Route) []change {
 	}
 	for _, k := range common {
 		// The route's timeout, retry and rateLimit are compared in force.
-		o, n := old[oi[k]], new[ni[k]]
+		o, n := readAsMatched(old[oi[k]]), readAsMatched(new[ni[k]])
 		o.Timeout, o.Retry, o.RateLimit, n.Timeout, n.Retry, n.RateLimit = 0, nil, nil, 0, nil, nil
+		if slices.Equal(shares(o.Destinations), shares(n.Destinations)) {
+			// The same split, written differently (1:1 or none).
+			for _, ds := range [][]router.Destination{o.Destinations, n.Destinations} {
+				for i := range ds {
+					ds[i].Weight = nil
+				}
+			}
+		}
 		out = append(out, diffValues(path+".routes["+k+"]", o, n)...)
 	}
 	for i := range new {
@@ -231,6 +287,56 @@ func diffRoutes(path string, old, new []router.Route) []change {
 		}
 	}
 	return out
+}
+
+// readAsMatched returns a copy of r written as the router reads it:
+// header names in lower case (they match in any case), methods in upper
+// case and in order (a set).
+func readAsMatched(r router.Route) router.Route {
+	r.Destinations = slices.Clone(r.Destinations)
+	if r.Match == nil {
+		return r
+	}
+	m := *r.Match
+	if m.Headers != nil {
+		m.Headers = make(map[string]router.StringMatch, len(r.Match.Headers))
+		for name, sm := range r.Match.Headers {
+			m.Headers[strings.ToLower(name)] = sm
+		}
+	}
+	if m.Methods != nil {
+		m.Methods = make([]string, len(r.Match.Methods))
+		for i, meth := range r.Match.Methods {
+			m.Methods[i] = strings.ToUpper(meth)
+		}
+		slices.Sort(m.Methods)
+		m.Methods = slices.Compact(m.Methods)
+	}
+	r.Match = &m
+	return r
+}
+
+// shares returns each destination's share of the route's traffic, in
+// millionths: an omitted weight is an equal split.
+func shares(ds []router.Destination) []int64 {
+	total := int64(0)
+	for _, d := range ds {
+		total += int64(weightOf(d))
+	}
+	out := make([]int64, len(ds))
+	for i, d := range ds {
+		if total > 0 {
+			out[i] = int64(weightOf(d)) * 1_000_000 / total
+		}
+	}
+	return out
+}
+
+func weightOf(d router.Destination) int {
+	if d.Weight == nil {
+		return 1
+	}
+	return *d.Weight
 }
 
 // routeKey names route i of rs in a change's path: its name quoted, or

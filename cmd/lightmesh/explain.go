@@ -108,7 +108,7 @@ func runExplain(ctx context.Context, c *cli, args []string) error {
 		// Most likely a misspelled name: say so rather than explain a
 		// call to a service nobody knows.
 		msg := fmt.Sprintf("no rule and no discovery entry names %s", *service)
-		if *instancesAt != "" && strings.Contains(*instancesAt, "://") {
+		if *instancesAt != "" && isLocation(*instancesAt) {
 			msg = fmt.Sprintf("no rule names %s and discovery has no instance of it", *service)
 		}
 		names := append(loaded.Services(), slices.Sorted(maps.Keys(listed))...)
@@ -128,7 +128,7 @@ func runExplain(ctx context.Context, c *cli, args []string) error {
 // it with router.Load, printing its problems as validate does.
 func (c *cli) checkRules(ctx context.Context, at string) (*router.Rules, error) {
 	var data []byte
-	if strings.Contains(at, "://") {
+	if isLocation(at) {
 		l, err := parseLocation(at)
 		if err != nil {
 			return nil, err
@@ -155,7 +155,7 @@ func (c *cli) checkRules(ctx context.Context, at string) (*router.Rules, error) 
 // ruleSource returns the rule source at: a file, or a Nacos or etcd
 // location.
 func (c *cli) ruleSource(at string, closers *[]io.Closer) (rules.Source, error) {
-	if !strings.Contains(at, "://") {
+	if !isLocation(at) {
 		if _, err := os.Stat(at); err != nil {
 			return nil, err
 		}
@@ -199,7 +199,7 @@ func (c *cli) instanceSource(at string, flags []string, closers *[]io.Closer) (d
 	switch {
 	case at == "":
 		return discovery.NewStatic(static), static, nil
-	case !strings.Contains(at, "://"):
+	case !isLocation(at):
 		fromFile, err := readInstances(at)
 		if err != nil {
 			return nil, nil, err

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 
@@ -370,7 +371,7 @@ func (c *istioConverter) httpRoute(n *node, hosts []string) []router.Route {
 	} else {
 		// Istio retries a route without retries twice; lightmesh would
 		// not (or would take a default document's retry).
-		base.Retry = &router.Retry{Attempts: 2, On: []string{"connect-failure", "cancelled", "unavailable", "503"}}
+		base.Retry = &router.Retry{Attempts: 2, On: istioDefaultRetryOn()}
 		c.written = append(c.written, n.path+".retries: none set, so Istio's default is written out: attempts: 2 on connect-failure, cancelled, unavailable, 503 (refused-stream has no lightmesh equivalent)")
 	}
 	for _, k := range []string{"fault", "mirror", "mirrorPercentage", "mirrorPercent", "mirrors", "rewrite", "redirect", "directResponse", "headers", "corsPolicy", "delegate"} {
@@ -488,6 +489,14 @@ func (c *istioConverter) stringMatch(n *node, header bool) (router.StringMatch, 
 	return sm, true
 }
 
+// istioDefaultRetryOn is what Istio retries on when retryOn is not set
+// (connect-failure, refused-stream, unavailable, cancelled,
+// retriable-status-codes: 503), in lightmesh's conditions; refused-stream
+// has no equivalent.
+func istioDefaultRetryOn() []string {
+	return []string{"connect-failure", "cancelled", "unavailable", "503"}
+}
+
 // istioRetryOn maps Envoy's retry conditions to lightmesh's.
 var istioRetryOn = map[string][]string{
 	"5xx":                {"5xx"},
@@ -514,7 +523,12 @@ func (c *istioConverter) retries(n *node) *router.Retry {
 			c.leave(n.path+".perTryTimeout", err.Error())
 		}
 	}
-	if on := n.str("retryOn"); on != "" {
+	if on := n.str("retryOn"); on == "" && r.Attempts > 0 {
+		// lightmesh's own default list adds 502, 504, reset and
+		// per-try-timeout: calls Istio would not send again.
+		r.On = istioDefaultRetryOn()
+		c.written = append(c.written, n.path+".retryOn: none set, so Istio's default is written out: connect-failure, cancelled, unavailable, 503 (refused-stream has no lightmesh equivalent)")
+	} else if on != "" {
 		for _, cond := range strings.Split(on, ",") {
 			cond = strings.TrimSpace(cond)
 			if mapped, ok := istioRetryOn[cond]; ok {
@@ -588,7 +602,8 @@ func (c *istioConverter) destinationRule(spec *node) {
 func (c *istioConverter) outlier(n *node) *router.Breaker {
 	b := &router.Breaker{FailureRatio: 1}
 	consecutive := 0
-	if v, ok := n.take("consecutive5xxErrors"); ok {
+	v, set5xx := n.take("consecutive5xxErrors")
+	if set5xx {
 		consecutive, _ = v.(int)
 	}
 	if v, ok := n.take("consecutiveGatewayErrors"); ok {
@@ -600,6 +615,7 @@ func (c *istioConverter) outlier(n *node) *router.Breaker {
 	if v, ok := n.take("consecutiveErrors"); ok && consecutive == 0 {
 		consecutive, _ = v.(int)
 	}
+	off := consecutive == 0 && set5xx // consecutive5xxErrors: 0 turns it off
 	if consecutive == 0 {
 		consecutive = 5 // Istio's default
 	}
@@ -613,6 +629,10 @@ func (c *istioConverter) outlier(n *node) *router.Breaker {
 		if d, err := parseDuration(t); err == nil {
 			b.OpenBase = d
 		}
+	} else if !off {
+		// lightmesh's own default is 1s.
+		b.OpenBase = router.Duration(30 * time.Second)
+		c.written = append(c.written, n.path+".baseEjectionTime: none set, so Istio's default is written out: 30s")
 	}
 	if _, ok := n.m["maxEjectionPercent"]; !ok {
 		c.leave(n.path+".maxEjectionPercent", "not set, so Istio ejects at most 10% of the instances; lightmesh has no cap and ejects every instance whose breaker opens (a route's fallback catches a subset left empty)")
@@ -623,6 +643,10 @@ func (c *istioConverter) outlier(n *node) *router.Breaker {
 		}
 	}
 	n.done()
+	if off {
+		c.written = append(c.written, n.path+".consecutive5xxErrors: 0 turns ejection off in Istio: no outlierDetection is written")
+		return nil
+	}
 	return b
 }
 

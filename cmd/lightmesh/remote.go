@@ -13,6 +13,7 @@ import (
 	"io"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -24,6 +25,7 @@ import (
 	"github.com/lightmesh/lightmesh/discovery/etcd"
 	"github.com/lightmesh/lightmesh/discovery/nacos"
 	"github.com/lightmesh/lightmesh/router"
+	"github.com/lightmesh/lightmesh/rules"
 )
 
 // location is where a rule document (or instance list) lives: a Nacos
@@ -62,13 +64,43 @@ func (l location) name() string {
 	return l.key[strings.LastIndexByte(l.key, '/')+1:]
 }
 
+// isLocation reports whether s names a Nacos or etcd location rather than
+// a file: it has a scheme, or starts like one (nacos:/, a slash short).
+func isLocation(s string) bool {
+	return strings.Contains(s, "://") || strings.HasPrefix(s, "nacos:") || strings.HasPrefix(s, "etcd:")
+}
+
+// redactUserinfo returns s with what comes before an @ (credentials, in
+// a URL) replaced, after the scheme: nacos:/user:pw@host → nacos:…@host.
+func redactUserinfo(s string) string {
+	at := strings.LastIndexByte(s, '@')
+	if at < 0 {
+		return s
+	}
+	if colon := strings.IndexByte(s, ':'); colon >= 0 && colon < at {
+		return s[:colon+1] + "…" + s[at:]
+	}
+	return "…" + s[at:]
+}
+
+// sibling returns the location of the document name beside l's in the
+// per-service layout: the same Nacos group, the same etcd prefix.
+func (l location) sibling(name string) location {
+	if l.kind == "nacos" {
+		l.dataID = name
+		return l
+	}
+	l.key = l.key[:strings.LastIndexByte(l.key, '/')+1] + name
+	return l
+}
+
 // parseLocation reads nacos://HOST:PORT/GROUP[/DATA_ID][?namespace=NS] or
 // etcd://HOST:PORT[,HOST:PORT...]/KEY. Credentials in the URL are
 // refused (without echoing them): they belong in the environment.
 func parseLocation(s string) (location, error) {
 	scheme, rest, ok := strings.Cut(s, "://")
 	if !ok || (scheme != "nacos" && scheme != "etcd") {
-		return location{}, fmt.Errorf("location %q: want nacos://HOST:PORT/GROUP/DATA_ID or etcd://HOST:PORT/KEY", s)
+		return location{}, fmt.Errorf("location %q: want nacos://HOST:PORT/GROUP/DATA_ID or etcd://HOST:PORT/KEY", redactUserinfo(s))
 	}
 	rest, query, _ := strings.Cut(rest, "?")
 	hostPart, path, _ := strings.Cut(rest, "/")
@@ -321,17 +353,18 @@ func (c *cli) publish(ctx context.Context, l location, doc, ifVersion string, fo
 		}
 		cas := ""
 		if !force {
-			if ifVersion == noVersion {
-				// Nacos compares only an item that exists: check that
-				// none does, just before writing.
-				live, err := c.fetch(ctx, l)
-				if err != nil {
-					return "", err
-				}
-				if live.doc != "" {
-					return "", &conflictError{l, ifVersion, live}
-				}
-			} else {
+			// Nacos compares only an item that exists: given a version,
+			// it creates a deleted item again. Check just before
+			// writing that an item exists when a version is expected,
+			// and that none does when none is.
+			live, err := c.fetch(ctx, l)
+			if err != nil {
+				return "", err
+			}
+			if (live.doc == "") != (ifVersion == noVersion) {
+				return "", &conflictError{l, ifVersion, live}
+			}
+			if ifVersion != noVersion {
 				cas = ifVersion
 			}
 		}
@@ -398,19 +431,32 @@ func versionLine(l location, version string) string {
 	return versionPrefix + version + " (read from " + l.String() + "; lightmesh push publishes only over this version)"
 }
 
-// readVersion returns the version and the location of the first line of
-// data written by get, and data without that line; "" when there is none.
+// readVersion returns the version and the location of the line of data
+// written by get, and data without that line; "" when there is none. The
+// line is looked for among the comments that open the file (an editor's
+// modeline may have been put above it). A byte-order mark, which some
+// editors write when they save, is not part of the document.
 func readVersion(data []byte) (version, from string, doc []byte) {
-	first, rest, _ := bytes.Cut(data, []byte("\n"))
-	v, ok := bytes.CutPrefix(bytes.TrimRight(first, "\r"), []byte(versionPrefix))
-	if !ok {
-		return "", "", data
+	data = bytes.TrimPrefix(data, []byte("\ufeff"))
+	for start := 0; start < len(data); {
+		end := len(data)
+		if i := bytes.IndexByte(data[start:], '\n'); i >= 0 {
+			end = start + i + 1
+		}
+		line := bytes.TrimRight(data[start:end], "\r\n")
+		if v, ok := bytes.CutPrefix(line, []byte(versionPrefix)); ok {
+			ver, note, _ := bytes.Cut(v, []byte(" "))
+			if f, ok := bytes.CutPrefix(note, []byte("(read from ")); ok {
+				from, _, _ = strings.Cut(string(f), ";")
+			}
+			return string(ver), from, slices.Concat(data[:start], data[end:])
+		}
+		if t := bytes.TrimSpace(line); len(t) > 0 && t[0] != '#' {
+			break // the document has begun
+		}
+		start = end
 	}
-	ver, note, _ := bytes.Cut(v, []byte(" "))
-	if f, ok := bytes.CutPrefix(note, []byte("(read from ")); ok {
-		from, _, _ = strings.Cut(string(f), ";")
-	}
-	return string(ver), from, rest
+	return "", "", data
 }
 
 // fetched is get's JSON output.
@@ -490,6 +536,12 @@ func runPush(ctx context.Context, c *cli, args []string) error {
 		fmt.Fprintf(c.stderr, "lightmesh push: %s is invalid; nothing was published to %s\n", *file, l)
 		return errReported
 	}
+	// In the per-service layout a service's document is composed with
+	// the defaults document beside it: diffs show what is in force then.
+	var defaults *router.Document
+	if *service != "" && *service != rules.DefaultsName {
+		defaults = c.defaultsBeside(ctx, l)
+	}
 	if *dryRun {
 		live, err := c.fetch(ctx, l)
 		if err != nil {
@@ -498,7 +550,14 @@ func runPush(ctx context.Context, c *cli, args []string) error {
 		if live.doc == "" {
 			fmt.Fprintf(c.stdout, "%s holds no document: the push would create it\n", l)
 		} else {
-			writeDiff(c.stdout, *service, live.doc, next)
+			writeDiff(c.stdout, *service, live.doc, next, defaults)
+		}
+		switch {
+		case *force:
+		case readFrom != "" && readFrom != live.version:
+			fmt.Fprintf(c.stdout, "%s changed since it was read into %s (version %s, now %s): the push would be refused; the diff above undoes what was published since\n", l, *file, readFrom, live.version)
+		case readFrom == "" && live.doc != "" && live.doc != string(data):
+			fmt.Fprintf(c.stdout, "%s was not read from %s, which holds a document (version %s): the push would be refused (--force replaces it)\n", *file, l, live.version)
 		}
 		fmt.Fprintf(c.stdout, "dry run: nothing was published to %s\n", l)
 		return nil
@@ -518,7 +577,7 @@ func runPush(ctx context.Context, c *cli, args []string) error {
 			return nil
 		default:
 			fmt.Fprintf(c.stderr, "lightmesh push: %s holds a document (version %s) that %s was not read from; publishing would replace it. What the push would change:\n", l, live.version, *file)
-			writeDiff(c.stderr, *service, live.doc, next)
+			writeDiff(c.stderr, *service, live.doc, next, defaults)
 			fmt.Fprintf(c.stderr, "start from the live document (lightmesh get %s > %s, then edit), or replace it with push --force; nothing was published\n", l, *file)
 			return errReported
 		}
@@ -530,7 +589,7 @@ func runPush(ctx context.Context, c *cli, args []string) error {
 		if conflict.live.doc == "" {
 			fmt.Fprintf(c.stderr, "(the document was deleted)\n")
 		} else {
-			writeDiff(c.stderr, *service, conflict.live.doc, next)
+			writeDiff(c.stderr, *service, conflict.live.doc, next, defaults)
 		}
 		fmt.Fprintf(c.stderr, "read it again (lightmesh get %s), merge your change, and push; or replace it with push --force. Nothing was published\n", l)
 		return errReported
@@ -542,14 +601,46 @@ func runPush(ctx context.Context, c *cli, args []string) error {
 	return nil
 }
 
+// defaultsBeside returns the defaults document beside l in the
+// per-service layout, or nil when there is none, saying why on stderr
+// when it cannot be read or is invalid.
+func (c *cli) defaultsBeside(ctx context.Context, l location) *router.Document {
+	at := l.sibling(rules.DefaultsName)
+	st, err := c.fetch(ctx, at)
+	if err != nil {
+		fmt.Fprintf(c.stderr, "lightmesh push: the defaults document %s: %v; what is in force is shown without it\n", at, err)
+		return nil
+	}
+	if st.doc == "" {
+		return nil
+	}
+	d, err := router.LoadPart("", []byte(st.doc))
+	if err != nil {
+		fmt.Fprintf(c.stderr, "lightmesh push: the defaults document %s is invalid (the meshes keep its last good version); what is in force is shown without it\n", at)
+		return nil
+	}
+	return d.Document()
+}
+
 // writeDiff prints to w what changes for traffic from the live document
-// to next, or that the live document is invalid (the mesh then keeps its
-// last good rules).
-func writeDiff(w io.Writer, service, live string, next *router.Rules) {
+// to next, composed with defaults (the per-service layout's defaults
+// document; nil for none), or that the live document is invalid (the mesh
+// then keeps its last good rules).
+func writeDiff(w io.Writer, service, live string, next *router.Rules, defaults *router.Document) {
 	old, err := load(service, []byte(live))
 	if err != nil {
 		fmt.Fprintf(w, "the live document is invalid (the mesh keeps its last good rules): %v\n", err)
 		return
+	}
+	if defaults != nil {
+		composed := [2]*router.Rules{}
+		for i, r := range []*router.Rules{old, next} {
+			if composed[i], err = router.Compose(defaults, r.Document()); err != nil {
+				fmt.Fprintf(w, "with the defaults document: %v\n", err)
+				return
+			}
+		}
+		old, next = composed[0], composed[1]
 	}
 	writeChanges(w, diffRules(old, next))
 }

@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"maps"
 	"reflect"
+	"regexp"
 	"slices"
 	"strings"
+	"unicode"
 
 	"github.com/invopop/jsonschema"
 
@@ -81,6 +83,7 @@ func documentSchema() (map[string]any, error) {
 	if err := annotate(tree); err != nil {
 		return nil, err
 	}
+	scalarStrings(tree)
 	return tree, nil
 }
 
@@ -91,12 +94,53 @@ type field struct {
 	doc      string
 	min, max *float64
 	// exclusive makes max exclusive; positive makes the minimum
-	// exclusive (rps > 0).
-	exclusive, positive bool
-	// names lists the values of a string, or of the strings of a list;
-	// codes adds HTTP status codes to them.
-	names []string
-	codes bool
+	// exclusive (rps > 0); orZero allows 0 (the default) below the
+	// minimum.
+	exclusive, positive, orZero bool
+	// names lists the values of a string, or of the strings of a list,
+	// for editors to offer; others, when set, are schemas of the other
+	// values the validator reads too (other spellings, HTTP status
+	// codes, other methods).
+	names  []string
+	others []any
+}
+
+// stringPattern is a schema of the strings matching pattern.
+func stringPattern(pattern, doc string) map[string]any {
+	return map[string]any{"type": "string", "pattern": pattern, "description": doc}
+}
+
+// httpStatus is an HTTP status code, as a string ("503") or a number.
+var httpStatus = []any{
+	stringPattern("^[1-5][0-9][0-9]$", "an HTTP status code"),
+	map[string]any{"type": "integer", "minimum": 100, "maximum": 599, "description": "an HTTP status code"},
+}
+
+// anyCase returns a pattern of names in any case, each - in them
+// standing for dash.
+func anyCase(names []string, dash string) string {
+	var alts []string
+	for _, n := range names {
+		var b strings.Builder
+		for _, r := range n {
+			switch {
+			case r == '-':
+				b.WriteString(dash)
+			case unicode.IsLetter(r):
+				fmt.Fprintf(&b, "[%c%c]", unicode.ToLower(r), unicode.ToUpper(r))
+			default:
+				b.WriteString(regexp.QuoteMeta(string(r)))
+			}
+		}
+		alts = append(alts, b.String())
+	}
+	return "^(" + strings.Join(alts, "|") + ")$"
+}
+
+// codeSpellings are the gRPC code names in any case, with -, _ or
+// nothing between words, as the validator reads them.
+func codeSpellings() any {
+	return stringPattern(anyCase(router.GRPCCodeNames(), "[-_]?"), "a gRPC code name, in any case, words joined by -, _ or nothing")
 }
 
 func bound(v float64) *float64 { return &v }
@@ -173,7 +217,10 @@ func fields() map[string]field {
 
 		"Match.headers": {doc: "header name (case-insensitive) → condition on its first value"},
 		"Match.path":    {doc: "condition on the URL path; for gRPC the full method, /pkg.Service/Method"},
-		"Match.methods": {doc: "accepted HTTP methods (gRPC calls are POST)", names: []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"}},
+		"Match.methods": {doc: "accepted HTTP methods (gRPC calls are POST)", names: []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"},
+			// The validator reads any method HTTP can carry (PURGE,
+			// PROPFIND), in any case: it upper-cases them.
+			others: []any{stringPattern("^[-!#$%&'*+.^_`|~0-9A-Za-z]{1,256}$", "another method, as HTTP writes it (upper-cased when compiled)")}},
 
 		"StringMatch.exact":   {doc: "the whole value; \"\" matches a header present with an empty value"},
 		"StringMatch.prefix":  {doc: "values starting with it"},
@@ -184,7 +231,8 @@ func fields() map[string]field {
 		"Retry.perTryTimeout": {doc: "bound on each try. Default (or off): the call's timeout"},
 		"Retry.budget":        ratio("retries may add at most this fraction of calls (plus a reserve of 10). Default: 0.2"),
 		"Retry.on": {doc: "conditions that trigger a retry: connect-failure, reset, per-try-timeout, 5xx, an HTTP status code (\"503\"), a gRPC code name. Default: connect-failure, reset, per-try-timeout, 502, 503, 504 and, for gRPC, unavailable. Quote the key (\"on\":) for YAML 1.1 tools, which read on as a boolean",
-			names: append([]string{"connect-failure", "reset", "per-try-timeout", "5xx"}, grpcCodeSpellings(router.GRPCCodeNames())...), codes: true},
+			names:  append([]string{"connect-failure", "reset", "per-try-timeout", "5xx"}, grpcCodeSpellings(router.GRPCCodeNames())...),
+			others: append([]any{codeSpellings(), stringPattern(anyCase([]string{"connect-failure", "reset", "per-try-timeout", "5xx"}, "-"), "a condition, in any case")}, httpStatus...)},
 		"Retry.backoff":       {doc: "first wait between tries; doubles each time, ±50% jitter, at most 10×. Default: 25ms"},
 		"Retry.nonIdempotent": {doc: "also retry POST and PATCH (bodies are replayed). Default: false"},
 
@@ -196,11 +244,11 @@ func fields() map[string]field {
 		"Breaker.slowCallRatio":     ratio("trips when slow calls/completed calls reaches it. Default: 1"),
 		"Breaker.openBase":          {doc: "open period after the first trip. Default: 1s"},
 		"Breaker.openMax":           {doc: "cap of the open period. Default: 60s"},
-		"Breaker.multiplier":        {doc: "growth of the open period on each consecutive trip (1 or more). Default: 2", min: bound(0)},
+		"Breaker.multiplier":        {doc: "growth of the open period on each consecutive trip (1 or more). Default: 2", min: bound(1), orZero: true},
 		"Breaker.jitter":            {doc: "spread of open periods, ± this fraction. Default: 0", min: bound(0), max: bound(1), exclusive: true},
 		"Breaker.halfOpenProbes":    {doc: "calls admitted at once after an open period; that many successes close it. Default: 3", min: bound(0), max: bound(1000)},
 		"Breaker.failureStatus":     {doc: "HTTP status codes that count as failures; transport errors and the mesh's timeouts always do. Default: every 5xx", min: bound(100), max: bound(599)},
-		"Breaker.failureCodes":      {doc: "gRPC codes that count as failures. Default: unavailable, deadline-exceeded, resource-exhausted, internal, unknown", names: grpcCodeSpellings(router.GRPCCodeNames())},
+		"Breaker.failureCodes":      {doc: "gRPC codes that count as failures. Default: unavailable, deadline-exceeded, resource-exhausted, internal, unknown", names: grpcCodeSpellings(router.GRPCCodeNames()), others: []any{codeSpellings()}},
 
 		"RateLimit.rps":   {doc: "tokens a second", min: bound(0), positive: true},
 		"RateLimit.burst": {doc: "tokens at once. Default: rps (at least 1)", min: bound(0)},
@@ -232,9 +280,12 @@ func annotate(tree map[string]any) error {
 			target = items
 		}
 		if f.min != nil {
-			if f.positive {
+			switch {
+			case f.positive:
 				target["exclusiveMinimum"] = *f.min
-			} else {
+			case f.orZero:
+				target["anyOf"] = []any{map[string]any{"const": 0}, map[string]any{"minimum": *f.min}}
+			default:
 				target["minimum"] = *f.min
 			}
 		}
@@ -247,12 +298,9 @@ func annotate(tree map[string]any) error {
 		}
 		if len(f.names) > 0 {
 			enum := map[string]any{"enum": toAny(f.names)}
-			if f.codes {
+			if len(f.others) > 0 {
 				delete(target, "type")
-				target["anyOf"] = []any{
-					map[string]any{"type": "string", "enum": toAny(f.names)},
-					map[string]any{"type": "string", "pattern": "^[1-5][0-9][0-9]$", "description": "an HTTP status code"},
-				}
+				target["anyOf"] = append([]any{map[string]any{"type": "string", "enum": toAny(f.names)}}, f.others...)
 			} else {
 				maps.Copy(target, enum)
 			}
@@ -285,6 +333,28 @@ func toAny(names []string) []any {
 		out[i] = n
 	}
 	return out
+}
+
+// scalarStrings lets every plain string of schema s (a name, a label
+// value, a header value; not one with an enum or a pattern) also be
+// written as a number or a boolean: the decoder reads such a scalar as
+// its text (labels: {gen: 2} is "2").
+func scalarStrings(s any) {
+	switch s := s.(type) {
+	case map[string]any:
+		_, enum := s["enum"]
+		_, pattern := s["pattern"]
+		if s["type"] == "string" && !enum && !pattern {
+			s["type"] = []any{"string", "number", "boolean"}
+		}
+		for _, v := range s {
+			scalarStrings(v)
+		}
+	case []any:
+		for _, v := range s {
+			scalarStrings(v)
+		}
+	}
 }
 
 // allowNull lets every object and array in schema s also be null.

@@ -185,6 +185,11 @@ func TestSchemaRejectsWhatValidationRejects(t *testing.T) {
 		head + "    breaker: {failureRatio: \"50%\"}\n",
 		head + "    subsets: {a: {labels: {}}}\n    routes: [{destinations: [{subset: a, weight: -1}]}]\n",
 		head + "    colour: red\n",
+		head + "    breaker: {multiplier: 0.5}\n",
+		head + "    retry: {attempts: 1, \"on\": [700]}\n",
+		head + "    retry: {attempts: 1, \"on\": [unavailabel]}\n",
+		head + "    breaker: {failureCodes: [unavailabel]}\n",
+		head + "    subsets: {a: {labels: {}}}\n    routes: [{match: {methods: [\"GE T\"]}, destinations: [{subset: a}]}]\n",
 		"apiVersion: lightmesh/v2\n",
 		"services: {}\n",
 	} {
@@ -197,6 +202,10 @@ func TestSchemaRejectsWhatValidationRejects(t *testing.T) {
 	}
 	for _, doc := range []string{
 		"apiVersion: lightmesh/v1\ndefaults: {timeout: 2s, retry: {attempts: 2}}\n",
+		head + "    breaker: {multiplier: 0}\n    outlierDetection: {multiplier: 1.5}\n",
+		head + "    subsets: {v2: {labels: {gen: 2, canary: true}}}\n    routes: [{match: {headers: {x-gen: {exact: 2}}}, destinations: [{subset: v2}]}]\n",
+		head + "    retry: {attempts: 1, \"on\": [503, 5XX, Reset, DEADLINE-EXCEEDED, deadlineexceeded]}\n    breaker: {failureCodes: [Deadline-Exceeded, UNAVAILABLE]}\n",
+		head + "    subsets: {a: {labels: {}}}\n    routes: [{match: {methods: [get, PURGE, POST]}, destinations: [{subset: a}]}]\n",
 		head + "    timeout: off\n    retry: {attempts: 1, perTryTimeout: 0s, \"on\": [\"503\", unavailable, DEADLINE_EXCEEDED, ResourceExhausted, 5xx]}\n",
 	} {
 		if _, err := router.Load([]byte(doc)); err != nil {

@@ -85,3 +85,24 @@ func TestEtcdTLS(t *testing.T) {
 		})
 	}
 }
+
+// TestMistypedLocationHidesCredentials: a location with credentials
+// written in it and a slash short (nacos:/, etcd:/) is refused by every
+// command that takes one without printing the password, as a well-formed
+// one is; explain does not take it for a file name either.
+func TestMistypedLocationHidesCredentials(t *testing.T) {
+	const password = "Cl1-Typo-Pw-9f2b"
+	for _, at := range []string{"nacos:/admin:" + password + "@127.0.0.1:8848/G/D", "etcd:/root:" + password + "@127.0.0.1:2379/k"} {
+		for _, args := range [][]string{
+			{"get", at},
+			{"push", "-f", "testdata/rules.yaml", at},
+			{"explain", "-f", at, "--service", "user-api"},
+			{"explain", "-f", "testdata/rules.yaml", "--instances", at, "--service", "user-api"},
+		} {
+			code, out, errs := lightmesh(t, nil, args...)
+			if code == 0 || strings.Contains(out+errs, password) || !strings.Contains(errs, "want nacos://HOST:PORT/GROUP/DATA_ID or etcd://HOST:PORT/KEY") {
+				t.Errorf("%v: exit %d, the password shown or the location not explained:\n%s%s", args[:len(args)-1], code, out, errs)
+			}
+		}
+	}
+}

@@ -6,6 +6,8 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"regexp"
+	"strconv"
 
 	"github.com/lightmesh/lightmesh/router"
 	"github.com/lightmesh/lightmesh/rules"
@@ -29,11 +31,23 @@ type problem struct {
 	Column int    `json:"column,omitempty"`
 }
 
+// yamlSyntax is a decode error of the YAML parser, which names a line only.
+var yamlSyntax = regexp.MustCompile(`^router: decode: yaml: line ([0-9]+): (.*)$`)
+
 // problemsOf turns router.Load's error into problems.
 func problemsOf(err error) ([]problem, int) {
 	var verr *router.ValidationError
 	if !errors.As(err, &verr) {
-		return []problem{{Reason: err.Error()}}, 0
+		m := yamlSyntax.FindStringSubmatch(err.Error())
+		if m == nil {
+			return []problem{{Reason: err.Error()}}, 0
+		}
+		line, _ := strconv.Atoi(m[1])
+		reason := "YAML syntax: " + m[2]
+		if m[2] == "found character that cannot start any token" {
+			reason += " (YAML indents with spaces, never a tab; a value starting with @ or ` needs quotes)"
+		}
+		return []problem{{Reason: reason, Line: line}}, 0
 	}
 	out := make([]problem, len(verr.Problems))
 	for i, p := range verr.Problems {
@@ -134,11 +148,15 @@ func (c *cli) printProblems(file string, err error) {
 	}
 }
 
-// formatProblem writes p the way compilers do: FILE:LINE:COLUMN: PATH: REASON.
+// formatProblem writes p the way compilers do: FILE:LINE:COLUMN: PATH: REASON
+// (FILE:LINE: when the column is not known).
 func formatProblem(file string, p problem) string {
 	place := file
-	if p.Line > 0 {
+	switch {
+	case p.Line > 0 && p.Column > 0:
 		place = fmt.Sprintf("%s:%d:%d", file, p.Line, p.Column)
+	case p.Line > 0: // the YAML parser names no column
+		place = fmt.Sprintf("%s:%d", file, p.Line)
 	}
 	if p.Path == "" {
 		return place + ": " + p.Reason
