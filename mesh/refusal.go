@@ -1,10 +1,15 @@
 package mesh
 
 import (
+	"bufio"
+	"io"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/felixge/httpsnoop"
 
 	"github.com/lightmesh/lightmesh/internal/engine"
 )
@@ -25,7 +30,9 @@ type Refusal = engine.Refusal
 // Refusal.HTTPStatus).
 // Before write is called the response already carries a Retry-After
 // header (whole seconds, at least 1); write sets the status and the body
-// (a JSON error envelope, say) and may change the headers. The request's
+// (a JSON error envelope, say) and may change the headers. A write that
+// writes the body without calling WriteHeader, or writes nothing, answers
+// with Refusal.HTTPStatus, not 200: a refusal never reads as success. The request's
 // lane, trace context and request id have not been read yet when the
 // mesh refuses it: read them from r.Header if the envelope needs them. A
 // nil write keeps the default.
@@ -40,7 +47,38 @@ func (m *Mesh) refuse(w http.ResponseWriter, r *http.Request, err error, wait ti
 	w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds(wait)))
 	rf := engine.NewRefusal(err, wait)
 	if m.cfg.refusalWriter != nil {
-		m.cfg.refusalWriter(w, r, rf)
+		status := rf.HTTPStatus()
+		wrote := false
+		sw := httpsnoop.Wrap(w, httpsnoop.Hooks{
+			WriteHeader: func(next httpsnoop.WriteHeaderFunc) httpsnoop.WriteHeaderFunc {
+				return func(c int) { wrote = true; next(c) }
+			},
+			Write: func(next httpsnoop.WriteFunc) httpsnoop.WriteFunc {
+				return func(b []byte) (int, error) {
+					if !wrote {
+						wrote = true
+						w.WriteHeader(status)
+					}
+					return next(b)
+				}
+			},
+			ReadFrom: func(next httpsnoop.ReadFromFunc) httpsnoop.ReadFromFunc {
+				return func(src io.Reader) (int64, error) {
+					if !wrote {
+						wrote = true
+						w.WriteHeader(status)
+					}
+					return next(src)
+				}
+			},
+			Hijack: func(next httpsnoop.HijackFunc) httpsnoop.HijackFunc {
+				return func() (net.Conn, *bufio.ReadWriter, error) { wrote = true; return next() }
+			},
+		})
+		m.cfg.refusalWriter(sw, r, rf)
+		if !wrote {
+			w.WriteHeader(status)
+		}
 		return
 	}
 	http.Error(w, "lightmesh: "+strings.ReplaceAll(rf.Reason, "_", " "), rf.HTTPStatus())
