@@ -57,7 +57,7 @@ func (f RequestIDFormat) String() string {
 // context (RequestIDFromContext) and, like a received one, is sent under
 // each request-id header on every outgoing call made with that context;
 // an incoming HTTP request also gets it under each request-id header it
-// lacks, so a framework middleware or handler reading X-Request-Id (or
+// lacks or holds an invalid id under (which is replaced), so a framework middleware or handler reading X-Request-Id (or
 // X-Trace-Id) from the request sees it. A received id is always kept. An
 // unknown format is ignored; the default is NoRequestIDs.
 func WithRequestIDMinting(f RequestIDFormat) Option {
@@ -74,7 +74,8 @@ func (p *Propagator) RequestIDMinting() RequestIDFormat { return p.mint }
 
 // MintRequestID returns ctx with a new request id when minting is on
 // (WithRequestIDMinting) and ctx carries none, and writes that id into
-// carrier under each request-id header carrier lacks; otherwise it returns
+// carrier under each request-id header carrier lacks or holds an invalid
+// id under; otherwise it returns
 // ctx unchanged. Call it on the server side after Extract and after
 // starting the server span, so that W3CTraceID can use the span's trace
 // id; mesh.Handler and meshgrpc's server interceptors do.
