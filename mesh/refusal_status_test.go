@@ -2,6 +2,8 @@ package mesh_test
 
 import (
 	"encoding/json"
+	"io"
+	"log"
 	"net/http"
 	"strings"
 	"testing"
@@ -36,5 +38,24 @@ func TestRefusalWriterWithoutStatusStillRefuses(t *testing.T) {
 				t.Errorf("handler reached %d times, want 1", reached.Load())
 			}
 		})
+	}
+}
+
+// TestRefusalWriterPanicStillRefuses: a refusal writer that panics before
+// writing (its envelope code fails only while the service is over its
+// limit) must not leave the caller with a dropped connection and no
+// Retry-After: the default refusal answers instead.
+func TestRefusalWriterPanicStillRefuses(t *testing.T) {
+	srv, reached := refusalServer(t, mesh.WithRefusalWriter(func(http.ResponseWriter, *http.Request, mesh.Refusal) {
+		var env map[string]string
+		env["code"] = "TOO_MANY_REQUESTS"
+	}))
+	srv.Config.ErrorLog = log.New(io.Discard, "", 0)
+	resp, body := secondAnswer(t, srv.URL+"/api/orders")
+	if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") == "" || body != "lightmesh: rate limited\n" {
+		t.Errorf("refused request with a panicking writer answered %d (Retry-After %q): %q; want the default 429", resp.StatusCode, resp.Header.Get("Retry-After"), body)
+	}
+	if reached.Load() != 1 {
+		t.Errorf("handler reached %d times, want 1", reached.Load())
 	}
 }
