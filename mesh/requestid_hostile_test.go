@@ -61,3 +61,28 @@ func TestRequestIDInvalidIncomingNotPassedOn(t *testing.T) {
 		t.Errorf("next hop received X-Request-Id %.40q (%d bytes), want the minted %q", atBack, len(atBack), atFrontCtx)
 	}
 }
+
+// TestRequestIDReceivedUnderOneHeaderSeenUnderAll: with minting on, a
+// request that arrives with its id under X-Trace-Id only (an older
+// caller's convention), or with an over-long X-Request-Id beside it,
+// keeps that id, and a framework middleware reading X-Request-Id (echo's
+// and chi's RequestID) finds the same id there instead of making up a
+// second one for the same request.
+func TestRequestIDReceivedUnderOneHeaderSeenUnderAll(t *testing.T) {
+	for name, header := range map[string]map[string]string{
+		"X-Trace-Id only":                {"X-Trace-Id": "legacy-42"},
+		"beside an invalid X-Request-Id": {"X-Trace-Id": "legacy-42", "X-Request-Id": strings.Repeat("a", trace.MaxRequestIDLen+1)},
+	} {
+		t.Run(name, func(t *testing.T) {
+			url, atFront, atBack := twoHops(t, mesh.WithTrace(trace.WithRequestIDMinting(trace.UUIDv7)))
+			getFront(t, url, header)
+			want := seenIDs{"legacy-42", "legacy-42", "legacy-42"}
+			if f := atFront(); f != want {
+				t.Errorf("front's handler saw context %q, X-Request-Id %.40q, X-Trace-Id %q; want legacy-42 under both headers", f.ctx, f.requestID, f.traceID)
+			}
+			if b := atBack(); b != want {
+				t.Errorf("second hop saw %+v, want legacy-42 under both headers", b)
+			}
+		})
+	}
+}
