@@ -75,8 +75,9 @@ func WithIdempotentMethods(methods ...string) Option {
 // with Refusal.RetryAfter, say). The grpc-retry-pushback-ms trailer is set
 // either way; errors.Is(err, mesh.ErrRateLimited) still holds for the
 // returned error in an interceptor outside lightmesh's. A nil refusal, or
-// a nil or OK status from it, keeps the default. It applies to
-// ServerOptions only.
+// a nil or OK status from it, keeps the default; so does a refusal that
+// panics (grpc-go would not recover it and the process would end), which
+// is logged as an error with the panic. It applies to ServerOptions only.
 func WithRefusalStatus(refusal func(ctx context.Context, r mesh.Refusal) *status.Status) Option {
 	return optionFunc(func(c *config) { c.refusalStatus = refusal })
 }

@@ -102,13 +102,28 @@ func enter(ctx context.Context, eng *engine.Engine, method string, refusal refus
 		ms = max(ms, 1)
 		grpc.SetTrailer(ctx, metadata.Pairs("grpc-retry-pushback-ms", strconv.FormatInt(int64(ms), 10)))
 		if refusal != nil {
-			if st := refusal(ctx, engine.NewRefusal(err, wait)); st != nil && st.Code() != codes.OK {
+			if st := callRefusal(ctx, eng, refusal, engine.NewRefusal(err, wait)); st != nil && st.Code() != codes.OK {
 				return in, ctx, &meshError{st: st, cause: err}
 			}
 		}
 		return in, ctx, &meshError{st: status.Newf(codes.ResourceExhausted, "lightmesh: rate limited: inbound limit of service %q", eng.Local()), cause: err}
 	}
 	return in, ctx, nil
+}
+
+// callRefusal returns refusal's status for rf, or nil, logged as an
+// error, when refusal panics: grpc-go recovers no panic in an
+// interceptor, and a service must not end because its error envelope
+// code failed while it was over its limit.
+func callRefusal(ctx context.Context, eng *engine.Engine, refusal refusalFunc, rf mesh.Refusal) (st *status.Status) {
+	defer func() {
+		if p := recover(); p != nil {
+			eng.Logger().Error("lightmesh: the refusal status function (meshgrpc.WithRefusalStatus) panicked; the call is refused with the default status",
+				"service", rf.Service, "route", rf.Route, "panic", p)
+			st = nil
+		}
+	}()
+	return refusal(ctx, rf)
 }
 
 // finish records the call's metrics and ends lightmesh's span with the

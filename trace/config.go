@@ -110,7 +110,7 @@ func WithLaneKeys(keys ...string) Option {
 // WithRequestIDHeaders sets the headers that carry the request id, in
 // order of preference. Extract takes the id from the first of them the
 // carrier holds with a valid value; Inject writes it under each of them
-// the carrier lacks, so services that set or read their own header (a
+// the carrier lacks or holds an invalid value under, so services that set or read their own header (a
 // middleware that sets X-Trace-ID per request, say) keep seeing it on
 // every hop. The default is [RequestIDHeader] and [TraceIDHeader]. Names are case-insensitive; names
 // that are not header tokens, that this package writes itself

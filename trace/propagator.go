@@ -415,14 +415,16 @@ func (p *Propagator) Inject(ctx context.Context, carrier propagation.TextMapCarr
 }
 
 // injectRequestID writes ctx's request id under each request-id header
-// the carrier lacks.
+// the carrier lacks or holds an invalid id under (over-long, not printable
+// ASCII: one a proxy copied from its incoming request, say), so that such
+// a value is never passed on beside the id ctx carries.
 func (p *Propagator) injectRequestID(ctx context.Context, c propagation.TextMapCarrier) {
 	id := RequestIDFromContext(ctx)
 	if id == "" {
 		return
 	}
 	for i := range p.ids {
-		if getKey(c, p.ids[i].key, p.ids[i].canon) == "" {
+		if !validRequestID(strings.TrimSpace(getKey(c, p.ids[i].key, p.ids[i].canon))) {
 			setKey(c, p.ids[i].key, p.ids[i].canon, id)
 		}
 	}

@@ -57,9 +57,12 @@ func (f RequestIDFormat) String() string {
 // context (RequestIDFromContext) and, like a received one, is sent under
 // each request-id header on every outgoing call made with that context;
 // an incoming HTTP request also gets it under each request-id header it
-// lacks, so a framework middleware or handler reading X-Request-Id (or
-// X-Trace-Id) from the request sees it. A received id is always kept. An
-// unknown format is ignored; the default is NoRequestIDs.
+// lacks or holds an invalid id under, so a framework middleware or
+// handler reading X-Request-Id (or X-Trace-Id) from the request sees it.
+// A received id is always kept, and is written the same way under the
+// request-id headers it did not arrive under, so such a middleware never
+// makes up a second id for the request. An unknown format is ignored;
+// the default is NoRequestIDs.
 func WithRequestIDMinting(f RequestIDFormat) Option {
 	return optionFunc(func(c *config) {
 		if f >= NoRequestIDs && f <= W3CTraceID {
@@ -73,13 +76,22 @@ func WithRequestIDMinting(f RequestIDFormat) Option {
 func (p *Propagator) RequestIDMinting() RequestIDFormat { return p.mint }
 
 // MintRequestID returns ctx with a new request id when minting is on
-// (WithRequestIDMinting) and ctx carries none, and writes that id into
-// carrier under each request-id header carrier lacks; otherwise it returns
-// ctx unchanged. Call it on the server side after Extract and after
+// (WithRequestIDMinting) and ctx carries none. With minting on it writes
+// ctx's id, new or received, into carrier under each request-id header
+// carrier lacks or holds an invalid id under; without, it returns ctx and
+// leaves carrier unchanged. Call it on the server side after Extract and after
 // starting the server span, so that W3CTraceID can use the span's trace
 // id; mesh.Handler and meshgrpc's server interceptors do.
 func (p *Propagator) MintRequestID(ctx context.Context, carrier propagation.TextMapCarrier) context.Context {
-	if p.mint == NoRequestIDs || RequestIDFromContext(ctx) != "" {
+	if p.mint == NoRequestIDs {
+		return ctx
+	}
+	if RequestIDFromContext(ctx) != "" {
+		// A received id: the headers it did not come under get it too,
+		// so a middleware reading another of them makes up no second id.
+		if carrier != nil {
+			p.injectRequestID(ctx, wrapCarrier(carrier))
+		}
 		return ctx
 	}
 	var id string

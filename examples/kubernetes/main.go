@@ -14,9 +14,11 @@
 //     pod gets no traffic before it can route; the status page is behind
 //     a bearer token;
 //
-//   - on SIGTERM it turns unready, drains, then closes the mesh.
+//   - on SIGTERM it turns unready, keeps serving for -unready-delay so
+//     the endpoints controller takes the pod out of the Service first,
+//     then drains, then closes the mesh.
 //
-//     go run ./examples/kubernetes -rules ./testdata/rules.yaml -snapshots /tmp/lm-snap
+//     go run ./examples/kubernetes -rules examples/kubernetes/rules.yaml -snapshots /tmp/lm-snap
 package main
 
 import (
@@ -49,6 +51,12 @@ type Config struct {
 	Token     string // bearer token for the status page; empty: status page off
 	// StartTimeout bounds how long New waits for the first rules.
 	StartTimeout time.Duration
+	// UnreadyDelay is how long the service keeps accepting requests
+	// after SIGTERM turned readiness off: the endpoints controller
+	// learns of it only at the next failed probe, and until then it
+	// keeps sending requests, which a closed port would refuse. Zero:
+	// no wait (tests).
+	UnreadyDelay time.Duration
 }
 
 func main() {
@@ -58,6 +66,7 @@ func main() {
 	flag.StringVar(&c.Admin, "admin", ":9901", "admin address: /healthz, /readyz, /lightmesh/status")
 	flag.StringVar(&c.Addr, "addr", ":8080", "the service's address")
 	flag.DurationVar(&c.StartTimeout, "start-timeout", 30*time.Second, "how long to wait for the first rules")
+	flag.DurationVar(&c.UnreadyDelay, "unready-delay", 5*time.Second, "how long to keep serving after SIGTERM turned readiness off (longer than the readiness probe's period × failureThreshold)")
 	flag.Parse()
 	c.Token = os.Getenv("LIGHTMESH_ADMIN_TOKEN")
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -130,10 +139,12 @@ func Run(ctx context.Context, c Config, logger *slog.Logger, listening func(admi
 	}
 
 	<-ctx.Done()
-	// Shutdown order: unready first (the endpoints controller stops
-	// sending traffic), then drain the service, then close the mesh
-	// (calls in flight still need it), the admin port last.
+	// Shutdown order: unready first, and keep serving until the
+	// endpoints controller has seen it and stopped sending traffic; then
+	// drain the service, then close the mesh (calls in flight still need
+	// it), the admin port last.
 	ready.Store(false)
+	time.Sleep(c.UnreadyDelay)
 	drain, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	err = appSrv.Shutdown(drain)

@@ -30,6 +30,9 @@ func configMapRules(t *testing.T) string {
 	if err := yaml.Unmarshal(data, &cm); err != nil || cm.Data["rules.yaml"] == "" {
 		t.Fatalf("configmap.yaml: no data.rules.yaml (%v)", err)
 	}
+	if own, err := os.ReadFile("rules.yaml"); err != nil || string(own) != cm.Data["rules.yaml"] {
+		t.Fatalf("configmap.yaml's data.rules.yaml is not rules.yaml, the file it is built from (%v)", err)
+	}
 	return cm.Data["rules.yaml"]
 }
 
