@@ -324,10 +324,14 @@ cmd_start() {
   echo "$ADDR"
 }
 
+# Secrets go to curl as files (/dev/fd/N, from printf: a builtin), never
+# on its command line, which any user can read in ps while curl runs.
+
 # login USER PASSWORD: prints the access token, fails when refused.
 login() {
   local out
-  out=$(curl -s -m 10 -X POST "${BASE_URL}/v1/auth/login" --data-urlencode "username=$1" --data-urlencode "password=$2") || return 1
+  out=$(curl -s -m 10 -X POST "${BASE_URL}/v1/auth/login" --data-urlencode "username=$1" \
+    --data-urlencode password@<(printf '%s' "$2")) || return 1
   [[ "$out" == *accessToken* ]] || return 1
   sed -E 's/.*"accessToken":"([^"]+)".*/\1/' <<<"$out"
 }
@@ -349,7 +353,7 @@ set_password() {
   done
   [[ -n "$token" ]] || { log "error: cannot log in as nacos, with the default password or LIGHTMESH_NACOS_PASSWORD"; return 1; }
   curl -s -m 10 -o /dev/null -G -X PUT "${BASE_URL}/v1/auth/users" --data-urlencode "username=nacos" \
-    --data-urlencode "newPassword=$want" --data-urlencode "accessToken=$token" || return 1
+    --data-urlencode newPassword@<(printf '%s' "$want") --data-urlencode accessToken@<(printf '%s' "$token") || return 1
   # The server reads its users from its store every few seconds.
   for _ in $(seq 1 30); do
     if login nacos "$want" >/dev/null; then

@@ -2,9 +2,11 @@ package nacos
 
 import (
 	"net"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -50,5 +52,78 @@ func TestScriptAuthAsked(t *testing.T) {
 	}
 	if !strings.Contains(stderr.String(), "authentication off") {
 		t.Errorf("stderr does not say the server has authentication off:\n%s", stderr.String())
+	}
+}
+
+// TestScriptPasswordNotInArguments: scripts/nacos.sh hands the nacos
+// user's password (and the access token) to curl other than on its
+// command line, which every user of the machine can read in ps or
+// /proc/<pid>/cmdline while curl runs. curl is replaced by a stub that
+// records its arguments and answers as a Nacos with authentication on
+// would; the server's gRPC port is a listener of the test.
+func TestScriptPasswordNotInArguments(t *testing.T) {
+	script, err := filepath.Abs(filepath.Join("..", "..", "scripts", "nacos.sh"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var l net.Listener
+	var port int
+	for try := 0; try < 50 && l == nil; try++ {
+		l0, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port = l0.Addr().(*net.TCPAddr).Port - 1000
+		l0.Close()
+		if port <= 0 {
+			continue
+		}
+		if l, err = net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port+1000))); err != nil {
+			l = nil
+		}
+	}
+	if l == nil {
+		t.Fatal("no free port for the fake gRPC port")
+	}
+	defer l.Close()
+	dir := t.TempDir()
+	argsLog := filepath.Join(dir, "curl-args")
+	stub := `#!/usr/bin/env bash
+printf '%s\n' "$*" >>"` + argsLog + `"
+case "$*" in
+  *"-w"*"/v1/cs/configs"*) printf 403 ;;
+  *"-w"*) printf 200 ;;
+  *"/v1/auth/login"*)
+    # The first login, with the wanted password, fails: the script logs
+    # in with the default one and changes the password.
+    n=$(( $(cat "` + argsLog + `.logins" 2>/dev/null || echo 0) + 1 ))
+    echo "$n" >"` + argsLog + `.logins"
+    [[ $n == 1 ]] || printf '{"accessToken":"tok-R21","tokenTtl":18000}' ;;
+esac
+`
+	if err := os.WriteFile(filepath.Join(dir, "curl"), []byte(stub), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	const password = `Pw-R21<&>secret`
+	c := exec.Command("bash", script, "start")
+	c.Env = append(os.Environ(), "PATH="+dir+string(os.PathListSeparator)+os.Getenv("PATH"),
+		"LIGHTMESH_NACOS_AUTH=1", "LIGHTMESH_NACOS_PORT="+strconv.Itoa(port), "LIGHTMESH_NACOS_PASSWORD="+password,
+		"LIGHTMESH_NACOS_HOME="+filepath.Join(dir, "home"))
+	var stderr strings.Builder
+	c.Stderr = &stderr
+	if out, err := c.Output(); err != nil {
+		t.Fatalf("nacos.sh start against the fake server: %v, stdout %q\n%s", err, out, stderr.String())
+	}
+	args, err := os.ReadFile(argsLog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(args), "/v1/auth/login") || !strings.Contains(string(args), "/v1/auth/users") {
+		t.Fatalf("the script did not log in and change the password through curl:\n%s", args)
+	}
+	for _, secret := range []string{password, url.QueryEscape(password), "tok-R21"} {
+		if strings.Contains(string(args), secret) {
+			t.Errorf("curl's command line holds %q:\n%s", secret, args)
+		}
 	}
 }
