@@ -101,6 +101,27 @@ our_pid() {
   echo "$pid"
 }
 
+# auth_on: the server refuses a config read without a login (403), as it
+# does with authentication on; with it off the read answers 200 or 404.
+auth_on() {
+  local code
+  code=$(curl -s -o /dev/null -m 5 -w '%{http_code}' \
+    "${BASE_URL}/v1/cs/configs?dataId=lightmesh-auth-probe&group=DEFAULT_GROUP" 2>/dev/null) || return 1
+  [[ "$code" == 403 ]]
+}
+
+# check_auth: with LIGHTMESH_NACOS_AUTH=1, a server already running must
+# have authentication on: one with it off would let every test "with
+# authentication on" pass without logging in, and set_password would
+# change its users anyway.
+check_auth() {
+  [[ "$AUTH" == 1 ]] || return 0
+  auth_on && return 0
+  log "error: the server at $ADDR runs with authentication off, and LIGHTMESH_NACOS_AUTH=1 asks for it on;"
+  log "error: stop it (bash scripts/nacos.sh stop) or start one on another port (LIGHTMESH_NACOS_PORT)"
+  return 1
+}
+
 port_busy() { (exec 3<>"/dev/tcp/${HOST}/$1") 2>/dev/null; }
 
 fetch() {
@@ -210,12 +231,14 @@ cmd_start() {
   if pid=$(our_pid); then
     if ready; then
       log "already running (pid $pid) and ready at $ADDR"
+      check_auth || exit 1
       [[ "$AUTH" != 1 ]] || set_password || exit 1
       echo "$ADDR"
       return 0
     fi
     log "already running (pid $pid), waiting for readiness"
     wait_ready "$pid" || exit 1
+    check_auth || exit 1
     [[ "$AUTH" != 1 ]] || set_password || exit 1
     log "ready at $ADDR (grpc ${HOST}:${GRPC_PORT})"
     echo "$ADDR"
@@ -225,6 +248,8 @@ cmd_start() {
 
   if ready; then
     log "a Nacos server not started by this script is already ready at $ADDR; using it"
+    check_auth || exit 1
+    [[ "$AUTH" != 1 ]] || set_password || exit 1
     echo "$ADDR"
     return 0
   fi
@@ -299,10 +324,14 @@ cmd_start() {
   echo "$ADDR"
 }
 
+# Secrets go to curl as files (/dev/fd/N, from printf: a builtin), never
+# on its command line, which any user can read in ps while curl runs.
+
 # login USER PASSWORD: prints the access token, fails when refused.
 login() {
   local out
-  out=$(curl -s -m 10 -X POST "${BASE_URL}/v1/auth/login" --data-urlencode "username=$1" --data-urlencode "password=$2") || return 1
+  out=$(curl -s -m 10 -X POST "${BASE_URL}/v1/auth/login" --data-urlencode "username=$1" \
+    --data-urlencode password@<(printf '%s' "$2")) || return 1
   [[ "$out" == *accessToken* ]] || return 1
   sed -E 's/.*"accessToken":"([^"]+)".*/\1/' <<<"$out"
 }
@@ -324,7 +353,7 @@ set_password() {
   done
   [[ -n "$token" ]] || { log "error: cannot log in as nacos, with the default password or LIGHTMESH_NACOS_PASSWORD"; return 1; }
   curl -s -m 10 -o /dev/null -G -X PUT "${BASE_URL}/v1/auth/users" --data-urlencode "username=nacos" \
-    --data-urlencode "newPassword=$want" --data-urlencode "accessToken=$token" || return 1
+    --data-urlencode newPassword@<(printf '%s' "$want") --data-urlencode accessToken@<(printf '%s' "$token") || return 1
   # The server reads its users from its store every few seconds.
   for _ in $(seq 1 30); do
     if login nacos "$want" >/dev/null; then

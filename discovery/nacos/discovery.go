@@ -43,6 +43,14 @@ type Discovery struct {
 	logger *slog.Logger
 	dir    string
 
+	// regMu makes registrations through client one at a time, each
+	// with its request to the server, and guards regs.
+	regMu sync.Mutex
+	// regs holds each service's registration in force through client:
+	// Nacos keeps one instance per service and connection, so a later
+	// Register of the service replaces it.
+	regs map[string]*Registration
+
 	mu     sync.Mutex
 	subs   map[string]*subscription
 	closed bool
@@ -89,7 +97,7 @@ func NewDiscovery(cfg Config, group string) (*Discovery, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Discovery{client: client, cfg: cfg, group: group, logger: cfg.logger(), dir: dir, subs: map[string]*subscription{}, resuming: map[string]time.Time{}}, nil
+	return &Discovery{client: client, cfg: cfg, group: group, logger: cfg.logger(), dir: dir, regs: map[string]*Registration{}, subs: map[string]*subscription{}, resuming: map[string]time.Time{}}, nil
 }
 
 func newNamingClient(cfg Config) (naming_client.INamingClient, string, error) {

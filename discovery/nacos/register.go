@@ -26,7 +26,8 @@ const maxNacosWeight = 10000
 // again by itself after a reconnect.
 type Registration struct {
 	client naming_client.INamingClient
-	owned  bool // Close closes client: it was made for this registration
+	owned  bool       // Close closes client: it was made for this registration
+	disc   *Discovery // the Discovery whose client it shares, if any
 	param  vo.DeregisterInstanceParam
 	dir    string
 	once   sync.Once
@@ -71,7 +72,9 @@ func Register(cfg Config, service, group string, in discovery.Instance) (*Regist
 //
 // Nacos 2.x keeps one instance per service and connection: registering
 // a second instance of the same service through the same Discovery
-// replaces the first. A process registers itself once per service; a
+// replaces the first, whose Close then does nothing (Nacos would
+// deregister the one that replaced it). A process registers itself once
+// per service; a
 // process that runs several instances of one service (tests) uses a
 // client per instance, with the package's Register.
 func (d *Discovery) Register(service string, in discovery.Instance) (*Registration, error) {
@@ -85,7 +88,15 @@ func (d *Discovery) Register(service string, in discovery.Instance) (*Registrati
 	if closed {
 		return nil, errClosed
 	}
-	return registerWith(d.client, param, d.cfg)
+	d.regMu.Lock()
+	defer d.regMu.Unlock()
+	r, err := registerWith(d.client, param, d.cfg)
+	if err != nil {
+		return nil, err
+	}
+	r.disc = d
+	d.regs[service] = r
+	return r, nil
 }
 
 // registerParam checks in and completes its address.
@@ -149,9 +160,18 @@ func (r *Registration) Address() string {
 // Close deregisters the instance and, when Register made it, closes the
 // naming client. Even when the deregistration fails, closing the
 // connection removes the ephemeral instance once the server notices.
-// Later calls return the first call's result.
+// The Close of a registration replaced by a later Discovery.Register of
+// its service does nothing. Later calls return the first call's result.
 func (r *Registration) Close() error {
 	r.once.Do(func() {
+		if d := r.disc; d != nil {
+			d.regMu.Lock()
+			defer d.regMu.Unlock()
+			if d.regs[r.param.ServiceName] != r {
+				return // replaced: deregistering would remove its successor
+			}
+			delete(d.regs, r.param.ServiceName)
+		}
 		ok, err := r.client.DeregisterInstance(r.param)
 		if err == nil && !ok {
 			err = errors.New("server refused")

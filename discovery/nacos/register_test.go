@@ -109,3 +109,51 @@ func TestRegisterFindsItsAddress(t *testing.T) {
 	// The discovery's client is still open: it saw the last one leave.
 	waitAddresses(t, addrs)
 }
+
+// TestReplacedRegistrationClose: Nacos 2.x keeps one instance per
+// service and connection, so a second Discovery.Register of a service
+// replaces the first, as documented. Closing the replaced registration
+// afterwards (a program that registers its new address, then closes the
+// old registration) must leave the instance that replaced it
+// registered: Nacos deregisters by service and connection, whatever the
+// address, so the old registration's Close used to remove the new one.
+func TestReplacedRegistrationClose(t *testing.T) {
+	cfg := testConfig(t)
+	group := "LIGHTMESH_TEST"
+	service := unique("lm-replace")
+	disc, err := NewDiscovery(cfg, group)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer disc.Close()
+	watcher, err := NewDiscovery(cfg, group)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer watcher.Close()
+	addrs := watchAddresses(t, watcher, service)
+
+	old, err := disc.Register(service, discovery.Instance{Address: "10.42.0.7:18083"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitAddresses(t, addrs, "10.42.0.7:18083")
+	cur, err := disc.Register(service, discovery.Instance{Address: "10.42.0.8:18083"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cur.Close()
+	waitAddresses(t, addrs, "10.42.0.8:18083")
+	if err := old.Close(); err != nil {
+		t.Errorf("closing the replaced registration: %v", err)
+	}
+	// The server pushes a naming change within about 0.5 s.
+	time.Sleep(2 * time.Second)
+	if got := addrs(); !slices.Equal(got, []string{"10.42.0.8:18083"}) {
+		t.Fatalf("after closing the replaced registration, discovery reports %v, want [10.42.0.8:18083]", got)
+	}
+	if err := cur.Close(); err != nil {
+		t.Fatal(err)
+	}
+	waitAddresses(t, addrs)
+}
