@@ -256,6 +256,10 @@ func (cc *clientCall) begin(ctx context.Context, wait bool) error {
 		if cc.eng.AwaitInstances(ctx, cc.service, engine.FirstUseWait) || cc.eng.Load().Table().Has(cc.service) {
 			err = cc.c.Begin(cc.eng.Load(), cc.service, &cc.req, cc.eng.Metrics())
 		}
+		// The rule's timeout and the latency count from the end of the
+		// first-use lookup, as over HTTP: the wait is the mesh's, not the
+		// call's (the caller's own deadline still bounds it).
+		cc.start = time.Now()
 	}
 	return err
 }
