@@ -122,6 +122,14 @@ type Retry struct {
 // Breaker is a circuit breaker policy; zero fields take the defaults of
 // package breaker.
 type Breaker struct {
+	// Mode is window (the default: trip on a failure ratio, stay open,
+	// probe) or adaptive (SRE client-side throttling, no thresholds; see
+	// breaker.ModeAdaptive). outlierDetection takes window only.
+	Mode string `yaml:"mode,omitempty" json:"mode,omitempty"`
+	// K is the adaptive multiplier (mode adaptive only): calls are refused
+	// with probability max(0, (requests − k·accepts) / (requests + 1)).
+	// Zero means 1.5.
+	K                 float64  `yaml:"k,omitempty" json:"k,omitempty"`
 	Window            Duration `yaml:"window,omitempty" json:"window,omitempty"`
 	Buckets           int      `yaml:"buckets,omitempty" json:"buckets,omitempty"`
 	MinRequests       int      `yaml:"minRequests,omitempty" json:"minRequests,omitempty"`

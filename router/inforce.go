@@ -70,6 +70,10 @@ type RateLimitInForce struct {
 
 // BreakerInForce is a breaker section with every default filled in.
 type BreakerInForce struct {
+	// Mode is window or adaptive; K is the adaptive multiplier (0 in
+	// window mode).
+	Mode              string   `json:"mode"`
+	K                 float64  `json:"k,omitempty"`
 	Window            Duration `json:"window"`
 	Buckets           int      `json:"buckets"`
 	MinRequests       int      `json:"minRequests"`
@@ -152,6 +156,7 @@ func breakerInForce(bp *BreakerPolicy) *BreakerInForce {
 	}
 	s := bp.Settings
 	return &BreakerInForce{
+		Mode: s.Mode.String(), K: s.K,
 		Window: Duration(s.Window), Buckets: s.Buckets, MinRequests: int(s.MinRequests),
 		FailureRatio: s.FailureRatio, SlowCallThreshold: durationInForce(s.SlowCallThreshold.Nanoseconds()),
 		SlowCallRatio: s.SlowCallRatio, OpenBase: Duration(s.OpenBase), OpenMax: Duration(s.OpenMax),

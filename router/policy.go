@@ -225,10 +225,10 @@ func (c *compiler) policy(path string, svc Service, routes []route) *Policy {
 		p.Routes = append(p.Routes, cp)
 	}
 	if svc.Breaker != nil {
-		p.Breaker = c.breaker(path+".breaker", svc.Breaker)
+		p.Breaker = c.breaker(path+".breaker", svc.Breaker, true)
 	}
 	if svc.OutlierDetection != nil {
-		p.Outlier = c.breaker(path+".outlierDetection", svc.OutlierDetection)
+		p.Outlier = c.breaker(path+".outlierDetection", svc.OutlierDetection, false)
 	}
 	names := make(map[string]int)
 	for i, in := range svc.Inbound {
@@ -334,11 +334,25 @@ func (c *compiler) rateLimit(path string, rl *RateLimit, scope string) *RateLimi
 	return &RateLimitPolicy{Scope: scope, RPS: rl.RPS, Burst: burst}
 }
 
-func (c *compiler) breaker(path string, br *Breaker) *BreakerPolicy {
+// breaker compiles a breaker section; adaptiveOK tells whether mode
+// adaptive is allowed there (not in outlierDetection, whose breakers eject
+// instances and so need an open state).
+func (c *compiler) breaker(path string, br *Breaker, adaptiveOK bool) *BreakerPolicy {
 	s := breaker.Settings{
-		Window: br.Window.Std(), Buckets: br.Buckets, FailureRatio: br.FailureRatio,
+		K: br.K, Window: br.Window.Std(), Buckets: br.Buckets, FailureRatio: br.FailureRatio,
 		SlowCallThreshold: br.SlowCallThreshold.Std(), SlowCallRatio: br.SlowCallRatio,
 		OpenBase: br.OpenBase.Std(), OpenMax: br.OpenMax.Std(), Multiplier: br.Multiplier, Jitter: br.Jitter,
+	}
+	switch strings.ToLower(strings.TrimSpace(br.Mode)) {
+	case "", "window":
+	case "adaptive":
+		if adaptiveOK {
+			s.Mode = breaker.ModeAdaptive
+		} else {
+			c.fail(path+".mode", "adaptive applies to breaker only; outlierDetection ejects instances and takes mode window")
+		}
+	default:
+		c.fail(path+".mode", "unknown mode %.40q (want window or adaptive)", br.Mode)
 	}
 	if br.MinRequests < 0 || br.MinRequests > 1<<20 {
 		c.fail(path+".minRequests", "must be 0..%d", 1<<20)

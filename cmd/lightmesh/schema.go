@@ -175,6 +175,8 @@ func fields() map[string]field {
 		"Retry.backoff":       {doc: "first wait between tries; doubles each time, ±50% jitter, at most 10×. Default: 25ms"},
 		"Retry.nonIdempotent": {doc: "also retry POST and PATCH (bodies are replayed). Default: false"},
 
+		"Breaker.mode":              {doc: "window: trip when the failure (or slow-call) ratio of the window reaches a threshold, stay open, then probe. adaptive: Google SRE client-side throttling, no thresholds: refuse each call with probability max(0, (requests − k·accepts) / (requests + 1)) over the window; refused calls count as neither. adaptive uses window, buckets, slowCallThreshold and k only, and applies to breaker, not outlierDetection. Default: window", names: []string{"window", "adaptive"}},
+		"Breaker.k":                 {doc: "mode adaptive: the multiplier of accepts in the SRE formula; refusing starts when more than 1 − 1/k of the calls fail. Default: 1.5", min: bound(1)},
 		"Breaker.window":            {doc: "the rolling window calls are counted over. Default: 10s"},
 		"Breaker.buckets":           {doc: "buckets of the window; counts expire one bucket at a time. Default: 10", min: bound(0), max: bound(breaker.MaxBuckets)},
 		"Breaker.minRequests":       {doc: "completed calls the window must hold before the breaker may trip. Default: 20", min: bound(0), max: bound(1 << 20)},
