@@ -1,0 +1,52 @@
+package router_test
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/lightmesh/lightmesh/breaker"
+	"github.com/lightmesh/lightmesh/router"
+)
+
+func TestBreakerModeAdaptive(t *testing.T) {
+	r, err := router.Load([]byte(`apiVersion: lightmesh/v1
+defaults:
+  breaker: {mode: adaptive}
+services:
+  own:
+    breaker: {mode: Adaptive, k: 2, window: 4s}
+  windowed:
+    breaker: {minRequests: 5}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := r.Policy("own").Breaker.Settings; s.Mode != breaker.ModeAdaptive || s.K != 2 {
+		t.Errorf("own breaker = %+v, want adaptive with k 2", s)
+	}
+	if s := r.Policy("windowed").Breaker.Settings; s.Mode != breaker.ModeWindow || s.K != 0 {
+		t.Errorf("windowed breaker = %+v, want window mode", s)
+	}
+	if s := r.DefaultPolicy().Breaker.Settings; s.Mode != breaker.ModeAdaptive || s.K != breaker.DefaultK {
+		t.Errorf("default breaker = %+v, want adaptive with k %v", s, breaker.DefaultK)
+	}
+	in := r.InForce("unnamed")
+	if in.Breaker == nil || in.Breaker.Mode != "adaptive" || in.Breaker.K != breaker.DefaultK {
+		t.Errorf("in force for an unnamed service: %+v", in.Breaker)
+	}
+}
+
+func TestBreakerModeErrorsNameThePlace(t *testing.T) {
+	for _, tc := range []struct{ section, want string }{
+		{"breaker: {mode: sre}", `services.s.breaker.mode: unknown mode "sre" (want window or adaptive)`},
+		{"breaker: {mode: adaptive, k: 0.5}", `services.s.breaker.k: must be a finite number >= 1`},
+		{"breaker: {mode: adaptive, failureRatio: 0.3}", `services.s.breaker.failureRatio: applies to mode window only`},
+		{"breaker: {k: 2}", `services.s.breaker.k: applies to mode adaptive only`},
+		{"outlierDetection: {mode: adaptive}", `services.s.outlierDetection.mode: adaptive applies to breaker only`},
+	} {
+		_, err := router.Load([]byte("apiVersion: lightmesh/v1\nservices:\n  s:\n    " + tc.section + "\n"))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: error %v, want it to contain %q", tc.section, err, tc.want)
+		}
+	}
+}
