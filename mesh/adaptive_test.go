@@ -8,7 +8,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/lightmesh/lightmesh/discovery"
 	"github.com/lightmesh/lightmesh/mesh"
+	"github.com/lightmesh/lightmesh/rules"
 )
 
 // TestAdaptiveBreakerTripsAndRecovers: with breaker {mode: adaptive} and
@@ -18,7 +22,13 @@ import (
 // forget the failures.
 func TestAdaptiveBreakerTripsAndRecovers(t *testing.T) {
 	be := newFlaky(t, "b")
-	m, _, client := meshFor(t, svcDoc("    breaker: {mode: adaptive}\n"), be)
+	reg := prometheus.NewRegistry()
+	m := newMesh(t, rules.NewMemory([]byte(svcDoc("    breaker: {mode: adaptive}\n"))),
+		discovery.NewStatic(map[string][]discovery.Instance{"svc": {be.instance()}}), mesh.WithRegisterer(reg))
+	client := &http.Client{Transport: m.Transport(nil)}
+	drop := func() float64 {
+		return metricValue(t, reg, "lightmesh_breaker_drop_ratio", map[string]string{"destination_service": "svc", "upstream_instance": ""})
+	}
 
 	be.status.Store(http.StatusInternalServerError)
 	refused := 0
@@ -40,6 +50,9 @@ func TestAdaptiveBreakerTripsAndRecovers(t *testing.T) {
 	if st.Mode != "adaptive" || st.State != "half-open" || st.DropRatio < 0.8 {
 		t.Fatalf("status while throttling: %+v", st)
 	}
+	if d := drop(); d < 0.8 {
+		t.Fatalf("lightmesh_breaker_drop_ratio while throttling = %v, want > 0.8", d)
+	}
 
 	be.status.Store(http.StatusOK)
 	start := time.Now()
@@ -60,6 +73,9 @@ func TestAdaptiveBreakerTripsAndRecovers(t *testing.T) {
 	}
 	if st := serviceBreaker(m, "svc"); st.State != "closed" || st.DropRatio != 0 {
 		t.Fatalf("status after recovery: %+v", st)
+	}
+	if d := drop(); d != 0 {
+		t.Fatalf("lightmesh_breaker_drop_ratio after recovery = %v", d)
 	}
 	t.Logf("refused %d of %d while failing; recovered in %v", refused, offered, time.Since(start))
 }

@@ -198,16 +198,25 @@ var breakerStateDesc = prometheus.NewDesc("lightmesh_breaker_state",
 	"Circuit breaker state, read from the rules in force at scrape time: 0 closed, 1 half-open, 2 open. upstream_instance is empty for a service breaker.",
 	[]string{"destination_service", "upstream_instance"}, nil)
 
+// breakerDropDesc describes lightmesh_breaker_drop_ratio.
+var breakerDropDesc = prometheus.NewDesc("lightmesh_breaker_drop_ratio",
+	"Share of calls the breaker refuses at scrape time: for an adaptive breaker its throttling probability max(0, (requests - k*accepts) / (requests + 1)), for a window breaker 1 while open and 0 otherwise.",
+	[]string{"destination_service", "upstream_instance"}, nil)
+
 // breakerCollector reports the state of every breaker of the current State.
 type breakerCollector struct{ state func() *State }
 
 // Describe implements prometheus.Collector.
-func (c *breakerCollector) Describe(ch chan<- *prometheus.Desc) { ch <- breakerStateDesc }
+func (c *breakerCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- breakerStateDesc
+	ch <- breakerDropDesc
+}
 
 // Collect implements prometheus.Collector.
 func (c *breakerCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, b := range c.state().Breakers() {
 		ch <- prometheus.MustNewConstMetric(breakerStateDesc, prometheus.GaugeValue, float64(b.Breaker.State()), b.Service, b.Instance)
+		ch <- prometheus.MustNewConstMetric(breakerDropDesc, prometheus.GaugeValue, b.Breaker.DropRatio(), b.Service, b.Instance)
 	}
 }
 
