@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -52,6 +53,12 @@ func TestAdaptiveBreakerTripsAndRecovers(t *testing.T) {
 	}
 	if d := drop(); d < 0.8 {
 		t.Fatalf("lightmesh_breaker_drop_ratio while throttling = %v, want > 0.8", d)
+	}
+	var text strings.Builder
+	m.Explain(mesh.ExplainRequest{Service: "svc", Path: "/"}).WriteText(&text)
+	if !strings.Contains(text.String(), "service breaker: half-open, adaptive, refusing 9") ||
+		!strings.Contains(text.String(), "breaker: adaptive, k 1.5, window 10s") {
+		t.Fatalf("explain while throttling does not show the adaptive breaker:\n%s", text.String())
 	}
 
 	be.status.Store(http.StatusOK)

@@ -99,6 +99,9 @@ func (s *State) Explain(service string, req *router.Request, now time.Time) *Exp
 		}
 		if svc.breaker != nil {
 			e.Breaker = svc.breaker.PeekState().String()
+			if svc.breaker.Settings().Mode == breaker.ModeAdaptive {
+				e.Breaker = fmt.Sprintf("%s, adaptive, refusing %.0f%% of calls", e.Breaker, 100*svc.breaker.DropRatio())
+			}
 		}
 		switch {
 		case e.Err() != nil:
@@ -220,7 +223,9 @@ func (e *Explanation) WriteText(w io.Writer) error {
 			}
 			p("  retry: %d attempts, per try %s, on %v, budget %g, backoff %s%s", r.Attempts, perTry, e.retryOn(r), r.Budget, r.Backoff.Std(), from("retry"))
 		}
-		if br := pol.Breaker; br != nil {
+		if br := pol.Breaker; br != nil && br.Mode == breaker.ModeAdaptive.String() {
+			p("  breaker: adaptive, k %g, window %s%s", br.K, br.Window.Std(), from("breaker"))
+		} else if br != nil {
 			p("  breaker: minRequests %d, failureRatio %g, window %s, open %s..%s%s", br.MinRequests, br.FailureRatio, br.Window.Std(), br.OpenBase.Std(), br.OpenMax.Std(), from("breaker"))
 		}
 		if od := pol.OutlierDetection; od != nil {
