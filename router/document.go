@@ -141,6 +141,10 @@ type Breaker struct {
 	Multiplier        float64  `yaml:"multiplier,omitempty" json:"multiplier,omitempty"`
 	Jitter            float64  `yaml:"jitter,omitempty" json:"jitter,omitempty"`
 	HalfOpenProbes    int      `yaml:"halfOpenProbes,omitempty" json:"halfOpenProbes,omitempty"`
+	// MaxEjectionPercent (outlierDetection only) caps the share of the
+	// service's instances ejected at once, at least one: 1..100, zero
+	// means 50.
+	MaxEjectionPercent int `yaml:"maxEjectionPercent,omitempty" json:"maxEjectionPercent,omitempty"`
 	// FailureStatus lists the HTTP status codes that count as failures;
 	// empty means every 5xx. Transport errors and timeouts always count.
 	FailureStatus []int `yaml:"failureStatus,omitempty" json:"failureStatus,omitempty"`

@@ -89,6 +89,9 @@ type BreakerInForce struct {
 	// for the whole class); FailureCodes the gRPC codes, by name.
 	FailureStatus []string `json:"failureStatus"`
 	FailureCodes  []string `json:"failureCodes"`
+	// MaxEjectionPercent is outlierDetection's cap (0 for a service
+	// breaker).
+	MaxEjectionPercent int `json:"maxEjectionPercent,omitempty"`
 }
 
 // InboundInForce is the limit of one inbound route.
@@ -162,6 +165,7 @@ func breakerInForce(bp *BreakerPolicy) *BreakerInForce {
 		SlowCallRatio: s.SlowCallRatio, OpenBase: Duration(s.OpenBase), OpenMax: Duration(s.OpenMax),
 		Multiplier: s.Multiplier, Jitter: s.Jitter, HalfOpenProbes: int(s.HalfOpenProbes),
 		FailureStatus: statusNames(&bp.FailureStatus), FailureCodes: codeNames(bp.FailureCodes),
+		MaxEjectionPercent: bp.MaxEjectionPercent,
 	}
 }
 

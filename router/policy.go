@@ -103,6 +103,10 @@ type BreakerPolicy struct {
 	FailureStatus StatusSet
 	// FailureCodes holds the gRPC status codes counted as failures.
 	FailureCodes CodeSet
+	// MaxEjectionPercent (outlier detection only; 0 for a service
+	// breaker) caps the share of the service's instances ejected at once,
+	// at least one.
+	MaxEjectionPercent int
 }
 
 // InboundPolicy is the limit of one inbound route.
@@ -195,6 +199,13 @@ const (
 	// MaxRetryAttempts caps retry.attempts.
 	MaxRetryAttempts = 10
 )
+
+// DefaultMaxEjectionPercent is outlierDetection.maxEjectionPercent when
+// it is not set. Envoy's 10% leaves a fleet of up to 19 instances one
+// ejection; most services a mesh SDK serves run 2 to 10 instances, where
+// half keeps a failing minority out while never ejecting every instance
+// of a fleet of two or more.
+const DefaultMaxEjectionPercent = 50
 
 // defaultRetryOn is what retry.on means when empty: for HTTP
 // connect-failure, reset, per-try-timeout, 502, 503 and 504; for gRPC
@@ -334,10 +345,11 @@ func (c *compiler) rateLimit(path string, rl *RateLimit, scope string) *RateLimi
 	return &RateLimitPolicy{Scope: scope, RPS: rl.RPS, Burst: burst}
 }
 
-// breaker compiles a breaker section; adaptiveOK tells whether mode
-// adaptive is allowed there (not in outlierDetection, whose breakers eject
-// instances and so need an open state).
-func (c *compiler) breaker(path string, br *Breaker, adaptiveOK bool) *BreakerPolicy {
+// breaker compiles a breaker section: the service's (serviceLevel) or
+// outlierDetection's. Mode adaptive is the service breaker's only (an
+// outlier breaker ejects its instance and so needs an open state);
+// maxEjectionPercent is outlierDetection's only.
+func (c *compiler) breaker(path string, br *Breaker, serviceLevel bool) *BreakerPolicy {
 	s := breaker.Settings{
 		K: br.K, Window: br.Window.Std(), Buckets: br.Buckets, FailureRatio: br.FailureRatio,
 		SlowCallThreshold: br.SlowCallThreshold.Std(), SlowCallRatio: br.SlowCallRatio,
@@ -346,7 +358,7 @@ func (c *compiler) breaker(path string, br *Breaker, adaptiveOK bool) *BreakerPo
 	switch strings.ToLower(strings.TrimSpace(br.Mode)) {
 	case "", "window":
 	case "adaptive":
-		if adaptiveOK {
+		if serviceLevel {
 			s.Mode = breaker.ModeAdaptive
 		} else {
 			c.fail(path+".mode", "adaptive applies to breaker only; outlierDetection ejects instances and takes mode window")
@@ -375,6 +387,17 @@ func (c *compiler) breaker(path string, br *Breaker, adaptiveOK bool) *BreakerPo
 		}
 	}
 	bp := &BreakerPolicy{Settings: s.WithDefaults()}
+	switch {
+	case serviceLevel && br.MaxEjectionPercent != 0:
+		c.fail(path+".maxEjectionPercent", "applies to outlierDetection only")
+	case serviceLevel:
+	case br.MaxEjectionPercent < 0 || br.MaxEjectionPercent > 100:
+		c.fail(path+".maxEjectionPercent", "must be 1..100")
+	case br.MaxEjectionPercent == 0:
+		bp.MaxEjectionPercent = DefaultMaxEjectionPercent
+	default:
+		bp.MaxEjectionPercent = br.MaxEjectionPercent
+	}
 	if len(br.FailureStatus) == 0 {
 		bp.FailureStatus.addRange(500, 599)
 	}

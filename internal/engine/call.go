@@ -302,6 +302,11 @@ func (t *Try) Pick(conns Conns) (*discovery.Instance, error) {
 		}
 		if b := c.svc.instanceBreaker(in); b != nil {
 			tk, err := b.Allow()
+			if err != nil && !c.svc.ejected(in) {
+				// Over the ejection cap: the instance takes the call
+				// past its breaker.
+				tk, err = breaker.Ticket{}, nil
+			}
 			if err != nil {
 				if c.nrefused == maxRefused {
 					t.pickErr = &CircuitOpenError{Service: c.decision.Service, Subset: c.decision.Subset(), Instances: maxRefused}
@@ -377,7 +382,7 @@ func (t *Try) acceptAgain(in *discovery.Instance) bool {
 	if t.c.isRefused(in) {
 		return false
 	}
-	if b := t.c.svc.instanceBreaker(in); b != nil && !b.Ready() {
+	if t.c.svc.ejected(in) {
 		t.sawOpen = true
 		return false
 	}
@@ -410,7 +415,7 @@ func (t *Try) pickError() error {
 		for _, list := range [2][]discovery.Instance{chosen, fallback} {
 			for i := range list {
 				in := &list[i]
-				if b := c.svc.instanceBreaker(in); c.isRefused(in) || b != nil && !b.Ready() {
+				if c.isRefused(in) || c.svc.ejected(in) {
 					e.Instances++
 					e.Instance = in.Address
 				}

@@ -69,10 +69,10 @@ func (s *State) Explain(service string, req *router.Request, now time.Time) *Exp
 	svc := s.Service(service)
 	var ejected []EjectedInstance
 	accept := func(in *discovery.Instance) bool {
-		b := svc.instanceBreaker(in)
-		if b == nil || b.Ready() {
+		if !svc.ejected(in) {
 			return true
 		}
+		b := svc.instanceBreaker(in)
 		for _, e := range ejected {
 			if e.Address == in.Address {
 				return false
