@@ -30,6 +30,9 @@ services:
 	if s := r.DefaultPolicy().Breaker.Settings; s.Mode != breaker.ModeAdaptive || s.K != breaker.DefaultK {
 		t.Errorf("default breaker = %+v, want adaptive with k %v", s, breaker.DefaultK)
 	}
+	if got := r.Policy("windowed").Breaker.MaxEjectionPercent; got != 0 {
+		t.Errorf("a service breaker has maxEjectionPercent %d", got)
+	}
 	in := r.InForce("unnamed")
 	if in.Breaker == nil || in.Breaker.Mode != "adaptive" || in.Breaker.K != breaker.DefaultK {
 		t.Errorf("in force for an unnamed service: %+v", in.Breaker)
@@ -43,10 +46,25 @@ func TestBreakerModeErrorsNameThePlace(t *testing.T) {
 		{"breaker: {mode: adaptive, failureRatio: 0.3}", `services.s.breaker.failureRatio: applies to mode window only`},
 		{"breaker: {k: 2}", `services.s.breaker.k: applies to mode adaptive only`},
 		{"outlierDetection: {mode: adaptive}", `services.s.outlierDetection.mode: adaptive applies to breaker only`},
+		{"outlierDetection: {maxEjectionPercent: 101}", `services.s.outlierDetection.maxEjectionPercent: must be 1..100`},
+		{"breaker: {maxEjectionPercent: 20}", `services.s.breaker.maxEjectionPercent: applies to outlierDetection only`},
 	} {
 		_, err := router.Load([]byte("apiVersion: lightmesh/v1\nservices:\n  s:\n    " + tc.section + "\n"))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: error %v, want it to contain %q", tc.section, err, tc.want)
 		}
+	}
+}
+
+func TestMaxEjectionPercentDefault(t *testing.T) {
+	r, err := router.Load([]byte("apiVersion: lightmesh/v1\nservices:\n  a: {outlierDetection: {}}\n  b: {outlierDetection: {maxEjectionPercent: 10}}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := r.Policy("a").Outlier.MaxEjectionPercent; got != 50 {
+		t.Errorf("default maxEjectionPercent = %d, want 50", got)
+	}
+	if got := r.InForce("b").OutlierDetection.MaxEjectionPercent; got != 10 {
+		t.Errorf("in force maxEjectionPercent = %d, want 10", got)
 	}
 }
