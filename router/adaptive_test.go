@@ -14,7 +14,7 @@ defaults:
   breaker: {mode: adaptive}
 services:
   own:
-    breaker: {mode: Adaptive, k: 2, window: 4s}
+    breaker: {mode: adaptive, k: 2, window: 4s}
   windowed:
     breaker: {minRequests: 5}
 `))

@@ -355,7 +355,7 @@ func (c *compiler) breaker(path string, br *Breaker, serviceLevel bool) *Breaker
 		SlowCallThreshold: br.SlowCallThreshold.Std(), SlowCallRatio: br.SlowCallRatio,
 		OpenBase: br.OpenBase.Std(), OpenMax: br.OpenMax.Std(), Multiplier: br.Multiplier, Jitter: br.Jitter,
 	}
-	switch strings.ToLower(strings.TrimSpace(br.Mode)) {
+	switch br.Mode {
 	case "", "window":
 	case "adaptive":
 		if serviceLevel {
