@@ -90,9 +90,24 @@ type Service struct {
 	// RateLimit caps the calls this process sends to the service; nil
 	// means no limit. A route's own limit applies instead of it.
 	RateLimit *RateLimit `yaml:"rateLimit,omitempty" json:"rateLimit,omitempty"`
+	// SlowStart ramps the share of calls an instance gets over a window
+	// after it joins the service's instances or its outlier breaker closes
+	// again; nil means every instance takes its full share at once.
+	SlowStart *SlowStart `yaml:"slowStart,omitempty" json:"slowStart,omitempty"`
 	// Inbound holds server-side rules for requests this service receives:
 	// the first inbound route matching a request applies its rate limit.
 	Inbound []InboundRoute `yaml:"inbound,omitempty" json:"inbound,omitempty"`
+}
+
+// SlowStart ramps an instance's share of calls, as Envoy's
+// slow_start_config does: over Window its weight grows linearly from
+// MinPercent of its discovery weight to all of it.
+type SlowStart struct {
+	// Window is how long the ramp lasts; it must be set (> 0).
+	Window Duration `yaml:"window" json:"window"`
+	// MinPercent is the share of its weight an instance starts with,
+	// 1..100; zero means 10.
+	MinPercent int `yaml:"minPercent,omitempty" json:"minPercent,omitempty"`
 }
 
 // Retry says when and how often a failed call is tried again. Every retry

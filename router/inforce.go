@@ -32,6 +32,15 @@ type InForce struct {
 	OutlierDetection *BreakerInForce `json:"outlierDetection,omitempty"`
 	// Inbound holds the limit of each inbound route, in order.
 	Inbound []InboundInForce `json:"inbound,omitempty"`
+	// SlowStart is the ramp of joining and recovering instances; nil
+	// means none.
+	SlowStart *SlowStartInForce `json:"slowStart,omitempty"`
+}
+
+// SlowStartInForce is a slowStart section with its default filled in.
+type SlowStartInForce struct {
+	Window     Duration `json:"window"`
+	MinPercent int      `json:"minPercent"`
 }
 
 // CallInForce is what applies to the calls of one route.
@@ -123,6 +132,9 @@ func (r *Rules) InForce(service string) *InForce {
 	}
 	in.Breaker = breakerInForce(p.Breaker)
 	in.OutlierDetection = breakerInForce(p.Outlier)
+	if ss := p.SlowStart; ss != nil {
+		in.SlowStart = &SlowStartInForce{Window: Duration(ss.Window), MinPercent: ss.MinPercent}
+	}
 	for _, ib := range p.Inbound {
 		in.Inbound = append(in.Inbound, InboundInForce{Name: ib.Name, RateLimit: RateLimitInForce{RPS: ib.RateLimit.RPS, Burst: ib.RateLimit.Burst}})
 	}

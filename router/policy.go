@@ -28,7 +28,22 @@ type Policy struct {
 	Outlier *BreakerPolicy
 	// Inbound holds the limit of each inbound route, by index.
 	Inbound []InboundPolicy
+	// SlowStart is the ramp of instances that join or recover; nil means
+	// none.
+	SlowStart *SlowStartPolicy
 }
+
+// SlowStartPolicy is a compiled slowStart section.
+type SlowStartPolicy struct {
+	// Window is how long the ramp lasts.
+	Window time.Duration
+	// MinPercent is the share of its weight an instance starts with.
+	MinPercent int
+}
+
+// DefaultSlowStartMinPercent is slowStart.minPercent when it is not set,
+// Envoy's min_weight_percent.
+const DefaultSlowStartMinPercent = 10
 
 // CallPolicy is what applies to the calls one route matches. Routes that
 // do not set their own retry or rate limit share the service's: the same
@@ -240,6 +255,18 @@ func (c *compiler) policy(path string, svc Service, routes []route) *Policy {
 	}
 	if svc.OutlierDetection != nil {
 		p.Outlier = c.breaker(path+".outlierDetection", svc.OutlierDetection, false)
+	}
+	if ss := svc.SlowStart; ss != nil {
+		p.SlowStart = &SlowStartPolicy{Window: ss.Window.Std(), MinPercent: ss.MinPercent}
+		if ss.Window.Std() <= 0 {
+			c.fail(path+".slowStart.window", "must be > 0 (a duration such as 30s)")
+		}
+		switch {
+		case ss.MinPercent < 0 || ss.MinPercent > 100:
+			c.fail(path+".slowStart.minPercent", "must be 1..100")
+		case ss.MinPercent == 0:
+			p.SlowStart.MinPercent = DefaultSlowStartMinPercent
+		}
 	}
 	names := make(map[string]int)
 	for i, in := range svc.Inbound {

@@ -143,6 +143,9 @@ func fields() map[string]field {
 		"Service.breaker":          {doc: "circuit breaker over all calls to the service. Default: none"},
 		"Service.outlierDetection": {doc: "a breaker per instance: an open instance is skipped by the balancer (ejected). Default: no ejection"},
 		"Service.rateLimit":        {doc: "token bucket on the calls this process sends to the service; over it, ErrRateLimited without sending. Default: no limit"},
+		"Service.slowStart":        {doc: "ramps the share of calls an instance gets after it joins the service's instances (not those found at start) or its outlierDetection breaker closes again, as Envoy's slow_start_config: its weight grows linearly from minPercent to 100% over window. Default: none, full share at once"},
+		"SlowStart.window":         {doc: "how long the ramp lasts (required)"},
+		"SlowStart.minPercent":     {doc: "share of its weight an instance starts with. Default: 10", min: bound(1), max: bound(100)},
 		"Service.inbound":          {doc: "server-side limits on the requests the service receives (mesh.Handler, gRPC server interceptors)"},
 
 		"Subset.labels": {doc: "instances whose labels include all of these; empty: every instance"},

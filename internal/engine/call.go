@@ -232,6 +232,9 @@ type Try struct {
 
 	conns                        Conns
 	sawOpen, sawPending, sawDown bool // why candidates were skipped
+	// sawWarm: a candidate gave its turn away to ramp up (slow start);
+	// warmOK: take warming instances anyway, as none else would do.
+	sawWarm, warmOK bool
 
 	callTimedOut, tryTimedOut bool // judged by Done
 }
@@ -293,7 +296,7 @@ func (t *Try) Pick(conns Conns) (*discovery.Instance, error) {
 	// attempt that failed before it was sent) gives that one's slot back.
 	t.inst.report(breaker.Ignored)
 	t.conns = conns
-	t.sawOpen, t.sawPending, t.sawDown = false, false, false
+	t.sawOpen, t.sawPending, t.sawDown, t.sawWarm = false, false, false, false
 	for {
 		in, fallback := t.pickOnce()
 		if in == nil {
@@ -345,6 +348,9 @@ func (t *Try) pickOnce() (in *discovery.Instance, fallback bool) {
 			return in, false
 		}
 	}
+	if in = t.pickWarm(tb.PickChosen); in != nil {
+		return in, false
+	}
 	if t.sawPending {
 		return nil, false
 	}
@@ -356,7 +362,25 @@ func (t *Try) pickOnce() (in *discovery.Instance, fallback bool) {
 			return in, true
 		}
 	}
+	if in = t.pickWarm(tb.PickFallback); in != nil {
+		return in, true
+	}
 	return nil, false
+}
+
+// pickWarm picks again with pick when the last picks skipped only
+// instances ramping up: slow start shares the calls within a subset, it
+// never sends them to the fallback or fails them.
+func (t *Try) pickWarm(pick func(*router.Decision, func(*discovery.Instance) bool) *discovery.Instance) *discovery.Instance {
+	if !t.sawWarm {
+		return nil
+	}
+	t.warmOK = true
+	defer func() { t.warmOK = false }()
+	if in := pick(&t.c.decision, t.acceptFresh); in != nil || t.c.ntried == 0 {
+		return in
+	}
+	return pick(&t.c.decision, t.acceptAgain)
 }
 
 // instanceBreaker returns the outlier breaker of in, or nil.
@@ -395,6 +419,10 @@ func (t *Try) acceptAgain(in *discovery.Instance) bool {
 			t.sawDown = true
 			return false
 		}
+	}
+	if !t.warmOK && t.c.svc.warming(in) {
+		t.sawWarm = true
+		return false
 	}
 	return true
 }

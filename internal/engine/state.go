@@ -3,6 +3,7 @@ package engine
 import (
 	"maps"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/lightmesh/lightmesh/breaker"
@@ -32,6 +33,9 @@ type Service struct {
 	// detection.
 	outlier map[string]*breaker.Breaker
 	inbound []*breaker.Limiter // by inbound route index
+	// since holds, per instance address, when the instance's slow-start
+	// ramp began (Unix ns); nil without slowStart.
+	since map[string]*atomic.Int64
 }
 
 // Route is the protection of the calls one route takes.
@@ -105,9 +109,13 @@ func (s *State) WithInstances(service string, list []discovery.Instance, onChang
 		next.services = s.services.With(service, buildService(service, rules.DefaultPolicy(), nil, next.table.Instances(service, ""), onChange))
 		return next
 	}
-	if svc != nil && svc.policy.Outlier != nil {
+	if svc != nil && (svc.policy.Outlier != nil || svc.policy.SlowStart != nil) {
 		copy := *svc
-		copy.outlier = outlierBreakers(svc, svc, next.table.Instances(service, ""), onChange)
+		list := next.table.Instances(service, "")
+		if svc.policy.Outlier != nil {
+			copy.outlier = outlierBreakers(svc, svc, list, onChange)
+		}
+		copy.since = slowStarts(svc, svc, list)
 		next.services = s.services.With(service, &copy)
 	}
 	return next
@@ -167,6 +175,7 @@ func buildService(name string, p *router.Policy, old *Service, instances []disco
 	if p.Outlier != nil {
 		svc.outlier = outlierBreakers(svc, old, instances, onChange)
 	}
+	svc.since = slowStarts(svc, old, instances)
 	return svc
 }
 
