@@ -3,6 +3,7 @@ package router_test
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/lightmesh/lightmesh/breaker"
 	"github.com/lightmesh/lightmesh/router"
@@ -66,5 +67,28 @@ func TestMaxEjectionPercentDefault(t *testing.T) {
 	}
 	if got := r.InForce("b").OutlierDetection.MaxEjectionPercent; got != 10 {
 		t.Errorf("in force maxEjectionPercent = %d, want 10", got)
+	}
+}
+
+func TestSlowStart(t *testing.T) {
+	r, err := router.Load([]byte("apiVersion: lightmesh/v1\nservices:\n  a: {slowStart: {window: 30s}}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ss := r.Policy("a").SlowStart; ss == nil || ss.Window != 30*time.Second || ss.MinPercent != 10 {
+		t.Errorf("slowStart = %+v, want 30s from 10%%", ss)
+	}
+	if in := r.InForce("a"); in.SlowStart == nil || in.SlowStart.MinPercent != 10 {
+		t.Errorf("in force: %+v", in.SlowStart)
+	}
+	for section, want := range map[string]string{
+		"slowStart: {}": "services.s.slowStart.window: must be > 0",
+		"slowStart: {window: 1s, minPercent: 0.5}": "services.s.slowStart.minPercent",
+		"slowStart: {window: 1s, minPercent: 101}": "services.s.slowStart.minPercent: must be 1..100",
+	} {
+		_, err := router.Load([]byte("apiVersion: lightmesh/v1\nservices:\n  s:\n    " + section + "\n"))
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: error %v, want it to contain %q", section, err, want)
+		}
 	}
 }
