@@ -90,6 +90,11 @@ type Service struct {
 	// RateLimit caps the calls this process sends to the service; nil
 	// means no limit. A route's own limit applies instead of it.
 	RateLimit *RateLimit `yaml:"rateLimit,omitempty" json:"rateLimit,omitempty"`
+	// LoadBalancer picks among a subset's instances: round-robin (the
+	// default, weighted by discovery), p2c-ewma (the better of two random
+	// instances by latency EWMA × in-flight calls, over weight) or
+	// least-request (the better of two by in-flight calls, over weight).
+	LoadBalancer string `yaml:"loadBalancer,omitempty" json:"loadBalancer,omitempty"`
 	// SlowStart ramps the share of calls an instance gets over a window
 	// after it joins the service's instances or its outlier breaker closes
 	// again; nil means every instance takes its full share at once.

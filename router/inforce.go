@@ -35,6 +35,8 @@ type InForce struct {
 	// SlowStart is the ramp of joining and recovering instances; nil
 	// means none.
 	SlowStart *SlowStartInForce `json:"slowStart,omitempty"`
+	// LoadBalancer is round-robin, p2c-ewma or least-request.
+	LoadBalancer string `json:"loadBalancer,omitempty"`
 }
 
 // SlowStartInForce is a slowStart section with its default filled in.
@@ -132,6 +134,7 @@ func (r *Rules) InForce(service string) *InForce {
 	}
 	in.Breaker = breakerInForce(p.Breaker)
 	in.OutlierDetection = breakerInForce(p.Outlier)
+	in.LoadBalancer = p.LoadBalancer.String()
 	if ss := p.SlowStart; ss != nil {
 		in.SlowStart = &SlowStartInForce{Window: Duration(ss.Window), MinPercent: ss.MinPercent}
 	}

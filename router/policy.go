@@ -30,7 +30,33 @@ type Policy struct {
 	Inbound []InboundPolicy
 	// SlowStart is the ramp of instances that join or recover; nil means
 	// none.
-	SlowStart *SlowStartPolicy
+	SlowStart    *SlowStartPolicy // LoadBalancer is how an instance is chosen within a subset.
+	LoadBalancer LoadBalancer
+}
+
+// LoadBalancer is how a call's instance is chosen within its subset.
+type LoadBalancer int
+
+const (
+	// RoundRobin is smooth weighted round-robin by discovery weight.
+	RoundRobin LoadBalancer = iota
+	// P2CEWMA draws two instances and takes the one with the lower
+	// latency EWMA × (in-flight calls + 1) / weight.
+	P2CEWMA
+	// LeastRequest draws two instances and takes the one with fewer
+	// in-flight calls per unit of weight.
+	LeastRequest
+)
+
+// String returns the name a rule document gives lb.
+func (lb LoadBalancer) String() string {
+	switch lb {
+	case P2CEWMA:
+		return "p2c-ewma"
+	case LeastRequest:
+		return "least-request"
+	}
+	return "round-robin"
 }
 
 // SlowStartPolicy is a compiled slowStart section.
@@ -255,6 +281,15 @@ func (c *compiler) policy(path string, svc Service, routes []route) *Policy {
 	}
 	if svc.OutlierDetection != nil {
 		p.Outlier = c.breaker(path+".outlierDetection", svc.OutlierDetection, false)
+	}
+	switch svc.LoadBalancer {
+	case "", "round-robin":
+	case "p2c-ewma":
+		p.LoadBalancer = P2CEWMA
+	case "least-request":
+		p.LoadBalancer = LeastRequest
+	default:
+		c.fail(path+".loadBalancer", "unknown load balancer %.40q (want round-robin, p2c-ewma or least-request)", svc.LoadBalancer)
 	}
 	if ss := svc.SlowStart; ss != nil {
 		p.SlowStart = &SlowStartPolicy{Window: ss.Window.Std(), MinPercent: ss.MinPercent}

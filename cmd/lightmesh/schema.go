@@ -144,6 +144,7 @@ func fields() map[string]field {
 		"Service.outlierDetection": {doc: "a breaker per instance: an open instance is skipped by the balancer (ejected). Default: no ejection"},
 		"Service.rateLimit":        {doc: "token bucket on the calls this process sends to the service; over it, ErrRateLimited without sending. Default: no limit"},
 		"Service.slowStart":        {doc: "ramps the share of calls an instance gets after it joins the service's instances (not those found at start) or its outlierDetection breaker closes again, as Envoy's slow_start_config: its weight grows linearly from minPercent to 100% over window. Default: none, full share at once"},
+		"Service.loadBalancer":     {doc: "how a call's instance is chosen within its subset, always by discovery weight: round-robin; p2c-ewma, the better of two random instances by latency EWMA (decaying with a 600ms time constant, peak-sensitive) × (in-flight calls + 1), an instance not picked for 1s taken once to learn it recovered; least-request, the better of two by in-flight calls. Default: round-robin", names: []string{"round-robin", "p2c-ewma", "least-request"}},
 		"SlowStart.window":         {doc: "how long the ramp lasts (required)"},
 		"SlowStart.minPercent":     {doc: "share of its weight an instance starts with. Default: 10", min: bound(1), max: bound(100)},
 		"Service.inbound":          {doc: "server-side limits on the requests the service receives (mesh.Handler, gRPC server interceptors)"},

@@ -235,6 +235,10 @@ type Try struct {
 	// sawWarm: a candidate gave its turn away to ramp up (slow start);
 	// warmOK: take warming instances anyway, as none else would do.
 	sawWarm, warmOK bool
+	// ld is the load tracker of the picked instance (load-aware
+	// balancers), counting from ldStart (Unix ns) until untrack.
+	ld      *instLoad
+	ldStart int64
 
 	callTimedOut, tryTimedOut bool // judged by Done
 }
@@ -255,6 +259,7 @@ func (c *Call) NewTry(ctx context.Context) (*Try, error) {
 // newTry resets the call's try and admits it through the service breaker.
 func (c *Call) newTry() (*Try, error) {
 	t := &c.try
+	t.untrack(false)
 	*t = Try{c: c}
 	if c.svc == nil || c.svc.breaker == nil {
 		return t, nil
@@ -322,6 +327,7 @@ func (t *Try) Pick(conns Conns) (*discovery.Instance, error) {
 			t.inst = admission{b: b, t: tk, policy: c.svc.policy.Outlier}
 		}
 		t.picked, t.pickErr = true, nil
+		t.track(in)
 		c.result.Instance, c.result.Subset, c.result.Fallback = in, c.decision.Subset(), fallback
 		if fallback {
 			c.result.Subset = c.decision.Fallback()
@@ -340,6 +346,12 @@ func (t *Try) Pick(conns Conns) (*discovery.Instance, error) {
 func (t *Try) pickOnce() (in *discovery.Instance, fallback bool) {
 	c := t.c
 	tb := c.state.table
+	if c.svc != nil && c.svc.load != nil {
+		chosen, _ := tb.Candidates(&c.decision)
+		if in = t.balance(chosen, t.acceptFresh); in != nil {
+			return in, false
+		}
+	}
 	if in = tb.PickChosen(&c.decision, t.acceptFresh); in != nil {
 		return in, false
 	}
@@ -508,6 +520,7 @@ func (t *Try) Done(o *Outcome) error {
 	c.callerDone, c.timedOut = callerDone, callTimedOut || tryTimedOut
 	t.svc.report(verdict(t.svc.policy, o, callerDone, c.timedOut))
 	t.inst.report(verdict(t.inst.policy, o, callerDone, c.timedOut))
+	t.untrack(o.Kind != KindConnectFailure)
 	return nil
 }
 
@@ -520,9 +533,11 @@ func (t *Try) AttemptDone(o *Outcome, sent bool) {
 		return
 	}
 	if !sent {
+		t.untrack(false)
 		t.inst.report(breaker.Ignored)
 		return
 	}
+	t.untrack(true)
 	callerDone, callTimedOut, tryTimedOut := t.judge(o)
 	t.inst.report(verdict(t.inst.policy, o, callerDone, callTimedOut || tryTimedOut))
 }
@@ -530,6 +545,7 @@ func (t *Try) AttemptDone(o *Outcome, sent bool) {
 // abandon ends the try without an outcome: nothing was sent, so it counts
 // for no breaker.
 func (t *Try) abandon() {
+	t.untrack(false)
 	t.svc.report(breaker.Ignored)
 	t.inst.report(breaker.Ignored)
 }

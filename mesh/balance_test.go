@@ -1,0 +1,81 @@
+package mesh_test
+
+import (
+	"net/http"
+	"testing"
+	"time"
+)
+
+// TestP2CEWMAAvoidsASlowedInstance: under loadBalancer: p2c-ewma, an
+// instance slowed by 20ms loses nearly all its calls within a second (a
+// round-robin third would cost every third call 20ms), and gets its
+// share back within seconds of recovering; no call fails.
+func TestP2CEWMAAvoidsASlowedInstance(t *testing.T) {
+	a, b, slow := newFlaky(t, "a"), newFlaky(t, "b"), newFlaky(t, "slow")
+	_, _, client := meshFor(t, svcDoc("    loadBalancer: p2c-ewma\n"), a, b, slow)
+	// period sends calls for d and returns the slow instance's share.
+	period := func(d time.Duration) float64 {
+		t.Helper()
+		start, calls, before := time.Now(), 0, slow.hits.Load()
+		for time.Since(start) < d && calls < 20000 {
+			if code, _, err := send(client, "GET", "http://svc/"); err != nil || code != 200 {
+				t.Fatalf("%d %v", code, err)
+			}
+			calls++
+		}
+		return float64(slow.hits.Load()-before) / float64(calls)
+	}
+	if s := period(300 * time.Millisecond); s < 0.2 {
+		t.Fatalf("before the slowdown the instance got %.2f of the calls, want about a third", s)
+	}
+	slow.delay.Store(int64(20 * time.Millisecond))
+	first := period(time.Second)
+	next := period(time.Second)
+	if first > 0.15 || next > 0.05 {
+		t.Fatalf("slowed instance's share: %.2f in its first second, %.2f in the next; want < 0.15 then < 0.05", first, next)
+	}
+	slow.delay.Store(0)
+	start := time.Now()
+	for {
+		if s := period(500 * time.Millisecond); s > 0.2 {
+			t.Logf("slowed: %.3f then %.3f of the calls; back to %.2f %v after recovering", first, next, s, time.Since(start).Round(100*time.Millisecond))
+			return
+		}
+		if time.Since(start) > 8*time.Second {
+			t.Fatalf("the recovered instance did not get its share back within 8s")
+		}
+	}
+}
+
+// TestLeastRequestAvoidsABusyInstance: under loadBalancer: least-request,
+// an instance whose calls pile up (slow, with calls in flight from
+// concurrent callers) gets fewer calls than the others.
+func TestLeastRequestAvoidsABusyInstance(t *testing.T) {
+	a, b, slow := newFlaky(t, "a"), newFlaky(t, "b"), newFlaky(t, "slow")
+	_, _, client := meshFor(t, svcDoc("    loadBalancer: least-request\n"), a, b, slow)
+	slow.delay.Store(int64(50 * time.Millisecond))
+	a.delay.Store(int64(2 * time.Millisecond))
+	b.delay.Store(int64(2 * time.Millisecond))
+	errs := make(chan error, 8)
+	deadline := time.Now().Add(time.Second)
+	for range 8 {
+		go func() {
+			for time.Now().Before(deadline) {
+				if code, _, err := send(client, "GET", "http://svc/"); err != nil || code != http.StatusOK {
+					errs <- err
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range 8 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	total := a.hits.Load() + b.hits.Load() + slow.hits.Load()
+	if share := float64(slow.hits.Load()) / float64(total); share > 0.15 {
+		t.Fatalf("the busy instance got %.2f of %d calls, want well under a third", share, total)
+	}
+}
