@@ -4,6 +4,12 @@ import (
 	"net/http"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/lightmesh/lightmesh/discovery"
+	"github.com/lightmesh/lightmesh/mesh"
+	"github.com/lightmesh/lightmesh/rules"
 )
 
 // TestP2CEWMAAvoidsASlowedInstance: under loadBalancer: p2c-ewma, an
@@ -12,7 +18,10 @@ import (
 // share back within seconds of recovering; no call fails.
 func TestP2CEWMAAvoidsASlowedInstance(t *testing.T) {
 	a, b, slow := newFlaky(t, "a"), newFlaky(t, "b"), newFlaky(t, "slow")
-	_, _, client := meshFor(t, svcDoc("    loadBalancer: p2c-ewma\n"), a, b, slow)
+	reg := prometheus.NewRegistry()
+	m := newMesh(t, rules.NewMemory([]byte(svcDoc("    loadBalancer: p2c-ewma\n"))),
+		discovery.NewStatic(map[string][]discovery.Instance{"svc": {a.instance(), b.instance(), slow.instance()}}), mesh.WithRegisterer(reg))
+	client := &http.Client{Transport: m.Transport(nil)}
 	// period sends calls for d and returns the slow instance's share.
 	period := func(d time.Duration) float64 {
 		t.Helper()
@@ -25,14 +34,20 @@ func TestP2CEWMAAvoidsASlowedInstance(t *testing.T) {
 		}
 		return float64(slow.hits.Load()-before) / float64(calls)
 	}
-	if s := period(300 * time.Millisecond); s < 0.2 {
-		t.Fatalf("before the slowdown the instance got %.2f of the calls, want about a third", s)
-	}
+	// Warm up: connections made, every instance's first (slower) calls
+	// forgotten.
+	period(1500 * time.Millisecond)
 	slow.delay.Store(int64(20 * time.Millisecond))
 	first := period(time.Second)
 	next := period(time.Second)
-	if first > 0.15 || next > 0.05 {
-		t.Fatalf("slowed instance's share: %.2f in its first second, %.2f in the next; want < 0.15 then < 0.05", first, next)
+	if first > 0.15 || next > 0.15 || first+next > 0.2 {
+		t.Fatalf("slowed instance's share: %.2f in its first second, %.2f in the next; want each < 0.15 and together < 0.2 (round-robin: 0.33 each)", first, next)
+	}
+	ewma := func(f *flaky) float64 {
+		return metricValue(t, reg, "lightmesh_instance_latency_ewma_seconds", map[string]string{"destination_service": "svc", "upstream_instance": f.instance().Address})
+	}
+	if e := ewma(slow); e < 0.015 {
+		t.Fatalf("lightmesh_instance_latency_ewma_seconds of the slowed instance = %v, want >= 15ms", e)
 	}
 	slow.delay.Store(0)
 	start := time.Now()

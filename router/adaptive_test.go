@@ -92,3 +92,22 @@ func TestSlowStart(t *testing.T) {
 		}
 	}
 }
+
+func TestLoadBalancer(t *testing.T) {
+	r, err := router.Load([]byte("apiVersion: lightmesh/v1\nservices:\n  a: {loadBalancer: p2c-ewma}\n  b: {loadBalancer: least-request}\n  c: {}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for svc, want := range map[string]router.LoadBalancer{"a": router.P2CEWMA, "b": router.LeastRequest, "c": router.RoundRobin} {
+		if got := r.Policy(svc).LoadBalancer; got != want {
+			t.Errorf("%s: loadBalancer %v, want %v", svc, got, want)
+		}
+	}
+	if got := r.InForce("a").LoadBalancer; got != "p2c-ewma" {
+		t.Errorf("in force: %q", got)
+	}
+	_, err = router.Load([]byte("apiVersion: lightmesh/v1\nservices:\n  s: {loadBalancer: p2c}\n"))
+	if err == nil || !strings.Contains(err.Error(), `services.s.loadBalancer: unknown load balancer "p2c" (want round-robin, p2c-ewma or least-request)`) {
+		t.Errorf("error %v", err)
+	}
+}

@@ -1,8 +1,10 @@
 package engine
 
 import (
+	"maps"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -150,4 +152,29 @@ func (t *Try) untrack(sent bool) {
 		now := time.Now().UnixNano()
 		l.observe(now, now-t.ldStart)
 	}
+}
+
+// LoadInfo describes the load of one instance of a service with a
+// load-aware balancer, for status pages and metrics.
+type LoadInfo struct {
+	Service, Instance string
+	// InFlight is the calls sent to the instance and not yet done.
+	InFlight int64
+	// EWMA is the instance's latency average (zero before its first
+	// call).
+	EWMA time.Duration
+}
+
+// Loads lists the load of every instance of the services with a
+// load-aware balancer, by service then address.
+func (s *State) Loads() []LoadInfo {
+	var out []LoadInfo
+	for _, name := range s.services.Keys() {
+		svc := s.Service(name)
+		for _, addr := range slices.Sorted(maps.Keys(svc.load)) {
+			l := svc.load[addr]
+			out = append(out, LoadInfo{Service: name, Instance: addr, InFlight: l.inflight.Load(), EWMA: l.EWMA()})
+		}
+	}
+	return out
 }
