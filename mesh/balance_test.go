@@ -2,6 +2,7 @@ package mesh_test
 
 import (
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -92,5 +93,19 @@ func TestLeastRequestAvoidsABusyInstance(t *testing.T) {
 	total := a.hits.Load() + b.hits.Load() + slow.hits.Load()
 	if share := float64(slow.hits.Load()) / float64(total); share > 0.15 {
 		t.Fatalf("the busy instance got %.2f of %d calls, want well under a third", share, total)
+	}
+}
+
+// TestExplainShowsBalancerAndSlowStart: explain names the load balancer,
+// the slow start and the ejection cap in force.
+func TestExplainShowsBalancerAndSlowStart(t *testing.T) {
+	a := newFlaky(t, "a")
+	m, _, _ := meshFor(t, svcDoc("    loadBalancer: least-request\n    slowStart: {window: 30s}\n    outlierDetection: {maxEjectionPercent: 20}\n"), a)
+	var text strings.Builder
+	m.Explain(mesh.ExplainRequest{Service: "svc", Path: "/"}).WriteText(&text)
+	for _, want := range []string{"  load balancer: least-request\n", "  slow start: over 30s from 10%\n", "at most 20% ejected"} {
+		if !strings.Contains(text.String(), want) {
+			t.Errorf("explain lacks %q:\n%s", want, text.String())
+		}
 	}
 }
