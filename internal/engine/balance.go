@@ -32,15 +32,21 @@ type instLoad struct {
 }
 
 // observe adds a latency sample of rtt ns ending at now: the average
-// decays toward it with ewmaTau, and jumps to it when it is higher (a
-// peak-sensitive average, as Finagle's: slowness shows at once).
+// moves toward it by 1 − e^(−t/ewmaTau), t the time since the last
+// sample. Weighting by time, not by count, keeps one stall of an instance
+// picked every millisecond from moving its average much, while the first
+// sample after a long pause (an instance shunned while slow) replaces
+// most of it. Not peak-sensitive (as Finagle's is): on a loaded host a
+// single scheduling stall on a healthy instance would then outweigh an
+// instance that is slow on every call (measured: the slowed instance of
+// TestP2CEWMAAvoidsASlowedInstance got 28% of the calls in a loaded run).
 func (l *instLoad) observe(now, rtt int64) {
 	prev := math.Float64frombits(l.ewma.Load())
 	last := l.stamp.Swap(now)
-	w := math.Exp(-float64(max(0, now-last)) / ewmaTau)
-	next := prev*w + float64(rtt)*(1-w)
-	if float64(rtt) > prev {
-		next = float64(rtt)
+	next := float64(rtt)
+	if last != 0 {
+		w := math.Exp(-float64(max(0, now-last)) / ewmaTau)
+		next = prev*w + float64(rtt)*(1-w)
 	}
 	l.ewma.Store(math.Float64bits(next))
 }
