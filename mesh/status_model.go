@@ -63,7 +63,8 @@ type ServiceStatus struct {
 	// when no rule names the service (every instance serves).
 	Routes []RouteStatus `json:"routes,omitempty"`
 	// Defaulted lists the settings the service takes from the defaults
-	// (timeout, retry, breaker, outlierDetection, rateLimit), and
+	// (timeout, retry, breaker, outlierDetection, rateLimit, loadBalancer,
+	// slowStart), and
 	// Defaults their values in force.
 	Defaulted []string         `json:"defaulted,omitempty"`
 	Defaults  *router.Defaults `json:"defaults,omitempty"`

@@ -1,6 +1,7 @@
 package router_test
 
 import (
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -108,6 +109,36 @@ func TestLoadBalancer(t *testing.T) {
 	}
 	_, err = router.Load([]byte("apiVersion: lightmesh/v1\nservices:\n  s: {loadBalancer: p2c}\n"))
 	if err == nil || !strings.Contains(err.Error(), `services.s.loadBalancer: unknown load balancer "p2c" (want round-robin, p2c-ewma or least-request)`) {
+		t.Errorf("error %v", err)
+	}
+}
+
+func TestDefaultsGiveLoadBalancerAndSlowStart(t *testing.T) {
+	r, err := router.Load([]byte(`apiVersion: lightmesh/v1
+defaults:
+  loadBalancer: p2c-ewma
+  slowStart: {window: 10s}
+services:
+  named: {timeout: 1s}
+  own: {loadBalancer: least-request}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, svc := range []string{"named", "unnamed"} {
+		in := r.InForce(svc)
+		if in.LoadBalancer != "p2c-ewma" || in.SlowStart == nil || in.SlowStart.Window.Std() != 10*time.Second {
+			t.Errorf("%s: %+v", svc, in)
+		}
+	}
+	if in := r.InForce("named"); !slices.Contains(in.FromDefaults, "loadBalancer") || !slices.Contains(in.FromDefaults, "slowStart") {
+		t.Errorf("fromDefaults = %v", in.FromDefaults)
+	}
+	if got := r.Policy("own").LoadBalancer; got != router.LeastRequest {
+		t.Errorf("own loadBalancer = %v", got)
+	}
+	_, err = router.Load([]byte("apiVersion: lightmesh/v1\ndefaults:\n  loadBalancer: random\n"))
+	if err == nil || !strings.Contains(err.Error(), `defaults.loadBalancer: unknown load balancer "random"`) {
 		t.Errorf("error %v", err)
 	}
 }

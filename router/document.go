@@ -35,11 +35,13 @@ type Defaults struct {
 	Breaker          *Breaker   `yaml:"breaker,omitempty" json:"breaker,omitempty"`
 	OutlierDetection *Breaker   `yaml:"outlierDetection,omitempty" json:"outlierDetection,omitempty"`
 	RateLimit        *RateLimit `yaml:"rateLimit,omitempty" json:"rateLimit,omitempty"`
+	LoadBalancer     string     `yaml:"loadBalancer,omitempty" json:"loadBalancer,omitempty"`
+	SlowStart        *SlowStart `yaml:"slowStart,omitempty" json:"slowStart,omitempty"`
 }
 
 // Fill returns svc with each setting it lacks taken from d, and the
 // names of the settings taken (timeout, retry, breaker,
-// outlierDetection, rateLimit), in that order. A nil d fills nothing.
+// outlierDetection, rateLimit, loadBalancer, slowStart), in that order. A nil d fills nothing.
 func (d *Defaults) Fill(svc Service) (Service, []string) {
 	if d == nil {
 		return svc, nil
@@ -64,6 +66,14 @@ func (d *Defaults) Fill(svc Service) (Service, []string) {
 	if svc.RateLimit == nil && d.RateLimit != nil {
 		svc.RateLimit = d.RateLimit
 		taken = append(taken, "rateLimit")
+	}
+	if svc.LoadBalancer == "" && d.LoadBalancer != "" {
+		svc.LoadBalancer = d.LoadBalancer
+		taken = append(taken, "loadBalancer")
+	}
+	if svc.SlowStart == nil && d.SlowStart != nil {
+		svc.SlowStart = d.SlowStart
+		taken = append(taken, "slowStart")
 	}
 	return svc, taken
 }

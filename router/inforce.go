@@ -19,7 +19,8 @@ type InForce struct {
 	// defaults alone.
 	Named bool `json:"named"`
 	// FromDefaults lists the settings the service takes from the defaults
-	// document (timeout, retry, breaker, outlierDetection, rateLimit).
+	// document (timeout, retry, breaker, outlierDetection, rateLimit,
+	// loadBalancer, slowStart).
 	FromDefaults []string `json:"fromDefaults,omitempty"`
 	// Call is what applies to a call no route takes: the service's own
 	// settings, or the defaults'.

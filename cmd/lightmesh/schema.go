@@ -135,6 +135,8 @@ func fields() map[string]field {
 		"Defaults.breaker":          {doc: "circuit breaker for services that set none"},
 		"Defaults.outlierDetection": {doc: "breaker per instance for services that set none"},
 		"Defaults.rateLimit":        {doc: "client-side token bucket for services that set none"},
+		"Defaults.loadBalancer":     {doc: "load balancer for services that set none (round-robin, p2c-ewma, least-request)", names: []string{"round-robin", "p2c-ewma", "least-request"}},
+		"Defaults.slowStart":        {doc: "slow start for services that set none"},
 
 		"Service.subsets":          {doc: "groups of the service's instances, by name, selected by their labels"},
 		"Service.routes":           {doc: "tried in order; the first whose match accepts the request wins. Default: every instance, round-robin"},
