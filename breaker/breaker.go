@@ -161,6 +161,7 @@ type Breaker struct {
 	name    string
 	set     Settings
 	cb      *gobreaker.CircuitBreaker[struct{}]
+	ad      *adaptive // ModeAdaptive only; nil in ModeWindow
 	clock   func() time.Time
 	epoch   time.Time // origin of the monotonic nanosecond clock below
 	maxProb int64     // Settings.HalfOpenProbes
@@ -223,6 +224,9 @@ func New(name string, s Settings, opts ...Option) *Breaker {
 	}
 	bucket := s.Window / time.Duration(s.Buckets)
 	b.win = newWindow(int64(bucket), s.Buckets)
+	if s.Mode == ModeAdaptive {
+		b.ad = newAdaptive(s)
+	}
 	b.cb = gobreaker.NewCircuitBreaker[struct{}](gobreaker.Settings{
 		Name:         name,
 		MaxRequests:  s.HalfOpenProbes,
@@ -257,6 +261,9 @@ func (b *Breaker) now() int64 { return int64(b.clock().Sub(b.epoch)) }
 // outcome through Execute, and admission (the open deadline and the probe
 // slots) is decided in front of it, lock-free.
 func (b *Breaker) Allow() (Ticket, error) {
+	if b.ad != nil {
+		return b.allowAdaptive()
+	}
 	if u := b.openUntil.Load(); u != 0 {
 		if b.now() < u {
 			return Ticket{}, ErrOpen
@@ -316,6 +323,10 @@ func (b *Breaker) Done(t Ticket, o Outcome) {
 // not read for an ignored outcome.
 func (b *Breaker) DoneAt(t Ticket, o Outcome, now time.Time) {
 	if !t.ok {
+		return
+	}
+	if b.ad != nil {
+		b.doneAdaptive(t, o)
 		return
 	}
 	if t.probe {
@@ -411,6 +422,11 @@ func verdict(o Outcome, slow bool) error {
 // to half-open once the period has elapsed (transitions are lazy: they
 // happen when the breaker is used or asked).
 func (b *Breaker) State() State {
+	if b.ad != nil {
+		p := b.ad.ratio(b.now())
+		b.reportAdaptive(p)
+		return adaptiveState(p)
+	}
 	if u := b.openUntil.Load(); u != 0 && b.now() < u {
 		return StateOpen
 	}
@@ -427,6 +443,9 @@ func (b *Breaker) State() State {
 // half-open once it has passed and until a recovery closes the breaker,
 // closed otherwise. For tools that explain a decision.
 func (b *Breaker) PeekState() State {
+	if b.ad != nil {
+		return adaptiveState(b.ad.ratio(b.now()))
+	}
 	switch {
 	case !b.OpenUntil().IsZero():
 		return StateOpen

@@ -57,6 +57,19 @@
 // deadline has passed. Hooks run after every lock is released, in
 // transition order, so a hook may call any method of the Breaker.
 //
+// # Adaptive mode
+//
+// With [Settings.Mode] [ModeAdaptive] the Breaker does not use gobreaker:
+// it is client-side adaptive throttling as Google's SRE book describes it.
+// A ring of buckets over [Settings.Window] counts the calls admitted and
+// completed (requests) and those that succeeded in time (accepts); Allow
+// refuses with probability max(0, (requests − K·accepts) / (requests + 1)),
+// [Settings.K] defaulting to [DefaultK]. Refused calls are counted as
+// neither, so refusing never feeds itself, and the refusals stop as soon
+// as successes come back. It reports [StateHalfOpen] while it refuses a
+// share of calls and [StateClosed] otherwise; [Breaker.DropRatio] gives
+// the share. Allow and Done take one short mutex and do not allocate.
+//
 // Time is an argument in tests: [WithClock] replaces the clock of the
 // deadline and of call timing, so a test steps a breaker through its states
 // without sleeping.

@@ -38,6 +38,15 @@ const (
 // Settings is comparable: compare two policies with == after
 // [Settings.WithDefaults] to tell whether a rule update changed anything.
 type Settings struct {
+	// Mode is how the breaker decides: ModeWindow (the zero value) trips
+	// on the ratios below; ModeAdaptive throttles with the SRE formula and
+	// uses only Window, Buckets, SlowCallThreshold and K.
+	Mode Mode
+	// K is the ModeAdaptive multiplier: calls are refused with probability
+	// max(0, (requests − K·accepts) / (requests + 1)). It must be at least
+	// 1; zero means DefaultK (1.5) in ModeAdaptive. ModeWindow does not
+	// use it.
+	K float64
 	// Window is the length of the rolling window over which calls are
 	// counted. Zero means 10s.
 	Window time.Duration
@@ -82,6 +91,9 @@ type Settings struct {
 // WithDefaults returns s with every zero field replaced by its documented
 // default. It does not validate; see [Settings.Validate].
 func (s Settings) WithDefaults() Settings {
+	if s.Mode == ModeAdaptive && s.K == 0 {
+		s.K = DefaultK
+	}
 	if s.Window == 0 {
 		s.Window = DefaultWindow
 	}
@@ -133,6 +145,31 @@ func (s Settings) Validate() error {
 		errs = append(errs, &SettingsError{Field: field, Reason: fmt.Sprintf(format, args...)})
 	}
 	e := s.WithDefaults()
+	switch s.Mode {
+	case ModeWindow:
+		if s.K != 0 {
+			bad("k", "applies to mode adaptive only")
+		}
+	case ModeAdaptive:
+		if !(e.K >= 1) || math.IsInf(e.K, 0) {
+			bad("k", "must be a finite number >= 1, got %v", e.K)
+		}
+		for _, f := range []struct {
+			name string
+			set  bool
+		}{
+			{"minRequests", s.MinRequests != 0}, {"failureRatio", s.FailureRatio != 0},
+			{"slowCallRatio", s.SlowCallRatio != 0}, {"openBase", s.OpenBase != 0},
+			{"openMax", s.OpenMax != 0}, {"multiplier", s.Multiplier != 0},
+			{"jitter", s.Jitter != 0}, {"halfOpenProbes", s.HalfOpenProbes != 0},
+		} {
+			if f.set {
+				bad(f.name, "applies to mode window only; mode adaptive needs no threshold (it uses window, buckets, slowCallThreshold and k)")
+			}
+		}
+	default:
+		bad("mode", "unknown mode %v (want window or adaptive)", s.Mode)
+	}
 	if e.Window < 0 {
 		bad("window", "must not be negative, got %v", e.Window)
 	}
@@ -181,6 +218,11 @@ func ratioOK(r float64) bool { return r > 0 && r <= 1 }
 // reject replaced by a usable value, so that New never fails.
 func (s Settings) sanitize() Settings {
 	e := s.WithDefaults()
+	if e.Mode != ModeAdaptive {
+		e.Mode, e.K = ModeWindow, 0
+	} else if !(e.K >= 1) || math.IsInf(e.K, 0) {
+		e.K = DefaultK
+	}
 	if e.Window < 0 {
 		e.Window = DefaultWindow
 	}

@@ -67,6 +67,10 @@ type PolicyInForce struct {
 	router.CallInForce
 	Breaker          *router.BreakerInForce `json:"breaker,omitempty"`
 	OutlierDetection *router.BreakerInForce `json:"outlierDetection,omitempty"`
+	// LoadBalancer is round-robin, p2c-ewma or least-request; SlowStart
+	// the ramp of joining instances (nil: none).
+	LoadBalancer string                   `json:"loadBalancer,omitempty"`
+	SlowStart    *router.SlowStartInForce `json:"slowStart,omitempty"`
 	// FromDefaults lists the settings the service takes from the
 	// defaults document.
 	FromDefaults []string `json:"fromDefaults,omitempty"`

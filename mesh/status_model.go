@@ -162,6 +162,12 @@ type BreakerStatus struct {
 	OpenUntil time.Time `json:"openUntil,omitzero"`
 	// Trips counts consecutive trips; each makes the open period longer.
 	Trips int `json:"trips,omitempty"`
+	// Mode is the breaker's mode, window or adaptive.
+	Mode string `json:"mode"`
+	// DropRatio is the share of calls the breaker refuses now: for an
+	// adaptive breaker its throttling probability, for a window breaker
+	// 1 while open and 0 otherwise.
+	DropRatio float64 `json:"dropRatio"`
 }
 
 // RulesStatus describes the rules in force.
@@ -341,7 +347,8 @@ func breakerStatuses(snap *engine.State) []BreakerStatus {
 	var out []BreakerStatus
 	for _, b := range snap.Breakers() {
 		out = append(out, BreakerStatus{Service: b.Service, Instance: b.Instance, State: b.Breaker.State().String(),
-			OpenUntil: b.Breaker.OpenUntil(), Trips: b.Breaker.Trips()})
+			OpenUntil: b.Breaker.OpenUntil(), Trips: b.Breaker.Trips(),
+			Mode: b.Breaker.Settings().Mode.String(), DropRatio: b.Breaker.DropRatio()})
 	}
 	return out
 }

@@ -262,7 +262,7 @@ func (c *compiler) compile(doc *Document) *Rules {
 	if d := doc.Defaults; d != nil {
 		before := len(c.problems)
 		rules.defaults = c.policy("defaults", Service{Timeout: d.Timeout, Retry: d.Retry, Breaker: d.Breaker,
-			OutlierDetection: d.OutlierDetection, RateLimit: d.RateLimit}, nil)
+			OutlierDetection: d.OutlierDetection, RateLimit: d.RateLimit, LoadBalancer: d.LoadBalancer, SlowStart: d.SlowStart}, nil)
 		rules.defaultLanes = c.lanes("defaults.lanes", d.Lanes)
 		if len(c.problems) == before {
 			defaults = d

@@ -37,12 +37,14 @@ type Defaults struct {
 	RateLimit        *RateLimit `yaml:"rateLimit,omitempty" json:"rateLimit,omitempty"`
 	// Lanes makes lanes of an instance label for every service without
 	// a Lanes rule of its own; nil means none.
-	Lanes *Lanes `yaml:"lanes,omitempty" json:"lanes,omitempty"`
+	Lanes        *Lanes     `yaml:"lanes,omitempty" json:"lanes,omitempty"`
+	LoadBalancer string     `yaml:"loadBalancer,omitempty" json:"loadBalancer,omitempty"`
+	SlowStart    *SlowStart `yaml:"slowStart,omitempty" json:"slowStart,omitempty"`
 }
 
 // Fill returns svc with each setting it lacks taken from d, and the
 // names of the settings taken (timeout, retry, breaker,
-// outlierDetection, rateLimit, lanes), in that order. A nil d fills nothing.
+// outlierDetection, rateLimit, lanes, loadBalancer, slowStart), in that order. A nil d fills nothing.
 func (d *Defaults) Fill(svc Service) (Service, []string) {
 	if d == nil {
 		return svc, nil
@@ -72,6 +74,14 @@ func (d *Defaults) Fill(svc Service) (Service, []string) {
 		svc.Lanes = d.Lanes
 		taken = append(taken, "lanes")
 	}
+	if svc.LoadBalancer == "" && d.LoadBalancer != "" {
+		svc.LoadBalancer = d.LoadBalancer
+		taken = append(taken, "loadBalancer")
+	}
+	if svc.SlowStart == nil && d.SlowStart != nil {
+		svc.SlowStart = d.SlowStart
+		taken = append(taken, "slowStart")
+	}
 	return svc, taken
 }
 
@@ -97,12 +107,32 @@ type Service struct {
 	// RateLimit caps the calls this process sends to the service; nil
 	// means no limit. A route's own limit applies instead of it.
 	RateLimit *RateLimit `yaml:"rateLimit,omitempty" json:"rateLimit,omitempty"`
+	// LoadBalancer picks among a subset's instances: round-robin (the
+	// default, weighted by discovery), p2c-ewma (the better of two random
+	// instances by latency EWMA × in-flight calls, over weight) or
+	// least-request (the better of two by in-flight calls, over weight).
+	LoadBalancer string `yaml:"loadBalancer,omitempty" json:"loadBalancer,omitempty"`
+	// SlowStart ramps the share of calls an instance gets over a window
+	// after it joins the service's instances or its outlier breaker closes
+	// again; nil means every instance takes its full share at once.
+	SlowStart *SlowStart `yaml:"slowStart,omitempty" json:"slowStart,omitempty"`
 	// Inbound holds server-side rules for requests this service receives:
 	// the first inbound route matching a request applies its rate limit.
 	Inbound []InboundRoute `yaml:"inbound,omitempty" json:"inbound,omitempty"`
 	// Lanes routes calls by the lane they carry to the instances of that
 	// lane, base otherwise; nil means no lanes (see Lanes).
 	Lanes *Lanes `yaml:"lanes,omitempty" json:"lanes,omitempty"`
+}
+
+// SlowStart ramps an instance's share of calls, as Envoy's
+// slow_start_config does: over Window its weight grows linearly from
+// MinPercent of its discovery weight to all of it.
+type SlowStart struct {
+	// Window is how long the ramp lasts; it must be set (> 0).
+	Window Duration `yaml:"window" json:"window"`
+	// MinPercent is the share of its weight an instance starts with,
+	// 1..100; zero means 10.
+	MinPercent int `yaml:"minPercent,omitempty" json:"minPercent,omitempty"`
 }
 
 // Retry says when and how often a failed call is tried again. Every retry
@@ -132,6 +162,14 @@ type Retry struct {
 // Breaker is a circuit breaker policy; zero fields take the defaults of
 // package breaker.
 type Breaker struct {
+	// Mode is window (the default: trip on a failure ratio, stay open,
+	// probe) or adaptive (SRE client-side throttling, no thresholds; see
+	// breaker.ModeAdaptive). outlierDetection takes window only.
+	Mode string `yaml:"mode,omitempty" json:"mode,omitempty"`
+	// K is the adaptive multiplier (mode adaptive only): calls are refused
+	// with probability max(0, (requests − k·accepts) / (requests + 1)).
+	// Zero means 1.5.
+	K                 float64  `yaml:"k,omitempty" json:"k,omitempty"`
 	Window            Duration `yaml:"window,omitempty" json:"window,omitempty"`
 	Buckets           int      `yaml:"buckets,omitempty" json:"buckets,omitempty"`
 	MinRequests       int      `yaml:"minRequests,omitempty" json:"minRequests,omitempty"`
@@ -143,6 +181,10 @@ type Breaker struct {
 	Multiplier        float64  `yaml:"multiplier,omitempty" json:"multiplier,omitempty"`
 	Jitter            float64  `yaml:"jitter,omitempty" json:"jitter,omitempty"`
 	HalfOpenProbes    int      `yaml:"halfOpenProbes,omitempty" json:"halfOpenProbes,omitempty"`
+	// MaxEjectionPercent (outlierDetection only) caps the share of the
+	// service's instances ejected at once, at least one: 1..100, zero
+	// means 50.
+	MaxEjectionPercent int `yaml:"maxEjectionPercent,omitempty" json:"maxEjectionPercent,omitempty"`
 	// FailureStatus lists the HTTP status codes that count as failures;
 	// empty means every 5xx. Transport errors and timeouts always count.
 	FailureStatus []int `yaml:"failureStatus,omitempty" json:"failureStatus,omitempty"`

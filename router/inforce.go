@@ -20,7 +20,7 @@ type InForce struct {
 	Named bool `json:"named"`
 	// FromDefaults lists the settings the service takes from the defaults
 	// document (timeout, retry, breaker, outlierDetection, rateLimit,
-	// lanes).
+	// lanes, loadBalancer, slowStart).
 	FromDefaults []string `json:"fromDefaults,omitempty"`
 	// Call is what applies to a call no route takes: the service's own
 	// settings, or the defaults'.
@@ -36,6 +36,17 @@ type InForce struct {
 	// Lanes is the service's lanes rule (its own or the defaults'); nil
 	// means none.
 	Lanes *LanesInForce `json:"lanes,omitempty"`
+	// SlowStart is the ramp of joining and recovering instances; nil
+	// means none.
+	SlowStart *SlowStartInForce `json:"slowStart,omitempty"`
+	// LoadBalancer is round-robin, p2c-ewma or least-request.
+	LoadBalancer string `json:"loadBalancer,omitempty"`
+}
+
+// SlowStartInForce is a slowStart section with its default filled in.
+type SlowStartInForce struct {
+	Window     Duration `json:"window"`
+	MinPercent int      `json:"minPercent"`
 }
 
 // CallInForce is what applies to the calls of one route.
@@ -74,6 +85,10 @@ type RateLimitInForce struct {
 
 // BreakerInForce is a breaker section with every default filled in.
 type BreakerInForce struct {
+	// Mode is window or adaptive; K is the adaptive multiplier (0 in
+	// window mode).
+	Mode              string   `json:"mode"`
+	K                 float64  `json:"k,omitempty"`
 	Window            Duration `json:"window"`
 	Buckets           int      `json:"buckets"`
 	MinRequests       int      `json:"minRequests"`
@@ -89,6 +104,9 @@ type BreakerInForce struct {
 	// for the whole class); FailureCodes the gRPC codes, by name.
 	FailureStatus []string `json:"failureStatus"`
 	FailureCodes  []string `json:"failureCodes"`
+	// MaxEjectionPercent is outlierDetection's cap (0 for a service
+	// breaker).
+	MaxEjectionPercent int `json:"maxEjectionPercent,omitempty"`
 }
 
 // InboundInForce is the limit of one inbound route.
@@ -121,6 +139,10 @@ func (r *Rules) InForce(service string) *InForce {
 	}
 	in.Breaker = breakerInForce(p.Breaker)
 	in.OutlierDetection = breakerInForce(p.Outlier)
+	in.LoadBalancer = p.LoadBalancer.String()
+	if ss := p.SlowStart; ss != nil {
+		in.SlowStart = &SlowStartInForce{Window: Duration(ss.Window), MinPercent: ss.MinPercent}
+	}
 	for _, ib := range p.Inbound {
 		in.Inbound = append(in.Inbound, InboundInForce{Name: ib.Name, RateLimit: RateLimitInForce{RPS: ib.RateLimit.RPS, Burst: ib.RateLimit.Burst}})
 	}
@@ -157,11 +179,13 @@ func breakerInForce(bp *BreakerPolicy) *BreakerInForce {
 	}
 	s := bp.Settings
 	return &BreakerInForce{
+		Mode: s.Mode.String(), K: s.K,
 		Window: Duration(s.Window), Buckets: s.Buckets, MinRequests: int(s.MinRequests),
 		FailureRatio: s.FailureRatio, SlowCallThreshold: durationInForce(s.SlowCallThreshold.Nanoseconds()),
 		SlowCallRatio: s.SlowCallRatio, OpenBase: Duration(s.OpenBase), OpenMax: Duration(s.OpenMax),
 		Multiplier: s.Multiplier, Jitter: s.Jitter, HalfOpenProbes: int(s.HalfOpenProbes),
 		FailureStatus: statusNames(&bp.FailureStatus), FailureCodes: codeNames(bp.FailureCodes),
+		MaxEjectionPercent: bp.MaxEjectionPercent,
 	}
 }
 

@@ -28,7 +28,48 @@ type Policy struct {
 	Outlier *BreakerPolicy
 	// Inbound holds the limit of each inbound route, by index.
 	Inbound []InboundPolicy
+	// SlowStart is the ramp of instances that join or recover; nil means
+	// none.
+	SlowStart    *SlowStartPolicy // LoadBalancer is how an instance is chosen within a subset.
+	LoadBalancer LoadBalancer
 }
+
+// LoadBalancer is how a call's instance is chosen within its subset.
+type LoadBalancer int
+
+const (
+	// RoundRobin is smooth weighted round-robin by discovery weight.
+	RoundRobin LoadBalancer = iota
+	// P2CEWMA draws two instances and takes the one with the lower
+	// latency EWMA × (in-flight calls + 1) / weight.
+	P2CEWMA
+	// LeastRequest draws two instances and takes the one with fewer
+	// in-flight calls per unit of weight.
+	LeastRequest
+)
+
+// String returns the name a rule document gives lb.
+func (lb LoadBalancer) String() string {
+	switch lb {
+	case P2CEWMA:
+		return "p2c-ewma"
+	case LeastRequest:
+		return "least-request"
+	}
+	return "round-robin"
+}
+
+// SlowStartPolicy is a compiled slowStart section.
+type SlowStartPolicy struct {
+	// Window is how long the ramp lasts.
+	Window time.Duration
+	// MinPercent is the share of its weight an instance starts with.
+	MinPercent int
+}
+
+// DefaultSlowStartMinPercent is slowStart.minPercent when it is not set,
+// Envoy's min_weight_percent.
+const DefaultSlowStartMinPercent = 10
 
 // CallPolicy is what applies to the calls one route matches. Routes that
 // do not set their own retry or rate limit share the service's: the same
@@ -103,6 +144,10 @@ type BreakerPolicy struct {
 	FailureStatus StatusSet
 	// FailureCodes holds the gRPC status codes counted as failures.
 	FailureCodes CodeSet
+	// MaxEjectionPercent (outlier detection only; 0 for a service
+	// breaker) caps the share of the service's instances ejected at once,
+	// at least one.
+	MaxEjectionPercent int
 }
 
 // InboundPolicy is the limit of one inbound route.
@@ -196,6 +241,13 @@ const (
 	MaxRetryAttempts = 10
 )
 
+// DefaultMaxEjectionPercent is outlierDetection.maxEjectionPercent when
+// it is not set. Envoy's 10% leaves a fleet of up to 19 instances one
+// ejection; most services a mesh SDK serves run 2 to 10 instances, where
+// half keeps a failing minority out while never ejecting every instance
+// of a fleet of two or more.
+const DefaultMaxEjectionPercent = 50
+
 // defaultRetryOn is what retry.on means when empty: for HTTP
 // connect-failure, reset, per-try-timeout, 502, 503 and 504; for gRPC
 // connect-failure, reset, per-try-timeout and UNAVAILABLE.
@@ -225,10 +277,31 @@ func (c *compiler) policy(path string, svc Service, routes []route) *Policy {
 		p.Routes = append(p.Routes, cp)
 	}
 	if svc.Breaker != nil {
-		p.Breaker = c.breaker(path+".breaker", svc.Breaker)
+		p.Breaker = c.breaker(path+".breaker", svc.Breaker, true)
 	}
 	if svc.OutlierDetection != nil {
-		p.Outlier = c.breaker(path+".outlierDetection", svc.OutlierDetection)
+		p.Outlier = c.breaker(path+".outlierDetection", svc.OutlierDetection, false)
+	}
+	switch svc.LoadBalancer {
+	case "", "round-robin":
+	case "p2c-ewma":
+		p.LoadBalancer = P2CEWMA
+	case "least-request":
+		p.LoadBalancer = LeastRequest
+	default:
+		c.fail(path+".loadBalancer", "unknown load balancer %.40q (want round-robin, p2c-ewma or least-request)", svc.LoadBalancer)
+	}
+	if ss := svc.SlowStart; ss != nil {
+		p.SlowStart = &SlowStartPolicy{Window: ss.Window.Std(), MinPercent: ss.MinPercent}
+		if ss.Window.Std() <= 0 {
+			c.fail(path+".slowStart.window", "must be > 0 (a duration such as 30s)")
+		}
+		switch {
+		case ss.MinPercent < 0 || ss.MinPercent > 100:
+			c.fail(path+".slowStart.minPercent", "must be 1..100")
+		case ss.MinPercent == 0:
+			p.SlowStart.MinPercent = DefaultSlowStartMinPercent
+		}
 	}
 	names := make(map[string]int)
 	for i, in := range svc.Inbound {
@@ -334,11 +407,26 @@ func (c *compiler) rateLimit(path string, rl *RateLimit, scope string) *RateLimi
 	return &RateLimitPolicy{Scope: scope, RPS: rl.RPS, Burst: burst}
 }
 
-func (c *compiler) breaker(path string, br *Breaker) *BreakerPolicy {
+// breaker compiles a breaker section: the service's (serviceLevel) or
+// outlierDetection's. Mode adaptive is the service breaker's only (an
+// outlier breaker ejects its instance and so needs an open state);
+// maxEjectionPercent is outlierDetection's only.
+func (c *compiler) breaker(path string, br *Breaker, serviceLevel bool) *BreakerPolicy {
 	s := breaker.Settings{
-		Window: br.Window.Std(), Buckets: br.Buckets, FailureRatio: br.FailureRatio,
+		K: br.K, Window: br.Window.Std(), Buckets: br.Buckets, FailureRatio: br.FailureRatio,
 		SlowCallThreshold: br.SlowCallThreshold.Std(), SlowCallRatio: br.SlowCallRatio,
 		OpenBase: br.OpenBase.Std(), OpenMax: br.OpenMax.Std(), Multiplier: br.Multiplier, Jitter: br.Jitter,
+	}
+	switch br.Mode {
+	case "", "window":
+	case "adaptive":
+		if serviceLevel {
+			s.Mode = breaker.ModeAdaptive
+		} else {
+			c.fail(path+".mode", "adaptive applies to breaker only; outlierDetection ejects instances and takes mode window")
+		}
+	default:
+		c.fail(path+".mode", "unknown mode %.40q (want window or adaptive)", br.Mode)
 	}
 	if br.MinRequests < 0 || br.MinRequests > 1<<20 {
 		c.fail(path+".minRequests", "must be 0..%d", 1<<20)
@@ -361,6 +449,17 @@ func (c *compiler) breaker(path string, br *Breaker) *BreakerPolicy {
 		}
 	}
 	bp := &BreakerPolicy{Settings: s.WithDefaults()}
+	switch {
+	case serviceLevel && br.MaxEjectionPercent != 0:
+		c.fail(path+".maxEjectionPercent", "applies to outlierDetection only")
+	case serviceLevel:
+	case br.MaxEjectionPercent < 0 || br.MaxEjectionPercent > 100:
+		c.fail(path+".maxEjectionPercent", "must be 1..100")
+	case br.MaxEjectionPercent == 0:
+		bp.MaxEjectionPercent = DefaultMaxEjectionPercent
+	default:
+		bp.MaxEjectionPercent = br.MaxEjectionPercent
+	}
 	if len(br.FailureStatus) == 0 {
 		bp.FailureStatus.addRange(500, 599)
 	}

@@ -337,7 +337,7 @@ items:
 	}
 	for _, want := range []string{
 		"written out: " + list + ": VirtualService prod/reviews spec.http[1].retries: none set, so Istio's default is written out: attempts: 2",
-		"left out: " + list + ": DestinationRule prod/reviews spec.trafficPolicy.outlierDetection.maxEjectionPercent: not set, so Istio ejects at most 10% of the instances",
+		"written out: " + list + ": DestinationRule prod/reviews spec.trafficPolicy.outlierDetection.maxEjectionPercent: not set, so Istio's default is written out: 10",
 	} {
 		if !strings.Contains(errs, want) {
 			t.Errorf("stderr lacks %q:\n%s", want, errs)

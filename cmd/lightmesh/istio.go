@@ -634,10 +634,13 @@ func (c *istioConverter) outlier(n *node) *router.Breaker {
 		b.OpenBase = router.Duration(30 * time.Second)
 		c.written = append(c.written, n.path+".baseEjectionTime: none set, so Istio's default is written out: 30s")
 	}
-	if _, ok := n.m["maxEjectionPercent"]; !ok {
-		c.leave(n.path+".maxEjectionPercent", "not set, so Istio ejects at most 10% of the instances; lightmesh has no cap and ejects every instance whose breaker opens (a route's fallback catches a subset left empty)")
+	if v, ok := n.take("maxEjectionPercent"); ok {
+		b.MaxEjectionPercent, _ = v.(int)
+	} else {
+		b.MaxEjectionPercent = 10 // Istio's default
+		c.written = append(c.written, n.path+".maxEjectionPercent: not set, so Istio's default is written out: 10 (at least one instance)")
 	}
-	for _, k := range []string{"maxEjectionPercent", "minHealthPercent", "splitExternalLocalOriginErrors", "consecutiveLocalOriginFailures"} {
+	for _, k := range []string{"minHealthPercent", "splitExternalLocalOriginErrors", "consecutiveLocalOriginFailures"} {
 		if _, ok := n.take(k); ok {
 			c.leave(n.path+"."+k, "no lightmesh equivalent: lightmesh ejects every instance whose breaker opens (a route's fallback catches a subset left empty)")
 		}

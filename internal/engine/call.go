@@ -263,6 +263,13 @@ type Try struct {
 
 	conns                        Conns
 	sawOpen, sawPending, sawDown bool // why candidates were skipped
+	// sawWarm: a candidate gave its turn away to ramp up (slow start);
+	// warmOK: take warming instances anyway, as none else would do.
+	sawWarm, warmOK bool
+	// ld is the load tracker of the picked instance (load-aware
+	// balancers), counting from ldStart (Unix ns) until untrack.
+	ld      *instLoad
+	ldStart int64
 
 	// lastIn and lastB are the instance accept looked at last and its
 	// breaker: the one Pick takes, whose breaker it then needs again.
@@ -288,6 +295,7 @@ func (c *Call) NewTry(ctx context.Context) (*Try, error) {
 // newTry resets the call's try and admits it through the service breaker.
 func (c *Call) newTry() (*Try, error) {
 	t := &c.try
+	t.untrack(false)
 	*t = Try{c: c}
 	c.end = time.Time{} // only the last try's end measures the call
 	if c.svc == nil || c.svc.breaker == nil {
@@ -330,7 +338,7 @@ func (t *Try) Pick(conns Conns) (*discovery.Instance, error) {
 	// attempt that failed before it was sent) gives that one's slot back.
 	t.inst.report(breaker.Ignored)
 	t.conns = conns
-	t.sawOpen, t.sawPending, t.sawDown = false, false, false
+	t.sawOpen, t.sawPending, t.sawDown, t.sawWarm = false, false, false, false
 	t.lastIn = nil // the call may have been rebased onto other breakers
 	for {
 		in, lane, fallback := t.pickOnce()
@@ -340,6 +348,11 @@ func (t *Try) Pick(conns Conns) (*discovery.Instance, error) {
 		}
 		if b := t.instanceBreaker(in); b != nil {
 			tk, err := b.Allow()
+			if err != nil && !c.svc.ejected(in) {
+				// Over the ejection cap: the instance takes the call
+				// past its breaker.
+				tk, err = breaker.Ticket{}, nil
+			}
 			if err != nil {
 				if c.nrefused == maxRefused {
 					t.pickErr = &CircuitOpenError{Service: c.decision.Service, Subset: c.decision.Subset(), Instances: maxRefused}
@@ -352,6 +365,7 @@ func (t *Try) Pick(conns Conns) (*discovery.Instance, error) {
 			t.inst = admission{b: b, t: tk, policy: c.svc.policy.Outlier}
 		}
 		t.picked, t.pickErr = true, nil
+		t.track(in)
 		c.result.Instance, c.result.Subset, c.result.Fallback = in, c.decision.Subset(), fallback
 		switch {
 		case lane:
@@ -387,6 +401,12 @@ func (t *Try) pickOnce() (in *discovery.Instance, lane, fallback bool) {
 			return nil, false, false
 		}
 	}
+	if c.svc != nil && c.svc.load != nil {
+		chosen, _ := tb.Candidates(&c.decision)
+		if in = t.balance(chosen, t.acceptFresh); in != nil {
+			return in, false, false
+		}
+	}
 	if in = tb.PickChosen(&c.decision, t.acceptFresh); in != nil {
 		return in, false, false
 	}
@@ -394,6 +414,9 @@ func (t *Try) pickOnce() (in *discovery.Instance, lane, fallback bool) {
 		if in = tb.PickChosen(&c.decision, t.acceptAgain); in != nil {
 			return in, false, false
 		}
+	}
+	if in = t.pickWarm(tb.PickChosen); in != nil {
+		return in, false, false
 	}
 	if t.sawPending {
 		return nil, false, false
@@ -406,7 +429,25 @@ func (t *Try) pickOnce() (in *discovery.Instance, lane, fallback bool) {
 			return in, false, true
 		}
 	}
+	if in = t.pickWarm(tb.PickFallback); in != nil {
+		return in, false, true
+	}
 	return nil, false, false
+}
+
+// pickWarm picks again with pick when the last picks skipped only
+// instances ramping up: slow start shares the calls within a subset, it
+// never sends them to the fallback or fails them.
+func (t *Try) pickWarm(pick func(*router.Decision, func(*discovery.Instance) bool) *discovery.Instance) *discovery.Instance {
+	if !t.sawWarm {
+		return nil
+	}
+	t.warmOK = true
+	defer func() { t.warmOK = false }()
+	if in := pick(&t.c.decision, t.acceptFresh); in != nil || t.c.ntried == 0 {
+		return in
+	}
+	return pick(&t.c.decision, t.acceptAgain)
 }
 
 // instanceBreaker returns the outlier breaker of in, or nil.
@@ -444,7 +485,7 @@ func (t *Try) acceptAgain(in *discovery.Instance) bool {
 	if t.c.isRefused(in) {
 		return false
 	}
-	if b := t.instanceBreaker(in); b != nil && !b.Ready() {
+	if t.c.svc.ejected(in) {
 		t.sawOpen = true
 		return false
 	}
@@ -457,6 +498,10 @@ func (t *Try) acceptAgain(in *discovery.Instance) bool {
 			t.sawDown = true
 			return false
 		}
+	}
+	if !t.warmOK && t.c.svc.warming(in) {
+		t.sawWarm = true
+		return false
 	}
 	return true
 }
@@ -477,7 +522,7 @@ func (t *Try) pickError() error {
 		for _, list := range [3][]discovery.Instance{c.state.table.LaneCandidates(d), chosen, fallback} {
 			for i := range list {
 				in := &list[i]
-				if b := c.svc.instanceBreaker(in); c.isRefused(in) || b != nil && !b.Ready() {
+				if c.isRefused(in) || c.svc.ejected(in) {
 					e.Instances++
 					e.Instance = in.Address
 				}
@@ -552,6 +597,7 @@ func (t *Try) Done(o *Outcome) error {
 		t.svc.reportAt(verdict(t.svc.policy, o, callerDone, c.timedOut), now)
 		t.inst.reportAt(verdict(t.inst.policy, o, callerDone, c.timedOut), now)
 	}
+	t.untrack(o.Kind != KindConnectFailure)
 	return nil
 }
 
@@ -570,9 +616,11 @@ func (t *Try) AttemptDone(o *Outcome, sent bool) {
 		return
 	}
 	if !sent {
+		t.untrack(false)
 		t.inst.report(breaker.Ignored)
 		return
 	}
+	t.untrack(true)
 	callerDone, callTimedOut, tryTimedOut := t.judge(o)
 	t.inst.report(verdict(t.inst.policy, o, callerDone, callTimedOut || tryTimedOut))
 }
@@ -580,6 +628,7 @@ func (t *Try) AttemptDone(o *Outcome, sent bool) {
 // abandon ends the try without an outcome: nothing was sent, so it counts
 // for no breaker.
 func (t *Try) abandon() {
+	t.untrack(false)
 	t.svc.report(breaker.Ignored)
 	t.inst.report(breaker.Ignored)
 }

@@ -50,6 +50,10 @@ type PolicyInForce struct {
 	router.CallInForce
 	Breaker          *router.BreakerInForce `json:"breaker,omitempty"`
 	OutlierDetection *router.BreakerInForce `json:"outlierDetection,omitempty"`
+	// LoadBalancer is round-robin, p2c-ewma or least-request; SlowStart
+	// the ramp of joining instances (nil: none).
+	LoadBalancer string                   `json:"loadBalancer,omitempty"`
+	SlowStart    *router.SlowStartInForce `json:"slowStart,omitempty"`
 	// FromDefaults lists the settings the service takes from the
 	// defaults document.
 	FromDefaults []string `json:"fromDefaults,omitempty"`
@@ -69,10 +73,10 @@ func (s *State) Explain(service string, req *router.Request, now time.Time) *Exp
 	svc := s.Service(service)
 	var ejected []EjectedInstance
 	accept := func(in *discovery.Instance) bool {
-		b := svc.instanceBreaker(in)
-		if b == nil || b.Ready() {
+		if !svc.ejected(in) {
 			return true
 		}
+		b := svc.instanceBreaker(in)
 		for _, e := range ejected {
 			if e.Address == in.Address {
 				return false
@@ -99,6 +103,9 @@ func (s *State) Explain(service string, req *router.Request, now time.Time) *Exp
 		}
 		if svc.breaker != nil {
 			e.Breaker = svc.breaker.PeekState().String()
+			if svc.breaker.Settings().Mode == breaker.ModeAdaptive {
+				e.Breaker = fmt.Sprintf("%s, adaptive, refusing %.0f%% of calls", e.Breaker, 100*svc.breaker.DropRatio())
+			}
 		}
 		switch {
 		case e.Err() != nil:
@@ -138,7 +145,8 @@ func policyInForce(in *router.InForce, i int) *PolicyInForce {
 	if in == nil { // no rules at all
 		return nil
 	}
-	p := &PolicyInForce{CallInForce: in.Call, Breaker: in.Breaker, OutlierDetection: in.OutlierDetection, FromDefaults: in.FromDefaults}
+	p := &PolicyInForce{CallInForce: in.Call, Breaker: in.Breaker, OutlierDetection: in.OutlierDetection,
+		LoadBalancer: in.LoadBalancer, SlowStart: in.SlowStart, FromDefaults: in.FromDefaults}
 	if i >= 0 && i < len(in.Routes) {
 		p.CallInForce = in.Routes[i]
 	}
@@ -223,11 +231,19 @@ func (e *Explanation) WriteText(w io.Writer) error {
 			}
 			p("  retry: %d attempts, per try %s, on %v, budget %g, backoff %s%s", r.Attempts, perTry, e.retryOn(r), r.Budget, r.Backoff.Std(), from("retry"))
 		}
-		if br := pol.Breaker; br != nil {
+		if br := pol.Breaker; br != nil && br.Mode == breaker.ModeAdaptive.String() {
+			p("  breaker: adaptive, k %g, window %s%s", br.K, br.Window.Std(), from("breaker"))
+		} else if br != nil {
 			p("  breaker: minRequests %d, failureRatio %g, window %s, open %s..%s%s", br.MinRequests, br.FailureRatio, br.Window.Std(), br.OpenBase.Std(), br.OpenMax.Std(), from("breaker"))
 		}
 		if od := pol.OutlierDetection; od != nil {
-			p("  outlier detection: minRequests %d, failureRatio %g, window %s, open %s..%s%s", od.MinRequests, od.FailureRatio, od.Window.Std(), od.OpenBase.Std(), od.OpenMax.Std(), from("outlierDetection"))
+			p("  outlier detection: minRequests %d, failureRatio %g, window %s, open %s..%s, at most %d%% ejected%s", od.MinRequests, od.FailureRatio, od.Window.Std(), od.OpenBase.Std(), od.OpenMax.Std(), od.MaxEjectionPercent, from("outlierDetection"))
+		}
+		if lb := pol.LoadBalancer; lb != "" && lb != "round-robin" {
+			p("  load balancer: %s", lb)
+		}
+		if ss := pol.SlowStart; ss != nil {
+			p("  slow start: over %s from %d%%", ss.Window.Std(), ss.MinPercent)
 		}
 		if rl := pol.RateLimit; rl != nil {
 			tokens := ""

@@ -232,16 +232,41 @@ var breakerStateDesc = prometheus.NewDesc("lightmesh_breaker_state",
 	"Circuit breaker state, read from the rules in force at scrape time: 0 closed, 1 half-open, 2 open. upstream_instance is empty for a service breaker.",
 	[]string{"destination_service", "upstream_instance"}, nil)
 
+// breakerDropDesc describes lightmesh_breaker_drop_ratio.
+var breakerDropDesc = prometheus.NewDesc("lightmesh_breaker_drop_ratio",
+	"Share of calls the breaker refuses at scrape time: for an adaptive breaker its throttling probability max(0, (requests - k*accepts) / (requests + 1)), for a window breaker 1 while open and 0 otherwise.",
+	[]string{"destination_service", "upstream_instance"}, nil)
+
+// instanceEWMADesc describes lightmesh_instance_latency_ewma_seconds.
+var instanceEWMADesc = prometheus.NewDesc("lightmesh_instance_latency_ewma_seconds",
+	"Latency average of each instance of a service balanced by p2c-ewma or least-request, read at scrape time: what the balancer compares (with the calls in flight).",
+	[]string{"destination_service", "upstream_instance"}, nil)
+
+// instanceInFlightDesc describes lightmesh_instance_in_flight.
+var instanceInFlightDesc = prometheus.NewDesc("lightmesh_instance_in_flight",
+	"Calls in flight to each instance of a service balanced by p2c-ewma or least-request, read at scrape time.",
+	[]string{"destination_service", "upstream_instance"}, nil)
+
 // breakerCollector reports the state of every breaker of the current State.
 type breakerCollector struct{ state func() *State }
 
 // Describe implements prometheus.Collector.
-func (c *breakerCollector) Describe(ch chan<- *prometheus.Desc) { ch <- breakerStateDesc }
+func (c *breakerCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- breakerStateDesc
+	ch <- breakerDropDesc
+	ch <- instanceEWMADesc
+	ch <- instanceInFlightDesc
+}
 
 // Collect implements prometheus.Collector.
 func (c *breakerCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, b := range c.state().Breakers() {
 		ch <- prometheus.MustNewConstMetric(breakerStateDesc, prometheus.GaugeValue, float64(b.Breaker.State()), b.Service, b.Instance)
+		ch <- prometheus.MustNewConstMetric(breakerDropDesc, prometheus.GaugeValue, b.Breaker.DropRatio(), b.Service, b.Instance)
+	}
+	for _, l := range c.state().Loads() {
+		ch <- prometheus.MustNewConstMetric(instanceEWMADesc, prometheus.GaugeValue, l.EWMA.Seconds(), l.Service, l.Instance)
+		ch <- prometheus.MustNewConstMetric(instanceInFlightDesc, prometheus.GaugeValue, float64(l.InFlight), l.Service, l.Instance)
 	}
 }
 

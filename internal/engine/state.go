@@ -3,6 +3,7 @@ package engine
 import (
 	"maps"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/lightmesh/lightmesh/breaker"
@@ -32,6 +33,11 @@ type Service struct {
 	// detection.
 	outlier map[string]*breaker.Breaker
 	inbound []*breaker.Limiter // by inbound route index
+	// since holds, per instance address, when the instance's slow-start
+	// ramp began (Unix ns); nil without slowStart.
+	since map[string]*atomic.Int64 // load holds, per instance address, the load the p2c-ewma and
+	// least-request balancers compare; nil with round-robin.
+	load map[string]*instLoad
 }
 
 // Route is the protection of the calls one route takes.
@@ -106,9 +112,14 @@ func (s *State) WithInstances(service string, list []discovery.Instance, onChang
 		next.services = s.services.With(service, buildService(service, rules.DefaultPolicy(), nil, next.table.Instances(service, ""), onChange))
 		return next
 	}
-	if svc != nil && svc.policy.Outlier != nil {
+	if svc != nil && (svc.policy.Outlier != nil || svc.policy.SlowStart != nil || svc.policy.LoadBalancer != router.RoundRobin) {
 		copy := *svc
-		copy.outlier = outlierBreakers(svc, svc, next.table.Instances(service, ""), onChange)
+		list := next.table.Instances(service, "")
+		if svc.policy.Outlier != nil {
+			copy.outlier = outlierBreakers(svc, svc, list, onChange)
+		}
+		copy.since = slowStarts(svc, svc, list)
+		copy.load = loads(svc, svc, list)
 		next.services = s.services.With(service, &copy)
 	}
 	return next
@@ -168,6 +179,8 @@ func buildService(name string, p *router.Policy, old *Service, instances []disco
 	if p.Outlier != nil {
 		svc.outlier = outlierBreakers(svc, old, instances, onChange)
 	}
+	svc.since = slowStarts(svc, old, instances)
+	svc.load = loads(svc, old, instances)
 	return svc
 }
 

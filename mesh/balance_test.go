@@ -1,0 +1,111 @@
+package mesh_test
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/lightmesh/lightmesh/discovery"
+	"github.com/lightmesh/lightmesh/mesh"
+	"github.com/lightmesh/lightmesh/rules"
+)
+
+// TestP2CEWMAAvoidsASlowedInstance: under loadBalancer: p2c-ewma, an
+// instance slowed by 20ms loses nearly all its calls within a second (a
+// round-robin third would cost every third call 20ms), and gets its
+// share back within seconds of recovering; no call fails.
+func TestP2CEWMAAvoidsASlowedInstance(t *testing.T) {
+	a, b, slow := newFlaky(t, "a"), newFlaky(t, "b"), newFlaky(t, "slow")
+	reg := prometheus.NewRegistry()
+	m := newMesh(t, rules.NewMemory([]byte(svcDoc("    loadBalancer: p2c-ewma\n"))),
+		discovery.NewStatic(map[string][]discovery.Instance{"svc": {a.instance(), b.instance(), slow.instance()}}), mesh.WithRegisterer(reg))
+	client := &http.Client{Transport: m.Transport(nil)}
+	// period sends calls for d and returns the slow instance's share.
+	period := func(d time.Duration) float64 {
+		t.Helper()
+		start, calls, before := time.Now(), 0, slow.hits.Load()
+		for time.Since(start) < d && calls < 20000 {
+			if code, _, err := send(client, "GET", "http://svc/"); err != nil || code != 200 {
+				t.Fatalf("%d %v", code, err)
+			}
+			calls++
+		}
+		return float64(slow.hits.Load()-before) / float64(calls)
+	}
+	// Warm up: connections made, every instance's first (slower) calls
+	// forgotten.
+	period(1500 * time.Millisecond)
+	slow.delay.Store(int64(20 * time.Millisecond))
+	first := period(time.Second)
+	next := period(time.Second)
+	if first > 0.15 || next > 0.15 || first+next > 0.2 {
+		t.Fatalf("slowed instance's share: %.2f in its first second, %.2f in the next; want each < 0.15 and together < 0.2 (round-robin: 0.33 each)", first, next)
+	}
+	ewma := func(f *flaky) float64 {
+		return metricValue(t, reg, "lightmesh_instance_latency_ewma_seconds", map[string]string{"destination_service": "svc", "upstream_instance": f.instance().Address})
+	}
+	if e := ewma(slow); e < 0.015 {
+		t.Fatalf("lightmesh_instance_latency_ewma_seconds of the slowed instance = %v, want >= 15ms", e)
+	}
+	slow.delay.Store(0)
+	start := time.Now()
+	for {
+		if s := period(500 * time.Millisecond); s > 0.2 {
+			t.Logf("slowed: %.3f then %.3f of the calls; back to %.2f %v after recovering", first, next, s, time.Since(start).Round(100*time.Millisecond))
+			return
+		}
+		if time.Since(start) > 8*time.Second {
+			t.Fatalf("the recovered instance did not get its share back within 8s")
+		}
+	}
+}
+
+// TestLeastRequestAvoidsABusyInstance: under loadBalancer: least-request,
+// an instance whose calls pile up (slow, with calls in flight from
+// concurrent callers) gets fewer calls than the others.
+func TestLeastRequestAvoidsABusyInstance(t *testing.T) {
+	a, b, slow := newFlaky(t, "a"), newFlaky(t, "b"), newFlaky(t, "slow")
+	_, _, client := meshFor(t, svcDoc("    loadBalancer: least-request\n"), a, b, slow)
+	slow.delay.Store(int64(50 * time.Millisecond))
+	a.delay.Store(int64(2 * time.Millisecond))
+	b.delay.Store(int64(2 * time.Millisecond))
+	errs := make(chan error, 8)
+	deadline := time.Now().Add(time.Second)
+	for range 8 {
+		go func() {
+			for time.Now().Before(deadline) {
+				if code, _, err := send(client, "GET", "http://svc/"); err != nil || code != http.StatusOK {
+					errs <- err
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range 8 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	total := a.hits.Load() + b.hits.Load() + slow.hits.Load()
+	if share := float64(slow.hits.Load()) / float64(total); share > 0.25 {
+		t.Fatalf("the busy instance got %.2f of %d calls, want well under a third", share, total)
+	}
+}
+
+// TestExplainShowsBalancerAndSlowStart: explain names the load balancer,
+// the slow start and the ejection cap in force.
+func TestExplainShowsBalancerAndSlowStart(t *testing.T) {
+	a := newFlaky(t, "a")
+	m, _, _ := meshFor(t, svcDoc("    loadBalancer: least-request\n    slowStart: {window: 30s}\n    outlierDetection: {maxEjectionPercent: 20}\n"), a)
+	var text strings.Builder
+	m.Explain(mesh.ExplainRequest{Service: "svc", Path: "/"}).WriteText(&text)
+	for _, want := range []string{"  load balancer: least-request\n", "  slow start: over 30s from 10%\n", "at most 20% ejected"} {
+		if !strings.Contains(text.String(), want) {
+			t.Errorf("explain lacks %q:\n%s", want, text.String())
+		}
+	}
+}

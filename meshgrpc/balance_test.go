@@ -1,0 +1,52 @@
+package meshgrpc_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/lightmesh/lightmesh/internal/grpctest"
+	"github.com/lightmesh/lightmesh/internal/meshtest"
+)
+
+// TestP2CEWMAAvoidsASlowedInstance: inside the lightmesh picker,
+// loadBalancer: p2c-ewma takes a server slowed by 20ms out of nearly all
+// calls within a second and gives it its share back after it recovers.
+func TestP2CEWMAAvoidsASlowedInstance(t *testing.T) {
+	a, b, slow := grpctest.Start(t, "a"), grpctest.Start(t, "b"), grpctest.Start(t, "slow")
+	m, _ := newMesh(t, echoDoc("    loadBalancer: p2c-ewma\n"), staticOf(a, b, slow))
+	conn := dial(t, m, "echo")
+	ctx := context.Background()
+	meshtest.WaitFor(t, 5*time.Second, "every server to answer", func() bool {
+		call(ctx, conn)
+		return a.Calls.Load() > 0 && b.Calls.Load() > 0 && slow.Calls.Load() > 0
+	})
+	period := func(d time.Duration) float64 {
+		t.Helper()
+		start, calls, before := time.Now(), 0, slow.Calls.Load()
+		for time.Since(start) < d && calls < 20000 {
+			if _, err := call(ctx, conn); err != nil {
+				t.Fatal(err)
+			}
+			calls++
+		}
+		return float64(slow.Calls.Load()-before) / float64(calls)
+	}
+	slow.Delay.Store(int64(20 * time.Millisecond))
+	first := period(time.Second)
+	next := period(time.Second)
+	if first > 0.15 || next > 0.15 || first+next > 0.2 {
+		t.Fatalf("slowed server's share: %.2f in its first second, %.2f in the next; want each < 0.15 and together < 0.2 (round-robin: 0.33 each)", first, next)
+	}
+	slow.Delay.Store(0)
+	start := time.Now()
+	for {
+		if s := period(500 * time.Millisecond); s > 0.2 {
+			t.Logf("slowed: %.3f then %.3f; back to %.2f %v after recovering", first, next, s, time.Since(start).Round(100*time.Millisecond))
+			return
+		}
+		if time.Since(start) > 8*time.Second {
+			t.Fatalf("the recovered server did not get its share back within 8s")
+		}
+	}
+}

@@ -1,0 +1,60 @@
+package meshgrpc_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/lightmesh/lightmesh/internal/grpctest"
+	"github.com/lightmesh/lightmesh/internal/meshtest"
+	"github.com/lightmesh/lightmesh/mesh"
+)
+
+// TestEjectionCapHoldsWithEveryInstanceFailing: four servers all answer
+// Internal and every outlier breaker opens; with the default
+// maxEjectionPercent (50) two keep taking calls (the caller sees their
+// Internal, not Unavailable from an ejected route).
+func TestEjectionCapHoldsWithEveryInstanceFailing(t *testing.T) {
+	var servers []*grpctest.Server
+	for _, name := range []string{"a", "b", "c", "d"} {
+		s := grpctest.Start(t, name)
+		s.Code.Store(uint32(codes.Internal))
+		servers = append(servers, s)
+	}
+	m, _ := newMesh(t, echoDoc("    outlierDetection: {minRequests: 2, failureRatio: 0.5, openBase: 1h, openMax: 1h}\n"), staticOf(servers...))
+	conn := dial(t, m, "echo")
+	ctx := context.Background()
+	meshtest.WaitFor(t, 5*time.Second, "every breaker to open", func() bool {
+		call(ctx, conn)
+		open := 0
+		for _, b := range m.Status().Breakers {
+			if b.Instance != "" && b.State == "open" {
+				open++
+			}
+		}
+		return open == 4
+	})
+	before := make([]int64, len(servers))
+	for i, s := range servers {
+		before[i] = s.Calls.Load()
+	}
+	for range 40 {
+		_, err := call(ctx, conn)
+		if status.Code(err) != codes.Internal || errors.Is(err, mesh.ErrCircuitOpen) {
+			t.Fatalf("with every breaker open: %v, want the servers' Internal", err)
+		}
+	}
+	serving := 0
+	for i, s := range servers {
+		if s.Calls.Load() > before[i] {
+			serving++
+		}
+	}
+	if serving != 2 {
+		t.Fatalf("%d servers still take calls, want 2 (half of 4)", serving)
+	}
+}
