@@ -1,0 +1,196 @@
+package identity
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
+)
+
+// Mode says whether a server also accepts callers without TLS.
+type Mode int
+
+const (
+	// Strict accepts only mutual TLS with a certificate from the trust
+	// domain; a caller without a certificate is refused at the handshake.
+	Strict Mode = iota
+	// Permissive accepts mutual TLS and plaintext on the same port (as
+	// Istio's PERMISSIVE), for the migration of callers one at a time. A
+	// plaintext caller has no SPIFFE ID; authorization rules decide
+	// whether it may call.
+	Permissive
+)
+
+// String returns "strict" or "permissive".
+func (m Mode) String() string {
+	if m == Permissive {
+		return "permissive"
+	}
+	return "strict"
+}
+
+// ServerTLSConfig returns the tls.Config of a mutual-TLS server: it
+// presents the source's current SVID and requires a client certificate
+// that chains to the trust bundle. Any SPIFFE ID of the trust domain is
+// accepted at the handshake; who may call what is the business of an
+// Authorizer. The config reads the source at every handshake, so it stays
+// current through rotation.
+func ServerTLSConfig(src Source) *tls.Config {
+	c := tlsconfig.MTLSServerConfig(src, src, tlsconfig.AuthorizeAny())
+	c.NextProtos = []string{"h2", "http/1.1"}
+	return c
+}
+
+// MismatchError is the error of a client handshake whose server presented
+// a SPIFFE ID other than the one expected. No request byte has been sent.
+type MismatchError struct {
+	Want, Got spiffeid.ID
+}
+
+func (e *MismatchError) Error() string {
+	return fmt.Sprintf("identity: server presented %s, expected %s", e.Got, e.Want)
+}
+
+// ClientTLSConfig returns the tls.Config of a mutual-TLS client that
+// presents the source's current SVID and accepts only a server whose
+// certificate chains to the trust bundle and carries the SPIFFE ID want.
+// A server with another ID fails the handshake, before any request byte,
+// with a *MismatchError naming both IDs.
+func ClientTLSConfig(src Source, want spiffeid.ID) *tls.Config {
+	return tlsconfig.MTLSClientConfig(src, src, func(got spiffeid.ID, _ [][]*x509.Certificate) error {
+		if got != want {
+			return &MismatchError{Want: want, Got: got}
+		}
+		return nil
+	})
+}
+
+// Listen wraps ln so that connections speak mutual TLS with cfg (usually
+// ServerTLSConfig). In Permissive mode a connection whose first byte is
+// not a TLS handshake is passed on as plaintext. Serve an *http.Server
+// with the result (not ServeTLS): net/http fills r.TLS for the TLS
+// connections, and CallerID reads it.
+func Listen(ln net.Listener, cfg *tls.Config, mode Mode) net.Listener {
+	if mode == Strict {
+		return tls.NewListener(ln, cfg)
+	}
+	l := &sniffListener{Listener: ln, cfg: cfg, conns: make(chan net.Conn), closed: make(chan struct{})}
+	go l.accept()
+	return l
+}
+
+// sniffTimeout bounds how long a new connection may stay silent before
+// its first byte decides between TLS and plaintext.
+const sniffTimeout = 10 * time.Second
+
+type sniffListener struct {
+	net.Listener
+	cfg    *tls.Config
+	conns  chan net.Conn
+	closed chan struct{}
+	once   sync.Once
+	err    error
+}
+
+func (l *sniffListener) accept() {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			l.err = err
+			l.Close()
+			return
+		}
+		// Sniff off the accept loop: a silent client must not hold up
+		// the others.
+		go func() {
+			c.SetReadDeadline(time.Now().Add(sniffTimeout))
+			br := bufio.NewReader(c)
+			b, err := br.Peek(1)
+			c.SetReadDeadline(time.Time{})
+			if err != nil {
+				c.Close()
+				return
+			}
+			var out net.Conn = &peekedConn{Conn: c, r: br}
+			if b[0] == 0x16 { // TLS record type handshake
+				out = tls.Server(out, l.cfg)
+			}
+			select {
+			case l.conns <- out:
+			case <-l.closed:
+				c.Close()
+			}
+		}()
+	}
+}
+
+func (l *sniffListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.conns:
+		return c, nil
+	case <-l.closed:
+		if l.err != nil {
+			return nil, l.err
+		}
+		return nil, net.ErrClosed
+	}
+}
+
+func (l *sniffListener) Close() error {
+	var err error
+	l.once.Do(func() { close(l.closed); err = l.Listener.Close() })
+	return err
+}
+
+// peekedConn is a connection whose first bytes were read into r.
+type peekedConn struct {
+	net.Conn
+	r *bufio.Reader
+}
+
+func (c *peekedConn) Read(p []byte) (int, error) { return c.r.Read(p) }
+
+// PeekedConn returns a connection that replays the bytes br has buffered
+// from c before reading c again. The gRPC credentials use it after
+// sniffing the first byte.
+func PeekedConn(c net.Conn, br *bufio.Reader) net.Conn { return &peekedConn{Conn: c, r: br} }
+
+type callerKey struct{}
+
+// WithCallerID returns ctx carrying the caller's SPIFFE ID. Server
+// adapters call it; handlers read it with CallerID.
+func WithCallerID(ctx context.Context, id spiffeid.ID) context.Context {
+	return context.WithValue(ctx, callerKey{}, id)
+}
+
+// CallerID returns the SPIFFE ID of the caller of the request whose
+// context ctx is, as set by Handler or the grpcidentity server
+// credentials' interceptor; ok is false for a caller without a
+// certificate (plaintext in Permissive mode).
+func CallerID(ctx context.Context) (id spiffeid.ID, ok bool) {
+	id, ok = ctx.Value(callerKey{}).(spiffeid.ID)
+	return id, ok
+}
+
+// RequestCallerID returns the SPIFFE ID in the verified client
+// certificate of r, if any.
+func RequestCallerID(r *http.Request) (spiffeid.ID, bool) {
+	if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
+		return spiffeid.ID{}, false
+	}
+	id, err := IDFromChains(r.TLS.PeerCertificates)
+	return id, err == nil
+}
