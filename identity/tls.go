@@ -109,8 +109,7 @@ func (l *sniffListener) accept() {
 			if errors.As(err, &ne) && ne.Timeout() {
 				continue
 			}
-			l.err = err
-			l.Close()
+			l.closeWith(err)
 			return
 		}
 		// Sniff off the accept loop: a silent client must not hold up
@@ -149,9 +148,17 @@ func (l *sniffListener) Accept() (net.Conn, error) {
 	}
 }
 
-func (l *sniffListener) Close() error {
+func (l *sniffListener) Close() error { return l.closeWith(nil) }
+
+// closeWith closes the listener once; cause, if not nil, is what Accept
+// returns from then on.
+func (l *sniffListener) closeWith(cause error) error {
 	var err error
-	l.once.Do(func() { close(l.closed); err = l.Listener.Close() })
+	l.once.Do(func() {
+		l.err = cause
+		close(l.closed)
+		err = l.Listener.Close()
+	})
 	return err
 }
 
