@@ -137,6 +137,10 @@ func compileID(s string) (idMatcher, error) {
 	if s == "none" {
 		return idMatcher{none: true}, nil
 	}
+	rest, ok := strings.CutPrefix(s, "spiffe://")
+	if !ok {
+		return idMatcher{}, fmt.Errorf("%q is neither a SPIFFE ID (spiffe://domain/path, with /* for a prefix), a trust domain (spiffe://domain) nor none", s)
+	}
 	if p, ok := strings.CutSuffix(s, "/*"); ok {
 		id, err := spiffeid.FromString(p)
 		if err != nil {
@@ -144,7 +148,11 @@ func compileID(s string) (idMatcher, error) {
 		}
 		return idMatcher{prefix: id.String() + "/"}, nil
 	}
-	if td, err := spiffeid.TrustDomainFromString(s); err == nil && !strings.Contains(strings.TrimPrefix(s, "spiffe://"), "/") {
+	if !strings.Contains(rest, "/") {
+		td, err := spiffeid.TrustDomainFromString(s)
+		if err != nil {
+			return idMatcher{}, fmt.Errorf("%q: %w", s, err)
+		}
 		return idMatcher{prefix: td.IDString() + "/"}, nil
 	}
 	id, err := spiffeid.FromString(s)

@@ -119,6 +119,7 @@ func (s *FileSource) watch(ctx context.Context) {
 	t := time.NewTicker(s.files.Interval)
 	defer t.Stop()
 	var lastErr string
+	var warned bool
 	for {
 		select {
 		case <-ctx.Done():
@@ -139,13 +140,19 @@ func (s *FileSource) watch(ctx context.Context) {
 		}
 		m, err := s.load()
 		if err != nil {
-			if err.Error() != lastErr {
+			// A writer replacing the files one by one leaves them
+			// inconsistent for a moment: warn when the same failure is
+			// still there at the next poll, once.
+			switch msg := err.Error(); {
+			case msg != lastErr:
+				lastErr, warned = msg, false
+			case !warned:
 				s.logger.Warn("identity: files changed but do not load; the previous SVID keeps serving", "error", err)
-				lastErr = err.Error()
+				warned = true
 			}
 			continue
 		}
-		lastErr = ""
+		lastErr, warned = "", false
 		s.cur.Store(m)
 		s.logger.Info("identity: SVID reloaded", "id", m.svid.ID.String(), "not_after", m.svid.Certificates[0].NotAfter)
 	}
