@@ -15,6 +15,7 @@ import (
 
 	"github.com/lightmesh/lightmesh/identity"
 	"github.com/lightmesh/lightmesh/identity/identitytest"
+	"github.com/lightmesh/lightmesh/router"
 )
 
 // workload writes an SVID for path under a fresh directory and returns a
@@ -81,9 +82,9 @@ func get(t *testing.T, c *http.Client, url string) (int, string, error) {
 	return resp.StatusCode, string(b), nil
 }
 
-var apiPolicy = identity.Policy{
+var apiPolicy = router.Authorization{
 	Default: "deny",
-	Rules: []identity.Rule{
+	Rules: []router.AuthorizationRule{
 		{Action: "allow", Callers: []string{"spiffe://example.org/front"}, Paths: []string{"/orders*"}, Methods: []string{"GET"}},
 		{Action: "allow", Callers: []string{"none"}, Paths: []string{"/public*"}},
 	},
@@ -178,7 +179,7 @@ func TestGuardRejectedPolicyKeepsPrevious(t *testing.T) {
 	}
 	addr, _ := serve(t, api, identity.Strict, guard.Handler(echoCaller))
 	c := mtlsClient(front, "spiffe://example.org/api", true)
-	bad := identity.Policy{Default: "deny", Rules: []identity.Rule{{Action: "deny", Callers: []string{"spiffe://example.org/front"}}, {Action: "allow", Callers: []string{"http://front"}}}}
+	bad := router.Authorization{Default: "deny", Rules: []router.AuthorizationRule{{Action: "deny", Callers: []string{"spiffe://example.org/front"}}, {Action: "allow", Callers: []string{"http://front"}}}}
 	err = guard.Update(bad)
 	if err == nil || !strings.Contains(err.Error(), "authorization.rules[1].callers[0]") {
 		t.Fatalf("Update(bad) = %v; want an error naming authorization.rules[1].callers[0]", err)
@@ -186,7 +187,7 @@ func TestGuardRejectedPolicyKeepsPrevious(t *testing.T) {
 	if code, _, err := get(t, c, "https://"+addr+"/orders/1"); err != nil || code != 200 {
 		t.Fatalf("after a rejected policy: %d %v; want the previous policy (200)", code, err)
 	}
-	if err := guard.Update(identity.Policy{Default: "deny", Rules: bad.Rules[:1]}); err != nil {
+	if err := guard.Update(router.Authorization{Default: "deny", Rules: bad.Rules[:1]}); err != nil {
 		t.Fatal(err)
 	}
 	if code, body, err := get(t, c, "https://"+addr+"/orders/1"); err != nil || code != 403 || !strings.Contains(body, "denied by authorization rule 0") {

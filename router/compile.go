@@ -119,8 +119,9 @@ type serviceRules struct {
 	policy  *Policy
 	subsets []subsetRule // sorted by name
 	routes  []route
-	inbound []route    // conditions only: inbound routes have no destinations
-	index   []indexKey // nil: Route scans every route
+	inbound []route     // conditions only: inbound routes have no destinations
+	index   []indexKey  // nil: Route scans every route
+	authz   *Authorizer // nil: every caller may call
 }
 
 type subsetRule struct {
@@ -329,6 +330,9 @@ func (c *compiler) service(path, name string, svc Service) *serviceRules {
 	}
 	assignHeaderSlots(sr.routes)
 	sr.inbound = c.inbound(path, svc.Inbound)
+	if svc.Authorization != nil {
+		sr.authz = c.authorization(path+".authorization", svc.Authorization)
+	}
 	sr.index = buildIndex(sr.routes)
 	sr.policy = c.policy(path, svc, sr.routes)
 	return sr

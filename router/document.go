@@ -93,6 +93,10 @@ type Service struct {
 	// Inbound holds server-side rules for requests this service receives:
 	// the first inbound route matching a request applies its rate limit.
 	Inbound []InboundRoute `yaml:"inbound,omitempty" json:"inbound,omitempty"`
+	// Authorization decides which callers (by SPIFFE ID) may call what
+	// on the service; nil means every caller may (package identity
+	// enforces it).
+	Authorization *Authorization `yaml:"authorization,omitempty" json:"authorization,omitempty"`
 }
 
 // Retry says when and how often a failed call is tried again. Every retry

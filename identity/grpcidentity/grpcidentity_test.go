@@ -19,6 +19,7 @@ import (
 	"github.com/lightmesh/lightmesh/identity"
 	"github.com/lightmesh/lightmesh/identity/grpcidentity"
 	"github.com/lightmesh/lightmesh/identity/identitytest"
+	"github.com/lightmesh/lightmesh/router"
 )
 
 func workload(t *testing.T, ca *identitytest.CA, path string) *identity.FileSource {
@@ -89,7 +90,7 @@ func TestGRPCThreeWorkloads(t *testing.T) {
 		t.Fatal(err)
 	}
 	api, front, batch := workload(t, ca, "/api"), workload(t, ca, "/front"), workload(t, ca, "/batch")
-	g, err := identity.NewGuard(identity.Policy{Default: "deny", Rules: []identity.Rule{
+	g, err := identity.NewGuard(router.Authorization{Default: "deny", Rules: []router.AuthorizationRule{
 		{Action: "allow", Callers: []string{"spiffe://example.org/front"}, Paths: []string{"/grpc.health.v1.Health/*"}},
 		{Action: "allow", Callers: []string{"none"}, Paths: []string{check}},
 	}}, identity.GuardOptions{Service: "api"})
