@@ -12,37 +12,73 @@ import (
 	"github.com/lightmesh/lightmesh/router"
 )
 
-// Guard holds the authorization policy in force and swaps it atomically.
-// Requests load it once; a policy that does not compile never replaces
-// the one in force.
-type Guard struct {
+// Authorizers give the authorization in force for the calls a local
+// service receives. *mesh.Mesh is one (from the rule document's
+// authorization section, kept current with the document); *Policy is a
+// fixed one for programs without a mesh.
+type Authorizers interface {
+	Authorizer(service string) *router.Authorizer
+}
+
+// Policy is an authorization held outside a rule document, compiled once
+// per Update.
+type Policy struct {
 	cur    atomic.Pointer[router.Authorizer]
 	logger *slog.Logger
-	denied *prometheus.CounterVec
 }
 
-// GuardOptions configure a Guard. The zero value is usable.
-type GuardOptions struct {
-	// Logger receives rejected policies; nil means slog.Default().
-	Logger *slog.Logger
-	// Registerer receives lightmesh_authz_denied_total{service,rule};
-	// nil means no metric is registered.
-	Registerer prometheus.Registerer
-	// Service names the local service in the metric.
-	Service string
-}
-
-// NewGuard returns a Guard enforcing p (the authorization section of a
-// service in the rule document). It fails when p does not compile.
-func NewGuard(p router.Authorization, o GuardOptions) (*Guard, error) {
+// NewPolicy compiles p; the error names the place in p.
+func NewPolicy(p router.Authorization, logger *slog.Logger) (*Policy, error) {
 	a, err := router.CompileAuthorization(p)
 	if err != nil {
 		return nil, fmt.Errorf("identity: authorization.%w", err)
 	}
-	g := &Guard{logger: o.Logger}
-	if g.logger == nil {
-		g.logger = slog.Default()
+	if logger == nil {
+		logger = slog.Default()
 	}
+	h := &Policy{logger: logger}
+	h.cur.Store(a)
+	return h, nil
+}
+
+// Update compiles p and puts it in force for the next request. When p
+// does not compile, the error names the place and the previous policy
+// stays in force.
+func (h *Policy) Update(p router.Authorization) error {
+	a, err := router.CompileAuthorization(p)
+	if err != nil {
+		err = fmt.Errorf("identity: authorization.%w", err)
+		h.logger.Error("identity: authorization policy rejected; the previous policy stays in force", "error", err)
+		return err
+	}
+	h.cur.Store(a)
+	return nil
+}
+
+// Authorizer returns the policy in force, whatever the service.
+func (h *Policy) Authorizer(string) *router.Authorizer { return h.cur.Load() }
+
+// Guard enforces the authorization in force for one local service, read
+// from its Authorizers at every request, and counts refusals.
+type Guard struct {
+	from    Authorizers
+	service string
+	denied  *prometheus.CounterVec
+}
+
+// GuardOptions configure a Guard.
+type GuardOptions struct {
+	// Service is the local service whose authorization applies; it also
+	// labels the metric.
+	Service string
+	// Registerer receives lightmesh_authz_denied_total{service,rule};
+	// nil means no metric is registered.
+	Registerer prometheus.Registerer
+}
+
+// NewGuard returns a Guard enforcing what from gives for o.Service.
+func NewGuard(from Authorizers, o GuardOptions) (*Guard, error) {
+	g := &Guard{from: from, service: o.Service}
 	g.denied = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name:        "lightmesh_authz_denied_total",
 		Help:        "Calls refused by the authorization policy, by deciding rule (-1: the default).",
@@ -53,27 +89,12 @@ func NewGuard(p router.Authorization, o GuardOptions) (*Guard, error) {
 			return nil, fmt.Errorf("identity: registering metrics: %w", err)
 		}
 	}
-	g.cur.Store(a)
 	return g, nil
-}
-
-// Update compiles p and puts it in force for the next request. When p
-// does not compile, the error names the place and the previous policy
-// stays in force.
-func (g *Guard) Update(p router.Authorization) error {
-	a, err := router.CompileAuthorization(p)
-	if err != nil {
-		err = fmt.Errorf("identity: authorization.%w", err)
-		g.logger.Error("identity: authorization policy rejected; the previous policy stays in force", "error", err)
-		return err
-	}
-	g.cur.Store(a)
-	return nil
 }
 
 // Decide decides with the policy in force and counts refusals.
 func (g *Guard) Decide(caller, method, path string) router.Verdict {
-	d := g.cur.Load().Decide(caller, method, path)
+	d := g.from.Authorizer(g.service).Decide(caller, method, path)
 	if !d.Allowed {
 		g.denied.WithLabelValues(ruleLabel(d.Rule)).Inc()
 	}

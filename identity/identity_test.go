@@ -11,11 +11,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/lightmesh/lightmesh/identity"
 	"github.com/lightmesh/lightmesh/identity/identitytest"
+	"github.com/lightmesh/lightmesh/mesh"
 	"github.com/lightmesh/lightmesh/router"
+	"github.com/lightmesh/lightmesh/rules"
 )
 
 // workload writes an SVID for path under a fresh directory and returns a
@@ -108,7 +112,11 @@ func TestHTTPThreeWorkloads(t *testing.T) {
 	api, _ := workload(t, ca, "/api")
 	front, _ := workload(t, ca, "/front")
 	batch, _ := workload(t, ca, "/batch")
-	guard, err := identity.NewGuard(apiPolicy, identity.GuardOptions{Service: "api"})
+	policy, err := identity.NewPolicy(apiPolicy, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	guard, err := identity.NewGuard(policy, identity.GuardOptions{Service: "api"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -167,30 +175,86 @@ func TestHTTPWrongServerID(t *testing.T) {
 	}
 }
 
-// A policy that does not compile is refused with the place named, and the
-// policy in force keeps deciding; a valid one decides the next request.
-func TestGuardRejectedPolicyKeepsPrevious(t *testing.T) {
+const apiRules = `apiVersion: lightmesh/v1
+services:
+  api:
+    authorization:
+      default: deny
+      rules:
+        - action: allow
+          callers: [spiffe://example.org/front]
+          paths: [/orders*]
+`
+
+// The authorization section of the rule document in force decides: a
+// rejected document leaves the previous policy in force, and a valid one
+// decides the next request.
+func TestGuardFollowsMeshRules(t *testing.T) {
 	ca := newCA(t)
 	api, _ := workload(t, ca, "/api")
 	front, _ := workload(t, ca, "/front")
-	guard, err := identity.NewGuard(apiPolicy, identity.GuardOptions{})
+	src := rules.NewMemory([]byte(apiRules))
+	events := make(chan mesh.RulesEvent, 10)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	m, err := mesh.New(ctx, mesh.WithRules(src), mesh.WithLocalService("api"),
+		mesh.WithOnRulesChange(func(e mesh.RulesEvent) { events <- e }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	<-events
+	reg := prometheus.NewRegistry()
+	guard, err := identity.NewGuard(m, identity.GuardOptions{Service: "api", Registerer: reg})
 	if err != nil {
 		t.Fatal(err)
 	}
 	addr, _ := serve(t, api, identity.Strict, guard.Handler(echoCaller))
 	c := mtlsClient(front, "spiffe://example.org/api", true)
-	bad := router.Authorization{Default: "deny", Rules: []router.AuthorizationRule{{Action: "deny", Callers: []string{"spiffe://example.org/front"}}, {Action: "allow", Callers: []string{"http://front"}}}}
-	err = guard.Update(bad)
+	if code, _, err := get(t, c, "https://"+addr+"/orders/1"); err != nil || code != 200 {
+		t.Fatalf("front under the first document: %d %v; want 200", code, err)
+	}
+
+	src.Set([]byte(strings.Replace(apiRules, "spiffe://example.org/front", "front", 1)))
+	e := <-events
+	if e.Err == nil || !strings.Contains(e.Err.Error(), "services.api.authorization.rules[0].callers[0]") {
+		t.Fatalf("bad document: %v; want it rejected naming services.api.authorization.rules[0].callers[0]", e.Err)
+	}
+	if code, _, err := get(t, c, "https://"+addr+"/orders/1"); err != nil || code != 200 {
+		t.Fatalf("after a rejected document: %d %v; want the previous policy (200)", code, err)
+	}
+
+	src.Set([]byte(strings.Replace(apiRules, "action: allow", "action: deny", 1)))
+	if e := <-events; e.Err != nil {
+		t.Fatal(e.Err)
+	}
+	code, body, err := get(t, c, "https://"+addr+"/orders/1")
+	if err != nil || code != 403 || !strings.Contains(body, "denied by authorization rule 0") {
+		t.Fatalf("after a valid document: %d %q %v; want 403 by rule 0 on the next request", code, body, err)
+	}
+	want := `
+# HELP lightmesh_authz_denied_total Calls refused by the authorization policy, by deciding rule (-1: the default).
+# TYPE lightmesh_authz_denied_total counter
+lightmesh_authz_denied_total{rule="0",service="api"} 1
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "lightmesh_authz_denied_total"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A fixed Policy refuses an update that does not compile, naming the
+// place, and keeps deciding with the previous one.
+func TestPolicyRejectedUpdateKeepsPrevious(t *testing.T) {
+	p, err := identity.NewPolicy(apiPolicy, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := router.Authorization{Rules: []router.AuthorizationRule{{Action: "deny"}, {Action: "allow", Callers: []string{"http://front"}}}}
+	err = p.Update(bad)
 	if err == nil || !strings.Contains(err.Error(), "authorization.rules[1].callers[0]") {
 		t.Fatalf("Update(bad) = %v; want an error naming authorization.rules[1].callers[0]", err)
 	}
-	if code, _, err := get(t, c, "https://"+addr+"/orders/1"); err != nil || code != 200 {
-		t.Fatalf("after a rejected policy: %d %v; want the previous policy (200)", code, err)
-	}
-	if err := guard.Update(router.Authorization{Default: "deny", Rules: bad.Rules[:1]}); err != nil {
-		t.Fatal(err)
-	}
-	if code, body, err := get(t, c, "https://"+addr+"/orders/1"); err != nil || code != 403 || !strings.Contains(body, "denied by authorization rule 0") {
-		t.Fatalf("after a valid policy: %d %q %v; want 403 by rule 0 on the next request", code, body, err)
+	if v := p.Authorizer("").Decide("spiffe://example.org/front", "GET", "/orders/1"); !v.Allowed {
+		t.Fatalf("after a rejected update: %+v; want the previous policy", v)
 	}
 }

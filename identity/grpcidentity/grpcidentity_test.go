@@ -90,10 +90,14 @@ func TestGRPCThreeWorkloads(t *testing.T) {
 		t.Fatal(err)
 	}
 	api, front, batch := workload(t, ca, "/api"), workload(t, ca, "/front"), workload(t, ca, "/batch")
-	g, err := identity.NewGuard(router.Authorization{Default: "deny", Rules: []router.AuthorizationRule{
+	policy, err := identity.NewPolicy(router.Authorization{Default: "deny", Rules: []router.AuthorizationRule{
 		{Action: "allow", Callers: []string{"spiffe://example.org/front"}, Paths: []string{"/grpc.health.v1.Health/*"}},
 		{Action: "allow", Callers: []string{"none"}, Paths: []string{check}},
-	}}, identity.GuardOptions{Service: "api"})
+	}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := identity.NewGuard(policy, identity.GuardOptions{Service: "api"})
 	if err != nil {
 		t.Fatal(err)
 	}
