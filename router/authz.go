@@ -257,3 +257,15 @@ func (r *Rules) Authorizer(service string) *Authorizer {
 	}
 	return nil
 }
+
+// ServerID returns the SPIFFE ID the servers of service must present
+// (its serverID), and false when calls to it need no mutual TLS.
+func (r *Rules) ServerID(service string) (spiffeid.ID, bool) {
+	if r == nil {
+		return spiffeid.ID{}, false
+	}
+	if sr := r.services[service]; sr != nil && !sr.serverID.IsZero() {
+		return sr.serverID, true
+	}
+	return spiffeid.ID{}, false
+}

@@ -97,6 +97,10 @@ type Service struct {
 	// on the service; nil means every caller may (package identity
 	// enforces it).
 	Authorization *Authorization `yaml:"authorization,omitempty" json:"authorization,omitempty"`
+	// ServerID is the SPIFFE ID the service's servers present: when set,
+	// calls to the service use mutual TLS (with the mesh's identity) and
+	// accept only a server with this ID. Empty means calls as the URL says.
+	ServerID string `yaml:"serverID,omitempty" json:"serverID,omitempty"`
 }
 
 // Retry says when and how often a failed call is tried again. Every retry
