@@ -120,7 +120,7 @@ func (g *Guard) Handler(next http.Handler) http.Handler {
 				if caller == "" {
 					caller = "a caller without a certificate"
 				}
-				http.Error(w, fmt.Sprintf("403 forbidden: %s may not %s %s: %s", caller, r.Method, r.URL.Path, d.Reason), http.StatusForbidden)
+				http.Error(w, fmt.Sprintf("%s may not %s %s: %s", caller, r.Method, r.URL.Path, d.Reason), http.StatusForbidden)
 				return
 			}
 		}

@@ -15,13 +15,13 @@ import (
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
-	"github.com/spiffe/go-spiffe/v2/workloadapi"
 )
 
 // Source supplies the local workload's X.509 SVID and the trust bundles
 // peers are verified against. Implementations are safe for concurrent
 // use; each call returns the current material, so a rotation shows at the
-// next handshake. *FileSource and *workloadapi.X509Source are Sources.
+// next handshake. *FileSource and the Workload API source of package
+// identity/workload are Sources.
 type Source interface {
 	x509svid.Source
 	x509bundle.Source
@@ -29,7 +29,6 @@ type Source interface {
 
 var (
 	_ Source = (*FileSource)(nil)
-	_ Source = (*workloadapi.X509Source)(nil)
 )
 
 // Files names the PEM files a FileSource reads.
@@ -177,23 +176,6 @@ func (s *FileSource) GetX509BundleForTrustDomain(td spiffeid.TrustDomain) (*x509
 func (s *FileSource) Close() error {
 	s.once.Do(func() { s.cancel(); <-s.done })
 	return nil
-}
-
-// NewWorkloadSource connects to the SPIFFE Workload API at addr (for
-// example "unix:///run/spire/agent.sock"; empty means the
-// SPIFFE_ENDPOINT_SOCKET environment variable) and returns a Source kept
-// current by the agent's stream. It blocks until the first SVID arrives
-// or ctx ends. Close the returned source when done.
-func NewWorkloadSource(ctx context.Context, addr string) (*workloadapi.X509Source, error) {
-	var opts []workloadapi.X509SourceOption
-	if addr != "" {
-		opts = append(opts, workloadapi.WithClientOptions(workloadapi.WithAddr(addr)))
-	}
-	src, err := workloadapi.NewX509Source(ctx, opts...)
-	if err != nil {
-		return nil, fmt.Errorf("identity: workload API %q: %w", addr, err)
-	}
-	return src, nil
 }
 
 // IDFromChains returns the SPIFFE ID of the leaf of a verified peer

@@ -28,7 +28,7 @@ func (m *Mesh) Authorizer(service string) *router.Authorizer {
 }
 
 // WithIdentity gives the mesh a workload identity (identity.NewFileSource
-// or identity.NewWorkloadSource): calls from Transport to a service whose
+// or workload.NewSource of package identity/workload): calls from Transport to a service whose
 // rules set serverID use mutual TLS, presenting src's current SVID and
 // accepting only a server with that SPIFFE ID. A nil src is ignored.
 func WithIdentity(src identity.Source) Option {
