@@ -193,6 +193,7 @@ func TestGuardFollowsMeshRules(t *testing.T) {
 	ca := newCA(t)
 	api, _ := workload(t, ca, "/api")
 	front, _ := workload(t, ca, "/front")
+	batch, _ := workload(t, ca, "/batch")
 	src := rules.NewMemory([]byte(apiRules))
 	events := make(chan mesh.RulesEvent, 10)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -222,6 +223,9 @@ func TestGuardFollowsMeshRules(t *testing.T) {
 	}
 	if code, _, err := get(t, c, "https://"+addr+"/orders/1"); err != nil || code != 200 {
 		t.Fatalf("after a rejected document: %d %v; want the previous policy (200)", code, err)
+	}
+	if code, _, err := get(t, mtlsClient(batch, "spiffe://example.org/api", true), "https://"+addr+"/orders/1"); err != nil || code != 403 {
+		t.Fatalf("batch after a rejected document: %d %v; want the previous policy (403)", code, err)
 	}
 
 	src.Set([]byte(strings.Replace(apiRules, "action: allow", "action: deny", 1)))
