@@ -239,6 +239,7 @@ func TestGuardFollowsMeshRules(t *testing.T) {
 	want := `
 # HELP lightmesh_authz_denied_total Calls refused by the authorization policy, by deciding rule (-1: the default).
 # TYPE lightmesh_authz_denied_total counter
+lightmesh_authz_denied_total{rule="-1",service="api"} 1
 lightmesh_authz_denied_total{rule="0",service="api"} 1
 `
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "lightmesh_authz_denied_total"); err != nil {
