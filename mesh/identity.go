@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
 	"github.com/lightmesh/lightmesh/identity"
 	"github.com/lightmesh/lightmesh/internal/engine"
 	"github.com/lightmesh/lightmesh/router"
@@ -95,4 +97,16 @@ type failing struct{ err error }
 func (f failing) RoundTrip(req *http.Request) (*http.Response, error) {
 	closeBody(req)
 	return nil, f.err
+}
+
+// ServerID returns the SPIFFE ID the servers of service must present
+// under the rules in force (its serverID), and false when calls to it
+// need no mutual TLS. grpcidentity.RulesCredentials reads it at every
+// handshake.
+func (m *Mesh) ServerID(service string) (spiffeid.ID, bool) {
+	st := m.eng.Load()
+	if st == nil || st.Table() == nil {
+		return spiffeid.ID{}, false
+	}
+	return st.Table().Rules().ServerID(service)
 }

@@ -44,6 +44,53 @@ func ClientCredentials(src identity.Source, want spiffeid.ID) credentials.Transp
 	return credentials.NewTLS(identity.ClientTLSConfig(src, want))
 }
 
+// ServerIDs give the SPIFFE ID the servers of a service must present, and
+// false when calls to it need no mutual TLS. *mesh.Mesh is one: the
+// serverID of the service in the rules in force.
+type ServerIDs interface {
+	ServerID(service string) (spiffeid.ID, bool)
+}
+
+// RulesCredentials returns client transport credentials that decide at
+// each handshake, by the service the connection is for (the authority:
+// "user-api" for the target lightmesh:///user-api): when ids gives the
+// service a server ID, mutual TLS presenting src's current SVID and
+// accepting only that ID (another fails the handshake, naming both);
+// otherwise plaintext. Pass them beside meshgrpc.DialOptions.
+func RulesCredentials(src identity.Source, ids ServerIDs) credentials.TransportCredentials {
+	return &byRules{src: src, ids: ids}
+}
+
+type byRules struct {
+	src identity.Source
+	ids ServerIDs
+}
+
+func (b *byRules) ClientHandshake(ctx context.Context, authority string, c net.Conn) (net.Conn, credentials.AuthInfo, error) {
+	service := authority
+	if host, _, err := net.SplitHostPort(authority); err == nil {
+		service = host
+	}
+	want, ok := b.ids.ServerID(service)
+	if !ok {
+		return c, plaintextInfo{credentials.CommonAuthInfo{SecurityLevel: credentials.NoSecurity}}, nil
+	}
+	return credentials.NewTLS(identity.ClientTLSConfig(b.src, want)).ClientHandshake(ctx, authority, c)
+}
+
+func (b *byRules) ServerHandshake(net.Conn) (net.Conn, credentials.AuthInfo, error) {
+	return nil, nil, fmt.Errorf("grpcidentity: RulesCredentials are for clients; serve with ServerCredentials")
+}
+
+func (b *byRules) Info() credentials.ProtocolInfo {
+	return credentials.ProtocolInfo{SecurityProtocol: "tls"}
+}
+
+func (b *byRules) Clone() credentials.TransportCredentials { return &byRules{src: b.src, ids: b.ids} }
+
+// OverrideServerName is deprecated in grpc-go and has no effect here.
+func (b *byRules) OverrideServerName(string) error { return nil }
+
 type permissive struct {
 	credentials.TransportCredentials
 }
