@@ -102,16 +102,25 @@ type sniffListener struct {
 }
 
 func (l *sniffListener) accept() {
+	var wait time.Duration
 	for {
 		c, err := l.Listener.Accept()
 		if err != nil {
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
+			if errors.Is(err, net.ErrClosed) {
+				l.closeWith(err)
+				return
 			}
-			l.closeWith(err)
-			return
+			// Out of file descriptors and the like: wait and try again,
+			// as net/http's Serve does.
+			wait = min(max(2*wait, 5*time.Millisecond), time.Second)
+			select {
+			case <-time.After(wait):
+				continue
+			case <-l.closed:
+				return
+			}
 		}
+		wait = 0
 		// Sniff off the accept loop: a silent client must not hold up
 		// the others.
 		go func() {
