@@ -61,7 +61,8 @@ func serve(t *testing.T, src identity.Source, mode identity.Mode, g *identity.Gu
 		t.Fatal(err)
 	}
 	s := grpc.NewServer(grpc.Creds(grpcidentity.ServerCredentials(src, mode)),
-		grpc.ChainUnaryInterceptor(grpcidentity.UnaryServerInterceptor(g)))
+		grpc.ChainUnaryInterceptor(grpcidentity.UnaryServerInterceptor(g)),
+		grpc.ChainStreamInterceptor(grpcidentity.StreamServerInterceptor(g)))
 	h := &callerHealth{}
 	healthpb.RegisterHealthServer(s, h)
 	go s.Serve(ln)
@@ -79,6 +80,23 @@ func call(t *testing.T, addr string, creds credentials.TransportCredentials) err
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	_, err = healthpb.NewHealthClient(cc).Check(ctx, &healthpb.HealthCheckRequest{})
+	return err
+}
+
+func watch(t *testing.T, addr string, creds credentials.TransportCredentials) error {
+	t.Helper()
+	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	s, err := healthpb.NewHealthClient(cc).Watch(ctx, &healthpb.HealthCheckRequest{})
+	if err != nil {
+		return err
+	}
+	_, err = s.Recv()
 	return err
 }
 
@@ -112,6 +130,16 @@ func TestGRPCThreeWorkloads(t *testing.T) {
 			err = call(t, addr, grpcidentity.ClientCredentials(batch, apiID))
 			if status.Code(err) != codes.PermissionDenied || !strings.Contains(err.Error(), "spiffe://example.org/batch may not call "+check+": denied by default") {
 				t.Fatalf("batch: %v; want PermissionDenied naming the caller and the reason", err)
+			}
+			// Streams: the guard answers before the handler (which
+			// answers Unimplemented) for a caller it refuses.
+			for _, c := range []struct {
+				src  identity.Source
+				want codes.Code
+			}{{front, codes.Unimplemented}, {batch, codes.PermissionDenied}} {
+				if err := watch(t, addr, grpcidentity.ClientCredentials(c.src, apiID)); status.Code(err) != c.want {
+					t.Fatalf("Watch: %v; want %v", err, c.want)
+				}
 			}
 			before := h.hits.Load()
 			err = call(t, addr, insecure.NewCredentials())
