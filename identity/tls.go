@@ -56,6 +56,7 @@ type MismatchError struct {
 	Want, Got spiffeid.ID
 }
 
+// Error names both IDs.
 func (e *MismatchError) Error() string {
 	return fmt.Sprintf("identity: server presented %s, expected %s", e.Got, e.Want)
 }

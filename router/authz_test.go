@@ -145,3 +145,29 @@ services:
 		t.Fatalf("invalid caller: %v; want an error naming services.api.authorization.rules[0].callers[0]", err)
 	}
 }
+
+// A policy for the calls an orders service receives: front may read,
+// the ops team may do anything, nobody else may call.
+func ExampleCompileAuthorization() {
+	a, err := router.CompileAuthorization(router.Authorization{
+		Default: "deny",
+		Rules: []router.AuthorizationRule{
+			{Action: "allow", Callers: []string{"spiffe://example.org/front"}, Paths: []string{"/orders*"}, Methods: []string{"GET"}},
+			{Action: "allow", Callers: []string{"spiffe://example.org/ops/*"}},
+		},
+	})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Println(a.Decide("spiffe://example.org/front", "GET", "/orders/7").Reason)
+	fmt.Println(a.Decide("spiffe://example.org/front", "DELETE", "/orders/7").Reason)
+	fmt.Println(a.Decide("spiffe://example.org/ops/alice", "DELETE", "/orders/7").Reason)
+	_, err = router.CompileAuthorization(router.Authorization{Rules: []router.AuthorizationRule{{Action: "allow", Callers: []string{"front"}}}})
+	fmt.Println(err)
+	// Output:
+	// allowed by authorization rule 0
+	// denied by default: no authorization rule allows this caller
+	// allowed by authorization rule 1
+	// rules[0].callers[0]: "front" is neither a SPIFFE ID (spiffe://domain/path, with /* for a prefix), a trust domain (spiffe://domain) nor none
+}
