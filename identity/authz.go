@@ -104,16 +104,22 @@ func (g *Guard) Decide(caller, method, path string) router.Verdict {
 // ruleLabel formats a rule index; strconv does not allocate below 100.
 func ruleLabel(i int) string { return strconv.Itoa(i) }
 
-// Handler returns next behind the guard: it puts the caller's SPIFFE ID
-// in the request context (CallerID) and answers 403 with the reason when
-// the policy refuses the call. A nil Guard only sets the ID.
+// Handler returns next behind the guard: it makes the caller's SPIFFE ID
+// available to next (CallerID) and answers 403 with the reason when the
+// policy refuses the call. A nil Guard only sets the ID. With
+// http.Server.ConnContext set to ConnContext, an allowed request costs
+// no allocation.
 func (g *Guard) Handler(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		id, ok := RequestCallerID(r)
+		id, ok := CallerID(r.Context()) // with ConnContext: once per connection
+		if !ok {
+			if id, ok = RequestCallerID(r); ok {
+				r = r.WithContext(WithCallerID(r.Context(), id))
+			}
+		}
 		caller := ""
 		if ok {
 			caller = id.String()
-			r = r.WithContext(WithCallerID(r.Context(), id))
 		}
 		if g != nil {
 			if d := g.Decide(caller, r.Method, r.URL.Path); !d.Allowed {

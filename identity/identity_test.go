@@ -62,7 +62,12 @@ func serve(t *testing.T, src identity.Source, mode identity.Mode, h http.Handler
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		hits.Add(1)
 		h.ServeHTTP(w, r)
-	}), ErrorLog: nil}
+	})}
+	// Strict servers read the caller once per connection; permissive ones
+	// per request, so the tests go through both ways.
+	if mode == identity.Strict {
+		srv.ConnContext = identity.ConnContext
+	}
 	go srv.Serve(identity.Listen(ln, identity.ServerTLSConfig(src), mode))
 	t.Cleanup(func() { srv.Close() })
 	return ln.Addr().String(), &hits

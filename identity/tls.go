@@ -194,12 +194,51 @@ func WithCallerID(ctx context.Context, id spiffeid.ID) context.Context {
 }
 
 // CallerID returns the SPIFFE ID of the caller of the request whose
-// context ctx is, as set by Handler or the grpcidentity server
-// credentials' interceptor; ok is false for a caller without a
+// context ctx is, as set by ConnContext, Guard.Handler or the
+// grpcidentity interceptors; ok is false for a caller without a
 // certificate (plaintext in Permissive mode).
 func CallerID(ctx context.Context) (id spiffeid.ID, ok bool) {
-	id, ok = ctx.Value(callerKey{}).(spiffeid.ID)
-	return id, ok
+	if id, ok = ctx.Value(callerKey{}).(spiffeid.ID); ok {
+		return id, true
+	}
+	if ci, _ := ctx.Value(connKey{}).(*connIdentity); ci != nil {
+		return ci.get()
+	}
+	return spiffeid.ID{}, false
+}
+
+type connKey struct{}
+
+// connIdentity is the caller of one TLS connection, read from its
+// verified certificate once, at the first request that asks.
+type connIdentity struct {
+	conn *tls.Conn
+	once sync.Once
+	id   spiffeid.ID
+	ok   bool
+}
+
+func (ci *connIdentity) get() (spiffeid.ID, bool) {
+	ci.once.Do(func() {
+		// Requests are served after the handshake, so the state is final.
+		st := ci.conn.ConnectionState()
+		if id, err := IDFromChains(st.PeerCertificates); err == nil {
+			ci.id, ci.ok = id, true
+		}
+	})
+	return ci.id, ci.ok
+}
+
+// ConnContext is for http.Server.ConnContext: it lets CallerID and
+// Guard.Handler read the caller's SPIFFE ID once per connection instead
+// of parsing the certificate and copying the request at every request,
+// so that an allowed request costs no allocation.
+func ConnContext(ctx context.Context, c net.Conn) context.Context {
+	tc, ok := c.(*tls.Conn)
+	if !ok {
+		return ctx
+	}
+	return context.WithValue(ctx, connKey{}, &connIdentity{conn: tc})
 }
 
 // RequestCallerID returns the SPIFFE ID in the verified client

@@ -97,7 +97,7 @@ func run() error {
 	srv := &http.Server{Handler: guard.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		id, _ := identity.CallerID(r.Context())
 		fmt.Fprintf(w, "order 7 for %s (certificate %x)\n", id, r.TLS.PeerCertificates[0].SerialNumber.Bytes()[:4])
-	}))}
+	})), ConnContext: identity.ConnContext}
 	go srv.Serve(identity.Listen(ln, identity.ServerTLSConfig(sources["api"]), identity.Strict))
 	defer srv.Close()
 
