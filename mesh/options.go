@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/lightmesh/lightmesh/discovery"
+	"github.com/lightmesh/lightmesh/identity"
 	"github.com/lightmesh/lightmesh/internal/backoff"
 	"github.com/lightmesh/lightmesh/rules"
 	"github.com/lightmesh/lightmesh/trace"
@@ -45,6 +46,8 @@ type config struct {
 	// snapshotDelay is how long the snapshot writer gathers changes
 	// before it writes them.
 	snapshotDelay time.Duration
+	// identity is the workload's SVID source (WithIdentity); nil: none.
+	identity identity.Source
 	// err is the first option that cannot be honoured; New fails with
 	// it, closing every source it was given.
 	err   error

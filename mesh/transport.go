@@ -109,6 +109,9 @@ func (t *transport) send(st *engine.State, service string, req *http.Request) (*
 	h := t.calls.Get().(*httpCall)
 	defer t.release(h)
 	h.base = t.baseFor(req)
+	if mt := t.mtlsFor(st, service); mt != nil {
+		h.base = mt
+	}
 	h.orig, h.mr = req, newMeshRequest(req.Header)
 	prop.Inject(ctx, &h.mr.header)
 	rreq := router.Request{Method: req.Method, Path: req.URL.Path, Header: h.mr.header.Header}

@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 	"unicode/utf8"
 
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
 	"github.com/lightmesh/lightmesh/discovery"
 	"github.com/lightmesh/lightmesh/internal/textdist"
 )
@@ -119,13 +121,15 @@ func (r *Rules) defaulted(service string) []string {
 func (r *Rules) Services() []string { return slices.Sorted(maps.Keys(r.services)) }
 
 type serviceRules struct {
-	name    string
-	policy  *Policy
-	subsets []subsetRule // sorted by name
-	routes  []route
-	inbound []route    // conditions only: inbound routes have no destinations
-	lanes   *laneRule  // nil: no lanes
-	index   []indexKey // nil: Route scans every route
+	name     string
+	policy   *Policy
+	subsets  []subsetRule // sorted by name
+	routes   []route
+	inbound  []route     // conditions only: inbound routes have no destinations
+	lanes    *laneRule   // nil: no lanes
+	index    []indexKey  // nil: Route scans every route
+	authz    *Authorizer // nil: every caller may call
+	serverID spiffeid.ID // zero: no mutual TLS required
 }
 
 type subsetRule struct {
@@ -336,6 +340,16 @@ func (c *compiler) service(path, name string, svc Service) *serviceRules {
 	assignHeaderSlots(sr.routes)
 	sr.inbound = c.inbound(path, svc.Inbound)
 	sr.lanes = c.lanes(path+".lanes", svc.Lanes)
+	if svc.Authorization != nil {
+		sr.authz = c.authorization(path+".authorization", svc.Authorization)
+	}
+	if svc.ServerID != "" {
+		id, err := spiffeid.FromString(svc.ServerID)
+		if err != nil {
+			c.fail(path+".serverID", "%s is not a SPIFFE ID (spiffe://domain/path): %v", quote(svc.ServerID), err)
+		}
+		sr.serverID = id
+	}
 	sr.index = buildIndex(sr.routes)
 	sr.policy = c.policy(path, svc, sr.routes)
 	return sr

@@ -122,6 +122,14 @@ type Service struct {
 	// Lanes routes calls by the lane they carry to the instances of that
 	// lane, base otherwise; nil means no lanes (see Lanes).
 	Lanes *Lanes `yaml:"lanes,omitempty" json:"lanes,omitempty"`
+	// Authorization decides which callers (by SPIFFE ID) may call what
+	// on the service; nil means every caller may (package identity
+	// enforces it).
+	Authorization *Authorization `yaml:"authorization,omitempty" json:"authorization,omitempty"`
+	// ServerID is the SPIFFE ID the service's servers present: when set,
+	// calls to the service use mutual TLS (with the mesh's identity) and
+	// accept only a server with this ID. Empty means calls as the URL says.
+	ServerID string `yaml:"serverID,omitempty" json:"serverID,omitempty"`
 }
 
 // SlowStart ramps an instance's share of calls, as Envoy's

@@ -265,6 +265,15 @@ func fields() map[string]field {
 		"InboundRoute.name":      {doc: "names the inbound route in metrics and errors. Default: inbound[i]"},
 		"InboundRoute.match":     {doc: "the requests the limit applies to; none: every request"},
 		"InboundRoute.rateLimit": {doc: "token bucket; over it: 429 with Retry-After, or ResourceExhausted"},
+
+		"Service.authorization":     {doc: "which callers, by SPIFFE ID, may call what on the service (enforced by package identity: 403 or PermissionDenied with the reason). Default: every caller may"},
+		"Service.serverID":          {doc: "the SPIFFE ID the service's servers present (spiffe://domain/path); set, calls to it use mutual TLS with the mesh's identity (mesh.WithIdentity) and fail before any request byte when a server presents another ID. Default: calls as the URL says"},
+		"Authorization.default":     {doc: "what happens to a call no rule matches: allow, or deny (default-deny). Default: allow", names: []string{"allow", "deny"}},
+		"Authorization.rules":       {doc: "tried in order; the first rule matching the call decides"},
+		"AuthorizationRule.action":  {doc: "allow or deny the calls the rule matches", names: []string{"allow", "deny"}},
+		"AuthorizationRule.callers": {doc: "caller SPIFFE IDs, any of which matches: spiffe://domain/path exactly, spiffe://domain/prefix/* by prefix, spiffe://domain the whole trust domain, none a caller without a certificate (plaintext in permissive mode). Empty: every caller"},
+		"AuthorizationRule.paths":   {doc: "URL paths or full gRPC methods (/pkg.Service/Method), any of which matches; a trailing * matches by prefix. Empty: every path"},
+		"AuthorizationRule.methods": {doc: "HTTP methods, any of which matches (gRPC calls are POST). Empty: every method", names: []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"}},
 	}
 }
 

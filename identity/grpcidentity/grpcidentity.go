@@ -1,0 +1,189 @@
+// Package grpcidentity is the gRPC side of package identity: transport
+// credentials for mutual TLS with SPIFFE IDs (strict or permissive on the
+// server, verifying the server's ID on the client) and server
+// interceptors that put the caller's SPIFFE ID in the context and enforce
+// an identity.Guard with PermissionDenied.
+package grpcidentity
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
+
+	"github.com/lightmesh/lightmesh/identity"
+)
+
+// ServerCredentials returns the transport credentials of a gRPC server
+// presenting src's current SVID. In identity.Strict mode every caller
+// must present a certificate of the trust domain; in identity.Permissive
+// mode a connection that does not start with a TLS handshake is served in
+// plaintext on the same port. The certificate is read from src at every
+// handshake, so rotation needs no restart.
+func ServerCredentials(src identity.Source, mode identity.Mode) credentials.TransportCredentials {
+	tc := credentials.NewTLS(identity.ServerTLSConfig(src))
+	if mode == identity.Strict {
+		return tc
+	}
+	return &permissive{TransportCredentials: tc}
+}
+
+// ClientCredentials returns the transport credentials of a gRPC client
+// presenting src's current SVID and accepting only a server with the
+// SPIFFE ID want; another ID fails the handshake with an error naming
+// both IDs (*identity.MismatchError), before any request is sent.
+func ClientCredentials(src identity.Source, want spiffeid.ID) credentials.TransportCredentials {
+	return credentials.NewTLS(identity.ClientTLSConfig(src, want))
+}
+
+// ServerIDs give the SPIFFE ID the servers of a service must present, and
+// false when calls to it need no mutual TLS. *mesh.Mesh is one: the
+// serverID of the service in the rules in force.
+type ServerIDs interface {
+	ServerID(service string) (spiffeid.ID, bool)
+}
+
+// RulesCredentials returns client transport credentials that decide at
+// each handshake, by the service the connection is for (the authority:
+// "user-api" for the target lightmesh:///user-api): when ids gives the
+// service a server ID, mutual TLS presenting src's current SVID and
+// accepting only that ID (another fails the handshake, naming both);
+// otherwise plaintext. Pass them beside meshgrpc.DialOptions.
+func RulesCredentials(src identity.Source, ids ServerIDs) credentials.TransportCredentials {
+	return &byRules{src: src, ids: ids}
+}
+
+type byRules struct {
+	src identity.Source
+	ids ServerIDs
+}
+
+func (b *byRules) ClientHandshake(ctx context.Context, authority string, c net.Conn) (net.Conn, credentials.AuthInfo, error) {
+	service := authority
+	if host, _, err := net.SplitHostPort(authority); err == nil {
+		service = host
+	}
+	want, ok := b.ids.ServerID(service)
+	if !ok {
+		return c, plaintextInfo{credentials.CommonAuthInfo{SecurityLevel: credentials.NoSecurity}}, nil
+	}
+	return credentials.NewTLS(identity.ClientTLSConfig(b.src, want)).ClientHandshake(ctx, authority, c)
+}
+
+func (b *byRules) ServerHandshake(net.Conn) (net.Conn, credentials.AuthInfo, error) {
+	return nil, nil, fmt.Errorf("grpcidentity: RulesCredentials are for clients; serve with ServerCredentials")
+}
+
+func (b *byRules) Info() credentials.ProtocolInfo {
+	return credentials.ProtocolInfo{SecurityProtocol: "tls"}
+}
+
+func (b *byRules) Clone() credentials.TransportCredentials { return &byRules{src: b.src, ids: b.ids} }
+
+// OverrideServerName is deprecated in grpc-go and has no effect here.
+func (b *byRules) OverrideServerName(string) error { return nil }
+
+type permissive struct {
+	credentials.TransportCredentials
+}
+
+// plaintextInfo is the AuthInfo of a plaintext connection accepted in
+// permissive mode.
+type plaintextInfo struct {
+	credentials.CommonAuthInfo
+}
+
+func (plaintextInfo) AuthType() string { return "insecure" }
+
+const sniffTimeout = 10 * time.Second
+
+func (p *permissive) ServerHandshake(c net.Conn) (net.Conn, credentials.AuthInfo, error) {
+	c.SetReadDeadline(time.Now().Add(sniffTimeout))
+	br := bufio.NewReader(c)
+	b, err := br.Peek(1)
+	c.SetReadDeadline(time.Time{})
+	if err != nil {
+		return nil, nil, fmt.Errorf("grpcidentity: reading the first byte: %w", err)
+	}
+	pc := identity.PeekedConn(c, br)
+	if b[0] == 0x16 {
+		return p.TransportCredentials.ServerHandshake(pc)
+	}
+	return pc, plaintextInfo{credentials.CommonAuthInfo{SecurityLevel: credentials.NoSecurity}}, nil
+}
+
+func (p *permissive) Clone() credentials.TransportCredentials {
+	return &permissive{TransportCredentials: p.TransportCredentials.Clone()}
+}
+
+// callerID reads the verified peer certificate of the call in ctx.
+func callerID(ctx context.Context) (spiffeid.ID, bool) {
+	pr, ok := peer.FromContext(ctx)
+	if !ok {
+		return spiffeid.ID{}, false
+	}
+	ti, ok := pr.AuthInfo.(credentials.TLSInfo)
+	if !ok || len(ti.State.PeerCertificates) == 0 {
+		return spiffeid.ID{}, false
+	}
+	id, err := identity.IDFromChains(ti.State.PeerCertificates)
+	return id, err == nil
+}
+
+func check(ctx context.Context, g *identity.Guard, method string) (context.Context, error) {
+	id, ok := callerID(ctx)
+	caller := ""
+	if ok {
+		caller = id.String()
+		ctx = identity.WithCallerID(ctx, id)
+	}
+	if g == nil {
+		return ctx, nil
+	}
+	if d := g.Decide(caller, "POST", method); !d.Allowed {
+		if caller == "" {
+			caller = "a caller without a certificate"
+		}
+		return ctx, status.Errorf(codes.PermissionDenied, "%s may not call %s: %s", caller, method, d.Reason)
+	}
+	return ctx, nil
+}
+
+// UnaryServerInterceptor puts the caller's SPIFFE ID in the context
+// (identity.CallerID) and refuses calls g denies with PermissionDenied
+// and the reason. A nil g only sets the ID.
+func UnaryServerInterceptor(g *identity.Guard) grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+		ctx, err := check(ctx, g, info.FullMethod)
+		if err != nil {
+			return nil, err
+		}
+		return h(ctx, req)
+	}
+}
+
+// StreamServerInterceptor is UnaryServerInterceptor for streams.
+func StreamServerInterceptor(g *identity.Guard) grpc.StreamServerInterceptor {
+	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+		ctx, err := check(ss.Context(), g, info.FullMethod)
+		if err != nil {
+			return err
+		}
+		return h(srv, &stream{ServerStream: ss, ctx: ctx})
+	}
+}
+
+type stream struct {
+	grpc.ServerStream
+	ctx context.Context
+}
+
+func (s *stream) Context() context.Context { return s.ctx }

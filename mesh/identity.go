@@ -1,0 +1,112 @@
+package mesh
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
+	"github.com/lightmesh/lightmesh/identity"
+	"github.com/lightmesh/lightmesh/internal/engine"
+	"github.com/lightmesh/lightmesh/router"
+)
+
+// Authorizer returns the authorization of the calls service receives in
+// the rules in force (its authorization section, composed as explain
+// shows it), or nil, meaning every caller may call, when it has none.
+// identity.NewGuard enforces it: a rejected document never changes it,
+// and an applied one decides the next request.
+func (m *Mesh) Authorizer(service string) *router.Authorizer {
+	st := m.eng.Load()
+	if st == nil || st.Table() == nil {
+		return nil
+	}
+	return st.Table().Rules().Authorizer(service)
+}
+
+// WithIdentity gives the mesh a workload identity (identity.NewFileSource
+// or workload.NewSource of package identity/workload): calls from Transport to a service whose
+// rules set serverID use mutual TLS, presenting src's current SVID and
+// accepting only a server with that SPIFFE ID. A nil src is ignored.
+func WithIdentity(src identity.Source) Option {
+	return optionFunc(func(c *config) {
+		if src != nil {
+			c.identity = src
+		}
+	})
+}
+
+// ErrNoIdentity is the error of a call to a service whose rules require
+// mutual TLS (serverID) from a mesh without WithIdentity.
+var ErrNoIdentity = errors.New("mesh: the rules require mutual TLS (serverID) but the mesh has no identity (WithIdentity)")
+
+// mtlsFor returns the transport of calls to service when its rules
+// require mutual TLS, or nil when they do not. The transport is a clone
+// of base whose connections complete the mutual-TLS handshake, verifying
+// the server's SPIFFE ID, before the first request byte is written.
+func (t *transport) mtlsFor(st *engine.State, service string) http.RoundTripper {
+	want, ok := st.Table().Rules().ServerID(service)
+	if !ok {
+		return nil
+	}
+	src := t.m.cfg.identity
+	if src == nil {
+		return failing{fmt.Errorf("%w: calling %s", ErrNoIdentity, service)}
+	}
+	key := "mtls\x00" + service + "\x00" + want.String()
+	if cached, ok := t.tls.Load(key); ok {
+		return cached.(*http.Transport)
+	}
+	ht, ok := t.base.(*http.Transport)
+	if !ok {
+		ht = http.DefaultTransport.(*http.Transport)
+	}
+	clone := ht.Clone()
+	cfg := identity.ClientTLSConfig(src, want)
+	dial := clone.DialContext
+	if dial == nil {
+		dial = (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}).DialContext
+	}
+	handshake := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := dial(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		tc := tls.Client(c, cfg)
+		if err := tc.HandshakeContext(ctx); err != nil {
+			c.Close()
+			return nil, fmt.Errorf("mesh: mutual TLS with %s at %s: %w", service, addr, err)
+		}
+		return tc, nil
+	}
+	// http:// and https:// URLs alike: the connection is TLS either way.
+	clone.DialContext, clone.DialTLSContext = handshake, handshake
+	clone.ForceAttemptHTTP2 = false
+	actual, _ := t.tls.LoadOrStore(key, clone)
+	return actual.(*http.Transport)
+}
+
+// failing is a RoundTripper that fails every request with err.
+type failing struct{ err error }
+
+func (f failing) RoundTrip(req *http.Request) (*http.Response, error) {
+	closeBody(req)
+	return nil, f.err
+}
+
+// ServerID returns the SPIFFE ID the servers of service must present
+// under the rules in force (its serverID), and false when calls to it
+// need no mutual TLS. grpcidentity.RulesCredentials reads it at every
+// handshake.
+func (m *Mesh) ServerID(service string) (spiffeid.ID, bool) {
+	st := m.eng.Load()
+	if st == nil || st.Table() == nil {
+		return spiffeid.ID{}, false
+	}
+	return st.Table().Rules().ServerID(service)
+}

@@ -1,0 +1,271 @@
+package router
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+)
+
+// Authorization is the authorization of calls a local service receives: rules tried in order,
+// the first that matches decides; when none matches, Default decides.
+type Authorization struct {
+	// Rules are tried in order.
+	Rules []AuthorizationRule `json:"rules,omitempty" yaml:"rules,omitempty"`
+	// Default is "allow" or "deny" (default-deny); empty means "allow".
+	Default string `json:"default,omitempty" yaml:"default,omitempty"`
+}
+
+// AuthorizationRule allows or denies the calls it matches. Every non-empty list must
+// match (any of its entries); an empty list matches everything.
+type AuthorizationRule struct {
+	// Action is "allow" or "deny".
+	Action string `json:"action" yaml:"action"`
+	// Callers are SPIFFE IDs: "spiffe://td/path" matches exactly,
+	// "spiffe://td/prefix/*" matches IDs under the prefix,
+	// "spiffe://td" matches the whole trust domain, and "none" matches a
+	// caller without a certificate (plaintext in permissive mode).
+	Callers []string `yaml:"callers,omitempty" json:"callers,omitempty"`
+	// Paths are URL paths or full gRPC methods ("/pkg.Svc/Method"); a
+	// trailing "*" matches by prefix.
+	Paths []string `json:"paths,omitempty" yaml:"paths,omitempty"`
+	// Methods are HTTP methods (GET, POST, …); gRPC calls are POST.
+	Methods []string `json:"methods,omitempty" yaml:"methods,omitempty"`
+}
+
+type idMatcher struct {
+	none   bool
+	exact  string // full ID
+	prefix string // "spiffe://td/prefix/" or "spiffe://td/" for a trust domain
+}
+
+type strMatcher struct {
+	s      string
+	prefix bool
+}
+
+type compiledRule struct {
+	allow   bool
+	callers []idMatcher
+	paths   []strMatcher
+	methods []string
+	reason  string
+}
+
+// Authorizer is a compiled Authorization. Its Decide allocates nothing. The zero
+// value and nil allow every call.
+type Authorizer struct {
+	rules         []compiledRule
+	defaultAllow  bool
+	defaultReason string
+}
+
+// Verdict is the outcome of Authorizer.Decide.
+type Verdict struct {
+	// Allowed says whether the call may proceed.
+	Allowed bool
+	// Rule is the index of the deciding rule, or -1 for the default.
+	Rule int
+	// Reason says, for a caller, why: which rule or the default decided.
+	Reason string
+}
+
+// CompileAuthorization validates p and compiles it, as Compile does with
+// the authorization section of a service. The error is a *FieldError
+// whose path is relative to the section (rules[2].callers[0]).
+func CompileAuthorization(p Authorization) (*Authorizer, error) {
+	c := &compiler{}
+	a := c.authorization("", &p)
+	if len(c.problems) > 0 {
+		return nil, c.problems[0]
+	}
+	return a, nil
+}
+
+// authorization compiles the section at path; problems go to c.
+func (c *compiler) authorization(path string, p *Authorization) *Authorizer {
+	at := func(s string) string {
+		if path == "" {
+			return s
+		}
+		return path + "." + s
+	}
+	a := &Authorizer{defaultAllow: true}
+	switch p.Default {
+	case "", "allow":
+		a.defaultReason = "allowed by default"
+	case "deny":
+		a.defaultAllow = false
+		a.defaultReason = "denied by default: no authorization rule allows this caller"
+	default:
+		c.fail(at("default"), "%s is neither allow nor deny", quote(p.Default))
+	}
+	if len(p.Rules) > MaxRoutes {
+		c.fail(at("rules"), "%d rules, over the limit of %d", len(p.Rules), MaxRoutes)
+		return a
+	}
+	for i, r := range p.Rules {
+		var cr compiledRule
+		switch r.Action {
+		case "allow":
+			cr.allow = true
+		case "deny":
+		default:
+			c.fail(at(fmt.Sprintf("rules[%d].action", i)), "%s is neither allow nor deny", quote(r.Action))
+		}
+		for j, s := range r.Callers {
+			m, err := compileID(s)
+			if err != nil {
+				c.fail(at(fmt.Sprintf("rules[%d].callers[%d]", i, j)), "%s", err)
+				continue
+			}
+			cr.callers = append(cr.callers, m)
+		}
+		for j, s := range r.Paths {
+			if !strings.HasPrefix(s, "/") {
+				c.fail(at(fmt.Sprintf("rules[%d].paths[%d]", i, j)), "%s does not start with /", quote(s))
+				continue
+			}
+			if k := strings.IndexByte(s, '*'); k >= 0 && k != len(s)-1 {
+				c.fail(at(fmt.Sprintf("rules[%d].paths[%d]", i, j)), "%s: * is allowed only at the end", quote(s))
+				continue
+			}
+			if p, ok := strings.CutSuffix(s, "*"); ok {
+				cr.paths = append(cr.paths, strMatcher{s: p, prefix: true})
+			} else {
+				cr.paths = append(cr.paths, strMatcher{s: s})
+			}
+		}
+		for j, s := range r.Methods {
+			if s == "" || strings.ToUpper(s) != s {
+				c.fail(at(fmt.Sprintf("rules[%d].methods[%d]", i, j)), "%s is not an upper-case HTTP method", quote(s))
+				continue
+			}
+			cr.methods = append(cr.methods, s)
+		}
+		verb := "denied"
+		if cr.allow {
+			verb = "allowed"
+		}
+		cr.reason = fmt.Sprintf("%s by authorization rule %d", verb, i)
+		a.rules = append(a.rules, cr)
+	}
+	return a
+}
+
+func compileID(s string) (idMatcher, error) {
+	if s == "none" {
+		return idMatcher{none: true}, nil
+	}
+	rest, ok := strings.CutPrefix(s, "spiffe://")
+	if !ok {
+		return idMatcher{}, fmt.Errorf("%q is neither a SPIFFE ID (spiffe://domain/path, with /* for a prefix), a trust domain (spiffe://domain) nor none", s)
+	}
+	if p, ok := strings.CutSuffix(s, "/*"); ok {
+		id, err := spiffeid.FromString(p)
+		if err != nil {
+			return idMatcher{}, fmt.Errorf("%q: %w", s, err)
+		}
+		return idMatcher{prefix: id.String() + "/"}, nil
+	}
+	if !strings.Contains(rest, "/") {
+		td, err := spiffeid.TrustDomainFromString(s)
+		if err != nil {
+			return idMatcher{}, fmt.Errorf("%q: %w", s, err)
+		}
+		return idMatcher{prefix: td.IDString() + "/"}, nil
+	}
+	id, err := spiffeid.FromString(s)
+	if err != nil {
+		return idMatcher{}, fmt.Errorf("%q: %w", s, err)
+	}
+	return idMatcher{exact: id.String()}, nil
+}
+
+func (m *idMatcher) match(caller string) bool {
+	switch {
+	case m.none:
+		return caller == ""
+	case m.exact != "":
+		return caller == m.exact
+	default:
+		return caller != "" && strings.HasPrefix(caller, m.prefix)
+	}
+}
+
+// Decide says whether caller (a SPIFFE ID string, "" for none) may call
+// path with method. It allocates nothing; a nil Authorizer allows all.
+func (a *Authorizer) Decide(caller, method, path string) Verdict {
+	if a == nil {
+		return Verdict{Allowed: true, Rule: -1, Reason: "no authorization policy"}
+	}
+	for i := range a.rules {
+		r := &a.rules[i]
+		if !r.matches(caller, method, path) {
+			continue
+		}
+		return Verdict{Allowed: r.allow, Rule: i, Reason: r.reason}
+	}
+	return Verdict{Allowed: a.defaultAllow, Rule: -1, Reason: a.defaultReason}
+}
+
+func (r *compiledRule) matches(caller, method, path string) bool {
+	if len(r.callers) > 0 {
+		ok := false
+		for i := range r.callers {
+			if r.callers[i].match(caller) {
+				ok = true
+				break
+			}
+		}
+		if !ok {
+			return false
+		}
+	}
+	if len(r.paths) > 0 {
+		ok := false
+		for _, p := range r.paths {
+			if p.s == path || (p.prefix && strings.HasPrefix(path, p.s)) {
+				ok = true
+				break
+			}
+		}
+		if !ok {
+			return false
+		}
+	}
+	if len(r.methods) > 0 {
+		for _, m := range r.methods {
+			if m == method {
+				return true
+			}
+		}
+		return false
+	}
+	return true
+}
+
+// Authorizer returns the compiled authorization of the calls service
+// receives, or nil (every call allowed) when its rules have no
+// authorization section, the rules do not name it, or r is nil.
+func (r *Rules) Authorizer(service string) *Authorizer {
+	if r == nil {
+		return nil
+	}
+	if sr := r.services[service]; sr != nil {
+		return sr.authz
+	}
+	return nil
+}
+
+// ServerID returns the SPIFFE ID the servers of service must present
+// (its serverID), and false when calls to it need no mutual TLS.
+func (r *Rules) ServerID(service string) (spiffeid.ID, bool) {
+	if r == nil {
+		return spiffeid.ID{}, false
+	}
+	if sr := r.services[service]; sr != nil && !sr.serverID.IsZero() {
+		return sr.serverID, true
+	}
+	return spiffeid.ID{}, false
+}
