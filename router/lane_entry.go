@@ -22,7 +22,8 @@ type LaneEntry struct {
 	// Query is a URL query parameter to read; gRPC calls have none.
 	Query string `yaml:"query,omitempty" json:"query,omitempty"`
 	// Percent, when set (0 < Percent <= 100), makes the value read a key
-	// and puts this share of keys into Lane.
+	// and puts this share of keys into Lane, to the nearest 0.01 percent
+	// (a share below 0.005 percent puts no key in).
 	Percent float64 `yaml:"percent,omitempty" json:"percent,omitempty"`
 	// Lane is the lane a Percent entry puts its share of keys into;
 	// required with Percent, not allowed without.
@@ -34,8 +35,8 @@ type laneEntry struct {
 	header    *headerCond
 	cookie    string
 	query     string
-	threshold uint64 // keys whose bucket is below it go into lane; 0: the value is the lane
-	lane      string
+	threshold uint64 // keys whose bucket is below it go into lane
+	lane      string // "": the value read is the lane
 }
 
 // entryBuckets is the resolution of a Percent entry: 0.01 percent.
@@ -154,7 +155,7 @@ func (r *Rules) EntryLane(service string, req *Request) (header, lane string, ok
 		if !found || v == "" {
 			continue
 		}
-		if e.threshold == 0 {
+		if e.lane == "" {
 			if validLaneValue(v) {
 				return lr.header.lower, v, true
 			}
