@@ -208,6 +208,11 @@ const (
 	ConnPending
 	// ConnDown: its connection failed; as good as unhealthy.
 	ConnDown
+	// ConnStalled: its connection has been being set up for longer than
+	// a call should wait for it while another instance can serve: waited
+	// for as ConnPending, except by a call of a lane, which goes on to
+	// base rather than wait for a lane instance that may never connect.
+	ConnStalled
 )
 
 // Conns reports the connection state of instances; the gRPC picker passes
@@ -263,6 +268,7 @@ type Try struct {
 
 	conns                        Conns
 	sawOpen, sawPending, sawDown bool // why candidates were skipped
+	lanePick                     bool // picking from the call's lane
 
 	// lastIn and lastB are the instance accept looked at last and its
 	// breaker: the one Pick takes, whose breaker it then needs again.
@@ -375,13 +381,17 @@ func (t *Try) pickOnce() (in *discovery.Instance, lane, fallback bool) {
 	c := t.c
 	tb := c.state.table
 	if c.decision.HasLaneInstances() {
-		if in = tb.PickLane(&c.decision, t.acceptFresh); in != nil {
-			return in, true, false
+		// A lane instance whose connection has been set up for too long
+		// (ConnStalled) is not waited for: the call goes on to base,
+		// keeping its lane, as when the lane has no instance here.
+		t.lanePick = true
+		in = tb.PickLane(&c.decision, t.acceptFresh)
+		if in == nil && c.ntried > 0 {
+			in = tb.PickLane(&c.decision, t.acceptAgain)
 		}
-		if c.ntried > 0 {
-			if in = tb.PickLane(&c.decision, t.acceptAgain); in != nil {
-				return in, true, false
-			}
+		t.lanePick = false
+		if in != nil {
+			return in, true, false
 		}
 		if t.sawPending {
 			return nil, false, false
@@ -455,6 +465,13 @@ func (t *Try) acceptAgain(in *discovery.Instance) bool {
 			return false
 		case ConnDown:
 			t.sawDown = true
+			return false
+		case ConnStalled:
+			if t.lanePick {
+				t.sawDown = true
+			} else {
+				t.sawPending = true
+			}
 			return false
 		}
 	}
