@@ -2,6 +2,7 @@ package meshgrpc_test
 
 import (
 	"context"
+	"io"
 	"net"
 	"sync"
 	"testing"
@@ -71,5 +72,52 @@ func TestLaneInstanceConnectingGoesToBase(t *testing.T) {
 		if md := base.LastMetadata(); len(md.Get("x-env")) != 1 || md.Get("x-env")[0] != "feat1" {
 			t.Fatalf("base got metadata %v: the lane is not kept for the next hop", md)
 		}
+	}
+}
+
+// slowProxy accepts connections and pipes each to target only after
+// delay: an instance whose connection takes that long to set up.
+func slowProxy(t *testing.T, target string, delay time.Duration) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				time.Sleep(delay)
+				up, err := net.Dial("tcp", target)
+				if err != nil {
+					return
+				}
+				defer up.Close()
+				go io.Copy(up, c)
+				io.Copy(c, up)
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// A service whose only instance serves a lane (no base instance) is still
+// waited for by the lane's calls when its connection is slow to set up:
+// there is nothing else to go to.
+func TestLaneOnlyInstanceSlowToConnectIsWaitedFor(t *testing.T) {
+	feat := grpctest.Start(t, "b-feat1")
+	static := discovery.NewStatic(map[string][]discovery.Instance{"b": {
+		{Address: slowProxy(t, feat.Addr, 1500*time.Millisecond), Labels: map[string]string{"env": "feat1"}},
+	}})
+	m, _ := newMesh(t, "apiVersion: lightmesh/v1\ndefaults:\n  lanes: {label: env, base: {labels: {env: base}}}\n", static)
+	conn := dial(t, m, "b")
+	ctx := metadata.AppendToOutgoingContext(context.Background(), "x-env", "feat1")
+	if got, err := call(ctx, conn); err != nil || got != "b-feat1" {
+		t.Fatalf("lane feat1, its only instance slow to connect: %q %v, want b-feat1", got, err)
 	}
 }

@@ -211,7 +211,8 @@ const (
 	// ConnStalled: its connection has been being set up for longer than
 	// a call should wait for it while another instance can serve: waited
 	// for as ConnPending, except by a call of a lane, which goes on to
-	// base rather than wait for a lane instance that may never connect.
+	// base rather than wait for a lane instance that may never connect
+	// (and waits for it only when there is nothing else to pick).
 	ConnStalled
 )
 
@@ -269,6 +270,7 @@ type Try struct {
 	conns                        Conns
 	sawOpen, sawPending, sawDown bool // why candidates were skipped
 	lanePick                     bool // picking from the call's lane
+	sawStalled                   bool // a lane instance was skipped as ConnStalled
 
 	// lastIn and lastB are the instance accept looked at last and its
 	// breaker: the one Pick takes, whose breaker it then needs again.
@@ -310,7 +312,9 @@ func (c *Call) newTry() (*Try, error) {
 
 // Waiting reports whether the last pick failed only for connections still
 // being set up (ConnPending): worth waiting for rather than failing.
-func (t *Try) Waiting() bool { return t.sawPending }
+// A lane instance skipped as stalled is waited for too when nothing else
+// could be picked.
+func (t *Try) Waiting() bool { return t.sawPending || t.sawStalled }
 
 // PickErr returns the error of the last failed pick, nil when the last
 // pick succeeded.
@@ -336,7 +340,7 @@ func (t *Try) Pick(conns Conns) (*discovery.Instance, error) {
 	// attempt that failed before it was sent) gives that one's slot back.
 	t.inst.report(breaker.Ignored)
 	t.conns = conns
-	t.sawOpen, t.sawPending, t.sawDown = false, false, false
+	t.sawOpen, t.sawPending, t.sawDown, t.sawStalled = false, false, false, false
 	t.lastIn = nil // the call may have been rebased onto other breakers
 	for {
 		in, lane, fallback := t.pickOnce()
@@ -468,7 +472,7 @@ func (t *Try) acceptAgain(in *discovery.Instance) bool {
 			return false
 		case ConnStalled:
 			if t.lanePick {
-				t.sawDown = true
+				t.sawStalled = true
 			} else {
 				t.sawPending = true
 			}
@@ -483,7 +487,7 @@ func (t *Try) pickError() error {
 	c := t.c
 	d := &c.decision
 	switch {
-	case t.sawPending || t.sawDown:
+	case t.sawPending || t.sawDown || t.sawStalled:
 		return ErrNoConnection
 	case t.sawOpen || c.nrefused > 0:
 		// Instances exist but their breakers are open or refused: an open
