@@ -52,3 +52,20 @@ services:
 		}
 	}
 }
+
+// A browser's Cookie header carries cookies net/http's strict parser
+// refuses (a JSON value, a name without '='); the lane cookie among them
+// still puts the call into its lane, as http.Request.Cookie finds it.
+func TestLaneEntryCookieAmongOddCookies(t *testing.T) {
+	srv, _ := edge(t)
+	for _, line := range []string{
+		`prefs={"a":1,"b":2}; lane=feat1`,
+		`lane=feat1; novalue`,
+		`_ga=GA1.2.3; lane="feat1"`,
+	} {
+		got, err := meshtest.Get(context.Background(), http.DefaultClient, srv.URL, map[string]string{"Cookie": line})
+		if err != nil || got != "feat1-1" {
+			t.Errorf("Cookie: %s: %q %v, want feat1-1", line, got, err)
+		}
+	}
+}

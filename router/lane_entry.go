@@ -170,20 +170,25 @@ func (r *Rules) EntryLane(service string, req *Request) (header, lane string, ok
 
 var cookieHeader = newHeaderCond("Cookie")
 
-// cookie returns the value of the request's cookie name.
+// cookie returns the value of the request's cookie name. Like
+// http.Request.Cookie, it skips the other cookies of the line whatever
+// they hold: browsers send cookies net/http's strict parser refuses (a
+// JSON value, a name without '='), and one of them must not hide the
+// lane's.
 func (r *Request) cookie(name string) (string, bool) {
 	line, ok := r.header(&cookieHeader)
 	if !ok {
 		return "", false
 	}
-	cookies, err := http.ParseCookie(line)
-	if err != nil {
-		return "", false
-	}
-	for _, c := range cookies {
-		if c.Name == name {
-			return c.Value, true
+	for part := range strings.SplitSeq(line, ";") {
+		k, v, ok := strings.Cut(strings.TrimSpace(part), "=")
+		if !ok || k != name {
+			continue
 		}
+		if len(v) > 1 && v[0] == '"' && v[len(v)-1] == '"' {
+			v = v[1 : len(v)-1]
+		}
+		return v, true
 	}
 	return "", false
 }
