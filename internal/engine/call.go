@@ -208,8 +208,8 @@ const (
 	ConnPending
 	// ConnDown: its connection failed; as good as unhealthy.
 	ConnDown
-	// ConnStalled: its connection has been being set up for longer than
-	// a call should wait for it while another instance can serve: waited
+	// ConnStalled: its connection has been connecting for longer than a
+	// call should wait for it while another instance can serve: waited
 	// for as ConnPending, except by a call of a lane, which goes on to
 	// base rather than wait for a lane instance that may never connect
 	// (and waits for it only when there is nothing else to pick).
@@ -387,7 +387,8 @@ func (t *Try) pickOnce() (in *discovery.Instance, lane, fallback bool) {
 	if c.decision.HasLaneInstances() {
 		// A lane instance whose connection has been set up for too long
 		// (ConnStalled) is not waited for: the call goes on to base,
-		// keeping its lane, as when the lane has no instance here.
+		// keeping its lane, as when the lane has no instance here; it is
+		// waited for only when base has nothing either (Waiting).
 		t.lanePick = true
 		in = tb.PickLane(&c.decision, t.acceptFresh)
 		if in == nil && c.ntried > 0 {
