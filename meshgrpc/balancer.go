@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"google.golang.org/grpc/balancer"
 	"google.golang.org/grpc/balancer/endpointsharding"
@@ -63,7 +64,20 @@ type meshBalancer struct {
 	hasLast     bool
 	closed      bool
 	unsubscribe func()
+
+	// connecting is when each instance connecting (or idle) was first
+	// seen so; stallTimer republishes when the next of them passes
+	// stallAfter, so that calls waiting for it pick again.
+	connecting map[string]time.Time
+	stallTimer *time.Timer
 }
+
+// stallAfter is how long a connection may be set up before the picker
+// reports its instance stalled (engine.ConnStalled): a call of a lane
+// then goes to base, keeping its lane, rather than wait, up to its
+// deadline, for a lane instance that may never connect (a hung process,
+// packets dropped); grpc-go itself gives a connection attempt 20s.
+const stallAfter = time.Second
 
 type balancerTarget struct {
 	eng     *engine.Engine
@@ -133,10 +147,54 @@ func (b *meshBalancer) publish() {
 		b.ClientConn.UpdateState(b.last) // no resolver state yet: nothing to pick from
 		return
 	}
+	children := endpointsharding.ChildStatesFromPicker(b.last.Picker)
 	b.ClientConn.UpdateState(balancer.State{
 		ConnectivityState: b.last.ConnectivityState,
-		Picker:            newPicker(t.eng, t.service, endpointsharding.ChildStatesFromPicker(b.last.Picker)),
+		Picker:            newPicker(t.eng, t.service, children, b.stalled(children)),
 	})
+}
+
+// stalled returns the instances of children that have been connecting
+// (or idle) for stallAfter or longer, and arms the timer that republishes
+// when the next one gets there; mu is held.
+func (b *meshBalancer) stalled(children []endpointsharding.ChildState) map[string]bool {
+	now := time.Now()
+	since := make(map[string]time.Time, len(children))
+	var stalled map[string]bool
+	var next time.Duration
+	for _, c := range children {
+		if len(c.Endpoint.Addresses) == 0 {
+			continue
+		}
+		if s := c.State.ConnectivityState; s != connectivity.Connecting && s != connectivity.Idle {
+			continue
+		}
+		addr := c.Endpoint.Addresses[0].Addr
+		first, ok := b.connecting[addr]
+		if !ok {
+			first = now
+		}
+		since[addr] = first
+		switch left := stallAfter - now.Sub(first); {
+		case left <= 0:
+			if stalled == nil {
+				stalled = map[string]bool{}
+			}
+			stalled[addr] = true
+		case next == 0 || left < next:
+			next = left
+		}
+	}
+	b.connecting = since
+	if next > 0 && b.stallTimer == nil {
+		b.stallTimer = time.AfterFunc(next, func() {
+			b.mu.Lock()
+			b.stallTimer = nil
+			b.mu.Unlock()
+			b.republish()
+		})
+	}
+	return stalled
 }
 
 // Close implements balancer.Balancer: it stops following the engine and
@@ -144,6 +202,10 @@ func (b *meshBalancer) publish() {
 func (b *meshBalancer) Close() {
 	b.mu.Lock()
 	b.closed = true
+	if b.stallTimer != nil {
+		b.stallTimer.Stop()
+		b.stallTimer = nil
+	}
 	if b.unsubscribe != nil {
 		b.unsubscribe()
 		b.unsubscribe = nil
@@ -160,11 +222,12 @@ type picker struct {
 	ready   map[string]balancer.Picker // pick_first pickers of READY instances, by address
 	pending map[string]bool            // instances connecting or idle: worth waiting for
 	known   map[string]struct{}        // every instance the balancer has a child for
+	stalled map[string]bool            // pending instances connecting for stallAfter or longer
 	lastErr error                      // why the last failed connection failed
 }
 
-func newPicker(eng *engine.Engine, service string, children []endpointsharding.ChildState) *picker {
-	p := &picker{eng: eng, service: service, ready: make(map[string]balancer.Picker, len(children)),
+func newPicker(eng *engine.Engine, service string, children []endpointsharding.ChildState, stalled map[string]bool) *picker {
+	p := &picker{eng: eng, service: service, stalled: stalled, ready: make(map[string]balancer.Picker, len(children)),
 		pending: map[string]bool{}, known: make(map[string]struct{}, len(children))}
 	for _, c := range children {
 		if len(c.Endpoint.Addresses) == 0 {
@@ -191,6 +254,9 @@ func newPicker(eng *engine.Engine, service string, children []endpointsharding.C
 func (p *picker) ConnState(in *discovery.Instance) engine.ConnState {
 	if _, ok := p.ready[in.Address]; ok {
 		return engine.ConnReady
+	}
+	if p.stalled[in.Address] {
+		return engine.ConnStalled
 	}
 	if _, known := p.known[in.Address]; p.pending[in.Address] || !known {
 		return engine.ConnPending

@@ -55,7 +55,7 @@ func pickerFor(tb testing.TB, n int) (*picker, *engine.Engine) {
 	}
 	st := engine.NewState(router.NewTable(nil, map[string][]discovery.Instance{"svc": list})).WithRules(rules, nil)
 	eng := engine.New(st, trace.New(), nil, "", nil)
-	return newPicker(eng, "svc", children), eng
+	return newPicker(eng, "svc", children, nil), eng
 }
 
 // BenchmarkPick measures the picker's Pick for a call the interceptor has

@@ -22,7 +22,8 @@ type LaneEntry struct {
 	// Query is a URL query parameter to read; gRPC calls have none.
 	Query string `yaml:"query,omitempty" json:"query,omitempty"`
 	// Percent, when set (0 < Percent <= 100), makes the value read a key
-	// and puts this share of keys into Lane.
+	// and puts this share of keys into Lane, to the nearest 0.01 percent
+	// (a share below 0.005 percent puts no key in).
 	Percent float64 `yaml:"percent,omitempty" json:"percent,omitempty"`
 	// Lane is the lane a Percent entry puts its share of keys into;
 	// required with Percent, not allowed without.
@@ -34,8 +35,8 @@ type laneEntry struct {
 	header    *headerCond
 	cookie    string
 	query     string
-	threshold uint64 // keys whose bucket is below it go into lane; 0: the value is the lane
-	lane      string
+	threshold uint64 // keys whose bucket is below it go into lane
+	lane      string // "": the value read is the lane
 }
 
 // entryBuckets is the resolution of a Percent entry: 0.01 percent.
@@ -154,7 +155,7 @@ func (r *Rules) EntryLane(service string, req *Request) (header, lane string, ok
 		if !found || v == "" {
 			continue
 		}
-		if e.threshold == 0 {
+		if e.lane == "" {
 			if validLaneValue(v) {
 				return lr.header.lower, v, true
 			}
@@ -169,20 +170,25 @@ func (r *Rules) EntryLane(service string, req *Request) (header, lane string, ok
 
 var cookieHeader = newHeaderCond("Cookie")
 
-// cookie returns the value of the request's cookie name.
+// cookie returns the value of the request's cookie name. Like
+// http.Request.Cookie, it skips the other cookies of the line whatever
+// they hold: browsers send cookies net/http's strict parser refuses (a
+// JSON value, a name without '='), and one of them must not hide the
+// lane's.
 func (r *Request) cookie(name string) (string, bool) {
 	line, ok := r.header(&cookieHeader)
 	if !ok {
 		return "", false
 	}
-	cookies, err := http.ParseCookie(line)
-	if err != nil {
-		return "", false
-	}
-	for _, c := range cookies {
-		if c.Name == name {
-			return c.Value, true
+	for part := range strings.SplitSeq(line, ";") {
+		k, v, ok := strings.Cut(strings.TrimSpace(part), "=")
+		if !ok || k != name {
+			continue
 		}
+		if len(v) > 1 && v[0] == '"' && v[len(v)-1] == '"' {
+			v = v[1 : len(v)-1]
+		}
+		return v, true
 	}
 	return "", false
 }

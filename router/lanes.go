@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/lightmesh/lightmesh/discovery"
+	"github.com/lightmesh/lightmesh/trace"
 )
 
 // DefaultLaneHeader is the request header (and gRPC metadata key) that
@@ -79,6 +80,10 @@ func (c *compiler) lanes(path string, l *Lanes) *laneRule {
 		header = DefaultLaneHeader
 	} else if !validHeaderName(header) {
 		c.fail(path+".header", "%s is not a header name", quote(l.Header))
+	} else if _, err := trace.NewLane(trace.Label{Key: header, Value: "x"}); err != nil {
+		// The lane travels under this header as a lane key: one the
+		// trace package refuses could never carry it.
+		c.fail(path+".header", "%s cannot carry a lane: %v", quote(l.Header), err)
 	}
 	lr := &laneRule{src: l, label: l.Label, header: headerCond{canonical: textproto.CanonicalMIMEHeaderKey(header), lower: header, slot: headerCacheSize}}
 	if l.Base != nil {

@@ -208,6 +208,12 @@ const (
 	ConnPending
 	// ConnDown: its connection failed; as good as unhealthy.
 	ConnDown
+	// ConnStalled: its connection has been connecting for longer than a
+	// call should wait for it while another instance can serve: waited
+	// for as ConnPending, except by a call of a lane, which goes on to
+	// base rather than wait for a lane instance that may never connect
+	// (and waits for it only when there is nothing else to pick).
+	ConnStalled
 )
 
 // Conns reports the connection state of instances; the gRPC picker passes
@@ -268,8 +274,10 @@ type Try struct {
 	sawWarm, warmOK bool
 	// ld is the load tracker of the picked instance (load-aware
 	// balancers), counting from ldStart (Unix ns) until untrack.
-	ld      *instLoad
-	ldStart int64
+	ld         *instLoad
+	ldStart    int64
+	lanePick   bool // picking from the call's lane
+	sawStalled bool // a lane instance was skipped as ConnStalled
 
 	// lastIn and lastB are the instance accept looked at last and its
 	// breaker: the one Pick takes, whose breaker it then needs again.
@@ -312,7 +320,9 @@ func (c *Call) newTry() (*Try, error) {
 
 // Waiting reports whether the last pick failed only for connections still
 // being set up (ConnPending): worth waiting for rather than failing.
-func (t *Try) Waiting() bool { return t.sawPending }
+// A lane instance skipped as stalled is waited for too when nothing else
+// could be picked.
+func (t *Try) Waiting() bool { return t.sawPending || t.sawStalled }
 
 // PickErr returns the error of the last failed pick, nil when the last
 // pick succeeded.
@@ -338,7 +348,7 @@ func (t *Try) Pick(conns Conns) (*discovery.Instance, error) {
 	// attempt that failed before it was sent) gives that one's slot back.
 	t.inst.report(breaker.Ignored)
 	t.conns = conns
-	t.sawOpen, t.sawPending, t.sawDown, t.sawWarm = false, false, false, false
+	t.sawOpen, t.sawPending, t.sawDown, t.sawWarm, t.sawStalled = false, false, false, false, false
 	t.lastIn = nil // the call may have been rebased onto other breakers
 	for {
 		in, lane, fallback := t.pickOnce()
@@ -389,13 +399,18 @@ func (t *Try) pickOnce() (in *discovery.Instance, lane, fallback bool) {
 	c := t.c
 	tb := c.state.table
 	if c.decision.HasLaneInstances() {
-		if in = tb.PickLane(&c.decision, t.acceptFresh); in != nil {
-			return in, true, false
+		// A lane instance whose connection has been set up for too long
+		// (ConnStalled) is not waited for: the call goes on to base,
+		// keeping its lane, as when the lane has no instance here; it is
+		// waited for only when base has nothing either (Waiting).
+		t.lanePick = true
+		in = tb.PickLane(&c.decision, t.acceptFresh)
+		if in == nil && c.ntried > 0 {
+			in = tb.PickLane(&c.decision, t.acceptAgain)
 		}
-		if c.ntried > 0 {
-			if in = tb.PickLane(&c.decision, t.acceptAgain); in != nil {
-				return in, true, false
-			}
+		t.lanePick = false
+		if in != nil {
+			return in, true, false
 		}
 		if t.sawPending {
 			return nil, false, false
@@ -497,6 +512,13 @@ func (t *Try) acceptAgain(in *discovery.Instance) bool {
 		case ConnDown:
 			t.sawDown = true
 			return false
+		case ConnStalled:
+			if t.lanePick {
+				t.sawStalled = true
+			} else {
+				t.sawPending = true
+			}
+			return false
 		}
 	}
 	if !t.warmOK && t.c.svc.warming(in) {
@@ -511,7 +533,7 @@ func (t *Try) pickError() error {
 	c := t.c
 	d := &c.decision
 	switch {
-	case t.sawPending || t.sawDown:
+	case t.sawPending || t.sawDown || t.sawStalled:
 		return ErrNoConnection
 	case t.sawOpen || c.nrefused > 0:
 		// Instances exist but their breakers are open or refused: an open
