@@ -8,10 +8,13 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/propagation"
+	oteltrace "go.opentelemetry.io/otel/trace"
 
 	"github.com/lightmesh/lightmesh/discovery"
 	"github.com/lightmesh/lightmesh/mesh"
 	"github.com/lightmesh/lightmesh/rules"
+	"github.com/lightmesh/lightmesh/trace"
 )
 
 // durationSum returns the sum and count of the outbound request duration
@@ -65,5 +68,86 @@ func TestLatencyMetricCountsBackoffThatEndsTheCall(t *testing.T) {
 		if got := time.Duration(sum * float64(time.Second)); got < 250*time.Millisecond || got > took {
 			t.Errorf("breaker %q: the caller waited %v, lightmesh_request_duration_seconds observed %v", breaker, took, got)
 		}
+	}
+}
+
+// stallKey marks the context of a call whose propagation stalls until the
+// channel it holds is closed.
+type stallKey struct{}
+
+// stallPropagator is a caller's propagator (trace.WithPropagator) that,
+// for a call marked with stallKey, says it has started and waits: the
+// mesh's work between the call's clock read and its rate limit takes as
+// long as a preempted goroutine or a GC pause can make it.
+type stallPropagator struct{ entered chan struct{} }
+
+func (p stallPropagator) Inject(ctx context.Context, c propagation.TextMapCarrier) {
+	if release, ok := ctx.Value(stallKey{}).(chan struct{}); ok {
+		close(p.entered)
+		<-release
+	}
+	propagation.TraceContext{}.Inject(ctx, c)
+}
+
+func (stallPropagator) Extract(ctx context.Context, _ propagation.TextMapCarrier) context.Context {
+	return ctx
+}
+
+func (stallPropagator) Fields() []string { return []string{"traceparent"} }
+
+// A call whose clock read comes to the rate limiter late (its goroutine
+// was held up between reading the clock and taking a token) must not hand
+// the limiter back the time in between: x/time/rate takes a time before
+// its last one as the new last, so the next call is refilled for that
+// time a second time. With the perf round's single clock read (the
+// limiter given the call's start rather than reading the clock) a call
+// held up for a second gave a 10 rps limiter a second bucket: 29 calls in
+// just over a second instead of at most 21.
+func TestRateLimitIsNotRefilledByALateCall(t *testing.T) {
+	good := newFlaky(t, "good")
+	doc := svcDoc("    rateLimit: {rps: 10, burst: 10}\n")
+	prop := stallPropagator{entered: make(chan struct{})}
+	m := newMesh(t, rules.NewMemory([]byte(doc)),
+		discovery.NewStatic(map[string][]discovery.Instance{"svc": {good.instance()}}),
+		mesh.WithTrace(trace.WithPropagator(prop)))
+	client := &http.Client{Transport: m.Transport(nil)}
+	// A valid span context, so that each call propagates one.
+	sc := oteltrace.NewSpanContext(oteltrace.SpanContextConfig{
+		TraceID: oteltrace.TraceID{1}, SpanID: oteltrace.SpanID{1}, TraceFlags: oteltrace.FlagsSampled})
+	base := oteltrace.ContextWithSpanContext(context.Background(), sc)
+	call := func(ctx context.Context) bool {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://svc/", nil)
+		resp, err := client.Do(req)
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}
+	calls := func(n int) (ok int) {
+		for range n {
+			if call(base) {
+				ok++
+			}
+		}
+		return ok
+	}
+
+	start := time.Now()
+	release := make(chan struct{})
+	late := make(chan bool, 1)
+	go func() { late <- call(context.WithValue(base, stallKey{}, release)) }()
+	<-prop.entered
+	passed := calls(9) // the bucket's 10 tokens, less the one the late call may take
+	time.Sleep(time.Second)
+	passed += calls(9) // refilled by a second at 10 rps
+	close(release)
+	if <-late {
+		passed++
+	}
+	passed += calls(10) // what the late call's old clock read refilled
+	elapsed := time.Since(start)
+	if limit := 10 + int(10*elapsed.Seconds()); passed > limit {
+		t.Errorf("%d calls passed a limit of 10 rps with a burst of 10 in %v, want at most %d", passed, elapsed, limit)
 	}
 }
