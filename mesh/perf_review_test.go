@@ -151,3 +151,30 @@ func TestRateLimitIsNotRefilledByALateCall(t *testing.T) {
 		t.Errorf("%d calls passed a limit of 10 rps with a burst of 10 in %v, want at most %d", passed, elapsed, limit)
 	}
 }
+
+// The breakers' windows roll by the call's start, and only a breaker that
+// times calls makes the engine read each try's end: over HTTP, slow
+// successes must still trip a breaker with a slow-call threshold, and
+// fast ones must not.
+func TestSlowCallsTripTheServiceBreakerOverHTTP(t *testing.T) {
+	for _, delay := range []time.Duration{0, 80 * time.Millisecond} {
+		backend := newFlaky(t, "backend")
+		backend.delay.Store(int64(delay))
+		doc := svcDoc("    breaker: {minRequests: 4, slowCallThreshold: 40ms, slowCallRatio: 0.5, openBase: 1m}\n")
+		_, _, client := meshFor(t, doc, backend)
+		for range 4 {
+			resp, err := client.Get("http://svc/")
+			if err != nil {
+				t.Fatalf("delay %v: %v", delay, err)
+			}
+			resp.Body.Close()
+		}
+		resp, err := client.Get("http://svc/")
+		if err == nil {
+			resp.Body.Close()
+		}
+		if open := errors.Is(err, mesh.ErrCircuitOpen); open != (delay > 0) {
+			t.Errorf("backend answering in %v: fifth call's error %v, want the circuit open only for slow answers", delay, err)
+		}
+	}
+}
