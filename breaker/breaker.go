@@ -127,11 +127,11 @@ func WithJitterSource(f func() float64) Option {
 	})
 }
 
-// WithClock replaces the clock that times calls (slow-call detection) and
-// the open period. now must be monotonic and safe for concurrent use; nil
-// means time.Now. Tests use it to step a breaker through its states
-// without sleeping. The rolling window's buckets age by gobreaker's own
-// clock, which cannot be replaced.
+// WithClock replaces the clock that times calls (slow-call detection),
+// rolls the window's buckets and times the open period. now must be
+// monotonic and safe for concurrent use; nil means time.Now. Tests use it
+// to step a breaker through its states without sleeping. [Breaker.DoneAt]
+// takes a time read from this clock.
 func WithClock(now func() time.Time) Option {
 	return optionFunc(func(o *options) {
 		if now != nil {

@@ -3,6 +3,7 @@ package breaker
 import (
 	"errors"
 	"math"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -18,6 +19,10 @@ var ErrRateLimited = errors.New("breaker: rate limited")
 // safe for concurrent use. Create it with [NewLimiter].
 type Limiter struct {
 	lim *rate.Limiter
+	// epoch and latest keep the latest time a token was asked for at, in
+	// ns since epoch: see notBefore.
+	epoch  time.Time
+	latest atomic.Int64
 }
 
 // NewLimiter returns a full bucket of burst tokens refilled at rps tokens per
@@ -25,7 +30,14 @@ type Limiter struct {
 // negative or NaN rps) allows the initial burst and nothing after; burst 0
 // refuses everything unless rps is infinite.
 func NewLimiter(rps float64, burst int) *Limiter {
-	return &Limiter{lim: rate.NewLimiter(limitOf(rps), max(burst, 0))}
+	return newLimiter(rate.NewLimiter(limitOf(rps), max(burst, 0)), time.Now())
+}
+
+// newLimiter wraps lim; epoch is any time (the origin of latest).
+func newLimiter(lim *rate.Limiter, epoch time.Time) *Limiter {
+	l := &Limiter{lim: lim, epoch: epoch}
+	l.latest.Store(math.MinInt64) // none yet
+	return l
 }
 
 func limitOf(rps float64) rate.Limit {
@@ -39,10 +51,32 @@ func limitOf(rps float64) rate.Limit {
 }
 
 // Allow takes a token if one is available now and reports whether it did.
-func (l *Limiter) Allow() bool { return l.lim.Allow() }
+func (l *Limiter) Allow() bool { return l.AllowAt(time.Now()) }
 
-// AllowAt is Allow at time now; tests use it to step through time.
-func (l *Limiter) AllowAt(now time.Time) bool { return l.lim.AllowN(now, 1) }
+// AllowAt is Allow at time now, a clock read the caller made already (the
+// start of its call). A now before the latest time a token was asked for
+// counts as that latest time.
+func (l *Limiter) AllowAt(now time.Time) bool { return l.lim.AllowN(l.notBefore(now), 1) }
+
+// notBefore returns now, or the latest time AllowAt was given if that is
+// later. x/time/rate takes a time before its last one as the new last:
+// the next token then refills for the time in between a second time, so a
+// caller held up between its clock read and AllowAt (preempted, a GC
+// pause) would let later callers through beyond the rate. What remains is
+// the moment between this and the limiter's lock, as in rate.Allow's own
+// clock read.
+func (l *Limiter) notBefore(now time.Time) time.Time {
+	d := int64(now.Sub(l.epoch))
+	for {
+		last := l.latest.Load()
+		if d <= last {
+			return l.epoch.Add(time.Duration(last))
+		}
+		if l.latest.CompareAndSwap(last, d) {
+			return now
+		}
+	}
+}
 
 // RetryAfter returns how long until a token is available, without taking
 // one: 0 if Allow would succeed now. If no token will ever come (rps 0 with
@@ -94,7 +128,7 @@ func (l *Limiter) CarryAt(now time.Time, rps float64, burst int) *Limiter {
 	held := min(max(l.lim.TokensAt(now), 0), float64(burst))
 	next.AllowN(now, int(math.Ceil(float64(burst)-held)))
 	next.SetLimitAt(now, limit)
-	return &Limiter{lim: next}
+	return newLimiter(next, now)
 }
 
 // TokensAt returns the tokens the bucket holds at time now.

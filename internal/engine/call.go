@@ -779,6 +779,10 @@ func (c *Call) Run(ctx context.Context, s Sender) error {
 			return o.Err
 		}
 		s.Discard()
+		// The call now lasts at least until the backoff ends (or the
+		// call's time or the caller's context does): the last try's end
+		// no longer measures it.
+		c.end = time.Time{}
 		wait := retryBackoff(retry.Backoff, c.tries-1)
 		if o.RetryAfter > 0 {
 			wait = o.RetryAfter // the server's pushback replaces the backoff (gRFC A6)

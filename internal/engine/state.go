@@ -35,7 +35,8 @@ type Service struct {
 	inbound []*breaker.Limiter // by inbound route index
 	// since holds, per instance address, when the instance's slow-start
 	// ramp began (Unix ns); nil without slowStart.
-	since map[string]*atomic.Int64 // load holds, per instance address, the load the p2c-ewma and
+	since map[string]*atomic.Int64
+	// load holds, per instance address, the load the p2c-ewma and
 	// least-request balancers compare; nil with round-robin.
 	load map[string]*instLoad
 }
