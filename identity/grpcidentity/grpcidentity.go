@@ -10,7 +10,6 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"google.golang.org/grpc"
@@ -103,13 +102,13 @@ type plaintextInfo struct {
 
 func (plaintextInfo) AuthType() string { return "insecure" }
 
-const sniffTimeout = 10 * time.Second
-
+// ServerHandshake sniffs the first byte under the deadline grpc-go has
+// set on c for the whole handshake (grpc.ConnectionTimeout) and leaves
+// that deadline alone: lifting it would let a client that sends one byte
+// and goes silent hold the connection forever.
 func (p *permissive) ServerHandshake(c net.Conn) (net.Conn, credentials.AuthInfo, error) {
-	c.SetReadDeadline(time.Now().Add(sniffTimeout))
 	br := bufio.NewReader(c)
 	b, err := br.Peek(1)
-	c.SetReadDeadline(time.Time{})
 	if err != nil {
 		return nil, nil, fmt.Errorf("grpcidentity: reading the first byte: %w", err)
 	}
