@@ -84,7 +84,7 @@ func Listen(ln net.Listener, cfg *tls.Config, mode Mode) net.Listener {
 	if mode == Strict {
 		return tls.NewListener(ln, cfg)
 	}
-	l := &sniffListener{Listener: ln, cfg: cfg, conns: make(chan net.Conn), closed: make(chan struct{})}
+	l := &sniffListener{Listener: ln, cfg: cfg, conns: make(chan net.Conn), closed: make(chan struct{}), pending: map[net.Conn]struct{}{}}
 	go l.accept()
 	return l
 }
@@ -100,6 +100,26 @@ type sniffListener struct {
 	closed chan struct{}
 	once   sync.Once
 	err    error
+
+	mu      sync.Mutex
+	pending map[net.Conn]struct{} // accepted, first byte not read yet; nil once closed
+}
+
+// track records c as being sniffed; false when the listener is closed.
+func (l *sniffListener) track(c net.Conn) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.pending == nil {
+		return false
+	}
+	l.pending[c] = struct{}{}
+	return true
+}
+
+func (l *sniffListener) untrack(c net.Conn) {
+	l.mu.Lock()
+	delete(l.pending, c)
+	l.mu.Unlock()
 }
 
 func (l *sniffListener) accept() {
@@ -123,12 +143,17 @@ func (l *sniffListener) accept() {
 		}
 		wait = 0
 		// Sniff off the accept loop: a silent client must not hold up
-		// the others.
+		// the others. Close closes the connections still being sniffed.
+		if !l.track(c) {
+			c.Close()
+			return
+		}
 		go func() {
 			c.SetReadDeadline(time.Now().Add(sniffTimeout))
 			br := bufio.NewReader(c)
 			b, err := br.Peek(1)
 			c.SetReadDeadline(time.Time{})
+			l.untrack(c)
 			if err != nil {
 				c.Close()
 				return
@@ -168,6 +193,12 @@ func (l *sniffListener) closeWith(cause error) error {
 		l.err = cause
 		close(l.closed)
 		err = l.Listener.Close()
+		l.mu.Lock()
+		for c := range l.pending {
+			c.Close()
+		}
+		l.pending = nil
+		l.mu.Unlock()
 	})
 	return err
 }
