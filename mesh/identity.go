@@ -87,6 +87,10 @@ func (t *transport) mtlsFor(st *engine.State, service string) http.RoundTripper 
 	// http:// and https:// URLs alike: the connection is TLS either way.
 	clone.DialContext, clone.DialTLSContext = handshake, handshake
 	clone.ForceAttemptHTTP2 = false
+	// The handshake is with the instance picked, end to end: through a
+	// proxy (base's, or HTTP_PROXY via http.DefaultTransport) the dial
+	// would reach the proxy and the handshake fail with it.
+	clone.Proxy = nil
 	actual, _ := t.tls.LoadOrStore(key, clone)
 	return actual.(*http.Transport)
 }
