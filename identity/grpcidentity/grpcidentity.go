@@ -72,9 +72,38 @@ func (b *byRules) ClientHandshake(ctx context.Context, authority string, c net.C
 	}
 	want, ok := b.ids.ServerID(service)
 	if !ok {
-		return c, plaintextInfo{credentials.CommonAuthInfo{SecurityLevel: credentials.NoSecurity}}, nil
+		return &ruledConn{Conn: c, ids: b.ids, service: service}, plaintextInfo{credentials.CommonAuthInfo{SecurityLevel: credentials.NoSecurity}}, nil
 	}
-	return credentials.NewTLS(identity.ClientTLSConfig(b.src, want)).ClientHandshake(ctx, authority, c)
+	tc, info, err := credentials.NewTLS(identity.ClientTLSConfig(b.src, want)).ClientHandshake(ctx, authority, c)
+	if err != nil {
+		return nil, nil, err
+	}
+	return &ruledConn{Conn: tc, ids: b.ids, service: service, want: want}, info, nil
+}
+
+// ruledConn is a client connection made under the serverID the rules
+// gave its service (want; zero for plaintext). gRPC keeps connections
+// across rule changes, so before each write it checks the rules still
+// give that ID: when they now require another (or mutual TLS where it
+// was plaintext), it closes itself and writes nothing, and gRPC dials
+// again under the rules in force.
+type ruledConn struct {
+	net.Conn
+	ids     ServerIDs
+	service string
+	want    spiffeid.ID
+}
+
+func (c *ruledConn) Write(p []byte) (int, error) {
+	if want, ok := c.ids.ServerID(c.service); ok && want != c.want {
+		c.Conn.Close()
+		was := "plaintext"
+		if !c.want.IsZero() {
+			was = "server ID " + c.want.String()
+		}
+		return 0, fmt.Errorf("grpcidentity: the rules now require server ID %s for %s; closed the connection made for %s", want, c.service, was)
+	}
+	return c.Conn.Write(p)
 }
 
 func (b *byRules) ServerHandshake(net.Conn) (net.Conn, credentials.AuthInfo, error) {
