@@ -77,6 +77,13 @@ func (t *transport) mtlsFor(st *engine.State, service string) http.RoundTripper 
 		if err != nil {
 			return nil, err
 		}
+		// net/http applies TLSHandshakeTimeout only to handshakes it
+		// makes itself; this one it does not see.
+		if d := clone.TLSHandshakeTimeout; d > 0 {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, d)
+			defer cancel()
+		}
 		tc := tls.Client(c, cfg)
 		if err := tc.HandshakeContext(ctx); err != nil {
 			c.Close()
