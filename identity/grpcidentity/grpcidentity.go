@@ -55,7 +55,9 @@ type ServerIDs interface {
 // "user-api" for the target lightmesh:///user-api): when ids gives the
 // service a server ID, mutual TLS presenting src's current SVID and
 // accepting only that ID (another fails the handshake, naming both);
-// otherwise plaintext. Pass them beside meshgrpc.DialOptions.
+// otherwise plaintext. A nil src fails the handshakes that need mutual
+// TLS with an error saying so, as m.Transport fails with
+// mesh.ErrNoIdentity. Pass them beside meshgrpc.DialOptions.
 func RulesCredentials(src identity.Source, ids ServerIDs) credentials.TransportCredentials {
 	return &byRules{src: src, ids: ids}
 }
@@ -73,6 +75,9 @@ func (b *byRules) ClientHandshake(ctx context.Context, authority string, c net.C
 	want, ok := b.ids.ServerID(service)
 	if !ok {
 		return &ruledConn{Conn: c, ids: b.ids, service: service}, plaintextInfo{credentials.CommonAuthInfo{SecurityLevel: credentials.NoSecurity}}, nil
+	}
+	if b.src == nil {
+		return nil, nil, fmt.Errorf("grpcidentity: the rules require mutual TLS with %s for %s but there is no identity (RulesCredentials got a nil source)", want, service)
 	}
 	tc, info, err := credentials.NewTLS(identity.ClientTLSConfig(b.src, want)).ClientHandshake(ctx, authority, c)
 	if err != nil {
