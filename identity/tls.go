@@ -40,10 +40,11 @@ func (m Mode) String() string {
 
 // ServerTLSConfig returns the tls.Config of a mutual-TLS server: it
 // presents the source's current SVID and requires a client certificate
-// that chains to the trust bundle. Any SPIFFE ID of the trust domain is
-// accepted at the handshake; who may call what is the business of an
-// Authorizer. The config reads the source at every handshake, so it stays
-// current through rotation.
+// that chains to a trust bundle of the source (a FileSource has its own
+// trust domain's only; a Workload API source also the federated ones).
+// Any SPIFFE ID of those trust domains is accepted at the handshake;
+// who may call what is the business of an Authorizer. The config reads
+// the source at every handshake, so it stays current through rotation.
 func ServerTLSConfig(src Source) *tls.Config {
 	c := tlsconfig.MTLSServerConfig(src, src, tlsconfig.AuthorizeAny())
 	c.NextProtos = []string{"h2", "http/1.1"}
