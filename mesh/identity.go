@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
@@ -98,8 +99,32 @@ func (t *transport) mtlsFor(st *engine.State, service string) http.RoundTripper 
 	// proxy (base's, or HTTP_PROXY via http.DefaultTransport) the dial
 	// would reach the proxy and the handshake fail with it.
 	clone.Proxy = nil
-	actual, _ := t.tls.LoadOrStore(key, clone)
+	actual, loaded := t.tls.LoadOrStore(key, clone)
+	if !loaded {
+		// The service's serverID changed: the connections verified for
+		// an earlier one will not be used again.
+		prefix := "mtls\x00" + service + "\x00"
+		t.tls.Range(func(k, v any) bool {
+			if k := k.(string); k != key && strings.HasPrefix(k, prefix) {
+				v.(*http.Transport).CloseIdleConnections()
+			}
+			return true
+		})
+	}
 	return actual.(*http.Transport)
+}
+
+// CloseIdleConnections closes the idle connections of base and of the
+// transports cloned from it (logical-name TLS and mutual TLS), for
+// http.Client.CloseIdleConnections.
+func (t *transport) CloseIdleConnections() {
+	if c, ok := t.base.(interface{ CloseIdleConnections() }); ok {
+		c.CloseIdleConnections()
+	}
+	t.tls.Range(func(_, v any) bool {
+		v.(*http.Transport).CloseIdleConnections()
+		return true
+	})
 }
 
 // failing is a RoundTripper that fails every request with err.
