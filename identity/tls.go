@@ -44,10 +44,18 @@ func (m Mode) String() string {
 // trust domain's only; a Workload API source also the federated ones).
 // Any SPIFFE ID of those trust domains is accepted at the handshake;
 // who may call what is the business of an Authorizer. The config reads
-// the source at every handshake, so it stays current through rotation.
+// the source at every handshake, so it stays current through rotation;
+// sessions are not resumed, so every connection is verified against the
+// bundle in force.
 func ServerTLSConfig(src Source) *tls.Config {
 	c := tlsconfig.MTLSServerConfig(src, src, tlsconfig.AuthorizeAny())
 	c.NextProtos = []string{"h2", "http/1.1"}
+	// A resumed session carries the client certificate of its first
+	// handshake without verifying it again (VerifyPeerCertificate does not
+	// run), so a caller could outlive the CA the bundle dropped. Every
+	// connection verifies against the bundle in force; keep-alive
+	// amortises the handshakes.
+	c.SessionTicketsDisabled = true
 	return c
 }
 
