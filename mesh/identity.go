@@ -33,7 +33,11 @@ func (m *Mesh) Authorizer(service string) *router.Authorizer {
 // WithIdentity gives the mesh a workload identity (identity.NewFileSource
 // or workload.NewSource of package identity/workload): calls from Transport to a service whose
 // rules set serverID use mutual TLS, presenting src's current SVID and
-// accepting only a server with that SPIFFE ID. A nil src is ignored.
+// accepting only a server with that SPIFFE ID. Those calls go through a
+// clone of Transport's base with its own dialer and no proxy; when base
+// is not an *http.Transport (a wrapper such as otelhttp's), through a
+// clone of http.DefaultTransport, without the wrapper. A nil src is
+// ignored.
 func WithIdentity(src identity.Source) Option {
 	return optionFunc(func(c *config) {
 		if src != nil {
