@@ -55,7 +55,8 @@ type material struct {
 // FileSource is a Source read from files on disk and reloaded when their
 // content changes. A change that does not load (a half-written file, a
 // key that does not match the certificate) is logged and the previous
-// material keeps serving until the files are whole again.
+// material keeps serving until the files are whole again. An SVID that
+// expires because the files were not renewed is logged as an error, once.
 type FileSource struct {
 	files  Files
 	logger *slog.Logger
@@ -119,6 +120,7 @@ func (s *FileSource) watch(ctx context.Context) {
 	defer t.Stop()
 	var lastErr string
 	var warned bool
+	var expiredLogged *material // the SVID whose expiry was logged
 	for {
 		select {
 		case <-ctx.Done():
@@ -126,6 +128,13 @@ func (s *FileSource) watch(ctx context.Context) {
 		case <-t.C:
 		}
 		old := s.cur.Load()
+		// Peers refuse an expired SVID: say so here, once per SVID, or
+		// the only trace is in their handshake errors.
+		if leaf := old.svid.Certificates[0]; old != expiredLogged && time.Now().After(leaf.NotAfter) {
+			s.logger.Error("identity: the SVID has expired and the files were not renewed; peers refuse it",
+				"id", old.svid.ID.String(), "not_after", leaf.NotAfter, "cert", s.files.Cert)
+			expiredLogged = old
+		}
 		same := true
 		for i, name := range []string{s.files.Cert, s.files.Key, s.files.Bundle} {
 			b, err := os.ReadFile(name)

@@ -40,13 +40,22 @@ func (m Mode) String() string {
 
 // ServerTLSConfig returns the tls.Config of a mutual-TLS server: it
 // presents the source's current SVID and requires a client certificate
-// that chains to the trust bundle. Any SPIFFE ID of the trust domain is
-// accepted at the handshake; who may call what is the business of an
-// Authorizer. The config reads the source at every handshake, so it stays
-// current through rotation.
+// that chains to a trust bundle of the source (a FileSource has its own
+// trust domain's only; a Workload API source also the federated ones).
+// Any SPIFFE ID of those trust domains is accepted at the handshake;
+// who may call what is the business of an Authorizer. The config reads
+// the source at every handshake, so it stays current through rotation;
+// sessions are not resumed, so every connection is verified against the
+// bundle in force.
 func ServerTLSConfig(src Source) *tls.Config {
 	c := tlsconfig.MTLSServerConfig(src, src, tlsconfig.AuthorizeAny())
 	c.NextProtos = []string{"h2", "http/1.1"}
+	// A resumed session carries the client certificate of its first
+	// handshake without verifying it again (VerifyPeerCertificate does not
+	// run), so a caller could outlive the CA the bundle dropped. Every
+	// connection verifies against the bundle in force; keep-alive
+	// amortises the handshakes.
+	c.SessionTicketsDisabled = true
 	return c
 }
 
@@ -84,7 +93,7 @@ func Listen(ln net.Listener, cfg *tls.Config, mode Mode) net.Listener {
 	if mode == Strict {
 		return tls.NewListener(ln, cfg)
 	}
-	l := &sniffListener{Listener: ln, cfg: cfg, conns: make(chan net.Conn), closed: make(chan struct{})}
+	l := &sniffListener{Listener: ln, cfg: cfg, conns: make(chan net.Conn), closed: make(chan struct{}), pending: map[net.Conn]struct{}{}}
 	go l.accept()
 	return l
 }
@@ -100,6 +109,26 @@ type sniffListener struct {
 	closed chan struct{}
 	once   sync.Once
 	err    error
+
+	mu      sync.Mutex
+	pending map[net.Conn]struct{} // accepted, first byte not read yet; nil once closed
+}
+
+// track records c as being sniffed; false when the listener is closed.
+func (l *sniffListener) track(c net.Conn) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.pending == nil {
+		return false
+	}
+	l.pending[c] = struct{}{}
+	return true
+}
+
+func (l *sniffListener) untrack(c net.Conn) {
+	l.mu.Lock()
+	delete(l.pending, c)
+	l.mu.Unlock()
 }
 
 func (l *sniffListener) accept() {
@@ -123,12 +152,17 @@ func (l *sniffListener) accept() {
 		}
 		wait = 0
 		// Sniff off the accept loop: a silent client must not hold up
-		// the others.
+		// the others. Close closes the connections still being sniffed.
+		if !l.track(c) {
+			c.Close()
+			return
+		}
 		go func() {
 			c.SetReadDeadline(time.Now().Add(sniffTimeout))
 			br := bufio.NewReader(c)
 			b, err := br.Peek(1)
 			c.SetReadDeadline(time.Time{})
+			l.untrack(c)
 			if err != nil {
 				c.Close()
 				return
@@ -168,6 +202,12 @@ func (l *sniffListener) closeWith(cause error) error {
 		l.err = cause
 		close(l.closed)
 		err = l.Listener.Close()
+		l.mu.Lock()
+		for c := range l.pending {
+			c.Close()
+		}
+		l.pending = nil
+		l.mu.Unlock()
 	})
 	return err
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
@@ -32,7 +33,11 @@ func (m *Mesh) Authorizer(service string) *router.Authorizer {
 // WithIdentity gives the mesh a workload identity (identity.NewFileSource
 // or workload.NewSource of package identity/workload): calls from Transport to a service whose
 // rules set serverID use mutual TLS, presenting src's current SVID and
-// accepting only a server with that SPIFFE ID. A nil src is ignored.
+// accepting only a server with that SPIFFE ID. Those calls go through a
+// clone of Transport's base with its own dialer and no proxy; when base
+// is not an *http.Transport (a wrapper such as otelhttp's), through a
+// clone of http.DefaultTransport, without the wrapper. A nil src is
+// ignored.
 func WithIdentity(src identity.Source) Option {
 	return optionFunc(func(c *config) {
 		if src != nil {
@@ -77,6 +82,13 @@ func (t *transport) mtlsFor(st *engine.State, service string) http.RoundTripper 
 		if err != nil {
 			return nil, err
 		}
+		// net/http applies TLSHandshakeTimeout only to handshakes it
+		// makes itself; this one it does not see.
+		if d := clone.TLSHandshakeTimeout; d > 0 {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, d)
+			defer cancel()
+		}
 		tc := tls.Client(c, cfg)
 		if err := tc.HandshakeContext(ctx); err != nil {
 			c.Close()
@@ -87,8 +99,36 @@ func (t *transport) mtlsFor(st *engine.State, service string) http.RoundTripper 
 	// http:// and https:// URLs alike: the connection is TLS either way.
 	clone.DialContext, clone.DialTLSContext = handshake, handshake
 	clone.ForceAttemptHTTP2 = false
-	actual, _ := t.tls.LoadOrStore(key, clone)
+	// The handshake is with the instance picked, end to end: through a
+	// proxy (base's, or HTTP_PROXY via http.DefaultTransport) the dial
+	// would reach the proxy and the handshake fail with it.
+	clone.Proxy = nil
+	actual, loaded := t.tls.LoadOrStore(key, clone)
+	if !loaded {
+		// The service's serverID changed: the connections verified for
+		// an earlier one will not be used again.
+		prefix := "mtls\x00" + service + "\x00"
+		t.tls.Range(func(k, v any) bool {
+			if k := k.(string); k != key && strings.HasPrefix(k, prefix) {
+				v.(*http.Transport).CloseIdleConnections()
+			}
+			return true
+		})
+	}
 	return actual.(*http.Transport)
+}
+
+// CloseIdleConnections closes the idle connections of base and of the
+// transports cloned from it (logical-name TLS and mutual TLS), for
+// http.Client.CloseIdleConnections.
+func (t *transport) CloseIdleConnections() {
+	if c, ok := t.base.(interface{ CloseIdleConnections() }); ok {
+		c.CloseIdleConnections()
+	}
+	t.tls.Range(func(_, v any) bool {
+		v.(*http.Transport).CloseIdleConnections()
+		return true
+	})
 }
 
 // failing is a RoundTripper that fails every request with err.

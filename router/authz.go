@@ -29,7 +29,8 @@ type AuthorizationRule struct {
 	// Paths are URL paths or full gRPC methods ("/pkg.Svc/Method"); a
 	// trailing "*" matches by prefix.
 	Paths []string `json:"paths,omitempty" yaml:"paths,omitempty"`
-	// Methods are HTTP methods (GET, POST, …); gRPC calls are POST.
+	// Methods are HTTP methods (GET, POST, …); gRPC calls are POST. GET
+	// also matches HEAD, which net/http serves with GET handlers.
 	Methods []string `json:"methods,omitempty" yaml:"methods,omitempty"`
 }
 
@@ -236,7 +237,7 @@ func (r *compiledRule) matches(caller, method, path string) bool {
 	}
 	if len(r.methods) > 0 {
 		for _, m := range r.methods {
-			if m == method {
+			if m == method || (m == "GET" && method == "HEAD") {
 				return true
 			}
 		}

@@ -273,7 +273,7 @@ func fields() map[string]field {
 		"AuthorizationRule.action":  {doc: "allow or deny the calls the rule matches", names: []string{"allow", "deny"}},
 		"AuthorizationRule.callers": {doc: "caller SPIFFE IDs, any of which matches: spiffe://domain/path exactly, spiffe://domain/prefix/* by prefix, spiffe://domain the whole trust domain, none a caller without a certificate (plaintext in permissive mode). Empty: every caller"},
 		"AuthorizationRule.paths":   {doc: "URL paths or full gRPC methods (/pkg.Service/Method), any of which matches; a trailing * matches by prefix. Empty: every path"},
-		"AuthorizationRule.methods": {doc: "HTTP methods, any of which matches (gRPC calls are POST). Empty: every method", names: []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"}},
+		"AuthorizationRule.methods": {doc: "HTTP methods, any of which matches (gRPC calls are POST; GET also matches HEAD). Empty: every method", names: []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"}},
 	}
 }
 

@@ -10,7 +10,6 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"google.golang.org/grpc"
@@ -56,7 +55,9 @@ type ServerIDs interface {
 // "user-api" for the target lightmesh:///user-api): when ids gives the
 // service a server ID, mutual TLS presenting src's current SVID and
 // accepting only that ID (another fails the handshake, naming both);
-// otherwise plaintext. Pass them beside meshgrpc.DialOptions.
+// otherwise plaintext. A nil src fails the handshakes that need mutual
+// TLS with an error saying so, as m.Transport fails with
+// mesh.ErrNoIdentity. Pass them beside meshgrpc.DialOptions.
 func RulesCredentials(src identity.Source, ids ServerIDs) credentials.TransportCredentials {
 	return &byRules{src: src, ids: ids}
 }
@@ -73,9 +74,41 @@ func (b *byRules) ClientHandshake(ctx context.Context, authority string, c net.C
 	}
 	want, ok := b.ids.ServerID(service)
 	if !ok {
-		return c, plaintextInfo{credentials.CommonAuthInfo{SecurityLevel: credentials.NoSecurity}}, nil
+		return &ruledConn{Conn: c, ids: b.ids, service: service}, plaintextInfo{credentials.CommonAuthInfo{SecurityLevel: credentials.NoSecurity}}, nil
 	}
-	return credentials.NewTLS(identity.ClientTLSConfig(b.src, want)).ClientHandshake(ctx, authority, c)
+	if b.src == nil {
+		return nil, nil, fmt.Errorf("grpcidentity: the rules require mutual TLS with %s for %s but there is no identity (RulesCredentials got a nil source)", want, service)
+	}
+	tc, info, err := credentials.NewTLS(identity.ClientTLSConfig(b.src, want)).ClientHandshake(ctx, authority, c)
+	if err != nil {
+		return nil, nil, err
+	}
+	return &ruledConn{Conn: tc, ids: b.ids, service: service, want: want}, info, nil
+}
+
+// ruledConn is a client connection made under the serverID the rules
+// gave its service (want; zero for plaintext). gRPC keeps connections
+// across rule changes, so before each write it checks the rules still
+// give that ID: when they now require another (or mutual TLS where it
+// was plaintext), it closes itself and writes nothing, and gRPC dials
+// again under the rules in force.
+type ruledConn struct {
+	net.Conn
+	ids     ServerIDs
+	service string
+	want    spiffeid.ID
+}
+
+func (c *ruledConn) Write(p []byte) (int, error) {
+	if want, ok := c.ids.ServerID(c.service); ok && want != c.want {
+		c.Conn.Close()
+		was := "plaintext"
+		if !c.want.IsZero() {
+			was = "server ID " + c.want.String()
+		}
+		return 0, fmt.Errorf("grpcidentity: the rules now require server ID %s for %s; closed the connection made for %s", want, c.service, was)
+	}
+	return c.Conn.Write(p)
 }
 
 func (b *byRules) ServerHandshake(net.Conn) (net.Conn, credentials.AuthInfo, error) {
@@ -103,13 +136,13 @@ type plaintextInfo struct {
 
 func (plaintextInfo) AuthType() string { return "insecure" }
 
-const sniffTimeout = 10 * time.Second
-
+// ServerHandshake sniffs the first byte under the deadline grpc-go has
+// set on c for the whole handshake (grpc.ConnectionTimeout) and leaves
+// that deadline alone: lifting it would let a client that sends one byte
+// and goes silent hold the connection forever.
 func (p *permissive) ServerHandshake(c net.Conn) (net.Conn, credentials.AuthInfo, error) {
-	c.SetReadDeadline(time.Now().Add(sniffTimeout))
 	br := bufio.NewReader(c)
 	b, err := br.Peek(1)
-	c.SetReadDeadline(time.Time{})
 	if err != nil {
 		return nil, nil, fmt.Errorf("grpcidentity: reading the first byte: %w", err)
 	}

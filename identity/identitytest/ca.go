@@ -4,6 +4,7 @@
 package identitytest
 
 import (
+	"cmp"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -23,8 +24,11 @@ import (
 // CA is a certificate authority for one trust domain.
 type CA struct {
 	TrustDomain spiffeid.TrustDomain
-	cert        *x509.Certificate
-	key         *ecdsa.PrivateKey
+	// SVIDTTL is how long the SVIDs issued from now on are valid; zero
+	// means an hour.
+	SVIDTTL time.Duration
+	cert    *x509.Certificate
+	key     *ecdsa.PrivateKey
 }
 
 // NewCA makes a CA for the trust domain td (as "example.org").
@@ -82,7 +86,7 @@ func (ca *CA) Issue(path string) (certPEM, keyPEM []byte, err error) {
 	tmpl := &x509.Certificate{
 		SerialNumber: serial(),
 		NotBefore:    time.Now().Add(-time.Minute),
-		NotAfter:     time.Now().Add(time.Hour),
+		NotAfter:     time.Now().Add(cmp.Or(ca.SVIDTTL, time.Hour)),
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
 		URIs:         []*url.URL{id.URL()},

@@ -1,0 +1,55 @@
+package identity_test
+
+import (
+	"net/http"
+	"sync/atomic"
+	"testing"
+
+	"github.com/lightmesh/lightmesh/identity"
+	"github.com/lightmesh/lightmesh/router"
+)
+
+// net/http serves HEAD with a GET handler (a "GET /admin" pattern matches
+// HEAD), so a rule about GET decides HEAD too: a deny on GET that a HEAD
+// request walks past runs the handler it was meant to keep the caller
+// from.
+func TestGuardGETRuleCoversHEAD(t *testing.T) {
+	ca := newCA(t)
+	api, _ := workload(t, ca, "/api")
+	batch, _ := workload(t, ca, "/batch")
+	policy, err := identity.NewPolicy(router.Authorization{Rules: []router.AuthorizationRule{
+		{Action: "deny", Callers: []string{"spiffe://example.org/batch"}, Paths: []string{"/admin*"}, Methods: []string{"GET"}},
+	}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	guard, err := identity.NewGuard(policy, identity.GuardOptions{Service: "api"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var adminRuns atomic.Int64
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /admin/reindex", func(w http.ResponseWriter, r *http.Request) { adminRuns.Add(1) })
+	addr, _ := serve(t, api, identity.Strict, guard.Handler(mux))
+	c := mtlsClient(batch, "spiffe://example.org/api", true)
+	for _, method := range []string{http.MethodGet, http.MethodHead} {
+		resp, err := c.Do(must(http.NewRequest(method, "https://"+addr+"/admin/reindex", nil)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusForbidden {
+			t.Errorf("%s /admin/reindex by batch: %d; want 403 (denied for GET)", method, resp.StatusCode)
+		}
+	}
+	if n := adminRuns.Load(); n != 0 {
+		t.Fatalf("the GET handler ran %d times for a caller denied GET; want 0", n)
+	}
+}
+
+func must(r *http.Request, err error) *http.Request {
+	if err != nil {
+		panic(err)
+	}
+	return r
+}
