@@ -11,14 +11,14 @@ import (
 
 // TestEjectionCapHoldsWithEveryInstanceFailing: four instances all fail
 // and every outlier breaker opens, yet with the default
-// maxEjectionPercent (99: every instance but one) three are ejected —
-// the calls keep reaching the fourth and the caller sees its 500s, not a CircuitOpenError for
+// maxEjectionPercent (50) only two are ejected — the calls keep reaching
+// the other two and the caller sees their 500s, not a CircuitOpenError for
 // a route left without instances. maxEjectionPercent: 100 ejects all.
 func TestEjectionCapHoldsWithEveryInstanceFailing(t *testing.T) {
 	for _, tc := range []struct {
 		cap     string
 		serving int
-	}{{"", 1}, {", maxEjectionPercent: 25", 3}, {", maxEjectionPercent: 100", 0}} {
+	}{{"", 2}, {", maxEjectionPercent: 25", 3}, {", maxEjectionPercent: 100", 0}} {
 		var fleet []*flaky
 		for _, name := range []string{"a", "b", "c", "d"} {
 			f := newFlaky(t, name)

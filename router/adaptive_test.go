@@ -63,8 +63,8 @@ func TestMaxEjectionPercentDefault(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := r.Policy("a").Outlier.MaxEjectionPercent; got != 99 {
-		t.Errorf("default maxEjectionPercent = %d, want 99", got)
+	if got := r.Policy("a").Outlier.MaxEjectionPercent; got != 50 {
+		t.Errorf("default maxEjectionPercent = %d, want 50", got)
 	}
 	if got := r.InForce("b").OutlierDetection.MaxEjectionPercent; got != 10 {
 		t.Errorf("in force maxEjectionPercent = %d, want 10", got)

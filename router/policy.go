@@ -242,14 +242,11 @@ const (
 )
 
 // DefaultMaxEjectionPercent is outlierDetection.maxEjectionPercent when
-// it is not set: every instance but one, for the 2 to 100 instances most
-// services run (at least one, so a lone instance can still be ejected).
-// Envoy's 10% (and a half, tried first) keep a failing majority in the
-// pool: with two of three instances dead, calls kept reaching the second
-// one (TestFaultGoroutinesReturnToBaseline); the cap is there so that a
-// route is never emptied by its own ejections, and one instance left
-// taking calls does that.
-const DefaultMaxEjectionPercent = 99
+// it is not set. Envoy's 10% leaves a fleet of up to 19 instances one
+// ejection; most services a mesh SDK serves run 2 to 10 instances, where
+// half keeps a failing minority out while never ejecting every instance
+// of a fleet of two or more.
+const DefaultMaxEjectionPercent = 50
 
 // defaultRetryOn is what retry.on means when empty: for HTTP
 // connect-failure, reset, per-try-timeout, 502, 503 and 504; for gRPC

@@ -255,7 +255,7 @@ func fields() map[string]field {
 		"Breaker.multiplier":         {doc: "growth of the open period on each consecutive trip (1 or more). Default: 2", min: bound(1), orZero: true},
 		"Breaker.jitter":             {doc: "spread of open periods, ± this fraction. Default: 0", min: bound(0), max: bound(1), exclusive: true},
 		"Breaker.halfOpenProbes":     {doc: "calls admitted at once after an open period; that many successes close it. Default: 3", min: bound(0), max: bound(1000)},
-		"Breaker.maxEjectionPercent": {doc: "outlierDetection only: at most this share of the service's instances is ejected at once (at least one); the instances whose breakers opened beyond it keep taking calls, so a route is never left without instances by its own ejections. Default: 99 (every instance but one of up to 100)", min: bound(1), max: bound(100)},
+		"Breaker.maxEjectionPercent": {doc: "outlierDetection only: at most this share of the service's instances is ejected at once (at least one); the instances whose breakers opened beyond it keep taking calls, so a route is never left without instances by its own ejections. Default: 50", min: bound(1), max: bound(100)},
 		"Breaker.failureStatus":      {doc: "HTTP status codes that count as failures; transport errors and the mesh's timeouts always do. Default: every 5xx", min: bound(100), max: bound(599)},
 		"Breaker.failureCodes":       {doc: "gRPC codes that count as failures. Default: unavailable, deadline-exceeded, resource-exhausted, internal, unknown", names: grpcCodeSpellings(router.GRPCCodeNames()), others: []any{codeSpellings()}},
 
