@@ -397,6 +397,11 @@ func (t *Try) pickOnce() (in *discovery.Instance, lane, fallback bool) {
 				return in, true, false
 			}
 		}
+		// A lane instance ramping up still takes its lane's calls: the
+		// ramp shares calls within the lane, never with base.
+		if in = t.pickWarm(tb.PickLane); in != nil {
+			return in, true, false
+		}
 		if t.sawPending {
 			return nil, false, false
 		}
