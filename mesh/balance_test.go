@@ -109,3 +109,30 @@ func TestExplainShowsBalancerAndSlowStart(t *testing.T) {
 		}
 	}
 }
+
+// TestP2CEWMAAvoidsAFastFailingInstance: under loadBalancer: p2c-ewma
+// with no outlierDetection, an instance that answers 503 at once (a
+// crashed dependency, an empty pool) must not draw the calls away from
+// the healthy ones because its errors are fast: it gets less than
+// round-robin's third. Before, its 503s were latency samples like any
+// other, so the lowest average won and it took about 90% of the calls.
+func TestP2CEWMAAvoidsAFastFailingInstance(t *testing.T) {
+	a, b, bad := newFlaky(t, "a"), newFlaky(t, "b"), newFlaky(t, "bad")
+	_, _, client := meshFor(t, svcDoc("    loadBalancer: p2c-ewma\n"), a, b, bad)
+	a.delay.Store(int64(3 * time.Millisecond))
+	b.delay.Store(int64(3 * time.Millisecond))
+	for range 30 { // connections made
+		send(client, "GET", "http://svc/")
+	}
+	bad.status.Store(http.StatusServiceUnavailable)
+	calls, failed := 0, 0
+	for start := time.Now(); time.Since(start) < time.Second && calls < 5000; calls++ {
+		if code, _, err := send(client, "GET", "http://svc/"); err != nil || code != http.StatusOK {
+			failed++
+		}
+	}
+	t.Logf("%d of %d calls failed", failed, calls)
+	if share := float64(failed) / float64(calls); share > 0.2 {
+		t.Fatalf("%d of %d calls (%.2f) failed on the instance answering 503; want < 0.2 (round-robin: 0.33)", failed, calls, share)
+	}
+}

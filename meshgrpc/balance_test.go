@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc/codes"
+
 	"github.com/lightmesh/lightmesh/internal/grpctest"
 	"github.com/lightmesh/lightmesh/internal/meshtest"
 )
@@ -48,5 +50,34 @@ func TestP2CEWMAAvoidsASlowedInstance(t *testing.T) {
 		if time.Since(start) > 8*time.Second {
 			t.Fatalf("the recovered server did not get its share back within 8s")
 		}
+	}
+}
+
+// TestP2CEWMAAvoidsAFastFailingInstance: inside the lightmesh picker,
+// with no outlierDetection, a server failing every call with UNAVAILABLE
+// at once gets less than round-robin's third of the calls under
+// p2c-ewma (before, its fast errors made it the cheapest and it drew
+// about two thirds).
+func TestP2CEWMAAvoidsAFastFailingInstance(t *testing.T) {
+	a, b, bad := grpctest.Start(t, "a"), grpctest.Start(t, "b"), grpctest.Start(t, "bad")
+	m, _ := newMesh(t, echoDoc("    loadBalancer: p2c-ewma\n"), staticOf(a, b, bad))
+	conn := dial(t, m, "echo")
+	ctx := context.Background()
+	meshtest.WaitFor(t, 5*time.Second, "every server to answer", func() bool {
+		call(ctx, conn)
+		return a.Calls.Load() > 0 && b.Calls.Load() > 0 && bad.Calls.Load() > 0
+	})
+	a.Delay.Store(int64(3 * time.Millisecond))
+	b.Delay.Store(int64(3 * time.Millisecond))
+	bad.Code.Store(uint32(codes.Unavailable))
+	calls, failed := 0, 0
+	for start := time.Now(); time.Since(start) < time.Second && calls < 5000; calls++ {
+		if _, err := call(ctx, conn); err != nil {
+			failed++
+		}
+	}
+	t.Logf("%d of %d calls failed", failed, calls)
+	if share := float64(failed) / float64(calls); share > 0.2 {
+		t.Fatalf("%d of %d calls (%.2f) failed on the server answering UNAVAILABLE; want < 0.2 (round-robin: 0.33)", failed, calls, share)
 	}
 }

@@ -295,7 +295,7 @@ func (c *Call) NewTry(ctx context.Context) (*Try, error) {
 // newTry resets the call's try and admits it through the service breaker.
 func (c *Call) newTry() (*Try, error) {
 	t := &c.try
-	t.untrack(false)
+	t.untrack(false, false)
 	*t = Try{c: c}
 	c.end = time.Time{} // only the last try's end measures the call
 	if c.svc == nil || c.svc.breaker == nil {
@@ -602,9 +602,38 @@ func (t *Try) Done(o *Outcome) error {
 		t.svc.reportAt(verdict(t.svc.policy, o, callerDone, c.timedOut), now)
 		t.inst.reportAt(verdict(t.inst.policy, o, callerDone, c.timedOut), now)
 	}
-	t.untrack(o.Kind != KindConnectFailure)
+	t.untrack(o.Kind != KindConnectFailure, t.failed(o, callerDone, c.timedOut))
 	return nil
 }
+
+// failed reports whether o is a failure of the picked instance for the
+// load-aware balancers: as its outlier breaker judges it, else as the
+// service breaker does, else by the breakers' default failure set
+// (timeouts, connection errors, 5xx and gRPC unknown, deadline-exceeded,
+// resource-exhausted, internal, unavailable). The caller's own end is
+// none.
+func (t *Try) failed(o *Outcome, callerDone, timedOut bool) bool {
+	if t.ld == nil || callerDone {
+		return false
+	}
+	for _, bp := range [2]*router.BreakerPolicy{t.inst.policy, t.svc.policy} {
+		if bp != nil {
+			return verdict(bp, o, false, timedOut) == breaker.Failure
+		}
+	}
+	switch {
+	case timedOut || o.Kind != KindNone:
+		return true
+	case o.GRPC:
+		return o.Code < 32 && defaultFailureCodes&(1<<o.Code) != 0
+	}
+	return o.Status >= 500
+}
+
+// defaultFailureCodes are the gRPC codes a breaker counts as failures by
+// default: unknown, deadline-exceeded, resource-exhausted, internal and
+// unavailable, as router's default failureCodes.
+const defaultFailureCodes = 1<<2 | 1<<4 | 1<<8 | 1<<13 | 1<<14
 
 // timesCalls reports whether a breaker of policy bp times its calls
 // (slow-call detection), so that its outcomes need their end time.
@@ -621,19 +650,19 @@ func (t *Try) AttemptDone(o *Outcome, sent bool) {
 		return
 	}
 	if !sent {
-		t.untrack(false)
+		t.untrack(false, false)
 		t.inst.report(breaker.Ignored)
 		return
 	}
-	t.untrack(true)
 	callerDone, callTimedOut, tryTimedOut := t.judge(o)
+	t.untrack(true, t.failed(o, callerDone, callTimedOut || tryTimedOut))
 	t.inst.report(verdict(t.inst.policy, o, callerDone, callTimedOut || tryTimedOut))
 }
 
 // abandon ends the try without an outcome: nothing was sent, so it counts
 // for no breaker.
 func (t *Try) abandon() {
-	t.untrack(false)
+	t.untrack(false, false)
 	t.svc.report(breaker.Ignored)
 	t.inst.report(breaker.Ignored)
 }
