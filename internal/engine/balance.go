@@ -36,10 +36,11 @@ type instLoad struct {
 }
 
 // minSuccess bounds the success share cost divides by: an instance
-// failing every call costs 100 times its latency and load, so it takes
-// calls only when forced (forcePick), which is how it is found again
-// once it recovers.
-const minSuccess = 0.01
+// failing every call costs 1000 times its latency and load (100 times
+// was not enough on a loaded host, where a healthy instance's average
+// can grow tenfold), so it takes calls only when forced (forcePick),
+// which is how it is found again once it recovers.
+const minSuccess = 0.001
 
 // failStep is the least share by which one sample moves the failure
 // average: about 20 failures in a row make an instance cost ten times
