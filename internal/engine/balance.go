@@ -43,9 +43,9 @@ type instLoad struct {
 const minSuccess = 0.001
 
 // failStep is the least share by which one sample moves the failure
-// average: about 20 failures in a row make an instance cost ten times
-// more, however fast they come.
-const failStep = 0.1
+// average: 8 failures in a row make an instance cost ten times more, 24
+// a thousand times, however fast they come.
+const failStep = 0.25
 
 // observe adds a sample ending at now, rtt ns long (negative: no latency
 // sample, the call never reached the instance) and failed or not: each
@@ -86,15 +86,27 @@ func (l *instLoad) EWMA() time.Duration {
 }
 
 // cost is the instance's load for lb: for p2c-ewma its latency average
-// times (in-flight + 1), for least-request its in-flight calls + 1, over
+// times (in-flight + 1) (the most there is while its first call is in
+// flight or when it has failed without a latency sample), for least-request its in-flight calls + 1, over
 // its weight and over its share of calls that succeed (at least
 // minSuccess) either way. Without the success share an instance that
 // fails fast (503 at once) would look the least loaded and draw most
 // calls, as kratos' p2c weighs by success for.
 func (l *instLoad) cost(lb router.LoadBalancer, weight int) float64 {
-	n := float64(l.inflight.Load() + 1)
+	inflight := l.inflight.Load()
+	n := float64(inflight + 1)
 	if lb == router.P2CEWMA {
-		n *= math.Float64frombits(l.ewma.Load()) + 1
+		ewma := math.Float64frombits(l.ewma.Load())
+		if ewma == 0 && (inflight > 0 || l.fail.Load() != 0) {
+			// No latency known yet and a call pending: as Finagle's
+			// penalty, the instance takes one call at a time until its
+			// first answer, rather than every concurrent call at once.
+			// No latency known and failures (connections refused): a
+			// zero average would make it the cheapest of all; it is
+			// tried again by forcePick.
+			return math.MaxFloat64
+		}
+		n *= ewma + 1
 	}
 	ok := max(minSuccess, 1-math.Float64frombits(l.fail.Load()))
 	return n / float64(max(1, weight)) / ok
