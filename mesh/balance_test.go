@@ -1,14 +1,17 @@
 package mesh_test
 
 import (
+	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/lightmesh/lightmesh/discovery"
+	"github.com/lightmesh/lightmesh/internal/meshtest"
 	"github.com/lightmesh/lightmesh/mesh"
 	"github.com/lightmesh/lightmesh/rules"
 )
@@ -107,5 +110,99 @@ func TestExplainShowsBalancerAndSlowStart(t *testing.T) {
 		if !strings.Contains(text.String(), want) {
 			t.Errorf("explain lacks %q:\n%s", want, text.String())
 		}
+	}
+}
+
+// TestP2CEWMAAvoidsAFastFailingInstance: under loadBalancer: p2c-ewma
+// with no outlierDetection, an instance that answers 503 at once (a
+// crashed dependency, an empty pool) must not draw the calls away from
+// the healthy ones because its errors are fast: it gets less than
+// round-robin's third. Before, its 503s were latency samples like any
+// other, so the lowest average won and it took about 90% of the calls.
+func TestP2CEWMAAvoidsAFastFailingInstance(t *testing.T) {
+	a, b, bad := newFlaky(t, "a"), newFlaky(t, "b"), newFlaky(t, "bad")
+	_, _, client := meshFor(t, svcDoc("    loadBalancer: p2c-ewma\n"), a, b, bad)
+	a.delay.Store(int64(3 * time.Millisecond))
+	b.delay.Store(int64(3 * time.Millisecond))
+	for range 30 { // connections made
+		send(client, "GET", "http://svc/")
+	}
+	bad.status.Store(http.StatusServiceUnavailable)
+	calls, failed := 0, 0
+	for ; calls < 300; calls++ {
+		if code, _, err := send(client, "GET", "http://svc/"); err != nil || code != http.StatusOK {
+			failed++
+		}
+	}
+	t.Logf("%d of %d calls failed", failed, calls)
+	if share := float64(failed) / float64(calls); share > 0.15 {
+		t.Fatalf("%d of %d calls (%.2f) failed on the instance answering 503; want < 0.15 (round-robin: 0.33)", failed, calls, share)
+	}
+}
+
+// TestP2CEWMADoesNotFloodAJoiningInstance: under p2c-ewma an instance
+// that joins has no latency sample yet; it must not look free to every
+// concurrent caller until its first call returns. A new instance that is
+// slow on its first calls (a cold cache, a JIT) takes one probe call at
+// a time until it has a sample, as Finagle's peak EWMA penalises an
+// instance with calls pending and no latency known. Before, all eight
+// callers piled onto it and waited 200ms each.
+func TestP2CEWMADoesNotFloodAJoiningInstance(t *testing.T) {
+	a, b, cold := newFlaky(t, "a"), newFlaky(t, "b"), newFlaky(t, "cold")
+	a.delay.Store(int64(2 * time.Millisecond))
+	b.delay.Store(int64(2 * time.Millisecond))
+	cold.delay.Store(int64(200 * time.Millisecond))
+	static := discovery.NewStatic(map[string][]discovery.Instance{"svc": {a.instance(), b.instance()}})
+	m := newMesh(t, rules.NewMemory([]byte(svcDoc("    loadBalancer: p2c-ewma\n"))), static)
+	client := &http.Client{Transport: m.Transport(nil)}
+	for range 50 {
+		send(client, "GET", "http://svc/")
+	}
+	static.Set("svc", []discovery.Instance{a.instance(), b.instance(), cold.instance()})
+	meshtest.WaitFor(t, 5*time.Second, "the new instance known", func() bool { return len(m.Table().Instances("svc", "")) == 3 })
+	var wg sync.WaitGroup
+	deadline := time.Now().Add(150 * time.Millisecond)
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for time.Now().Before(deadline) {
+				if code, _, err := send(client, "GET", "http://svc/"); err != nil || code != http.StatusOK {
+					t.Errorf("%d %v", code, err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if n := cold.hits.Load(); n > 2 {
+		t.Fatalf("the joining instance took %d calls at once before its first answer; want at most 2", n)
+	}
+}
+
+// TestP2CEWMAAvoidsARefusingInstance: under p2c-ewma, with no retries
+// and no outlierDetection, an instance that refuses connections from the
+// start has no latency sample ever; its connect failures must still make
+// it costly (before, with no sample it looked free and drew most calls,
+// each failing).
+func TestP2CEWMAAvoidsARefusingInstance(t *testing.T) {
+	a, b := newFlaky(t, "a"), newFlaky(t, "b")
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := discovery.Instance{Address: l.Addr().String()}
+	l.Close()
+	m := newMesh(t, rules.NewMemory([]byte(svcDoc("    loadBalancer: p2c-ewma\n"))),
+		discovery.NewStatic(map[string][]discovery.Instance{"svc": {a.instance(), b.instance(), dead}}))
+	client := &http.Client{Transport: m.Transport(nil)}
+	calls, failed := 0, 0
+	for start := time.Now(); time.Since(start) < 500*time.Millisecond && calls < 3000; calls++ {
+		if code, _, err := send(client, "GET", "http://svc/"); err != nil || code != http.StatusOK {
+			failed++
+		}
+	}
+	if share := float64(failed) / float64(calls); share > 0.1 {
+		t.Fatalf("%d of %d calls (%.2f) failed on the instance refusing connections; want < 0.1 (round-robin: 0.33)", failed, calls, share)
 	}
 }

@@ -5,6 +5,9 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/lightmesh/lightmesh/internal/meshtest"
 
 	"github.com/lightmesh/lightmesh/mesh"
 )
@@ -67,5 +70,37 @@ func TestEjectionCapHoldsWithEveryInstanceFailing(t *testing.T) {
 			t.Fatalf("cap %q: explain lists %d ejected instances, want at most %d:\n%s", tc.cap, got, 4-tc.serving, text.String())
 		}
 		m.Close()
+	}
+}
+
+// TestEjectionCapPrefersHealthyInstances: of three instances two fail
+// and both their outlier breakers open, but the default cap (50% of 3:
+// one) ejects only one. The one left over the cap is a last resort, not
+// an equal share: while the healthy instance takes calls, every call
+// reaches it and none fails (before, the over-cap instance took every
+// other call and half of them failed).
+func TestEjectionCapPrefersHealthyInstances(t *testing.T) {
+	a, b, ok := newFlaky(t, "a"), newFlaky(t, "b"), newFlaky(t, "ok")
+	a.status.Store(http.StatusInternalServerError)
+	b.status.Store(http.StatusInternalServerError)
+	m, _, client := meshFor(t, svcDoc("    outlierDetection: {minRequests: 2, failureRatio: 0.5, openBase: 1h, openMax: 1h}\n"), a, b, ok)
+	meshtest.WaitFor(t, 5*time.Second, "both failing instances' breakers to open", func() bool {
+		send(client, "GET", "http://svc/")
+		open := 0
+		for _, br := range m.Status().Breakers {
+			if br.Instance != "" && br.State == "open" {
+				open++
+			}
+		}
+		return open == 2
+	})
+	failed := 0
+	for range 40 {
+		if code, _, err := send(client, "GET", "http://svc/"); err != nil || code != http.StatusOK {
+			failed++
+		}
+	}
+	if failed > 0 {
+		t.Fatalf("%d of 40 calls failed on the instance over the ejection cap while a healthy one was there", failed)
 	}
 }

@@ -7,6 +7,7 @@ import (
 
 	"github.com/lightmesh/lightmesh/discovery"
 	"github.com/lightmesh/lightmesh/internal/meshtest"
+	"github.com/lightmesh/lightmesh/mesh"
 	"github.com/lightmesh/lightmesh/rules"
 )
 
@@ -54,4 +55,21 @@ func TestSlowStartRamps(t *testing.T) {
 		t.Fatalf("new instance's share: %.2f in 0-0.4s, %.2f in 0.4-1.8s, %.2f after the window; want < 0.2 (round-robin: 0.33), growing, then 1/3",
 			early, late, full)
 	}
+}
+
+// TestSlowStartKeepsLaneCallsInTheirLane: a lane instance that joins
+// while slowStart is set ramps within its lane only: every call carrying
+// the lane still reaches it, none goes to the base instances, even at
+// the start of its window (before, a warming lane instance gave its turn
+// to base, so ~90% of the lane's calls left the lane).
+func TestSlowStartKeepsLaneCallsInTheirLane(t *testing.T) {
+	list := laneFleet(t)
+	static := discovery.NewStatic(map[string][]discovery.Instance{"svc": list[:2]})
+	doc := "apiVersion: lightmesh/v1\ndefaults:\n  lanes: {label: env, base: {labels: {env: base}}}\n  slowStart: {window: 1m}\n"
+	m := newMesh(t, rules.NewMemory([]byte(doc)), static, mesh.WithServices("svc"))
+	c := &http.Client{Transport: m.Transport(nil)}
+	meshtest.ExpectOnly(t, c, "svc", "", 10, "base-1", "base-2")
+	static.Set("svc", list[:3])
+	meshtest.WaitFor(t, 5*time.Second, "feat1-1 known", func() bool { return len(m.Table().Instances("svc", "")) == 3 })
+	meshtest.ExpectOnly(t, c, "svc", "feat1", 40, "feat1-1")
 }

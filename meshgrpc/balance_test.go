@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc/codes"
+
 	"github.com/lightmesh/lightmesh/internal/grpctest"
 	"github.com/lightmesh/lightmesh/internal/meshtest"
 )
@@ -48,5 +50,67 @@ func TestP2CEWMAAvoidsASlowedInstance(t *testing.T) {
 		if time.Since(start) > 8*time.Second {
 			t.Fatalf("the recovered server did not get its share back within 8s")
 		}
+	}
+}
+
+// TestP2CEWMAAvoidsAFastFailingInstance: inside the lightmesh picker,
+// with no outlierDetection, a server failing every call with UNAVAILABLE
+// at once gets less than round-robin's third of the calls under
+// p2c-ewma (before, its fast errors made it the cheapest and it drew
+// about two thirds).
+func TestP2CEWMAAvoidsAFastFailingInstance(t *testing.T) {
+	a, b, bad := grpctest.Start(t, "a"), grpctest.Start(t, "b"), grpctest.Start(t, "bad")
+	m, _ := newMesh(t, echoDoc("    loadBalancer: p2c-ewma\n"), staticOf(a, b, bad))
+	conn := dial(t, m, "echo")
+	ctx := context.Background()
+	meshtest.WaitFor(t, 5*time.Second, "every server to answer", func() bool {
+		call(ctx, conn)
+		return a.Calls.Load() > 0 && b.Calls.Load() > 0 && bad.Calls.Load() > 0
+	})
+	a.Delay.Store(int64(3 * time.Millisecond))
+	b.Delay.Store(int64(3 * time.Millisecond))
+	bad.Code.Store(uint32(codes.Unavailable))
+	calls, failed := 0, 0
+	for ; calls < 300; calls++ {
+		if _, err := call(ctx, conn); err != nil {
+			failed++
+		}
+	}
+	t.Logf("%d of %d calls failed", failed, calls)
+	if share := float64(failed) / float64(calls); share > 0.15 {
+		t.Fatalf("%d of %d calls (%.2f) failed on the server answering UNAVAILABLE; want < 0.15 (round-robin: 0.33)", failed, calls, share)
+	}
+}
+
+// TestP2CEWMAAvoidsAFastFailingInstanceUnderRetries: as
+// TestP2CEWMAAvoidsAFastFailingInstance, with retries on UNAVAILABLE and
+// no outlierDetection: every call succeeds (its retry goes elsewhere),
+// but each attempt on the failing server costs a retry and its latency,
+// so it must get few of the attempts (before, its fast UNAVAILABLEs were
+// cheap latency samples and it drew 28% of them).
+func TestP2CEWMAAvoidsAFastFailingInstanceUnderRetries(t *testing.T) {
+	a, b, bad := grpctest.Start(t, "a"), grpctest.Start(t, "b"), grpctest.Start(t, "bad")
+	m, _ := newMesh(t, echoDoc("    loadBalancer: p2c-ewma\n    retry: {attempts: 3, backoff: 1ms, budget: 1, on: [unavailable]}\n"), staticOf(a, b, bad))
+	conn := dial(t, m, "echo")
+	ctx := context.Background()
+	meshtest.WaitFor(t, 5*time.Second, "every server to answer", func() bool {
+		call(ctx, conn)
+		return a.Calls.Load() > 0 && b.Calls.Load() > 0 && bad.Calls.Load() > 0
+	})
+	a.Delay.Store(int64(3 * time.Millisecond))
+	b.Delay.Store(int64(3 * time.Millisecond))
+	bad.Code.Store(uint32(codes.Unavailable))
+	before := a.Calls.Load() + b.Calls.Load() + bad.Calls.Load()
+	badBefore := bad.Calls.Load()
+	for start, calls := time.Now(), 0; time.Since(start) < time.Second && calls < 5000; calls++ {
+		if _, err := call(ctx, conn); err != nil {
+			t.Fatal(err)
+		}
+	}
+	attempts := a.Calls.Load() + b.Calls.Load() + bad.Calls.Load() - before
+	share := float64(bad.Calls.Load()-badBefore) / float64(attempts)
+	t.Logf("the failing server got %.2f of %d attempts", share, attempts)
+	if share > 0.2 {
+		t.Fatalf("the server answering UNAVAILABLE got %.2f of %d attempts; want < 0.2 (round-robin: 0.33)", share, attempts)
 	}
 }

@@ -58,3 +58,36 @@ func TestEjectionCapHoldsWithEveryInstanceFailing(t *testing.T) {
 		t.Fatalf("%d servers still take calls, want 2 (half of 4)", serving)
 	}
 }
+
+// TestEjectionCapPrefersHealthyInstances: of three servers two answer
+// Internal and both their outlier breakers open; the default cap ejects
+// one, and the one over the cap takes calls only when no healthy server
+// would: every call reaches the healthy one (before, every other call
+// went to the failing server over the cap).
+func TestEjectionCapPrefersHealthyInstances(t *testing.T) {
+	a, b, ok := grpctest.Start(t, "a"), grpctest.Start(t, "b"), grpctest.Start(t, "ok")
+	a.Code.Store(uint32(codes.Internal))
+	b.Code.Store(uint32(codes.Internal))
+	m, _ := newMesh(t, echoDoc("    outlierDetection: {minRequests: 2, failureRatio: 0.5, openBase: 1h, openMax: 1h}\n"), staticOf(a, b, ok))
+	conn := dial(t, m, "echo")
+	ctx := context.Background()
+	meshtest.WaitFor(t, 5*time.Second, "both failing servers' breakers to open", func() bool {
+		call(ctx, conn)
+		open := 0
+		for _, br := range m.Status().Breakers {
+			if br.Instance != "" && br.State == "open" {
+				open++
+			}
+		}
+		return open == 2
+	})
+	failed := 0
+	for range 40 {
+		if _, err := call(ctx, conn); err != nil {
+			failed++
+		}
+	}
+	if failed > 0 {
+		t.Fatalf("%d of 40 calls failed on the server over the ejection cap while a healthy one was there", failed)
+	}
+}

@@ -29,26 +29,55 @@ type instLoad struct {
 	ewma     atomic.Uint64 // math.Float64bits of the latency average, ns
 	stamp    atomic.Int64  // Unix ns of the last latency sample
 	picked   atomic.Int64  // Unix ns of the last pick
+	// fail is math.Float64bits of the failure average, weighted by time
+	// as ewma is but each sample by at least failStep: 0 while the
+	// instance's calls succeed, toward 1 while they fail.
+	fail atomic.Uint64
 }
 
-// observe adds a latency sample of rtt ns ending at now: the average
-// moves toward it by 1 − e^(−t/ewmaTau), t the time since the last
-// sample. Weighting by time, not by count, keeps one stall of an instance
+// minSuccess bounds the success share cost divides by: an instance
+// failing every call costs 1000 times its latency and load (100 times
+// was not enough on a loaded host, where a healthy instance's average
+// can grow tenfold), so it takes calls only when forced (forcePick),
+// which is how it is found again once it recovers.
+const minSuccess = 0.001
+
+// failStep is the least share by which one sample moves the failure
+// average: 8 failures in a row make an instance cost ten times more, 24
+// a thousand times, however fast they come.
+const failStep = 0.25
+
+// observe adds a sample ending at now, rtt ns long (negative: no latency
+// sample, the call never reached the instance) and failed or not: each
+// average moves toward it by 1 − e^(−t/ewmaTau), t the time since the
+// last sample. Weighting by time, not by count, keeps one stall of an instance
 // picked every millisecond from moving its average much, while the first
 // sample after a long pause (an instance shunned while slow) replaces
 // most of it. Not peak-sensitive (as Finagle's is): on a loaded host a
 // single scheduling stall on a healthy instance would then outweigh an
 // instance that is slow on every call (measured: the slowed instance of
 // TestP2CEWMAAvoidsASlowedInstance got 28% of the calls in a loaded run).
-func (l *instLoad) observe(now, rtt int64) {
-	prev := math.Float64frombits(l.ewma.Load())
+func (l *instLoad) observe(now, rtt int64, failed bool) {
 	last := l.stamp.Swap(now)
-	next := float64(rtt)
+	w := 0.0 // the first sample replaces the zero averages
 	if last != 0 {
-		w := math.Exp(-float64(max(0, now-last)) / ewmaTau)
-		next = prev*w + float64(rtt)*(1-w)
+		w = math.Exp(-float64(max(0, now-last)) / ewmaTau)
 	}
-	l.ewma.Store(math.Float64bits(next))
+	if rtt >= 0 {
+		prev := math.Float64frombits(l.ewma.Load())
+		if last == 0 || prev == 0 {
+			prev = float64(rtt)
+		}
+		l.ewma.Store(math.Float64bits(prev*w + float64(rtt)*(1-w)))
+	}
+	f := 0.0
+	if failed {
+		f = 1
+	}
+	// By time alone, an instance failing every call of a busy service
+	// within a millisecond would need a second of failures to be avoided.
+	w = min(w, 1-failStep)
+	l.fail.Store(math.Float64bits(math.Float64frombits(l.fail.Load())*w + f*(1-w)))
 }
 
 // EWMA returns the instance's latency average.
@@ -57,14 +86,30 @@ func (l *instLoad) EWMA() time.Duration {
 }
 
 // cost is the instance's load for lb: for p2c-ewma its latency average
-// times (in-flight + 1), for least-request its in-flight calls + 1, over
-// its weight either way.
+// times (in-flight + 1) (the most there is while its first call is in
+// flight or when it has failed without a latency sample), for least-request its in-flight calls + 1, over
+// its weight and over its share of calls that succeed (at least
+// minSuccess) either way. Without the success share an instance that
+// fails fast (503 at once) would look the least loaded and draw most
+// calls, as kratos' p2c weighs by success for.
 func (l *instLoad) cost(lb router.LoadBalancer, weight int) float64 {
-	n := float64(l.inflight.Load() + 1)
+	inflight := l.inflight.Load()
+	n := float64(inflight + 1)
 	if lb == router.P2CEWMA {
-		n *= math.Float64frombits(l.ewma.Load()) + 1
+		ewma := math.Float64frombits(l.ewma.Load())
+		if ewma == 0 && (inflight > 0 || l.fail.Load() != 0) {
+			// No latency known yet and a call pending: as Finagle's
+			// penalty, the instance takes one call at a time until its
+			// first answer, rather than every concurrent call at once.
+			// No latency known and failures (connections refused): a
+			// zero average would make it the cheapest of all; it is
+			// tried again by forcePick.
+			return math.MaxFloat64
+		}
+		n *= ewma + 1
 	}
-	return n / float64(max(1, weight))
+	ok := max(minSuccess, 1-math.Float64frombits(l.fail.Load()))
+	return n / float64(max(1, weight)) / ok
 }
 
 // loads returns the load trackers of list for a service with a
@@ -134,7 +179,7 @@ func (t *Try) balance(list []discovery.Instance, accept func(*discovery.Instance
 
 // track starts counting the try's call on in: one more in flight.
 func (t *Try) track(in *discovery.Instance) {
-	t.untrack(false)
+	t.untrack(false, false)
 	if s := t.c.svc; s != nil && s.load != nil {
 		if l := s.load[in.Address]; l != nil {
 			now := time.Now().UnixNano()
@@ -146,17 +191,22 @@ func (t *Try) track(in *discovery.Instance) {
 }
 
 // untrack ends the count of track; sent says the call reached the
-// instance, whose latency is then a sample of its average.
-func (t *Try) untrack(sent bool) {
+// instance, whose latency is then a sample of its average, and failed
+// that it failed (a connect failure is one, with no latency sample).
+func (t *Try) untrack(sent, failed bool) {
 	l := t.ld
 	if l == nil {
 		return
 	}
 	t.ld = nil
 	l.inflight.Add(-1)
-	if sent {
+	if sent || failed {
 		now := time.Now().UnixNano()
-		l.observe(now, now-t.ldStart)
+		rtt := now - t.ldStart
+		if !sent {
+			rtt = -1
+		}
+		l.observe(now, rtt, failed)
 	}
 }
 

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"math/rand/v2"
 	"time"
 
 	oteltrace "go.opentelemetry.io/otel/trace"
@@ -270,8 +271,10 @@ type Try struct {
 	conns                        Conns
 	sawOpen, sawPending, sawDown bool // why candidates were skipped
 	// sawWarm: a candidate gave its turn away to ramp up (slow start);
-	// warmOK: take warming instances anyway, as none else would do.
-	sawWarm, warmOK bool
+	// sawCap: one whose outlier breaker refuses was left as it is over
+	// the ejection cap; lastResort: take those anyway, as none else
+	// would do.
+	sawWarm, sawCap, lastResort bool
 	// ld is the load tracker of the picked instance (load-aware
 	// balancers), counting from ldStart (Unix ns) until untrack.
 	ld         *instLoad
@@ -303,7 +306,7 @@ func (c *Call) NewTry(ctx context.Context) (*Try, error) {
 // newTry resets the call's try and admits it through the service breaker.
 func (c *Call) newTry() (*Try, error) {
 	t := &c.try
-	t.untrack(false)
+	t.untrack(false, false)
 	*t = Try{c: c}
 	c.end = time.Time{} // only the last try's end measures the call
 	if c.svc == nil || c.svc.breaker == nil {
@@ -348,7 +351,7 @@ func (t *Try) Pick(conns Conns) (*discovery.Instance, error) {
 	// attempt that failed before it was sent) gives that one's slot back.
 	t.inst.report(breaker.Ignored)
 	t.conns = conns
-	t.sawOpen, t.sawPending, t.sawDown, t.sawWarm, t.sawStalled = false, false, false, false, false
+	t.sawOpen, t.sawPending, t.sawDown, t.sawWarm, t.sawCap, t.sawStalled = false, false, false, false, false, false
 	t.lastIn = nil // the call may have been rebased onto other breakers
 	for {
 		in, lane, fallback := t.pickOnce()
@@ -412,12 +415,17 @@ func (t *Try) pickOnce() (in *discovery.Instance, lane, fallback bool) {
 		if in != nil {
 			return in, true, false
 		}
+		// A lane instance ramping up still takes its lane's calls: the
+		// ramp shares calls within the lane, never with base.
+		if in = t.pickLast(tb.LaneCandidates(&c.decision)); in != nil {
+			return in, true, false
+		}
 		if t.sawPending {
 			return nil, false, false
 		}
 	}
+	chosen, fbList := tb.Candidates(&c.decision)
 	if c.svc != nil && c.svc.load != nil {
-		chosen, _ := tb.Candidates(&c.decision)
 		if in = t.balance(chosen, t.acceptFresh); in != nil {
 			return in, false, false
 		}
@@ -430,7 +438,7 @@ func (t *Try) pickOnce() (in *discovery.Instance, lane, fallback bool) {
 			return in, false, false
 		}
 	}
-	if in = t.pickWarm(tb.PickChosen); in != nil {
+	if in = t.pickLast(chosen); in != nil {
 		return in, false, false
 	}
 	if t.sawPending {
@@ -444,25 +452,46 @@ func (t *Try) pickOnce() (in *discovery.Instance, lane, fallback bool) {
 			return in, false, true
 		}
 	}
-	if in = t.pickWarm(tb.PickFallback); in != nil {
+	if in = t.pickLast(fbList); in != nil {
 		return in, false, true
 	}
 	return nil, false, false
 }
 
-// pickWarm picks again with pick when the last picks skipped only
-// instances ramping up: slow start shares the calls within a subset, it
-// never sends them to the fallback or fails them.
-func (t *Try) pickWarm(pick func(*router.Decision, func(*discovery.Instance) bool) *discovery.Instance) *discovery.Instance {
-	if !t.sawWarm {
+// pickLast picks again from list when the last picks skipped instances
+// ramping up or over the ejection cap, taking those now: slow start
+// shares the calls within a subset, it never sends them to the fallback
+// or fails them; an instance whose outlier breaker refuses but that the
+// cap keeps takes calls only when no healthy one of its subset would.
+// The pick is at random by weight: the round-robin cursor, moved by the
+// picks that skipped them all, would land on the same one every time.
+func (t *Try) pickLast(list []discovery.Instance) *discovery.Instance {
+	if !t.sawWarm && !t.sawCap {
 		return nil
 	}
-	t.warmOK = true
-	defer func() { t.warmOK = false }()
-	if in := pick(&t.c.decision, t.acceptFresh); in != nil || t.c.ntried == 0 {
+	t.lastResort = true
+	defer func() { t.lastResort = false }()
+	if in := pickRandom(list, t.acceptFresh); in != nil || t.c.ntried == 0 {
 		return in
 	}
-	return pick(&t.c.decision, t.acceptAgain)
+	return pickRandom(list, t.acceptAgain)
+}
+
+// pickRandom returns an instance of list that accept takes, at random by
+// discovery weight (a weight below 1 counts as 1), or nil.
+func pickRandom(list []discovery.Instance, accept func(*discovery.Instance) bool) *discovery.Instance {
+	var in *discovery.Instance
+	total := 0
+	for i := range list {
+		if !accept(&list[i]) {
+			continue
+		}
+		w := max(1, list[i].Weight)
+		if total += w; rand.IntN(total) < w {
+			in = &list[i]
+		}
+	}
+	return in
 }
 
 // instanceBreaker returns the outlier breaker of in, or nil.
@@ -504,6 +533,12 @@ func (t *Try) acceptAgain(in *discovery.Instance) bool {
 		t.sawOpen = true
 		return false
 	}
+	if !t.lastResort {
+		if b := t.instanceBreaker(in); b != nil && !b.Ready() {
+			t.sawCap = true
+			return false
+		}
+	}
 	if t.conns != nil {
 		switch t.conns.ConnState(in) {
 		case ConnPending:
@@ -521,7 +556,7 @@ func (t *Try) acceptAgain(in *discovery.Instance) bool {
 			return false
 		}
 	}
-	if !t.warmOK && t.c.svc.warming(in) {
+	if !t.lastResort && t.c.svc.warming(in) {
 		t.sawWarm = true
 		return false
 	}
@@ -619,9 +654,38 @@ func (t *Try) Done(o *Outcome) error {
 		t.svc.reportAt(verdict(t.svc.policy, o, callerDone, c.timedOut), now)
 		t.inst.reportAt(verdict(t.inst.policy, o, callerDone, c.timedOut), now)
 	}
-	t.untrack(o.Kind != KindConnectFailure)
+	t.untrack(o.Kind != KindConnectFailure, t.failed(o, callerDone, c.timedOut))
 	return nil
 }
+
+// failed reports whether o is a failure of the picked instance for the
+// load-aware balancers: as its outlier breaker judges it, else as the
+// service breaker does, else by the breakers' default failure set
+// (timeouts, connection errors, 5xx and gRPC unknown, deadline-exceeded,
+// resource-exhausted, internal, unavailable). The caller's own end is
+// none.
+func (t *Try) failed(o *Outcome, callerDone, timedOut bool) bool {
+	if t.ld == nil || callerDone {
+		return false
+	}
+	for _, bp := range [2]*router.BreakerPolicy{t.inst.policy, t.svc.policy} {
+		if bp != nil {
+			return verdict(bp, o, false, timedOut) == breaker.Failure
+		}
+	}
+	switch {
+	case timedOut || o.Kind != KindNone:
+		return true
+	case o.GRPC:
+		return o.Code < 32 && defaultFailureCodes&(1<<o.Code) != 0
+	}
+	return o.Status >= 500
+}
+
+// defaultFailureCodes are the gRPC codes a breaker counts as failures by
+// default: unknown, deadline-exceeded, resource-exhausted, internal and
+// unavailable, as router's default failureCodes.
+const defaultFailureCodes = 1<<2 | 1<<4 | 1<<8 | 1<<13 | 1<<14
 
 // timesCalls reports whether a breaker of policy bp times its calls
 // (slow-call detection), so that its outcomes need their end time.
@@ -638,19 +702,19 @@ func (t *Try) AttemptDone(o *Outcome, sent bool) {
 		return
 	}
 	if !sent {
-		t.untrack(false)
+		t.untrack(false, false)
 		t.inst.report(breaker.Ignored)
 		return
 	}
-	t.untrack(true)
 	callerDone, callTimedOut, tryTimedOut := t.judge(o)
+	t.untrack(true, t.failed(o, callerDone, callTimedOut || tryTimedOut))
 	t.inst.report(verdict(t.inst.policy, o, callerDone, callTimedOut || tryTimedOut))
 }
 
 // abandon ends the try without an outcome: nothing was sent, so it counts
 // for no breaker.
 func (t *Try) abandon() {
-	t.untrack(false)
+	t.untrack(false, false)
 	t.svc.report(breaker.Ignored)
 	t.inst.report(breaker.Ignored)
 }
