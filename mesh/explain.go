@@ -60,21 +60,9 @@ type Explanation struct {
 	Reason string `json:"reason,omitempty"`
 }
 
-// PolicyInForce is the protection a call gets, as router.Rules.InForce
-// computes it: the call's timeout, retry and rate limit (the route's),
-// the service's breakers, and the settings taken from the defaults.
-type PolicyInForce struct {
-	router.CallInForce
-	Breaker          *router.BreakerInForce `json:"breaker,omitempty"`
-	OutlierDetection *router.BreakerInForce `json:"outlierDetection,omitempty"`
-	// LoadBalancer is round-robin, p2c-ewma or least-request; SlowStart
-	// the ramp of joining instances (nil: none).
-	LoadBalancer string                   `json:"loadBalancer,omitempty"`
-	SlowStart    *router.SlowStartInForce `json:"slowStart,omitempty"`
-	// FromDefaults lists the settings the service takes from the
-	// defaults document.
-	FromDefaults []string `json:"fromDefaults,omitempty"`
-}
+// PolicyInForce is the protection a call gets, every setting filled in:
+// router.PolicyInForce, which router.Rules.InForce computes.
+type PolicyInForce = router.PolicyInForce
 
 // EjectedInstance is an instance whose breaker refuses calls: State is
 // "open" or "half-open, probe slots taken", OpenUntil when an open
@@ -90,11 +78,7 @@ func (e *Explanation) WriteText(w io.Writer) error { return e.engine().WriteText
 
 // explanationOf gives the engine's explanation as this package's type.
 func explanationOf(ee *engine.Explanation) *Explanation {
-	e := &Explanation{Explanation: ee.Explanation, Rules: ee.Rules, Source: ee.Source, GRPC: ee.GRPC, Breaker: ee.Breaker, Tokens: ee.Tokens, Reason: ee.Reason}
-	if ee.Policy != nil {
-		p := PolicyInForce(*ee.Policy)
-		e.Policy = &p
-	}
+	e := &Explanation{Explanation: ee.Explanation, Policy: ee.Policy, Rules: ee.Rules, Source: ee.Source, GRPC: ee.GRPC, Breaker: ee.Breaker, Tokens: ee.Tokens, Reason: ee.Reason}
 	for _, ej := range ee.Ejected {
 		e.Ejected = append(e.Ejected, EjectedInstance(ej))
 	}
@@ -103,11 +87,7 @@ func explanationOf(ee *engine.Explanation) *Explanation {
 
 // engine gives e as the engine's type, the inverse of explanationOf.
 func (e *Explanation) engine() *engine.Explanation {
-	ee := &engine.Explanation{Explanation: e.Explanation, Rules: e.Rules, Source: e.Source, GRPC: e.GRPC, Breaker: e.Breaker, Tokens: e.Tokens, Reason: e.Reason}
-	if e.Policy != nil {
-		p := engine.PolicyInForce(*e.Policy)
-		ee.Policy = &p
-	}
+	ee := &engine.Explanation{Explanation: e.Explanation, Policy: e.Policy, Rules: e.Rules, Source: e.Source, GRPC: e.GRPC, Breaker: e.Breaker, Tokens: e.Tokens, Reason: e.Reason}
 	for _, ej := range e.Ejected {
 		ee.Ejected = append(ee.Ejected, engine.EjectedInstance(ej))
 	}

@@ -16,16 +16,22 @@ import (
 // TestPublicTypesAreMeshTypes: the error types a call returns and the
 // explanation Explain returns are types of package mesh, with their
 // fields and methods in its documentation, not aliases of internal ones
-// that go doc shows without fields; a refusal over HTTP is one of them.
+// that go doc shows without fields (the policy in force is router's
+// public type); a refusal over HTTP is one of them.
 func TestPublicTypesAreMeshTypes(t *testing.T) {
 	const pkg = "github.com/lightmesh/lightmesh/mesh"
 	for _, typ := range []reflect.Type{
 		reflect.TypeFor[mesh.CallError](), reflect.TypeFor[mesh.CircuitOpenError](), reflect.TypeFor[mesh.RateLimitError](),
-		reflect.TypeFor[mesh.Explanation](), reflect.TypeFor[mesh.PolicyInForce](), reflect.TypeFor[mesh.EjectedInstance](),
+		reflect.TypeFor[mesh.Explanation](), reflect.TypeFor[mesh.EjectedInstance](),
 	} {
 		if typ.PkgPath() != pkg {
 			t.Errorf("%s is declared in %s, want a type of package mesh", typ, typ.PkgPath())
 		}
+	}
+	// The policy in force is router's own type (router.Rules.InForce
+	// computes it), public with its fields, never an internal one.
+	if typ := reflect.TypeFor[mesh.PolicyInForce](); typ.PkgPath() != "github.com/lightmesh/lightmesh/router" {
+		t.Errorf("%s is declared in %s, want router's public type", typ, typ.PkgPath())
 	}
 
 	be := newFlaky(t, "b")

@@ -236,3 +236,35 @@ func codeNames(s CodeSet) []string {
 	}
 	return out
 }
+
+// PolicyInForce is the protection one route's calls get, as InForce
+// computes it: the call's timeout, retry and rate limit (the route's),
+// the service's breakers and balancing, and the settings taken from the
+// defaults. Explain shows it.
+type PolicyInForce struct {
+	CallInForce
+	Breaker          *BreakerInForce `json:"breaker,omitempty"`
+	OutlierDetection *BreakerInForce `json:"outlierDetection,omitempty"`
+	// LoadBalancer is round-robin, p2c-ewma or least-request; SlowStart
+	// the ramp of joining instances (nil: none).
+	LoadBalancer string            `json:"loadBalancer,omitempty"`
+	SlowStart    *SlowStartInForce `json:"slowStart,omitempty"`
+	// FromDefaults lists the settings the service takes from the
+	// defaults document.
+	FromDefaults []string `json:"fromDefaults,omitempty"`
+}
+
+// ForRoute returns what applies to the calls of route i of the service
+// (the service's own calls when i is not one of its routes); nil for a
+// nil InForce.
+func (in *InForce) ForRoute(i int) *PolicyInForce {
+	if in == nil {
+		return nil
+	}
+	p := &PolicyInForce{CallInForce: in.Call, Breaker: in.Breaker, OutlierDetection: in.OutlierDetection,
+		LoadBalancer: in.LoadBalancer, SlowStart: in.SlowStart, FromDefaults: in.FromDefaults}
+	if i >= 0 && i < len(in.Routes) {
+		p.CallInForce = in.Routes[i]
+	}
+	return p
+}

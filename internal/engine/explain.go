@@ -27,7 +27,7 @@ type Explanation struct {
 	// (router.Rules.InForce: the route's own sections, else the
 	// service's, else the defaults'); nil for a service the mesh does
 	// not know.
-	Policy *PolicyInForce `json:"policy,omitempty"`
+	Policy *router.PolicyInForce `json:"policy,omitempty"`
 	// GRPC says the call explained is a gRPC call: its retry conditions
 	// are shown as gRPC codes.
 	GRPC bool `json:"grpc,omitempty"`
@@ -41,22 +41,6 @@ type Explanation struct {
 	// (no_route, no_instance, circuit_open, rate_limited), "" when it
 	// would be sent.
 	Reason string `json:"reason,omitempty"`
-}
-
-// PolicyInForce is the protection a call gets, as router.Rules.InForce
-// computes it: the call's timeout, retry and rate limit (the route's),
-// the service's breakers, and the settings taken from the defaults.
-type PolicyInForce struct {
-	router.CallInForce
-	Breaker          *router.BreakerInForce `json:"breaker,omitempty"`
-	OutlierDetection *router.BreakerInForce `json:"outlierDetection,omitempty"`
-	// LoadBalancer is round-robin, p2c-ewma or least-request; SlowStart
-	// the ramp of joining instances (nil: none).
-	LoadBalancer string                   `json:"loadBalancer,omitempty"`
-	SlowStart    *router.SlowStartInForce `json:"slowStart,omitempty"`
-	// FromDefaults lists the settings the service takes from the
-	// defaults document.
-	FromDefaults []string `json:"fromDefaults,omitempty"`
 }
 
 // EjectedInstance is an instance whose breaker refuses calls.
@@ -92,7 +76,7 @@ func (s *State) Explain(service string, req *router.Request, now time.Time) *Exp
 	e := &Explanation{Explanation: s.table.Explain(service, req, accept)}
 	e.Ejected = ejected
 	if svc != nil {
-		e.Policy = policyInForce(s.table.Rules().InForce(service), e.RouteIndex)
+		e.Policy = s.table.Rules().InForce(service).ForRoute(e.RouteIndex)
 		route := &svc.def
 		if i := e.RouteIndex; i >= 0 && i < len(svc.routes) {
 			route = &svc.routes[i]
@@ -137,20 +121,6 @@ func routeScope(r *Route) string {
 		return ""
 	}
 	return r.policy.Route
-}
-
-// policyInForce returns what applies to route i of the service in force
-// (its calls when i is not a route).
-func policyInForce(in *router.InForce, i int) *PolicyInForce {
-	if in == nil { // no rules at all
-		return nil
-	}
-	p := &PolicyInForce{CallInForce: in.Call, Breaker: in.Breaker, OutlierDetection: in.OutlierDetection,
-		LoadBalancer: in.LoadBalancer, SlowStart: in.SlowStart, FromDefaults: in.FromDefaults}
-	if i >= 0 && i < len(in.Routes) {
-		p.CallInForce = in.Routes[i]
-	}
-	return p
 }
 
 // WriteText writes e for a person: one line per step.
