@@ -83,7 +83,9 @@
 //
 // # Rate limits
 //
-// [Limiter] is a golang.org/x/time/rate token bucket. A rule update that
+// [Limiter] is a token bucket that answers exactly as golang.org/x/time/rate's
+// Limiter.AllowN would (its refill arithmetic, kept under one short lock
+// instead of rate's general reservation). A rule update that
 // changes its rate or burst gets a new Limiter from [Limiter.Carry], which
 // starts with the tokens the old one holds, so the update neither refills
 // nor drains the bucket and the old limiter is left as it was. [Limiter.RetryAfter] tells a server what to put in a Retry-After

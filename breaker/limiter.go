@@ -3,7 +3,7 @@ package breaker
 import (
 	"errors"
 	"math"
-	"sync/atomic"
+	"sync"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -13,16 +13,28 @@ import (
 // request. Servers answer it with HTTP 429 or gRPC ResourceExhausted.
 var ErrRateLimited = errors.New("breaker: rate limited")
 
-// Limiter is a token bucket (golang.org/x/time/rate) whose rate and burst
-// carry over to a limiter of new settings, so a rule update keeps the
-// tokens already spent instead of handing every caller a fresh burst. All methods are
-// safe for concurrent use. Create it with [NewLimiter].
+// Limiter is a token bucket with golang.org/x/time/rate's arithmetic
+// whose rate and burst carry over to a limiter of new settings, so a rule
+// update keeps the tokens already spent instead of handing every caller a
+// fresh burst. All methods are safe for concurrent use. Create it with
+// [NewLimiter].
+//
+// It is rate.Limiter's Allow path alone, under one short lock: a call's
+// admission is the hottest lock of the decision, and rate.Limiter's
+// general reservation (a Reservation value, a deferred unlock, the
+// wait-time arithmetic) costs as much again as the token count itself.
 type Limiter struct {
-	lim *rate.Limiter
-	// epoch and latest keep the latest time a token was asked for at, in
-	// ns since epoch: see notBefore.
-	epoch  time.Time
-	latest atomic.Int64
+	limit rate.Limit // tokens per second; rate.Inf: no limit
+	burst int
+	// epoch is the origin of the times below, in ns: last is the time
+	// tokens was counted at, latest the latest time a token was asked
+	// for (see AllowAt).
+	epoch time.Time
+
+	mu     sync.Mutex
+	tokens float64
+	last   int64
+	latest int64
 }
 
 // NewLimiter returns a full bucket of burst tokens refilled at rps tokens per
@@ -30,14 +42,13 @@ type Limiter struct {
 // negative or NaN rps) allows the initial burst and nothing after; burst 0
 // refuses everything unless rps is infinite.
 func NewLimiter(rps float64, burst int) *Limiter {
-	return newLimiter(rate.NewLimiter(limitOf(rps), max(burst, 0)), time.Now())
+	burst = max(burst, 0)
+	return newLimiter(limitOf(rps), burst, float64(burst), time.Now())
 }
 
-// newLimiter wraps lim; epoch is any time (the origin of latest).
-func newLimiter(lim *rate.Limiter, epoch time.Time) *Limiter {
-	l := &Limiter{lim: lim, epoch: epoch}
-	l.latest.Store(math.MinInt64) // none yet
-	return l
+// newLimiter returns a limiter holding tokens at now.
+func newLimiter(limit rate.Limit, burst int, tokens float64, now time.Time) *Limiter {
+	return &Limiter{limit: limit, burst: burst, epoch: now, tokens: tokens, latest: math.MinInt64}
 }
 
 func limitOf(rps float64) rate.Limit {
@@ -50,32 +61,61 @@ func limitOf(rps float64) rate.Limit {
 	return rate.Limit(rps)
 }
 
-// Allow takes a token if one is available now and reports whether it did.
+// Allow reports whether a request may proceed now, taking a token if so.
 func (l *Limiter) Allow() bool { return l.AllowAt(time.Now()) }
 
 // AllowAt is Allow at time now, a clock read the caller made already (the
 // start of its call). A now before the latest time a token was asked for
-// counts as that latest time.
-func (l *Limiter) AllowAt(now time.Time) bool { return l.lim.AllowN(l.notBefore(now), 1) }
-
-// notBefore returns now, or the latest time AllowAt was given if that is
-// later. x/time/rate takes a time before its last one as the new last:
-// the next token then refills for the time in between a second time, so a
-// caller held up between its clock read and AllowAt (preempted, a GC
-// pause) would let later callers through beyond the rate. What remains is
-// the moment between this and the limiter's lock, as in rate.Allow's own
-// clock read.
-func (l *Limiter) notBefore(now time.Time) time.Time {
-	d := int64(now.Sub(l.epoch))
-	for {
-		last := l.latest.Load()
-		if d <= last {
-			return l.epoch.Add(time.Duration(last))
-		}
-		if l.latest.CompareAndSwap(last, d) {
-			return now
-		}
+// counts as that latest time: rate.Limiter takes a time before its last
+// one as the new last, and the next token would then refill for the time
+// in between a second time, so a caller held up between its clock read
+// and AllowAt (preempted, a GC pause) would let later callers through
+// beyond the rate.
+func (l *Limiter) AllowAt(now time.Time) bool {
+	if l.limit == rate.Inf {
+		return true
 	}
+	t := int64(now.Sub(l.epoch))
+	l.mu.Lock()
+	if t < l.latest {
+		t = l.latest
+	}
+	l.latest = t
+	tokens := l.advance(t) - 1
+	// As rate.Limiter.AllowN: a deficit worth less than a nanosecond
+	// counts as none.
+	ok := l.burst >= 1 && (tokens >= 0 || durationFromTokens(l.limit, -tokens) <= 0)
+	if ok {
+		l.last, l.tokens = t, tokens
+	}
+	l.mu.Unlock()
+	return ok
+}
+
+// advance returns the tokens the bucket holds at t (ns since epoch),
+// without counting them; l.mu is held. As rate.Limiter's advance.
+func (l *Limiter) advance(t int64) float64 {
+	last := l.last
+	if t < last {
+		last = t
+	}
+	tokens := l.tokens
+	if l.limit > 0 {
+		tokens += time.Duration(t-last).Seconds() * float64(l.limit)
+	}
+	return min(tokens, float64(l.burst))
+}
+
+// durationFromTokens is rate's: the time limit takes to refill tokens.
+func durationFromTokens(limit rate.Limit, tokens float64) time.Duration {
+	if limit <= 0 {
+		return rate.InfDuration
+	}
+	d := tokens / float64(limit) * float64(time.Second)
+	if d > float64(math.MaxInt64) {
+		return rate.InfDuration
+	}
+	return time.Duration(d)
 }
 
 // RetryAfter returns how long until a token is available, without taking
@@ -86,14 +126,14 @@ func (l *Limiter) RetryAfter() time.Duration { return l.RetryAfterAt(time.Now())
 
 // RetryAfterAt is RetryAfter at time now.
 func (l *Limiter) RetryAfterAt(now time.Time) time.Duration {
-	limit := l.lim.Limit()
+	limit := l.limit
 	if limit == rate.Inf {
 		return 0
 	}
-	if l.lim.Burst() < 1 {
+	if l.burst < 1 {
 		return rate.InfDuration
 	}
-	missing := 1 - l.lim.TokensAt(now)
+	missing := 1 - l.TokensAt(now)
 	if missing <= 0 {
 		return 0
 	}
@@ -111,7 +151,7 @@ func (l *Limiter) RetryAfterAt(now time.Time) time.Duration {
 // starts with the tokens l holds now, at most burst, so a rule change
 // neither refills nor drains the bucket. l itself is not changed: requests
 // still holding it keep its old rate. When rps and burst are l's own, Carry
-// returns l.
+// returns l itself.
 func (l *Limiter) Carry(rps float64, burst int) *Limiter {
 	return l.CarryAt(time.Now(), rps, burst)
 }
@@ -119,24 +159,29 @@ func (l *Limiter) Carry(rps float64, burst int) *Limiter {
 // CarryAt is Carry at time now.
 func (l *Limiter) CarryAt(now time.Time, rps float64, burst int) *Limiter {
 	limit, burst := limitOf(rps), max(burst, 0)
-	if l.lim.Limit() == limit && l.lim.Burst() == burst {
+	if l.limit == limit && l.burst == burst {
 		return l
 	}
-	// Start without refill, take what l has spent, then set the rate: the
-	// new bucket holds min(l's tokens, burst), less any fraction.
-	next := rate.NewLimiter(0, burst)
-	held := min(max(l.lim.TokensAt(now), 0), float64(burst))
-	next.AllowN(now, int(math.Ceil(float64(burst)-held)))
-	next.SetLimitAt(now, limit)
-	return newLimiter(next, now)
+	// The new bucket holds min(l's tokens, burst), less any fraction.
+	held := min(max(l.TokensAt(now), 0), float64(burst))
+	return newLimiter(limit, burst, float64(burst)-math.Ceil(float64(burst)-held), now)
 }
 
 // TokensAt returns the tokens the bucket holds at time now.
-func (l *Limiter) TokensAt(now time.Time) float64 { return l.lim.TokensAt(now) }
+func (l *Limiter) TokensAt(now time.Time) float64 {
+	if l.limit == rate.Inf {
+		return float64(l.burst)
+	}
+	t := int64(now.Sub(l.epoch))
+	l.mu.Lock()
+	tokens := l.advance(t)
+	l.mu.Unlock()
+	return tokens
+}
 
 // Limit returns the current rate in tokens per second (float64(rate.Inf)
 // when unlimited).
-func (l *Limiter) Limit() float64 { return float64(l.lim.Limit()) }
+func (l *Limiter) Limit() float64 { return float64(l.limit) }
 
 // Burst returns the current bucket size.
-func (l *Limiter) Burst() int { return l.lim.Burst() }
+func (l *Limiter) Burst() int { return l.burst }

@@ -2,6 +2,7 @@ package breaker
 
 import (
 	"math"
+	"math/rand/v2"
 	"testing"
 	"time"
 
@@ -164,5 +165,66 @@ func TestLimiterAllowDoesNotAllocate(t *testing.T) {
 	}
 	if n := testing.AllocsPerRun(1000, func() { l.RetryAfter() }); n != 0 {
 		t.Fatalf("RetryAfter allocates %v times", n)
+	}
+}
+
+// rateRef is the limiter as it was built on rate.Limiter, the reference
+// the Limiter's own token count must agree with.
+type rateRef struct {
+	lim    *rate.Limiter
+	latest time.Time
+}
+
+func (r *rateRef) allowAt(now time.Time) bool {
+	if now.Before(r.latest) {
+		now = r.latest
+	}
+	r.latest = now
+	return r.lim.AllowN(now, 1)
+}
+
+// TestLimiterAgreesWithRate: for every kind of limiter (a rate, none, an
+// infinite one, burst 0 and 1) and calls at times that go back and forth,
+// AllowAt, TokensAt and RetryAfterAt answer exactly as rate.Limiter's
+// AllowN, TokensAt and its refill time do, with a time earlier than the
+// latest counting as the latest; and a Carry keeps the tokens as rate's
+// did.
+func TestLimiterAgreesWithRate(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for _, tc := range []struct {
+		rps   float64
+		burst int
+	}{{2, 5}, {1000, 1}, {0.5, 3}, {0, 2}, {math.Inf(1), 0}, {100, 0}, {1e12, 1000000000}, {7.3, 10}} {
+		start := time.Unix(1_700_000_000, 0)
+		l := newLimiter(limitOf(tc.rps), tc.burst, float64(tc.burst), start)
+		ref := &rateRef{lim: rate.NewLimiter(limitOf(tc.rps), tc.burst)}
+		at := start
+		for i := range 5000 {
+			// Mostly forward by up to 1.5 refill periods, sometimes back.
+			step := time.Duration(rng.Int64N(int64(1500 * time.Millisecond)))
+			if tc.rps > 0 && !math.IsInf(tc.rps, 1) {
+				step = time.Duration(rng.Float64() * 1.5 * float64(time.Second) / tc.rps)
+			}
+			if rng.IntN(8) == 0 {
+				step = -step
+			}
+			at = at.Add(step)
+			if got, want := l.AllowAt(at), ref.allowAt(at); got != want {
+				t.Fatalf("rps %v burst %d call %d at +%v: AllowAt %v, rate.Limiter %v", tc.rps, tc.burst, i, at.Sub(start), got, want)
+			}
+			if got, want := l.TokensAt(at), ref.lim.TokensAt(at); got != want && !(math.IsInf(tc.rps, 1) && got == float64(tc.burst)) {
+				t.Fatalf("rps %v burst %d call %d: TokensAt %v, rate.Limiter %v", tc.rps, tc.burst, i, got, want)
+			}
+			if i%97 == 0 {
+				next := l.CarryAt(at, tc.rps*2, tc.burst+1)
+				refNext := rate.NewLimiter(0, tc.burst+1)
+				held := min(max(ref.lim.TokensAt(at), 0), float64(tc.burst+1))
+				refNext.AllowN(at, int(math.Ceil(float64(tc.burst+1)-held)))
+				refNext.SetLimitAt(at, limitOf(tc.rps*2))
+				if got, want := next.TokensAt(at), refNext.TokensAt(at); got != want && !math.IsInf(tc.rps, 1) {
+					t.Fatalf("rps %v burst %d call %d: carried TokensAt %v, rate.Limiter %v", tc.rps, tc.burst, i, got, want)
+				}
+			}
+		}
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/lightmesh/lightmesh/discovery"
 	"github.com/lightmesh/lightmesh/mesh"
 	"github.com/lightmesh/lightmesh/rules"
+	"github.com/lightmesh/lightmesh/trace"
 )
 
 // recordRT answers every request in process, like cannedRT, and keeps the
@@ -116,6 +117,59 @@ services:
 		got := metricValue(t, reg, "lightmesh_requests_total", map[string]string{"direction": "outbound", "destination_subset": subset, "code": "200"})
 		if base.hits[addr] == 0 || got != float64(base.hits[addr]) {
 			t.Errorf("subset %s: %v requests recorded, %d reached %s", subset, got, base.hits[addr], addr)
+		}
+	}
+}
+
+// TestLaneCallHeaderCost: a call from a handler, carrying a typical
+// caller's header (five headers of its own and the lane's) inside a
+// sampled trace, costs the mesh three allocations over the base
+// RoundTripper's, as a call with the lane header alone does: the request's
+// storage and one small header map (map and group) that holds the caller's
+// headers with the traceparent and baggage the mesh adds. The header that
+// goes out carries all of them and the caller's request is left as it was.
+func TestLaneCallHeaderCost(t *testing.T) {
+	inst := []discovery.Instance{{Address: "10.0.0.1:80", Labels: map[string]string{"env": "staging"}}}
+	m, err := mesh.New(context.Background(),
+		mesh.WithRules(rules.NewMemory([]byte(benchRules))),
+		mesh.WithDiscovery(discovery.NewStatic(map[string][]discovery.Instance{"svc": inst})),
+		mesh.WithTrace(trace.WithMode(trace.ModePropagate)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	base := &recordRT{}
+	rt := m.Transport(base)
+	newReq := func(extra ...string) *http.Request {
+		req, _ := http.NewRequestWithContext(sampledParent(), http.MethodGet, "http://svc/v1", nil)
+		req.Header.Set("X-Env", "staging")
+		for _, k := range extra {
+			req.Header.Set(k, "v-"+k)
+		}
+		return req
+	}
+	call := func(rt http.RoundTripper, req *http.Request) func() {
+		return func() {
+			resp, err := rt.RoundTrip(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
+	}
+	many := newReq("Accept", "Accept-Encoding", "User-Agent", "Content-Type", "Authorization")
+	call(rt, many)()
+	if len(base.header) != 8 || base.header.Get("Traceparent") == "" || base.header.Get("Baggage") != "lightmesh.lane.x-env=staging" || base.header.Get("User-Agent") != "v-User-Agent" {
+		t.Fatalf("sent header %v, want the caller's six, traceparent and the lane's baggage", base.header)
+	}
+	if len(many.Header) != 6 {
+		t.Fatalf("caller's header changed: %v", many.Header)
+	}
+	bare := testing.AllocsPerRun(200, call(base, many))
+	for _, req := range []*http.Request{newReq(), many} {
+		if got := testing.AllocsPerRun(200, call(rt, req)) - bare; got > 3 {
+			t.Errorf("a lane call with %d caller headers allocates %.0f times over the base RoundTripper's %.0f, want at most 3", len(req.Header), got, bare)
 		}
 	}
 }

@@ -343,12 +343,17 @@ func (p *Propagator) Inject(ctx context.Context, carrier propagation.TextMapCarr
 		return
 	}
 	c := wrapCarrier(carrier)
+	lane := LaneFromContext(ctx)
+	sc := trace.SpanContextFromContext(ctx)
+	id := RequestIDFromContext(ctx)
+	if o, ok := carrier.(*OutgoingHeader); ok && o.Shared {
+		o.adds = p.mostAdded(lane, sc, id)
+	}
 
 	// Outgoing lane: ctx lane overridden by explicit headers, then configured
 	// keys present only as headers.
 	var buf [2 * MaxLaneLabels]Label
 	out := buf[:0]
-	lane := LaneFromContext(ctx)
 	asLane := true // out is exactly ctx's lane
 	for _, lb := range lane.labels() {
 		lk := p.laneKey(lb.Key)
@@ -382,7 +387,7 @@ func (p *Propagator) Inject(ctx context.Context, carrier propagation.TextMapCarr
 		// escaping (lane values are baggage-safe), so the header is written
 		// directly — once per lane, when the lane comes from ctx — instead
 		// of building an otel Baggage for every call.
-		if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
+		if sc.IsValid() {
 			if p.w3c {
 				injectTraceContext(sc, c) // all W3C would write without baggage
 			} else {
@@ -396,7 +401,7 @@ func (p *Propagator) Inject(ctx context.Context, carrier propagation.TextMapCarr
 		default:
 			setKey(c, "baggage", "Baggage", p.headerLaneBaggage(out))
 		}
-		p.injectRequestID(ctx, c)
+		p.injectRequestID(id, c)
 		return
 	}
 	if caller != "" {
@@ -411,15 +416,39 @@ func (p *Propagator) Inject(ctx context.Context, carrier propagation.TextMapCarr
 	}
 	ctx = p.mergeBaggage(ctx, out)
 	p.prop.Inject(ctx, c)
-	p.injectRequestID(ctx, c)
+	p.injectRequestID(id, c)
 }
 
-// injectRequestID writes ctx's request id under each request-id header
+// mostAdded returns how many headers Inject may add for a call with lane,
+// sc and request id id: the lane's headers, traceparent and tracestate,
+// baggage and the request-id headers; with a propagator other than W3C's,
+// room for four more. An OutgoingHeader sizes its copy of the caller's
+// header by it: a map sized for up to 8 keys is one small group, while a
+// larger hint makes a table, a directory and more groups (3 allocations
+// instead of 2, twice the bytes), so sizing for the usual four
+// propagation headers would make a caller's five or six headers cost that.
+func (p *Propagator) mostAdded(lane Lane, sc trace.SpanContext, id string) int {
+	n := len(lane.labels()) + 1 // and baggage
+	if sc.IsValid() {
+		n++
+		if sc.TraceState().Len() > 0 {
+			n++
+		}
+	}
+	if id != "" {
+		n += len(p.ids)
+	}
+	if !p.w3c {
+		n += 4
+	}
+	return n
+}
+
+// injectRequestID writes the request id id under each request-id header
 // the carrier lacks or holds an invalid id under (over-long, not printable
 // ASCII: one a proxy copied from its incoming request, say), so that such
 // a value is never passed on beside the id ctx carries.
-func (p *Propagator) injectRequestID(ctx context.Context, c propagation.TextMapCarrier) {
-	id := RequestIDFromContext(ctx)
+func (p *Propagator) injectRequestID(id string, c propagation.TextMapCarrier) {
 	if id == "" {
 		return
 	}
@@ -697,6 +726,9 @@ type OutgoingHeader struct {
 	Shared bool
 
 	traceparent [traceparentLen]byte // the traceparent value's bytes
+	// adds is the number of headers Inject expects to set: the copy of a
+	// shared Header is sized for them (0: Set outside Inject, room for 4).
+	adds int
 }
 
 // traceparentLen is the length of a version 00 traceparent value.
@@ -739,7 +771,11 @@ func (o *OutgoingHeader) Keys() []string { return headerKeys(o.Header) }
 
 func (o *OutgoingHeader) set(canon, value string) {
 	if o.Shared {
-		out := make(http.Header, len(o.Header)+4)
+		adds := o.adds
+		if adds == 0 {
+			adds = 4
+		}
+		out := make(http.Header, len(o.Header)+adds)
 		for k, v := range o.Header {
 			out[k] = v[:len(v):len(v)]
 		}

@@ -86,11 +86,11 @@ func (p *Propagator) MintRequestID(ctx context.Context, carrier propagation.Text
 	if p.mint == NoRequestIDs {
 		return ctx
 	}
-	if RequestIDFromContext(ctx) != "" {
+	if id := RequestIDFromContext(ctx); id != "" {
 		// A received id: the headers it did not come under get it too,
 		// so a middleware reading another of them makes up no second id.
 		if carrier != nil {
-			p.injectRequestID(ctx, wrapCarrier(carrier))
+			p.injectRequestID(id, wrapCarrier(carrier))
 		}
 		return ctx
 	}
@@ -107,7 +107,7 @@ func (p *Propagator) MintRequestID(ctx context.Context, carrier propagation.Text
 	}
 	ctx = context.WithValue(ctx, requestIDCtxKey, id)
 	if carrier != nil {
-		p.injectRequestID(ctx, wrapCarrier(carrier))
+		p.injectRequestID(id, wrapCarrier(carrier))
 	}
 	return ctx
 }

@@ -361,7 +361,7 @@ func (t *Try) Pick(conns Conns) (*discovery.Instance, error) {
 		}
 		if b := t.instanceBreaker(in); b != nil {
 			tk, err := b.Allow()
-			if err != nil && !c.svc.ejected(in) {
+			if err != nil && c.svc.overCap(in, b) {
 				// Over the ejection cap: the instance takes the call
 				// past its breaker.
 				tk, err = breaker.Ticket{}, nil
@@ -529,12 +529,14 @@ func (t *Try) acceptAgain(in *discovery.Instance) bool {
 	if t.c.isRefused(in) {
 		return false
 	}
-	if t.c.svc.ejected(in) {
-		t.sawOpen = true
-		return false
-	}
-	if !t.lastResort {
-		if b := t.instanceBreaker(in); b != nil && !b.Ready() {
+	// One breaker lookup and one Ready for both questions: ejected, or
+	// refusing but kept by the ejection cap (taken only as a last resort).
+	if b := t.instanceBreaker(in); b != nil && !b.Ready() {
+		if !t.c.svc.overCap(in, b) {
+			t.sawOpen = true
+			return false
+		}
+		if !t.lastResort {
 			t.sawCap = true
 			return false
 		}

@@ -1,6 +1,9 @@
 package engine
 
-import "github.com/lightmesh/lightmesh/discovery"
+import (
+	"github.com/lightmesh/lightmesh/breaker"
+	"github.com/lightmesh/lightmesh/discovery"
+)
 
 // ejected reports whether in is ejected: its outlier breaker refuses calls
 // (open, or half-open with every probe slot taken) and in is within the
@@ -14,12 +17,16 @@ import "github.com/lightmesh/lightmesh/discovery"
 // on the failure path, and it does not allocate.
 func (s *Service) ejected(in *discovery.Instance) bool {
 	b := s.instanceBreaker(in)
-	if b == nil || b.Ready() {
-		return false
-	}
+	return b != nil && !b.Ready() && !s.overCap(in, b)
+}
+
+// overCap reports, for an instance in whose outlier breaker b refuses
+// calls, whether the ejection cap keeps it taking calls past b (see
+// ejected): the pick path has b at hand already and asks b.Ready once.
+func (s *Service) overCap(in *discovery.Instance, b *breaker.Breaker) bool {
 	limit := s.ejectionCap()
 	if limit >= len(s.outlier) {
-		return true
+		return false
 	}
 	trips := b.Trips()
 	before := 0
@@ -29,11 +36,11 @@ func (s *Service) ejected(in *discovery.Instance) bool {
 		}
 		if t := o.Trips(); t > trips || t == trips && addr < in.Address {
 			if before++; before >= limit {
-				return false
+				return true
 			}
 		}
 	}
-	return true
+	return false
 }
 
 // ejectionCap is how many of the service's instances may be ejected at

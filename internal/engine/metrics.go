@@ -325,14 +325,21 @@ func (mt *Metrics) Reject(direction, protocol, service, reason string) {
 	}
 }
 
-// Finish records an outbound call c after Run: its code and latency when a
-// try was sent, its rejection reason when none was.
+// Finish records an outbound call c after Run: its code and latency d
+// (measured from the time Admit was given) when a try was sent, its
+// rejection reason when none was.
 func (mt *Metrics) Finish(ctx context.Context, c *Call, protocol, code string, d time.Duration, err error) {
 	if mt == nil {
 		return
 	}
 	if c.Sent() {
-		mt.observe(ctx, mt.outbound(c, protocol), code, d, c.end)
+		end := c.end
+		if end.IsZero() && !c.start.IsZero() {
+			// d was read from the call's start: its end is known
+			// without a second clock read for the exemplar.
+			end = c.start.Add(d)
+		}
+		mt.observe(ctx, mt.outbound(c, protocol), code, d, end)
 		if c.result.Lane != "" && c.result.Subset != router.LaneSubset {
 			mt.laneFallbacks.WithLabelValues(c.result.Service).Inc()
 		}
