@@ -141,7 +141,7 @@ func streamInterceptor(eng *engine.Engine) grpc.StreamClientInterceptor {
 		}
 		cc.ctx = ctx
 		opts = append(opts[:len(opts):len(opts)], grpc.OnFinish(cc.streamEnded))
-		cs, err := streamer(context.WithValue(ctx, callKey{}, cc), desc, conn, method, opts...)
+		cs, err := streamer(cc.tryContext(ctx), desc, conn, method, opts...)
 		cc.mu.Lock()
 		if err != nil {
 			err = cc.meshErr(err)
@@ -191,6 +191,33 @@ func (s *clientStream) RecvMsg(m any) error {
 // the picker.
 type callKey struct{}
 
+// callContext is the context of one try of a call: its context with the
+// call under callKey, as context.WithValue would make it, but kept in the
+// clientCall (no allocation for the first try).
+type callContext struct {
+	context.Context
+	cc *clientCall
+}
+
+// Value implements context.Context.
+func (c *callContext) Value(key any) any {
+	if key == (callKey{}) {
+		return c.cc
+	}
+	return c.Context.Value(key)
+}
+
+// tryContext returns ctx with the call under callKey for the picker. The
+// first try's is the call's own; a later try gets a new one, as grpc-go
+// may still read an earlier try's context.
+func (cc *clientCall) tryContext(ctx context.Context) context.Context {
+	if cc.first.cc == nil {
+		cc.first = callContext{Context: ctx, cc: cc}
+		return &cc.first
+	}
+	return &callContext{Context: ctx, cc: cc}
+}
+
 // clientCall is one RPC through the mesh: the gRPC adapter's side of an
 // engine.Call.
 type clientCall struct {
@@ -201,6 +228,8 @@ type clientCall struct {
 	service string
 	method  string
 	md      metadata.MD // the outgoing metadata, lane and trace injected
+	car     mdCarrier   // writes md
+	first   callContext // the context of the first try
 	req     router.Request
 	start   time.Time
 	span    oteltrace.Span
@@ -254,12 +283,11 @@ func (cc *clientCall) open(ctx context.Context) (context.Context, error) {
 // without copying the whole metadata (grpc-go#8860), so the metadata is
 // copied once, and only when the caller set any.
 func (cc *clientCall) propagate(ctx context.Context) context.Context {
-	md, _ := metadata.FromOutgoingContext(ctx)
-	car := mdCarrier{md: md}
-	cc.eng.Propagator().Inject(ctx, &car)
-	cc.md = car.md
-	if car.wrote {
-		ctx = metadata.NewOutgoingContext(ctx, car.md)
+	cc.car.md, _ = metadata.FromOutgoingContext(ctx)
+	cc.eng.Propagator().Inject(ctx, &cc.car)
+	cc.md = cc.car.md
+	if cc.car.wrote {
+		ctx = metadata.NewOutgoingContext(ctx, cc.md)
 	}
 	return ctx
 }
@@ -293,7 +321,7 @@ func (cc *clientCall) begin(ctx context.Context, wait bool) error {
 func (cc *clientCall) Send(ctx context.Context, t *engine.Try) engine.Outcome {
 	a := &cc.unary
 	cc.t, cc.reset, cc.pushback = t, false, 0
-	o := cc.outcomeOf(a.invoker(context.WithValue(ctx, callKey{}, cc), cc.method, a.req, a.reply, a.conn, a.opts...))
+	o := cc.outcomeOf(a.invoker(cc.tryContext(ctx), cc.method, a.req, a.reply, a.conn, a.opts...))
 	cc.mu.Lock()
 	if o.Kind == engine.KindNone && o.Err != nil && cc.reset {
 		// Not the server's UNAVAILABLE: the connection broke after the

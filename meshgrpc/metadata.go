@@ -2,15 +2,20 @@ package meshgrpc
 
 import (
 	"context"
+	"strings"
 
 	"google.golang.org/grpc/metadata"
 )
 
 // mdCarrier is a TextMapCarrier over outgoing metadata: Inject writes into
 // md (the caller's metadata, already a copy), creating it on first write.
+// The values of the first keys it sets are kept in vals, in the call's own
+// memory, not in a slice each.
 type mdCarrier struct {
 	md    metadata.MD
 	wrote bool
+	vals  [4]string
+	n     int // of vals used
 }
 
 // Get returns the first value of key.
@@ -27,9 +32,16 @@ func (c *mdCarrier) Values(key string) []string { return c.md.Get(key) }
 // Set sets key to value.
 func (c *mdCarrier) Set(key, value string) {
 	if c.md == nil {
-		c.md = metadata.MD{}
+		c.md = make(metadata.MD, 2)
 	}
-	c.md.Set(key, value)
+	key = strings.ToLower(key)
+	if c.n < len(c.vals) {
+		c.vals[c.n] = value
+		c.md[key] = c.vals[c.n : c.n+1 : c.n+1]
+		c.n++
+	} else {
+		c.md[key] = []string{value}
+	}
 	c.wrote = true
 }
 
