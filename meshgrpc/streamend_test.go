@@ -90,8 +90,10 @@ func TestStreamEndReachesMetricsOnce(t *testing.T) {
 	}
 }
 
-// Streams the server fails reach the service breaker at their end: two
-// failed streams open it, and the next call is refused.
+// Streams the server fails reach the service breaker at their end, before
+// the caller sees the error (grpc-go runs OnFinish within the RecvMsg that
+// returns it): two failed streams open it, and the next call is refused.
+// With the stats handler the end came later, from a goroutine.
 func TestFailedStreamsOpenTheBreaker(t *testing.T) {
 	s := grpctest.Start(t, "s")
 	m, _ := newMesh(t, echoDoc("    breaker: {minRequests: 2, failureRatio: 0.5, openBase: 10s}\n"), staticOf(s))
