@@ -51,13 +51,28 @@ func DialOptions(m *mesh.Mesh, opts ...Option) []grpc.DialOption {
 // the rate limit, the service breaker, the timeout and retries of the
 // matched route, propagates the lane and trace context in the outgoing
 // metadata, and records metrics and spans.
+//
+// The per-call state is pooled: nothing of a unary call's clientCall is
+// used after the interceptor returns (grpc-go runs the picker and its Done
+// within the invoker; what it may keep, the try's context and the
+// metadata, is in the call's callScratch, never reused).
 func unaryInterceptor(eng *engine.Engine, cfg *config) grpc.UnaryClientInterceptor {
+	calls := &sync.Pool{New: func() any {
+		cc := new(clientCall)
+		cc.done = cc.attemptDone // one func value per pooled call, not one per call or pick
+		return cc
+	}}
 	return func(ctx context.Context, method string, req, reply any, conn *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
 		service, ok := serviceOf(conn.Target())
 		if !ok {
 			return invoker(ctx, method, req, reply, conn, opts...)
 		}
-		cc := newClientCall(eng, conn, service, method)
+		cc := calls.Get().(*clientCall)
+		defer func() {
+			*cc = clientCall{done: cc.done}
+			calls.Put(cc)
+		}()
+		cc.init(eng, conn, service, method)
 		opts, onFinish := splitOnFinish(opts)
 		ctx, err := cc.open(ctx)
 		if err == nil {
@@ -192,8 +207,8 @@ func (s *clientStream) RecvMsg(m any) error {
 type callKey struct{}
 
 // callContext is the context of one try of a call: its context with the
-// call under callKey, as context.WithValue would make it, but kept in the
-// clientCall (no allocation for the first try).
+// call under callKey, as context.WithValue would make it (the first try's
+// is in the call's callScratch, with no allocation of its own).
 type callContext struct {
 	context.Context
 	cc *clientCall
@@ -211,9 +226,9 @@ func (c *callContext) Value(key any) any {
 // first try's is the call's own; a later try gets a new one, as grpc-go
 // may still read an earlier try's context.
 func (cc *clientCall) tryContext(ctx context.Context) context.Context {
-	if cc.first.cc == nil {
-		cc.first = callContext{Context: ctx, cc: cc}
-		return &cc.first
+	if first := &cc.scratch.first; first.cc == nil {
+		*first = callContext{Context: ctx, cc: cc}
+		return first
 	}
 	return &callContext{Context: ctx, cc: cc}
 }
@@ -229,7 +244,7 @@ type clientCall struct {
 	method  string
 	md      metadata.MD // the outgoing metadata, lane and trace injected
 	car     mdCarrier   // writes md
-	first   callContext // the context of the first try
+	scratch *callScratch
 	req     router.Request
 	start   time.Time
 	span    oteltrace.Span
@@ -261,10 +276,26 @@ type unaryArgs struct {
 	opts       []grpc.CallOption
 }
 
+// callScratch is what grpc-go may still hold of a call after it returned:
+// the first try's context and the values of the metadata keys the mesh
+// set. It is allocated per call and never reused.
+type callScratch struct {
+	first callContext
+	vals  [4]string
+}
+
 func newClientCall(eng *engine.Engine, conn *grpc.ClientConn, service, method string) *clientCall {
-	cc := &clientCall{eng: eng, conn: conn, service: service, method: method, start: time.Now()}
+	cc := new(clientCall)
 	cc.done = cc.attemptDone // one func value per call, not one per pick
+	cc.init(eng, conn, service, method)
 	return cc
+}
+
+// init starts cc, new or cleared, as a call of method of service.
+func (cc *clientCall) init(eng *engine.Engine, conn *grpc.ClientConn, service, method string) {
+	cc.eng, cc.conn, cc.service, cc.method, cc.start = eng, conn, service, method, time.Now()
+	cc.scratch = new(callScratch)
+	cc.car.vals = cc.scratch.vals[:0]
 }
 
 // open opens the call's span (in span mode), propagates, routes and

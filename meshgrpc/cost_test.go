@@ -22,7 +22,7 @@ import (
 // sends the same metadata: reading the caller's outgoing metadata (grpc-go
 // offers no way but a copy), the outgoing context that carries it with
 // the mesh's keys, the traceparent value and the call's own state.
-const maxUnaryCallAllocs = 8
+const maxUnaryCallAllocs = 6
 
 // A unary call through DialOptions costs the caller a few allocations
 // over a plain client sending the same metadata: no stats handler (grpc-go

@@ -9,13 +9,12 @@ import (
 
 // mdCarrier is a TextMapCarrier over outgoing metadata: Inject writes into
 // md (the caller's metadata, already a copy), creating it on first write.
-// The values of the first keys it sets are kept in vals, in the call's own
-// memory, not in a slice each.
+// The values of the first keys it sets are kept in vals (the call's
+// callScratch), not in a slice each.
 type mdCarrier struct {
 	md    metadata.MD
 	wrote bool
-	vals  [4]string
-	n     int // of vals used
+	vals  []string
 }
 
 // Get returns the first value of key.
@@ -35,10 +34,9 @@ func (c *mdCarrier) Set(key, value string) {
 		c.md = make(metadata.MD, 2)
 	}
 	key = strings.ToLower(key)
-	if c.n < len(c.vals) {
-		c.vals[c.n] = value
-		c.md[key] = c.vals[c.n : c.n+1 : c.n+1]
-		c.n++
+	if n := len(c.vals); n < cap(c.vals) {
+		c.vals = append(c.vals, value)
+		c.md[key] = c.vals[n : n+1 : n+1]
 	} else {
 		c.md[key] = []string{value}
 	}
