@@ -153,3 +153,31 @@ func outboundSum(t *testing.T, reg *prometheus.Registry, name string) float64 {
 	}
 	return sum
 }
+
+// A caller that reads a stream's headers (Header) before any message gives
+// the breaker its probe's verdict then: headers are a response.
+func TestStreamHeadersAreAResponse(t *testing.T) {
+	s := grpctest.Start(t, "s")
+	m, _ := newMesh(t, echoDoc(halfOpenDoc), staticOf(s))
+	conn := dial(t, m, "echo")
+	tripToHalfOpen(t, s, conn)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	chat, err := conn.NewStream(ctx, &grpctest.ChatDesc, grpctest.ChatMethod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := chat.SendMsg(wrapperspb.String("one")); err != nil {
+		t.Fatal(err)
+	}
+	if md, err := chat.Header(); err != nil || md == nil {
+		t.Fatalf("headers: %v, %v", md, err)
+	}
+	if name, err := call(context.Background(), conn); err != nil || name != "s" {
+		t.Fatalf("a unary call while the probe stream is open, its headers read: %q, %v; want served", name, err)
+	}
+	chat.CloseSend()
+	for chat.RecvMsg(new(wrapperspb.StringValue)) == nil {
+	}
+}
