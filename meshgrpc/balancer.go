@@ -306,6 +306,7 @@ func (p *picker) pick(info balancer.PickInfo, cc *clientCall) (balancer.PickResu
 	} else {
 		res.Done = cc.done
 	}
+	cc.attempts++
 	return res, nil
 }
 

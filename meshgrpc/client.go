@@ -13,7 +13,6 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/metadata"
-	"google.golang.org/grpc/stats"
 	"google.golang.org/grpc/status"
 
 	"github.com/lightmesh/lightmesh/internal/engine"
@@ -25,9 +24,9 @@ import (
 
 // DialOptions returns the options that make a grpc-go client a mesh client
 // of m: the lightmesh resolver for this client only (it names the
-// lightmesh balancer in the service config it sends), the unary and
-// stream interceptors, and a stats handler that follows each stream's
-// life. Dial lightmesh:///<service>:
+// lightmesh balancer in the service config it sends), and the unary and
+// stream interceptors. It installs no stats handler. Dial
+// lightmesh:///<service>:
 //
 //	conn, err := grpc.NewClient("lightmesh:///user-api", meshgrpc.DialOptions(m)...)
 //
@@ -45,7 +44,6 @@ func DialOptions(m *mesh.Mesh, opts ...Option) []grpc.DialOption {
 		grpc.WithDefaultServiceConfig(cfg.serviceConfig),
 		grpc.WithChainUnaryInterceptor(unaryInterceptor(eng, &cfg)),
 		grpc.WithChainStreamInterceptor(streamInterceptor(eng)),
-		grpc.WithStatsHandler(streamEvents{}),
 	}
 }
 
@@ -53,13 +51,28 @@ func DialOptions(m *mesh.Mesh, opts ...Option) []grpc.DialOption {
 // the rate limit, the service breaker, the timeout and retries of the
 // matched route, propagates the lane and trace context in the outgoing
 // metadata, and records metrics and spans.
+//
+// The per-call state is pooled: nothing of a unary call's clientCall is
+// used after the interceptor returns (grpc-go runs the picker and its Done
+// within the invoker; what it may keep, the try's context and the
+// metadata, is in the call's callScratch, never reused).
 func unaryInterceptor(eng *engine.Engine, cfg *config) grpc.UnaryClientInterceptor {
+	calls := &sync.Pool{New: func() any {
+		cc := new(clientCall)
+		cc.done = cc.attemptDone // one func value per pooled call, not one per call or pick
+		return cc
+	}}
 	return func(ctx context.Context, method string, req, reply any, conn *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
 		service, ok := serviceOf(conn.Target())
 		if !ok {
 			return invoker(ctx, method, req, reply, conn, opts...)
 		}
-		cc := newClientCall(eng, conn, service, method)
+		cc := calls.Get().(*clientCall)
+		defer func() {
+			*cc = clientCall{done: cc.done}
+			calls.Put(cc)
+		}()
+		cc.init(eng, conn, service, method)
 		opts, onFinish := splitOnFinish(opts)
 		ctx, err := cc.open(ctx)
 		if err == nil {
@@ -109,12 +122,15 @@ func splitOnFinish(opts []grpc.CallOption) (rest []grpc.CallOption, onFinish []f
 // and the rule's timeout does not apply to them (it would cut long-lived
 // streams): their context bounds them.
 //
-// A stream's life is taken from grpc-go's own signals, delivered to the
-// stats handler DialOptions installs (streamEvents): the breakers and the
-// latency histogram judge it at its first response (headers or a message:
-// the server is up), and its end (grpc-go's stats.End, which comes even
-// when the ClientConn is closed under the stream) goes to the request
-// metrics and the span.
+// A stream's life is taken from grpc-go's own signals, without a stats
+// handler (which would make grpc-go build per-RPC events for every unary
+// call too): the breakers and the latency histogram judge it at its first
+// response, the first Header or RecvMsg of the caller that returns one
+// (the server is up); its end is the grpc.OnFinish call option, which
+// grpc-go runs once when the stream ends, also when the caller's context
+// ends it or the ClientConn is closed under it, and goes to the request
+// metrics and the span. Each of its attempts reports to the breaker of its
+// instance through the picker's Done, before OnFinish.
 func streamInterceptor(eng *engine.Engine) grpc.StreamClientInterceptor {
 	return func(ctx context.Context, desc *grpc.StreamDesc, conn *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
 		service, ok := serviceOf(conn.Target())
@@ -139,29 +155,83 @@ func streamInterceptor(eng *engine.Engine) grpc.StreamClientInterceptor {
 			return nil, err
 		}
 		cc.ctx = ctx
-		cs, err := streamer(context.WithValue(ctx, callKey{}, cc), desc, conn, method, opts...)
+		opts = append(opts[:len(opts):len(opts)], grpc.OnFinish(cc.streamEnded))
+		cs, err := streamer(cc.tryContext(ctx), desc, conn, method, opts...)
 		cc.mu.Lock()
 		if err != nil {
 			err = cc.meshErr(err)
 		}
-		if cc.attempts == 0 {
-			// No attempt began: grpc-go refused the stream before its
-			// stats handler saw it, or an interceptor after this one
-			// served the stream itself. Nothing else will end it.
-			cc.lastErr, cc.ctxDone = err, true
-			cc.endStream()
+		if err != nil || cc.attempts == 0 {
+			// grpc-go refused the stream (it ran OnFinish already, or
+			// never saw the stream: a later interceptor refused it), or
+			// an interceptor after this one served the stream itself:
+			// no attempt was picked and OnFinish will not come.
+			cc.endStream(err)
 		}
 		cc.mu.Unlock()
 		if err != nil {
 			return nil, statusOf(err, cc.c.Result().Route)
 		}
-		return cs, nil
+		return &clientStream{ClientStream: cs, cc: cc}, nil
 	}
 }
 
+// clientStream is a mesh stream as its caller gets it: the first Header
+// or RecvMsg that returns a response is the stream's first response.
+type clientStream struct {
+	grpc.ClientStream
+	cc *clientCall
+}
+
+// Header implements grpc.ClientStream: headers are a response.
+func (s *clientStream) Header() (metadata.MD, error) {
+	md, err := s.ClientStream.Header()
+	if md != nil && err == nil {
+		s.cc.responded()
+	}
+	return md, err
+}
+
+// RecvMsg implements grpc.ClientStream: a message is a response (from a
+// server that sent no headers before it, too).
+func (s *clientStream) RecvMsg(m any) error {
+	err := s.ClientStream.RecvMsg(m)
+	if err == nil {
+		s.cc.responded()
+	}
+	return err
+}
+
 // callKey is the context key under which an interceptor hands its call to
-// the picker and to the stats handler.
+// the picker.
 type callKey struct{}
+
+// callContext is the context of one try of a call: its context with the
+// call under callKey, as context.WithValue would make it (the first try's
+// is in the call's callScratch, with no allocation of its own).
+type callContext struct {
+	context.Context
+	cc *clientCall
+}
+
+// Value implements context.Context.
+func (c *callContext) Value(key any) any {
+	if key == (callKey{}) {
+		return c.cc
+	}
+	return c.Context.Value(key)
+}
+
+// tryContext returns ctx with the call under callKey for the picker. The
+// first try's is the call's own; a later try gets a new one, as grpc-go
+// may still read an earlier try's context.
+func (cc *clientCall) tryContext(ctx context.Context) context.Context {
+	if first := &cc.scratch.first; first.cc == nil {
+		*first = callContext{Context: ctx, cc: cc}
+		return first
+	}
+	return &callContext{Context: ctx, cc: cc}
+}
 
 // clientCall is one RPC through the mesh: the gRPC adapter's side of an
 // engine.Call.
@@ -173,6 +243,8 @@ type clientCall struct {
 	service string
 	method  string
 	md      metadata.MD // the outgoing metadata, lane and trace injected
+	car     mdCarrier   // writes md
+	scratch *callScratch
 	req     router.Request
 	start   time.Time
 	span    oteltrace.Span
@@ -183,18 +255,15 @@ type clientCall struct {
 	done     func(balancer.DoneInfo)
 	finished atomic.Bool
 
-	// A stream is reported from grpc-go's goroutines (the stats handler,
-	// the picker's Done): mu orders them. A unary call takes mu too, on
-	// one goroutine.
+	// A stream is reported from grpc-go's goroutines (OnFinish, the
+	// picker's Done) and the caller's (Header, RecvMsg): mu orders them.
+	// A unary call takes mu too, on one goroutine.
 	stream   bool
 	ctx      context.Context // the stream's context, for its end
 	mu       sync.Mutex
 	answered atomic.Bool   // the stream had its first response
 	latency  time.Duration // time to the first response
-	attempts int           // attempts grpc-go began (stats handler's TagRPC)
-	ends     int           // ... and ended (stats.End)
-	ctxDone  bool          // grpc-go finished the stream (its context ended)
-	lastErr  error         // of the last attempt that ended
+	attempts int           // attempts the picker picked an instance for
 	reset    bool          // the last attempt's connection broke after it was sent
 	pushback time.Duration // the last attempt's server pushback (engine.Outcome.RetryAfter)
 }
@@ -207,10 +276,26 @@ type unaryArgs struct {
 	opts       []grpc.CallOption
 }
 
+// callScratch is what grpc-go may still hold of a call after it returned:
+// the first try's context and the values of the metadata keys the mesh
+// set. It is allocated per call and never reused.
+type callScratch struct {
+	first callContext
+	vals  [4]string
+}
+
 func newClientCall(eng *engine.Engine, conn *grpc.ClientConn, service, method string) *clientCall {
-	cc := &clientCall{eng: eng, conn: conn, service: service, method: method, start: time.Now()}
+	cc := new(clientCall)
 	cc.done = cc.attemptDone // one func value per call, not one per pick
+	cc.init(eng, conn, service, method)
 	return cc
+}
+
+// init starts cc, new or cleared, as a call of method of service.
+func (cc *clientCall) init(eng *engine.Engine, conn *grpc.ClientConn, service, method string) {
+	cc.eng, cc.conn, cc.service, cc.method, cc.start = eng, conn, service, method, time.Now()
+	cc.scratch = new(callScratch)
+	cc.car.vals = cc.scratch.vals[:0]
 }
 
 // open opens the call's span (in span mode), propagates, routes and
@@ -229,12 +314,11 @@ func (cc *clientCall) open(ctx context.Context) (context.Context, error) {
 // without copying the whole metadata (grpc-go#8860), so the metadata is
 // copied once, and only when the caller set any.
 func (cc *clientCall) propagate(ctx context.Context) context.Context {
-	md, _ := metadata.FromOutgoingContext(ctx)
-	car := mdCarrier{md: md}
-	cc.eng.Propagator().Inject(ctx, &car)
-	cc.md = car.md
-	if car.wrote {
-		ctx = metadata.NewOutgoingContext(ctx, car.md)
+	cc.car.md, _ = metadata.FromOutgoingContext(ctx)
+	cc.eng.Propagator().Inject(ctx, &cc.car)
+	cc.md = cc.car.md
+	if cc.car.wrote {
+		ctx = metadata.NewOutgoingContext(ctx, cc.md)
 	}
 	return ctx
 }
@@ -268,7 +352,7 @@ func (cc *clientCall) begin(ctx context.Context, wait bool) error {
 func (cc *clientCall) Send(ctx context.Context, t *engine.Try) engine.Outcome {
 	a := &cc.unary
 	cc.t, cc.reset, cc.pushback = t, false, 0
-	o := cc.outcomeOf(a.invoker(context.WithValue(ctx, callKey{}, cc), cc.method, a.req, a.reply, a.conn, a.opts...))
+	o := cc.outcomeOf(a.invoker(cc.tryContext(ctx), cc.method, a.req, a.reply, a.conn, a.opts...))
 	cc.mu.Lock()
 	if o.Kind == engine.KindNone && o.Err != nil && cc.reset {
 		// Not the server's UNAVAILABLE: the connection broke after the
@@ -342,17 +426,6 @@ func (cc *clientCall) meshErr(err error) error {
 	return err
 }
 
-// attemptBegun is the stats handler's TagRPC of one of the stream's
-// attempts; ctx ends when grpc-go has finished the stream.
-func (cc *clientCall) attemptBegun(ctx context.Context) {
-	cc.mu.Lock()
-	if cc.attempts == 0 {
-		context.AfterFunc(ctx, cc.streamFinished)
-	}
-	cc.attempts++
-	cc.mu.Unlock()
-}
-
 // responded is the stream's first response (its headers or, for a server
 // that sends none, a message): the breakers and the latency histogram
 // judge the stream now; the server is up.
@@ -371,38 +444,22 @@ func (cc *clientCall) responded() {
 	cc.t.Done(&o)
 }
 
-// attemptEnded is the stats handler's End of one attempt of the stream.
-func (cc *clientCall) attemptEnded(err error) {
+// streamEnded is the stream's grpc.OnFinish: grpc-go ran it once, after
+// the picker's Done of the stream's last attempt.
+func (cc *clientCall) streamEnded(err error) {
 	cc.mu.Lock()
-	cc.ends++
-	cc.lastErr = err
-	if cc.ctxDone && cc.ends >= cc.attempts {
-		cc.endStream()
-	}
+	cc.endStream(cc.meshErr(err))
 	cc.mu.Unlock()
 }
 
-// streamFinished runs when grpc-go has finished the stream (its context
-// ends): after the last attempt's End, or, when the caller's context ended
-// it, just before.
-func (cc *clientCall) streamFinished() {
-	cc.mu.Lock()
-	cc.ctxDone = true
-	if cc.ends >= cc.attempts {
-		cc.endStream()
-	}
-	cc.mu.Unlock()
-}
-
-// endStream ends a stream, once, with the last attempt's error: a stream
-// that had no response reports it to the breakers now; the metrics record
-// the stream's code and its time to first response (to its end when it had
-// none), and its span ends. mu is held.
-func (cc *clientCall) endStream() {
+// endStream ends a stream, once, with err: a stream that had no response
+// reports it to the breakers now; the metrics record the stream's code and
+// its time to first response (to its end when it had none), and its span
+// ends. mu is held.
+func (cc *clientCall) endStream(err error) {
 	if !cc.finished.CompareAndSwap(false, true) {
 		return
 	}
-	err := cc.meshErr(cc.lastErr)
 	o := cc.outcomeOf(err)
 	if stop := cc.t.Done(&o); stop != nil {
 		err = stop
@@ -440,47 +497,5 @@ func (cc *clientCall) record(ctx context.Context, err error, d time.Duration) {
 		trace.EndRPC(cc.span, name, code != 0, err)
 	}
 }
-
-// streamEvents is the client stats handler DialOptions installs: it hands
-// the first response and the end of each stream of a mesh call to its
-// clientCall; unary calls and calls of other clients pass untouched.
-type streamEvents struct{}
-
-var _ stats.Handler = streamEvents{}
-
-func streamOf(ctx context.Context) *clientCall {
-	if cc, _ := ctx.Value(callKey{}).(*clientCall); cc != nil && cc.stream {
-		return cc
-	}
-	return nil
-}
-
-// TagRPC implements stats.Handler: it counts the stream's attempts.
-func (streamEvents) TagRPC(ctx context.Context, _ *stats.RPCTagInfo) context.Context {
-	if cc := streamOf(ctx); cc != nil {
-		cc.attemptBegun(ctx)
-	}
-	return ctx
-}
-
-// HandleRPC implements stats.Handler.
-func (streamEvents) HandleRPC(ctx context.Context, s stats.RPCStats) {
-	cc := streamOf(ctx)
-	if cc == nil {
-		return
-	}
-	switch s := s.(type) {
-	case *stats.InHeader, *stats.InPayload:
-		cc.responded()
-	case *stats.End:
-		cc.attemptEnded(s.Error)
-	}
-}
-
-// TagConn implements stats.Handler.
-func (streamEvents) TagConn(ctx context.Context, _ *stats.ConnTagInfo) context.Context { return ctx }
-
-// HandleConn implements stats.Handler.
-func (streamEvents) HandleConn(context.Context, stats.ConnStats) {}
 
 func spanOf(ctx context.Context) oteltrace.Span { return oteltrace.SpanFromContext(ctx) }

@@ -35,10 +35,11 @@
 //     for methods named by WithIdempotentMethods or a rule with
 //     nonIdempotent: true), lane and W3C trace propagation into the
 //     outgoing metadata, spans in span mode, and metrics;
-//   - a stats handler that takes a stream's life from grpc-go: the breakers
-//     and the latency histogram judge a stream at its first response, its
-//     end (also when the ClientConn is closed under it) goes to the metrics
-//     and the span.
+//   - a stream's life taken from grpc-go without a stats handler: the
+//     breakers and the latency histogram judge a stream at its first
+//     response (the first Header or RecvMsg of the caller that returns
+//     one), its end (grpc.OnFinish: also when the caller's context ends or
+//     the ClientConn is closed under it) goes to the metrics and the span.
 //
 // Errors the mesh itself returns are status errors that also keep
 // errors.Is working: errors.Is(err, mesh.ErrCircuitOpen),

@@ -2,15 +2,19 @@ package meshgrpc
 
 import (
 	"context"
+	"strings"
 
 	"google.golang.org/grpc/metadata"
 )
 
 // mdCarrier is a TextMapCarrier over outgoing metadata: Inject writes into
 // md (the caller's metadata, already a copy), creating it on first write.
+// The values of the first keys it sets are kept in vals (the call's
+// callScratch), not in a slice each.
 type mdCarrier struct {
 	md    metadata.MD
 	wrote bool
+	vals  []string
 }
 
 // Get returns the first value of key.
@@ -27,9 +31,15 @@ func (c *mdCarrier) Values(key string) []string { return c.md.Get(key) }
 // Set sets key to value.
 func (c *mdCarrier) Set(key, value string) {
 	if c.md == nil {
-		c.md = metadata.MD{}
+		c.md = make(metadata.MD, 2)
 	}
-	c.md.Set(key, value)
+	key = strings.ToLower(key)
+	if n := len(c.vals); n < cap(c.vals) {
+		c.vals = append(c.vals, value)
+		c.md[key] = c.vals[n : n+1 : n+1]
+	} else {
+		c.md[key] = []string{value}
+	}
 	c.wrote = true
 }
 
