@@ -293,6 +293,42 @@ services:
 	}
 }
 
+// TestExplainShowsAuthorization: lightmesh explain shows a service's
+// server ID and authorization in force, and for --caller and the call the
+// decision and the rule that decided it; a --caller that is not a SPIFFE
+// ID is refused.
+func TestExplainShowsAuthorization(t *testing.T) {
+	rulesFile := writeFile(t, "rules.yaml", `apiVersion: lightmesh/v1
+services:
+  api:
+    serverID: spiffe://example.org/api
+    authorization:
+      default: deny
+      rules:
+        - {action: allow, callers: [spiffe://example.org/front], paths: [/api.v1.Users/*]}
+`)
+	args := []string{"explain", "-f", rulesFile, "--instance", "api=10.0.0.1:8080", "--service", "api"}
+	code, out, errs := binary(t, nil, append(args, "--caller", "spiffe://example.org/front", "--grpc-method", "/api.v1.Users/Get")...)
+	for _, want := range []string{
+		"server ID: spiffe://example.org/api (mutual TLS)",
+		"authorization: 1 rules, default deny",
+		"rule 0: allow callers [spiffe://example.org/front] paths [/api.v1.Users/*]",
+		"caller spiffe://example.org/front, POST /api.v1.Users/Get: ALLOWED, allowed by authorization rule 0",
+	} {
+		if code != 0 || !strings.Contains(out, want) {
+			t.Errorf("explain --caller: exit %d, no %q in\n%s%s", code, want, out, errs)
+		}
+	}
+	code, out, errs = binary(t, nil, append(args, "--caller", "none", "--path", "/x", "-o", "json")...)
+	if code != 0 || !strings.Contains(out, `"allowed": false`) || !strings.Contains(out, "denied by default") {
+		t.Errorf("explain --caller none -o json: exit %d\n%s%s", code, out, errs)
+	}
+	code, out, errs = binary(t, nil, append(args, "--caller", "front")...)
+	if code == 0 || !strings.Contains(errs, `--caller "front"`) {
+		t.Errorf("explain --caller front: exit %d; want refused naming the flag\n%s%s", code, out, errs)
+	}
+}
+
 // TestImportIstioSaysWhatItChanges: a service in two namespaces is
 // refused rather than merged; retries: {attempts: 0} stays no retry even
 // under a defaults document's retry; Istio's default retries are written
