@@ -106,6 +106,20 @@ func TestExplainShowsAuthorizationDecision(t *testing.T) {
 	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(body), `caller="front"`) {
 		t.Errorf("caller=front: %d %q; want 400 naming the caller", resp.StatusCode, body)
 	}
+	for query, want := range map[string]string{
+		"format=html": "deny callers [spiffe://example.org/front] paths [/admin/*]",
+		"format=html&explain&service=api&path=/admin/x&caller=spiffe://example.org/front": "not authorized",
+	} {
+		resp, err := http.Get(admin.URL + "?" + query)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), want) || !strings.Contains(string(body), "spiffe://example.org/api") {
+			t.Errorf("status page %s: %d; want the server ID and %q in\n%s", query, resp.StatusCode, want, body)
+		}
+	}
 	st := m.Status()
 	found := false
 	for _, s := range st.Services {

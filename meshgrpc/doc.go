@@ -38,7 +38,12 @@
 //   - a stats handler that takes a stream's life from grpc-go: the breakers
 //     and the latency histogram judge a stream at its first response, its
 //     end (also when the ClientConn is closed under it) goes to the metrics
-//     and the span.
+//     and the span;
+//   - for a mesh with an identity (mesh.WithIdentity), the transport
+//     credentials: mutual TLS verifying the server's SPIFFE ID for a
+//     service whose rules set serverID, plaintext otherwise, and a check
+//     that refuses (codes.Unauthenticated) a call to such a service on a
+//     connection of credentials given after DialOptions.
 //
 // Errors the mesh itself returns are status errors that also keep
 // errors.Is working: errors.Is(err, mesh.ErrCircuitOpen),
