@@ -329,6 +329,27 @@ services:
 	}
 }
 
+// TestDiffShowsIdentityChanges: a change of a service's serverID or of its
+// authorization in force is a change for traffic, shown by its place;
+// the same authorization written differently is not.
+func TestDiffShowsIdentityChanges(t *testing.T) {
+	a := writeFile(t, "a.yaml", "apiVersion: lightmesh/v1\nservices:\n  api:\n    authorization: {default: deny, rules: [{action: allow, callers: [spiffe://example.org/front]}]}\n")
+	b := writeFile(t, "b.yaml", "apiVersion: lightmesh/v1\nservices:\n  api:\n    serverID: spiffe://example.org/api\n    authorization: {default: deny, rules: [{action: allow, callers: [spiffe://example.org/front, spiffe://example.org/batch/*]}]}\n")
+	c := writeFile(t, "c.yaml", "apiVersion: lightmesh/v1\nservices:\n  api:\n    authorization:\n      default: deny\n      rules:\n        - action: allow\n          callers: [spiffe://example.org/front]\n")
+	code, out, errs := binary(t, nil, "diff", a, b)
+	for _, want := range []string{
+		`+ services.api.serverID: "spiffe://example.org/api"`,
+		`+ services.api.authorization.rules[0].callers[1]: "spiffe://example.org/batch/*"`,
+	} {
+		if code != 1 || !strings.Contains(out, want) {
+			t.Errorf("diff: exit %d, no %q in\n%s%s", code, want, out, errs)
+		}
+	}
+	if code, out, errs := binary(t, nil, "diff", a, c); code != 0 {
+		t.Errorf("diff of the same authorization written differently: exit %d\n%s%s", code, out, errs)
+	}
+}
+
 // TestImportIstioSaysWhatItChanges: a service in two namespaces is
 // refused rather than merged; retries: {attempts: 0} stays no retry even
 // under a defaults document's retry; Istio's default retries are written
