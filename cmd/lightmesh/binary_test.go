@@ -348,6 +348,15 @@ func TestDiffShowsIdentityChanges(t *testing.T) {
 	if code, out, errs := binary(t, nil, "diff", a, c); code != 0 {
 		t.Errorf("diff of the same authorization written differently: exit %d\n%s%s", code, out, errs)
 	}
+	// The balancing settings were left out of diff the same way.
+	d := writeFile(t, "d.yaml", "apiVersion: lightmesh/v1\nservices:\n  api: {}\n")
+	e := writeFile(t, "e.yaml", "apiVersion: lightmesh/v1\nservices:\n  api:\n    loadBalancer: p2c-ewma\n    slowStart: {window: 30s}\n")
+	code, out, errs = binary(t, nil, "diff", d, e)
+	for _, want := range []string{`services.api.loadBalancer: "round-robin" → "p2c-ewma"`, `+ services.api.slowStart: {"window":"30s"`} {
+		if code != 1 || !strings.Contains(out, want) {
+			t.Errorf("diff of the balancing settings: exit %d, no %q in\n%s%s", code, want, out, errs)
+		}
+	}
 }
 
 // TestImportIstioSaysWhatItChanges: a service in two namespaces is

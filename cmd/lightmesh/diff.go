@@ -178,6 +178,8 @@ func diffInForce(path string, oldRoutes, newRoutes []router.Route, old, new *rou
 	}
 	secs := sections("", old.Call, new.Call)
 	secs = append(secs, section{"breaker", old.Breaker, new.Breaker}, section{"outlierDetection", old.OutlierDetection, new.OutlierDetection},
+		section{"loadBalancer", balancer(old.LoadBalancer), balancer(new.LoadBalancer)}, section{"slowStart", old.SlowStart, new.SlowStart},
+		section{"lanes", old.Lanes, new.Lanes},
 		section{"serverID", orNil(old.ServerID), orNil(new.ServerID)}, section{"authorization", old.Authorization, new.Authorization})
 	var out []change
 	for _, s := range secs {
@@ -384,6 +386,14 @@ func orNil(s string) any {
 		return nil
 	}
 	return s
+}
+
+// balancer is lb, round-robin when empty (a service without a policy).
+func balancer(lb string) string {
+	if lb == "" {
+		return "round-robin"
+	}
+	return lb
 }
 
 // compact returns v's JSON form on one line.
