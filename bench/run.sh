@@ -135,6 +135,10 @@ if group pick meshgrpc.test 'BenchmarkPick$|BenchmarkGRPC$'; then
 	table "gRPC (meshgrpc): the picker; a unary call bare vs through lightmesh" results/pick.txt
 fi
 
+if group authz router.test 'BenchmarkDecide20Rules$' -test.cpu 1,2; then
+	table "Authorization (router): Decide over a 20-rule policy, parallel" results/authz.txt
+fi
+
 # Peers.
 if group transport peers.test 'BenchmarkTransport$' -test.cpu 1,2; then
 	table "BenchmarkTransport (columns vs rt=bare)" -col /rt results/transport.txt
@@ -144,6 +148,9 @@ if group throughput peers.test 'BenchmarkThroughput$' -test.cpu 1,2; then
 fi
 if group grpc peers.test 'BenchmarkGRPC$' -test.cpu 1,2; then
 	table "BenchmarkGRPC (columns vs rpc=bare)" -col /rpc results/grpc.txt
+fi
+if group identity peers.test 'BenchmarkIdentity$'; then
+	table "BenchmarkIdentity: mutual TLS vs plaintext vs otelhttp, kept-alive loopback GETs (columns vs rt=bare)" -col /rt results/identity.txt
 fi
 if group breaker peers.test 'BenchmarkBreaker$'; then
 	table "BenchmarkBreaker (rows: impl; columns: one goroutine vs GOMAXPROCS)" -row /impl -col /calls results/breaker.txt

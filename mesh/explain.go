@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
 	"github.com/lightmesh/lightmesh/internal/engine"
 	"github.com/lightmesh/lightmesh/internal/textdist"
 	"github.com/lightmesh/lightmesh/router"
@@ -26,6 +28,12 @@ type ExplainRequest struct {
 	GRPCMethod string
 	// Header holds the call's headers or gRPC metadata, in any case.
 	Header http.Header
+	// Caller is the SPIFFE ID of the caller, for the service's
+	// authorization ("none" or "" for a caller without a certificate).
+	// The explanation's Authorization says whether the service serves it
+	// and which rule decided; without a Caller only for a service with an
+	// authorization section.
+	Caller string
 }
 
 // Explanation is a call's decision with its trace: every route tried and
@@ -123,6 +131,13 @@ func (m *Mesh) Explain(req ExplainRequest) *Explanation {
 	e := explanationOf(snap.Explain(req.Service, rr, time.Now()))
 	e.Rules, e.Source = m.rulesOf(req.Service), m.source
 	e.GRPC = req.GRPCMethod != ""
+	caller := req.Caller
+	if caller == "none" {
+		caller = ""
+	}
+	if rs := snap.Table().Rules(); e.Explanation != nil && (req.Caller != "" || rs.Authorizer(req.Service) != nil) {
+		e.Authorization = rs.ExplainAuthorization(req.Service, caller, rr.Method, rr.Path)
+	}
 	if !e.Known {
 		e.Error = fmt.Sprintf("no rule and no discovery entry names %s", req.Service)
 		if best := textdist.Closest(req.Service, snap.Table().Services(), 2); best != "" {
@@ -134,9 +149,12 @@ func (m *Mesh) Explain(req ExplainRequest) *Explanation {
 
 // explainRequest reads the call the explain view describes from q.
 func explainRequest(q url.Values) (ExplainRequest, error) {
-	req := ExplainRequest{Service: q.Get("service"), Method: q.Get("method"), Path: q.Get("path"), GRPCMethod: q.Get("grpc"), Header: http.Header{}}
+	req := ExplainRequest{Service: q.Get("service"), Method: q.Get("method"), Path: q.Get("path"), GRPCMethod: q.Get("grpc"), Header: http.Header{}, Caller: q.Get("caller")}
 	if req.Service == "" {
 		return req, errors.New("service= is required (the logical name called)")
+	}
+	if err := CheckCaller(req.Caller); err != nil {
+		return req, fmt.Errorf("caller=%q: %v", req.Caller, err)
 	}
 	for _, kv := range q["header"] {
 		if kv == "" {
@@ -171,4 +189,16 @@ func (m *Mesh) rulesOf(service string) string {
 		}
 	}
 	return strings.Join(parts, " + ")
+}
+
+// CheckCaller reports whether caller is what ExplainRequest.Caller takes:
+// a SPIFFE ID, "none" or "".
+func CheckCaller(caller string) error {
+	if caller == "" || caller == "none" {
+		return nil
+	}
+	if _, err := spiffeid.FromString(caller); err != nil {
+		return fmt.Errorf("want a SPIFFE ID (spiffe://domain/path) or none: %v", err)
+	}
+	return nil
 }

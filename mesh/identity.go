@@ -46,6 +46,10 @@ func WithIdentity(src identity.Source) Option {
 	})
 }
 
+// Identity returns the workload identity given by WithIdentity, or nil
+// when the mesh has none. meshgrpc.DialOptions reads it.
+func (m *Mesh) Identity() identity.Source { return m.cfg.identity }
+
 // ErrNoIdentity is the error of a call to a service whose rules require
 // mutual TLS (serverID) from a mesh without WithIdentity.
 var ErrNoIdentity = errors.New("mesh: the rules require mutual TLS (serverID) but the mesh has no identity (WithIdentity)")

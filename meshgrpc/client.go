@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/lightmesh/lightmesh/identity/grpcidentity"
 	"github.com/lightmesh/lightmesh/internal/engine"
 	"github.com/lightmesh/lightmesh/internal/meshlink"
 	"github.com/lightmesh/lightmesh/mesh"
@@ -30,14 +31,23 @@ import (
 //
 //	conn, err := grpc.NewClient("lightmesh:///user-api", meshgrpc.DialOptions(m)...)
 //
-// Add transport credentials and other options as usual; give the client's
+// When m has an identity (mesh.WithIdentity), the options also set the
+// client's transport credentials (grpcidentity.RulesDialOptions): calls to
+// a service whose rules set serverID use mutual TLS presenting m's SVID
+// and accept only a server with that SPIFFE ID (another fails the call,
+// naming both IDs, before any request byte); other calls go in plaintext.
+// Give no grpc.WithTransportCredentials of your own then: given after
+// DialOptions it replaces the mesh's, and calls to services with serverID
+// fail with codes.Unauthenticated saying so.
+//
+// Without an identity add transport credentials and other options as usual; give the client's
 // own service config (method configs) with WithServiceConfig, not
 // grpc.WithDefaultServiceConfig, and the methods that may be resent after
 // the server may have acted on them with WithIdempotentMethods.
 func DialOptions(m *mesh.Mesh, opts ...Option) []grpc.DialOption {
 	eng := m.Engine(meshlink.Key{})
 	cfg := newConfig(opts)
-	return []grpc.DialOption{
+	dopts := []grpc.DialOption{
 		grpc.WithResolvers(resolverBuilder{eng: eng, serviceConfig: cfg.serviceConfig}),
 		// The resolver's service config is the one in force; this default
 		// makes grpc.NewClient reject a bad one at once.
@@ -45,6 +55,10 @@ func DialOptions(m *mesh.Mesh, opts ...Option) []grpc.DialOption {
 		grpc.WithChainUnaryInterceptor(unaryInterceptor(eng, &cfg)),
 		grpc.WithChainStreamInterceptor(streamInterceptor(eng)),
 	}
+	if src := m.Identity(); src != nil {
+		dopts = append(dopts, grpcidentity.RulesDialOptions(src, m)...)
+	}
+	return dopts
 }
 
 // unaryInterceptor is the client interceptor of unary calls. It applies

@@ -40,6 +40,11 @@
 //     response (the first Header or RecvMsg of the caller that returns
 //     one), its end (grpc.OnFinish: also when the caller's context ends or
 //     the ClientConn is closed under it) goes to the metrics and the span.
+//   - for a mesh with an identity (mesh.WithIdentity), the transport
+//     credentials: mutual TLS verifying the server's SPIFFE ID for a
+//     service whose rules set serverID, plaintext otherwise, and a check
+//     that refuses (codes.Unauthenticated) a call to such a service on a
+//     connection of credentials given after DialOptions.
 //
 // Errors the mesh itself returns are status errors that also keep
 // errors.Is working: errors.Is(err, mesh.ErrCircuitOpen),

@@ -2,6 +2,7 @@ package router
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
@@ -59,6 +60,8 @@ type Authorizer struct {
 	rules         []compiledRule
 	defaultAllow  bool
 	defaultReason string
+	// doc is the section as written, for InForce.
+	doc Authorization
 }
 
 // Verdict is the outcome of Authorizer.Decide.
@@ -91,7 +94,7 @@ func (c *compiler) authorization(path string, p *Authorization) *Authorizer {
 		}
 		return path + "." + s
 	}
-	a := &Authorizer{defaultAllow: true}
+	a := &Authorizer{defaultAllow: true, doc: Authorization{Default: p.Default, Rules: slices.Clone(p.Rules)}}
 	switch p.Default {
 	case "", "allow":
 		a.defaultReason = "allowed by default"
@@ -269,4 +272,79 @@ func (r *Rules) ServerID(service string) (spiffeid.ID, bool) {
 		return sr.serverID, true
 	}
 	return spiffeid.ID{}, false
+}
+
+// Describe writes r on one line as explain shows it:
+// allow callers [spiffe://td/a] paths [/v1/*] methods [GET].
+func (r AuthorizationRule) Describe() string {
+	var b strings.Builder
+	b.WriteString(r.Action)
+	for _, l := range []struct {
+		name string
+		list []string
+	}{{"callers", r.Callers}, {"paths", r.Paths}, {"methods", r.Methods}} {
+		if len(l.list) > 0 {
+			fmt.Fprintf(&b, " %s %v", l.name, l.list)
+		}
+	}
+	if len(r.Callers)+len(r.Paths)+len(r.Methods) == 0 {
+		b.WriteString(" every call")
+	}
+	return b.String()
+}
+
+// AuthorizationInForce is the authorization of the calls a service
+// receives, as InForce shows it: the rules in order with the default
+// written out.
+type AuthorizationInForce struct {
+	// Default is "allow" or "deny": what decides a call no rule matches.
+	Default string `json:"default"`
+	// Rules are tried in order; the first that matches decides.
+	Rules []AuthorizationRule `json:"rules,omitempty"`
+}
+
+// inForce returns a as InForce shows it; nil for nil.
+func (a *Authorizer) inForce() *AuthorizationInForce {
+	if a == nil {
+		return nil
+	}
+	in := &AuthorizationInForce{Default: "allow", Rules: a.doc.Rules}
+	if !a.defaultAllow {
+		in.Default = "deny"
+	}
+	return in
+}
+
+// AuthorizationStep is an authorization decision as explain shows it:
+// who called what, whether the service's authorization lets it, and the
+// rule that decided.
+type AuthorizationStep struct {
+	// Caller is the caller's SPIFFE ID, "" for a caller without a
+	// certificate.
+	Caller string `json:"caller"`
+	Method string `json:"method"`
+	Path   string `json:"path"`
+	// Allowed says whether the call would be served.
+	Allowed bool `json:"allowed"`
+	// Rule is the index of the deciding rule, -1 for the default (or no
+	// authorization at all); Decider is that rule as written, nil for the
+	// default.
+	Rule    int                `json:"rule"`
+	Decider *AuthorizationRule `json:"decider,omitempty"`
+	// Reason is what the refused caller is told (403 / PermissionDenied).
+	Reason string `json:"reason"`
+}
+
+// ExplainAuthorization decides, as identity.Guard would on the rules r,
+// whether caller ("" for none) may call path with method on service, and
+// names the deciding rule. It is for tools: the request path calls
+// Authorizer.Decide.
+func (r *Rules) ExplainAuthorization(service, caller, method, path string) *AuthorizationStep {
+	a := r.Authorizer(service)
+	v := a.Decide(caller, method, path)
+	st := &AuthorizationStep{Caller: caller, Method: method, Path: path, Allowed: v.Allowed, Rule: v.Rule, Reason: v.Reason}
+	if a != nil && v.Rule >= 0 && v.Rule < len(a.doc.Rules) {
+		st.Decider = &a.doc.Rules[v.Rule]
+	}
+	return st
 }

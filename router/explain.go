@@ -44,6 +44,10 @@ type Explanation struct {
 	// Error says why the call fails: no route, no instance; "" when it
 	// is routed.
 	Error string `json:"error,omitempty"`
+	// Authorization is whether the service's authorization serves the
+	// caller explained (Rules.ExplainAuthorization); nil when no caller
+	// was given and the service has no authorization.
+	Authorization *AuthorizationStep `json:"authorization,omitempty"`
 
 	err error
 }

@@ -41,6 +41,12 @@ type InForce struct {
 	SlowStart *SlowStartInForce `json:"slowStart,omitempty"`
 	// LoadBalancer is round-robin, p2c-ewma or least-request.
 	LoadBalancer string `json:"loadBalancer,omitempty"`
+	// ServerID is the SPIFFE ID the service's servers must present to
+	// its callers (mutual TLS); "" when calls go as the URL says.
+	ServerID string `json:"serverID,omitempty"`
+	// Authorization decides which callers the service serves; nil means
+	// every caller.
+	Authorization *AuthorizationInForce `json:"authorization,omitempty"`
 }
 
 // SlowStartInForce is a slowStart section with its default filled in.
@@ -129,6 +135,10 @@ func (r *Rules) InForce(service string) *InForce {
 	}
 	in.FromDefaults = r.defaulted(service)
 	in.Lanes = lanesInForce(r.laneRule(service))
+	if id, ok := r.ServerID(service); ok {
+		in.ServerID = id.String()
+	}
+	in.Authorization = r.Authorizer(service).inForce()
 	if p == nil {
 		in.Call = CallInForce{Timeout: Off}
 		return in
@@ -252,6 +262,9 @@ type PolicyInForce struct {
 	// FromDefaults lists the settings the service takes from the
 	// defaults document.
 	FromDefaults []string `json:"fromDefaults,omitempty"`
+	// ServerID and Authorization are the service's (InForce's).
+	ServerID      string                `json:"serverID,omitempty"`
+	Authorization *AuthorizationInForce `json:"authorization,omitempty"`
 }
 
 // ForRoute returns what applies to the calls of route i of the service
@@ -262,7 +275,8 @@ func (in *InForce) ForRoute(i int) *PolicyInForce {
 		return nil
 	}
 	p := &PolicyInForce{CallInForce: in.Call, Breaker: in.Breaker, OutlierDetection: in.OutlierDetection,
-		LoadBalancer: in.LoadBalancer, SlowStart: in.SlowStart, FromDefaults: in.FromDefaults}
+		LoadBalancer: in.LoadBalancer, SlowStart: in.SlowStart, FromDefaults: in.FromDefaults,
+		ServerID: in.ServerID, Authorization: in.Authorization}
 	if i >= 0 && i < len(in.Routes) {
 		p.CallInForce = in.Routes[i]
 	}

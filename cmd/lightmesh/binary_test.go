@@ -293,6 +293,72 @@ services:
 	}
 }
 
+// TestExplainShowsAuthorization: lightmesh explain shows a service's
+// server ID and authorization in force, and for --caller and the call the
+// decision and the rule that decided it; a --caller that is not a SPIFFE
+// ID is refused.
+func TestExplainShowsAuthorization(t *testing.T) {
+	rulesFile := writeFile(t, "rules.yaml", `apiVersion: lightmesh/v1
+services:
+  api:
+    serverID: spiffe://example.org/api
+    authorization:
+      default: deny
+      rules:
+        - {action: allow, callers: [spiffe://example.org/front], paths: [/api.v1.Users/*]}
+`)
+	args := []string{"explain", "-f", rulesFile, "--instance", "api=10.0.0.1:8080", "--service", "api"}
+	code, out, errs := binary(t, nil, append(args, "--caller", "spiffe://example.org/front", "--grpc-method", "/api.v1.Users/Get")...)
+	for _, want := range []string{
+		"server ID: spiffe://example.org/api (mutual TLS)",
+		"authorization: 1 rules, default deny",
+		"rule 0: allow callers [spiffe://example.org/front] paths [/api.v1.Users/*]",
+		"caller spiffe://example.org/front, POST /api.v1.Users/Get: ALLOWED, allowed by authorization rule 0",
+	} {
+		if code != 0 || !strings.Contains(out, want) {
+			t.Errorf("explain --caller: exit %d, no %q in\n%s%s", code, want, out, errs)
+		}
+	}
+	code, out, errs = binary(t, nil, append(args, "--caller", "none", "--path", "/x", "-o", "json")...)
+	if code != 0 || !strings.Contains(out, `"allowed": false`) || !strings.Contains(out, "denied by default") {
+		t.Errorf("explain --caller none -o json: exit %d\n%s%s", code, out, errs)
+	}
+	code, out, errs = binary(t, nil, append(args, "--caller", "front")...)
+	if code == 0 || !strings.Contains(errs, `--caller "front"`) {
+		t.Errorf("explain --caller front: exit %d; want refused naming the flag\n%s%s", code, out, errs)
+	}
+}
+
+// TestDiffShowsIdentityChanges: a change of a service's serverID or of its
+// authorization in force is a change for traffic, shown by its place;
+// the same authorization written differently is not.
+func TestDiffShowsIdentityChanges(t *testing.T) {
+	a := writeFile(t, "a.yaml", "apiVersion: lightmesh/v1\nservices:\n  api:\n    authorization: {default: deny, rules: [{action: allow, callers: [spiffe://example.org/front]}]}\n")
+	b := writeFile(t, "b.yaml", "apiVersion: lightmesh/v1\nservices:\n  api:\n    serverID: spiffe://example.org/api\n    authorization: {default: deny, rules: [{action: allow, callers: [spiffe://example.org/front, spiffe://example.org/batch/*]}]}\n")
+	c := writeFile(t, "c.yaml", "apiVersion: lightmesh/v1\nservices:\n  api:\n    authorization:\n      default: deny\n      rules:\n        - action: allow\n          callers: [spiffe://example.org/front]\n")
+	code, out, errs := binary(t, nil, "diff", a, b)
+	for _, want := range []string{
+		`+ services.api.serverID: "spiffe://example.org/api"`,
+		`+ services.api.authorization.rules[0].callers[1]: "spiffe://example.org/batch/*"`,
+	} {
+		if code != 1 || !strings.Contains(out, want) {
+			t.Errorf("diff: exit %d, no %q in\n%s%s", code, want, out, errs)
+		}
+	}
+	if code, out, errs := binary(t, nil, "diff", a, c); code != 0 {
+		t.Errorf("diff of the same authorization written differently: exit %d\n%s%s", code, out, errs)
+	}
+	// The balancing settings were left out of diff the same way.
+	d := writeFile(t, "d.yaml", "apiVersion: lightmesh/v1\nservices:\n  api: {}\n")
+	e := writeFile(t, "e.yaml", "apiVersion: lightmesh/v1\nservices:\n  api:\n    loadBalancer: p2c-ewma\n    slowStart: {window: 30s}\n")
+	code, out, errs = binary(t, nil, "diff", d, e)
+	for _, want := range []string{`services.api.loadBalancer: "round-robin" → "p2c-ewma"`, `+ services.api.slowStart: {"window":"30s"`} {
+		if code != 1 || !strings.Contains(out, want) {
+			t.Errorf("diff of the balancing settings: exit %d, no %q in\n%s%s", code, want, out, errs)
+		}
+	}
+}
+
 // TestImportIstioSaysWhatItChanges: a service in two namespaces is
 // refused rather than merged; retries: {attempts: 0} stays no retry even
 // under a defaults document's retry; Istio's default retries are written

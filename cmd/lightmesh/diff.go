@@ -177,7 +177,10 @@ func diffInForce(path string, oldRoutes, newRoutes []router.Route, old, new *rou
 		return []section{{p + "timeout", o.Timeout, n.Timeout}, {p + "retry", o.Retry, n.Retry}, {p + "rateLimit", o.RateLimit, n.RateLimit}}
 	}
 	secs := sections("", old.Call, new.Call)
-	secs = append(secs, section{"breaker", old.Breaker, new.Breaker}, section{"outlierDetection", old.OutlierDetection, new.OutlierDetection})
+	secs = append(secs, section{"breaker", old.Breaker, new.Breaker}, section{"outlierDetection", old.OutlierDetection, new.OutlierDetection},
+		section{"loadBalancer", balancer(old.LoadBalancer), balancer(new.LoadBalancer)}, section{"slowStart", old.SlowStart, new.SlowStart},
+		section{"lanes", old.Lanes, new.Lanes},
+		section{"serverID", orNil(old.ServerID), orNil(new.ServerID)}, section{"authorization", old.Authorization, new.Authorization})
 	var out []change
 	for _, s := range secs {
 		out = append(out, diffValues(path+"."+s.name, s.old, s.new)...)
@@ -375,6 +378,22 @@ func diffValues(path string, old, new any) []change {
 		}
 	}
 	return out
+}
+
+// orNil is s, or nil (no setting) when it is empty.
+func orNil(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}
+
+// balancer is lb, round-robin when empty (a service without a policy).
+func balancer(lb string) string {
+	if lb == "" {
+		return "round-robin"
+	}
+	return lb
 }
 
 // compact returns v's JSON form on one line.

@@ -43,6 +43,7 @@ func runExplain(ctx context.Context, c *cli, args []string) error {
 	path := fs.String("path", "/", "the request path")
 	method := fs.String("method", http.MethodGet, "the HTTP method")
 	grpcMethod := fs.String("grpc-method", "", "a gRPC call's full method, /pkg.Service/Method (path and method are then ignored)")
+	caller := fs.String("caller", "", "the caller's SPIFFE ID (or none, for a caller without a certificate): explain says whether the service's authorization serves it, and which rule decided")
 	wait := fs.Duration("timeout", 10*time.Second, "how long to wait for the rules and the instances")
 	out := outputFlag(fs, "text", "json", "yaml")
 	c.etcdTLSFlags(fs)
@@ -57,7 +58,10 @@ func runExplain(ctx context.Context, c *cli, args []string) error {
 		fs.Usage()
 		return exitError{2}
 	}
-	req := mesh.ExplainRequest{Service: *service, Method: *method, Path: *path, GRPCMethod: *grpcMethod, Header: http.Header{}}
+	if err := mesh.CheckCaller(*caller); err != nil {
+		return fmt.Errorf("--caller %q: %v", *caller, err)
+	}
+	req := mesh.ExplainRequest{Service: *service, Method: *method, Path: *path, GRPCMethod: *grpcMethod, Header: http.Header{}, Caller: *caller}
 	for _, h := range headerFlags {
 		k, v, ok := strings.Cut(h, "=")
 		if !ok {

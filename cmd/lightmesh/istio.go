@@ -19,7 +19,7 @@ import (
 
 func runImport(_ context.Context, c *cli, args []string) error {
 	if len(args) == 0 || args[0] != "istio" {
-		fmt.Fprintln(c.stderr, "usage: lightmesh import istio [--strict] FILE...")
+		fmt.Fprintln(c.stderr, "usage: lightmesh import istio [--strict] FILE... (VirtualService, DestinationRule, AuthorizationPolicy, PeerAuthentication)")
 		return exitError{2}
 	}
 	fs := newFlags(c, "import")
@@ -87,6 +87,9 @@ type istioConverter struct {
 	namespace string
 	label     string
 	err       error
+	// authzs collects, by service, what PeerAuthentications and
+	// AuthorizationPolicies say about its callers.
+	authzs map[string]*authzOf
 }
 
 // namespaceOf is the namespace a service came from, and the resource.
@@ -224,8 +227,8 @@ func (c *istioConverter) object(file, where string, obj map[string]any) error {
 		label = fmt.Sprintf("%s: %s %s/%s", file, kind, c.namespace, name)
 	}
 	c.label = label
-	if !strings.HasPrefix(api, "networking.istio.io/") {
-		return fmt.Errorf("%s: %s: apiVersion %q, kind %q: want an Istio VirtualService or DestinationRule (networking.istio.io), or a List of them", file, where, api, kind)
+	if !strings.HasPrefix(api, "networking.istio.io/") && !strings.HasPrefix(api, "security.istio.io/") {
+		return fmt.Errorf("%s: %s: apiVersion %q, kind %q: want an Istio VirtualService or DestinationRule (networking.istio.io), AuthorizationPolicy or PeerAuthentication (security.istio.io), or a List of them", file, where, api, kind)
 	}
 	spec := top.child("spec")
 	spec.path = label + " spec"
@@ -234,8 +237,12 @@ func (c *istioConverter) object(file, where string, obj map[string]any) error {
 		c.virtualService(spec)
 	case "DestinationRule":
 		c.destinationRule(spec)
+	case "AuthorizationPolicy":
+		c.authorizationPolicy(spec)
+	case "PeerAuthentication":
+		c.peerAuthentication(spec)
 	default:
-		c.leave(label, "only VirtualService and DestinationRule are converted")
+		c.leave(label, "only VirtualService, DestinationRule, AuthorizationPolicy and PeerAuthentication are converted")
 		return c.err
 	}
 	top.path = label
@@ -666,6 +673,9 @@ func parseDuration(s string) (router.Duration, error) {
 func (c *istioConverter) document() ([]byte, error) {
 	doc := router.Document{APIVersion: router.APIVersion, Services: map[string]router.Service{}}
 	for name, s := range c.services {
+		if a := c.authzs[name]; a != nil {
+			s.Authorization = a.authorization()
+		}
 		doc.Services[name] = *s
 	}
 	var b bytes.Buffer

@@ -56,7 +56,7 @@ func allCommands() map[string]command {
 	return map[string]command{
 		"validate": {"check rule documents with the mesh's own validation", "[--service NAME] [-o text|json|yaml] FILE...", runValidate},
 		"schema":   {"print the JSON Schema of the rule document", "", runSchema},
-		"explain":  {"show where a call would go, and why, on given rules and instances", "-f RULES --instances INSTANCES --service NAME [--header k=v]... [--path P] [--method M | --grpc-method /pkg.Svc/M] [-o text|json|yaml]", runExplain},
+		"explain":  {"show where a call would go and why (and whether its caller is authorized), on given rules and instances", "-f RULES --instances INSTANCES --service NAME [--header k=v]... [--path P] [--method M | --grpc-method /pkg.Svc/M] [--caller SPIFFE-ID|none] [-o text|json|yaml]", runExplain},
 		"diff":     {"show what changing the rules does to traffic, in force (exit 1 on changes, like diff(1))", "[--service NAME [--defaults FILE]] [-o text|json|yaml] OLD NEW", runDiff},
 		"get":      {"print the rule document stored in Nacos or etcd, with the version read", "[-o yaml|json] LOCATION", runGet},
 		"push":     {"validate a rule document and publish it to Nacos or etcd over the version it was read from", "-f FILE [--dry-run] [--force] [--service NAME] LOCATION", runPush},

@@ -8,8 +8,11 @@ package grpcidentity
 import (
 	"bufio"
 	"context"
+	"crypto/x509"
 	"fmt"
 	"net"
+	"strings"
+	"sync"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"google.golang.org/grpc"
@@ -59,12 +62,34 @@ type ServerIDs interface {
 // TLS with an error saying so, as m.Transport fails with
 // mesh.ErrNoIdentity. Pass them beside meshgrpc.DialOptions.
 func RulesCredentials(src identity.Source, ids ServerIDs) credentials.TransportCredentials {
-	return &byRules{src: src, ids: ids}
+	return newByRules(src, ids)
+}
+
+// RulesDialOptions are the dial options meshgrpc.DialOptions adds for a
+// mesh with an identity: RulesCredentials(src, ids) as the client's
+// transport credentials, and a per-call check that refuses, with
+// Unauthenticated and before any request byte, a call to a service whose
+// rules set serverID on a connection those credentials did not make and
+// that is not mutual TLS with that ID: the connection of other transport
+// credentials given after them (grpc-go keeps the last given). The check
+// names the ID the rules require and what the connection is.
+func RulesDialOptions(src identity.Source, ids ServerIDs) []grpc.DialOption {
+	b := newByRules(src, ids)
+	return []grpc.DialOption{grpc.WithTransportCredentials(b), grpc.WithPerRPCCredentials(rulesCheck{b})}
+}
+
+func newByRules(src identity.Source, ids ServerIDs) *byRules {
+	return &byRules{src: src, ids: ids, conns: new(sync.Map)}
 }
 
 type byRules struct {
 	src identity.Source
 	ids ServerIDs
+	// conns holds the mutual-TLS connections these credentials (and
+	// their clones) made and have not closed, by the server's leaf
+	// certificate: how rulesCheck knows a TLS connection for ruledConn
+	// to judge after a rule change.
+	conns *sync.Map // *x509.Certificate → *ruledConn
 }
 
 func (b *byRules) ClientHandshake(ctx context.Context, authority string, c net.Conn) (net.Conn, credentials.AuthInfo, error) {
@@ -83,7 +108,12 @@ func (b *byRules) ClientHandshake(ctx context.Context, authority string, c net.C
 	if err != nil {
 		return nil, nil, err
 	}
-	return &ruledConn{Conn: tc, ids: b.ids, service: service, want: want}, info, nil
+	rc := &ruledConn{Conn: tc, ids: b.ids, service: service, want: want}
+	if ti, ok := info.(credentials.TLSInfo); ok && len(ti.State.PeerCertificates) > 0 {
+		rc.conns, rc.leaf = b.conns, ti.State.PeerCertificates[0]
+		b.conns.Store(rc.leaf, rc)
+	}
+	return rc, info, nil
 }
 
 // ruledConn is a client connection made under the serverID the rules
@@ -97,11 +127,22 @@ type ruledConn struct {
 	ids     ServerIDs
 	service string
 	want    spiffeid.ID
+	// conns and leaf: where the connection is registered (mutual TLS
+	// only), until Close.
+	conns *sync.Map
+	leaf  *x509.Certificate
+}
+
+func (c *ruledConn) Close() error {
+	if c.conns != nil {
+		c.conns.Delete(c.leaf)
+	}
+	return c.Conn.Close()
 }
 
 func (c *ruledConn) Write(p []byte) (int, error) {
 	if want, ok := c.ids.ServerID(c.service); ok && want != c.want {
-		c.Conn.Close()
+		c.Close()
 		was := "plaintext"
 		if !c.want.IsZero() {
 			was = "server ID " + c.want.String()
@@ -119,7 +160,60 @@ func (b *byRules) Info() credentials.ProtocolInfo {
 	return credentials.ProtocolInfo{SecurityProtocol: "tls"}
 }
 
-func (b *byRules) Clone() credentials.TransportCredentials { return &byRules{src: b.src, ids: b.ids} }
+func (b *byRules) Clone() credentials.TransportCredentials {
+	return &byRules{src: b.src, ids: b.ids, conns: b.conns}
+}
+
+// rulesCheck is the per-call check of RulesDialOptions. grpc-go asks it
+// for the call's metadata after picking the connection and before
+// writing anything of the call.
+type rulesCheck struct{ b *byRules }
+
+func (r rulesCheck) GetRequestMetadata(ctx context.Context, uri ...string) (map[string]string, error) {
+	ri, _ := credentials.RequestInfoFromContext(ctx)
+	switch ai := ri.AuthInfo.(type) {
+	case plaintextInfo:
+		// Made by RulesCredentials: ruledConn judges it against the rules in force.
+		return nil, nil
+	case credentials.TLSInfo:
+		if len(ai.State.PeerCertificates) > 0 {
+			if _, ours := r.b.conns.Load(ai.State.PeerCertificates[0]); ours {
+				return nil, nil
+			}
+		}
+	}
+	if len(uri) == 0 {
+		return nil, nil
+	}
+	// The audience is "https://" + authority + "/" + service of the
+	// method; the authority is the mesh service (lightmesh:///user-api).
+	service, _, _ := strings.Cut(strings.TrimPrefix(uri[0], "https://"), "/")
+	if host, _, err := net.SplitHostPort(service); err == nil {
+		service = host
+	}
+	want, ok := r.b.ids.ServerID(service)
+	if !ok {
+		return nil, nil
+	}
+	got := "a plaintext connection"
+	if ti, ok := ri.AuthInfo.(credentials.TLSInfo); ok {
+		if id, err := identity.IDFromChains(ti.State.PeerCertificates); err == nil {
+			if id == want {
+				return nil, nil
+			}
+			got = "a TLS connection to " + id.String()
+		} else {
+			got = "a TLS connection without a SPIFFE ID"
+		}
+	}
+	return nil, status.Errorf(codes.Unauthenticated,
+		"grpcidentity: the rules require mutual TLS with server ID %s for %s, but the call was to go over %s made by other transport credentials (grpc.WithTransportCredentials given after meshgrpc.DialOptions replaces the mesh's: drop it)",
+		want, service, got)
+}
+
+// RequireTransportSecurity is false: calls to services without serverID
+// go in plaintext; the check above refuses the others.
+func (rulesCheck) RequireTransportSecurity() bool { return false }
 
 // OverrideServerName is deprecated in grpc-go and has no effect here.
 func (b *byRules) OverrideServerName(string) error { return nil }

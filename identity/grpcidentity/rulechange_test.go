@@ -12,7 +12,6 @@ import (
 
 	"github.com/lightmesh/lightmesh/discovery"
 	"github.com/lightmesh/lightmesh/identity"
-	"github.com/lightmesh/lightmesh/identity/grpcidentity"
 	"github.com/lightmesh/lightmesh/identity/identitytest"
 	"github.com/lightmesh/lightmesh/mesh"
 	"github.com/lightmesh/lightmesh/meshgrpc"
@@ -24,7 +23,7 @@ import (
 // plaintext under the previous document is closed instead of carrying
 // it. Likewise when serverID changes, the connection verified for the old
 // ID carries no further call.
-func TestRulesCredentialsServerIDAddedAppliesToNextCall(t *testing.T) {
+func TestDialOptionsServerIDAddedAppliesToNextCall(t *testing.T) {
 	ca, err := identitytest.NewCA("example.org")
 	if err != nil {
 		t.Fatal(err)
@@ -41,8 +40,7 @@ func TestRulesCredentialsServerIDAddedAppliesToNextCall(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer m.Close()
-	cc, err := grpc.NewClient("lightmesh:///api", append(meshgrpc.DialOptions(m),
-		grpc.WithTransportCredentials(grpcidentity.RulesCredentials(front, m)))...)
+	cc, err := grpc.NewClient("lightmesh:///api", meshgrpc.DialOptions(m)...)
 	if err != nil {
 		t.Fatal(err)
 	}

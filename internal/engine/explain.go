@@ -223,6 +223,26 @@ func (e *Explanation) WriteText(w io.Writer) error {
 			p("  rate limit: %g/s, burst %d%s%s", rl.RPS, rl.Burst, tokens, from("rateLimit"))
 		}
 	}
+	if pol := e.Policy; pol != nil && pol.ServerID != "" {
+		p("  server ID: %s (mutual TLS)", pol.ServerID)
+	}
+	if pol := e.Policy; pol != nil && pol.Authorization != nil {
+		az := pol.Authorization
+		p("  authorization: %d rules, default %s", len(az.Rules), az.Default)
+		for i, r := range az.Rules {
+			p("    rule %d: %s", i, r.Describe())
+		}
+	}
+	if a := e.Authorization; a != nil {
+		caller, verdict := a.Caller, "DENIED"
+		if caller == "" {
+			caller = "a caller without a certificate"
+		}
+		if a.Allowed {
+			verdict = "ALLOWED"
+		}
+		p("  caller %s, %s %s: %s, %s", caller, a.Method, a.Path, verdict, a.Reason)
+	}
 	switch {
 	case e.Error != "":
 		p("→ refused (%s): %s", e.Reason, e.Error)
