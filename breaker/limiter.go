@@ -28,7 +28,7 @@ type Limiter struct {
 	burst int
 	// epoch is the origin of the times below, in ns: last is the time
 	// tokens was counted at, latest the latest time a token was asked
-	// for (see AllowAt).
+	// for, at least 0 (see AllowAt).
 	epoch time.Time
 
 	mu     sync.Mutex
@@ -46,9 +46,11 @@ func NewLimiter(rps float64, burst int) *Limiter {
 	return newLimiter(limitOf(rps), burst, float64(burst), time.Now())
 }
 
-// newLimiter returns a limiter holding tokens at now.
+// newLimiter returns a limiter holding tokens at now. A time before now
+// counts as now (see AllowAt): the bucket was counted at now, so the time
+// before it must not refill it again.
 func newLimiter(limit rate.Limit, burst int, tokens float64, now time.Time) *Limiter {
-	return &Limiter{limit: limit, burst: burst, epoch: now, tokens: tokens, latest: math.MinInt64}
+	return &Limiter{limit: limit, burst: burst, epoch: now, tokens: tokens}
 }
 
 func limitOf(rps float64) rate.Limit {
@@ -65,12 +67,14 @@ func limitOf(rps float64) rate.Limit {
 func (l *Limiter) Allow() bool { return l.AllowAt(time.Now()) }
 
 // AllowAt is Allow at time now, a clock read the caller made already (the
-// start of its call). A now before the latest time a token was asked for
-// counts as that latest time: rate.Limiter takes a time before its last
-// one as the new last, and the next token would then refill for the time
-// in between a second time, so a caller held up between its clock read
-// and AllowAt (preempted, a GC pause) would let later callers through
-// beyond the rate.
+// start of its call). A now before the latest time a token was asked for,
+// or before the limiter was made or carried, counts as that time:
+// rate.Limiter takes a time before its last one as the new last, and the
+// next token would then refill for the time in between a second time, so
+// a caller held up between its clock read and AllowAt (preempted, a GC
+// pause, a gRPC call that read its start before loading the rules the
+// limiter was carried for) would let later callers through beyond the
+// rate.
 func (l *Limiter) AllowAt(now time.Time) bool {
 	if l.limit == rate.Inf {
 		return true

@@ -169,7 +169,8 @@ func TestLimiterAllowDoesNotAllocate(t *testing.T) {
 }
 
 // rateRef is the limiter as it was built on rate.Limiter, the reference
-// the Limiter's own token count must agree with.
+// the Limiter's own token count must agree with; latest starts at the
+// limiter's making.
 type rateRef struct {
 	lim    *rate.Limiter
 	latest time.Time
@@ -187,8 +188,8 @@ func (r *rateRef) allowAt(now time.Time) bool {
 // infinite one, burst 0 and 1) and calls at times that go back and forth,
 // AllowAt, TokensAt and RetryAfterAt answer exactly as rate.Limiter's
 // AllowN, TokensAt and its refill time do, with a time earlier than the
-// latest counting as the latest; and a Carry keeps the tokens as rate's
-// did.
+// latest (or than the making) counting as that; and a Carry keeps the
+// tokens as rate's did.
 func TestLimiterAgreesWithRate(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	for _, tc := range []struct {
@@ -197,7 +198,7 @@ func TestLimiterAgreesWithRate(t *testing.T) {
 	}{{2, 5}, {1000, 1}, {0.5, 3}, {0, 2}, {math.Inf(1), 0}, {100, 0}, {1e12, 1000000000}, {7.3, 10}} {
 		start := time.Unix(1_700_000_000, 0)
 		l := newLimiter(limitOf(tc.rps), tc.burst, float64(tc.burst), start)
-		ref := &rateRef{lim: rate.NewLimiter(limitOf(tc.rps), tc.burst)}
+		ref := &rateRef{lim: rate.NewLimiter(limitOf(tc.rps), tc.burst), latest: start}
 		at := start
 		for i := range 5000 {
 			// Mostly forward by up to 1.5 refill periods, sometimes back.
@@ -227,4 +228,46 @@ func TestLimiterAgreesWithRate(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestLimiterTimeBeforeItsBucket: a call whose clock read was made before
+// the limiter counted its bucket (a gRPC call reads its start before it
+// loads the rules a Carry built the limiter for; a limiter made mid-call)
+// counts as made at that moment: the time in between is not refilled a
+// second time, so the bucket admits no more than it held.
+func TestLimiterTimeBeforeItsBucket(t *testing.T) {
+	t.Run("carried", func(t *testing.T) {
+		now := time.Now()
+		l := NewLimiter(1, 3)
+		if !l.AllowAt(now) || !l.AllowAt(now) {
+			t.Fatal("want two calls of burst 3")
+		}
+		next := l.CarryAt(now, 1, 4) // holds the one token left
+		if !next.AllowAt(now.Add(-10 * time.Second)) {
+			t.Fatal("the carried token refused")
+		}
+		n := 0
+		for next.AllowAt(now) && n < 100 {
+			n++
+		}
+		if n != 0 {
+			t.Fatalf("%d more calls admitted at the carry time after its one token was taken, want 0 (3 of burst 3 + 1 carried)", n)
+		}
+	})
+	t.Run("new", func(t *testing.T) {
+		before := time.Now()
+		l := NewLimiter(0.1, 2) // a token every 10s
+		after := time.Now()
+		stale := before.Add(-time.Hour)
+		if !l.AllowAt(stale) || !l.AllowAt(stale) {
+			t.Fatal("want the burst of 2")
+		}
+		n := 0
+		for l.AllowAt(after) && n < 100 {
+			n++
+		}
+		if n != 0 {
+			t.Fatalf("%d calls admitted beyond the burst of 2 of a new limiter, want 0", n)
+		}
+	})
 }
