@@ -166,9 +166,11 @@ func (l *Limiter) CarryAt(now time.Time, rps float64, burst int) *Limiter {
 	if l.limit == limit && l.burst == burst {
 		return l
 	}
-	// The new bucket holds min(l's tokens, burst), less any fraction.
+	// The new bucket holds min(l's tokens, burst), a part-refilled token
+	// included: dropping it would delay the next call by up to a whole
+	// refill period on every rule change.
 	held := min(max(l.TokensAt(now), 0), float64(burst))
-	return newLimiter(limit, burst, float64(burst)-math.Ceil(float64(burst)-held), now)
+	return newLimiter(limit, burst, held, now)
 }
 
 // TokensAt returns the tokens the bucket holds at time now.

@@ -189,7 +189,7 @@ func (r *rateRef) allowAt(now time.Time) bool {
 // AllowAt, TokensAt and RetryAfterAt answer exactly as rate.Limiter's
 // AllowN, TokensAt and its refill time do, with a time earlier than the
 // latest (or than the making) counting as that; and a Carry keeps the
-// tokens as rate's did.
+// tokens rate.Limiter holds, at most the new burst.
 func TestLimiterAgreesWithRate(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	for _, tc := range []struct {
@@ -218,11 +218,8 @@ func TestLimiterAgreesWithRate(t *testing.T) {
 			}
 			if i%97 == 0 {
 				next := l.CarryAt(at, tc.rps*2, tc.burst+1)
-				refNext := rate.NewLimiter(0, tc.burst+1)
-				held := min(max(ref.lim.TokensAt(at), 0), float64(tc.burst+1))
-				refNext.AllowN(at, int(math.Ceil(float64(tc.burst+1)-held)))
-				refNext.SetLimitAt(at, limitOf(tc.rps*2))
-				if got, want := next.TokensAt(at), refNext.TokensAt(at); got != want && !math.IsInf(tc.rps, 1) {
+				want := min(max(ref.lim.TokensAt(at), 0), float64(tc.burst+1))
+				if got := next.TokensAt(at); got != want && !math.IsInf(tc.rps, 1) {
 					t.Fatalf("rps %v burst %d call %d: carried TokensAt %v, rate.Limiter %v", tc.rps, tc.burst, i, got, want)
 				}
 			}
@@ -270,4 +267,26 @@ func TestLimiterTimeBeforeItsBucket(t *testing.T) {
 			t.Fatalf("%d calls admitted beyond the burst of 2 of a new limiter, want 0", n)
 		}
 	})
+}
+
+// TestLimiterCarryKeepsPartOfAToken: a rule change neither refills nor
+// drains the bucket, a part-refilled token included: raising the rate
+// admits a call no later than the old rate would have.
+func TestLimiterCarryKeepsPartOfAToken(t *testing.T) {
+	now := time.Now()
+	l := NewLimiter(1, 1)
+	if !l.AllowAt(now) {
+		t.Fatal("want one call")
+	}
+	at := now.Add(900 * time.Millisecond)
+	next := l.CarryAt(at, 2, 1) // 0.9 of a token refilled, at twice the rate
+	if got, want := next.TokensAt(at), l.TokensAt(at); got != want {
+		t.Fatalf("carried bucket holds %v tokens, the old one %v", got, want)
+	}
+	if !next.AllowAt(now.Add(time.Second)) {
+		t.Fatal("at twice the rate, a call the old rate admits 1s after the last is refused")
+	}
+	if next.AllowAt(now.Add(time.Second)) {
+		t.Fatal("two calls admitted on one token")
+	}
 }
