@@ -217,7 +217,10 @@ func TestLimiterAgreesWithRate(t *testing.T) {
 				t.Fatalf("rps %v burst %d call %d: TokensAt %v, rate.Limiter %v", tc.rps, tc.burst, i, got, want)
 			}
 			if i%97 == 0 {
-				next := l.CarryAt(at, tc.rps*2, tc.burst+1)
+				// Carry a copy: the carried limiter takes over its bucket.
+				shadow := newLimiter(l.limit, l.burst, l.tokens, l.epoch)
+				shadow.last, shadow.latest = l.last, l.latest
+				next := shadow.CarryAt(at, tc.rps*2, tc.burst+1)
 				want := min(max(ref.lim.TokensAt(at), 0), float64(tc.burst+1))
 				if got := next.TokensAt(at); got != want && !math.IsInf(tc.rps, 1) {
 					t.Fatalf("rps %v burst %d call %d: carried TokensAt %v, rate.Limiter %v", tc.rps, tc.burst, i, got, want)
@@ -288,5 +291,53 @@ func TestLimiterCarryKeepsPartOfAToken(t *testing.T) {
 	}
 	if next.AllowAt(now.Add(time.Second)) {
 		t.Fatal("two calls admitted on one token")
+	}
+}
+
+// TestLimiterCarryIsOneBucket: a carried limiter, once it takes over (the
+// rules it was carried for are published), is the one bucket of the old
+// one too: the calls the old limiter admitted after the carry (they
+// loaded the rules before the change was published) are taken from it,
+// and calls still holding the old limiter take their tokens from it at
+// the new rate. Over a rule change the two together admit no more than
+// the bucket held. Until then the old limiter is left as it was.
+func TestLimiterCarryIsOneBucket(t *testing.T) {
+	now := time.Now()
+	l := NewLimiter(1, 5)
+	next := l.CarryAt(now, 2, 5) // the bucket of 5, to be refilled at 2 rps
+	n := 0
+	for i := 0; i < 2 && l.AllowAt(now); i++ { // calls on the old rules
+		n++
+	}
+	if l.Limit() != 1 || l.TokensAt(now) != 3 {
+		t.Fatalf("before the take-over the old limiter changed: rate %v, %v tokens", l.Limit(), l.TokensAt(now))
+	}
+	next.TakeOver()
+	for i := 0; i < 100 && l.AllowAt(now); i++ {
+		n++
+	}
+	for i := 0; i < 100 && next.AllowAt(now); i++ {
+		n++
+	}
+	if n != 5 {
+		t.Fatalf("%d calls admitted at once over a rule change by the old and the new limiter, want the bucket's 5", n)
+	}
+	// Half a second on, the new rate has refilled one token, whichever
+	// limiter a call holds.
+	later := now.Add(500 * time.Millisecond)
+	if got := l.RetryAfterAt(now); got != 500*time.Millisecond {
+		t.Fatalf("old limiter's RetryAfter %v, want the new rate's 500ms", got)
+	}
+	if !l.AllowAt(later) || next.AllowAt(later) {
+		t.Fatal("want one call at the new rate after 500ms, on the old limiter, and no second one")
+	}
+	next.TakeOver() // a second take-over changes nothing
+	if next.AllowAt(later) {
+		t.Fatal("a second TakeOver gave tokens back")
+	}
+	// Carrying the old limiter again carries the bucket in force.
+	again := l.CarryAt(later, 4, 5)
+	if got := again.TokensAt(later); got != 0 {
+		t.Fatalf("a second Carry of the old limiter holds %v tokens, want the bucket's 0", got)
 	}
 }
