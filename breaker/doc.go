@@ -85,11 +85,14 @@
 //
 // [Limiter] is a token bucket that answers exactly as golang.org/x/time/rate's
 // Limiter.AllowN would (its refill arithmetic, kept under one short lock
-// instead of rate's general reservation). A rule update that
-// changes its rate or burst gets a new Limiter from [Limiter.Carry], which
-// starts with the tokens the old one holds, so the update neither refills
-// nor drains the bucket and the old limiter is left as it was. [Limiter.RetryAfter] tells a server what to put in a Retry-After
-// header without consuming a token.
+// instead of rate's general reservation). A rule update that changes its
+// rate or burst gets a new Limiter from [Limiter.Carry], which starts with
+// the tokens the old one holds, so the update neither refills nor drains
+// the bucket; the old limiter is left as it was until the new one, in
+// force, takes its bucket over ([Limiter.TakeOver]): calls still holding
+// the old limiter then spend the one bucket, not a copy of it.
+// [Limiter.RetryAfter] tells a server what to put in a Retry-After header
+// without consuming a token.
 //
 // Nothing in this package starts goroutines or keeps global mutable state.
 package breaker

@@ -169,7 +169,8 @@ func TestLimiterAllowDoesNotAllocate(t *testing.T) {
 }
 
 // rateRef is the limiter as it was built on rate.Limiter, the reference
-// the Limiter's own token count must agree with.
+// the Limiter's own token count must agree with; latest starts at the
+// limiter's making.
 type rateRef struct {
 	lim    *rate.Limiter
 	latest time.Time
@@ -187,8 +188,8 @@ func (r *rateRef) allowAt(now time.Time) bool {
 // infinite one, burst 0 and 1) and calls at times that go back and forth,
 // AllowAt, TokensAt and RetryAfterAt answer exactly as rate.Limiter's
 // AllowN, TokensAt and its refill time do, with a time earlier than the
-// latest counting as the latest; and a Carry keeps the tokens as rate's
-// did.
+// latest (or than the making) counting as that; and a Carry keeps the
+// tokens rate.Limiter holds, at most the new burst.
 func TestLimiterAgreesWithRate(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	for _, tc := range []struct {
@@ -197,7 +198,7 @@ func TestLimiterAgreesWithRate(t *testing.T) {
 	}{{2, 5}, {1000, 1}, {0.5, 3}, {0, 2}, {math.Inf(1), 0}, {100, 0}, {1e12, 1000000000}, {7.3, 10}} {
 		start := time.Unix(1_700_000_000, 0)
 		l := newLimiter(limitOf(tc.rps), tc.burst, float64(tc.burst), start)
-		ref := &rateRef{lim: rate.NewLimiter(limitOf(tc.rps), tc.burst)}
+		ref := &rateRef{lim: rate.NewLimiter(limitOf(tc.rps), tc.burst), latest: start}
 		at := start
 		for i := range 5000 {
 			// Mostly forward by up to 1.5 refill periods, sometimes back.
@@ -216,15 +217,127 @@ func TestLimiterAgreesWithRate(t *testing.T) {
 				t.Fatalf("rps %v burst %d call %d: TokensAt %v, rate.Limiter %v", tc.rps, tc.burst, i, got, want)
 			}
 			if i%97 == 0 {
-				next := l.CarryAt(at, tc.rps*2, tc.burst+1)
-				refNext := rate.NewLimiter(0, tc.burst+1)
-				held := min(max(ref.lim.TokensAt(at), 0), float64(tc.burst+1))
-				refNext.AllowN(at, int(math.Ceil(float64(tc.burst+1)-held)))
-				refNext.SetLimitAt(at, limitOf(tc.rps*2))
-				if got, want := next.TokensAt(at), refNext.TokensAt(at); got != want && !math.IsInf(tc.rps, 1) {
+				// Carry a copy: the carried limiter takes over its bucket.
+				shadow := newLimiter(l.limit, l.burst, l.tokens, l.epoch)
+				shadow.last, shadow.latest = l.last, l.latest
+				next := shadow.CarryAt(at, tc.rps*2, tc.burst+1)
+				want := min(max(ref.lim.TokensAt(at), 0), float64(tc.burst+1))
+				if got := next.TokensAt(at); got != want && !math.IsInf(tc.rps, 1) {
 					t.Fatalf("rps %v burst %d call %d: carried TokensAt %v, rate.Limiter %v", tc.rps, tc.burst, i, got, want)
 				}
 			}
 		}
+	}
+}
+
+// TestLimiterTimeBeforeItsBucket: a call whose clock read was made before
+// the limiter counted its bucket (a gRPC call reads its start before it
+// loads the rules a Carry built the limiter for; a limiter made mid-call)
+// counts as made at that moment: the time in between is not refilled a
+// second time, so the bucket admits no more than it held.
+func TestLimiterTimeBeforeItsBucket(t *testing.T) {
+	t.Run("carried", func(t *testing.T) {
+		now := time.Now()
+		l := NewLimiter(1, 3)
+		if !l.AllowAt(now) || !l.AllowAt(now) {
+			t.Fatal("want two calls of burst 3")
+		}
+		next := l.CarryAt(now, 1, 4) // holds the one token left
+		if !next.AllowAt(now.Add(-10 * time.Second)) {
+			t.Fatal("the carried token refused")
+		}
+		n := 0
+		for next.AllowAt(now) && n < 100 {
+			n++
+		}
+		if n != 0 {
+			t.Fatalf("%d more calls admitted at the carry time after its one token was taken, want 0 (3 of burst 3 + 1 carried)", n)
+		}
+	})
+	t.Run("new", func(t *testing.T) {
+		before := time.Now()
+		l := NewLimiter(0.1, 2) // a token every 10s
+		after := time.Now()
+		stale := before.Add(-time.Hour)
+		if !l.AllowAt(stale) || !l.AllowAt(stale) {
+			t.Fatal("want the burst of 2")
+		}
+		n := 0
+		for l.AllowAt(after) && n < 100 {
+			n++
+		}
+		if n != 0 {
+			t.Fatalf("%d calls admitted beyond the burst of 2 of a new limiter, want 0", n)
+		}
+	})
+}
+
+// TestLimiterCarryKeepsPartOfAToken: a rule change neither refills nor
+// drains the bucket, a part-refilled token included: raising the rate
+// admits a call no later than the old rate would have.
+func TestLimiterCarryKeepsPartOfAToken(t *testing.T) {
+	now := time.Now()
+	l := NewLimiter(1, 1)
+	if !l.AllowAt(now) {
+		t.Fatal("want one call")
+	}
+	at := now.Add(900 * time.Millisecond)
+	next := l.CarryAt(at, 2, 1) // 0.9 of a token refilled, at twice the rate
+	if got, want := next.TokensAt(at), l.TokensAt(at); got != want {
+		t.Fatalf("carried bucket holds %v tokens, the old one %v", got, want)
+	}
+	if !next.AllowAt(now.Add(time.Second)) {
+		t.Fatal("at twice the rate, a call the old rate admits 1s after the last is refused")
+	}
+	if next.AllowAt(now.Add(time.Second)) {
+		t.Fatal("two calls admitted on one token")
+	}
+}
+
+// TestLimiterCarryIsOneBucket: a carried limiter, once it takes over (the
+// rules it was carried for are published), is the one bucket of the old
+// one too: the calls the old limiter admitted after the carry (they
+// loaded the rules before the change was published) are taken from it,
+// and calls still holding the old limiter take their tokens from it at
+// the new rate. Over a rule change the two together admit no more than
+// the bucket held. Until then the old limiter is left as it was.
+func TestLimiterCarryIsOneBucket(t *testing.T) {
+	now := time.Now()
+	l := NewLimiter(1, 5)
+	next := l.CarryAt(now, 2, 5) // the bucket of 5, to be refilled at 2 rps
+	n := 0
+	for i := 0; i < 2 && l.AllowAt(now); i++ { // calls on the old rules
+		n++
+	}
+	if l.Limit() != 1 || l.TokensAt(now) != 3 {
+		t.Fatalf("before the take-over the old limiter changed: rate %v, %v tokens", l.Limit(), l.TokensAt(now))
+	}
+	next.TakeOver()
+	for i := 0; i < 100 && l.AllowAt(now); i++ {
+		n++
+	}
+	for i := 0; i < 100 && next.AllowAt(now); i++ {
+		n++
+	}
+	if n != 5 {
+		t.Fatalf("%d calls admitted at once over a rule change by the old and the new limiter, want the bucket's 5", n)
+	}
+	// Half a second on, the new rate has refilled one token, whichever
+	// limiter a call holds.
+	later := now.Add(500 * time.Millisecond)
+	if got := l.RetryAfterAt(now); got != 500*time.Millisecond {
+		t.Fatalf("old limiter's RetryAfter %v, want the new rate's 500ms", got)
+	}
+	if !l.AllowAt(later) || next.AllowAt(later) {
+		t.Fatal("want one call at the new rate after 500ms, on the old limiter, and no second one")
+	}
+	next.TakeOver() // a second take-over changes nothing
+	if next.AllowAt(later) {
+		t.Fatal("a second TakeOver gave tokens back")
+	}
+	// Carrying the old limiter again carries the bucket in force.
+	again := l.CarryAt(later, 4, 5)
+	if got := again.TokensAt(later); got != 0 {
+		t.Fatalf("a second Carry of the old limiter holds %v tokens, want the bucket's 0", got)
 	}
 }

@@ -45,10 +45,14 @@ func (e *Engine) SetMetrics(m *Metrics) { e.metrics = m }
 // Load returns the State in force. The request path calls it once per call.
 func (e *Engine) Load() *State { return e.state.Load() }
 
-// Publish makes s the State in force and then calls every subscriber. Only
-// the mesh's manager goroutine publishes.
+// Publish makes s the State in force, has the limiters it carried over
+// take their old buckets over, and then calls every subscriber. Only the
+// mesh's manager goroutine publishes.
 func (e *Engine) Publish(s *State) {
 	e.state.Store(s)
+	for _, l := range s.carried {
+		l.TakeOver() // once: a State WithInstances derives repeats the list
+	}
 	e.mu.Lock()
 	subs := make([]func(), 0, len(e.subs))
 	for _, f := range e.subs {

@@ -19,6 +19,9 @@ import (
 type State struct {
 	table    *router.Table
 	services shardmap.Map[*Service] // sharded: WithInstances copies one shard
+	// carried are the limiters WithRules carried over from the State
+	// before: Publish has them take their old limiters' buckets over.
+	carried []*breaker.Limiter
 }
 
 // Service is the protection of one service: its compiled policy and the
@@ -73,30 +76,33 @@ func (s *State) Service(name string) *Service { svc, _ := s.services.Get(name); 
 // budgets of the same scope are carried over from s: breakers and budgets
 // as they are, buckets with the tokens they hold (breaker.Limiter.Carry).
 // Nothing s holds is changed, so until the result is published the rules
-// in force keep serving exactly as before.
+// in force keep serving exactly as before; once it is, each carried
+// bucket takes its old one over (Engine.Publish), so that the calls still
+// holding s spend no second copy of it.
 func (s *State) WithRules(rules *router.Rules, onChange OnBreakerChange) *State {
 	table := s.table.WithRules(rules)
 	services := make(map[string]*Service)
+	var carried []*breaker.Limiter
 	for _, name := range rules.Services() {
-		services[name] = buildService(name, rules.Policy(name), s.Service(name), table.Instances(name, ""), onChange)
+		services[name] = buildService(name, rules.Policy(name), s.Service(name), table.Instances(name, ""), onChange, &carried)
 	}
 	// Services the rules do not name take the defaults, each with
 	// breakers and buckets of its own.
 	if def := rules.DefaultPolicy(); def != nil {
 		for _, name := range table.Services() {
 			if services[name] == nil {
-				services[name] = buildService(name, def, s.Service(name), table.Instances(name, ""), onChange)
+				services[name] = buildService(name, def, s.Service(name), table.Instances(name, ""), onChange, &carried)
 			}
 		}
 	}
-	return &State{table: table, services: shardmap.From(services)}
+	return &State{table: table, services: shardmap.From(services), carried: carried}
 }
 
 // WithInstances returns the State in which service has list (nil removes
 // the service's instances), with per-instance breakers to match: those of
 // instances that stay are kept.
 func (s *State) WithInstances(service string, list []discovery.Instance, onChange OnBreakerChange) *State {
-	next := &State{table: s.table.WithInstances(service, list), services: s.services}
+	next := &State{table: s.table.WithInstances(service, list), services: s.services, carried: s.carried}
 	rules := s.table.Rules()
 	svc := s.Service(service)
 	switch {
@@ -110,7 +116,7 @@ func (s *State) WithInstances(service string, list []discovery.Instance, onChang
 		return next
 	case svc == nil && rules.DefaultPolicy() != nil:
 		// New to discovery and not named: it takes the defaults.
-		next.services = s.services.With(service, buildService(service, rules.DefaultPolicy(), nil, next.table.Instances(service, ""), onChange))
+		next.services = s.services.With(service, buildService(service, rules.DefaultPolicy(), nil, next.table.Instances(service, ""), onChange, nil))
 		return next
 	}
 	if svc != nil && (svc.policy.Outlier != nil || svc.policy.SlowStart != nil || svc.policy.LoadBalancer != router.RoundRobin) {
@@ -126,7 +132,9 @@ func (s *State) WithInstances(service string, list []discovery.Instance, onChang
 	return next
 }
 
-func buildService(name string, p *router.Policy, old *Service, instances []discovery.Instance, onChange OnBreakerChange) *Service {
+// buildService builds the protection of service name; limiters carried
+// from old's with new settings are appended to carried.
+func buildService(name string, p *router.Policy, old *Service, instances []discovery.Instance, onChange OnBreakerChange, carried *[]*breaker.Limiter) *Service {
 	svc := &Service{name: name, policy: p}
 	oldLimiters, oldBudgets := old.scopes()
 	limiter := func(rl *router.RateLimitPolicy) *breaker.Limiter {
@@ -134,7 +142,11 @@ func buildService(name string, p *router.Policy, old *Service, instances []disco
 			return nil
 		}
 		if prev := oldLimiters[rl.Scope]; prev != nil {
-			return prev.Carry(rl.RPS, rl.Burst)
+			next := prev.Carry(rl.RPS, rl.Burst)
+			if next != prev && carried != nil {
+				*carried = append(*carried, next)
+			}
+			return next
 		}
 		return breaker.NewLimiter(rl.RPS, rl.Burst)
 	}
