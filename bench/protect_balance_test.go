@@ -113,8 +113,7 @@ func slowInstanceScenario(t *testing.T, p scenarioParams) string {
 				bs[i] = startBackend(t, b, nil, r.grpc)
 			}
 			call := r.client(t, bs)
-			// Warm up: every connection made, every balancer with samples.
-			pacedCalls(4, 10*time.Millisecond, 300*time.Millisecond, call)
+			pacedCalls(4, 10*time.Millisecond, p.warmup, call)
 			var before [3]int64
 			for i, b := range bs {
 				before[i] = b.calls.Load()
@@ -171,7 +170,7 @@ func slowStartScenario(t *testing.T, p scenarioParams) string {
 		}
 		c := &http.Client{Transport: m.Transport(protectTransport(t))}
 		call := func(ctx context.Context) error { return statusErr(get(ctx, c, "http://svc/")) }
-		pacedCalls(4, 10*time.Millisecond, 300*time.Millisecond, call)
+		pacedCalls(4, 10*time.Millisecond, p.warmup, call)
 
 		done := make(chan struct{})
 		go func() {

@@ -81,7 +81,7 @@ func TestProtectScenarios(t *testing.T) {
 }
 
 // scenarioParams sizes the scenarios: the full run's durations, or the
-// smoke run's, about a tenth.
+// smoke run's, each scenario under 5 s.
 type scenarioParams struct {
 	mode, command string
 	// slowRun is how long each row of the slow-instance scenario runs.
@@ -94,15 +94,23 @@ type scenarioParams struct {
 	// rampWindow is slowStart's window; the scenario measures five
 	// buckets of a third of it from the join.
 	rampWindow time.Duration
+	// warmup is how long each row runs before it is measured, so that
+	// connections are made and balancers have samples.
+	warmup time.Duration
+	// quietCalls is how many calls, one at a time, measure the overloaded
+	// server's unloaded p99.
+	quietCalls int
 }
 
 func protectParams(smoke bool) scenarioParams {
 	if smoke {
 		return scenarioParams{mode: "smoke", command: "LIGHTMESH_PROTECT_SMOKE=1 go test -run Protect -v ./bench",
-			slowRun: 300 * time.Millisecond, failPhase: 300 * time.Millisecond, overloadRun: 800 * time.Millisecond, rampWindow: 600 * time.Millisecond}
+			slowRun: 200 * time.Millisecond, failPhase: 250 * time.Millisecond, overloadRun: 500 * time.Millisecond, rampWindow: 600 * time.Millisecond,
+			warmup: 100 * time.Millisecond, quietCalls: 20}
 	}
 	return scenarioParams{mode: "full", command: "LIGHTMESH_PROTECT=1 go test -run Protect -v ./bench",
-		slowRun: 3 * time.Second, failPhase: 2 * time.Second, overloadRun: 5 * time.Second, rampWindow: 3 * time.Second}
+		slowRun: 3 * time.Second, failPhase: 2 * time.Second, overloadRun: 5 * time.Second, rampWindow: 3 * time.Second,
+		warmup: 300 * time.Millisecond, quietCalls: 100}
 }
 
 // ---------------------------------------------------------------------
