@@ -138,17 +138,57 @@ func slowInstanceScenario(t *testing.T, p scenarioParams) string {
 }
 
 // slowStartScenario: two instances busy with four callers each calling
-// every 10 ms; a third joins (discovery adds it). It is cold: for its
+// every 10 ms; a third joins (discovery adds it). It is cold: for the
 // first third of the slowStart window it answers 20 ms slower, and it
-// answers 503 to a call beyond the second it has in flight at once. The table gives its share
-// of calls in each third of the slowStart window from the join, and the
-// error rate of its calls against the others'.
+// always answers 503 to a call beyond the second it has in flight at
+// once. The table gives its share of calls in each third of the window
+// from the join, and the error rate of its calls against the others'.
+// kratos' p2c, which has no slow start, is the peer row (go-zero's p2c
+// has none either, and its zrpc client takes its endpoints once).
 func slowStartScenario(t *testing.T, p scenarioParams) string {
 	slowStart := fmt.Sprintf("    slowStart: {window: %s, minPercent: 10}\n", p.rampWindow)
-	rows := []struct{ name, lb, extra string }{
-		{"lightmesh round-robin, no slowStart", "round-robin", ""},
-		{"lightmesh round-robin, slowStart", "round-robin", slowStart},
-		{"lightmesh p2c-ewma, slowStart", "p2c-ewma", slowStart},
+	// client returns a row's call over the first two backends and the
+	// function that adds the third.
+	type client func(t *testing.T, bs []*backend) (call func(context.Context) error, join func())
+	lightmesh := func(lb, extra string) client {
+		return func(t *testing.T, bs []*backend) (func(context.Context) error, func()) {
+			m, src, err := startMesh(t, fmt.Sprintf(lbDoc, lb, extra), map[string][]discovery.Instance{"svc": instances(bs[:2], false)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			c := &http.Client{Transport: m.Transport(protectTransport(t))}
+			return func(ctx context.Context) error { return statusErr(get(ctx, c, "http://svc/")) },
+				func() { src.Set("svc", instances(bs, false)) }
+		}
+	}
+	rows := []struct {
+		name   string
+		client client
+	}{
+		{"lightmesh round-robin, no slowStart", lightmesh("round-robin", "")},
+		{"lightmesh round-robin, slowStart", lightmesh("round-robin", slowStart)},
+		{"lightmesh p2c-ewma, slowStart", lightmesh("p2c-ewma", slowStart)},
+		{"kratos selector/p2c (no slow start)", func(t *testing.T, bs []*backend) (func(context.Context) error, func()) {
+			sel := kp2c.New()
+			nodes := func(bs []*backend) []kselector.Node {
+				var out []kselector.Node
+				for _, b := range bs {
+					out = append(out, kselector.NewNode("http", b.addr, nil))
+				}
+				return out
+			}
+			sel.Apply(nodes(bs[:2]))
+			c := &http.Client{Transport: protectTransport(t)}
+			return func(ctx context.Context) error {
+				n, done, err := sel.Select(ctx)
+				if err != nil {
+					return err
+				}
+				err = statusErr(get(ctx, c, "http://"+n.Address()+"/"))
+				done(ctx, kselector.DoneInfo{Err: err})
+				return err
+			}, func() { sel.Apply(nodes(bs)) }
+		}},
 	}
 	bucket := p.rampWindow / 3
 	const buckets = 5
@@ -164,12 +204,7 @@ func slowStartScenario(t *testing.T, p scenarioParams) string {
 			}
 			bs[i] = startBackend(t, b, nil, false)
 		}
-		m, src, err := startMesh(t, fmt.Sprintf(lbDoc, r.lb, r.extra), map[string][]discovery.Instance{"svc": instances(bs[:2], false)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		c := &http.Client{Transport: m.Transport(protectTransport(t))}
-		call := func(ctx context.Context) error { return statusErr(get(ctx, c, "http://svc/")) }
+		call, join := r.client(t, bs)
 		pacedCalls(4, 10*time.Millisecond, p.warmup, call)
 
 		done := make(chan struct{})
@@ -177,7 +212,7 @@ func slowStartScenario(t *testing.T, p scenarioParams) string {
 			defer close(done)
 			pacedCalls(4, 10*time.Millisecond, buckets*bucket, call)
 		}()
-		src.Set("svc", instances(bs, false))
+		join()
 		joined := time.Now()
 		go func() { // the cold instance warms up after a third of the window
 			time.Sleep(bucket)
