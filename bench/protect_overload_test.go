@@ -15,6 +15,7 @@ import (
 	"github.com/go-kratos/aegis/ratelimit/bbr"
 	zbreaker "github.com/zeromicro/go-zero/core/breaker"
 	"github.com/zeromicro/go-zero/core/load"
+	"github.com/zeromicro/go-zero/core/stat"
 
 	"github.com/lightmesh/lightmesh/discovery"
 	"github.com/lightmesh/lightmesh/mesh"
@@ -183,21 +184,22 @@ func overloadScenario(t *testing.T, p scenarioParams) string {
 	capacity := float64(slots) * float64(time.Second) / float64(service)
 	type row struct {
 		name string
-		// wrap returns the server middleware of the row, or an error when
-		// the row cannot run.
-		wrap func(t *testing.T) (func(http.Handler) http.Handler, error)
+		// wrap returns the server middleware of the row and, for the
+		// CPU-based peers, the CPU usage (‰) their shedder reads, or an
+		// error when the row cannot run.
+		wrap func(t *testing.T) (mw func(http.Handler) http.Handler, cpu func() int64, err error)
 	}
 	rows := []row{
-		{"no shedding", func(*testing.T) (func(http.Handler) http.Handler, error) { return nil, nil }},
-		{"lightmesh inboundShedding: {mode: adaptive}", func(t *testing.T) (func(http.Handler) http.Handler, error) {
+		{"no shedding", func(*testing.T) (func(http.Handler) http.Handler, func() int64, error) { return nil, nil, nil }},
+		{"lightmesh inboundShedding: {mode: adaptive}", func(t *testing.T) (func(http.Handler) http.Handler, func() int64, error) {
 			doc := "apiVersion: lightmesh/v1\nservices:\n  svc:\n    inboundShedding: {mode: adaptive}\n"
 			m, _, err := startMesh(t, doc, nil, mesh.WithLocalService("svc"))
 			if err != nil {
-				return nil, err
+				return nil, nil, err
 			}
-			return m.Handler, nil
+			return m.Handler, nil, nil
 		}},
-		{"go-zero core/load adaptive shedder", func(*testing.T) (func(http.Handler) http.Handler, error) {
+		{"go-zero core/load adaptive shedder", func(*testing.T) (func(http.Handler) http.Handler, func() int64, error) {
 			shedder := load.NewAdaptiveShedder()
 			return func(next http.Handler) http.Handler {
 				return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -214,9 +216,9 @@ func overloadScenario(t *testing.T, p scenarioParams) string {
 						promise.Pass()
 					}
 				})
-			}, nil
+			}, stat.CpuUsage, nil
 		}},
-		{"kratos aegis ratelimit/bbr", func(*testing.T) (func(http.Handler) http.Handler, error) {
+		{"kratos aegis ratelimit/bbr", func(*testing.T) (func(http.Handler) http.Handler, func() int64, error) {
 			limiter := bbr.NewLimiter()
 			return func(next http.Handler) http.Handler {
 				return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -228,7 +230,7 @@ func overloadScenario(t *testing.T, p scenarioParams) string {
 					next.ServeHTTP(w, r)
 					done(ratelimit.DoneInfo{})
 				})
-			}, nil
+			}, func() int64 { return limiter.Stat().CPU }, nil
 		}},
 	}
 
@@ -241,9 +243,9 @@ func overloadScenario(t *testing.T, p scenarioParams) string {
 
 	var cells [][]string
 	for _, r := range rows {
-		wrap, err := r.wrap(t)
+		wrap, cpu, err := r.wrap(t)
 		if err != nil {
-			cells = append(cells, []string{r.name, "not available: " + oneLine(err), "", "", "", "", ""})
+			cells = append(cells, []string{r.name, "not available: " + oneLine(err), "", "", "", "", "", ""})
 			continue
 		}
 		b := startBackend(t, &backend{slots: make(chan struct{}, slots)}, wrap, false)
@@ -259,6 +261,10 @@ func overloadScenario(t *testing.T, p scenarioParams) string {
 		var results []result
 		var wg sync.WaitGroup
 		start := time.Now()
+		var stopCPU func() string
+		if cpu != nil {
+			stopCPU = sampleCPU(cpu)
+		}
 		n := int(p.overloadRun.Seconds() * rate)
 		for i := range n {
 			time.Sleep(time.Until(start.Add(time.Duration(i) * time.Second / rate)))
@@ -272,6 +278,10 @@ func overloadScenario(t *testing.T, p scenarioParams) string {
 				results = append(results, res)
 				mu.Unlock()
 			}()
+		}
+		cpuSeen := "–"
+		if stopCPU != nil {
+			cpuSeen = stopCPU()
 		}
 		wg.Wait()
 		elapsed := time.Since(start) // the offered run and the drain of what it queued
@@ -301,16 +311,16 @@ func overloadScenario(t *testing.T, p scenarioParams) string {
 			first--
 		}
 		stable := "never"
-		if len(windows)-first >= len(windows)/5 {
+		if len(windows)-first >= max(1, len(windows)/5) {
 			stable = ms(time.Duration(first) * win)
 		}
 		goodput := float64(len(admitted)) / elapsed.Seconds()
 		cells = append(cells, []string{r.name, fmt.Sprintf("%.0f%%", 100*goodput/capacity), fmt.Sprint(len(results) - len(admitted)),
-			ms(percentile(admitted, 50)), ms(percentile(admitted, 99)), ms(percentile(late, 99)), stable})
+			ms(percentile(admitted, 50)), ms(percentile(admitted, 99)), ms(percentile(late, 99)), stable, cpuSeen})
 	}
 	return table("Overload: capacity C offered 3 × C",
-		fmt.Sprintf("Server: %d slots × %s = C = %.0f calls/s; offered %d calls/s open-loop for %s by a plain client (1 s timeout). Unloaded p99 %s. Goodput: calls answered 200 per second from the first call to the last answer, as %% of C. Stabilised: from the start until every later 250 ms window's admitted p99 ≤ 2 × the unloaded p99 (never: not for the last fifth of the run).", slots, service, capacity, rate, p.overloadRun, ms(unloaded)),
-		[]string{"row", "goodput (% of C)", "not served (shed, failed or timed out)", "admitted p50", "admitted p99", "admitted p99, second half", "stabilised after"}, cells)
+		fmt.Sprintf("Server: %d slots × %s = C = %.0f calls/s; offered %d calls/s open-loop for %s by a plain client (1 s timeout). Unloaded p99 %s. Goodput: calls answered 200 per second from the first call to the last answer, as %% of C. Stabilised: from the start until every later 250 ms window's admitted p99 ≤ 2 × the unloaded p99 (never: not for the last fifth of the run). CPU the shedder read: the machine's usage, in ‰, that go-zero's and kratos' shedders decide on (they shed only above 900‰ and 800‰), sampled every 100 ms while offered.", slots, service, capacity, rate, p.overloadRun, ms(unloaded)),
+		[]string{"row", "goodput (% of C)", "not served (shed, failed or timed out)", "admitted p50", "admitted p99", "admitted p99, second half", "stabilised after", "CPU the shedder read (mean)"}, cells)
 }
 
 // statusRecorder remembers the status a handler wrote.
@@ -331,4 +341,30 @@ func oneLine(err error) string {
 		s = strings.ReplaceAll(s, c, " ")
 	}
 	return s
+}
+
+// sampleCPU reads cpu every 100 ms until the returned function is
+// called; that returns the mean, in ‰.
+func sampleCPU(cpu func() int64) (stop func() string) {
+	done := make(chan struct{})
+	mean := make(chan string)
+	go func() {
+		var sum, n int64
+		tick := time.NewTicker(100 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-tick.C:
+				sum += cpu()
+				n++
+			case <-done:
+				mean <- fmt.Sprintf("%d‰", sum/max(n, 1))
+				return
+			}
+		}
+	}()
+	return func() string {
+		close(done)
+		return <-mean
+	}
 }
