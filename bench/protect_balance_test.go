@@ -131,7 +131,7 @@ func slowInstanceScenario(t *testing.T, p scenarioParams) string {
 				ms(percentile(lat, 50)), ms(percentile(lat, 99)), pct(slow, total)})
 		}
 		out += table("Slow instance: "+v.name,
-			fmt.Sprintf("3 instances answering in 2 ms; the third %s. 4 callers each starting a call every 10 ms for %s (after 300 ms of warm-up). Loopback, shared 2-core machine.", v.name, p.slowRun),
+			fmt.Sprintf("3 instances answering in 2 ms; the third %s. 4 callers each starting a call every 10 ms for %s (after %s of warm-up). Loopback, shared 2-core machine.", v.name, p.slowRun, p.warmup),
 			[]string{"row", "calls ok", "failed", "p50", "p99", "share to the slow one"}, cells) + "\n"
 	}
 	return out
