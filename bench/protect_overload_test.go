@@ -27,7 +27,7 @@ var errRefused = errors.New("refused by the client's breaker")
 // failingDependencyScenario: one backend (1 ms) fails 50% of its calls
 // for one phase, 100% for the next, then recovers for two phases; one
 // caller starts a call every 5 ms. Rows: lightmesh `breaker: {mode:
-// adaptive}` and the window breaker (`minRequests: 20, failureRatio:
+// adaptive}` (also with kratos' 3 s window) and the window breaker (`minRequests: 20, failureRatio:
 // 0.5`), go-zero's core/breaker (googlebreaker, through
 // DoWithAcceptable) and kratos aegis' circuitbreaker/sre used as kratos'
 // circuitbreaker middleware uses it (a refusal is marked failed).
@@ -59,6 +59,7 @@ func failingDependencyScenario(t *testing.T, p scenarioParams) string {
 	}
 	rows := []row{
 		{"lightmesh breaker: {mode: adaptive}", lightmesh("{mode: adaptive}")},
+		{"lightmesh breaker: {mode: adaptive, window: 3s} (kratos' window)", lightmesh("{mode: adaptive, window: 3s}")},
 		{"lightmesh window breaker (minRequests 20, failureRatio 0.5)", lightmesh("{minRequests: 20, failureRatio: 0.5}")},
 		{"go-zero core/breaker (googlebreaker)", func(t *testing.T, b *backend) func(context.Context) error {
 			br := zbreaker.NewBreaker()

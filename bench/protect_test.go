@@ -105,7 +105,7 @@ type scenarioParams struct {
 func protectParams(smoke bool) scenarioParams {
 	if smoke {
 		return scenarioParams{mode: "smoke", command: "LIGHTMESH_PROTECT_SMOKE=1 go test -run Protect -v ./bench",
-			slowRun: 200 * time.Millisecond, failPhase: 250 * time.Millisecond, overloadRun: 500 * time.Millisecond, rampWindow: 600 * time.Millisecond,
+			slowRun: 200 * time.Millisecond, failPhase: 200 * time.Millisecond, overloadRun: 500 * time.Millisecond, rampWindow: 600 * time.Millisecond,
 			warmup: 100 * time.Millisecond, quietCalls: 20}
 	}
 	return scenarioParams{mode: "full", command: "LIGHTMESH_PROTECT=1 go test -run Protect -v ./bench",
