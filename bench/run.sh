@@ -10,6 +10,7 @@
 #   COUNT=10 BENCHTIME=2s ./run.sh
 #   ONLY=proxy ./run.sh           # one group (see the names below)
 #   SMOKE=1 ./run.sh              # every benchmark once (-benchtime 1x), no tables: CI
+#   ONLY=protect ./run.sh         # the protection scenarios alone (results/protect.md)
 #
 # The proxy hop and the CPU comparison need nginx and HAProxy; run.sh
 # installs them (Debian's nginx-light and haproxy) when it runs as root and
@@ -173,6 +174,25 @@ if group load peers.test 'BenchmarkLoad$' -test.benchtime 50000x -test.count 3; 
 	table "BenchmarkLoad: 50,000 GETs at 10,000 rps from 64 callers — CPU per 1,000 rps and latency percentiles" -col /path results/load.txt
 fi
 
+# Protection scenarios (issue 24): lightmesh beside go-zero and kratos on a
+# slow instance, a failing dependency, an overloaded server and slow start.
+# Not benchmarks but timed runs printing one table each, written to
+# results/protect.md: about two minutes in full, under 20 s in SMOKE.
+if [ -z "$ONLY" ] || [ "$ONLY" = protect ]; then
+	if [ -n "$SMOKE" ]; then
+		protect_env=LIGHTMESH_PROTECT_SMOKE=1
+	else
+		protect_env=LIGHTMESH_PROTECT=1
+	fi
+	echo "== protect: $protect_env peers.test -test.run TestProtectScenarios" >&2
+	if ! env "$protect_env" ./results/peers.test -test.run '^TestProtectScenarios$' -test.v -test.timeout 10m >results/protect.txt 2>&1; then
+		cat results/protect.txt >&2
+		echo "run.sh: the protection scenarios failed" >&2
+		exit 1
+	fi
+	cat results/protect.md >&2
+fi
+
 if [ -n "$SMOKE" ] || [ -n "$ONLY" ]; then
 	exit 0
 fi
@@ -199,6 +219,13 @@ summary=$(go run ./summary results)
 	echo
 	echo "## Tables"
 	cat "$out"
+	echo
+	echo "## Protection scenarios"
+	echo
+	echo "Side by side with go-zero and kratos (issue 24); the closing note of README.md's"
+	echo "\"Protection scenarios\" section says where lightmesh wins and loses, and why."
+	echo
+	sed 's/^# .*//; s/^###/###/' results/protect.md
 } >../BENCHMARKS.md
 # The README's table is this summary, between its markers.
 awk -v table="$summary" '
