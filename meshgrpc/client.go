@@ -2,6 +2,7 @@ package meshgrpc
 
 import (
 	"context"
+	"io"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -172,15 +173,35 @@ func streamInterceptor(eng *engine.Engine) grpc.StreamClientInterceptor {
 		if err != nil {
 			return nil, statusOf(err, cc.c.Result().Route)
 		}
-		return &clientStream{ClientStream: cs, cc: cc}, nil
+		s := &clientStream{ClientStream: cs, cc: cc}
+		if !cc.finished.Load() {
+			go s.awaitHeader()
+		}
+		return s, nil
 	}
 }
 
-// clientStream is a mesh stream as its caller gets it: the first Header
-// or RecvMsg that returns a response is the stream's first response.
+// clientStream is a mesh stream as its caller gets it. Its first response
+// is the server's headers, when they arrive: awaitHeader waits for them,
+// so that neither the breakers nor the latency histogram depend on when
+// the caller reads (a caller that sends before it reads would make a
+// server that answered at once look slow, and keep a half-open probe slot
+// it no longer needs). The caller's own Header and RecvMsg report it too,
+// so that it is in before they return.
 type clientStream struct {
 	grpc.ClientStream
 	cc *clientCall
+}
+
+// awaitHeader reports the stream's first response when the server's
+// headers arrive; it returns then, or when the stream ends without them
+// (grpc-go's Header ends the stream then, as the caller's own would).
+// It runs on a goroutine of its own for each stream, which lives no
+// longer than the stream's wait for its headers.
+func (s *clientStream) awaitHeader() {
+	if md, err := s.ClientStream.Header(); md != nil && err == nil {
+		s.cc.responded()
+	}
 }
 
 // Header implements grpc.ClientStream: headers are a response.
@@ -193,11 +214,19 @@ func (s *clientStream) Header() (metadata.MD, error) {
 }
 
 // RecvMsg implements grpc.ClientStream: a message is a response (from a
-// server that sent no headers before it, too).
+// server that sent no headers before it, too). An error ends the stream:
+// when grpc-go's OnFinish runs on another goroutine (awaitHeader's, which
+// saw the stream end first), the end is recorded here, so that the
+// breakers have the verdict before the caller sees the error.
 func (s *clientStream) RecvMsg(m any) error {
 	err := s.ClientStream.RecvMsg(m)
-	if err == nil {
+	switch {
+	case err == nil:
 		s.cc.responded()
+	case err == io.EOF:
+		s.cc.streamEnded(nil)
+	default:
+		s.cc.streamEnded(err)
 	}
 	return err
 }
