@@ -53,10 +53,14 @@ func DialOptions(m *mesh.Mesh, opts ...Option) []grpc.DialOption {
 // matched route, propagates the lane and trace context in the outgoing
 // metadata, and records metrics and spans.
 //
-// The per-call state is pooled: nothing of a unary call's clientCall is
-// used after the interceptor returns (grpc-go runs the picker and its Done
-// within the invoker; what it may keep, the try's context and the
-// metadata, is in the call's callScratch, never reused).
+// The per-call state is pooled: grpc-go runs the picker and its Done
+// within the invoker, and what it may keep, the try's context and the
+// metadata, is in the call's callScratch, never reused. An interceptor
+// chained after the mesh's may outlive the call, though (a mirror or a
+// hedge still running when the call returns): the call closes its
+// scratch when its tries are over, so that a later pick with its context
+// fails instead of picking for the call that reuses the state, and the
+// state of a call with a pick still out is not reused.
 func unaryInterceptor(eng *engine.Engine, cfg *config) grpc.UnaryClientInterceptor {
 	calls := &sync.Pool{New: func() any {
 		cc := new(clientCall)
@@ -69,10 +73,6 @@ func unaryInterceptor(eng *engine.Engine, cfg *config) grpc.UnaryClientIntercept
 			return invoker(ctx, method, req, reply, conn, opts...)
 		}
 		cc := calls.Get().(*clientCall)
-		defer func() {
-			*cc = clientCall{done: cc.done}
-			calls.Put(cc)
-		}()
 		cc.init(eng, conn, service, method)
 		opts, onFinish := splitOnFinish(opts)
 		ctx, err := cc.open(ctx)
@@ -85,9 +85,14 @@ func unaryInterceptor(eng *engine.Engine, cfg *config) grpc.UnaryClientIntercept
 			err = cc.c.Run(ctx, cc)
 			cc.c.Release()
 		}
+		idle := cc.scratch.close()
 		err = cc.finish(ctx, err)
 		for _, f := range onFinish {
 			f(err)
+		}
+		if idle {
+			*cc = clientCall{done: cc.done}
+			calls.Put(cc)
 		}
 		return err
 	}
@@ -158,7 +163,7 @@ func streamInterceptor(eng *engine.Engine) grpc.StreamClientInterceptor {
 		cc.ctx = ctx
 		opts = append(opts[:len(opts):len(opts)], grpc.OnFinish(cc.streamEnded))
 		cs, err := streamer(cc.tryContext(ctx), desc, conn, method, opts...)
-		cc.mu.Lock()
+		cc.scratch.mu.Lock()
 		if err != nil {
 			err = cc.meshErr(err)
 		}
@@ -169,7 +174,7 @@ func streamInterceptor(eng *engine.Engine) grpc.StreamClientInterceptor {
 			// no attempt was picked and OnFinish will not come.
 			cc.endStream(err)
 		}
-		cc.mu.Unlock()
+		cc.scratch.mu.Unlock()
 		if err != nil {
 			return nil, statusOf(err, cc.c.Result().Route)
 		}
@@ -236,17 +241,17 @@ func (s *clientStream) RecvMsg(m any) error {
 type callKey struct{}
 
 // callContext is the context of one try of a call: its context with the
-// call under callKey, as context.WithValue would make it (the first try's
-// is in the call's callScratch, with no allocation of its own).
+// call's callScratch under callKey, as context.WithValue would make it
+// (the first try's is in the callScratch, with no allocation of its own).
 type callContext struct {
 	context.Context
-	cc *clientCall
+	sc *callScratch
 }
 
 // Value implements context.Context.
 func (c *callContext) Value(key any) any {
 	if key == (callKey{}) {
-		return c.cc
+		return c.sc
 	}
 	return c.Context.Value(key)
 }
@@ -255,11 +260,11 @@ func (c *callContext) Value(key any) any {
 // first try's is the call's own; a later try gets a new one, as grpc-go
 // may still read an earlier try's context.
 func (cc *clientCall) tryContext(ctx context.Context) context.Context {
-	if first := &cc.scratch.first; first.cc == nil {
-		*first = callContext{Context: ctx, cc: cc}
+	if first := &cc.scratch.first; first.sc == nil {
+		*first = callContext{Context: ctx, sc: cc.scratch}
 		return first
 	}
-	return &callContext{Context: ctx, cc: cc}
+	return &callContext{Context: ctx, sc: cc.scratch}
 }
 
 // clientCall is one RPC through the mesh: the gRPC adapter's side of an
@@ -285,16 +290,15 @@ type clientCall struct {
 	finished atomic.Bool
 
 	// A stream is reported from grpc-go's goroutines (OnFinish, the
-	// picker's Done) and the caller's (Header, RecvMsg): mu orders them.
-	// A unary call takes mu too, on one goroutine.
+	// picker's Done) and the caller's (Header, RecvMsg): scratch.mu
+	// orders them. A unary call takes it too, on one goroutine.
 	stream   bool
 	ctx      context.Context // the stream's context, for its end
-	mu       sync.Mutex
-	answered atomic.Bool   // the stream had its first response
-	latency  time.Duration // time to the first response
-	attempts int           // attempts the picker picked an instance for
-	reset    bool          // the last attempt's connection broke after it was sent
-	pushback time.Duration // the last attempt's server pushback (engine.Outcome.RetryAfter)
+	answered atomic.Bool     // the stream had its first response
+	latency  time.Duration   // time to the first response
+	attempts int             // attempts the picker picked an instance for
+	reset    bool            // the last attempt's connection broke after it was sent
+	pushback time.Duration   // the last attempt's server pushback (engine.Outcome.RetryAfter)
 }
 
 // unaryArgs are the arguments of a unary call, for its tries.
@@ -305,12 +309,30 @@ type unaryArgs struct {
 	opts       []grpc.CallOption
 }
 
-// callScratch is what grpc-go may still hold of a call after it returned:
-// the first try's context and the values of the metadata keys the mesh
-// set. It is allocated per call and never reused.
+// callScratch is what grpc-go, or an interceptor chained after the
+// mesh's, may still hold of a call after it returned: the first try's
+// context, which reaches the call through it, and the values of the
+// metadata keys the mesh set. It is allocated per call and never reused.
 type callScratch struct {
 	first callContext
 	vals  [4]string
+
+	// mu orders the reports of the call (see clientCall). cc is the call,
+	// nil once a unary call's tries are over (close); picks counts the
+	// picks whose Done has not come yet.
+	mu    sync.Mutex
+	cc    *clientCall
+	picks int
+}
+
+// close ends the call's picks: a later one (by an interceptor after the
+// mesh's that outlived the call) fails. It reports whether no pick is
+// still out, so that the call's state may be reused.
+func (sc *callScratch) close() (idle bool) {
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	sc.cc = nil
+	return sc.picks == 0
 }
 
 func newClientCall(eng *engine.Engine, conn *grpc.ClientConn, service, method string) *clientCall {
@@ -323,7 +345,7 @@ func newClientCall(eng *engine.Engine, conn *grpc.ClientConn, service, method st
 // init starts cc, new or cleared, as a call of method of service.
 func (cc *clientCall) init(eng *engine.Engine, conn *grpc.ClientConn, service, method string) {
 	cc.eng, cc.conn, cc.service, cc.method, cc.start = eng, conn, service, method, time.Now()
-	cc.scratch = new(callScratch)
+	cc.scratch = &callScratch{cc: cc}
 	cc.car.vals = cc.scratch.vals[:0]
 }
 
@@ -382,7 +404,7 @@ func (cc *clientCall) Send(ctx context.Context, t *engine.Try) engine.Outcome {
 	a := &cc.unary
 	cc.t, cc.reset, cc.pushback = t, false, 0
 	o := cc.outcomeOf(a.invoker(cc.tryContext(ctx), cc.method, a.req, a.reply, a.conn, a.opts...))
-	cc.mu.Lock()
+	cc.scratch.mu.Lock()
 	if o.Kind == engine.KindNone && o.Err != nil && cc.reset {
 		// Not the server's UNAVAILABLE: the connection broke after the
 		// call went out, and only an idempotent call may be resent.
@@ -391,7 +413,7 @@ func (cc *clientCall) Send(ctx context.Context, t *engine.Try) engine.Outcome {
 	if o.Err != nil {
 		o.RetryAfter = cc.pushback
 	}
-	cc.mu.Unlock()
+	cc.scratch.mu.Unlock()
 	return o
 }
 
@@ -412,11 +434,13 @@ func (cc *clientCall) attemptDone(di balancer.DoneInfo) {
 	if o.Kind == engine.KindNone && di.Err != nil && di.BytesSent && !di.BytesReceived && status.Code(di.Err) == codes.Unavailable {
 		o.Kind = engine.KindReset
 	}
-	cc.mu.Lock()
+	sc := cc.scratch
+	sc.mu.Lock()
+	sc.picks--
 	cc.reset = o.Kind == engine.KindReset
 	cc.pushback = pushback(di.Trailer)
 	cc.t.AttemptDone(&o, di.BytesSent || di.BytesReceived)
-	cc.mu.Unlock()
+	sc.mu.Unlock()
 }
 
 // pushback returns the server's grpc-retry-pushback-ms trailer as an
@@ -462,8 +486,8 @@ func (cc *clientCall) responded() {
 	if cc.answered.Load() {
 		return
 	}
-	cc.mu.Lock()
-	defer cc.mu.Unlock()
+	cc.scratch.mu.Lock()
+	defer cc.scratch.mu.Unlock()
 	if cc.answered.Load() || cc.finished.Load() {
 		return
 	}
@@ -476,9 +500,9 @@ func (cc *clientCall) responded() {
 // streamEnded is the stream's grpc.OnFinish: grpc-go ran it once, after
 // the picker's Done of the stream's last attempt.
 func (cc *clientCall) streamEnded(err error) {
-	cc.mu.Lock()
+	cc.scratch.mu.Lock()
 	cc.endStream(cc.meshErr(err))
-	cc.mu.Unlock()
+	cc.scratch.mu.Unlock()
 }
 
 // endStream ends a stream, once, with err: a stream that had no response
