@@ -173,6 +173,8 @@ func streamInterceptor(eng *engine.Engine) grpc.StreamClientInterceptor {
 			// an interceptor after this one served the stream itself:
 			// no attempt was picked and OnFinish will not come.
 			cc.endStream(err)
+		} else if cc.t.Probing() {
+			cc.probeTimer = time.AfterFunc(cc.probeWait(), cc.probeOverdue)
 		}
 		cc.scratch.mu.Unlock()
 		if err != nil {
@@ -183,6 +185,34 @@ func streamInterceptor(eng *engine.Engine) grpc.StreamClientInterceptor {
 			go s.awaitHeader()
 		}
 		return s, nil
+	}
+}
+
+// streamProbeWait is how long a stream holding a half-open probe slot
+// waits for its first response before it gives the slot back, when its
+// route has no timeout.
+const streamProbeWait = time.Second
+
+// probeWait is how long the stream's first response may take before its
+// half-open probe slots are given back: the route's timeout (which does
+// not cut a stream), else streamProbeWait.
+func (cc *clientCall) probeWait() time.Duration {
+	if p := cc.c.Policy(); p != nil && p.Timeout > 0 {
+		return p.Timeout
+	}
+	return streamProbeWait
+}
+
+// probeOverdue gives back the half-open probe slots of a stream that has
+// had no response within probeWait, with no verdict: a watch that answers
+// at its first event, or an upload whose server answers at its end, would
+// otherwise refuse every other call of the service (or instance) for as
+// long as it waits. The stream goes on.
+func (cc *clientCall) probeOverdue() {
+	cc.scratch.mu.Lock()
+	defer cc.scratch.mu.Unlock()
+	if !cc.answered.Load() && !cc.finished.Load() {
+		cc.t.GiveUpProbes()
 	}
 }
 
@@ -292,13 +322,14 @@ type clientCall struct {
 	// A stream is reported from grpc-go's goroutines (OnFinish, the
 	// picker's Done) and the caller's (Header, RecvMsg): scratch.mu
 	// orders them. A unary call takes it too, on one goroutine.
-	stream   bool
-	ctx      context.Context // the stream's context, for its end
-	answered atomic.Bool     // the stream had its first response
-	latency  time.Duration   // time to the first response
-	attempts int             // attempts the picker picked an instance for
-	reset    bool            // the last attempt's connection broke after it was sent
-	pushback time.Duration   // the last attempt's server pushback (engine.Outcome.RetryAfter)
+	stream     bool
+	ctx        context.Context // the stream's context, for its end
+	probeTimer *time.Timer     // runs probeOverdue; nil when the stream holds no probe slot
+	answered   atomic.Bool     // the stream had its first response
+	latency    time.Duration   // time to the first response
+	attempts   int             // attempts the picker picked an instance for
+	reset      bool            // the last attempt's connection broke after it was sent
+	pushback   time.Duration   // the last attempt's server pushback (engine.Outcome.RetryAfter)
 }
 
 // unaryArgs are the arguments of a unary call, for its tries.
@@ -492,6 +523,9 @@ func (cc *clientCall) responded() {
 		return
 	}
 	cc.answered.Store(true)
+	if cc.probeTimer != nil {
+		cc.probeTimer.Stop()
+	}
 	cc.latency = time.Since(cc.start)
 	o := engine.Outcome{GRPC: true}
 	cc.t.Done(&o)
@@ -512,6 +546,9 @@ func (cc *clientCall) streamEnded(err error) {
 func (cc *clientCall) endStream(err error) {
 	if !cc.finished.CompareAndSwap(false, true) {
 		return
+	}
+	if cc.probeTimer != nil {
+		cc.probeTimer.Stop()
 	}
 	o := cc.outcomeOf(err)
 	if stop := cc.t.Done(&o); stop != nil {

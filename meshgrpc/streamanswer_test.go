@@ -78,11 +78,64 @@ func TestProbeStreamAnsweredButUnreadFreesItsSlot(t *testing.T) {
 	if err := chat.SendMsg(wrapperspb.String("one")); err != nil {
 		t.Fatal(err)
 	}
-	meshtest.WaitFor(t, 2*time.Second, "a unary call to be served while the probe stream's answer waits unread", func() bool {
+	// Within less than a second: a probe stream with no response gives its
+	// slot back after a second anyway.
+	meshtest.WaitFor(t, 500*time.Millisecond, "a unary call to be served while the probe stream's answer waits unread", func() bool {
 		name, err := call(context.Background(), conn)
 		return err == nil && name == "s"
 	})
 	chat.CloseSend()
 	for chat.RecvMsg(new(wrapperspb.StringValue)) == nil {
+	}
+}
+
+// A half-open probe stream whose server has not answered yet (a watch
+// that answers at its first event, an upload whose server answers at the
+// end) gives its probe slot back, counting for nothing, once its first
+// response is overdue (the route's timeout, else a second): the service's
+// other calls probe and are served meanwhile instead of being refused for
+// as long as the stream waits. The stream itself goes on.
+func TestProbeStreamWithoutAnswerGivesItsSlotBack(t *testing.T) {
+	for _, tc := range []struct {
+		name, doc string
+		within    time.Duration // when a unary call must be served
+	}{
+		{"no timeout: a second", halfOpenDoc, 3 * time.Second},
+		{"the route's timeout", halfOpenDoc + "    timeout: 300ms\n", 900 * time.Millisecond},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := grpctest.Start(t, "s")
+			m, _ := newMesh(t, echoDoc(tc.doc), staticOf(s))
+			conn := dial(t, m, "echo")
+			tripToHalfOpen(t, s, conn)
+
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			// The chat server answers only to a message: this stream gets
+			// no response while the caller sends nothing.
+			watch, err := conn.NewStream(ctx, &grpctest.ChatDesc, grpctest.ChatMethod)
+			if err != nil {
+				t.Fatal(err)
+			}
+			start := time.Now()
+			meshtest.WaitFor(t, tc.within, "a unary call to be served while the probe stream waits for its first response", func() bool {
+				name, err := call(context.Background(), conn)
+				return err == nil && name == "s"
+			})
+			if d := time.Since(start); tc.name == "no timeout: a second" && d < 900*time.Millisecond {
+				t.Fatalf("served after %v: the probe stream gave its slot back before its first response was overdue", d)
+			}
+			// The stream is not cut.
+			if err := watch.SendMsg(wrapperspb.String("late")); err != nil {
+				t.Fatal(err)
+			}
+			var out wrapperspb.StringValue
+			if err := watch.RecvMsg(&out); err != nil || out.GetValue() != "s:late" {
+				t.Fatalf("the stream after its slot was given back: %q, %v", out.GetValue(), err)
+			}
+			watch.CloseSend()
+			for watch.RecvMsg(&out) == nil {
+			}
+		})
 	}
 }

@@ -713,6 +713,25 @@ func (t *Try) AttemptDone(o *Outcome, sent bool) {
 	t.inst.report(verdict(t.inst.policy, o, callerDone, callTimedOut || tryTimedOut))
 }
 
+// Probing reports whether the try holds a half-open probe slot of the
+// service breaker or of its instance's.
+func (t *Try) Probing() bool {
+	return t.svc.b != nil && t.svc.t.Probe() || t.inst.b != nil && t.inst.t.Probe()
+}
+
+// GiveUpProbes gives back the half-open probe slots the try holds, with no
+// verdict: for a stream whose first response is overdue, so that other
+// calls probe meanwhile. Done and AttemptDone then leave those breakers
+// alone; an admission that is no probe keeps waiting for its verdict.
+func (t *Try) GiveUpProbes() {
+	if t.svc.b != nil && t.svc.t.Probe() {
+		t.svc.report(breaker.Ignored)
+	}
+	if t.inst.b != nil && t.inst.t.Probe() {
+		t.inst.report(breaker.Ignored)
+	}
+}
+
 // abandon ends the try without an outcome: nothing was sent, so it counts
 // for no breaker.
 func (t *Try) abandon() {
