@@ -131,12 +131,15 @@ func splitOnFinish(opts []grpc.CallOption) (rest []grpc.CallOption, onFinish []f
 // A stream's life is taken from grpc-go's own signals, without a stats
 // handler (which would make grpc-go build per-RPC events for every unary
 // call too): the breakers and the latency histogram judge it at its first
-// response, the first Header or RecvMsg of the caller that returns one
-// (the server is up); its end is the grpc.OnFinish call option, which
-// grpc-go runs once when the stream ends, also when the caller's context
-// ends it or the ClientConn is closed under it, and goes to the request
-// metrics and the span. Each of its attempts reports to the breaker of its
-// instance through the picker's Done, before OnFinish.
+// response, its headers arriving (the server is up; clientStream waits for
+// them, whenever the caller reads); a half-open probe slot it holds is
+// given back when that is overdue (probeOverdue). Its end is the
+// grpc.OnFinish call option, which grpc-go runs once when the stream ends,
+// also when the caller's context ends it or the ClientConn is closed under
+// it, or the caller's RecvMsg that returns its error, whichever comes
+// first, and goes to the request metrics and the span. Each of its
+// attempts reports to the breaker of its instance through the picker's
+// Done, before OnFinish.
 func streamInterceptor(eng *engine.Engine) grpc.StreamClientInterceptor {
 	return func(ctx context.Context, desc *grpc.StreamDesc, conn *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
 		service, ok := serviceOf(conn.Target())

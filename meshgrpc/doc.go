@@ -37,9 +37,10 @@
 //     outgoing metadata, spans in span mode, and metrics;
 //   - a stream's life taken from grpc-go without a stats handler: the
 //     breakers and the latency histogram judge a stream at its first
-//     response (the first Header or RecvMsg of the caller that returns
-//     one), its end (grpc.OnFinish: also when the caller's context ends or
-//     the ClientConn is closed under it) goes to the metrics and the span.
+//     response (its headers arriving, whenever the caller reads them; a
+//     half-open probe slot is given back when that is overdue), its end
+//     (grpc.OnFinish: also when the caller's context ends or the
+//     ClientConn is closed under it) goes to the metrics and the span.
 //
 // Errors the mesh itself returns are status errors that also keep
 // errors.Is working: errors.Is(err, mesh.ErrCircuitOpen),
