@@ -8,11 +8,13 @@ package meshgrpc_test
 
 import (
 	"context"
+	"errors"
 	"io"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/lightmesh/lightmesh/internal/grpctest"
@@ -138,4 +140,27 @@ func TestProbeStreamWithoutAnswerGivesItsSlotBack(t *testing.T) {
 			}
 		})
 	}
+}
+
+// Streams the server fails at once reach the service breaker although
+// their callers have not read them yet (nor cancelled them): the failure
+// is the stream's end, whenever the caller gets round to it.
+func TestFailedStreamsNotYetReadOpenTheBreaker(t *testing.T) {
+	s := grpctest.Start(t, "s")
+	m, _ := newMesh(t, echoDoc("    breaker: {minRequests: 2, failureRatio: 0.5, openBase: 10s}\n"), staticOf(s))
+	conn := dial(t, m, "echo")
+	s.Code.Store(uint32(codes.Unavailable))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for range 2 {
+		if _, err := conn.NewStream(ctx, &grpctest.ChatDesc, grpctest.ChatMethod); err != nil {
+			t.Fatal(err)
+		}
+	}
+	meshtest.WaitFor(t, 2*time.Second, "the server to fail both streams", func() bool { return s.Calls.Load() == 2 })
+	s.Code.Store(uint32(codes.OK))
+	meshtest.WaitFor(t, 2*time.Second, "the breaker to open on two failed streams nobody read", func() bool {
+		_, err := call(context.Background(), conn)
+		return errors.Is(err, mesh.ErrCircuitOpen)
+	})
 }
