@@ -330,7 +330,7 @@ func (b *Breaker) DoneAt(t Ticket, o Outcome, now time.Time) {
 		return
 	}
 	if b.ad != nil {
-		b.doneAdaptive(t, o)
+		b.doneAdaptive(t, o, now)
 		return
 	}
 	if t.probe {

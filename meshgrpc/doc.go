@@ -38,7 +38,8 @@
 //   - a stream's life taken from grpc-go without a stats handler: the
 //     breakers and the latency histogram judge a stream at its first
 //     response (its headers arriving, whenever the caller reads them; a
-//     half-open probe slot is given back when that is overdue), its end
+//     half-open probe slot is given back when that is overdue; a stream is
+//     never a slow call), its end
 //     (grpc.OnFinish: also when the caller's context ends or the
 //     ClientConn is closed under it) goes to the metrics and the span.
 //

@@ -164,3 +164,48 @@ func TestFailedStreamsNotYetReadOpenTheBreaker(t *testing.T) {
 		return errors.Is(err, mesh.ErrCircuitOpen)
 	})
 }
+
+// A stream's time to its first response says when the server had
+// something to say (an event, an answer to the caller's first message),
+// not how slow it is: chats whose callers speak only after 300 ms, each
+// answered at once, do not open a breaker with a 100 ms
+// slowCallThreshold. Streams are judged by their codes alone.
+func TestStreamQuietUntilItsCallerSpeaksIsNotSlow(t *testing.T) {
+	for _, tc := range []struct{ name, breaker string }{
+		{"window", "{minRequests: 2, failureRatio: 0.5, slowCallThreshold: 100ms, slowCallRatio: 0.5, openBase: 10s}"},
+		// Three calls not accepted would refuse the next with p = 3/4.
+		{"adaptive", "{mode: adaptive, slowCallThreshold: 100ms}"},
+	} {
+		t.Run(tc.name, func(t *testing.T) { quietStreams(t, tc.breaker) })
+	}
+}
+
+func quietStreams(t *testing.T, breaker string) {
+	s := grpctest.Start(t, "s")
+	m, _ := newMesh(t, echoDoc("    breaker: "+breaker+"\n"), staticOf(s))
+	conn := dial(t, m, "echo")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for i := range 3 {
+		chat, err := conn.NewStream(ctx, &grpctest.ChatDesc, grpctest.ChatMethod)
+		if err != nil {
+			t.Fatalf("stream %d: %v", i, err)
+		}
+		time.Sleep(300 * time.Millisecond) // the caller has nothing to say yet
+		if err := chat.SendMsg(wrapperspb.String("hi")); err != nil {
+			t.Fatal(err)
+		}
+		if err := chat.RecvMsg(new(wrapperspb.StringValue)); err != nil {
+			t.Fatalf("stream %d: %v", i, err)
+		}
+		chat.CloseSend()
+		if err := chat.RecvMsg(new(wrapperspb.StringValue)); err != io.EOF {
+			t.Fatalf("stream %d end: %v", i, err)
+		}
+	}
+	for range 5 {
+		if name, err := call(context.Background(), conn); err != nil || name != "s" {
+			t.Fatalf("after three chats answered as soon as their callers spoke: %q, %v; want served", name, err)
+		}
+	}
+}
