@@ -209,3 +209,39 @@ func quietStreams(t *testing.T, breaker string) {
 		}
 	}
 }
+
+// The same for an instance's outlier breaker: a stream that took the
+// half-open probe slot of the service's one instance and has no answer
+// gives it back after a second, and the service's calls reach the
+// instance again.
+func TestProbeStreamWithoutAnswerGivesTheInstanceSlotBack(t *testing.T) {
+	s := grpctest.Start(t, "s")
+	m, _ := newMesh(t, echoDoc("    outlierDetection: {minRequests: 2, failureRatio: 0.5, openBase: 200ms, openMax: 200ms, halfOpenProbes: 1, maxEjectionPercent: 100}\n"), staticOf(s))
+	conn := dial(t, m, "echo")
+	s.Code.Store(uint32(codes.Unavailable))
+	for range 2 {
+		call(context.Background(), conn)
+	}
+	if _, err := call(context.Background(), conn); !errors.Is(err, mesh.ErrCircuitOpen) {
+		t.Fatalf("after two failures: %v, want the instance's circuit open", err)
+	}
+	s.Code.Store(uint32(codes.OK))
+	time.Sleep(300 * time.Millisecond) // half-open: one probe
+
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	watch, err := conn.NewStream(ctx, &grpctest.ChatDesc, grpctest.ChatMethod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := call(context.Background(), conn); !errors.Is(err, mesh.ErrCircuitOpen) {
+		t.Fatalf("a call while the probe stream waits: %v, want refused (the probe slot is the stream's)", err)
+	}
+	meshtest.WaitFor(t, 3*time.Second, "a unary call to be served while the probe stream waits for its first response", func() bool {
+		name, err := call(context.Background(), conn)
+		return err == nil && name == "s"
+	})
+	watch.CloseSend()
+	for watch.RecvMsg(new(wrapperspb.StringValue)) == nil {
+	}
+}
