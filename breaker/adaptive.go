@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // Mode selects how a [Breaker] decides to refuse calls.
@@ -144,15 +145,15 @@ func (b *Breaker) allowAdaptive() (Ticket, error) {
 	return t, nil
 }
 
-// doneAdaptive is Done in ModeAdaptive: a success that was not slow is an
-// accept; a failure or a slow call is a request only; an ignored outcome
-// is not counted.
-func (b *Breaker) doneAdaptive(t Ticket, o Outcome) {
+// doneAdaptive is Done in ModeAdaptive: a success that was not slow (by
+// the call's end, as DoneAt was given it) is an accept; a failure or a
+// slow call is a request only; an ignored outcome is not counted.
+func (b *Breaker) doneAdaptive(t Ticket, o Outcome, end time.Time) {
 	if o == Ignored {
 		return
 	}
 	now := b.now()
-	ok := o == Success && (b.slowNs == 0 || now-t.start < b.slowNs)
+	ok := o == Success && (b.slowNs == 0 || int64(end.Sub(b.epoch))-t.start < b.slowNs)
 	b.ad.record(now, ok)
 	b.reportAdaptive(b.ad.ratio(now))
 }

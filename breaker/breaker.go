@@ -155,6 +155,10 @@ type Ticket struct {
 // Admitted reports whether t is an admission (false for the zero Ticket).
 func (t Ticket) Admitted() bool { return t.ok }
 
+// Probe reports whether t holds one of the breaker's half-open probe
+// slots, given back by [Breaker.Done].
+func (t Ticket) Probe() bool { return t.probe }
+
 // Breaker is a circuit breaker for one destination (a service or one of its
 // instances). All methods are safe for concurrent use. Create it with [New].
 type Breaker struct {
@@ -326,7 +330,7 @@ func (b *Breaker) DoneAt(t Ticket, o Outcome, now time.Time) {
 		return
 	}
 	if b.ad != nil {
-		b.doneAdaptive(t, o)
+		b.doneAdaptive(t, o, now)
 		return
 	}
 	if t.probe {

@@ -269,16 +269,35 @@ func (p *picker) ConnState(in *discovery.Instance) engine.ConnState {
 // with a ready connection, and admits the pick through the instance's
 // breaker. A call state of another mesh or service in the context (a
 // stream's context reused for a call on another client) is not this
-// call's.
+// call's. A unary call whose interceptor has returned picks no more: an
+// interceptor chained after the mesh's that sends with the call's context
+// then (a mirror, a hedge) gets codes.Internal.
 func (p *picker) Pick(info balancer.PickInfo) (balancer.PickResult, error) {
-	cc, _ := info.Ctx.Value(callKey{}).(*clientCall)
-	if cc == nil || cc.eng != p.eng || cc.service != p.service || cc.t == nil {
-		return balancer.PickResult{}, status.Errorf(codes.Internal,
-			"lightmesh: a call of service %q reached the balancer without meshgrpc's interceptors: dial with meshgrpc.DialOptions", p.service)
+	sc, _ := info.Ctx.Value(callKey{}).(*callScratch)
+	if sc == nil {
+		return balancer.PickResult{}, p.noCall()
 	}
-	cc.mu.Lock()
-	defer cc.mu.Unlock()
-	return p.pick(info, cc)
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	cc := sc.cc
+	if cc == nil {
+		return balancer.PickResult{}, status.Errorf(codes.Internal,
+			"lightmesh: a call of service %q was sent again after its call has ended (an interceptor chained after meshgrpc's outlived the call): make such calls through the ClientConn", p.service)
+	}
+	if cc.eng != p.eng || cc.service != p.service || cc.t == nil {
+		return balancer.PickResult{}, p.noCall()
+	}
+	res, err := p.pick(info, cc)
+	if err == nil {
+		sc.picks++
+	}
+	return res, err
+}
+
+// noCall is the error of a pick without a call of this balancer's.
+func (p *picker) noCall() error {
+	return status.Errorf(codes.Internal,
+		"lightmesh: a call of service %q reached the balancer without meshgrpc's interceptors: dial with meshgrpc.DialOptions", p.service)
 }
 
 func (p *picker) pick(info balancer.PickInfo, cc *clientCall) (balancer.PickResult, error) {

@@ -2,6 +2,7 @@ package meshgrpc
 
 import (
 	"context"
+	"io"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -66,10 +67,14 @@ func DialOptions(m *mesh.Mesh, opts ...Option) []grpc.DialOption {
 // matched route, propagates the lane and trace context in the outgoing
 // metadata, and records metrics and spans.
 //
-// The per-call state is pooled: nothing of a unary call's clientCall is
-// used after the interceptor returns (grpc-go runs the picker and its Done
-// within the invoker; what it may keep, the try's context and the
-// metadata, is in the call's callScratch, never reused).
+// The per-call state is pooled: grpc-go runs the picker and its Done
+// within the invoker, and what it may keep, the try's context and the
+// metadata, is in the call's callScratch, never reused. An interceptor
+// chained after the mesh's may outlive the call, though (a mirror or a
+// hedge still running when the call returns): the call closes its
+// scratch when its tries are over, so that a later pick with its context
+// fails instead of picking for the call that reuses the state, and the
+// state of a call with a pick still out is not reused.
 func unaryInterceptor(eng *engine.Engine, cfg *config) grpc.UnaryClientInterceptor {
 	calls := &sync.Pool{New: func() any {
 		cc := new(clientCall)
@@ -82,10 +87,6 @@ func unaryInterceptor(eng *engine.Engine, cfg *config) grpc.UnaryClientIntercept
 			return invoker(ctx, method, req, reply, conn, opts...)
 		}
 		cc := calls.Get().(*clientCall)
-		defer func() {
-			*cc = clientCall{done: cc.done}
-			calls.Put(cc)
-		}()
 		cc.init(eng, conn, service, method)
 		opts, onFinish := splitOnFinish(opts)
 		ctx, err := cc.open(ctx)
@@ -98,9 +99,14 @@ func unaryInterceptor(eng *engine.Engine, cfg *config) grpc.UnaryClientIntercept
 			err = cc.c.Run(ctx, cc)
 			cc.c.Release()
 		}
+		idle := cc.scratch.close()
 		err = cc.finish(ctx, err)
 		for _, f := range onFinish {
 			f(err)
+		}
+		if idle {
+			*cc = clientCall{done: cc.done}
+			calls.Put(cc)
 		}
 		return err
 	}
@@ -139,12 +145,15 @@ func splitOnFinish(opts []grpc.CallOption) (rest []grpc.CallOption, onFinish []f
 // A stream's life is taken from grpc-go's own signals, without a stats
 // handler (which would make grpc-go build per-RPC events for every unary
 // call too): the breakers and the latency histogram judge it at its first
-// response, the first Header or RecvMsg of the caller that returns one
-// (the server is up); its end is the grpc.OnFinish call option, which
-// grpc-go runs once when the stream ends, also when the caller's context
-// ends it or the ClientConn is closed under it, and goes to the request
-// metrics and the span. Each of its attempts reports to the breaker of its
-// instance through the picker's Done, before OnFinish.
+// response, its headers arriving (the server is up; clientStream waits for
+// them, whenever the caller reads); a half-open probe slot it holds is
+// given back when that is overdue (probeOverdue). Its end is the
+// grpc.OnFinish call option, which grpc-go runs once when the stream ends,
+// also when the caller's context ends it or the ClientConn is closed under
+// it, or the caller's RecvMsg that returns its error, whichever comes
+// first, and goes to the request metrics and the span. Each of its
+// attempts reports to the breaker of its instance through the picker's
+// Done, before OnFinish.
 func streamInterceptor(eng *engine.Engine) grpc.StreamClientInterceptor {
 	return func(ctx context.Context, desc *grpc.StreamDesc, conn *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
 		service, ok := serviceOf(conn.Target())
@@ -171,7 +180,7 @@ func streamInterceptor(eng *engine.Engine) grpc.StreamClientInterceptor {
 		cc.ctx = ctx
 		opts = append(opts[:len(opts):len(opts)], grpc.OnFinish(cc.streamEnded))
 		cs, err := streamer(cc.tryContext(ctx), desc, conn, method, opts...)
-		cc.mu.Lock()
+		cc.scratch.mu.Lock()
 		if err != nil {
 			err = cc.meshErr(err)
 		}
@@ -181,20 +190,70 @@ func streamInterceptor(eng *engine.Engine) grpc.StreamClientInterceptor {
 			// an interceptor after this one served the stream itself:
 			// no attempt was picked and OnFinish will not come.
 			cc.endStream(err)
+		} else if cc.t.Probing() {
+			cc.probeTimer = time.AfterFunc(cc.probeWait(), cc.probeOverdue)
 		}
-		cc.mu.Unlock()
+		cc.scratch.mu.Unlock()
 		if err != nil {
 			return nil, statusOf(err, cc.c.Result().Route)
 		}
-		return &clientStream{ClientStream: cs, cc: cc}, nil
+		s := &clientStream{ClientStream: cs, cc: cc}
+		if !cc.finished.Load() {
+			go s.awaitHeader()
+		}
+		return s, nil
 	}
 }
 
-// clientStream is a mesh stream as its caller gets it: the first Header
-// or RecvMsg that returns a response is the stream's first response.
+// streamProbeWait is how long a stream holding a half-open probe slot
+// waits for its first response before it gives the slot back, when its
+// route has no timeout.
+const streamProbeWait = time.Second
+
+// probeWait is how long the stream's first response may take before its
+// half-open probe slots are given back: the route's timeout (which does
+// not cut a stream), else streamProbeWait.
+func (cc *clientCall) probeWait() time.Duration {
+	if p := cc.c.Policy(); p != nil && p.Timeout > 0 {
+		return p.Timeout
+	}
+	return streamProbeWait
+}
+
+// probeOverdue gives back the half-open probe slots of a stream that has
+// had no response within probeWait, with no verdict: a watch that answers
+// at its first event, or an upload whose server answers at its end, would
+// otherwise refuse every other call of the service (or instance) for as
+// long as it waits. The stream goes on.
+func (cc *clientCall) probeOverdue() {
+	cc.scratch.mu.Lock()
+	defer cc.scratch.mu.Unlock()
+	if !cc.answered.Load() && !cc.finished.Load() {
+		cc.t.GiveUpProbes()
+	}
+}
+
+// clientStream is a mesh stream as its caller gets it. Its first response
+// is the server's headers, when they arrive: awaitHeader waits for them,
+// so that neither the breakers nor the latency histogram depend on when
+// the caller reads (a caller that sends before it reads would make a
+// server that answered at once look slow, and keep a half-open probe slot
+// it no longer needs). The caller's own Header and RecvMsg report it too,
+// so that it is in before they return.
 type clientStream struct {
 	grpc.ClientStream
 	cc *clientCall
+}
+
+// awaitHeader reports the stream's first response when the server's
+// headers arrive; it returns then, or when the stream ends without them
+// (grpc-go's Header ends the stream then, as the caller's own would).
+// It runs on a goroutine of its own for each stream, which lives no
+// longer than the stream's wait for its headers.
+func (s *clientStream) awaitHeader() {
+	if md, err := s.ClientStream.Header(); md != nil && err == nil {
+		s.cc.responded()
+	}
 }
 
 // Header implements grpc.ClientStream: headers are a response.
@@ -207,11 +266,19 @@ func (s *clientStream) Header() (metadata.MD, error) {
 }
 
 // RecvMsg implements grpc.ClientStream: a message is a response (from a
-// server that sent no headers before it, too).
+// server that sent no headers before it, too). An error ends the stream:
+// when grpc-go's OnFinish runs on another goroutine (awaitHeader's, which
+// saw the stream end first), the end is recorded here, so that the
+// breakers have the verdict before the caller sees the error.
 func (s *clientStream) RecvMsg(m any) error {
 	err := s.ClientStream.RecvMsg(m)
-	if err == nil {
+	switch {
+	case err == nil:
 		s.cc.responded()
+	case err == io.EOF:
+		s.cc.streamEnded(nil)
+	default:
+		s.cc.streamEnded(err)
 	}
 	return err
 }
@@ -221,17 +288,17 @@ func (s *clientStream) RecvMsg(m any) error {
 type callKey struct{}
 
 // callContext is the context of one try of a call: its context with the
-// call under callKey, as context.WithValue would make it (the first try's
-// is in the call's callScratch, with no allocation of its own).
+// call's callScratch under callKey, as context.WithValue would make it
+// (the first try's is in the callScratch, with no allocation of its own).
 type callContext struct {
 	context.Context
-	cc *clientCall
+	sc *callScratch
 }
 
 // Value implements context.Context.
 func (c *callContext) Value(key any) any {
 	if key == (callKey{}) {
-		return c.cc
+		return c.sc
 	}
 	return c.Context.Value(key)
 }
@@ -240,11 +307,11 @@ func (c *callContext) Value(key any) any {
 // first try's is the call's own; a later try gets a new one, as grpc-go
 // may still read an earlier try's context.
 func (cc *clientCall) tryContext(ctx context.Context) context.Context {
-	if first := &cc.scratch.first; first.cc == nil {
-		*first = callContext{Context: ctx, cc: cc}
+	if first := &cc.scratch.first; first.sc == nil {
+		*first = callContext{Context: ctx, sc: cc.scratch}
 		return first
 	}
-	return &callContext{Context: ctx, cc: cc}
+	return &callContext{Context: ctx, sc: cc.scratch}
 }
 
 // clientCall is one RPC through the mesh: the gRPC adapter's side of an
@@ -270,16 +337,16 @@ type clientCall struct {
 	finished atomic.Bool
 
 	// A stream is reported from grpc-go's goroutines (OnFinish, the
-	// picker's Done) and the caller's (Header, RecvMsg): mu orders them.
-	// A unary call takes mu too, on one goroutine.
-	stream   bool
-	ctx      context.Context // the stream's context, for its end
-	mu       sync.Mutex
-	answered atomic.Bool   // the stream had its first response
-	latency  time.Duration // time to the first response
-	attempts int           // attempts the picker picked an instance for
-	reset    bool          // the last attempt's connection broke after it was sent
-	pushback time.Duration // the last attempt's server pushback (engine.Outcome.RetryAfter)
+	// picker's Done) and the caller's (Header, RecvMsg): scratch.mu
+	// orders them. A unary call takes it too, on one goroutine.
+	stream     bool
+	ctx        context.Context // the stream's context, for its end
+	probeTimer *time.Timer     // runs probeOverdue; nil when the stream holds no probe slot
+	answered   atomic.Bool     // the stream had its first response
+	latency    time.Duration   // time to the first response
+	attempts   int             // attempts the picker picked an instance for
+	reset      bool            // the last attempt's connection broke after it was sent
+	pushback   time.Duration   // the last attempt's server pushback (engine.Outcome.RetryAfter)
 }
 
 // unaryArgs are the arguments of a unary call, for its tries.
@@ -290,12 +357,30 @@ type unaryArgs struct {
 	opts       []grpc.CallOption
 }
 
-// callScratch is what grpc-go may still hold of a call after it returned:
-// the first try's context and the values of the metadata keys the mesh
-// set. It is allocated per call and never reused.
+// callScratch is what grpc-go, or an interceptor chained after the
+// mesh's, may still hold of a call after it returned: the first try's
+// context, which reaches the call through it, and the values of the
+// metadata keys the mesh set. It is allocated per call and never reused.
 type callScratch struct {
 	first callContext
 	vals  [4]string
+
+	// mu orders the reports of the call (see clientCall). cc is the call,
+	// nil once a unary call's tries are over (close); picks counts the
+	// picks whose Done has not come yet.
+	mu    sync.Mutex
+	cc    *clientCall
+	picks int
+}
+
+// close ends the call's picks: a later one (by an interceptor after the
+// mesh's that outlived the call) fails. It reports whether no pick is
+// still out, so that the call's state may be reused.
+func (sc *callScratch) close() (idle bool) {
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	sc.cc = nil
+	return sc.picks == 0
 }
 
 func newClientCall(eng *engine.Engine, conn *grpc.ClientConn, service, method string) *clientCall {
@@ -308,7 +393,7 @@ func newClientCall(eng *engine.Engine, conn *grpc.ClientConn, service, method st
 // init starts cc, new or cleared, as a call of method of service.
 func (cc *clientCall) init(eng *engine.Engine, conn *grpc.ClientConn, service, method string) {
 	cc.eng, cc.conn, cc.service, cc.method, cc.start = eng, conn, service, method, time.Now()
-	cc.scratch = new(callScratch)
+	cc.scratch = &callScratch{cc: cc}
 	cc.car.vals = cc.scratch.vals[:0]
 }
 
@@ -367,7 +452,7 @@ func (cc *clientCall) Send(ctx context.Context, t *engine.Try) engine.Outcome {
 	a := &cc.unary
 	cc.t, cc.reset, cc.pushback = t, false, 0
 	o := cc.outcomeOf(a.invoker(cc.tryContext(ctx), cc.method, a.req, a.reply, a.conn, a.opts...))
-	cc.mu.Lock()
+	cc.scratch.mu.Lock()
 	if o.Kind == engine.KindNone && o.Err != nil && cc.reset {
 		// Not the server's UNAVAILABLE: the connection broke after the
 		// call went out, and only an idempotent call may be resent.
@@ -376,7 +461,7 @@ func (cc *clientCall) Send(ctx context.Context, t *engine.Try) engine.Outcome {
 	if o.Err != nil {
 		o.RetryAfter = cc.pushback
 	}
-	cc.mu.Unlock()
+	cc.scratch.mu.Unlock()
 	return o
 }
 
@@ -397,11 +482,13 @@ func (cc *clientCall) attemptDone(di balancer.DoneInfo) {
 	if o.Kind == engine.KindNone && di.Err != nil && di.BytesSent && !di.BytesReceived && status.Code(di.Err) == codes.Unavailable {
 		o.Kind = engine.KindReset
 	}
-	cc.mu.Lock()
+	sc := cc.scratch
+	sc.mu.Lock()
+	sc.picks--
 	cc.reset = o.Kind == engine.KindReset
 	cc.pushback = pushback(di.Trailer)
 	cc.t.AttemptDone(&o, di.BytesSent || di.BytesReceived)
-	cc.mu.Unlock()
+	sc.mu.Unlock()
 }
 
 // pushback returns the server's grpc-retry-pushback-ms trailer as an
@@ -447,12 +534,15 @@ func (cc *clientCall) responded() {
 	if cc.answered.Load() {
 		return
 	}
-	cc.mu.Lock()
-	defer cc.mu.Unlock()
+	cc.scratch.mu.Lock()
+	defer cc.scratch.mu.Unlock()
 	if cc.answered.Load() || cc.finished.Load() {
 		return
 	}
 	cc.answered.Store(true)
+	if cc.probeTimer != nil {
+		cc.probeTimer.Stop()
+	}
 	cc.latency = time.Since(cc.start)
 	o := engine.Outcome{GRPC: true}
 	cc.t.Done(&o)
@@ -461,9 +551,9 @@ func (cc *clientCall) responded() {
 // streamEnded is the stream's grpc.OnFinish: grpc-go ran it once, after
 // the picker's Done of the stream's last attempt.
 func (cc *clientCall) streamEnded(err error) {
-	cc.mu.Lock()
+	cc.scratch.mu.Lock()
 	cc.endStream(cc.meshErr(err))
-	cc.mu.Unlock()
+	cc.scratch.mu.Unlock()
 }
 
 // endStream ends a stream, once, with err: a stream that had no response
@@ -473,6 +563,9 @@ func (cc *clientCall) streamEnded(err error) {
 func (cc *clientCall) endStream(err error) {
 	if !cc.finished.CompareAndSwap(false, true) {
 		return
+	}
+	if cc.probeTimer != nil {
+		cc.probeTimer.Stop()
 	}
 	o := cc.outcomeOf(err)
 	if stop := cc.t.Done(&o); stop != nil {

@@ -37,9 +37,11 @@
 //     outgoing metadata, spans in span mode, and metrics;
 //   - a stream's life taken from grpc-go without a stats handler: the
 //     breakers and the latency histogram judge a stream at its first
-//     response (the first Header or RecvMsg of the caller that returns
-//     one), its end (grpc.OnFinish: also when the caller's context ends or
-//     the ClientConn is closed under it) goes to the metrics and the span;
+//     response (its headers arriving, whenever the caller reads them; a
+//     half-open probe slot is given back when that is overdue; a stream is
+//     never a slow call), its end (grpc.OnFinish: also when the caller's
+//     context ends or the ClientConn is closed under it) goes to the
+//     metrics and the span;
 //   - for a mesh with an identity (mesh.WithIdentity), the transport
 //     credentials: mutual TLS verifying the server's SPIFFE ID for a
 //     service whose rules set serverID, plaintext otherwise, and a check

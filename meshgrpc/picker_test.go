@@ -66,7 +66,7 @@ func BenchmarkPick(b *testing.B) {
 	md := metadata.MD{"x-env": {"staging"}}
 	cc := newClientCall(eng, nil, "svc", "/pkg.Svc/Call")
 	cc.md = md
-	info := balancer.PickInfo{FullMethodName: "/pkg.Svc/Call", Ctx: context.WithValue(context.Background(), callKey{}, cc)}
+	info := balancer.PickInfo{FullMethodName: "/pkg.Svc/Call", Ctx: context.WithValue(context.Background(), callKey{}, cc.scratch)}
 	if err := cc.begin(info.Ctx, false); err != nil {
 		b.Fatal(err)
 	}
@@ -85,7 +85,7 @@ func TestPickDoesNotAllocate(t *testing.T) {
 	p, eng := pickerFor(t, 100)
 	cc := newClientCall(eng, nil, "svc", "/pkg.Svc/Call")
 	cc.md = metadata.MD{"x-env": {"staging"}}
-	info := balancer.PickInfo{FullMethodName: "/pkg.Svc/Call", Ctx: context.WithValue(context.Background(), callKey{}, cc)}
+	info := balancer.PickInfo{FullMethodName: "/pkg.Svc/Call", Ctx: context.WithValue(context.Background(), callKey{}, cc.scratch)}
 	if err := cc.begin(info.Ctx, false); err != nil {
 		t.Fatal(err)
 	}

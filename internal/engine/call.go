@@ -288,17 +288,24 @@ type Try struct {
 	lastB  *breaker.Breaker
 
 	callTimedOut, tryTimedOut bool // judged by Done
+
+	// untimed: the try is a stream's (NewTry), which is never slow: when
+	// it first answers depends on its caller and on events, not only on
+	// the server.
+	untimed bool
 }
 
 // NewTry admits one try of an admitted call, bounded by ctx and by no
 // timeout of the mesh, through the service breaker: a *CircuitOpenError
 // when it refuses. It is for an adapter that makes a single try itself (a
 // gRPC stream); Run makes its own. The try is the Call's until the next
-// NewTry.
+// NewTry. Its breakers judge it by its outcome alone, never as a slow
+// call: a stream answers when its caller or an event gives the server
+// something to say.
 func (c *Call) NewTry(ctx context.Context) (*Try, error) {
 	t, err := c.newTry()
 	if err == nil {
-		t.parent, t.ctx = ctx, ctx
+		t.parent, t.ctx, t.untimed = ctx, ctx, true
 	}
 	return t, err
 }
@@ -649,7 +656,7 @@ func (t *Try) Done(o *Outcome) error {
 		// The breakers' windows roll by the call's start, read once
 		// already (Admit); only slow-call timing needs the try's end.
 		now := c.start
-		if now.IsZero() || timesCalls(t.svc.policy) || timesCalls(t.inst.policy) {
+		if now.IsZero() || !t.untimed && (timesCalls(t.svc.policy) || timesCalls(t.inst.policy)) {
 			c.end = time.Now()
 			now = c.end
 		}
@@ -710,7 +717,31 @@ func (t *Try) AttemptDone(o *Outcome, sent bool) {
 	}
 	callerDone, callTimedOut, tryTimedOut := t.judge(o)
 	t.untrack(true, t.failed(o, callerDone, callTimedOut || tryTimedOut))
-	t.inst.report(verdict(t.inst.policy, o, callerDone, callTimedOut || tryTimedOut))
+	v := verdict(t.inst.policy, o, callerDone, callTimedOut || tryTimedOut)
+	if t.untimed && !t.c.start.IsZero() {
+		t.inst.reportAt(v, t.c.start) // never slow
+		return
+	}
+	t.inst.report(v)
+}
+
+// Probing reports whether the try holds a half-open probe slot of the
+// service breaker or of its instance's.
+func (t *Try) Probing() bool {
+	return t.svc.b != nil && t.svc.t.Probe() || t.inst.b != nil && t.inst.t.Probe()
+}
+
+// GiveUpProbes gives back the half-open probe slots the try holds, with no
+// verdict: for a stream whose first response is overdue, so that other
+// calls probe meanwhile. Done and AttemptDone then leave those breakers
+// alone; an admission that is no probe keeps waiting for its verdict.
+func (t *Try) GiveUpProbes() {
+	if t.svc.b != nil && t.svc.t.Probe() {
+		t.svc.report(breaker.Ignored)
+	}
+	if t.inst.b != nil && t.inst.t.Probe() {
+		t.inst.report(breaker.Ignored)
+	}
 }
 
 // abandon ends the try without an outcome: nothing was sent, so it counts
