@@ -266,7 +266,8 @@ func (c *compiler) compile(doc *Document) *Rules {
 	if d := doc.Defaults; d != nil {
 		before := len(c.problems)
 		rules.defaults = c.policy("defaults", Service{Timeout: d.Timeout, Retry: d.Retry, Breaker: d.Breaker,
-			OutlierDetection: d.OutlierDetection, RateLimit: d.RateLimit, LoadBalancer: d.LoadBalancer, SlowStart: d.SlowStart}, nil)
+			OutlierDetection: d.OutlierDetection, RateLimit: d.RateLimit, LoadBalancer: d.LoadBalancer, SlowStart: d.SlowStart,
+			InboundShedding: d.InboundShedding}, nil)
 		rules.defaultLanes = c.lanes("defaults.lanes", d.Lanes)
 		if len(c.problems) == before {
 			defaults = d

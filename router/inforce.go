@@ -20,7 +20,7 @@ type InForce struct {
 	Named bool `json:"named"`
 	// FromDefaults lists the settings the service takes from the defaults
 	// document (timeout, retry, breaker, outlierDetection, rateLimit,
-	// lanes, loadBalancer, slowStart).
+	// lanes, loadBalancer, slowStart, inboundShedding).
 	FromDefaults []string `json:"fromDefaults,omitempty"`
 	// Call is what applies to a call no route takes: the service's own
 	// settings, or the defaults'.
@@ -41,6 +41,9 @@ type InForce struct {
 	SlowStart *SlowStartInForce `json:"slowStart,omitempty"`
 	// LoadBalancer is round-robin, p2c-ewma or least-request.
 	LoadBalancer string `json:"loadBalancer,omitempty"`
+	// InboundShedding is the shedding of the requests the service
+	// receives as a mesh's local service: mode off or adaptive.
+	InboundShedding *SheddingInForce `json:"inboundShedding,omitempty"`
 }
 
 // SlowStartInForce is a slowStart section with its default filled in.
@@ -140,6 +143,7 @@ func (r *Rules) InForce(service string) *InForce {
 	in.Breaker = breakerInForce(p.Breaker)
 	in.OutlierDetection = breakerInForce(p.Outlier)
 	in.LoadBalancer = p.LoadBalancer.String()
+	in.InboundShedding = sheddingInForce(p.Shed)
 	if ss := p.SlowStart; ss != nil {
 		in.SlowStart = &SlowStartInForce{Window: Duration(ss.Window), MinPercent: ss.MinPercent}
 	}

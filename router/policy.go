@@ -30,8 +30,12 @@ type Policy struct {
 	Inbound []InboundPolicy
 	// SlowStart is the ramp of instances that join or recover; nil means
 	// none.
-	SlowStart    *SlowStartPolicy // LoadBalancer is how an instance is chosen within a subset.
+	SlowStart *SlowStartPolicy
+	// LoadBalancer is how an instance is chosen within a subset.
 	LoadBalancer LoadBalancer
+	// Shed is the adaptive limit on the requests the service receives
+	// as the local service; nil means no shedding.
+	Shed *ShedPolicy
 }
 
 // LoadBalancer is how a call's instance is chosen within its subset.
@@ -303,6 +307,7 @@ func (c *compiler) policy(path string, svc Service, routes []route) *Policy {
 			p.SlowStart.MinPercent = DefaultSlowStartMinPercent
 		}
 	}
+	p.Shed = c.shedding(path+".inboundShedding", svc.InboundShedding)
 	names := make(map[string]int)
 	for i, in := range svc.Inbound {
 		ip := fmt.Sprintf("%s.inbound[%d]", path, i)

@@ -1,0 +1,220 @@
+package mesh_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/lightmesh/lightmesh/internal/meshtest"
+	"github.com/lightmesh/lightmesh/mesh"
+	"github.com/lightmesh/lightmesh/rules"
+)
+
+// The saturated service of the shedding tests: shedSlots requests at a
+// time, each shedWork long, so its capacity is shedSlots/shedWork a
+// second (200).
+const (
+	shedSlots = 4
+	shedWork  = 20 * time.Millisecond
+)
+
+func shedDoc(mode string) string {
+	return fmt.Sprintf("apiVersion: lightmesh/v1\nservices:\n  me:\n    inboundShedding: {mode: %s}\n", mode)
+}
+
+// saturated returns a handler that serves at most shedSlots requests at
+// once, each taking shedWork, the others waiting for a slot; /healthz
+// answers at once, outside the slots.
+func saturated() http.Handler {
+	slots := make(chan struct{}, shedSlots)
+	mux := http.NewServeMux()
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {})
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case slots <- struct{}{}:
+		case <-r.Context().Done():
+			return
+		}
+		time.Sleep(shedWork)
+		<-slots
+	})
+	return mux
+}
+
+// shedServer serves saturated() behind the Handler of a mesh that is
+// service "me" with the rules of src.
+func shedServer(t *testing.T, src *rules.Memory, opts ...mesh.Option) (*mesh.Mesh, *httptest.Server) {
+	t.Helper()
+	m := meshtest.Start(t, 10*time.Second, func(ctx context.Context) (*mesh.Mesh, error) {
+		return mesh.New(ctx, append([]mesh.Option{mesh.WithRules(src), mesh.WithLocalService("me")}, opts...)...)
+	})
+	srv := httptest.NewServer(m.Handler(saturated()))
+	t.Cleanup(srv.Close)
+	return m, srv
+}
+
+// p99 returns the 99th percentile of ds.
+func p99(ds []time.Duration) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	ds = slices.Clone(ds)
+	slices.Sort(ds)
+	return ds[len(ds)*99/100]
+}
+
+// unloadedP99 measures the service one request at a time.
+func unloadedP99(t *testing.T, c *http.Client, url string) time.Duration {
+	t.Helper()
+	var lat []time.Duration
+	for range 40 {
+		start := time.Now()
+		resp, err := c.Get(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		lat = append(lat, time.Since(start))
+	}
+	return p99(lat)
+}
+
+// A saturated server offered three times its capacity keeps the latency
+// of the requests it admits near its unloaded latency and answers the
+// rest at once with 429 and Retry-After, while health checks are never
+// shed: without shedding the queue, and every request's latency, grows
+// for as long as the overload lasts.
+func TestInboundSheddingKeepsAdmittedLatencyBounded(t *testing.T) {
+	src := rules.NewMemory([]byte(shedDoc("adaptive")))
+	_, srv := shedServer(t, src)
+	c := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1000}}
+	t.Cleanup(c.CloseIdleConnections)
+	unloaded := unloadedP99(t, c, srv.URL+"/work")
+
+	const capacity = int(shedSlots * time.Second / shedWork) // 200 a second
+	const seconds = 3
+	load := meshtest.StartLoad(t, c, srv.URL+"/work", 3*capacity*seconds, 3*capacity, nil)
+	var health []time.Duration
+	healthFailed := 0
+	for range 20 {
+		time.Sleep(100 * time.Millisecond)
+		start := time.Now()
+		resp, err := c.Get(srv.URL + "/healthz")
+		if err != nil || resp.StatusCode != http.StatusOK {
+			healthFailed++
+		}
+		if err == nil {
+			resp.Body.Close()
+		}
+		health = append(health, time.Since(start))
+	}
+	load.Wait(t, 30*time.Second)
+	calls := load.Calls()
+
+	// The first second is the limit learning the service; judge the rest.
+	from := calls[0].Start.Add(time.Second)
+	var admitted []time.Duration
+	shed, other := 0, []string{}
+	var last time.Time
+	for _, call := range calls {
+		switch {
+		case call.Err == nil:
+			if call.Start.After(from) {
+				admitted = append(admitted, call.Latency)
+			}
+			if end := call.Start.Add(call.Latency); end.After(last) {
+				last = end
+			}
+		case strings.Contains(call.Err.Error(), "status 429"):
+			shed++
+		default:
+			if len(other) < 5 {
+				other = append(other, call.Err.Error())
+			}
+		}
+	}
+	window := last.Sub(from).Seconds()
+	goodput := float64(len(admitted)) / window
+	t.Logf("unloaded p99 %v; under 3x load: admitted p99 %v, goodput %.0f/s of capacity %d/s, %d shed of %d",
+		unloaded, p99(admitted), goodput, capacity, shed, len(calls))
+	if len(other) > 0 {
+		t.Errorf("calls failed other than by shedding: %q", other)
+	}
+	if healthFailed > 0 {
+		t.Errorf("%d of %d health checks failed under overload", healthFailed, len(health))
+	}
+	if got, bound := p99(admitted), 3*unloaded+20*time.Millisecond; got > bound {
+		t.Errorf("admitted p99 under 3x load is %v, want at most %v (unloaded p99 %v)", got, bound, unloaded)
+	}
+	if shed == 0 {
+		t.Error("nothing was shed at 3x capacity")
+	}
+	if goodput < 0.7*float64(capacity) {
+		t.Errorf("goodput %.0f/s, want at least 70%% of the capacity %d/s", goodput, capacity)
+	}
+}
+
+// A request shed gets 429 Too Many Requests with a Retry-After header;
+// the refusal writer sees reason "shed".
+func TestInboundShedAnswer(t *testing.T) {
+	src := rules.NewMemory([]byte(shedDoc("adaptive")))
+	var reason atomic.Value
+	_, srv := shedServer(t, src, mesh.WithRefusalWriter(func(w http.ResponseWriter, r *http.Request, rf mesh.Refusal) {
+		reason.Store(rf.Reason + " " + rf.Service)
+		w.WriteHeader(rf.HTTPStatus())
+	}))
+	c := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1000}}
+	t.Cleanup(c.CloseIdleConnections)
+	load := meshtest.StartLoad(t, c, srv.URL+"/work", 1200, 800, nil)
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		resp, err := c.Get(srv.URL + "/work")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusTooManyRequests {
+			if ra := resp.Header.Get("Retry-After"); ra != "1" {
+				t.Errorf("Retry-After %q, want 1", ra)
+			}
+			if got := reason.Load(); got != "shed me" {
+				t.Errorf("refusal writer saw %v, want reason shed of service me", got)
+			}
+			load.Stop()
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Fatal("no request was shed under 4x load")
+}
+
+// Switching inboundShedding between adaptive and off while the service
+// is under load fails no admitted request: every request gets 200 or, while
+// shedding, 429.
+func TestInboundSheddingModeChangeUnderLoad(t *testing.T) {
+	src := rules.NewMemory([]byte(shedDoc("adaptive")))
+	_, srv := shedServer(t, src)
+	c := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1000}}
+	t.Cleanup(c.CloseIdleConnections)
+	load := meshtest.StartLoad(t, c, srv.URL+"/work", 600, 300, nil)
+	for i := range 8 {
+		time.Sleep(200 * time.Millisecond)
+		if i%2 == 0 {
+			src.Set([]byte(shedDoc("off")))
+		} else {
+			src.Set([]byte(shedDoc("adaptive")))
+		}
+	}
+	load.Wait(t, 30*time.Second)
+	for _, call := range load.Calls() {
+		if call.Err != nil && !strings.Contains(call.Err.Error(), "status 429") {
+			t.Errorf("request failed: %v", call.Err)
+		}
+	}
+}
