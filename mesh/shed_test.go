@@ -3,6 +3,7 @@ package mesh_test
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -10,6 +11,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/lightmesh/lightmesh/internal/meshtest"
 	"github.com/lightmesh/lightmesh/mesh"
@@ -216,5 +219,59 @@ func TestInboundSheddingModeChangeUnderLoad(t *testing.T) {
 		if call.Err != nil && !strings.Contains(call.Err.Error(), "status 429") {
 			t.Errorf("request failed: %v", call.Err)
 		}
+	}
+}
+
+// An operator sees the shedding: the current limit and the requests in
+// flight as metrics, every shed request in lightmesh_rejections_total
+// with reason shed, the mode, limit and count on the status page and in
+// Status, and the mode in force in the service's InForce.
+func TestInboundSheddingObservable(t *testing.T) {
+	src := rules.NewMemory([]byte(shedDoc("adaptive")))
+	reg := prometheus.NewRegistry()
+	m, srv := shedServer(t, src, mesh.WithRegisterer(reg))
+	c := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1000}}
+	t.Cleanup(c.CloseIdleConnections)
+	if got := meshtest.Metric(t, reg, "lightmesh_inbound_concurrency_limit", map[string]string{"destination_service": "me"}); got != 100 {
+		t.Errorf("limit before any request %v, want the initial 100", got)
+	}
+	res := meshtest.StartLoad(t, c, srv.URL+"/work", 1800, 600, nil).Wait(t, 30*time.Second)
+
+	limit := meshtest.Metric(t, reg, "lightmesh_inbound_concurrency_limit", map[string]string{"destination_service": "me"})
+	if limit < 4 || limit >= 100 {
+		t.Errorf("lightmesh_inbound_concurrency_limit after 3x overload = %v, want it learned below the initial 100", limit)
+	}
+	if got := meshtest.Metric(t, reg, "lightmesh_inbound_in_flight", map[string]string{"destination_service": "me"}); got != 0 {
+		t.Errorf("lightmesh_inbound_in_flight after the load = %v, want 0", got)
+	}
+	shed := meshtest.Metric(t, reg, "lightmesh_rejections_total", map[string]string{"direction": "inbound", "destination_service": "me", "reason": "shed"})
+	if shed <= 0 || int(shed) != res.Failed {
+		t.Errorf("lightmesh_rejections_total{reason=shed} = %v, want the %d requests shed", shed, res.Failed)
+	}
+	st := m.Status().Inbound
+	if st == nil || st.Mode != "adaptive" || st.Shed != uint64(res.Failed) || st.Limit != int(limit) {
+		t.Errorf("Status().Inbound = %+v, want adaptive, limit %v, %d shed", st, limit, res.Failed)
+	}
+	if in := m.Table().Rules().InForce("me"); in == nil || in.InboundShedding == nil || in.InboundShedding.Mode != "adaptive" || in.InboundShedding.Tolerance != 1.5 {
+		t.Errorf("InForce(me).InboundShedding = %+v, want adaptive with tolerance 1.5", in.InboundShedding)
+	}
+	page := httptest.NewServer(m.StatusHandler())
+	t.Cleanup(page.Close)
+	req, _ := http.NewRequest(http.MethodGet, page.URL, nil)
+	req.Header.Set("Accept", "text/html")
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if want := fmt.Sprintf("shedding <b>adaptive</b>; concurrency limit %d", int(limit)); !strings.Contains(string(body), want) {
+		t.Errorf("status page lacks %q", want)
+	}
+
+	src.Set([]byte(shedDoc("off")))
+	meshtest.WaitFor(t, 5*time.Second, "shedding off", func() bool { return m.Status().Inbound.Mode == "off" })
+	if got := meshtest.Metric(t, reg, "lightmesh_inbound_concurrency_limit", map[string]string{"destination_service": "me"}); got != -1 {
+		t.Errorf("limit series with shedding off: %v, want none", got)
 	}
 }

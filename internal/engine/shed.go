@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/lightmesh/lightmesh/router"
 )
 
@@ -208,4 +210,41 @@ func (in *Incoming) Detach() {
 	}
 	in.shed.Release(nil, 0, time.Time{})
 	in.shed = nil
+}
+
+// shedLimitDesc describes lightmesh_inbound_concurrency_limit.
+var shedLimitDesc = prometheus.NewDesc("lightmesh_inbound_concurrency_limit",
+	"The local service's adaptive inbound concurrency limit (inboundShedding mode adaptive), read at scrape time: requests beyond it are shed (lightmesh_rejections_total reason shed). No series while shedding is off.",
+	[]string{"destination_service"}, nil)
+
+// shedInFlightDesc describes lightmesh_inbound_in_flight.
+var shedInFlightDesc = prometheus.NewDesc("lightmesh_inbound_in_flight",
+	"Requests the local service is serving under its adaptive inbound concurrency limit, read at scrape time. No series while shedding is off.",
+	[]string{"destination_service"}, nil)
+
+// shedCollector reports the local service's adaptive inbound limit.
+type shedCollector struct {
+	state func() *State
+	local string
+}
+
+// Describe implements prometheus.Collector.
+func (c *shedCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- shedLimitDesc
+	ch <- shedInFlightDesc
+}
+
+// Collect implements prometheus.Collector.
+func (c *shedCollector) Collect(ch chan<- prometheus.Metric) {
+	st := c.state()
+	p := st.ShedPolicy(c.local)
+	if p == nil || st.shed == nil {
+		return
+	}
+	limit := st.shed.Limit()
+	if limit == 0 {
+		limit = p.InitialLimit
+	}
+	ch <- prometheus.MustNewConstMetric(shedLimitDesc, prometheus.GaugeValue, float64(limit), c.local)
+	ch <- prometheus.MustNewConstMetric(shedInFlightDesc, prometheus.GaugeValue, float64(st.shed.InFlight()), c.local)
 }
