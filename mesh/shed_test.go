@@ -96,6 +96,32 @@ func unloadedP99(t *testing.T, c *http.Client, url string) time.Duration {
 func TestInboundSheddingKeepsAdmittedLatencyBounded(t *testing.T) {
 	src := rules.NewMemory([]byte(shedDoc("adaptive")))
 	_, srv := shedServer(t, src)
+	checkShedding(t, srv)
+}
+
+// With no configuration, a local service no rule names sheds as
+// inboundShedding {mode: adaptive} does (the built-in default), and
+// the defaults document turns it off.
+func TestInboundSheddingIsTheBuiltinDefault(t *testing.T) {
+	t.Run("unnamed", func(t *testing.T) {
+		_, srv := shedServer(t, rules.NewMemory([]byte("apiVersion: lightmesh/v1\nservices:\n  other: {timeout: 1s}\n")))
+		checkShedding(t, srv)
+	})
+	t.Run("off in defaults", func(t *testing.T) {
+		m, srv := shedServer(t, rules.NewMemory([]byte("apiVersion: lightmesh/v1\ndefaults:\n  inboundShedding: {mode: off}\n")))
+		c := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1000}}
+		t.Cleanup(c.CloseIdleConnections)
+		res := meshtest.StartLoad(t, c, srv.URL+"/work", 300, 600, nil).Wait(t, 30*time.Second)
+		if res.Failed != 0 || m.Status().Inbound.Mode != "off" {
+			t.Errorf("shedding turned off in the defaults: %d of %d failed (%q), status %+v", res.Failed, res.Sent, res.Errors, m.Status().Inbound)
+		}
+	})
+}
+
+// checkShedding offers srv, serving saturated(), three times its
+// capacity and checks that it sheds.
+func checkShedding(t *testing.T, srv *httptest.Server) {
+	t.Helper()
 	c := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1000}}
 	t.Cleanup(c.CloseIdleConnections)
 	unloaded := unloadedP99(t, c, srv.URL+"/work")

@@ -183,8 +183,10 @@ type Retry struct {
 // package breaker.
 type Breaker struct {
 	// Mode is window (the default: trip on a failure ratio, stay open,
-	// probe) or adaptive (SRE client-side throttling, no thresholds; see
-	// breaker.ModeAdaptive). outlierDetection takes window only.
+	// probe), adaptive (SRE client-side throttling, no thresholds; see
+	// breaker.ModeAdaptive) or off (no breaker: what turns off a breaker
+	// the defaults or BuiltinDefaults would give). outlierDetection takes
+	// window or off.
 	Mode string `yaml:"mode,omitempty" json:"mode,omitempty"`
 	// K is the adaptive multiplier (mode adaptive only): calls are refused
 	// with probability max(0, (requests − k·accepts) / (requests + 1)).

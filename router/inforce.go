@@ -22,6 +22,9 @@ type InForce struct {
 	// document (timeout, retry, breaker, outlierDetection, rateLimit,
 	// lanes, loadBalancer, slowStart, inboundShedding).
 	FromDefaults []string `json:"fromDefaults,omitempty"`
+	// Builtin lists the settings a service no rule names takes from
+	// BuiltinDefaults, the defaults document not setting them.
+	Builtin []string `json:"builtin,omitempty"`
 	// Call is what applies to a call no route takes: the service's own
 	// settings, or the defaults'.
 	Call CallInForce `json:"call"`
@@ -131,6 +134,9 @@ func (r *Rules) InForce(service string) *InForce {
 		in.Named, p = true, sr.policy
 	}
 	in.FromDefaults = r.defaulted(service)
+	if !in.Named {
+		_, in.Builtin = withBuiltins(r.doc.Defaults)
+	}
 	in.Lanes = lanesInForce(r.laneRule(service))
 	if p == nil {
 		in.Call = CallInForce{Timeout: Off}

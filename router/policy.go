@@ -423,6 +423,8 @@ func (c *compiler) breaker(path string, br *Breaker, serviceLevel bool) *Breaker
 		OpenBase: br.OpenBase.Std(), OpenMax: br.OpenMax.Std(), Multiplier: br.Multiplier, Jitter: br.Jitter,
 	}
 	switch br.Mode {
+	case "off":
+		return nil
 	case "", "window":
 	case "adaptive":
 		if serviceLevel {
@@ -431,7 +433,7 @@ func (c *compiler) breaker(path string, br *Breaker, serviceLevel bool) *Breaker
 			c.fail(path+".mode", "adaptive applies to breaker only; outlierDetection ejects instances and takes mode window")
 		}
 	default:
-		c.fail(path+".mode", "unknown mode %.40q (want window or adaptive)", br.Mode)
+		c.fail(path+".mode", "unknown mode %.40q (want window, adaptive or off)", br.Mode)
 	}
 	if br.MinRequests < 0 || br.MinRequests > 1<<20 {
 		c.fail(path+".minRequests", "must be 0..%d", 1<<20)

@@ -156,7 +156,9 @@ func (s *Shedder) Shed() uint64 { return s.shed.Load() }
 func (s *Shedder) InFlight() int { return int(s.inflight.Load()) }
 
 // ShedPolicy returns the inboundShedding policy in force for the local
-// service local; nil means no shedding.
+// service local: its own (or the defaults document's) when the rules
+// name it, else the defaults' over the built-in defaults (adaptive; see
+// router.BuiltinDefaults), also before any rules. Nil means no shedding.
 func (s *State) ShedPolicy(local string) *router.ShedPolicy {
 	if local == "" {
 		return nil
@@ -164,7 +166,11 @@ func (s *State) ShedPolicy(local string) *router.ShedPolicy {
 	if svc := s.Service(local); svc != nil {
 		return svc.policy.Shed
 	}
-	return nil
+	rules := s.table.Rules()
+	if p := rules.Policy(local); p != nil {
+		return p.Shed
+	}
+	return rules.DefaultPolicy().Shed
 }
 
 // Shedder returns the local service's adaptive inbound limit.
