@@ -107,6 +107,12 @@ func TestInboundSheddingIsTheBuiltinDefault(t *testing.T) {
 		_, srv := shedServer(t, rules.NewMemory([]byte("apiVersion: lightmesh/v1\nservices:\n  other: {timeout: 1s}\n")))
 		checkShedding(t, srv)
 	})
+	t.Run("no rules at all", func(t *testing.T) {
+		m := newMeshNoRules(t, mesh.WithLocalService("me"))
+		srv := httptest.NewServer(m.Handler(saturated()))
+		t.Cleanup(srv.Close)
+		checkShedding(t, srv)
+	})
 	t.Run("off in defaults", func(t *testing.T) {
 		m, srv := shedServer(t, rules.NewMemory([]byte("apiVersion: lightmesh/v1\ndefaults:\n  inboundShedding: {mode: off}\n")))
 		c := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1000}}

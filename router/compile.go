@@ -101,7 +101,7 @@ func (r *Rules) Policy(service string) *Policy {
 // a nil r, no rules yet, BuiltinDefaults alone). Callers must not modify
 // it.
 func (r *Rules) DefaultPolicy() *Policy {
-	if r == nil {
+	if r == nil || r.defaults == nil { // no rules yet (NewTable(nil, ...))
 		return builtinPolicy()
 	}
 	return r.defaults
