@@ -49,7 +49,8 @@ const (
 // lowest window average of the last minute or so), the limit becomes
 // limit × Tolerance × noLoad / average — by Little's law, Tolerance ×
 // the concurrency the service actually completes — and otherwise, while
-// requests use at least half the limit, it grows by its square root.
+// requests use at least half the limit, it grows: by its square root
+// while the average stays below half way to the tolerance, else by one.
 type ShedPolicy struct {
 	Tolerance    float64
 	InitialLimit int

@@ -136,10 +136,16 @@ func (s *Shedder) update(p *router.ShedPolicy, now time.Time) {
 		return // the limit was not what held the requests back
 	}
 	g := p.Tolerance * float64(s.baseline) / float64(mean)
-	if g < 1 {
+	switch {
+	case g < 1:
 		lim *= max(g, 0.5)
-	} else {
+	case float64(mean) <= float64(s.baseline)*(1+p.Tolerance)/2:
+		// Far below the tolerance: grow fast, as Envoy's headroom does.
 		lim += math.Sqrt(lim)
+	default:
+		// Near it: one more, so the limit does not overshoot by its
+		// square root into a queue every window.
+		lim++
 	}
 	lim = min(max(lim, float64(p.MinLimit)), float64(p.MaxLimit))
 	s.limit.Store(int64(lim))
