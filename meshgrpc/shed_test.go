@@ -60,19 +60,15 @@ func saturatedDesc() *grpc.ServiceDesc {
 	}
 }
 
-type shedCall struct {
-	start    time.Time
-	latency  time.Duration
-	code     codes.Code
-	pushback string
+func grpcShedDoc(mode string) string {
+	return "apiVersion: lightmesh/v1\nservices:\n  me:\n    inboundShedding: {mode: " + mode + "}\n"
 }
 
-// A saturated gRPC server offered three times its capacity keeps the
-// latency of the calls it admits near its unloaded latency and refuses
-// the rest at once with RESOURCE_EXHAUSTED and grpc-retry-pushback-ms,
-// while the gRPC health service is never shed.
-func TestInboundSheddingGRPC(t *testing.T) {
-	src := rules.NewMemory([]byte("apiVersion: lightmesh/v1\nservices:\n  me:\n    inboundShedding: {mode: adaptive}\n"))
+// saturatedServer serves saturatedDesc and the health service behind
+// the server interceptors of a mesh that is service "me" with the rules
+// of src, and returns a plain client of it.
+func saturatedServer(t *testing.T, src *rules.Memory) *grpc.ClientConn {
+	t.Helper()
 	m := meshtest.Start(t, 10*time.Second, func(ctx context.Context) (*mesh.Mesh, error) {
 		return mesh.New(ctx, mesh.WithRules(src), mesh.WithLocalService("me"))
 	})
@@ -85,7 +81,23 @@ func TestInboundSheddingGRPC(t *testing.T) {
 	}
 	go srv.Serve(lis)
 	t.Cleanup(srv.Stop)
-	conn := plainConn(t, lis.Addr().String())
+	return plainConn(t, lis.Addr().String())
+}
+
+type shedCall struct {
+	start    time.Time
+	latency  time.Duration
+	code     codes.Code
+	pushback string
+}
+
+// A saturated gRPC server offered three times its capacity keeps the
+// latency of the calls it admits near its unloaded latency and refuses
+// the rest at once with RESOURCE_EXHAUSTED and grpc-retry-pushback-ms,
+// while the gRPC health service is never shed.
+func TestInboundSheddingGRPC(t *testing.T) {
+	src := rules.NewMemory([]byte(grpcShedDoc("adaptive")))
+	conn := saturatedServer(t, src)
 	do := func(ctx context.Context) shedCall {
 		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
@@ -172,5 +184,41 @@ func TestInboundSheddingGRPC(t *testing.T) {
 	}
 	if goodput < 0.7*float64(capacity) {
 		t.Errorf("goodput %.0f/s, want at least 70%% of the capacity %d/s", goodput, capacity)
+	}
+}
+
+// Switching inboundShedding between adaptive and off while the gRPC
+// server is under load fails no admitted call: every call gets OK or,
+// while shedding, RESOURCE_EXHAUSTED.
+func TestInboundSheddingModeChangeUnderLoadGRPC(t *testing.T) {
+	src := rules.NewMemory([]byte(grpcShedDoc("adaptive")))
+	conn := saturatedServer(t, src)
+	var wg sync.WaitGroup
+	codesSeen := make([]codes.Code, 600)
+	tick := time.NewTicker(time.Second / 300)
+	defer tick.Stop()
+	for i := range codesSeen {
+		<-tick.C
+		if i%60 == 59 {
+			mode := "off"
+			if i%120 == 119 {
+				mode = "adaptive"
+			}
+			src.Set([]byte(grpcShedDoc(mode)))
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			err := conn.Invoke(ctx, shedMethod, wrapperspb.String("hi"), new(wrapperspb.StringValue))
+			codesSeen[i] = status.Code(err)
+		}()
+	}
+	wg.Wait()
+	for i, c := range codesSeen {
+		if c != codes.OK && c != codes.ResourceExhausted {
+			t.Errorf("call %d: %v", i, c)
+		}
 	}
 }
