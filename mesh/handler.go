@@ -29,7 +29,8 @@ import (
 // the service's inboundShedding in mode adaptive, a request over the
 // service's adaptive concurrency limit gets the same answer with reason
 // "shed"; health checks (/healthz, /readyz, /livez) and paths under
-// /lightmesh/ are never shed.
+// /lightmesh/ are never shed, and a request whose handler flushes or
+// hijacks the connection stops counting under the limit from then on.
 //
 // When metrics or spans are on, the ResponseWriter next sees is wrapped
 // with github.com/felixge/httpsnoop, which keeps every optional interface
@@ -50,6 +51,9 @@ func (m *Mesh) Handler(next http.Handler) http.Handler {
 			return
 		}
 		defer in.Release() // also when next panics
+		if in.Shedding() {
+			w = detachOnStream(w, &in)
+		}
 		if !record {
 			next.ServeHTTP(w, r.WithContext(ctx))
 			return

@@ -1,6 +1,12 @@
 package mesh
 
 import (
+	"bufio"
+	"net"
+	"net/http"
+
+	"github.com/felixge/httpsnoop"
+
 	"github.com/lightmesh/lightmesh/internal/engine"
 	"github.com/lightmesh/lightmesh/router"
 )
@@ -35,4 +41,20 @@ func inboundStatus(snap *engine.State, local string) *InboundStatus {
 		}
 	}
 	return is
+}
+
+// detachOnStream returns w such that a handler that streams its response
+// (Flush: server-sent events, a long download) or takes the connection
+// over (Hijack: WebSocket) gives up its place under the adaptive inbound
+// limit at that moment: its life from then on is no latency of the
+// service, and held open it must not keep others out.
+func detachOnStream(w http.ResponseWriter, in *engine.Incoming) http.ResponseWriter {
+	return httpsnoop.Wrap(w, httpsnoop.Hooks{
+		Flush: func(next httpsnoop.FlushFunc) httpsnoop.FlushFunc {
+			return func() { in.Detach(); next() }
+		},
+		Hijack: func(next httpsnoop.HijackFunc) httpsnoop.HijackFunc {
+			return func() (net.Conn, *bufio.ReadWriter, error) { in.Detach(); return next() }
+		},
+	})
 }

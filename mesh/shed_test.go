@@ -307,3 +307,59 @@ func TestInboundSheddingObservable(t *testing.T) {
 		t.Errorf("limit series with shedding off: %v, want none", got)
 	}
 }
+
+// A handler that streams (flushes) or takes the connection over gives up
+// its place under the adaptive limit: 30 server-sent-event streams held
+// open for a second, over a limit of 20, shed neither each other nor the
+// short requests beside them.
+func TestInboundSheddingSkipsStreams(t *testing.T) {
+	src := rules.NewMemory([]byte("apiVersion: lightmesh/v1\nservices:\n  me:\n    inboundShedding: {mode: adaptive, initialLimit: 20}\n"))
+	m := meshtest.Start(t, 10*time.Second, func(ctx context.Context) (*mesh.Mesh, error) {
+		return mesh.New(ctx, mesh.WithRules(src), mesh.WithLocalService("me"))
+	})
+	mux := http.NewServeMux()
+	mux.HandleFunc("/events", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		io.WriteString(w, "data: hello\n\n")
+		w.(http.Flusher).Flush()
+		time.Sleep(time.Second)
+	})
+	mux.HandleFunc("/quick", func(w http.ResponseWriter, r *http.Request) {})
+	srv := httptest.NewServer(m.Handler(mux))
+	t.Cleanup(srv.Close)
+	c := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 100}}
+	t.Cleanup(c.CloseIdleConnections)
+
+	statuses := make(chan int, 30)
+	for range 30 {
+		go func() {
+			resp, err := c.Get(srv.URL + "/events")
+			if err != nil {
+				statuses <- 0
+				return
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			statuses <- resp.StatusCode
+		}()
+	}
+	time.Sleep(300 * time.Millisecond) // the streams are open
+	for range 20 {
+		resp, err := c.Get(srv.URL + "/quick")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Errorf("a short request beside 30 open streams got %d", resp.StatusCode)
+		}
+	}
+	for range 30 {
+		if code := <-statuses; code != http.StatusOK {
+			t.Errorf("a stream got %d", code)
+		}
+	}
+	if st := m.Status().Inbound; st.Shed != 0 || st.InFlight != 0 {
+		t.Errorf("status after the streams: %+v, want nothing shed and nothing in flight", st)
+	}
+}

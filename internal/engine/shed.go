@@ -260,3 +260,7 @@ func (c *shedCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(shedLimitDesc, prometheus.GaugeValue, float64(limit), c.local)
 	ch <- prometheus.MustNewConstMetric(shedInFlightDesc, prometheus.GaugeValue, float64(st.shed.InFlight()), c.local)
 }
+
+// Shedding reports whether the call holds a place under the local
+// service's adaptive inbound limit (until Release or Detach).
+func (in *Incoming) Shedding() bool { return in.shed != nil }
