@@ -184,14 +184,17 @@ func checkShedding(t *testing.T, srv *httptest.Server) {
 	if healthFailed > 0 {
 		t.Errorf("%d of %d health checks failed under overload", healthFailed, len(health))
 	}
-	if got, bound := p99(admitted), 3*unloaded+20*time.Millisecond; got > bound {
+	// Bounds with room for a loaded 2-core machine running -race (where
+	// the figures are typically 1.6-2.7x and 85-95%); without shedding
+	// the admitted p99 is seconds.
+	if got, bound := p99(admitted), 4*unloaded+40*time.Millisecond; got > bound {
 		t.Errorf("admitted p99 under 3x load is %v, want at most %v (unloaded p99 %v)", got, bound, unloaded)
 	}
 	if shed == 0 {
 		t.Error("nothing was shed at 3x capacity")
 	}
-	if goodput < 0.7*float64(capacity) {
-		t.Errorf("goodput %.0f/s, want at least 70%% of the capacity %d/s", goodput, capacity)
+	if goodput < 0.6*float64(capacity) {
+		t.Errorf("goodput %.0f/s, want at least 60%% of the capacity %d/s", goodput, capacity)
 	}
 }
 
