@@ -185,9 +185,10 @@ func checkShedding(t *testing.T, srv *httptest.Server) {
 		t.Errorf("%d of %d health checks failed under overload", healthFailed, len(health))
 	}
 	// Bounds with room for a loaded 2-core machine running -race (where
-	// the figures are typically 1.6-2.7x and 85-95%); without shedding
-	// the admitted p99 is seconds.
-	if got, bound := p99(admitted), 4*unloaded+40*time.Millisecond; got > bound {
+	// the figures are typically 1.6-2.7x and 85-95%, but one stall of the
+	// machine puts the few slowest of ~400 requests past 100ms); without
+	// shedding the admitted p99 is seconds.
+	if got, bound := p99(admitted), 4*unloaded+100*time.Millisecond; got > bound {
 		t.Errorf("admitted p99 under 3x load is %v, want at most %v (unloaded p99 %v)", got, bound, unloaded)
 	}
 	if shed == 0 {

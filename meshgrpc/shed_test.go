@@ -176,9 +176,10 @@ func TestInboundSheddingGRPC(t *testing.T) {
 	if healthFailed > 0 {
 		t.Errorf("%d health checks failed under overload", healthFailed)
 	}
-	// Room for a loaded 2-core machine running -race; without shedding
-	// the admitted p99 is seconds.
-	if bound := 4*up99 + 40*time.Millisecond; ap99 > bound {
+	// Room for a loaded 2-core machine running -race (one stall puts the
+	// few slowest of ~400 calls past 100ms); without shedding the
+	// admitted p99 is seconds.
+	if bound := 4*up99 + 100*time.Millisecond; ap99 > bound {
 		t.Errorf("admitted p99 under 3x load is %v, want at most %v", ap99, bound)
 	}
 	if shed == 0 {
