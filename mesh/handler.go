@@ -25,7 +25,12 @@ import (
 // With WithLocalService, the first inbound route of that service matching
 // the request applies its rate limit: a request over the limit gets 429
 // Too Many Requests with a Retry-After header and does not reach next
-// (WithRefusalWriter answers in the service's own format instead).
+// (WithRefusalWriter answers in the service's own format instead). With
+// the service's inboundShedding in mode adaptive, a request over the
+// service's adaptive concurrency limit gets the same answer with reason
+// "shed"; health checks (/healthz, /readyz, /livez) and paths under
+// /lightmesh/ are never shed, and a request whose handler flushes or
+// hijacks the connection stops counting under the limit from then on.
 //
 // When metrics or spans are on, the ResponseWriter next sees is wrapped
 // with github.com/felixge/httpsnoop, which keeps every optional interface
@@ -44,6 +49,10 @@ func (m *Mesh) Handler(next http.Handler) http.Handler {
 		if err != nil {
 			m.refuse(w, r, err, wait)
 			return
+		}
+		defer in.Release() // also when next panics
+		if in.Shedding() {
+			w = detachOnStream(w, &in)
 		}
 		if !record {
 			next.ServeHTTP(w, r.WithContext(ctx))

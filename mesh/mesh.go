@@ -177,7 +177,7 @@ func New(ctx context.Context, opts ...Option) (*Mesh, error) {
 		m.store = store
 	}
 	if cfg.registerer != nil {
-		mt, err := engine.NewMetrics(cfg.registerer, m.eng.Load)
+		mt, err := engine.NewMetrics(cfg.registerer, m.eng.Load, cfg.local)
 		if err != nil {
 			cfg.closeGiven()
 			return nil, fmt.Errorf("mesh: register metrics: %w", err)

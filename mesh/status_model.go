@@ -35,6 +35,9 @@ type Status struct {
 	// Snapshot describes the local snapshot writer; nil without
 	// WithSnapshotDir.
 	Snapshot *SnapshotStatus `json:"snapshot,omitempty"`
+	// Inbound describes the local service's inbound shedding; nil
+	// without WithLocalService.
+	Inbound *InboundStatus `json:"inbound,omitempty"`
 }
 
 // SnapshotStatus describes the writes of the local snapshot.
@@ -231,6 +234,7 @@ func (m *Mesh) Status() Status {
 	}
 	st.Services = serviceStatuses(snap, m.traffic.read(time.Now()))
 	st.Breakers = breakerStatuses(snap)
+	st.Inbound = inboundStatus(snap, m.cfg.local)
 	return st
 }
 

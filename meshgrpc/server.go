@@ -2,6 +2,7 @@ package meshgrpc
 
 import (
 	"context"
+	"errors"
 	"strconv"
 	"time"
 
@@ -47,6 +48,7 @@ func unaryServerInterceptor(eng *engine.Engine, refusal refusalFunc) grpc.UnaryS
 		if err != nil {
 			return nil, err
 		}
+		defer in.Release() // also when handler panics
 		resp, err := handler(ctx, req)
 		finish(ctx, &in, err)
 		return resp, err
@@ -61,6 +63,7 @@ func streamServerInterceptor(eng *engine.Engine, refusal refusalFunc) grpc.Strea
 		if err != nil {
 			return err
 		}
+		in.Detach() // shed when over the limit, but a stream's life is no latency
 		err = handler(srv, &serverStream{ServerStream: ss, ctx: ctx})
 		finish(ctx, &in, err)
 		return err
@@ -105,6 +108,9 @@ func enter(ctx context.Context, eng *engine.Engine, method string, refusal refus
 			if st := callRefusal(ctx, eng, refusal, engine.NewRefusal(err, wait)); st != nil && st.Code() != codes.OK {
 				return in, ctx, &meshError{st: st, cause: err}
 			}
+		}
+		if errors.Is(err, engine.ErrShed) {
+			return in, ctx, &meshError{st: status.Newf(codes.ResourceExhausted, "lightmesh: shed: service %q is over its adaptive concurrency limit", eng.Local()), cause: err}
 		}
 		return in, ctx, &meshError{st: status.Newf(codes.ResourceExhausted, "lightmesh: rate limited: inbound limit of service %q", eng.Local()), cause: err}
 	}

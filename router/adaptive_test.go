@@ -43,7 +43,7 @@ services:
 
 func TestBreakerModeErrorsNameThePlace(t *testing.T) {
 	for _, tc := range []struct{ section, want string }{
-		{"breaker: {mode: sre}", `services.s.breaker.mode: unknown mode "sre" (want window or adaptive)`},
+		{"breaker: {mode: sre}", `services.s.breaker.mode: unknown mode "sre" (want window, adaptive or off)`},
 		{"breaker: {mode: adaptive, k: 0.5}", `services.s.breaker.k: must be a finite number >= 1`},
 		{"breaker: {mode: adaptive, failureRatio: 0.3}", `services.s.breaker.failureRatio: applies to mode window only`},
 		{"breaker: {k: 2}", `services.s.breaker.k: applies to mode adaptive only`},

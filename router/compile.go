@@ -97,11 +97,12 @@ func (r *Rules) Policy(service string) *Policy {
 }
 
 // DefaultPolicy returns the compiled defaults, the policy of a service
-// the rules do not name, or nil when the document has no defaults (or r
-// is nil). Callers must not modify it.
+// the rules do not name: the defaults document over BuiltinDefaults (for
+// a nil r, no rules yet, BuiltinDefaults alone). Callers must not modify
+// it.
 func (r *Rules) DefaultPolicy() *Policy {
-	if r == nil {
-		return nil
+	if r == nil || r.defaults == nil { // no rules yet (NewTable(nil, ...))
+		return builtinPolicy()
 	}
 	return r.defaults
 }
@@ -262,11 +263,13 @@ func (c *compiler) compile(doc *Document) *Rules {
 	rules := &Rules{doc: doc, services: make(map[string]*serviceRules, len(doc.Services))}
 	// Invalid defaults are reported once, at their own path, and fill no
 	// service (the document is rejected anyway).
+	// A service no rule names also takes the built-in defaults the
+	// defaults document does not override (BuiltinDefaults).
 	var defaults *Defaults
+	before := len(c.problems)
+	effective, _ := withBuiltins(doc.Defaults)
+	rules.defaults = c.defaultsPolicy(&effective)
 	if d := doc.Defaults; d != nil {
-		before := len(c.problems)
-		rules.defaults = c.policy("defaults", Service{Timeout: d.Timeout, Retry: d.Retry, Breaker: d.Breaker,
-			OutlierDetection: d.OutlierDetection, RateLimit: d.RateLimit, LoadBalancer: d.LoadBalancer, SlowStart: d.SlowStart}, nil)
 		rules.defaultLanes = c.lanes("defaults.lanes", d.Lanes)
 		if len(c.problems) == before {
 			defaults = d

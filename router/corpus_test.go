@@ -306,7 +306,7 @@ func badDocs() []badDoc {
 		{"hostile/deep block sequences", "apiVersion: lightmesh/v1\nservices:\n  " + strings.Repeat("- ", 20_000) + "x\n", []string{"router: decode: yaml: line 2: exceeded max depth of 10000"}},
 		{"hostile/billion laughs", billionLaughs(), []string{"services.user-api.routes[1].match.methods[0]: must be a string, not a list (line 6, column 27)"}},
 		{"hostile/alias bomb", aliasBomb(), []string{"router: decode: yaml: document contains excessive aliasing"}},
-		{"hostile/self-referencing alias", "apiVersion: lightmesh/v1\nservices: &s {a: *s}\n", []string{"services.a.a: unknown field (known fields: subsets, routes, timeout, retry, breaker, outlierDetection, rateLimit, loadBalancer, slowStart, inbound, lanes, authorization, serverID) (line 2, column 15)"}},
+		{"hostile/self-referencing alias", "apiVersion: lightmesh/v1\nservices: &s {a: *s}\n", []string{"services.a.a: unknown field (known fields: subsets, routes, timeout, retry, breaker, outlierDetection, rateLimit, loadBalancer, slowStart, inbound, inboundShedding, lanes, authorization, serverID) (line 2, column 15)"}},
 		{"hostile/many problems", serviceDoc(repeatRoutes(60, "{destinations: [{subset: nope}]}")), []string{
 			`services.user-api.routes[0].destinations[0].subset: unknown subset "nope"`,
 			`services.user-api.routes[49].destinations[0].subset: unknown subset "nope"`,

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lightmesh/lightmesh/breaker"
 	"github.com/lightmesh/lightmesh/router"
 )
 
@@ -71,13 +72,33 @@ func TestDefaultsFillOnlyMissingSettings(t *testing.T) {
 	}
 }
 
-func TestNoDefaultsNoDefaultPolicy(t *testing.T) {
+// Without a defaults document a service no rule names takes the
+// built-in defaults (adaptive breaker, p2c-ewma, adaptive inbound
+// shedding) and nothing else; a named service takes none of them.
+func TestNoDefaultsBuiltinDefaultPolicy(t *testing.T) {
 	r, err := router.Load([]byte("apiVersion: lightmesh/v1\nservices:\n  a: {timeout: 1s}\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r.DefaultPolicy() != nil || r.InForce("a").FromDefaults != nil || r.InForce("b").FromDefaults != nil {
-		t.Fatalf("a document without defaults gave defaults: %+v %v", r.DefaultPolicy(), r.InForce("b").FromDefaults)
+	if r.InForce("a").FromDefaults != nil || r.InForce("b").FromDefaults != nil {
+		t.Fatalf("a document without defaults gave defaults: %v", r.InForce("b").FromDefaults)
+	}
+	d := r.DefaultPolicy()
+	if d == nil || d.Breaker == nil || d.Breaker.Settings.Mode != breaker.ModeAdaptive || d.LoadBalancer != router.P2CEWMA || d.Shed == nil || d.Default.Retry != nil || d.Default.Timeout != 0 {
+		t.Fatalf("built-in defaults: %+v", d)
+	}
+	if b := r.InForce("b").Builtin; !slices.Equal(b, []string{"breaker", "loadBalancer", "inboundShedding"}) {
+		t.Errorf("InForce(b).Builtin = %v", b)
+	}
+	if a := r.Policy("a"); a.Breaker != nil || a.LoadBalancer != router.RoundRobin || a.Shed != nil || r.InForce("a").Builtin != nil {
+		t.Errorf("a named service took built-in defaults: %+v", a)
+	}
+	off, err := router.Load([]byte("apiVersion: lightmesh/v1\ndefaults:\n  breaker: {mode: off}\n  loadBalancer: round-robin\n  inboundShedding: {mode: off}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := off.DefaultPolicy(); d.Breaker != nil || d.LoadBalancer != router.RoundRobin || d.Shed != nil || off.InForce("b").Builtin != nil {
+		t.Errorf("defaults turning the built-in defaults off: %+v", d)
 	}
 	if r.Policy("a").Default.Retry != nil {
 		t.Fatal("retry without defaults")

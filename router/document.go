@@ -40,11 +40,15 @@ type Defaults struct {
 	Lanes        *Lanes     `yaml:"lanes,omitempty" json:"lanes,omitempty"`
 	LoadBalancer string     `yaml:"loadBalancer,omitempty" json:"loadBalancer,omitempty"`
 	SlowStart    *SlowStart `yaml:"slowStart,omitempty" json:"slowStart,omitempty"`
+	// InboundShedding applies to every local service without one of its
+	// own; nil means none.
+	InboundShedding *InboundShedding `yaml:"inboundShedding,omitempty" json:"inboundShedding,omitempty"`
 }
 
 // Fill returns svc with each setting it lacks taken from d, and the
 // names of the settings taken (timeout, retry, breaker,
-// outlierDetection, rateLimit, lanes, loadBalancer, slowStart), in that order. A nil d fills nothing.
+// outlierDetection, rateLimit, lanes, loadBalancer, slowStart,
+// inboundShedding), in that order. A nil d fills nothing.
 func (d *Defaults) Fill(svc Service) (Service, []string) {
 	if d == nil {
 		return svc, nil
@@ -81,6 +85,10 @@ func (d *Defaults) Fill(svc Service) (Service, []string) {
 	if svc.SlowStart == nil && d.SlowStart != nil {
 		svc.SlowStart = d.SlowStart
 		taken = append(taken, "slowStart")
+	}
+	if svc.InboundShedding == nil && d.InboundShedding != nil {
+		svc.InboundShedding = d.InboundShedding
+		taken = append(taken, "inboundShedding")
 	}
 	return svc, taken
 }
@@ -119,6 +127,10 @@ type Service struct {
 	// Inbound holds server-side rules for requests this service receives:
 	// the first inbound route matching a request applies its rate limit.
 	Inbound []InboundRoute `yaml:"inbound,omitempty" json:"inbound,omitempty"`
+	// InboundShedding sheds the requests the service receives (as the
+	// mesh's local service) beyond an adaptive concurrency limit; nil
+	// means off (see InboundShedding).
+	InboundShedding *InboundShedding `yaml:"inboundShedding,omitempty" json:"inboundShedding,omitempty"`
 	// Lanes routes calls by the lane they carry to the instances of that
 	// lane, base otherwise; nil means no lanes (see Lanes).
 	Lanes *Lanes `yaml:"lanes,omitempty" json:"lanes,omitempty"`
@@ -171,8 +183,10 @@ type Retry struct {
 // package breaker.
 type Breaker struct {
 	// Mode is window (the default: trip on a failure ratio, stay open,
-	// probe) or adaptive (SRE client-side throttling, no thresholds; see
-	// breaker.ModeAdaptive). outlierDetection takes window only.
+	// probe), adaptive (SRE client-side throttling, no thresholds; see
+	// breaker.ModeAdaptive) or off (no breaker: what turns off a breaker
+	// the defaults or BuiltinDefaults would give). outlierDetection takes
+	// window or off.
 	Mode string `yaml:"mode,omitempty" json:"mode,omitempty"`
 	// K is the adaptive multiplier (mode adaptive only): calls are refused
 	// with probability max(0, (requests − k·accepts) / (requests + 1)).

@@ -20,8 +20,11 @@ type InForce struct {
 	Named bool `json:"named"`
 	// FromDefaults lists the settings the service takes from the defaults
 	// document (timeout, retry, breaker, outlierDetection, rateLimit,
-	// lanes, loadBalancer, slowStart).
+	// lanes, loadBalancer, slowStart, inboundShedding).
 	FromDefaults []string `json:"fromDefaults,omitempty"`
+	// Builtin lists the settings a service no rule names takes from
+	// BuiltinDefaults, the defaults document not setting them.
+	Builtin []string `json:"builtin,omitempty"`
 	// Call is what applies to a call no route takes: the service's own
 	// settings, or the defaults'.
 	Call CallInForce `json:"call"`
@@ -47,6 +50,9 @@ type InForce struct {
 	// Authorization decides which callers the service serves; nil means
 	// every caller.
 	Authorization *AuthorizationInForce `json:"authorization,omitempty"`
+	// InboundShedding is the shedding of the requests the service
+	// receives as a mesh's local service: mode off or adaptive.
+	InboundShedding *SheddingInForce `json:"inboundShedding,omitempty"`
 }
 
 // SlowStartInForce is a slowStart section with its default filled in.
@@ -134,6 +140,9 @@ func (r *Rules) InForce(service string) *InForce {
 		in.Named, p = true, sr.policy
 	}
 	in.FromDefaults = r.defaulted(service)
+	if !in.Named {
+		_, in.Builtin = withBuiltins(r.doc.Defaults)
+	}
 	in.Lanes = lanesInForce(r.laneRule(service))
 	if id, ok := r.ServerID(service); ok {
 		in.ServerID = id.String()
@@ -150,6 +159,7 @@ func (r *Rules) InForce(service string) *InForce {
 	in.Breaker = breakerInForce(p.Breaker)
 	in.OutlierDetection = breakerInForce(p.Outlier)
 	in.LoadBalancer = p.LoadBalancer.String()
+	in.InboundShedding = sheddingInForce(p.Shed)
 	if ss := p.SlowStart; ss != nil {
 		in.SlowStart = &SlowStartInForce{Window: Duration(ss.Window), MinPercent: ss.MinPercent}
 	}

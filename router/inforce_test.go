@@ -73,7 +73,7 @@ services:
 	if other.Named || other.Call.Timeout.Std() != 2*time.Second || other.Breaker == nil {
 		t.Errorf("a service the rules do not name: %+v", other)
 	}
-	if none := explicit.InForce("order-api"); none.Call.Timeout != router.Off || none.Call.Retry != nil || none.Breaker != nil {
+	if none := explicit.InForce("order-api"); none.Call.Timeout != router.Off || none.Call.Retry != nil || none.Breaker == nil || none.Breaker.Mode != "adaptive" || none.LoadBalancer != "p2c-ewma" {
 		t.Errorf("no defaults: %+v", none)
 	}
 }

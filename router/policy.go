@@ -30,8 +30,12 @@ type Policy struct {
 	Inbound []InboundPolicy
 	// SlowStart is the ramp of instances that join or recover; nil means
 	// none.
-	SlowStart    *SlowStartPolicy // LoadBalancer is how an instance is chosen within a subset.
+	SlowStart *SlowStartPolicy
+	// LoadBalancer is how an instance is chosen within a subset.
 	LoadBalancer LoadBalancer
+	// Shed is the adaptive limit on the requests the service receives
+	// as the local service; nil means no shedding.
+	Shed *ShedPolicy
 }
 
 // LoadBalancer is how a call's instance is chosen within its subset.
@@ -303,6 +307,7 @@ func (c *compiler) policy(path string, svc Service, routes []route) *Policy {
 			p.SlowStart.MinPercent = DefaultSlowStartMinPercent
 		}
 	}
+	p.Shed = c.shedding(path+".inboundShedding", svc.InboundShedding)
 	names := make(map[string]int)
 	for i, in := range svc.Inbound {
 		ip := fmt.Sprintf("%s.inbound[%d]", path, i)
@@ -418,6 +423,8 @@ func (c *compiler) breaker(path string, br *Breaker, serviceLevel bool) *Breaker
 		OpenBase: br.OpenBase.Std(), OpenMax: br.OpenMax.Std(), Multiplier: br.Multiplier, Jitter: br.Jitter,
 	}
 	switch br.Mode {
+	case "off":
+		return nil
 	case "", "window":
 	case "adaptive":
 		if serviceLevel {
@@ -426,7 +433,7 @@ func (c *compiler) breaker(path string, br *Breaker, serviceLevel bool) *Breaker
 			c.fail(path+".mode", "adaptive applies to breaker only; outlierDetection ejects instances and takes mode window")
 		}
 	default:
-		c.fail(path+".mode", "unknown mode %.40q (want window or adaptive)", br.Mode)
+		c.fail(path+".mode", "unknown mode %.40q (want window, adaptive or off)", br.Mode)
 	}
 	if br.MinRequests < 0 || br.MinRequests > 1<<20 {
 		c.fail(path+".minRequests", "must be 0..%d", 1<<20)

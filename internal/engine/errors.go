@@ -127,6 +127,8 @@ func RejectionReason(err error) string {
 		return ""
 	case errors.Is(err, ErrRateLimited):
 		return ReasonRateLimited
+	case errors.Is(err, ErrShed):
+		return ReasonShed
 	case errors.Is(err, ErrCircuitOpen):
 		return ReasonCircuitOpen
 	case errors.Is(err, router.ErrNoInstance), errors.Is(err, ErrNoConnection):

@@ -20,16 +20,22 @@ type Incoming struct {
 	start    time.Time
 	span     oteltrace.Span
 	own      bool // the span is the mesh's, for the adapter to end
+	// shed is the shedder the call holds a place in until Release (nil:
+	// none), under shedPolicy.
+	shed       *Shedder
+	shedPolicy *router.ShedPolicy
 }
 
 // StartSpan starts the protocol's server span of an incoming call.
 type StartSpan func(ctx context.Context) (context.Context, oteltrace.Span)
 
 // Enter admits an incoming call of protocol (HTTP or GRPC) to the local
-// service, the same six steps for both: the first inbound route of the
+// service, the same seven steps for both: the first inbound route of the
 // local service matching req applies its rate limit — over it, Enter
 // counts the rejection and returns a *RateLimitError with how long until
-// the limit admits a call; then the lane, trace context and request id of
+// the limit admits a call; then the local service's inboundShedding —
+// over its adaptive limit, a *ShedError (health checks and the mesh's
+// own endpoints are never shed, see router.ShedExempt); then the lane, trace context and request id of
 // carrier go into ctx; then a server span: the one already current in ctx
 // when keep is true and there is one (otelgrpc's stats handler started
 // it: it stays the parent of the handler's work), else the one start
@@ -43,7 +49,14 @@ func (e *Engine) Enter(ctx context.Context, protocol string, req *router.Request
 		_, route := st.table.Rules().MatchInbound(local, req) // on refusal only: which route refused
 		return Incoming{}, ctx, wait, &RateLimitError{Service: local, Route: route}
 	}
-	in := Incoming{eng: e, protocol: protocol, start: time.Now()}
+	shedPolicy, wait, err := e.shedAdmit(st, protocol, req)
+	if err != nil {
+		return Incoming{}, ctx, wait, err
+	}
+	in := Incoming{eng: e, protocol: protocol, start: time.Now(), shedPolicy: shedPolicy}
+	if shedPolicy != nil {
+		in.shed = st.shed
+	}
 	existing := oteltrace.SpanFromContext(ctx)
 	ctx = e.prop.Extract(ctx, carrier)
 	ctx = e.Load().enterLane(ctx, local, req)
@@ -72,8 +85,10 @@ func (in *Incoming) Span() oteltrace.Span {
 }
 
 // Finish records the call in the metrics: its code label and how long it
-// took.
+// took; and releases its place under the adaptive inbound limit
+// (Release).
 func (in *Incoming) Finish(ctx context.Context, code string) {
+	in.Release()
 	if in.eng == nil {
 		return
 	}

@@ -164,7 +164,9 @@ const (
 // breaker-state gauge is read from state at scrape time, so it reports
 // exactly the breakers in force (none for instances that are gone). On
 // error nothing stays registered.
-func NewMetrics(reg prometheus.Registerer, state func() *State) (*Metrics, error) {
+// local is the mesh's local service, whose adaptive inbound limit
+// (inboundShedding) the metrics report; "" for none.
+func NewMetrics(reg prometheus.Registerer, state func() *State, local string) (*Metrics, error) {
 	const ns = "lightmesh"
 	mt := &Metrics{
 		reg: reg,
@@ -179,7 +181,7 @@ func NewMetrics(reg prometheus.Registerer, state func() *State) (*Metrics, error
 			NativeHistogramMinResetDuration: time.Hour},
 			[]string{"direction", "protocol", "destination_service", "destination_subset"}),
 		rejections: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "rejections_total",
-			Help: "Calls refused before reaching an instance or the handler, by reason (rate_limited, circuit_open, no_instance, no_route)."},
+			Help: "Calls refused before reaching an instance or the handler, by reason (rate_limited, shed, circuit_open, no_instance, no_route)."},
 			[]string{"direction", "protocol", "destination_service", "reason"}),
 		retries: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "retries_total",
 			Help: "Retries sent, by destination service."}, []string{"destination_service"}),
@@ -205,7 +207,7 @@ func NewMetrics(reg prometheus.Registerer, state func() *State) (*Metrics, error
 			Help: "Unix time of the last delivery from the control plane (a rule document or an instance list); time() minus it is the age."}, []string{"watcher"}),
 	}
 	for _, c := range []prometheus.Collector{mt.requests, mt.duration, mt.rejections, mt.retries, mt.laneFallbacks,
-		&breakerCollector{state: state}, mt.breakerTransitions, mt.rulesInfo, mt.ruleUpdates, mt.documentInfo, mt.documentUpdates, mt.cpConnected, mt.cpLastEvent} {
+		&breakerCollector{state: state}, &shedCollector{state: state, local: local}, mt.breakerTransitions, mt.rulesInfo, mt.ruleUpdates, mt.documentInfo, mt.documentUpdates, mt.cpConnected, mt.cpLastEvent} {
 		if err := reg.Register(c); err != nil {
 			mt.Unregister()
 			return nil, err
