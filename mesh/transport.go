@@ -103,7 +103,10 @@ type httpCall struct {
 // span mode), the request metrics or the rejection.
 func (t *transport) send(st *engine.State, service string, req *http.Request) (*http.Response, error) {
 	m := t.m
-	start := time.Now()
+	var start time.Time // the call's start: read here when the metrics measure its latency
+	if m.metrics != nil {
+		start = time.Now()
+	}
 	prop := m.eng.Propagator()
 	ctx, span := prop.StartClient(req.Context(), req)
 	h := t.calls.Get().(*httpCall)
@@ -117,6 +120,9 @@ func (t *transport) send(st *engine.State, service string, req *http.Request) (*
 	rreq := router.Request{Method: req.Method, Path: req.URL.Path, Header: h.mr.header.Header}
 	err := h.c.Begin(st, service, &rreq, m.metrics)
 	if err == nil {
+		if start.IsZero() && !h.c.Plain() {
+			start = time.Now() // the limiter, breakers and timeouts count from it
+		}
 		err = h.c.Admit(start)
 	}
 	if err == nil {

@@ -165,3 +165,22 @@ func BenchmarkRouteCount(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkMatchHostOnly matches a call to a service whose only route has
+// no conditions, the common host-only rule: the service's name picks its
+// destination.
+func BenchmarkMatchHostOnly(b *testing.B) {
+	rules, err := Load([]byte("apiVersion: lightmesh/v1\nservices:\n  user-api:\n    subsets:\n      base: {labels: {env: base}}\n    routes:\n      - destinations: [{subset: base}]\n"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	table := NewTable(rules, map[string][]discovery.Instance{"user-api": benchInstances(10)})
+	req := &Request{Method: http.MethodGet, Path: "/v1/users/42", Header: http.Header{"Accept": {"application/json"}}}
+	var d Decision
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := table.Match("user-api", req, &d); err != nil || d.RouteIndex != 0 {
+			b.Fatal(err, d.RouteIndex)
+		}
+	}
+}

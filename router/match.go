@@ -154,6 +154,12 @@ func (rt *route) tooLongForRegex(r *Request, hc *headerCache) bool {
 	return false
 }
 
+// unconditional reports whether rt matches every request: no method,
+// path or header condition.
+func (rt *route) unconditional() bool {
+	return len(rt.methods) == 0 && rt.path == nil && len(rt.headers) == 0
+}
+
 func (rt *route) matches(r *Request, hc *headerCache) bool {
 	if len(rt.methods) > 0 {
 		ok := false

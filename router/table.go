@@ -219,8 +219,11 @@ func (t *Table) Match(service string, req *Request, d *Decision) error {
 	if st.rules == nil || len(st.rules.routes) == 0 {
 		return nil
 	}
-	var hc headerCache
-	i := st.rules.match(req, &hc)
+	i := 0 // a first route without conditions takes every call: no header lookups
+	if !st.rules.routes[0].unconditional() {
+		var hc headerCache
+		i = st.rules.match(req, &hc)
+	}
 	if i < 0 {
 		return &NoRouteError{Service: service}
 	}

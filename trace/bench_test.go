@@ -2,6 +2,7 @@ package trace
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"testing"
 
@@ -67,6 +68,28 @@ func BenchmarkInject(b *testing.B) {
 			for b.Loop() {
 				clear(h)
 				p.Inject(ctx, propagation.HeaderCarrier(h))
+			}
+		})
+	}
+	// The mesh's case: the caller's header is shared until the first Set
+	// copies it, with one or six headers of the caller's own.
+	for _, n := range []int{1, 6} {
+		b.Run(fmt.Sprintf("shared header, lane header, %d caller headers", n), func(b *testing.B) {
+			p := New()
+			in := header("X-Env", "staging", "Accept", "application/json", "User-Agent", "bench/1", "Authorization", "Bearer x", "Accept-Encoding", "gzip", "X-Tenant", "t1")
+			for len(in) > n {
+				for k := range in {
+					if k != "X-Env" {
+						delete(in, k)
+						break
+					}
+				}
+			}
+			var values [3]string
+			b.ReportAllocs()
+			for b.Loop() {
+				o := OutgoingHeader{Header: in, Spare: values[:0], Shared: true}
+				p.Inject(context.Background(), &o)
 			}
 		})
 	}
