@@ -63,8 +63,11 @@ func TestP2CEWMAAvoidsASlowedInstance(t *testing.T) {
 			t.Logf("slowed: %.3f then %.3f of the calls; back to %.2f %v after recovering", first, next, s, time.Since(start).Round(100*time.Millisecond))
 			return
 		}
-		if time.Since(start) > 8*time.Second {
-			t.Fatalf("the recovered instance did not get its share back within 8s")
+		// An instance shunned while slow is tried once a second
+		// (forcePick) and each such sample removes about 80% of its
+		// average: from 50ms that takes 3.5-5.5s here.
+		if time.Since(start) > 12*time.Second {
+			t.Fatalf("the recovered instance did not get its share back within 12s")
 		}
 	}
 }
