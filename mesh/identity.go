@@ -19,15 +19,18 @@ import (
 
 // Authorizer returns the authorization of the calls service receives in
 // the rules in force (its authorization section, composed as explain
-// shows it), or nil, meaning every caller may call, when it has none.
+// shows it), or nil, meaning every caller may call, when the service has
+// none. It fails closed (router.Rules.Authorizer): before the first rule
+// document is in force (WithStartEmpty), and while the rules in force do
+// not name service, it refuses every call with router.Verdict.Unknown.
 // identity.NewGuard enforces it: a rejected document never changes it,
 // and an applied one decides the next request.
 func (m *Mesh) Authorizer(service string) *router.Authorizer {
-	st := m.eng.Load()
-	if st == nil || st.Table() == nil {
-		return nil
+	var rs *router.Rules
+	if st := m.eng.Load(); st != nil && st.Table() != nil {
+		rs = st.Table().Rules()
 	}
-	return st.Table().Rules().Authorizer(service)
+	return rs.Authorizer(service)
 }
 
 // WithIdentity gives the mesh a workload identity (identity.NewFileSource

@@ -60,6 +60,9 @@ type Authorizer struct {
 	rules         []compiledRule
 	defaultAllow  bool
 	defaultReason string
+	// unknown: the authorization is not known; every call is refused
+	// (Verdict.Unknown).
+	unknown bool
 	// doc is the section as written, for InForce.
 	doc Authorization
 }
@@ -72,7 +75,20 @@ type Verdict struct {
 	Rule int
 	// Reason says, for a caller, why: which rule or the default decided.
 	Reason string
+	// Unknown says the call is refused because the authorization of the
+	// service is not known (no rule document in force yet, or the rules
+	// in force do not name the service), not because of who calls:
+	// guards answer 503 / Unavailable, which a caller may retry
+	// elsewhere or later.
+	Unknown bool
 }
+
+// Authorizers that refuse every call because the authorization of the
+// service is not known. Never modified.
+var (
+	noRules = &Authorizer{unknown: true, defaultReason: "no rule document in force yet"}
+	unnamed = &Authorizer{unknown: true, defaultReason: "the rules in force do not name this service"}
+)
 
 // CompileAuthorization validates p and compiles it, as Compile does with
 // the authorization section of a service. The error is a *FieldError
@@ -210,7 +226,7 @@ func (a *Authorizer) Decide(caller, method, path string) Verdict {
 		}
 		return Verdict{Allowed: r.allow, Rule: i, Reason: r.reason}
 	}
-	return Verdict{Allowed: a.defaultAllow, Rule: -1, Reason: a.defaultReason}
+	return Verdict{Allowed: a.defaultAllow, Rule: -1, Reason: a.defaultReason, Unknown: a.unknown}
 }
 
 func (r *compiledRule) matches(caller, method, path string) bool {
@@ -250,16 +266,20 @@ func (r *compiledRule) matches(caller, method, path string) bool {
 }
 
 // Authorizer returns the compiled authorization of the calls service
-// receives, or nil (every call allowed) when its rules have no
-// authorization section, the rules do not name it, or r is nil.
+// receives, or nil (every call allowed) when the service's rules have no
+// authorization section. It fails closed: when r is nil or stands for
+// no rule document (a Table made without rules: none in force yet), or
+// does not name the service, it returns an
+// Authorizer refusing every call with Verdict.Unknown, so a guard never
+// serves a caller it has no rules for.
 func (r *Rules) Authorizer(service string) *Authorizer {
-	if r == nil {
-		return nil
+	if r == nil || r.none {
+		return noRules
 	}
 	if sr := r.services[service]; sr != nil {
 		return sr.authz
 	}
-	return nil
+	return unnamed
 }
 
 // ServerID returns the SPIFFE ID the servers of service must present
@@ -303,9 +323,10 @@ type AuthorizationInForce struct {
 	Rules []AuthorizationRule `json:"rules,omitempty"`
 }
 
-// inForce returns a as InForce shows it; nil for nil.
+// inForce returns a as InForce shows it; nil for nil and for an unknown
+// authorization (a service the rules do not name has no section to show).
 func (a *Authorizer) inForce() *AuthorizationInForce {
-	if a == nil {
+	if a == nil || a.unknown {
 		return nil
 	}
 	in := &AuthorizationInForce{Default: "allow", Rules: a.doc.Rules}
@@ -333,6 +354,9 @@ type AuthorizationStep struct {
 	Decider *AuthorizationRule `json:"decider,omitempty"`
 	// Reason is what the refused caller is told (403 / PermissionDenied).
 	Reason string `json:"reason"`
+	// Unknown is Verdict.Unknown: refused because the service's
+	// authorization is not known (503 / Unavailable).
+	Unknown bool `json:"unknown,omitempty"`
 }
 
 // ExplainAuthorization decides, as identity.Guard would on the rules r,
@@ -342,7 +366,7 @@ type AuthorizationStep struct {
 func (r *Rules) ExplainAuthorization(service, caller, method, path string) *AuthorizationStep {
 	a := r.Authorizer(service)
 	v := a.Decide(caller, method, path)
-	st := &AuthorizationStep{Caller: caller, Method: method, Path: path, Allowed: v.Allowed, Rule: v.Rule, Reason: v.Reason}
+	st := &AuthorizationStep{Caller: caller, Method: method, Path: path, Allowed: v.Allowed, Rule: v.Rule, Reason: v.Reason, Unknown: v.Unknown}
 	if a != nil && v.Rule >= 0 && v.Rule < len(a.doc.Rules) {
 		st.Decider = &a.doc.Rules[v.Rule]
 	}

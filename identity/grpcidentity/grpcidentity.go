@@ -276,17 +276,19 @@ func check(ctx context.Context, g *identity.Guard, method string) (context.Conte
 		return ctx, nil
 	}
 	if d := g.Decide(caller, "POST", method); !d.Allowed {
-		if caller == "" {
-			caller = "a caller without a certificate"
+		code := codes.PermissionDenied
+		if d.Unknown {
+			code = codes.Unavailable
 		}
-		return ctx, status.Errorf(codes.PermissionDenied, "%s may not call %s: %s", caller, method, d.Reason)
+		return ctx, status.Error(code, g.RefusalMessage(d, caller, "", method))
 	}
 	return ctx, nil
 }
 
 // UnaryServerInterceptor puts the caller's SPIFFE ID in the context
 // (identity.CallerID) and refuses calls g denies with PermissionDenied
-// and the reason. A nil g only sets the ID.
+// and the reason, or Unavailable when the policy of g's service is not
+// known (router.Verdict.Unknown). A nil g only sets the ID.
 func UnaryServerInterceptor(g *identity.Guard) grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
 		ctx, err := check(ctx, g, info.FullMethod)
