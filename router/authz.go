@@ -2,6 +2,7 @@ package router
 
 import (
 	"fmt"
+	pathpkg "path"
 	"slices"
 	"strings"
 
@@ -214,11 +215,45 @@ func (m *idMatcher) match(caller string) bool {
 }
 
 // Decide says whether caller (a SPIFFE ID string, "" for none) may call
-// path with method. It allocates nothing; a nil Authorizer allows all.
+// path with method. It allocates nothing for a clean path; a nil
+// Authorizer allows all.
+//
+// A path that is not clean (//a, /./a, /b/../a; see path.Clean) is
+// allowed only when both it and its cleaned form are: handlers that clean
+// the path themselves (http.FileServer, many routers) serve the cleaned
+// one, which a rule matched against the path as written would not have
+// decided.
 func (a *Authorizer) Decide(caller, method, path string) Verdict {
 	if a == nil {
 		return Verdict{Allowed: true, Rule: -1, Reason: "no authorization policy"}
 	}
+	v := a.decide(caller, method, path)
+	if !v.Allowed {
+		return v
+	}
+	if c, ok := cleanPath(path); !ok {
+		return a.decide(caller, method, c)
+	}
+	return v
+}
+
+// cleanPath returns p cleaned as path.Clean does, keeping a trailing
+// slash, and whether p was clean already (then without allocating).
+func cleanPath(p string) (string, bool) {
+	if p == "" || p[0] != '/' {
+		return p, true // "*" (OPTIONS *), or no path: nothing to clean
+	}
+	c := pathpkg.Clean(p)
+	if c == p || (len(p) == len(c)+1 && p[len(p)-1] == '/' && p[:len(c)] == c) {
+		return p, true
+	}
+	if p[len(p)-1] == '/' && c != "/" {
+		c += "/"
+	}
+	return c, false
+}
+
+func (a *Authorizer) decide(caller, method, path string) Verdict {
 	for i := range a.rules {
 		r := &a.rules[i]
 		if !r.matches(caller, method, path) {
