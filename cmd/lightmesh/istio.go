@@ -90,6 +90,9 @@ type istioConverter struct {
 	// authzs collects, by service, what PeerAuthentications and
 	// AuthorizationPolicies say about its callers.
 	authzs map[string]*authzOf
+	// wide are the security resources without a selector, applied by
+	// document to the services of their namespace.
+	wide []*widePolicy
 }
 
 // namespaceOf is the namespace a service came from, and the resource.
@@ -672,6 +675,7 @@ func parseDuration(s string) (router.Duration, error) {
 // document returns the converted rule document as YAML.
 func (c *istioConverter) document() ([]byte, error) {
 	doc := router.Document{APIVersion: router.APIVersion, Services: map[string]router.Service{}}
+	c.applyWide()
 	for name, s := range c.services {
 		if a := c.authzs[name]; a != nil {
 			s.Authorization = a.authorization()
