@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lightmesh/lightmesh/discovery"
 	"github.com/lightmesh/lightmesh/identity"
 	"github.com/lightmesh/lightmesh/mesh"
 	"github.com/lightmesh/lightmesh/rules"
@@ -28,6 +29,7 @@ func TestGuardFailsClosedWithoutAuthorization(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	m, err := mesh.New(ctx, mesh.WithRules(src), mesh.WithLocalService("api"), mesh.WithStartEmpty(),
+		mesh.WithDiscovery(discovery.NewStatic(map[string][]discovery.Instance{"api": {{Address: "127.0.0.1:1"}}})),
 		mesh.WithStartTimeout(100*time.Millisecond),
 		mesh.WithOnRulesChange(func(e mesh.RulesEvent) { events <- e }))
 	if err != nil {
@@ -52,6 +54,10 @@ func TestGuardFailsClosedWithoutAuthorization(t *testing.T) {
 	code, body, err = get(t, c, "https://"+addr+"/orders/1")
 	if err != nil || code != 503 || !strings.Contains(body, "do not name this service") {
 		t.Fatalf("rules not naming api: %d %q %v; want 503 saying the rules do not name this service", code, body, err)
+	}
+	// explain tells an operator the same.
+	if a := m.Explain(mesh.ExplainRequest{Service: "api", Caller: "spiffe://example.org/front", Path: "/orders/1"}).Authorization; a == nil || a.Allowed || !a.Unknown {
+		t.Fatalf("explain: %+v; want refused as unknown, as the guard refuses", a)
 	}
 	if n := hits.Load(); n != 2 {
 		t.Fatalf("%d requests reached the server; want 2", n)
