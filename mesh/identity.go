@@ -39,8 +39,10 @@ func (m *Mesh) Authorizer(service string) *router.Authorizer {
 // accepting only a server with that SPIFFE ID. Those calls go through a
 // clone of Transport's base with its own dialer and no proxy; when base
 // is not an *http.Transport (a wrapper such as otelhttp's), through a
-// clone of http.DefaultTransport, without the wrapper. A nil src is
-// ignored.
+// clone of http.DefaultTransport, without the wrapper. Before the first
+// rule document is in force (WithStartEmpty) calls to mesh services fail
+// with ErrNoRules: whether they need mutual TLS is not known yet. A nil
+// src is ignored.
 func WithIdentity(src identity.Source) Option {
 	return optionFunc(func(c *config) {
 		if src != nil {
@@ -53,6 +55,20 @@ func WithIdentity(src identity.Source) Option {
 // when the mesh has none. meshgrpc.DialOptions reads it.
 func (m *Mesh) Identity() identity.Source { return m.cfg.identity }
 
+// ErrNoRules is the error of a call to a mesh service from a mesh with
+// an identity while no rule document is in force (WithStartEmpty): the
+// mesh cannot know whether the service requires mutual TLS (serverID), so
+// it sends nothing rather than send it in plaintext.
+var ErrNoRules = errors.New("mesh: no rule document in force yet, so whether the service requires mutual TLS (serverID) is unknown")
+
+// RulesInForce reports whether a rule document is in force: false before
+// the first one arrives (WithStartEmpty). grpcidentity.RulesCredentials
+// read it, as m.Transport does, to refuse a connection they cannot judge.
+func (m *Mesh) RulesInForce() bool {
+	st := m.eng.Load()
+	return st != nil && st.Table() != nil && !st.Table().Rules().None()
+}
+
 // ErrNoIdentity is the error of a call to a service whose rules require
 // mutual TLS (serverID) from a mesh without WithIdentity.
 var ErrNoIdentity = errors.New("mesh: the rules require mutual TLS (serverID) but the mesh has no identity (WithIdentity)")
@@ -62,8 +78,12 @@ var ErrNoIdentity = errors.New("mesh: the rules require mutual TLS (serverID) bu
 // of base whose connections complete the mutual-TLS handshake, verifying
 // the server's SPIFFE ID, before the first request byte is written.
 func (t *transport) mtlsFor(st *engine.State, service string) http.RoundTripper {
-	want, ok := st.Table().Rules().ServerID(service)
+	rs := st.Table().Rules()
+	want, ok := rs.ServerID(service)
 	if !ok {
+		if t.m.cfg.identity != nil && rs.None() {
+			return failing{fmt.Errorf("%w: calling %s", ErrNoRules, service)}
+		}
 		return nil
 	}
 	src := t.m.cfg.identity

@@ -308,7 +308,7 @@ func (r *compiledRule) matches(caller, method, path string) bool {
 // Authorizer refusing every call with Verdict.Unknown, so a guard never
 // serves a caller it has no rules for.
 func (r *Rules) Authorizer(service string) *Authorizer {
-	if r == nil || r.none {
+	if r.None() {
 		return noRules
 	}
 	if sr := r.services[service]; sr != nil {
@@ -316,6 +316,10 @@ func (r *Rules) Authorizer(service string) *Authorizer {
 	}
 	return unnamed
 }
+
+// None reports whether r stands for no rule document: nil, or the rules of
+// a Table made without any (none in force yet).
+func (r *Rules) None() bool { return r == nil || r.none }
 
 // ServerID returns the SPIFFE ID the servers of service must present
 // (its serverID), and false when calls to it need no mutual TLS.
