@@ -302,11 +302,11 @@ func (c *istioConverter) source(sn *node, drop func(path, what string)) clause {
 	for _, v := range sn.list("namespaces") {
 		ns, _ := v.(string)
 		if ns == "" || strings.Contains(ns, "*") {
-			drop(sn.path+".namespaces", fmt.Sprintf("%q: lightmesh matches a namespace by its SPIFFE IDs (spiffe://%s/ns/NAME/*), exactly", ns, istioTrustDomain))
+			drop(sn.path+".namespaces", fmt.Sprintf("%q: lightmesh matches a namespace by its SPIFFE IDs (spiffe://%s/ns/NAME/*), exactly", ns, c.trustDomain))
 			namespaces = nil
 			break
 		}
-		namespaces = append(namespaces, fmt.Sprintf("spiffe://%s/ns/%s/*", istioTrustDomain, ns))
+		namespaces = append(namespaces, fmt.Sprintf("spiffe://%s/ns/%s/*", c.trustDomain, ns))
 	}
 	switch {
 	case len(principals) > 0 && len(namespaces) > 0:
@@ -326,7 +326,11 @@ func (c *istioConverter) source(sn *node, drop func(path, what string)) clause {
 		cl.callers = principals
 	case len(namespaces) > 0:
 		cl.callers = namespaces
-		c.written = append(c.written, fmt.Sprintf("%s.namespaces: matched by the SPIFFE IDs of trust domain %s (spiffe://%s/ns/NAME/*), Istio's default", sn.path, istioTrustDomain, istioTrustDomain))
+		td := c.trustDomain
+		if td == istioTrustDomain {
+			td += ", Istio's default (--trust-domain for another)"
+		}
+		c.written = append(c.written, fmt.Sprintf("%s.namespaces: matched by the SPIFFE IDs of trust domain %s (spiffe://%s/ns/NAME/*)", sn.path, td, c.trustDomain))
 	}
 	for _, k := range []string{"notPrincipals", "notNamespaces", "requestPrincipals", "notRequestPrincipals", "ipBlocks", "notIpBlocks", "remoteIpBlocks", "notRemoteIpBlocks"} {
 		if _, has := sn.take(k); has {

@@ -61,3 +61,16 @@ func TestImportIstioNamespaceWidePolicies(t *testing.T) {
 		t.Errorf("stderr does not say where the namespace-wide policy went:\n%s", stderr)
 	}
 }
+
+// A policy's namespaces match the SPIFFE IDs of the mesh's trust domain:
+// with another than Istio's default cluster.local (--trust-domain), a
+// DENY by namespace converted for cluster.local matched no caller.
+func TestImportIstioTrustDomain(t *testing.T) {
+	code, doc, stderr := lightmesh(t, nil, "import", "istio", "--trust-domain", "example.com", "testdata/istio/namespace-security.yaml")
+	if code != 0 {
+		t.Fatalf("import: %d\n%s", code, stderr)
+	}
+	if !strings.Contains(doc, "spiffe://example.com/ns/quarantine/*") || strings.Contains(doc, "spiffe://cluster.local/ns/quarantine/*") {
+		t.Fatalf("namespaces not in trust domain example.com:\n%s", doc)
+	}
+}
