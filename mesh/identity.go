@@ -56,17 +56,22 @@ func WithIdentity(src identity.Source) Option {
 func (m *Mesh) Identity() identity.Source { return m.cfg.identity }
 
 // ErrNoRules is the error of a call to a mesh service from a mesh with
-// an identity while no rule document is in force (WithStartEmpty): the
+// an identity whose rule source has delivered no document yet
+// (WithStartEmpty): the
 // mesh cannot know whether the service requires mutual TLS (serverID), so
 // it sends nothing rather than send it in plaintext.
 var ErrNoRules = errors.New("mesh: no rule document in force yet, so whether the service requires mutual TLS (serverID) is unknown")
 
-// RulesInForce reports whether a rule document is in force: false before
-// the first one arrives (WithStartEmpty). grpcidentity.RulesCredentials
-// read it, as m.Transport does, to refuse a connection they cannot judge.
-func (m *Mesh) RulesInForce() bool {
+// AwaitingRules reports whether the mesh has a rule source (WithRules,
+// WithRuleCatalog) that has not delivered a document yet (WithStartEmpty).
+// grpcidentity.RulesCredentials read it, as m.Transport does, to refuse a
+// connection whose need for mutual TLS they cannot judge yet.
+func (m *Mesh) AwaitingRules() bool {
+	if m.cfg.rules == nil && m.cfg.catalog == nil {
+		return false
+	}
 	st := m.eng.Load()
-	return st != nil && st.Table() != nil && !st.Table().Rules().None()
+	return st == nil || st.Table() == nil || st.Table().Rules().None()
 }
 
 // ErrNoIdentity is the error of a call to a service whose rules require
@@ -81,7 +86,7 @@ func (t *transport) mtlsFor(st *engine.State, service string) http.RoundTripper 
 	rs := st.Table().Rules()
 	want, ok := rs.ServerID(service)
 	if !ok {
-		if t.m.cfg.identity != nil && rs.None() {
+		if t.m.cfg.identity != nil && rs.None() && (t.m.cfg.rules != nil || t.m.cfg.catalog != nil) {
 			return failing{fmt.Errorf("%w: calling %s", ErrNoRules, service)}
 		}
 		return nil

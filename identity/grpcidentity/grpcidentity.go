@@ -48,9 +48,9 @@ func ClientCredentials(src identity.Source, want spiffeid.ID) credentials.Transp
 
 // ServerIDs give the SPIFFE ID the servers of a service must present, and
 // false when calls to it need no mutual TLS. *mesh.Mesh is one: the
-// serverID of the service in the rules in force. When they also have a
-// RulesInForce() bool method (*mesh.Mesh does) that reports false, no
-// connection is made: whether it needs mutual TLS is not known.
+// serverID of the service in the rules in force. When they also have an
+// AwaitingRules() bool method (*mesh.Mesh does) that reports true, no
+// connection is made: whether it needs mutual TLS is not known yet.
 type ServerIDs interface {
 	ServerID(service string) (spiffeid.ID, bool)
 }
@@ -84,10 +84,10 @@ func newByRules(src identity.Source, ids ServerIDs) *byRules {
 	return &byRules{src: src, ids: ids, conns: new(sync.Map)}
 }
 
-// rulesKnown is implemented by ServerIDs that can be without rules
-// (*mesh.Mesh before its first document): while they are, no connection
+// awaitingRules is implemented by ServerIDs that wait for their rules
+// (*mesh.Mesh before its first document): while they do, no connection
 // is made, since no one knows whether it needs mutual TLS.
-type rulesKnown interface{ RulesInForce() bool }
+type awaitingRules interface{ AwaitingRules() bool }
 
 type byRules struct {
 	src identity.Source
@@ -104,7 +104,7 @@ func (b *byRules) ClientHandshake(ctx context.Context, authority string, c net.C
 	if host, _, err := net.SplitHostPort(authority); err == nil {
 		service = host
 	}
-	if k, ok := b.ids.(rulesKnown); ok && !k.RulesInForce() {
+	if k, ok := b.ids.(awaitingRules); ok && k.AwaitingRules() {
 		return nil, nil, fmt.Errorf("grpcidentity: no rule document in force yet, so whether %s requires mutual TLS (serverID) is unknown; nothing is sent until one is", service)
 	}
 	want, ok := b.ids.ServerID(service)
