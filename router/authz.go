@@ -243,6 +243,9 @@ func cleanPath(p string) (string, bool) {
 	if p == "" || p[0] != '/' {
 		return p, true // "*" (OPTIONS *), or no path: nothing to clean
 	}
+	if !strings.Contains(p, "//") && !strings.Contains(p, "/.") {
+		return p, true // what Clean would change starts with one of those
+	}
 	c := pathpkg.Clean(p)
 	if c == p || (len(p) == len(c)+1 && p[len(p)-1] == '/' && p[:len(c)] == c) {
 		return p, true
