@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/resolver"
 	"google.golang.org/grpc/status"
 
 	"github.com/lightmesh/lightmesh/identity"
@@ -99,10 +100,28 @@ type byRules struct {
 	conns *sync.Map // *x509.Certificate → *ruledConn
 }
 
+// serviceKey is the resolver.Address attribute that names the service an
+// address is an instance of (WithService).
+type serviceKey struct{}
+
+// WithService returns addr marked as an instance of service: for a
+// connection to it, RulesCredentials check the serverID of service,
+// whatever :authority the client sets (grpc.WithAuthority). The lightmesh
+// resolver of meshgrpc marks every address it gives.
+func WithService(addr resolver.Address, service string) resolver.Address {
+	addr.Attributes = addr.Attributes.WithValue(serviceKey{}, service)
+	return addr
+}
+
 func (b *byRules) ClientHandshake(ctx context.Context, authority string, c net.Conn) (net.Conn, credentials.AuthInfo, error) {
 	service := authority
 	if host, _, err := net.SplitHostPort(authority); err == nil {
 		service = host
+	}
+	if a := credentials.ClientHandshakeInfoFromContext(ctx).Attributes; a != nil {
+		if s, ok := a.Value(serviceKey{}).(string); ok && s != "" {
+			service = s // the service dialled, not a :authority the caller chose
+		}
 	}
 	if k, ok := b.ids.(awaitingRules); ok && k.AwaitingRules() {
 		return nil, nil, fmt.Errorf("grpcidentity: no rule document in force yet, so whether %s requires mutual TLS (serverID) is unknown; nothing is sent until one is", service)
