@@ -148,8 +148,26 @@ func (c *istioConverter) peerAuthentication(spec *node) {
 	mt := spec.child("mtls")
 	mode := mt.str("mode")
 	mt.done()
-	if _, ok := spec.take("portLevelMtls"); ok {
-		c.leave(spec.path+".portLevelMtls", "lightmesh's mode is per server, not per port")
+	if v, ok := spec.take("portLevelMtls"); ok {
+		// A port that requires mutual TLS makes the whole service
+		// require it (fail closed); other port modes have no effect.
+		strictPort := false
+		switch ports := v.(type) {
+		case map[string]any:
+			for _, p := range ports {
+				strictPort = strictPort || portStrict(p)
+			}
+		case map[any]any:
+			for _, p := range ports {
+				strictPort = strictPort || portStrict(p)
+			}
+		}
+		if strictPort && mode != "STRICT" {
+			mode = "STRICT"
+			c.leave(spec.path+".portLevelMtls", "lightmesh's mode is per server, not per port: a port's STRICT applies to the whole service (fail closed)")
+		} else {
+			c.leave(spec.path+".portLevelMtls", "lightmesh's mode is per server, not per port")
+		}
 	}
 	spec.done()
 	if service == "" && !wide {
@@ -165,6 +183,12 @@ func (c *istioConverter) peerAuthentication(spec *node) {
 	default:
 		c.leave(spec.path+".mtls.mode", fmt.Sprintf("%s: lightmesh does not turn mutual TLS off by rule; serve that port without identity.Listen", mode))
 	}
+}
+
+// portStrict reports whether one portLevelMtls entry is mode: STRICT.
+func portStrict(p any) bool {
+	m, _ := p.(map[string]any)
+	return m["mode"] == "STRICT"
 }
 
 // authorizationPolicy converts one AuthorizationPolicy: each rule becomes

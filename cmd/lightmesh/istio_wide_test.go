@@ -48,13 +48,13 @@ func TestImportIstioNamespaceWidePolicies(t *testing.T) {
 		{"reviews", "none", "/reviews/1", false},                       // bookinfo STRICT
 		{"reviews", td + "bookinfo/sa/productpage", "/admin/x", false}, // bookinfo DENY
 		{"reviews", td + "quarantine/sa/x", "/reviews/1", false},       // mesh-wide DENY
-		{"orders", "none", "/orders/1", true},                          // shop: no STRICT
+		{"orders", "none", "/orders/1", false},                         // a port's STRICT: the whole service
 		{"orders", td + "shop/sa/front", "/admin/x", true},             // bookinfo's DENY is not shop's
 		{"orders", td + "quarantine/sa/x", "/orders/1", false},         // mesh-wide DENY
 		{"orders", td + "shop/sa/front", "/pay/1", false},              // CUSTOM: refused, not let through
 	} {
 		if got := c.allowed; decide(c.service, c.caller, c.path) != got {
-			t.Errorf("%s: %s %s: allowed=%v; Istio: %v\n%s", c.service, c.caller, c.path, !got, got, doc)
+			t.Errorf("%s: %s %s: allowed=%v; want %v\n%s", c.service, c.caller, c.path, !got, got, doc)
 		}
 	}
 	if !strings.Contains(stderr, "applies to every workload of namespace bookinfo: to the services of it converted here, reviews") {
