@@ -31,8 +31,9 @@ type AuthorizationRule struct {
 	// Paths are URL paths or full gRPC methods ("/pkg.Svc/Method"); a
 	// trailing "*" matches by prefix.
 	Paths []string `json:"paths,omitempty" yaml:"paths,omitempty"`
-	// Methods are HTTP methods (GET, POST, …); gRPC calls are POST. GET
-	// also matches HEAD, which net/http serves with GET handlers.
+	// Methods are HTTP methods (GET, POST, …), matched in any case;
+	// gRPC calls are POST. GET also matches HEAD, which net/http serves
+	// with GET handlers.
 	Methods []string `json:"methods,omitempty" yaml:"methods,omitempty"`
 }
 
@@ -293,8 +294,10 @@ func (r *compiledRule) matches(caller, method, path string) bool {
 		}
 	}
 	if len(r.methods) > 0 {
+		// In any case: net/http passes "get" on as written, and a
+		// handler registered without a method serves it as GET.
 		for _, m := range r.methods {
-			if m == method || (m == "GET" && method == "HEAD") {
+			if m == method || strings.EqualFold(m, method) || (m == "GET" && strings.EqualFold(method, "HEAD")) {
 				return true
 			}
 		}
