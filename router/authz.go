@@ -308,11 +308,10 @@ func (r *compiledRule) matches(caller, method, path string) bool {
 
 // Authorizer returns the compiled authorization of the calls service
 // receives, or nil (every call allowed) when the service's rules have no
-// authorization section. It fails closed: when r is nil or stands for
-// no rule document (a Table made without rules: none in force yet), or
-// does not name the service, it returns an
-// Authorizer refusing every call with Verdict.Unknown, so a guard never
-// serves a caller it has no rules for.
+// authorization section. It fails closed: when r is nil or stands for no
+// rule document (a Table made without rules: none in force yet), or does
+// not name the service, it returns an Authorizer refusing every call with
+// Verdict.Unknown, so a guard never serves a caller it has no rules for.
 func (r *Rules) Authorizer(service string) *Authorizer {
 	if r.None() {
 		return noRules
