@@ -39,10 +39,10 @@ func (m *Mesh) Authorizer(service string) *router.Authorizer {
 // accepting only a server with that SPIFFE ID. Those calls go through a
 // clone of Transport's base with its own dialer and no proxy; when base
 // is not an *http.Transport (a wrapper such as otelhttp's), through a
-// clone of http.DefaultTransport, without the wrapper. Before the first
-// rule document is in force (WithStartEmpty) calls to mesh services fail
-// with ErrNoRules: whether they need mutual TLS is not known yet. A nil
-// src is ignored.
+// clone of http.DefaultTransport, without the wrapper. While a service's
+// rules have not arrived (AwaitingRules) calls to it fail with
+// ErrNoRules: whether they need mutual TLS is not known yet. A nil src
+// is ignored.
 func WithIdentity(src identity.Source) Option {
 	return optionFunc(func(c *config) {
 		if src != nil {
@@ -56,22 +56,28 @@ func WithIdentity(src identity.Source) Option {
 func (m *Mesh) Identity() identity.Source { return m.cfg.identity }
 
 // ErrNoRules is the error of a call to a mesh service from a mesh with
-// an identity whose rule source has delivered no document yet
-// (WithStartEmpty): the
-// mesh cannot know whether the service requires mutual TLS (serverID), so
-// it sends nothing rather than send it in plaintext.
-var ErrNoRules = errors.New("mesh: no rule document in force yet, so whether the service requires mutual TLS (serverID) is unknown")
+// an identity while the rules of that service have not arrived
+// (AwaitingRules): the mesh cannot know whether the service requires
+// mutual TLS (serverID), so it sends nothing rather than send it in
+// plaintext.
+var ErrNoRules = errors.New("mesh: the service's rules have not arrived yet, so whether it requires mutual TLS (serverID) is unknown")
 
-// AwaitingRules reports whether the mesh has a rule source (WithRules,
-// WithRuleCatalog) that has not delivered a document yet (WithStartEmpty).
-// grpcidentity.RulesCredentials read it, as m.Transport does, to refuse a
-// connection whose need for mutual TLS they cannot judge yet.
-func (m *Mesh) AwaitingRules() bool {
+// AwaitingRules reports whether the rules of service have not arrived
+// yet: the mesh has a rule source (WithRules, WithRuleCatalog) and no
+// document is in force (WithStartEmpty), or, with a catalog, the
+// service's own document is watched and its source has not answered for
+// it. grpcidentity.RulesCredentials read it, as m.Transport does, to
+// refuse a connection whose need for mutual TLS they cannot judge yet.
+func (m *Mesh) AwaitingRules(service string) bool {
 	if m.cfg.rules == nil && m.cfg.catalog == nil {
 		return false
 	}
 	st := m.eng.Load()
-	return st == nil || st.Table() == nil || st.Table().Rules().None()
+	if st == nil || st.Table() == nil || st.Table().Rules().None() {
+		return true
+	}
+	_, waiting := m.waitingDocs.Load(service)
+	return waiting
 }
 
 // ErrNoIdentity is the error of a call to a service whose rules require
@@ -83,10 +89,9 @@ var ErrNoIdentity = errors.New("mesh: the rules require mutual TLS (serverID) bu
 // of base whose connections complete the mutual-TLS handshake, verifying
 // the server's SPIFFE ID, before the first request byte is written.
 func (t *transport) mtlsFor(st *engine.State, service string) http.RoundTripper {
-	rs := st.Table().Rules()
-	want, ok := rs.ServerID(service)
+	want, ok := st.Table().Rules().ServerID(service)
 	if !ok {
-		if t.m.cfg.identity != nil && rs.None() && (t.m.cfg.rules != nil || t.m.cfg.catalog != nil) {
+		if t.m.cfg.identity != nil && t.m.AwaitingRules(service) {
 			return failing{fmt.Errorf("%w: calling %s", ErrNoRules, service)}
 		}
 		return nil

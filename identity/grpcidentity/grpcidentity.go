@@ -50,8 +50,9 @@ func ClientCredentials(src identity.Source, want spiffeid.ID) credentials.Transp
 // ServerIDs give the SPIFFE ID the servers of a service must present, and
 // false when calls to it need no mutual TLS. *mesh.Mesh is one: the
 // serverID of the service in the rules in force. When they also have an
-// AwaitingRules() bool method (*mesh.Mesh does) that reports true, no
-// connection is made: whether it needs mutual TLS is not known yet.
+// AwaitingRules(service string) bool method (*mesh.Mesh does) that
+// reports true, no connection is made: whether it needs mutual TLS is not
+// known yet.
 type ServerIDs interface {
 	ServerID(service string) (spiffeid.ID, bool)
 }
@@ -88,7 +89,7 @@ func newByRules(src identity.Source, ids ServerIDs) *byRules {
 // awaitingRules is implemented by ServerIDs that wait for their rules
 // (*mesh.Mesh before its first document): while they do, no connection
 // is made, since no one knows whether it needs mutual TLS.
-type awaitingRules interface{ AwaitingRules() bool }
+type awaitingRules interface{ AwaitingRules(service string) bool }
 
 type byRules struct {
 	src identity.Source
@@ -123,8 +124,8 @@ func (b *byRules) ClientHandshake(ctx context.Context, authority string, c net.C
 			service = s // the service dialled, not a :authority the caller chose
 		}
 	}
-	if k, ok := b.ids.(awaitingRules); ok && k.AwaitingRules() {
-		return nil, nil, fmt.Errorf("grpcidentity: no rule document in force yet, so whether %s requires mutual TLS (serverID) is unknown; nothing is sent until one is", service)
+	if k, ok := b.ids.(awaitingRules); ok && k.AwaitingRules(service) {
+		return nil, nil, fmt.Errorf("grpcidentity: the rules of %s have not arrived yet, so whether it requires mutual TLS (serverID) is unknown; nothing is sent until they do", service)
 	}
 	want, ok := b.ids.ServerID(service)
 	if !ok {

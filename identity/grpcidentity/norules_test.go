@@ -55,8 +55,8 @@ func TestDialOptionsSendNothingBeforeTheFirstDocument(t *testing.T) {
 		_, err := healthpb.NewHealthClient(cc).Check(ctx, &healthpb.HealthCheckRequest{})
 		return err
 	}
-	if err := call(); status.Code(err) != codes.Unavailable || !strings.Contains(err.Error(), "no rule document in force yet") {
-		t.Fatalf("before the first document: %v; want Unavailable saying no rule document is in force", err)
+	if err := call(); status.Code(err) != codes.Unavailable || !strings.Contains(err.Error(), "rules of pay have not arrived yet") {
+		t.Fatalf("before the first document: %v; want Unavailable saying the rules of pay have not arrived", err)
 	}
 	if n := pay.hits.Load(); n != 0 {
 		t.Fatalf("%d calls reached pay before the rules said how to call it; want 0", n)
