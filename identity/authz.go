@@ -81,7 +81,7 @@ func NewGuard(from Authorizers, o GuardOptions) (*Guard, error) {
 	g := &Guard{from: from, service: o.Service}
 	g.denied = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name:        "lightmesh_authz_denied_total",
-		Help:        "Calls refused by the authorization policy, by deciding rule (-1: the default).",
+		Help:        "Calls refused by the authorization policy, by deciding rule (-1: the default; unknown: no authorization known for the service).",
 		ConstLabels: prometheus.Labels{"service": o.Service},
 	}, []string{"rule"})
 	if o.Registerer != nil {
@@ -92,21 +92,48 @@ func NewGuard(from Authorizers, o GuardOptions) (*Guard, error) {
 	return g, nil
 }
 
-// Decide decides with the policy in force and counts refusals.
+// Decide decides with the policy in force and counts refusals. It fails
+// closed: when the policy of the service is not known (Verdict.Unknown,
+// see mesh.Mesh.Authorizer) the call is refused.
 func (g *Guard) Decide(caller, method, path string) router.Verdict {
 	d := g.from.Authorizer(g.service).Decide(caller, method, path)
 	if !d.Allowed {
-		g.denied.WithLabelValues(ruleLabel(d.Rule)).Inc()
+		g.denied.WithLabelValues(ruleLabel(d)).Inc()
 	}
 	return d
 }
 
-// ruleLabel formats a rule index; strconv does not allocate below 100.
-func ruleLabel(i int) string { return strconv.Itoa(i) }
+// ruleLabel names the deciding rule of a refusal; strconv does not
+// allocate below 100.
+func ruleLabel(d router.Verdict) string {
+	if d.Unknown {
+		return "unknown"
+	}
+	return strconv.Itoa(d.Rule)
+}
+
+// RefusalMessage returns what a refused caller is told for d, the verdict
+// of a call by caller ("" for none) of path with method: for an unknown
+// policy, that the service cannot authorize calls yet and why; otherwise
+// who may not call what, and why. Handler writes it; grpcidentity's
+// interceptors return it with an empty method (gRPC calls are POST).
+func (g *Guard) RefusalMessage(d router.Verdict, caller, method, path string) string {
+	if d.Unknown {
+		return fmt.Sprintf("service %s cannot authorize calls: %s", g.service, d.Reason)
+	}
+	if caller == "" {
+		caller = "a caller without a certificate"
+	}
+	if method == "" {
+		return fmt.Sprintf("%s may not call %s: %s", caller, path, d.Reason)
+	}
+	return fmt.Sprintf("%s may not %s %s: %s", caller, method, path, d.Reason)
+}
 
 // Handler returns next behind the guard: it makes the caller's SPIFFE ID
 // available to next (CallerID) and answers 403 with the reason when the
-// policy refuses the call. A nil Guard only sets the ID. With
+// policy refuses the call, 503 when the policy of the service is not
+// known (router.Verdict.Unknown). A nil Guard only sets the ID. With
 // http.Server.ConnContext set to ConnContext, an allowed request costs
 // no allocation.
 func (g *Guard) Handler(next http.Handler) http.Handler {
@@ -123,10 +150,11 @@ func (g *Guard) Handler(next http.Handler) http.Handler {
 		}
 		if g != nil {
 			if d := g.Decide(caller, r.Method, r.URL.Path); !d.Allowed {
-				if caller == "" {
-					caller = "a caller without a certificate"
+				code := http.StatusForbidden
+				if d.Unknown {
+					code = http.StatusServiceUnavailable
 				}
-				http.Error(w, fmt.Sprintf("%s may not %s %s: %s", caller, r.Method, r.URL.Path, d.Reason), http.StatusForbidden)
+				http.Error(w, g.RefusalMessage(d, caller, r.Method, r.URL.Path), code)
 				return
 			}
 		}

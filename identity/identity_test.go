@@ -242,7 +242,7 @@ func TestGuardFollowsMeshRules(t *testing.T) {
 		t.Fatalf("after a valid document: %d %q %v; want 403 by rule 0 on the next request", code, body, err)
 	}
 	want := `
-# HELP lightmesh_authz_denied_total Calls refused by the authorization policy, by deciding rule (-1: the default).
+# HELP lightmesh_authz_denied_total Calls refused by the authorization policy, by deciding rule (-1: the default; unknown: no authorization known for the service).
 # TYPE lightmesh_authz_denied_total counter
 lightmesh_authz_denied_total{rule="-1",service="api"} 1
 lightmesh_authz_denied_total{rule="0",service="api"} 1

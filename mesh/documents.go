@@ -191,6 +191,7 @@ func (m *Mesh) syncDocuments(ctx context.Context) {
 		m.docStatus[name] = DocumentStatus{Name: name, Source: m.cat.Describe(name), State: DocumentWaiting}
 		m.docAnswered[name] = make(chan struct{})
 		m.mu.Unlock()
+		m.waitingDocs.Store(name, struct{}{})
 		m.rulesConn.started(watchKey{name, d.gen})
 		m.done.Add(1)
 		go m.watchDocument(wctx, name, d.gen)
@@ -207,6 +208,7 @@ func (m *Mesh) syncDocuments(ctx context.Context) {
 		delete(m.docStatus, name)
 		delete(m.docAnswered, name)
 		m.mu.Unlock()
+		m.waitingDocs.Delete(name)
 		m.metrics.DocumentDropped(name)
 		if m.saver != nil {
 			m.saver.forgetDocument(name)
@@ -335,6 +337,7 @@ func (m *Mesh) documentAnswered(ctx context.Context, d *docState) {
 			close(ch)
 		}
 		m.mu.Unlock()
+		m.waitingDocs.Delete(d.name) // after its rules, if any, are published
 	}
 	if m.awaitedDocs == nil {
 		return

@@ -135,7 +135,8 @@ func (m *Mesh) Explain(req ExplainRequest) *Explanation {
 	if caller == "none" {
 		caller = ""
 	}
-	if rs := snap.Table().Rules(); e.Explanation != nil && (req.Caller != "" || rs.Authorizer(req.Service) != nil) {
+	rs := snap.Table().Rules()
+	if in := rs.InForce(req.Service); e.Explanation != nil && (req.Caller != "" || in != nil && in.Authorization != nil) {
 		e.Authorization = rs.ExplainAuthorization(req.Service, caller, rr.Method, rr.Path)
 	}
 	if !e.Known {

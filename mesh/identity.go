@@ -19,15 +19,18 @@ import (
 
 // Authorizer returns the authorization of the calls service receives in
 // the rules in force (its authorization section, composed as explain
-// shows it), or nil, meaning every caller may call, when it has none.
+// shows it), or nil, meaning every caller may call, when the service has
+// none. It fails closed (router.Rules.Authorizer): before the first rule
+// document is in force (WithStartEmpty), and while the rules in force do
+// not name service, it refuses every call with router.Verdict.Unknown.
 // identity.NewGuard enforces it: a rejected document never changes it,
 // and an applied one decides the next request.
 func (m *Mesh) Authorizer(service string) *router.Authorizer {
-	st := m.eng.Load()
-	if st == nil || st.Table() == nil {
-		return nil
+	var rs *router.Rules
+	if st := m.eng.Load(); st != nil && st.Table() != nil {
+		rs = st.Table().Rules()
 	}
-	return st.Table().Rules().Authorizer(service)
+	return rs.Authorizer(service)
 }
 
 // WithIdentity gives the mesh a workload identity (identity.NewFileSource
@@ -36,8 +39,10 @@ func (m *Mesh) Authorizer(service string) *router.Authorizer {
 // accepting only a server with that SPIFFE ID. Those calls go through a
 // clone of Transport's base with its own dialer and no proxy; when base
 // is not an *http.Transport (a wrapper such as otelhttp's), through a
-// clone of http.DefaultTransport, without the wrapper. A nil src is
-// ignored.
+// clone of http.DefaultTransport, without the wrapper. While a service's
+// rules have not arrived (AwaitingRules) calls to it fail with
+// ErrNoRules: whether they need mutual TLS is not known yet. A nil src
+// is ignored.
 func WithIdentity(src identity.Source) Option {
 	return optionFunc(func(c *config) {
 		if src != nil {
@@ -50,6 +55,31 @@ func WithIdentity(src identity.Source) Option {
 // when the mesh has none. meshgrpc.DialOptions reads it.
 func (m *Mesh) Identity() identity.Source { return m.cfg.identity }
 
+// ErrNoRules is the error of a call to a mesh service from a mesh with
+// an identity while the rules of that service have not arrived
+// (AwaitingRules): the mesh cannot know whether the service requires
+// mutual TLS (serverID), so it sends nothing rather than send it in
+// plaintext.
+var ErrNoRules = errors.New("mesh: the service's rules have not arrived yet, so whether it requires mutual TLS (serverID) is unknown")
+
+// AwaitingRules reports whether the rules of service have not arrived
+// yet: the mesh has a rule source (WithRules, WithRuleCatalog) and no
+// document is in force (WithStartEmpty), or, with a catalog, the
+// service's own document is watched and its source has not answered for
+// it. grpcidentity.RulesCredentials read it, as m.Transport does, to
+// refuse a connection whose need for mutual TLS they cannot judge yet.
+func (m *Mesh) AwaitingRules(service string) bool {
+	if m.cfg.rules == nil && m.cfg.catalog == nil {
+		return false
+	}
+	st := m.eng.Load()
+	if st == nil || st.Table() == nil || st.Table().Rules().None() {
+		return true
+	}
+	_, waiting := m.waitingDocs.Load(service)
+	return waiting
+}
+
 // ErrNoIdentity is the error of a call to a service whose rules require
 // mutual TLS (serverID) from a mesh without WithIdentity.
 var ErrNoIdentity = errors.New("mesh: the rules require mutual TLS (serverID) but the mesh has no identity (WithIdentity)")
@@ -61,6 +91,9 @@ var ErrNoIdentity = errors.New("mesh: the rules require mutual TLS (serverID) bu
 func (t *transport) mtlsFor(st *engine.State, service string) http.RoundTripper {
 	want, ok := st.Table().Rules().ServerID(service)
 	if !ok {
+		if t.m.cfg.identity != nil && t.m.AwaitingRules(service) {
+			return failing{fmt.Errorf("%w: calling %s", ErrNoRules, service)}
+		}
 		return nil
 	}
 	src := t.m.cfg.identity

@@ -63,6 +63,9 @@ type Mesh struct {
 	// docAnswered holds, per watched document, a channel closed once the
 	// catalog (or the snapshot) answered for it.
 	docAnswered map[string]chan struct{}
+	// waitingDocs holds the names of the watched documents not answered
+	// for yet, read by calls without a lock (AwaitingRules).
+	waitingDocs sync.Map // string → struct{}
 
 	docUpdates     chan docUpdate     // deliveries of the document watches
 	docRestores    chan chan struct{} // restore unanswered documents from the snapshot

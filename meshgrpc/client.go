@@ -2,6 +2,7 @@ package meshgrpc
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"strconv"
 	"sync"
@@ -41,7 +42,10 @@ import (
 // DialOptions it replaces the mesh's, and calls to services with serverID
 // fail with codes.Unauthenticated saying so.
 //
-// Without an identity add transport credentials and other options as usual; give the client's
+// Without an identity add transport credentials and other options as
+// usual; calls to a service whose rules set serverID then fail with
+// codes.Unauthenticated (errors.Is mesh.ErrNoIdentity) before reaching
+// it, whatever credentials are given, as m.Transport's do. Give the client's
 // own service config (method configs) with WithServiceConfig, not
 // grpc.WithDefaultServiceConfig, and the methods that may be resent after
 // the server may have acted on them with WithIdempotentMethods.
@@ -58,8 +62,41 @@ func DialOptions(m *mesh.Mesh, opts ...Option) []grpc.DialOption {
 	}
 	if src := m.Identity(); src != nil {
 		dopts = append(dopts, grpcidentity.RulesDialOptions(src, m)...)
+	} else {
+		// First in the chain: a refused call touches no breaker, limit
+		// or metric.
+		dopts = append([]grpc.DialOption{
+			grpc.WithChainUnaryInterceptor(func(ctx context.Context, method string, req, reply any, conn *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+				if err := noIdentity(m, conn); err != nil {
+					return err
+				}
+				return invoker(ctx, method, req, reply, conn, opts...)
+			}),
+			grpc.WithChainStreamInterceptor(func(ctx context.Context, desc *grpc.StreamDesc, conn *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+				if err := noIdentity(m, conn); err != nil {
+					return nil, err
+				}
+				return streamer(ctx, desc, conn, method, opts...)
+			}),
+		}, dopts...)
 	}
 	return dopts
+}
+
+// noIdentity returns the refusal of a call on conn from a mesh without an
+// identity when the rules in force set the service's serverID (as
+// m.Transport refuses it with mesh.ErrNoIdentity): Unauthenticated,
+// unwrapping to mesh.ErrNoIdentity. Nil for other calls.
+func noIdentity(m *mesh.Mesh, conn *grpc.ClientConn) error {
+	service, ok := serviceOf(conn.Target())
+	if !ok {
+		return nil
+	}
+	want, ok := m.ServerID(service)
+	if !ok {
+		return nil
+	}
+	return &meshError{st: status.New(codes.Unauthenticated, fmt.Sprintf("%v: calling %s, whose servers must present %s", mesh.ErrNoIdentity, service, want)), cause: mesh.ErrNoIdentity}
 }
 
 // unaryInterceptor is the client interceptor of unary calls. It applies

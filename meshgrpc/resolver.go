@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/serviceconfig"
 
 	"github.com/lightmesh/lightmesh/discovery"
+	"github.com/lightmesh/lightmesh/identity/grpcidentity"
 	"github.com/lightmesh/lightmesh/internal/engine"
 )
 
@@ -136,7 +137,7 @@ func (r *meshResolver) run() {
 		}
 		first, sent = false, list
 		r.cc.UpdateState(resolver.State{
-			Endpoints:     endpoints(list),
+			Endpoints:     endpoints(r.service, list),
 			Attributes:    attributes.New(engineKey{}, r.eng).WithValue(serviceKey{}, r.service),
 			ServiceConfig: r.serviceConfig,
 		})
@@ -147,11 +148,14 @@ func sameInstance(a, b discovery.Instance) bool {
 	return a.Address == b.Address && a.Weight == b.Weight && a.Unhealthy == b.Unhealthy && maps.Equal(a.Labels, b.Labels)
 }
 
-func endpoints(list []discovery.Instance) []resolver.Endpoint {
+// endpoints are the instances of service for grpc-go; each address names
+// its service for grpcidentity's credentials, which check that service's
+// serverID whatever the :authority.
+func endpoints(service string, list []discovery.Instance) []resolver.Endpoint {
 	eps := make([]resolver.Endpoint, len(list))
 	for i, in := range list {
 		eps[i] = resolver.Endpoint{
-			Addresses:  []resolver.Address{{Addr: in.Address}},
+			Addresses:  []resolver.Address{grpcidentity.WithService(resolver.Address{Addr: in.Address}, service)},
 			Attributes: attributes.New(labelsKey{}, endpointLabels(in.Labels)).WithValue(weightKey{}, in.Weight),
 		}
 	}

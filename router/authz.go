@@ -2,6 +2,7 @@ package router
 
 import (
 	"fmt"
+	pathpkg "path"
 	"slices"
 	"strings"
 
@@ -30,8 +31,9 @@ type AuthorizationRule struct {
 	// Paths are URL paths or full gRPC methods ("/pkg.Svc/Method"); a
 	// trailing "*" matches by prefix.
 	Paths []string `json:"paths,omitempty" yaml:"paths,omitempty"`
-	// Methods are HTTP methods (GET, POST, …); gRPC calls are POST. GET
-	// also matches HEAD, which net/http serves with GET handlers.
+	// Methods are HTTP methods (GET, POST, …), matched in any case;
+	// gRPC calls are POST. GET also matches HEAD, which net/http serves
+	// with GET handlers.
 	Methods []string `json:"methods,omitempty" yaml:"methods,omitempty"`
 }
 
@@ -60,6 +62,9 @@ type Authorizer struct {
 	rules         []compiledRule
 	defaultAllow  bool
 	defaultReason string
+	// unknown: the authorization is not known; every call is refused
+	// (Verdict.Unknown).
+	unknown bool
 	// doc is the section as written, for InForce.
 	doc Authorization
 }
@@ -72,7 +77,20 @@ type Verdict struct {
 	Rule int
 	// Reason says, for a caller, why: which rule or the default decided.
 	Reason string
+	// Unknown says the call is refused because the authorization of the
+	// service is not known (no rule document in force yet, or the rules
+	// in force do not name the service), not because of who calls:
+	// guards answer 503 / Unavailable, which a caller may retry
+	// elsewhere or later.
+	Unknown bool
 }
+
+// Authorizers that refuse every call because the authorization of the
+// service is not known. Never modified.
+var (
+	noRules = &Authorizer{unknown: true, defaultReason: "no rule document in force yet"}
+	unnamed = &Authorizer{unknown: true, defaultReason: "the rules in force do not name this service"}
+)
 
 // CompileAuthorization validates p and compiles it, as Compile does with
 // the authorization section of a service. The error is a *FieldError
@@ -198,11 +216,48 @@ func (m *idMatcher) match(caller string) bool {
 }
 
 // Decide says whether caller (a SPIFFE ID string, "" for none) may call
-// path with method. It allocates nothing; a nil Authorizer allows all.
+// path with method. It allocates nothing for a clean path; a nil
+// Authorizer allows all.
+//
+// A path that is not clean (//a, /./a, /b/../a; see path.Clean) is
+// allowed only when both it and its cleaned form are: handlers that clean
+// the path themselves (http.FileServer, many routers) serve the cleaned
+// one, which a rule matched against the path as written would not have
+// decided.
 func (a *Authorizer) Decide(caller, method, path string) Verdict {
 	if a == nil {
 		return Verdict{Allowed: true, Rule: -1, Reason: "no authorization policy"}
 	}
+	v := a.decide(caller, method, path)
+	if !v.Allowed {
+		return v
+	}
+	if c, ok := cleanPath(path); !ok {
+		return a.decide(caller, method, c)
+	}
+	return v
+}
+
+// cleanPath returns p cleaned as path.Clean does, keeping a trailing
+// slash, and whether p was clean already (then without allocating).
+func cleanPath(p string) (string, bool) {
+	if p == "" || p[0] != '/' {
+		return p, true // "*" (OPTIONS *), or no path: nothing to clean
+	}
+	if !strings.Contains(p, "//") && !strings.Contains(p, "/.") {
+		return p, true // what Clean would change starts with one of those
+	}
+	c := pathpkg.Clean(p)
+	if c == p || (len(p) == len(c)+1 && p[len(p)-1] == '/' && p[:len(c)] == c) {
+		return p, true
+	}
+	if p[len(p)-1] == '/' && c != "/" {
+		c += "/"
+	}
+	return c, false
+}
+
+func (a *Authorizer) decide(caller, method, path string) Verdict {
 	for i := range a.rules {
 		r := &a.rules[i]
 		if !r.matches(caller, method, path) {
@@ -210,7 +265,7 @@ func (a *Authorizer) Decide(caller, method, path string) Verdict {
 		}
 		return Verdict{Allowed: r.allow, Rule: i, Reason: r.reason}
 	}
-	return Verdict{Allowed: a.defaultAllow, Rule: -1, Reason: a.defaultReason}
+	return Verdict{Allowed: a.defaultAllow, Rule: -1, Reason: a.defaultReason, Unknown: a.unknown}
 }
 
 func (r *compiledRule) matches(caller, method, path string) bool {
@@ -239,8 +294,10 @@ func (r *compiledRule) matches(caller, method, path string) bool {
 		}
 	}
 	if len(r.methods) > 0 {
+		// In any case: net/http passes "get" on as written, and a
+		// handler registered without a method serves it as GET.
 		for _, m := range r.methods {
-			if m == method || (m == "GET" && method == "HEAD") {
+			if m == method || strings.EqualFold(m, method) || (m == "GET" && strings.EqualFold(method, "HEAD")) {
 				return true
 			}
 		}
@@ -250,17 +307,24 @@ func (r *compiledRule) matches(caller, method, path string) bool {
 }
 
 // Authorizer returns the compiled authorization of the calls service
-// receives, or nil (every call allowed) when its rules have no
-// authorization section, the rules do not name it, or r is nil.
+// receives, or nil (every call allowed) when the service's rules have no
+// authorization section. It fails closed: when r is nil or stands for no
+// rule document (a Table made without rules: none in force yet), or does
+// not name the service, it returns an Authorizer refusing every call with
+// Verdict.Unknown, so a guard never serves a caller it has no rules for.
 func (r *Rules) Authorizer(service string) *Authorizer {
-	if r == nil {
-		return nil
+	if r.None() {
+		return noRules
 	}
 	if sr := r.services[service]; sr != nil {
 		return sr.authz
 	}
-	return nil
+	return unnamed
 }
+
+// None reports whether r stands for no rule document: nil, or the rules of
+// a Table made without any (none in force yet).
+func (r *Rules) None() bool { return r == nil || r.none }
 
 // ServerID returns the SPIFFE ID the servers of service must present
 // (its serverID), and false when calls to it need no mutual TLS.
@@ -303,9 +367,10 @@ type AuthorizationInForce struct {
 	Rules []AuthorizationRule `json:"rules,omitempty"`
 }
 
-// inForce returns a as InForce shows it; nil for nil.
+// inForce returns a as InForce shows it; nil for nil and for an unknown
+// authorization (a service the rules do not name has no section to show).
 func (a *Authorizer) inForce() *AuthorizationInForce {
-	if a == nil {
+	if a == nil || a.unknown {
 		return nil
 	}
 	in := &AuthorizationInForce{Default: "allow", Rules: a.doc.Rules}
@@ -333,6 +398,9 @@ type AuthorizationStep struct {
 	Decider *AuthorizationRule `json:"decider,omitempty"`
 	// Reason is what the refused caller is told (403 / PermissionDenied).
 	Reason string `json:"reason"`
+	// Unknown is Verdict.Unknown: refused because the service's
+	// authorization is not known (503 / Unavailable).
+	Unknown bool `json:"unknown,omitempty"`
 }
 
 // ExplainAuthorization decides, as identity.Guard would on the rules r,
@@ -342,7 +410,7 @@ type AuthorizationStep struct {
 func (r *Rules) ExplainAuthorization(service, caller, method, path string) *AuthorizationStep {
 	a := r.Authorizer(service)
 	v := a.Decide(caller, method, path)
-	st := &AuthorizationStep{Caller: caller, Method: method, Path: path, Allowed: v.Allowed, Rule: v.Rule, Reason: v.Reason}
+	st := &AuthorizationStep{Caller: caller, Method: method, Path: path, Allowed: v.Allowed, Rule: v.Rule, Reason: v.Reason, Unknown: v.Unknown}
 	if a != nil && v.Rule >= 0 && v.Rule < len(a.doc.Rules) {
 		st.Decider = &a.doc.Rules[v.Rule]
 	}

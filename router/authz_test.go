@@ -110,6 +110,7 @@ services:
           callers: [spiffe://example.org/front]
           paths: [/orders*]
           methods: [GET]
+  web: {}
 `))
 	if err != nil {
 		t.Fatal(err)
@@ -125,8 +126,13 @@ services:
 	if v := a.Decide("spiffe://example.org/batch", "GET", "/orders/1"); v.Allowed {
 		t.Fatalf("batch: %+v; want denied by default", v)
 	}
-	if rules.Authorizer("other") != nil {
+	if rules.Authorizer("web") != nil {
 		t.Fatal("a service without an authorization section has an Authorizer; want nil (everyone may call)")
+	}
+	// A service the rules do not name fails closed: a guard for it (a
+	// typo, a document not published yet) serves nobody.
+	if v := rules.Authorizer("other").Decide("spiffe://example.org/front", "GET", "/orders/1"); v.Allowed || !v.Unknown {
+		t.Fatalf("a service the rules do not name: %+v; want refused as unknown", v)
 	}
 
 	_, err = router.Parse([]byte(`apiVersion: ` + router.APIVersion + `

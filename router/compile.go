@@ -78,6 +78,8 @@ type Rules struct {
 	// defaultLanes are the lanes of the services the rules do not name;
 	// nil: none.
 	defaultLanes *laneRule
+	// none: no rule document; the stand-in of a table made without rules.
+	none bool
 }
 
 // Document returns the document the rules were compiled from. Callers must

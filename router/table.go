@@ -47,7 +47,7 @@ type Result struct {
 // out. The table keeps the lists: callers must not modify them.
 func NewTable(rules *Rules, instances map[string][]discovery.Instance) *Table {
 	if rules == nil {
-		rules = &Rules{doc: &Document{APIVersion: APIVersion}, services: map[string]*serviceRules{}}
+		rules = noDocument()
 	}
 	return newTable(rules, shardmap.From(instances))
 }
@@ -66,10 +66,16 @@ func newTable(rules *Rules, instances shardmap.Map[[]discovery.Instance]) *Table
 	return &Table{rules: rules, instances: instances, services: shardmap.From(services)}
 }
 
+// noDocument returns the rules of a table made without a rule document:
+// nothing named, and authorization not known (Rules.Authorizer).
+func noDocument() *Rules {
+	return &Rules{doc: &Document{APIVersion: APIVersion}, services: map[string]*serviceRules{}, none: true}
+}
+
 // WithRules returns a table with the same instances and new rules.
 func (t *Table) WithRules(rules *Rules) *Table {
 	if rules == nil {
-		rules = &Rules{doc: &Document{APIVersion: APIVersion}, services: map[string]*serviceRules{}}
+		rules = noDocument()
 	}
 	return newTable(rules, t.instances)
 }

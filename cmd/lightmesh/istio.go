@@ -19,11 +19,12 @@ import (
 
 func runImport(_ context.Context, c *cli, args []string) error {
 	if len(args) == 0 || args[0] != "istio" {
-		fmt.Fprintln(c.stderr, "usage: lightmesh import istio [--strict] FILE... (VirtualService, DestinationRule, AuthorizationPolicy, PeerAuthentication)")
+		fmt.Fprintln(c.stderr, "usage: lightmesh import istio [--strict] [--trust-domain TD] FILE... (VirtualService, DestinationRule, AuthorizationPolicy, PeerAuthentication)")
 		return exitError{2}
 	}
 	fs := newFlags(c, "import")
 	strict := fs.Bool("strict", false, "exit non-zero when any Istio field had to be left out")
+	trustDomain := fs.String("trust-domain", istioTrustDomain, "the mesh's trust domain (Istio's meshConfig.trustDomain): a policy's namespaces match the SPIFFE IDs spiffe://TD/ns/NAME/*")
 	files, err := parseInterspersed(fs, args[1:])
 	if err != nil {
 		return err
@@ -33,6 +34,7 @@ func runImport(_ context.Context, c *cli, args []string) error {
 		return exitError{2}
 	}
 	conv := newIstioConverter()
+	conv.trustDomain = *trustDomain
 	for _, name := range files {
 		data, err := os.ReadFile(name)
 		if err != nil {
@@ -90,13 +92,18 @@ type istioConverter struct {
 	// authzs collects, by service, what PeerAuthentications and
 	// AuthorizationPolicies say about its callers.
 	authzs map[string]*authzOf
+	// wide are the security resources without a selector, applied by
+	// document to the services of their namespace.
+	wide []*widePolicy
+	// trustDomain is where namespaces' SPIFFE IDs are (--trust-domain).
+	trustDomain string
 }
 
 // namespaceOf is the namespace a service came from, and the resource.
 type namespaceOf struct{ namespace, from string }
 
 func newIstioConverter() *istioConverter {
-	return &istioConverter{services: map[string]*router.Service{}, namespaces: map[string]namespaceOf{}}
+	return &istioConverter{services: map[string]*router.Service{}, namespaces: map[string]namespaceOf{}, trustDomain: istioTrustDomain}
 }
 
 // node is a decoded YAML mapping with its path in its file, for taking its
@@ -672,6 +679,7 @@ func parseDuration(s string) (router.Duration, error) {
 // document returns the converted rule document as YAML.
 func (c *istioConverter) document() ([]byte, error) {
 	doc := router.Document{APIVersion: router.APIVersion, Services: map[string]router.Service{}}
+	c.applyWide()
 	for name, s := range c.services {
 		if a := c.authzs[name]; a != nil {
 			s.Authorization = a.authorization()

@@ -26,6 +26,72 @@ type authzOf struct {
 	allowed bool // an ALLOW policy selects the service
 }
 
+// widePolicy is a security resource without a selector: in Istio it
+// applies to every workload of its namespace, and from the root
+// namespace (istio-system) to every workload of the mesh.
+type widePolicy struct {
+	namespace, label string
+	a                authzOf
+}
+
+// istioRootNamespace is where a policy without a selector applies to the
+// whole mesh (Istio's default root namespace).
+const istioRootNamespace = "istio-system"
+
+// target returns what a security resource adds to, and its name for
+// messages: the authorization of the service its selector names (see
+// selected), or, without a selector, a widePolicy that document applies
+// to every converted service of its namespace; nil when the resource
+// applies to nothing lightmesh can name.
+func (c *istioConverter) target(service string, wide bool) (*authzOf, string) {
+	if wide {
+		w := &widePolicy{namespace: c.namespace, label: c.label}
+		c.wide = append(c.wide, w)
+		return &w.a, "every service of namespace " + c.namespace
+	}
+	if service == "" {
+		return nil, ""
+	}
+	c.service(service)
+	return c.authz(service), service
+}
+
+// applyWide adds each policy without a selector to the services of its
+// namespace converted here (of every namespace from the root one), as
+// Istio applies it to the namespace's workloads; one whose namespace has
+// no converted service is listed as left out.
+func (c *istioConverter) applyWide() {
+	names := make([]string, 0, len(c.services))
+	for name := range c.services {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	for _, w := range c.wide {
+		var to []string
+		for _, name := range names {
+			if w.namespace == istioRootNamespace || c.namespaces[name].namespace == w.namespace {
+				to = append(to, name)
+			}
+		}
+		scope := "namespace " + w.namespace
+		if w.namespace == istioRootNamespace {
+			scope = "the mesh (root namespace " + istioRootNamespace + ")"
+		}
+		if len(to) == 0 {
+			c.leave(w.label+" spec", fmt.Sprintf("no selector: it applies to every workload of %s, and this import converts no service of it; convert it with the namespace's VirtualServices or DestinationRules", scope))
+			continue
+		}
+		for _, name := range to {
+			a := c.authz(name)
+			a.strict = a.strict || w.a.strict
+			a.denies = append(a.denies, w.a.denies...)
+			a.allows = append(a.allows, w.a.allows...)
+			a.allowed = a.allowed || w.a.allowed
+		}
+		c.written = append(c.written, fmt.Sprintf("%s spec: no selector, so it applies to every workload of %s: to the services of it converted here, %s", w.label, scope, strings.Join(to, ", ")))
+	}
+}
+
 func (c *istioConverter) authz(service string) *authzOf {
 	if c.authzs == nil {
 		c.authzs = map[string]*authzOf{}
@@ -39,19 +105,23 @@ func (c *istioConverter) authz(service string) *authzOf {
 }
 
 // selected returns the service a security resource applies to: the value
-// of its selector's app label (app.kubernetes.io/name also counts).
-// Without one it applies to a whole namespace or the mesh, which
-// lightmesh cannot express: it says so and returns "".
-func (c *istioConverter) selected(spec *node) string {
+// of its selector's app label (app.kubernetes.io/name also counts), or
+// wide when it has no selector (it applies to its whole namespace, or
+// the mesh). A selector by other labels only selects what lightmesh
+// cannot name: it says so and returns "".
+func (c *istioConverter) selected(spec *node) (name string, wide bool) {
 	for _, k := range []string{"targetRef", "targetRefs"} {
 		if _, ok := spec.take(k); ok {
 			c.leave(spec.path+"."+k, "a policy attached to a waypoint or gateway has no lightmesh meaning; select the workload with selector.matchLabels.app")
-			return ""
+			return "", false
 		}
 	}
 	sel := spec.child("selector")
 	ml := sel.child("matchLabels")
-	name := ""
+	if len(ml.m) == 0 {
+		sel.done()
+		return "", true
+	}
 	for _, k := range []string{"app", "app.kubernetes.io/name"} {
 		if v, ok := ml.take(k); ok && name == "" {
 			name = fmt.Sprint(v)
@@ -65,36 +135,60 @@ func (c *istioConverter) selected(spec *node) string {
 	}
 	sel.done()
 	if name == "" {
-		c.leave(spec.path, "no selector.matchLabels.app: the policy applies to every workload of the namespace (or the mesh), and lightmesh authorizes per service; add a selector, or copy the rules to each service")
+		c.leave(spec.path+".selector", "no app label: lightmesh authorizes per service (the app label), so the policy is left out; select by app, or copy the rules to each service")
 	}
-	return name
+	return name, false
 }
 
 // peerAuthentication converts mtls.mode: STRICT refuses callers without a
 // certificate (a first rule deny callers [none]); PERMISSIVE is what a
 // service without that rule does.
 func (c *istioConverter) peerAuthentication(spec *node) {
-	service := c.selected(spec)
+	service, wide := c.selected(spec)
 	mt := spec.child("mtls")
 	mode := mt.str("mode")
 	mt.done()
-	if _, ok := spec.take("portLevelMtls"); ok {
-		c.leave(spec.path+".portLevelMtls", "lightmesh's mode is per server, not per port")
+	if v, ok := spec.take("portLevelMtls"); ok {
+		// A port that requires mutual TLS makes the whole service
+		// require it (fail closed); other port modes have no effect.
+		strictPort := false
+		switch ports := v.(type) {
+		case map[string]any:
+			for _, p := range ports {
+				strictPort = strictPort || portStrict(p)
+			}
+		case map[any]any:
+			for _, p := range ports {
+				strictPort = strictPort || portStrict(p)
+			}
+		}
+		if strictPort && mode != "STRICT" {
+			mode = "STRICT"
+			c.leave(spec.path+".portLevelMtls", "lightmesh's mode is per server, not per port: a port's STRICT applies to the whole service (fail closed)")
+		} else {
+			c.leave(spec.path+".portLevelMtls", "lightmesh's mode is per server, not per port")
+		}
 	}
 	spec.done()
-	if service == "" {
+	if service == "" && !wide {
 		return
 	}
-	c.service(service)
 	switch mode {
 	case "STRICT":
-		c.authz(service).strict = true
-		c.written = append(c.written, fmt.Sprintf("%s.mtls.mode: STRICT is the first authorization rule of %s, deny callers [none] (403 / PermissionDenied for a caller without a certificate); serve with identity.Strict to refuse it at the handshake instead, and set services.%s.serverID to its servers' SPIFFE ID so callers use mutual TLS", spec.path, service, service))
+		a, who := c.target(service, wide)
+		a.strict = true
+		c.written = append(c.written, fmt.Sprintf("%s.mtls.mode: STRICT is the first authorization rule of %s, deny callers [none] (403 / PermissionDenied for a caller without a certificate); serve with identity.Strict to refuse it at the handshake instead, and set the service's serverID to its servers' SPIFFE ID so callers use mutual TLS", spec.path, who))
 	case "PERMISSIVE", "", "UNSET":
 		// lightmesh's permissive listener accepts both; nothing to write.
 	default:
 		c.leave(spec.path+".mtls.mode", fmt.Sprintf("%s: lightmesh does not turn mutual TLS off by rule; serve that port without identity.Listen", mode))
 	}
+}
+
+// portStrict reports whether one portLevelMtls entry is mode: STRICT.
+func portStrict(p any) bool {
+	m, _ := p.(map[string]any)
+	return m["mode"] == "STRICT"
 }
 
 // authorizationPolicy converts one AuthorizationPolicy: each rule becomes
@@ -104,7 +198,7 @@ func (c *istioConverter) peerAuthentication(spec *node) {
 // not understand: an ALLOW rule that needs it is left out (it allows
 // nothing), a condition of a DENY rule is dropped (the rule denies more).
 func (c *istioConverter) authorizationPolicy(spec *node) {
-	service := c.selected(spec)
+	service, wide := c.selected(spec)
 	action := spec.str("action")
 	if action == "" {
 		action = "ALLOW"
@@ -119,15 +213,19 @@ func (c *istioConverter) authorizationPolicy(spec *node) {
 	case "AUDIT":
 		c.leave(spec.path+".action", "AUDIT only logs; lightmesh counts refusals in lightmesh_authz_denied_total and has no audit log")
 		return
+	case "CUSTOM":
+		// The external authorizer may refuse any call the rules match;
+		// lightmesh cannot ask it, so it refuses them all (fail closed).
+		c.leave(spec.path+".action", "CUSTOM: lightmesh cannot ask an external authorizer, so its rules become DENY rules: the calls it decides are refused (fail closed)")
+		action = "DENY"
 	default:
-		c.leave(spec.path+".action", fmt.Sprintf("%s: an external authorizer has no lightmesh equivalent; the policy is left out, so it refuses nothing", action))
+		c.leave(spec.path+".action", fmt.Sprintf("%s is not an Istio action; the policy is left out", action))
 		return
 	}
-	if service == "" {
+	a, _ := c.target(service, wide)
+	if a == nil {
 		return
 	}
-	c.service(service)
-	a := c.authz(service)
 	if action == "ALLOW" {
 		// Istio: with an ALLOW policy, a call no ALLOW rule matches is
 		// refused (an ALLOW policy without rules allows nothing).
@@ -228,11 +326,11 @@ func (c *istioConverter) source(sn *node, drop func(path, what string)) clause {
 	for _, v := range sn.list("namespaces") {
 		ns, _ := v.(string)
 		if ns == "" || strings.Contains(ns, "*") {
-			drop(sn.path+".namespaces", fmt.Sprintf("%q: lightmesh matches a namespace by its SPIFFE IDs (spiffe://%s/ns/NAME/*), exactly", ns, istioTrustDomain))
+			drop(sn.path+".namespaces", fmt.Sprintf("%q: lightmesh matches a namespace by its SPIFFE IDs (spiffe://%s/ns/NAME/*), exactly", ns, c.trustDomain))
 			namespaces = nil
 			break
 		}
-		namespaces = append(namespaces, fmt.Sprintf("spiffe://%s/ns/%s/*", istioTrustDomain, ns))
+		namespaces = append(namespaces, fmt.Sprintf("spiffe://%s/ns/%s/*", c.trustDomain, ns))
 	}
 	switch {
 	case len(principals) > 0 && len(namespaces) > 0:
@@ -252,7 +350,11 @@ func (c *istioConverter) source(sn *node, drop func(path, what string)) clause {
 		cl.callers = principals
 	case len(namespaces) > 0:
 		cl.callers = namespaces
-		c.written = append(c.written, fmt.Sprintf("%s.namespaces: matched by the SPIFFE IDs of trust domain %s (spiffe://%s/ns/NAME/*), Istio's default", sn.path, istioTrustDomain, istioTrustDomain))
+		td := c.trustDomain
+		if td == istioTrustDomain {
+			td += ", Istio's default (--trust-domain for another)"
+		}
+		c.written = append(c.written, fmt.Sprintf("%s.namespaces: matched by the SPIFFE IDs of trust domain %s (spiffe://%s/ns/NAME/*)", sn.path, td, c.trustDomain))
 	}
 	for _, k := range []string{"notPrincipals", "notNamespaces", "requestPrincipals", "notRequestPrincipals", "ipBlocks", "notIpBlocks", "remoteIpBlocks", "notRemoteIpBlocks"} {
 		if _, has := sn.take(k); has {

@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/resolver"
 	"google.golang.org/grpc/status"
 
 	"github.com/lightmesh/lightmesh/identity"
@@ -48,7 +49,10 @@ func ClientCredentials(src identity.Source, want spiffeid.ID) credentials.Transp
 
 // ServerIDs give the SPIFFE ID the servers of a service must present, and
 // false when calls to it need no mutual TLS. *mesh.Mesh is one: the
-// serverID of the service in the rules in force.
+// serverID of the service in the rules in force. When they also have an
+// AwaitingRules(service string) bool method (*mesh.Mesh does) that
+// reports true, no connection is made: whether it needs mutual TLS is not
+// known yet.
 type ServerIDs interface {
 	ServerID(service string) (spiffeid.ID, bool)
 }
@@ -82,6 +86,11 @@ func newByRules(src identity.Source, ids ServerIDs) *byRules {
 	return &byRules{src: src, ids: ids, conns: new(sync.Map)}
 }
 
+// awaitingRules is implemented by ServerIDs that wait for their rules
+// (*mesh.Mesh before its first document): while they do, no connection
+// is made, since no one knows whether it needs mutual TLS.
+type awaitingRules interface{ AwaitingRules(service string) bool }
+
 type byRules struct {
 	src identity.Source
 	ids ServerIDs
@@ -92,10 +101,31 @@ type byRules struct {
 	conns *sync.Map // *x509.Certificate → *ruledConn
 }
 
+// serviceKey is the resolver.Address attribute that names the service an
+// address is an instance of (WithService).
+type serviceKey struct{}
+
+// WithService returns addr marked as an instance of service: for a
+// connection to it, RulesCredentials check the serverID of service,
+// whatever :authority the client sets (grpc.WithAuthority). The lightmesh
+// resolver of meshgrpc marks every address it gives.
+func WithService(addr resolver.Address, service string) resolver.Address {
+	addr.Attributes = addr.Attributes.WithValue(serviceKey{}, service)
+	return addr
+}
+
 func (b *byRules) ClientHandshake(ctx context.Context, authority string, c net.Conn) (net.Conn, credentials.AuthInfo, error) {
 	service := authority
 	if host, _, err := net.SplitHostPort(authority); err == nil {
 		service = host
+	}
+	if a := credentials.ClientHandshakeInfoFromContext(ctx).Attributes; a != nil {
+		if s, ok := a.Value(serviceKey{}).(string); ok && s != "" {
+			service = s // the service dialled, not a :authority the caller chose
+		}
+	}
+	if k, ok := b.ids.(awaitingRules); ok && k.AwaitingRules(service) {
+		return nil, nil, fmt.Errorf("grpcidentity: the rules of %s have not arrived yet, so whether it requires mutual TLS (serverID) is unknown; nothing is sent until they do", service)
 	}
 	want, ok := b.ids.ServerID(service)
 	if !ok {
@@ -276,17 +306,19 @@ func check(ctx context.Context, g *identity.Guard, method string) (context.Conte
 		return ctx, nil
 	}
 	if d := g.Decide(caller, "POST", method); !d.Allowed {
-		if caller == "" {
-			caller = "a caller without a certificate"
+		code := codes.PermissionDenied
+		if d.Unknown {
+			code = codes.Unavailable
 		}
-		return ctx, status.Errorf(codes.PermissionDenied, "%s may not call %s: %s", caller, method, d.Reason)
+		return ctx, status.Error(code, g.RefusalMessage(d, caller, "", method))
 	}
 	return ctx, nil
 }
 
 // UnaryServerInterceptor puts the caller's SPIFFE ID in the context
 // (identity.CallerID) and refuses calls g denies with PermissionDenied
-// and the reason. A nil g only sets the ID.
+// and the reason, or Unavailable when the policy of g's service is not
+// known (router.Verdict.Unknown). A nil g only sets the ID.
 func UnaryServerInterceptor(g *identity.Guard) grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
 		ctx, err := check(ctx, g, info.FullMethod)

@@ -238,8 +238,11 @@ func (e *Explanation) WriteText(w io.Writer) error {
 		if caller == "" {
 			caller = "a caller without a certificate"
 		}
-		if a.Allowed {
+		switch {
+		case a.Allowed:
 			verdict = "ALLOWED"
+		case a.Unknown:
+			verdict = "REFUSED as unavailable (503 / Unavailable): authorization unknown"
 		}
 		p("  caller %s, %s %s: %s, %s", caller, a.Method, a.Path, verdict, a.Reason)
 	}
