@@ -111,8 +111,10 @@ launch() {
   local name="$1" _
   shift
   rm -f "${RUN_DIR}/${name}.pid"
+  # 8>&- 9>&-: the daemons must not hold the script's locks, or the next
+  # start or install waits for them forever.
   setsid bash -c 'echo $$ >"$1"; shift; exec "$@"' _ "${RUN_DIR}/${name}.pid" "$@" \
-    </dev/null >>"${RUN_DIR}/${name}.log" 2>&1 &
+    </dev/null >>"${RUN_DIR}/${name}.log" 2>&1 8>&- 9>&- &
   for _ in $(seq 1 50); do
     [[ -s "${RUN_DIR}/${name}.pid" ]] && return 0
     sleep 0.1
