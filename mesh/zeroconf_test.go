@@ -12,8 +12,9 @@ import (
 )
 
 // A service no rule names is protected with no configuration: its
-// calls are balanced by p2c-ewma (an instance slowed by 20ms loses most
-// of its calls) and an adaptive breaker spares a backend that fails
+// calls are balanced by p2c-ewma (an instance slowed by 50ms loses most
+// of its calls; 50ms so that a loaded runner's own stalls, a few ms, do
+// not hide it) and an adaptive breaker spares a backend that fails
 // every call; the defaults document turns both off.
 func TestUnnamedServiceGetsBuiltinProtection(t *testing.T) {
 	const doc = "apiVersion: lightmesh/v1\nservices:\n  other: {timeout: 1s}\n"
@@ -24,7 +25,7 @@ func TestUnnamedServiceGetsBuiltinProtection(t *testing.T) {
 	for range 300 { // warm up: connections made, first calls forgotten
 		send(client, "GET", "http://svc/")
 	}
-	slow.delay.Store(int64(20 * time.Millisecond))
+	slow.delay.Store(int64(50 * time.Millisecond))
 	before := slow.hits.Load()
 	for range 300 {
 		if code, _, err := send(client, "GET", "http://svc/"); err != nil || code != 200 {
