@@ -1,6 +1,7 @@
 package mesh_test
 
 import (
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -67,5 +68,48 @@ func TestP2CEWMAAvoidsASheddingInstance(t *testing.T) {
 	t.Logf("%d calls, %d refused (429), %d served by the instance with room", calls.Load(), refused.Load(), roomy.Load())
 	if share > 0.2 {
 		t.Fatalf("%.2f of %d calls were shed by the instance at its limit while the other had room; want under 0.2", share, calls.Load())
+	}
+}
+
+// An HTTP caller's window breaker stays closed while the server it calls
+// sheds the requests beyond its capacity with 429: the server serves
+// what it can, and an open breaker would refuse those too. The gRPC twin
+// (RESOURCE_EXHAUSTED) is meshgrpc's TestBreakerDoesNotOpenOnShedding.
+func TestBreakerDoesNotOpenOnShedding(t *testing.T) {
+	_, shedding := shedServer(t, rules.NewMemory([]byte(
+		"apiVersion: lightmesh/v1\nservices:\n  me:\n    inboundShedding: {mode: adaptive, initialLimit: 1, minLimit: 1, maxLimit: 1}\n")))
+	m := newMesh(t, rules.NewMemory([]byte(svcDoc("    breaker: {minRequests: 10, failureRatio: 0.5}\n"))),
+		discovery.NewStatic(map[string][]discovery.Instance{"svc": {{Address: strings.TrimPrefix(shedding.URL, "http://")}}}))
+	client := &http.Client{Transport: m.Transport(nil)}
+	var ok, shed, open atomic.Int64
+	errs := make(chan error, 4)
+	deadline := time.Now().Add(time.Second)
+	for range 4 {
+		go func() {
+			for n := 0; n < 2000 && time.Now().Before(deadline); n++ {
+				code, _, err := send(client, "GET", "http://svc/")
+				switch {
+				case errors.Is(err, mesh.ErrCircuitOpen):
+					open.Add(1)
+				case err != nil:
+					errs <- err
+					return
+				case code == http.StatusTooManyRequests:
+					shed.Add(1)
+				default:
+					ok.Add(1)
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range 4 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Logf("%d served, %d shed, %d refused by the open breaker", ok.Load(), shed.Load(), open.Load())
+	if open.Load() != 0 || ok.Load() < 25 {
+		t.Fatalf("%d requests refused by the caller's breaker and %d served in 1s; want none refused and at least 25 served (the server serves 50/s)", open.Load(), ok.Load())
 	}
 }

@@ -265,7 +265,7 @@ func fields() map[string]field {
 		"Breaker.halfOpenProbes":     {doc: "calls admitted at once after an open period; that many successes close it. Default: 3", min: bound(0), max: bound(1000)},
 		"Breaker.maxEjectionPercent": {doc: "outlierDetection only: at most this share of the service's instances is ejected at once (at least one); the instances whose breakers opened beyond it keep taking calls, so a route is never left without instances by its own ejections. Default: 50", min: bound(1), max: bound(100)},
 		"Breaker.failureStatus":      {doc: "HTTP status codes that count as failures; transport errors and the mesh's timeouts always do. Default: every 5xx", min: bound(100), max: bound(599)},
-		"Breaker.failureCodes":       {doc: "gRPC codes that count as failures. Default: unavailable, deadline-exceeded, resource-exhausted, internal, unknown", names: grpcCodeSpellings(router.GRPCCodeNames()), others: []any{codeSpellings()}},
+		"Breaker.failureCodes":       {doc: "gRPC codes that count as failures. Default: unavailable, deadline-exceeded, internal, unknown (not resource-exhausted: a shedding or rate-limited server's answer, as HTTP 429 is no 5xx)", names: grpcCodeSpellings(router.GRPCCodeNames()), others: []any{codeSpellings()}},
 
 		"RateLimit.rps":   {doc: "tokens a second", min: bound(0), positive: true},
 		"RateLimit.burst": {doc: "tokens at once. Default: rps (at least 1)", min: bound(0)},

@@ -686,7 +686,7 @@ func (t *Try) Done(o *Outcome) error {
 // calls to it; else as its outlier breaker judges it, else as the
 // service breaker does, else by the breakers' default failure set
 // (timeouts, connection errors, 5xx and gRPC unknown, deadline-exceeded,
-// resource-exhausted, internal, unavailable). The caller's own end is
+// internal, unavailable). The caller's own end is
 // none.
 func (t *Try) failed(o *Outcome, callerDone, timedOut bool) bool {
 	if t.ld == nil || callerDone {
@@ -710,9 +710,9 @@ func (t *Try) failed(o *Outcome, callerDone, timedOut bool) bool {
 }
 
 // defaultFailureCodes are the gRPC codes a breaker counts as failures by
-// default: unknown, deadline-exceeded, resource-exhausted, internal and
-// unavailable, as router's default failureCodes.
-const defaultFailureCodes = 1<<2 | 1<<4 | 1<<8 | 1<<13 | 1<<14
+// default: unknown, deadline-exceeded, internal and unavailable, as
+// router's default failureCodes.
+const defaultFailureCodes = 1<<2 | 1<<4 | 1<<13 | 1<<14
 
 // overloadRefusal reports whether o is an instance refusing a call for
 // its load: HTTP 429 Too Many Requests or gRPC resource-exhausted. For
