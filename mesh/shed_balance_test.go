@@ -20,7 +20,7 @@ import (
 // made it the cheapest instance, so the caller sent it most calls and
 // got most of them refused while the other instance idled (seen: 98%
 // of the calls refused before a 429 counted as a failure and no latency
-// sample for balancing; 11-14% after).
+// sample for balancing; 11-14% after, bound 35% for a loaded run).
 func TestP2CEWMAAvoidsASheddingInstance(t *testing.T) {
 	// The shedding instance: the saturated handler of the shedding
 	// tests behind a mesh whose adaptive limit is held at 1.
@@ -66,8 +66,8 @@ func TestP2CEWMAAvoidsASheddingInstance(t *testing.T) {
 	}
 	share := float64(refused.Load()) / float64(calls.Load())
 	t.Logf("%d calls, %d refused (429), %d served by the instance with room", calls.Load(), refused.Load(), roomy.Load())
-	if share > 0.2 {
-		t.Fatalf("%.2f of %d calls were shed by the instance at its limit while the other had room; want under 0.2", share, calls.Load())
+	if share > 0.35 {
+		t.Fatalf("%.2f of %d calls were shed by the instance at its limit while the other had room; want under 0.35", share, calls.Load())
 	}
 }
 
