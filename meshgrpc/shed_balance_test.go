@@ -16,13 +16,11 @@ import (
 )
 
 // Inside the lightmesh picker, p2c-ewma keeps calls off a server that
-// sheds (RESOURCE_EXHAUSTED at once) beside one with room, also when the
-// service's breaker counts only UNAVAILABLE as a failure: the refusals,
+// sheds (RESOURCE_EXHAUSTED at once) beside one with room, whatever the
+// breaker counts as a failure (here UNAVAILABLE only): the refusals,
 // judged a success of a few microseconds, made the shedding server the
 // cheapest and it drew 99% of the calls, all refused (13-21% after,
-// bound 35% for a loaded run; 20%
-// with the default failure codes, where a refusal was already a failure
-// but still a latency sample). The HTTP twin is mesh's
+// bound 35% for a loaded run). The HTTP twin is mesh's
 // TestP2CEWMAAvoidsASheddingInstance.
 func TestP2CEWMAAvoidsASheddingInstance(t *testing.T) {
 	server := meshtest.Start(t, 10*time.Second, func(ctx context.Context) (*mesh.Mesh, error) {
