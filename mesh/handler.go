@@ -28,8 +28,9 @@ import (
 // (WithRefusalWriter answers in the service's own format instead). With
 // the service's inboundShedding in mode adaptive, a request over the
 // service's adaptive concurrency limit gets the same answer with reason
-// "shed"; health checks (/healthz, /readyz, /livez) and paths under
-// /lightmesh/ are never shed, and a request whose handler flushes or
+// "shed"; health checks (/healthz, /readyz, /livez, /health, /ready,
+// /live), /metrics and paths under /debug/pprof/ and /lightmesh/ are
+// never shed (router.ShedExempt), and a request whose handler flushes or
 // hijacks the connection stops counting under the limit from then on.
 //
 // When metrics or spans are on, the ResponseWriter next sees is wrapped

@@ -35,10 +35,7 @@ func inboundStatus(snap *engine.State, local string) *InboundStatus {
 	sh := snap.Shedder()
 	is := &InboundStatus{Service: local, Mode: router.ShedModeOff, Shed: sh.Shed()}
 	if p := snap.ShedPolicy(local); p != nil {
-		is.Mode, is.Limit, is.InFlight = router.ShedModeAdaptive, sh.Limit(), sh.InFlight()
-		if is.Limit == 0 {
-			is.Limit = p.InitialLimit
-		}
+		is.Mode, is.Limit, is.InFlight = router.ShedModeAdaptive, sh.Limit(p), sh.InFlight()
 	}
 	return is
 }

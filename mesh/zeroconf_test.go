@@ -3,6 +3,7 @@ package mesh_test
 import (
 	"errors"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -57,6 +58,23 @@ func TestUnnamedServiceGetsBuiltinProtection(t *testing.T) {
 	for range 400 {
 		if code, _, err := send(offClient, "GET", "http://down/"); err != nil || code != 500 {
 			t.Fatalf("with the built-in breaker off: %d %v, want every call to reach the failing backend", code, err)
+		}
+	}
+}
+
+// explain's text says which settings of a service no rule names come
+// from the built-in defaults, as it says "(from defaults)" of the
+// defaults document's: an operator reading "breaker: adaptive" for a
+// service nobody configured otherwise cannot tell where it came from.
+func TestExplainTextNamesBuiltinDefaults(t *testing.T) {
+	a := newFlaky(t, "a")
+	m := newMesh(t, rules.NewMemory([]byte("apiVersion: lightmesh/v1\nservices:\n  other: {timeout: 1s}\n")),
+		discovery.NewStatic(map[string][]discovery.Instance{"svc": {a.instance()}}), mesh.WithServices("svc"))
+	var text strings.Builder
+	m.Explain(mesh.ExplainRequest{Service: "svc", Path: "/"}).WriteText(&text)
+	for _, want := range []string{"  breaker: adaptive, k 1.5, window 10s (built-in default)\n", "  load balancer: p2c-ewma (built-in default)\n"} {
+		if !strings.Contains(text.String(), want) {
+			t.Errorf("explain lacks %q:\n%s", want, text.String())
 		}
 	}
 }

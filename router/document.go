@@ -212,8 +212,9 @@ type Breaker struct {
 	FailureStatus []int `yaml:"failureStatus,omitempty" json:"failureStatus,omitempty"`
 	// FailureCodes lists the gRPC status codes that count as failures, by
 	// name (unavailable, DEADLINE_EXCEEDED); empty means UNAVAILABLE,
-	// DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED, INTERNAL and UNKNOWN. The
-	// caller's own cancellation or deadline never counts.
+	// DEADLINE_EXCEEDED, INTERNAL and UNKNOWN: not RESOURCE_EXHAUSTED,
+	// what a shedding or rate-limited server answers, as HTTP's 429 is no
+	// 5xx. The caller's own cancellation or deadline never counts.
 	FailureCodes []string `yaml:"failureCodes,omitempty" json:"failureCodes,omitempty"`
 }
 

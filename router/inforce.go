@@ -272,6 +272,9 @@ type PolicyInForce struct {
 	// FromDefaults lists the settings the service takes from the
 	// defaults document.
 	FromDefaults []string `json:"fromDefaults,omitempty"`
+	// Builtin lists the settings it takes from BuiltinDefaults (as
+	// InForce.Builtin).
+	Builtin []string `json:"builtin,omitempty"`
 	// ServerID and Authorization are the service's (InForce's).
 	ServerID      string                `json:"serverID,omitempty"`
 	Authorization *AuthorizationInForce `json:"authorization,omitempty"`
@@ -285,7 +288,7 @@ func (in *InForce) ForRoute(i int) *PolicyInForce {
 		return nil
 	}
 	p := &PolicyInForce{CallInForce: in.Call, Breaker: in.Breaker, OutlierDetection: in.OutlierDetection,
-		LoadBalancer: in.LoadBalancer, SlowStart: in.SlowStart, FromDefaults: in.FromDefaults,
+		LoadBalancer: in.LoadBalancer, SlowStart: in.SlowStart, FromDefaults: in.FromDefaults, Builtin: in.Builtin,
 		ServerID: in.ServerID, Authorization: in.Authorization}
 	if i >= 0 && i < len(in.Routes) {
 		p.CallInForce = in.Routes[i]

@@ -43,7 +43,7 @@ services:
     retry: {attempts: 2, budget: 0.2, backoff: 25ms,
             "on": [connect-failure, reset, per-try-timeout, "502", "503", "504", unavailable]}
     breaker: {window: 10s, buckets: 10, minRequests: 5, failureRatio: 0.5, openBase: 1s, openMax: 60s,
-              multiplier: 2, halfOpenProbes: 3, failureCodes: [unknown, deadline-exceeded, resource-exhausted, internal, unavailable]}
+              multiplier: 2, halfOpenProbes: 3, failureCodes: [unknown, deadline-exceeded, internal, unavailable]}
     subsets: {all: {labels: {}}}
     routes:
       - name: slow

@@ -478,7 +478,7 @@ func (c *compiler) breaker(path string, br *Breaker, serviceLevel bool) *Breaker
 		bp.FailureStatus.add(code)
 	}
 	if len(br.FailureCodes) == 0 {
-		for _, code := range []uint32{codeUnknown, codeDeadlineExceeded, codeResourceExhausted, codeInternal, codeUnavailable} {
+		for _, code := range []uint32{codeUnknown, codeDeadlineExceeded, codeInternal, codeUnavailable} {
 			bp.FailureCodes |= 1 << code
 		}
 	}

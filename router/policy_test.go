@@ -94,13 +94,13 @@ func TestPolicyDefaultsClassification(t *testing.T) {
 	if p.Breaker.FailureStatus.Has(499) || p.Breaker.FailureStatus.Has(429) {
 		t.Fatal("4xx counted as failures by default")
 	}
-	for _, name := range []string{"UNAVAILABLE", "deadline-exceeded", "ResourceExhausted", "internal", "Unknown"} {
+	for _, name := range []string{"UNAVAILABLE", "deadline-exceeded", "internal", "Unknown"} {
 		code, ok := grpcCode(name)
 		if !ok || !p.Breaker.FailureCodes.Has(code) {
 			t.Fatalf("%s is not a failure by default", name)
 		}
 	}
-	for _, name := range []string{"CANCELLED", "NOT_FOUND", "INVALID_ARGUMENT"} {
+	for _, name := range []string{"CANCELLED", "NOT_FOUND", "INVALID_ARGUMENT", "RESOURCE_EXHAUSTED"} { // RESOURCE_EXHAUSTED: a shedding server's answer, as 429
 		code, _ := grpcCode(name)
 		if p.Breaker.FailureCodes.Has(code) {
 			t.Fatalf("%s is a failure by default", name)

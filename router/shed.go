@@ -114,14 +114,19 @@ func (c *compiler) shedding(path string, s *InboundShedding) *ShedPolicy {
 
 // ShedExempt reports whether a request to path (an HTTP path, or a gRPC
 // full method) is never shed: health checks (/healthz, /readyz, /livez,
-// and gRPC's grpc.health.v1.Health service) and the mesh's own
-// endpoints (under /lightmesh/, where the status page is mounted).
+// /health, /ready, /live, and gRPC's grpc.health.v1.Health service), a
+// Prometheus scrape (/metrics), Go's profiles (under /debug/pprof/) and
+// the mesh's own endpoints (under /lightmesh/, where the status page is
+// mounted). Shedding a probe gets an overloaded instance restarted or
+// taken out of its load balancer, and shedding a scrape or a profile
+// hides the overload from the people handling it.
 func ShedExempt(path string) bool {
 	switch path {
-	case "/healthz", "/readyz", "/livez":
+	case "/healthz", "/readyz", "/livez", "/health", "/ready", "/live", "/metrics":
 		return true
 	}
-	return strings.HasPrefix(path, "/grpc.health.v1.Health/") || strings.HasPrefix(path, "/lightmesh/")
+	return strings.HasPrefix(path, "/grpc.health.v1.Health/") || strings.HasPrefix(path, "/lightmesh/") ||
+		strings.HasPrefix(path, "/debug/pprof/")
 }
 
 // SheddingInForce is what inboundShedding applies: mode off, or adaptive

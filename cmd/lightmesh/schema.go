@@ -196,7 +196,7 @@ func fields() map[string]field {
 		"SlowStart.window":             {doc: "how long the ramp lasts (required)"},
 		"SlowStart.minPercent":         {doc: "share of its weight an instance starts with. Default: 10", min: bound(1), max: bound(100)},
 		"Service.inbound":              {doc: "server-side limits on the requests the service receives (mesh.Handler, gRPC server interceptors)"},
-		"Service.inboundShedding":      {doc: "sheds the requests the service receives as a mesh's local service (mesh.Handler, gRPC server interceptors) beyond a concurrency limit that follows its measured latency: 429 with Retry-After, or RESOURCE_EXHAUSTED with grpc-retry-pushback-ms. Health checks (/healthz, /readyz, /livez, grpc.health.v1.Health) and paths under /lightmesh/ are never shed. Default: off"},
+		"Service.inboundShedding":      {doc: "sheds the requests the service receives as a mesh's local service (mesh.Handler, gRPC server interceptors) beyond a concurrency limit that follows its measured latency: 429 with Retry-After, or RESOURCE_EXHAUSTED with grpc-retry-pushback-ms. Never shed: health checks (/healthz, /readyz, /livez, /health, /ready, /live, grpc.health.v1.Health), /metrics, paths under /debug/pprof/ and /lightmesh/. Default: off"},
 		"InboundShedding.mode":         {doc: "adaptive: a concurrency limit recomputed every window from the latency of the requests served; off: no shedding", names: []string{"adaptive", "off"}},
 		"InboundShedding.tolerance":    {doc: "how many times its no-load latency the average latency may reach before the limit comes down (to limit × tolerance × no-load / average). Default: 1.5", min: bound(1.1), max: bound(10)},
 		"InboundShedding.initialLimit": {doc: "the limit before any latency is measured. Default: 100", min: bound(1), max: bound(1000000)},
@@ -265,7 +265,7 @@ func fields() map[string]field {
 		"Breaker.halfOpenProbes":     {doc: "calls admitted at once after an open period; that many successes close it. Default: 3", min: bound(0), max: bound(1000)},
 		"Breaker.maxEjectionPercent": {doc: "outlierDetection only: at most this share of the service's instances is ejected at once (at least one); the instances whose breakers opened beyond it keep taking calls, so a route is never left without instances by its own ejections. Default: 50", min: bound(1), max: bound(100)},
 		"Breaker.failureStatus":      {doc: "HTTP status codes that count as failures; transport errors and the mesh's timeouts always do. Default: every 5xx", min: bound(100), max: bound(599)},
-		"Breaker.failureCodes":       {doc: "gRPC codes that count as failures. Default: unavailable, deadline-exceeded, resource-exhausted, internal, unknown", names: grpcCodeSpellings(router.GRPCCodeNames()), others: []any{codeSpellings()}},
+		"Breaker.failureCodes":       {doc: "gRPC codes that count as failures. Default: unavailable, deadline-exceeded, internal, unknown (not resource-exhausted: a shedding or rate-limited server's answer, as HTTP 429 is no 5xx)", names: grpcCodeSpellings(router.GRPCCodeNames()), others: []any{codeSpellings()}},
 
 		"RateLimit.rps":   {doc: "tokens a second", min: bound(0), positive: true},
 		"RateLimit.burst": {doc: "tokens at once. Default: rps (at least 1)", min: bound(0)},

@@ -88,11 +88,11 @@ func (l *instLoad) EWMA() time.Duration {
 // cost is the instance's load for lb: for p2c-ewma its latency average
 // times (in-flight + 1) (the most there is while its first call is in
 // flight or when it has failed without a latency sample), for least-request its in-flight calls + 1, over
-// its weight and over its share of calls that succeed (at least
-// minSuccess) either way. Without the success share an instance that
+// its share of calls that succeed (at least minSuccess) either way. The
+// weight is not in it: it is in how often the instance is drawn (pair). Without the success share an instance that
 // fails fast (503 at once) would look the least loaded and draw most
 // calls, as kratos' p2c weighs by success for.
-func (l *instLoad) cost(lb router.LoadBalancer, weight int) float64 {
+func (l *instLoad) cost(lb router.LoadBalancer) float64 {
 	inflight := l.inflight.Load()
 	n := float64(inflight + 1)
 	if lb == router.P2CEWMA {
@@ -109,7 +109,7 @@ func (l *instLoad) cost(lb router.LoadBalancer, weight int) float64 {
 		n *= ewma + 1
 	}
 	ok := max(minSuccess, 1-math.Float64frombits(l.fail.Load()))
-	return n / float64(max(1, weight)) / ok
+	return n / ok
 }
 
 // loads returns the load trackers of list for a service with a
@@ -147,20 +147,18 @@ func (t *Try) balance(list []discovery.Instance, accept func(*discovery.Instance
 		return nil
 	}
 	for range 3 {
-		i := rand.IntN(len(list))
-		j := rand.IntN(len(list) - 1)
-		if j >= i {
-			j++
-		}
+		i, j := pair(list)
 		a, b := &list[i], &list[j]
 		okA, okB := accept(a), accept(b)
 		switch {
+		case i == j && okA:
+			return a
 		case okA && okB:
 			la, lbd := s.load[a.Address], s.load[b.Address]
 			if la == nil || lbd == nil {
 				return a
 			}
-			if la.cost(lb, a.Weight) > lbd.cost(lb, b.Weight) {
+			if la.cost(lb) > lbd.cost(lb) {
 				a, la, b, lbd = b, lbd, a, la
 			}
 			// a is the cheaper; b gets a turn if it has waited too long.
@@ -175,6 +173,48 @@ func (t *Try) balance(list []discovery.Instance, accept func(*discovery.Instance
 		}
 	}
 	return nil
+}
+
+// pair draws two instances of list (at least two): two distinct ones,
+// uniformly, when every weight is equal; else each by its weight,
+// independently, so that the same one may come twice. Drawn by weight
+// and compared by load alone, an instance of weight w of the total
+// takes w² + 2·w·(1−w)·(how often it is the cheaper) of the calls: its
+// weight's share at equal load. Weight in the cost instead made the
+// comparison winner-take-all: with two instances, both drawn every time,
+// one of weight 1 beside one of 9 got one call a second (forcePick), not
+// a tenth of them.
+func pair(list []discovery.Instance) (int, int) {
+	total, w0, same := 0, weightOf(&list[0]), true
+	for k := range list {
+		w := weightOf(&list[k])
+		total += w
+		same = same && w == w0
+	}
+	if same {
+		i := rand.IntN(len(list))
+		j := rand.IntN(len(list) - 1)
+		if j >= i {
+			j++
+		}
+		return i, j
+	}
+	return byWeight(list, rand.IntN(total)), byWeight(list, rand.IntN(total))
+}
+
+// weightOf is an instance's weight for the load-aware balancers: its
+// discovery weight, at least 1.
+func weightOf(in *discovery.Instance) int { return max(1, in.Weight) }
+
+// byWeight returns the instance of list whose share of the weights
+// holds r (0 <= r < the total weight).
+func byWeight(list []discovery.Instance, r int) int {
+	for k := range list {
+		if r -= weightOf(&list[k]); r < 0 {
+			return k
+		}
+	}
+	return len(list) - 1
 }
 
 // track starts counting the try's call on in: one more in flight.

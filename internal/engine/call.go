@@ -674,19 +674,26 @@ func (t *Try) Done(o *Outcome) error {
 		t.svc.reportAt(verdict(t.svc.policy, o, callerDone, c.timedOut), now)
 		t.inst.reportAt(verdict(t.inst.policy, o, callerDone, c.timedOut), now)
 	}
-	t.untrack(o.Kind != KindConnectFailure, t.failed(o, callerDone, c.timedOut))
+	t.untrack(o.Kind != KindConnectFailure && !overloadRefusal(o), t.failed(o, callerDone, c.timedOut))
 	return nil
 }
 
 // failed reports whether o is a failure of the picked instance for the
-// load-aware balancers: as its outlier breaker judges it, else as the
+// load-aware balancers: an overload refusal (HTTP 429, gRPC
+// resource-exhausted: a server shedding or over its rate limit) always
+// is, whatever the breakers count, since it comes back at once and as a
+// fast success it made the refusing instance the cheapest and drew most
+// calls to it; else as its outlier breaker judges it, else as the
 // service breaker does, else by the breakers' default failure set
 // (timeouts, connection errors, 5xx and gRPC unknown, deadline-exceeded,
-// resource-exhausted, internal, unavailable). The caller's own end is
+// internal, unavailable). The caller's own end is
 // none.
 func (t *Try) failed(o *Outcome, callerDone, timedOut bool) bool {
 	if t.ld == nil || callerDone {
 		return false
+	}
+	if overloadRefusal(o) {
+		return true
 	}
 	for _, bp := range [2]*router.BreakerPolicy{t.inst.policy, t.svc.policy} {
 		if bp != nil {
@@ -703,9 +710,24 @@ func (t *Try) failed(o *Outcome, callerDone, timedOut bool) bool {
 }
 
 // defaultFailureCodes are the gRPC codes a breaker counts as failures by
-// default: unknown, deadline-exceeded, resource-exhausted, internal and
-// unavailable, as router's default failureCodes.
-const defaultFailureCodes = 1<<2 | 1<<4 | 1<<8 | 1<<13 | 1<<14
+// default: unknown, deadline-exceeded, internal and unavailable, as
+// router's default failureCodes.
+const defaultFailureCodes = 1<<2 | 1<<4 | 1<<13 | 1<<14
+
+// overloadRefusal reports whether o is an instance refusing a call for
+// its load: HTTP 429 Too Many Requests or gRPC resource-exhausted. For
+// the load-aware balancers it is a failure (failed) and no latency
+// sample: it took no service time, and its few microseconds would pull
+// the refusing instance's average below every instance serving calls.
+func overloadRefusal(o *Outcome) bool {
+	return o.Kind == KindNone && (o.GRPC && o.Code == codeResourceExhausted || !o.GRPC && o.Status == statusTooManyRequests)
+}
+
+// The codes of the overload refusals.
+const (
+	statusTooManyRequests = 429
+	codeResourceExhausted = 8
+)
 
 // timesCalls reports whether a breaker of policy bp times its calls
 // (slow-call detection), so that its outcomes need their end time.
@@ -727,7 +749,7 @@ func (t *Try) AttemptDone(o *Outcome, sent bool) {
 		return
 	}
 	callerDone, callTimedOut, tryTimedOut := t.judge(o)
-	t.untrack(true, t.failed(o, callerDone, callTimedOut || tryTimedOut))
+	t.untrack(!overloadRefusal(o), t.failed(o, callerDone, callTimedOut || tryTimedOut))
 	v := verdict(t.inst.policy, o, callerDone, callTimedOut || tryTimedOut)
 	if t.untimed && !t.c.start.IsZero() {
 		t.inst.reportAt(v, t.c.start) // never slow

@@ -184,8 +184,11 @@ func (e *Explanation) WriteText(w io.Writer) error {
 	}
 	if pol := e.Policy; pol != nil {
 		from := func(setting string) string {
-			if slices.Contains(pol.FromDefaults, setting) {
+			switch {
+			case slices.Contains(pol.FromDefaults, setting):
 				return " (from defaults)"
+			case slices.Contains(pol.Builtin, setting):
+				return " (built-in default)"
 			}
 			return ""
 		}
@@ -210,7 +213,7 @@ func (e *Explanation) WriteText(w io.Writer) error {
 			p("  outlier detection: minRequests %d, failureRatio %g, window %s, open %s..%s, at most %d%% ejected%s", od.MinRequests, od.FailureRatio, od.Window.Std(), od.OpenBase.Std(), od.OpenMax.Std(), od.MaxEjectionPercent, from("outlierDetection"))
 		}
 		if lb := pol.LoadBalancer; lb != "" && lb != "round-robin" {
-			p("  load balancer: %s", lb)
+			p("  load balancer: %s%s", lb, from("loadBalancer"))
 		}
 		if ss := pol.SlowStart; ss != nil {
 			p("  slow start: over %s from %d%%", ss.Window.Std(), ss.MinPercent)

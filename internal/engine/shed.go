@@ -77,7 +77,7 @@ func (s *Shedder) Admit(p *router.ShedPolicy) bool {
 		s.limit.CompareAndSwap(0, int64(p.InitialLimit))
 		lim = s.limit.Load()
 	}
-	lim = min(max(lim, int64(p.MinLimit)), int64(p.MaxLimit))
+	lim = clampLimit(lim, p)
 	n := s.inflight.Add(1)
 	if n > lim {
 		s.inflight.Add(-1)
@@ -130,7 +130,11 @@ func (s *Shedder) update(p *router.ShedPolicy, now time.Time) {
 	if s.prevMin != 0 {
 		s.baseline = min(s.baseline, s.prevMin)
 	}
-	lim := float64(s.limit.Load())
+	// The limit in force: one learned under other rules may lie outside
+	// this policy's bounds (maxLimit lowered), and compared with it the
+	// requests in flight would never use half of it.
+	lim := float64(clampLimit(s.limit.Load(), p))
+	s.limit.Store(int64(lim))
 	used := float64(s.maxInflight.Swap(s.inflight.Load()))
 	if used*2 < lim {
 		return // the limit was not what held the requests back
@@ -151,9 +155,21 @@ func (s *Shedder) update(p *router.ShedPolicy, now time.Time) {
 	s.limit.Store(int64(lim))
 }
 
-// Limit returns the current limit (0 before any request was admitted
-// under a policy).
-func (s *Shedder) Limit() int { return int(s.limit.Load()) }
+// Limit returns the limit in force under p: the one learned, within p's
+// minLimit..maxLimit, or p's initialLimit before any request was
+// admitted.
+func (s *Shedder) Limit(p *router.ShedPolicy) int {
+	lim := s.limit.Load()
+	if lim == 0 {
+		lim = int64(p.InitialLimit)
+	}
+	return int(clampLimit(lim, p))
+}
+
+// clampLimit returns lim within p's minLimit..maxLimit.
+func clampLimit(lim int64, p *router.ShedPolicy) int64 {
+	return min(max(lim, int64(p.MinLimit)), int64(p.MaxLimit))
+}
 
 // Shed returns how many requests were shed so far.
 func (s *Shedder) Shed() uint64 { return s.shed.Load() }
@@ -194,7 +210,7 @@ func (e *Engine) shedAdmit(st *State, protocol string, req *router.Request) (*ro
 	}
 	if !st.shed.Admit(p) {
 		e.metrics.Reject(Inbound, protocol, e.local, ReasonShed)
-		return nil, p.Window, &ShedError{Service: e.local, Limit: st.shed.Limit()}
+		return nil, p.Window, &ShedError{Service: e.local, Limit: st.shed.Limit(p)}
 	}
 	return p, 0, nil
 }
@@ -253,11 +269,7 @@ func (c *shedCollector) Collect(ch chan<- prometheus.Metric) {
 	if p == nil || st.shed == nil {
 		return
 	}
-	limit := st.shed.Limit()
-	if limit == 0 {
-		limit = p.InitialLimit
-	}
-	ch <- prometheus.MustNewConstMetric(shedLimitDesc, prometheus.GaugeValue, float64(limit), c.local)
+	ch <- prometheus.MustNewConstMetric(shedLimitDesc, prometheus.GaugeValue, float64(st.shed.Limit(p)), c.local)
 	ch <- prometheus.MustNewConstMetric(shedInFlightDesc, prometheus.GaugeValue, float64(st.shed.InFlight()), c.local)
 }
 
