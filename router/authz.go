@@ -59,7 +59,17 @@ type compiledRule struct {
 // Authorizer is a compiled Authorization. Its Decide allocates nothing. The zero
 // value and nil allow every call.
 type Authorizer struct {
-	rules         []compiledRule
+	rules []compiledRule
+	// general holds, in order, the indexes of the rules that can match
+	// a caller whose ID no rule names exactly: those without callers or
+	// naming one by prefix or trust domain. byCaller holds, for each ID
+	// some rule names exactly (none as ""), general merged in order with
+	// the rules naming it. A
+	// decision tries only its caller's list: with a rule per calling
+	// service, a 20-rule policy is one map read and a rule or two, not 20
+	// rules (see BenchmarkDecide20Rules).
+	general       []int32
+	byCaller      map[string][]int32
 	defaultAllow  bool
 	defaultReason string
 	// unknown: the authorization is not known; every call is refused
@@ -172,7 +182,51 @@ func (c *compiler) authorization(path string, p *Authorization) *Authorizer {
 		cr.reason = fmt.Sprintf("%s by authorization rule %d", verb, i)
 		a.rules = append(a.rules, cr)
 	}
+	a.index()
 	return a
+}
+
+// index builds general and byCaller from rules. Every rule that can
+// match a caller is on that caller's list: a rule naming callers only by
+// exact ID (or none) matches only those IDs, and is on their lists; any
+// other rule is on every list.
+func (a *Authorizer) index() {
+	exactOnly := func(r *compiledRule) bool {
+		if len(r.callers) == 0 {
+			return false
+		}
+		for _, m := range r.callers {
+			if !m.none && m.exact == "" {
+				return false
+			}
+		}
+		return true
+	}
+	a.general, a.byCaller = nil, nil
+	for i := range a.rules {
+		r := &a.rules[i]
+		if !exactOnly(r) {
+			a.general = append(a.general, int32(i))
+			for id := range a.byCaller {
+				a.byCaller[id] = append(a.byCaller[id], int32(i))
+			}
+			continue
+		}
+		for _, m := range r.callers {
+			id := m.exact // "" for none
+			if a.byCaller == nil {
+				a.byCaller = map[string][]int32{}
+			}
+			l, ok := a.byCaller[id]
+			if !ok {
+				l = slices.Clone(a.general)
+			}
+			if n := len(l); n == 0 || l[n-1] != int32(i) { // an ID named twice in one rule
+				l = append(l, int32(i))
+			}
+			a.byCaller[id] = l
+		}
+	}
 }
 
 func compileID(s string) (idMatcher, error) {
@@ -258,12 +312,16 @@ func cleanPath(p string) (string, bool) {
 }
 
 func (a *Authorizer) decide(caller, method, path string) Verdict {
-	for i := range a.rules {
+	candidates := a.general
+	if l, ok := a.byCaller[caller]; ok {
+		candidates = l
+	}
+	for _, i := range candidates {
 		r := &a.rules[i]
 		if !r.matches(caller, method, path) {
 			continue
 		}
-		return Verdict{Allowed: r.allow, Rule: i, Reason: r.reason}
+		return Verdict{Allowed: r.allow, Rule: int(i), Reason: r.reason}
 	}
 	return Verdict{Allowed: a.defaultAllow, Rule: -1, Reason: a.defaultReason, Unknown: a.unknown}
 }
