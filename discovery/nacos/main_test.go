@@ -45,17 +45,18 @@ func TestMain(m *testing.M) {
 const leftoverWait = 15 * time.Second
 
 // findLeaks reports the goroutines still running after wait, other than
-// those the SDK leaves behind for good (listed in TestMain's comment).
+// those the SDK leaves behind for good (listed in TestMain's comment;
+// the fault build adds sdkRestartLeaks).
 func findLeaks(wait time.Duration) error {
 	deadline := time.Now().Add(wait)
 	for {
-		err := goleak.Find(
+		err := goleak.Find(append([]goleak.Option{
 			// Matched anywhere in the stack: the first two sit in a runtime wait.
 			goleak.IgnoreAnyFunction("gopkg.in/natefinch/lumberjack%2ev2.(*Logger).millRun"),
 			goleak.IgnoreAnyFunction("github.com/nacos-group/nacos-sdk-go/v2/clients/naming_client/naming_http.(*PushReceiver).handleClient"),
 			goleak.IgnoreTopFunction("github.com/nacos-group/nacos-sdk-go/v2/clients/config_client.(*ConfigClient).asyncNotifyListenConfig.func1"),
 			goleak.IgnoreAnyFunction("github.com/nacos-group/nacos-sdk-go/v2/common/remote/rpc.waitReconnect"),
-		)
+		}, sdkRestartLeaks...)...)
 		if err == nil || time.Now().After(deadline) {
 			return err
 		}
