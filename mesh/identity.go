@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
@@ -100,9 +99,10 @@ func (t *transport) mtlsFor(st *engine.State, service string) http.RoundTripper 
 	if src == nil {
 		return failing{fmt.Errorf("%w: calling %s", ErrNoIdentity, service)}
 	}
-	key := "mtls\x00" + service + "\x00" + want.String()
-	if cached, ok := t.tls.Load(key); ok {
-		return cached.(*http.Transport)
+	if cached, ok := t.mtls.Load(service); ok {
+		if c := cached.(*mtlsTransport); c.id == want {
+			return c.rt
+		}
 	}
 	ht, ok := t.base.(*http.Transport)
 	if !ok {
@@ -140,19 +140,31 @@ func (t *transport) mtlsFor(st *engine.State, service string) http.RoundTripper 
 	// proxy (base's, or HTTP_PROXY via http.DefaultTransport) the dial
 	// would reach the proxy and the handshake fail with it.
 	clone.Proxy = nil
-	actual, loaded := t.tls.LoadOrStore(key, clone)
-	if !loaded {
-		// The service's serverID changed: the connections verified for
-		// an earlier one will not be used again.
-		prefix := "mtls\x00" + service + "\x00"
-		t.tls.Range(func(k, v any) bool {
-			if k := k.(string); k != key && strings.HasPrefix(k, prefix) {
-				v.(*http.Transport).CloseIdleConnections()
-			}
-			return true
-		})
+	next := &mtlsTransport{id: want, rt: clone}
+	for {
+		old, loaded := t.mtls.LoadOrStore(service, next)
+		if !loaded {
+			return clone
+		}
+		prev := old.(*mtlsTransport)
+		if prev.id == want { // made meanwhile by another call
+			return prev.rt
+		}
+		if t.mtls.CompareAndSwap(service, old, next) {
+			// The service's serverID changed: the connections verified
+			// for the earlier one will not be used again.
+			prev.rt.CloseIdleConnections()
+			return clone
+		}
 	}
-	return actual.(*http.Transport)
+}
+
+// mtlsTransport is the mutual-TLS transport of one service, made for the
+// server ID its rules required then; a call finds it by service alone and
+// compares the ID, so it builds no key and formats no ID.
+type mtlsTransport struct {
+	id spiffeid.ID
+	rt *http.Transport
 }
 
 // CloseIdleConnections closes the idle connections of base and of the
@@ -164,6 +176,10 @@ func (t *transport) CloseIdleConnections() {
 	}
 	t.tls.Range(func(_, v any) bool {
 		v.(*http.Transport).CloseIdleConnections()
+		return true
+	})
+	t.mtls.Range(func(_, v any) bool {
+		v.(*mtlsTransport).rt.CloseIdleConnections()
 		return true
 	})
 }

@@ -53,6 +53,7 @@ type transport struct {
 	m     *Mesh
 	base  http.RoundTripper
 	tls   sync.Map  // TLS server name -> *http.Transport cloned from base
+	mtls  sync.Map  // service -> *mtlsTransport (see mtlsFor)
 	calls sync.Pool // of *httpCall: a call is done with it when send returns
 }
 
@@ -111,9 +112,8 @@ func (t *transport) send(st *engine.State, service string, req *http.Request) (*
 	ctx, span := prop.StartClient(req.Context(), req)
 	h := t.calls.Get().(*httpCall)
 	defer t.release(h)
-	h.base = t.baseFor(req)
-	if mt := t.mtlsFor(st, service); mt != nil {
-		h.base = mt
+	if h.base = t.mtlsFor(st, service); h.base == nil {
+		h.base = t.baseFor(req) // not for mutual TLS: it would clone a transport for an https name in vain
 	}
 	h.orig, h.mr = req, newMeshRequest(req.Header)
 	prop.Inject(ctx, &h.mr.header)
