@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -90,6 +91,8 @@ func newMesh(b *testing.B, addr, doc string, opts ...mesh.Option) *mesh.Mesh {
 	b.Helper()
 	instances := []discovery.Instance{{Address: addr, Labels: map[string]string{"env": "staging"}}}
 	m, err := mesh.New(context.Background(), append([]mesh.Option{
+		// Quiet: a log line on stderr would split a benchmark's result line.
+		mesh.WithLogger(slog.New(slog.DiscardHandler)),
 		mesh.WithRules(rules.NewMemory([]byte(doc))),
 		mesh.WithDiscovery(discovery.NewStatic(map[string][]discovery.Instance{"svc": instances})),
 	}, opts...)...)

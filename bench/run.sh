@@ -6,7 +6,7 @@
 # benchstat tables and writes them, with the machine and the date, to
 # ../BENCHMARKS.md.
 #
-#   ./run.sh                      # everything, -count 6 (about 12 minutes)
+#   ./run.sh                      # everything, 6 rounds (about 20 minutes)
 #   COUNT=10 BENCHTIME=2s ./run.sh
 #   ONLY=proxy ./run.sh           # one group (see the names below)
 #   SMOKE=1 ./run.sh              # every benchmark once (-benchtime 1x), no tables: CI
@@ -62,12 +62,20 @@ group() {
 	if [ -n "$SMOKE" ]; then
 		extra=() # one iteration of each, on the default GOMAXPROCS
 	fi
-	echo "== $name: $bin -bench '$regex' -count $COUNT -benchtime $BENCHTIME ${extra[*]}" >&2
-	if ! ./results/"$bin" -test.run '^$' -test.bench "$regex" -test.count "$COUNT" \
-		-test.benchtime "$BENCHTIME" -test.benchmem "${extra[@]}" | tee "results/$name.txt" >&2; then
-		echo "run.sh: the $name benchmarks failed" >&2
-		exit 1
-	fi
+	# COUNT rounds of one run each, rather than one run of -count COUNT:
+	# -count runs each sub-benchmark COUNT times in a row, so the variants
+	# of a comparison would be measured minutes apart, and this VM's speed
+	# drifts by more than they differ. Rounds interleave them.
+	local rounds=${ROUNDS:-$COUNT}
+	echo "== $name: $bin -bench '$regex' -benchtime $BENCHTIME ${extra[*]}, $rounds rounds" >&2
+	: >"results/$name.txt"
+	for ((round = 1; round <= rounds; round++)); do
+		if ! ./results/"$bin" -test.run '^$' -test.bench "$regex" -test.count 1 \
+			-test.benchtime "$BENCHTIME" -test.benchmem "${extra[@]}" | tee -a "results/$name.txt" >&2; then
+			echo "run.sh: the $name benchmarks failed" >&2
+			exit 1
+		fi
+	done
 	[ -z "$SMOKE" ]
 }
 
@@ -150,6 +158,9 @@ fi
 if group grpc peers.test 'BenchmarkGRPC$' -test.cpu 1,2; then
 	table "BenchmarkGRPC (columns vs rpc=bare)" -col /rpc results/grpc.txt
 fi
+if group paired peers.test 'BenchmarkPaired(Transport|GRPC)$' -test.cpu 1,2; then
+	table "BenchmarkPairedTransport, BenchmarkPairedGRPC: the variants' calls made in turn, 32 each, in a random order each iteration (bare's µs per call; what each other variant adds)" results/paired.txt
+fi
 if group identity peers.test 'BenchmarkIdentity$'; then
 	table "BenchmarkIdentity: mutual TLS vs plaintext vs otelhttp, kept-alive loopback GETs (columns vs rt=bare)" -col /rt results/identity.txt
 fi
@@ -167,10 +178,14 @@ if group proxy peers.test 'BenchmarkProxyHop$' -test.cpu 1,2; then
 		echo '```'
 	} | tee -a "$out"
 fi
-if group cpu peers.test 'BenchmarkCPU$' -test.benchtime 20000x -test.count 3; then
+paced_rounds=3 # the paced benchmarks take 10-25 s a run
+if [ -n "$SMOKE" ]; then
+	paced_rounds=1
+fi
+if ROUNDS=$paced_rounds group cpu peers.test 'BenchmarkCPU$' -test.benchtime 20000x; then
 	table "BenchmarkCPU: 20,000 GETs at 2,000 rps — CPU per 1,000 rps and latency percentiles" -col /path results/cpu.txt
 fi
-if group load peers.test 'BenchmarkLoad$' -test.benchtime 50000x -test.count 3; then
+if ROUNDS=$paced_rounds group load peers.test 'BenchmarkLoad$' -test.benchtime 50000x; then
 	table "BenchmarkLoad: 50,000 GETs at 10,000 rps from 64 callers — CPU per 1,000 rps and latency percentiles" -col /path results/load.txt
 fi
 
@@ -207,7 +222,8 @@ summary=$(go run ./summary results)
 	echo "$(uname -sr). Every comparison is within one run of one binary; figures are medians"
 	echo "with benchstat's confidence interval. Raw output: bench/results/*.txt."
 	echo
-	echo "Method: Go benchmarks (-benchmem), -count $COUNT, compared with benchstat. The loopback"
+	echo "Method: Go benchmarks (-benchmem), $COUNT rounds of every group (each round runs every"
+	echo "variant once, so that the machine's drift falls on all of them), compared with benchstat. The loopback"
 	echo "benchmarks send real HTTP/gRPC requests to a server in the same process; the proxy"
 	echo "hop runs nginx and HAProxy as separate processes (one worker, keep-alive both sides);"
 	echo "BenchmarkCPU paces requests at a fixed rate and reads getrusage for the process and"

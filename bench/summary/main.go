@@ -177,6 +177,36 @@ func main() {
 		add("  propagate-only adds, vs otelhttp's", fmt.Sprintf("+%s vs +%s (%.2f of it)", us(prop), us(otel-bare), prop/(otel-bare)), "≤ 1/3 of otelhttp's", prop <= (otel-bare)/3)
 		add("  span mode vs otelhttp", fmt.Sprintf("%s vs %s", us(spans), us(otel)), "≤ otelhttp", spans <= otel)
 	}
+	// The same loopback calls, paired: every variant's calls made in turn
+	// within each iteration, so that the machine's drift falls on all.
+	for _, procs := range []string{"1", "2"} {
+		name := "BenchmarkPairedTransport" + cpuSuffix(procs)
+		bare, ok := r.median("paired", name, "bare-µs")
+		if !ok {
+			continue
+		}
+		full, prop := m("paired", name, "lightmesh-full-added-µs"), m("paired", name, "lightmesh-propagate-added-µs")
+		wire, otel := m("paired", name, "bare-meshheaders-added-µs"), m("paired", name, "otelhttp-added-µs")
+		add("Loopback GET, paired (GOMAXPROCS="+procs+"): full stack adds", fmt.Sprintf("%+.2f µs over bare %.2f µs (the mesh's headers sent bare: %+.2f µs)", full, bare, wire), "≤ 2 µs", full <= 2)
+		add("  propagate-only adds, vs otelhttp's", fmt.Sprintf("%+.2f µs vs %+.2f µs (%.2f of it)", prop, otel, prop/otel), "≤ 1/3 of otelhttp's", prop <= otel/3)
+	}
+	for _, procs := range []string{"1", "2"} {
+		name := "BenchmarkPairedGRPC" + cpuSuffix(procs)
+		bare, ok := r.median("paired", name, "bare-µs")
+		if !ok {
+			continue
+		}
+		pct := func(v string) (float64, float64) {
+			d := m("paired", name, v+"-added-µs")
+			return d, d / bare * 100
+		}
+		full, fullPct := pct("lightmesh-full")
+		prop, propPct := pct("lightmesh-propagate")
+		wire, wirePct := pct("bare-meshmetadata")
+		otel, otelPct := pct("otelgrpc")
+		add("gRPC unary, paired (GOMAXPROCS="+procs+"): full stack over bare", fmt.Sprintf("%+.1f%% (%+.2f µs over %.2f µs)", fullPct, full, bare), "within 8%", fullPct <= 8)
+		add("  propagate-only over bare", fmt.Sprintf("%+.1f%% (%+.2f µs); the mesh's metadata sent bare %+.1f%% (%+.2f µs); otelgrpc %+.1f%% (%+.2f µs)", propPct, prop, wirePct, wire, otelPct, otel), "within 4%", propPct <= 4)
+	}
 	for _, procs := range []string{"1", "2"} {
 		sfx := cpuSuffix(procs)
 		bare, ok := r.median("throughput", "BenchmarkThroughput/rt=bare"+sfx, "req/s")

@@ -1,0 +1,159 @@
+package bench
+
+import (
+	"context"
+	"math/rand/v2"
+	"os"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+	metricnoop "go.opentelemetry.io/otel/metric/noop"
+	"google.golang.org/grpc"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
+
+	"github.com/lightmesh/lightmesh/mesh"
+	"github.com/lightmesh/lightmesh/meshgrpc"
+	"github.com/lightmesh/lightmesh/trace"
+)
+
+// A pairedVariant is one way of making the benchmark's call, timed in
+// turn with the other ways by paired.
+type pairedVariant struct {
+	name  string
+	call  func() error
+	total time.Duration
+}
+
+// pairedTurn is how many calls a variant makes in a row in paired: enough
+// that its code and connection are as warm as in a benchmark of its own,
+// few enough (a few milliseconds) that the machine does not drift within
+// one iteration.
+const pairedTurn = 32
+
+// paired makes pairedTurn calls of every variant per iteration, the
+// variants in a new random order each iteration, and times them. It
+// reports the mean time of a call of the first variant, the baseline
+// (<name>-µs), and for every other variant how much longer its calls
+// took on average (<name>-added-µs). PAIRED_ONLY=bare,lightmesh-full (a
+// comma-separated list of names) keeps only the variants named.
+//
+// Why paired: on a shared VM the time of one loopback call drifts by
+// ±20-40% within a minute, so variants measured one after the other (as
+// -count runs sub-benchmarks) differ by the drift more than by what they
+// do. Calls of every variant made alternately see the same machine; the
+// random order keeps any variant from always following the same one
+// (whose server side may still be finishing). The garbage collector runs
+// for all variants alike: a variant's extra allocations make it run a
+// little more often for everyone, which the ratio does not charge to that
+// variant alone; the allocation figures of the unpaired benchmarks
+// (BenchmarkTransport, BenchmarkGRPC) show that cost separately.
+func paired(b *testing.B, variants []*pairedVariant) {
+	if only := os.Getenv("PAIRED_ONLY"); only != "" {
+		var keep []*pairedVariant
+		for _, v := range variants {
+			if strings.Contains(","+only+",", ","+v.name+",") {
+				keep = append(keep, v)
+			}
+		}
+		variants = keep
+	}
+	for _, v := range variants { // warm every connection up
+		if err := v.call(); err != nil {
+			b.Fatalf("%s: %v", v.name, err)
+		}
+	}
+	order := make([]*pairedVariant, len(variants))
+	copy(order, variants)
+	rng := rand.New(rand.NewPCG(1, 2))
+	for b.Loop() {
+		rng.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
+		for _, v := range order {
+			t0 := time.Now()
+			for range pairedTurn {
+				if err := v.call(); err != nil {
+					b.Fatalf("%s: %v", v.name, err)
+				}
+			}
+			v.total += time.Since(t0)
+		}
+	}
+	perCall := func(v *pairedVariant) float64 { return float64(v.total.Nanoseconds()) / float64(b.N*pairedTurn) / 1e3 }
+	base := perCall(variants[0])
+	b.ReportMetric(0, "ns/op") // an iteration's time means nothing here
+	b.ReportMetric(base, variants[0].name+"-µs")
+	for _, v := range variants[1:] {
+		b.ReportMetric(perCall(v)-base, v.name+"-added-µs")
+	}
+}
+
+// BenchmarkPairedTransport is BenchmarkTransport's loopback GET made by
+// every variant in turn within each iteration (see paired): bare,
+// bare-meshheaders, lightmesh-propagate, lightmesh-spans, lightmesh-full
+// and otelhttp, each through its own http.Transport to the same upstream.
+func BenchmarkPairedTransport(b *testing.B) {
+	srv := upstream(b)
+	addr := strings.TrimPrefix(srv.URL, "http://")
+	via := func(rt http.RoundTripper, req *http.Request) func() error {
+		client := &http.Client{Transport: rt}
+		return func() error { return do(client, req) }
+	}
+	meshHeaders := newRequest(b, srv.URL+"/")
+	meshHeaders.Host = "svc"
+	meshHeaders.Header.Set("Traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+	meshHeaders.Header.Set("Baggage", trace.BaggagePrefix+"x-env=staging")
+	propagate := newMesh(b, addr, routeDoc, mesh.WithTrace(
+		trace.WithTracerProvider(newTracerProvider(b)), trace.WithPropagator(w3c), trace.WithMode(trace.ModePropagate)))
+	spans := newMesh(b, addr, routeDoc, mesh.WithTrace(
+		trace.WithTracerProvider(newTracerProvider(b)), trace.WithPropagator(w3c), trace.WithMode(trace.ModeSpans)))
+	otel := otelhttp.NewTransport(newBase(b),
+		otelhttp.WithTracerProvider(newTracerProvider(b)),
+		otelhttp.WithPropagators(w3c),
+		otelhttp.WithMeterProvider(metricnoop.NewMeterProvider()))
+	paired(b, []*pairedVariant{
+		{name: "bare", call: via(newBase(b), newRequest(b, srv.URL+"/"))},
+		{name: "bare-meshheaders", call: via(newBase(b), meshHeaders)},
+		{name: "lightmesh-propagate", call: via(propagate.Transport(newBase(b)), newRequest(b, "http://svc/"))},
+		{name: "lightmesh-spans", call: via(spans.Transport(newBase(b)), newRequest(b, "http://svc/"))},
+		{name: "lightmesh-full", call: via(fullStack(b, addr), newRequest(b, "http://svc/"))},
+		{name: "otelhttp", call: via(otel, newRequest(b, srv.URL+"/"))},
+	})
+}
+
+// BenchmarkPairedGRPC is BenchmarkGRPC's unary call made by every variant
+// in turn within each iteration (see paired): bare, bare-meshmetadata,
+// lightmesh-propagate, lightmesh-spans, lightmesh-full and otelgrpc, each
+// on its own ClientConn to the same server.
+func BenchmarkPairedGRPC(b *testing.B) {
+	addr := grpcUpstream(b)
+	ctx := metadata.AppendToOutgoingContext(parentContext(), "x-env", "staging")
+	req := &healthpb.HealthCheckRequest{}
+	check := func(conn *grpc.ClientConn) func() error {
+		client := healthpb.NewHealthClient(conn)
+		return func() error { _, err := client.Check(ctx, req); return err }
+	}
+	dialMesh := func(doc string, opts ...mesh.Option) *grpc.ClientConn {
+		return dialGRPC(b, "lightmesh:///svc", meshgrpc.DialOptions(newMesh(b, addr, doc, opts...))...)
+	}
+	meshMetadata := grpc.WithChainUnaryInterceptor(func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+		ctx = metadata.AppendToOutgoingContext(ctx, "traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", "baggage", trace.BaggagePrefix+"x-env=staging")
+		return invoker(ctx, method, req, reply, cc, opts...)
+	})
+	paired(b, []*pairedVariant{
+		{name: "bare", call: check(dialGRPC(b, addr))},
+		{name: "bare-meshmetadata", call: check(dialGRPC(b, addr, meshMetadata))},
+		{name: "lightmesh-propagate", call: check(dialMesh(routeDoc, mesh.WithTrace(
+			trace.WithTracerProvider(newTracerProvider(b)), trace.WithPropagator(w3c), trace.WithMode(trace.ModePropagate))))},
+		{name: "lightmesh-spans", call: check(dialMesh(routeDoc, mesh.WithTrace(
+			trace.WithTracerProvider(newTracerProvider(b)), trace.WithPropagator(w3c), trace.WithMode(trace.ModeSpans))))},
+		{name: "lightmesh-full", call: check(dialMesh(grpcFullDoc, mesh.WithRegisterer(prometheus.NewRegistry()),
+			mesh.WithTrace(trace.WithPropagator(w3c), trace.WithMode(trace.ModePropagate))))},
+		{name: "otelgrpc", call: check(dialGRPC(b, addr, grpc.WithStatsHandler(otelgrpc.NewClientHandler(
+			otelgrpc.WithTracerProvider(newTracerProvider(b)), otelgrpc.WithPropagators(w3c), otelgrpc.WithMeterProvider(metricnoop.NewMeterProvider())))))},
+	})
+}
