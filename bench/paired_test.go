@@ -3,8 +3,8 @@ package bench
 import (
 	"context"
 	"math/rand/v2"
-	"os"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 	"time"
