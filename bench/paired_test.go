@@ -17,6 +17,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
 
+	"github.com/lightmesh/lightmesh/internal/floor"
 	"github.com/lightmesh/lightmesh/mesh"
 	"github.com/lightmesh/lightmesh/meshgrpc"
 	"github.com/lightmesh/lightmesh/trace"
@@ -94,8 +95,12 @@ func paired(b *testing.B, variants []*pairedVariant) {
 
 // BenchmarkPairedTransport is BenchmarkTransport's loopback GET made by
 // every variant in turn within each iteration (see paired): bare,
-// bare-meshheaders, lightmesh-propagate, lightmesh-spans, lightmesh-full
-// and otelhttp, each through its own http.Transport to the same upstream.
+// bare-meshheaders, the floors (internal/floor: what any RoundTripper must
+// do to send the request the way lightmesh does, with its trace, and in
+// floor-full with the full stack's timeout, limiter, breakers and metrics
+// from the plain libraries), lightmesh-propagate, lightmesh-spans,
+// lightmesh-full and otelhttp, each through its own http.Transport to the
+// same upstream.
 func BenchmarkPairedTransport(b *testing.B) {
 	srv := upstream(b)
 	addr := strings.TrimPrefix(srv.URL, "http://")
@@ -115,9 +120,15 @@ func BenchmarkPairedTransport(b *testing.B) {
 		otelhttp.WithTracerProvider(newTracerProvider(b)),
 		otelhttp.WithPropagators(w3c),
 		otelhttp.WithMeterProvider(metricnoop.NewMeterProvider()))
+	newFloor := func(p *floor.Protection) http.RoundTripper {
+		return &floor.RoundTripper{Base: newBase(b), Addr: addr, LaneHeader: "X-Env",
+			LaneBaggage: trace.BaggagePrefix + "x-env=staging", Trace: true, Protect: p}
+	}
 	paired(b, []*pairedVariant{
 		{name: "bare", call: via(newBase(b), newRequest(b, srv.URL+"/"))},
 		{name: "bare-meshheaders", call: via(newBase(b), meshHeaders)},
+		{name: "floor-trace", call: via(newFloor(nil), newRequest(b, "http://svc/"))},
+		{name: "floor-full", call: via(newFloor(floor.NewProtection(time.Second, prometheus.NewRegistry())), newRequest(b, "http://svc/"))},
 		{name: "lightmesh-propagate", call: via(propagate.Transport(newBase(b)), newRequest(b, "http://svc/"))},
 		{name: "lightmesh-spans", call: via(spans.Transport(newBase(b)), newRequest(b, "http://svc/"))},
 		{name: "lightmesh-full", call: via(fullStack(b, addr), newRequest(b, "http://svc/"))},
@@ -127,6 +138,9 @@ func BenchmarkPairedTransport(b *testing.B) {
 
 // BenchmarkPairedGRPC is BenchmarkGRPC's unary call made by every variant
 // in turn within each iteration (see paired): bare, bare-meshmetadata,
+// the floors (internal/floor: the least interceptor that sends the lane and
+// trace the way lightmesh does, and in floor-full the full stack's
+// limiter, breakers and metrics from the plain libraries),
 // lightmesh-propagate, lightmesh-spans, lightmesh-full and otelgrpc, each
 // on its own ClientConn to the same server.
 func BenchmarkPairedGRPC(b *testing.B) {
@@ -144,9 +158,14 @@ func BenchmarkPairedGRPC(b *testing.B) {
 		ctx = metadata.AppendToOutgoingContext(ctx, "traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", "baggage", trace.BaggagePrefix+"x-env=staging")
 		return invoker(ctx, method, req, reply, cc, opts...)
 	})
+	floorVia := func(p *floor.Protection) *grpc.ClientConn {
+		return dialGRPC(b, addr, grpc.WithChainUnaryInterceptor(floor.UnaryInterceptor("x-env", trace.BaggagePrefix+"x-env=staging", p)))
+	}
 	paired(b, []*pairedVariant{
 		{name: "bare", call: check(dialGRPC(b, addr))},
 		{name: "bare-meshmetadata", call: check(dialGRPC(b, addr, meshMetadata))},
+		{name: "floor-propagate", call: check(floorVia(nil))},
+		{name: "floor-full", call: check(floorVia(floor.NewProtection(0, prometheus.NewRegistry())))},
 		{name: "lightmesh-propagate", call: check(dialMesh(routeDoc, mesh.WithTrace(
 			trace.WithTracerProvider(newTracerProvider(b)), trace.WithPropagator(w3c), trace.WithMode(trace.ModePropagate))))},
 		{name: "lightmesh-spans", call: check(dialMesh(routeDoc, mesh.WithTrace(

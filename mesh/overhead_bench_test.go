@@ -2,19 +2,18 @@ package mesh_test
 
 import (
 	"context"
-	"encoding/hex"
 	"io"
 	"net/http"
-	"net/url"
 	"strings"
 	"testing"
-	"unsafe"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	oteltrace "go.opentelemetry.io/otel/trace"
 
 	"github.com/lightmesh/lightmesh/discovery"
+	"github.com/lightmesh/lightmesh/internal/floor"
 	"github.com/lightmesh/lightmesh/mesh"
 	"github.com/lightmesh/lightmesh/rules"
 	"github.com/lightmesh/lightmesh/trace"
@@ -37,7 +36,9 @@ func (cannedRT) RoundTrip(req *http.Request) (*http.Response, error) {
 //   - propagate: routing with propagate-only tracing of a sampled parent
 //     span: traceparent and the lane's baggage are injected;
 //   - full: routing, timeout, retries, service and instance breakers, rate
-//     limit, propagation and Prometheus metrics.
+//     limit, propagation and Prometheus metrics;
+//   - floor, floor-trace, floor-full: internal/floor's RoundTripper, the
+//     least any RoundTripper must do for routing, propagate and full.
 //
 // Each request carries X-Env: staging; full and propagate run inside a
 // sampled remote parent span, as a service's outgoing calls do.
@@ -80,73 +81,24 @@ func BenchmarkOverhead(b *testing.B) {
 		doc := strings.Replace(benchRules, "  svc:\n", "  svc:\n"+benchProtection, 1)
 		run(b, newMeshRT(b, doc, mesh.WithRegisterer(prometheus.NewRegistry()), mesh.WithTrace(trace.WithTracerProvider(tp))), sampledParent(), "http://svc/")
 	})
-	// The floor: what any RoundTripper that sends this request to the
-	// instance while keeping the caller's request unchanged must do (see
-	// floorRT). floor compares with routing, floor-trace with propagate
-	// and full.
+	// The floors (internal/floor): what any RoundTripper that sends this
+	// request to the instance while keeping the caller's request unchanged
+	// must do. floor compares with routing, floor-trace with propagate,
+	// floor-full (the same with a timeout, a limiter, two breakers and
+	// metrics, from the plain libraries) with full.
+	newFloor := func(withTrace bool, p *floor.Protection) http.RoundTripper {
+		return &floor.RoundTripper{Base: cannedRT{}, Addr: inst[0].Address, LaneHeader: "X-Env",
+			LaneBaggage: trace.BaggagePrefix + "x-env=staging", Trace: withTrace, Protect: p}
+	}
 	b.Run("stack=floor", func(b *testing.B) {
-		run(b, floorRT{base: cannedRT{}, addr: inst[0].Address}, context.Background(), "http://svc/")
+		run(b, newFloor(false, nil), context.Background(), "http://svc/")
 	})
 	b.Run("stack=floor-trace", func(b *testing.B) {
-		run(b, floorRT{base: cannedRT{}, addr: inst[0].Address, trace: true}, sampledParent(), "http://svc/")
+		run(b, newFloor(true, nil), sampledParent(), "http://svc/")
 	})
-}
-
-// floorRT is the least a contract-respecting RoundTripper must do to send
-// BenchmarkOverhead's request to an instance with its lane and trace: a
-// shallow copy of the request and its URL with the instance's address as
-// host (one allocation, as small as can be), a copy of the header map
-// (the caller's must not change) with the lane's baggage and, with trace,
-// a traceparent encoded from the context's span context into the same
-// allocation. It routes nothing, looks nothing up and knows the lane's
-// baggage value in advance: everything the mesh does beyond it is the
-// mesh's own cost.
-type floorRT struct {
-	base  http.RoundTripper
-	addr  string
-	trace bool
-}
-
-// floorLaneBaggage is the baggage value of the X-Env: staging lane.
-const floorLaneBaggage = "lightmesh.lane.x-env=staging"
-
-func (f floorRT) RoundTrip(req *http.Request) (*http.Response, error) {
-	out := new(struct {
-		req  http.Request
-		url  url.URL
-		vals [2]string
-		tp   [55]byte
+	b.Run("stack=floor-full", func(b *testing.B) {
+		run(b, newFloor(true, floor.NewProtection(time.Second, prometheus.NewRegistry())), sampledParent(), "http://svc/")
 	})
-	out.req = *req
-	out.url = *req.URL
-	out.url.Host = f.addr
-	out.req.URL = &out.url
-	if out.req.Host == "" {
-		out.req.Host = req.URL.Host
-	}
-	h := make(http.Header, len(req.Header)+2)
-	for k, v := range req.Header {
-		h[k] = v[:len(v):len(v)]
-	}
-	if len(req.Header["X-Env"]) > 0 {
-		out.vals[0] = floorLaneBaggage
-		h["Baggage"] = out.vals[0:1:1]
-	}
-	if f.trace {
-		if sc := oteltrace.SpanContextFromContext(req.Context()); sc.IsValid() {
-			tid, sid := sc.TraceID(), sc.SpanID()
-			tp := out.tp[:]
-			copy(tp, "00-")
-			hex.Encode(tp[3:35], tid[:])
-			tp[35] = '-'
-			hex.Encode(tp[36:52], sid[:])
-			copy(tp[52:], "-01")
-			out.vals[1] = unsafe.String(&tp[0], len(tp)) // out is never reused
-			h["Traceparent"] = out.vals[1:2:2]
-		}
-	}
-	out.req.Header = h
-	return f.base.RoundTrip(&out.req)
 }
 
 // sampledParent is the context of a call made inside a sampled server
