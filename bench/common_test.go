@@ -15,6 +15,7 @@ import (
 	oteltrace "go.opentelemetry.io/otel/trace"
 
 	"github.com/lightmesh/lightmesh/discovery"
+	"github.com/lightmesh/lightmesh/internal/floor"
 	"github.com/lightmesh/lightmesh/mesh"
 	"github.com/lightmesh/lightmesh/rules"
 	"github.com/lightmesh/lightmesh/trace"
@@ -111,6 +112,15 @@ func fullStack(b *testing.B, addr string) http.RoundTripper {
 		mesh.WithRegisterer(prometheus.NewRegistry()),
 		mesh.WithTrace(trace.WithPropagator(w3c), trace.WithMode(trace.ModePropagate)))
 	return m.Transport(newBase(b))
+}
+
+// newFloor returns internal/floor's RoundTripper to addr over a base of its
+// own: the least any RoundTripper must do to send newRequest's request the
+// way lightmesh does, with its lane and trace and, with p, the full stack's
+// timeout, limiter, breakers and metrics.
+func newFloor(b *testing.B, addr string, p *floor.Protection) http.RoundTripper {
+	return &floor.RoundTripper{Base: newBase(b), Addr: addr, LaneHeader: "X-Env",
+		LaneBaggage: trace.BaggagePrefix + "x-env=staging", Trace: true, Protect: p}
 }
 
 // parentContext is the context of a request made inside a sampled server

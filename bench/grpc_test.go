@@ -14,6 +14,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
 
+	"github.com/lightmesh/lightmesh/internal/floor"
 	"github.com/lightmesh/lightmesh/mesh"
 	"github.com/lightmesh/lightmesh/meshgrpc"
 	"github.com/lightmesh/lightmesh/trace"
@@ -31,6 +32,9 @@ import (
 //   - lightmesh-spans: the same in trace.ModeSpans;
 //   - lightmesh-full: routing, service breaker, rate limit, propagation
 //     and Prometheus metrics;
+//   - floor-propagate, floor-full: internal/floor's interceptor, the least
+//     an interceptor must do to send the call as lightmesh-propagate and
+//     lightmesh-full do (see dialFloor);
 //   - otelgrpc: otelgrpc's client stats handler over a plain client, with
 //     the same tracer provider and propagator and a no-op meter provider.
 //
@@ -57,10 +61,21 @@ func BenchmarkGRPC(b *testing.B) {
 	b.Run("rpc=lightmesh-full", func(b *testing.B) {
 		serialRPC(b, dialMesh(b, grpcFullDoc, mesh.WithRegisterer(prometheus.NewRegistry()), mesh.WithTrace(trace.WithPropagator(w3c), trace.WithMode(trace.ModePropagate))))
 	})
+	b.Run("rpc=floor-propagate", func(b *testing.B) { serialRPC(b, dialFloor(b, addr, nil)) })
+	b.Run("rpc=floor-full", func(b *testing.B) {
+		serialRPC(b, dialFloor(b, addr, floor.NewProtection(0, prometheus.NewRegistry())))
+	})
 	b.Run("rpc=otelgrpc", func(b *testing.B) {
 		serialRPC(b, dialGRPC(b, addr, grpc.WithStatsHandler(otelgrpc.NewClientHandler(
 			otelgrpc.WithTracerProvider(newTracerProvider(b)), otelgrpc.WithPropagators(w3c), otelgrpc.WithMeterProvider(metricnoop.NewMeterProvider())))))
 	})
+}
+
+// dialFloor dials addr with internal/floor's interceptor: the lane's
+// baggage and the traceparent and, with p, its limiter, breakers and
+// metrics.
+func dialFloor(b *testing.B, addr string, p *floor.Protection) *grpc.ClientConn {
+	return dialGRPC(b, addr, grpc.WithChainUnaryInterceptor(floor.UnaryInterceptor("x-env", trace.BaggagePrefix+"x-env=staging", p)))
 }
 
 // grpcFullDoc is routeDoc with the protection that applies to gRPC calls

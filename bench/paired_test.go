@@ -120,15 +120,11 @@ func BenchmarkPairedTransport(b *testing.B) {
 		otelhttp.WithTracerProvider(newTracerProvider(b)),
 		otelhttp.WithPropagators(w3c),
 		otelhttp.WithMeterProvider(metricnoop.NewMeterProvider()))
-	newFloor := func(p *floor.Protection) http.RoundTripper {
-		return &floor.RoundTripper{Base: newBase(b), Addr: addr, LaneHeader: "X-Env",
-			LaneBaggage: trace.BaggagePrefix + "x-env=staging", Trace: true, Protect: p}
-	}
 	paired(b, []*pairedVariant{
 		{name: "bare", call: via(newBase(b), newRequest(b, srv.URL+"/"))},
 		{name: "bare-meshheaders", call: via(newBase(b), meshHeaders)},
-		{name: "floor-trace", call: via(newFloor(nil), newRequest(b, "http://svc/"))},
-		{name: "floor-full", call: via(newFloor(floor.NewProtection(time.Second, prometheus.NewRegistry())), newRequest(b, "http://svc/"))},
+		{name: "floor-trace", call: via(newFloor(b, addr, nil), newRequest(b, "http://svc/"))},
+		{name: "floor-full", call: via(newFloor(b, addr, floor.NewProtection(time.Second, prometheus.NewRegistry())), newRequest(b, "http://svc/"))},
 		{name: "lightmesh-propagate", call: via(propagate.Transport(newBase(b)), newRequest(b, "http://svc/"))},
 		{name: "lightmesh-spans", call: via(spans.Transport(newBase(b)), newRequest(b, "http://svc/"))},
 		{name: "lightmesh-full", call: via(fullStack(b, addr), newRequest(b, "http://svc/"))},
@@ -158,14 +154,11 @@ func BenchmarkPairedGRPC(b *testing.B) {
 		ctx = metadata.AppendToOutgoingContext(ctx, "traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", "baggage", trace.BaggagePrefix+"x-env=staging")
 		return invoker(ctx, method, req, reply, cc, opts...)
 	})
-	floorVia := func(p *floor.Protection) *grpc.ClientConn {
-		return dialGRPC(b, addr, grpc.WithChainUnaryInterceptor(floor.UnaryInterceptor("x-env", trace.BaggagePrefix+"x-env=staging", p)))
-	}
 	paired(b, []*pairedVariant{
 		{name: "bare", call: check(dialGRPC(b, addr))},
 		{name: "bare-meshmetadata", call: check(dialGRPC(b, addr, meshMetadata))},
-		{name: "floor-propagate", call: check(floorVia(nil))},
-		{name: "floor-full", call: check(floorVia(floor.NewProtection(0, prometheus.NewRegistry())))},
+		{name: "floor-propagate", call: check(dialFloor(b, addr, nil))},
+		{name: "floor-full", call: check(dialFloor(b, addr, floor.NewProtection(0, prometheus.NewRegistry())))},
 		{name: "lightmesh-propagate", call: check(dialMesh(routeDoc, mesh.WithTrace(
 			trace.WithTracerProvider(newTracerProvider(b)), trace.WithPropagator(w3c), trace.WithMode(trace.ModePropagate))))},
 		{name: "lightmesh-spans", call: check(dialMesh(routeDoc, mesh.WithTrace(

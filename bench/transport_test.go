@@ -4,10 +4,13 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 	metricnoop "go.opentelemetry.io/otel/metric/noop"
 
+	"github.com/lightmesh/lightmesh/internal/floor"
 	"github.com/lightmesh/lightmesh/mesh"
 	"github.com/lightmesh/lightmesh/trace"
 )
@@ -24,6 +27,9 @@ import (
 //     call);
 //   - lightmesh=full: routing, timeout, retry policy, service and
 //     instance breakers, rate limit, propagation and Prometheus metrics;
+//   - floor-trace, floor-full: internal/floor's RoundTripper, the least any
+//     RoundTripper must do to send the request as lightmesh-propagate and
+//     lightmesh-full do (see newFloor);
 //   - otelhttp: otelhttp.NewTransport over the same kind of base, with the
 //     same tracer provider and propagator and a no-op meter provider.
 //
@@ -59,6 +65,12 @@ func BenchmarkTransport(b *testing.B) {
 	})
 	b.Run("rt=lightmesh-full", func(b *testing.B) {
 		serial(b, fullStack(b, addr), newRequest(b, "http://svc/"))
+	})
+	b.Run("rt=floor-trace", func(b *testing.B) {
+		serial(b, newFloor(b, addr, nil), newRequest(b, "http://svc/"))
+	})
+	b.Run("rt=floor-full", func(b *testing.B) {
+		serial(b, newFloor(b, addr, floor.NewProtection(time.Second, prometheus.NewRegistry())), newRequest(b, "http://svc/"))
 	})
 	b.Run("rt=otelhttp", func(b *testing.B) {
 		rt := otelhttp.NewTransport(newBase(b),
