@@ -181,6 +181,20 @@ func main() {
 		add("  propagate-only adds, vs otelhttp's", fmt.Sprintf("+%s vs +%s (%.2f of it)", us(prop), us(otel-bare), prop/(otel-bare)), "≤ 1/3 of otelhttp's", prop <= (otel-bare)/3)
 		add("  span mode vs otelhttp", fmt.Sprintf("%s vs %s", us(spans), us(otel)), "≤ otelhttp", spans <= otel)
 	}
+	// Allocations per loopback call beside the floors'.
+	if _, ok := r.median("transport", "BenchmarkTransport/rt=floor-full", "allocs/op"); ok {
+		a := func(group, name string) float64 { return m(group, name, "allocs/op") }
+		info("Allocations per loopback call, HTTP: bare; propagate vs floor-trace; full vs floor-full; otelhttp",
+			fmt.Sprintf("%.0f; %.0f vs %.0f; %.0f vs %.0f; %.0f", a("transport", "BenchmarkTransport/rt=bare"),
+				a("transport", "BenchmarkTransport/rt=lightmesh-propagate"), a("transport", "BenchmarkTransport/rt=floor-trace"),
+				a("transport", "BenchmarkTransport/rt=lightmesh-full"), a("transport", "BenchmarkTransport/rt=floor-full"), a("transport", "BenchmarkTransport/rt=otelhttp")))
+		if _, ok := r.median("grpc", "BenchmarkGRPC/rpc=floor-full", "allocs/op"); ok {
+			info("  gRPC: bare; propagate vs floor-propagate; full vs floor-full; otelgrpc",
+				fmt.Sprintf("%.0f; %.0f vs %.0f; %.0f vs %.0f; %.0f", a("grpc", "BenchmarkGRPC/rpc=bare"),
+					a("grpc", "BenchmarkGRPC/rpc=lightmesh-propagate"), a("grpc", "BenchmarkGRPC/rpc=floor-propagate"),
+					a("grpc", "BenchmarkGRPC/rpc=lightmesh-full"), a("grpc", "BenchmarkGRPC/rpc=floor-full"), a("grpc", "BenchmarkGRPC/rpc=otelgrpc")))
+		}
+	}
 	// The same loopback calls, paired: every variant's calls made in turn
 	// within each iteration, so that the machine's drift falls on all.
 	for _, procs := range []string{"1", "2"} {
