@@ -11,6 +11,10 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/lightmesh/lightmesh/internal/floor"
 )
 
 // cpuRate is the request rate of BenchmarkCPU, in requests per second.
@@ -28,11 +32,18 @@ const cpuRate = 2000
 //     (0.20 vCPU per 1,000 rps in Istio 1.24);
 //   - p50/p90/p99/p999-µs: percentiles of every request's latency, from a
 //     log-linear histogram (1% resolution).
+//
+// path=floor-full is internal/floor's RoundTripper: the full stack's work
+// done with the plain libraries and nothing looked up, the least that
+// lightmesh-full's work can cost.
 func BenchmarkCPU(b *testing.B) {
 	srv := upstream(b)
 	addr := strings.TrimPrefix(srv.URL, "http://")
 	b.Run("path=bare", func(b *testing.B) { paced(b, newBase(b), newRequest(b, srv.URL+"/"), 0) })
 	b.Run("path=lightmesh-full", func(b *testing.B) { paced(b, fullStack(b, addr), newRequest(b, "http://svc/"), 0) })
+	b.Run("path=floor-full", func(b *testing.B) {
+		paced(b, newFloor(b, addr, floor.NewProtection(time.Second, prometheus.NewRegistry())), newRequest(b, "http://svc/"), 0)
+	})
 	b.Run("path=nginx", func(b *testing.B) {
 		url, pgid := startNginx(b, addr)
 		paced(b, newBase(b), newRequest(b, url), pgid)

@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -28,7 +29,7 @@ import (
 type pairedVariant struct {
 	name  string
 	call  func() error
-	total time.Duration
+	turns []time.Duration // one per iteration
 }
 
 // pairedTurn is how many calls a variant makes in a row in paired: enough
@@ -38,22 +39,26 @@ type pairedVariant struct {
 const pairedTurn = 32
 
 // paired makes pairedTurn calls of every variant per iteration, the
-// variants in a new random order each iteration, and times them. It
-// reports the mean time of a call of the first variant, the baseline
-// (<name>-µs), and for every other variant how much longer its calls
-// took on average (<name>-added-µs). PAIRED_ONLY=bare,lightmesh-full (a
-// comma-separated list of names) keeps only the variants named.
+// variants in a new random order each iteration, and times each turn. It
+// reports, per call, the median turn of the first variant, the baseline
+// (<name>-µs), and for every other variant the median over iterations of
+// how much longer its turn took than the baseline's in the same iteration
+// (<name>-added-µs). PAIRED_ONLY=bare,lightmesh-full (a comma-separated
+// list of names) keeps only the variants named.
 //
 // Why paired: on a shared VM the time of one loopback call drifts by
 // ±20-40% within a minute, so variants measured one after the other (as
 // -count runs sub-benchmarks) differ by the drift more than by what they
-// do. Calls of every variant made alternately see the same machine; the
+// do. Turns of every variant made alternately see the same machine; the
 // random order keeps any variant from always following the same one
-// (whose server side may still be finishing). The garbage collector runs
-// for all variants alike: a variant's extra allocations make it run a
-// little more often for everyone, which the ratio does not charge to that
-// variant alone; the allocation figures of the unpaired benchmarks
-// (BenchmarkTransport, BenchmarkGRPC) show that cost separately.
+// (whose server side may still be finishing). Why medians: a stall of the
+// VM (several ms, now and then) lands in one variant's turn and would move
+// that variant's mean by microseconds; the median of the differences is
+// what a typical iteration showed. The garbage collector runs for all
+// variants alike: a variant's extra allocations make it run a little more
+// often for everyone, which this does not charge to that variant alone;
+// the allocation figures of the unpaired benchmarks (BenchmarkTransport,
+// BenchmarkGRPC) show that cost separately.
 func paired(b *testing.B, variants []*pairedVariant) {
 	if only := os.Getenv("PAIRED_ONLY"); only != "" {
 		var keep []*pairedVariant
@@ -68,6 +73,7 @@ func paired(b *testing.B, variants []*pairedVariant) {
 		if err := v.call(); err != nil {
 			b.Fatalf("%s: %v", v.name, err)
 		}
+		v.turns = v.turns[:0]
 	}
 	order := make([]*pairedVariant, len(variants))
 	copy(order, variants)
@@ -81,16 +87,30 @@ func paired(b *testing.B, variants []*pairedVariant) {
 					b.Fatalf("%s: %v", v.name, err)
 				}
 			}
-			v.total += time.Since(t0)
+			v.turns = append(v.turns, time.Since(t0))
 		}
 	}
-	perCall := func(v *pairedVariant) float64 { return float64(v.total.Nanoseconds()) / float64(b.N*pairedTurn) / 1e3 }
-	base := perCall(variants[0])
+	perCall := func(d time.Duration) float64 { return float64(d.Nanoseconds()) / pairedTurn / 1e3 }
+	base := variants[0]
 	b.ReportMetric(0, "ns/op") // an iteration's time means nothing here
-	b.ReportMetric(base, variants[0].name+"-µs")
+	b.ReportMetric(perCall(median(base.turns)), base.name+"-µs")
+	diffs := make([]time.Duration, len(base.turns))
 	for _, v := range variants[1:] {
-		b.ReportMetric(perCall(v)-base, v.name+"-added-µs")
+		for i := range diffs {
+			diffs[i] = v.turns[i] - base.turns[i]
+		}
+		b.ReportMetric(perCall(median(diffs)), v.name+"-added-µs")
 	}
+}
+
+// median returns the median of ds, leaving ds as it is.
+func median(ds []time.Duration) time.Duration {
+	ds = slices.Clone(ds)
+	slices.Sort(ds)
+	if n := len(ds); n%2 == 0 {
+		return (ds[n/2-1] + ds[n/2]) / 2
+	}
+	return ds[len(ds)/2]
 }
 
 // BenchmarkPairedTransport is BenchmarkTransport's loopback GET made by

@@ -11,6 +11,8 @@
 #   ONLY=proxy ./run.sh           # one group (see the names below)
 #   SMOKE=1 ./run.sh              # every benchmark once (-benchtime 1x), no tables: CI
 #   ONLY=protect ./run.sh         # the protection scenarios alone (results/protect.md)
+#   REPORT=1 ./run.sh             # no benchmark: the tables, BENCHMARKS.md and the README's
+#                                 # table again from the raw results/*.txt already there
 #
 # The proxy hop and the CPU comparison need nginx and HAProxy; run.sh
 # installs them (Debian's nginx-light and haproxy) when it runs as root and
@@ -22,6 +24,7 @@ COUNT=${COUNT:-6}
 BENCHTIME=${BENCHTIME:-1s}
 ONLY=${ONLY:-}
 SMOKE=${SMOKE:-}
+REPORT=${REPORT:-}
 if [ -n "$SMOKE" ]; then
 	COUNT=1
 	BENCHTIME=1x
@@ -45,11 +48,17 @@ else
 	benchstat=(go run golang.org/x/perf/cmd/benchstat@v0.0.0-20260908200009-22c9c6c9d4da)
 fi
 
-# One binary per package, so that each group runs the same code.
-go test -c -o results/peers.test .
-for pkg in router internal/engine mesh meshgrpc; do
-	(cd .. && go test -c -o "bench/results/$(basename "$pkg").test" "./$pkg")
-done
+# One binary per package, so that each group runs the same code; what was
+# measured, when, is kept beside the results for REPORT=1.
+if [ -z "$REPORT" ] && [ -z "$ONLY" ] && [ -z "$SMOKE" ]; then
+	echo "(COUNT=$COUNT BENCHTIME=$BENCHTIME) on $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git -C .. rev-parse --short HEAD 2>/dev/null || echo unknown), $(go version | cut -d' ' -f3-)." >results/measured.txt
+fi
+if [ -z "$REPORT" ]; then
+	go test -c -o results/peers.test .
+	for pkg in router internal/engine mesh meshgrpc; do
+		(cd .. && go test -c -o "bench/results/$(basename "$pkg").test" "./$pkg")
+	done
+fi
 
 # group NAME BINARY REGEX [extra test flags...]: run one benchmark group.
 group() {
@@ -57,6 +66,10 @@ group() {
 	shift 3
 	if [ -n "$ONLY" ] && [ "$ONLY" != "$name" ]; then
 		return 1
+	fi
+	if [ -n "$REPORT" ]; then
+		[ -s "results/$name.txt" ]
+		return
 	fi
 	local extra=("$@")
 	if [ -n "$SMOKE" ]; then
@@ -193,7 +206,7 @@ fi
 # slow instance, a failing dependency, an overloaded server and slow start.
 # Not benchmarks but timed runs printing one table each, written to
 # results/protect.md: about two minutes in full, under 20 s in SMOKE.
-if [ -z "$ONLY" ] || [ "$ONLY" = protect ]; then
+if [ -z "$REPORT" ] && { [ -z "$ONLY" ] || [ "$ONLY" = protect ]; }; then
 	if [ -n "$SMOKE" ]; then
 		protect_env=LIGHTMESH_PROTECT_SMOKE=1
 	else
@@ -215,8 +228,7 @@ summary=$(go run ./summary results)
 {
 	echo "# lightmesh benchmarks"
 	echo
-	echo "Written by \`bench/run.sh\` (COUNT=$COUNT BENCHTIME=$BENCHTIME) on $(date -u '+%Y-%m-%d %H:%M UTC'),"
-	echo "commit $(git -C .. rev-parse --short HEAD 2>/dev/null || echo unknown), $(go version | cut -d' ' -f3-)."
+	echo "Measured by \`bench/run.sh\` $(cat results/measured.txt 2>/dev/null || echo '(when: unknown)')"
 	echo
 	echo "Machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'), $(free -g | awk '/Mem:/ {print $2}') GiB;"
 	echo "$(uname -sr). Every comparison is within one run of one binary; figures are medians"

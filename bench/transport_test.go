@@ -82,8 +82,9 @@ func BenchmarkTransport(b *testing.B) {
 }
 
 // BenchmarkThroughput sends loopback GETs from many goroutines at once
-// (4 per GOMAXPROCS) through a bare http.Transport and through the full
-// lightmesh stack. ns/op is the inverse of throughput; req/s is reported
+// (4 per GOMAXPROCS) through a bare http.Transport, through the full
+// lightmesh stack and through its floor (internal/floor: the same work
+// from the plain libraries). ns/op is the inverse of throughput; req/s is reported
 // too. Run it with -cpu 1,2: client and server share the machine's cores.
 func BenchmarkThroughput(b *testing.B) {
 	srv := upstream(b)
@@ -111,5 +112,8 @@ func BenchmarkThroughput(b *testing.B) {
 	})
 	b.Run("rt=lightmesh-full", func(b *testing.B) {
 		parallel(b, fullStack(b, addr), newRequest(b, "http://svc/"))
+	})
+	b.Run("rt=floor-full", func(b *testing.B) {
+		parallel(b, newFloor(b, addr, floor.NewProtection(time.Second, prometheus.NewRegistry())), newRequest(b, "http://svc/"))
 	})
 }

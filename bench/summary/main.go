@@ -143,6 +143,9 @@ func main() {
 			add("Decision path ("+v+") vs raw gobreaker Execute + rate.Allow", fmt.Sprintf("%.0f ns vs %.0f ns (%.2f×), %.0f allocs", s, raw, s/raw, allocs),
 				"0 allocs, ≤ 1.25× raw", allocs == 0 && s/raw <= 1.25)
 			add("  the same under RunParallel (2 cores)", fmt.Sprintf("%.0f ns, %.2f× its serial figure (raw: %.2f×)", p, p/s, rawPar/raw), "within 1.3× of serial", p/s <= 1.3)
+			if two, ok := r.median("admit", "BenchmarkAdmit/raw=2gobreaker+rate-2", "ns/op"); ok && v == "breaker+outlier+limit" {
+				info("  the floor: two raw gobreaker Executes (service, instance) + rate.Allow", fmt.Sprintf("%.0f ns (%.2f× raw; the mesh %.2f× it, with the route match)", two, two/raw, s/two))
+			}
 		}
 	}
 	// Overhead over an in-process RoundTripper.
@@ -180,6 +183,20 @@ func main() {
 		add("Loopback GET, full stack adds (GOMAXPROCS="+procs+")", fmt.Sprintf("+%s over bare %s", us(full), us(bare)), "≤ 2 µs", full <= 2000)
 		add("  propagate-only adds, vs otelhttp's", fmt.Sprintf("+%s vs +%s (%.2f of it)", us(prop), us(otel-bare), prop/(otel-bare)), "≤ 1/3 of otelhttp's", prop <= (otel-bare)/3)
 		add("  span mode vs otelhttp", fmt.Sprintf("%s vs %s", us(spans), us(otel)), "≤ otelhttp", spans <= otel)
+	}
+	// Allocations per loopback call beside the floors'.
+	if _, ok := r.median("transport", "BenchmarkTransport/rt=floor-full", "allocs/op"); ok {
+		a := func(group, name string) float64 { return m(group, name, "allocs/op") }
+		info("Allocations per loopback call, HTTP: bare; propagate vs floor-trace; full vs floor-full; otelhttp",
+			fmt.Sprintf("%.0f; %.0f vs %.0f; %.0f vs %.0f; %.0f", a("transport", "BenchmarkTransport/rt=bare"),
+				a("transport", "BenchmarkTransport/rt=lightmesh-propagate"), a("transport", "BenchmarkTransport/rt=floor-trace"),
+				a("transport", "BenchmarkTransport/rt=lightmesh-full"), a("transport", "BenchmarkTransport/rt=floor-full"), a("transport", "BenchmarkTransport/rt=otelhttp")))
+		if _, ok := r.median("grpc", "BenchmarkGRPC/rpc=floor-full", "allocs/op"); ok {
+			info("  gRPC: bare; propagate vs floor-propagate; full vs floor-full; otelgrpc",
+				fmt.Sprintf("%.0f; %.0f vs %.0f; %.0f vs %.0f; %.0f", a("grpc", "BenchmarkGRPC/rpc=bare"),
+					a("grpc", "BenchmarkGRPC/rpc=lightmesh-propagate"), a("grpc", "BenchmarkGRPC/rpc=floor-propagate"),
+					a("grpc", "BenchmarkGRPC/rpc=lightmesh-full"), a("grpc", "BenchmarkGRPC/rpc=floor-full"), a("grpc", "BenchmarkGRPC/rpc=otelgrpc")))
+		}
 	}
 	// The same loopback calls, paired: every variant's calls made in turn
 	// within each iteration, so that the machine's drift falls on all.
@@ -224,6 +241,9 @@ func main() {
 		}
 		mesh := m("throughput", "BenchmarkThroughput/rt=lightmesh-full"+sfx, "req/s")
 		add("Throughput, full stack vs bare (GOMAXPROCS="+procs+")", fmt.Sprintf("%.0f vs %.0f req/s (%.0f%%)", mesh, bare, mesh/bare*100), "≥ 95%", mesh/bare >= 0.95)
+		if f, ok := r.median("throughput", "BenchmarkThroughput/rt=floor-full"+sfx, "req/s"); ok {
+			info("  the floor (floor-full)", fmt.Sprintf("%.0f req/s (%.0f%% of bare)", f, f/bare*100))
+		}
 	}
 	// Proxy hop.
 	for _, procs := range []string{"1", "2"} {
@@ -246,6 +266,9 @@ func main() {
 		haproxy, _ := r.median("cpu", "BenchmarkCPU/path=haproxy-2", "proxy-vCPU/1krps")
 		add("CPU lightmesh adds per 1,000 rps (2,000 rps, one at a time)", fmt.Sprintf("%.4f vCPU (Istio 1.24 sidecar: 0.20, %.0f× more; nginx %.4f, HAProxy %.4f in this run)", added, 0.20/added, nginx, haproxy),
 			"≥ 100× below 0.20", added <= 0.002)
+		if f, ok := r.median("cpu", "BenchmarkCPU/path=floor-full-2", "vCPU/1krps"); ok {
+			info("  the floor (floor-full) adds", fmt.Sprintf("%.4f vCPU", f-bare))
+		}
 		p99b, p99m := m("cpu", "BenchmarkCPU/path=bare-2", "p99-µs"), m("cpu", "BenchmarkCPU/path=lightmesh-full-2", "p99-µs")
 		info("  p99 latency at that rate, bare / lightmesh / nginx / HAProxy", fmt.Sprintf("%.0f / %.0f / %.0f / %.0f µs", p99b, p99m, m("cpu", "BenchmarkCPU/path=nginx-2", "p99-µs"), m("cpu", "BenchmarkCPU/path=haproxy-2", "p99-µs")))
 	}

@@ -136,6 +136,20 @@ func BenchmarkAdmit(b *testing.B) {
 			cb.Execute(noop)
 		}
 	})
+	// With outlier detection a decision goes through two breakers, the
+	// service's and the instance's: the same with raw gobreaker is the
+	// floor the outlier variant compares with.
+	b.Run("raw=2gobreaker+rate", func(b *testing.B) {
+		cb, lim := raw()
+		inst := gobreaker.NewCircuitBreaker[struct{}](gobreaker.Settings{Name: "instance"})
+		b.ReportAllocs()
+		for b.Loop() {
+			if !lim.Allow() {
+				b.Fatal("limited")
+			}
+			cb.Execute(func() (struct{}, error) { return inst.Execute(noop) })
+		}
+	})
 	b.Run("raw=gobreaker+rate/parallel", func(b *testing.B) {
 		cb, lim := raw()
 		b.ReportAllocs()
