@@ -57,12 +57,25 @@ for entry in "${targets[@]}"; do
 		failed+=("$name ($pkg): not found")
 		continue
 	fi
-	if go test -run '^$' -fuzz "^${name}\$" -fuzztime "$FUZZTIME" -fuzzminimizetime "$FUZZMINIMIZETIME" "$pkg"; then
+	corpus="$pkg/testdata/fuzz/$name"
+	before=$(ls "$corpus" 2>/dev/null | sort)
+	log=$(mktemp)
+	if go test -run '^$' -fuzz "^${name}\$" -fuzztime "$FUZZTIME" -fuzzminimizetime "$FUZZMINIMIZETIME" "$pkg" 2>&1 | tee "$log"; then
 		echo "== ok   $name ($((SECONDS - t0))s)"
+	elif [ "$(ls "$corpus" 2>/dev/null | sort)" = "$before" ] &&
+		grep -qx '    context deadline exceeded' "$log" &&
+		go test -count=1 -run "^${name}\$" "$pkg" >/dev/null; then
+		# Go 1.26's fuzz coordinator can fail a target at the -fuzztime
+		# boundary with a bare "context deadline exceeded" when a busy
+		# worker misses the stop (golang/go#75804, fixed in Go 1.27). A
+		# real finding writes its input to testdata/fuzz/<target>: none
+		# was written, and the corpus replays clean.
+		echo "== ok   $name ($((SECONDS - t0))s; Go's fuzztime race golang/go#75804 at the end, no input written, corpus replayed clean)"
 	else
 		echo "== FAIL $name ($((SECONDS - t0))s)" >&2
 		failed+=("$name ($pkg)")
 	fi
+	rm -f "$log"
 done
 
 echo "== fuzzing took $((SECONDS - start))s"
