@@ -43,8 +43,9 @@ const pairedTurn = 32
 // reports, per call, the median turn of the first variant, the baseline
 // (<name>-µs), and for every other variant the median over iterations of
 // how much longer its turn took than the baseline's in the same iteration
-// (<name>-added-µs). PAIRED_ONLY=bare,lightmesh-full (a comma-separated
-// list of names) keeps only the variants named.
+// (<name>-added-µs). PAIRED_ONLY=lightmesh-full,otelhttp (a
+// comma-separated list of names) keeps only the baseline and the variants
+// named; a name that matches no variant fails the benchmark.
 //
 // Why paired: on a shared VM the time of one loopback call drifts by
 // ±20-40% within a minute, so variants measured one after the other (as
@@ -61,10 +62,14 @@ const pairedTurn = 32
 // BenchmarkGRPC) show that cost separately.
 func paired(b *testing.B, variants []*pairedVariant) {
 	if only := os.Getenv("PAIRED_ONLY"); only != "" {
-		var keep []*pairedVariant
-		for _, v := range variants {
-			if strings.Contains(","+only+",", ","+v.name+",") {
-				keep = append(keep, v)
+		keep := []*pairedVariant{variants[0]} // the baseline, which every other is reported against
+		for name := range strings.SplitSeq(only, ",") {
+			i := slices.IndexFunc(variants, func(v *pairedVariant) bool { return v.name == name })
+			if i < 0 {
+				b.Fatalf("PAIRED_ONLY: no variant %q", name)
+			}
+			if i > 0 && !slices.Contains(keep, variants[i]) {
+				keep = append(keep, variants[i])
 			}
 		}
 		variants = keep
