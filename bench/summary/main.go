@@ -68,6 +68,17 @@ func (r results) median(group, name, unit string) (float64, bool) {
 	}
 }
 
+// span returns the lowest and highest of the values of group:name in
+// unit: for the paired rows, whose figure moves between rounds by more
+// than some of the differences they show.
+func (r results) span(group, name, unit string) (lo, hi float64) {
+	vs := r[group+":"+name][unit]
+	if len(vs) == 0 {
+		return 0, 0
+	}
+	return slices.Min(vs), slices.Max(vs)
+}
+
 // cpuSuffix is the suffix go test gives benchmark names run with -cpu procs.
 func cpuSuffix(procs string) string {
 	if procs == "1" {
@@ -77,6 +88,13 @@ func cpuSuffix(procs string) string {
 }
 
 type row struct{ what, result, target, met string }
+
+// pairedSpan is the range, in brackets, of what variant added to bare in
+// the rounds of the paired benchmark name.
+func pairedSpan(r results, name, variant string) string {
+	lo, hi := r.span("paired", name, variant+"-added-µs")
+	return fmt.Sprintf("[%+.1f to %+.1f]", lo, hi)
+}
 
 func yes(ok bool) string {
 	if ok {
@@ -209,9 +227,11 @@ func main() {
 		full, prop := m("paired", name, "lightmesh-full-added-µs"), m("paired", name, "lightmesh-propagate-added-µs")
 		wire, otel := m("paired", name, "bare-meshheaders-added-µs"), m("paired", name, "otelhttp-added-µs")
 		floorFull, floorTrace := m("paired", name, "floor-full-added-µs"), m("paired", name, "floor-trace-added-µs")
-		add("Loopback GET, paired (GOMAXPROCS="+procs+"): full stack adds", fmt.Sprintf("%+.2f µs over bare %.2f µs", full, bare), "≤ 2 µs", full <= 2)
-		info("  the floors: the mesh's headers sent bare; floor-trace; floor-full", fmt.Sprintf("%+.2f µs; %+.2f µs; %+.2f µs (lightmesh-full above it: %+.2f µs)", wire, floorTrace, floorFull, full-floorFull))
-		add("  propagate-only adds, vs otelhttp's", fmt.Sprintf("%+.2f µs vs %+.2f µs (%.2f of it; above floor-trace: %+.2f µs)", prop, otel, prop/otel, prop-floorTrace), "≤ 1/3 of otelhttp's", prop <= otel/3)
+		add("Loopback GET, paired (GOMAXPROCS="+procs+"): full stack adds", fmt.Sprintf("%+.2f µs %s over bare %.2f µs", full, pairedSpan(r, name, "lightmesh-full"), bare), "≤ 2 µs", full <= 2)
+		info("  the floors: the mesh's headers sent bare; floor-trace; floor-full", fmt.Sprintf("%+.2f µs %s; %+.2f µs %s; %+.2f µs %s (lightmesh-full above it: %+.2f µs)",
+			wire, pairedSpan(r, name, "bare-meshheaders"), floorTrace, pairedSpan(r, name, "floor-trace"), floorFull, pairedSpan(r, name, "floor-full"), full-floorFull))
+		add("  propagate-only adds, vs otelhttp's", fmt.Sprintf("%+.2f µs %s vs %+.2f µs %s (%.2f of it; above floor-trace: %+.2f µs)",
+			prop, pairedSpan(r, name, "lightmesh-propagate"), otel, pairedSpan(r, name, "otelhttp"), prop/otel, prop-floorTrace), "≤ 1/3 of otelhttp's", prop <= otel/3)
 	}
 	for _, procs := range []string{"1", "2"} {
 		name := "BenchmarkPairedGRPC" + cpuSuffix(procs)
@@ -229,9 +249,11 @@ func main() {
 		otel, otelPct := pct("otelgrpc")
 		floorFull, floorFullPct := pct("floor-full")
 		floorProp, floorPropPct := pct("floor-propagate")
-		add("gRPC unary, paired (GOMAXPROCS="+procs+"): full stack over bare", fmt.Sprintf("%+.1f%% (%+.2f µs over %.2f µs)", fullPct, full, bare), "within 8%", fullPct <= 8)
-		info("  the floors: the mesh's metadata sent bare; floor-propagate; floor-full", fmt.Sprintf("%+.1f%% (%+.2f µs); %+.1f%% (%+.2f µs); %+.1f%% (%+.2f µs)", wirePct, wire, floorPropPct, floorProp, floorFullPct, floorFull))
-		add("  propagate-only over bare", fmt.Sprintf("%+.1f%% (%+.2f µs); otelgrpc %+.1f%% (%+.2f µs)", propPct, prop, otelPct, otel), "within 4%", propPct <= 4)
+		add("gRPC unary, paired (GOMAXPROCS="+procs+"): full stack over bare", fmt.Sprintf("%+.1f%% (%+.2f µs %s over %.2f µs)", fullPct, full, pairedSpan(r, name, "lightmesh-full"), bare), "within 8%", fullPct <= 8)
+		info("  the floors: the mesh's metadata sent bare; floor-propagate; floor-full", fmt.Sprintf("%+.1f%% (%+.2f µs %s); %+.1f%% (%+.2f µs %s); %+.1f%% (%+.2f µs %s)",
+			wirePct, wire, pairedSpan(r, name, "bare-meshmetadata"), floorPropPct, floorProp, pairedSpan(r, name, "floor-propagate"), floorFullPct, floorFull, pairedSpan(r, name, "floor-full")))
+		add("  propagate-only over bare", fmt.Sprintf("%+.1f%% (%+.2f µs %s); otelgrpc %+.1f%% (%+.2f µs %s)",
+			propPct, prop, pairedSpan(r, name, "lightmesh-propagate"), otelPct, otel, pairedSpan(r, name, "otelgrpc")), "within 4%", propPct <= 4)
 	}
 	for _, procs := range []string{"1", "2"} {
 		sfx := cpuSuffix(procs)
