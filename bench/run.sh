@@ -234,8 +234,9 @@ summary=$(go run ./summary results)
 	echo "$(uname -sr). Every comparison is within one run of one binary; figures are medians"
 	echo "with benchstat's confidence interval. Raw output: bench/results/*.txt."
 	echo
-	echo "Method: Go benchmarks (-benchmem), $COUNT rounds of every group (each round runs every"
-	echo "variant once, so that the machine's drift falls on all of them), compared with benchstat. The loopback"
+	echo "Method: Go benchmarks (-benchmem), COUNT rounds of every group, $paced_rounds of the paced cpu and load"
+	echo "groups (each round runs every variant once, so that the machine's drift falls on all of them),"
+	echo "compared with benchstat. The loopback"
 	echo "benchmarks send real HTTP/gRPC requests to a server in the same process; the proxy"
 	echo "hop runs nginx and HAProxy as separate processes (one worker, keep-alive both sides);"
 	echo "BenchmarkCPU paces requests at a fixed rate and reads getrusage for the process and"
