@@ -45,7 +45,7 @@ import (
 )
 
 // Protection is what lightmesh's full stack does around a call, with the
-// plain libraries it competes with: a timeout (context.WithTimeout), a
+// plain libraries it competes with: a timeout (context.WithDeadline), a
 // rate limiter (x/time/rate), a service and an instance breaker
 // (gobreaker) and Prometheus metrics (a counter and a histogram whose
 // series are resolved in advance).
@@ -149,7 +149,7 @@ func (f *RoundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 	})
 	ctx := req.Context()
 	if p != nil && p.timeout > 0 {
-		ctx, out.body.cancel = context.WithTimeout(ctx, p.timeout)
+		ctx, out.body.cancel = context.WithDeadline(ctx, start.Add(p.timeout)) // start is read: no second clock read
 	}
 	out.req = *req.WithContext(ctx)
 	out.url = *req.URL
@@ -221,7 +221,7 @@ func UnaryInterceptor(laneKey, laneBaggage string, p *Protection) grpc.UnaryClie
 			start = time.Now()
 			if p.timeout > 0 {
 				var cancel context.CancelFunc
-				ctx, cancel = context.WithTimeout(ctx, p.timeout)
+				ctx, cancel = context.WithDeadline(ctx, start.Add(p.timeout))
 				defer cancel()
 			}
 		}
