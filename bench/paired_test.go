@@ -55,11 +55,12 @@ const pairedTurn = 32
 // (whose server side may still be finishing). Why medians: a stall of the
 // VM (several ms, now and then) lands in one variant's turn and would move
 // that variant's mean by microseconds; the median of the differences is
-// what a typical iteration showed. The garbage collector runs for all
-// variants alike: a variant's extra allocations make it run a little more
-// often for everyone, which this does not charge to that variant alone;
-// the allocation figures of the unpaired benchmarks (BenchmarkTransport,
-// BenchmarkGRPC) show that cost separately.
+// what a typical iteration showed. The garbage collector's cost is not
+// spread evenly: its mark assists are charged to the goroutine
+// allocating, so the variant allocating most pays most, and the median
+// leaves out collections that fall in fewer than half the turns; the
+// allocation figures of the unpaired benchmarks (BenchmarkTransport,
+// BenchmarkGRPC) show what a variant allocates.
 func paired(b *testing.B, variants []*pairedVariant) {
 	if only := os.Getenv("PAIRED_ONLY"); only != "" {
 		keep := []*pairedVariant{variants[0]} // the baseline, which every other is reported against
