@@ -121,6 +121,7 @@ func median(ds []time.Duration) time.Duration {
 
 // BenchmarkPairedTransport is BenchmarkTransport's loopback GET made by
 // every variant in turn within each iteration (see paired): bare,
+// bare-again (the same again: what it adds is the method's noise),
 // bare-meshheaders, the floors (internal/floor: what any RoundTripper must
 // do to send the request the way lightmesh does, with its trace, and in
 // floor-full with the full stack's timeout, limiter, breakers and metrics
@@ -148,6 +149,7 @@ func BenchmarkPairedTransport(b *testing.B) {
 		otelhttp.WithMeterProvider(metricnoop.NewMeterProvider()))
 	paired(b, []*pairedVariant{
 		{name: "bare", call: via(newBase(b), newRequest(b, srv.URL+"/"))},
+		{name: "bare-again", call: via(newBase(b), newRequest(b, srv.URL+"/"))},
 		{name: "bare-meshheaders", call: via(newBase(b), meshHeaders)},
 		{name: "floor-trace", call: via(newFloor(b, addr, nil), newRequest(b, "http://svc/"))},
 		{name: "floor-full", call: via(newFloor(b, addr, floor.NewProtection(time.Second, prometheus.NewRegistry())), newRequest(b, "http://svc/"))},
@@ -159,7 +161,8 @@ func BenchmarkPairedTransport(b *testing.B) {
 }
 
 // BenchmarkPairedGRPC is BenchmarkGRPC's unary call made by every variant
-// in turn within each iteration (see paired): bare, bare-meshmetadata,
+// in turn within each iteration (see paired): bare, bare-again (the same
+// again: what it adds is the method's noise), bare-meshmetadata,
 // the floors (internal/floor: the least interceptor that sends the lane and
 // trace the way lightmesh does, and in floor-full the full stack's
 // limiter, breakers and metrics from the plain libraries),
@@ -182,6 +185,7 @@ func BenchmarkPairedGRPC(b *testing.B) {
 	})
 	paired(b, []*pairedVariant{
 		{name: "bare", call: check(dialGRPC(b, addr))},
+		{name: "bare-again", call: check(dialGRPC(b, addr))},
 		{name: "bare-meshmetadata", call: check(dialGRPC(b, addr, meshMetadata))},
 		{name: "floor-propagate", call: check(dialFloor(b, addr, nil))},
 		{name: "floor-full", call: check(dialFloor(b, addr, floor.NewProtection(0, prometheus.NewRegistry())))},

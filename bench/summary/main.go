@@ -267,6 +267,9 @@ func summarize(r results) []row {
 		wire, otel := m("paired", name, "bare-meshheaders-added-µs"), m("paired", name, "otelhttp-added-µs")
 		floorFull, floorTrace := m("paired", name, "floor-full-added-µs"), m("paired", name, "floor-trace-added-µs")
 		add("Loopback GET, paired (GOMAXPROCS="+procs+"): full stack adds", fmt.Sprintf("%+.2f µs %s over bare %.2f µs", full, pairedSpan(r, name, "lightmesh-full"), bare), "≤ 2 µs", full <= 2)
+		if again, ok := r.median("paired", name, "bare-again-added-µs"); ok {
+			info("  the noise: a second bare transport", fmt.Sprintf("%+.2f µs %s", again, pairedSpan(r, name, "bare-again")))
+		}
 		info("  the floors: the mesh's headers sent bare; floor-trace; floor-full", fmt.Sprintf("%+.2f µs %s; %+.2f µs %s; %+.2f µs %s (lightmesh-full above it: %+.2f µs)",
 			wire, pairedSpan(r, name, "bare-meshheaders"), floorTrace, pairedSpan(r, name, "floor-trace"), floorFull, pairedSpan(r, name, "floor-full"), full-floorFull))
 		add("  propagate-only adds, vs otelhttp's", fmt.Sprintf("%+.2f µs %s vs %+.2f µs %s (%.2f of it; above floor-trace: %+.2f µs)",
@@ -289,6 +292,10 @@ func summarize(r results) []row {
 		floorFull, floorFullPct := pct("floor-full")
 		floorProp, floorPropPct := pct("floor-propagate")
 		add("gRPC unary, paired (GOMAXPROCS="+procs+"): full stack over bare", fmt.Sprintf("%+.1f%% (%+.2f µs %s over %.2f µs)", fullPct, full, pairedSpan(r, name, "lightmesh-full"), bare), "within 8%", fullPct <= 8)
+		if _, ok := r.median("paired", name, "bare-again-added-µs"); ok {
+			again, againPct := pct("bare-again")
+			info("  the noise: a second bare connection", fmt.Sprintf("%+.1f%% (%+.2f µs %s)", againPct, again, pairedSpan(r, name, "bare-again")))
+		}
 		info("  the floors: the mesh's metadata sent bare; floor-propagate; floor-full", fmt.Sprintf("%+.1f%% (%+.2f µs %s); %+.1f%% (%+.2f µs %s); %+.1f%% (%+.2f µs %s)",
 			wirePct, wire, pairedSpan(r, name, "bare-meshmetadata"), floorPropPct, floorProp, pairedSpan(r, name, "floor-propagate"), floorFullPct, floorFull, pairedSpan(r, name, "floor-full")))
 		add("  propagate-only over bare", fmt.Sprintf("%+.1f%% (%+.2f µs %s); otelgrpc %+.1f%% (%+.2f µs %s)",
