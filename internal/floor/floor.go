@@ -151,7 +151,11 @@ func (f *RoundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 	if p != nil && p.timeout > 0 {
 		ctx, out.body.cancel = context.WithDeadline(ctx, start.Add(p.timeout)) // start is read: no second clock read
 	}
-	out.req = *req.WithContext(ctx)
+	if ctx == req.Context() {
+		out.req = *req // WithContext would copy the request twice, as lightmesh does not
+	} else {
+		out.req = *req.WithContext(ctx)
+	}
 	out.url = *req.URL
 	out.url.Host = f.Addr
 	out.req.URL = &out.url
