@@ -35,7 +35,7 @@ import (
 // with go-zero and kratos: a slow instance, a failing dependency, an
 // overloaded server and an instance joining under slow start. Every
 // scenario prints one markdown table; all of them are written to
-// results/protect.md.
+// results/protect.md (a smoke run's to results/smoke/protect.md).
 //
 // It runs only when asked, because it takes about two minutes and its
 // figures mean something only on a machine that is not running other
@@ -72,10 +72,14 @@ func TestProtectScenarios(t *testing.T) {
 			out.WriteString("\n" + table)
 		})
 	}
-	if err := os.MkdirAll("results", 0o755); err != nil {
+	dir := "results"
+	if smoke { // never in place of a full run's tables, which BENCHMARKS.md takes
+		dir = filepath.Join("results", "smoke")
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join("results", "protect.md"), []byte(out.String()), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "protect.md"), []byte(out.String()), 0o644); err != nil {
 		t.Fatal(err)
 	}
 }

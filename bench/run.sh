@@ -9,7 +9,8 @@
 #   ./run.sh                      # everything, 6 rounds (about 20 minutes)
 #   COUNT=10 BENCHTIME=2s ./run.sh
 #   ONLY=proxy ./run.sh           # one group (see the names below)
-#   SMOKE=1 ./run.sh              # every benchmark once (-benchtime 1x), no tables: CI
+#   SMOKE=1 ./run.sh              # every benchmark once (-benchtime 1x), no tables, output in
+#                                 # results/smoke/ (the measured results stay): CI
 #   ONLY=protect ./run.sh         # the protection scenarios alone (results/protect.md)
 #   REPORT=1 ./run.sh             # no benchmark: the tables, BENCHMARKS.md and the README's
 #                                 # table again from the raw results/*.txt already there
@@ -50,8 +51,14 @@ fi
 
 # One binary per package, so that each group runs the same code; what was
 # measured, when, is kept beside the results for REPORT=1.
-if [ -z "$REPORT" ] && [ -z "$ONLY" ] && [ -z "$SMOKE" ]; then
-	echo "(COUNT=$COUNT BENCHTIME=$BENCHTIME) on $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git -C .. rev-parse --short HEAD 2>/dev/null || echo unknown), $(go version | cut -d' ' -f3-)." >results/measured.txt
+# A single group run again (ONLY=) is added to what measured.txt says.
+if [ -z "$REPORT" ] && [ -z "$SMOKE" ]; then
+	stamp="(COUNT=$COUNT BENCHTIME=$BENCHTIME) on $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git -C .. rev-parse --short HEAD 2>/dev/null || echo unknown), $(go version | cut -d' ' -f3-)."
+	if [ -z "$ONLY" ]; then
+		echo "$stamp" >results/measured.txt
+	elif [ "$ONLY" != protect ]; then
+		echo "Group $ONLY again $stamp" >>results/measured.txt
+	fi
 fi
 if [ -z "$REPORT" ]; then
 	go test -c -o results/peers.test .
@@ -80,11 +87,18 @@ group() {
 	# of a comparison would be measured minutes apart, and this VM's speed
 	# drifts by more than they differ. Rounds interleave them.
 	local rounds=${ROUNDS:-$COUNT}
+	# A smoke run's output goes to results/smoke/, so that it never
+	# replaces the measured results REPORT=1 and the summary read.
+	local out="results/$name.txt"
+	if [ -n "$SMOKE" ]; then
+		mkdir -p results/smoke
+		out="results/smoke/$name.txt"
+	fi
 	echo "== $name: $bin -bench '$regex' -benchtime $BENCHTIME ${extra[*]}, $rounds rounds" >&2
-	: >"results/$name.txt"
+	: >"$out"
 	for ((round = 1; round <= rounds; round++)); do
 		if ! ./results/"$bin" -test.run '^$' -test.bench "$regex" -test.count 1 \
-			-test.benchtime "$BENCHTIME" -test.benchmem "${extra[@]}" | tee -a "results/$name.txt" >&2; then
+			-test.benchtime "$BENCHTIME" -test.benchmem "${extra[@]}" | tee -a "$out" >&2; then
 			echo "run.sh: the $name benchmarks failed" >&2
 			exit 1
 		fi
@@ -209,16 +223,19 @@ fi
 if [ -z "$REPORT" ] && { [ -z "$ONLY" ] || [ "$ONLY" = protect ]; }; then
 	if [ -n "$SMOKE" ]; then
 		protect_env=LIGHTMESH_PROTECT_SMOKE=1
+		protect_dir=results/smoke
 	else
 		protect_env=LIGHTMESH_PROTECT=1
+		protect_dir=results
 	fi
+	mkdir -p "$protect_dir"
 	echo "== protect: $protect_env peers.test -test.run TestProtectScenarios" >&2
-	if ! env "$protect_env" ./results/peers.test -test.run '^TestProtectScenarios$' -test.v -test.timeout 10m >results/protect.txt 2>&1; then
-		cat results/protect.txt >&2
+	if ! env "$protect_env" ./results/peers.test -test.run '^TestProtectScenarios$' -test.v -test.timeout 10m >"$protect_dir/protect.txt" 2>&1; then
+		cat "$protect_dir/protect.txt" >&2
 		echo "run.sh: the protection scenarios failed" >&2
 		exit 1
 	fi
-	cat results/protect.md >&2
+	cat "$protect_dir/protect.md" >&2
 fi
 
 if [ -n "$SMOKE" ] || [ -n "$ONLY" ]; then
@@ -234,8 +251,9 @@ summary=$(go run ./summary results)
 	echo "$(uname -sr). Every comparison is within one run of one binary; figures are medians"
 	echo "with benchstat's confidence interval. Raw output: bench/results/*.txt."
 	echo
-	echo "Method: Go benchmarks (-benchmem), $COUNT rounds of every group (each round runs every"
-	echo "variant once, so that the machine's drift falls on all of them), compared with benchstat. The loopback"
+	echo "Method: Go benchmarks (-benchmem), COUNT rounds of every group, $paced_rounds of the paced cpu and load"
+	echo "groups (each round runs every variant once, so that the machine's drift falls on all of them),"
+	echo "compared with benchstat. The loopback"
 	echo "benchmarks send real HTTP/gRPC requests to a server in the same process; the proxy"
 	echo "hop runs nginx and HAProxy as separate processes (one worker, keep-alive both sides);"
 	echo "BenchmarkCPU paces requests at a fixed rate and reads getrusage for the process and"

@@ -68,6 +68,46 @@ func (r results) median(group, name, unit string) (float64, bool) {
 	}
 }
 
+// span returns the lowest and highest of the values of group:name in
+// unit: for the paired rows, whose figure moves between rounds by more
+// than some of the differences they show.
+func (r results) span(group, name, unit string) (lo, hi float64) {
+	vs := r[group+":"+name][unit]
+	if len(vs) == 0 {
+		return 0, 0
+	}
+	return slices.Min(vs), slices.Max(vs)
+}
+
+// procsSuffix returns the suffix go test gave the benchmarks that ran on
+// the default GOMAXPROCS (the groups run.sh runs without -cpu): "-N" on N
+// cores, "" on one, whichever most of those groups' names end with.
+func (r results) procsSuffix() string {
+	count := map[string]int{}
+	for key := range r {
+		group, name, _ := strings.Cut(key, ":")
+		switch group {
+		case "route", "admit", "scale", "overhead", "pick", "cpu", "load":
+		default:
+			continue
+		}
+		sfx := ""
+		if i := strings.LastIndexByte(name, '-'); i >= 0 {
+			if _, err := strconv.Atoi(name[i+1:]); err == nil {
+				sfx = name[i:]
+			}
+		}
+		count[sfx]++
+	}
+	best, n := "-2", 0
+	for s, c := range count {
+		if c > n || c == n && s < best {
+			best, n = s, c
+		}
+	}
+	return best
+}
+
 // cpuSuffix is the suffix go test gives benchmark names run with -cpu procs.
 func cpuSuffix(procs string) string {
 	if procs == "1" {
@@ -77,6 +117,13 @@ func cpuSuffix(procs string) string {
 }
 
 type row struct{ what, result, target, met string }
+
+// pairedSpan is the range, in brackets, of what variant added to bare in
+// the rounds of the paired benchmark name.
+func pairedSpan(r results, name, variant string) string {
+	lo, hi := r.span("paired", name, variant+"-added-µs")
+	return fmt.Sprintf("[%+.1f to %+.1f]", lo, hi)
+}
 
 func yes(ok bool) string {
 	if ok {
@@ -97,6 +144,16 @@ func main() {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
+	fmt.Println("| benchmark | result | target | met? |")
+	fmt.Println("|---|---|---|---|")
+	for _, x := range summarize(r) {
+		fmt.Printf("| %s | %s | %s | %s |\n", x.what, x.result, x.target, x.met)
+	}
+}
+
+// summarize returns the table's rows from the results r.
+func summarize(r results) []row {
+	sfx := r.procsSuffix() // of the groups run.sh runs without -cpu
 	var rows []row
 	add := func(what, result, target string, ok bool) {
 		rows = append(rows, row{what, result, target, yes(ok)})
@@ -109,19 +166,19 @@ func main() {
 	have := func(group, name string) bool { _, ok := r.median(group, name, "ns/op"); return ok }
 
 	// Routing.
-	if have("route", "BenchmarkRoute/instances=10-2") {
-		a, b, c := m("route", "BenchmarkRoute/instances=10-2", "ns/op"), m("route", "BenchmarkRoute/instances=1000-2", "ns/op"), m("route", "BenchmarkRoute/instances=10000-2", "ns/op")
-		allocs := m("route", "BenchmarkRoute/instances=1000-2", "allocs/op")
+	if have("route", "BenchmarkRoute/instances=10"+sfx) {
+		a, b, c := m("route", "BenchmarkRoute/instances=10"+sfx, "ns/op"), m("route", "BenchmarkRoute/instances=1000"+sfx, "ns/op"), m("route", "BenchmarkRoute/instances=10000"+sfx, "ns/op")
+		allocs := m("route", "BenchmarkRoute/instances=1000"+sfx, "allocs/op")
 		hi, lo := max(a, b, c), min(a, b, c)
 		add("Routing, 100 routes, 10 / 1,000 / 10,000 instances", fmt.Sprintf("%.0f / %.0f / %.0f ns, %.0f allocs (flat within %.2f×)", a, b, c, allocs, hi/lo),
 			"≤ 200 ns, 0 allocs, flat within 1.5×", hi <= 200 && allocs == 0 && hi/lo <= 1.5)
-		if have("route", "BenchmarkRoute/instances=100000-2") {
-			d := m("route", "BenchmarkRoute/instances=100000-2", "ns/op")
+		if have("route", "BenchmarkRoute/instances=100000"+sfx) {
+			d := m("route", "BenchmarkRoute/instances=100000"+sfx, "ns/op")
 			add("  the same at 100,000 instances", fmt.Sprintf("%.0f ns (%.2f× the 10-instance figure)", d, d/a), "flat within 1.5×", d/a <= 1.5)
 		}
 	}
 	for _, indexed := range []string{"true", "false"} {
-		name := func(n int) string { return fmt.Sprintf("BenchmarkRouteCount/index=%s/routes=%d-2", indexed, n) }
+		name := func(n int) string { return fmt.Sprintf("BenchmarkRouteCount/index=%s/routes=%d"+sfx, indexed, n) }
 		if !have("route", name(1)) {
 			continue
 		}
@@ -135,32 +192,32 @@ func main() {
 		}
 	}
 	// Decision path.
-	if have("admit", "BenchmarkAdmit/raw=gobreaker+rate-2") {
-		raw, rawPar := m("admit", "BenchmarkAdmit/raw=gobreaker+rate-2", "ns/op"), m("admit", "BenchmarkAdmit/raw=gobreaker+rate/parallel-2", "ns/op")
+	if have("admit", "BenchmarkAdmit/raw=gobreaker+rate"+sfx) {
+		raw, rawPar := m("admit", "BenchmarkAdmit/raw=gobreaker+rate"+sfx, "ns/op"), m("admit", "BenchmarkAdmit/raw=gobreaker+rate/parallel"+sfx, "ns/op")
 		for _, v := range []string{"breaker+limit", "breaker+outlier+limit"} {
-			s, p := m("admit", "BenchmarkAdmit/mesh="+v+"-2", "ns/op"), m("admit", "BenchmarkAdmit/mesh="+v+"/parallel-2", "ns/op")
-			allocs := m("admit", "BenchmarkAdmit/mesh="+v+"-2", "allocs/op")
+			s, p := m("admit", "BenchmarkAdmit/mesh="+v+""+sfx, "ns/op"), m("admit", "BenchmarkAdmit/mesh="+v+"/parallel"+sfx, "ns/op")
+			allocs := m("admit", "BenchmarkAdmit/mesh="+v+""+sfx, "allocs/op")
 			add("Decision path ("+v+") vs raw gobreaker Execute + rate.Allow", fmt.Sprintf("%.0f ns vs %.0f ns (%.2f×), %.0f allocs", s, raw, s/raw, allocs),
 				"0 allocs, ≤ 1.25× raw", allocs == 0 && s/raw <= 1.25)
 			add("  the same under RunParallel (2 cores)", fmt.Sprintf("%.0f ns, %.2f× its serial figure (raw: %.2f×)", p, p/s, rawPar/raw), "within 1.3× of serial", p/s <= 1.3)
-			if two, ok := r.median("admit", "BenchmarkAdmit/raw=2gobreaker+rate-2", "ns/op"); ok && v == "breaker+outlier+limit" {
+			if two, ok := r.median("admit", "BenchmarkAdmit/raw=2gobreaker+rate"+sfx, "ns/op"); ok && v == "breaker+outlier+limit" {
 				info("  the floor: two raw gobreaker Executes (service, instance) + rate.Allow", fmt.Sprintf("%.0f ns (%.2f× raw; the mesh %.2f× it, with the route match)", two, two/raw, s/two))
 			}
 		}
 	}
 	// Overhead over an in-process RoundTripper.
-	if have("overhead", "BenchmarkOverhead/stack=base-2") {
-		base, ba := m("overhead", "BenchmarkOverhead/stack=base-2", "ns/op"), m("overhead", "BenchmarkOverhead/stack=base-2", "allocs/op")
+	if have("overhead", "BenchmarkOverhead/stack=base"+sfx) {
+		base, ba := m("overhead", "BenchmarkOverhead/stack=base"+sfx, "ns/op"), m("overhead", "BenchmarkOverhead/stack=base"+sfx, "allocs/op")
 		for _, c := range []struct {
 			stack, target, floor string
 			ns, allocs           float64
 		}{{"routing", "≤ 250 ns", "floor", 250, -1}, {"propagate", "≤ 400 ns, ≤ 4 allocs", "floor-trace", 400, 4}, {"full", "≤ 1.2 µs, ≤ 10 allocs", "floor-full", 1200, 10}} {
-			v, a := m("overhead", "BenchmarkOverhead/stack="+c.stack+"-2", "ns/op")-base, m("overhead", "BenchmarkOverhead/stack="+c.stack+"-2", "allocs/op")-ba
+			v, a := m("overhead", "BenchmarkOverhead/stack="+c.stack+""+sfx, "ns/op")-base, m("overhead", "BenchmarkOverhead/stack="+c.stack+""+sfx, "allocs/op")-ba
 			add("SDK's own cost, "+c.stack+" (over an in-process RoundTripper)", fmt.Sprintf("+%.0f ns, +%.0f allocs", v, a), c.target, v <= c.ns && (c.allocs < 0 || a <= c.allocs))
 			// The floor: what any RoundTripper that keeps the caller's
 			// request unchanged must do to send it there with its headers.
-			if f, ok := r.median("overhead", "BenchmarkOverhead/stack="+c.floor+"-2", "ns/op"); ok {
-				fa := m("overhead", "BenchmarkOverhead/stack="+c.floor+"-2", "allocs/op") - ba
+			if f, ok := r.median("overhead", "BenchmarkOverhead/stack="+c.floor+""+sfx, "ns/op"); ok {
+				fa := m("overhead", "BenchmarkOverhead/stack="+c.floor+""+sfx, "allocs/op") - ba
 				what := "request and URL copy, header map copy, the headers added"
 				if c.floor == "floor-full" {
 					what += "; timeout, rate limiter, two breakers and metrics from the plain libraries"
@@ -209,9 +266,14 @@ func main() {
 		full, prop := m("paired", name, "lightmesh-full-added-µs"), m("paired", name, "lightmesh-propagate-added-µs")
 		wire, otel := m("paired", name, "bare-meshheaders-added-µs"), m("paired", name, "otelhttp-added-µs")
 		floorFull, floorTrace := m("paired", name, "floor-full-added-µs"), m("paired", name, "floor-trace-added-µs")
-		add("Loopback GET, paired (GOMAXPROCS="+procs+"): full stack adds", fmt.Sprintf("%+.2f µs over bare %.2f µs", full, bare), "≤ 2 µs", full <= 2)
-		info("  the floors: the mesh's headers sent bare; floor-trace; floor-full", fmt.Sprintf("%+.2f µs; %+.2f µs; %+.2f µs (lightmesh-full above it: %+.2f µs)", wire, floorTrace, floorFull, full-floorFull))
-		add("  propagate-only adds, vs otelhttp's", fmt.Sprintf("%+.2f µs vs %+.2f µs (%.2f of it; above floor-trace: %+.2f µs)", prop, otel, prop/otel, prop-floorTrace), "≤ 1/3 of otelhttp's", prop <= otel/3)
+		add("Loopback GET, paired (GOMAXPROCS="+procs+"): full stack adds", fmt.Sprintf("%+.2f µs %s over bare %.2f µs", full, pairedSpan(r, name, "lightmesh-full"), bare), "≤ 2 µs", full <= 2)
+		if again, ok := r.median("paired", name, "bare-again-added-µs"); ok {
+			info("  the noise: a second bare transport", fmt.Sprintf("%+.2f µs %s", again, pairedSpan(r, name, "bare-again")))
+		}
+		info("  the floors: the mesh's headers sent bare; floor-trace; floor-full", fmt.Sprintf("%+.2f µs %s; %+.2f µs %s; %+.2f µs %s (lightmesh-full above it: %+.2f µs)",
+			wire, pairedSpan(r, name, "bare-meshheaders"), floorTrace, pairedSpan(r, name, "floor-trace"), floorFull, pairedSpan(r, name, "floor-full"), full-floorFull))
+		add("  propagate-only adds, vs otelhttp's", fmt.Sprintf("%+.2f µs %s vs %+.2f µs %s (%.2f of it; above floor-trace: %+.2f µs)",
+			prop, pairedSpan(r, name, "lightmesh-propagate"), otel, pairedSpan(r, name, "otelhttp"), prop/otel, prop-floorTrace), "≤ 1/3 of otelhttp's", prop <= otel/3)
 	}
 	for _, procs := range []string{"1", "2"} {
 		name := "BenchmarkPairedGRPC" + cpuSuffix(procs)
@@ -229,9 +291,15 @@ func main() {
 		otel, otelPct := pct("otelgrpc")
 		floorFull, floorFullPct := pct("floor-full")
 		floorProp, floorPropPct := pct("floor-propagate")
-		add("gRPC unary, paired (GOMAXPROCS="+procs+"): full stack over bare", fmt.Sprintf("%+.1f%% (%+.2f µs over %.2f µs)", fullPct, full, bare), "within 8%", fullPct <= 8)
-		info("  the floors: the mesh's metadata sent bare; floor-propagate; floor-full", fmt.Sprintf("%+.1f%% (%+.2f µs); %+.1f%% (%+.2f µs); %+.1f%% (%+.2f µs)", wirePct, wire, floorPropPct, floorProp, floorFullPct, floorFull))
-		add("  propagate-only over bare", fmt.Sprintf("%+.1f%% (%+.2f µs); otelgrpc %+.1f%% (%+.2f µs)", propPct, prop, otelPct, otel), "within 4%", propPct <= 4)
+		add("gRPC unary, paired (GOMAXPROCS="+procs+"): full stack over bare", fmt.Sprintf("%+.1f%% (%+.2f µs %s over %.2f µs)", fullPct, full, pairedSpan(r, name, "lightmesh-full"), bare), "within 8%", fullPct <= 8)
+		if _, ok := r.median("paired", name, "bare-again-added-µs"); ok {
+			again, againPct := pct("bare-again")
+			info("  the noise: a second bare connection", fmt.Sprintf("%+.1f%% (%+.2f µs %s)", againPct, again, pairedSpan(r, name, "bare-again")))
+		}
+		info("  the floors: the mesh's metadata sent bare; floor-propagate; floor-full", fmt.Sprintf("%+.1f%% (%+.2f µs %s); %+.1f%% (%+.2f µs %s); %+.1f%% (%+.2f µs %s)",
+			wirePct, wire, pairedSpan(r, name, "bare-meshmetadata"), floorPropPct, floorProp, pairedSpan(r, name, "floor-propagate"), floorFullPct, floorFull, pairedSpan(r, name, "floor-full")))
+		add("  propagate-only over bare", fmt.Sprintf("%+.1f%% (%+.2f µs %s); otelgrpc %+.1f%% (%+.2f µs %s)",
+			propPct, prop, pairedSpan(r, name, "lightmesh-propagate"), otelPct, otel, pairedSpan(r, name, "otelgrpc")), "within 4%", propPct <= 4)
 	}
 	for _, procs := range []string{"1", "2"} {
 		sfx := cpuSuffix(procs)
@@ -260,43 +328,38 @@ func main() {
 		}
 	}
 	// CPU.
-	if bare, ok := r.median("cpu", "BenchmarkCPU/path=bare-2", "vCPU/1krps"); ok {
-		added := m("cpu", "BenchmarkCPU/path=lightmesh-full-2", "vCPU/1krps") - bare
-		nginx, _ := r.median("cpu", "BenchmarkCPU/path=nginx-2", "proxy-vCPU/1krps")
-		haproxy, _ := r.median("cpu", "BenchmarkCPU/path=haproxy-2", "proxy-vCPU/1krps")
+	if bare, ok := r.median("cpu", "BenchmarkCPU/path=bare"+sfx, "vCPU/1krps"); ok {
+		added := m("cpu", "BenchmarkCPU/path=lightmesh-full"+sfx, "vCPU/1krps") - bare
+		nginx, _ := r.median("cpu", "BenchmarkCPU/path=nginx"+sfx, "proxy-vCPU/1krps")
+		haproxy, _ := r.median("cpu", "BenchmarkCPU/path=haproxy"+sfx, "proxy-vCPU/1krps")
 		add("CPU lightmesh adds per 1,000 rps (2,000 rps, one at a time)", fmt.Sprintf("%.4f vCPU (Istio 1.24 sidecar: 0.20, %.0f× more; nginx %.4f, HAProxy %.4f in this run)", added, 0.20/added, nginx, haproxy),
 			"≥ 100× below 0.20", added <= 0.002)
-		if f, ok := r.median("cpu", "BenchmarkCPU/path=floor-full-2", "vCPU/1krps"); ok {
+		if f, ok := r.median("cpu", "BenchmarkCPU/path=floor-full"+sfx, "vCPU/1krps"); ok {
 			info("  the floor (floor-full) adds", fmt.Sprintf("%.4f vCPU", f-bare))
 		}
-		p99b, p99m := m("cpu", "BenchmarkCPU/path=bare-2", "p99-µs"), m("cpu", "BenchmarkCPU/path=lightmesh-full-2", "p99-µs")
-		info("  p99 latency at that rate, bare / lightmesh / nginx / HAProxy", fmt.Sprintf("%.0f / %.0f / %.0f / %.0f µs", p99b, p99m, m("cpu", "BenchmarkCPU/path=nginx-2", "p99-µs"), m("cpu", "BenchmarkCPU/path=haproxy-2", "p99-µs")))
+		p99b, p99m := m("cpu", "BenchmarkCPU/path=bare"+sfx, "p99-µs"), m("cpu", "BenchmarkCPU/path=lightmesh-full"+sfx, "p99-µs")
+		info("  p99 latency at that rate, bare / lightmesh / nginx / HAProxy", fmt.Sprintf("%.0f / %.0f / %.0f / %.0f µs", p99b, p99m, m("cpu", "BenchmarkCPU/path=nginx"+sfx, "p99-µs"), m("cpu", "BenchmarkCPU/path=haproxy"+sfx, "p99-µs")))
 	}
-	if p99b, ok := r.median("load", "BenchmarkLoad/path=bare-2", "p99-µs"); ok {
-		p99m := m("load", "BenchmarkLoad/path=lightmesh-full-2", "p99-µs")
-		cpub, cpum := m("load", "BenchmarkLoad/path=bare-2", "vCPU/1krps"), m("load", "BenchmarkLoad/path=lightmesh-full-2", "vCPU/1krps")
+	if p99b, ok := r.median("load", "BenchmarkLoad/path=bare"+sfx, "p99-µs"); ok {
+		p99m := m("load", "BenchmarkLoad/path=lightmesh-full"+sfx, "p99-µs")
+		cpub, cpum := m("load", "BenchmarkLoad/path=bare"+sfx, "vCPU/1krps"), m("load", "BenchmarkLoad/path=lightmesh-full"+sfx, "vCPU/1krps")
 		info("  at 10,000 rps from 64 callers: p99 bare / lightmesh; CPU lightmesh adds per 1,000 rps", fmt.Sprintf("%.0f / %.0f µs (%+.0f µs); %.4f vCPU", p99b, p99m, p99m-p99b, cpum-cpub))
 	}
 	// gRPC.
-	if bare, ok := r.median("pick", "BenchmarkGRPC/client=bare-2", "ns/op"); ok {
-		mesh := m("pick", "BenchmarkGRPC/client=mesh-2", "ns/op")
+	if bare, ok := r.median("pick", "BenchmarkGRPC/client=bare"+sfx, "ns/op"); ok {
+		mesh := m("pick", "BenchmarkGRPC/client=mesh"+sfx, "ns/op")
 		add("gRPC unary through lightmesh (full stack) vs bare grpc.NewClient", fmt.Sprintf("%s vs %s (%+.1f%%)", us(mesh), us(bare), (mesh/bare-1)*100), "within 8%", mesh/bare <= 1.08)
-		add("  the pick", fmt.Sprintf("%.0f ns, %.0f allocs", m("pick", "BenchmarkPick-2", "ns/op"), m("pick", "BenchmarkPick-2", "allocs/op")), "0 allocs", m("pick", "BenchmarkPick-2", "allocs/op") == 0)
+		add("  the pick", fmt.Sprintf("%.0f ns, %.0f allocs", m("pick", "BenchmarkPick"+sfx, "ns/op"), m("pick", "BenchmarkPick"+sfx, "allocs/op")), "0 allocs", m("pick", "BenchmarkPick"+sfx, "allocs/op") == 0)
 	}
 	if bare, ok := r.median("grpc", "BenchmarkGRPC/rpc=bare-2", "ns/op"); ok {
 		prop, otel := m("grpc", "BenchmarkGRPC/rpc=lightmesh-propagate-2", "ns/op"), m("grpc", "BenchmarkGRPC/rpc=otelgrpc-2", "ns/op")
 		add("gRPC propagate-only vs otelgrpc's stats handler (same tracer)", fmt.Sprintf("+%s vs +%s over bare", us(prop-bare), us(otel-bare)), "cheaper than otelgrpc", prop < otel)
 	}
 	// Scaling.
-	if small, ok := r.median("scale", "BenchmarkInstanceUpdate/services=100-2", "ns/op"); ok {
-		big := m("scale", "BenchmarkInstanceUpdate/services=10000-2", "ns/op")
+	if small, ok := r.median("scale", "BenchmarkInstanceUpdate/services=100"+sfx, "ns/op"); ok {
+		big := m("scale", "BenchmarkInstanceUpdate/services=10000"+sfx, "ns/op")
 		add("State rebuilt on one instance change, 100 → 10,000 services", fmt.Sprintf("%s → %s (%.1f×)", us(small), us(big), big/small), "not O(services)", big/small <= 5)
-		info("Heap of 10,000 services with breakers and limits", fmt.Sprintf("%.1f MB", m("scale", "BenchmarkPolicyMemory-2", "MB/10k-services")))
+		info("Heap of 10,000 services with breakers and limits", fmt.Sprintf("%.1f MB", m("scale", "BenchmarkPolicyMemory"+sfx, "MB/10k-services")))
 	}
-
-	fmt.Println("| benchmark | result | target | met? |")
-	fmt.Println("|---|---|---|---|")
-	for _, x := range rows {
-		fmt.Printf("| %s | %s | %s | %s |\n", x.what, x.result, x.target, x.met)
-	}
+	return rows
 }
