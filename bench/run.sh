@@ -158,8 +158,8 @@ added() {
 if group route router.test 'BenchmarkRoute' ; then
 	table "Routing (router): BenchmarkRoute, 100 routes" results/route.txt
 fi
-if group admit engine.test 'BenchmarkAdmit$'; then
-	table "Decision path (internal/engine): route + limiter + breakers, vs raw gobreaker + rate" -col /mesh results/admit.txt
+if group admit engine.test 'BenchmarkAdmit$|BenchmarkAdmitPaired$'; then
+	table "Decision path (internal/engine): route + limiter + breakers, vs raw gobreaker + rate; BenchmarkAdmitPaired times them in alternating turns" -col /mesh results/admit.txt
 fi
 if group scale engine.test 'BenchmarkInstanceUpdate|BenchmarkPolicyMemory' -test.benchtime 20x; then
 	table "Scaling (internal/engine): one instance change; memory of 10,000 services" results/scale.txt
