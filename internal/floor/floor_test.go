@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -67,6 +68,7 @@ func TestRoundTripperKeepsTheContract(t *testing.T) {
 		t.Fatal(err)
 	}
 	req.Header.Set("X-Env", "staging")
+	wantHeader, wantURL := req.Header.Clone(), *req.URL
 	resp, err := rt.RoundTrip(req)
 	if err != nil {
 		t.Fatal(err)
@@ -80,8 +82,8 @@ func TestRoundTripperKeepsTheContract(t *testing.T) {
 	if host != "svc" {
 		t.Errorf("server saw Host %q, want svc", host)
 	}
-	if len(req.Header) != 1 || req.URL.Host != "svc" || req.Host != "svc" || req.Context().Err() != nil {
-		t.Errorf("the caller's request changed: header %v, URL host %q, Host %q", req.Header, req.URL.Host, req.Host)
+	if !reflect.DeepEqual(req.Header, wantHeader) || *req.URL != wantURL || req.URL.Host != "svc" || req.Host != "svc" || req.Context().Err() != nil {
+		t.Errorf("the caller's request changed: header %v, URL %v, Host %q", req.Header, req.URL, req.Host)
 	}
 	if err := base.ctx.Err(); err != nil {
 		t.Fatalf("the timeout ended before the body was read: %v", err)
@@ -107,8 +109,10 @@ func TestUnaryInterceptorSendsLaneAndTrace(t *testing.T) {
 		t.Fatal(err)
 	}
 	var seen metadata.MD
+	var deadline bool
 	srv := grpc.NewServer(grpc.UnaryInterceptor(func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
 		seen, _ = metadata.FromIncomingContext(ctx)
+		_, deadline = ctx.Deadline()
 		return h(ctx, req)
 	}))
 	healthpb.RegisterHealthServer(srv, health.NewServer())
@@ -132,8 +136,54 @@ func TestUnaryInterceptorSendsLaneAndTrace(t *testing.T) {
 		if got := seen.Get("traceparent"); len(got) != 1 || got[0] != "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01" {
 			t.Errorf("protection %v: server saw traceparent %q", p != nil, got)
 		}
+		if deadline != (p != nil) {
+			t.Errorf("protection %v: the call had a deadline: %v", p != nil, deadline)
+		}
 		if md, _ := metadata.FromOutgoingContext(ctx); len(md) != 1 {
 			t.Errorf("protection %v: the caller's outgoing metadata changed: %v", p != nil, md)
+		}
+	}
+}
+
+// Without a Protection the floor still sends the trace, with its sampled
+// flag as it is, and sends the lane's baggage only when the request has
+// the lane header.
+func TestRoundTripperWithoutProtection(t *testing.T) {
+	var seen http.Header
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		seen = r.Header.Clone()
+	}))
+	defer srv.Close()
+	rt := &floor.RoundTripper{Base: srv.Client().Transport, Addr: strings.TrimPrefix(srv.URL, "http://"),
+		LaneHeader: "X-Env", LaneBaggage: baggage, Trace: true}
+	unsampled := oteltrace.ContextWithRemoteSpanContext(context.Background(),
+		oteltrace.SpanContextFromContext(sampled()).WithTraceFlags(0))
+	for _, tc := range []struct {
+		ctx                context.Context
+		lane               bool
+		baggage, traceprnt string
+	}{
+		{sampled(), true, baggage, "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"},
+		{unsampled, false, "", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00"},
+		{context.Background(), true, baggage, ""},
+	} {
+		req, err := http.NewRequestWithContext(tc.ctx, http.MethodGet, "http://svc/path", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tc.lane {
+			req.Header.Set("X-Env", "staging")
+		}
+		resp, err := rt.RoundTrip(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if got := seen.Get("Baggage"); got != tc.baggage {
+			t.Errorf("lane %v: server saw Baggage %q, want %q", tc.lane, got, tc.baggage)
+		}
+		if got := seen.Get("Traceparent"); got != tc.traceprnt {
+			t.Errorf("server saw Traceparent %q, want %q", got, tc.traceprnt)
 		}
 	}
 }
