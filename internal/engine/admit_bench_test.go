@@ -196,15 +196,19 @@ func BenchmarkAdmitPaired(b *testing.B) {
 						b.Fatal(err)
 					}
 				},
+				// A refused Allow would skip the Execute and make the raw
+				// cheaper: fail, as BenchmarkAdmit's raw does.
 				func() {
-					if lim.Allow() {
-						cb.Execute(noop)
+					if !lim.Allow() {
+						b.Fatal("limited")
 					}
+					cb.Execute(noop)
 				},
 				func() {
-					if lim.Allow() {
-						cb.Execute(func() (struct{}, error) { return inst.Execute(noop) })
+					if !lim.Allow() {
+						b.Fatal("limited")
 					}
+					cb.Execute(func() (struct{}, error) { return inst.Execute(noop) })
 				},
 			}
 			var per [3][]float64 // ns per decision, by way
