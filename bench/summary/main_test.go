@@ -47,3 +47,56 @@ BenchmarkGRPC/client=mesh-N 	1000	63000 ns/op	0 B/op	0 allocs/op
 		}
 	}
 }
+
+// TestSummarizeAdmitPaired checks that the decision-path target is decided
+// on BenchmarkAdmitPaired's ratio when it is there (here met paired and
+// missed one after the other), and on BenchmarkAdmit's without it.
+func TestSummarizeAdmitPaired(t *testing.T) {
+	admit := `BenchmarkAdmit/mesh=breaker+limit-2 	1000	300 ns/op	0 B/op	0 allocs/op
+BenchmarkAdmit/mesh=breaker+limit/parallel-2 	1000	310 ns/op	0 B/op	0 allocs/op
+BenchmarkAdmit/mesh=breaker+outlier+limit-2 	1000	350 ns/op	0 B/op	0 allocs/op
+BenchmarkAdmit/mesh=breaker+outlier+limit/parallel-2 	1000	360 ns/op	0 B/op	0 allocs/op
+BenchmarkAdmit/raw=gobreaker+rate-2 	1000	200 ns/op	0 B/op	0 allocs/op
+BenchmarkAdmit/raw=2gobreaker+rate-2 	1000	300 ns/op	0 B/op	0 allocs/op
+BenchmarkAdmit/raw=gobreaker+rate/parallel-2 	1000	210 ns/op	0 B/op	0 allocs/op
+`
+	paired := `BenchmarkAdmitPaired/mesh=breaker+limit-2         	     355	       228.5 mesh-ns	         1.138 mesh/raw	         0.7358 mesh/raw2	       201.1 raw-ns	       310.8 raw2-ns	     114 B/op	       0 allocs/op
+BenchmarkAdmitPaired/mesh=breaker+outlier+limit-2 	     421	       277.2 mesh-ns	         1.372 mesh/raw	         0.8861 mesh/raw2	       201.6 raw-ns	       312.5 raw2-ns	      96 B/op	       0 allocs/op
+`
+	for _, tc := range []struct {
+		text string
+		want map[string]string // row what → met
+	}{
+		{admit + paired, map[string]string{
+			"Decision path (breaker+limit) vs raw gobreaker Execute + rate.Allow, paired":         yes(true),
+			"Decision path (breaker+outlier+limit) vs raw gobreaker Execute + rate.Allow, paired": yes(false),
+		}},
+		{admit, map[string]string{
+			"Decision path (breaker+limit) vs raw gobreaker Execute + rate.Allow":         yes(false),
+			"Decision path (breaker+outlier+limit) vs raw gobreaker Execute + rate.Allow": yes(false),
+		}},
+	} {
+		dir := t.TempDir()
+		if err := os.WriteFile(filepath.Join(dir, "admit.txt"), []byte(tc.text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		r, err := load(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := map[string]row{}
+		for _, x := range summarize(r) {
+			got[x.what] = x
+		}
+		for what, met := range tc.want {
+			if x, ok := got[what]; !ok {
+				t.Errorf("no row %q", what)
+			} else if x.met != met {
+				t.Errorf("%s: %s, met %q, want %q", what, x.result, x.met, met)
+			}
+		}
+		if x, ok := got["Decision path (breaker+limit) vs raw gobreaker Execute + rate.Allow, paired"]; ok && !strings.Contains(x.result, "228 ns vs 201 ns (1.14×)") {
+			t.Errorf("paired row: %s", x.result)
+		}
+	}
+}
