@@ -12,7 +12,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/otel/propagation"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
-	oteltrace "go.opentelemetry.io/otel/trace"
 
 	"github.com/lightmesh/lightmesh/discovery"
 	"github.com/lightmesh/lightmesh/internal/floor"
@@ -123,26 +122,12 @@ func newFloor(b *testing.B, addr string, p *floor.Protection) http.RoundTripper 
 		LaneBaggage: trace.BaggagePrefix + "x-env=staging", Trace: true, Protect: p}
 }
 
-// parentContext is the context of a request made inside a sampled server
-// span, as a service's outgoing calls are: it carries a remote sampled
-// span context, so propagate-only mode has a traceparent to inject and
-// span mode creates child spans.
-func parentContext() context.Context {
-	sc := oteltrace.NewSpanContext(oteltrace.SpanContextConfig{
-		TraceID:    oteltrace.TraceID{0x4b, 0xf9, 0x2f, 0x35, 0x77, 0xb3, 0x4d, 0xa6, 0xa3, 0xce, 0x92, 0x9d, 0x0e, 0x0e, 0x47, 0x36},
-		SpanID:     oteltrace.SpanID{0x00, 0xf0, 0x67, 0xaa, 0x0b, 0xa9, 0x02, 0xb7},
-		TraceFlags: oteltrace.FlagsSampled,
-		Remote:     true,
-	})
-	return oteltrace.ContextWithRemoteSpanContext(context.Background(), sc)
-}
-
 // newRequest returns the benchmark request: a GET to url with the lane
 // header X-Env: staging, in parentContext. http.Client does not modify
 // it, so one request serves every iteration.
 func newRequest(b *testing.B, url string) *http.Request {
 	b.Helper()
-	req, err := http.NewRequestWithContext(parentContext(), http.MethodGet, url, nil)
+	req, err := http.NewRequestWithContext(floor.SampledParent(), http.MethodGet, url, nil)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -125,7 +125,7 @@ func dialGRPC(b *testing.B, target string, opts ...grpc.DialOption) *grpc.Client
 // serialRPC makes one health check per iteration on conn.
 func serialRPC(b *testing.B, conn *grpc.ClientConn) {
 	client := healthpb.NewHealthClient(conn)
-	ctx := metadata.AppendToOutgoingContext(parentContext(), "x-env", "staging")
+	ctx := metadata.AppendToOutgoingContext(floor.SampledParent(), "x-env", "staging")
 	req := &healthpb.HealthCheckRequest{}
 	if _, err := client.Check(ctx, req); err != nil { // warm the connection up
 		b.Fatal(err)

@@ -170,7 +170,7 @@ func BenchmarkPairedTransport(b *testing.B) {
 // on its own ClientConn to the same server.
 func BenchmarkPairedGRPC(b *testing.B) {
 	addr := grpcUpstream(b)
-	ctx := metadata.AppendToOutgoingContext(parentContext(), "x-env", "staging")
+	ctx := metadata.AppendToOutgoingContext(floor.SampledParent(), "x-env", "staging")
 	req := &healthpb.HealthCheckRequest{}
 	check := func(conn *grpc.ClientConn) func() error {
 		client := healthpb.NewHealthClient(conn)

@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/lightmesh/lightmesh/discovery"
+	"github.com/lightmesh/lightmesh/internal/floor"
 	"github.com/lightmesh/lightmesh/mesh"
 	"github.com/lightmesh/lightmesh/rules"
 	"github.com/lightmesh/lightmesh/trace"
@@ -141,7 +142,7 @@ func TestLaneCallHeaderCost(t *testing.T) {
 	base := &recordRT{}
 	rt := m.Transport(base)
 	newReq := func(extra ...string) *http.Request {
-		req, _ := http.NewRequestWithContext(sampledParent(), http.MethodGet, "http://svc/v1", nil)
+		req, _ := http.NewRequestWithContext(floor.SampledParent(), http.MethodGet, "http://svc/v1", nil)
 		req.Header.Set("X-Env", "staging")
 		for _, k := range extra {
 			req.Header.Set(k, "v-"+k)

@@ -10,7 +10,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
-	oteltrace "go.opentelemetry.io/otel/trace"
 
 	"github.com/lightmesh/lightmesh/discovery"
 	"github.com/lightmesh/lightmesh/internal/floor"
@@ -75,11 +74,11 @@ func BenchmarkOverhead(b *testing.B) {
 		run(b, newMeshRT(b, benchRules), context.Background(), "http://svc/")
 	})
 	b.Run("stack=propagate", func(b *testing.B) {
-		run(b, newMeshRT(b, benchRules, mesh.WithTrace(trace.WithTracerProvider(tp), trace.WithMode(trace.ModePropagate))), sampledParent(), "http://svc/")
+		run(b, newMeshRT(b, benchRules, mesh.WithTrace(trace.WithTracerProvider(tp), trace.WithMode(trace.ModePropagate))), floor.SampledParent(), "http://svc/")
 	})
 	b.Run("stack=full", func(b *testing.B) {
 		doc := strings.Replace(benchRules, "  svc:\n", "  svc:\n"+benchProtection, 1)
-		run(b, newMeshRT(b, doc, mesh.WithRegisterer(prometheus.NewRegistry()), mesh.WithTrace(trace.WithTracerProvider(tp))), sampledParent(), "http://svc/")
+		run(b, newMeshRT(b, doc, mesh.WithRegisterer(prometheus.NewRegistry()), mesh.WithTrace(trace.WithTracerProvider(tp))), floor.SampledParent(), "http://svc/")
 	})
 	// The floors (internal/floor): what any RoundTripper that sends this
 	// request to the instance while keeping the caller's request unchanged
@@ -94,21 +93,9 @@ func BenchmarkOverhead(b *testing.B) {
 		run(b, newFloor(false, nil), context.Background(), "http://svc/")
 	})
 	b.Run("stack=floor-trace", func(b *testing.B) {
-		run(b, newFloor(true, nil), sampledParent(), "http://svc/")
+		run(b, newFloor(true, nil), floor.SampledParent(), "http://svc/")
 	})
 	b.Run("stack=floor-full", func(b *testing.B) {
-		run(b, newFloor(true, floor.NewProtection(time.Second, prometheus.NewRegistry())), sampledParent(), "http://svc/")
+		run(b, newFloor(true, floor.NewProtection(time.Second, prometheus.NewRegistry())), floor.SampledParent(), "http://svc/")
 	})
-}
-
-// sampledParent is the context of a call made inside a sampled server
-// span: it carries a remote sampled span context.
-func sampledParent() context.Context {
-	sc := oteltrace.NewSpanContext(oteltrace.SpanContextConfig{
-		TraceID:    oteltrace.TraceID{0x4b, 0xf9, 0x2f, 0x35, 0x77, 0xb3, 0x4d, 0xa6, 0xa3, 0xce, 0x92, 0x9d, 0x0e, 0x0e, 0x47, 0x36},
-		SpanID:     oteltrace.SpanID{0x00, 0xf0, 0x67, 0xaa, 0x0b, 0xa9, 0x02, 0xb7},
-		TraceFlags: oteltrace.FlagsSampled,
-		Remote:     true,
-	})
-	return oteltrace.ContextWithRemoteSpanContext(context.Background(), sc)
 }

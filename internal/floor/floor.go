@@ -102,6 +102,19 @@ func (p *Protection) record(start time.Time) {
 	p.latency.Observe(time.Since(start).Seconds())
 }
 
+// SampledParent returns the context the benchmarks send their calls in:
+// inside a sampled remote span, as a service's outgoing calls are, so
+// that a floor, lightmesh and otel all have a traceparent to inject.
+func SampledParent() context.Context {
+	sc := oteltrace.NewSpanContext(oteltrace.SpanContextConfig{
+		TraceID:    oteltrace.TraceID{0x4b, 0xf9, 0x2f, 0x35, 0x77, 0xb3, 0x4d, 0xa6, 0xa3, 0xce, 0x92, 0x9d, 0x0e, 0x0e, 0x47, 0x36},
+		SpanID:     oteltrace.SpanID{0x00, 0xf0, 0x67, 0xaa, 0x0b, 0xa9, 0x02, 0xb7},
+		TraceFlags: oteltrace.FlagsSampled,
+		Remote:     true,
+	})
+	return oteltrace.ContextWithRemoteSpanContext(context.Background(), sc)
+}
+
 // traceparent writes the W3C traceparent of sc into buf and returns it as
 // a string sharing buf, which the caller never reuses.
 func traceparent(buf *[55]byte, sc oteltrace.SpanContext) string {

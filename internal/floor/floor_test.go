@@ -24,17 +24,6 @@ import (
 
 const baggage = "lightmesh.lane.x-env=staging"
 
-// sampled is a context inside a sampled remote span.
-func sampled() context.Context {
-	sc := oteltrace.NewSpanContext(oteltrace.SpanContextConfig{
-		TraceID:    oteltrace.TraceID{0x4b, 0xf9, 0x2f, 0x35, 0x77, 0xb3, 0x4d, 0xa6, 0xa3, 0xce, 0x92, 0x9d, 0x0e, 0x0e, 0x47, 0x36},
-		SpanID:     oteltrace.SpanID{0x00, 0xf0, 0x67, 0xaa, 0x0b, 0xa9, 0x02, 0xb7},
-		TraceFlags: oteltrace.FlagsSampled,
-		Remote:     true,
-	})
-	return oteltrace.ContextWithRemoteSpanContext(context.Background(), sc)
-}
-
 // ctxSeen is a RoundTripper that keeps the context of the request it sent.
 type ctxSeen struct {
 	base http.RoundTripper
@@ -63,7 +52,7 @@ func TestRoundTripperKeepsTheContract(t *testing.T) {
 	rt := &floor.RoundTripper{Base: base, Addr: strings.TrimPrefix(srv.URL, "http://"), LaneHeader: "X-Env",
 		LaneBaggage: baggage, Trace: true, Protect: floor.NewProtection(time.Second, prometheus.NewRegistry())}
 
-	req, err := http.NewRequestWithContext(sampled(), http.MethodGet, "http://svc/path", nil)
+	req, err := http.NewRequestWithContext(floor.SampledParent(), http.MethodGet, "http://svc/path", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -125,7 +114,7 @@ func TestUnaryInterceptorSendsLaneAndTrace(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		ctx := metadata.AppendToOutgoingContext(sampled(), "x-env", "staging")
+		ctx := metadata.AppendToOutgoingContext(floor.SampledParent(), "x-env", "staging")
 		if _, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{}); err != nil {
 			t.Fatal(err)
 		}
@@ -157,13 +146,13 @@ func TestRoundTripperWithoutProtection(t *testing.T) {
 	rt := &floor.RoundTripper{Base: srv.Client().Transport, Addr: strings.TrimPrefix(srv.URL, "http://"),
 		LaneHeader: "X-Env", LaneBaggage: baggage, Trace: true}
 	unsampled := oteltrace.ContextWithRemoteSpanContext(context.Background(),
-		oteltrace.SpanContextFromContext(sampled()).WithTraceFlags(0))
+		oteltrace.SpanContextFromContext(floor.SampledParent()).WithTraceFlags(0))
 	for _, tc := range []struct {
 		ctx                context.Context
 		lane               bool
 		baggage, traceprnt string
 	}{
-		{sampled(), true, baggage, "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"},
+		{floor.SampledParent(), true, baggage, "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"},
 		{unsampled, false, "", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00"},
 		{context.Background(), true, baggage, ""},
 	} {
