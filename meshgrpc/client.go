@@ -57,39 +57,24 @@ func DialOptions(m *mesh.Mesh, opts ...Option) []grpc.DialOption {
 		// The resolver's service config is the one in force; this default
 		// makes grpc.NewClient reject a bad one at once.
 		grpc.WithDefaultServiceConfig(cfg.serviceConfig),
-		grpc.WithChainUnaryInterceptor(unaryInterceptor(eng, &cfg)),
-		grpc.WithChainStreamInterceptor(streamInterceptor(eng)),
+		grpc.WithChainUnaryInterceptor(unaryInterceptor(eng, &cfg, m)),
+		grpc.WithChainStreamInterceptor(streamInterceptor(eng, m)),
 	}
 	if src := m.Identity(); src != nil {
 		dopts = append(dopts, grpcidentity.RulesDialOptions(src, m)...)
-	} else {
-		// First in the chain: a refused call touches no breaker, limit
-		// or metric.
-		dopts = append([]grpc.DialOption{
-			grpc.WithChainUnaryInterceptor(func(ctx context.Context, method string, req, reply any, conn *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
-				if err := noIdentity(m, conn); err != nil {
-					return err
-				}
-				return invoker(ctx, method, req, reply, conn, opts...)
-			}),
-			grpc.WithChainStreamInterceptor(func(ctx context.Context, desc *grpc.StreamDesc, conn *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
-				if err := noIdentity(m, conn); err != nil {
-					return nil, err
-				}
-				return streamer(ctx, desc, conn, method, opts...)
-			}),
-		}, dopts...)
 	}
 	return dopts
 }
 
-// noIdentity returns the refusal of a call on conn from a mesh without an
-// identity when the rules in force set the service's serverID (as
+// noIdentity returns the refusal of a call to service from mesh m without
+// an identity when the rules in force set the service's serverID (as
 // m.Transport refuses it with mesh.ErrNoIdentity): Unauthenticated,
-// unwrapping to mesh.ErrNoIdentity. Nil for other calls.
-func noIdentity(m *mesh.Mesh, conn *grpc.ClientConn) error {
-	service, ok := serviceOf(conn.Target())
-	if !ok {
+// unwrapping to mesh.ErrNoIdentity. Nil for other calls, and always nil
+// from a mesh with an identity (grpcidentity's credentials check those).
+// The interceptors ask it first, so that a refused call touches no
+// breaker, limit or metric.
+func noIdentity(m *mesh.Mesh, service string) error {
+	if m.Identity() != nil {
 		return nil
 	}
 	want, ok := m.ServerID(service)
@@ -112,7 +97,7 @@ func noIdentity(m *mesh.Mesh, conn *grpc.ClientConn) error {
 // scratch when its tries are over, so that a later pick with its context
 // fails instead of picking for the call that reuses the state, and the
 // state of a call with a pick still out is not reused.
-func unaryInterceptor(eng *engine.Engine, cfg *config) grpc.UnaryClientInterceptor {
+func unaryInterceptor(eng *engine.Engine, cfg *config, m *mesh.Mesh) grpc.UnaryClientInterceptor {
 	calls := &sync.Pool{New: func() any {
 		cc := new(clientCall)
 		cc.done = cc.attemptDone // one func value per pooled call, not one per call or pick
@@ -122,6 +107,9 @@ func unaryInterceptor(eng *engine.Engine, cfg *config) grpc.UnaryClientIntercept
 		service, ok := serviceOf(conn.Target())
 		if !ok {
 			return invoker(ctx, method, req, reply, conn, opts...)
+		}
+		if err := noIdentity(m, service); err != nil {
+			return err
 		}
 		cc := calls.Get().(*clientCall)
 		cc.init(eng, conn, service, method)
@@ -191,11 +179,14 @@ func splitOnFinish(opts []grpc.CallOption) (rest []grpc.CallOption, onFinish []f
 // first, and goes to the request metrics and the span. Each of its
 // attempts reports to the breaker of its instance through the picker's
 // Done, before OnFinish.
-func streamInterceptor(eng *engine.Engine) grpc.StreamClientInterceptor {
+func streamInterceptor(eng *engine.Engine, m *mesh.Mesh) grpc.StreamClientInterceptor {
 	return func(ctx context.Context, desc *grpc.StreamDesc, conn *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
 		service, ok := serviceOf(conn.Target())
 		if !ok {
 			return streamer(ctx, desc, conn, method, opts...)
+		}
+		if err := noIdentity(m, service); err != nil {
+			return nil, err
 		}
 		cc := newClientCall(eng, conn, service, method)
 		cc.stream = true
