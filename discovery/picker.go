@@ -35,6 +35,14 @@ func (p *Picker) Len() int { return len(p.instances) }
 // Instances returns the picker's list. Callers must not modify it.
 func (p *Picker) Instances() []Instance { return p.instances }
 
+// EqualWeights reports whether every instance has the same weight.
+func (p *Picker) EqualWeights() bool { return p.schedule.order == nil }
+
+// Weighted returns the index of the instance whose share of the weighted
+// schedule holds position r (any value: a random one draws an instance in
+// proportion to its weight, in constant time).
+func (p *Picker) Weighted(r uint64) int { return p.schedule.At(r) }
+
 // Pick returns the next instance in weighted round-robin order for which
 // accept returns true (a nil accept takes any), or nil when none does.
 // A rejected instance's turn is given away, not handed to its successor,

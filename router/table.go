@@ -300,22 +300,32 @@ func (t *Table) PickFallback(d *Decision, accept func(*discovery.Instance) bool)
 // of its lane (LaneCandidates): those of the chosen subset, and then those
 // of the fallback subset. Callers must not modify the lists.
 func (t *Table) Candidates(d *Decision) (chosen, fallback []discovery.Instance) {
+	if p := t.ChosenPicker(d); p != nil {
+		chosen = p.Instances()
+	}
+	if st := d.st; st != nil && d.RouteIndex >= 0 {
+		if fb := d.fallback; fb >= 0 && fb != d.subset {
+			fallback = st.subsets[fb].Instances()
+		}
+	}
+	return chosen, fallback
+}
+
+// ChosenPicker returns the picker over the instances of d's chosen subset
+// (Candidates' chosen list), nil when there is none.
+func (t *Table) ChosenPicker(d *Decision) *discovery.Picker {
 	st := d.st
 	switch {
 	case st == nil:
-		return nil, nil
+		return nil
 	case d.RouteIndex < 0 && st.lanes != nil:
-		return st.lanes.base.Instances(), nil
+		return st.lanes.base
 	case d.RouteIndex < 0:
-		return st.all.Instances(), nil
+		return st.all
+	case d.subset >= 0:
+		return st.subsets[d.subset]
 	}
-	if d.subset >= 0 {
-		chosen = st.subsets[d.subset].Instances()
-	}
-	if fb := d.fallback; fb >= 0 && fb != d.subset {
-		fallback = st.subsets[fb].Instances()
-	}
-	return chosen, fallback
+	return nil
 }
 
 // Route decides where a call to service goes: Match, then Pick. It returns

@@ -134,11 +134,12 @@ func loads(svc, old *Service, list []discovery.Instance) map[string]*instLoad {
 // the other one when that has not been picked for forcePick. It returns
 // nil, for the round-robin pick to decide, when the balancer is
 // round-robin or three draws found no instance accept takes.
-func (t *Try) balance(list []discovery.Instance, accept func(*discovery.Instance) bool) *discovery.Instance {
+func (t *Try) balance(p *discovery.Picker, accept func(*discovery.Instance) bool) *discovery.Instance {
 	s := t.c.svc
-	if s == nil || s.load == nil || len(list) == 0 {
+	if s == nil || s.load == nil || p == nil || p.Len() == 0 {
 		return nil
 	}
+	list := p.Instances()
 	lb := s.policy.LoadBalancer
 	if len(list) == 1 {
 		if accept(&list[0]) {
@@ -147,7 +148,7 @@ func (t *Try) balance(list []discovery.Instance, accept func(*discovery.Instance
 		return nil
 	}
 	for range 3 {
-		i, j := pair(list)
+		i, j := pair(p)
 		a, b := &list[i], &list[j]
 		okA, okB := accept(a), accept(b)
 		switch {
@@ -175,46 +176,26 @@ func (t *Try) balance(list []discovery.Instance, accept func(*discovery.Instance
 	return nil
 }
 
-// pair draws two instances of list (at least two): two distinct ones,
+// pair draws two instances of p (at least two): two distinct ones,
 // uniformly, when every weight is equal; else each by its weight,
-// independently, so that the same one may come twice. Drawn by weight
-// and compared by load alone, an instance of weight w of the total
-// takes w² + 2·w·(1−w)·(how often it is the cheaper) of the calls: its
-// weight's share at equal load. Weight in the cost instead made the
-// comparison winner-take-all: with two instances, both drawn every time,
-// one of weight 1 beside one of 9 got one call a second (forcePick), not
-// a tenth of them.
-func pair(list []discovery.Instance) (int, int) {
-	total, w0, same := 0, weightOf(&list[0]), true
-	for k := range list {
-		w := weightOf(&list[k])
-		total += w
-		same = same && w == w0
+// independently (from p's weighted schedule, in constant time), so that
+// the same one may come twice. Drawn by weight and compared by load
+// alone, an instance of weight w of the total takes w² + 2·w·(1−w)·(how
+// often it is the cheaper) of the calls: its weight's share at equal
+// load. Weight in the cost instead made the comparison winner-take-all:
+// with two instances, both drawn every time, one of weight 1 beside one of
+// 9 got one call a second (forcePick), not a tenth of them.
+func pair(p *discovery.Picker) (int, int) {
+	if !p.EqualWeights() {
+		return p.Weighted(rand.Uint64()), p.Weighted(rand.Uint64())
 	}
-	if same {
-		i := rand.IntN(len(list))
-		j := rand.IntN(len(list) - 1)
-		if j >= i {
-			j++
-		}
-		return i, j
+	n := p.Len()
+	i := rand.IntN(n)
+	j := rand.IntN(n - 1)
+	if j >= i {
+		j++
 	}
-	return byWeight(list, rand.IntN(total)), byWeight(list, rand.IntN(total))
-}
-
-// weightOf is an instance's weight for the load-aware balancers: its
-// discovery weight, at least 1.
-func weightOf(in *discovery.Instance) int { return max(1, in.Weight) }
-
-// byWeight returns the instance of list whose share of the weights
-// holds r (0 <= r < the total weight).
-func byWeight(list []discovery.Instance, r int) int {
-	for k := range list {
-		if r -= weightOf(&list[k]); r < 0 {
-			return k
-		}
-	}
-	return len(list) - 1
+	return i, j
 }
 
 // track starts counting the try's call on in: one more in flight.

@@ -444,7 +444,7 @@ func (t *Try) pickOnce() (in *discovery.Instance, lane, fallback bool) {
 	}
 	chosen, fbList := tb.Candidates(&c.decision)
 	if c.svc != nil && c.svc.load != nil {
-		if in = t.balance(chosen, t.acceptFresh); in != nil {
+		if in = t.balance(tb.ChosenPicker(&c.decision), t.acceptFresh); in != nil {
 			return in, false, false
 		}
 	}
