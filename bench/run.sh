@@ -161,8 +161,12 @@ fi
 if group admit engine.test 'BenchmarkAdmit$|BenchmarkAdmitPaired$'; then
 	table "Decision path (internal/engine): route + limiter + breakers, vs raw gobreaker + rate; BenchmarkAdmitPaired times them in alternating turns" -col /mesh results/admit.txt
 fi
-if group scale engine.test 'BenchmarkInstanceUpdate|BenchmarkPolicyMemory' -test.benchtime 20x; then
-	table "Scaling (internal/engine): one instance change; memory of 10,000 services" results/scale.txt
+if group scale engine.test 'BenchmarkInstanceUpdate$' -test.benchtime 200x; then
+	table "Scaling (internal/engine): the State rebuilt on one instance change, 100 / 10,000 / 100,000 services" results/scale.txt
+fi
+# Each iteration builds the rules of up to 100,000 services: one per round.
+if group memory engine.test 'BenchmarkPolicyMemory$' -test.benchtime 1x; then
+	table "Memory (internal/engine): the heap the rules and protection of 100 / 10,000 / 100,000 services hold" results/memory.txt
 fi
 if group overhead mesh.test 'BenchmarkOverhead$'; then
 	table "SDK overhead (mesh): over an in-process RoundTripper" -col /stack results/overhead.txt

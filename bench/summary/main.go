@@ -87,7 +87,7 @@ func (r results) procsSuffix() string {
 	for key := range r {
 		group, name, _ := strings.Cut(key, ":")
 		switch group {
-		case "route", "admit", "scale", "overhead", "pick", "cpu", "load":
+		case "route", "admit", "scale", "memory", "overhead", "pick", "cpu", "load":
 		default:
 			continue
 		}
@@ -372,7 +372,14 @@ func summarize(r results) []row {
 	if small, ok := r.median("scale", "BenchmarkInstanceUpdate/services=100"+sfx, "ns/op"); ok {
 		big := m("scale", "BenchmarkInstanceUpdate/services=10000"+sfx, "ns/op")
 		add("State rebuilt on one instance change, 100 → 10,000 services", fmt.Sprintf("%s → %s (%.1f×)", us(small), us(big), big/small), "not O(services)", big/small <= 5)
-		info("Heap of 10,000 services with breakers and limits", fmt.Sprintf("%.1f MB", m("scale", "BenchmarkPolicyMemory"+sfx, "MB/10k-services")))
+		if huge, ok := r.median("scale", "BenchmarkInstanceUpdate/services=100000"+sfx, "ns/op"); ok {
+			add("  10,000 → 100,000 services", fmt.Sprintf("%s → %s (%.1f×; 100 → 100,000: %.1f×)", us(big), us(huge), huge/big, huge/small), "not O(services)", huge/big <= 5)
+		}
+	}
+	if small, ok := r.median("memory", "BenchmarkPolicyMemory/services=100"+sfx, "B/service"); ok {
+		mid, big := m("memory", "BenchmarkPolicyMemory/services=10000"+sfx, "B/service"), m("memory", "BenchmarkPolicyMemory/services=100000"+sfx, "B/service")
+		info("Heap of the rules and protection per service, 100 / 10,000 / 100,000 services", fmt.Sprintf("%.1f / %.1f / %.1f KB (%.1f MB at 10,000, %.1f MB at 100,000; per service 100 → 100,000: %.2f×)",
+			small/1024, mid/1024, big/1024, m("memory", "BenchmarkPolicyMemory/services=10000"+sfx, "MB"), m("memory", "BenchmarkPolicyMemory/services=100000"+sfx, "MB"), big/small))
 	}
 	return rows
 }

@@ -10,7 +10,7 @@ import (
 // TestSummarizeOtherCoreCounts checks that the rows of the groups run.sh
 // runs on the default GOMAXPROCS (routing, the pick, scaling) are computed
 // on a machine of any size: go test names them with -N on N cores and
-// without a suffix on one.
+// without a suffix on one. It also checks the scaling and memory rows.
 func TestSummarizeOtherCoreCounts(t *testing.T) {
 	for _, sfx := range []string{"", "-2", "-4"} {
 		dir := t.TempDir()
@@ -28,15 +28,26 @@ BenchmarkRoute/instances=10000-N 	1000	120 ns/op	0 B/op	0 allocs/op
 BenchmarkGRPC/client=bare-N 	1000	60000 ns/op	0 B/op	0 allocs/op
 BenchmarkGRPC/client=mesh-N 	1000	63000 ns/op	0 B/op	0 allocs/op
 `)
+		write("scale.txt", `BenchmarkInstanceUpdate/services=100-N 	200	5000 ns/op	5000 B/op	37 allocs/op
+BenchmarkInstanceUpdate/services=10000-N 	200	10000 ns/op	28000 B/op	43 allocs/op
+BenchmarkInstanceUpdate/services=100000-N 	200	40000 ns/op	300000 B/op	49 allocs/op
+`)
+		write("memory.txt", `BenchmarkPolicyMemory/services=100-N 	1	9000000 ns/op	0.4 MB	4096 B/service
+BenchmarkPolicyMemory/services=10000-N 	1	900000000 ns/op	40 MB	4198 B/service
+BenchmarkPolicyMemory/services=100000-N 	1	9000000000 ns/op	400 MB	4300 B/service
+`)
 		r, err := load(dir)
 		if err != nil {
 			t.Fatal(err)
 		}
 		var got []string
 		for _, x := range summarize(r) {
-			got = append(got, x.what+": "+x.result)
+			got = append(got, x.what+": "+x.result+" | "+x.met)
 		}
 		for _, want := range []string{
+			"State rebuilt on one instance change, 100 → 10,000 services: 5.00 µs → 10.00 µs (2.0×) | yes",
+			"  10,000 → 100,000 services: 10.00 µs → 40.00 µs (4.0×; 100 → 100,000: 8.0×) | yes",
+			"Heap of the rules and protection per service, 100 / 10,000 / 100,000 services: 4.0 / 4.1 / 4.2 KB (40.0 MB at 10,000, 400.0 MB at 100,000; per service 100 → 100,000: 1.05×)",
 			"Routing, 100 routes, 10 / 1,000 / 10,000 instances: 100 / 110 / 120 ns, 0 allocs (flat within 1.20×)",
 			"gRPC unary through lightmesh (full stack) vs bare grpc.NewClient: 63.00 µs vs 60.00 µs (+5.0%)",
 			"  the pick: 200 ns, 0 allocs",
