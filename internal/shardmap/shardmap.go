@@ -10,26 +10,39 @@ import (
 	"slices"
 )
 
-// shards is the number of shards: with 10,000 keys a shard holds about
-// 40, and a copy with one key changed copies 64 pointers and 40 entries.
-const shards = 64
+// fanout is the width of each of the two levels of shards: 4,096 leaf
+// maps in 64 groups. A copy with one key changed copies the top level's
+// 64 pointers, one group's 64 and one leaf map: with 100,000 keys a leaf
+// holds about 25 entries. One level of 64 shards made that copy grow with
+// the number of keys (1,560 entries a shard at 100,000 keys).
+const fanout = 64
+
+// group is one top-level shard: fanout leaf maps.
+type group[V any] [fanout]map[string]V
 
 // Map is an immutable map. The zero value is empty. With and Without
-// return new maps sharing every shard they do not change; a Map is safe
-// for concurrent reads.
+// return new maps sharing every group and leaf they do not change; a Map
+// is safe for concurrent reads.
 type Map[V any] struct {
-	s   *[shards]map[string]V
+	s   *[fanout]*group[V]
 	len int
 }
 
-// shardOf returns the shard of k (FNV-1a).
-func shardOf(k string) int {
+// hashOf returns the FNV-1a hash of k.
+func hashOf(k string) uint32 {
 	h := uint32(2166136261)
 	for i := 0; i < len(k); i++ {
 		h ^= uint32(k[i])
 		h *= 16777619
 	}
-	return int(h % shards)
+	return h
+}
+
+// shardOf returns the group and the leaf of k: the hash's top six bits
+// (FNV-1a mixes its high bits best) and its low six.
+func shardOf(k string) (g, leaf int) {
+	h := hashOf(k)
+	return int(h >> 26), int(h % fanout)
 }
 
 // From returns a Map holding m's entries.
@@ -38,13 +51,16 @@ func From[V any](m map[string]V) Map[V] {
 	if len(m) == 0 {
 		return out
 	}
-	out.s = new([shards]map[string]V)
+	out.s = new([fanout]*group[V])
 	for k, v := range m {
-		i := shardOf(k)
-		if out.s[i] == nil {
-			out.s[i] = make(map[string]V)
+		g, l := shardOf(k)
+		if out.s[g] == nil {
+			out.s[g] = new(group[V])
 		}
-		out.s[i][k] = v
+		if out.s[g][l] == nil {
+			out.s[g][l] = make(map[string]V)
+		}
+		out.s[g][l][k] = v
 	}
 	out.len = len(m)
 	return out
@@ -52,12 +68,15 @@ func From[V any](m map[string]V) Map[V] {
 
 // Get returns the value of k.
 func (m Map[V]) Get(k string) (V, bool) {
-	if m.s == nil {
-		var zero V
-		return zero, false
+	if m.s != nil {
+		g, l := shardOf(k)
+		if grp := m.s[g]; grp != nil {
+			v, ok := grp[l][k]
+			return v, ok
+		}
 	}
-	v, ok := m.s[shardOf(k)][k]
-	return v, ok
+	var zero V
+	return zero, false
 }
 
 // Len returns the number of entries.
@@ -65,12 +84,11 @@ func (m Map[V]) Len() int { return m.len }
 
 // With returns m with k set to v.
 func (m Map[V]) With(k string, v V) Map[V] {
-	out := m.copyShard(k)
-	sh := out.s[shardOf(k)]
-	if _, ok := sh[k]; !ok {
+	out, leaf := m.copyLeaf(k)
+	if _, ok := leaf[k]; !ok {
 		out.len++
 	}
-	sh[k] = v
+	leaf[k] = v
 	return out
 }
 
@@ -79,24 +97,30 @@ func (m Map[V]) Without(k string) Map[V] {
 	if _, ok := m.Get(k); !ok {
 		return m
 	}
-	out := m.copyShard(k)
-	delete(out.s[shardOf(k)], k)
+	out, leaf := m.copyLeaf(k)
+	delete(leaf, k)
 	out.len--
 	return out
 }
 
-// copyShard returns m with the shard of k copied, ready to change.
-func (m Map[V]) copyShard(k string) Map[V] {
-	out := Map[V]{s: new([shards]map[string]V), len: m.len}
+// copyLeaf returns m with the path to k's leaf copied (the top level, the
+// group and the leaf map), and that leaf, ready to change.
+func (m Map[V]) copyLeaf(k string) (Map[V], map[string]V) {
+	out := Map[V]{s: new([fanout]*group[V]), len: m.len}
 	if m.s != nil {
 		*out.s = *m.s
 	}
-	i := shardOf(k)
-	out.s[i] = maps.Clone(out.s[i])
-	if out.s[i] == nil {
-		out.s[i] = make(map[string]V, 1)
+	g, l := shardOf(k)
+	grp := new(group[V])
+	if out.s[g] != nil {
+		*grp = *out.s[g]
 	}
-	return out
+	out.s[g] = grp
+	grp[l] = maps.Clone(grp[l])
+	if grp[l] == nil {
+		grp[l] = make(map[string]V, 1)
+	}
+	return out, grp[l]
 }
 
 // All yields every entry, in no particular order.
@@ -105,10 +129,15 @@ func (m Map[V]) All() iter.Seq2[string, V] {
 		if m.s == nil {
 			return
 		}
-		for _, sh := range m.s {
-			for k, v := range sh {
-				if !yield(k, v) {
-					return
+		for _, grp := range m.s {
+			if grp == nil {
+				continue
+			}
+			for _, leaf := range grp {
+				for k, v := range leaf {
+					if !yield(k, v) {
+						return
+					}
 				}
 			}
 		}
