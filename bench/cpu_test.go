@@ -226,3 +226,49 @@ func (h *histogram) quantile(q float64) time.Duration {
 	}
 	return time.Duration(math.Pow(1.01, float64(maxB)) * float64(time.Microsecond))
 }
+
+// cpuTurn is how many requests each variant of BenchmarkCPUPaired sends
+// in a turn: 50 ms at cpuRate, long enough that the process's CPU time
+// (getrusage) moves by milliseconds, short enough that the machine does
+// not drift within an iteration.
+const cpuTurn = 100
+
+// BenchmarkCPUPaired is BenchmarkCPU's CPU figure taken the way paired
+// takes latency: each iteration sends a turn of cpuTurn GETs, paced at
+// cpuRate one at a time, through every variant in a new random order —
+// bare, bare-again (its difference from bare is the method's noise),
+// floor-full and lightmesh-full — and reads the process's CPU time
+// (user + system, the upstream's included) around each turn. It reports
+// bare's CPU per 1,000 rps (bare-vCPU/1krps) and the median over
+// iterations of what each other variant's turn used above bare's in the
+// same iteration (<name>-added-vCPU/1krps). Run it with a fixed count,
+// e.g. -benchtime 60x.
+//
+// Why: BenchmarkCPU runs each path for seconds one after the other, and
+// a paced request's whole CPU (about 60 µs here, wake-ups included)
+// drifts between those runs by more than the few µs the mesh adds.
+func BenchmarkCPUPaired(b *testing.B) {
+	srv := upstream(b)
+	addr := strings.TrimPrefix(srv.URL, "http://")
+	interval := time.Second / cpuRate
+	via := func(rt http.RoundTripper, req *http.Request) func() error {
+		client := &http.Client{Transport: rt}
+		var next time.Time
+		return func() error {
+			// One request per interval: a turn's first request goes at
+			// once (the pace restarts each turn), the others on schedule.
+			if d := time.Until(next); d > 0 && d <= interval {
+				time.Sleep(d)
+			}
+			next = time.Now().Add(interval)
+			return do(client, req)
+		}
+	}
+	perKRPS := func(d time.Duration) float64 { return d.Seconds() / cpuTurn * 1000 }
+	pairedBy(b, []*pairedVariant{
+		{name: "bare", call: via(newBase(b), newRequest(b, srv.URL+"/"))},
+		{name: "bare-again", call: via(newBase(b), newRequest(b, srv.URL+"/"))},
+		{name: "floor-full", call: via(newFloor(b, addr, floor.NewProtection(time.Second, prometheus.NewRegistry())), newRequest(b, "http://svc/"))},
+		{name: "lightmesh-full", call: via(fullStack(b, addr), newRequest(b, "http://svc/"))},
+	}, cpuTurn, processCPU, perKRPS, "vCPU/1krps")
+}

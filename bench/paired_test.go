@@ -62,6 +62,16 @@ const pairedTurn = 32
 // allocation figures of the unpaired benchmarks (BenchmarkTransport,
 // BenchmarkGRPC) show what a variant allocates.
 func paired(b *testing.B, variants []*pairedVariant) {
+	start := time.Now()
+	wall := func() time.Duration { return time.Since(start) }
+	perCall := func(d time.Duration) float64 { return float64(d.Nanoseconds()) / pairedTurn / 1e3 }
+	pairedBy(b, variants, pairedTurn, wall, perCall, "µs")
+}
+
+// pairedBy is paired with turns of turn calls, each turn measured by how
+// far clock moved (the wall clock for paired, the process's CPU time for
+// BenchmarkCPUPaired), and reported per call by perCall in unit.
+func pairedBy(b *testing.B, variants []*pairedVariant, turn int, clock func() time.Duration, perCall func(time.Duration) float64, unit string) {
 	if only := os.Getenv("PAIRED_ONLY"); only != "" {
 		keep := []*pairedVariant{variants[0]} // the baseline, which every other is reported against
 		for name := range strings.SplitSeq(only, ",") {
@@ -87,25 +97,24 @@ func paired(b *testing.B, variants []*pairedVariant) {
 	for b.Loop() {
 		rng.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
 		for _, v := range order {
-			t0 := time.Now()
-			for range pairedTurn {
+			t0 := clock()
+			for range turn {
 				if err := v.call(); err != nil {
 					b.Fatalf("%s: %v", v.name, err)
 				}
 			}
-			v.turns = append(v.turns, time.Since(t0))
+			v.turns = append(v.turns, clock()-t0)
 		}
 	}
-	perCall := func(d time.Duration) float64 { return float64(d.Nanoseconds()) / pairedTurn / 1e3 }
 	base := variants[0]
 	b.ReportMetric(0, "ns/op") // an iteration's time means nothing here
-	b.ReportMetric(perCall(median(base.turns)), base.name+"-µs")
+	b.ReportMetric(perCall(median(base.turns)), base.name+"-"+unit)
 	diffs := make([]time.Duration, len(base.turns))
 	for _, v := range variants[1:] {
 		for i := range diffs {
 			diffs[i] = v.turns[i] - base.turns[i]
 		}
-		b.ReportMetric(perCall(median(diffs)), v.name+"-added-µs")
+		b.ReportMetric(perCall(median(diffs)), v.name+"-added-"+unit)
 	}
 }
 

@@ -216,6 +216,11 @@ fi
 if ROUNDS=$paced_rounds group cpu peers.test 'BenchmarkCPU$' -test.benchtime 20000x; then
 	table "BenchmarkCPU: 20,000 GETs at 2,000 rps — CPU per 1,000 rps and latency percentiles" -col /path results/cpu.txt
 fi
+# Every variant's turns of 100 paced GETs in each iteration (about 20 s a
+# round): the CPU figure the target is decided on.
+if group cpupaired peers.test 'BenchmarkCPUPaired$' -test.benchtime 100x; then
+	table "BenchmarkCPUPaired: turns of 100 GETs at 2,000 rps, every variant in each iteration — bare's CPU per 1,000 rps and what each other variant adds" results/cpupaired.txt
+fi
 if ROUNDS=$paced_rounds group load peers.test 'BenchmarkLoad$' -test.benchtime 50000x; then
 	table "BenchmarkLoad: 50,000 GETs at 10,000 rps from 64 callers — CPU per 1,000 rps and latency percentiles" -col /path results/load.txt
 fi

@@ -111,3 +111,43 @@ BenchmarkAdmitPaired/mesh=breaker+outlier+limit-2 	     421	       277.2 mesh-ns
 		}
 	}
 }
+
+// TestSummarizeCPUPaired checks that the CPU target is decided on
+// BenchmarkCPUPaired when it ran (here missed), with BenchmarkCPU's
+// figure (here met) then shown as information only.
+func TestSummarizeCPUPaired(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, text string) {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("cpu.txt", `BenchmarkCPU/path=bare-2 	20000	500000 ns/op	250 p99-µs	0.0500 vCPU/1krps
+BenchmarkCPU/path=lightmesh-full-2 	20000	500000 ns/op	260 p99-µs	0.0510 vCPU/1krps
+`)
+	write("cpupaired.txt", `BenchmarkCPUPaired-2 	100	0 ns/op	0.0010 bare-again-added-vCPU/1krps	0.0800 bare-vCPU/1krps	0.0040 floor-full-added-vCPU/1krps	0.0100 lightmesh-full-added-vCPU/1krps
+BenchmarkCPUPaired-2 	100	0 ns/op	-0.0010 bare-again-added-vCPU/1krps	0.0800 bare-vCPU/1krps	0.0060 floor-full-added-vCPU/1krps	0.0120 lightmesh-full-added-vCPU/1krps
+BenchmarkCPUPaired-2 	100	0 ns/op	0.0000 bare-again-added-vCPU/1krps	0.0800 bare-vCPU/1krps	0.0050 floor-full-added-vCPU/1krps	0.0140 lightmesh-full-added-vCPU/1krps
+`)
+	r, err := load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, x := range summarize(r) {
+		got = append(got, x.what+": "+x.result+" | "+x.met)
+	}
+	all := strings.Join(got, "\n")
+	for _, want := range []string{
+		"CPU lightmesh adds per 1,000 rps (2,000 rps, one at a time), paired: 0.0120 vCPU [0.0100 to 0.0140] (Istio 1.24 sidecar: 0.20, 17× more); bare uses 0.0800 | **no**",
+		"  the noise: a second bare transport; the floor (floor-full) adds: +0.0000 vCPU [-0.0010 to 0.0010]; 0.0050 vCPU [0.0040 to 0.0060] | —",
+		"  the same, each path's run one after the other (BenchmarkCPU): 0.0010 vCPU",
+	} {
+		if !strings.Contains(all, want) {
+			t.Errorf("rows\n%s\nwant one %q", all, want)
+		}
+	}
+	if strings.Contains(all, "CPU lightmesh adds per 1,000 rps (2,000 rps, one at a time): ") {
+		t.Errorf("BenchmarkCPU's figure decided the target beside the paired one:\n%s", all)
+	}
+}
