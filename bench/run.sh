@@ -266,7 +266,10 @@ summary=$(go run ./summary results)
 	echo "benchmarks send real HTTP/gRPC requests to a server in the same process; the proxy"
 	echo "hop runs nginx and HAProxy as separate processes (one worker, keep-alive both sides);"
 	echo "BenchmarkCPU paces requests at a fixed rate and reads getrusage for the process and"
-	echo "/proc for the proxies."
+	echo "/proc for the proxies; BenchmarkCPUPaired, which decides the CPU target, paces turns of"
+	echo "100 requests of every variant in each iteration and reads getrusage around each turn."
+	echo "The paired benchmarks (BenchmarkPaired*, BenchmarkAdmitPaired, BenchmarkCPUPaired) run"
+	echo "every variant in turn inside each iteration and report the median of the differences."
 	echo
 	echo "## Targets"
 	echo

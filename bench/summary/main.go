@@ -397,7 +397,7 @@ func summarize(r results) []row {
 	}
 	if small, ok := r.median("memory", "BenchmarkPolicyMemory/services=100"+sfx, "B/service"); ok {
 		mid, big := m("memory", "BenchmarkPolicyMemory/services=10000"+sfx, "B/service"), m("memory", "BenchmarkPolicyMemory/services=100000"+sfx, "B/service")
-		info("Heap of the rules and protection per service, 100 / 10,000 / 100,000 services", fmt.Sprintf("%.1f / %.1f / %.1f KB (%.1f MB at 10,000, %.1f MB at 100,000; per service 100 → 100,000: %.2f×)",
+		info("Heap per service, 100 / 10,000 / 100,000 services (rules with a breaker, instance breakers and a limit for up to 10,000 of them, a rule set's limit; the rest discovered only)", fmt.Sprintf("%.1f / %.1f / %.1f KB (%.1f MB at 10,000, %.1f MB at 100,000; per service 100 → 100,000: %.2f×)",
 			small/1024, mid/1024, big/1024, m("memory", "BenchmarkPolicyMemory/services=10000"+sfx, "MB"), m("memory", "BenchmarkPolicyMemory/services=100000"+sfx, "MB"), big/small))
 	}
 	return rows
