@@ -36,14 +36,7 @@ BenchmarkInstanceUpdate/services=100000-N 	200	40000 ns/op	300000 B/op	49 allocs
 BenchmarkPolicyMemory/services=10000-N 	1	900000000 ns/op	40 MB	4198 B/service
 BenchmarkPolicyMemory/services=100000-N 	1	9000000000 ns/op	400 MB	4300 B/service
 `)
-		r, err := load(dir)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var got []string
-		for _, x := range summarize(r) {
-			got = append(got, x.what+": "+x.result+" | "+x.met)
-		}
+		got := rowsOf(t, dir)
 		for _, want := range []string{
 			"State rebuilt on one instance change, 100 → 10,000 services: 5.00 µs → 10.00 µs (2.0×) | yes",
 			"  10,000 → 100,000 services: 10.00 µs → 40.00 µs (4.0×; 100 → 100,000: 8.0×) | yes",
@@ -129,15 +122,7 @@ BenchmarkCPU/path=lightmesh-full-2 	20000	500000 ns/op	260 p99-µs	0.0510 vCPU/1
 BenchmarkCPUPaired-2 	100	0 ns/op	-0.0010 bare-again-added-vCPU/1krps	0.0800 bare-vCPU/1krps	0.0060 floor-full-added-vCPU/1krps	0.0120 lightmesh-full-added-vCPU/1krps
 BenchmarkCPUPaired-2 	100	0 ns/op	0.0000 bare-again-added-vCPU/1krps	0.0800 bare-vCPU/1krps	0.0050 floor-full-added-vCPU/1krps	0.0140 lightmesh-full-added-vCPU/1krps
 `)
-	r, err := load(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var got []string
-	for _, x := range summarize(r) {
-		got = append(got, x.what+": "+x.result+" | "+x.met)
-	}
-	all := strings.Join(got, "\n")
+	all := strings.Join(rowsOf(t, dir), "\n")
 	for _, want := range []string{
 		"CPU lightmesh adds per 1,000 rps (2,000 rps, one at a time), paired: 0.0120 vCPU [0.0100 to 0.0140] (Istio 1.24 sidecar: 0.20, 17× more); bare uses 0.0800 | **no**",
 		"  the noise: a second bare transport; the floor (floor-full) adds: +0.0000 vCPU [-0.0010 to 0.0010]; 0.0050 vCPU [0.0040 to 0.0060] | —",
@@ -150,4 +135,19 @@ BenchmarkCPUPaired-2 	100	0 ns/op	0.0000 bare-again-added-vCPU/1krps	0.0800 bare
 	if strings.Contains(all, "CPU lightmesh adds per 1,000 rps (2,000 rps, one at a time): ") {
 		t.Errorf("BenchmarkCPU's figure decided the target beside the paired one:\n%s", all)
 	}
+}
+
+// rowsOf returns the summary's rows of the results in dir, each as
+// "what: result | met".
+func rowsOf(t *testing.T, dir string) []string {
+	t.Helper()
+	r, err := load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rows []string
+	for _, x := range summarize(r) {
+		rows = append(rows, x.what+": "+x.result+" | "+x.met)
+	}
+	return rows
 }
