@@ -246,15 +246,18 @@ const cpuTurn = 100
 // with a fixed count, e.g. -benchtime 200x.
 //
 // Why: BenchmarkCPU runs each path for seconds one after the other, and
-// a paced request's whole CPU (75-90 µs here, wake-ups included) drifts
+// a paced request's whole CPU (50-90 µs here, wake-ups included) drifts
 // between those runs by more than the few µs the mesh adds.
 //
-// The schedule is kept as BenchmarkCPU keeps it, by the clock rather than
+// The schedule is kept by the clock, as BenchmarkCPU keeps it, rather than
 // by sleeping an interval after each request: an idle Go process sleeps
 // at least about 1 ms however short the sleep asked, so a request that
 // waited too long is followed at once by the next, and the turn keeps
 // cpuRate on average (in pairs about 1 ms apart) instead of falling to
-// about 850 rps.
+// about 850 rps. Unlike BenchmarkCPU's, it restarts after a gap of over
+// ten intervals (a new turn, or a stall of the machine) instead of
+// sending the requests it missed back to back. rps is the requests sent
+// over the benchmark's whole run, its warm-up included.
 func BenchmarkCPUPaired(b *testing.B) {
 	srv := upstream(b)
 	addr := strings.TrimPrefix(srv.URL, "http://")
@@ -267,8 +270,8 @@ func BenchmarkCPUPaired(b *testing.B) {
 			now := time.Now()
 			switch {
 			case now.Sub(next) > 10*interval:
-				// A new turn (the other variants' turns came between):
-				// its schedule starts now.
+				// A new turn (the other variants' turns came between)
+				// or a stall: the schedule starts again now.
 				next = now
 			case next.After(now):
 				time.Sleep(next.Sub(now))

@@ -161,7 +161,7 @@ fi
 if group admit engine.test 'BenchmarkAdmit$|BenchmarkAdmitPaired$'; then
 	table "Decision path (internal/engine): route + limiter + breakers, vs raw gobreaker + rate; BenchmarkAdmitPaired times them in alternating turns" -col /mesh results/admit.txt
 fi
-if group scale engine.test 'BenchmarkInstanceUpdate$' -test.benchtime 20000x; then
+if group scale engine.test 'BenchmarkInstanceUpdate$' -test.benchtime 200000x; then
 	table "Scaling (internal/engine): the State rebuilt on one instance change, 100 / 10,000 / 100,000 services" results/scale.txt
 fi
 # Each iteration builds the rules of up to 100,000 services: one per round.
