@@ -123,7 +123,7 @@ func newFloor(b *testing.B, addr string, p *floor.Protection) http.RoundTripper 
 }
 
 // newRequest returns the benchmark request: a GET to url with the lane
-// header X-Env: staging, in parentContext. http.Client does not modify
+// header X-Env: staging, in floor.SampledParent(). http.Client does not modify
 // it, so one request serves every iteration.
 func newRequest(b *testing.B, url string) *http.Request {
 	b.Helper()

@@ -442,7 +442,6 @@ func (t *Try) pickOnce() (in *discovery.Instance, lane, fallback bool) {
 			return nil, false, false
 		}
 	}
-	chosen, fbList := tb.Candidates(&c.decision)
 	if c.svc != nil && c.svc.load != nil {
 		if in = t.balance(tb.ChosenPicker(&c.decision), t.acceptFresh); in != nil {
 			return in, false, false
@@ -456,6 +455,8 @@ func (t *Try) pickOnce() (in *discovery.Instance, lane, fallback bool) {
 			return in, false, false
 		}
 	}
+	// The lists only for the last resort: the picks above did not need them.
+	chosen, fbList := tb.Candidates(&c.decision)
 	if in = t.pickLast(chosen); in != nil {
 		return in, false, false
 	}
