@@ -183,8 +183,9 @@ type Breaker struct {
 	queued    atomic.Bool   // events are waiting for the hook
 
 	// The closed state's counts live here, not in gobreaker, so that a
-	// success costs one short lock and one clock read (gobreaker's
-	// Execute takes its mutex twice and reads the clock twice). gobreaker
+	// success costs one clock read and, unless slow calls are timed, no
+	// lock (gobreaker's Execute takes its mutex twice and reads the clock
+	// twice). gobreaker
 	// sees only the outcomes that can change the state: failures while
 	// closed, every outcome while half-open; its readyToTrip reads win.
 	// Guarded by mu, and gbState is written under gobreaker's mutex too.
@@ -192,6 +193,10 @@ type Breaker struct {
 	mu      sync.Mutex
 	gbState gobreaker.State
 	win     window
+	// closedGen is gen while gobreaker is closed and noGen otherwise,
+	// written under mu: Done counts a success of the current closed state
+	// without taking mu.
+	closedGen atomic.Uint64
 
 	// Guarded by evMu. Lock order: gobreaker's mutex, then evMu.
 	evMu     sync.Mutex
@@ -227,7 +232,7 @@ func New(name string, s Settings, opts ...Option) *Breaker {
 		jitterFloat: o.jitter,
 	}
 	bucket := s.Window / time.Duration(s.Buckets)
-	b.win = newWindow(int64(bucket), s.Buckets)
+	b.win.init(int64(bucket), s.Buckets)
 	if s.Mode == ModeAdaptive {
 		b.ad = newAdaptive(s)
 	}
@@ -247,6 +252,9 @@ func New(name string, s Settings, opts ...Option) *Breaker {
 	})
 	return b
 }
+
+// noGen is never a generation: closedGen holds it while not closed.
+const noGen = math.MaxUint64
 
 // now reads the clock as nanoseconds since b.epoch.
 func (b *Breaker) now() int64 { return int64(b.clock().Sub(b.epoch)) }
@@ -342,6 +350,9 @@ func (b *Breaker) DoneAt(t Ticket, o Outcome, now time.Time) {
 		return
 	}
 	end := int64(now.Sub(b.epoch)) // rolls the window and times the call
+	if o == Success && b.slowNs == 0 && b.closedGen.Load() == t.gen && b.win.addSuccess(end) {
+		return // counted without the lock: a success changes no state
+	}
 	slow := b.slowNs > 0 && end-t.start >= b.slowNs
 	failed := o != Success
 	b.mu.Lock()
@@ -536,8 +547,13 @@ func (b *Breaker) openPeriod(trip uint32) int64 {
 func (b *Breaker) gbStateChange(_ string, _, to gobreaker.State) {
 	now := b.now()
 	b.mu.Lock()
-	b.gen.Add(1)
+	gen := b.gen.Add(1)
 	b.gbState = to
+	if to == gobreaker.StateClosed {
+		b.closedGen.Store(gen)
+	} else {
+		b.closedGen.Store(noGen)
+	}
 	b.win.reset(now)
 	b.mu.Unlock()
 	switch to {

@@ -365,24 +365,25 @@ func TestSlowCalls(t *testing.T) {
 }
 
 func TestWindowRolls(t *testing.T) {
-	w := newWindow(10, 3) // buckets of 10ns, window of 30ns
+	var w window
+	w.init(10, 3) // buckets of 10ns, window of 30ns
 	w.reset(0)
 	w.record(0, true, true)
 	w.record(12, false, false)
 	w.record(25, false, true)
-	if w.total != 3 || w.slow != 2 || w.failed != 1 {
-		t.Fatalf("total %d failed %d slow %d, want 3 1 2", w.total, w.failed, w.slow)
+	if w.total() != 3 || w.slow != 2 || w.failed != 1 {
+		t.Fatalf("total %d failed %d slow %d, want 3 1 2", w.total(), w.failed, w.slow)
 	}
 	w.record(31, false, false) // bucket 0 (one slow failure) expires
-	if w.total != 3 || w.slow != 1 || w.failed != 0 {
-		t.Fatalf("after roll: total %d failed %d slow %d, want 3 0 1", w.total, w.failed, w.slow)
+	if w.total() != 3 || w.slow != 1 || w.failed != 0 {
+		t.Fatalf("after roll: total %d failed %d slow %d, want 3 0 1", w.total(), w.failed, w.slow)
 	}
 	if !w.slowExceeded(3, 1.0/3) || w.slowExceeded(3, 0.5) || w.slowExceeded(4, 0.1) || w.failExceeded(3, 0.1) {
 		t.Fatal("exceeded misjudged the window")
 	}
 	w.record(1000, true, false) // everything expired
-	if w.total != 1 || w.slow != 0 || w.failed != 1 {
-		t.Fatalf("after long gap: total %d failed %d slow %d, want 1 1 0", w.total, w.failed, w.slow)
+	if w.total() != 1 || w.slow != 0 || w.failed != 1 {
+		t.Fatalf("after long gap: total %d failed %d slow %d, want 1 1 0", w.total(), w.failed, w.slow)
 	}
 }
 
@@ -877,5 +878,64 @@ func TestWindowRollsByTheBreakersClock(t *testing.T) {
 	do(t, b, Failure)
 	if s := b.State(); s != StateOpen {
 		t.Fatalf("state = %v after 3 failures in 6 calls within the window, want open", s)
+	}
+}
+
+// TestConcurrentSuccessesAllCount: successes counted without the lock by
+// many goroutines at once are all in the ratio the trip is judged by: with
+// 4,000 successes in the window the breaker trips at the 4,000th failure
+// (ratio 0.5) and not one failure earlier, in the first bucket as in a
+// later one.
+func TestConcurrentSuccessesAllCount(t *testing.T) {
+	for _, start := range []time.Duration{0, 3500 * time.Millisecond} {
+		c := newClock()
+		b := New("svc", Settings{MinRequests: 2, FailureRatio: 0.5, Window: 10 * time.Second, Buckets: 10}, WithClock(c.Now))
+		c.Advance(start)
+		do(t, b, Failure) // opens the bucket: later successes take the lock-free path
+		var wg sync.WaitGroup
+		for range 4 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for range 1000 {
+					tk, err := b.Allow()
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					b.Done(tk, Success)
+				}
+			}()
+		}
+		wg.Wait()
+		for i := 2; i < 4000; i++ {
+			do(t, b, Failure)
+		}
+		if s := b.State(); s != StateClosed {
+			t.Fatalf("start %v: state = %v after 3,999 failures and 4,000 successes, want closed", start, s)
+		}
+		do(t, b, Failure)
+		if s := b.State(); s != StateOpen {
+			t.Fatalf("start %v: state = %v after 4,000 failures and 4,000 successes, want open", start, s)
+		}
+	}
+}
+
+// TestSuccessesLeaveTheWindow: successes counted without the lock expire
+// with their bucket like any other call.
+func TestSuccessesLeaveTheWindow(t *testing.T) {
+	c := newClock()
+	b := New("svc", Settings{MinRequests: 4, FailureRatio: 0.5, Window: 10 * time.Second, Buckets: 10}, WithClock(c.Now))
+	do(t, b, Failure)
+	for range 10 {
+		do(t, b, Success)
+	}
+	c.Advance(10500 * time.Millisecond) // the first bucket's 11 calls leave the window
+	do(t, b, Success)
+	for range 3 {
+		do(t, b, Failure)
+	}
+	if s := b.State(); s != StateOpen {
+		t.Fatalf("state = %v after 3 failures in 4 calls in the window, want open (old successes still counted?)", s)
 	}
 }
