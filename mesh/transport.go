@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/lightmesh/lightmesh/internal/deadline"
 	"github.com/lightmesh/lightmesh/internal/engine"
 	"github.com/lightmesh/lightmesh/router"
 	"github.com/lightmesh/lightmesh/trace"
@@ -149,7 +150,7 @@ func (t *transport) send(st *engine.State, service string, req *http.Request) (*
 			h.c.Release()
 		case h.c.HasTimeouts():
 			// Timeout contexts live until the caller closes the body.
-			h.mr.body = cancelBody{ReadCloser: resp.Body, cancel: h.c.Cancel()}
+			h.mr.body = cancelBody{ReadCloser: resp.Body, timeout: h.c.Timeout()}
 			resp.Body = &h.mr.body
 		}
 	}
@@ -321,11 +322,11 @@ func closeBody(req *http.Request) {
 // response body, not before: the body is still being read until then.
 type cancelBody struct {
 	io.ReadCloser
-	cancel context.CancelFunc
+	timeout *deadline.Context
 }
 
 func (b *cancelBody) Close() error {
 	err := b.ReadCloser.Close()
-	b.cancel()
+	b.timeout.End()
 	return err
 }

@@ -118,6 +118,48 @@ func TestTimeout(t *testing.T) {
 	}
 }
 
+// TestTimeoutIsTheServersDeadline: the rule's timeout travels to the
+// server as the call's deadline (grpc-timeout), the server's context ends
+// at it (grpc-go's server sees the client's cancellation arrive first, as
+// it does for a caller's own deadline), and the caller gets
+// DeadlineExceeded then, not before.
+func TestTimeoutIsTheServersDeadline(t *testing.T) {
+	s := grpctest.Start(t, "s")
+	saw := make(chan time.Duration, 1)
+	ended := make(chan error, 1)
+	fwd := func(ctx context.Context) (string, error) {
+		d, ok := ctx.Deadline()
+		if !ok {
+			saw <- -1
+		} else {
+			saw <- time.Until(d)
+		}
+		<-ctx.Done()
+		ended <- ctx.Err()
+		return "", status.FromContextError(ctx.Err()).Err()
+	}
+	s.Forward.Store(&fwd)
+	m, _ := newMesh(t, echoDoc("    timeout: 300ms\n"), staticOf(s))
+	conn := dial(t, m, "echo")
+	start := time.Now()
+	_, err := call(context.Background(), conn)
+	took := time.Since(start)
+	if status.Code(err) != codes.DeadlineExceeded || took < 300*time.Millisecond || took > 1500*time.Millisecond {
+		t.Fatalf("err = %v after %v, want DeadlineExceeded after 300ms", err, took)
+	}
+	if left := <-saw; left <= 0 || left > 300*time.Millisecond {
+		t.Fatalf("the server's deadline was %v away, want within the rule's 300ms", left)
+	}
+	select {
+	case err := <-ended:
+		if err == nil {
+			t.Fatal("the server's context ended without an error")
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("the server's context did not end")
+	}
+}
+
 // Retries go to another instance, on the rule's conditions only.
 func TestRetriesGoElsewhere(t *testing.T) {
 	good, bad := grpctest.Start(t, "good"), grpctest.Start(t, "bad")

@@ -10,6 +10,7 @@ import (
 	"github.com/lightmesh/lightmesh/breaker"
 	"github.com/lightmesh/lightmesh/discovery"
 	"github.com/lightmesh/lightmesh/internal/backoff"
+	"github.com/lightmesh/lightmesh/internal/deadline"
 	"github.com/lightmesh/lightmesh/router"
 	"github.com/lightmesh/lightmesh/trace"
 )
@@ -100,8 +101,8 @@ type Call struct {
 	refused  [maxRefused]*discovery.Instance
 	nrefused int
 
-	try       Try                // the try in progress, or the last one
-	cancelTry context.CancelFunc // of the last try's timeout context
+	try     Try               // the try in progress, or the last one
+	timeout *deadline.Context // the last try's timeout context; nil when none
 
 	start time.Time // the call's start, as Admit was given it; zero before
 	end   time.Time // when the last try that reported to a breaker ended
@@ -877,9 +878,9 @@ func (c *Call) Run(ctx context.Context, s Sender) error {
 		if err != nil {
 			return err
 		}
-		if c.cancelTry != nil {
-			c.cancelTry()
-			c.cancelTry = nil
+		if c.timeout != nil {
+			c.timeout.End()
+			c.timeout = nil
 		}
 		tryCtx := ctx
 		deadline := callDeadline
@@ -894,9 +895,12 @@ func (c *Call) Run(ctx context.Context, s Sender) error {
 		now = time.Time{} // a retry's try starts after the backoff
 		if !deadline.IsZero() {
 			// A caller's deadline that comes first ends the try anyway:
-			// no context (and timer) of the mesh's own then.
+			// no context of the mesh's own then. The mesh's is watched by
+			// the State's one timer, not a timer per call (package
+			// deadline says why).
 			if d, ok := ctx.Deadline(); !ok || d.After(deadline) {
-				tryCtx, c.cancelTry = context.WithDeadline(ctx, deadline)
+				c.timeout = c.state.timers.WithDeadline(ctx, deadline)
+				tryCtx = c.timeout
 			}
 		}
 		t.parent, t.ctx, t.callDeadline = ctx, tryCtx, callDeadline
@@ -957,23 +961,23 @@ func (c *Call) Rebase(st *State, req *router.Request) error {
 // Release ends the call's timeout context. It is safe to call more than
 // once.
 func (c *Call) Release() {
-	if c.cancelTry != nil {
-		c.cancelTry()
-		c.cancelTry = nil
+	if c.timeout != nil {
+		c.timeout.End()
+		c.timeout = nil
 	}
 }
 
-// Cancel returns the cancel function of the last try's timeout context
-// and leaves it to the caller, for an adapter that releases it after the
-// Call is gone (when a response body is closed); nil when there is none.
-func (c *Call) Cancel() context.CancelFunc {
-	cancel := c.cancelTry
-	c.cancelTry = nil
-	return cancel
+// Timeout returns the last try's timeout context and leaves it to the
+// caller, for an adapter that ends it after the Call is gone (when a
+// response body is closed); nil when there is none.
+func (c *Call) Timeout() *deadline.Context {
+	t := c.timeout
+	c.timeout = nil
+	return t
 }
 
 // HasTimeouts reports whether Run left a timeout context to release.
-func (c *Call) HasTimeouts() bool { return c.cancelTry != nil }
+func (c *Call) HasTimeouts() bool { return c.timeout != nil }
 
 // verdict classifies a try for a breaker of policy bp: the caller's own
 // cancellation says nothing about the destination; transport errors and
