@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -558,5 +559,45 @@ services:
 	}
 	if fmt.Sprint(codes) != "[200 200 429 429 200]" || reached.Load() != 3 {
 		t.Fatalf("codes %v, handler reached %d times; want the padded requests refused", codes, reached.Load())
+	}
+}
+
+// TestTimeoutCutsTheBody: the rule's timeout bounds the response body
+// too. A server that sends its headers at once and then stalls: the body
+// read fails at the timeout with an error that is
+// context.DeadlineExceeded (errors.Is), and the next call is served as
+// usual after the caller closed the body.
+func TestTimeoutCutsTheBody(t *testing.T) {
+	var stall atomic.Bool
+	stall.Store(true)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(200)
+		w.Write([]byte("head"))
+		w.(http.Flusher).Flush()
+		if stall.Load() {
+			select {
+			case <-r.Context().Done():
+			case <-time.After(5 * time.Second):
+			}
+		}
+	}))
+	defer srv.Close()
+	u, _ := url.Parse(srv.URL)
+	m := newMesh(t, rules.NewMemory([]byte(svcDoc("    timeout: 200ms\n"))), discovery.NewStatic(map[string][]discovery.Instance{"svc": {{Address: u.Host}}}))
+	client := &http.Client{Transport: m.Transport(nil)}
+	start := time.Now()
+	resp, err := client.Get("http://svc/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = io.ReadAll(resp.Body)
+	took := time.Since(start)
+	resp.Body.Close()
+	if !errors.Is(err, context.DeadlineExceeded) || took < 200*time.Millisecond || took > 2*time.Second {
+		t.Fatalf("body read: err = %v after %v, want context.DeadlineExceeded after 200ms", err, took)
+	}
+	stall.Store(false)
+	if code, body, err := send(client, "GET", "http://svc/"); err != nil || code != 200 || body != "head" {
+		t.Fatalf("next call: %d %q %v", code, body, err)
 	}
 }

@@ -14,9 +14,16 @@
 // timer is re-armed about once per timeout, not once per call.
 //
 // A Context behaves as one from context.WithDeadline: Deadline reports
-// its deadline, Err is context.DeadlineExceeded once it passed (also for
-// contexts derived from it, and context.Cause), its parent's error when
-// the parent ended first and context.Canceled once it was ended.
+// its deadline, Err is context.DeadlineExceeded once it passed, its
+// parent's error when the parent ended first and context.Canceled once it
+// was ended. One difference: a context derived from it (net/http's and
+// grpc-go's per request) ends at its deadline with context.Canceled as
+// its Err and context.DeadlineExceeded as its context.Cause. Derived
+// contexts are attached to a cancelCtx of the standard library's inside
+// the Context, which ends them without a goroutine each, also through
+// context.WithValue layers, and only the standard library's own timer
+// context can end that with DeadlineExceeded. net/http returns the cause;
+// a gRPC adapter maps the CANCELLED it gets from grpc-go.
 package deadline
 
 import (
@@ -40,8 +47,8 @@ type Watcher struct {
 // Context is a context whose deadline a Watcher watches. End it with End
 // once the work it bounds is over.
 type Context struct {
-	context.Context // a cancelCtx child of the parent: Done, the parent's values
-	cancel          context.CancelFunc
+	context.Context // a cancelCtx child of the parent: Done, Value
+	cancel          context.CancelCauseFunc
 	deadline        time.Time
 	w               *Watcher
 	index           int          // in w.queue; -1 once out of it (guarded by w.mu)
@@ -60,7 +67,7 @@ const (
 // context.WithDeadline, without a timer of its own. The caller ends it
 // with End. A d already past ends it at once.
 func (w *Watcher) WithDeadline(parent context.Context, d time.Time) *Context {
-	inner, cancel := context.WithCancel(parent)
+	inner, cancel := context.WithCancelCause(parent)
 	c := &Context{Context: inner, cancel: cancel, deadline: d, w: w, index: -1}
 	if !time.Now().Before(d) {
 		c.expire()
@@ -109,7 +116,7 @@ func (w *Watcher) fire() {
 // first.
 func (c *Context) expire() {
 	if c.state.CompareAndSwap(live, expired) {
-		c.cancel()
+		c.cancel(context.DeadlineExceeded)
 	}
 }
 
@@ -118,7 +125,7 @@ func (c *Context) expire() {
 // once and from any goroutine.
 func (c *Context) End() {
 	c.state.CompareAndSwap(live, ended)
-	c.cancel()
+	c.cancel(nil)
 	w := c.w
 	w.mu.Lock()
 	if c.index >= 0 {
@@ -143,26 +150,6 @@ func (c *Context) Err() error {
 		return err
 	}
 	return context.DeadlineExceeded
-}
-
-// Value implements context.Context. It hides the inner cancelCtx from the
-// context package, which would otherwise attach children to it directly
-// and give them its error (context.Canceled) when the deadline ends c:
-// children are attached through AfterFunc instead, and take Err's.
-// context.Cause(c) is then c.Err() too.
-func (c *Context) Value(key any) any {
-	v := c.Context.Value(key)
-	if v == any(c.Context) {
-		return nil
-	}
-	return v
-}
-
-// AfterFunc arranges for f to run in its own goroutine once c ends, like
-// context.AfterFunc(c, f); stop stops that. The context package uses it
-// to attach contexts derived from c without a goroutine each.
-func (c *Context) AfterFunc(f func()) (stop func() bool) {
-	return context.AfterFunc(c.Context, f)
 }
 
 // queue is a min-heap of Contexts by deadline (container/heap).

