@@ -29,19 +29,47 @@ package deadline
 import (
 	"container/heap"
 	"context"
+	"math"
+	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
 )
 
-// Watcher ends the Contexts made by WithDeadline at their deadlines. The
-// zero Watcher is ready to use; it is safe for concurrent use. It starts
-// no goroutine: its timer's function runs only when a deadline passes.
+// Watcher ends the Contexts made by WithDeadline at their deadlines. It
+// is safe for concurrent use. It starts no goroutine: its timer's function
+// runs only when a deadline passes.
+//
+// The Contexts in flight are spread over shards, each a heap under a lock
+// of its own, so that calls on different processors seldom meet on one
+// lock (with one heap the Watcher's lock, taken twice per call, was where
+// parallel calls queued).
 type Watcher struct {
+	epoch  time.Time // origin of the deadlines' nanoseconds
+	shards [shardCount]shard
+
+	armed atomic.Int64 // when the timer fires, ns since epoch; unarmed when it is not armed
+	tmu   sync.Mutex   // guards timer and the arming of it
+	timer *time.Timer  // runs fire; nil until first armed
+}
+
+const (
+	shardCount = 8
+	unarmed    = math.MaxInt64
+)
+
+// shard is a heap of Contexts, padded to its own cache line.
+type shard struct {
 	mu    sync.Mutex
-	queue queue       // the Contexts in flight, by deadline
-	timer *time.Timer // fires at armed; nil until first armed
-	armed time.Time   // when the timer fires; zero when it is not armed
+	queue queue
+	_     [32]byte
+}
+
+// NewWatcher returns a Watcher with nothing to watch.
+func NewWatcher() *Watcher {
+	w := &Watcher{epoch: time.Now()}
+	w.armed.Store(unarmed)
+	return w
 }
 
 // Context is a context whose deadline a Watcher watches. End it with End
@@ -50,8 +78,10 @@ type Context struct {
 	context.Context // a cancelCtx child of the parent: Done, Value
 	cancel          context.CancelCauseFunc
 	deadline        time.Time
+	at              int64 // deadline in ns since the Watcher's epoch
 	w               *Watcher
-	index           int          // in w.queue; -1 once out of it (guarded by w.mu)
+	shard           *shard
+	index           int          // in shard.queue; -1 once out of it (guarded by shard.mu)
 	state           atomic.Int32 // live, expired or ended
 }
 
@@ -68,45 +98,64 @@ const (
 // with End. A d already past ends it at once.
 func (w *Watcher) WithDeadline(parent context.Context, d time.Time) *Context {
 	inner, cancel := context.WithCancelCause(parent)
-	c := &Context{Context: inner, cancel: cancel, deadline: d, w: w, index: -1}
+	c := &Context{Context: inner, cancel: cancel, deadline: d, at: int64(d.Sub(w.epoch)), w: w, index: -1}
 	if !time.Now().Before(d) {
 		c.expire()
 		return c
 	}
-	w.mu.Lock()
-	heap.Push(&w.queue, c)
-	if w.armed.IsZero() || d.Before(w.armed) {
-		w.arm(d)
+	sh := &w.shards[rand.Uint32()%shardCount]
+	c.shard = sh
+	sh.mu.Lock()
+	heap.Push(&sh.queue, c)
+	sh.mu.Unlock()
+	// Pushed first, then compared: a fire that re-arms the timer either
+	// finds c in its shard or has cleared armed before c's comparison.
+	if c.at < w.armed.Load() {
+		w.arm(c.at)
 	}
-	w.mu.Unlock()
 	return c
 }
 
-// arm sets the timer to fire at d; w.mu is held.
-func (w *Watcher) arm(d time.Time) {
-	w.armed = d
-	if w.timer == nil {
-		w.timer = time.AfterFunc(time.Until(d), w.fire)
+// arm has the timer fire at at, unless it fires earlier already.
+func (w *Watcher) arm(at int64) {
+	w.tmu.Lock()
+	defer w.tmu.Unlock()
+	if at >= w.armed.Load() {
 		return
 	}
-	w.timer.Reset(time.Until(d))
+	w.armed.Store(at)
+	in := time.Duration(at - int64(time.Since(w.epoch)))
+	if w.timer == nil {
+		w.timer = time.AfterFunc(in, w.fire)
+		return
+	}
+	w.timer.Reset(in)
 }
 
 // fire ends the Contexts whose deadline has passed and arms the timer for
 // the next one. It also runs when an earlier deadline re-armed the timer
 // while it was firing: it then finds nothing due and arms it again.
 func (w *Watcher) fire() {
+	w.tmu.Lock()
+	w.armed.Store(unarmed)
+	w.tmu.Unlock()
+	now := int64(time.Since(w.epoch))
+	next := int64(unarmed)
 	var due []*Context
-	w.mu.Lock()
-	now := time.Now()
-	for len(w.queue) > 0 && !w.queue[0].deadline.After(now) {
-		due = append(due, heap.Pop(&w.queue).(*Context))
+	for i := range w.shards {
+		sh := &w.shards[i]
+		sh.mu.Lock()
+		for len(sh.queue) > 0 && sh.queue[0].at <= now {
+			due = append(due, heap.Pop(&sh.queue).(*Context))
+		}
+		if len(sh.queue) > 0 {
+			next = min(next, sh.queue[0].at)
+		}
+		sh.mu.Unlock()
 	}
-	w.armed = time.Time{}
-	if len(w.queue) > 0 {
-		w.arm(w.queue[0].deadline)
+	if next != unarmed {
+		w.arm(next)
 	}
-	w.mu.Unlock()
 	for _, c := range due {
 		c.expire()
 	}
@@ -126,12 +175,13 @@ func (c *Context) expire() {
 func (c *Context) End() {
 	c.state.CompareAndSwap(live, ended)
 	c.cancel(nil)
-	w := c.w
-	w.mu.Lock()
-	if c.index >= 0 {
-		heap.Remove(&w.queue, c.index)
+	if sh := c.shard; sh != nil {
+		sh.mu.Lock()
+		if c.index >= 0 {
+			heap.Remove(&sh.queue, c.index)
+		}
+		sh.mu.Unlock()
 	}
-	w.mu.Unlock()
 }
 
 // Deadline implements context.Context.
@@ -156,7 +206,7 @@ func (c *Context) Err() error {
 type queue []*Context
 
 func (q queue) Len() int           { return len(q) }
-func (q queue) Less(i, j int) bool { return q[i].deadline.Before(q[j].deadline) }
+func (q queue) Less(i, j int) bool { return q[i].at < q[j].at }
 func (q queue) Swap(i, j int) {
 	q[i], q[j] = q[j], q[i]
 	q[i].index, q[j].index = i, j

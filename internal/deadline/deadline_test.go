@@ -29,7 +29,7 @@ func doneWithin(t *testing.T, ctx context.Context, start time.Time, early, late 
 // would; contexts derived from it the ways net/http and grpc-go derive
 // theirs end with it, DeadlineExceeded as their Cause.
 func TestEndsAtItsDeadline(t *testing.T) {
-	var w Watcher
+	w := NewWatcher()
 	start := time.Now()
 	c := w.WithDeadline(context.Background(), start.Add(30*time.Millisecond))
 	defer c.End()
@@ -64,7 +64,7 @@ func TestEndsAtItsDeadline(t *testing.T) {
 // which its deadline passing later does not change, and takes it out of
 // the watch.
 func TestEndBeforeTheDeadline(t *testing.T) {
-	var w Watcher
+	w := NewWatcher()
 	c := w.WithDeadline(context.Background(), time.Now().Add(20*time.Millisecond))
 	child, stop := context.WithCancel(c)
 	defer stop()
@@ -73,9 +73,7 @@ func TestEndBeforeTheDeadline(t *testing.T) {
 	if c.Err() != context.Canceled || child.Err() != context.Canceled {
 		t.Fatalf("Err() = %v, child %v; want context.Canceled", c.Err(), child.Err())
 	}
-	w.mu.Lock()
-	n := len(w.queue)
-	w.mu.Unlock()
+	n := w.watched()
 	if n != 0 {
 		t.Fatalf("%d contexts still watched after End", n)
 	}
@@ -89,7 +87,7 @@ func TestEndBeforeTheDeadline(t *testing.T) {
 // TestParentEndsFirst: a parent that ends first ends the Context with the
 // parent's error, which stays after the deadline passes.
 func TestParentEndsFirst(t *testing.T) {
-	var w Watcher
+	w := NewWatcher()
 	parent, cancel := context.WithCancel(context.Background())
 	c := w.WithDeadline(parent, time.Now().Add(20*time.Millisecond))
 	defer c.End()
@@ -115,7 +113,7 @@ func TestParentEndsFirst(t *testing.T) {
 
 // TestPastDeadline: a deadline already past ends the Context at once.
 func TestPastDeadline(t *testing.T) {
-	var w Watcher
+	w := NewWatcher()
 	c := w.WithDeadline(context.Background(), time.Now().Add(-time.Second))
 	select {
 	case <-c.Done():
@@ -132,7 +130,7 @@ func TestPastDeadline(t *testing.T) {
 // deadlines (earlier ones after later ones re-arm the timer) each end at
 // their own deadline, not before; those ended early never expire.
 func TestManyDeadlinesInAnyOrder(t *testing.T) {
-	var w Watcher
+	w := NewWatcher()
 	start := time.Now()
 	type entry struct {
 		c  *Context
@@ -182,7 +180,7 @@ type valueKey struct{}
 // goroutine each, also through a context.WithValue layer, as grpc-go
 // derives its stream's.
 func TestNoGoroutinePerChild(t *testing.T) {
-	var w Watcher
+	w := NewWatcher()
 	c := w.WithDeadline(context.Background(), time.Now().Add(time.Hour))
 	defer c.End()
 	before := runtime.NumGoroutine()
@@ -203,7 +201,7 @@ func TestNoGoroutinePerChild(t *testing.T) {
 // TestConcurrentUse: contexts made, ended and expiring from many
 // goroutines at once (run with -race) each end once, with the right error.
 func TestConcurrentUse(t *testing.T) {
-	var w Watcher
+	w := NewWatcher()
 	var wg sync.WaitGroup
 	errs := make(chan error, 8)
 	for g := range 8 {
@@ -233,10 +231,20 @@ func TestConcurrentUse(t *testing.T) {
 	for err := range errs {
 		t.Fatal(err)
 	}
-	w.mu.Lock()
-	n := len(w.queue)
-	w.mu.Unlock()
+	n := w.watched()
 	if n != 0 {
 		t.Fatalf("%d contexts still watched after all ended", n)
 	}
+}
+
+// watched returns how many Contexts w holds.
+func (w *Watcher) watched() int {
+	n := 0
+	for i := range w.shards {
+		sh := &w.shards[i]
+		sh.mu.Lock()
+		n += len(sh.queue)
+		sh.mu.Unlock()
+	}
+	return n
 }

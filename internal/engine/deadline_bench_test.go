@@ -53,7 +53,7 @@ func BenchmarkTryDeadline(b *testing.B) {
 	b.Run("ctx=watcher", func(b *testing.B) {
 		b.ReportAllocs()
 		parent := context.Background()
-		var w deadline.Watcher
+		w := deadline.NewWatcher()
 		for b.Loop() {
 			ctx := w.WithDeadline(parent, time.Now().Add(time.Second))
 			c, cc := context.WithCancel(ctx)

@@ -66,7 +66,7 @@ type OnBreakerChange func(service, instance string, from, to breaker.State)
 
 // NewState returns a State with table and no protection.
 func NewState(table *router.Table) *State {
-	return &State{table: table, shed: NewShedder(), timers: new(deadline.Watcher)}
+	return &State{table: table, shed: NewShedder(), timers: deadline.NewWatcher()}
 }
 
 // Table returns the routing table.
