@@ -10,13 +10,22 @@ import "sync/atomic"
 // A success that is not slow is counted without a lock (addSuccess): on
 // two cores the Breaker's mutex, taken by every success, was where
 // parallel callers queued (92% of the decision path's mutex profile).
-// Everything else (failures, slow calls, rolling a bucket, the sums the
-// trip decision reads) runs under the Breaker's mu.
+// Everything else (failures, slow calls, rolling a bucket) runs under the
+// Breaker's mu.
 type window struct {
 	bucketNs int64
 	start    atomic.Int64 // ns since the Breaker's epoch when the window was cleared
-	// Guarded by mu: the age of the newest bucket (buckets since start),
-	// and the failed and slow calls of the buckets in the window.
+	// newest is the age of the newest bucket rolled in (buckets since
+	// start), written under mu: a lock-free success counts only in a
+	// bucket of the window it ends, so that a tag that wrapped (32 bits
+	// of bucket ages) never matches a bucket not rolled in yet.
+	newest atomic.Int64
+	// calls is the calls of the buckets in the window: a success adds to
+	// it beside its bucket, and rolling a bucket out takes its count off,
+	// so that the trip decision reads it without summing the buckets.
+	calls atomic.Int64
+	// Guarded by mu: age is newest, and failed and slow the failed and
+	// slow calls of the buckets in the window.
 	age          int64
 	failed, slow uint32
 	buckets      []windowBucket
@@ -50,8 +59,10 @@ func (w *window) reset(now int64) {
 		bk.failed, bk.slow = 0, 0
 	}
 	w.failed, w.slow = 0, 0
+	w.calls.Store(0)
 	w.start.Store(now)
 	w.age = 0
+	w.newest.Store(0)
 }
 
 func (w *window) ageAt(now int64) int64 { return max(now-w.start.Load(), 0) / w.bucketNs }
@@ -64,11 +75,16 @@ func (w *window) ageAt(now int64) int64 { return max(now-w.start.Load(), 0) / w.
 // one bucket late, which the ratio can bear.
 func (w *window) addSuccess(now int64) bool {
 	age := w.ageAt(now)
-	bk := &w.buckets[age%int64(len(w.buckets))]
+	n := int64(len(w.buckets))
+	if newest := w.newest.Load(); age > newest || age <= newest-n {
+		return false
+	}
+	bk := &w.buckets[age%n]
 	if bk.calls.Load()&^countMask != tagOf(age) {
 		return false
 	}
 	bk.calls.Add(1)
+	w.calls.Add(1)
 	return true
 }
 
@@ -77,15 +93,14 @@ func (w *window) record(now int64, failed, slow bool) {
 	age := w.ageAt(now)
 	n := int64(len(w.buckets))
 	if age > w.age {
-		// Buckets between the old newest and age leave the window: take
-		// their failed and slow calls out of the sums (their calls are
-		// summed only where the tag matches, see totals).
+		// The buckets of the ages between the old newest and age are
+		// reused: their calls, failed and slow calls leave the window.
 		for a := max(w.age+1, age-n+1); a <= age; a++ {
 			bk := &w.buckets[a%n]
 			w.failed -= bk.failed
 			w.slow -= bk.slow
 			bk.failed, bk.slow = 0, 0
-			bk.calls.Store(tagOf(a))
+			w.calls.Add(-int64(bk.calls.Swap(tagOf(a)) & countMask))
 		}
 		if age-w.age >= n {
 			// Every bucket expired; those not reused above hold stale tags
@@ -93,6 +108,7 @@ func (w *window) record(now int64, failed, slow bool) {
 			w.failed, w.slow = 0, 0
 		}
 		w.age = age
+		w.newest.Store(age)
 	}
 	if age <= w.age-n {
 		age = w.age // older than the window: counted in the newest bucket
@@ -104,9 +120,10 @@ func (w *window) record(now int64, failed, slow bool) {
 		w.failed -= bk.failed
 		w.slow -= bk.slow
 		bk.failed, bk.slow = 0, 0
-		bk.calls.Store(tagOf(age))
+		w.calls.Add(-int64(bk.calls.Swap(tagOf(age)) & countMask))
 	}
 	bk.calls.Add(1)
+	w.calls.Add(1)
 	if failed {
 		bk.failed++
 		w.failed++
@@ -117,21 +134,12 @@ func (w *window) record(now int64, failed, slow bool) {
 	}
 }
 
-// total returns the calls of the buckets in the window; called under mu.
-func (w *window) total() uint32 {
-	n := int64(len(w.buckets))
-	var total uint32
-	for a := max(w.age-n+1, 0); a <= w.age; a++ {
-		if v := w.buckets[a%n].calls.Load(); v&^countMask == tagOf(a) {
-			total += uint32(v & countMask)
-		}
-	}
-	return total
-}
+// total returns the calls of the buckets in the window.
+func (w *window) total() uint32 { return uint32(max(w.calls.Load(), 0)) }
 
 // failExceeded reports whether the window holds at least minRequests
 // calls and the failed ones make up at least ratio of them. Called under
-// mu; it sums the buckets only when a call in the window failed.
+// mu.
 func (w *window) failExceeded(minRequests uint32, ratio float64) bool {
 	return w.failed > 0 && exceeded(w.total(), w.failed, minRequests, ratio)
 }

@@ -12,7 +12,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/lightmesh/lightmesh/internal/deadline"
 	"github.com/lightmesh/lightmesh/internal/engine"
 	"github.com/lightmesh/lightmesh/router"
 	"github.com/lightmesh/lightmesh/trace"
@@ -150,7 +149,7 @@ func (t *transport) send(st *engine.State, service string, req *http.Request) (*
 			h.c.Release()
 		case h.c.HasTimeouts():
 			// Timeout contexts live until the caller closes the body.
-			h.mr.body = cancelBody{ReadCloser: resp.Body, timeout: h.c.Timeout()}
+			h.mr.body = cancelBody{ReadCloser: resp.Body, cancel: h.c.Cancel()}
 			resp.Body = &h.mr.body
 		}
 	}
@@ -322,11 +321,11 @@ func closeBody(req *http.Request) {
 // response body, not before: the body is still being read until then.
 type cancelBody struct {
 	io.ReadCloser
-	timeout *deadline.Context
+	cancel context.CancelFunc
 }
 
 func (b *cancelBody) Close() error {
 	err := b.ReadCloser.Close()
-	b.timeout.End()
+	b.cancel()
 	return err
 }

@@ -479,16 +479,7 @@ func (cc *clientCall) begin(ctx context.Context, wait bool) error {
 func (cc *clientCall) Send(ctx context.Context, t *engine.Try) engine.Outcome {
 	a := &cc.unary
 	cc.t, cc.reset, cc.pushback = t, false, 0
-	err := a.invoker(cc.tryContext(ctx), cc.method, a.req, a.reply, a.conn, a.opts...)
-	if err != nil && ctx.Err() == context.DeadlineExceeded && status.Code(err) == codes.Canceled {
-		// The try's timeout ended it: grpc-go takes the code from its own
-		// context derived from the try's, which the mesh's deadline ends
-		// as canceled with DeadlineExceeded as its cause (see package
-		// internal/deadline); a caller's deadline would have given
-		// DeadlineExceeded.
-		err = status.FromContextError(context.DeadlineExceeded).Err()
-	}
-	o := cc.outcomeOf(err)
+	o := cc.outcomeOf(a.invoker(cc.tryContext(ctx), cc.method, a.req, a.reply, a.conn, a.opts...))
 	cc.scratch.mu.Lock()
 	if o.Kind == engine.KindNone && o.Err != nil && cc.reset {
 		// Not the server's UNAVAILABLE: the connection broke after the

@@ -10,7 +10,6 @@ import (
 	"github.com/lightmesh/lightmesh/breaker"
 	"github.com/lightmesh/lightmesh/discovery"
 	"github.com/lightmesh/lightmesh/internal/backoff"
-	"github.com/lightmesh/lightmesh/internal/deadline"
 	"github.com/lightmesh/lightmesh/router"
 	"github.com/lightmesh/lightmesh/trace"
 )
@@ -101,8 +100,8 @@ type Call struct {
 	refused  [maxRefused]*discovery.Instance
 	nrefused int
 
-	try     Try               // the try in progress, or the last one
-	timeout *deadline.Context // the last try's timeout context; nil when none
+	try       Try                // the try in progress, or the last one
+	cancelTry context.CancelFunc // of the last try's timeout context
 
 	start time.Time // the call's start, as Admit was given it; zero before
 	end   time.Time // when the last try that reported to a breaker ended
@@ -878,9 +877,9 @@ func (c *Call) Run(ctx context.Context, s Sender) error {
 		if err != nil {
 			return err
 		}
-		if c.timeout != nil {
-			c.timeout.End()
-			c.timeout = nil
+		if c.cancelTry != nil {
+			c.cancelTry()
+			c.cancelTry = nil
 		}
 		tryCtx := ctx
 		deadline := callDeadline
@@ -895,12 +894,9 @@ func (c *Call) Run(ctx context.Context, s Sender) error {
 		now = time.Time{} // a retry's try starts after the backoff
 		if !deadline.IsZero() {
 			// A caller's deadline that comes first ends the try anyway:
-			// no context of the mesh's own then. The mesh's is watched by
-			// the State's one timer, not a timer per call (package
-			// deadline says why).
+			// no context (and timer) of the mesh's own then.
 			if d, ok := ctx.Deadline(); !ok || d.After(deadline) {
-				c.timeout = c.state.timers.WithDeadline(ctx, deadline)
-				tryCtx = c.timeout
+				tryCtx, c.cancelTry = context.WithDeadline(ctx, deadline)
 			}
 		}
 		t.parent, t.ctx, t.callDeadline = ctx, tryCtx, callDeadline
@@ -961,23 +957,23 @@ func (c *Call) Rebase(st *State, req *router.Request) error {
 // Release ends the call's timeout context. It is safe to call more than
 // once.
 func (c *Call) Release() {
-	if c.timeout != nil {
-		c.timeout.End()
-		c.timeout = nil
+	if c.cancelTry != nil {
+		c.cancelTry()
+		c.cancelTry = nil
 	}
 }
 
-// Timeout returns the last try's timeout context and leaves it to the
-// caller, for an adapter that ends it after the Call is gone (when a
-// response body is closed); nil when there is none.
-func (c *Call) Timeout() *deadline.Context {
-	t := c.timeout
-	c.timeout = nil
-	return t
+// Cancel returns the cancel function of the last try's timeout context
+// and leaves it to the caller, for an adapter that releases it after the
+// Call is gone (when a response body is closed); nil when there is none.
+func (c *Call) Cancel() context.CancelFunc {
+	cancel := c.cancelTry
+	c.cancelTry = nil
+	return cancel
 }
 
 // HasTimeouts reports whether Run left a timeout context to release.
-func (c *Call) HasTimeouts() bool { return c.timeout != nil }
+func (c *Call) HasTimeouts() bool { return c.cancelTry != nil }
 
 // verdict classifies a try for a breaker of policy bp: the caller's own
 // cancellation says nothing about the destination; transport errors and

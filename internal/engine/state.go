@@ -8,7 +8,6 @@ import (
 
 	"github.com/lightmesh/lightmesh/breaker"
 	"github.com/lightmesh/lightmesh/discovery"
-	"github.com/lightmesh/lightmesh/internal/deadline"
 	"github.com/lightmesh/lightmesh/internal/shardmap"
 	"github.com/lightmesh/lightmesh/router"
 )
@@ -24,9 +23,6 @@ type State struct {
 	// before: Publish has them take their old limiters' buckets over.
 	carried []*breaker.Limiter
 	shed    *Shedder // the local service's; carried over to every next State
-	// timers ends the calls' timeout contexts, one timer for all of them;
-	// carried over to every next State.
-	timers *deadline.Watcher
 }
 
 // Service is the protection of one service: its compiled policy and the
@@ -66,7 +62,7 @@ type OnBreakerChange func(service, instance string, from, to breaker.State)
 
 // NewState returns a State with table and no protection.
 func NewState(table *router.Table) *State {
-	return &State{table: table, shed: NewShedder(), timers: deadline.NewWatcher()}
+	return &State{table: table, shed: NewShedder()}
 }
 
 // Table returns the routing table.
@@ -100,14 +96,14 @@ func (s *State) WithRules(rules *router.Rules, onChange OnBreakerChange) *State 
 			}
 		}
 	}
-	return &State{table: table, services: shardmap.From(services), carried: carried, shed: s.shed, timers: s.timers}
+	return &State{table: table, services: shardmap.From(services), carried: carried, shed: s.shed}
 }
 
 // WithInstances returns the State in which service has list (nil removes
 // the service's instances), with per-instance breakers to match: those of
 // instances that stay are kept.
 func (s *State) WithInstances(service string, list []discovery.Instance, onChange OnBreakerChange) *State {
-	next := &State{table: s.table.WithInstances(service, list), services: s.services, carried: s.carried, shed: s.shed, timers: s.timers}
+	next := &State{table: s.table.WithInstances(service, list), services: s.services, carried: s.carried, shed: s.shed}
 	rules := s.table.Rules()
 	svc := s.Service(service)
 	switch {
