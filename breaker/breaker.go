@@ -319,7 +319,9 @@ func (b *Breaker) allowProbe() (Ticket, error) {
 // Done reports the outcome of a call admitted by Allow. An outcome from
 // before the breaker last changed state (a call admitted while closed that
 // ends after the breaker tripped) is ignored, as gobreaker ignores results
-// of an older generation. Done on a ticket that is not an admission does
+// of an older generation; the one exception is a success whose goroutine
+// stalled between its checks and its count across the state change, which
+// counts once in the new window. Done on a ticket that is not an admission does
 // nothing.
 func (b *Breaker) Done(t Ticket, o Outcome) {
 	if t.ok && o != Ignored {

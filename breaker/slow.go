@@ -55,11 +55,13 @@ func (w *window) init(bucketNs int64, n int) {
 func (w *window) reset(now int64) {
 	for i := range w.buckets {
 		bk := &w.buckets[i]
-		bk.calls.Store(0)
+		// Paired with calls, as a roll is: a success that counted in its
+		// bucket before this and in calls after (or the reverse) would
+		// otherwise leave calls off for the whole next closed period.
+		w.calls.Add(-int64(bk.calls.Swap(0) & countMask))
 		bk.failed, bk.slow = 0, 0
 	}
 	w.failed, w.slow = 0, 0
-	w.calls.Store(0)
 	w.start.Store(now)
 	w.age = 0
 	w.newest.Store(0)
