@@ -185,9 +185,9 @@ type Breaker struct {
 	// The closed state's counts live here, not in gobreaker, so that a
 	// success costs one clock read and, unless slow calls are timed, no
 	// lock (gobreaker's Execute takes its mutex twice and reads the clock
-	// twice). gobreaker
-	// sees only the outcomes that can change the state: failures while
-	// closed, every outcome while half-open; its readyToTrip reads win.
+	// twice). gobreaker sees only the outcomes that can change the state:
+	// failures while closed, every outcome while half-open; its
+	// readyToTrip reads win.
 	// Guarded by mu, and gbState is written under gobreaker's mutex too.
 	// Lock order: gobreaker's mutex, then mu.
 	mu      sync.Mutex
@@ -321,8 +321,8 @@ func (b *Breaker) allowProbe() (Ticket, error) {
 // ends after the breaker tripped) is ignored, as gobreaker ignores results
 // of an older generation; the one exception is a success whose goroutine
 // stalled between its checks and its count across the state change, which
-// counts once in the new window. Done on a ticket that is not an admission does
-// nothing.
+// counts once in the new window. Done on a ticket that is not an admission
+// does nothing.
 func (b *Breaker) Done(t Ticket, o Outcome) {
 	if t.ok && o != Ignored {
 		b.DoneAt(t, o, b.clock())

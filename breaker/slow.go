@@ -104,11 +104,6 @@ func (w *window) record(now int64, failed, slow bool) {
 			bk.failed, bk.slow = 0, 0
 			w.calls.Add(-int64(bk.calls.Swap(tagOf(a)) & countMask))
 		}
-		if age-w.age >= n {
-			// Every bucket expired; those not reused above hold stale tags
-			// that totals skips, and no failed or slow call.
-			w.failed, w.slow = 0, 0
-		}
 		w.age = age
 		w.newest.Store(age)
 	}
