@@ -101,10 +101,9 @@ func (h *endCodes) HandleConn(context.Context, stats.ConnStats)                 
 // TestReviewTimeoutCodeInsideTheChain: when the route's timeout ends a
 // unary call, what runs inside the mesh's interceptor (a caller's
 // interceptor chained after DialOptions, a stats handler such as
-// otelgrpc's) sees DEADLINE_EXCEEDED, as it did while the try's context
-// was a context.WithDeadline. With the watcher's context grpc-go's
-// derived context ends Canceled, and only the mesh's own result is
-// mapped back.
+// otelgrpc's) sees DEADLINE_EXCEEDED. A try context other than
+// context.WithDeadline's can make grpc-go's derived context end Canceled
+// (bench/PROFILE-NOTES.md, seventh round).
 func TestReviewTimeoutCodeInsideTheChain(t *testing.T) {
 	s := grpctest.Start(t, "s")
 	// The server does not answer until the test ends, whatever its
