@@ -24,9 +24,8 @@ type window struct {
 	// it beside its bucket, and rolling a bucket out takes its count off,
 	// so that the trip decision reads it without summing the buckets.
 	calls atomic.Int64
-	// Guarded by mu: age is newest, and failed and slow the failed and
-	// slow calls of the buckets in the window.
-	age          int64
+	// Guarded by mu: the failed and slow calls of the buckets in the
+	// window.
 	failed, slow uint32
 	buckets      []windowBucket
 }
@@ -63,7 +62,6 @@ func (w *window) reset(now int64) {
 	}
 	w.failed, w.slow = 0, 0
 	w.start.Store(now)
-	w.age = 0
 	w.newest.Store(0)
 }
 
@@ -94,30 +92,24 @@ func (w *window) addSuccess(now int64) bool {
 func (w *window) record(now int64, failed, slow bool) {
 	age := w.ageAt(now)
 	n := int64(len(w.buckets))
-	if age > w.age {
+	newest := w.newest.Load() // written only under mu
+	if age > newest {
 		// The buckets of the ages between the old newest and age are
-		// reused: their calls, failed and slow calls leave the window.
-		for a := max(w.age+1, age-n+1); a <= age; a++ {
-			bk := &w.buckets[a%n]
-			w.failed -= bk.failed
-			w.slow -= bk.slow
-			bk.failed, bk.slow = 0, 0
-			w.calls.Add(-int64(bk.calls.Swap(tagOf(a)) & countMask))
+		// reused: their calls leave the window.
+		for a := max(newest+1, age-n+1); a <= age; a++ {
+			w.rollIn(a)
 		}
-		w.age = age
 		w.newest.Store(age)
+		newest = age
 	}
-	if age <= w.age-n {
-		age = w.age // older than the window: counted in the newest bucket
+	if age <= newest-n {
+		age = newest // older than the window: counted in the newest bucket
 	}
 	bk := &w.buckets[age%n]
 	if bk.calls.Load()&^countMask != tagOf(age) {
-		// A bucket of the window never written since the window was
-		// cleared (or since its tag wrapped).
-		w.failed -= bk.failed
-		w.slow -= bk.slow
-		bk.failed, bk.slow = 0, 0
-		w.calls.Add(-int64(bk.calls.Swap(tagOf(age)) & countMask))
+		// A bucket of the window not rolled in since the window was
+		// cleared.
+		w.rollIn(age)
 	}
 	bk.calls.Add(1)
 	w.calls.Add(1)
@@ -129,6 +121,16 @@ func (w *window) record(now int64, failed, slow bool) {
 		bk.slow++
 		w.slow++
 	}
+}
+
+// rollIn makes the bucket of age an empty bucket of that age, taking the
+// calls it held for an older age out of the window's counts; under mu.
+func (w *window) rollIn(age int64) {
+	bk := &w.buckets[age%int64(len(w.buckets))]
+	w.failed -= bk.failed
+	w.slow -= bk.slow
+	bk.failed, bk.slow = 0, 0
+	w.calls.Add(-int64(bk.calls.Swap(tagOf(age)) & countMask))
 }
 
 // total returns the calls of the buckets in the window.
