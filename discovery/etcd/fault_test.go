@@ -34,7 +34,11 @@ func faultMesh(t *testing.T, opts ...mesh.Option) *mesh.Mesh {
 func maxAttempts(d time.Duration) int { return 5 + int(d/(faultMaxBackoff*8/10)) }
 
 // waitState waits until the rule watcher and discovery are both in
-// state and returns how long that took from since.
+// state and returns how long after since the status says the later of
+// the two entered it (its Since): not when the wait saw it, because
+// stopping or starting etcd, which the caller does before waiting, can
+// itself take seconds (the embedded server's Close sometimes waits 5 s
+// for its streams), while the mesh noticed long before.
 func waitState(t *testing.T, m *mesh.Mesh, state string, since time.Time, within time.Duration) time.Duration {
 	t.Helper()
 	var took time.Duration
@@ -42,10 +46,17 @@ func waitState(t *testing.T, m *mesh.Mesh, state string, since time.Time, within
 		st := m.Status()
 		ok := st.Watcher.State == state && st.Discovery != nil && st.Discovery.State == state
 		if ok {
-			took = time.Since(since)
+			entered := st.Watcher.Since
+			if st.Discovery.Since.After(entered) {
+				entered = st.Discovery.Since
+			}
+			took = entered.Sub(since)
 		}
 		return ok
 	})
+	if took < 0 {
+		t.Errorf("the status says it has been %s since %v, before the fault at %v", state, since.Add(took), since)
+	}
 	return took
 }
 
@@ -87,6 +98,7 @@ func TestFaultEtcdStopped(t *testing.T) {
 
 	stopped := time.Now()
 	srv.Stop()
+	t.Logf("etcd took %v to stop", time.Since(stopped).Round(time.Millisecond))
 	detected := waitState(t, m, mesh.StateReconnecting, stopped, 10*time.Second)
 	t.Logf("outage seen after %v", detected.Round(time.Millisecond))
 	if detected > 5*time.Second {
