@@ -305,7 +305,10 @@ func (mt *Metrics) Observe(ctx context.Context, direction, protocol, service, su
 // if an exemplar needs it).
 func (mt *Metrics) observe(ctx context.Context, s *series, code string, d time.Duration, end time.Time) {
 	s.counter(mt, code).Inc()
-	if s.exemplar != nil {
+	// With the end known, the exemplar's once-a-second check comes before
+	// the span context: most calls stop at that atomic load instead of
+	// walking the caller's context chain.
+	if s.exemplar != nil && (end.IsZero() || end.UnixNano()-s.lastExemplar.Load() >= int64(exemplarEvery)) {
 		if sc := oteltrace.SpanContextFromContext(ctx); sc.IsSampled() {
 			if end.IsZero() {
 				end = time.Now()
