@@ -93,6 +93,20 @@ func BenchmarkInject(b *testing.B) {
 			}
 		})
 	}
+	// The mesh's full case: the caller's header holds only the lane, and
+	// the call is made inside a sampled remote parent, so the traceparent
+	// and the lane's baggage are added.
+	b.Run("shared header, lane header, sampled parent", func(b *testing.B) {
+		p := New(WithPropagator(propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{})))
+		ctx := p.Extract(context.Background(), propagation.HeaderCarrier(header("Traceparent", inTraceparent)))
+		in := header("X-Env", "staging")
+		b.ReportAllocs()
+		for b.Loop() {
+			var values [3]string
+			o := OutgoingHeader{Header: in, Spare: values[:0], Shared: true}
+			p.Inject(ctx, &o)
+		}
+	})
 	b.Run("otel W3C baseline sampled span", func(b *testing.B) {
 		prop := propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{})
 		p := New(WithMode(ModeSpans), WithTracerProvider(sampledProvider(b)))
