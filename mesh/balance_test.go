@@ -66,7 +66,7 @@ func TestP2CEWMAAvoidsASlowedInstance(t *testing.T) {
 		// An instance shunned while slow is tried once a second
 		// (forcePick) and each such sample removes about 80% of its
 		// average: from 50ms that takes 4-5 samples, and each sample
-		// caught in a stall of the loaded machine costs a second more
+		// caught in a stall of the loaded machine costs a second or more
 		// (4.5-7.5s in 8 runs under -race here; meshgrpc's test of the
 		// same name, the same balancer, took up to 9.5s).
 		if time.Since(start) > 15*time.Second {

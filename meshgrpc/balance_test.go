@@ -56,8 +56,9 @@ func TestP2CEWMAAvoidsASlowedInstance(t *testing.T) {
 		// (forcePick) and each such sample removes about 80% of its
 		// average (1 − e^(−1s/600ms)), so from 50ms down to a healthy
 		// server's 0.1-0.2ms takes 4-5 samples, and each sample caught in
-		// a stall of the loaded machine costs a second more: 3.5-9.5s in
-		// 16 runs under -race here. An 8s bound failed 3 runs of 8.
+		// a stall of the loaded machine costs a second or more (1 for a
+		// 1ms stall, 3 for 20ms): 3.5-9.5s in 16 runs under -race here.
+		// An 8s bound failed 3 runs of 8.
 		if time.Since(start) > 15*time.Second {
 			t.Fatalf("the recovered server did not get its share back within 15s")
 		}

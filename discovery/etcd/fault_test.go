@@ -55,7 +55,7 @@ func waitState(t *testing.T, m *mesh.Mesh, state string, since time.Time, within
 		return ok
 	})
 	if took < 0 {
-		t.Errorf("the status says it has been %s since %v, before the fault at %v", state, since.Add(took), since)
+		t.Errorf("the status says it has been %s since %v, before the stop, cut, restart or heal at %v", state, since.Add(took), since)
 	}
 	return took
 }
