@@ -199,6 +199,16 @@ services:
 	if err == nil || !strings.Contains(err.Error(), "services.a.breaker.window: off is for timeout and perTryTimeout") {
 		t.Errorf("window: off: %v", err)
 	}
+	// Zero reads as off: refused where off is, with its place, instead of
+	// taken silently for the default (the document's JSON form writes it
+	// "off", which was then refused: found by FuzzLoad).
+	for _, zero := range []string{"0s", "0ms", "0h0m0s"} {
+		doc := "apiVersion: lightmesh/v1\nservices:\n  a:\n    breaker: {openBase: " + zero + "}\n"
+		_, err = router.Load([]byte(doc))
+		if err == nil || !strings.Contains(err.Error(), "services.a.breaker.openBase: a zero duration means none, which only timeout and perTryTimeout take") || !strings.Contains(err.Error(), "line 4") {
+			t.Errorf("openBase: %s: %v", zero, err)
+		}
+	}
 	b, _ := router.Off.MarshalText()
 	var back router.Duration
 	if err := back.UnmarshalText(b); err != nil || back != router.Off || string(b) != "off" {

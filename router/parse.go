@@ -584,8 +584,13 @@ func (w *shapeWalker) duration(n *yaml.Node, path string) {
 	switch {
 	case err != nil:
 		w.bad(path, n, "invalid duration %.30q (write it as \"250ms\", \"2s\" or \"1m30s\"%s)", n.Value, offHint(path))
-	case v == Off && strings.TrimSpace(n.Value) == "off" && !offable(path):
+	case v == Off && !offable(path) && strings.TrimSpace(n.Value) == "off":
 		w.bad(path, n, "off is for timeout and perTryTimeout; leave this field out for its default")
+	case v == Off && !offable(path):
+		// Zero reads as off (none): refused here as off is, rather than
+		// taken silently for the default, which the document's JSON form
+		// (written "off") would then refuse.
+		w.bad(path, n, "a zero duration means none, which only timeout and perTryTimeout take; leave this field out for its default")
 	}
 }
 
