@@ -298,6 +298,8 @@ type Destination struct {
 // "off" (or as zero, "0s"), a duration is Off: set, to none. A service's
 // timeout: off keeps a default timeout from applying to it, and a
 // route's timeout: off runs the route's calls without the service's.
+// Only timeout and perTryTimeout may be written so; Load refuses off and
+// zero elsewhere.
 type Duration time.Duration
 
 // Off is a duration set to none ("off" or "0s" in a document). Std
