@@ -1,6 +1,7 @@
 package router_test
 
 import (
+	"encoding/json"
 	"slices"
 	"strings"
 	"testing"
@@ -213,5 +214,42 @@ services:
 	var back router.Duration
 	if err := back.UnmarshalText(b); err != nil || back != router.Off || string(b) != "off" {
 		t.Errorf("off written as %q reads back as %v, %v", b, back, err)
+	}
+}
+
+// TestNoneOnlyWhereNoneIsAllowed: a duration of none (off, or zero in any
+// spelling) is refused on a field that takes none only for timeout and
+// perTryTimeout, wherever it comes from (an alias of one a timeout took
+// included), with advice that leads to a document Load accepts, and
+// every document accepted reads back from its JSON form.
+func TestNoneOnlyWhereNoneIsAllowed(t *testing.T) {
+	const head = "apiVersion: lightmesh/v1\nservices:\n  a:\n"
+	for _, tc := range []struct{ doc, want string }{
+		{head + "    timeout: &z 0s\n    breaker: {openBase: *z}\n", "services.a.breaker.openBase: a zero duration means none"},
+		{head + "    timeout: &z off\n    breaker: {openBase: *z}\n", "services.a.breaker.openBase: off is for timeout and perTryTimeout"},
+		{head + "    breaker: {openBase: 0}\n", "services.a.breaker.openBase: a duration needs a unit, and a zero one means none, which only timeout and perTryTimeout take; leave this field out for its default"},
+		{head + "    slowStart: {window: 0s}\n", "services.a.slowStart.window: a zero duration means none, which only timeout and perTryTimeout take; the window must be more than 0"},
+		{head + "    slowStart: {window: off}\n", "services.a.slowStart.window: off is for timeout and perTryTimeout; the window must be more than 0"},
+		{head + "    timeout: -2562047h47m16.854775808s\n", "services.a.timeout: invalid duration"},
+	} {
+		r, err := router.Load([]byte(tc.doc))
+		if err == nil {
+			js, _ := json.Marshal(r.Document())
+			_, jerr := router.Load(js)
+			t.Errorf("accepted:\n%s\nits JSON form %s: %v", tc.doc, js, jerr)
+			continue
+		}
+		if !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s\nerror %v, want it to contain %q", tc.doc, err, tc.want)
+		}
+	}
+	// The timeouts still take none, and their JSON form reads back.
+	r, err := router.Load([]byte(head + "    timeout: &z 0s\n    retry: {attempts: 2, perTryTimeout: *z}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	js, _ := json.Marshal(r.Document())
+	if _, err := router.Load(js); err != nil {
+		t.Errorf("JSON form %s: %v", js, err)
 	}
 }

@@ -1,6 +1,7 @@
 package router
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"strings"
@@ -316,6 +317,9 @@ func parseDuration(s string) (Duration, error) {
 	v, err := time.ParseDuration(s)
 	if err != nil {
 		return 0, err
+	}
+	if Duration(v) == Off {
+		return 0, errors.New("duration out of range") // the lowest one is Off's mark
 	}
 	if v == 0 {
 		return Off, nil

@@ -392,6 +392,15 @@ func (w *shapeWalker) walk(n *yaml.Node, t reflect.Type, path string) {
 	if isNull(n) || w.tooManyKeys(n, path) {
 		return
 	}
+	if t == durationType {
+		// Checked at every place it is used, an alias's too: whether a
+		// duration may be off depends on the field, not on the node.
+		if path != "" {
+			w.pos.set(path, n)
+		}
+		w.duration(n, path)
+		return
+	}
 	k := shapeKey{n, t}
 	if w.seen[k] {
 		return
@@ -399,10 +408,6 @@ func (w *shapeWalker) walk(n *yaml.Node, t reflect.Type, path string) {
 	w.seen[k] = true
 	if path != "" {
 		w.pos.set(path, n)
-	}
-	if t == durationType {
-		w.duration(n, path)
-		return
 	}
 	if reflect.PointerTo(t).Implements(unmarshalerType) {
 		return // a type checking its own node
@@ -576,7 +581,11 @@ func (w *shapeWalker) duration(n *yaml.Node, path string) {
 	}
 	if tag := n.ShortTag(); tag == "!!int" || tag == "!!float" {
 		if v, err := strconv.ParseFloat(strings.ReplaceAll(n.Value, "_", ""), 64); err == nil && v >= 0 && v < 1e9 {
-			w.bad(path, n, "a duration needs a unit: write %s", unitHint(v))
+			if v == 0 && !offable(path) {
+				w.bad(path, n, "a duration needs a unit, and a zero one means none, which only timeout and perTryTimeout take; %s", noneAdvice(path))
+			} else {
+				w.bad(path, n, "a duration needs a unit: write %s", unitHint(v))
+			}
 			return
 		}
 	}
@@ -585,13 +594,22 @@ func (w *shapeWalker) duration(n *yaml.Node, path string) {
 	case err != nil:
 		w.bad(path, n, "invalid duration %.30q (write it as \"250ms\", \"2s\" or \"1m30s\"%s)", n.Value, offHint(path))
 	case v == Off && !offable(path) && strings.TrimSpace(n.Value) == "off":
-		w.bad(path, n, "off is for timeout and perTryTimeout; leave this field out for its default")
+		w.bad(path, n, "off is for timeout and perTryTimeout; %s", noneAdvice(path))
 	case v == Off && !offable(path):
 		// Zero reads as off (none): refused here as off is, rather than
 		// taken silently for the default, which the document's JSON form
 		// (written "off") would then refuse.
-		w.bad(path, n, "a zero duration means none, which only timeout and perTryTimeout take; leave this field out for its default")
+		w.bad(path, n, "a zero duration means none, which only timeout and perTryTimeout take; %s", noneAdvice(path))
 	}
+}
+
+// noneAdvice says what to write instead of no duration where none is not
+// allowed: nothing, for the default, except where the field has none.
+func noneAdvice(path string) string {
+	if strings.HasSuffix(path, "slowStart.window") {
+		return "the window must be more than 0, a duration such as 30s"
+	}
+	return "leave this field out for its default"
 }
 
 // offable reports whether the duration at path may be written off: a
