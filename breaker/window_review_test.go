@@ -50,6 +50,20 @@ func (r *refWindow) record(age int64, failed bool) {
 	}
 }
 
+// call makes one call of b that fails or not, records it in r at the
+// bucket age, and returns its outcome and whether r says b must now be
+// open (only a failure trips).
+func (r *refWindow) call(t *testing.T, b *breaker.Breaker, failed bool, age int64, set breaker.Settings) (breaker.Outcome, bool) {
+	t.Helper()
+	o := breaker.Success
+	if failed {
+		o = breaker.Failure
+	}
+	run(t, b, o)
+	r.record(age, failed)
+	return o, failed && r.trips(set.MinRequests, set.FailureRatio)
+}
+
 func (r *refWindow) trips(min uint32, ratio float64) bool {
 	var total, failed int
 	for a := r.newest - r.n + 1; a <= r.newest; a++ {
@@ -87,13 +101,7 @@ func TestReviewWindowMatchesReference(t *testing.T) {
 					c.Advance(time.Duration(rng.Int64N(int64(2 * window))))
 				}
 				failed := rng.Float64() < pFail
-				o := breaker.Success
-				if failed {
-					o = breaker.Failure
-				}
-				run(t, b, o)
-				ref.record(int64(c.Now().Sub(start)/bucket), failed)
-				want := failed && ref.trips(set.MinRequests, set.FailureRatio)
+				o, want := ref.call(t, b, failed, int64(c.Now().Sub(start)/bucket), set)
 				got := b.State() == breaker.StateOpen
 				if got != want {
 					t.Fatalf("buckets %d seed %d call %d (%v): open = %v, reference window says %v", n, seed, i, o, got, want)
@@ -155,13 +163,7 @@ func TestReviewWindowAcrossStateChanges(t *testing.T) {
 					pct = 60 // a bad phase
 				}
 				failed := rng.IntN(100) < pct
-				o := breaker.Success
-				if failed {
-					o = breaker.Failure
-				}
-				run(t, b, o)
-				ref.record(int64(c.Now().Sub(start)/bucket), failed)
-				want := failed && ref.trips(set.MinRequests, set.FailureRatio)
+				_, want := ref.call(t, b, failed, int64(c.Now().Sub(start)/bucket), set)
 				if got := b.State() == breaker.StateOpen; got != want {
 					t.Fatalf("buckets %d seed %d call %d after %d trips: open = %v, reference says %v", n, seed, i, trips, got, want)
 				}
