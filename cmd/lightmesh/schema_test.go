@@ -186,6 +186,13 @@ func TestSchemaRejectsWhatValidationRejects(t *testing.T) {
 		head + "    subsets: {a: {labels: {}}}\n    routes: [{destinations: [{subset: a, weight: -1}]}]\n",
 		head + "    colour: red\n",
 		head + "    breaker: {multiplier: 0.5}\n",
+		// A zero duration means none, which only the timeouts take.
+		head + "    breaker: {openBase: 0s}\n",
+		head + "    breaker: {openMax: off}\n",
+		head + "    outlierDetection: {window: 0h0m0.000s}\n",
+		head + "    retry: {attempts: 1, backoff: 0}\n",
+		head + "    slowStart: {window: .0ms}\n",
+		head + "    breaker: {openBase: \"0\"}\n",
 		head + "    retry: {attempts: 1, \"on\": [700]}\n",
 		head + "    retry: {attempts: 1, \"on\": [unavailabel]}\n",
 		head + "    breaker: {failureCodes: [unavailabel]}\n",
@@ -207,6 +214,9 @@ func TestSchemaRejectsWhatValidationRejects(t *testing.T) {
 		head + "    retry: {attempts: 1, \"on\": [503, 5XX, Reset, DEADLINE-EXCEEDED, deadlineexceeded]}\n    breaker: {failureCodes: [Deadline-Exceeded, UNAVAILABLE]}\n",
 		head + "    subsets: {a: {labels: {}}}\n    routes: [{match: {methods: [get, PURGE, POST]}, destinations: [{subset: a}]}]\n",
 		head + "    timeout: off\n    retry: {attempts: 1, perTryTimeout: 0s, \"on\": [\"503\", unavailable, DEADLINE_EXCEEDED, ResourceExhausted, 5xx]}\n",
+		"apiVersion: lightmesh/v1\ndefaults: {timeout: 0ms, retry: {attempts: 1, perTryTimeout: off}}\n",
+		head + "    subsets: {a: {labels: {}}}\n    routes: [{timeout: \"0\", retry: {attempts: 1, perTryTimeout: 0.0s}, destinations: [{subset: a}]}]\n",
+		head + "    breaker: {openBase: 0.5s, openMax: 0h1m30s, window: 00.010s, slowCallThreshold: .5s}\n    retry: {attempts: 1, backoff: 0s5ms}\n    slowStart: {window: 1m}\n",
 	} {
 		if _, err := router.Load([]byte(doc)); err != nil {
 			t.Fatalf("router.Load rejects a fixture meant to be valid: %v\n%s", err, doc)
