@@ -634,19 +634,23 @@ func (c *istioConverter) outlier(n *node) *router.Breaker {
 		consecutive = 5 // Istio's default
 	}
 	b.MinRequests = consecutive
-	if t := n.str("interval"); t != "" {
-		if d, err := parseDuration(t); err == nil {
-			b.Window = d
-		}
+	// interval's default is Istio's (10s).
+	if d, ok := c.ejectionDuration(n, "interval"); ok {
+		b.Window = d
 	}
-	if t := n.str("baseEjectionTime"); t != "" {
-		if d, err := parseDuration(t); err == nil {
-			b.OpenBase = d
-		}
+	if d, ok := c.ejectionDuration(n, "baseEjectionTime"); ok {
+		b.OpenBase = d
 	} else if !off {
 		// lightmesh's own default is 1s.
 		b.OpenBase = router.Duration(30 * time.Second)
 		c.written = append(c.written, n.path+".baseEjectionTime: none set, so Istio's default is written out: 30s")
+	}
+	if b.OpenBase > router.Duration(time.Minute) {
+		// Above lightmesh's default cap of the open period (1m), which
+		// would refuse it: Envoy's cap is 300s, or baseEjectionTime when
+		// longer.
+		b.OpenMax = max(b.OpenBase, router.Duration(300*time.Second))
+		c.written = append(c.written, fmt.Sprintf("%s.baseEjectionTime: above lightmesh's default cap of 1m, so Envoy's cap is written out as openMax: %v", n.path, time.Duration(b.OpenMax)))
 	}
 	if v, ok := n.take("maxEjectionPercent"); ok {
 		b.MaxEjectionPercent, _ = v.(int)
@@ -665,6 +669,26 @@ func (c *istioConverter) outlier(n *node) *router.Breaker {
 		return nil
 	}
 	return b
+}
+
+// ejectionDuration reads the duration key of an outlierDetection, which
+// Istio requires to be at least 1ms. Any other value is left out with its
+// reason (a zero would be written as off, which the breaker's fields do
+// not take), and ok is false, as for a key not set.
+func (c *istioConverter) ejectionDuration(n *node, key string) (d router.Duration, ok bool) {
+	t := n.str(key)
+	if t == "" {
+		return 0, false
+	}
+	d, err := parseDuration(t)
+	if err == nil && d < router.Duration(time.Millisecond) {
+		err = fmt.Errorf("%q is below Istio's minimum of 1ms", t)
+	}
+	if err != nil {
+		c.leave(n.path+"."+key, err.Error())
+		return 0, false
+	}
+	return d, true
 }
 
 // parseDuration reads an Istio duration ("2s", "0.5s", "100ms").

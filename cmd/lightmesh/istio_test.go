@@ -6,6 +6,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/lightmesh/lightmesh/router"
 )
 
 // TestImportIstioRoutesTheSame: the document converted from Istio's
@@ -135,5 +138,78 @@ spec:
 	}
 	if strings.Count(doc, "name: beta") != 1 || !strings.Contains(doc, "x-beta") || strings.Contains(doc, "queryParams") {
 		t.Errorf("want one beta route, on the header only:\n%s", doc)
+	}
+}
+
+// TestImportIstioEjectionDurationsBelowItsMinimum: Istio requires an
+// outlierDetection's interval and baseEjectionTime to be at least 1ms. A
+// zero (or a value that is no duration) is left out and named, and the
+// document written is one lightmesh validate accepts, with Istio's
+// default ejection time. An ejection time above lightmesh's default cap
+// of the open period (1m) comes with Envoy's cap (300s, or the ejection
+// time when longer).
+func TestImportIstioEjectionDurations(t *testing.T) {
+	dir := t.TempDir()
+	dr := filepath.Join(dir, "dr.yaml")
+	os.WriteFile(dr, []byte(`apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: reviews}
+spec:
+  host: reviews
+  trafficPolicy:
+    outlierDetection: {consecutive5xxErrors: 3, interval: 0s, baseEjectionTime: 0ms}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: ratings}
+spec:
+  host: ratings
+  trafficPolicy:
+    outlierDetection: {consecutive5xxErrors: 3, interval: soon, baseEjectionTime: 2m}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: details}
+spec:
+  host: details
+  trafficPolicy:
+    outlierDetection: {consecutive5xxErrors: 3, baseEjectionTime: 10m}
+`), 0o644)
+	code, doc, stderr := lightmesh(t, nil, "import", "istio", dr)
+	if code != 0 {
+		t.Fatalf("import: exit %d\n%s", code, stderr)
+	}
+	for _, want := range []string{
+		`outlierDetection.interval: "0s" is below Istio's minimum of 1ms`,
+		`outlierDetection.baseEjectionTime: "0ms" is below Istio's minimum of 1ms`,
+		`outlierDetection.interval: `,
+	} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("stderr does not say %q:\n%s", want, stderr)
+		}
+	}
+	if strings.Count(stderr, "outlierDetection.interval: ") != 2 {
+		t.Errorf("want both intervals named as left out:\n%s", stderr)
+	}
+	if _, err := router.Load([]byte(doc)); err != nil {
+		t.Fatalf("the converted document is refused: %v\n%s", err, doc)
+	}
+	d, err := router.Parse([]byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for svc, want := range map[string]struct{ openBase, openMax time.Duration }{
+		"reviews": {30 * time.Second, 0},
+		"ratings": {2 * time.Minute, 5 * time.Minute},
+		"details": {10 * time.Minute, 10 * time.Minute},
+	} {
+		od := d.Services[svc].OutlierDetection
+		if od == nil {
+			t.Fatalf("%s: no outlierDetection written:\n%s", svc, doc)
+		}
+		if time.Duration(od.OpenBase) != want.openBase || time.Duration(od.OpenMax) != want.openMax || od.Window != 0 || od.MinRequests != 3 {
+			t.Errorf("%s: openBase %v, openMax %v, window %v, minRequests %d; want %v, %v, unset (the 10s default), 3:\n%s",
+				svc, time.Duration(od.OpenBase), time.Duration(od.OpenMax), time.Duration(od.Window), od.MinRequests, want.openBase, want.openMax, doc)
+		}
 	}
 }
