@@ -132,7 +132,7 @@ func TestFaultEtcdStopped(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer reg.Close(context.Background())
+	deregisterOnCleanup(t, reg)
 	waitInstances(t, m, 3)
 	time.Sleep(200 * time.Millisecond)
 	res := load.Stop()

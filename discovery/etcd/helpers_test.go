@@ -63,3 +63,14 @@ func waitInstances(t testing.TB, m *mesh.Mesh, n int) {
 		return len(m.Table().Instances("user-api", "")) == n
 	})
 }
+
+// deregisterOnCleanup closes reg when the test ends. The revoke is
+// bounded: with etcd down it would otherwise retry, and the test hang,
+// for good.
+func deregisterOnCleanup(t testing.TB, reg *Registration) {
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		reg.Close(ctx)
+	})
+}

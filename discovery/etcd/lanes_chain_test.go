@@ -85,7 +85,11 @@ func startLaneChain(t *testing.T, lanes int) *laneChain {
 			t.Fatal(err)
 		}
 		lc.regs[name] = r
-		t.Cleanup(func() { r.Close(context.Background()) })
+		t.Cleanup(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second) // etcd may be down
+			defer cancel()
+			r.Close(ctx)
+		})
 	}
 	toB, err := grpc.NewClient("lightmesh:///b", append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}, meshgrpc.DialOptions(m)...)...)
 	if err != nil {

@@ -31,7 +31,7 @@ func registerFleet(t *testing.T, c *clientv3.Client) (base, staging *meshtest.Ba
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { reg.Close(context.Background()) })
+		deregisterOnCleanup(t, reg)
 	}
 	return base, staging
 }
