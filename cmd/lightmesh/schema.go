@@ -38,19 +38,21 @@ func runSchema(_ context.Context, c *cli, args []string) error {
 }
 
 // The duration patterns match what the validator reads, which is what
-// time.ParseDuration reads ("250ms", "1m30s") but for the sign: a number
-// with a unit, repeated. durationPattern is every field's but the
-// timeouts': a zero duration ("0s", "0h0m") is refused there, as the
-// validator refuses it (a zero means none, which only timeout and
-// perTryTimeout take). durationOrNonePattern, the timeouts', also reads
-// off, "0" and a zero duration, all meaning none.
+// time.ParseDuration reads ("250ms", "1m30s", "+2s"): a number with a
+// unit, repeated. durationPattern is every field's but the timeouts': a
+// zero duration ("0s", "0h0m") is refused there, as the validator
+// refuses it (a zero means none, which only timeout and perTryTimeout
+// take). durationOrNonePattern, the timeouts', also reads off, "0" and a
+// zero duration, signed or not, all meaning none. What a pattern does
+// not check: a duration below 1ns ("0.1ns", read as zero) or above about
+// 290 years, which the validator refuses.
 const (
 	durationUnit          = `(ns|us|µs|μs|ms|s|m|h)`
 	durationNumber        = `([0-9]+(\.[0-9]*)?|\.[0-9]+)`
 	zeroNumber            = `(0+(\.0*)?|\.0+)`
 	nonZeroNumber         = `([0-9]*[1-9][0-9]*(\.[0-9]*)?|[0-9]+\.[0-9]*[1-9][0-9]*|\.[0-9]*[1-9][0-9]*)`
-	durationPattern       = `^\s*(` + zeroNumber + durationUnit + `)*` + nonZeroNumber + durationUnit + `(` + durationNumber + durationUnit + `)*\s*$`
-	durationOrNonePattern = `^\s*(off|0|(` + durationNumber + durationUnit + `)+)\s*$`
+	durationPattern       = `^\s*\+?(` + zeroNumber + durationUnit + `)*` + nonZeroNumber + durationUnit + `(` + durationNumber + durationUnit + `)*\s*$`
+	durationOrNonePattern = `^\s*(off|[-+]?0|[-+]?(` + zeroNumber + durationUnit + `)+|\+?(` + durationNumber + durationUnit + `)+)\s*$`
 )
 
 // documentSchema returns the JSON Schema (draft 2020-12) of the rule
@@ -97,6 +99,11 @@ func documentSchema() (map[string]any, error) {
 		return nil, err
 	}
 	scalarStrings(tree)
+	// slowStart.window has no default: the validator requires it.
+	slowStart := tree["$defs"].(map[string]any)["SlowStart"].(map[string]any)
+	slowStart["required"] = []any{"window"}
+	window := slowStart["properties"].(map[string]any)["window"].(map[string]any)
+	window["oneOf"] = window["oneOf"].([]any)[:1] // not null
 	return tree, nil
 }
 

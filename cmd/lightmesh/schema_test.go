@@ -193,6 +193,10 @@ func TestSchemaRejectsWhatValidationRejects(t *testing.T) {
 		head + "    retry: {attempts: 1, backoff: 0}\n",
 		head + "    slowStart: {window: .0ms}\n",
 		head + "    breaker: {openBase: \"0\"}\n",
+		head + "    timeout: -1s\n",
+		head + "    slowStart: {}\n",
+		head + "    slowStart: {minPercent: 20}\n",
+		head + "    slowStart: {window: }\n",
 		head + "    retry: {attempts: 1, \"on\": [700]}\n",
 		head + "    retry: {attempts: 1, \"on\": [unavailabel]}\n",
 		head + "    breaker: {failureCodes: [unavailabel]}\n",
@@ -217,6 +221,8 @@ func TestSchemaRejectsWhatValidationRejects(t *testing.T) {
 		"apiVersion: lightmesh/v1\ndefaults: {timeout: 0ms, retry: {attempts: 1, perTryTimeout: off}}\n",
 		head + "    subsets: {a: {labels: {}}}\n    routes: [{timeout: \"0\", retry: {attempts: 1, perTryTimeout: 0.0s}, destinations: [{subset: a}]}]\n",
 		head + "    breaker: {openBase: 0.5s, openMax: 0h1m30s, window: 00.010s, slowCallThreshold: .5s}\n    retry: {attempts: 1, backoff: 0s5ms}\n    slowStart: {window: 1m}\n",
+		head + "    timeout: -0s\n    breaker: {openBase: +1s}\n    retry: {attempts: 1, perTryTimeout: \"-0\"}\n",
+		head + "    subsets: {a: {labels: {}}}\n    routes: [{timeout: +0s, retry: {attempts: 1, perTryTimeout: +2s}, destinations: [{subset: a}]}]\n",
 	} {
 		if _, err := router.Load([]byte(doc)); err != nil {
 			t.Fatalf("router.Load rejects a fixture meant to be valid: %v\n%s", err, doc)
