@@ -374,8 +374,10 @@ func (c *istioConverter) httpRoute(n *node, hosts []string) []router.Route {
 		}
 	}
 	if t := n.str("timeout"); t != "" {
-		if d, err := parseDuration(t); err == nil {
+		if d, err := parseDuration(t); err == nil && (d >= 0 || d == router.Off) {
 			base.Timeout = d
+		} else if err == nil {
+			c.leave(n.path+".timeout", fmt.Sprintf("%q is negative", t))
 		} else {
 			c.leave(n.path+".timeout", err.Error())
 		}
@@ -531,8 +533,10 @@ func (c *istioConverter) retries(n *node) *router.Retry {
 		r.Attempts, _ = v.(int)
 	}
 	if t := n.str("perTryTimeout"); t != "" {
-		if d, err := parseDuration(t); err == nil {
+		if d, err := parseDuration(t); err == nil && (d >= 0 || d == router.Off) {
 			r.PerTryTimeout = d
+		} else if err == nil {
+			c.leave(n.path+".perTryTimeout", fmt.Sprintf("%q is negative", t))
 		} else {
 			c.leave(n.path+".perTryTimeout", err.Error())
 		}
@@ -612,26 +616,51 @@ func (c *istioConverter) destinationRule(spec *node) {
 
 // outlier converts Envoy's outlier detection (N consecutive errors eject
 // an instance for baseEjectionTime) to an instance breaker: at least N
-// calls within the interval, all of them failing.
+// calls within the interval, all of them failing. Istio sets one of
+// Envoy's two detectors from consecutive5xxErrors (every 5xx) and the
+// other from consecutiveGatewayErrors or the deprecated
+// consecutiveErrors (502, 503, 504); a lightmesh instance breaker is one
+// detector, so when Istio runs both, the one not converted is named.
 func (c *istioConverter) outlier(n *node) *router.Breaker {
 	b := &router.Breaker{FailureRatio: 1}
-	consecutive := 0
-	v, set5xx := n.take("consecutive5xxErrors")
-	if set5xx {
-		consecutive, _ = v.(int)
+	count := func(key string) (int, bool) {
+		v, ok := n.take(key)
+		i, _ := v.(int)
+		return i, ok
 	}
-	if v, ok := n.take("consecutiveGatewayErrors"); ok {
-		if g, _ := v.(int); consecutive == 0 {
-			consecutive = g
-			b.FailureStatus = []int{502, 503, 504}
+	fiveXX, set5xx := count("consecutive5xxErrors")
+	gateway, setGateway := count("consecutiveGatewayErrors")
+	if legacy, ok := count("consecutiveErrors"); ok && !setGateway {
+		// Istio sends the deprecated field to Envoy as gateway errors,
+		// and turns the 5xx detector off unless consecutive5xxErrors is
+		// set (istio/api#617).
+		gateway, setGateway = legacy, true
+		if !set5xx {
+			fiveXX, set5xx = 0, true
 		}
 	}
-	if v, ok := n.take("consecutiveErrors"); ok && consecutive == 0 {
-		consecutive, _ = v.(int)
-	}
-	off := consecutive == 0 && set5xx // consecutive5xxErrors: 0 turns it off
-	if consecutive == 0 {
+	consecutive := fiveXX
+	switch {
+	case set5xx && fiveXX > 0 && setGateway && gateway > 0:
+		c.leave(n.path+".consecutiveGatewayErrors", fmt.Sprintf("Envoy also ejects after %d consecutive gateway errors; lightmesh converts one detector per instance, consecutive5xxErrors'", gateway))
+	case setGateway && gateway > 0:
+		consecutive = gateway
+		b.FailureStatus = []int{502, 503, 504}
+		if !set5xx {
+			c.leave(n.path+".consecutive5xxErrors", "not set, so Envoy also ejects after 5 consecutive 5xx; lightmesh converts one detector per instance, the gateway errors'")
+		}
+	case !set5xx:
 		consecutive = 5 // Istio's default
+	}
+	if consecutive == 0 {
+		// consecutive5xxErrors: 0 (or consecutiveErrors: 0) and no
+		// gateway errors: Istio ejects nothing.
+		c.written = append(c.written, n.path+": consecutive errors 0 turn ejection off in Istio: no outlierDetection is written")
+		n.take("interval")
+		n.take("baseEjectionTime")
+		n.take("maxEjectionPercent")
+		n.done()
+		return nil
 	}
 	b.MinRequests = consecutive
 	// interval's default is Istio's (10s).
@@ -640,21 +669,23 @@ func (c *istioConverter) outlier(n *node) *router.Breaker {
 	}
 	if d, ok := c.ejectionDuration(n, "baseEjectionTime"); ok {
 		b.OpenBase = d
-	} else if !off {
+	} else {
 		// lightmesh's own default is 1s.
 		b.OpenBase = router.Duration(30 * time.Second)
 		c.written = append(c.written, n.path+".baseEjectionTime: none set, so Istio's default is written out: 30s")
 	}
-	if b.OpenBase > router.Duration(time.Minute) {
-		// Above lightmesh's default cap of the open period (1m), which
-		// would refuse it: Envoy's cap is 300s, or baseEjectionTime when
-		// longer.
-		b.OpenMax = max(b.OpenBase, router.Duration(300*time.Second))
-		c.written = append(c.written, fmt.Sprintf("%s.baseEjectionTime: above lightmesh's default cap of 1m, so Envoy's cap is written out as openMax: %v", n.path, time.Duration(b.OpenMax)))
-	}
-	if v, ok := n.take("maxEjectionPercent"); ok {
-		b.MaxEjectionPercent, _ = v.(int)
-	} else {
+	// Envoy caps an ejection at max_ejection_time, 300s or
+	// baseEjectionTime when longer; lightmesh's own cap is 1m.
+	b.OpenMax = max(b.OpenBase, router.Duration(300*time.Second))
+	c.written = append(c.written, fmt.Sprintf("%s: Envoy's cap of an ejection is written out as openMax: %v (lightmesh doubles an ejection each time, where Envoy adds baseEjectionTime)", n.path, time.Duration(b.OpenMax)))
+	switch v, ok := n.take("maxEjectionPercent"); {
+	case toInt(v) > 0:
+		b.MaxEjectionPercent = toInt(v)
+	case ok:
+		// Istio does not send 0 to Envoy, whose default is 10%.
+		b.MaxEjectionPercent = 10
+		c.written = append(c.written, n.path+".maxEjectionPercent: 0 means Envoy's default in Istio, so it is written out: 10 (at least one instance)")
+	default:
 		b.MaxEjectionPercent = 10 // Istio's default
 		c.written = append(c.written, n.path+".maxEjectionPercent: not set, so Istio's default is written out: 10 (at least one instance)")
 	}
@@ -664,11 +695,12 @@ func (c *istioConverter) outlier(n *node) *router.Breaker {
 		}
 	}
 	n.done()
-	if off {
-		c.written = append(c.written, n.path+".consecutive5xxErrors: 0 turns ejection off in Istio: no outlierDetection is written")
-		return nil
-	}
 	return b
+}
+
+func toInt(v any) int {
+	i, _ := v.(int)
+	return i
 }
 
 // ejectionDuration reads the duration key of an outlierDetection, which
@@ -676,8 +708,13 @@ func (c *istioConverter) outlier(n *node) *router.Breaker {
 // reason (a zero would be written as off, which the breaker's fields do
 // not take), and ok is false, as for a key not set.
 func (c *istioConverter) ejectionDuration(n *node, key string) (d router.Duration, ok bool) {
-	t := n.str(key)
-	if t == "" {
+	v, set := n.take(key)
+	if !set || v == nil {
+		return 0, false
+	}
+	t, isString := v.(string)
+	if !isString {
+		c.leave(n.path+"."+key, fmt.Sprintf("%v is not a duration (write 30s, 1m)", v))
 		return 0, false
 	}
 	d, err := parseDuration(t)

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -145,9 +146,8 @@ spec:
 // outlierDetection's interval and baseEjectionTime to be at least 1ms. A
 // zero (or a value that is no duration) is left out and named, and the
 // document written is one lightmesh validate accepts, with Istio's
-// default ejection time. An ejection time above lightmesh's default cap
-// of the open period (1m) comes with Envoy's cap (300s, or the ejection
-// time when longer).
+// default ejection time. Envoy's cap of an ejection (300s, or the
+// ejection time when longer) is written out as openMax.
 func TestImportIstioEjectionDurations(t *testing.T) {
 	dir := t.TempDir()
 	dr := filepath.Join(dir, "dr.yaml")
@@ -199,7 +199,7 @@ spec:
 		t.Fatal(err)
 	}
 	for svc, want := range map[string]struct{ openBase, openMax time.Duration }{
-		"reviews": {30 * time.Second, 0},
+		"reviews": {30 * time.Second, 5 * time.Minute},
 		"ratings": {2 * time.Minute, 5 * time.Minute},
 		"details": {10 * time.Minute, 10 * time.Minute},
 	} {
@@ -211,5 +211,96 @@ spec:
 			t.Errorf("%s: openBase %v, openMax %v, window %v, minRequests %d; want %v, %v, unset (the 10s default), 3:\n%s",
 				svc, time.Duration(od.OpenBase), time.Duration(od.OpenMax), time.Duration(od.Window), od.MinRequests, want.openBase, want.openMax, doc)
 		}
+	}
+}
+
+// TestImportIstioOutlierDetectionAsEnvoy: outlier detection converts to
+// what Envoy runs for Istio, or names what it cannot carry: the detector
+// each field sets (consecutiveErrors, deprecated, is gateway errors), the
+// ejection cap, a maxEjectionPercent of 0 (Envoy's 10%), a duration that
+// is no string.
+func TestImportIstioOutlierDetectionAsEnvoy(t *testing.T) {
+	for _, tc := range []struct {
+		od         string
+		minReq     int
+		status     []string // failure statuses in force
+		openMax    time.Duration
+		maxPercent int
+		stderr     []string
+	}{
+		{od: "consecutive5xxErrors: 3", minReq: 3, status: []string{"5xx"}, openMax: 300 * time.Second, maxPercent: 10,
+			stderr: []string{"outlierDetection: Envoy's cap of an ejection is written out as openMax: 5m0s"}},
+		{od: "consecutive5xxErrors: 3, baseEjectionTime: 1m, maxEjectionPercent: 0", minReq: 3, status: []string{"5xx"}, openMax: 300 * time.Second, maxPercent: 10,
+			stderr: []string{"maxEjectionPercent: 0 means Envoy's default in Istio, so it is written out: 10"}},
+		{od: "consecutive5xxErrors: 7, consecutiveGatewayErrors: 2, maxEjectionPercent: 30", minReq: 7, status: []string{"5xx"}, openMax: 300 * time.Second, maxPercent: 30,
+			stderr: []string{"left out: ", "outlierDetection.consecutiveGatewayErrors: Envoy also ejects after 2 consecutive gateway errors"}},
+		{od: "consecutiveGatewayErrors: 2", minReq: 2, status: []string{"502", "503", "504"}, openMax: 300 * time.Second, maxPercent: 10,
+			stderr: []string{"outlierDetection.consecutive5xxErrors: not set, so Envoy also ejects after 5 consecutive 5xx"}},
+		{od: "consecutive5xxErrors: 0, consecutiveGatewayErrors: 4", minReq: 4, status: []string{"502", "503", "504"}, openMax: 300 * time.Second, maxPercent: 10},
+		{od: "consecutiveErrors: 2", minReq: 2, status: []string{"502", "503", "504"}, openMax: 300 * time.Second, maxPercent: 10},
+		{od: "consecutive5xxErrors: 3, interval: 30, baseEjectionTime: 300", minReq: 3, status: []string{"5xx"}, openMax: 300 * time.Second, maxPercent: 10,
+			stderr: []string{"outlierDetection.interval: 30 is not a duration", "outlierDetection.baseEjectionTime: 300 is not a duration"}},
+	} {
+		dr := "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: reviews}\nspec:\n  host: reviews\n  trafficPolicy:\n    outlierDetection: {" + tc.od + "}\n"
+		code, out, errs := binary(t, nil, "import", "istio", writeFile(t, "dr.yaml", dr))
+		if code != 0 {
+			t.Errorf("{%s}: exit %d\n%s%s", tc.od, code, out, errs)
+			continue
+		}
+		rules, err := router.LoadPart("reviews", []byte(out))
+		if err != nil {
+			t.Errorf("{%s}: the converted document is refused: %v\n%s", tc.od, err, out)
+			continue
+		}
+		in := rules.InForce("reviews").OutlierDetection
+		if in == nil {
+			t.Errorf("{%s}: no outlier detection in force:\n%s", tc.od, out)
+			continue
+		}
+		if in.MinRequests != tc.minReq || !slices.Equal(in.FailureStatus, tc.status) || time.Duration(in.OpenMax) != tc.openMax || in.MaxEjectionPercent != tc.maxPercent {
+			t.Errorf("{%s}: in force minRequests %d, failure status %v, openMax %v, maxEjectionPercent %d; want %d, %v, %v, %d\n%s",
+				tc.od, in.MinRequests, in.FailureStatus, time.Duration(in.OpenMax), in.MaxEjectionPercent, tc.minReq, tc.status, tc.openMax, tc.maxPercent, out)
+		}
+		for _, want := range tc.stderr {
+			if !strings.Contains(errs, want) {
+				t.Errorf("{%s}: stderr does not say %q:\n%s", tc.od, want, errs)
+			}
+		}
+	}
+	// Istio ejects nothing when the only detector is set to 0.
+	for _, od := range []string{"consecutive5xxErrors: 0", "consecutiveErrors: 0"} {
+		dr := "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: reviews}\nspec:\n  host: reviews\n  trafficPolicy:\n    outlierDetection: {" + od + ", interval: 5s}\n"
+		code, out, errs := binary(t, nil, "import", "istio", writeFile(t, "dr.yaml", dr))
+		if code != 0 || strings.Contains(out, "outlierDetection") || !strings.Contains(errs, "turn ejection off in Istio") || strings.Contains(errs, "left out") {
+			t.Errorf("{%s}: exit %d, want no outlierDetection, said so, nothing left out:\n%s%s", od, code, out, errs)
+		}
+	}
+}
+
+// TestImportIstioNegativeTimeoutLeftOut: a negative timeout (Istio
+// refuses it too) is left out and named, and the rest converts.
+func TestImportIstioNegativeTimeoutLeftOut(t *testing.T) {
+	vs := writeFile(t, "vs.yaml", `apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews}
+spec:
+  hosts: [reviews]
+  http:
+  - timeout: -1s
+    retries: {attempts: 2, perTryTimeout: "-2s"}
+    route:
+    - destination: {host: reviews}
+`)
+	code, out, errs := binary(t, nil, "import", "istio", vs)
+	if code != 0 {
+		t.Fatalf("exit %d\n%s%s", code, out, errs)
+	}
+	for _, want := range []string{`spec.http[0].timeout: "-1s" is negative`, `spec.http[0].retries.perTryTimeout: "-2s" is negative`} {
+		if !strings.Contains(errs, want) {
+			t.Errorf("stderr does not say %q:\n%s", want, errs)
+		}
+	}
+	if _, err := router.Load([]byte(out)); err != nil || strings.Contains(out, "-1s") || strings.Contains(out, "-2s") {
+		t.Errorf("converted: %v\n%s", err, out)
 	}
 }
