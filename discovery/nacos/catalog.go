@@ -31,8 +31,12 @@ const (
 )
 
 // readRetryDelay is how long a Catalog waits before reading an item
-// again after a read failed.
-const readRetryDelay = 500 * time.Millisecond
+// again after a read failed; stuckReads reads failed in a row (about 2 s)
+// are logged as a warning, fewer at debug level.
+const (
+	readRetryDelay = 500 * time.Millisecond
+	stuckReads     = 5
+)
 
 // Catalog is a rules.Catalog reading each service's rule document from
 // one Nacos config item: the rules of service S are the item dataId S in
@@ -311,7 +315,8 @@ func (c *Catalog) refresh(it *catalogItem, push bool) {
 // order.
 func (c *Catalog) read(it *catalogItem) {
 	defer c.wg.Done()
-	failures := 0
+	failures := 0 // reads failed in a row that asked the server
+	streak := 0   // reads failed in a row, those the SDK refused included
 	for {
 		c.mu.Lock()
 		it.again = false
@@ -341,8 +346,16 @@ func (c *Catalog) read(it *catalogItem) {
 			}
 			known := it.known
 			c.mu.Unlock()
-			if known {
-				c.logger.Debug("lightmesh: nacos rule document read failed; retrying", "document", c.Describe(it.dataID), "error", err)
+			if streak++; known {
+				// One failure is routine (a reconnect, the SDK's read
+				// limit); a streak means this document's changes are not
+				// being applied, which an operator must hear of.
+				level := slog.LevelDebug
+				if streak == stuckReads {
+					level = slog.LevelWarn
+				}
+				c.logger.Log(context.Background(), level, "lightmesh: nacos rule document read failed; its last good rules keep serving; retrying",
+					"document", c.Describe(it.dataID), "failures_in_a_row", streak, "error", err)
 			}
 			select {
 			case <-c.done:
@@ -354,7 +367,10 @@ func (c *Catalog) read(it *catalogItem) {
 			}
 			continue
 		}
-		failures = 0
+		if streak >= stuckReads {
+			c.logger.Info("lightmesh: nacos rule document read again", "document", c.Describe(it.dataID), "failures_in_a_row", streak)
+		}
+		failures, streak = 0, 0
 		it.lastRead = time.Now()
 		c.apply(it, content)
 		if !it.listening {

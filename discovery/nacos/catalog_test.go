@@ -710,3 +710,58 @@ func TestCatalogMissingDefaultsIsQuiet(t *testing.T) {
 		t.Errorf("a missing item logged as a warning:\n%s", out)
 	}
 }
+
+// TestCatalogWarnsWhenADocumentCannotBeRead: when the reads of one
+// document keep failing (here the SDK's process-wide limit of about 5
+// reads a second per item, spent by another SDK client of the process
+// polling the same item), its changes are not applied: the catalog says
+// so at Warn once, with the document and the error, says when it reads
+// it again, and then delivers the change.
+func TestCatalogWarnsWhenADocumentCannotBeRead(t *testing.T) {
+	cfg := testConfig(t)
+	var buf meshtest.LogBuffer
+	cfg.Logger = slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	pub := newPublisher(t, cfg, catalogTestGroup)
+	name := unique("lm-cat-stuck")
+	t.Cleanup(func() { pub.remove(t, name) })
+	pub.publish(t, name, "v: 1")
+	c := newTestCatalog(t, cfg, catalogTestGroup)
+	w := watchCatalog(t, c, name)
+	w.next(t, "v: 1", 5*time.Second)
+	pub.publish(t, name, "v: 2")
+	w.next(t, "v: 2", 8*time.Second) // the server pushes to the catalog now
+
+	// Another client spends the item's read limit for 4 s.
+	pcfg := cfg
+	pcfg.Logger = nil
+	poller := newPublisher(t, pcfg, catalogTestGroup)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Second)
+	defer cancel()
+	polled := make(chan struct{})
+	go func() {
+		defer close(polled)
+		for ctx.Err() == nil {
+			poller.client.get(name, catalogTestGroup)
+			time.Sleep(20 * time.Millisecond)
+		}
+	}()
+	time.Sleep(300 * time.Millisecond)
+	pub.publish(t, name, "v: 3")
+	defer func() {
+		if t.Failed() {
+			t.Logf("logged:\n%s", buf.String())
+		}
+	}()
+	meshtest.WaitFor(t, 4*time.Second, "the warning", func() bool {
+		return strings.Contains(buf.String(), "level=WARN msg=\"lightmesh: nacos rule document read failed; its last good rules keep serving; retrying\" document=nacos:public/"+catalogTestGroup+"/"+name+" failures_in_a_row=5")
+	})
+	<-polled
+	w.next(t, "v: 3", 5*time.Second)
+	meshtest.WaitFor(t, 2*time.Second, "the recovery", func() bool {
+		return strings.Contains(buf.String(), "msg=\"lightmesh: nacos rule document read again\" document=nacos:public/"+catalogTestGroup+"/"+name)
+	})
+	if n := strings.Count(buf.String(), "level=WARN msg=\"lightmesh: nacos rule document read failed"); n != 1 {
+		t.Errorf("%d warnings of failed reads, want 1 for the streak:\n%s", n, buf.String())
+	}
+	t.Logf("logged:\n%s", buf.String())
+}
