@@ -3,6 +3,8 @@ package nacos
 import (
 	"context"
 	"fmt"
+	"log/slog"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -56,7 +58,7 @@ func TestPushesWithManySDKClients(t *testing.T) {
 		t.Run(strings.ReplaceAll(order, " ", "-"), func(t *testing.T) {
 			for _, r := range pushesWithManySDKClients(t, order == "sources first") {
 				if len(r.lat) != r.want {
-					t.Errorf("%s: %d of %d edits applied within 2 s of the last publish", r.what, len(r.lat), r.want)
+					t.Errorf("%s: %d of %d edits applied within 2 s of the last publish\n%s", r.what, len(r.lat), r.want, r.state)
 				}
 				if len(r.slow) > 0 {
 					t.Errorf("%s (%s): edits applied more than %v after their publish (a lost push waits for the 30 s re-read): %s",
@@ -110,6 +112,7 @@ type pushResult struct {
 	want         int
 	lat          []time.Duration // publish → applied of each edit applied, sorted
 	slow         []string        // the edits over lostPushBound, named
+	state        string          // the catalog's items and its warnings, for a failure's message
 }
 
 // pushesWithManySDKClients builds the process of
@@ -119,6 +122,8 @@ type pushResult struct {
 // catalog and the rule source, how long each edit took to be applied.
 func pushesWithManySDKClients(tb testing.TB, sourcesFirst bool) []pushResult {
 	cfg := testConfig(tb)
+	var logged meshtest.LogBuffer // the catalogs' warnings, for a failure's message
+	cfg.Logger = slog.New(slog.NewTextHandler(&logged, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	group := unique("lm-many")
 	svcA, svcB, single := unique("many-a"), unique("many-b"), unique("many-rules")
 	pub := newPublisher(tb, cfg, group)
@@ -223,8 +228,8 @@ func pushesWithManySDKClients(tb testing.TB, sourcesFirst bool) []pushResult {
 	}
 	wg.Wait()
 	time.Sleep(lostPushBound) // the last edits
-	collect := func(ch events, what, suffix string, want int) pushResult {
-		r := pushResult{what: what, suffix: suffix, want: want}
+	collect := func(ch events, what, suffix string, want int, c *Catalog) pushResult {
+		r := pushResult{what: what, suffix: suffix, want: want, state: catalogState(c, logged.String())}
 		for {
 			select {
 			case ev := <-ch:
@@ -248,8 +253,8 @@ func pushesWithManySDKClients(tb testing.TB, sourcesFirst bool) []pushResult {
 		return r
 	}
 	return []pushResult{
-		collect(catEvents, "catalog, two documents", "catalog", 2*edits),
-		collect(srcEvents, "rule source", "source", edits),
+		collect(catEvents, "catalog, two documents", "catalog", 2*edits, cat),
+		collect(srcEvents, "rule source", "source", edits, src.cat),
 	}
 }
 
@@ -259,4 +264,22 @@ func closeOnce(ch chan struct{}) {
 	default:
 		close(ch)
 	}
+}
+
+// catalogState describes c's items and the lightmesh lines of log.
+func catalogState(c *Catalog, log string) string {
+	var b strings.Builder
+	c.mu.Lock()
+	for _, id := range slices.Sorted(maps.Keys(c.items)) {
+		it := c.items[id]
+		fmt.Fprintf(&b, "item %s: known %v version %s reading %v again %v listening %v last read %v ago\n",
+			id, it.known, it.version, it.reading, it.again, it.listening, time.Since(it.lastRead).Round(time.Millisecond))
+	}
+	c.mu.Unlock()
+	for _, line := range strings.Split(log, "\n") {
+		if strings.Contains(line, "lightmesh:") {
+			b.WriteString(line + "\n")
+		}
+	}
+	return b.String()
 }
