@@ -149,9 +149,7 @@ spec:
 // default ejection time. Envoy's cap of an ejection (300s, or the
 // ejection time when longer) is written out as openMax.
 func TestImportIstioEjectionDurations(t *testing.T) {
-	dir := t.TempDir()
-	dr := filepath.Join(dir, "dr.yaml")
-	os.WriteFile(dr, []byte(`apiVersion: networking.istio.io/v1
+	dr := writeFile(t, "dr.yaml", `apiVersion: networking.istio.io/v1
 kind: DestinationRule
 metadata: {name: reviews}
 spec:
@@ -174,7 +172,7 @@ spec:
   host: details
   trafficPolicy:
     outlierDetection: {consecutive5xxErrors: 3, baseEjectionTime: 10m}
-`), 0o644)
+`)
 	code, doc, stderr := lightmesh(t, nil, "import", "istio", dr)
 	if code != 0 {
 		t.Fatalf("import: exit %d\n%s", code, stderr)

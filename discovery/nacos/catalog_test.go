@@ -677,16 +677,7 @@ func (r *relay) restore() {
 // the connection, and the change must arrive well before the 30 s
 // re-read.
 func TestCatalogHearsPushesTheSDKLoses(t *testing.T) {
-	cfg := testConfig(t)
-	pub := newPublisher(t, cfg, catalogTestGroup)
-	name := unique("lm-cat-lost")
-	t.Cleanup(func() { pub.remove(t, name) })
-	pub.publish(t, name, "v: 1")
-	c := newTestCatalog(t, cfg, catalogTestGroup)
-	w := watchCatalog(t, c, name)
-	w.next(t, "v: 1", 5*time.Second)
-	pub.publish(t, name, "v: 2")
-	w.next(t, "v: 2", 8*time.Second) // the server knows of the listener now
+	pub, name, c, w := listenedItem(t, testConfig(t), "lm-cat-lost")
 	c.client.sdk.CancelListenConfig(vo.ConfigParam{DataId: name, Group: catalogTestGroup})
 	time.Sleep(250 * time.Millisecond) // the SDK reads one item at most ~5 times a second
 	start := time.Now()
@@ -721,15 +712,7 @@ func TestCatalogWarnsWhenADocumentCannotBeRead(t *testing.T) {
 	cfg := testConfig(t)
 	var buf meshtest.LogBuffer
 	cfg.Logger = slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	pub := newPublisher(t, cfg, catalogTestGroup)
-	name := unique("lm-cat-stuck")
-	t.Cleanup(func() { pub.remove(t, name) })
-	pub.publish(t, name, "v: 1")
-	c := newTestCatalog(t, cfg, catalogTestGroup)
-	w := watchCatalog(t, c, name)
-	w.next(t, "v: 1", 5*time.Second)
-	pub.publish(t, name, "v: 2")
-	w.next(t, "v: 2", 8*time.Second) // the server pushes to the catalog now
+	pub, name, _, w := listenedItem(t, cfg, "lm-cat-stuck")
 
 	// Another client spends the item's read limit for 4 s.
 	pcfg := cfg
@@ -763,4 +746,22 @@ func TestCatalogWarnsWhenADocumentCannotBeRead(t *testing.T) {
 	if n := strings.Count(buf.String(), "level=WARN msg=\"lightmesh: nacos rule document read failed"); n != 1 {
 		t.Errorf("%d warnings of failed reads, want 1 for the streak:\n%s", n, buf.String())
 	}
+}
+
+// listenedItem publishes an item (v: 1, then v: 2) in catalogTestGroup
+// and returns a catalog watching it once the catalog has heard the
+// change: the server then pushes the item's changes to the catalog's
+// connection (the SDK registers its listener on a 5 s timer).
+func listenedItem(t *testing.T, cfg Config, prefix string) (*publisher, string, *Catalog, *catalogWatcher) {
+	t.Helper()
+	pub := newPublisher(t, cfg, catalogTestGroup)
+	name := unique(prefix)
+	t.Cleanup(func() { pub.remove(t, name) })
+	pub.publish(t, name, "v: 1")
+	c := newTestCatalog(t, cfg, catalogTestGroup)
+	w := watchCatalog(t, c, name)
+	w.next(t, "v: 1", 5*time.Second)
+	pub.publish(t, name, "v: 2")
+	w.next(t, "v: 2", 8*time.Second)
+	return pub, name, c, w
 }
