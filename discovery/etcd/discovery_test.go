@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
@@ -432,5 +433,25 @@ func TestRegisterFindsItsAddress(t *testing.T) {
 	defer reg2.Close(ctx)
 	if got := registered(reg2).Address; got != "10.42.0.7:18082" {
 		t.Fatalf("with POD_IP=10.42.0.7, registered at %s", got)
+	}
+}
+
+// TestAdapterWarnsOnTheDefaultLogger: without WithLogger, a skipped
+// instance value is logged on slog.Default(), as the mesh logs, not
+// discarded.
+func TestAdapterWarnsOnTheDefaultLogger(t *testing.T) {
+	var buf meshtest.LogBuffer
+	prev := slog.Default()
+	slog.SetDefault(slog.New(slog.NewTextHandler(&buf, nil)))
+	t.Cleanup(func() { slog.SetDefault(prev) })
+	srv := etcdtest.Start(t)
+	cli := srv.Client(t)
+	dir := testPrefix + "/quiet/"
+	put(t, cli, dir+"a-good", `{"address":"10.0.0.1:80"}`)
+	put(t, cli, dir+"b-truncated", `{"address":`)
+	lists, _ := meshtest.WatchList(t, NewDiscovery(cli, testPrefix), "quiet")
+	nextList(t, lists, "the good instance only", hasAddrs("10.0.0.1:80"))
+	if !strings.Contains(buf.String(), `level=WARN msg="lightmesh: etcd instance value skipped" service=quiet key=`+dir+`b-truncated`) {
+		t.Errorf("the skipped value is not logged on slog.Default():\n%s", buf.String())
 	}
 }

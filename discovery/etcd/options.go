@@ -2,7 +2,6 @@ package etcd
 
 import (
 	"fmt"
-	"io"
 	"log/slog"
 	"strings"
 	"time"
@@ -44,7 +43,7 @@ type config struct {
 
 func newConfig(opts []Option) config {
 	c := config{
-		logger:       slog.New(slog.NewTextHandler(io.Discard, nil)),
+		logger:       slog.Default(),
 		maxValueSize: DefaultMaxValueSize,
 		maxInstances: DefaultMaxInstances,
 
@@ -61,8 +60,9 @@ func newConfig(opts []Option) config {
 
 // WithLogger sets the logger for skipped instance values and instance
 // limits reached (NewDiscovery), missing and deleted rule keys
-// (NewRuleSource, NewCatalog) and lost leases (Register). The default
-// discards everything.
+// (NewRuleSource, NewCatalog) and lost leases (Register). The default is
+// slog.Default(), as the mesh's: a lost registration or a skipped
+// instance is never silent.
 func WithLogger(l *slog.Logger) Option {
 	return optionFunc(func(c *config) {
 		if l != nil {

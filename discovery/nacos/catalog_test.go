@@ -707,11 +707,14 @@ func TestCatalogMissingDefaultsIsQuiet(t *testing.T) {
 // reads a second per item, spent by another SDK client of the process
 // polling the same item), its changes are not applied: the catalog says
 // so at Warn once, with the document and the error, says when it reads
-// it again, and then delivers the change.
+// it again, and then delivers the change. Without a Config.Logger these
+// lines go to slog.Default(), as the mesh's.
 func TestCatalogWarnsWhenADocumentCannotBeRead(t *testing.T) {
 	cfg := testConfig(t)
 	var buf meshtest.LogBuffer
-	cfg.Logger = slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	prev := slog.Default()
+	slog.SetDefault(slog.New(slog.NewTextHandler(&buf, nil)))
+	t.Cleanup(func() { slog.SetDefault(prev) })
 	pub, name, _, w := listenedItem(t, cfg, "lm-cat-stuck")
 
 	// Another client spends the item's read limit for 4 s.

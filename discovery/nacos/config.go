@@ -57,8 +57,11 @@ type Config struct {
 	LogDir   string
 	CacheDir string
 	// Logger receives the SDK's own log output: its info and debug lines
-	// at Debug, its warnings at Warn and its errors at Error. Nil discards
-	// it. See the package documentation about the SDK's single logger.
+	// at Debug, its warnings at Warn and its errors at Error; nil discards
+	// it. It also receives this package's own lines (a rule document that
+	// cannot be read, an instance skipped), which go to slog.Default()
+	// when it is nil. See the package documentation about the SDK's
+	// single logger.
 	Logger *slog.Logger
 	// TLS, when not nil, makes the client talk TLS to the servers: gRPC,
 	// and HTTP (https://) for logging in. Nil is plaintext, unless the
@@ -289,8 +292,18 @@ func privateDir() (string, error) {
 	return dir, nil
 }
 
-// logger returns c.Logger or a logger that discards everything.
+// logger returns the logger of this package's own lines: c.Logger, or
+// slog.Default(), as the mesh's.
 func (c Config) logger() *slog.Logger {
+	if c.Logger != nil {
+		return c.Logger
+	}
+	return slog.Default()
+}
+
+// sdkLogger returns the logger of the SDK's output: c.Logger, or one
+// that discards everything (the SDK logs every request at info level).
+func (c Config) sdkLogger() *slog.Logger {
 	if c.Logger != nil {
 		return c.Logger
 	}

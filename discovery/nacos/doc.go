@@ -19,7 +19,7 @@
 // # What the SDK imposes
 //
 //   - Its log output goes through Config.Logger, or nowhere when that is
-//     nil. The SDK keeps one logger for the whole process: each client
+//     nil (this package's own warnings then go to slog.Default()). The SDK keeps one logger for the whole process: each client
 //     this package creates installs its Config's, so the last one created
 //     decides, and a program may install its own. Nothing else depends on
 //     it: the catalogs hear the server's pushes on their own connections.

@@ -26,7 +26,7 @@ var _ logger.Logger = (*sdkLogger)(nil)
 // nowhere). The SDK keeps one logger for the whole process, so with
 // several Configs the last client created decides where its lines go.
 func installLogger(cfg Config) {
-	logger.SetLogger(&sdkLogger{l: cfg.logger().With("component", "nacos-sdk"), secrets: cfg.secrets()})
+	logger.SetLogger(&sdkLogger{l: cfg.sdkLogger().With("component", "nacos-sdk"), secrets: cfg.secrets()})
 }
 
 // Close implements logger.Logger; the SDK calls it when another logger
