@@ -9,6 +9,7 @@ import (
 	"os"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -617,27 +618,16 @@ func (c *istioConverter) destinationRule(spec *node) {
 // outlier converts Envoy's outlier detection (N consecutive errors eject
 // an instance for baseEjectionTime) to an instance breaker: at least N
 // calls within the interval, all of them failing. Istio sets one of
-// Envoy's two detectors from consecutive5xxErrors (every 5xx) and the
-// other from consecutiveGatewayErrors or the deprecated
-// consecutiveErrors (502, 503, 504); a lightmesh instance breaker is one
-// detector, so when Istio runs both, the one not converted is named.
+// Envoy's two detectors from consecutive5xxErrors (every 5xx, 5 when not
+// set) and the other from consecutiveGatewayErrors (502, 503, 504); a
+// lightmesh instance breaker is one detector, so when Istio runs both,
+// the one not converted is named.
 func (c *istioConverter) outlier(n *node) *router.Breaker {
 	b := &router.Breaker{FailureRatio: 1}
-	count := func(key string) (int, bool) {
-		v, ok := n.take(key)
-		i, _ := v.(int)
-		return i, ok
-	}
-	fiveXX, set5xx := count("consecutive5xxErrors")
-	gateway, setGateway := count("consecutiveGatewayErrors")
-	if legacy, ok := count("consecutiveErrors"); ok && !setGateway {
-		// Istio sends the deprecated field to Envoy as gateway errors,
-		// and turns the 5xx detector off unless consecutive5xxErrors is
-		// set (istio/api#617).
-		gateway, setGateway = legacy, true
-		if !set5xx {
-			fiveXX, set5xx = 0, true
-		}
+	fiveXX, set5xx := c.count(n, "consecutive5xxErrors")
+	gateway, setGateway := c.count(n, "consecutiveGatewayErrors")
+	if _, ok := n.take("consecutiveErrors"); ok {
+		c.leave(n.path+".consecutiveErrors", "deprecated, and ignored by Istio since 1.7: write consecutive5xxErrors or consecutiveGatewayErrors")
 	}
 	consecutive := fiveXX
 	switch {
@@ -653,9 +643,9 @@ func (c *istioConverter) outlier(n *node) *router.Breaker {
 		consecutive = 5 // Istio's default
 	}
 	if consecutive == 0 {
-		// consecutive5xxErrors: 0 (or consecutiveErrors: 0) and no
-		// gateway errors: Istio ejects nothing.
-		c.written = append(c.written, n.path+": consecutive errors 0 turn ejection off in Istio: no outlierDetection is written")
+		// consecutive5xxErrors: 0 and no gateway errors: Istio ejects
+		// nothing.
+		c.written = append(c.written, n.path+".consecutive5xxErrors: 0 turns ejection off in Istio: no outlierDetection is written")
 		n.take("interval")
 		n.take("baseEjectionTime")
 		n.take("maxEjectionPercent")
@@ -678,9 +668,9 @@ func (c *istioConverter) outlier(n *node) *router.Breaker {
 	// baseEjectionTime when longer; lightmesh's own cap is 1m.
 	b.OpenMax = max(b.OpenBase, router.Duration(300*time.Second))
 	c.written = append(c.written, fmt.Sprintf("%s: Envoy's cap of an ejection is written out as openMax: %v (lightmesh doubles an ejection each time, where Envoy adds baseEjectionTime)", n.path, time.Duration(b.OpenMax)))
-	switch v, ok := n.take("maxEjectionPercent"); {
-	case toInt(v) > 0:
-		b.MaxEjectionPercent = toInt(v)
+	switch p, ok := c.count(n, "maxEjectionPercent"); {
+	case p > 0:
+		b.MaxEjectionPercent = p
 	case ok:
 		// Istio does not send 0 to Envoy, whose default is 10%.
 		b.MaxEjectionPercent = 10
@@ -698,9 +688,26 @@ func (c *istioConverter) outlier(n *node) *router.Breaker {
 	return b
 }
 
-func toInt(v any) int {
-	i, _ := v.(int)
-	return i
+// count reads the count key of n: an integer of 0 or more, or a string
+// of one (protojson reads a quoted integer). Another value is left out and
+// named, and ok is false, as for a key not set.
+func (c *istioConverter) count(n *node, key string) (i int, ok bool) {
+	v, set := n.take(key)
+	if !set || v == nil {
+		return 0, false
+	}
+	switch v := v.(type) {
+	case int:
+		i, ok = v, true
+	case string:
+		parsed, err := strconv.Atoi(strings.TrimSpace(v))
+		i, ok = parsed, err == nil
+	}
+	if !ok || i < 0 {
+		c.leave(n.path+"."+key, fmt.Sprintf("%v is not a count (0 or more)", v))
+		return 0, false
+	}
+	return i, true
 }
 
 // ejectionDuration reads the duration key of an outlierDetection, which

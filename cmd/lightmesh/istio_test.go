@@ -214,9 +214,9 @@ spec:
 
 // TestImportIstioOutlierDetectionAsEnvoy: outlier detection converts to
 // what Envoy runs for Istio, or names what it cannot carry: the detector
-// each field sets (consecutiveErrors, deprecated, is gateway errors), the
-// ejection cap, a maxEjectionPercent of 0 (Envoy's 10%), a duration that
-// is no string.
+// each field sets (consecutiveErrors, deprecated, is ignored as Istio
+// ignores it), the ejection cap, a maxEjectionPercent of 0 (Envoy's 10%),
+// a count or a duration that is none.
 func TestImportIstioOutlierDetectionAsEnvoy(t *testing.T) {
 	for _, tc := range []struct {
 		od         string
@@ -235,7 +235,18 @@ func TestImportIstioOutlierDetectionAsEnvoy(t *testing.T) {
 		{od: "consecutiveGatewayErrors: 2", minReq: 2, status: []string{"502", "503", "504"}, openMax: 300 * time.Second, maxPercent: 10,
 			stderr: []string{"outlierDetection.consecutive5xxErrors: not set, so Envoy also ejects after 5 consecutive 5xx"}},
 		{od: "consecutive5xxErrors: 0, consecutiveGatewayErrors: 4", minReq: 4, status: []string{"502", "503", "504"}, openMax: 300 * time.Second, maxPercent: 10},
-		{od: "consecutiveErrors: 2", minReq: 2, status: []string{"502", "503", "504"}, openMax: 300 * time.Second, maxPercent: 10},
+		// consecutiveErrors is ignored by Istio since 1.7: Envoy's default
+		// 5xx detector runs.
+		{od: "consecutiveErrors: 2", minReq: 5, status: []string{"5xx"}, openMax: 300 * time.Second, maxPercent: 10,
+			stderr: []string{"outlierDetection.consecutiveErrors: deprecated, and ignored by Istio since 1.7"}},
+		{od: "consecutiveErrors: 0", minReq: 5, status: []string{"5xx"}, openMax: 300 * time.Second, maxPercent: 10},
+		{od: "consecutiveErrors: 3, consecutive5xxErrors: 7", minReq: 7, status: []string{"5xx"}, openMax: 300 * time.Second, maxPercent: 10},
+		// A quoted count is read as protojson reads it; another is named.
+		{od: `consecutive5xxErrors: "3", maxEjectionPercent: "50"`, minReq: 3, status: []string{"5xx"}, openMax: 300 * time.Second, maxPercent: 50},
+		{od: "consecutive5xxErrors: 3, maxEjectionPercent: -5", minReq: 3, status: []string{"5xx"}, openMax: 300 * time.Second, maxPercent: 10,
+			stderr: []string{"outlierDetection.maxEjectionPercent: -5 is not a count"}},
+		{od: "consecutive5xxErrors: many", minReq: 5, status: []string{"5xx"}, openMax: 300 * time.Second, maxPercent: 10,
+			stderr: []string{"outlierDetection.consecutive5xxErrors: many is not a count"}},
 		{od: "consecutive5xxErrors: 3, interval: 30, baseEjectionTime: 300", minReq: 3, status: []string{"5xx"}, openMax: 300 * time.Second, maxPercent: 10,
 			stderr: []string{"outlierDetection.interval: 30 is not a duration", "outlierDetection.baseEjectionTime: 300 is not a duration"}},
 	} {
@@ -265,11 +276,11 @@ func TestImportIstioOutlierDetectionAsEnvoy(t *testing.T) {
 			}
 		}
 	}
-	// Istio ejects nothing when the only detector is set to 0.
-	for _, od := range []string{"consecutive5xxErrors: 0", "consecutiveErrors: 0"} {
+	// Istio ejects nothing when its detectors are set to 0.
+	for _, od := range []string{"consecutive5xxErrors: 0", "consecutive5xxErrors: 0, consecutiveErrors: 2", "consecutive5xxErrors: 0, consecutiveGatewayErrors: 0"} {
 		dr := "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: reviews}\nspec:\n  host: reviews\n  trafficPolicy:\n    outlierDetection: {" + od + ", interval: 5s}\n"
 		code, out, errs := binary(t, nil, "import", "istio", writeFile(t, "dr.yaml", dr))
-		if code != 0 || strings.Contains(out, "outlierDetection") || !strings.Contains(errs, "turn ejection off in Istio") || strings.Contains(errs, "left out") {
+		if code != 0 || strings.Contains(out, "outlierDetection") || !strings.Contains(errs, "consecutive5xxErrors: 0 turns ejection off in Istio") {
 			t.Errorf("{%s}: exit %d, want no outlierDetection, said so, nothing left out:\n%s%s", od, code, out, errs)
 		}
 	}
