@@ -346,17 +346,21 @@ func (c *Catalog) read(it *catalogItem) {
 			}
 			known := it.known
 			c.mu.Unlock()
-			if streak++; known {
-				// One failure is routine (a reconnect, the SDK's read
-				// limit); a streak means this document's changes are not
-				// being applied, which an operator must hear of.
-				level := slog.LevelDebug
-				if streak == stuckReads {
-					level = slog.LevelWarn
-				}
-				c.logger.Log(context.Background(), level, "lightmesh: nacos rule document read failed; its last good rules keep serving; retrying",
-					"document", c.Describe(it.dataID), "failures_in_a_row", streak, "error", err)
+			// One failure is routine (a reconnect, the SDK's read limit);
+			// a streak means the document, or its changes, are not being
+			// applied, which an operator must hear of. A first read the
+			// SDK's limit refuses is retried without end, so it is told
+			// too.
+			streak++
+			level := slog.LevelDebug
+			if streak == stuckReads {
+				level = slog.LevelWarn
 			}
+			msg := "lightmesh: nacos rule document read failed; retrying"
+			if known {
+				msg = "lightmesh: nacos rule document read failed; its last good rules keep serving; retrying"
+			}
+			c.logger.Log(context.Background(), level, msg, "document", c.Describe(it.dataID), "failures_in_a_row", streak, "error", err)
 			select {
 			case <-c.done:
 				c.mu.Lock()

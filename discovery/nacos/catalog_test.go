@@ -718,19 +718,7 @@ func TestCatalogWarnsWhenADocumentCannotBeRead(t *testing.T) {
 	pub, name, _, w := listenedItem(t, cfg, "lm-cat-stuck")
 
 	// Another client spends the item's read limit for 4 s.
-	pcfg := cfg
-	pcfg.Logger = nil
-	poller := newPublisher(t, pcfg, catalogTestGroup)
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Second)
-	defer cancel()
-	polled := make(chan struct{})
-	go func() {
-		defer close(polled)
-		for ctx.Err() == nil {
-			poller.client.get(name, catalogTestGroup)
-			time.Sleep(20 * time.Millisecond)
-		}
-	}()
+	polled := starveReads(t, cfg, name, 4*time.Second)
 	time.Sleep(300 * time.Millisecond)
 	pub.publish(t, name, "v: 3")
 	defer func() {
@@ -767,4 +755,61 @@ func listenedItem(t *testing.T, cfg Config, prefix string) (*publisher, string, 
 	pub.publish(t, name, "v: 2")
 	w.next(t, "v: 2", 8*time.Second)
 	return pub, name, c, w
+}
+
+// TestCatalogWarnsWhenAFirstReadIsStarved: a first read the SDK's read
+// limit keeps refusing is retried without end (it is not the server
+// failing); after five refusals in a row the catalog warns, so that a
+// document the mesh waits for is not waited for in silence, and says when
+// it is read.
+func TestCatalogWarnsWhenAFirstReadIsStarved(t *testing.T) {
+	cfg := testConfig(t)
+	var buf meshtest.LogBuffer
+	cfg.Logger = slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	pub := newPublisher(t, cfg, catalogTestGroup)
+	name := unique("lm-cat-first")
+	t.Cleanup(func() { pub.remove(t, name) })
+	pub.publish(t, name, "v: 1")
+	c := newTestCatalog(t, cfg, catalogTestGroup)
+	polled := starveReads(t, cfg, name, 4*time.Second)
+	time.Sleep(300 * time.Millisecond)
+	w := watchCatalog(t, c, name)
+	meshtest.WaitFor(t, 4*time.Second, "the warning", func() bool {
+		return strings.Contains(buf.String(), "level=WARN msg=\"lightmesh: nacos rule document read failed; retrying\" document=nacos:public/"+catalogTestGroup+"/"+name+" failures_in_a_row=5")
+	})
+	<-polled
+	w.next(t, "v: 1", 5*time.Second)
+	meshtest.WaitFor(t, 2*time.Second, "the recovery", func() bool {
+		return strings.Contains(buf.String(), "msg=\"lightmesh: nacos rule document read again\" document=nacos:public/"+catalogTestGroup+"/"+name)
+	})
+}
+
+// starveReads spends the SDK's process-wide read limit of item name (5
+// reads a second) from another SDK client of the process for d, and
+// returns a channel closed when it stops.
+func starveReads(t *testing.T, cfg Config, name string, d time.Duration) <-chan struct{} {
+	t.Helper()
+	cfg.Logger = nil
+	poller := newPublisher(t, cfg, catalogTestGroup)
+	// One read first: the SDK connects on the first request without
+	// synchronization, so concurrent first requests race.
+	if _, err := poller.client.get(name, catalogTestGroup); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ctx.Err() == nil {
+				poller.client.get(name, catalogTestGroup)
+				time.Sleep(time.Millisecond)
+			}
+		}()
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	return done
 }
