@@ -21,6 +21,7 @@ import (
 	"github.com/lightmesh/lightmesh/discovery/etcd/etcdtest"
 	"github.com/lightmesh/lightmesh/internal/meshtest"
 	"github.com/lightmesh/lightmesh/mesh"
+	"github.com/lightmesh/lightmesh/rules"
 )
 
 // TestDiscoveryFollowsRegistrations registers and deregisters real
@@ -453,5 +454,45 @@ func TestAdapterWarnsOnTheDefaultLogger(t *testing.T) {
 	nextList(t, lists, "the good instance only", hasAddrs("10.0.0.1:80"))
 	if !strings.Contains(buf.String(), `level=WARN msg="lightmesh: etcd instance value skipped" service=quiet key=`+dir+`b-truncated`) {
 		t.Errorf("the skipped value is not logged on slog.Default():\n%s", buf.String())
+	}
+}
+
+// TestCatalogMissingDocumentIsQuiet: most services of a fleet have no
+// document of their own, so a catalog's missing document is not logged
+// on the default logger, where a rule source's missing key is a warning.
+func TestCatalogMissingDocumentIsQuiet(t *testing.T) {
+	var buf meshtest.LogBuffer
+	prev := slog.Default()
+	slog.SetDefault(slog.New(slog.NewTextHandler(&buf, nil)))
+	t.Cleanup(func() { slog.SetDefault(prev) })
+	srv := etcdtest.Start(t)
+	cli := srv.Client(t)
+	for _, watch := range []func(context.Context, func(rules.Document)) error{
+		func(ctx context.Context, update func(rules.Document)) error {
+			return NewCatalog(cli, "/lm-quiet/").Watch(ctx, "user-api", update)
+		},
+		NewRuleSource(cli, "/lm-quiet-source").Watch,
+	} {
+		ctx, cancel := context.WithCancel(context.Background())
+		delivered := make(chan rules.Document, 1)
+		done := make(chan error, 1)
+		go func() { done <- watch(ctx, func(d rules.Document) { delivered <- d }) }()
+		select {
+		case d := <-delivered:
+			if d.Data != nil {
+				t.Errorf("delivered %q, want the nil Document", d.Data)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("nothing delivered within 10s")
+		}
+		cancel()
+		<-done
+	}
+	out := buf.String()
+	if strings.Contains(out, "/lm-quiet/user-api") {
+		t.Errorf("a catalog's missing document is logged:\n%s", out)
+	}
+	if !strings.Contains(out, `level=WARN msg="lightmesh: etcd rule key does not exist; waiting for it" key=/lm-quiet-source`) {
+		t.Errorf("a rule source's missing key is not a warning:\n%s", out)
 	}
 }

@@ -107,7 +107,9 @@ func (w docWatcher) watch(ctx context.Context, key string, update func(rules.Doc
 	if len(resp.Kvs) == 0 {
 		level := slog.LevelWarn
 		if w.catalog {
-			level = slog.LevelInfo
+			// Most services of a fleet have no document of their own:
+			// the defaults apply, and the mesh's status shows it.
+			level = slog.LevelDebug
 		}
 		w.cfg.logger.Log(ctx, level, "lightmesh: etcd rule key does not exist; waiting for it", "key", key)
 		update(rules.Document{}) // etcd answered: connected, with nothing to deliver

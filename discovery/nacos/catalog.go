@@ -414,7 +414,9 @@ func (c *Catalog) apply(it *catalogItem, content string) {
 	}
 	switch {
 	case content == "" && !it.known:
-		c.logger.Info("lightmesh: nacos rule document does not exist; waiting for it", "document", c.Describe(it.dataID))
+		// Most services of a fleet have no document of their own: the
+		// defaults apply, and the mesh's status shows it.
+		c.logger.Debug("lightmesh: nacos rule document does not exist; waiting for it", "document", c.Describe(it.dataID))
 	case content == "":
 		c.logger.Warn("lightmesh: nacos rule document deleted or emptied", "document", c.Describe(it.dataID))
 	}

@@ -688,16 +688,28 @@ func TestCatalogHearsPushesTheSDKLoses(t *testing.T) {
 
 // TestCatalogMissingDefaultsIsQuiet: the health check reads _defaults
 // every second, and a fleet without defaults must not log a warning for
-// each read.
+// each read; most services have no document of their own, so a missing
+// one is not logged on the default logger either.
 func TestCatalogMissingDefaultsIsQuiet(t *testing.T) {
 	cfg := testConfig(t)
-	var buf meshtest.LogBuffer
-	cfg.Logger = slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	var buf, sdk meshtest.LogBuffer
+	prev := slog.Default()
+	slog.SetDefault(slog.New(slog.NewTextHandler(&buf, nil)))
+	t.Cleanup(func() { slog.SetDefault(prev) })
 	c := newTestCatalog(t, cfg, unique("lm-quiet"))
 	w := watchCatalog(t, c, "user-api")
 	w.next(t, "", 5*time.Second)
 	time.Sleep(2500 * time.Millisecond) // two or three health reads
-	if out := buf.String(); strings.Contains(out, "config data not exist") {
+	if out := buf.String(); strings.Contains(out, "user-api") || strings.Contains(out, "_defaults") {
+		t.Errorf("a missing document is logged on the default logger:\n%s", out)
+	}
+	// With a Config.Logger, which also takes the SDK's output.
+	cfg.Logger = slog.New(slog.NewTextHandler(&sdk, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	c = newTestCatalog(t, cfg, unique("lm-quiet"))
+	w = watchCatalog(t, c, "user-api")
+	w.next(t, "", 5*time.Second)
+	time.Sleep(2500 * time.Millisecond)
+	if out := sdk.String(); strings.Contains(out, "config data not exist") || strings.Contains(out, "does not exist") {
 		t.Errorf("a missing item logged as a warning:\n%s", out)
 	}
 }
