@@ -30,17 +30,6 @@ services:
     timeout: -2s
 `
 
-// captureDefaultLog points slog.Default at a buffer for the test and
-// restores it after; tests using it must not run in parallel.
-func captureDefaultLog(t *testing.T) *meshtest.LogBuffer {
-	t.Helper()
-	var buf meshtest.LogBuffer
-	prev := slog.Default()
-	slog.SetDefault(slog.New(slog.NewTextHandler(&buf, nil)))
-	t.Cleanup(func() { slog.SetDefault(prev) })
-	return &buf
-}
-
 func writeRules(t *testing.T, doc string) string {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "rules.yaml")
@@ -54,7 +43,7 @@ func writeRules(t *testing.T, doc string) string {
 // logged through slog.Default, with every problem, and the log does not
 // claim that last good rules keep serving when there are none.
 func TestLoudByDefault(t *testing.T) {
-	logs := captureDefaultLog(t)
+	logs := meshtest.CaptureDefaultLog(t)
 	path := writeRules(t, twoMistakes)
 	_, err := mesh.New(context.Background(), mesh.WithRules(rules.NewFile(path, 0)), mesh.WithStartTimeout(3*time.Second))
 	if err == nil {

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
@@ -441,10 +440,7 @@ func TestRegisterFindsItsAddress(t *testing.T) {
 // instance value is logged on slog.Default(), as the mesh logs, not
 // discarded.
 func TestAdapterWarnsOnTheDefaultLogger(t *testing.T) {
-	var buf meshtest.LogBuffer
-	prev := slog.Default()
-	slog.SetDefault(slog.New(slog.NewTextHandler(&buf, nil)))
-	t.Cleanup(func() { slog.SetDefault(prev) })
+	buf := meshtest.CaptureDefaultLog(t)
 	srv := etcdtest.Start(t)
 	cli := srv.Client(t)
 	dir := testPrefix + "/quiet/"
@@ -461,10 +457,7 @@ func TestAdapterWarnsOnTheDefaultLogger(t *testing.T) {
 // document of their own, so a catalog's missing document is not logged
 // on the default logger, where a rule source's missing key is a warning.
 func TestCatalogMissingDocumentIsQuiet(t *testing.T) {
-	var buf meshtest.LogBuffer
-	prev := slog.Default()
-	slog.SetDefault(slog.New(slog.NewTextHandler(&buf, nil)))
-	t.Cleanup(func() { slog.SetDefault(prev) })
+	buf := meshtest.CaptureDefaultLog(t)
 	srv := etcdtest.Start(t)
 	cli := srv.Client(t)
 	for _, watch := range []func(context.Context, func(rules.Document)) error{

@@ -692,10 +692,8 @@ func TestCatalogHearsPushesTheSDKLoses(t *testing.T) {
 // one is not logged on the default logger either.
 func TestCatalogMissingDefaultsIsQuiet(t *testing.T) {
 	cfg := testConfig(t)
-	var buf, sdk meshtest.LogBuffer
-	prev := slog.Default()
-	slog.SetDefault(slog.New(slog.NewTextHandler(&buf, nil)))
-	t.Cleanup(func() { slog.SetDefault(prev) })
+	buf := meshtest.CaptureDefaultLog(t)
+	var sdk meshtest.LogBuffer
 	c := newTestCatalog(t, cfg, unique("lm-quiet"))
 	w := watchCatalog(t, c, "user-api")
 	w.next(t, "", 5*time.Second)
@@ -723,10 +721,7 @@ func TestCatalogMissingDefaultsIsQuiet(t *testing.T) {
 // lines go to slog.Default(), as the mesh's.
 func TestCatalogWarnsWhenADocumentCannotBeRead(t *testing.T) {
 	cfg := testConfig(t)
-	var buf meshtest.LogBuffer
-	prev := slog.Default()
-	slog.SetDefault(slog.New(slog.NewTextHandler(&buf, nil)))
-	t.Cleanup(func() { slog.SetDefault(prev) })
+	buf := meshtest.CaptureDefaultLog(t)
 	pub, name, _, w := listenedItem(t, cfg, "lm-cat-stuck")
 
 	// Another client spends the item's read limit for 4 s.
@@ -738,14 +733,7 @@ func TestCatalogWarnsWhenADocumentCannotBeRead(t *testing.T) {
 			t.Logf("logged:\n%s", buf.String())
 		}
 	}()
-	meshtest.WaitFor(t, 4*time.Second, "the warning", func() bool {
-		return strings.Contains(buf.String(), "level=WARN msg=\"lightmesh: nacos rule document read failed; its last good rules keep serving; retrying\" document=nacos:public/"+catalogTestGroup+"/"+name+" failures_in_a_row=5")
-	})
-	<-polled
-	w.next(t, "v: 3", 5*time.Second)
-	meshtest.WaitFor(t, 2*time.Second, "the recovery", func() bool {
-		return strings.Contains(buf.String(), "msg=\"lightmesh: nacos rule document read again\" document=nacos:public/"+catalogTestGroup+"/"+name)
-	})
+	awaitStarvedReads(t, buf, "read failed; its last good rules keep serving; retrying", name, polled, w, "v: 3")
 	if n := strings.Count(buf.String(), "level=WARN msg=\"lightmesh: nacos rule document read failed"); n != 1 {
 		t.Errorf("%d warnings of failed reads, want 1 for the streak:\n%s", n, buf.String())
 	}
@@ -786,14 +774,7 @@ func TestCatalogWarnsWhenAFirstReadIsStarved(t *testing.T) {
 	polled := starveReads(t, cfg, name, 4*time.Second)
 	time.Sleep(300 * time.Millisecond)
 	w := watchCatalog(t, c, name)
-	meshtest.WaitFor(t, 4*time.Second, "the warning", func() bool {
-		return strings.Contains(buf.String(), "level=WARN msg=\"lightmesh: nacos rule document read failed; retrying\" document=nacos:public/"+catalogTestGroup+"/"+name+" failures_in_a_row=5")
-	})
-	<-polled
-	w.next(t, "v: 1", 5*time.Second)
-	meshtest.WaitFor(t, 2*time.Second, "the recovery", func() bool {
-		return strings.Contains(buf.String(), "msg=\"lightmesh: nacos rule document read again\" document=nacos:public/"+catalogTestGroup+"/"+name)
-	})
+	awaitStarvedReads(t, &buf, "read failed; retrying", name, polled, w, "v: 1")
 }
 
 // starveReads spends the SDK's process-wide read limit of item name (5
@@ -824,4 +805,21 @@ func starveReads(t *testing.T, cfg Config, name string, d time.Duration) <-chan 
 	done := make(chan struct{})
 	go func() { wg.Wait(); close(done) }()
 	return done
+}
+
+// awaitStarvedReads waits for the catalog's warning, "lightmesh: nacos
+// rule document " and msg, after five failed reads of item name, then for
+// the starving to stop (polled), the delivery of content and the line
+// saying the item was read again.
+func awaitStarvedReads(t *testing.T, buf *meshtest.LogBuffer, msg, name string, polled <-chan struct{}, w *catalogWatcher, content string) {
+	t.Helper()
+	document := "document=nacos:public/" + catalogTestGroup + "/" + name
+	meshtest.WaitFor(t, 4*time.Second, "the warning", func() bool {
+		return strings.Contains(buf.String(), "level=WARN msg=\"lightmesh: nacos rule document "+msg+"\" "+document+" failures_in_a_row=5")
+	})
+	<-polled
+	w.next(t, content, 5*time.Second)
+	meshtest.WaitFor(t, 2*time.Second, "the recovery", func() bool {
+		return strings.Contains(buf.String(), "msg=\"lightmesh: nacos rule document read again\" "+document)
+	})
 }

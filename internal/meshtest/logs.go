@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"testing"
 )
 
 // LogBuffer is an io.Writer that collects log output and that tests may
@@ -36,4 +37,16 @@ func (l *LogBuffer) Count(substr string) int { return strings.Count(l.String(), 
 // included, into l.
 func (l *LogBuffer) Logger() *slog.Logger {
 	return slog.New(slog.NewTextHandler(l, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+// CaptureDefaultLog points slog.Default at a new LogBuffer (info level
+// and above, as the default logger writes) until tb ends, and returns the
+// buffer. Tests using it must not run in parallel.
+func CaptureDefaultLog(tb testing.TB) *LogBuffer {
+	tb.Helper()
+	var l LogBuffer
+	prev := slog.Default()
+	slog.SetDefault(slog.New(slog.NewTextHandler(&l, nil)))
+	tb.Cleanup(func() { slog.SetDefault(prev) })
+	return &l
 }
