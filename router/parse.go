@@ -581,7 +581,7 @@ func (w *shapeWalker) duration(n *yaml.Node, path string) {
 	}
 	if tag := n.ShortTag(); tag == "!!int" || tag == "!!float" {
 		if v, err := strconv.ParseFloat(strings.ReplaceAll(n.Value, "_", ""), 64); err == nil && v >= 0 && v < 1e9 {
-			if v == 0 && !offable(path) {
+			if v == 0 && !TakesNone(path) {
 				w.bad(path, n, "a duration needs a unit, and a zero one means none, which only timeout and perTryTimeout take; %s", noneAdvice(path))
 			} else {
 				w.bad(path, n, "a duration needs a unit: write %s", unitHint(v))
@@ -593,9 +593,9 @@ func (w *shapeWalker) duration(n *yaml.Node, path string) {
 	switch {
 	case err != nil:
 		w.bad(path, n, "invalid duration %.30q (write it as \"250ms\", \"2s\" or \"1m30s\"%s)", n.Value, offHint(path))
-	case v == Off && !offable(path) && strings.TrimSpace(n.Value) == "off":
+	case v == Off && !TakesNone(path) && strings.TrimSpace(n.Value) == "off":
 		w.bad(path, n, "off is for timeout and perTryTimeout; %s", noneAdvice(path))
-	case v == Off && !offable(path):
+	case v == Off && !TakesNone(path):
 		// Zero reads as off (none): refused here as off is, rather than
 		// taken silently for the default, which the document's JSON form
 		// (written "off") would then refuse.
@@ -612,17 +612,18 @@ func noneAdvice(path string) string {
 	return "leave this field out for its default"
 }
 
-// offable reports whether the duration at path may be written off: a
-// timeout or a per-try timeout, which defaults or the service would
-// otherwise set.
-func offable(path string) bool {
+// TakesNone reports whether the duration at path (a document path such
+// as services.a.retry.perTryTimeout, or a field's name) may be none, off
+// or zero: a timeout or a per-try timeout, which defaults or the service
+// would otherwise set. Load refuses none on every other duration.
+func TakesNone(path string) bool {
 	field := path[strings.LastIndexByte(path, '.')+1:]
 	return field == "timeout" || field == "perTryTimeout"
 }
 
 // offHint adds how to write no duration at all, where that is allowed.
 func offHint(path string) string {
-	if offable(path) {
+	if TakesNone(path) {
 		return `, or off for none`
 	}
 	return ""

@@ -218,6 +218,11 @@ spec:
 // ignores it), the ejection cap, a maxEjectionPercent of 0 (Envoy's 10%),
 // a count or a duration that is none.
 func TestImportIstioOutlierDetectionAsEnvoy(t *testing.T) {
+	// importOutlier imports a DestinationRule of reviews with outlierDetection {od}.
+	importOutlier := func(od string) (code int, out, errs string) {
+		dr := "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: reviews}\nspec:\n  host: reviews\n  trafficPolicy:\n    outlierDetection: {" + od + "}\n"
+		return binary(t, nil, "import", "istio", writeFile(t, "dr.yaml", dr))
+	}
 	for _, tc := range []struct {
 		od         string
 		minReq     int
@@ -250,8 +255,7 @@ func TestImportIstioOutlierDetectionAsEnvoy(t *testing.T) {
 		{od: "consecutive5xxErrors: 3, interval: 30, baseEjectionTime: 300", minReq: 3, status: []string{"5xx"}, openMax: 300 * time.Second, maxPercent: 10,
 			stderr: []string{"outlierDetection.interval: 30 is not a duration", "outlierDetection.baseEjectionTime: 300 is not a duration"}},
 	} {
-		dr := "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: reviews}\nspec:\n  host: reviews\n  trafficPolicy:\n    outlierDetection: {" + tc.od + "}\n"
-		code, out, errs := binary(t, nil, "import", "istio", writeFile(t, "dr.yaml", dr))
+		code, out, errs := importOutlier(tc.od)
 		if code != 0 {
 			t.Errorf("{%s}: exit %d\n%s%s", tc.od, code, out, errs)
 			continue
@@ -278,8 +282,7 @@ func TestImportIstioOutlierDetectionAsEnvoy(t *testing.T) {
 	}
 	// Istio ejects nothing when its detectors are set to 0.
 	for _, od := range []string{"consecutive5xxErrors: 0", "consecutive5xxErrors: 0, consecutiveErrors: 2", "consecutive5xxErrors: 0, consecutiveGatewayErrors: 0"} {
-		dr := "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: reviews}\nspec:\n  host: reviews\n  trafficPolicy:\n    outlierDetection: {" + od + ", interval: 5s}\n"
-		code, out, errs := binary(t, nil, "import", "istio", writeFile(t, "dr.yaml", dr))
+		code, out, errs := importOutlier(od + ", interval: 5s")
 		if code != 0 || strings.Contains(out, "outlierDetection") || !strings.Contains(errs, "consecutive5xxErrors: 0 turns ejection off in Istio") {
 			t.Errorf("{%s}: exit %d, want no outlierDetection, said so, nothing left out:\n%s%s", od, code, out, errs)
 		}

@@ -71,7 +71,7 @@ func documentSchema() (map[string]any, error) {
 		Mapper: func(t reflect.Type) *jsonschema.Schema {
 			if t == reflect.TypeFor[router.Duration]() {
 				// Null: the decoder takes an empty value as an absent one.
-				// The timeouts' pattern is set by annotate (field.none).
+				// The timeouts' pattern is set by annotate (router.TakesNone).
 				return &jsonschema.Schema{OneOf: []*jsonschema.Schema{{Type: "string", Pattern: durationPattern}, {Type: "null"}},
 					Description: `a Go duration above zero: "250ms", "2s", "1m30s"`}
 			}
@@ -123,9 +123,6 @@ type field struct {
 	// codes, other methods).
 	names  []string
 	others []any
-	// none marks a duration that takes off (or a zero) for none: the
-	// timeouts.
-	none bool
 }
 
 // stringPattern is a schema of the strings matching pattern.
@@ -197,7 +194,7 @@ func fields() map[string]field {
 		"#.defaults": {doc: "fleet-wide settings that every service without a setting of its own takes, setting by setting, including services no rule names"},
 		"#.services": {doc: "the rules of each service, by the logical name clients call (http://user-api/..., lightmesh:///user-api)"},
 
-		"Defaults.timeout":          {doc: "bound on the whole call (unary for gRPC), retries included, for services that set none." + timeoutOff, none: true},
+		"Defaults.timeout":          {doc: "bound on the whole call (unary for gRPC), retries included, for services that set none." + timeoutOff},
 		"Defaults.retry":            {doc: "retries for services that set none; a service opts out with retry: {attempts: 0}"},
 		"Defaults.breaker":          {doc: "circuit breaker for services that set none"},
 		"Defaults.outlierDetection": {doc: "breaker per instance for services that set none"},
@@ -209,7 +206,7 @@ func fields() map[string]field {
 
 		"Service.subsets":              {doc: "groups of the service's instances, by name, selected by their labels"},
 		"Service.routes":               {doc: "tried in order; the first whose match accepts the request wins. Default: every instance, round-robin"},
-		"Service.timeout":              {doc: "bound on the whole call (unary for gRPC), retries included; a route's own timeout replaces it. Default: none, or the defaults' timeout." + timeoutOff, none: true},
+		"Service.timeout":              {doc: "bound on the whole call (unary for gRPC), retries included; a route's own timeout replaces it. Default: none, or the defaults' timeout." + timeoutOff},
 		"Service.retry":                {doc: "retries of failed calls; a route's own retry replaces it. Default: no retries"},
 		"Service.breaker":              {doc: "circuit breaker over all calls to the service. Default: none"},
 		"Service.outlierDetection":     {doc: "a breaker per instance: an open instance is skipped by the balancer (ejected). Default: no ejection"},
@@ -245,7 +242,7 @@ func fields() map[string]field {
 		"Route.match":        {doc: "the conditions a request must all meet; none: every request"},
 		"Route.destinations": {doc: "the subsets the route sends to, split by weight"},
 		"Route.fallback":     {doc: "subset used when the chosen one has no available instance (none healthy, all ejected, or for gRPC no connection that can be made). Default: none, the call fails with ErrNoInstance"},
-		"Route.timeout":      {doc: "replaces the service's timeout for this route." + timeoutOff, none: true},
+		"Route.timeout":      {doc: "replaces the service's timeout for this route." + timeoutOff},
 		"Route.retry":        {doc: "replaces the service's retry for this route"},
 		"Route.rateLimit":    {doc: "replaces the service's rate limit for this route"},
 
@@ -265,7 +262,7 @@ func fields() map[string]field {
 		"StringMatch.present": {doc: "true: the header is there, with any value; false: it is absent. Headers only"},
 
 		"Retry.attempts":      {doc: "retries after the first try; a retry goes to another instance when there is one", min: bound(0), max: bound(router.MaxRetryAttempts)},
-		"Retry.perTryTimeout": {doc: "bound on each try. Default (or off): the call's timeout", none: true},
+		"Retry.perTryTimeout": {doc: "bound on each try. Default (or off): the call's timeout"},
 		"Retry.budget":        ratio("retries may add at most this fraction of calls (plus a reserve of 10). Default: 0.2"),
 		"Retry.on": {doc: "conditions that trigger a retry: connect-failure, reset, per-try-timeout, 5xx, an HTTP status code (\"503\"), a gRPC code name. Default: connect-failure, reset, per-try-timeout, 502, 503, 504 and, for gRPC, unavailable. Quote the key (\"on\":) for YAML 1.1 tools, which read on as a boolean",
 			names:  append([]string{"connect-failure", "reset", "per-try-timeout", "5xx"}, grpcCodeSpellings(router.GRPCCodeNames())...),
@@ -322,11 +319,9 @@ func annotate(tree map[string]any) error {
 		if f.doc != "" {
 			prop["description"] = f.doc
 		}
-		if f.none {
-			alts, _ := prop["oneOf"].([]any)
-			if len(alts) == 0 || alts[0].(map[string]any)["pattern"] != durationPattern {
-				return fmt.Errorf("schema: field %s takes none but is not a duration", key)
-			}
+		// A duration the validator lets be none (router.TakesNone: the
+		// timeouts) takes the pattern with off and zero.
+		if alts, _ := prop["oneOf"].([]any); len(alts) > 0 && alts[0].(map[string]any)["pattern"] == durationPattern && router.TakesNone(key) {
 			alts[0].(map[string]any)["pattern"] = durationOrNonePattern
 		}
 		// Bounds and names go on the number or string itself, or on the
