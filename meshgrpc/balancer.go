@@ -219,28 +219,39 @@ func (b *meshBalancer) Close() {
 type picker struct {
 	eng     *engine.Engine
 	service string
-	ready   map[string]balancer.Picker // pick_first pickers of READY instances, by address
-	pending map[string]bool            // instances connecting or idle: worth waiting for
-	known   map[string]struct{}        // every instance the balancer has a child for
-	stalled map[string]bool            // pending instances connecting for stallAfter or longer
-	lastErr error                      // why the last failed connection failed
+	conns   map[string]conn // every instance the balancer has a child for, by address
+	lastErr error           // why the last failed connection failed
+}
+
+// conn is the state of one instance's connection and, when it is ready,
+// its pick_first picker: one map lookup answers both what the engine asks
+// (ConnState) and what the pick then needs.
+type conn struct {
+	state  engine.ConnState
+	picker balancer.Picker // of a ready connection
 }
 
 func newPicker(eng *engine.Engine, service string, children []endpointsharding.ChildState, stalled map[string]bool) *picker {
-	p := &picker{eng: eng, service: service, stalled: stalled, ready: make(map[string]balancer.Picker, len(children)),
-		pending: map[string]bool{}, known: make(map[string]struct{}, len(children))}
+	p := &picker{eng: eng, service: service, conns: make(map[string]conn, len(children))}
 	for _, c := range children {
 		if len(c.Endpoint.Addresses) == 0 {
 			continue
 		}
 		addr := c.Endpoint.Addresses[0].Addr
-		p.known[addr] = struct{}{}
 		switch c.State.ConnectivityState {
 		case connectivity.Ready:
-			p.ready[addr] = c.State.Picker
+			p.conns[addr] = conn{state: engine.ConnReady, picker: c.State.Picker}
 		case connectivity.Connecting, connectivity.Idle:
-			p.pending[addr] = true
-		case connectivity.TransientFailure:
+			if stalled[addr] {
+				p.conns[addr] = conn{state: engine.ConnStalled}
+			} else {
+				p.conns[addr] = conn{state: engine.ConnPending}
+			}
+		default:
+			p.conns[addr] = conn{state: engine.ConnDown}
+			if c.State.ConnectivityState != connectivity.TransientFailure {
+				continue
+			}
 			if _, err := c.State.Picker.Pick(balancer.PickInfo{}); err != nil {
 				p.lastErr = err
 			}
@@ -249,19 +260,26 @@ func newPicker(eng *engine.Engine, service string, children []endpointsharding.C
 	return p
 }
 
+// callConns is a picker's engine.Conns for one pick: it remembers the
+// last ready connection the engine asked about, which is usually the one
+// it picks, so that the pick does not look the instance up again.
+type callConns struct {
+	p      *picker
+	addr   string
+	picker balancer.Picker
+}
+
 // ConnState implements engine.Conns. An instance the balancer has no
-// child for yet (the resolver's update is on its way) is pending too.
-func (p *picker) ConnState(in *discovery.Instance) engine.ConnState {
-	if _, ok := p.ready[in.Address]; ok {
-		return engine.ConnReady
-	}
-	if p.stalled[in.Address] {
-		return engine.ConnStalled
-	}
-	if _, known := p.known[in.Address]; p.pending[in.Address] || !known {
+// child for yet (the resolver's update is on its way) is pending.
+func (c *callConns) ConnState(in *discovery.Instance) engine.ConnState {
+	cn, ok := c.p.conns[in.Address]
+	if !ok {
 		return engine.ConnPending
 	}
-	return engine.ConnDown
+	if cn.state == engine.ConnReady {
+		c.addr, c.picker = in.Address, cn.picker
+	}
+	return cn.state
 }
 
 // Pick implements balancer.Picker. It never blocks: it picks with the
@@ -307,11 +325,16 @@ func (p *picker) pick(info balancer.PickInfo, cc *clientCall) (balancer.PickResu
 		return balancer.PickResult{}, statusOf(err, "")
 	}
 	t := cc.t
-	in, err := t.Pick(p)
+	cc.conns = callConns{p: p}
+	in, err := t.Pick(&cc.conns)
 	if err != nil {
 		return balancer.PickResult{}, p.pickError(err, cc)
 	}
-	res, err := p.ready[in.Address].Pick(info)
+	child := cc.conns.picker
+	if cc.conns.addr != in.Address {
+		child = p.conns[in.Address].picker
+	}
+	res, err := child.Pick(info)
 	if err != nil {
 		t.AttemptDone(&engine.Outcome{}, false)
 		return res, err

@@ -373,6 +373,7 @@ type clientCall struct {
 	answered   atomic.Bool     // the stream had its first response
 	latency    time.Duration   // time to the first response
 	attempts   int             // attempts the picker picked an instance for
+	conns      callConns       // the engine.Conns of the pick in progress
 	reset      bool            // the last attempt's connection broke after it was sent
 	pushback   time.Duration   // the last attempt's server pushback (engine.Outcome.RetryAfter)
 }
@@ -514,7 +515,10 @@ func (cc *clientCall) attemptDone(di balancer.DoneInfo) {
 	sc.mu.Lock()
 	sc.picks--
 	cc.reset = o.Kind == engine.KindReset
-	cc.pushback = pushback(di.Trailer)
+	cc.pushback = 0
+	if di.Err != nil { // a pushback comes with a failure; a success reads no trailer
+		cc.pushback = pushback(di.Trailer)
+	}
 	cc.t.AttemptDone(&o, di.BytesSent || di.BytesReceived)
 	sc.mu.Unlock()
 }
