@@ -91,3 +91,29 @@ func TestEjectionCapPrefersHealthyInstances(t *testing.T) {
 		t.Fatalf("%d of 40 calls failed on the server over the ejection cap while a healthy one was there", failed)
 	}
 }
+
+// TestSlowInstanceIsEjected: an instance whose unary calls answer OK but
+// slower than outlierDetection's slowCallThreshold is ejected by its
+// outlier breaker, and later calls go to the fast instance only.
+func TestSlowInstanceIsEjected(t *testing.T) {
+	slow, fast := grpctest.Start(t, "slow"), grpctest.Start(t, "fast")
+	slow.Delay.Store(int64(150 * time.Millisecond))
+	m, _ := newMesh(t, echoDoc("    outlierDetection: {minRequests: 2, failureRatio: 0.5, slowCallThreshold: 100ms, slowCallRatio: 0.5, openBase: 1h, openMax: 1h}\n"), staticOf(slow, fast))
+	conn := dial(t, m, "echo")
+	ctx := context.Background()
+	for range 6 { // round robin: three calls each, every slow one OK
+		if _, err := call(ctx, conn); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := slow.Calls.Load()
+	for range 20 {
+		got, err := call(ctx, conn)
+		if err != nil || got != "fast" {
+			t.Fatalf("after the slow instance's slow calls: %q, %v; want fast", got, err)
+		}
+	}
+	if n := slow.Calls.Load() - before; n != 0 {
+		t.Fatalf("the slow instance took %d more calls after it was ejected", n)
+	}
+}

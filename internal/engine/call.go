@@ -752,11 +752,13 @@ func (t *Try) AttemptDone(o *Outcome, sent bool) {
 	callerDone, callTimedOut, tryTimedOut := t.judge(o)
 	t.untrack(!overloadRefusal(o), t.failed(o, callerDone, callTimedOut || tryTimedOut))
 	v := verdict(t.inst.policy, o, callerDone, callTimedOut || tryTimedOut)
-	if t.untimed && !t.c.start.IsZero() {
-		t.inst.reportAt(v, t.c.start) // never slow
-		return
+	// As in Done: the window rolls by the call's start, read already; only
+	// slow-call timing reads the clock (a stream's attempt is never slow).
+	now := t.c.start
+	if now.IsZero() || !t.untimed && timesCalls(t.inst.policy) {
+		now = time.Now()
 	}
-	t.inst.report(v)
+	t.inst.reportAt(v, now)
 }
 
 // Probing reports whether the try holds a half-open probe slot of the
