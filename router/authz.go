@@ -387,7 +387,7 @@ func (r *Rules) None() bool { return r == nil || r.none }
 // ServerID returns the SPIFFE ID the servers of service must present
 // (its serverID), and false when calls to it need no mutual TLS.
 func (r *Rules) ServerID(service string) (spiffeid.ID, bool) {
-	if r == nil {
+	if r == nil || !r.serverIDs {
 		return spiffeid.ID{}, false
 	}
 	if sr := r.services[service]; sr != nil && !sr.serverID.IsZero() {

@@ -80,6 +80,9 @@ type Rules struct {
 	defaultLanes *laneRule
 	// none: no rule document; the stand-in of a table made without rules.
 	none bool
+	// serverIDs: some service sets serverID. Without one, ServerID answers
+	// every call without looking its service up.
+	serverIDs bool
 }
 
 // Document returns the document the rules were compiled from. Callers must
@@ -287,7 +290,9 @@ func (c *compiler) compile(doc *Document) *Rules {
 			c.regexSize, c.regexTables, c.schedules, c.steps = 0, 0, nil, 0
 		}
 		svc, _ := defaults.Fill(doc.Services[name])
-		rules.services[name] = c.service(path, name, svc)
+		sr := c.service(path, name, svc)
+		rules.services[name] = sr
+		rules.serverIDs = rules.serverIDs || !sr.serverID.IsZero()
 	}
 	if len(c.problems) > 0 {
 		return nil
