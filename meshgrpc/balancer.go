@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	oteltrace "go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc/balancer"
 	"google.golang.org/grpc/balancer/endpointsharding"
 	"google.golang.org/grpc/balancer/pickfirst"
@@ -339,8 +340,8 @@ func (p *picker) pick(info balancer.PickInfo, cc *clientCall) (balancer.PickResu
 		t.AttemptDone(&engine.Outcome{}, false)
 		return res, err
 	}
-	if span := spanOf(info.Ctx); span.IsRecording() {
-		engine.Annotate(span, &cc.c) // otelgrpc's span, or lightmesh's own
+	if span := spanOf(info.Ctx); span.IsRecording() && startedByGRPC(span, cc.scratch) {
+		engine.Annotate(span, &cc.c) // otelgrpc's span
 	}
 	// Every attempt reports to the breaker of the instance it went to.
 	if child := res.Done; child != nil {
@@ -350,6 +351,16 @@ func (p *picker) pick(info balancer.PickInfo, cc *clientCall) (balancer.PickResu
 	}
 	cc.attempts++
 	return res, nil
+}
+
+// startedByGRPC reports whether span, found in a pick's context, was
+// started within grpc-go for the attempt (by a stats handler: otelgrpc's
+// client span) rather than being the span of the call's own context: the
+// caller's (an HTTP handler's server span), which must not take the
+// routing attributes of one of its calls, or lightmesh's own in span mode,
+// which the call annotates when it ends.
+func startedByGRPC(span oteltrace.Span, sc *callScratch) bool {
+	return span.SpanContext().SpanID() != spanOf(sc.first.Context).SpanContext().SpanID()
 }
 
 // pickError turns the engine's pick error into what the picker returns:

@@ -14,6 +14,7 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	oteltrace "go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
 
@@ -156,6 +157,52 @@ func TestOtelgrpcInterop(t *testing.T) {
 			}
 			if attrs["lightmesh.service"] != "echo" || attrs["lightmesh.instance"] != s.Addr {
 				t.Fatalf("client span attributes %v lack lightmesh's routing attributes", attrs)
+			}
+		})
+	}
+}
+
+// TestCallerSpanKeepsItsAttributes: a call made inside the caller's own
+// recording span (an HTTP handler's server span, say) leaves that span as
+// it was: lightmesh's routing attributes belong on a span of the call
+// (otelgrpc's, or lightmesh's own in span mode), never on the caller's,
+// which would show the attributes of whichever of its outgoing calls
+// picked last.
+func TestCallerSpanKeepsItsAttributes(t *testing.T) {
+	for _, mode := range []trace.Mode{trace.ModePropagate, trace.ModeSpans} {
+		t.Run("mode="+mode.String(), func(t *testing.T) {
+			rec := tracetest.NewSpanRecorder()
+			tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+			defer tp.Shutdown(context.Background())
+			s := grpctest.Start(t, "s")
+			m, _ := newMesh(t, echoDoc(""), staticOf(s), mesh.WithTrace(trace.WithTracerProvider(tp), trace.WithMode(mode)))
+			conn := dial(t, m, "echo")
+			ctx, span := tp.Tracer("app").Start(context.Background(), "GET /checkout", oteltrace.WithSpanKind(oteltrace.SpanKindServer))
+			if _, err := call(ctx, conn); err != nil {
+				t.Fatal(err)
+			}
+			span.End()
+			var callSpans int
+			for _, sp := range rec.Ended() {
+				attrs := map[string]string{}
+				for _, kv := range sp.Attributes() {
+					attrs[string(kv.Key)] = kv.Value.Emit()
+				}
+				if sp.Name() == "GET /checkout" {
+					for k, v := range attrs {
+						if strings.HasPrefix(k, "lightmesh.") {
+							t.Fatalf("the caller's span got %s=%s from its outgoing call", k, v)
+						}
+					}
+					continue
+				}
+				callSpans++
+				if attrs["lightmesh.service"] != "echo" || attrs["lightmesh.instance"] != s.Addr {
+					t.Fatalf("the call's span %q has %v, want lightmesh's routing attributes", sp.Name(), attrs)
+				}
+			}
+			if want := map[trace.Mode]int{trace.ModePropagate: 0, trace.ModeSpans: 1}[mode]; callSpans != want {
+				t.Fatalf("%d spans of the call, want %d", callSpans, want)
 			}
 		})
 	}
