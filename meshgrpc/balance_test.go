@@ -5,10 +5,15 @@ import (
 	"testing"
 	"time"
 
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"google.golang.org/grpc/codes"
 
+	"github.com/lightmesh/lightmesh/discovery"
 	"github.com/lightmesh/lightmesh/internal/grpctest"
 	"github.com/lightmesh/lightmesh/internal/meshtest"
+	"github.com/lightmesh/lightmesh/mesh"
+	"github.com/lightmesh/lightmesh/trace"
 )
 
 // TestP2CEWMAAvoidsASlowedInstance: inside the lightmesh picker,
@@ -124,5 +129,49 @@ func TestP2CEWMAAvoidsAFastFailingInstanceUnderRetries(t *testing.T) {
 	t.Logf("the failing server got %.2f of %d attempts", share, attempts)
 	if share > 0.2 {
 		t.Fatalf("the server answering UNAVAILABLE got %.2f of %d attempts; want < 0.2 (round-robin: 0.33)", share, attempts)
+	}
+}
+
+// TestEveryBalancerSendsToThePickedInstance: with each load balancer,
+// among ready, stalled (connecting for over a second) and refused
+// instances, every call is answered by the instance the engine picked (the
+// span's lightmesh.instance): the picker hands grpc-go that instance's
+// connection, never another's, and never one that is not ready.
+func TestEveryBalancerSendsToThePickedInstance(t *testing.T) {
+	for _, lb := range []string{"round-robin", "p2c-ewma", "least-request"} {
+		t.Run(lb, func(t *testing.T) {
+			a, b, c := grpctest.Start(t, "a"), grpctest.Start(t, "b"), grpctest.Start(t, "c")
+			b.Delay.Store(int64(2 * time.Millisecond))
+			name := map[string]string{a.Addr: "a", b.Addr: "b", c.Addr: "c"}
+			list := []discovery.Instance{{Address: silentListener(t)}, {Address: a.Addr}, {Address: meshtest.ClosedAddr(t)}, {Address: b.Addr}, {Address: c.Addr}}
+			rec := tracetest.NewSpanRecorder()
+			tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+			defer tp.Shutdown(context.Background())
+			m, _ := newMesh(t, echoDoc("    loadBalancer: "+lb+"\n"), discovery.NewStatic(map[string][]discovery.Instance{"echo": list}),
+				mesh.WithTrace(trace.WithTracerProvider(tp), trace.WithMode(trace.ModeSpans)))
+			conn := dial(t, m, "echo")
+			ctx := context.Background()
+			meshtest.WaitFor(t, 5*time.Second, "the three servers to answer", func() bool {
+				got := counts(ctx, conn, 12)
+				return got["a"] > 0 && got["b"] > 0 && got["c"] > 0
+			})
+			time.Sleep(1200 * time.Millisecond) // the silent instance stalls
+			for i := range 60 {
+				got, err := call(ctx, conn)
+				if err != nil {
+					t.Fatalf("call %d: %v", i, err)
+				}
+				spans := rec.Ended()
+				var picked string
+				for _, kv := range spans[len(spans)-1].Attributes() {
+					if kv.Key == "lightmesh.instance" {
+						picked = kv.Value.AsString()
+					}
+				}
+				if name[picked] != got {
+					t.Fatalf("call %d: the engine picked %q (%s), %s answered", i, picked, name[picked], got)
+				}
+			}
+		})
 	}
 }

@@ -752,13 +752,15 @@ func (t *Try) AttemptDone(o *Outcome, sent bool) {
 	callerDone, callTimedOut, tryTimedOut := t.judge(o)
 	t.untrack(!overloadRefusal(o), t.failed(o, callerDone, callTimedOut || tryTimedOut))
 	v := verdict(t.inst.policy, o, callerDone, callTimedOut || tryTimedOut)
-	// As in Done: the window rolls by the call's start, read already; only
-	// slow-call timing reads the clock (a stream's attempt is never slow).
-	now := t.c.start
-	if now.IsZero() || !t.untimed && timesCalls(t.inst.policy) {
-		now = time.Now()
+	if t.untimed && !t.c.start.IsZero() {
+		t.inst.reportAt(v, t.c.start) // never slow
+		return
 	}
-	t.inst.reportAt(v, now)
+	// The attempt's end, read here: a call's attempts (retries, a
+	// server's pushback between them) each count when they end, not all
+	// at the call's start, which would pack them into one bucket of the
+	// instance's window.
+	t.inst.report(v)
 }
 
 // Probing reports whether the try holds a half-open probe slot of the
