@@ -121,34 +121,51 @@ func TestSlowInstanceIsEjected(t *testing.T) {
 	}
 }
 
-// TestInstanceWindowCountsAttemptsWhenTheyEnd: an outlier breaker's
-// window counts each attempt when it ends. One call whose three attempts
-// on an instance come 600 ms apart (the server's pushback) spans 1.2 s, so
-// a 1 s window never holds its three failures at once and minRequests 3
-// is never reached: the instance stays in. Counting every attempt at the
-// call's start would pack them into one bucket and eject it (for an hour
-// here) on failures spread over more than its window.
-func TestInstanceWindowCountsAttemptsWhenTheyEnd(t *testing.T) {
-	var attempts atomic.Int64
-	s := grpctest.Start(t, "s", grpc.UnaryInterceptor(func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-		attempts.Add(1)
-		grpc.SetTrailer(ctx, metadata.Pairs("grpc-retry-pushback-ms", "600"))
-		return nil, status.Error(codes.Unavailable, "down for a bit")
-	}))
-	m, _ := newMesh(t, echoDoc(
-		"    retry: {attempts: 2, backoff: 1ms, budget: 1, on: [unavailable]}\n"+
-			"    outlierDetection: {minRequests: 3, failureRatio: 1, window: 1s, buckets: 10, openBase: 1h, openMax: 1h}\n"), staticOf(s))
-	conn := dial(t, m, "echo")
-	start := time.Now()
-	if _, err := call(context.Background(), conn); status.Code(err) != codes.Unavailable {
-		t.Fatalf("the call: %v, want the server's Unavailable", err)
-	}
-	if n, took := attempts.Load(), time.Since(start); n != 3 || took < 1100*time.Millisecond {
-		t.Fatalf("setup: %d attempts in %v, want 3 over at least 1.2 s", n, took)
-	}
-	for _, b := range m.Status().Breakers {
-		if b.Instance == s.Addr && b.State != "closed" {
-			t.Fatalf("the instance's outlier breaker is %s after three failures spread over 1.2 s, with a 1 s window and minRequests 3", b.State)
-		}
+// TestWindowsCountAttemptsWhenTheyEnd: a breaker's window counts each
+// attempt when it ends, the outlier breaker's and the service breaker's.
+// One call whose three attempts on an instance come 600 ms apart (the
+// server's pushback) spans 1.2 s, so a 1 s window never holds its three
+// failures at once and minRequests 3 is never reached: the breaker stays
+// closed. Counting every attempt at the call's start would pack them into
+// one bucket and open it (for an hour here) on failures spread over more
+// than its window.
+func TestWindowsCountAttemptsWhenTheyEnd(t *testing.T) {
+	for _, field := range []string{"outlierDetection", "breaker"} {
+		t.Run(field, func(t *testing.T) {
+			var attempts atomic.Int64
+			s := grpctest.Start(t, "s", grpc.UnaryInterceptor(func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+				attempts.Add(1)
+				grpc.SetTrailer(ctx, metadata.Pairs("grpc-retry-pushback-ms", "600"))
+				return nil, status.Error(codes.Unavailable, "down for a bit")
+			}))
+			m, _ := newMesh(t, echoDoc(
+				"    retry: {attempts: 2, backoff: 1ms, budget: 1, on: [unavailable]}\n"+
+					"    "+field+": {minRequests: 3, failureRatio: 1, window: 1s, buckets: 10, openBase: 1h, openMax: 1h}\n"), staticOf(s))
+			conn := dial(t, m, "echo")
+			start := time.Now()
+			if _, err := call(context.Background(), conn); status.Code(err) != codes.Unavailable {
+				t.Fatalf("the call: %v, want the server's Unavailable", err)
+			}
+			if n, took := attempts.Load(), time.Since(start); n != 3 || took < 1100*time.Millisecond {
+				t.Fatalf("setup: %d attempts in %v, want 3 over at least 1.2 s", n, took)
+			}
+			want := "" // the service breaker's
+			if field == "outlierDetection" {
+				want = s.Addr
+			}
+			found := false
+			for _, b := range m.Status().Breakers {
+				if b.Instance != want {
+					continue
+				}
+				found = true
+				if b.State != "closed" {
+					t.Fatalf("the %s is %s after three failures spread over 1.2 s, with a 1 s window and minRequests 3", field, b.State)
+				}
+			}
+			if !found {
+				t.Fatalf("no %s breaker in the status: %+v", field, m.Status().Breakers)
+			}
+		})
 	}
 }

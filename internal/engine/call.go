@@ -665,10 +665,12 @@ func (t *Try) Done(o *Outcome) error {
 	t.callTimedOut, t.tryTimedOut = callTimedOut, tryTimedOut
 	c.callerDone, c.timedOut = callerDone, callTimedOut || tryTimedOut
 	if t.svc.b != nil || t.inst.b != nil {
-		// The breakers' windows roll by the call's start, read once
-		// already (Admit); only slow-call timing needs the try's end.
+		// A first try counts in the breakers' windows at the call's start,
+		// read once already (Admit), unless slow-call timing needs its end;
+		// a retry counts when it ends, so that a call's tries (a server's
+		// pushback between them) are not packed into one bucket.
 		now := c.start
-		if now.IsZero() || !t.untimed && (timesCalls(t.svc.policy) || timesCalls(t.inst.policy)) {
+		if now.IsZero() || c.tries > 1 || !t.untimed && (timesCalls(t.svc.policy) || timesCalls(t.inst.policy)) {
 			c.end = time.Now()
 			now = c.end
 		}
