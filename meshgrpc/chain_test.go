@@ -207,3 +207,49 @@ func TestCallerSpanKeepsItsAttributes(t *testing.T) {
 		})
 	}
 }
+
+// TestTracingInterceptorOrder: a tracing client interceptor's span gets
+// lightmesh's routing attributes when the interceptor runs after the
+// mesh's (chained after DialOptions); one that runs before it
+// (grpc.WithUnaryInterceptor, which grpc-go always runs first) is the
+// caller's span to the mesh, and gets none, as the README says.
+func TestTracingInterceptorOrder(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		opt   func(grpc.UnaryClientInterceptor) grpc.DialOption
+		wants bool
+	}{
+		{"chained after DialOptions", func(i grpc.UnaryClientInterceptor) grpc.DialOption { return grpc.WithChainUnaryInterceptor(i) }, true},
+		{"WithUnaryInterceptor", grpc.WithUnaryInterceptor, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rec := tracetest.NewSpanRecorder()
+			tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+			defer tp.Shutdown(context.Background())
+			s := grpctest.Start(t, "s")
+			m, _ := newMesh(t, echoDoc(""), staticOf(s), mesh.WithTrace(trace.WithTracerProvider(tp)))
+			tracing := func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+				ctx, sp := tp.Tracer("tracing").Start(ctx, "grpc.client", oteltrace.WithSpanKind(oteltrace.SpanKindClient))
+				defer sp.End()
+				return invoker(ctx, method, req, reply, cc, opts...)
+			}
+			conn := dial(t, m, "echo", tc.opt(tracing))
+			if _, err := call(context.Background(), conn); err != nil {
+				t.Fatal(err)
+			}
+			ended := rec.Ended()
+			if len(ended) != 1 {
+				t.Fatalf("%d spans ended, want the interceptor's", len(ended))
+			}
+			var got string
+			for _, kv := range ended[0].Attributes() {
+				if kv.Key == "lightmesh.instance" {
+					got = kv.Value.AsString()
+				}
+			}
+			if tc.wants && got != s.Addr || !tc.wants && got != "" {
+				t.Fatalf("the interceptor's span has lightmesh.instance %q; want it: %v", got, tc.wants)
+			}
+		})
+	}
+}
