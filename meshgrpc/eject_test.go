@@ -104,7 +104,13 @@ func TestSlowInstanceIsEjected(t *testing.T) {
 	m, _ := newMesh(t, echoDoc("    outlierDetection: {minRequests: 2, failureRatio: 0.5, slowCallThreshold: 100ms, slowCallRatio: 0.5, openBase: 1h, openMax: 1h}\n"), staticOf(slow, fast))
 	conn := dial(t, m, "echo")
 	ctx := context.Background()
-	for range 6 { // round robin: three calls each, every slow one OK
+	// Round robin over the ready instances: call until the slow one has
+	// answered minRequests calls (it may not be ready for the first ones),
+	// every slow one OK.
+	for i := 0; slow.Calls.Load() < 2; i++ {
+		if i == 40 {
+			t.Fatalf("the slow instance took %d of 40 calls, want 2", slow.Calls.Load())
+		}
 		if _, err := call(ctx, conn); err != nil {
 			t.Fatal(err)
 		}
