@@ -74,7 +74,10 @@ func TestEjectionCapPrefersHealthyInstances(t *testing.T) {
 	m, _ := newMesh(t, echoDoc("    outlierDetection: {minRequests: 2, failureRatio: 0.5, openBase: 1h, openMax: 1h}\n"), staticOf(a, b, ok))
 	conn := dial(t, m, "echo")
 	ctx := context.Background()
-	meshtest.WaitFor(t, 5*time.Second, "both failing servers' breakers to open", func() bool {
+	// Until both failing servers' breakers are open and the healthy one
+	// has answered (so that it is connected: on a loaded machine it may
+	// not be when the others' breakers open).
+	meshtest.WaitFor(t, 5*time.Second, "both failing servers' breakers to open and the healthy one to answer", func() bool {
 		call(ctx, conn)
 		open := 0
 		for _, br := range m.Status().Breakers {
@@ -82,7 +85,7 @@ func TestEjectionCapPrefersHealthyInstances(t *testing.T) {
 				open++
 			}
 		}
-		return open == 2
+		return open == 2 && ok.Calls.Load() > 0
 	})
 	failed := 0
 	for range 40 {
