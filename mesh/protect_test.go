@@ -162,7 +162,7 @@ func TestBreakerLifecycle(t *testing.T) {
 
 func TestOutlierEjection(t *testing.T) {
 	good1, good2, bad := newFlaky(t, "good1"), newFlaky(t, "good2"), newFlaky(t, "bad")
-	m, _, client := meshFor(t, svcDoc(`    outlierDetection: {minRequests: 3, failureRatio: 0.5, openBase: 300ms, openMax: 300ms, halfOpenProbes: 1}
+	m, _, client := meshFor(t, svcDoc(`    outlierDetection: {minRequests: 3, failureRatio: 0.5, openBase: 1s, openMax: 1s, halfOpenProbes: 1}
 `), good1, good2, bad)
 	bad.status.Store(http.StatusServiceUnavailable)
 
