@@ -96,7 +96,7 @@ func TestClosedConnReleasesStreamProbe(t *testing.T) {
 	other := dial(t, m, "echo")
 	// Within less than a second: a probe stream with no response gives its
 	// slot back after a second anyway (streamProbeWait).
-	meshtest.WaitFor(t, 500*time.Millisecond, "another client to be served", func() bool {
+	meshtest.WaitFor(t, 800*time.Millisecond, "another client to be served", func() bool {
 		name, err := call(context.Background(), other)
 		return err == nil && name == "s"
 	})

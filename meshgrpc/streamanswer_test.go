@@ -82,7 +82,7 @@ func TestProbeStreamAnsweredButUnreadFreesItsSlot(t *testing.T) {
 	}
 	// Within less than a second: a probe stream with no response gives its
 	// slot back after a second anyway.
-	meshtest.WaitFor(t, 500*time.Millisecond, "a unary call to be served while the probe stream's answer waits unread", func() bool {
+	meshtest.WaitFor(t, 800*time.Millisecond, "a unary call to be served while the probe stream's answer waits unread", func() bool {
 		name, err := call(context.Background(), conn)
 		return err == nil && name == "s"
 	})
