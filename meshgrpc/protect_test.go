@@ -40,7 +40,7 @@ func staticOf(servers ...*grpctest.Server) *discovery.Static {
 func TestServiceBreaker(t *testing.T) {
 	s := grpctest.Start(t, "s")
 	s.Code.Store(uint32(codes.Unavailable))
-	m, _ := newMesh(t, echoDoc("    breaker: {minRequests: 3, failureRatio: 0.5, openBase: 300ms, openMax: 300ms, halfOpenProbes: 1}\n"), staticOf(s))
+	m, _ := newMesh(t, echoDoc("    breaker: {minRequests: 3, failureRatio: 0.5, openBase: 1s, openMax: 1s, halfOpenProbes: 1}\n"), staticOf(s))
 	conn := dial(t, m, "echo")
 	ctx := context.Background()
 	for range 3 {
@@ -58,7 +58,7 @@ func TestServiceBreaker(t *testing.T) {
 	if !strings.Contains(status.Convert(err).Message(), `breaker of service "echo"`) {
 		t.Fatalf("message %q does not say the service breaker refused", status.Convert(err).Message())
 	}
-	if d := time.Since(start); d > 100*time.Millisecond || s.Calls.Load() != calls {
+	if d := time.Since(start); d > 250*time.Millisecond || s.Calls.Load() != calls {
 		t.Fatalf("an open breaker took %v and let %d calls through", d, s.Calls.Load()-calls)
 	}
 	s.Code.Store(uint32(codes.OK))
