@@ -59,8 +59,8 @@ const (
 // shares it between all its meshes. Several Watch calls for the same
 // name share one SDK listener, registered with the first and cancelled
 // when the last returns, and each of them gets every change. One health
-// check serves all the watches: once a second it reads the defaults
-// item, and when two reads in a row fail or get no answer within 3 s,
+// check serves all the watches: once a second it reads healthDataID, an
+// item nobody writes, and when two reads in a row fail or get no answer within 3 s,
 // every Watch of the catalog returns an error, so the meshes report
 // the outage and retry with backoff; a new Watch reads its item again,
 // so what changed meanwhile is delivered. Each listened item is also
@@ -72,7 +72,6 @@ type Catalog struct {
 	client    *configClient
 	namespace string // the namespace's ID, "" for public
 	group     string
-	health    string // the item the health check reads
 	prefix    string // "nacos:<namespace>/<group>/"
 	logger    *slog.Logger
 	dir       string // private log and cache directory, removed by Close
@@ -115,6 +114,8 @@ type catalogItem struct {
 	reading   bool      // a read is in flight
 	again     bool      // a push came during the read in flight
 	lastRead  time.Time // when the last successful read ended
+	pushes    int       // the server's pushes heard for the item (diagnostics)
+	lastPush  time.Time // when the last of them was heard (diagnostics)
 }
 
 // catalogWatch is one Watch call's place among its item's watchers.
@@ -137,11 +138,22 @@ func NewCatalog(cfg Config, group string) (*Catalog, error) {
 	if group == "" {
 		group = DefaultCatalogGroup
 	}
-	return newCatalog(cfg, group, rules.DefaultsName)
+	return newCatalog(cfg, group)
 }
 
-// newCatalog is NewCatalog with the item its health check reads.
-func newCatalog(cfg Config, group, health string) (*Catalog, error) {
+// healthDataID is the item the health check reads: one nobody writes, in
+// the catalog's namespace and group (so it needs the permission the
+// documents need). Reading a document instead made its edits wait: Nacos
+// skips updating an item whose lock a read holds at that moment (its
+// log: "[dump-error] write lock failed") and tries again about a second
+// later, merged with any later edit, so with an edit a second one edit of
+// a document read every second was never served at all
+// (TestPushesWithManySDKClients). A read of an item that does not exist
+// takes no lock.
+const healthDataID = "_lightmesh_health"
+
+// newCatalog is NewCatalog without the default group.
+func newCatalog(cfg Config, group string) (*Catalog, error) {
 	param, dir, err := cfg.clientParam()
 	if err != nil {
 		return nil, err
@@ -159,7 +171,6 @@ func newCatalog(cfg Config, group, health string) (*Catalog, error) {
 		client:    client,
 		namespace: param.ClientConfig.NamespaceId,
 		group:     group,
-		health:    health,
 		prefix:    "nacos:" + ns + "/" + group + "/",
 		logger:    cfg.logger(),
 		dir:       dir,
@@ -180,6 +191,8 @@ func (c *Catalog) pushed(dataID, group, tenant string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if it := c.items[dataID]; it != nil && !c.closed {
+		it.pushes++
+		it.lastPush = time.Now()
 		c.refresh(it, true)
 	}
 }
@@ -468,7 +481,7 @@ func (c *Catalog) maintain() {
 			return
 		}
 		failures = 0
-		c.fail(fmt.Errorf("nacos: health check: read %s: %w", c.Describe(c.health), withLoginHint(err)))
+		c.fail(fmt.Errorf("nacos: health check: read %s: %w", c.Describe(healthDataID), withLoginHint(err)))
 	}
 	for {
 		select {
@@ -511,8 +524,7 @@ func (c *Catalog) active() bool {
 	return true
 }
 
-// healthRead reads the health item (the defaults, or a RuleSource's
-// own item) on a goroutine of its own, since
+// healthRead reads healthDataID on a goroutine of its own, since
 // the SDK's read cannot be cancelled, and sends the outcome on the
 // returned channel.
 func (c *Catalog) healthRead() <-chan error {
@@ -520,7 +532,7 @@ func (c *Catalog) healthRead() <-chan error {
 	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()
-		_, err := c.get(c.health)
+		_, err := c.get(healthDataID)
 		ch <- err
 	}()
 	return ch

@@ -272,8 +272,9 @@ func catalogState(c *Catalog, log string) string {
 	c.mu.Lock()
 	for _, id := range slices.Sorted(maps.Keys(c.items)) {
 		it := c.items[id]
-		fmt.Fprintf(&b, "item %s: known %v version %s reading %v again %v listening %v last read %v ago\n",
-			id, it.known, it.version, it.reading, it.again, it.listening, time.Since(it.lastRead).Round(time.Millisecond))
+		fmt.Fprintf(&b, "item %s: known %v version %s reading %v again %v listening %v last read %v ago, %d pushes heard, the last %v ago\n",
+			id, it.known, it.version, it.reading, it.again, it.listening, time.Since(it.lastRead).Round(time.Millisecond),
+			it.pushes, time.Since(it.lastPush).Round(time.Millisecond))
 	}
 	c.mu.Unlock()
 	for _, line := range strings.Split(log, "\n") {

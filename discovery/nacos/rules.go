@@ -38,7 +38,8 @@ var errClosed = errors.New("nacos: closed")
 // It is a Catalog of one item: one SDK config client, the item read
 // when the server pushes a change (never the content the SDK hands its
 // listeners, which may arrive out of order), re-read every 30 s, and a
-// health check that reads the item every second and ends every Watch
+// health check that reads an item nobody writes every second (see
+// healthDataID) and ends every Watch
 // with an error when two reads in a row fail or one takes over 3 s, so
 // the mesh reports the outage and retries with backoff. Watch may be
 // called by several callers at once; they share the item.
@@ -60,7 +61,7 @@ func NewRuleSource(cfg Config, dataID, group string) (*RuleSource, error) {
 	if !validDataID(dataID) {
 		return nil, fmt.Errorf("nacos: %q cannot be a dataId (letters, digits and - _ . : only)", dataID)
 	}
-	cat, err := newCatalog(cfg, groupOrDefault(group), dataID)
+	cat, err := newCatalog(cfg, groupOrDefault(group))
 	if err != nil {
 		return nil, err
 	}

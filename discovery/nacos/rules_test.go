@@ -113,8 +113,8 @@ func TestRuleSourceDirect(t *testing.T) {
 	}()
 	meshtest.WaitFor(t, 5*time.Second, "missing item logged", func() bool { return strings.Contains(logs.String(), "does not exist") })
 	meshtest.WaitFor(t, 5*time.Second, "an answer without an item", func() bool { return answered.Load() >= 1 })
-	// The health check reads the item every second; the absence is
-	// delivered and logged once, not once a read.
+	// The absence is delivered and logged once, not once a read (the
+	// health check, which reads another item every second, says nothing).
 	time.Sleep(2500 * time.Millisecond)
 	if n := logs.Count("does not exist"); n != 1 {
 		t.Errorf("the missing item was logged %d times, want once", n)
