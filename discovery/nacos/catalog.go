@@ -3,6 +3,7 @@ package nacos
 import (
 	"context"
 	"crypto/md5"
+	"crypto/rand"
 	"encoding/hex"
 	"fmt"
 	"log/slog"
@@ -59,8 +60,8 @@ const (
 // shares it between all its meshes. Several Watch calls for the same
 // name share one SDK listener, registered with the first and cancelled
 // when the last returns, and each of them gets every change. One health
-// check serves all the watches: once a second it reads healthDataID, an
-// item nobody writes, and when two reads in a row fail or get no answer within 3 s,
+// check serves all the watches: once a second it reads an item nobody
+// writes (see healthItem), and when two reads in a row fail or get no answer within 3 s,
 // every Watch of the catalog returns an error, so the meshes report
 // the outage and retry with backoff; a new Watch reads its item again,
 // so what changed meanwhile is delivered. Each listened item is also
@@ -72,6 +73,7 @@ type Catalog struct {
 	client    *configClient
 	namespace string // the namespace's ID, "" for public
 	group     string
+	health    string // the item the health check reads (healthItem)
 	prefix    string // "nacos:<namespace>/<group>/"
 	logger    *slog.Logger
 	dir       string // private log and cache directory, removed by Close
@@ -141,16 +143,27 @@ func NewCatalog(cfg Config, group string) (*Catalog, error) {
 	return newCatalog(cfg, group)
 }
 
-// healthDataID is the item the health check reads: one nobody writes, in
-// the catalog's namespace and group (so it needs the permission the
-// documents need). Reading a document instead made its edits wait: Nacos
-// skips updating an item whose lock a read holds at that moment (its
-// log: "[dump-error] write lock failed") and tries again about a second
-// later, merged with any later edit, so with an edit a second one edit of
-// a document read every second was never served at all
-// (TestPushesWithManySDKClients). A read of an item that does not exist
-// takes no lock.
-const healthDataID = "_lightmesh_health"
+// healthItem returns the item a catalog's health check reads: one nobody
+// writes, in the catalog's namespace and group, named for this catalog
+// alone.
+//
+//   - Nobody writes it: reading a document instead made its edits wait.
+//     Nacos skips updating an item whose lock a read holds at that moment
+//     (its log: "[dump-error] write lock failed") and tries again about a
+//     second later, merged with any later edit, so with an edit a second
+//     one edit of a document read every second was never served at all
+//     (TestPushesWithManySDKClients). A read of an item that does not
+//     exist takes no lock.
+//   - For this catalog alone: the SDK allows about 5 reads a second of one
+//     item per process, so catalogs sharing one item refused each other's
+//     health reads (and logged errors) once a process had more than five.
+//   - A server that refuses it (403: the user may read its documents
+//     only) has answered, which is all the check asks (see healthRead).
+func healthItem() string {
+	var b [8]byte
+	rand.Read(b[:])
+	return "_lightmesh_health." + hex.EncodeToString(b[:])
+}
 
 // newCatalog is NewCatalog without the default group.
 func newCatalog(cfg Config, group string) (*Catalog, error) {
@@ -171,6 +184,7 @@ func newCatalog(cfg Config, group string) (*Catalog, error) {
 		client:    client,
 		namespace: param.ClientConfig.NamespaceId,
 		group:     group,
+		health:    healthItem(),
 		prefix:    "nacos:" + ns + "/" + group + "/",
 		logger:    cfg.logger(),
 		dir:       dir,
@@ -481,7 +495,7 @@ func (c *Catalog) maintain() {
 			return
 		}
 		failures = 0
-		c.fail(fmt.Errorf("nacos: health check: read %s: %w", c.Describe(healthDataID), withLoginHint(err)))
+		c.fail(fmt.Errorf("nacos: health check: read %s: %w", c.Describe(c.health), withLoginHint(err)))
 	}
 	for {
 		select {
@@ -524,7 +538,8 @@ func (c *Catalog) active() bool {
 	return true
 }
 
-// healthRead reads healthDataID on a goroutine of its own, since
+// healthRead reads the health item on a goroutine of its own (a refusal
+// for lack of permission is an answer, so a success here), since
 // the SDK's read cannot be cancelled, and sends the outcome on the
 // returned channel.
 func (c *Catalog) healthRead() <-chan error {
@@ -532,7 +547,10 @@ func (c *Catalog) healthRead() <-chan error {
 	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()
-		_, err := c.get(healthDataID)
+		_, err := c.get(c.health)
+		if isRefused(err) {
+			err = nil // an answer: the user may not read the item, as it need not
+		}
 		ch <- err
 	}()
 	return ch
@@ -630,6 +648,12 @@ func (c *Catalog) get(dataID string) (string, error) {
 		}
 	}
 	return content, err
+}
+
+// isRefused reports whether err is the server refusing a read for lack
+// of permission (the user is known, its role may not read the item).
+func isRefused(err error) bool {
+	return err != nil && strings.Contains(strings.ToLower(err.Error()), "authorization failed")
 }
 
 // isReadLimited reports whether err is the SDK refusing a read because

@@ -68,8 +68,15 @@ func (s *sdkLogger) out(level slog.Level, f bool, format string, args []any) {
 	s.l.Log(ctx, level, strings.TrimSpace(msg))
 }
 
-func (s *sdkLogger) Info(args ...any)  { s.out(slog.LevelDebug, false, "", args) }
-func (s *sdkLogger) Warn(args ...any)  { s.out(slog.LevelWarn, false, "", args) }
+func (s *sdkLogger) Info(args ...any) { s.out(slog.LevelDebug, false, "", args) }
+func (s *sdkLogger) Warn(args ...any) {
+	level := slog.LevelWarn
+	if len(args) == 1 && isNoLocalFile(args[0]) {
+		level = slog.LevelDebug
+	}
+	s.out(level, false, "", args)
+}
+
 func (s *sdkLogger) Error(args ...any) { s.out(slog.LevelError, false, "", args) }
 func (s *sdkLogger) Debug(args ...any) { s.out(slog.LevelDebug, false, "", args) }
 
@@ -77,9 +84,9 @@ func (s *sdkLogger) Infof(format string, args ...any) { s.out(slog.LevelDebug, t
 func (s *sdkLogger) Warnf(format string, args ...any) {
 	level := slog.LevelWarn
 	if format == failedResponseFormat && len(args) == 4 && args[3] == "config data not exist" {
-		// An item that does not exist, as the catalog's health check of
-		// _defaults finds once a second in a fleet without defaults: an
-		// answer, not trouble.
+		// An item that does not exist, as the health check's (see
+		// healthItem) and a missing document are: an answer, not
+		// trouble.
 		level = slog.LevelDebug
 	}
 	s.out(level, true, format, args)
@@ -92,3 +99,13 @@ const failedResponseFormat = "%s request received fail response, error code: %d,
 
 func (s *sdkLogger) Errorf(format string, args ...any) { s.out(slog.LevelError, true, format, args) }
 func (s *sdkLogger) Debugf(format string, args ...any) { s.out(slog.LevelDebug, true, format, args) }
+
+// isNoLocalFile reports whether an SDK log line (a string or an error)
+// says that a read found no local cache or failover file of an item, which
+// the SDK logs at Warn on reads and listens of an item it has no file of
+// (the failover one on every read, once a second for the health check's):
+// the adapter keeps no such files (a private directory, no snapshots), so
+// it is no news.
+func isNoLocalFile(arg any) bool {
+	return strings.Contains(fmt.Sprint(arg), "failed. cause file doesn't exist")
+}
