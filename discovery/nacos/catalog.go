@@ -61,10 +61,10 @@ const (
 // name share one SDK listener, registered with the first and cancelled
 // when the last returns, and each of them gets every change. One health
 // check serves all the watches: once a second it reads an item nobody
-// writes (see healthItem), and when two reads in a row fail or get no answer within 3 s,
-// every Watch of the catalog returns an error, so the meshes report
-// the outage and retry with backoff; a new Watch reads its item again,
-// so what changed meanwhile is delivered. Each listened item is also
+// writes (see healthItem), and when two reads in a row fail or get no
+// answer within 3 s, every Watch of the catalog returns an error, so the
+// meshes report the outage and retry with backoff; a new Watch reads its
+// item again, so what changed meanwhile is delivered. Each listened item is also
 // read about every 30 s (one item at a time, spread out) to catch a
 // change whose push was lost. The catalog answers the server's pushes on
 // its own connection and reads the pushed item itself (see hearPushes):

@@ -39,9 +39,9 @@ var errClosed = errors.New("nacos: closed")
 // when the server pushes a change (never the content the SDK hands its
 // listeners, which may arrive out of order), re-read every 30 s, and a
 // health check that reads an item nobody writes every second (see
-// healthItem) and ends every Watch
-// with an error when two reads in a row fail or one takes over 3 s, so
-// the mesh reports the outage and retries with backoff. Watch may be
+// healthItem) and ends every Watch with an error when two reads in a row
+// fail or one takes over 3 s, so the mesh reports the outage and retries
+// with backoff. Watch may be
 // called by several callers at once; they share the item.
 type RuleSource struct {
 	cat    *Catalog
