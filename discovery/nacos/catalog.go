@@ -162,8 +162,11 @@ func NewCatalog(cfg Config, group string) (*Catalog, error) {
 func healthItem() string {
 	var b [8]byte
 	rand.Read(b[:])
-	return "_lightmesh_health." + hex.EncodeToString(b[:])
+	return healthItemPrefix + hex.EncodeToString(b[:])
 }
+
+// healthItemPrefix begins the name of every health item.
+const healthItemPrefix = "_lightmesh_health."
 
 // newCatalog is NewCatalog without the default group.
 func newCatalog(cfg Config, group string) (*Catalog, error) {

@@ -83,10 +83,13 @@ func (s *sdkLogger) Debug(args ...any) { s.out(slog.LevelDebug, false, "", args)
 func (s *sdkLogger) Infof(format string, args ...any) { s.out(slog.LevelDebug, true, format, args) }
 func (s *sdkLogger) Warnf(format string, args ...any) {
 	level := slog.LevelWarn
-	if format == failedResponseFormat && len(args) == 4 && args[3] == "config data not exist" {
+	if format == failedResponseFormat && len(args) == 4 && (args[3] == "config data not exist" || args[0] == "ConfigQueryRequest" && args[3] == "authorization failed!") {
 		// An item that does not exist, as the health check's (see
 		// healthItem) and a missing document are: an answer, not
-		// trouble.
+		// trouble. So is a read refused for lack of permission, as the
+		// health check's is for a user granted its documents only (the
+		// line does not say which item: a document's refused reads are
+		// logged by the catalog itself).
 		level = slog.LevelDebug
 	}
 	s.out(level, true, format, args)
@@ -97,7 +100,28 @@ func (s *sdkLogger) Warnf(format string, args ...any) {
 // type, the error and result codes, and the server's message.
 const failedResponseFormat = "%s request received fail response, error code: %d, result code: %d, message: [%s]"
 
-func (s *sdkLogger) Errorf(format string, args ...any) { s.out(slog.LevelError, true, format, args) }
+func (s *sdkLogger) Errorf(format string, args ...any) {
+	level := slog.LevelError
+	if format == subServerErrorFormat && len(args) > 0 && isHealthItem(args[0]) {
+		// The health check's read refused for lack of permission (a
+		// user granted its documents only): an answer, which is all
+		// the check asks.
+		level = slog.LevelDebug
+	}
+	s.out(level, true, format, args)
+}
+
+// subServerErrorFormat is the format of the SDK's log line for a config
+// read the server answered with an error: the dataId, group, tenant and
+// response.
+const subServerErrorFormat = "[config_rpc_client] [sub-server-error]  dataId=%s, group=%s, tenant=%s, code=%+v"
+
+// isHealthItem reports whether arg is the dataId of a health check's item
+// (healthItem).
+func isHealthItem(arg any) bool {
+	id, ok := arg.(string)
+	return ok && strings.HasPrefix(id, healthItemPrefix)
+}
 func (s *sdkLogger) Debugf(format string, args ...any) { s.out(slog.LevelDebug, true, format, args) }
 
 // isNoLocalFile reports whether an SDK log line (a string or an error)
