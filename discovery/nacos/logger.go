@@ -122,6 +122,7 @@ func isHealthItem(arg any) bool {
 	id, ok := arg.(string)
 	return ok && strings.HasPrefix(id, healthItemPrefix)
 }
+
 func (s *sdkLogger) Debugf(format string, args ...any) { s.out(slog.LevelDebug, true, format, args) }
 
 // isNoLocalFile reports whether an SDK log line (a string or an error)
