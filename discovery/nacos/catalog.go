@@ -653,12 +653,6 @@ func (c *Catalog) get(dataID string) (string, error) {
 	return content, err
 }
 
-// isRefused reports whether err is the server refusing a read for lack
-// of permission (the user is known, its role may not read the item).
-func isRefused(err error) bool {
-	return err != nil && strings.Contains(strings.ToLower(err.Error()), "authorization failed")
-}
-
 // isReadLimited reports whether err is the SDK refusing a read because
 // the process read the item too often (about 5 times a second), without
 // asking the server.

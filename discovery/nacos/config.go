@@ -344,10 +344,20 @@ func withLoginHint(err error) error {
 		return nil
 	}
 	msg := strings.ToLower(err.Error())
-	for _, s := range []string{"user not found", "token invalid", "token expired", "unknown user", "authorization failed"} {
+	for _, s := range []string{"user not found", "token invalid", "token expired", "unknown user"} {
 		if strings.Contains(msg, s) {
 			return fmt.Errorf("%w; %w", err, errLogin)
 		}
 	}
+	if isRefused(err) {
+		return fmt.Errorf("%w; %w", err, errLogin)
+	}
 	return err
+}
+
+// isRefused reports whether err is the server refusing a request for
+// lack of permission ("authorization failed!"): the user's role may not
+// read the item, or, without a login, no role at all.
+func isRefused(err error) bool {
+	return err != nil && strings.Contains(strings.ToLower(err.Error()), "authorization failed")
 }
