@@ -1,7 +1,6 @@
 package nacos
 
 import (
-	"context"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -145,10 +144,8 @@ func pushesWithManySDKClients(tb testing.TB, sourcesFirst bool) []pushResult {
 			tb.Fatal(err)
 		}
 		tb.Cleanup(func() { disc.Close() })
-		ctx, cancel := context.WithCancel(context.Background())
 		watched := make(chan struct{})
-		go disc.Watch(ctx, svcA, func([]discovery.Instance) { closeOnce(watched) })
-		tb.Cleanup(cancel)
+		keepWatching(tb, disc, svcA, func([]discovery.Instance) { closeOnce(watched) })
 		b := meshtest.NewBackend(tb, "many")
 		register(tb, cfg, svcA, group, b, "base")
 		if err := Publish(cfg, unique("many-other"), group, "x: 1"); err != nil {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/nacos-group/nacos-sdk-go/v2/vo"
 
+	"github.com/lightmesh/lightmesh/discovery"
 	"github.com/lightmesh/lightmesh/internal/meshtest"
 	"github.com/lightmesh/lightmesh/mesh"
 )
@@ -134,4 +135,30 @@ func waitInstances(tb testing.TB, m *mesh.Mesh, service string, n int) {
 	meshtest.WaitFor(tb, 15*time.Second, fmt.Sprintf("%d instances of %s", n, service), func() bool {
 		return len(m.Table().Instances(service, "")) == n
 	})
+}
+
+// keepWatching watches service through d until the test ends, as a
+// mesh does: Watch ends with an error while the client has not
+// connected yet (a loaded machine) or has lost the server, and is
+// called again after a short wait.
+func keepWatching(tb testing.TB, d *Discovery, service string, update func([]discovery.Instance)) {
+	tb.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			err := d.Watch(ctx, service, update)
+			if ctx.Err() != nil {
+				return
+			}
+			tb.Logf("watch %s: %v; watching again", service, err)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+	}()
+	tb.Cleanup(func() { cancel(); <-done })
 }

@@ -1,7 +1,6 @@
 package nacos
 
 import (
-	"context"
 	"net"
 	"net/netip"
 	"slices"
@@ -15,20 +14,14 @@ import (
 // last reported.
 func watchAddresses(t *testing.T, d *Discovery, service string) func() []string {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
 	ch := make(chan []string, 64)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		d.Watch(ctx, service, func(ins []discovery.Instance) {
-			var a []string
-			for _, in := range ins {
-				a = append(a, in.Address)
-			}
-			ch <- a
-		})
-	}()
-	t.Cleanup(func() { cancel(); <-done })
+	keepWatching(t, d, service, func(ins []discovery.Instance) {
+		var a []string
+		for _, in := range ins {
+			a = append(a, in.Address)
+		}
+		ch <- a
+	})
 	var last []string
 	return func() []string {
 		for {
