@@ -26,8 +26,9 @@ const maxNacosWeight = 10000
 // again by itself after a reconnect.
 type Registration struct {
 	client naming_client.INamingClient
-	owned  bool       // Close closes client: it was made for this registration
-	disc   *Discovery // the Discovery whose client it shares, if any
+	owned  bool                     // Close closes client: it was made for this registration
+	disc   *Discovery               // the Discovery whose client it shares, if any
+	reg    vo.RegisterInstanceParam // with disc: what registered it, to register it again
 	param  vo.DeregisterInstanceParam
 	dir    string
 	once   sync.Once
@@ -77,6 +78,10 @@ func Register(cfg Config, service, group string, in discovery.Instance) (*Regist
 // per service; a
 // process that runs several instances of one service (tests) uses a
 // client per instance, with the package's Register.
+//
+// A Register that returns an error registers nothing, now or when the
+// client reconnects, and leaves the service's registration in force as it
+// was.
 func (d *Discovery) Register(service string, in discovery.Instance) (*Registration, error) {
 	param, err := registerParam(service, d.group, in)
 	if err != nil {
@@ -92,11 +97,34 @@ func (d *Discovery) Register(service string, in discovery.Instance) (*Registrati
 	defer d.regMu.Unlock()
 	r, err := registerWith(d.client, param, d.cfg)
 	if err != nil {
+		d.undoRegister(param)
 		return nil, err
 	}
-	r.disc = d
+	r.disc, r.reg = d, param
 	d.regs[service] = r
 	return r, nil
+}
+
+// undoRegister leaves the client as it was before a registration of
+// param that failed. The SDK keeps the instance of every registration,
+// failed or not, as the service's, and registers it by itself on its next
+// connection: left there, the failed instance would appear with no
+// Registration to close it, in place of the registration in force.
+// Called with regMu held.
+func (d *Discovery) undoRegister(param vo.RegisterInstanceParam) {
+	var err error
+	if cur := d.regs[param.ServiceName]; cur != nil {
+		// Registering it again makes it the SDK's again, and the
+		// server's, should the failed request have reached it.
+		_, err = d.client.RegisterInstance(cur.reg)
+	} else {
+		// The SDK forgets the instance even when the request fails; the
+		// server forgets it with the connection if it has it.
+		_, err = d.client.DeregisterInstance(vo.DeregisterInstanceParam{Ip: param.Ip, Port: param.Port, ServiceName: param.ServiceName, GroupName: param.GroupName, Ephemeral: true})
+	}
+	if err != nil {
+		d.logger.Debug("lightmesh: nacos registration undone while the server is unreachable; the client's next connection registers what it should", "service", param.ServiceName, "err", err)
+	}
 }
 
 // registerParam checks in and completes its address.

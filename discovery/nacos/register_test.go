@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/lightmesh/lightmesh/discovery"
+	"github.com/lightmesh/lightmesh/internal/meshtest"
 )
 
 // watchAddresses follows service through d and returns the addresses it
@@ -149,4 +150,90 @@ func TestReplacedRegistrationClose(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitAddresses(t, addrs)
+}
+
+// TestFailedRegisterLeavesNothingBehind: a Discovery.Register that
+// returns an error (here: the connection to the server is down) leaves
+// no instance to appear once the client reconnects, and does not take
+// the place of the service's registration in force. The SDK keeps every
+// instance it was asked to register, failed or not, and registers it by
+// itself on the next connection: the failed one used to appear then,
+// registered with no Registration to close it, replacing the one that
+// was.
+func TestFailedRegisterLeavesNothingBehind(t *testing.T) {
+	cfg := testConfig(t)
+	group := "LIGHTMESH_TEST"
+	watcher, err := NewDiscovery(cfg, group)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer watcher.Close()
+	// setUp returns a discovery connected through a relay, and the relay.
+	setUp := func(t *testing.T) (*Discovery, *relay) {
+		r := startRelay(t, cfg.Addresses[0])
+		relayed := cfg
+		relayed.Addresses = []string{r.addr}
+		disc, err := NewDiscovery(relayed, group)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { disc.Close() })
+		meshtest.WaitFor(t, 30*time.Second, "the relayed client connected", disc.client.ServerHealthy)
+		return disc, r
+	}
+	// failRegister cuts the relay, registers addr, which must fail, and
+	// restores the relay until the client has connected again.
+	failRegister := func(t *testing.T, disc *Discovery, r *relay, service, addr string) {
+		r.cut()
+		meshtest.WaitFor(t, 30*time.Second, "the client saw the connection go", func() bool { return !disc.client.ServerHealthy() })
+		if reg, err := disc.Register(service, discovery.Instance{Address: addr}); err == nil {
+			reg.Close()
+			t.Fatal("Register succeeded with the server unreachable")
+		}
+		r.restore()
+		meshtest.WaitFor(t, 30*time.Second, "the client connected again", disc.client.ServerHealthy)
+	}
+
+	t.Run("first registration", func(t *testing.T) {
+		service := unique("lm-failreg")
+		addrs := watchAddresses(t, watcher, service)
+		disc, r := setUp(t)
+		failRegister(t, disc, r, service, "10.42.0.9:18085")
+		// The SDK's own re-registration runs as it connects; its push
+		// reaches the watcher within about 0.5 s.
+		time.Sleep(3 * time.Second)
+		if got := addrs(); len(got) != 0 {
+			t.Fatalf("after a failed Register and a reconnect, discovery reports %v, want none", got)
+		}
+		// The watcher hears registrations: a Register that succeeds shows.
+		reg, err := disc.Register(service, discovery.Instance{Address: "10.42.0.9:18086"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer reg.Close()
+		waitAddresses(t, addrs, "10.42.0.9:18086")
+	})
+
+	t.Run("replacing a registration", func(t *testing.T) {
+		service := unique("lm-failreg")
+		addrs := watchAddresses(t, watcher, service)
+		disc, r := setUp(t)
+		cur, err := disc.Register(service, discovery.Instance{Address: "10.42.0.9:18087"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		waitAddresses(t, addrs, "10.42.0.9:18087")
+		failRegister(t, disc, r, service, "10.42.0.9:18088")
+		// The server dropped the instance with the connection; the
+		// registration in force comes back, not the failed one.
+		meshtest.WaitFor(t, 15*time.Second, "an instance registered again", func() bool { return len(addrs()) > 0 })
+		time.Sleep(time.Second) // a replacement would follow within about 0.5 s
+		if got := addrs(); !slices.Equal(got, []string{"10.42.0.9:18087"}) {
+			t.Fatalf("after a failed replacing Register and a reconnect, discovery reports %v, want [10.42.0.9:18087]", got)
+		}
+		if err := cur.Close(); err != nil {
+			t.Fatal(err)
+		}
+		waitAddresses(t, addrs)
+	})
 }
