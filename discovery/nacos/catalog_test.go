@@ -104,6 +104,8 @@ func (w *catalogWatcher) quiet(tb testing.TB, d time.Duration) {
 	}
 }
 
+// newTestCatalog returns a catalog of the server in cfg whose client has
+// connected.
 func newTestCatalog(tb testing.TB, cfg Config, group string) *Catalog {
 	tb.Helper()
 	c, err := NewCatalog(cfg, group)
@@ -111,7 +113,22 @@ func newTestCatalog(tb testing.TB, cfg Config, group string) *Catalog {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { c.Close() })
+	connectCatalog(tb, c)
 	return c
+}
+
+// connectCatalog makes c's config client connect, which it does on its
+// first request: a Watch run once would make that request itself and
+// end with an error after two tries.
+func connectCatalog(tb testing.TB, c *Catalog) {
+	tb.Helper()
+	eventually(tb, "the catalog's first read", func() error {
+		_, err := c.get(c.health)
+		if isRefused(err) {
+			return nil
+		}
+		return err
+	})
 }
 
 // watchers returns how many watches share the item name, and whether
@@ -447,11 +464,15 @@ func TestCatalogClose(t *testing.T) {
 func TestCatalogUnreachable(t *testing.T) {
 	const password, secretKey = "Pw-catalog-9q", "Sk-catalog-7z"
 	cfg := Config{Addresses: []string{"127.0.0.1:1"}, TimeoutMs: 500, Username: "ops", Password: password, AccessKey: "ak", SecretKey: secretKey}
-	c := newTestCatalog(t, cfg, "")
+	c, err := NewCatalog(cfg, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	start := time.Now()
-	err := c.Watch(ctx, "user-api", func(rules.Document) { t.Error("delivered from nowhere") })
+	err = c.Watch(ctx, "user-api", func(rules.Document) { t.Error("delivered from nowhere") })
 	if err == nil || ctx.Err() != nil {
 		t.Fatalf("Watch = %v after %v, want an error before the deadline", err, time.Since(start))
 	}

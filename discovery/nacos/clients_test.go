@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -39,9 +40,9 @@ func (l *appLogger) Close() error          { return nil }
 // own with its own logger installed in the SDK), created before or after
 // the sources, applies every edit of its documents soon after its
 // publish. Each second, two per-service documents of a Catalog and the
-// document of a RuleSource are published at the same moment, 40 times;
-// every edit must be applied by the meshes, each within 2 s of its
-// publish: a lost push waits for the 30 s re-read and cannot meet that.
+// document of a RuleSource are published at the same moment, 40 times
+// (a round not yet applied holds the next back, for up to 2 s); every
+// edit must be applied by the meshes, each within 2 s of its publish: a lost push waits for the 30 s re-read and cannot meet that.
 // (With nacos-sdk-go's own listener a third of the catalog's edits waited
 // for that re-read when another client was created after it: the SDK
 // loses a push that arrives while a listen round is in flight, and the
@@ -117,7 +118,8 @@ type pushResult struct {
 // pushesWithManySDKClients builds the process of
 // TestPushesWithManySDKClients (the sources made before the other SDK
 // clients, which are made again after the meshes start, or after them),
-// publishes 40 rounds of edits one second apart and returns, for the
+// publishes 40 rounds of edits one second apart (or up to lostPushBound,
+// while a round is not applied) and returns, for the
 // catalog and the rule source, how long each edit took to be applied.
 func pushesWithManySDKClients(tb testing.TB, sourcesFirst bool) []pushResult {
 	cfg := testConfig(tb)
@@ -148,9 +150,7 @@ func pushesWithManySDKClients(tb testing.TB, sourcesFirst bool) []pushResult {
 		keepWatching(tb, disc, svcA, func([]discovery.Instance) { closeOnce(watched) })
 		b := meshtest.NewBackend(tb, "many")
 		register(tb, cfg, svcA, group, b, "base")
-		if err := Publish(cfg, unique("many-other"), group, "x: 1"); err != nil {
-			tb.Fatal(err)
-		}
+		eventually(tb, "the one-shot Publish", func() error { return Publish(cfg, unique("many-other"), group, "x: 1") })
 		param, dir, err := cfg.clientParam()
 		if err != nil {
 			tb.Fatal(err)
@@ -160,11 +160,13 @@ func pushesWithManySDKClients(tb testing.TB, sourcesFirst bool) []pushResult {
 			tb.Fatal(err)
 		}
 		tb.Cleanup(func() { app.close(); removeDir(dir) })
-		if _, err := app.get(svcA, group); err != nil {
-			tb.Fatal(err)
-		}
+		eventually(tb, "the application's first read", func() error { _, err := app.get(svcA, group); return err })
 		logger.SetLogger(&appLogger{})
-		<-watched
+		select {
+		case <-watched:
+		case <-time.After(settleBound):
+			tb.Fatal("the discovery delivered no list")
+		}
 	}
 	sources := func() (*Catalog, *RuleSource) {
 		cat, err := NewCatalog(cfg, group)
@@ -190,38 +192,75 @@ func pushesWithManySDKClients(tb testing.TB, sourcesFirst bool) []pushResult {
 		others()
 		cat, src = sources()
 	}
-	catEvents, srcEvents := make(events, 512), make(events, 512)
-	newMesh(tb, mesh.WithRuleCatalog(cat), mesh.WithServices(svcA, svcB), catEvents.hook())
-	newMesh(tb, mesh.WithRules(src), srcEvents.hook())
-	if sourcesFirst {
-		others() // and a second round after the meshes started
-	}
-	// The SDK registers listeners with the server on a 5 s timer.
-	time.Sleep(6 * time.Second)
-
-	const edits = 40
 	var (
 		mu        sync.Mutex
 		published = map[string]time.Time{} // version → publish time
 		names     = map[string]string{}    // version → "document #edit"
+		// the versions each mesh applied, for pacing the rounds
+		catApplied, srcApplied = map[string]bool{}, map[string]bool{}
 	)
+	catEvents, srcEvents := make(events, 512), make(events, 512)
+	recording := func(ch events, applied map[string]bool) mesh.Option {
+		return mesh.WithOnRulesChange(func(ev mesh.RulesEvent) {
+			mu.Lock()
+			applied[ev.Version] = true
+			mu.Unlock()
+			select {
+			case ch <- ev:
+			default:
+			}
+		})
+	}
+	newMesh(tb, mesh.WithRuleCatalog(cat), mesh.WithServices(svcA, svcB), recording(catEvents, catApplied))
+	newMesh(tb, mesh.WithRules(src), recording(srcEvents, srcApplied))
+	if sourcesFirst {
+		others() // and a second round after the meshes started
+	}
+	type item struct{ dataID, service string }
+	items := []item{{svcA, svcA}, {svcB, svcB}, {single, svcA}}
+	docOf := func(it item, edit string) string {
+		return fmt.Sprintf("%s# edit %s\n", meshtest.LaneRules(it.service), edit)
+	}
+	// applied reports whether both meshes applied edit of every item.
+	applied := func(edit string) bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return catApplied[md5hex(docOf(items[0], edit))] && catApplied[md5hex(docOf(items[1], edit))] && srcApplied[md5hex(docOf(items[2], edit))]
+	}
+	// The SDK registers listeners with the server on a 5 s timer; an edit
+	// made before would wait for the 30 s re-read. Once a warm-up edit
+	// of each document has been applied, the listeners are in place.
+	time.Sleep(6 * time.Second)
+	for _, it := range items {
+		pub.publish(tb, it.dataID, docOf(it, "warm-up"))
+	}
+	meshtest.WaitFor(tb, 40*time.Second, "the warm-up edits applied", func() bool { return applied("warm-up") })
+
+	const edits = 40
 	var wg sync.WaitGroup
 	for i := range edits {
-		for _, item := range []struct{ dataID, service string }{{svcA, svcA}, {svcB, svcB}, {single, svcA}} {
-			doc := fmt.Sprintf("%s# edit %d\n", meshtest.LaneRules(item.service), i)
+		round := time.Now()
+		for _, it := range items {
+			doc := docOf(it, strconv.Itoa(i))
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
 				mu.Lock()
 				published[md5hex(doc)] = time.Now()
-				names[md5hex(doc)] = fmt.Sprintf("%s #%d", item.dataID, i)
+				names[md5hex(doc)] = fmt.Sprintf("%s #%d", it.dataID, i)
 				mu.Unlock()
-				if ok, err := pub.client.publish(vo.ConfigParam{DataId: item.dataID, Group: group, Content: doc, Type: "yaml"}); err != nil || !ok {
-					tb.Errorf("publish %s: ok=%v err=%v", item.dataID, ok, err)
+				if ok, err := pub.client.publish(vo.ConfigParam{DataId: it.dataID, Group: group, Content: doc, Type: "yaml"}); err != nil || !ok {
+					tb.Errorf("publish %s: ok=%v err=%v", it.dataID, ok, err)
 				}
 			}()
 		}
-		time.Sleep(time.Second)
+		// A round a second, but the next waits until this one is
+		// applied, up to lostPushBound: a later edit replaces one not yet
+		// read, which would count as lost although it might have met
+		// the bound.
+		for el := time.Since(round); el < lostPushBound && (el < time.Second || !applied(strconv.Itoa(i))); el = time.Since(round) {
+			time.Sleep(20 * time.Millisecond)
+		}
 	}
 	wg.Wait()
 	time.Sleep(lostPushBound) // the last edits

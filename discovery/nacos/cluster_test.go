@@ -81,10 +81,11 @@ func TestPublicNamespaceEitherWay(t *testing.T) {
 	}
 	defer disc.Close()
 	addrs := watchAddresses(t, disc, service)
-	reg, err := Register(blank, service, group, discovery.Instance{Address: "10.42.0.8:8080"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	var reg *Registration
+	eventually(t, "register", func() (err error) {
+		reg, err = Register(blank, service, group, discovery.Instance{Address: "10.42.0.8:8080"})
+		return err
+	})
 	defer reg.Close()
 	waitAddresses(t, addrs, "10.42.0.8:8080")
 }

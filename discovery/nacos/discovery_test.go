@@ -69,19 +69,21 @@ func TestDiscoveryDirect(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer disc.Close()
+	waitConnected(t, disc) // these Watches run once: their return is checked
 	a, stopA := meshtest.WatchList(t, disc, service)
 	b, stopB := meshtest.WatchList(t, disc, service)
 	nextList(t, a, "empty", func(l []discovery.Instance) bool { return len(l) == 0 })
 	nextList(t, b, "empty", func(l []discovery.Instance) bool { return len(l) == 0 })
 
-	r, err := Register(cfg, service, group, discovery.Instance{Address: "127.0.0.1:18080", Weight: 3, Labels: map[string]string{"env": "staging", "zone": "a"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sick, err := Register(cfg, service, group, discovery.Instance{Address: "127.0.0.1:18081", Unhealthy: true})
-	if err != nil {
-		t.Fatal(err)
-	}
+	var r, sick *Registration
+	eventually(t, "register", func() (err error) {
+		r, err = Register(cfg, service, group, discovery.Instance{Address: "127.0.0.1:18080", Weight: 3, Labels: map[string]string{"env": "staging", "zone": "a"}})
+		return err
+	})
+	eventually(t, "register the unhealthy instance", func() (err error) {
+		sick, err = Register(cfg, service, group, discovery.Instance{Address: "127.0.0.1:18081", Unhealthy: true})
+		return err
+	})
 	want := []discovery.Instance{
 		{Address: "127.0.0.1:18080", Weight: 300, Labels: map[string]string{"env": "staging", "zone": "a"}},
 		{Address: "127.0.0.1:18081", Weight: 100, Unhealthy: true},

@@ -155,6 +155,7 @@ func manySources(t *testing.T, cfg Config, group string, n int) []*catalogWatche
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { src.Close() })
+		connectCatalog(t, src.cat)
 		ws = append(ws, watchCatalog(t, src.cat, dataID)) // src.Watch, with the catalog watcher's recording
 	}
 	for _, w := range ws {

@@ -66,6 +66,11 @@ func newPublisher(tb testing.TB, cfg Config, group string) *publisher {
 		client.close()
 		removeDir(dir)
 	})
+	// The config client connects on its first request.
+	eventually(tb, "the publisher's first read", func() error {
+		_, err := client.get("_lightmesh_publisher_warmup", group)
+		return err
+	})
 	return &publisher{client: client, group: group}
 }
 
@@ -95,10 +100,11 @@ func md5hex(s string) string {
 // cleanup.
 func register(tb testing.TB, cfg Config, service, group string, b *meshtest.Backend, env string) *Registration {
 	tb.Helper()
-	r, err := Register(cfg, service, group, b.Instance(env))
-	if err != nil {
-		tb.Fatal(err)
-	}
+	var r *Registration
+	eventually(tb, "register "+service, func() (err error) {
+		r, err = Register(cfg, service, group, b.Instance(env))
+		return err
+	})
 	tb.Cleanup(func() { r.Close() })
 	return r
 }
@@ -161,4 +167,47 @@ func keepWatching(tb testing.TB, d *Discovery, service string, update func([]dis
 		}
 	}()
 	tb.Cleanup(func() { cancel(); <-done })
+}
+
+// settleBound is how long a test gives a new SDK client to reach the
+// server: on a loaded machine its first connect can time out (3 tries of
+// 3 s), leaving it reconnecting in the background, and a request made
+// meanwhile fails at once with "client not connected". A mesh retries;
+// a test that makes a client and uses it once does too, up to this.
+const settleBound = 30 * time.Second
+
+// eventually calls f until it succeeds, for up to settleBound, logging
+// each failure, and fails tb with the last error.
+func eventually(tb testing.TB, what string, f func() error) {
+	tb.Helper()
+	deadline := time.Now().Add(settleBound)
+	for {
+		err := f()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("%s: %v", what, err)
+		}
+		tb.Logf("%s: %v; trying again", what, err)
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// waitConnected waits until d's naming client is connected to the server.
+func waitConnected(tb testing.TB, d *Discovery) {
+	tb.Helper()
+	meshtest.WaitFor(tb, settleBound, "the naming client connected", d.client.ServerHealthy)
+}
+
+// fetch returns what the one-shot Fetch reads, trying again while its
+// new client cannot reach the server.
+func fetch(tb testing.TB, cfg Config, dataID, group string) string {
+	tb.Helper()
+	var got string
+	eventually(tb, "Fetch "+dataID, func() (err error) {
+		got, err = Fetch(cfg, dataID, group)
+		return err
+	})
+	return got
 }

@@ -69,10 +69,11 @@ func TestRegisterFindsItsAddress(t *testing.T) {
 	addrs := watchAddresses(t, disc, service)
 
 	t.Setenv(discovery.HostEnv, "")
-	r1, err := Register(cfg, service, group, discovery.Instance{Address: ":18081"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	var r1 *Registration
+	eventually(t, "register", func() (err error) {
+		r1, err = Register(cfg, service, group, discovery.Instance{Address: ":18081"})
+		return err
+	})
 	defer r1.Close()
 	host, _, _ := net.SplitHostPort(r1.Address())
 	if ip, err := netip.ParseAddr(host); err != nil || ip.IsLoopback() || !ip.IsGlobalUnicast() {
@@ -82,6 +83,7 @@ func TestRegisterFindsItsAddress(t *testing.T) {
 	t.Logf("\":18081\" registered as %s", r1.Address())
 
 	t.Setenv(discovery.HostEnv, "10.42.0.7")
+	waitConnected(t, disc)
 	r2, err := disc.Register(service, discovery.Instance{Address: "0.0.0.0:18082"})
 	if err != nil {
 		t.Fatal(err)
@@ -126,7 +128,7 @@ func TestReplacedRegistrationClose(t *testing.T) {
 	}
 	defer watcher.Close()
 	addrs := watchAddresses(t, watcher, service)
-
+	waitConnected(t, disc)
 	old, err := disc.Register(service, discovery.Instance{Address: "10.42.0.7:18083"})
 	if err != nil {
 		t.Fatal(err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/lightmesh/lightmesh/discovery"
 	"github.com/lightmesh/lightmesh/internal/rollingtest"
@@ -34,6 +35,11 @@ func TestRollingRestart(t *testing.T) {
 			self, err := NewDiscovery(cfg, group)
 			if err != nil {
 				return nil, err
+			}
+			// A new client's first connect can time out on a loaded
+			// machine; a service would retry its registration.
+			for deadline := time.Now().Add(settleBound); !self.client.ServerHealthy() && time.Now().Before(deadline); {
+				time.Sleep(50 * time.Millisecond)
 			}
 			var regs []*Registration
 			for service, in := range ins {

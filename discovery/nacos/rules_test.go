@@ -98,6 +98,7 @@ func TestRuleSourceDirect(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer src.Close()
+	connectCatalog(t, src.cat) // the Watch below runs once: its return is checked
 	docs := make(chan rules.Document, 16)
 	var answered atomic.Int32 // nil Documents: the server answered, with no item
 	ctx, cancel := context.WithCancel(context.Background())
@@ -128,15 +129,13 @@ func TestRuleSourceDirect(t *testing.T) {
 	pub.remove(t, dataID)
 	meshtest.WaitFor(t, 5*time.Second, "deletion logged", func() bool { return strings.Contains(logs.String(), "deleted or emptied") })
 	time.Sleep(250 * time.Millisecond)
-	if err := Publish(cfg, dataID, group, "second"); err != nil { // the one-shot helper
-		t.Fatal(err)
-	}
+	eventually(t, "the one-shot Publish", func() error { return Publish(cfg, dataID, group, "second") })
 	expectDoc(t, docs, "second", md5hex("second"), 5*time.Second)
-	if got, err := Fetch(cfg, dataID, group); err != nil || got != "second" {
-		t.Fatalf("Fetch = %q, %v; want what Publish wrote", got, err)
+	if got := fetch(t, cfg, dataID, group); got != "second" {
+		t.Fatalf("Fetch = %q; want what Publish wrote", got)
 	}
-	if got, err := Fetch(cfg, dataID+"-missing", group); err != nil || got != "" {
-		t.Fatalf("Fetch of a missing item = %q, %v; want empty", got, err)
+	if got := fetch(t, cfg, dataID+"-missing", group); got != "" {
+		t.Fatalf("Fetch of a missing item = %q; want empty", got)
 	}
 
 	cancel()

@@ -88,8 +88,8 @@ func TestCredentialsNeverShown(t *testing.T) {
 	client := &http.Client{Transport: m.Transport(nil)}
 	meshtest.ExpectOnly(t, client, service, "", 5, "base-1")
 	meshtest.ExpectOnly(t, client, service, "staging", 5, "staging-1")
-	if got, err := Fetch(cfg, dataID, group); err != nil || got != meshtest.LaneRules(service) {
-		t.Fatalf("Fetch = %q, %v", got, err)
+	if got := fetch(t, cfg, dataID, group); got != meshtest.LaneRules(service) {
+		t.Fatalf("Fetch = %q", got)
 	}
 	seen.AddStatus(t, "mesh", m.Status(), m.StatusHandler(), reg, service)
 
