@@ -747,8 +747,8 @@ func TestCatalogWarnsWhenADocumentCannotBeRead(t *testing.T) {
 	buf := meshtest.CaptureDefaultLog(t)
 	pub, name, _, w := listenedItem(t, cfg, "lm-cat-stuck")
 
-	// Another client spends the item's read limit for 4 s.
-	polled := starveReads(t, cfg, name, 4*time.Second)
+	// Another client spends the item's read limit until the warning.
+	stop := starveReads(t, cfg, name)
 	time.Sleep(300 * time.Millisecond)
 	pub.publish(t, name, "v: 3")
 	defer func() {
@@ -756,7 +756,7 @@ func TestCatalogWarnsWhenADocumentCannotBeRead(t *testing.T) {
 			t.Logf("logged:\n%s", buf.String())
 		}
 	}()
-	awaitStarvedReads(t, buf, "read failed; its last good rules keep serving; retrying", name, polled, w, "v: 3")
+	awaitStarvedReads(t, buf, "read failed; its last good rules keep serving; retrying", name, stop, w, "v: 3")
 	if n := strings.Count(buf.String(), "level=WARN msg=\"lightmesh: nacos rule document read failed"); n != 1 {
 		t.Errorf("%d warnings of failed reads, want 1 for the streak:\n%s", n, buf.String())
 	}
@@ -794,25 +794,24 @@ func TestCatalogWarnsWhenAFirstReadIsStarved(t *testing.T) {
 	t.Cleanup(func() { pub.remove(t, name) })
 	pub.publish(t, name, "v: 1")
 	c := newTestCatalog(t, cfg, catalogTestGroup)
-	polled := starveReads(t, cfg, name, 4*time.Second)
+	stop := starveReads(t, cfg, name)
 	time.Sleep(300 * time.Millisecond)
 	w := watchCatalog(t, c, name)
-	awaitStarvedReads(t, &buf, "read failed; retrying", name, polled, w, "v: 1")
+	awaitStarvedReads(t, &buf, "read failed; retrying", name, stop, w, "v: 1")
 }
 
 // starveReads spends the SDK's process-wide read limit of item name (5
-// reads a second) from another SDK client of the process for d, and
-// returns a channel closed when it stops.
-func starveReads(t *testing.T, cfg Config, name string, d time.Duration) <-chan struct{} {
+// reads a second) from another SDK client of the process until the
+// returned stop is called (at most 30 s); stop returns once it has
+// stopped.
+func starveReads(t *testing.T, cfg Config, name string) (stop func()) {
 	t.Helper()
 	cfg.Logger = nil
+	// newPublisher's first read connects the client: the SDK connects on
+	// the first request without synchronization, so concurrent first
+	// requests race.
 	poller := newPublisher(t, cfg, catalogTestGroup)
-	// One read first: the SDK connects on the first request without
-	// synchronization, so concurrent first requests race.
-	if _, err := poller.client.get(name, catalogTestGroup); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), d)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	t.Cleanup(cancel)
 	var wg sync.WaitGroup
 	for range 4 {
@@ -825,22 +824,20 @@ func starveReads(t *testing.T, cfg Config, name string, d time.Duration) <-chan 
 			}
 		}()
 	}
-	done := make(chan struct{})
-	go func() { wg.Wait(); close(done) }()
-	return done
+	return func() { cancel(); wg.Wait() }
 }
 
 // awaitStarvedReads waits for the catalog's warning, "lightmesh: nacos
-// rule document " and msg, after five failed reads of item name, then for
-// the starving to stop (polled), the delivery of content and the line
+// rule document " and msg, after five failed reads of item name, then
+// stops the starving, and waits for the delivery of content and the line
 // saying the item was read again.
-func awaitStarvedReads(t *testing.T, buf *meshtest.LogBuffer, msg, name string, polled <-chan struct{}, w *catalogWatcher, content string) {
+func awaitStarvedReads(t *testing.T, buf *meshtest.LogBuffer, msg, name string, stopStarving func(), w *catalogWatcher, content string) {
 	t.Helper()
 	document := "document=nacos:public/" + catalogTestGroup + "/" + name
-	meshtest.WaitFor(t, 4*time.Second, "the warning", func() bool {
+	meshtest.WaitFor(t, 15*time.Second, "the warning", func() bool {
 		return strings.Contains(buf.String(), "level=WARN msg=\"lightmesh: nacos rule document "+msg+"\" "+document+" failures_in_a_row=5")
 	})
-	<-polled
+	stopStarving()
 	w.next(t, content, 5*time.Second)
 	meshtest.WaitFor(t, 2*time.Second, "the recovery", func() bool {
 		return strings.Contains(buf.String(), "msg=\"lightmesh: nacos rule document read again\" "+document)

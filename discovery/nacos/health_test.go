@@ -117,6 +117,7 @@ func TestRuleSourceWithAGrantOfItsDocumentOnly(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer src.Close()
+	connectCatalog(t, src.cat) // a first connect that timed out would stay the watcher's LastError
 	evs := make(events, 64)
 	m := newMesh(t, mesh.WithRules(src), evs.hook())
 	defer m.Close()
