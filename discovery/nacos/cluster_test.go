@@ -72,7 +72,7 @@ func TestPublicNamespaceEitherWay(t *testing.T) {
 	w.next(t, "v: 2", 8*time.Second) // the first push waits for the SDK's 5 s listen timer
 	start := time.Now()
 	pub.publish(t, service, "v: 3")
-	w.next(t, "v: 3", time.Second)
+	w.next(t, "v: 3", 5*time.Second) // a push: the re-read comes 30 s after the last read
 	t.Logf("an edit in namespace \"\" reached a catalog of namespace \"public\" %v after its publish", time.Since(start).Round(time.Millisecond))
 
 	disc, err := NewDiscovery(named, group)
@@ -107,11 +107,17 @@ func TestWrongCredentials(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer src.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
 	defer cancel()
-	errs := []error{src.Watch(ctx, func(rules.Document) { t.Error("delivered without a login") })}
-	errs = append(errs, Publish(bad, unique("lm-wrong-pw"), "", "x: 1"))
-	if reg, err := Register(bad, unique("lm-wrong-pw"), "", discovery.Instance{Address: "10.42.0.9:80"}); err == nil {
+	errs := []error{whileConnecting(func() error {
+		return src.Watch(ctx, func(rules.Document) { t.Error("delivered without a login") })
+	})}
+	errs = append(errs, whileConnecting(func() error { return Publish(bad, unique("lm-wrong-pw"), "", "x: 1") }))
+	var reg *Registration
+	if err := whileConnecting(func() (err error) {
+		reg, err = Register(bad, unique("lm-wrong-pw"), "", discovery.Instance{Address: "10.42.0.9:80"})
+		return err
+	}); err == nil {
 		reg.Close()
 		t.Error("registered without a login")
 	} else {

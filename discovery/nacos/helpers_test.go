@@ -211,3 +211,17 @@ func fetch(tb testing.TB, cfg Config, dataID, group string) string {
 	})
 	return got
 }
+
+// whileConnecting calls f again, for up to settleBound, while it fails
+// only because its new SDK client has not connected yet, and returns
+// its last error.
+func whileConnecting(f func() error) error {
+	deadline := time.Now().Add(settleBound)
+	for {
+		err := f()
+		if err == nil || !strings.Contains(err.Error(), "not connected") || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}

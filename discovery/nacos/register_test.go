@@ -38,7 +38,7 @@ func watchAddresses(t *testing.T, d *Discovery, service string) func() []string 
 
 func waitAddresses(t *testing.T, get func() []string, want ...string) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(30 * time.Second) // the SDK re-reads a service every 10 s, making up for a lost push
 	for {
 		got := get()
 		if slices.Equal(got, want) {
