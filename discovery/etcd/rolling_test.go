@@ -9,6 +9,7 @@ import (
 	"github.com/lightmesh/lightmesh/discovery"
 	"github.com/lightmesh/lightmesh/discovery/etcd/etcdtest"
 	"github.com/lightmesh/lightmesh/internal/rollingtest"
+	"github.com/lightmesh/lightmesh/lifecycle"
 )
 
 // TestRollingRestart restarts 3 instances of an HTTP and a gRPC service
@@ -45,7 +46,9 @@ func TestRollingRestart(t *testing.T) {
 				return first
 			}, nil
 		},
-		// etcd's watches deliver a deletion within milliseconds.
-		Settle: 300 * time.Millisecond,
+		// What users get. etcd's watches deliver a deletion within
+		// milliseconds, but a loaded machine (-race, packages in
+		// parallel) can take longer to carry it to the mesh's pickers.
+		Settle: lifecycle.DefaultSettle,
 	}, "roll-http", "roll-grpc")
 }

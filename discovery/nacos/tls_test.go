@@ -162,7 +162,9 @@ func TestTLSLogin(t *testing.T) {
 
 	login := func(tlsCfg *TLSConfig) {
 		t.Helper()
-		cfg := Config{Addresses: []string{addr}, Username: "ops", Password: "tls-pw", TimeoutMs: 1000, TLS: tlsCfg}
+		// A generous timeout: the refused logins fail at once, and the
+		// good one may be slow on a loaded machine.
+		cfg := Config{Addresses: []string{addr}, Username: "ops", Password: "tls-pw", TimeoutMs: 10000, TLS: tlsCfg}
 		src, err := NewRuleSource(cfg, "x.yaml", "")
 		if err != nil {
 			t.Fatal(err)
