@@ -5,9 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"runtime/debug"
@@ -492,9 +490,7 @@ func TestCatalogUnreachable(t *testing.T) {
 // runs only without -race.
 func TestCatalogOutage(t *testing.T) {
 	cfg := testConfig(t)
-	if raceEnabled() {
-		t.Skip("the SDK races with itself when it reconnects; run without -race")
-	}
+	skipUnderRace(t)
 	pub := newPublisher(t, cfg, catalogTestGroup)
 	name := unique("lm-cat-outage")
 	t.Cleanup(func() { pub.remove(t, name) })
@@ -564,131 +560,6 @@ func raceEnabled() bool {
 		}
 	}
 	return false
-}
-
-// relay forwards a local port pair (HTTP and HTTP + 1000, the gRPC
-// port) to a Nacos server's, and can cut every connection and refuse
-// new ones until restored.
-type relay struct {
-	addr string
-	mu   sync.Mutex
-	down bool
-	conn map[net.Conn]struct{}
-}
-
-func startRelay(tb testing.TB, target string) *relay {
-	tb.Helper()
-	host, p, err := net.SplitHostPort(target)
-	if err != nil {
-		host, p = target, strconv.Itoa(DefaultPort)
-	}
-	tport, _ := strconv.Atoi(p)
-	r := &relay{conn: map[net.Conn]struct{}{}}
-	var lns []net.Listener
-	for try := 0; try < 50 && lns == nil; try++ {
-		l1, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			tb.Fatal(err)
-		}
-		port := l1.Addr().(*net.TCPAddr).Port
-		if port+1000 > 65535 {
-			l1.Close()
-			continue
-		}
-		l2, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port+1000))
-		if err != nil {
-			l1.Close()
-			continue
-		}
-		lns = []net.Listener{l1, l2}
-		r.addr = fmt.Sprintf("127.0.0.1:%d", port)
-	}
-	if lns == nil {
-		tb.Fatal("no free port pair for the relay")
-	}
-	var wg sync.WaitGroup
-	for i, l := range lns {
-		to := net.JoinHostPort(host, strconv.Itoa(tport+1000*i))
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				in, err := l.Accept()
-				if err != nil {
-					return
-				}
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					r.pipe(in, to)
-				}()
-			}
-		}()
-	}
-	tb.Cleanup(func() {
-		for _, l := range lns {
-			l.Close()
-		}
-		r.cut()
-		wg.Wait()
-	})
-	return r
-}
-
-func (r *relay) pipe(in net.Conn, to string) {
-	defer in.Close()
-	if !r.track(in) {
-		return
-	}
-	defer r.untrack(in)
-	out, err := net.DialTimeout("tcp", to, time.Second)
-	if err != nil {
-		return
-	}
-	defer out.Close()
-	if !r.track(out) {
-		return
-	}
-	defer r.untrack(out)
-	done := make(chan struct{}, 2)
-	go func() { io.Copy(out, in); done <- struct{}{} }()
-	go func() { io.Copy(in, out); done <- struct{}{} }()
-	<-done
-	in.Close()
-	out.Close()
-	<-done
-}
-
-func (r *relay) track(c net.Conn) bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.down {
-		return false
-	}
-	r.conn[c] = struct{}{}
-	return true
-}
-
-func (r *relay) untrack(c net.Conn) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	delete(r.conn, c)
-}
-
-// cut closes every relayed connection and refuses new ones.
-func (r *relay) cut() {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.down = true
-	for c := range r.conn {
-		c.Close()
-	}
-}
-
-func (r *relay) restore() {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.down = false
 }
 
 // TestCatalogHearsPushesTheSDKLoses: nacos-sdk-go can lose a push (see

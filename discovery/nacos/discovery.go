@@ -44,12 +44,17 @@ type Discovery struct {
 	dir    string
 
 	// regMu makes registrations through client one at a time, each
-	// with its request to the server, and guards regs.
+	// with its request to the server, and guards regs and reasserting.
 	regMu sync.Mutex
 	// regs holds each service's registration in force through client:
 	// Nacos keeps one instance per service and connection, so a later
 	// Register of the service replaces it.
 	regs map[string]*Registration
+	// reasserting holds the services whose registration reassert is
+	// telling the server again, each with its goroutine in wg.
+	reasserting map[string]*reassertion
+	wg          sync.WaitGroup
+	stop        chan struct{} // closed by Close: the reassertions end
 
 	mu     sync.Mutex
 	subs   map[string]*subscription
@@ -97,7 +102,8 @@ func NewDiscovery(cfg Config, group string) (*Discovery, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Discovery{client: client, cfg: cfg, group: group, logger: cfg.logger(), dir: dir, regs: map[string]*Registration{}, subs: map[string]*subscription{}, resuming: map[string]time.Time{}}, nil
+	return &Discovery{client: client, cfg: cfg, group: group, logger: cfg.logger(), dir: dir, regs: map[string]*Registration{},
+		reasserting: map[string]*reassertion{}, stop: make(chan struct{}), subs: map[string]*subscription{}, resuming: map[string]time.Time{}}, nil
 }
 
 func newNamingClient(cfg Config) (naming_client.INamingClient, string, error) {
@@ -338,6 +344,10 @@ func (d *Discovery) Close() error {
 	}
 	d.closed = true
 	d.mu.Unlock()
+	d.regMu.Lock()
+	close(d.stop) // under regMu: no reassertion starts after it
+	d.regMu.Unlock()
+	d.wg.Wait()
 	closeNamingClient(d.client)
 	removeDir(d.dir)
 	return nil

@@ -225,3 +225,18 @@ func whileConnecting(f func() error) error {
 		time.Sleep(200 * time.Millisecond)
 	}
 }
+
+// skipUnderRace skips a test that makes the SDK reconnect when it runs
+// under -race: nacos-sdk-go v2.3.5 races with itself as it reconnects
+// (RpcClient.reconnect writes the connection notifyConnectionEvent reads;
+// upstream #741, #833, #905). Such tests have Outage in their names, and
+// .ci/run runs them again without -race.
+func skipUnderRace(t *testing.T) {
+	t.Helper()
+	if !strings.Contains(t.Name(), "Outage") {
+		t.Fatalf("%s makes the SDK reconnect: its name must contain Outage for .ci/run to run it without -race", t.Name())
+	}
+	if raceEnabled() {
+		t.Skip("the SDK races with itself when it reconnects; .ci/run runs this test without -race")
+	}
+}

@@ -6,7 +6,9 @@ import (
 	"maps"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
+	"time"
 
 	"github.com/nacos-group/nacos-sdk-go/v2/clients/naming_client"
 	"github.com/nacos-group/nacos-sdk-go/v2/vo"
@@ -81,7 +83,10 @@ func Register(cfg Config, service, group string, in discovery.Instance) (*Regist
 //
 // A Register that returns an error registers nothing, now or when the
 // client reconnects, and leaves the service's registration in force as it
-// was.
+// was. When its request reached the server (its answer came too late),
+// the failed instance can be seen for a moment, until the Discovery
+// tells the server otherwise: it does so at once and again over the next
+// 30 s, since the SDK may register the instance again by itself.
 func (d *Discovery) Register(service string, in discovery.Instance) (*Registration, error) {
 	param, err := registerParam(service, d.group, in)
 	if err != nil {
@@ -97,7 +102,8 @@ func (d *Discovery) Register(service string, in discovery.Instance) (*Registrati
 	defer d.regMu.Unlock()
 	r, err := registerWith(d.client, param, d.cfg)
 	if err != nil {
-		d.undoRegister(param)
+		d.assert(param) // an error here is the reassertion's to mend
+		d.reassert(param)
 		return nil, err
 	}
 	r.disc, r.reg = d, param
@@ -105,26 +111,123 @@ func (d *Discovery) Register(service string, in discovery.Instance) (*Registrati
 	return r, nil
 }
 
-// undoRegister leaves the client as it was before a registration of
-// param that failed. The SDK keeps the instance of every registration,
-// failed or not, as the service's, and registers it by itself on its next
-// connection: left there, the failed instance would appear with no
-// Registration to close it, in place of the registration in force.
-// Called with regMu held.
-func (d *Discovery) undoRegister(param vo.RegisterInstanceParam) {
-	var err error
+// assert tells the SDK and the server what d.regs says of param's
+// service: the registration in force, or none (param then names the
+// service, whatever its address: Nacos deregisters by service and
+// connection). Called with regMu held.
+//
+// The SDK needs telling after a Register that failed: it keeps the
+// instance of every registration, failed or not, as the service's, and
+// registers it by itself on its next connection or recovered server
+// check, so the failed instance would appear with no Registration to
+// close it, in place of the registration in force. The server needs
+// telling too: the failed request may have reached it.
+func (d *Discovery) assert(param vo.RegisterInstanceParam) error {
+	var (
+		ok  bool
+		err error
+	)
 	if cur := d.regs[param.ServiceName]; cur != nil {
-		// Registering it again makes it the SDK's again, and the
-		// server's, should the failed request have reached it.
-		_, err = d.client.RegisterInstance(cur.reg)
+		ok, err = d.client.RegisterInstance(cur.reg)
 	} else {
-		// The SDK forgets the instance even when the request fails; the
-		// server forgets it with the connection if it has it.
-		_, err = d.client.DeregisterInstance(vo.DeregisterInstanceParam{Ip: param.Ip, Port: param.Port, ServiceName: param.ServiceName, GroupName: param.GroupName, Ephemeral: true})
+		// The SDK forgets the instance even when the request fails.
+		ok, err = d.client.DeregisterInstance(vo.DeregisterInstanceParam{Ip: param.Ip, Port: param.Port, ServiceName: param.ServiceName, GroupName: param.GroupName, Ephemeral: true})
 	}
-	if err != nil {
-		d.logger.Debug("lightmesh: nacos registration undone while the server is unreachable; the client's next connection registers what it should", "service", param.ServiceName, "err", err)
+	if err == nil && !ok {
+		err = errors.New("server refused")
 	}
+	return err
+}
+
+// reassert tells the SDK and the server again, a few times over the next
+// 30 s of a healthy client, what d.regs says of param's service (assert),
+// after a Register that failed or the Close of a registration through
+// d's client. Telling them once is not enough:
+//   - the SDK registers again, on each reconnect or recovered server
+//     check, a snapshot of its instances taken before, which can reach
+//     the server after the assertion and undo it;
+//   - when the failed request timed out, the SDK takes the client for
+//     unhealthy until a server check answers, refusing the assertion,
+//     and forgets the instance all the same while the server may keep it
+//     on a connection that recovers.
+//
+// What d.regs says is read at each step, so a Register or Close made
+// meanwhile is what is asserted. One reassertion per service runs at a
+// time; asking again starts its steps over. Called with regMu held.
+func (d *Discovery) reassert(param vo.RegisterInstanceParam) {
+	select {
+	case <-d.stop:
+		return // closed: the connection goes, and with it what it registered
+	default:
+	}
+	if ra := d.reasserting[param.ServiceName]; ra != nil {
+		ra.param = param
+		ra.asked++
+		return
+	}
+	d.reasserting[param.ServiceName] = &reassertion{param: param, asked: 1}
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		d.runReassert(param.ServiceName)
+	}()
+}
+
+// reassertion is a service's reassert in progress.
+type reassertion struct {
+	param vo.RegisterInstanceParam // names the service, and what to deregister
+	asked int                      // times reassert was called; the steps start over when it grows
+}
+
+// reassertSteps is how many times reassert tells the server again, the
+// first after 1 s, each after twice the wait before: 31 s in all.
+const reassertSteps = 5
+
+// runReassert is reassert's goroutine for service. A step while the
+// client is unhealthy waits for the next. It ends after the last step,
+// or when d closes.
+func (d *Discovery) runReassert(service string) {
+	var (
+		seen, step int
+		err        error
+	)
+	for {
+		d.regMu.Lock()
+		ra := d.reasserting[service]
+		if ra.asked != seen {
+			seen, step = ra.asked, 0
+		}
+		if step == reassertSteps {
+			delete(d.reasserting, service)
+			d.regMu.Unlock()
+			if err != nil {
+				d.logger.Warn("lightmesh: nacos registration may differ on the server from what this process registered or closed, until the discovery closes", "service", service, "group", d.group, "err", firstLine(err))
+			}
+			return
+		}
+		wait := time.Second << step
+		d.regMu.Unlock()
+		select {
+		case <-d.stop:
+			return
+		case <-time.After(wait):
+		}
+		d.regMu.Lock()
+		if d.client.ServerHealthy() {
+			step++
+			if err = d.assert(ra.param); err != nil {
+				d.logger.Debug("lightmesh: nacos registration not asserted again", "service", service, "err", firstLine(err))
+			}
+		}
+		d.regMu.Unlock()
+	}
+}
+
+// firstLine returns err's message up to its first line break: the SDK's
+// errors carry a stack trace after it.
+func firstLine(err error) string {
+	s, _, _ := strings.Cut(err.Error(), "\n")
+	return s
 }
 
 // registerParam checks in and completes its address.
@@ -189,7 +292,9 @@ func (r *Registration) Address() string {
 // naming client. Even when the deregistration fails, closing the
 // connection removes the ephemeral instance once the server notices.
 // The Close of a registration replaced by a later Discovery.Register of
-// its service does nothing. Later calls return the first call's result.
+// its service does nothing; that of one through a Discovery is told to
+// the server again over the next 30 s, since the SDK may register it
+// again by itself. Later calls return the first call's result.
 func (r *Registration) Close() error {
 	r.once.Do(func() {
 		if d := r.disc; d != nil {
@@ -203,6 +308,9 @@ func (r *Registration) Close() error {
 		ok, err := r.client.DeregisterInstance(r.param)
 		if err == nil && !ok {
 			err = errors.New("server refused")
+		}
+		if d := r.disc; d != nil {
+			d.reassert(r.reg) // the SDK may register it again from an earlier snapshot
 		}
 		if err != nil {
 			r.err = fmt.Errorf("nacos: deregister %s at %s: %w", r.param.ServiceName, r.Address(), err)
