@@ -273,22 +273,22 @@ func TestKilledLeaseHolderDisappears(t *testing.T) {
 	if !hasInstance(m, "user-api", doomed.Addr()) {
 		t.Fatal("a kept-alive instance disappeared")
 	}
+	held, err := cli.Get(ctx, dying.Key())
+	if err != nil || len(held.Kvs) != 1 {
+		t.Fatalf("the instance's key: %v, %v", held, err)
+	}
+	if lease, err := cli.TimeToLive(ctx, clientv3.LeaseID(held.Kvs[0].Lease)); err != nil || lease.GrantedTTL != int64(ttl/time.Second) {
+		t.Fatalf("the instance's lease: %+v, %v; want one granted for %v", lease, err, ttl)
+	}
 
 	killed := time.Now()
 	holder.Close() // the process dies: no revoke, no more keep-alives
-	// Not before its TTL: the lease outlives the client. (How soon it
-	// expires counts from the last keep-alive the server got, up to a
-	// third of the TTL before the kill, later on a loaded machine: a time
-	// bound here would judge the machine.)
-	resp, err := cli.Get(ctx, dying.Key())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(resp.Kvs) != 1 {
-		t.Fatal("the instance's key went with its client, before its TTL")
-	}
-	if ttlLeft, err := cli.TimeToLive(ctx, clientv3.LeaseID(resp.Kvs[0].Lease)); err != nil || ttlLeft.TTL <= 0 {
-		t.Fatalf("the instance's lease went with its client, before its TTL: %+v, %v", ttlLeft, err)
+	// Not before its TTL: the key outlives the client. (How soon it goes
+	// counts from the last keep-alive the server got, up to a third of
+	// the TTL before the kill, earlier on a loaded machine: a time bound
+	// here would judge the machine.)
+	if resp, err := cli.Get(ctx, dying.Key()); err != nil || len(resp.Kvs) != 1 {
+		t.Fatalf("the instance's key went with its client, before its TTL: %v, %v", resp, err)
 	}
 	meshtest.WaitFor(t, ttl+5*time.Second, "the dead instance to leave", func() bool { return !hasInstance(m, "user-api", doomed.Addr()) })
 	gone := time.Since(killed)

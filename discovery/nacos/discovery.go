@@ -334,8 +334,10 @@ func cloneInstances(in []model.Instance) []model.Instance {
 	return out
 }
 
-// Close closes the SDK client and removes its private directory. Watch
-// fails after Close. Close is safe to call more than once.
+// Close ends the Discovery's reassertions of its registrations (see
+// Register), closes the SDK client, which removes what it registered
+// from the server, and removes its private directory. Watch fails after
+// Close. Close is safe to call more than once.
 func (d *Discovery) Close() error {
 	d.mu.Lock()
 	if d.closed {

@@ -176,8 +176,9 @@ func keepWatching(tb testing.TB, d *Discovery, service string, update func([]dis
 // a test that makes a client and uses it once does too, up to this.
 const settleBound = 30 * time.Second
 
-// eventually calls f until it succeeds, for up to settleBound, logging
-// each failure, and fails tb with the last error.
+// eventually calls f until it succeeds, for up to settleBound, while it
+// fails only because its SDK client is still connecting (connecting),
+// logging each failure, and fails tb with any other error or the last.
 func eventually(tb testing.TB, what string, f func() error) {
 	tb.Helper()
 	deadline := time.Now().Add(settleBound)
@@ -186,7 +187,7 @@ func eventually(tb testing.TB, what string, f func() error) {
 		if err == nil {
 			return
 		}
-		if time.Now().After(deadline) {
+		if !connecting(err) || time.Now().After(deadline) {
 			tb.Fatalf("%s: %v", what, err)
 		}
 		tb.Logf("%s: %v; trying again", what, err)
@@ -213,17 +214,25 @@ func fetch(tb testing.TB, cfg Config, dataID, group string) string {
 }
 
 // whileConnecting calls f again, for up to settleBound, while it fails
-// only because its new SDK client has not connected yet, and returns
-// its last error.
+// only because its new SDK client has not connected yet (connecting),
+// and returns its last error.
 func whileConnecting(f func() error) error {
 	deadline := time.Now().Add(settleBound)
 	for {
 		err := f()
-		if err == nil || !strings.Contains(err.Error(), "not connected") || time.Now().After(deadline) {
+		if err == nil || !connecting(err) || time.Now().After(deadline) {
 			return err
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+}
+
+// connecting reports whether err is what the SDK answers while its client
+// has not reached the server yet: not connected, or a request that timed
+// out on a connection still being set up.
+func connecting(err error) bool {
+	s := err.Error()
+	return strings.Contains(s, "not connected") || strings.Contains(s, "DeadlineExceeded") || strings.Contains(s, "deadline exceeded")
 }
 
 // skipUnderRace skips a test that makes the SDK reconnect when it runs

@@ -212,8 +212,17 @@ func (d *Discovery) runReassert(service string) {
 			return
 		case <-time.After(wait):
 		}
+		// Not under regMu: with its gRPC connection down the SDK asks
+		// over HTTP, which can take seconds.
+		healthy := d.client.ServerHealthy()
 		d.regMu.Lock()
-		if d.client.ServerHealthy() {
+		select {
+		case <-d.stop:
+			d.regMu.Unlock()
+			return
+		default:
+		}
+		if healthy {
 			step++
 			if err = d.assert(ra.param); err != nil {
 				d.logger.Debug("lightmesh: nacos registration not asserted again", "service", service, "err", firstLine(err))
