@@ -335,9 +335,10 @@ func cloneInstances(in []model.Instance) []model.Instance {
 }
 
 // Close ends the Discovery's reassertions of its registrations (see
-// Register), closes the SDK client, which removes what it registered
-// from the server, and removes its private directory. Watch fails after
-// Close. Close is safe to call more than once.
+// Register; one in flight, bounded by Config.TimeoutMs, is waited for),
+// closes the SDK client, which removes what it registered from the
+// server, and removes its private directory. Watch fails after Close.
+// Close is safe to call more than once.
 func (d *Discovery) Close() error {
 	d.mu.Lock()
 	if d.closed {

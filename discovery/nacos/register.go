@@ -84,9 +84,11 @@ func Register(cfg Config, service, group string, in discovery.Instance) (*Regist
 // A Register that returns an error registers nothing, now or when the
 // client reconnects, and leaves the service's registration in force as it
 // was. When its request reached the server (its answer came too late),
-// the failed instance can be seen for a moment, until the Discovery
-// tells the server otherwise: it does so at once and again over the next
-// 30 s, since the SDK may register the instance again by itself.
+// the failed instance can be seen in its place for a moment, until the
+// Discovery tells the server otherwise: it tells the SDK at once, and the
+// server five times over the next 31 s once it answers, since the SDK may
+// register the instance again by itself. It does the same after a
+// Register that replaced another and after a Registration's Close.
 func (d *Discovery) Register(service string, in discovery.Instance) (*Registration, error) {
 	param, err := registerParam(service, d.group, in)
 	if err != nil {
@@ -103,11 +105,17 @@ func (d *Discovery) Register(service string, in discovery.Instance) (*Registrati
 	r, err := registerWith(d.client, param, d.cfg)
 	if err != nil {
 		d.assert(param) // an error here is the reassertion's to mend
-		d.reassert(param)
+		if !errors.Is(err, errRegisterRefused) {
+			d.reassert(param) // the request may have reached the server
+		}
 		return nil, err
 	}
+	prior := d.regs[service]
 	r.disc, r.reg = d, param
 	d.regs[service] = r
+	if prior != nil || d.reasserting[service] != nil {
+		d.reassert(param) // an earlier snapshot of the SDK's may put back what this replaced
+	}
 	return r, nil
 }
 
@@ -139,10 +147,11 @@ func (d *Discovery) assert(param vo.RegisterInstanceParam) error {
 	return err
 }
 
-// reassert tells the SDK and the server again, a few times over the next
-// 30 s of a healthy client, what d.regs says of param's service (assert),
-// after a Register that failed or the Close of a registration through
-// d's client. Telling them once is not enough:
+// reassert tells the SDK and the server again what d.regs says of
+// param's service (assert), after a Register that failed, a Register that
+// replaced another, or the Close of a registration through d's client:
+// five times once answered, 1, 2, 4, 8 and 16 s apart, retrying a failed
+// one after 1 s, then up to every 16 s. Telling them once is not enough:
 //   - the SDK registers again, on each reconnect or recovered server
 //     check, a snapshot of its instances taken before, which can reach
 //     the server after the assertion and undo it;
@@ -151,9 +160,9 @@ func (d *Discovery) assert(param vo.RegisterInstanceParam) error {
 //     and forgets the instance all the same while the server may keep it
 //     on a connection that recovers.
 //
-// What d.regs says is read at each step, so a Register or Close made
+// What d.regs says is read each time, so a Register or Close made
 // meanwhile is what is asserted. One reassertion per service runs at a
-// time; asking again starts its steps over. Called with regMu held.
+// time; asking again starts it over at once. Called with regMu held.
 func (d *Discovery) reassert(param vo.RegisterInstanceParam) {
 	select {
 	case <-d.stop:
@@ -162,59 +171,51 @@ func (d *Discovery) reassert(param vo.RegisterInstanceParam) {
 	}
 	if ra := d.reasserting[param.ServiceName]; ra != nil {
 		ra.param = param
-		ra.asked++
+		select {
+		case ra.again <- struct{}{}:
+		default:
+		}
 		return
 	}
-	d.reasserting[param.ServiceName] = &reassertion{param: param, asked: 1}
+	ra := &reassertion{param: param, again: make(chan struct{}, 1)}
+	d.reasserting[param.ServiceName] = ra
 	d.wg.Add(1)
 	go func() {
 		defer d.wg.Done()
-		d.runReassert(param.ServiceName)
+		d.runReassert(param.ServiceName, ra)
 	}()
 }
 
 // reassertion is a service's reassert in progress.
 type reassertion struct {
-	param vo.RegisterInstanceParam // names the service, and what to deregister
-	asked int                      // times reassert was called; the steps start over when it grows
+	param vo.RegisterInstanceParam // names the service, and what to deregister; guarded by regMu
+	again chan struct{}            // reassert was asked again: start over
 }
 
-// reassertSteps is how many times reassert tells the server again, the
-// first after 1 s, each after twice the wait before: 31 s in all.
-const reassertSteps = 5
+// reassertTimes is how many answered assertions a reassertion makes.
+const reassertTimes = 5
 
-// runReassert is reassert's goroutine for service. A step while the
-// client is unhealthy waits for the next. It ends after the last step,
-// or when d closes.
-func (d *Discovery) runReassert(service string) {
-	var (
-		seen, step int
-		err        error
-	)
+// maxReassertWait bounds the wait between assertions.
+const maxReassertWait = 16 * time.Second
+
+// runReassert is reassert's goroutine for service. It ends after
+// reassertTimes answered assertions, or when d closes. A request in
+// flight (bounded by the client's timeout) delays Close.
+func (d *Discovery) runReassert(service string, ra *reassertion) {
+	var answered, failed int
 	for {
-		d.regMu.Lock()
-		ra := d.reasserting[service]
-		if ra.asked != seen {
-			seen, step = ra.asked, 0
+		wait := time.Second << answered
+		if failed > 0 {
+			wait = min(time.Second<<(failed-1), maxReassertWait)
 		}
-		if step == reassertSteps {
-			delete(d.reasserting, service)
-			d.regMu.Unlock()
-			if err != nil {
-				d.logger.Warn("lightmesh: nacos registration may differ on the server from what this process registered or closed, until the discovery closes", "service", service, "group", d.group, "err", firstLine(err))
-			}
-			return
-		}
-		wait := time.Second << step
-		d.regMu.Unlock()
 		select {
 		case <-d.stop:
 			return
+		case <-ra.again:
+			answered, failed = 0, 0
+			continue
 		case <-time.After(wait):
 		}
-		// Not under regMu: with its gRPC connection down the SDK asks
-		// over HTTP, which can take seconds.
-		healthy := d.client.ServerHealthy()
 		d.regMu.Lock()
 		select {
 		case <-d.stop:
@@ -222,13 +223,25 @@ func (d *Discovery) runReassert(service string) {
 			return
 		default:
 		}
-		if healthy {
-			step++
-			if err = d.assert(ra.param); err != nil {
-				d.logger.Debug("lightmesh: nacos registration not asserted again", "service", service, "err", firstLine(err))
-			}
+		err := d.assert(ra.param)
+		if err == nil {
+			answered, failed = answered+1, 0
+		} else {
+			failed++
+		}
+		done := answered == reassertTimes
+		if done {
+			delete(d.reasserting, service)
 		}
 		d.regMu.Unlock()
+		switch {
+		case done:
+			return
+		case failed == 5:
+			d.logger.Warn("lightmesh: nacos cannot tell the server what this process registered or closed; retrying", "service", service, "group", d.group, "err", firstLine(err))
+		case err != nil:
+			d.logger.Debug("lightmesh: nacos registration not asserted again", "service", service, "err", firstLine(err))
+		}
 	}
 }
 
@@ -274,12 +287,15 @@ func registerParam(service, group string, in discovery.Instance) (vo.RegisterIns
 	}, nil
 }
 
+// errRegisterRefused is a registration the server answered and refused.
+// The SDK drops the server's reason.
+var errRegisterRefused = errors.New("server refused (a server with authentication on refuses a wrong Username or Password so)")
+
 // registerWith registers param through client.
 func registerWith(client naming_client.INamingClient, param vo.RegisterInstanceParam, cfg Config) (*Registration, error) {
 	ok, err := client.RegisterInstance(param)
 	if err == nil && !ok {
-		// The SDK drops the server's reason.
-		err = errors.New("server refused (a server with authentication on refuses a wrong Username or Password so)")
+		err = errRegisterRefused
 	}
 	addr := net.JoinHostPort(param.Ip, strconv.FormatUint(param.Port, 10))
 	if err != nil {
@@ -302,8 +318,8 @@ func (r *Registration) Address() string {
 // connection removes the ephemeral instance once the server notices.
 // The Close of a registration replaced by a later Discovery.Register of
 // its service does nothing; that of one through a Discovery is told to
-// the server again over the next 30 s, since the SDK may register it
-// again by itself. Later calls return the first call's result.
+// the server again over the next 31 s (see Discovery.Register), since the
+// SDK may register it again by itself. Later calls return the first call's result.
 func (r *Registration) Close() error {
 	r.once.Do(func() {
 		if d := r.disc; d != nil {
