@@ -318,8 +318,9 @@ func (r *Registration) Address() string {
 // connection removes the ephemeral instance once the server notices.
 // The Close of a registration replaced by a later Discovery.Register of
 // its service does nothing; that of one through a Discovery is told to
-// the server again over the next 31 s (see Discovery.Register), since the
-// SDK may register it again by itself. Later calls return the first call's result.
+// the server again over the next 31 s (see Discovery.Register), since
+// the SDK may register it again by itself. Later calls return the first
+// call's result.
 func (r *Registration) Close() error {
 	r.once.Do(func() {
 		if d := r.disc; d != nil {
