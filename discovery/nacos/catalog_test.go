@@ -106,12 +106,20 @@ func (w *catalogWatcher) quiet(tb testing.TB, d time.Duration) {
 // connected.
 func newTestCatalog(tb testing.TB, cfg Config, group string) *Catalog {
 	tb.Helper()
+	c := newUnconnectedCatalog(tb, cfg, group)
+	connectCatalog(tb, c)
+	return c
+}
+
+// newUnconnectedCatalog returns a catalog of the servers in cfg, which
+// may not be there, closed when the test ends.
+func newUnconnectedCatalog(tb testing.TB, cfg Config, group string) *Catalog {
+	tb.Helper()
 	c, err := NewCatalog(cfg, group)
 	if err != nil {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { c.Close() })
-	connectCatalog(tb, c)
 	return c
 }
 
@@ -146,7 +154,7 @@ func (c *Catalog) watchersOf(name string) (int, bool) {
 // without asking the server, and that Watch fails after Close.
 func TestCatalogNames(t *testing.T) {
 	cfg := Config{Addresses: []string{"127.0.0.1:1"}, TimeoutMs: 500, Password: "pw-not-shown"}
-	c := newTestCatalog(t, cfg, "")
+	c := newUnconnectedCatalog(t, cfg, "")
 	if got, want := c.String(), "nacos:public/lightmesh/"; got != want {
 		t.Errorf("String = %q, want %q", got, want)
 	}
@@ -154,7 +162,7 @@ func TestCatalogNames(t *testing.T) {
 		t.Errorf("Describe = %q, want %q", got, want)
 	}
 	cfg.NamespaceID = "staging"
-	c2 := newTestCatalog(t, cfg, "RULES")
+	c2 := newUnconnectedCatalog(t, cfg, "RULES")
 	if got, want := c2.Describe(rules.DefaultsName), "nacos:staging/RULES/_defaults"; got != want {
 		t.Errorf("Describe = %q, want %q", got, want)
 	}
@@ -462,15 +470,11 @@ func TestCatalogClose(t *testing.T) {
 func TestCatalogUnreachable(t *testing.T) {
 	const password, secretKey = "Pw-catalog-9q", "Sk-catalog-7z"
 	cfg := Config{Addresses: []string{"127.0.0.1:1"}, TimeoutMs: 500, Username: "ops", Password: password, AccessKey: "ak", SecretKey: secretKey}
-	c, err := NewCatalog(cfg, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
+	c := newUnconnectedCatalog(t, cfg, "")
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	start := time.Now()
-	err = c.Watch(ctx, "user-api", func(rules.Document) { t.Error("delivered from nowhere") })
+	err := c.Watch(ctx, "user-api", func(rules.Document) { t.Error("delivered from nowhere") })
 	if err == nil || ctx.Err() != nil {
 		t.Fatalf("Watch = %v after %v, want an error before the deadline", err, time.Since(start))
 	}
