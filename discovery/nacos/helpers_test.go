@@ -181,17 +181,15 @@ const settleBound = 30 * time.Second
 // logging each failure, and fails tb with any other error or the last.
 func eventually(tb testing.TB, what string, f func() error) {
 	tb.Helper()
-	deadline := time.Now().Add(settleBound)
-	for {
+	err := whileConnecting(func() error {
 		err := f()
-		if err == nil {
-			return
+		if err != nil && connecting(err) {
+			tb.Logf("%s: %v; trying again", what, err)
 		}
-		if !connecting(err) || time.Now().After(deadline) {
-			tb.Fatalf("%s: %v", what, err)
-		}
-		tb.Logf("%s: %v; trying again", what, err)
-		time.Sleep(200 * time.Millisecond)
+		return err
+	})
+	if err != nil {
+		tb.Fatalf("%s: %v", what, err)
 	}
 }
 
