@@ -20,7 +20,7 @@ import (
 // server ends with.
 
 // stallSetup returns a watcher of service through cfg, and a Discovery
-// through a relay whose requests time out after 1 s, with others
+// through a relay whose requests time out after 1 s, with `others`
 // services registered through it first (a process registering its
 // services through one Discovery, as documented).
 func stallSetup(t *testing.T, cfg Config, service string, delay time.Duration, others int) (addrs func() []string, disc *Discovery, r *relay) {
