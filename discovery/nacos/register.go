@@ -30,8 +30,7 @@ type Registration struct {
 	client naming_client.INamingClient
 	owned  bool                     // Close closes client: it was made for this registration
 	disc   *Discovery               // the Discovery whose client it shares, if any
-	reg    vo.RegisterInstanceParam // with disc: what registered it, to register it again
-	param  vo.DeregisterInstanceParam
+	reg    vo.RegisterInstanceParam // what registered it
 	dir    string
 	once   sync.Once
 	err    error
@@ -111,7 +110,7 @@ func (d *Discovery) Register(service string, in discovery.Instance) (*Registrati
 		return nil, err
 	}
 	prior := d.regs[service]
-	r.disc, r.reg = d, param
+	r.disc = d
 	d.regs[service] = r
 	if prior != nil || d.reasserting[service] != nil {
 		d.reassert(param) // an earlier snapshot of the SDK's may put back what this replaced
@@ -139,7 +138,7 @@ func (d *Discovery) assert(param vo.RegisterInstanceParam) error {
 		ok, err = d.client.RegisterInstance(cur.reg)
 	} else {
 		// The SDK forgets the instance even when the request fails.
-		ok, err = d.client.DeregisterInstance(vo.DeregisterInstanceParam{Ip: param.Ip, Port: param.Port, ServiceName: param.ServiceName, GroupName: param.GroupName, Ephemeral: true})
+		ok, err = d.client.DeregisterInstance(deregisterParam(param))
 	}
 	if err == nil && !ok {
 		err = errors.New("server refused")
@@ -287,6 +286,11 @@ func registerParam(service, group string, in discovery.Instance) (vo.RegisterIns
 	}, nil
 }
 
+// deregisterParam is what deregisters the instance p registered.
+func deregisterParam(p vo.RegisterInstanceParam) vo.DeregisterInstanceParam {
+	return vo.DeregisterInstanceParam{Ip: p.Ip, Port: p.Port, ServiceName: p.ServiceName, GroupName: p.GroupName, Ephemeral: true}
+}
+
 // errRegisterRefused is a registration the server answered and refused.
 // The SDK drops the server's reason.
 var errRegisterRefused = errors.New("server refused (a server with authentication on refuses a wrong Username or Password so)")
@@ -303,14 +307,14 @@ func registerWith(client naming_client.INamingClient, param vo.RegisterInstanceP
 	}
 	return &Registration{
 		client: client,
-		param:  vo.DeregisterInstanceParam{Ip: param.Ip, Port: param.Port, ServiceName: param.ServiceName, GroupName: param.GroupName, Ephemeral: true},
+		reg:    param,
 	}, nil
 }
 
 // Address returns the address the instance is registered at, host
 // included when Register found it.
 func (r *Registration) Address() string {
-	return net.JoinHostPort(r.param.Ip, strconv.FormatUint(r.param.Port, 10))
+	return net.JoinHostPort(r.reg.Ip, strconv.FormatUint(r.reg.Port, 10))
 }
 
 // Close deregisters the instance and, when Register made it, closes the
@@ -326,12 +330,12 @@ func (r *Registration) Close() error {
 		if d := r.disc; d != nil {
 			d.regMu.Lock()
 			defer d.regMu.Unlock()
-			if d.regs[r.param.ServiceName] != r {
+			if d.regs[r.reg.ServiceName] != r {
 				return // replaced: deregistering would remove its successor
 			}
-			delete(d.regs, r.param.ServiceName)
+			delete(d.regs, r.reg.ServiceName)
 		}
-		ok, err := r.client.DeregisterInstance(r.param)
+		ok, err := r.client.DeregisterInstance(deregisterParam(r.reg))
 		if err == nil && !ok {
 			err = errors.New("server refused")
 		}
@@ -339,7 +343,7 @@ func (r *Registration) Close() error {
 			d.reassert(r.reg) // the SDK may register it again from an earlier snapshot
 		}
 		if err != nil {
-			r.err = fmt.Errorf("nacos: deregister %s at %s: %w", r.param.ServiceName, r.Address(), err)
+			r.err = fmt.Errorf("nacos: deregister %s at %s: %w", r.reg.ServiceName, r.Address(), err)
 		}
 		if r.owned {
 			closeNamingClient(r.client)
