@@ -330,34 +330,3 @@ func (c Config) secrets() []string {
 	slices.SortStableFunc(s, func(a, b string) int { return len(b) - len(a) })
 	return s
 }
-
-// errLogin is wrapped into the errors of requests the server refused for
-// want of a login: a server with authentication on, and no or wrong
-// credentials (the SDK's failed login is only logged; the server then
-// answers each request "user not found!" or "token invalid!").
-var errLogin = errors.New("the server has authentication on: check Config.Username and Password (NACOS_USERNAME, NACOS_PASSWORD)")
-
-// withLoginHint returns err, wrapped with errLogin when the server
-// refused the request for want of a login.
-func withLoginHint(err error) error {
-	if err == nil {
-		return nil
-	}
-	msg := strings.ToLower(err.Error())
-	for _, s := range []string{"user not found", "token invalid", "token expired", "unknown user"} {
-		if strings.Contains(msg, s) {
-			return fmt.Errorf("%w; %w", err, errLogin)
-		}
-	}
-	if isRefused(err) {
-		return fmt.Errorf("%w; %w", err, errLogin)
-	}
-	return err
-}
-
-// isRefused reports whether err is the server refusing a request for
-// lack of permission ("authorization failed!"): the user's role may not
-// read the item, or, without a login, no role at all.
-func isRefused(err error) bool {
-	return err != nil && strings.Contains(strings.ToLower(err.Error()), "authorization failed")
-}

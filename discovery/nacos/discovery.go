@@ -39,6 +39,7 @@ const maxWeight = 1_000_000
 type Discovery struct {
 	client naming_client.INamingClient
 	cfg    Config // for errors (String), and Register
+	login  *loginCheck
 	group  string
 	logger *slog.Logger
 	dir    string
@@ -102,7 +103,7 @@ func NewDiscovery(cfg Config, group string) (*Discovery, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Discovery{client: client, cfg: cfg, group: group, logger: cfg.logger(), dir: dir, regs: map[string]*Registration{},
+	return &Discovery{client: client, cfg: cfg, login: newLoginCheck(cfg), group: group, logger: cfg.logger(), dir: dir, regs: map[string]*Registration{},
 		reasserting: map[string]*reassertion{}, stop: make(chan struct{}), subs: map[string]*subscription{}, resuming: map[string]time.Time{}}, nil
 }
 
@@ -161,7 +162,7 @@ func (d *Discovery) Watch(ctx context.Context, service string, update func([]dis
 	}
 	defer d.release(service, sub)
 	if err := sub.subscribe(d.client); err != nil {
-		return fmt.Errorf("nacos: subscribe to %s@%s: %w", service, d.group, withLoginHint(err))
+		return fmt.Errorf("nacos: subscribe to %s@%s: %w", service, d.group, d.login.hint(err))
 	}
 	var last []discovery.Instance
 	first := true
@@ -187,7 +188,7 @@ func (d *Discovery) Watch(ctx context.Context, service string, update func([]dis
 			// copied before the callback returns.
 			svc, err := d.client.GetService(vo.GetServiceParam{ServiceName: service, GroupName: d.group})
 			if err != nil {
-				return fmt.Errorf("nacos: read %s@%s: %w", service, d.group, withLoginHint(err))
+				return fmt.Errorf("nacos: read %s@%s: %w", service, d.group, d.login.hint(err))
 			}
 			hosts = cloneInstances(svc.Hosts)
 		}

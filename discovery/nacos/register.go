@@ -57,7 +57,7 @@ func Register(cfg Config, service, group string, in discovery.Instance) (*Regist
 	if err != nil {
 		return nil, err
 	}
-	r, err := registerWith(client, param, cfg)
+	r, err := registerWith(client, param, cfg, newLoginCheck(cfg))
 	if err != nil {
 		closeNamingClient(client)
 		removeDir(dir)
@@ -101,7 +101,7 @@ func (d *Discovery) Register(service string, in discovery.Instance) (*Registrati
 	}
 	d.regMu.Lock()
 	defer d.regMu.Unlock()
-	r, err := registerWith(d.client, param, d.cfg)
+	r, err := registerWith(d.client, param, d.cfg, d.login)
 	if err != nil {
 		d.assert(param) // an error here is the reassertion's to mend
 		if !errors.Is(err, errRegisterRefused) {
@@ -293,17 +293,18 @@ func deregisterParam(p vo.RegisterInstanceParam) vo.DeregisterInstanceParam {
 
 // errRegisterRefused is a registration the server answered and refused.
 // The SDK drops the server's reason.
-var errRegisterRefused = errors.New("server refused (a server with authentication on refuses a wrong Username or Password so)")
+var errRegisterRefused = errors.New("server refused")
 
-// registerWith registers param through client.
-func registerWith(client naming_client.INamingClient, param vo.RegisterInstanceParam, cfg Config) (*Registration, error) {
+// registerWith registers param through client of cfg; login explains a
+// refusal.
+func registerWith(client naming_client.INamingClient, param vo.RegisterInstanceParam, cfg Config, login *loginCheck) (*Registration, error) {
 	ok, err := client.RegisterInstance(param)
 	if err == nil && !ok {
 		err = errRegisterRefused
 	}
 	addr := net.JoinHostPort(param.Ip, strconv.FormatUint(param.Port, 10))
 	if err != nil {
-		return nil, fmt.Errorf("nacos: register %s at %s in %s@%s: %w", param.ServiceName, addr, param.GroupName, cfg, withLoginHint(err))
+		return nil, fmt.Errorf("nacos: register %s at %s in %s@%s: %w", param.ServiceName, addr, param.GroupName, cfg, login.hint(err))
 	}
 	return &Registration{
 		client: client,

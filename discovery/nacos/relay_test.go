@@ -1,11 +1,13 @@
 package nacos
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 	"net"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -25,7 +27,12 @@ type relay struct {
 	cond *sync.Cond // signalled when held or down changes
 	down bool       // cut: connections closed, new ones refused
 	held bool       // what the server sends waits
-	conn map[net.Conn]struct{}
+	// heldLogins holds back what the server sends on the HTTP port to
+	// the SDK (its logins), but not on the gRPC port, nor to the
+	// adapter's own login check (its User-Agent names lightmesh).
+	heldLogins bool
+	checks     atomic.Int32 // HTTP connections of the adapter's login check
+	conn       map[net.Conn]struct{}
 }
 
 func startRelay(tb testing.TB, target string) *relay {
@@ -73,7 +80,7 @@ func startRelay(tb testing.TB, target string) *relay {
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
-					r.pipe(in, to)
+					r.pipe(in, to, i == 0)
 				}()
 			}
 		}()
@@ -88,7 +95,7 @@ func startRelay(tb testing.TB, target string) *relay {
 	return r
 }
 
-func (r *relay) pipe(in net.Conn, to string) {
+func (r *relay) pipe(in net.Conn, to string, http bool) { // http: the HTTP port, not gRPC
 	defer in.Close()
 	if !r.track(in) {
 		return
@@ -103,6 +110,21 @@ func (r *relay) pipe(in net.Conn, to string) {
 		return
 	}
 	defer r.untrack(out)
+	sdkLogin := false // an HTTP connection of the SDK's (heldLogins)
+	if http {
+		first := make([]byte, 32<<10)
+		n, err := in.Read(first)
+		if err != nil {
+			return
+		}
+		if _, err := out.Write(first[:n]); err != nil {
+			return
+		}
+		sdkLogin = !bytes.Contains(first[:n], []byte("User-Agent: lightmesh"))
+		if !sdkLogin {
+			r.checks.Add(1)
+		}
+	}
 	done := make(chan struct{}, 2)
 	go func() { io.Copy(out, in); done <- struct{}{} }() // the client's side: never held
 	type chunk struct {
@@ -126,7 +148,7 @@ func (r *relay) pipe(in net.Conn, to string) {
 	go func() { // and written when its delay is over and it is not held
 		for c := range q {
 			time.Sleep(time.Until(c.at.Add(r.delay)))
-			if !r.pass() {
+			if !r.pass(sdkLogin) {
 				break
 			}
 			if _, err := in.Write(c.b); err != nil {
@@ -143,12 +165,12 @@ func (r *relay) pipe(in net.Conn, to string) {
 	<-done
 }
 
-// pass waits while what the server sends is held, and reports whether
-// the relay is still up.
-func (r *relay) pass() bool {
+// pass waits while what the server sends is held (sdkLogin: on an HTTP
+// connection of the SDK's), and reports whether the relay is still up.
+func (r *relay) pass(sdkLogin bool) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	for r.held && !r.down {
+	for (r.held || sdkLogin && r.heldLogins) && !r.down {
 		r.cond.Wait()
 	}
 	return !r.down
@@ -200,6 +222,15 @@ func (r *relay) hold() {
 func (r *relay) release() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.held = false
+	r.held, r.heldLogins = false, false
 	r.cond.Broadcast()
+}
+
+// holdLogins holds back what the server sends to the SDK on its HTTP
+// port, where the SDK logs in, until release: the SDK's logins time out
+// while its gRPC requests and the adapter's login check are answered.
+func (r *relay) holdLogins() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.heldLogins = true
 }

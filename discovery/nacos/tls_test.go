@@ -15,6 +15,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -182,5 +183,17 @@ func TestTLSLogin(t *testing.T) {
 	login(&TLSConfig{CAFile: ca})
 	if got := ls.seen(); len(got) == 0 || got[0] != "ops:tls-pw" {
 		t.Fatalf("logins over TLS = %v, want ops:tls-pw", got)
+	}
+
+	// The adapter's own login check (loginCheck), which explains a
+	// refusal, verifies the server the same way.
+	check := func(tlsCfg *TLSConfig) error {
+		return newLoginCheck(Config{Addresses: []string{addr}, Username: "ops", Password: "check-pw", TimeoutMs: 10000, TLS: tlsCfg}).login()
+	}
+	if err := check(&TLSConfig{CAFile: otherCA}); err == nil || slices.Contains(ls.seen(), "ops:check-pw") {
+		t.Fatalf("the login check trusted a server the CA does not vouch for: %v, logins %v", err, ls.seen())
+	}
+	if err := check(&TLSConfig{CAFile: ca}); err != nil || !slices.Contains(ls.seen(), "ops:check-pw") {
+		t.Fatalf("the login check over TLS: %v, logins %v; want ops:check-pw accepted", err, ls.seen())
 	}
 }

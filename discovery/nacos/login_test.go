@@ -1,0 +1,212 @@
+package nacos
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/lightmesh/lightmesh/discovery"
+	"github.com/lightmesh/lightmesh/rules"
+)
+
+// TestSlowLoginIsNotBlamedOnCredentials: a client whose own login timed
+// out (a server slow to answer its HTTP port when the client started)
+// has its requests refused "user not found!" until the SDK logs in
+// again, as a wrong password would. The error must not send the operator
+// to check credentials that are right: it says the server accepts them
+// and the client has not logged in yet; and the client works once the
+// SDK's login gets through.
+func TestSlowLoginIsNotBlamedOnCredentials(t *testing.T) {
+	cfg := testConfig(t)
+	if cfg.Password == "" {
+		t.Skip("the server has no authentication: LIGHTMESH_NACOS_PASSWORD is not set")
+	}
+	dataID := unique("lm-slow-login")
+	eventually(t, "publish", func() error { return Publish(cfg, dataID, "", "apiVersion: lightmesh/v1\n") })
+	r := startRelay(t, cfg.Addresses[0])
+	slow := cfg
+	slow.Addresses = []string{r.addr}
+	slow.TimeoutMs = 1000
+	r.holdLogins() // the SDK's logins time out; its gRPC requests and the adapter's check are answered
+	src, err := NewRuleSource(slow, dataID, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	d, err := NewDiscovery(slow, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var errs []error
+	errs = append(errs, whileConnecting(func() error {
+		return src.Watch(ctx, func(rules.Document) { t.Error("delivered without a login") })
+	}))
+	if err := whileConnecting(func() error {
+		reg, err := d.Register(unique("lm-slow-login"), discovery.Instance{Address: "10.42.0.9:80"})
+		if err == nil {
+			reg.Close()
+		}
+		return err
+	}); err != nil {
+		errs = append(errs, err)
+	} else {
+		t.Error("registered without a login")
+	}
+	for _, err := range errs {
+		t.Logf("refused: %v", err)
+		if !errors.Is(err, errNotLoggedIn) || errors.Is(err, errLogin) || strings.Contains(err.Error(), "check Config.Username") {
+			t.Errorf("got %v, want an error saying the credentials are accepted and the client has not logged in yet", err)
+		}
+		if strings.Contains(err.Error(), cfg.Password) {
+			t.Errorf("the error shows the password: %v", err)
+		}
+	}
+
+	r.release() // the SDK's next login (every 5 s) gets through
+	delivered := make(chan struct{}, 1)
+	wctx, wcancel := context.WithCancel(ctx)
+	defer wcancel()
+	go func() {
+		for wctx.Err() == nil {
+			err := src.Watch(wctx, func(rules.Document) {
+				select {
+				case delivered <- struct{}{}:
+				default:
+				}
+			})
+			if wctx.Err() == nil {
+				t.Logf("after the release: %v", err)
+				time.Sleep(500 * time.Millisecond)
+			}
+		}
+	}()
+	select {
+	case <-delivered:
+	case <-ctx.Done():
+		t.Fatal("the document was not delivered after the SDK could log in")
+	}
+}
+
+// TestLoginCheckedOncePerInterval: a client refused in a loop logs in to
+// check its credentials once per loginCheckEvery, not once per refusal
+// (a login costs the server a password hash).
+func TestLoginCheckedOncePerInterval(t *testing.T) {
+	cfg := testConfig(t)
+	if cfg.Password == "" {
+		t.Skip("the server has no authentication: LIGHTMESH_NACOS_PASSWORD is not set")
+	}
+	r := startRelay(t, cfg.Addresses[0])
+	slow := cfg
+	slow.Addresses = []string{r.addr}
+	slow.TimeoutMs = 1000
+	r.holdLogins()
+	src, err := NewRuleSource(slow, unique("lm-login-checks"), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for i := range 5 {
+		err := whileConnecting(func() error { return src.Watch(ctx, func(rules.Document) {}) })
+		if !errors.Is(err, errNotLoggedIn) {
+			t.Fatalf("refusal %d: %v, want the client not logged in yet", i+1, err)
+		}
+	}
+	if n := r.checks.Load(); n != 1 {
+		t.Errorf("5 refusals logged in to check %d times, want once", n)
+	}
+}
+
+// TestWrongPasswordIsNamed: a password the server refuses is named as the
+// cause, with what the server answered the login.
+func TestWrongPasswordIsNamed(t *testing.T) {
+	cfg := testConfig(t)
+	if cfg.Password == "" {
+		t.Skip("the server has no authentication: LIGHTMESH_NACOS_PASSWORD is not set")
+	}
+	bad := cfg
+	bad.Password = "not-the-Pw-7y"
+	err := whileConnecting(func() error { _, err := Fetch(bad, unique("lm-wrong-pw"), ""); return err })
+	if err == nil {
+		t.Fatal("fetched with a wrong password")
+	}
+	t.Logf("refused: %v", err)
+	want := fmt.Sprintf("the server refuses user %q's login (403", cfg.Username)
+	if !errors.Is(err, errLogin) || !strings.Contains(err.Error(), want) || strings.Contains(err.Error(), bad.Password) {
+		t.Errorf("got %v, want it to say %q and to check the credentials, without them", err, want)
+	}
+}
+
+// TestRoleWithoutPermissionIsNamed: a user who logs in but whose role may
+// not read the namespace is told so, not to check the password.
+func TestRoleWithoutPermissionIsNamed(t *testing.T) {
+	cfg := testConfig(t)
+	if cfg.Password == "" {
+		t.Skip("the server has no authentication: LIGHTMESH_NACOS_PASSWORD is not set")
+	}
+	user := fmt.Sprintf("lmnorole%d", time.Now().UnixNano()%1e9)
+	norole := cfg
+	norole.Username, norole.Password = user, "norole-Pw-3z"
+	admin := func(method, path string, form url.Values) string {
+		t.Helper()
+		lc := newLoginCheck(cfg)
+		hc, err := lc.client()
+		if err != nil {
+			t.Fatal(err)
+		}
+		tok := adminToken(t, hc, cfg)
+		req, _ := http.NewRequest(method, "http://"+cfg.Addresses[0]+path+"?accessToken="+url.QueryEscape(tok)+"&"+form.Encode(), nil)
+		resp, err := hc.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return string(b)
+	}
+	if out := admin(http.MethodPost, "/nacos/v1/auth/users", url.Values{"username": {user}, "password": {norole.Password}}); !strings.Contains(out, "ok") {
+		t.Fatalf("creating user %s: %s", user, out)
+	}
+	defer admin(http.MethodDelete, "/nacos/v1/auth/users", url.Values{"username": {user}})
+	// The server takes up to 15 s to know a new user.
+	deadline := time.Now().Add(30 * time.Second)
+	for newLoginCheck(norole).login() != nil {
+		if time.Now().After(deadline) {
+			t.Fatalf("the new user %s cannot log in: %v", user, newLoginCheck(norole).login())
+		}
+		time.Sleep(time.Second)
+	}
+	err := whileConnecting(func() error { _, err := Fetch(norole, unique("lm-norole"), ""); return err })
+	t.Logf("refused: %v", err)
+	if err == nil || !strings.Contains(err.Error(), "lacks the permission") || errors.Is(err, errLogin) || errors.Is(err, errNotLoggedIn) {
+		t.Errorf("got %v, want it to say the user's role lacks the permission", err)
+	}
+}
+
+// adminToken logs in as cfg's user and returns the access token.
+func adminToken(t *testing.T, hc *http.Client, cfg Config) string {
+	t.Helper()
+	resp, err := hc.PostForm("http://"+cfg.Addresses[0]+"/nacos/v1/auth/users/login", url.Values{"username": {cfg.Username}, "password": {cfg.Password}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	_, tok, ok := strings.Cut(string(b), `"accessToken":"`)
+	tok, _, _ = strings.Cut(tok, `"`)
+	if !ok || tok == "" {
+		t.Fatalf("login as %s: %s", cfg.Username, b)
+	}
+	return tok
+}
