@@ -2,6 +2,7 @@ package nacos
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -191,6 +192,66 @@ func TestRoleWithoutPermissionIsNamed(t *testing.T) {
 	t.Logf("refused: %v", err)
 	if err == nil || !strings.Contains(err.Error(), "lacks the permission") || errors.Is(err, errLogin) || errors.Is(err, errNotLoggedIn) {
 		t.Errorf("got %v, want it to say the user's role lacks the permission", err)
+	}
+}
+
+// TestPublishKeepsTheFormatAndNamesTheUser: an item made YAML in the
+// console stays YAML after a Publish (the console keeps its YAML check and
+// highlighting), and the item's history names the user who published.
+func TestPublishKeepsTheFormatAndNamesTheUser(t *testing.T) {
+	cfg := testConfig(t)
+	hc, err := newLoginCheck(cfg).client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	token := ""
+	if cfg.Password != "" {
+		token = adminToken(t, hc, cfg)
+	}
+	dataID, group := unique("lm-format"), DefaultGroup
+	api := func(path string, q url.Values) string {
+		t.Helper()
+		q.Set("accessToken", token)
+		resp, err := hc.Get("http://" + cfg.Addresses[0] + path + "?" + q.Encode())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return string(b)
+	}
+	// Made in the console: format YAML.
+	resp, err := hc.PostForm("http://"+cfg.Addresses[0]+"/nacos/v1/cs/configs", url.Values{"dataId": {dataID}, "group": {group}, "type": {"yaml"}, "content": {"apiVersion: lightmesh/v1\n"}, "accessToken": {token}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	eventually(t, "publish", func() error { return Publish(cfg, dataID, group, "apiVersion: lightmesh/v1\nservices: {}\n") })
+	var item struct {
+		Type    string `json:"type"`
+		Content string `json:"content"`
+	}
+	if err := json.Unmarshal([]byte(api("/nacos/v1/cs/configs", url.Values{"dataId": {dataID}, "group": {group}, "show": {"all"}})), &item); err != nil {
+		t.Fatal(err)
+	}
+	if item.Type != "yaml" || !strings.Contains(item.Content, "services") {
+		t.Errorf("after the publish: type %q, content %q; want type yaml and the new content", item.Type, item.Content)
+	}
+	var history struct {
+		PageItems []struct {
+			SrcUser string `json:"srcUser"`
+		} `json:"pageItems"`
+	}
+	want := historyUser(cfg)
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		out := api("/nacos/v1/cs/history", url.Values{"search": {"accurate"}, "dataId": {dataID}, "group": {group}, "pageNo": {"1"}, "pageSize": {"10"}})
+		json.Unmarshal([]byte(out), &history)
+		if len(history.PageItems) > 0 && history.PageItems[0].SrcUser == want || time.Now().After(deadline) {
+			break
+		}
+	}
+	if len(history.PageItems) == 0 || history.PageItems[0].SrcUser != want {
+		t.Errorf("history %+v: want the last change made by %q", history.PageItems, want)
 	}
 }
 

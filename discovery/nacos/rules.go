@@ -111,7 +111,11 @@ func PublishIfMD5(cfg Config, dataID, group, content, casMD5 string) error {
 	}
 	group = groupOrDefault(group)
 	return withConfigClient(cfg, func(client *configClient) error {
-		ok, err := client.publish(vo.ConfigParam{DataId: dataID, Group: group, Content: content, CasMd5: casMD5})
+		// Type and SrcUser go with every publish: the SDK sends them empty
+		// otherwise, and the server then sets the item's format to text
+		// (an item made YAML in the console lost its YAML check and
+		// highlighting) and records no user in the item's history.
+		ok, err := client.publish(vo.ConfigParam{DataId: dataID, Group: group, Content: content, CasMd5: casMD5, Type: "yaml", SrcUser: historyUser(cfg)})
 		if err == nil && !ok {
 			err = errors.New("server refused")
 		}
@@ -139,6 +143,15 @@ func Fetch(cfg Config, dataID, group string) (string, error) {
 		return nil
 	})
 	return content, err
+}
+
+// historyUser is who a publish is recorded as in the item's history: the
+// user logged in as, else "lightmesh".
+func historyUser(cfg Config) string {
+	if cfg.Username != "" {
+		return cfg.Username
+	}
+	return "lightmesh"
 }
 
 func groupOrDefault(group string) string {
