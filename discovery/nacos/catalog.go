@@ -76,7 +76,7 @@ type Catalog struct {
 	health    string // the item the health check reads (healthItem)
 	prefix    string // "nacos:<namespace>/<group>/"
 	logger    *slog.Logger
-	login     *loginCheck
+	diag      *diagnosis
 	dir       string // private log and cache directory, removed by Close
 
 	done chan struct{}  // closed by Close
@@ -191,7 +191,7 @@ func newCatalog(cfg Config, group string) (*Catalog, error) {
 		health:    healthItem(),
 		prefix:    "nacos:" + ns + "/" + group + "/",
 		logger:    cfg.logger(),
-		login:     newLoginCheck(cfg),
+		diag:      newDiagnosis(cfg),
 		dir:       dir,
 		done:      make(chan struct{}),
 		items:     make(map[string]*catalogItem),
@@ -263,7 +263,7 @@ func (c *Catalog) Watch(ctx context.Context, name string, update func(rules.Docu
 		c.mu.Unlock()
 		switch {
 		case ierr != nil:
-			return fmt.Errorf("nacos: read %s: %w", c.Describe(name), c.login.hint(ierr))
+			return fmt.Errorf("nacos: read %s: %w", c.Describe(name), c.diag.explain(ierr))
 		case !known || (sent && version == last):
 			continue
 		}
@@ -500,7 +500,7 @@ func (c *Catalog) maintain() {
 			return
 		}
 		failures = 0
-		c.fail(fmt.Errorf("nacos: health check: read %s: %w", c.Describe(c.health), c.login.hint(err)))
+		c.fail(fmt.Errorf("nacos: health check: read %s: %w", c.Describe(c.health), c.diag.explain(err)))
 	}
 	for {
 		select {

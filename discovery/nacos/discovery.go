@@ -39,7 +39,7 @@ const maxWeight = 1_000_000
 type Discovery struct {
 	client naming_client.INamingClient
 	cfg    Config // for errors (String), and Register
-	login  *loginCheck
+	diag   *diagnosis
 	group  string
 	logger *slog.Logger
 	dir    string
@@ -65,6 +65,44 @@ type Discovery struct {
 	// list of their next watch may be empty only because the server has
 	// just restarted and the instances have not registered again yet.
 	resuming map[string]time.Time
+	// asking is the server health question in flight (serverHealthy),
+	// nil when none is.
+	asking *healthAnswer
+}
+
+// healthAnswer is the answer to one server health question, ready when
+// done is closed.
+type healthAnswer struct {
+	done    chan struct{}
+	healthy bool
+}
+
+// serverHealthy asks the naming client whether its server connection is
+// healthy, and stops waiting when ctx ends. The watches share one
+// question at a time: while the gRPC connection is down the SDK asks
+// the server over HTTP, three times, which can take seconds, and the
+// question cannot be cancelled; its goroutine ends when the SDK answers.
+func (d *Discovery) serverHealthy(ctx context.Context) (bool, error) {
+	d.mu.Lock()
+	a := d.asking
+	if a == nil {
+		a = &healthAnswer{done: make(chan struct{})}
+		d.asking = a
+		go func() {
+			a.healthy = d.client.ServerHealthy()
+			d.mu.Lock()
+			d.asking = nil
+			d.mu.Unlock()
+			close(a.done)
+		}()
+	}
+	d.mu.Unlock()
+	select {
+	case <-a.done:
+		return a.healthy, nil
+	case <-ctx.Done():
+		return false, ctx.Err()
+	}
 }
 
 // resumeMarkTTL is how long a resuming mark waits for the next watch of
@@ -103,7 +141,7 @@ func NewDiscovery(cfg Config, group string) (*Discovery, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Discovery{client: client, cfg: cfg, login: newLoginCheck(cfg), group: group, logger: cfg.logger(), dir: dir, regs: map[string]*Registration{},
+	return &Discovery{client: client, cfg: cfg, diag: newDiagnosis(cfg), group: group, logger: cfg.logger(), dir: dir, regs: map[string]*Registration{},
 		reasserting: map[string]*reassertion{}, stop: make(chan struct{}), subs: map[string]*subscription{}, resuming: map[string]time.Time{}}, nil
 }
 
@@ -131,8 +169,11 @@ func newNamingClient(cfg Config) (naming_client.INamingClient, string, error) {
 // asks the naming client whether its server connection is healthy (the
 // SDK reconnects and subscribes again by itself, telling nobody) and
 // ends with errServerUnhealthy when it is not, so the mesh reports the
-// outage and retries with backoff; a retry fails at once while the
-// connection is down and subscribes afresh once it is back.
+// outage and retries with backoff; a retry fails as soon as the client
+// answers while the connection is down (the watches share one question,
+// which ctx does not wait for) and subscribes afresh once it is back. An
+// error of a client with no connection says which of the servers' HTTP
+// and gRPC ports answer (see diagnosis).
 //
 // A restarted server knows no ephemeral instance until each registers
 // again, which its SDK does after it reconnects. So when a watch resumes
@@ -144,9 +185,11 @@ func (d *Discovery) Watch(ctx context.Context, service string, update func([]dis
 	if service == "" {
 		return errors.New("nacos: empty service name")
 	}
-	if !d.client.ServerHealthy() {
+	if ok, err := d.serverHealthy(ctx); err != nil {
+		return err
+	} else if !ok {
 		d.touchResuming(service)
-		return fmt.Errorf("nacos: watch %s@%s: %w", service, d.group, errServerUnhealthy)
+		return fmt.Errorf("nacos: watch %s@%s: %w", service, d.group, d.diag.explain(errServerUnhealthy))
 	}
 	check := time.NewTicker(healthInterval)
 	defer check.Stop()
@@ -162,7 +205,7 @@ func (d *Discovery) Watch(ctx context.Context, service string, update func([]dis
 	}
 	defer d.release(service, sub)
 	if err := sub.subscribe(d.client); err != nil {
-		return fmt.Errorf("nacos: subscribe to %s@%s: %w", service, d.group, d.login.hint(err))
+		return fmt.Errorf("nacos: subscribe to %s@%s: %w", service, d.group, d.diag.explain(err))
 	}
 	var last []discovery.Instance
 	first := true
@@ -188,7 +231,7 @@ func (d *Discovery) Watch(ctx context.Context, service string, update func([]dis
 			// copied before the callback returns.
 			svc, err := d.client.GetService(vo.GetServiceParam{ServiceName: service, GroupName: d.group})
 			if err != nil {
-				return fmt.Errorf("nacos: read %s@%s: %w", service, d.group, d.login.hint(err))
+				return fmt.Errorf("nacos: read %s@%s: %w", service, d.group, d.diag.explain(err))
 			}
 			hosts = cloneInstances(svc.Hosts)
 		}
@@ -205,8 +248,10 @@ func (d *Discovery) Watch(ctx context.Context, service string, update func([]dis
 			case <-ctx.Done():
 				return ctx.Err()
 			case <-check.C:
-				if !d.client.ServerHealthy() {
-					return fmt.Errorf("nacos: watch %s@%s: %w", service, d.group, errServerUnhealthy)
+				if ok, err := d.serverHealthy(ctx); err != nil {
+					return err
+				} else if !ok {
+					return fmt.Errorf("nacos: watch %s@%s: %w", service, d.group, d.diag.explain(errServerUnhealthy))
 				}
 			case <-grace:
 				d.logger.Warn("lightmesh: nacos service still has no instance after the server came back", "service", service, "waited", resumeGrace)
@@ -286,7 +331,7 @@ func (d *Discovery) release(service string, sub *subscription) {
 	defer sub.mu.Unlock()
 	// Unsubscribe also removes the callback when the subscribe failed.
 	if err := d.client.Unsubscribe(sub.param); err != nil {
-		d.logger.Warn("lightmesh: nacos unsubscribe failed", "service", service, "group", d.group, "err", err)
+		d.logger.Warn("lightmesh: nacos unsubscribe failed", "service", service, "group", d.group, "err", firstLine(err))
 	}
 }
 

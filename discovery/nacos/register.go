@@ -57,7 +57,7 @@ func Register(cfg Config, service, group string, in discovery.Instance) (*Regist
 	if err != nil {
 		return nil, err
 	}
-	r, err := registerWith(client, param, cfg, newLoginCheck(cfg))
+	r, err := registerWith(client, param, cfg, newDiagnosis(cfg))
 	if err != nil {
 		closeNamingClient(client)
 		removeDir(dir)
@@ -101,7 +101,7 @@ func (d *Discovery) Register(service string, in discovery.Instance) (*Registrati
 	}
 	d.regMu.Lock()
 	defer d.regMu.Unlock()
-	r, err := registerWith(d.client, param, d.cfg, d.login)
+	r, err := registerWith(d.client, param, d.cfg, d.diag)
 	if err != nil {
 		d.assert(param) // an error here is the reassertion's to mend
 		if !errors.Is(err, errRegisterRefused) {
@@ -297,14 +297,14 @@ var errRegisterRefused = errors.New("server refused")
 
 // registerWith registers param through client of cfg; login explains a
 // refusal.
-func registerWith(client naming_client.INamingClient, param vo.RegisterInstanceParam, cfg Config, login *loginCheck) (*Registration, error) {
+func registerWith(client naming_client.INamingClient, param vo.RegisterInstanceParam, cfg Config, diag *diagnosis) (*Registration, error) {
 	ok, err := client.RegisterInstance(param)
 	if err == nil && !ok {
 		err = errRegisterRefused
 	}
 	addr := net.JoinHostPort(param.Ip, strconv.FormatUint(param.Port, 10))
 	if err != nil {
-		return nil, fmt.Errorf("nacos: register %s at %s in %s@%s: %w", param.ServiceName, addr, param.GroupName, cfg, login.hint(err))
+		return nil, fmt.Errorf("nacos: register %s at %s in %s@%s: %w", param.ServiceName, addr, param.GroupName, cfg, diag.explain(err))
 	}
 	return &Registration{
 		client: client,

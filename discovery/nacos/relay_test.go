@@ -32,6 +32,7 @@ type relay struct {
 	// adapter's own login check (its User-Agent names lightmesh).
 	heldLogins bool
 	checks     atomic.Int32 // HTTP connections of the adapter's login check
+	grpcPort   net.Listener // the gRPC port's listener (closeGRPCPort)
 	conn       map[net.Conn]struct{}
 }
 
@@ -61,6 +62,7 @@ func startRelay(tb testing.TB, target string) *relay {
 			continue
 		}
 		lns = []net.Listener{l1, l2}
+		r.grpcPort = l2
 		r.addr = fmt.Sprintf("127.0.0.1:%d", port)
 	}
 	if lns == nil {
@@ -201,6 +203,13 @@ func (r *relay) cut() {
 	for c := range r.conn {
 		c.Close()
 	}
+}
+
+// closeGRPCPort stops listening on the gRPC port for good, as a firewall
+// or a Kubernetes Service that opens only the HTTP port does: connections
+// to it are refused, those to the HTTP port still relayed.
+func (r *relay) closeGRPCPort() {
+	r.grpcPort.Close()
 }
 
 // restore accepts connections again.

@@ -185,10 +185,10 @@ func TestTLSLogin(t *testing.T) {
 		t.Fatalf("logins over TLS = %v, want ops:tls-pw", got)
 	}
 
-	// The adapter's own login check (loginCheck), which explains a
+	// The adapter's own login check (diagnosis), which explains a
 	// refusal, verifies the server the same way.
 	check := func(tlsCfg *TLSConfig) error {
-		return newLoginCheck(Config{Addresses: []string{addr}, Username: "ops", Password: "check-pw", TimeoutMs: 10000, TLS: tlsCfg}).login()
+		return newDiagnosis(Config{Addresses: []string{addr}, Username: "ops", Password: "check-pw", TimeoutMs: 10000, TLS: tlsCfg}).logIn()
 	}
 	if err := check(&TLSConfig{CAFile: otherCA}); err == nil || slices.Contains(ls.seen(), "ops:check-pw") {
 		t.Fatalf("the login check trusted a server the CA does not vouch for: %v, logins %v", err, ls.seen())

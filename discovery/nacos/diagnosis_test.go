@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -99,7 +101,7 @@ func TestSlowLoginIsNotBlamedOnCredentials(t *testing.T) {
 }
 
 // TestLoginCheckedOncePerInterval: a client refused in a loop logs in to
-// check its credentials once per loginCheckEvery, not once per refusal
+// check its credentials once per checkEvery, not once per refusal
 // (a login costs the server a password hash).
 func TestLoginCheckedOncePerInterval(t *testing.T) {
 	cfg := testConfig(t)
@@ -161,7 +163,7 @@ func TestRoleWithoutPermissionIsNamed(t *testing.T) {
 	norole.Username, norole.Password = user, "norole-Pw-3z"
 	admin := func(method, path string, form url.Values) string {
 		t.Helper()
-		lc := newLoginCheck(cfg)
+		lc := newDiagnosis(cfg)
 		hc, err := lc.client()
 		if err != nil {
 			t.Fatal(err)
@@ -182,9 +184,9 @@ func TestRoleWithoutPermissionIsNamed(t *testing.T) {
 	defer admin(http.MethodDelete, "/nacos/v1/auth/users", url.Values{"username": {user}})
 	// The server takes up to 15 s to know a new user.
 	deadline := time.Now().Add(30 * time.Second)
-	for newLoginCheck(norole).login() != nil {
+	for newDiagnosis(norole).logIn() != nil {
 		if time.Now().After(deadline) {
-			t.Fatalf("the new user %s cannot log in: %v", user, newLoginCheck(norole).login())
+			t.Fatalf("the new user %s cannot log in: %v", user, newDiagnosis(norole).logIn())
 		}
 		time.Sleep(time.Second)
 	}
@@ -200,7 +202,7 @@ func TestRoleWithoutPermissionIsNamed(t *testing.T) {
 // highlighting), and the item's history names the user who published.
 func TestPublishKeepsTheFormatAndNamesTheUser(t *testing.T) {
 	cfg := testConfig(t)
-	hc, err := newLoginCheck(cfg).client()
+	hc, err := newDiagnosis(cfg).client()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -253,6 +255,70 @@ func TestPublishKeepsTheFormatAndNamesTheUser(t *testing.T) {
 	if len(history.PageItems) == 0 || history.PageItems[0].SrcUser != want {
 		t.Errorf("history %+v: want the last change made by %q", history.PageItems, want)
 	}
+}
+
+// TestNotConnectedNamesTheGRPCPort: a server whose HTTP port answers and
+// whose gRPC port (HTTP + 1000) refuses connections (a firewall or a
+// Kubernetes Service that opens 8848 only) leaves the SDK's clients "not
+// connected, current status: STARTING"; the errors name the port that
+// does not answer and say that Nacos 2 clients need it.
+func TestNotConnectedNamesTheGRPCPort(t *testing.T) {
+	cfg := testConfig(t)
+	r := startRelay(t, cfg.Addresses[0])
+	r.closeGRPCPort()
+	cfg.Addresses = []string{r.addr}
+	cfg.TimeoutMs = 1000
+	host, port, _ := net.SplitHostPort(r.addr)
+	p, _ := strconv.Atoi(port)
+	want := "the gRPC port " + net.JoinHostPort(host, strconv.Itoa(p+1000)) + " does not"
+	check := func(what string, err error) {
+		t.Helper()
+		t.Logf("%s: %v", what, err)
+		if !errors.Is(err, errNotConnected) || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "HTTP port + 1000") {
+			t.Errorf("%s: %v; want it to say %q and that Nacos 2 clients need the HTTP port + 1000", what, err, want)
+		}
+	}
+	_, err := Fetch(cfg, unique("lm-no-grpc"), "")
+	check("fetch", err)
+	d, err := NewDiscovery(cfg, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	_, err = d.Register(unique("lm-no-grpc"), discovery.Instance{Address: "10.42.0.9:80"})
+	check("register", err)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	check("watch", d.Watch(ctx, unique("lm-no-grpc"), func([]discovery.Instance) { t.Error("delivered without a connection") }))
+}
+
+// TestWatchEndsWithItsContextWhileTheServerCheckIsSlow: while the gRPC
+// connection is down the SDK answers its health question over HTTP,
+// which can take seconds; a Watch whose context ends meanwhile returns
+// then, not when the SDK answers.
+func TestWatchEndsWithItsContextWhileTheServerCheckIsSlow(t *testing.T) {
+	cfg := testConfig(t)
+	r := startRelay(t, cfg.Addresses[0])
+	r.closeGRPCPort()
+	cfg.Addresses = []string{r.addr}
+	cfg.TimeoutMs = 1000
+	d, err := NewDiscovery(cfg, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	r.hold() // the HTTP health question gets no answer until its timeout
+	for i := range 3 {
+		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+		start := time.Now()
+		err := d.Watch(ctx, "lm-slow-check", func([]discovery.Instance) {})
+		took := time.Since(start)
+		cancel()
+		if !errors.Is(err, context.DeadlineExceeded) || took > 2*time.Second {
+			t.Errorf("watch %d: %v after %v; want its context's end after 300ms", i, err, took)
+		}
+	}
+	r.release()
 }
 
 // adminToken logs in as cfg's user and returns the access token.

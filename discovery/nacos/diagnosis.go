@@ -29,35 +29,64 @@ var errLogin = errors.New("check Config.Username and Password (NACOS_USERNAME, N
 // logs in again every 5 s.
 var errNotLoggedIn = errors.New("the client has not logged in yet")
 
-// loginCheckEvery is how long a loginCheck's verdict stands: a login costs
-// the server a password hash, and a client refused in a loop must not
-// add one per refusal.
-const loginCheckEvery = 30 * time.Second
+// checkEvery is how long a check's verdict stands: a login costs the
+// server a password hash, and a client refused in a loop must not add one
+// per refusal.
+const checkEvery = 30 * time.Second
 
-// A loginCheck explains a refusal for want of a login. The server answers
-// a request without a valid token the same way ("user not found!")
-// whether the password is wrong or the client's login has not succeeded
-// yet, and the SDK only logs its failed logins, so the check logs in
-// itself, as the SDK does, and says which it is. A zero loginCheck is
-// not usable: use newLoginCheck.
-type loginCheck struct {
+// A diagnosis explains the errors of a client that the SDK leaves
+// unexplained, by checking for itself what the SDK does not say:
+//
+//   - a refusal for want of a login: the server answers a request without
+//     a valid token the same way ("user not found!") whether the password
+//     is wrong or the client's login has not succeeded yet, and the SDK
+//     only logs its failed logins, so the diagnosis logs in itself, as
+//     the SDK does, and says which it is;
+//   - a client not connected: it dials the servers' HTTP and gRPC ports,
+//     and says which answer (Nacos 2 clients need both, and a firewall or
+//     a Kubernetes Service often opens the HTTP port only).
+//
+// Each check runs at most once per checkEvery. A zero diagnosis is not
+// usable: use newDiagnosis.
+type diagnosis struct {
 	cfg    Config
 	client func() (*http.Client, error)
 
-	mu      sync.Mutex
-	at      time.Time // of the last login tried; zero before
-	verdict error
+	login, ports verdict
 }
 
-func newLoginCheck(cfg Config) *loginCheck {
-	return &loginCheck{cfg: cfg, client: sync.OnceValues(cfg.loginClient)}
+// verdict is the cached outcome of one check.
+type verdict struct {
+	mu  sync.Mutex
+	at  time.Time // of the last check; zero before
+	err error
 }
 
-// hint returns err, wrapped with what a login says of it when the server
-// refused the request for want of a login or permission (or refused a
-// registration without saying why); other errors as they are.
-func (lc *loginCheck) hint(err error) error {
-	if err == nil || !(needsLogin(err) || isRefused(err) || errors.Is(err, errRegisterRefused)) {
+// get returns the outcome of check, run at most once per checkEvery.
+func (v *verdict) get(check func() error) error {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.at.IsZero() || time.Since(v.at) >= checkEvery {
+		v.at, v.err = time.Now(), check()
+	}
+	return v.err
+}
+
+func newDiagnosis(cfg Config) *diagnosis {
+	return &diagnosis{cfg: cfg, client: sync.OnceValues(cfg.loginClient)}
+}
+
+// explain returns err, wrapped with what a check says of it when the
+// server refused the request for want of a login or permission (or
+// refused a registration without saying why), or when the client is not
+// connected; other errors as they are.
+func (dg *diagnosis) explain(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case notConnected(err):
+		return fmt.Errorf("%w; %w", err, dg.ports.get(dg.dial))
+	case !(needsLogin(err) || isRefused(err) || errors.Is(err, errRegisterRefused)):
 		return err
 	}
 	kind := refusedLogin
@@ -67,7 +96,7 @@ func (lc *loginCheck) hint(err error) error {
 	case errors.Is(err, errRegisterRefused):
 		kind = refusedUnsaid
 	}
-	return fmt.Errorf("%w; %w", err, lc.check(kind))
+	return fmt.Errorf("%w; %w", err, dg.check(kind))
 }
 
 // refusal is what the server said when it refused a request.
@@ -99,21 +128,16 @@ func isRefused(err error) bool {
 }
 
 // check returns what a login with the client's credentials says of a
-// refusal of kind, logging in at most once per loginCheckEvery.
-func (lc *loginCheck) check(kind refusal) error {
-	user := lc.cfg.Username
+// refusal of kind.
+func (dg *diagnosis) check(kind refusal) error {
+	user := dg.cfg.Username
 	if user == "" {
 		return fmt.Errorf("a server with authentication on refuses a client without a login, and Config.Username is empty: %w", errLogin)
 	}
-	lc.mu.Lock()
-	defer lc.mu.Unlock()
-	if lc.at.IsZero() || time.Since(lc.at) >= loginCheckEvery {
-		lc.at, lc.verdict = time.Now(), lc.login()
+	if err := dg.login.get(dg.logIn); err != nil {
+		return err
 	}
-	if lc.verdict != nil {
-		return lc.verdict
-	}
-	ns := lc.cfg.NamespaceID
+	ns := dg.cfg.NamespaceID
 	if ns == "" {
 		ns = "public"
 	}
@@ -128,25 +152,25 @@ func (lc *loginCheck) check(kind refusal) error {
 	}
 }
 
-// login logs in to each server in turn, as the SDK does, and returns nil
+// logIn logs in to each server in turn, as the SDK does, and returns nil
 // once one accepts the credentials, or why none did.
-func (lc *loginCheck) login() error {
-	client, err := lc.client()
+func (dg *diagnosis) logIn() error {
+	client, err := dg.client()
 	if err != nil {
 		return fmt.Errorf("a login to check the credentials could not start (%v); %w", err, errLogin)
 	}
-	servers, err := lc.cfg.servers()
+	servers, err := dg.cfg.servers()
 	if err != nil {
 		return err
 	}
 	scheme := "http"
-	if lc.cfg.TLS != nil {
+	if dg.cfg.TLS != nil {
 		scheme = "https"
 	}
 	var last error
 	for _, s := range servers {
 		u := scheme + "://" + net.JoinHostPort(s.IpAddr, strconv.FormatUint(s.Port, 10)) + "/nacos/v1/auth/users/login"
-		req, err := http.NewRequest(http.MethodPost, u, strings.NewReader(url.Values{"username": {lc.cfg.Username}, "password": {lc.cfg.Password}}.Encode()))
+		req, err := http.NewRequest(http.MethodPost, u, strings.NewReader(url.Values{"username": {dg.cfg.Username}, "password": {dg.cfg.Password}}.Encode()))
 		if err != nil {
 			return err
 		}
@@ -175,10 +199,53 @@ func (lc *loginCheck) login() error {
 		if len(answer) > 200 {
 			answer = answer[:200] + "..."
 		}
-		return fmt.Errorf("the server refuses user %q's login (%d %s): %w", lc.cfg.Username, resp.StatusCode, answer, errLogin)
+		return fmt.Errorf("the server refuses user %q's login (%d %s): %w", dg.cfg.Username, resp.StatusCode, answer, errLogin)
 	}
 	return last
 }
+
+// notConnected reports whether err says the client has no connection to
+// a server.
+func notConnected(err error) bool {
+	return errors.Is(err, errServerUnhealthy) || strings.Contains(err.Error(), "client not connected")
+}
+
+// dialTimeout bounds each dial of dial.
+const dialTimeout = 2 * time.Second
+
+// dial says which of the servers' ports answer: a client is not connected
+// when no server's gRPC port (the HTTP port + 1000) does, and a server
+// whose HTTP port answers while its gRPC port does not is the usual cause.
+func (dg *diagnosis) dial() error {
+	servers, err := dg.cfg.servers()
+	if err != nil {
+		return err
+	}
+	var httpUp, grpcDown []string
+	var grpcErr error
+	for _, s := range servers {
+		h := net.JoinHostPort(s.IpAddr, strconv.FormatUint(s.Port, 10))
+		g := net.JoinHostPort(s.IpAddr, strconv.FormatUint(s.GrpcPort, 10))
+		c, err := net.DialTimeout("tcp", g, dialTimeout)
+		if err == nil {
+			c.Close()
+			return fmt.Errorf("%w: the gRPC port %s accepts connections, so the client is still connecting (it keeps trying)", errNotConnected, g)
+		}
+		grpcDown, grpcErr = append(grpcDown, g), err
+		if c, err := net.DialTimeout("tcp", h, dialTimeout); err == nil {
+			c.Close()
+			httpUp = append(httpUp, h)
+		}
+	}
+	if len(httpUp) > 0 {
+		return fmt.Errorf("%w: the HTTP port %s answers but the gRPC port %s does not (%v): Nacos 2 clients talk gRPC on the HTTP port + 1000; open it (firewall, Kubernetes Service)", errNotConnected, strings.Join(httpUp, ", "), strings.Join(grpcDown, ", "), grpcErr)
+	}
+	return fmt.Errorf("%w: no server answers at %s nor at its gRPC port %s (%v): is it running, and is the address right?", errNotConnected, strings.Join(dg.cfg.Addresses, ", "), strings.Join(grpcDown, ", "), grpcErr)
+}
+
+// errNotConnected is wrapped into the errors of a client not connected to
+// any server, with what dialing the servers found.
+var errNotConnected = errors.New("not connected to Nacos")
 
 // loginClient returns the HTTP client a loginCheck logs in with: bounded
 // by the client's request timeout, and over TLS as the SDK's login is
