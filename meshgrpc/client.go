@@ -58,7 +58,7 @@ func DialOptions(m *mesh.Mesh, opts ...Option) []grpc.DialOption {
 		// makes grpc.NewClient reject a bad one at once.
 		grpc.WithDefaultServiceConfig(cfg.serviceConfig),
 		grpc.WithChainUnaryInterceptor(unaryInterceptor(eng, &cfg, m)),
-		grpc.WithChainStreamInterceptor(streamInterceptor(eng, m)),
+		grpc.WithChainStreamInterceptor(streamInterceptor(eng, &cfg, m)),
 	}
 	if src := m.Identity(); src != nil {
 		dopts = append(dopts, grpcidentity.RulesDialOptions(src, m)...)
@@ -108,12 +108,17 @@ func unaryInterceptor(eng *engine.Engine, cfg *config, m *mesh.Mesh) grpc.UnaryC
 		if !ok {
 			return invoker(ctx, method, req, reply, conn, opts...)
 		}
+		opts, onFinish := splitOnFinish(opts)
 		if err := noIdentity(m, service); err != nil {
+			runOnFinish(onFinish, err) // refused before grpc-go saw it, which would have run them
 			return err
+		}
+		if ctx2, cancel := cfg.methodDeadline(ctx, conn, method); cancel != nil {
+			ctx = ctx2
+			defer cancel()
 		}
 		cc := calls.Get().(*clientCall)
 		cc.init(eng, conn, service, method)
-		opts, onFinish := splitOnFinish(opts)
 		ctx, err := cc.open(ctx)
 		if err == nil {
 			// The request message is kept: resending it is safe on a
@@ -126,9 +131,7 @@ func unaryInterceptor(eng *engine.Engine, cfg *config, m *mesh.Mesh) grpc.UnaryC
 		}
 		idle := cc.scratch.close()
 		err = cc.finish(ctx, err)
-		for _, f := range onFinish {
-			f(err)
-		}
+		runOnFinish(onFinish, err)
 		if idle {
 			*cc = clientCall{done: cc.done}
 			calls.Put(cc)
@@ -161,6 +164,14 @@ func splitOnFinish(opts []grpc.CallOption) (rest []grpc.CallOption, onFinish []f
 	return rest, onFinish
 }
 
+// runOnFinish runs the caller's grpc.OnFinish functions with the call's
+// final error.
+func runOnFinish(onFinish []func(error), err error) {
+	for _, f := range onFinish {
+		f(err)
+	}
+}
+
 // streamInterceptor is the client interceptor of streams. Streams get the
 // rate limit, the service breaker, lane and trace propagation, metrics and
 // spans; they are not retried (a stream that has begun cannot be replayed)
@@ -179,17 +190,20 @@ func splitOnFinish(opts []grpc.CallOption) (rest []grpc.CallOption, onFinish []f
 // first, and goes to the request metrics and the span. Each of its
 // attempts reports to the breaker of its instance through the picker's
 // Done, before OnFinish.
-func streamInterceptor(eng *engine.Engine, m *mesh.Mesh) grpc.StreamClientInterceptor {
+func streamInterceptor(eng *engine.Engine, cfg *config, m *mesh.Mesh) grpc.StreamClientInterceptor {
 	return func(ctx context.Context, desc *grpc.StreamDesc, conn *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
 		service, ok := serviceOf(conn.Target())
 		if !ok {
 			return streamer(ctx, desc, conn, method, opts...)
 		}
 		if err := noIdentity(m, service); err != nil {
+			_, onFinish := splitOnFinish(opts)
+			runOnFinish(onFinish, err) // refused before grpc-go saw it, which would have run them
 			return nil, err
 		}
+		ctx, cancelTimeout := cfg.methodDeadline(ctx, conn, method)
 		cc := newClientCall(eng, conn, service, method)
-		cc.stream = true
+		cc.stream, cc.cancelTimeout = true, cancelTimeout
 		ctx, err := cc.open(ctx)
 		if err == nil {
 			cc.t, err = cc.c.NewTry(ctx)
@@ -198,14 +212,18 @@ func streamInterceptor(eng *engine.Engine, m *mesh.Mesh) grpc.StreamClientInterc
 			// Refused before grpc-go saw it: grpc-go will not run the
 			// caller's OnFinish options, which it promises for every RPC.
 			err = cc.finish(ctx, err)
-			for _, o := range opts {
-				if f, ok := o.(grpc.OnFinishCallOption); ok {
-					f.OnFinish(err)
-				}
-			}
+			_, onFinish := splitOnFinish(opts)
+			runOnFinish(onFinish, err)
 			return nil, err
 		}
 		cc.ctx = ctx
+		due := time.Now().Add(cc.probeWait()) // the first response is overdue then
+		if cc.t.Probing() {
+			// Armed before the stream is set up: its wait for a
+			// connection counts, or a stream waiting on a hung
+			// instance would hold the service's slot for as long.
+			cc.probeTimer = time.AfterFunc(time.Until(due), cc.probeOverdue)
+		}
 		opts = append(opts[:len(opts):len(opts)], grpc.OnFinish(cc.streamEnded))
 		cs, err := streamer(cc.tryContext(ctx), desc, conn, method, opts...)
 		cc.scratch.mu.Lock()
@@ -219,7 +237,12 @@ func streamInterceptor(eng *engine.Engine, m *mesh.Mesh) grpc.StreamClientInterc
 			// no attempt was picked and OnFinish will not come.
 			cc.endStream(err)
 		} else if cc.t.Probing() {
-			cc.probeTimer = time.AfterFunc(cc.probeWait(), cc.probeOverdue)
+			// A probe slot still held, the instance's taken by the
+			// pick among them: given back at the same due time.
+			if cc.probeTimer != nil {
+				cc.probeTimer.Stop()
+			}
+			cc.probeTimer = time.AfterFunc(time.Until(due), cc.probeOverdue)
 		}
 		cc.scratch.mu.Unlock()
 		if err != nil {
@@ -359,6 +382,9 @@ type clientCall struct {
 	span    oteltrace.Span
 	unary   unaryArgs
 	release func() // of a demand made to look the service up on first use
+	// cancelTimeout ends a stream's method-config timeout (methodDeadline)
+	// when the stream is recorded; nil for none.
+	cancelTimeout context.CancelFunc
 	// done is the picker's Done callback of every pick of the call (one
 	// func value per call, not one per pick).
 	done     func(balancer.DoneInfo)
@@ -624,6 +650,9 @@ func (cc *clientCall) finish(ctx context.Context, err error) error {
 func (cc *clientCall) record(ctx context.Context, err error, d time.Duration) {
 	if cc.release != nil {
 		cc.release()
+	}
+	if cc.cancelTimeout != nil {
+		cc.cancelTimeout()
 	}
 	code := status.Code(statusOf(err, ""))
 	name := router.GRPCCodeName(uint32(code))

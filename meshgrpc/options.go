@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"strings"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/status"
 
 	"github.com/lightmesh/lightmesh/mesh"
@@ -16,6 +17,9 @@ type Option interface{ apply(*config) }
 type config struct {
 	serviceConfig string   // the client's service config, lightmesh's balancer in it
 	idempotent    []string // full method names, or "/pkg.Service/" for all of one service
+	// methodTimeouts says the client's service config sets a method
+	// timeout: the interceptors apply it (methodDeadline).
+	methodTimeouts bool
 	// refusalStatus builds the status of a call the server refuses
 	// (WithRefusalStatus); nil for the default.
 	refusalStatus func(context.Context, mesh.Refusal) *status.Status
@@ -89,8 +93,44 @@ func newConfig(opts []Option) config {
 			o.apply(&c)
 		}
 	}
+	c.methodTimeouts = setsTimeout(c.serviceConfig)
 	c.serviceConfig = withBalancer(c.serviceConfig)
 	return c
+}
+
+// setsTimeout reports whether the service config sc (JSON) has a method
+// config with a timeout.
+func setsTimeout(sc string) bool {
+	var doc struct {
+		MethodConfig []struct {
+			Timeout *string `json:"timeout"`
+		} `json:"methodConfig"`
+	}
+	if json.Unmarshal([]byte(sc), &doc) != nil {
+		return false
+	}
+	for _, mc := range doc.MethodConfig {
+		if mc.Timeout != nil {
+			return true
+		}
+	}
+	return false
+}
+
+// methodDeadline returns ctx bounded by the timeout the client's service
+// config sets for method, as grpc-go bounds the call with it, and its
+// cancel function (nil when there is none). grpc-go applies it inside the
+// invoker, where the mesh would not see it and would take the deadline
+// exceeded for the server's own; applied here, the engine judges it as
+// the caller's deadline, which counts for no breaker.
+func (c *config) methodDeadline(ctx context.Context, conn *grpc.ClientConn, method string) (context.Context, context.CancelFunc) {
+	if !c.methodTimeouts {
+		return ctx, nil
+	}
+	if mc := conn.GetMethodConfig(method); mc.Timeout != nil && *mc.Timeout >= 0 {
+		return context.WithTimeout(ctx, *mc.Timeout)
+	}
+	return ctx, nil
 }
 
 // withBalancer returns the service config sc with lightmesh's balancer as
