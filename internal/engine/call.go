@@ -215,10 +215,11 @@ const (
 	// ConnDown: its connection failed; as good as unhealthy.
 	ConnDown
 	// ConnStalled: its connection has been connecting for longer than a
-	// call should wait for it while another instance can serve: waited
-	// for as ConnPending, except by a call of a lane, which goes on to
-	// base rather than wait for a lane instance that may never connect
-	// (and waits for it only when there is nothing else to pick).
+	// call should wait for it while another instance can serve: a call of
+	// a lane goes on to base, and one whose chosen subset has only such
+	// instances (or none ready) goes on to the route's fallback, rather
+	// than wait for an instance that may never connect; it waits for it
+	// only when there is nothing else to pick.
 	ConnStalled
 )
 
@@ -284,8 +285,7 @@ type Try struct {
 	// balancers), counting from ldStart (Unix ns) until untrack.
 	ld         *instLoad
 	ldStart    int64
-	lanePick   bool // picking from the call's lane
-	sawStalled bool // a lane instance was skipped as ConnStalled
+	sawStalled bool // an instance was skipped as ConnStalled
 
 	// lastIn and lastB are the instance accept looked at last and its
 	// breaker: the one Pick takes, whose breaker it then needs again.
@@ -424,12 +424,10 @@ func (t *Try) pickOnce() (in *discovery.Instance, lane, fallback bool) {
 		// (ConnStalled) is not waited for: the call goes on to base,
 		// keeping its lane, as when the lane has no instance here; it is
 		// waited for only when base has nothing either (Waiting).
-		t.lanePick = true
 		in = tb.PickLane(&c.decision, t.acceptFresh)
 		if in == nil && c.ntried > 0 {
 			in = tb.PickLane(&c.decision, t.acceptAgain)
 		}
-		t.lanePick = false
 		if in != nil {
 			return in, true, false
 		}
@@ -569,11 +567,7 @@ func (t *Try) acceptAgain(in *discovery.Instance) bool {
 			t.sawDown = true
 			return false
 		case ConnStalled:
-			if t.lanePick {
-				t.sawStalled = true
-			} else {
-				t.sawPending = true
-			}
+			t.sawStalled = true
 			return false
 		}
 	}
