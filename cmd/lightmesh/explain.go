@@ -86,11 +86,11 @@ func runExplain(ctx context.Context, c *cli, args []string) error {
 	if err != nil {
 		return err
 	}
-	src, err := c.ruleSource(*rulesAt, &closers)
+	src, err := c.ruleSource(ctx, *rulesAt, &closers)
 	if err != nil {
 		return err
 	}
-	disc, listed, err := c.instanceSource(*instancesAt, instanceFlags, &closers)
+	disc, listed, err := c.instanceSource(ctx, *instancesAt, instanceFlags, &closers)
 	if err != nil {
 		return err
 	}
@@ -158,7 +158,7 @@ func (c *cli) checkRules(ctx context.Context, at string) (*router.Rules, error) 
 
 // ruleSource returns the rule source at: a file, or a Nacos or etcd
 // location.
-func (c *cli) ruleSource(at string, closers *[]io.Closer) (rules.Source, error) {
+func (c *cli) ruleSource(ctx context.Context, at string, closers *[]io.Closer) (rules.Source, error) {
 	if !isLocation(at) {
 		if _, err := os.Stat(at); err != nil {
 			return nil, err
@@ -180,7 +180,7 @@ func (c *cli) ruleSource(at string, closers *[]io.Closer) (rules.Source, error) 
 		*closers = append(*closers, src)
 		return src, nil
 	}
-	cli, err := c.etcdClient(l)
+	cli, err := c.etcdClient(ctx, l)
 	if err != nil {
 		return nil, err
 	}
@@ -191,7 +191,7 @@ func (c *cli) ruleSource(at string, closers *[]io.Closer) (rules.Source, error) 
 // instanceSource returns the instances: a YAML file or a Nacos or etcd
 // location, plus those given with --instance; and the instances listed
 // in the file and the flags, by service.
-func (c *cli) instanceSource(at string, flags []string, closers *[]io.Closer) (discovery.Source, map[string][]discovery.Instance, error) {
+func (c *cli) instanceSource(ctx context.Context, at string, flags []string, closers *[]io.Closer) (discovery.Source, map[string][]discovery.Instance, error) {
 	static := map[string][]discovery.Instance{}
 	for _, f := range flags {
 		svc, in, err := parseInstanceFlag(f)
@@ -227,7 +227,7 @@ func (c *cli) instanceSource(at string, flags []string, closers *[]io.Closer) (d
 		*closers = append(*closers, d)
 		return d, nil, nil
 	}
-	cli, err := c.etcdClient(l)
+	cli, err := c.etcdClient(ctx, l)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -24,10 +24,15 @@ import (
 	"strings"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/lightmesh/lightmesh/discovery/nacos"
 )
 
 func main() {
+	// Ctrl-C ends ctx: get and push stop waiting on a store at once. A
+	// second Ctrl-C ends the process, as without the handler.
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	context.AfterFunc(ctx, stop)
 	defer stop()
 	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr, os.Getenv))
 }
@@ -49,6 +54,10 @@ type cli struct {
 	env            env
 	commands       map[string]command
 	etcdTLS        etcdTLS // from the --etcd-* flags
+	// nacosFetch and nacosPublish are nacos.Fetch and nacos.PublishIfMD5
+	// (tests stand in for a server).
+	nacosFetch   func(cfg nacos.Config, dataID, group string) (string, error)
+	nacosPublish func(cfg nacos.Config, dataID, group, content, casMD5 string) error
 }
 
 // allCommands returns the subcommands by name.
@@ -73,7 +82,7 @@ func (e exitError) Error() string { return fmt.Sprintf("exit status %d", e.code)
 var errReported = errors.New("reported")
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv env) int {
-	c := &cli{stdout: stdout, stderr: stderr, env: getenv, commands: allCommands()}
+	c := &cli{stdout: stdout, stderr: stderr, env: getenv, commands: allCommands(), nacosFetch: nacos.Fetch, nacosPublish: nacos.PublishIfMD5}
 	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
 		if len(args) > 1 {
 			if cmd, ok := c.commands[args[1]]; ok {

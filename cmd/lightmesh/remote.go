@@ -13,6 +13,7 @@ import (
 	"io"
 	"net/url"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -198,8 +199,9 @@ const etcdCheckTimeout = 5 * time.Second
 
 // etcdClient returns a client of l's endpoints, with credentials from the
 // environment and TLS from the flags, once the server has answered. The
-// caller closes it.
-func (c *cli) etcdClient(l location) (*clientv3.Client, error) {
+// caller closes it. It stops waiting when ctx ends (Ctrl-C): an
+// *interrupted.
+func (c *cli) etcdClient(ctx context.Context, l location) (*clientv3.Client, error) {
 	tc, err := c.etcdTLS.config()
 	if err != nil {
 		return nil, err
@@ -213,24 +215,34 @@ func (c *cli) etcdClient(l location) (*clientv3.Client, error) {
 		Password:    c.env("ETCD_PASSWORD"),
 		TLS:         tc,
 		Logger:      zap.NewNop(),
+		Context:     ctx,
 	}
 	cli, err := clientv3.New(cfg)
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil, &interrupted{l: l}
+		}
 		if errors.Is(err, context.DeadlineExceeded) {
 			// The client keeps the reason to itself; a client without
 			// credentials can ask.
 			cfg.Username, cfg.Password = "", ""
 			if probe, perr := clientv3.New(cfg); perr == nil {
-				err = checkEtcd(probe, err)
+				err = checkEtcd(ctx, probe, err)
 				probe.Close()
 			}
+		}
+		if ctx.Err() != nil {
+			return nil, &interrupted{l: l}
 		}
 		return nil, c.etcdError(l, "connect", err)
 	}
 	// Calls over a connection that cannot be made wait and then fail
 	// with no reason; Check says why.
-	if err := checkEtcd(cli, nil); err != nil {
+	if err := checkEtcd(ctx, cli, nil); err != nil {
 		cli.Close()
+		if ctx.Err() != nil {
+			return nil, &interrupted{l: l}
+		}
 		return nil, c.etcdError(l, "connect", err)
 	}
 	return cli, nil
@@ -238,8 +250,8 @@ func (c *cli) etcdClient(l location) (*clientv3.Client, error) {
 
 // checkEtcd runs etcd.Check on cli and returns its error, or orElse when
 // the server answers.
-func checkEtcd(cli *clientv3.Client, orElse error) error {
-	ctx, cancel := context.WithTimeout(context.Background(), etcdCheckTimeout)
+func checkEtcd(ctx context.Context, cli *clientv3.Client, orElse error) error {
+	ctx, cancel := context.WithTimeout(ctx, etcdCheckTimeout)
 	defer cancel()
 	if err := etcd.Check(ctx, cli); err != nil {
 		return &etcdConnError{err}
@@ -288,6 +300,44 @@ func nacosVersion(content string) string {
 	return hex.EncodeToString(sum[:])
 }
 
+// interrupted is a call to the store at l given up when the command's
+// context ended (Ctrl-C) before the store answered.
+type interrupted struct {
+	l location
+	// sent: a write had been sent, so the store may have applied it.
+	sent bool
+}
+
+func (e *interrupted) Error() string {
+	if e.sent {
+		return fmt.Sprintf("interrupted after the publish was sent to %s: it may or may not have been applied; run lightmesh get %s to see", e.l, e.l)
+	}
+	return fmt.Sprintf("interrupted while waiting for %s", e.l)
+}
+
+// whileWaiting returns what call returns, or an *interrupted (sent as
+// told) as soon as ctx ends: for the calls of the Nacos package, which
+// take no context. An abandoned call runs on until it ends or the
+// command exits.
+func whileWaiting[T any](ctx context.Context, l location, sent bool, call func() (T, error)) (T, error) {
+	type result struct {
+		v   T
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		v, err := call()
+		done <- result{v, err}
+	}()
+	select {
+	case r := <-done:
+		return r.v, r.err
+	case <-ctx.Done():
+		var zero T
+		return zero, &interrupted{l: l, sent: sent}
+	}
+}
+
 // fetch reads the document at l, with its version.
 func (c *cli) fetch(ctx context.Context, l location) (stored, error) {
 	switch l.kind {
@@ -295,18 +345,23 @@ func (c *cli) fetch(ctx context.Context, l location) (stored, error) {
 		if l.dataID == "" {
 			return stored{}, fmt.Errorf("%s: no dataId (nacos://HOST:PORT/GROUP/DATA_ID)", l)
 		}
-		doc, err := nacos.Fetch(c.nacosConfig(l), l.dataID, l.group)
+		doc, err := whileWaiting(ctx, l, false, func() (string, error) {
+			return c.nacosFetch(c.nacosConfig(l), l.dataID, l.group)
+		})
 		return stored{doc: doc, version: nacosVersion(doc)}, err
 	}
-	cli, err := c.etcdClient(l)
+	cli, err := c.etcdClient(ctx, l)
 	if err != nil {
 		return stored{}, err
 	}
 	defer cli.Close()
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	callCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	resp, err := cli.Get(ctx, l.key)
+	resp, err := cli.Get(callCtx, l.key)
 	if err != nil {
+		if ctx.Err() != nil {
+			return stored{}, &interrupted{l: l}
+		}
 		return stored{}, c.etcdError(l, "get", err)
 	}
 	return etcdStored(resp.Kvs), nil
@@ -368,36 +423,49 @@ func (c *cli) publish(ctx context.Context, l location, doc, ifVersion string, fo
 				cas = ifVersion
 			}
 		}
-		if err := nacos.PublishIfMD5(c.nacosConfig(l), l.dataID, l.group, doc, cas); err != nil {
-			if cas != "" {
-				// Nacos does not say why it refused: look. It compares
-				// with its database and serves reads from a cache
-				// refreshed just after a write, so look a few times.
-				for range 10 {
-					live, ferr := c.fetch(ctx, l)
-					if ferr != nil {
-						break
-					}
-					if live.version != cas {
-						return "", &conflictError{l, ifVersion, live}
-					}
-					time.Sleep(100 * time.Millisecond)
+		_, err := whileWaiting(ctx, l, true, func() (struct{}, error) {
+			return struct{}{}, c.nacosPublish(c.nacosConfig(l), l.dataID, l.group, doc, cas)
+		})
+		var intr *interrupted
+		if err != nil && cas != "" && !errors.As(err, &intr) {
+			// Nacos does not say why it refused: look. It compares
+			// with its database and serves reads from a cache
+			// refreshed just after a write, so look a few times.
+			for range 10 {
+				live, ferr := c.fetch(ctx, l)
+				if ferr != nil {
+					break
+				}
+				if live.version != cas {
+					return "", &conflictError{l, ifVersion, live}
+				}
+				select {
+				case <-time.After(100 * time.Millisecond):
+				case <-ctx.Done():
 				}
 			}
+		}
+		if err != nil {
 			return "", err
 		}
 		return nacosVersion(doc), nil
 	}
-	cli, err := c.etcdClient(l)
+	cli, err := c.etcdClient(ctx, l)
 	if err != nil {
 		return "", err
 	}
 	defer cli.Close()
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	if ctx.Err() != nil {
+		return "", &interrupted{l: l}
+	}
+	callCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	if force {
-		resp, err := cli.Put(ctx, l.key, doc)
+		resp, err := cli.Put(callCtx, l.key, doc)
 		if err != nil {
+			if ctx.Err() != nil {
+				return "", &interrupted{l: l, sent: true}
+			}
 			return "", c.etcdError(l, "put", err)
 		}
 		return strconv.FormatInt(resp.Header.Revision, 10), nil
@@ -408,12 +476,15 @@ func (c *cli) publish(ctx context.Context, l location, doc, ifVersion string, fo
 			return "", fmt.Errorf("version %q: an etcd version is the key's ModRevision, a number", ifVersion)
 		}
 	}
-	resp, err := cli.Txn(ctx).
+	resp, err := cli.Txn(callCtx).
 		If(clientv3.Compare(clientv3.ModRevision(l.key), "=", rev)).
 		Then(clientv3.OpPut(l.key, doc)).
 		Else(clientv3.OpGet(l.key)).
 		Commit()
 	if err != nil {
+		if ctx.Err() != nil {
+			return "", &interrupted{l: l, sent: true}
+		}
 		return "", c.etcdError(l, "put", err)
 	}
 	if !resp.Succeeded {
@@ -432,11 +503,14 @@ func versionLine(l location, version string) string {
 }
 
 // readVersion returns the version and the location of the line of data
-// written by get, and data without that line; "" when there is none. The
-// line is looked for among the comments that open the file (an editor's
-// modeline may have been put above it). A byte-order mark, which some
-// editors write when they save, is not part of the document.
-func readVersion(data []byte) (version, from string, doc []byte) {
+// written by get; "" when there is none. doc is data without that line,
+// what push publishes; asEdited is data with that line left empty, which
+// reads the same and keeps every line and column where the file on disk
+// has it, for the problems push names. The line is looked for among the
+// comments that open the file (an editor's modeline may have been put
+// above it). A byte-order mark, which some editors write when they save,
+// is not part of the document.
+func readVersion(data []byte) (version, from string, doc, asEdited []byte) {
 	data = bytes.TrimPrefix(data, []byte("\ufeff"))
 	for start := 0; start < len(data); {
 		end := len(data)
@@ -449,14 +523,15 @@ func readVersion(data []byte) (version, from string, doc []byte) {
 			if f, ok := bytes.CutPrefix(note, []byte("(read from ")); ok {
 				from, _, _ = strings.Cut(string(f), ";")
 			}
-			return string(ver), from, slices.Concat(data[:start], data[end:])
+			lineEnd := data[start+len(line) : end]
+			return string(ver), from, slices.Concat(data[:start], data[end:]), slices.Concat(data[:start], lineEnd, data[end:])
 		}
 		if t := bytes.TrimSpace(line); len(t) > 0 && t[0] != '#' {
 			break // the document has begun
 		}
 		start = end
 	}
-	return "", "", data
+	return "", "", data, data
 }
 
 // fetched is get's JSON output.
@@ -497,6 +572,16 @@ func runGet(ctx context.Context, c *cli, args []string) error {
 }
 
 func runPush(ctx context.Context, c *cli, args []string) error {
+	err := push(ctx, c, args)
+	var intr *interrupted
+	if errors.As(err, &intr) && !intr.sent {
+		return fmt.Errorf("%w; nothing was published", err)
+	}
+	return err
+}
+
+// push is the push command; runPush says what an interruption left.
+func push(ctx context.Context, c *cli, args []string) error {
 	fs := newFlags(c, "push")
 	file := fs.String("f", "", "the rule document to publish (required); its first line, written by lightmesh get, names the version it was read from")
 	dryRun := fs.Bool("dry-run", false, "validate and print what would change for traffic against the live document; publish nothing")
@@ -519,10 +604,10 @@ func runPush(ctx context.Context, c *cli, args []string) error {
 	if err != nil {
 		return err
 	}
-	readFrom, from, data := readVersion(data)
-	if from != "" && from != l.String() {
+	readFrom, from, data, asEdited := readVersion(data)
+	if from != "" && !sameItem(from, l) {
 		// Read elsewhere (staging, say): its version says nothing here.
-		fmt.Fprintf(c.stderr, "lightmesh push: %s was read from %s, not %s\n", *file, from, l)
+		fmt.Fprintf(c.stderr, "lightmesh push: %s was read from %s, not %s%s\n", *file, from, l, otherHostsHint(from, l))
 		readFrom = ""
 	}
 	if *service != "" && l.name() != *service {
@@ -530,10 +615,18 @@ func runPush(ctx context.Context, c *cli, args []string) error {
 		// dataId named after it.
 		return fmt.Errorf("--service %s: %s is the document of %q, not of %q; every mesh would reject it there", *service, l, l.name(), *service)
 	}
-	next, err := load(*service, data)
+	asDefaults := ""
+	if *service == "" && l.name() == rules.DefaultsName {
+		// The name is the per-service layout's: every mesh reads the
+		// document there as the defaults document.
+		*service = rules.DefaultsName
+		asDefaults = fmt.Sprintf(" as the defaults document of the per-service layout (%s is named %s; lightmesh validate --service %s gives the same)", l, rules.DefaultsName, rules.DefaultsName)
+	}
+	// The problems are named at the lines of the file on disk.
+	next, err := load(*service, asEdited)
 	if err != nil {
 		c.printProblems(*file, err)
-		fmt.Fprintf(c.stderr, "lightmesh push: %s is invalid; nothing was published to %s\n", *file, l)
+		fmt.Fprintf(c.stderr, "lightmesh push: %s is invalid%s; nothing was published to %s\n", *file, asDefaults, l)
 		return errReported
 	}
 	// In the per-service layout a service's document is composed with
@@ -571,14 +664,18 @@ func runPush(ctx context.Context, c *cli, args []string) error {
 		}
 		switch {
 		case live.doc == "":
-			readFrom = noVersion
+			// No key (noVersion), or one emptied (etcd: its
+			// ModRevision), which holds no document either.
+			readFrom = live.version
 		case live.doc == string(data):
 			fmt.Fprintf(c.stdout, "%s already holds %s (version %s): nothing to publish\n", l, *file, live.version)
 			return nil
 		default:
 			fmt.Fprintf(c.stderr, "lightmesh push: %s holds a document (version %s) that %s was not read from; publishing would replace it. What the push would change:\n", l, live.version, *file)
 			writeDiff(c.stderr, *service, live.doc, next, defaults)
-			fmt.Fprintf(c.stderr, "start from the live document (lightmesh get %s > %s, then edit), or replace it with push --force; nothing was published\n", l, *file)
+			// Never get into the file pushed: that would lose the edit.
+			fresh := besideFile(*file)
+			fmt.Fprintf(c.stderr, "start from the live document (lightmesh get %s > %s, carry your edit over from %s, and push %s), or replace it with push --force; nothing was published\n", l, fresh, *file, fresh)
 			return errReported
 		}
 	}
@@ -601,12 +698,57 @@ func runPush(ctx context.Context, c *cli, args []string) error {
 	return nil
 }
 
+// besideFile returns a file name beside file, for get to write the live
+// document into: never file itself, which holds the operator's edit.
+func besideFile(file string) string {
+	ext := filepath.Ext(file)
+	return strings.TrimSuffix(file, ext) + ".live" + ext
+}
+
+// sameItem reports whether the location from (as get wrote it in a file)
+// names the same item as l: the same location, whatever the order of its
+// hosts, with Nacos's public namespace written "" or "public".
+func sameItem(from string, l location) bool {
+	f, err := parseLocation(from)
+	return err == nil && f.canonical() == l.canonical()
+}
+
+// canonical is l written one way for each item: its hosts sorted, the
+// public Nacos namespace "". Hosts are compared as written: localhost
+// and 127.0.0.1 may or may not be the same server.
+func (l location) canonical() string {
+	l.hosts = slices.Sorted(slices.Values(l.hosts))
+	if l.kind == "nacos" && l.namespace == "public" {
+		l.namespace = ""
+	}
+	return l.String()
+}
+
+// otherHostsHint is advice for a file read from the same item as l
+// through other hosts (localhost for 127.0.0.1, say): push to where it
+// was read, where its version is checked.
+func otherHostsHint(from string, l location) string {
+	f, err := parseLocation(from)
+	if err != nil {
+		return ""
+	}
+	f.hosts, l.hosts = nil, nil
+	if f.canonical() != l.canonical() {
+		return ""
+	}
+	return fmt.Sprintf(" (the same name at other hosts: if they are the same servers, push to %s, where the version read is checked)", from)
+}
+
 // defaultsBeside returns the defaults document beside l in the
 // per-service layout, or nil when there is none, saying why on stderr
 // when it cannot be read or is invalid.
 func (c *cli) defaultsBeside(ctx context.Context, l location) *router.Document {
 	at := l.sibling(rules.DefaultsName)
 	st, err := c.fetch(ctx, at)
+	var intr *interrupted
+	if errors.As(err, &intr) {
+		return nil // the next call says so
+	}
 	if err != nil {
 		fmt.Fprintf(c.stderr, "lightmesh push: the defaults document %s: %v; what is in force is shown without it\n", at, err)
 		return nil

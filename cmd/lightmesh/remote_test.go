@@ -72,7 +72,7 @@ func pushGetRoundTrip(t *testing.T, location string, env map[string]string, secr
 
 // withoutVersion returns get's output without its version line.
 func withoutVersion(got string) string {
-	_, _, doc := readVersion([]byte(got))
+	_, _, doc, _ := readVersion([]byte(got))
 	return string(doc)
 }
 
