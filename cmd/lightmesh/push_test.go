@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -325,4 +326,52 @@ func TestPushInterruptedAfterThePublishWasSent(t *testing.T) {
 	if err == nil || err.Error() != want || time.Since(start) > time.Second {
 		t.Errorf("push interrupted after the publish was sent: %v after %v, want %q at once\n%s%s", err, time.Since(start), want, stdout.String(), stderr.String())
 	}
+}
+
+// TestPushWhoseAnswerWasLostIsNotAConflict: a Nacos publish that the
+// server applied but whose answer did not come back in time (a timeout)
+// is a push that worked, not "someone published since": the live document
+// is the one pushed.
+func TestPushWhoseAnswerWasLostIsNotAConflict(t *testing.T) {
+	location, env := nacosLocation(t, "user-api")
+	c := &cli{
+		stdout: new(bytes.Buffer), stderr: new(bytes.Buffer), env: func(k string) string { return env[k] }, commands: allCommands(),
+		nacosFetch: nacos.Fetch,
+		// The server applies the publish; its answer is lost.
+		nacosPublish: func(cfg nacos.Config, dataID, group, content, casMD5 string) error {
+			if err := nacos.PublishIfMD5(cfg, dataID, group, content, casMD5); err != nil {
+				return err
+			}
+			return errors.New("nacos: publish: context deadline exceeded")
+		},
+	}
+	for i, doc := range []string{casV1, strings.Replace(casV1, "timeout: 2s", "timeout: 3s", 1)} {
+		file := writeFile(t, "user-api.yaml", doc)
+		if i > 0 { // an edit of the document read, as get wrote it
+			var out bytes.Buffer
+			g := *c
+			g.stdout = &out
+			if err := runGet(t.Context(), &g, []string{location}); err != nil {
+				t.Fatalf("get: %v", err)
+			}
+			read := out.String()
+			file = writeFile(t, "user-api.yaml", read[:strings.Index(read, "\n")+1]+doc)
+		}
+		if err := runPush(t.Context(), c, []string{"-f", file, location}); err != nil {
+			t.Fatalf("push %d whose answer was lost: %v\n%s%s", i+1, err, c.stdout, c.stderr)
+		}
+		live, err := nacos.Fetch(c.nacosConfig(mustLocation(t, location)), mustLocation(t, location).dataID, mustLocation(t, location).group)
+		if err != nil || live != doc {
+			t.Fatalf("push %d: the live document is %q (%v), want the one pushed", i+1, live, err)
+		}
+	}
+}
+
+func mustLocation(t *testing.T, s string) location {
+	t.Helper()
+	l, err := parseLocation(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
 }

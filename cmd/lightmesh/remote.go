@@ -427,16 +427,21 @@ func (c *cli) publish(ctx context.Context, l location, doc, ifVersion string, fo
 			return struct{}{}, c.nacosPublish(c.nacosConfig(l), l.dataID, l.group, doc, cas)
 		})
 		var intr *interrupted
-		if err != nil && cas != "" && !errors.As(err, &intr) {
-			// Nacos does not say why it refused: look. It compares
-			// with its database and serves reads from a cache
-			// refreshed just after a write, so look a few times.
+		if err != nil && !errors.As(err, &intr) {
+			// Nacos does not say why it refused, and a publish whose
+			// answer was lost (a timeout) may have been applied: look.
+			// It compares with its database and serves reads from a
+			// cache refreshed just after a write, so look a few times.
+			ours := nacosVersion(doc)
 			for range 10 {
 				live, ferr := c.fetch(ctx, l)
 				if ferr != nil {
 					break
 				}
-				if live.version != cas {
+				if live.version == ours {
+					return ours, nil // applied; only its answer was lost
+				}
+				if cas != "" && live.version != cas {
 					return "", &conflictError{l, ifVersion, live}
 				}
 				select {
