@@ -235,6 +235,11 @@ func streamInterceptor(eng *engine.Engine, cfg *config, m *mesh.Mesh) grpc.Strea
 			// never saw the stream: a later interceptor refused it), or
 			// an interceptor after this one served the stream itself:
 			// no attempt was picked and OnFinish will not come.
+			if err == nil {
+				// The stream served so lives on: its method-config
+				// deadline, if any, ends its context, not this end.
+				cc.cancelTimeout = nil
+			}
 			cc.endStream(err)
 		} else if cc.t.Probing() {
 			// A probe slot still held, the instance's taken by the

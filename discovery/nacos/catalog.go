@@ -263,7 +263,7 @@ func (c *Catalog) Watch(ctx context.Context, name string, update func(rules.Docu
 		c.mu.Unlock()
 		switch {
 		case ierr != nil:
-			return fmt.Errorf("nacos: read %s: %w", c.Describe(name), c.diag.explain(ierr))
+			return fmt.Errorf("nacos: read %s: %w", c.Describe(name), c.diag.explain(ctx, ierr))
 		case !known || (sent && version == last):
 			continue
 		}
@@ -490,6 +490,17 @@ func (c *Catalog) maintain() {
 	defer check.Stop()
 	resync := time.NewTimer(minResyncStep)
 	defer resync.Stop()
+	// ctx ends with the catalog: explaining a failure waits for a check
+	// no longer than that.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		select {
+		case <-c.done:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
 	var (
 		reading  <-chan error     // the health read in flight, nil when none
 		deadline <-chan time.Time // when it has failed
@@ -500,7 +511,7 @@ func (c *Catalog) maintain() {
 			return
 		}
 		failures = 0
-		c.fail(fmt.Errorf("nacos: health check: read %s: %w", c.Describe(c.health), c.diag.explain(err)))
+		c.fail(fmt.Errorf("nacos: health check: read %s: %w", c.Describe(c.health), c.diag.explain(ctx, err)))
 	}
 	for {
 		select {

@@ -1,6 +1,7 @@
 package nacos
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
@@ -46,46 +47,79 @@ const checkEvery = 30 * time.Second
 //     and says which answer (Nacos 2 clients need both, and a firewall or
 //     a Kubernetes Service often opens the HTTP port only).
 //
-// Each check runs at most once per checkEvery. A zero diagnosis is not
-// usable: use newDiagnosis.
+// Each check runs at most once per checkEvery, on a goroutine of its own
+// that its own timeouts end; a caller waits for it only while its
+// context lasts. A zero diagnosis is not usable: use newDiagnosis.
 type diagnosis struct {
-	cfg    Config
-	client func() (*http.Client, error)
+	cfg       Config
+	tlsConfig func() (*tls.Config, error) // nil config when Config.TLS is nil
+	client    func() (*http.Client, error)
 
 	login, ports verdict
 }
 
 // verdict is the cached outcome of one check.
 type verdict struct {
-	mu  sync.Mutex
-	at  time.Time // of the last check; zero before
-	err error
+	mu      sync.Mutex
+	at      time.Time     // of the last check's end; zero before
+	err     error         // its outcome
+	running chan struct{} // closed when the check in flight ends; nil when none is
 }
 
-// get returns the outcome of check, run at most once per checkEvery.
-func (v *verdict) get(check func() error) error {
+// get returns the outcome of check, started when the last is older than
+// checkEvery, or false when ctx ended before it.
+func (v *verdict) get(ctx context.Context, check func() error) (error, bool) {
+	v.mu.Lock()
+	if v.running == nil && (v.at.IsZero() || time.Since(v.at) >= checkEvery) {
+		done := make(chan struct{})
+		v.running = done
+		go func() {
+			err := check()
+			v.mu.Lock()
+			v.at, v.err, v.running = time.Now(), err, nil
+			v.mu.Unlock()
+			close(done)
+		}()
+	}
+	running := v.running
+	v.mu.Unlock()
+	if running != nil {
+		select {
+		case <-running:
+		case <-ctx.Done():
+			return nil, false
+		}
+	}
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	if v.at.IsZero() || time.Since(v.at) >= checkEvery {
-		v.at, v.err = time.Now(), check()
-	}
-	return v.err
+	return v.err, true
 }
 
 func newDiagnosis(cfg Config) *diagnosis {
-	return &diagnosis{cfg: cfg, client: sync.OnceValues(cfg.loginClient)}
+	tlsConfig := sync.OnceValues(cfg.tlsConfig)
+	return &diagnosis{cfg: cfg, tlsConfig: tlsConfig, client: sync.OnceValues(func() (*http.Client, error) {
+		tc, err := tlsConfig()
+		if err != nil {
+			return nil, err
+		}
+		return cfg.loginClient(tc), nil
+	})}
 }
 
 // explain returns err, wrapped with what a check says of it when the
 // server refused the request for want of a login or permission (or
 // refused a registration without saying why), or when the client is not
-// connected; other errors as they are.
-func (dg *diagnosis) explain(err error) error {
+// connected; other errors as they are, and err as it is when ctx ends
+// before the check does.
+func (dg *diagnosis) explain(ctx context.Context, err error) error {
 	switch {
 	case err == nil:
 		return nil
 	case notConnected(err):
-		return fmt.Errorf("%w; %w", err, dg.ports.get(dg.dial))
+		if why, ok := dg.ports.get(ctx, dg.dial); ok {
+			return fmt.Errorf("%w; %w", err, why)
+		}
+		return err
 	case !(needsLogin(err) || isRefused(err) || errors.Is(err, errRegisterRefused)):
 		return err
 	}
@@ -96,7 +130,10 @@ func (dg *diagnosis) explain(err error) error {
 	case errors.Is(err, errRegisterRefused):
 		kind = refusedUnsaid
 	}
-	return fmt.Errorf("%w; %w", err, dg.check(kind))
+	if why, ok := dg.check(ctx, kind); ok {
+		return fmt.Errorf("%w; %w", err, why)
+	}
+	return err
 }
 
 // refusal is what the server said when it refused a request.
@@ -128,14 +165,17 @@ func isRefused(err error) bool {
 }
 
 // check returns what a login with the client's credentials says of a
-// refusal of kind.
-func (dg *diagnosis) check(kind refusal) error {
+// refusal of kind, or false when ctx ended first.
+func (dg *diagnosis) check(ctx context.Context, kind refusal) (error, bool) {
 	user := dg.cfg.Username
-	if user == "" {
-		return fmt.Errorf("a server with authentication on refuses a client without a login, and Config.Username is empty: %w", errLogin)
+	switch {
+	case user == "" && dg.cfg.AccessKey != "":
+		return errors.New("the client signs its requests with Config.AccessKey (Alibaba Cloud MSE) and no Username: check AccessKey and SecretKey, and the key's permissions"), true
+	case user == "":
+		return fmt.Errorf("a server with authentication on refuses a client without a login, and Config.Username is empty: %w", errLogin), true
 	}
-	if err := dg.login.get(dg.logIn); err != nil {
-		return err
+	if err, ok := dg.login.get(ctx, dg.logIn); !ok || err != nil {
+		return err, ok
 	}
 	ns := dg.cfg.NamespaceID
 	if ns == "" {
@@ -144,20 +184,23 @@ func (dg *diagnosis) check(kind refusal) error {
 	const notYet = "its login failed or timed out when it started, or its token expired; the SDK logs in again every 5 s and logs why to Config.Logger"
 	switch kind {
 	case refusedPermission:
-		return fmt.Errorf("the server accepted user %q's login just now, so the credentials are right: the user's role lacks the permission in namespace %q (Nacos console: authority control)", user, ns)
+		return fmt.Errorf("the server accepted user %q's login just now, so the credentials are right: the user's role lacks the permission in namespace %q (Nacos console: authority control)", user, ns), true
 	case refusedUnsaid:
-		return fmt.Errorf("the server accepted user %q's login just now, so the credentials are right: either %w (%s) or the user's role may not write in namespace %q", user, errNotLoggedIn, notYet, ns)
+		return fmt.Errorf("the server accepted user %q's login just now, so the credentials are right: either %w (%s) or the user's role may not write in namespace %q", user, errNotLoggedIn, notYet, ns), true
 	default:
-		return fmt.Errorf("the server accepted user %q's login just now, so the credentials are right: %w (%s)", user, errNotLoggedIn, notYet)
+		return fmt.Errorf("the server accepted user %q's login just now, so the credentials are right: %w (%s)", user, errNotLoggedIn, notYet), true
 	}
 }
 
 // logIn logs in to each server in turn, as the SDK does, and returns nil
-// once one accepts the credentials, or why none did.
+// once one accepts the credentials, or why none did: a refusal (403, or
+// Nacos's answer for an unknown user) wraps errLogin; a server that
+// cannot answer (a 5xx of its own, no connection) is passed over for the
+// next, and when none answers the credentials are not blamed.
 func (dg *diagnosis) logIn() error {
 	client, err := dg.client()
 	if err != nil {
-		return fmt.Errorf("a login to check the credentials could not start (%v); %w", err, errLogin)
+		return fmt.Errorf("a login to check the credentials could not start: %v", err)
 	}
 	servers, err := dg.cfg.servers()
 	if err != nil {
@@ -167,7 +210,7 @@ func (dg *diagnosis) logIn() error {
 	if dg.cfg.TLS != nil {
 		scheme = "https"
 	}
-	var last error
+	var refused, last error
 	for _, s := range servers {
 		u := scheme + "://" + net.JoinHostPort(s.IpAddr, strconv.FormatUint(s.Port, 10)) + "/nacos/v1/auth/users/login"
 		req, err := http.NewRequest(http.MethodPost, u, strings.NewReader(url.Values{"username": {dg.cfg.Username}, "password": {dg.cfg.Password}}.Encode()))
@@ -184,7 +227,7 @@ func (dg *diagnosis) logIn() error {
 			if errors.As(err, &ue) {
 				err = ue.Err
 			}
-			last = fmt.Errorf("a login at %s to check the credentials failed (%v); %w", net.JoinHostPort(s.IpAddr, strconv.FormatUint(s.Port, 10)), err, errLogin)
+			last = fmt.Errorf("%s: %v", net.JoinHostPort(s.IpAddr, strconv.FormatUint(s.Port, 10)), err)
 			continue
 		}
 		body, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
@@ -195,13 +238,32 @@ func (dg *diagnosis) logIn() error {
 		if resp.StatusCode == http.StatusOK && json.Unmarshal(body, &token) == nil && token.AccessToken != "" {
 			return nil
 		}
-		answer, _, _ := strings.Cut(strings.TrimSpace(string(body)), "\n")
-		if len(answer) > 200 {
-			answer = answer[:200] + "..."
+		answer := dg.quote(body)
+		if resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden ||
+			resp.StatusCode == http.StatusInternalServerError && strings.Contains(answer, "not found") { // Nacos 2.3: "caused: User x not found;"
+			refused = fmt.Errorf("the server refuses user %q's login (%d %s): %w", dg.cfg.Username, resp.StatusCode, answer, errLogin)
+			continue // another server may hold other users (a cluster split, say); its acceptance wins
 		}
-		return fmt.Errorf("the server refuses user %q's login (%d %s): %w", dg.cfg.Username, resp.StatusCode, answer, errLogin)
+		last = fmt.Errorf("%s: %d %s", net.JoinHostPort(s.IpAddr, strconv.FormatUint(s.Port, 10)), resp.StatusCode, answer)
 	}
-	return last
+	if refused != nil {
+		return refused
+	}
+	return fmt.Errorf("no server answered a login to check the credentials (%v)", last)
+}
+
+// quote returns the first line of a server's answer, at most 200 bytes,
+// with the client's secrets masked: what answers at a server's port (a
+// gateway, a firewall's page) may quote the request, password included.
+func (dg *diagnosis) quote(body []byte) string {
+	answer, _, _ := strings.Cut(strings.TrimSpace(string(body)), "\n")
+	for _, secret := range dg.cfg.secrets() {
+		answer = strings.ReplaceAll(answer, secret, "***")
+	}
+	if len(answer) > 200 {
+		answer = answer[:200] + "..."
+	}
+	return answer
 }
 
 // notConnected reports whether err says the client has no connection to
@@ -213,66 +275,119 @@ func notConnected(err error) bool {
 // dialTimeout bounds each dial of dial.
 const dialTimeout = 2 * time.Second
 
-// dial says which of the servers' ports answer: a client is not connected
-// when no server's gRPC port (the HTTP port + 1000) does, and a server
-// whose HTTP port answers while its gRPC port does not is the usual cause.
+// dial says, server by server, which ports answer: a client is not
+// connected when no server's gRPC port (the HTTP port + 1000) takes its
+// connection, and a server whose HTTP port answers while its gRPC port
+// does not is the usual cause; a gRPC port that accepts TCP but fails the
+// TLS handshake the client would make (or speaks TLS to a plaintext
+// client) is named as such. The servers are dialed at once, each dial
+// bounded by dialTimeout.
 func (dg *diagnosis) dial() error {
 	servers, err := dg.cfg.servers()
 	if err != nil {
 		return err
 	}
-	var httpUp, grpcDown []string
-	var grpcErr error
-	for _, s := range servers {
-		h := net.JoinHostPort(s.IpAddr, strconv.FormatUint(s.Port, 10))
-		g := net.JoinHostPort(s.IpAddr, strconv.FormatUint(s.GrpcPort, 10))
-		c, err := net.DialTimeout("tcp", g, dialTimeout)
-		if err == nil {
-			c.Close()
-			return fmt.Errorf("%w: the gRPC port %s accepts connections, so the client is still connecting (it keeps trying)", errNotConnected, g)
-		}
-		grpcDown, grpcErr = append(grpcDown, g), err
-		if c, err := net.DialTimeout("tcp", h, dialTimeout); err == nil {
-			c.Close()
-			httpUp = append(httpUp, h)
+	tc, err := dg.tlsConfig()
+	if err != nil {
+		return err
+	}
+	says := make([]string, len(servers))
+	connecting := make([]bool, len(servers))
+	var wg sync.WaitGroup
+	for i, s := range servers {
+		wg.Go(func() {
+			h := net.JoinHostPort(s.IpAddr, strconv.FormatUint(s.Port, 10))
+			g := net.JoinHostPort(s.IpAddr, strconv.FormatUint(s.GrpcPort, 10))
+			grpcErr := dialPort(g, tc)
+			switch {
+			case grpcErr == nil:
+				connecting[i] = true
+				says[i] = fmt.Sprintf("the gRPC port %s takes connections, so the client is still connecting (it keeps trying)", g)
+			case errors.Is(grpcErr, errTLSMismatch):
+				says[i] = fmt.Sprintf("the gRPC port %s takes connections but %v: check Config.TLS against the server's", g, grpcErr)
+			case dialPort(h, nil) == nil:
+				says[i] = fmt.Sprintf("the HTTP port %s answers but the gRPC port %s does not (%v): Nacos 2 clients talk gRPC on the HTTP port + 1000; open it (firewall, Kubernetes Service)", h, g, grpcErr)
+			default:
+				says[i] = fmt.Sprintf("neither %s nor its gRPC port %s answers (%v): is the server running, and is the address right?", h, g, grpcErr)
+			}
+		})
+	}
+	wg.Wait()
+	for i := range servers {
+		if connecting[i] {
+			return fmt.Errorf("%w: %s", errNotConnected, says[i])
 		}
 	}
-	if len(httpUp) > 0 {
-		return fmt.Errorf("%w: the HTTP port %s answers but the gRPC port %s does not (%v): Nacos 2 clients talk gRPC on the HTTP port + 1000; open it (firewall, Kubernetes Service)", errNotConnected, strings.Join(httpUp, ", "), strings.Join(grpcDown, ", "), grpcErr)
+	return fmt.Errorf("%w: %s", errNotConnected, strings.Join(says, "; "))
+}
+
+// errTLSMismatch is a gRPC port that takes connections but whose TLS does
+// not match the client's.
+var errTLSMismatch = errors.New("TLS does not match")
+
+// dialPort connects to addr within dialTimeout and, with tc, makes the
+// TLS handshake the client would, a failure of which wraps
+// errTLSMismatch.
+func dialPort(addr string, tc *tls.Config) error {
+	c, err := net.DialTimeout("tcp", addr, dialTimeout)
+	if err != nil {
+		return err
 	}
-	return fmt.Errorf("%w: no server answers at %s nor at its gRPC port %s (%v): is it running, and is the address right?", errNotConnected, strings.Join(dg.cfg.Addresses, ", "), strings.Join(grpcDown, ", "), grpcErr)
+	defer c.Close()
+	if tc == nil {
+		return nil
+	}
+	host, _, _ := net.SplitHostPort(addr)
+	tc = tc.Clone()
+	tc.ServerName = host
+	tc.NextProtos = []string{"h2"}
+	tlsConn := tls.Client(c, tc)
+	tlsConn.SetDeadline(time.Now().Add(dialTimeout))
+	if err := tlsConn.Handshake(); err != nil {
+		return fmt.Errorf("%w: the TLS handshake fails (%v)", errTLSMismatch, err)
+	}
+	return nil
 }
 
 // errNotConnected is wrapped into the errors of a client not connected to
 // any server, with what dialing the servers found.
 var errNotConnected = errors.New("not connected to Nacos")
 
-// loginClient returns the HTTP client a loginCheck logs in with: bounded
-// by the client's request timeout, and over TLS as the SDK's login is
-// when Config.TLS is set.
-func (c Config) loginClient() (*http.Client, error) {
+// loginClient returns the HTTP client a diagnosis logs in with: bounded
+// by the client's request timeout, and over TLS (tc) as the SDK's login
+// is when Config.TLS is set.
+func (c Config) loginClient(tc *tls.Config) *http.Client {
 	timeout := c.TimeoutMs
 	if timeout == 0 {
 		timeout = DefaultTimeoutMs
 	}
-	tr := &http.Transport{Proxy: nil, DisableKeepAlives: true}
-	if c.TLS != nil {
-		ca, err := os.ReadFile(c.TLS.CAFile)
+	return &http.Client{
+		Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true, TLSClientConfig: tc},
+		Timeout:   time.Duration(timeout) * time.Millisecond,
+	}
+}
+
+// tlsConfig returns the TLS configuration of Config.TLS, as the SDK
+// builds it from the same files, or nil without Config.TLS.
+func (c Config) tlsConfig() (*tls.Config, error) {
+	if c.TLS == nil {
+		return nil, nil
+	}
+	ca, err := os.ReadFile(c.TLS.CAFile)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(ca) {
+		return nil, fmt.Errorf("TLS CA file %s: no PEM certificate", c.TLS.CAFile)
+	}
+	tc := &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	if c.TLS.CertFile != "" {
+		cert, err := tls.LoadX509KeyPair(c.TLS.CertFile, c.TLS.KeyFile)
 		if err != nil {
 			return nil, err
 		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(ca) {
-			return nil, fmt.Errorf("TLS CA file %s: no PEM certificate", c.TLS.CAFile)
-		}
-		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
-		if c.TLS.CertFile != "" {
-			cert, err := tls.LoadX509KeyPair(c.TLS.CertFile, c.TLS.KeyFile)
-			if err != nil {
-				return nil, err
-			}
-			tr.TLSClientConfig.Certificates = []tls.Certificate{cert}
-		}
+		tc.Certificates = []tls.Certificate{cert}
 	}
-	return &http.Client{Transport: tr, Timeout: time.Duration(timeout) * time.Millisecond}, nil
+	return tc, nil
 }

@@ -189,7 +189,7 @@ func (d *Discovery) Watch(ctx context.Context, service string, update func([]dis
 		return err
 	} else if !ok {
 		d.touchResuming(service)
-		return fmt.Errorf("nacos: watch %s@%s: %w", service, d.group, d.diag.explain(errServerUnhealthy))
+		return fmt.Errorf("nacos: watch %s@%s: %w", service, d.group, d.diag.explain(ctx, errServerUnhealthy))
 	}
 	check := time.NewTicker(healthInterval)
 	defer check.Stop()
@@ -205,7 +205,7 @@ func (d *Discovery) Watch(ctx context.Context, service string, update func([]dis
 	}
 	defer d.release(service, sub)
 	if err := sub.subscribe(d.client); err != nil {
-		return fmt.Errorf("nacos: subscribe to %s@%s: %w", service, d.group, d.diag.explain(err))
+		return fmt.Errorf("nacos: subscribe to %s@%s: %w", service, d.group, d.diag.explain(ctx, err))
 	}
 	var last []discovery.Instance
 	first := true
@@ -231,7 +231,7 @@ func (d *Discovery) Watch(ctx context.Context, service string, update func([]dis
 			// copied before the callback returns.
 			svc, err := d.client.GetService(vo.GetServiceParam{ServiceName: service, GroupName: d.group})
 			if err != nil {
-				return fmt.Errorf("nacos: read %s@%s: %w", service, d.group, d.diag.explain(err))
+				return fmt.Errorf("nacos: read %s@%s: %w", service, d.group, d.diag.explain(ctx, err))
 			}
 			hosts = cloneInstances(svc.Hosts)
 		}
@@ -251,7 +251,7 @@ func (d *Discovery) Watch(ctx context.Context, service string, update func([]dis
 				if ok, err := d.serverHealthy(ctx); err != nil {
 					return err
 				} else if !ok {
-					return fmt.Errorf("nacos: watch %s@%s: %w", service, d.group, d.diag.explain(errServerUnhealthy))
+					return fmt.Errorf("nacos: watch %s@%s: %w", service, d.group, d.diag.explain(ctx, errServerUnhealthy))
 				}
 			case <-grace:
 				d.logger.Warn("lightmesh: nacos service still has no instance after the server came back", "service", service, "waited", resumeGrace)

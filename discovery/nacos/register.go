@@ -1,6 +1,7 @@
 package nacos
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"maps"
@@ -304,7 +305,7 @@ func registerWith(client naming_client.INamingClient, param vo.RegisterInstanceP
 	}
 	addr := net.JoinHostPort(param.Ip, strconv.FormatUint(param.Port, 10))
 	if err != nil {
-		return nil, fmt.Errorf("nacos: register %s at %s in %s@%s: %w", param.ServiceName, addr, param.GroupName, cfg, diag.explain(err))
+		return nil, fmt.Errorf("nacos: register %s at %s in %s@%s: %w", param.ServiceName, addr, param.GroupName, cfg, diag.explain(context.Background(), err))
 	}
 	return &Registration{
 		client: client,

@@ -120,7 +120,7 @@ func PublishIfMD5(cfg Config, dataID, group, content, casMD5 string) error {
 			err = errors.New("server refused")
 		}
 		if err != nil {
-			return fmt.Errorf("nacos: publish %s/%s: %w", group, dataID, newDiagnosis(cfg).explain(err))
+			return fmt.Errorf("nacos: publish %s/%s: %w", group, dataID, newDiagnosis(cfg).explain(context.Background(), err))
 		}
 		return nil
 	})
@@ -138,7 +138,7 @@ func Fetch(cfg Config, dataID, group string) (string, error) {
 	err := withConfigClient(cfg, func(client *configClient) error {
 		var err error
 		if content, err = client.get(dataID, group); err != nil {
-			return fmt.Errorf("nacos: fetch %s/%s: %w", group, dataID, newDiagnosis(cfg).explain(err))
+			return fmt.Errorf("nacos: fetch %s/%s: %w", group, dataID, newDiagnosis(cfg).explain(context.Background(), err))
 		}
 		return nil
 	})
