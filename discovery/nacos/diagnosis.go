@@ -66,9 +66,9 @@ type verdict struct {
 	running chan struct{} // closed when the check in flight ends; nil when none is
 }
 
-// get returns the outcome of check, started when the last is older than
-// checkEvery, or false when ctx ended before it.
-func (v *verdict) get(ctx context.Context, check func() error) (error, bool) {
+// get returns the outcome of check (why), started when the last is older
+// than checkEvery; done is false when ctx ended before it.
+func (v *verdict) get(ctx context.Context, check func() error) (done bool, why error) {
 	v.mu.Lock()
 	if v.running == nil && (v.at.IsZero() || time.Since(v.at) >= checkEvery) {
 		done := make(chan struct{})
@@ -87,12 +87,12 @@ func (v *verdict) get(ctx context.Context, check func() error) (error, bool) {
 		select {
 		case <-running:
 		case <-ctx.Done():
-			return nil, false
+			return false, nil
 		}
 	}
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	return v.err, true
+	return true, v.err
 }
 
 func newDiagnosis(cfg Config) *diagnosis {
@@ -116,7 +116,7 @@ func (dg *diagnosis) explain(ctx context.Context, err error) error {
 	case err == nil:
 		return nil
 	case notConnected(err):
-		if why, ok := dg.ports.get(ctx, dg.dial); ok {
+		if done, why := dg.ports.get(ctx, dg.dial); done {
 			return fmt.Errorf("%w; %w", err, why)
 		}
 		return err
@@ -130,7 +130,7 @@ func (dg *diagnosis) explain(ctx context.Context, err error) error {
 	case errors.Is(err, errRegisterRefused):
 		kind = refusedUnsaid
 	}
-	if why, ok := dg.check(ctx, kind); ok {
+	if done, why := dg.check(ctx, kind); done {
 		return fmt.Errorf("%w; %w", err, why)
 	}
 	return err
@@ -165,17 +165,17 @@ func isRefused(err error) bool {
 }
 
 // check returns what a login with the client's credentials says of a
-// refusal of kind, or false when ctx ended first.
-func (dg *diagnosis) check(ctx context.Context, kind refusal) (error, bool) {
+// refusal of kind (why); done is false when ctx ended first.
+func (dg *diagnosis) check(ctx context.Context, kind refusal) (done bool, why error) {
 	user := dg.cfg.Username
 	switch {
 	case user == "" && dg.cfg.AccessKey != "":
-		return errors.New("the client signs its requests with Config.AccessKey (Alibaba Cloud MSE) and no Username: check AccessKey and SecretKey, and the key's permissions"), true
+		return true, errors.New("the client signs its requests with Config.AccessKey (Alibaba Cloud MSE) and no Username: check AccessKey and SecretKey, and the key's permissions")
 	case user == "":
-		return fmt.Errorf("a server with authentication on refuses a client without a login, and Config.Username is empty: %w", errLogin), true
+		return true, fmt.Errorf("a server with authentication on refuses a client without a login, and Config.Username is empty: %w", errLogin)
 	}
-	if err, ok := dg.login.get(ctx, dg.logIn); !ok || err != nil {
-		return err, ok
+	if done, err := dg.login.get(ctx, dg.logIn); !done || err != nil {
+		return done, err
 	}
 	ns := dg.cfg.NamespaceID
 	if ns == "" {
@@ -184,11 +184,11 @@ func (dg *diagnosis) check(ctx context.Context, kind refusal) (error, bool) {
 	const notYet = "its login failed or timed out when it started, or its token expired; the SDK logs in again every 5 s and logs why to Config.Logger"
 	switch kind {
 	case refusedPermission:
-		return fmt.Errorf("the server accepted user %q's login just now, so the credentials are right: the user's role lacks the permission in namespace %q (Nacos console: authority control)", user, ns), true
+		return true, fmt.Errorf("the server accepted user %q's login just now, so the credentials are right: the user's role lacks the permission in namespace %q (Nacos console: authority control)", user, ns)
 	case refusedUnsaid:
-		return fmt.Errorf("the server accepted user %q's login just now, so the credentials are right: either %w (%s) or the user's role may not write in namespace %q", user, errNotLoggedIn, notYet, ns), true
+		return true, fmt.Errorf("the server accepted user %q's login just now, so the credentials are right: either %w (%s) or the user's role may not write in namespace %q", user, errNotLoggedIn, notYet, ns)
 	default:
-		return fmt.Errorf("the server accepted user %q's login just now, so the credentials are right: %w (%s)", user, errNotLoggedIn, notYet), true
+		return true, fmt.Errorf("the server accepted user %q's login just now, so the credentials are right: %w (%s)", user, errNotLoggedIn, notYet)
 	}
 }
 
@@ -279,8 +279,7 @@ const dialTimeout = 2 * time.Second
 // connected when no server's gRPC port (the HTTP port + 1000) takes its
 // connection, and a server whose HTTP port answers while its gRPC port
 // does not is the usual cause; a gRPC port that accepts TCP but fails the
-// TLS handshake the client would make (or speaks TLS to a plaintext
-// client) is named as such. The servers are dialed at once, each dial
+// TLS handshake the client would make (Config.TLS) is named as such. The servers are dialed at once, each dial
 // bounded by dialTimeout.
 func (dg *diagnosis) dial() error {
 	servers, err := dg.cfg.servers()
