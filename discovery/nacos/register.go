@@ -296,8 +296,8 @@ func deregisterParam(p vo.RegisterInstanceParam) vo.DeregisterInstanceParam {
 // The SDK drops the server's reason.
 var errRegisterRefused = errors.New("server refused")
 
-// registerWith registers param through client of cfg; login explains a
-// refusal.
+// registerWith registers param through client of cfg; diag explains a
+// refusal or a client not connected.
 func registerWith(client naming_client.INamingClient, param vo.RegisterInstanceParam, cfg Config, diag *diagnosis) (*Registration, error) {
 	ok, err := client.RegisterInstance(param)
 	if err == nil && !ok {
