@@ -63,7 +63,10 @@ func (m *Mesh) Handler(next http.Handler) http.Handler {
 		sw := httpsnoop.Wrap(w, httpsnoop.Hooks{
 			WriteHeader: func(next httpsnoop.WriteHeaderFunc) httpsnoop.WriteHeaderFunc {
 				return func(c int) {
-					if code == 0 {
+					// An informational status (103 Early Hints, 100
+					// Continue) comes before the final one; 101 ends
+					// the exchange.
+					if code == 0 && (c >= 200 || c == http.StatusSwitchingProtocols) {
 						code = c
 					}
 					next(c)

@@ -97,6 +97,11 @@ const (
 	// InstanceProbing: its breaker is half-open; a bounded number of
 	// calls probe it.
 	InstanceProbing = "probing"
+	// InstanceKept: its outlier-detection breaker is open, but more of the
+	// service's instances are open than outlierDetection's
+	// maxEjectionPercent lets go: it is kept, and takes calls when no
+	// healthy instance of its subset does.
+	InstanceKept = "kept"
 )
 
 // InstanceStatus describes one instance of a service.
@@ -106,7 +111,8 @@ type InstanceStatus struct {
 	// Weight is the instance's share within its subset (1 when discovery
 	// gives none).
 	Weight int `json:"weight"`
-	// State is InstanceServing, InstanceEjected or InstanceProbing.
+	// State is InstanceServing, InstanceEjected, InstanceKept or
+	// InstanceProbing.
 	State string `json:"state"`
 }
 
@@ -253,6 +259,8 @@ func serviceStatuses(snap *engine.State, traffic map[trafficKey]TrafficStatus) [
 	for _, b := range snap.Breakers() {
 		switch {
 		case b.Instance == "":
+		case b.Breaker.State() == breaker.StateOpen && snap.KeptByEjectionCap(b.Service, b.Instance, b.Breaker):
+			states[[2]string{b.Service, b.Instance}] = InstanceKept
 		case b.Breaker.State() == breaker.StateOpen:
 			states[[2]string{b.Service, b.Instance}] = InstanceEjected
 		case b.Breaker.State() == breaker.StateHalfOpen:

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -246,10 +247,14 @@ func (h *httpCall) Send(ctx context.Context, t *engine.Try) engine.Outcome {
 	return engine.Outcome{Status: resp.StatusCode}
 }
 
-// Discard implements engine.Sender: the response will be retried.
+// Discard implements engine.Sender: the response will be retried. Its
+// body is closed unread: reading it (to reuse an HTTP/1 connection) would
+// hold the retry for as long as a slow server takes to send it, up to the
+// try's timeout, and a stalled body would lose the retry altogether. An
+// HTTP/1 connection whose body was left unread is closed; an HTTP/2
+// stream is reset.
 func (h *httpCall) Discard() {
 	if h.resp != nil {
-		io.Copy(io.Discard, io.LimitReader(h.resp.Body, 64<<10))
 		h.resp.Body.Close()
 		h.resp = nil
 	}
@@ -261,10 +266,21 @@ func errorKind(err error) engine.Kind {
 	switch {
 	case errors.As(err, &op) && op.Op == "dial":
 		return engine.KindConnectFailure
-	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE), errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE), errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF),
+		isStreamReset(err):
 		return engine.KindReset
 	}
 	return engine.KindError
+}
+
+// isStreamReset reports whether err is an HTTP/2 stream the server reset
+// (RST_STREAM), what a broken connection is for HTTP/1. net/http's HTTP/2
+// error type is unexported (its bundled copy of x/net/http2), so it is
+// told by its message, "stream error: stream ID N; CODE; received from
+// peer".
+func isStreamReset(err error) bool {
+	msg := err.Error()
+	return strings.Contains(msg, "stream error: stream ID") && strings.Contains(msg, "received from peer")
 }
 
 // replayable reports whether req may be sent again: an idempotent method

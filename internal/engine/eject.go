@@ -43,6 +43,15 @@ func (s *Service) overCap(in *discovery.Instance, b *breaker.Breaker) bool {
 	return false
 }
 
+// KeptByEjectionCap reports whether the instance at address of service,
+// whose outlier breaker b refuses calls, is kept in the pool by the
+// ejection cap (see ejected): it takes calls when no healthy instance of
+// its subset does. The status page tells it from an ejected one.
+func (s *State) KeptByEjectionCap(service, address string, b *breaker.Breaker) bool {
+	svc := s.Service(service)
+	return svc != nil && svc.overCap(&discovery.Instance{Address: address}, b)
+}
+
 // ejectionCap is how many of the service's instances may be ejected at
 // once.
 func (s *Service) ejectionCap() int {
