@@ -6,10 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -257,6 +255,19 @@ func TestPublishKeepsTheFormatAndNamesTheUser(t *testing.T) {
 	}
 }
 
+// grpcPortClosed returns the test server's config through a relay whose
+// gRPC port refuses connections while its HTTP port relays, with a 1 s
+// request timeout, and the relay.
+func grpcPortClosed(t *testing.T) (Config, *relay) {
+	t.Helper()
+	cfg := testConfig(t)
+	r := startRelay(t, cfg.Addresses[0])
+	r.closeGRPCPort()
+	cfg.Addresses = []string{r.addr}
+	cfg.TimeoutMs = 1000
+	return cfg, r
+}
+
 // TestOutageNotConnectedNamesTheGRPCPort: a server whose HTTP port answers and
 // whose gRPC port (HTTP + 1000) refuses connections (a firewall or a
 // Kubernetes Service that opens 8848 only) leaves the SDK's clients "not
@@ -264,14 +275,8 @@ func TestPublishKeepsTheFormatAndNamesTheUser(t *testing.T) {
 // does not answer and say that Nacos 2 clients need it.
 func TestOutageNotConnectedNamesTheGRPCPort(t *testing.T) {
 	skipUnderRace(t) // a client that never connects: the SDK races with itself (its status)
-	cfg := testConfig(t)
-	r := startRelay(t, cfg.Addresses[0])
-	r.closeGRPCPort()
-	cfg.Addresses = []string{r.addr}
-	cfg.TimeoutMs = 1000
-	host, port, _ := net.SplitHostPort(r.addr)
-	p, _ := strconv.Atoi(port)
-	want := "the gRPC port " + net.JoinHostPort(host, strconv.Itoa(p+1000)) + " does not"
+	cfg, r := grpcPortClosed(t)
+	want := "the gRPC port " + grpcOf(t, r.addr) + " does not"
 	check := func(what string, err error) {
 		t.Helper()
 		t.Logf("%s: %v", what, err)
@@ -299,11 +304,7 @@ func TestOutageNotConnectedNamesTheGRPCPort(t *testing.T) {
 // then, not when the SDK answers.
 func TestOutageWatchEndsWithItsContextWhileTheServerCheckIsSlow(t *testing.T) {
 	skipUnderRace(t) // a client that never connects: the SDK races with itself (its status)
-	cfg := testConfig(t)
-	r := startRelay(t, cfg.Addresses[0])
-	r.closeGRPCPort()
-	cfg.Addresses = []string{r.addr}
-	cfg.TimeoutMs = 1000
+	cfg, r := grpcPortClosed(t)
 	d, err := NewDiscovery(cfg, "")
 	if err != nil {
 		t.Fatal(err)
